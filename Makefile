@@ -1,0 +1,48 @@
+# QanaEdge build entry points. `make run` and `make test` work on a fresh Debian 12 machine:
+# they install what they need (apt packages, NuGet restore) before doing anything else.
+SHELL := /bin/bash
+CONFIG ?= Release
+DOTNET ?= dotnet
+APT_PACKAGES := mosquitto mosquitto-clients clang zlib1g-dev
+export DOTNET_CLI_TELEMETRY_OPTOUT := 1
+export DOTNET_NOLOGO := 1
+export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
+
+.PHONY: deps restore build test run publish bench model clean
+
+## deps: install the Debian packages the build, tests and daemon need (idempotent)
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(DOTNET) >/dev/null || { echo "error: the .NET 10 SDK is required (dotnet not on PATH)" >&2; exit 1; }
+
+restore: deps
+	$(DOTNET) restore QanaEdge.sln
+
+build: restore
+	$(DOTNET) build QanaEdge.sln -c $(CONFIG) --no-restore
+
+## test: the whole suite; prints `N passed, N failed[, N skipped]` and fails if any test failed
+test: restore
+	bash .ci/test-summary $(CONFIG)
+
+## run: the daemon on embedded defaults (inbox ./inbox, state ./state, embedded broker, default model)
+run: restore
+	$(DOTNET) build src/QanaEdge.Daemon -c $(CONFIG) --no-restore -v q -nologo
+	$(DOTNET) run --project src/QanaEdge.Daemon -c $(CONFIG) --no-build -- --Qana:Inbox=$(CURDIR)/inbox --Qana:StateDir=$(CURDIR)/state
+
+## publish: Native-AOT binaries qana and qanad in out/linux-x64 (and out/linux-arm64 where a cross toolchain exists)
+publish: restore
+	$(DOTNET) publish src/QanaEdge.Cli -c Release -r linux-x64 -o out/linux-x64
+	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64
+
+## bench: BenchmarkDotNet suite for kernels and the whole graph
+bench: restore
+	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
+
+clean:
+	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults
