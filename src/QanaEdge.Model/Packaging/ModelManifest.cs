@@ -8,6 +8,12 @@ public sealed class ModelManifest
 {
     public required string ModelId { get; init; }
     public required string Version { get; init; }
+    /// <summary>A complete model, or a readout update learned on the device for one base model.</summary>
+    public PackageKind Kind { get; init; } = PackageKind.Model;
+    /// <summary>For a readout update: the <see cref="ModelId"/> of the model it applies to (else null).</summary>
+    public string? BaseModelId { get; init; }
+    /// <summary>For a readout update: the <see cref="Version"/> of the model it applies to (else null).</summary>
+    public string? BaseModelVersion { get; init; }
     public string CreatedUtc { get; init; } = "";
     public required string[] Classes { get; init; }
     public required InputSpec Input { get; init; }

@@ -1,0 +1,249 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text.Json;
+using QanaEdge.Model.Graph;
+
+namespace QanaEdge.Model.Packaging;
+
+/// <summary>
+/// Loads a <c>.qana</c> package and validates every field before anything else sees it: header, lengths,
+/// checksum, JSON, blob references, the graph (<see cref="GraphValidator"/>) and the manifest. Any
+/// violation, including an unreadable file, is one <see cref="PackageFormatException"/>. Limits
+/// (<see cref="PackageLimits"/>) are checked before the allocation they guard. The signature block, when
+/// present, is parsed but not verified: that needs a trust store (<see cref="PackageVerifier"/>).
+/// </summary>
+public static class PackageReader
+{
+    public static ModelPackage Load(string path)
+    {
+        byte[] bytes;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            if (stream.Length > PackageLimits.MaxFileBytes)
+                throw new PackageFormatException($"'{path}': {stream.Length} bytes exceed the package limit of {PackageLimits.MaxFileBytes}");
+            bytes = new byte[stream.Length];
+            stream.ReadExactly(bytes);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new PackageFormatException($"cannot read '{path}': {OneLine(e.Message)}", e);
+        }
+        return Load(bytes);
+    }
+
+    public static ModelPackage Load(ReadOnlySpan<byte> bytes)
+    {
+        var layout = ReadLayout(bytes);
+        ReadOnlySpan<byte> json = bytes.Slice(PackageFormat.HeaderSize, layout.JsonLength);
+        ReadOnlySpan<byte> blob = bytes.Slice(PackageFormat.HeaderSize + layout.JsonLength, layout.BlobLength);
+
+        PackageDocument? document;
+        try
+        {
+            document = JsonSerializer.Deserialize(json, PackageJsonContext.Default.PackageDocument);
+        }
+        catch (JsonException e)
+        {
+            throw new PackageFormatException($"JSON: {OneLine(e.Message)}", e);
+        }
+        if (document is null) throw new PackageFormatException("JSON: empty document");
+        ModelManifest manifest = document.Manifest ?? throw new PackageFormatException("JSON: manifest missing");
+        ModelGraph graph = ReadGraph(document.Graph ?? throw new PackageFormatException("JSON: graph missing"), blob);
+
+        var package = new ModelPackage
+        {
+            Manifest = manifest,
+            Graph = graph,
+            Signature = layout.Signature,
+            ContentSha256 = Convert.ToHexStringLower(bytes.Slice(layout.ContentLength, PackageFormat.ChecksumSize)),
+        };
+        PackageValidator.Validate(package);
+        return package;
+    }
+
+    /// <summary>Where the parts of a package lie, after header, length and checksum checks.</summary>
+    internal readonly record struct Layout(int JsonLength, int BlobLength, int ContentLength, PackageSignature? Signature)
+    {
+        /// <summary>Header, JSON, blob and checksum: the bytes a signature covers.</summary>
+        public int SignedLength => ContentLength + PackageFormat.ChecksumSize;
+    }
+
+    internal static Layout ReadLayout(ReadOnlySpan<byte> bytes)
+    {
+        const int minimum = PackageFormat.HeaderSize + PackageFormat.ChecksumSize;
+        if (bytes.Length < minimum)
+            throw new PackageFormatException($"truncated: {bytes.Length} bytes, a package has at least {minimum}");
+        if (bytes.Length > PackageLimits.MaxFileBytes)
+            throw new PackageFormatException($"{bytes.Length} bytes exceed the package limit of {PackageLimits.MaxFileBytes}");
+        if (!bytes[..8].SequenceEqual(PackageFormat.Magic))
+            throw new PackageFormatException("not a QanaEdge package (bad magic)");
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..]);
+        if (version != PackageFormat.Version)
+            throw new PackageFormatException($"format version {version} is not supported (this reader reads version {PackageFormat.Version})");
+        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(bytes[12..]);
+        if (flags != 0) throw new PackageFormatException($"header flags 0x{flags:x8} are reserved and must be 0");
+        uint jsonLength = BinaryPrimitives.ReadUInt32LittleEndian(bytes[16..]);
+        uint blobLength = BinaryPrimitives.ReadUInt32LittleEndian(bytes[20..]);
+        if (jsonLength < 2 || jsonLength > PackageLimits.MaxJsonBytes)
+            throw new PackageFormatException($"header: JSON length {jsonLength} outside [2, {PackageLimits.MaxJsonBytes}]");
+        if (blobLength > PackageLimits.MaxBlobBytes)
+            throw new PackageFormatException($"header: blob length {blobLength} exceeds the limit of {PackageLimits.MaxBlobBytes}");
+        long contentLength = PackageFormat.HeaderSize + (long)jsonLength + blobLength;
+        long signedLength = contentLength + PackageFormat.ChecksumSize;
+        if (signedLength > bytes.Length)
+            throw new PackageFormatException($"truncated: header announces {signedLength} bytes up to the checksum, the package has {bytes.Length}");
+
+        Span<byte> hash = stackalloc byte[PackageFormat.ChecksumSize];
+        SHA256.HashData(bytes[..(int)contentLength], hash);
+        if (!hash.SequenceEqual(bytes.Slice((int)contentLength, PackageFormat.ChecksumSize)))
+            throw new PackageFormatException("checksum mismatch: the package is corrupt");
+
+        PackageSignature? signature = null;
+        long trailing = bytes.Length - signedLength;
+        if (trailing != 0)
+        {
+            if (trailing != PackageFormat.SignatureBlockSize)
+                throw new PackageFormatException($"{trailing} unexpected bytes after the checksum (a signature block has {PackageFormat.SignatureBlockSize})");
+            signature = ReadSignature(bytes[(int)signedLength..]);
+        }
+        return new Layout((int)jsonLength, (int)blobLength, (int)contentLength, signature);
+    }
+
+    private static PackageSignature ReadSignature(ReadOnlySpan<byte> block)
+    {
+        if (!block[..4].SequenceEqual(PackageFormat.SignatureMagic))
+            throw new PackageFormatException("signature block: bad magic");
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(block[4..]);
+        if (version != PackageFormat.SignatureVersion)
+            throw new PackageFormatException($"signature block: version {version} is not supported");
+        uint algorithm = BinaryPrimitives.ReadUInt32LittleEndian(block[8..]);
+        if (algorithm != PackageFormat.SignatureAlgorithmEcdsaP256Sha256)
+            throw new PackageFormatException($"signature block: unknown algorithm {algorithm}");
+        uint role = BinaryPrimitives.ReadUInt32LittleEndian(block[12..]);
+        if (role is not ((uint)SignerRole.Vendor or (uint)SignerRole.Learner))
+            throw new PackageFormatException($"signature block: unknown signer role {role}");
+        return new PackageSignature
+        {
+            Role = (SignerRole)role,
+            KeyId = block.Slice(16, 32).ToArray(),
+            Signature = block.Slice(48, 64).ToArray(),
+        };
+    }
+
+    private static ModelGraph ReadGraph(GraphDocument g, ReadOnlySpan<byte> blob)
+    {
+        TensorDocument?[] tensorDocs = g.Tensors ?? throw new PackageFormatException("graph: tensors missing");
+        NodeDocument?[] nodeDocs = g.Nodes ?? throw new PackageFormatException("graph: nodes missing");
+        if (tensorDocs.Length > PackageLimits.MaxTensors)
+            throw new PackageFormatException($"graph: {tensorDocs.Length} tensors exceed the limit of {PackageLimits.MaxTensors}");
+        if (nodeDocs.Length > PackageLimits.MaxNodes)
+            throw new PackageFormatException($"graph: {nodeDocs.Length} nodes exceed the limit of {PackageLimits.MaxNodes}");
+
+        var tensors = new TensorSpec[tensorDocs.Length];
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            TensorDocument t = tensorDocs[i] ?? throw new PackageFormatException($"tensor {i}: missing");
+            string where = $"tensor {i}";
+            tensors[i] = new TensorSpec
+            {
+                Name = t.Name ?? throw Missing(where, "name"),
+                Height = t.Height ?? throw Missing(where, "height"),
+                Width = t.Width ?? throw Missing(where, "width"),
+                Channels = t.Channels ?? throw Missing(where, "channels"),
+                Type = t.Type switch
+                {
+                    null or "int8" => DataType.Int8,
+                    "int32" => DataType.Int32,
+                    _ => throw new PackageFormatException($"{where}: unknown type '{t.Type}'"),
+                },
+                Scale = t.Scale ?? throw Missing(where, "scale"),
+                ZeroPoint = t.ZeroPoint ?? throw Missing(where, "zeroPoint"),
+            };
+        }
+
+        var nodes = new Node[nodeDocs.Length];
+        for (int i = 0; i < nodes.Length; i++)
+        {
+            NodeDocument n = nodeDocs[i] ?? throw new PackageFormatException($"node {i}: missing");
+            string where = $"node {i} '{n.Name}'";
+            if (!OpNames.TryParse(n.Op ?? throw Missing(where, "op"), out OpKind kind))
+                throw new PackageFormatException($"{where}: unknown op '{n.Op}'");
+            int[] kernel = Pair(where, "kernel", n.Kernel);
+            int[] stride = Pair(where, "stride", n.Stride);
+            nodes[i] = new Node
+            {
+                Name = n.Name ?? throw Missing($"node {i}", "name"),
+                Kind = kind,
+                Inputs = n.Inputs ?? throw Missing(where, "inputs"),
+                Output = n.Output ?? throw Missing(where, "output"),
+                KernelHeight = kernel[0],
+                KernelWidth = kernel[1],
+                StrideHeight = stride[0],
+                StrideWidth = stride[1],
+                Padding = n.Padding switch
+                {
+                    null or "same" => Padding.Same,
+                    "valid" => Padding.Valid,
+                    _ => throw new PackageFormatException($"{where}: unknown padding '{n.Padding}'"),
+                },
+                Weights = n.Weights is null ? null : ReadSBytes(where, "weights", n.Weights, blob),
+                WeightScales = n.WeightScales,
+                Bias = n.Bias is null ? null : ReadInts(where, "bias", n.Bias, blob),
+                ClampMin = n.ClampMin ?? sbyte.MinValue,
+                ClampMax = n.ClampMax ?? sbyte.MaxValue,
+                Table = n.Table is null ? null : ReadSBytes(where, "table", n.Table, blob),
+                TimeSteps = n.TimeSteps ?? 0,
+                Thresholds = n.Thresholds,
+                Reparameterisation = n.Reparameterisation ?? "none",
+                Kernel = n.KernelName ?? "",
+            };
+        }
+
+        return new ModelGraph
+        {
+            Tensors = tensors,
+            Nodes = nodes,
+            InputTensor = g.Input ?? throw Missing("graph", "input"),
+            LogitsTensor = g.Logits ?? throw Missing("graph", "logits"),
+            OutputTensor = g.Output ?? throw Missing("graph", "output"),
+        };
+    }
+
+    private static int[] Pair(string where, string field, int[]? value)
+    {
+        if (value is null) return [1, 1];
+        if (value.Length != 2) throw new PackageFormatException($"{where}: {field} must be [height, width]");
+        return value;
+    }
+
+    private static ReadOnlySpan<byte> Slice(string where, string field, BlobRef r, ReadOnlySpan<byte> blob, int elementSize)
+    {
+        long offset = r.Offset ?? throw Missing(where, field + ".offset");
+        long length = r.Length ?? throw Missing(where, field + ".length");
+        // Checked before multiplying so that no value can overflow.
+        if (offset < 0 || length < 0 || offset > blob.Length || length > (blob.Length - offset) / elementSize)
+            throw new PackageFormatException($"{where}: {field} [offset {offset}, {length} elements] lies outside the {blob.Length}-byte blob");
+        return blob.Slice((int)offset, (int)length * elementSize);
+    }
+
+    private static sbyte[] ReadSBytes(string where, string field, BlobRef r, ReadOnlySpan<byte> blob)
+    {
+        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 1);
+        var values = new sbyte[bytes.Length];
+        bytes.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        return values;
+    }
+
+    private static int[] ReadInts(string where, string field, BlobRef r, ReadOnlySpan<byte> blob)
+    {
+        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 4);
+        var values = new int[bytes.Length / 4];
+        for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(bytes[(4 * i)..]);
+        return values;
+    }
+
+    private static PackageFormatException Missing(string where, string field) => new($"{where}: field '{field}' missing");
+
+    internal static string OneLine(string message) => message.ReplaceLineEndings(" ");
+}

@@ -1,0 +1,115 @@
+using System.Text;
+using QanaEdge.Model;
+
+namespace QanaEdge.Training.Data;
+
+/// <summary>
+/// Reads a label file in the HAM10000 metadata format and pairs each row with its image file.
+/// The header decides the columns: image_id and dx are required, lesion_id is optional (evaluation needs
+/// no lesion grouping), every other column (dx_type, age, sex, localization, ...) is ignored.
+/// The image of a row is IMAGES_DIR/image_id.jpg.
+/// </summary>
+public static class Ham10000Index
+{
+    /// <summary>How many offending entries an error message lists before summarising the rest.</summary>
+    private const int ListedInErrors = 5;
+
+    /// <summary>Loads every row, in file order. Throws <see cref="DatasetException"/> when the file cannot be
+    /// read, a required column is missing, a dx is not one of the seven classes, an image_id repeats, or
+    /// image files are missing (the message names the count and the first few).</summary>
+    public static IReadOnlyList<Ham10000Row> Load(string imagesDir, string labelsCsv)
+    {
+        if (!Directory.Exists(imagesDir)) throw new DatasetException($"images folder not found: {imagesDir}");
+        if (!File.Exists(labelsCsv)) throw new DatasetException($"label file not found: {labelsCsv}");
+        List<Ham10000Row> rows;
+        try
+        {
+            using var reader = new StreamReader(labelsCsv, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+            rows = Parse(reader, imagesDir, labelsCsv);
+        }
+        catch (IOException e) { throw new DatasetException($"cannot read {labelsCsv}: {e.Message}", e); }
+        catch (UnauthorizedAccessException e) { throw new DatasetException($"cannot read {labelsCsv}: {e.Message}", e); }
+
+        var missing = rows.Where(r => !File.Exists(r.ImagePath)).Select(r => r.ImageId).ToList();
+        if (missing.Count > 0)
+            throw new DatasetException(
+                $"{missing.Count} of {rows.Count} images listed in {labelsCsv} are missing from {imagesDir} " +
+                $"(expected IMAGE_ID.jpg): {Listed(missing)}");
+        return rows;
+    }
+
+    /// <summary>Parses label rows without touching the file system beyond building each image path.</summary>
+    public static List<Ham10000Row> Parse(TextReader reader, string imagesDir, string sourceName = "labels")
+    {
+        using var records = CsvReader.Read(reader).GetEnumerator();
+        if (!records.MoveNext()) throw new DatasetException($"{sourceName} is empty: expected a header with image_id and dx");
+        var header = records.Current.Fields.Select(h => h.Trim().TrimStart('\uFEFF').ToLowerInvariant()).ToList();
+        int imageCol = header.IndexOf("image_id"), dxCol = header.IndexOf("dx"), lesionCol = header.IndexOf("lesion_id");
+        if (imageCol < 0 || dxCol < 0)
+            throw new DatasetException(
+                $"{sourceName}: the header must name the columns image_id and dx (found: {string.Join(",", header)})");
+
+        var rows = new List<Ham10000Row>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var unknown = new List<string>();
+        int unknownCount = 0;
+        while (records.MoveNext())
+        {
+            var (line, f) = records.Current;
+            int needed = Math.Max(imageCol, Math.Max(dxCol, lesionCol)) + 1;
+            if (f.Count < needed)
+                throw new DatasetException($"{sourceName} line {line}: {f.Count} fields, the header needs at least {needed}");
+            string imageId = f[imageCol].Trim();
+            string dx = f[dxCol].Trim().ToLowerInvariant();
+            string? lesion = lesionCol >= 0 ? f[lesionCol].Trim() : null;
+            if (imageId.Length == 0) throw new DatasetException($"{sourceName} line {line}: empty image_id");
+            if (imageId.IndexOfAny(['/', '\\']) >= 0 || imageId is "." or "..")
+                throw new DatasetException($"{sourceName} line {line}: image_id '{imageId}' is not a plain file name");
+            if (lesionCol >= 0 && lesion!.Length == 0)
+                throw new DatasetException($"{sourceName} line {line}: empty lesion_id for {imageId}");
+            if (!seen.Add(imageId)) throw new DatasetException($"{sourceName} line {line}: image_id {imageId} appears twice");
+            int cls = Classes.IndexOf(dx);
+            if (cls < 0)
+            {
+                unknownCount++;
+                if (unknown.Count < ListedInErrors) unknown.Add($"line {line}: '{dx}'");
+                continue;
+            }
+            rows.Add(new Ham10000Row(imageId, lesion, dx, cls, Path.Combine(imagesDir, imageId + ".jpg")));
+        }
+        if (unknownCount > 0)
+            throw new DatasetException(
+                $"{sourceName}: {unknownCount} rows have a dx that is not one of {string.Join(", ", Classes.Codes)} " +
+                $"({string.Join("; ", unknown)}{(unknownCount > unknown.Count ? "; ..." : "")})");
+        if (rows.Count == 0) throw new DatasetException($"{sourceName} has a header but no rows");
+        return rows;
+    }
+
+    /// <summary>Writes rows in the HAM10000 metadata format (image_id, lesion_id, dx), readable by
+    /// <see cref="Load"/> and by `qana evaluate --labels`.</summary>
+    public static void Write(string path, IEnumerable<Ham10000Row> rows)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        using var w = new StreamWriter(path, false, new UTF8Encoding(false)) { NewLine = "\n" };
+        Write(w, rows);
+    }
+
+    public static void Write(TextWriter w, IEnumerable<Ham10000Row> rows)
+    {
+        w.WriteLine("image_id,lesion_id,dx");
+        foreach (var r in rows)
+            w.WriteLine($"{CsvReader.Escape(r.ImageId)},{CsvReader.Escape(r.LesionId ?? r.ImageId)},{r.Dx}");
+    }
+
+    /// <summary>Images per class, in class order.</summary>
+    public static int[] ClassCounts(IEnumerable<Ham10000Row> rows)
+    {
+        var counts = new int[Classes.Count];
+        foreach (var r in rows) counts[r.ClassIndex]++;
+        return counts;
+    }
+
+    private static string Listed(List<string> items) =>
+        string.Join(", ", items.Take(ListedInErrors)) + (items.Count > ListedInErrors ? $", ... ({items.Count - ListedInErrors} more)" : "");
+}

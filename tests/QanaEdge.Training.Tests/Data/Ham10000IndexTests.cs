@@ -1,0 +1,85 @@
+using QanaEdge.Training.Data;
+
+namespace QanaEdge.Training.Tests.Data;
+
+public class Ham10000IndexTests
+{
+    [Fact]
+    public void Header_decides_the_columns_and_extra_columns_are_ignored()
+    {
+        var csv = "\uFEFFage,dx,sex,image_id,lesion_id\r\n" +
+                  "45,nv,male,ISIC_1,HAM_1\r\n" +
+                  "\"60\",MEL,\"female, older\",ISIC_2,HAM_1\r\n" +
+                  "\n" +
+                  "30,vasc,female,ISIC_3,HAM_2\n";
+        var rows = Ham10000Index.Parse(new StringReader(csv), "/img");
+        Assert.Equal(3, rows.Count);
+        Assert.Equal(new Ham10000Row("ISIC_2", "HAM_1", "mel", 4, Path.Combine("/img", "ISIC_2.jpg")), rows[1]);
+        Assert.Equal(6, rows[2].ClassIndex);
+        Assert.Equal("HAM_2", rows[2].LesionId);
+    }
+
+    [Fact]
+    public void Lesion_id_is_optional()
+    {
+        var rows = Ham10000Index.Parse(new StringReader("image_id,dx\nISIC_9,bcc\n"), "/img");
+        Assert.Single(rows);
+        Assert.Null(rows[0].LesionId);
+        Assert.Equal(1, rows[0].ClassIndex);
+    }
+
+    [Theory]
+    [InlineData("image_id,lesion_id\nISIC_1,HAM_1\n", "image_id and dx")]
+    [InlineData("", "empty")]
+    [InlineData("image_id,dx\n", "no rows")]
+    [InlineData("image_id,dx\nISIC_1,nv\nISIC_1,mel\n", "appears twice")]
+    [InlineData("image_id,dx\nISIC_1,nv\nISIC_2,melanoma\nISIC_3,scc\n", "2 rows have a dx")]
+    [InlineData("image_id,dx,lesion_id\nISIC_1,nv\n", "line 2")]
+    [InlineData("image_id,dx\n../etc/passwd,nv\n", "not a plain file name")]
+    [InlineData("image_id,dx\n\"ISIC_1,nv\n", "not closed")]
+    public void Bad_label_files_give_one_clear_error(string csv, string expected)
+    {
+        var e = Assert.Throws<DatasetException>(() => Ham10000Index.Parse(new StringReader(csv), "/img"));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Missing_images_are_counted_and_named()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-index-");
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir.FullName, "ISIC_1.jpg"), [0xFF, 0xD8]);
+            var csv = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(csv, "image_id,dx\nISIC_1,nv\nISIC_2,nv\nISIC_3,bkl\n");
+            var e = Assert.Throws<DatasetException>(() => Ham10000Index.Load(dir.FullName, csv));
+            Assert.Contains("2 of 3 images", e.Message);
+            Assert.Contains("ISIC_2", e.Message);
+            Assert.Contains("ISIC_3", e.Message);
+            Assert.Throws<DatasetException>(() => Ham10000Index.Load(Path.Combine(dir.FullName, "nope"), csv));
+            Assert.Throws<DatasetException>(() => Ham10000Index.Load(dir.FullName, csv + ".nope"));
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public void Loads_the_shared_data_set()
+    {
+        var rows = Ham10000Index.Load(Ham10000Location.Images, Ham10000Location.Labels);
+        Assert.Equal(6880, rows.Count);
+        // The counts the data set's description states.
+        Assert.Equal(new[] { 183, 264, 583, 60, 1045, 4665, 80 }, Ham10000Index.ClassCounts(rows));
+        Assert.Equal(6288, rows.Select(r => r.LesionId).Distinct().Count());
+        Assert.All(rows.Take(20), r => Assert.True(File.Exists(r.ImagePath)));
+    }
+
+    [Fact]
+    public void Written_csv_reads_back_identically()
+    {
+        var rows = Ham10000Index.Parse(new StringReader("image_id,lesion_id,dx\nISIC_1,\"HAM,1\",nv\nISIC_2,HAM_2,df\n"), "/img");
+        var w = new StringWriter();
+        Ham10000Index.Write(w, rows);
+        var back = Ham10000Index.Parse(new StringReader(w.ToString()), "/img");
+        Assert.Equal(rows, back);
+    }
+}
