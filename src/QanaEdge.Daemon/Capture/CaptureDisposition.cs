@@ -38,6 +38,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             string target = UniqueTarget(options.QuarantineDir!, name);
             if (item.Path is null) File.WriteAllBytes(target, item.Bytes);
             else File.Move(item.Path, target, overwrite: false);
+            // One line per field: messages from decoders can span lines.
+            message = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             File.WriteAllText(target + ".reason", string.Create(CultureInfo.InvariantCulture,
                 $"reason: {reason}\nmessage: {message}\nsha256: {sha256}\nsource: {item.Source}\nquarantined_at: {DateTime.UtcNow:O}\n"));
             log.LogWarning("Quarantined {File}: {Reason}: {Message}", item.DisplayName, reason, message);

@@ -117,6 +117,16 @@ public sealed class CapturePipeline : IAsyncDisposable
             _progress.OnRejected();
             return null;
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The classifier failed in a way it did not classify as a bad image. Quarantining keeps one odd file
+            // from stopping the device; the error level says it deserves a look.
+            _log.LogError(e, "Classifier failed on {File}", item.DisplayName);
+            _disposition.Quarantine(item, sha, "ClassifierError", $"{e.GetType().Name}: {e.Message}");
+            Release(item);
+            _progress.OnRejected();
+            return null;
+        }
         long t1 = Stopwatch.GetTimestamp();
         double? energy = _meter?.EnergyMillijoules(t0, t1);
         byte[] payload = Payloads.Result(resultId, sha, c, _provider.ModelId, _provider.ModelVersion, energy, item.CapturedAtUtc);

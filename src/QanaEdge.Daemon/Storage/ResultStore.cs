@@ -172,6 +172,13 @@ public sealed class ResultStore : IDisposable
         }
     }
 
+    /// <summary>The update log, oldest first.</summary>
+    public List<(string Topic, string Sha256, string Outcome, string Reason)> UpdateLog()
+    {
+        lock (_gate)
+            return _updates.FindAll().Select(d => (d["topic"].AsString, d["sha256"].AsString, d["outcome"].AsString, d["reason"].AsString)).ToList();
+    }
+
     public void Dispose()
     {
         lock (_gate) _db.Dispose();
