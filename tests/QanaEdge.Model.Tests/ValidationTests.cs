@@ -1,0 +1,249 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json.Nodes;
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Model.Tests;
+
+/// <summary>One test per validation rule: a valid package, one field broken, the loader's message.</summary>
+public class ValidationTests
+{
+    private static readonly byte[] Valid = PackageWriter.ToBytes(SmallPackages.Build());
+
+    private static PackageFormatException Refused(byte[] bytes) =>
+        Assert.Throws<PackageFormatException>(() => PackageReader.Load(bytes));
+
+    private static void RefusedEdit(Action<JsonObject> edit, string expected)
+    {
+        var e = Refused(PackageBytes.EditJson(Valid, edit));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void TheBaselineIsValid() => PackageReader.Load(Valid);
+
+    // ---- header, lengths, checksum, trailing bytes ----
+
+    [Fact]
+    public void BadMagic()
+    {
+        byte[] b = (byte[])Valid.Clone();
+        b[1] = (byte)'X';
+        Assert.Contains("magic", Refused(b).Message);
+    }
+
+    [Fact]
+    public void UnsupportedVersion()
+    {
+        var (json, blob) = PackageBytes.Split(Valid);
+        Assert.Contains("format version 2", Refused(PackageBytes.Join(json, blob, version: 2)).Message);
+    }
+
+    [Fact]
+    public void ReservedFlags()
+    {
+        var (json, blob) = PackageBytes.Split(Valid);
+        Assert.Contains("flags", Refused(PackageBytes.Join(json, blob, flags: 1)).Message);
+    }
+
+    [Theory]
+    [InlineData(16, 0u, "JSON length")]
+    [InlineData(16, 0xFFFF_FFFFu, "JSON length")]
+    [InlineData(20, 0xFFFF_FFFFu, "blob length")]
+    [InlineData(20, 1u << 25, "truncated")]
+    public void LengthFieldsOutOfRange(int offset, uint value, string expected)
+    {
+        byte[] b = (byte[])Valid.Clone();
+        BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(offset), value);
+        Assert.Contains(expected, Refused(b).Message);
+    }
+
+    [Fact]
+    public void Truncated()
+    {
+        Assert.Contains("truncated", Refused(Valid.AsSpan(0, 40).ToArray()).Message);
+        Assert.Contains("truncated", Refused(Valid.AsSpan(0, Valid.Length - 1).ToArray()).Message);
+        Assert.Contains("truncated", Refused([]).Message);
+    }
+
+    [Fact]
+    public void ChecksumMismatch()
+    {
+        byte[] b = (byte[])Valid.Clone();
+        b[30] ^= 0x20;
+        Assert.Contains("checksum", Refused(b).Message);
+    }
+
+    [Fact]
+    public void TrailingBytes()
+    {
+        byte[] b = [.. Valid, 1, 2, 3];
+        Assert.Contains("after the checksum", Refused(b).Message);
+        byte[] fakeSignature = [.. Valid, .. new byte[PackageFormat.SignatureBlockSize]];
+        Assert.Contains("signature block", Refused(fakeSignature).Message);
+    }
+
+    [Fact]
+    public void NotJson()
+    {
+        var (_, blob) = PackageBytes.Split(Valid);
+        Assert.Contains("JSON", Refused(PackageBytes.Join("{\"manifest\": [1,"u8.ToArray(), blob)).Message);
+        Assert.Contains("JSON", Refused(PackageBytes.Join(Encoding.UTF8.GetBytes("null"), blob)).Message);
+    }
+
+    // ---- JSON structure ----
+
+    [Fact] public void MissingManifest() => RefusedEdit(j => j.Remove("manifest"), "manifest missing");
+    [Fact] public void MissingGraph() => RefusedEdit(j => j.Remove("graph"), "graph missing");
+    [Fact] public void MissingRequiredManifestField() => RefusedEdit(j => j["manifest"]!.AsObject().Remove("modelId"), "JSON");
+    [Fact] public void NullManifestArray() => RefusedEdit(j => j["manifest"]!["classes"] = null, "JSON");
+    [Fact] public void UnknownOp() => RefusedEdit(j => PackageBytes.Node(j, "pw")["op"] = "fft", "unknown op 'fft'");
+    [Fact] public void UnknownPadding() => RefusedEdit(j => PackageBytes.Node(j, "dw")["padding"] = "reflect", "unknown padding");
+    [Fact] public void UnknownTensorType() => RefusedEdit(j => PackageBytes.Tensor(j, "dw")["type"] = "float32", "unknown type");
+    [Fact] public void UnknownProfile() => RefusedEdit(j => j["manifest"]!["profile"] = "int2", "JSON");
+    [Fact] public void MissingTensorField() => RefusedEdit(j => PackageBytes.Tensor(j, "dw").Remove("scale"), "'scale' missing");
+    [Fact] public void MissingNodeOutput() => RefusedEdit(j => PackageBytes.Node(j, "dw").Remove("output"), "'output' missing");
+    [Fact] public void KernelNotAPair() => RefusedEdit(j => PackageBytes.Node(j, "dw")["kernel"] = new JsonArray(3, 3, 3), "kernel must be [height, width]");
+
+    // ---- blob references ----
+
+    [Fact] public void BlobOffsetOutside() => RefusedEdit(j => PackageBytes.Node(j, "head")["weights"]!["offset"] = 1_000_000_000, "outside");
+    [Fact] public void BlobNegativeLength() => RefusedEdit(j => PackageBytes.Node(j, "head")["bias"]!["length"] = -1, "outside");
+    [Fact] public void BlobLengthOverflow() => RefusedEdit(j => PackageBytes.Node(j, "head")["bias"]!["length"] = long.MaxValue / 2, "outside");
+
+    // ---- indices and order ----
+
+    [Fact] public void InputIndexOutOfRange() => RefusedEdit(j => PackageBytes.Node(j, "pw")["inputs"] = new JsonArray(99), "index 99 out of range");
+    [Fact] public void NegativeIndex() => RefusedEdit(j => j["graph"]!["logits"] = -1, "logits tensor index -1");
+    [Fact] public void OutputIndexOutOfRange() => RefusedEdit(j => PackageBytes.Node(j, "pw")["output"] = 1000, "output index 1000");
+
+    [Fact]
+    public void UsedBeforeProduced() => RefusedEdit(j =>
+    {
+        var nodes = j["graph"]!["nodes"]!.AsArray();
+        JsonNode first = nodes[1]!.DeepClone(), second = nodes[2]!.DeepClone();
+        nodes[1] = second;
+        nodes[2] = first;
+    }, "used before any node produces it");
+
+    [Fact] public void InputTensorProducedByANode() => RefusedEdit(j => PackageBytes.Node(j, "pw")["output"] = 0, "writes the graph's input tensor");
+    [Fact] public void TensorProducedTwice() => RefusedEdit(j => PackageBytes.Node(j, "pw")["output"] = 2, "already produced");
+    [Fact]
+    public void OrphanTensor() => RefusedEdit(j => j["graph"]!["tensors"]!.AsArray().Add(
+        new JsonObject { ["name"] = "orphan", ["height"] = 1, ["width"] = 1, ["channels"] = 1, ["scale"] = 1.0, ["zeroPoint"] = 0 }), "produced by no node");
+    [Fact] public void DuplicateNodeName() => RefusedEdit(j => PackageBytes.Node(j, "pw")["name"] = "dw", "duplicate node name");
+
+    // ---- per-operator shape rules ----
+
+    [Fact] public void ConvOutputSize() => RefusedEdit(j => PackageBytes.Tensor(j, "stem")["height"] = 7, "window rule gives 8x8");
+    [Fact] public void DepthwiseStrideChangesOutputSize() => RefusedEdit(j => PackageBytes.Node(j, "dw")["stride"] = new JsonArray(1, 1), "window rule gives 8x8");
+    [Fact] public void ValidPaddingOutputSize() => RefusedEdit(j => PackageBytes.Node(j, "dw")["padding"] = "valid", "window rule gives 3x3");
+    [Fact] public void ZeroStride() => RefusedEdit(j => PackageBytes.Node(j, "dw")["stride"] = new JsonArray(0, 2), "stride 0x2");
+    [Fact] public void HugeKernel() => RefusedEdit(j => PackageBytes.Node(j, "stem")["kernel"] = new JsonArray(99, 3), "kernel 99x3");
+    [Fact] public void KernelOnPointwise() => RefusedEdit(j => PackageBytes.Node(j, "pw")["kernel"] = new JsonArray(3, 3), "without a window");
+    [Fact] public void ConvWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "stem")["weights"]!["length"] = 107, "layout [Cout,Kh,Kw,Cin] needs 108");
+    [Fact] public void DepthwiseWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weights"]!["length"] = 35, "layout [Kh,Kw,C] needs 36");
+    [Fact] public void PointwiseWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "pw")["weights"]!["length"] = 15, "layout [Cout,Cin] needs 16");
+    [Fact] public void DenseInputLength() => RefusedEdit(j => PackageBytes.Node(j, "head")["weights"]!["length"] = 7 * 127, "layout [Out,In] needs 896");
+    [Fact] public void MissingWeights() => RefusedEdit(j => PackageBytes.Node(j, "pw").Remove("weights"), "weights missing");
+    [Fact] public void WeightScaleCount() => RefusedEdit(j => PackageBytes.Node(j, "pw")["weightScales"] = new JsonArray(0.1, 0.1), "must be 1 or 4");
+    [Fact] public void WeightScaleZero() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = new JsonArray(0.0), "weight scale 0 0 must be finite and > 0");
+    [Fact] public void WeightScaleNegative() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = new JsonArray(-0.5), "must be finite and > 0");
+    [Fact] public void WeightScaleInfinite() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = JsonNode.Parse("[1e400]"), "must be finite and > 0");
+    [Fact] public void BiasLength() => RefusedEdit(j => PackageBytes.Node(j, "pw")["bias"]!["length"] = 3, "3 biases, must be 4");
+    [Fact] public void ClampOutsideInt8() => RefusedEdit(j => PackageBytes.Node(j, "pw")["clampMax"] = 128, "clamp [-128, 128]");
+    [Fact] public void ClampMinAboveMax() => RefusedEdit(j => { PackageBytes.Node(j, "relu")["clampMin"] = 10; PackageBytes.Node(j, "relu")["clampMax"] = 5; }, "min <= max");
+    [Fact] public void SigmoidTableLength() => RefusedEdit(j => PackageBytes.Node(j, "sigmoid")["table"]!["length"] = 255, "255 entries, must have 256");
+    [Fact] public void SigmoidWithoutTable() => RefusedEdit(j => PackageBytes.Node(j, "sigmoid").Remove("table"), "lookup table missing");
+    [Fact] public void TableOnAnotherOp() => RefusedEdit(j => PackageBytes.Node(j, "add")["table"] = PackageBytes.Node(j, "sigmoid")["table"]!.DeepClone(), "lookup table on an operator");
+    [Fact] public void WeightsOnAnAdd() => RefusedEdit(j => PackageBytes.Node(j, "add")["weights"] = PackageBytes.Node(j, "pw")["weights"]!.DeepClone(), "takes none");
+    [Fact] public void MulBroadcast() => RefusedEdit(j => PackageBytes.Node(j, "se")["inputs"] = new JsonArray(8, 2), "does not broadcast");
+    [Fact] public void AddArity() => RefusedEdit(j => PackageBytes.Node(j, "add")["inputs"] = new JsonArray(6), "1 inputs, the operator takes 2");
+    [Fact] public void AddShapeDiffers() => RefusedEdit(j => PackageBytes.Node(j, "add")["inputs"] = new JsonArray(6, 3), "second input is 4x4x4");
+    [Fact] public void ConcatChannelSum() => RefusedEdit(j => PackageBytes.Tensor(j, "concat")["channels"] = 9, "sum to 8, output has 9");
+    [Fact] public void ConcatSpatial() => RefusedEdit(j => PackageBytes.Node(j, "concat")["inputs"] = new JsonArray(1, 3), "input 1 is 8x8");
+    [Fact] public void GapOutput() => RefusedEdit(j => PackageBytes.Tensor(j, "gap")["height"] = 2, "output must be 1x1x8");
+    [Fact] public void ReshapeCount() => RefusedEdit(j => PackageBytes.Tensor(j, "flatten")["channels"] = 127, "changes the element count");
+    [Fact] public void ReshapeRequantizes() => RefusedEdit(j => PackageBytes.Tensor(j, "flatten")["scale"] = 0.07, "keep the input's scale");
+    [Fact] public void ReadoutThresholdZero() => RefusedEdit(j => PackageBytes.Node(j, "readout")["thresholds"] = new JsonArray(64, 0, 64, 64, 64, 64, 64), "threshold 1 is 0");
+    [Fact] public void ReadoutThresholdCount() => RefusedEdit(j => PackageBytes.Node(j, "readout")["thresholds"] = new JsonArray(64, 64), "2 thresholds for 7 classes");
+    [Fact] public void ReadoutTimeSteps() => RefusedEdit(j => PackageBytes.Node(j, "readout")["timeSteps"] = 0, "time steps 0");
+    [Fact] public void ReadoutOutputType() => RefusedEdit(j => PackageBytes.Tensor(j, "spikes")["type"] = "int8", "must be int32");
+    [Fact] public void Int32Elsewhere() => RefusedEdit(j => PackageBytes.Tensor(j, "pw")["type"] = "int32", "output tensor must be int8");
+
+    // ---- quantization and limits ----
+
+    [Fact] public void TensorScaleZero() => RefusedEdit(j => PackageBytes.Tensor(j, "dw")["scale"] = 0, "scale 0 must be finite and > 0");
+    [Fact] public void ZeroPointOutsideInt8() => RefusedEdit(j => PackageBytes.Tensor(j, "dw")["zeroPoint"] = 200, "zero point 200 outside int8");
+    [Fact] public void HugeTensor() => RefusedEdit(j => { PackageBytes.Tensor(j, "gap")["height"] = 65536; PackageBytes.Tensor(j, "gap")["width"] = 65536; }, "exceeds the limit");
+    [Fact] public void NegativeDimension() => RefusedEdit(j => PackageBytes.Tensor(j, "gap")["channels"] = -8, "dimension below 1");
+
+    [Fact]
+    public void TooManyNodes() => RefusedEdit(j =>
+    {
+        var nodes = j["graph"]!["nodes"]!.AsArray();
+        JsonNode template = nodes[3]!;
+        for (int i = 0; i < PackageLimits.MaxNodes; i++) nodes.Add(template.DeepClone());
+    }, "exceed the limit of 2048");
+
+    // ---- manifest ----
+
+    [Fact] public void ClassCount() => RefusedEdit(j => j["manifest"]!["classes"] = new JsonArray("a", "b"), "2 names for 7 logits");
+    [Fact] public void DuplicateClass() => RefusedEdit(j => j["manifest"]!["classes"] = new JsonArray("a", "b", "c", "d", "e", "f", "a"), "duplicate 'a'");
+    [Fact] public void InputShape() => RefusedEdit(j => j["manifest"]!["input"]!["height"] = 64, "differs from the input tensor");
+    [Fact] public void ColorGains() => RefusedEdit(j => j["manifest"]!["input"]!["colorGains"] = new JsonArray(1, 1), "colorGains");
+    [Fact] public void CalibrationThresholds() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5), "one per class");
+    [Fact] public void CalibrationThresholdPositive() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5, 5, 5, 5, 5, -5), "must be positive");
+    [Fact] public void CalibrationBeta() => RefusedEdit(j => j["manifest"]!["calibration"]!["beta"] = 0, "beta");
+    [Fact] public void CalibrationWindow() => RefusedEdit(j => j["manifest"]!["calibration"]!["readoutWindow"] = 0, "readoutWindow");
+    [Fact] public void CalibrationTau() => RefusedEdit(j => j["manifest"]!["calibration"]!["tilingTau"] = 1.5, "tilingTau");
+    [Fact] public void StepWeights() => RefusedEdit(j => j["manifest"]!["calibration"]!["stepWeights"] = new JsonArray(1, 2), "stepWeights");
+    [Fact] public void GoldenLength() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["expectedLogits"] = "AAAA", "expectedLogits");
+    [Fact] public void GoldenNotBase64() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["input"] = "!!!", "JSON");
+    [Fact] public void ConversionRate() => RefusedEdit(j => j["manifest"]!["conversionSuccessRate"] = 1.5, "conversionSuccessRate");
+    [Fact] public void LayerScale() => RefusedEdit(j => j["manifest"]!["layers"]![2]!["scale"] = -1, "layers[2]: scale");
+    [Fact] public void UndefinedProfileNumber() => RefusedEdit(j => j["manifest"]!["profile"] = 9, "profile");
+    [Fact] public void BaseModelOnAFullModel() => RefusedEdit(j => j["manifest"]!["baseModelId"] = "x", "readout updates only");
+
+    [Fact]
+    public void ReadoutUpdateMayHoldOnlyAReadout()
+    {
+        byte[] update = PackageWriter.ToBytes(SmallPackages.ReadoutUpdate());
+        var e = Refused(PackageBytes.EditJson(Valid, j =>
+        {
+            j["manifest"]!["kind"] = "readout-update";
+            j["manifest"]!["baseModelId"] = "m";
+            j["manifest"]!["baseModelVersion"] = "1";
+        }));
+        Assert.Contains("a readout update may hold only", e.Message);
+        var missingBase = Refused(PackageBytes.EditJson(update, j => j["manifest"]!.AsObject().Remove("baseModelVersion")));
+        Assert.Contains("baseModelVersion missing", missingBase.Message);
+    }
+
+    // ---- graphs built in code ----
+
+    [Fact]
+    public void GraphWithNullArrays_IsRefusedWithOurException()
+    {
+        var g = new ModelGraph { Tensors = null!, Nodes = null!, InputTensor = 0, LogitsTensor = 0, OutputTensor = 0 };
+        Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(g));
+        ModelPackage p = SmallPackages.Build();
+        Node[] nodes = (Node[])p.Graph.Nodes.Clone();
+        nodes[2] = new Node { Name = "pw", Kind = OpKind.PointwiseConv2D, Inputs = null!, Output = 3 };
+        var e = Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(
+            new ModelGraph { Tensors = p.Graph.Tensors, Nodes = nodes, InputTensor = 0, LogitsTensor = 13, OutputTensor = 14 }));
+        Assert.Contains("inputs missing", e.Message);
+        nodes[2] = null!;
+        Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(
+            new ModelGraph { Tensors = p.Graph.Tensors, Nodes = nodes, InputTensor = 0, LogitsTensor = 13, OutputTensor = 14 }));
+    }
+
+    [Fact]
+    public void LoadFromMissingFile_IsOurException()
+    {
+        var e = Assert.Throws<PackageFormatException>(() => PackageReader.Load("/nonexistent/dir/x.qana"));
+        Assert.Contains("cannot read", e.Message);
+    }
+}
