@@ -1,0 +1,7 @@
+namespace QanaEdge.Runtime.Plan;
+
+internal sealed partial class ConvOp
+{
+    public override bool HasOptimized => false;
+    public override void EvalOptimized(ExecState s) => EvalReference(s);
+}
