@@ -19,7 +19,7 @@ public sealed class ProcessTests : IDisposable
     [
         $"--Qana:Inbox={Path.Combine(_root, "inbox")}", $"--Qana:StateDir={Path.Combine(_root, "state")}", $"--Qana:DeviceId={device}",
         "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
-        "--Qana:Mqtt:ReconnectMaxSeconds=0.5",
+        "--Qana:Mqtt:ReconnectMaxSeconds=0.5", $"--Qana:Model={TestModel.Path_}",
     ];
 
     [Fact]

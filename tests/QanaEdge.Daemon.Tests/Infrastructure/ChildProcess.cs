@@ -4,18 +4,17 @@ using System.Globalization;
 
 namespace QanaEdge.Daemon.Tests.Infrastructure;
 
-/// <summary>The daemon in a child process (see <see cref="ChildDaemon"/>), for SIGKILL and systemd protocol tests.</summary>
+/// <summary>The real qanad (built beside the tests) in a child process, for SIGKILL and systemd protocol tests.</summary>
 public sealed class ChildProcess : IDisposable
 {
     private readonly Process _process;
 
     public ChildProcess(IEnumerable<string> args, IDictionary<string, string>? environment = null)
     {
-        string dll = typeof(ChildProcess).Assembly.Location;
+        string dll = Path.Combine(AppContext.BaseDirectory, "qanad.dll");
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("exec");
         psi.ArgumentList.Add(dll);
-        psi.ArgumentList.Add("--daemon-child");
         foreach (string a in args) psi.ArgumentList.Add(a);
         // Nothing inherited from a real service manager.
         psi.Environment.Remove("NOTIFY_SOCKET");
