@@ -53,7 +53,7 @@ public sealed class IntegerEngine : IInferenceEngine
         _plan = BufferPlan.Create(_graph, options.ReuseBuffers && mode != KernelMode.TimeStepped, options.RetainTensors.ToHashSet());
         _readout = _ops.OfType<ReadoutOp>().LastOrDefault();
         _state = new ExecState(_plan, _readout?.Output.Length ?? 0, _ops.Length);
-        var scratch = new Scratch(_ops.Max(o => o.Scratch.Shorts), _ops.Max(o => o.Scratch.Ints));
+        var scratch = new Scratch(_ops.Max(o => o.Scratch.Shorts), _ops.Max(o => o.Scratch.Ints), _ops.Max(o => o.ScratchBytes));
         foreach (var op in _ops) op.Buffers = scratch;
         _lastInput = new sbyte[_graph.Tensors[_graph.InputTensor].Length];
         _countEvents = options.CountEvents;
@@ -139,6 +139,28 @@ public sealed class IntegerEngine : IInferenceEngine
             }
             op.Eval(state);
         }
+    }
+
+    /// <summary>
+    /// Times each node over <paramref name="runs"/> runs of <paramref name="input"/> and returns the median
+    /// milliseconds per node (analysis; allocates).
+    /// </summary>
+    public IReadOnlyList<(string Node, string Kernel, double Ms)> ProfileLayers(ReadOnlySpan<sbyte> input, int runs)
+    {
+        Run(input);
+        var samples = new double[_ops.Length][];
+        for (int i = 0; i < _ops.Length; i++) samples[i] = new double[runs];
+        for (int r = 0; r < runs; r++)
+        {
+            input.CopyTo(_state.Tensor(_graph.InputTensor));
+            for (int i = 0; i < _ops.Length; i++)
+            {
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                _ops[i].Eval(_state);
+                samples[i][r] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            }
+        }
+        return _ops.Select((o, i) => { Array.Sort(samples[i]); return (o.Node.Name, o.KernelName, samples[i][runs / 2]); }).ToArray();
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using QanaEdge.Runtime.Plan;
 
 namespace QanaEdge.Runtime.Kernels;
@@ -10,8 +11,15 @@ namespace QanaEdge.Runtime.Kernels;
 /// </summary>
 internal static class OptimizedKernels
 {
-    public static void Add(AddOp op, ExecState s) =>
-        Pairwise(s.Tensor(op.InputIndices[0]), s.Tensor(op.InputIndices[1]), op.Table, s.Tensor(op.OutputIndex));
+    public static void Add(AddOp op, ExecState s)
+    {
+        ReadOnlySpan<sbyte> a = s.Tensor(op.InputIndices[0]), b = s.Tensor(op.InputIndices[1]);
+        Span<sbyte> y = s.Tensor(op.OutputIndex);
+        int done = WideKernels.ArithmeticSupported
+            ? WideKernels.Add(a, b, y, op.Inputs[0].ZeroPoint, op.MA, op.Inputs[1].ZeroPoint, op.MB, op.Output.ZeroPoint, op.MO, op.Lo, op.Hi, AddOp.LeftShift)
+            : 0;
+        Pairwise(a[done..], b[done..], op.Table, y[done..]);
+    }
 
     public static void Mul(MulOp op, ExecState s)
     {
@@ -22,8 +30,13 @@ internal static class OptimizedKernels
         switch (op.Shape)
         {
             case GateShape.Full:
-                Pairwise(x, g, op.Table, y);
+            {
+                int done = WideKernels.ArithmeticSupported
+                    ? WideKernels.MulFull(x, g, y, op.Inputs[0].ZeroPoint, op.Inputs[1].ZeroPoint, op.M, op.Output.ZeroPoint, op.Lo, op.Hi)
+                    : 0;
+                Pairwise(x[done..], g[done..], op.Table, y[done..]);
                 break;
+            }
             case GateShape.Channel:
                 for (int p = 0; p < positions; p++)
                     Pairwise(x.Slice(p * c, c), g, op.Table, y.Slice(p * c, c));
@@ -56,6 +69,12 @@ internal static class OptimizedKernels
     private static void Lut(ReadOnlySpan<sbyte> x, sbyte[] table, Span<sbyte> y)
     {
         if (x.Length < y.Length) throw new ArgumentException("operand shorter than output");
+        if (WideKernels.LutSupported && y.Length >= 64)
+        {
+            int done = WideKernels.Lut(x, table, y);
+            x = x[done..];
+            y = y[done..];
+        }
         ref sbyte rx = ref MemoryMarshal.GetReference(x);
         ref sbyte ry = ref MemoryMarshal.GetReference(y);
         ref sbyte t = ref MemoryMarshal.GetArrayDataReference(table);
@@ -76,17 +95,53 @@ internal static class OptimizedKernels
     public static void Concat(ConcatOp op, ExecState s)
     {
         Span<sbyte> y = s.Tensor(op.OutputIndex);
+        int positions = op.Output.Height * op.Output.Width, cOut = op.Output.Channels;
+        int inputs = op.Inputs.Length;
+        // Rescale each input that needs it in one vector pass into scratch; note where each source lives.
+        Span<int> offsets = stackalloc int[Math.Min(inputs, 64)];
+        if (inputs > 64) { ConcatPerInput(op, s); return; }
+        var scratch = op.Buffers.Bytes;
+        int used = 0;
+        for (int k = 0; k < inputs; k++)
+        {
+            var x = s.Tensor(op.InputIndices[k]);
+            if (op.Identity[k] && op.Lo == sbyte.MinValue && op.Hi == sbyte.MaxValue) { offsets[k] = -1; continue; }
+            Lut(x, op.Tables[k], scratch.AsSpan(used, x.Length));
+            offsets[k] = used;
+            used += x.Length + 64;
+        }
+        ref sbyte ry = ref MemoryMarshal.GetReference(y);
+        // Pixel by pixel, input by input: a 32-byte copy may spill past its c channels onto bytes that the next
+        // copy (next input, or next pixel) overwrites. The last pixel is copied exactly: nothing past y is touched.
+        bool wide = Vector256.IsHardwareAccelerated;
+        foreach (var t in op.Inputs) wide &= t.Channels <= 32;
+        for (int p = 0; p < positions; p++)
+        {
+            int c0 = 0;
+            bool exact = !wide || p == positions - 1;
+            for (int k = 0; k < inputs; k++)
+            {
+                int c = op.Inputs[k].Channels;
+                ReadOnlySpan<sbyte> src = offsets[k] < 0 ? s.Tensor(op.InputIndices[k]) : scratch.AsSpan(offsets[k], op.Inputs[k].Length + 64);
+                // Source over-read stays in memory we own: scratch has 64 bytes of slack, the arena 64 after its last tensor.
+                if (exact)
+                    src.Slice(p * c, c).CopyTo(y.Slice(p * cOut + c0, c));
+                else
+                    Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(src), (nuint)(p * c)).StoreUnsafe(ref ry, (nuint)(p * cOut + c0));
+                c0 += c;
+            }
+        }
+    }
+
+    private static void ConcatPerInput(ConcatOp op, ExecState s)
+    {
+        Span<sbyte> y = s.Tensor(op.OutputIndex);
         int positions = op.Output.Height * op.Output.Width, cOut = op.Output.Channels, c0 = 0;
         for (int k = 0; k < op.Inputs.Length; k++)
         {
             ReadOnlySpan<sbyte> x = s.Tensor(op.InputIndices[k]);
             int c = op.Inputs[k].Channels;
-            bool copy = op.Identity[k] && op.Lo == sbyte.MinValue && op.Hi == sbyte.MaxValue;
-            for (int p = 0; p < positions; p++)
-            {
-                if (copy) x.Slice(p * c, c).CopyTo(y.Slice(p * cOut + c0, c));
-                else Lut(x.Slice(p * c, c), op.Tables[k], y.Slice(p * cOut + c0, c));
-            }
+            for (int p = 0; p < positions; p++) Lut(x.Slice(p * c, c), op.Tables[k], y.Slice(p * cOut + c0, c));
             c0 += c;
         }
     }

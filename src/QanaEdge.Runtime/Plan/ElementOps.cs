@@ -53,6 +53,7 @@ internal sealed class ConcatOp : Op
     /// <summary>True for inputs already in the output's quantization: their bytes are copied unchanged.</summary>
     public required bool[] Identity { get; init; }
     public override string KernelName => Optimized ? "opt-concat-lut" : "ref-concat";
+    public override int ScratchBytes => Inputs.Sum(t => t.Length + 64);
 
     /// <summary>Per input, the 256 possible outputs (index q + 128), from the reference formula.</summary>
     public sbyte[][] Tables { get; private set; } = [];

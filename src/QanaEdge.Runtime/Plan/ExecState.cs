@@ -39,6 +39,8 @@ internal sealed class BufferPlan
     public required bool[] Intact { get; init; }
 
     private const int Align = 64;
+    /// <summary>Vector kernels may read up to one vector past a tensor's last pixel (lanes they discard).</summary>
+    private const int Slack = 64;
 
     public static BufferPlan Create(ModelGraph graph, bool reuse, IReadOnlySet<int> retained)
     {
@@ -84,7 +86,7 @@ internal sealed class BufferPlan
         }
         var intact = new bool[n];
         for (int t = 0; t < n; t++) intact[t] = last[t] == int.MaxValue;
-        return new BufferPlan { Offsets = offsets, Lengths = lengths, ArenaBytes = Math.Max(arena, Align), Intact = intact };
+        return new BufferPlan { Offsets = offsets, Lengths = lengths, ArenaBytes = arena + Slack, Intact = intact };
     }
 
     private static int Round(int len) => (len + Align - 1) / Align * Align;

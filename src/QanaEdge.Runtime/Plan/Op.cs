@@ -40,12 +40,16 @@ internal abstract class Op
     /// <summary>Scratch this op needs in the shared buffers (int16 elements, int32 elements).</summary>
     public virtual (int Shorts, int Ints) Scratch => (0, 0);
 
+    /// <summary>Scratch bytes this op needs.</summary>
+    public virtual int ScratchBytes => 0;
+
     public Scratch Buffers = null!;
 }
 
 /// <summary>Scratch memory shared by all ops of one engine, sized at prepare time.</summary>
-internal sealed class Scratch(int shorts, int ints)
+internal sealed class Scratch(int shorts, int ints, int bytes)
 {
+    public readonly sbyte[] Bytes = new sbyte[bytes + 64];
     public readonly short[] Shorts = new short[Math.Max(shorts, 64)];
     public readonly int[] Ints = new int[Math.Max(ints, 64)];
 }

@@ -31,6 +31,7 @@ internal static class Planner
             written[node.Output] = true;
             ops[i] = Create(graph, i, node);
             ops[i].Optimized = optimized && ops[i].HasOptimized;
+            if (ops[i] is ConvOp { Optimized: true } conv) conv.PrepareOptimized();
         }
         if (!written[graph.LogitsTensor] || !written[graph.OutputTensor])
             throw new InvalidGraphException("no node writes the logits or the output tensor");
