@@ -16,5 +16,6 @@ public static partial class Cli
         new VerifyCommand(),
         new ExportOnnxCommand(),
         new ClassifyCommand(),
+        new BenchCommand(),
     ];
 }
