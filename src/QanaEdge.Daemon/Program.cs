@@ -1,2 +1,29 @@
-Console.Error.WriteLine("qanad: the daemon is not implemented yet");
-return 1;
+using Microsoft.Extensions.Hosting;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
+using QanaEdge.Devices.Power;
+
+// qanad: exit 0 after a clean stop, 2 for bad configuration (one line per bad key), 1 for any other failure to
+// start (one line: no model, sensor missing, port taken ...). Never a stack trace for bad input.
+try
+{
+    using IHost host = DaemonHost.Build(args);
+    await host.RunAsync();
+    return 0;
+}
+catch (ConfigurationException e)
+{
+    foreach (string error in e.Errors) Console.Error.WriteLine($"qanad: configuration: {error}");
+    return 2;
+}
+catch (ModelUnavailableException e)
+{
+    Console.Error.WriteLine($"qanad: no model: {e.Message}");
+    return 1;
+}
+catch (Exception e) when (e is PowerSensorException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or InvalidOperationException)
+{
+    Console.Error.WriteLine($"qanad: cannot start: {e.Message}");
+    return 1;
+}

@@ -1,0 +1,29 @@
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Daemon.Classification;
+
+/// <summary>A loaded model package plus the engine choice; each worker gets its own classifier (engines are not thread-safe).</summary>
+public sealed class PackageClassifierProvider(ModelPackage package, string packagePath, string engineName, string engineReason,
+    Func<ModelPackage, IImageClassifier> createClassifier) : IClassifierProvider
+{
+    public ModelPackage Package => package;
+    public string PackagePath => packagePath;
+    public string ModelId => package.Manifest.ModelId;
+    public string ModelVersion => package.Manifest.Version;
+    public string EngineName => engineName;
+    public string EngineReason => engineReason;
+    public IImageClassifier CreateClassifier() => createClassifier(package);
+    public void Dispose() { }
+
+    /// <summary>Locates (Qana:Model or firmware-models/ via DefaultModel.Locate) and loads the package.</summary>
+    public static (ModelPackage Package, string Path) LoadPackage(string? explicitPath)
+    {
+        string path;
+        try { path = DefaultModel.Locate(explicitPath); }
+        catch (FileNotFoundException e) { throw new ModelUnavailableException(e.Message, e); }
+        catch (PackageFormatException e) { throw new ModelUnavailableException(e.Message, e); }
+        try { return (PackageReader.Load(path), path); }
+        catch (PackageFormatException e) { throw new ModelUnavailableException($"model package {path}: {e.Message}", e); }
+        catch (IOException e) { throw new ModelUnavailableException($"model package {path}: {e.Message}", e); }
+    }
+}

@@ -1,0 +1,160 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace QanaEdge.Daemon.Configuration;
+
+/// <summary>Source-generated validation of the data annotations (no reflection: AOT clean).</summary>
+[OptionsValidator]
+public sealed partial class QanaOptionsValidator : IValidateOptions<QanaOptions>;
+
+
+/// <summary>Bad configuration: one line per bad key.</summary>
+public sealed class ConfigurationException(IReadOnlyList<string> errors)
+    : Exception(string.Join(Environment.NewLine, errors))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}
+
+/// <summary>
+/// Binds section <c>Qana</c> (source-generated binder) and validates it, collecting one clear message per bad key
+/// instead of stopping at the first.
+/// </summary>
+public static class OptionsLoader
+{
+    public static QanaOptions Load(IConfiguration configuration)
+    {
+        IConfigurationSection section = configuration.GetSection(QanaOptions.Section);
+        var errors = new List<string>();
+        // The binder throws on the first unconvertible value; check every typed key first so that each bad key
+        // gets its own line.
+        CheckTypes(section, "Qana", errors);
+        if (errors.Count > 0) throw new ConfigurationException(errors);
+
+        QanaOptions options = new();
+        try { section.Bind(options); }
+        catch (InvalidOperationException e) { throw new ConfigurationException([e.Message]); }
+
+        Add(errors, new QanaOptionsValidator().Validate(null, options));
+        CheckSemantics(options, errors);
+        if (errors.Count > 0) throw new ConfigurationException(errors);
+
+        options.Inbox = Path.GetFullPath(options.Inbox);
+        options.StateDir = Path.GetFullPath(options.StateDir);
+        options.DoneDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.DoneDir) ? Path.Combine(options.StateDir, "done") : options.DoneDir);
+        options.QuarantineDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.QuarantineDir) ? Path.Combine(options.StateDir, "quarantine") : options.QuarantineDir);
+        if (string.IsNullOrWhiteSpace(options.Mqtt.ClientId)) options.Mqtt.ClientId = "qanad-" + options.DeviceId;
+        if (options.Workers == 0) options.Workers = Environment.ProcessorCount;
+        return options;
+    }
+
+    private static void Add(List<string> errors, ValidateOptionsResult result)
+    {
+        if (!result.Failed) return;
+        // The generated validator says "DataAnnotation validation failed for 'QanaOptions.Mqtt' members: 'Port' with
+        // the error: '...'."; turn that into "Qana:Mqtt:Port: ..." so the operator sees the key to fix.
+        foreach (string failure in result.Failures ?? []) errors.Add(Rewrite(failure));
+    }
+
+    private static string Rewrite(string failure)
+    {
+        string prefix = "Qana";
+        const string forType = "for '";
+        int f = failure.IndexOf(forType, StringComparison.Ordinal);
+        if (f >= 0)
+        {
+            int end = failure.IndexOf('\'', f + forType.Length);
+            if (end > f)
+            {
+                string type = failure[(f + forType.Length)..end];
+                int dot = type.IndexOf('.');
+                prefix = dot < 0 ? "Qana" : "Qana:" + type[(dot + 1)..].Replace('.', ':');
+            }
+        }
+        const string members = "members: '";
+        int m = failure.IndexOf(members, StringComparison.Ordinal);
+        const string with = "' with the error: '";
+        int w = failure.IndexOf(with, StringComparison.Ordinal);
+        if (m < 0 || w < m) return $"{prefix}: {failure}";
+        string key = failure[(m + members.Length)..w];
+        string message = failure[(w + with.Length)..].TrimEnd('.').TrimEnd('\'');
+        return $"{prefix}:{key}: {message}";
+    }
+
+    private static void CheckSemantics(QanaOptions o, List<string> errors)
+    {
+        if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
+            errors.Add($"Qana:Mqtt:ReconnectMaxSeconds: must be at least ReconnectMinSeconds ({o.Mqtt.ReconnectMinSeconds})");
+        if (!string.IsNullOrEmpty(o.Model) && !File.Exists(o.Model))
+            errors.Add($"Qana:Model: {o.Model} does not exist");
+        if (!string.IsNullOrEmpty(o.Mqtt.CaFile) && !File.Exists(o.Mqtt.CaFile))
+            errors.Add($"Qana:Mqtt:CaFile: {o.Mqtt.CaFile} does not exist");
+        if (!string.IsNullOrEmpty(o.Mqtt.ClientCertificate) && !File.Exists(o.Mqtt.ClientCertificate))
+            errors.Add($"Qana:Mqtt:ClientCertificate: {o.Mqtt.ClientCertificate} does not exist");
+        if (!string.IsNullOrEmpty(o.Mqtt.ClientKey) && !File.Exists(o.Mqtt.ClientKey))
+            errors.Add($"Qana:Mqtt:ClientKey: {o.Mqtt.ClientKey} does not exist");
+        if (!string.IsNullOrEmpty(o.Mqtt.Password) && string.IsNullOrEmpty(o.Mqtt.Username))
+            errors.Add("Qana:Mqtt:Password: set without Qana:Mqtt:Username");
+        if (string.IsNullOrWhiteSpace(o.Mqtt.Host) && (o.Mqtt.Tls || !string.IsNullOrEmpty(o.Mqtt.CaFile)))
+            errors.Add("Qana:Mqtt:Tls: TLS needs Qana:Mqtt:Host (the embedded broker is plain loopback)");
+        if (o.Power.Sensor == PowerSensorKind.Hwmon && o.Power.HwmonChip is not ("ina226" or "ina3221" or "ina219" or "ina230" or "ina231"))
+            errors.Add($"Qana:Power:HwmonChip: '{o.Power.HwmonChip}' is not an INA hwmon driver name (ina226, ina3221, ...)");
+        string full(string p) => Path.GetFullPath(p);
+        if (!string.IsNullOrWhiteSpace(o.Inbox) && !string.IsNullOrWhiteSpace(o.StateDir) && full(o.Inbox) == full(o.StateDir))
+            errors.Add("Qana:StateDir: must differ from Qana:Inbox");
+    }
+
+    /// <summary>Every non-string key of the options tree, with the type it must parse as.</summary>
+    private static void CheckTypes(IConfigurationSection section, string path, List<string> errors)
+    {
+        (string Key, Func<string, bool> Parses, string Expect)[] keys =
+        [
+            ("Engine", IsEnum<EnginePreference>, "Auto, Managed or Akida"),
+            ("Done", IsEnum<DonePolicy>, "Move or Delete"),
+            ("RescanSeconds", IsDouble, "a number"),
+            ("StableMilliseconds", IsInt, "an integer"),
+            ("MaxFileBytes", IsLong, "an integer"),
+            ("Workers", IsInt, "an integer"),
+            ("QueueCapacity", IsInt, "an integer"),
+            ("Mqtt:Port", IsInt, "an integer 1-65535"),
+            ("Mqtt:Tls", IsBool, "true or false"),
+            ("Mqtt:KeepAliveSeconds", IsInt, "an integer"),
+            ("Mqtt:ReconnectMinSeconds", IsDouble, "a number"),
+            ("Mqtt:ReconnectMaxSeconds", IsDouble, "a number"),
+            ("Mqtt:MaxInflight", IsInt, "an integer"),
+            ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
+            ("Power:I2cBus", IsInt, "an integer"),
+            ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),
+            ("Power:ShuntOhms", IsDouble, "a number"),
+            ("Power:MaxCurrentAmps", IsDouble, "a number"),
+            ("Power:HwmonChannel", IsInt, "an integer"),
+            ("Power:SampleMilliseconds", IsDouble, "a number"),
+            ("Power:IdleSamples", IsInt, "an integer"),
+            ("Power:TelemetrySeconds", IsDouble, "a number"),
+            ("Camera:Enabled", IsBool, "true or false"),
+            ("Camera:Device", IsInt, "an integer"),
+            ("Camera:Width", IsInt, "an integer"),
+            ("Camera:Height", IsInt, "an integer"),
+            ("Camera:ButtonPin", IsInt, "an integer"),
+            ("Camera:DebounceMilliseconds", IsInt, "an integer"),
+        ];
+        foreach (var (key, parses, expect) in keys)
+        {
+            string? value = section[key];
+            if (value is null || parses(value)) continue;
+            errors.Add($"{path}:{key}: '{value}' is not {expect}");
+        }
+        // Hex addresses are common for I2C; the binder only knows decimal, so normalise in place.
+        string? address = section["Power:I2cAddress"];
+        if (address is not null && address.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            && int.TryParse(address.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int a))
+            section["Power:I2cAddress"] = a.ToString(CultureInfo.InvariantCulture);
+    }
+
+    private static bool IsInt(string s) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out _);
+    private static bool IsLong(string s) => long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out _);
+    private static bool IsDouble(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v);
+    private static bool IsBool(string s) => bool.TryParse(s, out _);
+    private static bool IsIntOrHex(string s) => IsInt(s) || (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase) && int.TryParse(s.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out _));
+    private static bool IsEnum<T>(string s) where T : struct, Enum => Enum.TryParse<T>(s, ignoreCase: true, out _) && !int.TryParse(s, out _);
+}

@@ -1,0 +1,113 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace QanaEdge.Daemon.Configuration;
+
+/// <summary>What to do with a capture once its result is stored.</summary>
+public enum DonePolicy { Move, Delete }
+
+/// <summary>Which inference engine to use; Auto picks Akida when a card and its native library are present.</summary>
+public enum EnginePreference { Auto, Managed, Akida }
+
+/// <summary>Power sensor kinds the daemon can read.</summary>
+public enum PowerSensorKind { None, Ina219, Ina236, Hwmon }
+
+/// <summary>The daemon's settings: section <c>Qana</c> (appsettings.json → env QANA__... → --Qana:Key=value).</summary>
+public sealed class QanaOptions
+{
+    public const string Section = "Qana";
+
+    /// <summary>Folder watched for captures (created when missing).</summary>
+    [Required] public string Inbox { get; set; } = "";
+
+    /// <summary>Folder for the LiteDB file, done/quarantine folders by default (created when missing).</summary>
+    [Required] public string StateDir { get; set; } = "";
+
+    /// <summary>Device id used in MQTT topics and result ids: letters, digits, '-' and '_' only.</summary>
+    [Required, RegularExpression("^[A-Za-z0-9_-]{1,64}$", ErrorMessage = "must be 1-64 characters of A-Z a-z 0-9 - _ (it becomes an MQTT topic level)")]
+    public string DeviceId { get; set; } = "qana-dev";
+
+    /// <summary>Model package path; empty: firmware-models/ via DefaultModel.Locate.</summary>
+    public string? Model { get; set; }
+
+    public EnginePreference Engine { get; set; } = EnginePreference.Auto;
+
+    /// <summary>Move (to DoneDir) or Delete a capture after its result is stored.</summary>
+    public DonePolicy Done { get; set; } = DonePolicy.Move;
+
+    /// <summary>Default: StateDir/done.</summary>
+    public string? DoneDir { get; set; }
+
+    /// <summary>Default: StateDir/quarantine. Rejected files go here with a .reason file beside them.</summary>
+    public string? QuarantineDir { get; set; }
+
+    /// <summary>Full inbox rescan period, so a missed file-system event never loses a capture.</summary>
+    [Range(0.05, 3600)] public double RescanSeconds { get; set; } = 2;
+
+    /// <summary>A file not renamed into place counts as complete once its size and time stamp are unchanged this long.</summary>
+    [Range(10, 60000)] public int StableMilliseconds { get; set; } = 300;
+
+    /// <summary>Files larger than this are quarantined without being read.</summary>
+    [Range(1024, 1L << 30)] public long MaxFileBytes { get; set; } = 32L << 20;
+
+    /// <summary>Classifier threads; 0: one per core.</summary>
+    [Range(0, 64)] public int Workers { get; set; }
+
+    /// <summary>Captures waiting for a worker; beyond this the watcher waits (backpressure).</summary>
+    [Range(1, 100000)] public int QueueCapacity { get; set; } = 64;
+
+    [Microsoft.Extensions.Options.ValidateObjectMembers] public MqttOptions Mqtt { get; set; } = new();
+    [Microsoft.Extensions.Options.ValidateObjectMembers] public PowerOptions Power { get; set; } = new();
+    [Microsoft.Extensions.Options.ValidateObjectMembers] public CameraOptions Camera { get; set; } = new();
+}
+
+public sealed class MqttOptions
+{
+    /// <summary>Broker host; empty: an embedded broker serves on 127.0.0.1:Port.</summary>
+    public string? Host { get; set; }
+    [Range(1, 65535)] public int Port { get; set; } = 1883;
+    /// <summary>Default: qanad-{DeviceId}.</summary>
+    public string? ClientId { get; set; }
+    public string? Username { get; set; }
+    public string? Password { get; set; }
+    /// <summary>Use TLS (implied by CaFile or ClientCertificate).</summary>
+    public bool Tls { get; set; }
+    /// <summary>PEM file of the CA that signed the broker's certificate; empty: the system trust store.</summary>
+    public string? CaFile { get; set; }
+    /// <summary>PEM client certificate (with ClientKey) or a PKCS#12 file.</summary>
+    public string? ClientCertificate { get; set; }
+    public string? ClientKey { get; set; }
+    [Range(1, 3600)] public int KeepAliveSeconds { get; set; } = 15;
+    [Range(0.01, 3600)] public double ReconnectMinSeconds { get; set; } = 0.2;
+    [Range(0.01, 3600)] public double ReconnectMaxSeconds { get; set; } = 10;
+    /// <summary>QoS 1 publishes awaiting PUBACK at once.</summary>
+    [Range(1, 1000)] public int MaxInflight { get; set; } = 32;
+}
+
+public sealed class PowerOptions
+{
+    public PowerSensorKind Sensor { get; set; } = PowerSensorKind.None;
+    [Range(0, 255)] public int I2cBus { get; set; } = 1;
+    [Range(0x03, 0x77)] public int I2cAddress { get; set; } = 0x40;
+    [Range(1e-6, 1000)] public double ShuntOhms { get; set; } = 0.1;
+    [Range(1e-6, 1000)] public double MaxCurrentAmps { get; set; } = 3.2;
+    /// <summary>hwmon chip name: ina226 or ina3221 (the driver's `name` attribute).</summary>
+    public string HwmonChip { get; set; } = "ina226";
+    [Range(1, 3)] public int HwmonChannel { get; set; } = 1;
+    public string HwmonRoot { get; set; } = "/sys/class/hwmon";
+    [Range(0.1, 10000)] public double SampleMilliseconds { get; set; } = 2;
+    [Range(1, 100000)] public int IdleSamples { get; set; } = 200;
+    /// <summary>Period of the telemetry message on qana/{DeviceId}/power.</summary>
+    [Range(0.1, 86400)] public double TelemetrySeconds { get; set; } = 10;
+}
+
+public sealed class CameraOptions
+{
+    public bool Enabled { get; set; }
+    /// <summary>V4L2 device index: /dev/video{Device}.</summary>
+    [Range(0, 63)] public int Device { get; set; }
+    [Range(16, 8192)] public int Width { get; set; } = 640;
+    [Range(16, 8192)] public int Height { get; set; } = 480;
+    /// <summary>GPIO line of the capture button (active low); -1: no button.</summary>
+    [Range(-1, 1023)] public int ButtonPin { get; set; } = -1;
+    [Range(0, 10000)] public int DebounceMilliseconds { get; set; } = 50;
+}

@@ -1,0 +1,70 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Pipeline;
+using Serilog;
+
+namespace QanaEdge.Daemon.Hosting;
+
+/// <summary>Builds the qanad host: configuration, validation, logging, systemd integration, the daemon service.</summary>
+public static class DaemonHost
+{
+    /// <summary>
+    /// Configuration sources, later ones win: appsettings.json beside the executable, /etc/qanad/appsettings.json,
+    /// environment variables (QANA__MQTT__HOST is Qana:Mqtt:Host), then the command line (--Qana:Key=value).
+    /// </summary>
+    /// <exception cref="ConfigurationException">One or more bad keys (one message each).</exception>
+    /// <exception cref="ModelUnavailableException">No usable model package.</exception>
+    public static IHost Build(string[] args, Func<QanaOptions, IClassifierProvider>? providerFactory = null, DaemonHooks? hooks = null)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+            ApplicationName = "qanad",
+        });
+        builder.Configuration
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false)
+            .AddJsonFile("/etc/qanad/appsettings.json", optional: true, reloadOnChange: false)
+            .AddEnvironmentVariables()
+            .AddCommandLine(args);
+        QanaOptions options = OptionsLoader.Load(builder.Configuration);
+
+        Serilog.Core.Logger logger = Logging.Create();
+        builder.Services.AddSerilog(logger, dispose: true);
+
+        IClassifierProvider provider;
+        try { provider = (providerFactory ?? DefaultProvider)(options); }
+        catch { logger.Dispose(); throw; }
+
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(provider);
+        builder.Services.AddSingleton(hooks ?? new DaemonHooks());
+        builder.Services.AddSingleton<PipelineProgress>();
+        // The notifier is harmless without NOTIFY_SOCKET (IsEnabled is false); the systemd lifetime, which sends
+        // READY=1 once every hosted service has started and STOPPING=1 on shutdown, is used whenever systemd (or a
+        // test standing in for it) gave us a notify socket.
+        builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+        if (SystemdHelpers.IsSystemdService() || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")))
+            builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        builder.Services.AddHostedService<DaemonService>();
+        builder.Services.AddHostedService<WatchdogService>();
+        builder.Services.Configure<HostOptions>(o =>
+        {
+            o.ShutdownTimeout = TimeSpan.FromSeconds(20);
+            o.ServicesStartConcurrently = false;
+        });
+        return builder.Build();
+    }
+
+    /// <summary>The model from Qana:Model or firmware-models/, on the engine <see cref="EngineSelector"/> picks.</summary>
+    public static IClassifierProvider DefaultProvider(QanaOptions options)
+    {
+        var (package, path) = PackageClassifierProvider.LoadPackage(options.Model);
+        EngineChoice choice = EngineSelector.Choose(options.Engine);
+        return ClassifierFactory.Create(package, path, choice);
+    }
+}

@@ -1,0 +1,163 @@
+using System.Device.Gpio;
+using System.Reflection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Messaging;
+using QanaEdge.Daemon.Pipeline;
+using QanaEdge.Daemon.Power;
+using QanaEdge.Daemon.Storage;
+using QanaEdge.Devices.Camera;
+using QanaEdge.Devices.Gpio;
+using QanaEdge.Devices.Power;
+
+namespace QanaEdge.Daemon.Hosting;
+
+/// <summary>
+/// Brings the daemon up in dependency order in <see cref="StartAsync"/> — store, model/engine, power, broker link,
+/// pipeline, publisher, capture sources — so that the host's READY=1 (sent after every StartAsync returned) means
+/// "model loaded, broker link set up". The link does not wait for the broker: results queue in the outbox.
+/// Stops in reverse order, letting the pipeline store what it holds.
+/// </summary>
+public sealed class DaemonService(
+    QanaOptions options,
+    IClassifierProvider provider,
+    PipelineProgress progress,
+    ILoggerFactory loggers,
+    IHostApplicationLifetime lifetime,
+    DaemonHooks hooks) : IHostedService
+{
+    private readonly ILogger _log = loggers.CreateLogger<DaemonService>();
+    private ResultStore? _store;
+    private EnergyMeter? _meter;
+    private EmbeddedBroker? _broker;
+    private MqttLink? _link;
+    private CapturePipeline? _pipeline;
+    private OutboxPublisher? _publisher;
+    private InboxWatcher? _watcher;
+    private CameraTrigger? _camera;
+    private Task? _telemetry;
+    private readonly CancellationTokenSource _stop = new();
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        string version = typeof(DaemonService).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "dev";
+        var topics = new Topics(options.DeviceId);
+        Directory.CreateDirectory(options.StateDir);
+        _store = new ResultStore(Path.Combine(options.StateDir, "qana.db"));
+        _log.LogInformation("qanad {Version}: device {DeviceId}, state {StateDir}", version, options.DeviceId, options.StateDir);
+        _log.LogWarning("ENGINE: {Engine} — {Reason}", provider.EngineName, provider.EngineReason);
+        _log.LogInformation("Model {ModelId} version {ModelVersion}", provider.ModelId, provider.ModelVersion);
+
+        IPowerSensor? sensor = PowerSetup.Open(options.Power);
+        if (sensor is not null)
+        {
+            _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
+            _meter.ReadFailed += e => _log.LogWarning("Power read failed: {Error}", e.Message);
+            _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
+        }
+        else _log.LogInformation("No power sensor configured: energy_mj is null");
+
+        if (string.IsNullOrWhiteSpace(options.Mqtt.Host))
+        {
+            _broker = new EmbeddedBroker(options.Mqtt.Port, loggers.CreateLogger<EmbeddedBroker>());
+            await _broker.StartAsync().ConfigureAwait(false);
+        }
+        _link = new MqttLink(options.Mqtt, options.DeviceId, loggers.CreateLogger<MqttLink>());
+        var disposition = new CaptureDisposition(options, loggers.CreateLogger<CaptureDisposition>());
+        _pipeline = new CapturePipeline(options, provider, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>());
+        _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
+        _pipeline.Stored += _publisher.Wake;
+        _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
+        var inbound = new InboundHandler(topics, _store, () => _camera, loggers.CreateLogger<InboundHandler>());
+        _link.MessageReceived += inbound.Handle;
+        _link.Start(Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason, provider.ModelId, provider.ModelVersion, version));
+        _pipeline.Start();
+        _publisher.Start();
+
+        _watcher = new InboxWatcher(options, _pipeline.Input, disposition, loggers.CreateLogger<InboxWatcher>());
+        _pipeline.Released += _watcher.Release;
+        _watcher.Start();
+        if (options.Camera.Enabled) _camera = OpenCamera(_pipeline);
+        if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
+
+        lifetime.ApplicationStarted.Register(() => _log.LogInformation(
+            "Ready: drop images into {Inbox}; results on {Topic} at {Host}:{Port}", options.Inbox, topics.Results, _link.Host, options.Mqtt.Port));
+        hooks.OnStarted(_pipeline, _store);
+    }
+
+    private CameraTrigger? OpenCamera(CapturePipeline pipeline)
+    {
+        try
+        {
+            ICameraSource source = hooks.CameraFactory?.Invoke(options.Camera) ?? V4l2CameraSource.Open(options.Camera.Device, (uint)options.Camera.Width, (uint)options.Camera.Height);
+            CaptureButton? button = null;
+            if (options.Camera.ButtonPin >= 0)
+            {
+                GpioController controller = hooks.GpioFactory?.Invoke() ?? new GpioController();
+                button = new CaptureButton(controller, options.Camera.ButtonPin, TimeSpan.FromMilliseconds(options.Camera.DebounceMilliseconds));
+            }
+            _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
+                button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
+            return new CameraTrigger(source, button, pipeline.Input, loggers.CreateLogger<CameraTrigger>());
+        }
+        catch (Exception e) when (e is CameraException or IOException or UnauthorizedAccessException or PlatformNotSupportedException or InvalidOperationException)
+        {
+            // The inbox keeps working without a camera; say why the camera does not.
+            _log.LogError("Camera disabled: {Error}", e.Message);
+            return null;
+        }
+    }
+
+    private async Task TelemetryAsync(Topics topics, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Power.TelemetrySeconds));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                if (_meter?.Last is not PowerReading r || _link is null || !_link.IsConnected) continue;
+                try
+                {
+                    await _link.PublishAsync(topics.Power, Payloads.Power(_meter.SensorName, r.BusVolts, r.CurrentAmps, r.PowerWatts, _meter.IdleWatts, Interlocked.Read(ref _meter.Failures)), retain: false, ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _log.LogDebug("Power telemetry not sent: {Error}", e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _log.LogInformation("Stopping: finishing captures in progress");
+        _stop.Cancel();
+        if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
+        _camera?.Dispose();
+        if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
+        if (_publisher is not null) await _publisher.DisposeAsync().ConfigureAwait(false);
+        if (_telemetry is not null) { try { await _telemetry.ConfigureAwait(false); } catch (OperationCanceledException) { } }
+        if (_link is not null) await _link.DisposeAsync().ConfigureAwait(false);
+        if (_broker is not null) await _broker.DisposeAsync().ConfigureAwait(false);
+        _meter?.Dispose();
+        int queued = _store?.OutboxCount() ?? 0;
+        if (queued > 0) _log.LogInformation("{Count} results stay in the outbox for the next start", queued);
+        _store?.Dispose();
+        _stop.Dispose();
+    }
+}
+
+/// <summary>Observation points and device factories the tests and the benchmark hook into; all optional.</summary>
+public sealed class DaemonHooks
+{
+    public Func<CameraOptions, ICameraSource>? CameraFactory { get; init; }
+    public Func<GpioController>? GpioFactory { get; init; }
+    public Action<string, long>? Published { get; init; }
+    public Action<CapturePipeline, ResultStore>? Started { get; init; }
+    internal void OnPublished(string resultId, long landed) => Published?.Invoke(resultId, landed);
+    internal void OnStarted(CapturePipeline pipeline, ResultStore store) => Started?.Invoke(pipeline, store);
+}

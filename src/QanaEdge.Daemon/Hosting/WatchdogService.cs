@@ -1,0 +1,49 @@
+using System.Globalization;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Pipeline;
+
+namespace QanaEdge.Daemon.Hosting;
+
+/// <summary>
+/// Sends WATCHDOG=1 at half the WatchdogSec interval systemd gave us (WATCHDOG_USEC), but only while the pipeline is
+/// healthy: idle, or finishing work. A wedged pipeline stops the pings and systemd restarts the service.
+/// </summary>
+public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress progress, ILogger<WatchdogService> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        string? usec = Environment.GetEnvironmentVariable("WATCHDOG_USEC");
+        if (!notifier.IsEnabled || usec is null || !long.TryParse(usec, NumberStyles.Integer, CultureInfo.InvariantCulture, out long us) || us <= 0)
+            return;
+        // WATCHDOG_PID, when set, names the process the watchdog is meant for.
+        string? pid = Environment.GetEnvironmentVariable("WATCHDOG_PID");
+        if (pid is not null && pid != Environment.ProcessId.ToString(CultureInfo.InvariantCulture)) return;
+        TimeSpan interval = TimeSpan.FromMicroseconds(us);
+        log.LogInformation("systemd watchdog: {Seconds} s, pinging every {Half} s while the pipeline makes progress", interval.TotalSeconds, interval.TotalSeconds / 2);
+        bool stalled = false;
+        using var timer = new PeriodicTimer(interval / 2);
+        do
+        {
+            if (progress.IsHealthy(interval))
+            {
+                notifier.Notify(new ServiceState("WATCHDOG=1"));
+                if (stalled) log.LogInformation("Pipeline progressing again");
+                stalled = false;
+            }
+            else if (!stalled)
+            {
+                stalled = true;
+                log.LogError("Pipeline stalled: {Pending} captures pending and nothing finished for {Seconds} s; withholding WATCHDOG=1", progress.Pending, interval.TotalSeconds);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try { await base.StopAsync(cancellationToken).ConfigureAwait(false); }
+        catch (OperationCanceledException) { }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Storage;
+
+namespace QanaEdge.Daemon.Messaging;
+
+/// <summary>
+/// Messages the daemon subscribes to: clinician feedback (validated and stored), update packages (checked and
+/// refused with a reason: see <see cref="CheckUpdate"/>), and camera capture commands.
+/// </summary>
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ILogger<InboundHandler> log)
+{
+    public void Handle(string topic, byte[] payload)
+    {
+        if (topic == topics.Feedback) HandleFeedback(payload);
+        else if (topic == topics.Updates || topic == Topics.FleetUpdates) HandleUpdate(topic, payload);
+        else if (topic == topics.Capture)
+        {
+            CameraTrigger? trigger = camera();
+            if (trigger is null) log.LogWarning("Capture command on {Topic} ignored: no camera configured (Qana:Camera:Enabled)", topic);
+            else _ = trigger.TriggerAsync("mqtt");
+        }
+    }
+
+    private void HandleFeedback(byte[] payload)
+    {
+        if (!Payloads.TryParseFeedback(payload, out string resultId, out string label, out string? clinician, out string? note, out string error))
+        {
+            log.LogWarning("Feedback refused: {Error}", error);
+            return;
+        }
+        bool known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload));
+        if (known) log.LogInformation("Feedback stored: result {ResultId} labelled {Label}", resultId, label);
+        else log.LogWarning("Feedback stored for unknown result {ResultId} (label {Label}): not a result of this device", resultId, label);
+    }
+
+    private void HandleUpdate(string topic, byte[] payload)
+    {
+        string sha = Convert.ToHexStringLower(SHA256.HashData(payload));
+        string reason = CheckUpdate(payload);
+        store.LogUpdate(topic, sha, payload.Length, "refused", reason);
+        log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) refused: {Reason}", topic, payload.Length, sha, reason);
+    }
+
+    /// <summary>
+    /// Why an update is not applied. Packages are parsed with the model reader so a malformed one is named as such;
+    /// signature verification against the device's trusted keys is not part of this build yet, and an unverified
+    /// package is never applied.
+    /// </summary>
+    public static string CheckUpdate(byte[] payload)
+    {
+        if (payload.Length == 0) return "empty message";
+        try
+        {
+            QanaEdge.Model.Packaging.PackageReader.Load(payload);
+        }
+        catch (QanaEdge.Model.Packaging.PackageFormatException e)
+        {
+            return "not a valid package: " + e.Message;
+        }
+        return "signature verification is not available in this build; unverified packages are not applied";
+    }
+}

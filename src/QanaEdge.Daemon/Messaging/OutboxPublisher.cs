@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Storage;
+
+namespace QanaEdge.Daemon.Messaging;
+
+/// <summary>
+/// Drains the LiteDB outbox to the broker at QoS 1, keeping up to MaxInflight publishes awaiting PUBACK, and deletes
+/// an entry only after its PUBACK. When the link drops, entries in flight stay in the outbox and the drain restarts
+/// from the oldest entry after reconnecting: a result may be sent twice (same result_id), never lost.
+/// </summary>
+public sealed class OutboxPublisher : IAsyncDisposable
+{
+    private readonly ResultStore _store;
+    private readonly MqttLink _link;
+    private readonly MqttOptions _options;
+    private readonly ILogger<OutboxPublisher> _log;
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+    private long _published;
+
+    public OutboxPublisher(ResultStore store, MqttLink link, MqttOptions options, ILogger<OutboxPublisher> log)
+    {
+        _store = store; _link = link; _options = options; _log = log;
+        _link.Connected += Wake;
+    }
+
+    /// <summary>PUBACKs received since start.</summary>
+    public long Published => Interlocked.Read(ref _published);
+
+    /// <summary>Called with (result id, landed timestamp) after each PUBACK: latency measurement hook.</summary>
+    public event Action<string, long>? Acknowledged;
+
+    public void Wake()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
+    public void Start()
+    {
+        int backlog = _store.OutboxCount();
+        if (backlog > 0) _log.LogInformation("Outbox holds {Count} results from before; they will be sent first", backlog);
+        _loop = Task.Run(() => LoopAsync(_stop.Token));
+    }
+
+    private async Task LoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
+                await DrainAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
+            catch (Exception e)
+            {
+                _log.LogWarning("Outbox drain interrupted: {Error}; unacknowledged results stay queued", e.Message);
+                try { await Task.Delay(TimeSpan.FromSeconds(_options.ReconnectMinSeconds), ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+            }
+        }
+    }
+
+    /// <summary>Sends everything in the outbox while the link is up; returns (or throws) when it is not.</summary>
+    private async Task DrainAsync(CancellationToken ct)
+    {
+        long cursor = 0;
+        var inflight = new List<Task>(_options.MaxInflight);
+        var acked = new List<long>(_options.MaxInflight);
+        var gate = new SemaphoreSlim(_options.MaxInflight);
+        Exception? failure = null;
+        while (_link.IsConnected && !ct.IsCancellationRequested)
+        {
+            List<OutboxEntry> entries = _store.ReadOutbox(cursor, _options.MaxInflight * 4);
+            if (entries.Count == 0)
+            {
+                await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                cursor = 0; // re-read from the start: cheap when empty, and picks up anything a failed batch left
+                continue;
+            }
+            foreach (OutboxEntry entry in entries)
+            {
+                await gate.WaitAsync(ct).ConfigureAwait(false);
+                if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
+                inflight.Add(PublishOneAsync(entry));
+            }
+            await Task.WhenAll(inflight).ConfigureAwait(false);
+            inflight.Clear();
+            lock (acked)
+            {
+                _store.DeleteOutbox(acked);
+                acked.Clear();
+            }
+            if (failure is not null) throw failure;
+            cursor = entries[^1].Id;
+
+            async Task PublishOneAsync(OutboxEntry entry)
+            {
+                try
+                {
+                    await _link.PublishAsync(entry.Topic, entry.Payload, retain: false, ct).ConfigureAwait(false);
+                    lock (acked) acked.Add(entry.Id);
+                    Interlocked.Increment(ref _published);
+                    Acknowledged?.Invoke(entry.ResultId, entry.LandedTimestamp);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+                {
+                    Interlocked.CompareExchange(ref failure, e, null);
+                }
+                finally { gate.Release(); }
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _link.Connected -= Wake;
+        _stop.Cancel();
+        if (_loop is not null) { try { await _loop.ConfigureAwait(false); } catch (OperationCanceledException) { } }
+        _stop.Dispose();
+    }
+}

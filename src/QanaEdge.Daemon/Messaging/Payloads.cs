@@ -1,0 +1,131 @@
+using System.Buffers;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using QanaEdge.Model;
+
+namespace QanaEdge.Daemon.Messaging;
+
+/// <summary>MQTT topics of one device (DESIGN.md contracts).</summary>
+public sealed class Topics(string deviceId)
+{
+    public string Status { get; } = $"qana/{deviceId}/status";
+    public string Results { get; } = $"qana/{deviceId}/results";
+    public string Power { get; } = $"qana/{deviceId}/power";
+    public string Feedback { get; } = $"qana/{deviceId}/feedback";
+    public string Updates { get; } = $"qana/{deviceId}/updates";
+    public const string FleetUpdates = "qana/fleet/updates";
+    /// <summary>In: any message triggers one camera capture (an addition to the DESIGN.md topic list).</summary>
+    public string Capture { get; } = $"qana/{deviceId}/capture";
+}
+
+/// <summary>JSON payloads written with Utf8JsonWriter: no reflection serializer, so Native-AOT clean.</summary>
+public static class Payloads
+{
+    /// <summary>
+    /// result_id = first 128 bits of SHA-256(device id, image SHA-256, model id, model version), hex. The same image on the
+    /// same device with the same model always gets the same id, so a redelivery (or a reprocessing after a crash)
+    /// keeps its id; a new model gives a new result.
+    /// </summary>
+    public static string ResultId(string deviceId, string imageSha256, string modelId, string modelVersion)
+    {
+        byte[] text = Encoding.UTF8.GetBytes($"qana-result\n{deviceId}\n{imageSha256}\n{modelId}\n{modelVersion}");
+        return Convert.ToHexStringLower(SHA256.HashData(text).AsSpan(0, 16));
+    }
+
+    public static byte[] Result(string resultId, string imageSha256, Classification.Classification c, string modelId,
+        string modelVersion, double? energyMj, DateTime capturedAtUtc)
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("result_id", resultId);
+            w.WriteString("image_sha256", imageSha256);
+            w.WriteString("label", c.Label);
+            w.WriteStartObject("probabilities");
+            for (int k = 0; k < Classes.Count && k < c.Probabilities.Length; k++)
+                w.WriteNumber(Classes.Codes[k], Math.Round(c.Probabilities[k], 6));
+            w.WriteEndObject();
+            w.WriteNumber("confidence", Math.Round(c.Confidence, 6));
+            w.WriteBoolean("refer", c.Refer);
+            w.WriteBoolean("tiled", c.Tiled);
+            w.WriteStartObject("model");
+            w.WriteString("id", modelId);
+            w.WriteString("version", modelVersion);
+            w.WriteEndObject();
+            w.WriteNumber("latency_ms", Math.Round(c.LatencyMs, 3));
+            if (energyMj is double e) w.WriteNumber("energy_mj", Math.Round(e, 4)); else w.WriteNull("energy_mj");
+            w.WriteString("captured_at", capturedAtUtc.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("state", state);
+            w.WriteString("device_id", deviceId);
+            if (engine is not null) w.WriteString("engine", engine);
+            if (engineReason is not null) w.WriteString("engine_reason", engineReason);
+            if (modelId is not null)
+            {
+                w.WriteStartObject("model");
+                w.WriteString("id", modelId);
+                w.WriteString("version", modelVersion ?? "");
+                w.WriteEndObject();
+            }
+            if (daemonVersion is not null) w.WriteString("daemon_version", daemonVersion);
+            w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public static byte[] Power(string sensor, double busVolts, double currentAmps, double powerWatts, double? idleWatts, long failures)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteString("sensor", sensor);
+            w.WriteNumber("bus_v", Math.Round(busVolts, 4));
+            w.WriteNumber("current_a", Math.Round(currentAmps, 6));
+            w.WriteNumber("power_w", Math.Round(powerWatts, 5));
+            if (idleWatts is double i) w.WriteNumber("idle_w", Math.Round(i, 5)); else w.WriteNull("idle_w");
+            w.WriteNumber("read_failures", failures);
+            w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Clinician feedback: {"result_id": "...", "label": "mel", "clinician": "...", "note": "..."}.</summary>
+    public static bool TryParseFeedback(ReadOnlySpan<byte> json, out string resultId, out string label, out string? clinician, out string? note, out string error)
+    {
+        resultId = label = ""; clinician = note = null; error = "";
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(json.ToArray());
+            JsonElement root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) { error = "not a JSON object"; return false; }
+            if (!root.TryGetProperty("result_id", out JsonElement id) || id.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(id.GetString()))
+            { error = "missing string field result_id"; return false; }
+            if (!root.TryGetProperty("label", out JsonElement l) || l.ValueKind != JsonValueKind.String)
+            { error = "missing string field label"; return false; }
+            int k = Classes.IndexOf(l.GetString()!);
+            if (k < 0) { error = $"label '{l.GetString()}' is not one of {string.Join(", ", Classes.Codes)}"; return false; }
+            resultId = id.GetString()!;
+            label = Classes.Codes[k];
+            if (root.TryGetProperty("clinician", out JsonElement c) && c.ValueKind == JsonValueKind.String) clinician = c.GetString();
+            if (root.TryGetProperty("note", out JsonElement n) && n.ValueKind == JsonValueKind.String) note = n.GetString();
+            return true;
+        }
+        catch (JsonException e) { error = "invalid JSON: " + e.Message; return false; }
+    }
+}

@@ -1,0 +1,88 @@
+using System.Device.I2c;
+using QanaEdge.Devices.Power;
+using UpstreamIna219 = Iot.Device.Adc.Ina219;
+
+namespace QanaEdge.Devices.Ina219;
+
+/// <summary>
+/// INA219 high-side current/power monitor on I2C, through the Iot.Device.Bindings driver.
+/// The upstream binding configures and calibrates the chip; the signed registers (shunt voltage, current)
+/// are decoded here as two's complement because the upstream read path goes through an unsigned 16-bit
+/// register value, so a reverse current would read as a huge positive one (0xFFFF must be −1 LSB).
+/// </summary>
+public sealed class Ina219PowerSensor : IPowerSensor
+{
+    /// <summary>Full-scale shunt voltage at the default PGA gain /8 (±320 mV).</summary>
+    private const double MaxShuntVolts = 0.32;
+    private const double ShuntLsbVolts = 10e-6;
+    private const double BusLsbVolts = 4e-3;
+
+    private readonly UpstreamIna219 _chip;
+    private readonly I2cDevice _device;
+    private readonly double _currentLsbAmps;
+    private readonly double _shuntOhms;
+
+    /// <param name="device">The chip's I2C device (address 0x40..0x4F). Owned by this sensor.</param>
+    /// <param name="shuntOhms">Value of the shunt resistor.</param>
+    /// <param name="maxCurrentAmps">Largest expected current; sets the current LSB (datasheet 8.5.1 step 2).</param>
+    public Ina219PowerSensor(I2cDevice device, double shuntOhms, double maxCurrentAmps)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (!(shuntOhms > 0)) throw new PowerSensorException($"INA219: shunt resistance must be positive (got {shuntOhms} Ω)");
+        if (!(maxCurrentAmps > 0)) throw new PowerSensorException($"INA219: maximum current must be positive (got {maxCurrentAmps} A)");
+        if (maxCurrentAmps * shuntOhms > MaxShuntVolts)
+            throw new PowerSensorException($"INA219: {maxCurrentAmps} A through {shuntOhms} Ω exceeds the ±320 mV shunt range");
+        _shuntOhms = shuntOhms;
+        _device = device;
+        // Datasheet: Current_LSB = Max_Expected_I / 2^15, then Cal = trunc(0.04096 / (Current_LSB × R_shunt)).
+        _currentLsbAmps = maxCurrentAmps / 32768.0;
+        double cal = Math.Truncate(0.04096 / (_currentLsbAmps * shuntOhms));
+        if (cal < 2 || cal > 0xFFFE)
+            throw new PowerSensorException($"INA219: calibration value {cal} is outside the register's range; choose another maximum current");
+        // Bit 0 of the calibration register is fixed at zero: the chip works with the even value.
+        ushort calibration = (ushort)((int)cal & 0xFFFE);
+        _currentLsbAmps = 0.04096 / (calibration * shuntOhms);
+        Name = $"ina219@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
+        _chip = new UpstreamIna219(device);
+        _chip.SetCalibration(calibration, (float)_currentLsbAmps);
+    }
+
+    public string Name { get; }
+
+    /// <summary>12-bit conversions of shunt and bus: 532 µs each (datasheet table 8-5, default mode).</summary>
+    public TimeSpan UpdateInterval { get; } = TimeSpan.FromMicroseconds(2 * 532);
+
+    /// <summary>Current LSB after rounding the calibration value.</summary>
+    public double CurrentLsbAmps => _currentLsbAmps;
+
+    public PowerReading Read()
+    {
+        ushort busRaw = ReadRaw(Ina219Register.BusVoltage);
+        if ((busRaw & 0x1) != 0)
+            throw new PowerSensorException($"{Name}: math overflow (OVF): current or power out of range for the calibration");
+        double bus = (busRaw >> 3) * BusLsbVolts;
+        short currentRaw = unchecked((short)ReadRaw(Ina219Register.Current));
+        double current = currentRaw * _currentLsbAmps;
+        // P = V_bus × I: computed from the signed current so a reverse current gives negative power
+        // (the chip's power register is unsigned and loses the sign).
+        return new PowerReading(bus, current, bus * current);
+    }
+
+    /// <summary>The shunt voltage in volts, two's complement decoded (10 µV LSB).</summary>
+    public double ReadShuntVolts()
+        => unchecked((short)ReadRaw(Ina219Register.ShuntVoltage)) * ShuntLsbVolts;
+
+    /// <summary>The current derived from the shunt voltage alone (does not depend on the calibration register).</summary>
+    public double ReadCurrentFromShunt() => ReadShuntVolts() / _shuntOhms;
+
+    /// <summary>Register access goes straight to the I2C device (pointer write, two-byte big-endian read):
+    /// the upstream read path is internal and decodes unsigned.</summary>
+    private ushort ReadRaw(Ina219Register register)
+    {
+        Span<byte> buffer = stackalloc byte[2];
+        _device.WriteRead([(byte)register], buffer);
+        return (ushort)((buffer[0] << 8) | buffer[1]);
+    }
+
+    public void Dispose() => _chip.Dispose();
+}

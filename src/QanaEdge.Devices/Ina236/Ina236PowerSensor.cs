@@ -1,0 +1,67 @@
+using System.Device.I2c;
+using QanaEdge.Devices.Power;
+using UnitsNet;
+using UpstreamIna236 = Iot.Device.Adc.Ina236;
+
+namespace QanaEdge.Devices.Ina236;
+
+/// <summary>
+/// INA236 16-bit current/power monitor on I2C, through the Iot.Device.Bindings driver (which resets the chip,
+/// checks its id and programs SHUNT_CAL). Current and shunt voltage are decoded here from the raw registers as
+/// two's complement so that a reverse current reads negative (0xFFFF is −1 LSB).
+/// </summary>
+public sealed class Ina236PowerSensor : IPowerSensor
+{
+    private const double BusLsbVolts = 1.6e-3;
+    private readonly UpstreamIna236 _chip;
+    private readonly I2cDevice _device;
+    private readonly double _currentLsbAmps;
+
+    /// <param name="device">The chip's I2C device (address 0x40..0x4B). Owned by this sensor.</param>
+    /// <param name="shuntOhms">Value of the shunt resistor.</param>
+    /// <param name="maxCurrentAmps">Largest expected current; the current LSB is maxCurrent / 2^15.</param>
+    public Ina236PowerSensor(I2cDevice device, double shuntOhms, double maxCurrentAmps)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (!(shuntOhms > 0)) throw new PowerSensorException($"INA236: shunt resistance must be positive (got {shuntOhms} Ω)");
+        if (!(maxCurrentAmps > 0)) throw new PowerSensorException($"INA236: maximum current must be positive (got {maxCurrentAmps} A)");
+        _device = device;
+        ushort id = ReadRaw(Ina236Register.ManufacturerId);
+        if (id != 0x5449)
+            throw new PowerSensorException($"INA236 at 0x{device.ConnectionSettings.DeviceAddress:X2}: manufacturer id 0x{id:X4}, expected 0x5449");
+        _currentLsbAmps = maxCurrentAmps / 32768.0;
+        Name = $"ina236@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
+        _chip = new UpstreamIna236(device, ElectricResistance.FromOhms(shuntOhms), ElectricCurrent.FromAmperes(maxCurrentAmps));
+    }
+
+    public string Name { get; }
+
+    /// <summary>Bus and shunt conversions of 1.1 ms each, no averaging (the reset configuration).</summary>
+    public TimeSpan UpdateInterval { get; } = TimeSpan.FromMicroseconds(2 * 1100);
+
+    public double CurrentLsbAmps => _currentLsbAmps;
+
+    public PowerReading Read()
+    {
+        double bus = ReadRaw(Ina236Register.BusVoltage) * BusLsbVolts;
+        double current = unchecked((short)ReadRaw(Ina236Register.Current)) * _currentLsbAmps;
+        return new PowerReading(bus, current, bus * current);
+    }
+
+    /// <summary>Shunt voltage in volts, two's complement decoded, for the ADC range in the configuration register.</summary>
+    public double ReadShuntVolts()
+    {
+        bool lowRange = (ReadRaw(Ina236Register.Configuration) & (1 << 12)) != 0;
+        return unchecked((short)ReadRaw(Ina236Register.ShuntVoltage)) * (lowRange ? 625e-9 : 2.5e-6);
+    }
+
+    /// <summary>Register access goes straight to the I2C device: pointer write, two-byte big-endian read.</summary>
+    private ushort ReadRaw(Ina236Register register)
+    {
+        Span<byte> buffer = stackalloc byte[2];
+        _device.WriteRead([(byte)register], buffer);
+        return (ushort)((buffer[0] << 8) | buffer[1]);
+    }
+
+    public void Dispose() => _chip?.Dispose();
+}

@@ -1,0 +1,277 @@
+using System.Buffers.Binary;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats.Bmp;
+using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tiff;
+using SixLabors.ImageSharp.Memory;
+using SixLabors.ImageSharp.Metadata.Profiles.Exif;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+
+namespace QanaEdge.Imaging;
+
+/// <summary>
+/// Hardened decoding: file bytes → <see cref="RgbImage"/>, or an <see cref="ImageRejectedException"/> with a reason.
+/// Order of checks: empty → file size → signature (accepted / known but unsupported / unknown) → structural
+/// truncation (JPEG end marker, PNG IEND) → header identified and its dimensions checked → decode under a
+/// per-image memory budget → EXIF orientation → alpha flattened on black → all-black / saturated check.
+/// No other exception type leaves <see cref="Decode(ReadOnlySpan{byte}, DecodeLimits?)"/>. Thread-safe.
+/// </summary>
+public static class ImageDecoder
+{
+    /// <summary>A pixel counts as black when its brightest channel is at most this.</summary>
+    public const int BlackLevel = 12;
+    /// <summary>A pixel counts as blown out when its darkest channel is at least this.</summary>
+    public const int SaturatedLevel = 245;
+    /// <summary>An image is rejected when at least this fraction of its pixels is black (or blown out).</summary>
+    public const double RejectFraction = 0.98;
+
+    // Shared backing allocator; a small pool keeps a board's idle footprint low. The per-image cap is the
+    // BudgetAllocator wrapped around it for each decode.
+    private static readonly MemoryAllocator SharedAllocator =
+        MemoryAllocator.Create(new MemoryAllocatorOptions { MaximumPoolSizeMegabytes = 16 });
+
+    /// <summary>Decodes an image file held in memory.</summary>
+    /// <exception cref="ImageRejectedException">The file is not an acceptable image; <see cref="ImageRejectedException.Reason"/> says why.</exception>
+    public static RgbImage Decode(ReadOnlySpan<byte> fileBytes, DecodeLimits? limits = null) =>
+        DecodeMeasured(fileBytes, limits, out _);
+
+    /// <summary>Reads a file and decodes it; I/O failures other than a missing file surface as they are.</summary>
+    public static RgbImage DecodeFile(string path, DecodeLimits? limits = null)
+    {
+        limits ??= DecodeLimits.Default;
+        var info = new FileInfo(path);
+        if (info.Exists && info.Length > limits.MaxFileBytes)
+            throw new ImageRejectedException(RejectReason.TooLarge,
+                $"file is {info.Length} bytes, over the {limits.MaxFileBytes}-byte limit");
+        return Decode(File.ReadAllBytes(path), limits);
+    }
+
+    /// <summary>Decode, also reporting the peak bytes the image library held (for tests of the cap).</summary>
+    internal static RgbImage DecodeMeasured(ReadOnlySpan<byte> fileBytes, DecodeLimits? limits, out long peakDecoderBytes)
+    {
+        limits ??= DecodeLimits.Default;
+        limits.Validate();
+        peakDecoderBytes = 0;
+
+        if (fileBytes.IsEmpty)
+            throw new ImageRejectedException(RejectReason.Empty, "file is empty");
+        if (fileBytes.Length > limits.MaxFileBytes)
+            throw new ImageRejectedException(RejectReason.TooLarge,
+                $"file is {fileBytes.Length} bytes, over the {limits.MaxFileBytes}-byte limit");
+
+        ImageKind kind = Sniff(fileBytes, out string formatName);
+        if (kind == ImageKind.Unknown)
+            throw new ImageRejectedException(RejectReason.NotAnImage, "no known image signature");
+        if (kind == ImageKind.Unsupported)
+            throw new ImageRejectedException(RejectReason.Unsupported,
+                $"{formatName} images are not accepted (JPEG, PNG, BMP, TIFF only)");
+        CheckComplete(fileBytes, kind);
+
+        byte[] bytes = fileBytes.ToArray();
+        var budget = new BudgetAllocator(SharedAllocator, limits.MaxDecoderBytes);
+        var configuration = new Configuration(
+            new JpegConfigurationModule(), new PngConfigurationModule(),
+            new BmpConfigurationModule(), new TiffConfigurationModule())
+        {
+            MemoryAllocator = budget,
+            // One image at a time on a small board; also keeps the accounting simple and the output deterministic.
+            MaxDegreeOfParallelism = 1,
+        };
+        try
+        {
+            IImageInfo? info;
+            using (var header = new MemoryStream(bytes, writable: false))
+                info = Image.Identify(configuration, header, out _);
+            if (info is null)
+                throw new ImageRejectedException(RejectReason.Truncated, $"{formatName} header cannot be read");
+            CheckDimensions(info.Width, info.Height, limits);
+
+            using Image<Rgba32> image = Image.Load<Rgba32>(configuration, bytes);
+            CheckDimensions(image.Width, image.Height, limits);
+            if (NeedsOrientation(image))
+                image.Mutate(ctx => ctx.AutoOrient());
+            RgbImage result = FlattenOnBlack(image.Frames.RootFrame);
+            peakDecoderBytes = budget.PeakBytes;
+            CheckExposure(result);
+            return result;
+        }
+        catch (ImageRejectedException)
+        {
+            throw;
+        }
+        catch (Exception e)
+        {
+            peakDecoderBytes = budget.PeakBytes;
+            throw Classify(e, formatName);
+        }
+    }
+
+    /// <summary>Maps a failure inside the image library onto a reason. Anything unexpected from a decoder
+    /// is, by construction, a consequence of the file's content: it becomes Truncated (damaged data).</summary>
+    private static ImageRejectedException Classify(Exception e, string formatName)
+    {
+        // Decoders wrap what they hit (e.g. InvalidImageContentException around our allocator's refusal):
+        // the innermost cause decides.
+        for (Exception? cause = e; cause is not null; cause = cause.InnerException)
+        {
+            if (cause is InvalidMemoryOperationException or OutOfMemoryException or InsufficientExecutionStackException)
+                return new ImageRejectedException(RejectReason.TooLarge,
+                    $"{formatName} image needs too much memory to decode: {cause.Message}", e);
+        }
+        return e switch
+        {
+            NotSupportedException or NotImplementedException =>
+                new ImageRejectedException(RejectReason.Unsupported, $"{formatName} variant not supported: {e.Message}", e),
+            UnknownImageFormatException =>
+                new ImageRejectedException(RejectReason.NotAnImage, "no known image signature", e),
+            _ => new ImageRejectedException(RejectReason.Truncated, $"{formatName} data is damaged or incomplete: {e.Message}", e),
+        };
+    }
+
+    private static void CheckDimensions(int width, int height, DecodeLimits limits)
+    {
+        if (width <= 0 || height <= 0)
+            throw new ImageRejectedException(RejectReason.Truncated, $"header declares an empty image ({width}x{height})");
+        if (width > limits.MaxDimension || height > limits.MaxDimension)
+            throw new ImageRejectedException(RejectReason.TooLarge,
+                $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
+        if ((long)width * height > limits.MaxPixels)
+            throw new ImageRejectedException(RejectReason.TooLarge,
+                $"image has {(long)width * height} pixels, over the {limits.MaxPixels}-pixel limit");
+    }
+
+    private static bool NeedsOrientation(Image image)
+    {
+        ExifProfile? exif = image.Metadata.ExifProfile;
+        if (exif is null) return false;
+        IExifValue<ushort>? value = exif.GetValue(ExifTag.Orientation);
+        return value is not null && value.Value is > 1 and <= 8;
+    }
+
+    /// <summary>Alpha is composited over black: a dermoscope's field of view is surrounded by black
+    /// vignette, so transparent borders look like what the network saw in training.</summary>
+    private static RgbImage FlattenOnBlack(ImageFrame<Rgba32> frame)
+    {
+        int width = frame.Width, height = frame.Height;
+        byte[] pixels = new byte[checked(width * height * 3)];
+        frame.ProcessPixelRows(accessor =>
+        {
+            for (int y = 0; y < accessor.Height; y++)
+            {
+                Span<Rgba32> row = accessor.GetRowSpan(y);
+                Span<byte> dst = pixels.AsSpan(y * width * 3, width * 3);
+                for (int x = 0; x < row.Length; x++)
+                {
+                    Rgba32 p = row[x];
+                    if (p.A == 255)
+                    {
+                        dst[3 * x] = p.R;
+                        dst[3 * x + 1] = p.G;
+                        dst[3 * x + 2] = p.B;
+                    }
+                    else
+                    {
+                        // c·a/255 rounded half up, exact in integers.
+                        dst[3 * x] = (byte)((p.R * p.A + 127) / 255);
+                        dst[3 * x + 1] = (byte)((p.G * p.A + 127) / 255);
+                        dst[3 * x + 2] = (byte)((p.B * p.A + 127) / 255);
+                    }
+                }
+            }
+        });
+        return new RgbImage(width, height, pixels);
+    }
+
+    private static void CheckExposure(RgbImage image)
+    {
+        ReadOnlySpan<byte> px = image.Pixels;
+        long black = 0, saturated = 0, n = (long)image.Width * image.Height;
+        for (int i = 0; i < px.Length; i += 3)
+        {
+            byte r = px[i], g = px[i + 1], b = px[i + 2];
+            if (r <= BlackLevel && g <= BlackLevel && b <= BlackLevel) black++;
+            else if (r >= SaturatedLevel && g >= SaturatedLevel && b >= SaturatedLevel) saturated++;
+        }
+        if (black >= RejectFraction * n)
+            throw new ImageRejectedException(RejectReason.AllBlack,
+                $"{100.0 * black / n:F1}% of the pixels are black");
+        if (saturated >= RejectFraction * n)
+            throw new ImageRejectedException(RejectReason.Saturated,
+                $"{100.0 * saturated / n:F1}% of the pixels are saturated");
+    }
+
+    private enum ImageKind { Unknown, Unsupported, Jpeg, Png, Bmp, Tiff }
+
+    /// <summary>Our own signature test, so that "not an image" and "an image we do not take" are told apart
+    /// without trusting a decoder's guess (TGA, for one, has no signature at all).</summary>
+    private static ImageKind Sniff(ReadOnlySpan<byte> b, out string name)
+    {
+        (ImageKind kind, name) = b switch
+        {
+            [0xFF, 0xD8, 0xFF, ..] => (ImageKind.Jpeg, "JPEG"),
+            [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => (ImageKind.Png, "PNG"),
+            [(byte)'B', (byte)'M', _, _, _, _, _, _, _, _, _, _, _, _, ..] => (ImageKind.Bmp, "BMP"),
+            [(byte)'I', (byte)'I', 42, 0, ..] or [(byte)'M', (byte)'M', 0, 42, ..] => (ImageKind.Tiff, "TIFF"),
+            [(byte)'I', (byte)'I', 43, 0, ..] or [(byte)'M', (byte)'M', 0, 43, ..] => (ImageKind.Unsupported, "BigTIFF"),
+            [(byte)'G', (byte)'I', (byte)'F', (byte)'8', ..] => (ImageKind.Unsupported, "GIF"),
+            [(byte)'R', (byte)'I', (byte)'F', (byte)'F', _, _, _, _, (byte)'W', (byte)'E', (byte)'B', (byte)'P', ..] => (ImageKind.Unsupported, "WebP"),
+            [_, _, _, _, (byte)'f', (byte)'t', (byte)'y', (byte)'p', ..] => (ImageKind.Unsupported, "HEIF/AVIF"),
+            [0x00, 0x00, 0x00, 0x0C, (byte)'j', (byte)'P', 0x20, 0x20, ..] or [0xFF, 0x4F, 0xFF, 0x51, ..] => (ImageKind.Unsupported, "JPEG 2000"),
+            [0xFF, 0x0A, ..] or [0x00, 0x00, 0x00, 0x0C, (byte)'J', (byte)'X', (byte)'L', 0x20, ..] => (ImageKind.Unsupported, "JPEG XL"),
+            [(byte)'q', (byte)'o', (byte)'i', (byte)'f', ..] => (ImageKind.Unsupported, "QOI"),
+            [(byte)'8', (byte)'B', (byte)'P', (byte)'S', ..] => (ImageKind.Unsupported, "PSD"),
+            [(byte)'D', (byte)'D', (byte)'S', (byte)' ', ..] => (ImageKind.Unsupported, "DDS"),
+            [0x00, 0x00, 0x01, 0x00, _, _, ..] => (ImageKind.Unsupported, "ICO"),
+            [(byte)'P', >= (byte)'1' and <= (byte)'7', 0x0A or 0x0D or 0x20 or 0x09, ..] => (ImageKind.Unsupported, "Netpbm"),
+            _ => (ImageKind.Unknown, "unknown"),
+        };
+        return kind;
+    }
+
+    /// <summary>A file cut short (a capture copied while still being written) must not decode into a
+    /// half-grey picture: JPEG needs its end-of-image marker after the last scan, PNG its IEND chunk.</summary>
+    private static void CheckComplete(ReadOnlySpan<byte> b, ImageKind kind)
+    {
+        switch (kind)
+        {
+            case ImageKind.Jpeg:
+            {
+                int lastScan = b.LastIndexOf([(byte)0xFF, (byte)0xDA]);
+                int end = b.LastIndexOf([(byte)0xFF, (byte)0xD9]);
+                if (lastScan < 0)
+                    throw new ImageRejectedException(RejectReason.Truncated, "JPEG ends before its image data");
+                if (end < lastScan)
+                    throw new ImageRejectedException(RejectReason.Truncated, "JPEG ends before its end-of-image marker");
+                break;
+            }
+            case ImageKind.Png:
+                if (b.LastIndexOf("IEND"u8) < 8)
+                    throw new ImageRejectedException(RejectReason.Truncated, "PNG ends before its IEND chunk");
+                break;
+            case ImageKind.Bmp:
+            {
+                // bfSize is unreliable in practice (some writers leave 0): compute what uncompressed pixel data needs.
+                uint dataOffset = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(10, 4));
+                if (dataOffset >= (uint)b.Length)
+                    throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its pixel data");
+                if (b.Length >= 34 && BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(14, 4)) >= 40)
+                {
+                    long width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
+                    long height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
+                    int bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
+                    uint compression = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(30, 4));
+                    const uint rgb = 0, bitFields = 3;
+                    if ((compression == rgb || compression == bitFields) && width > 0 && bitsPerPixel is > 0 and <= 32)
+                    {
+                        long rowBytes = (width * bitsPerPixel + 31) / 32 * 4;
+                        if (dataOffset + rowBytes * height > b.Length)
+                            throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its last pixel row");
+                    }
+                }
+                break;
+            }
+        }
+    }
+}

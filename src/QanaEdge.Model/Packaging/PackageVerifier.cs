@@ -1,0 +1,109 @@
+namespace QanaEdge.Model.Packaging;
+
+public enum VerificationStatus
+{
+    Valid = 0,
+    /// <summary>No signature block.</summary>
+    Unsigned,
+    /// <summary>The signing key is not in the trust store.</summary>
+    UnknownSigner,
+    /// <summary>The signature does not match the content (tampered after signing, or forged).</summary>
+    BadSignature,
+    /// <summary>The signer's role may not sign this kind of package (a learner signing a full model).</summary>
+    RoleNotAllowed,
+    /// <summary>The package itself is malformed (checksum, structure, validation).</summary>
+    Corrupt,
+}
+
+/// <summary>Outcome of <see cref="PackageVerifier.Verify"/>; <see cref="Reason"/> is one line.</summary>
+public sealed class VerificationResult
+{
+    public required VerificationStatus Status { get; init; }
+    public required string Reason { get; init; }
+    /// <summary>The loaded package (null when corrupt).</summary>
+    public ModelPackage? Package { get; init; }
+    /// <summary>The trusted key that signed it, when known.</summary>
+    public TrustedKey? Signer { get; init; }
+    public bool IsValid => Status == VerificationStatus.Valid;
+}
+
+/// <summary>
+/// Decides whether a device may accept a package: it must load (valid and uncorrupted), carry a signature
+/// by a key in the trust store, the signature must match, the role the trusted key file grants must be
+/// the role the block claims, and that role must be allowed to sign the package's kind (vendor: models
+/// and readout updates; learner: readout updates only).
+/// </summary>
+public static class PackageVerifier
+{
+    public static VerificationResult Verify(ReadOnlySpan<byte> package, TrustStore trust)
+    {
+        ModelPackage loaded;
+        PackageReader.Layout layout;
+        try
+        {
+            layout = PackageReader.ReadLayout(package);
+            loaded = PackageReader.Load(package);
+        }
+        catch (PackageFormatException e)
+        {
+            return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: {e.Message}" };
+        }
+        PackageSignature? signature = loaded.Signature;
+        if (signature is null)
+            return new VerificationResult { Status = VerificationStatus.Unsigned, Reason = "unsigned: the package carries no signature", Package = loaded };
+
+        TrustedKey? key = trust.Find(signature.KeyId);
+        if (key is null)
+            return new VerificationResult
+            {
+                Status = VerificationStatus.UnknownSigner, Package = loaded,
+                Reason = $"unknown signer: key {signature.KeyIdHex[..16]} is not in the trust store",
+            };
+
+        if (!key.Verify(package[..(layout.SignedLength + PackageFormat.SignatureSignedPrefix)],
+                        package.Slice(layout.SignedLength + PackageFormat.SignatureSignedPrefix, 64)))
+            return new VerificationResult
+            {
+                Status = VerificationStatus.BadSignature, Package = loaded, Signer = key,
+                Reason = $"bad signature: the content does not match the signature of key {key.KeyIdHex[..16]}",
+            };
+
+        if (key.Role != signature.Role)
+            return new VerificationResult
+            {
+                Status = VerificationStatus.RoleNotAllowed, Package = loaded, Signer = key,
+                Reason = $"role not allowed: key {key.KeyIdHex[..16]} is trusted as {PackageSignature.RoleName(key.Role)} but signed as {PackageSignature.RoleName(signature.Role)}",
+            };
+        if (!PackageSignature.MaySign(key.Role, loaded.Manifest.Kind))
+            return new VerificationResult
+            {
+                Status = VerificationStatus.RoleNotAllowed, Package = loaded, Signer = key,
+                Reason = $"role not allowed: a {PackageSignature.RoleName(key.Role)} key may not sign a package of kind '{PackageSigner.KindName(loaded.Manifest.Kind)}'",
+            };
+
+        return new VerificationResult
+        {
+            Status = VerificationStatus.Valid, Package = loaded, Signer = key,
+            Reason = $"valid: {PackageSigner.KindName(loaded.Manifest.Kind)} '{loaded.Manifest.ModelId}' {loaded.Manifest.Version} signed by {PackageSignature.RoleName(key.Role)} key {key.KeyIdHex[..16]}",
+        };
+    }
+
+    public static VerificationResult Verify(string path, TrustStore trust)
+    {
+        byte[] bytes;
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists)
+                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' not found" };
+            if (info.Length > PackageLimits.MaxFileBytes)
+                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' exceeds the package size limit" };
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: cannot read '{path}': {e.Message.ReplaceLineEndings(" ")}" };
+        }
+        return Verify(bytes, trust);
+    }
+}

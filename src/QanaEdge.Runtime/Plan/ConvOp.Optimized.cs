@@ -1,0 +1,387 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using QanaEdge.Model.Graph;
+using QanaEdge.Runtime.Kernels;
+
+namespace QanaEdge.Runtime.Plan;
+
+/// <summary>
+/// Optimized weighted kernels, bit-exact to the reference loop nests:
+/// <list type="bullet">
+/// <item>GEMM (pointwise, Dense, strided 1×1 and general Conv2D through an im2col row): the input row becomes
+/// int16 deviations x − z (so padding and the zero-point correction vanish), read as int32 pairs. Pairs that are
+/// zero (both inputs at the zero point) are events that did not happen and are skipped; each remaining pair is
+/// broadcast and multiplied against weights packed [K/2][N][2] with vpmaddwd (Avx512BW.MultiplyAddAdjacent,
+/// 32 exact int16 MACs per instruction, no saturation since |x − z|·|w| ≤ 255·128). The portable path (ARM64
+/// AdvSimd, other CPUs) multiplies int32 lanes against weights packed [K][N].</item>
+/// <item>Depthwise: vector over 16-channel groups, taps outside the image read the zero point so the folded bias
+/// bias − z·Σw stays exact everywhere.</item>
+/// </list>
+/// Accumulators of a chunk of positions land in scratch and are requantized together with per-channel
+/// multipliers aligned to one shift (<see cref="VectorOps.AlignMultipliers"/>), or by the scalar rule when
+/// alignment could overflow 64 bits.
+/// </summary>
+internal sealed partial class ConvOp
+{
+    private const int Group = 16;        // output channels per 512-bit accumulator
+    private const int Chunk = 16;        // positions requantized together
+
+    private int _k, _kp, _np, _shift;
+    private short[] _b16 = [];           // [Kp/2][Np][2]
+    private int[] _b32 = [];             // [K][Np]
+    private int[] _biasP = [];           // [Np] (depthwise: bias − z·Σw)
+    private long[] _multTiled = [];      // [Chunk][Cout]
+    private bool _vectorRequant;
+    private static readonly bool Wide = Avx512BW.IsSupported && Avx512F.IsSupported;
+
+    public override bool HasOptimized => true;
+
+    public override (int Shorts, int Ints) Scratch
+    {
+        get
+        {
+            int k = Kind == OpKind.DepthwiseConv2D ? 0 : Kind == OpKind.Conv2D ? Kh * Kw * Cin : Cin;
+            int kp = k + 66;
+            int np = (Cout + Group - 1) / Group * Group;
+            return (kp, kp / 2 + Chunk * Cout + np + 64);
+        }
+    }
+
+    /// <summary>Packs weights and aligns multipliers: the prepare half of the optimized kernels.</summary>
+    public void PrepareOptimized()
+    {
+        _np = (Cout + Group - 1) / Group * Group;
+        var bound = new long[Cout];
+        if (Kind == OpKind.DepthwiseConv2D)
+        {
+            int taps = Kh * Kw;
+            _b32 = new int[taps * _np];
+            _biasP = new int[_np];
+            for (int c = 0; c < Cout; c++)
+            {
+                long sum = 0;
+                for (int t = 0; t < taps; t++)
+                {
+                    int w = W[t * Cout + c];
+                    _b32[t * _np + c] = w;
+                    sum += w;
+                    bound[c] += Math.Abs(w) * 255L;
+                }
+                // Σ w·(x − z) = Σ w·x − z·Σw; with padding read as z the correction is the same at every position.
+                long folded = Bias[c] - ZpIn * sum;
+                if (folded is < int.MinValue or > int.MaxValue) throw new InvalidGraphException($"node '{Node.Name}': folded bias overflows");
+                _biasP[c] = (int)folded;
+                bound[c] += Math.Abs((long)Bias[c]);
+            }
+        }
+        else
+        {
+            _k = Kind == OpKind.Conv2D ? Kh * Kw * Cin : Cin;
+            _kp = (_k + 1) & ~1;
+            _b16 = new short[_kp / 2 * _np * 2];
+            _b32 = new int[_k * _np];
+            _biasP = new int[_np];
+            for (int n = 0; n < Cout; n++)
+            {
+                _biasP[n] = Bias[n];
+                bound[n] = AccumulatorBound(W.AsSpan(n * _k, _k), Bias[n]);
+                for (int k = 0; k < _k; k++)
+                {
+                    sbyte w = W[n * _k + k];       // Conv2D [Cout][Kh][Kw][Cin] is already [Cout][K] in im2col order
+                    _b16[((k >> 1) * _np + n) * 2 + (k & 1)] = w;
+                    _b32[k * _np + n] = w;
+                }
+            }
+        }
+        var aligned = new long[Cout];
+        _vectorRequant = VectorOps.AlignMultipliers(Mult, RShift, bound, aligned, out _shift);
+        _multTiled = new long[Chunk * Cout];
+        for (int p = 0; p < Chunk; p++) aligned.CopyTo(_multTiled, p * Cout);
+    }
+
+    public override void EvalOptimized(ExecState s)
+    {
+        ReadOnlySpan<sbyte> x = s.Tensor(InputIndices[0]);
+        Span<sbyte> y = s.Tensor(OutputIndex);
+        if (Kind == OpKind.DepthwiseConv2D) Depthwise(s, x, y);
+        else Gemm(x, y);
+    }
+
+    /// <summary>Requantizes <paramref name="count"/> positions of accumulators (stride Cout) into y.</summary>
+    private void Flush(Span<int> acc, int count, Span<sbyte> y)
+    {
+        int len = count * Cout;
+        if (_vectorRequant)
+        {
+            VectorOps.Requantize(acc[..len], _multTiled.AsSpan(0, len), _shift, y[..len], ZpOut, Lo, Hi);
+            return;
+        }
+        for (int i = 0; i < len; i++)
+        {
+            int c = i % Cout;
+            y[i] = (sbyte)Requant.Apply(acc[i], Mult[c], RShift[c], ZpOut, Lo, Hi);
+        }
+    }
+
+    // ---------------------------------------------------------------- GEMM family
+
+    private void Gemm(ReadOnlySpan<sbyte> x, Span<sbyte> y)
+    {
+        var sh = Buffers.Shorts.AsSpan(0, _kp + 64);
+        var ints = Buffers.Ints;
+        int pairs = _kp / 2;
+        Span<int> idx = ints.AsSpan(0, pairs);
+        Span<int> acc = ints.AsSpan(pairs, Chunk * Cout + _np);
+        int positions = Kind == OpKind.Dense ? 1 : Hout * Wout;
+        int zp = ZpIn;
+        bool pointwise = Kind == OpKind.PointwiseConv2D || Kind == OpKind.Dense
+                         || (Kh == 1 && Kw == 1 && PadTop == 0 && PadLeft == 0);
+        for (int p0 = 0; p0 < positions; p0 += Chunk)
+        {
+            int count = Math.Min(Chunk, positions - p0);
+            for (int j = 0; j < count; j++)
+            {
+                int p = p0 + j;
+                if (pointwise)
+                {
+                    int src = Kind == OpKind.Conv2D ? ((p / Wout) * Sh * Win + (p % Wout) * Sw) * Cin : p * _k;
+                    Deviations(x.Slice(src, _k), zp, sh);
+                }
+                else Im2Col(x, p / Wout, p % Wout, sh);
+                if ((_k & 1) != 0) sh[_k] = 0;
+                var pairView = MemoryMarshal.Cast<short, int>(sh[.._kp]);
+                // Event-driven: keep only pairs with a non-zero deviation (branch-free append).
+                int n = 0;
+                for (int k = 0; k < pairView.Length; k++)
+                {
+                    idx[n] = k;
+                    n += pairView[k] != 0 ? 1 : 0;
+                }
+                var dst = acc.Slice(j * Cout, _np);
+                if (Wide) Accumulate512(pairView, idx[..n], dst);
+                else AccumulatePortable(sh, idx[..n], dst);
+            }
+            Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
+        }
+    }
+
+    /// <summary>dst[i] = x[i] − z as int16 (vectorised when 32 values fit).</summary>
+    private static void Deviations(ReadOnlySpan<sbyte> x, int zp, Span<short> dst)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var z = Vector256.Create((short)zp);
+            ref sbyte rx = ref MemoryMarshal.GetReference(x);
+            ref short rd = ref MemoryMarshal.GetReference(dst);
+            for (; i + 16 <= x.Length; i += 16)
+            {
+                var v = Vector256.WidenLower(Vector128.LoadUnsafe(ref rx, (nuint)i).ToVector256Unsafe());
+                (v - z).StoreUnsafe(ref rd, (nuint)i);
+            }
+        }
+        for (; i < x.Length; i++) dst[i] = (short)(x[i] - zp);
+    }
+
+    private void Im2Col(ReadOnlySpan<sbyte> x, int oy, int ox, Span<short> dst)
+    {
+        int o = 0;
+        for (int ky = 0; ky < Kh; ky++)
+        {
+            int iy = oy * Sh - PadTop + ky;
+            for (int kx = 0; kx < Kw; kx++, o += Cin)
+            {
+                int ix = ox * Sw - PadLeft + kx;
+                if ((uint)iy >= (uint)Hin || (uint)ix >= (uint)Win) dst.Slice(o, Cin).Clear();
+                else Deviations(x.Slice((iy * Win + ix) * Cin, Cin), ZpIn, dst.Slice(o, Cin));
+            }
+        }
+    }
+
+    private void Accumulate512(ReadOnlySpan<int> pairs, ReadOnlySpan<int> idx, Span<int> dst)
+    {
+        ref short b = ref MemoryMarshal.GetArrayDataReference(_b16);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        ref int rp = ref MemoryMarshal.GetReference(pairs);
+        ref int ri = ref MemoryMarshal.GetReference(idx);
+        int np = _np, n = idx.Length, g = 0;
+        int rowStride = np * 2;   // shorts per pair row
+        for (; g + 4 * Group <= np; g += 4 * Group)
+        {
+            var a0 = Vector512.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector512.LoadUnsafe(ref rb, (nuint)(g + 16));
+            var a2 = Vector512.LoadUnsafe(ref rb, (nuint)(g + 32));
+            var a3 = Vector512.LoadUnsafe(ref rb, (nuint)(g + 48));
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector512.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                ref short row = ref Unsafe.Add(ref b, k * rowStride + g * 2);
+                a0 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row));
+                a1 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row, 32));
+                a2 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row, 64));
+                a3 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row, 96));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 16));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 32));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 48));
+        }
+        for (; g + 2 * Group <= np; g += 2 * Group)
+        {
+            var a0 = Vector512.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector512.LoadUnsafe(ref rb, (nuint)(g + 16));
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector512.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                ref short row = ref Unsafe.Add(ref b, k * rowStride + g * 2);
+                a0 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row));
+                a1 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref row, 32));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 16));
+        }
+        for (; g < np; g += Group)
+        {
+            var a0 = Vector512.LoadUnsafe(ref rb, (nuint)g);
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector512.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                a0 += Avx512BW.MultiplyAddAdjacent(xv, Vector512.LoadUnsafe(ref Unsafe.Add(ref b, k * rowStride + g * 2)));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+        }
+    }
+
+    /// <summary>Portable: int32 lanes (Vector128: AdvSimd on ARM64, SSE on x64), one input value per step.</summary>
+    private void AccumulatePortable(ReadOnlySpan<short> dev, ReadOnlySpan<int> idx, Span<int> dst)
+    {
+        ref int b = ref MemoryMarshal.GetArrayDataReference(_b32);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        int np = _np;
+        for (int g = 0; g < np; g += Group)
+        {
+            var a0 = Vector128.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 4));
+            var a2 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a3 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 12));
+            foreach (int pair in idx)
+            {
+                for (int h = 0; h < 2; h++)
+                {
+                    int k = pair * 2 + h;
+                    if (k >= _k) break;
+                    var xv = Vector128.Create((int)dev[k]);
+                    ref int row = ref Unsafe.Add(ref b, k * np + g);
+                    a0 += xv * Vector128.LoadUnsafe(ref row);
+                    a1 += xv * Vector128.LoadUnsafe(ref row, 4);
+                    a2 += xv * Vector128.LoadUnsafe(ref row, 8);
+                    a3 += xv * Vector128.LoadUnsafe(ref row, 12);
+                }
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 4));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 12));
+        }
+    }
+
+    // ---------------------------------------------------------------- depthwise
+
+    private void Depthwise(ExecState s, ReadOnlySpan<sbyte> x, Span<sbyte> y)
+    {
+        var ints = Buffers.Ints;
+        Span<int> acc = ints.AsSpan(0, Chunk * Cout + _np);
+        int positions = Hout * Wout, c = Cout;
+        // Groups of 16 channels read 16 bytes; the last group of a pixel may read past the tensor into the
+        // arena's slack (zero weights discard those lanes).
+        ref sbyte arena = ref MemoryMarshal.GetArrayDataReference(s.Arena);
+        int xBase = s.Offset[InputIndices[0]];
+        for (int p0 = 0; p0 < positions; p0 += Chunk)
+        {
+            int count = Math.Min(Chunk, positions - p0);
+            for (int j = 0; j < count; j++)
+            {
+                int p = p0 + j, oy = p / Wout, ox = p % Wout;
+                var dst = acc.Slice(j * c, _np);
+                if (Wide) Dw512(ref arena, xBase, oy, ox, dst);
+                else DwPortable(ref arena, xBase, oy, ox, dst);
+            }
+            Flush(acc, count, y.Slice(p0 * c, count * c));
+        }
+    }
+
+    private void Dw512(ref sbyte arena, int xBase, int oy, int ox, Span<int> dst)
+    {
+        ref int w = ref MemoryMarshal.GetArrayDataReference(_b32);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        var zp = Vector512.Create(ZpIn);
+        for (int g = 0; g < _np; g += Group)
+        {
+            var a = Vector512.LoadUnsafe(ref rb, (nuint)g);
+            for (int ky = 0; ky < Kh; ky++)
+            {
+                int iy = oy * Sh - PadTop + ky;
+                bool rowIn = (uint)iy < (uint)Hin;
+                for (int kx = 0; kx < Kw; kx++)
+                {
+                    int ix = ox * Sw - PadLeft + kx;
+                    var xv = rowIn && (uint)ix < (uint)Win
+                        ? Avx512F.ConvertToVector512Int32(Vector128.LoadUnsafe(ref arena, (nuint)(xBase + (iy * Win + ix) * Cout + g)))
+                        : zp;
+                    a += xv * Vector512.LoadUnsafe(ref w, (nuint)((ky * Kw + kx) * _np + g));
+                }
+            }
+            a.StoreUnsafe(ref rd, (nuint)g);
+        }
+    }
+
+    private void DwPortable(ref sbyte arena, int xBase, int oy, int ox, Span<int> dst)
+    {
+        ref int w = ref MemoryMarshal.GetArrayDataReference(_b32);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        var zp = Vector128.Create(ZpIn);
+        for (int g = 0; g < _np; g += Group)
+        {
+            var a0 = Vector128.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 4));
+            var a2 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a3 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 12));
+            for (int ky = 0; ky < Kh; ky++)
+            {
+                int iy = oy * Sh - PadTop + ky;
+                bool rowIn = (uint)iy < (uint)Hin;
+                for (int kx = 0; kx < Kw; kx++)
+                {
+                    int ix = ox * Sw - PadLeft + kx;
+                    Vector128<int> x0 = zp, x1 = zp, x2 = zp, x3 = zp;
+                    if (rowIn && (uint)ix < (uint)Win)
+                    {
+                        var v = Vector128.LoadUnsafe(ref arena, (nuint)(xBase + (iy * Win + ix) * Cout + g));
+                        var lo = Vector128.WidenLower(v);
+                        var hi = Vector128.WidenUpper(v);
+                        x0 = Vector128.WidenLower(lo); x1 = Vector128.WidenUpper(lo);
+                        x2 = Vector128.WidenLower(hi); x3 = Vector128.WidenUpper(hi);
+                    }
+                    ref int row = ref Unsafe.Add(ref w, (ky * Kw + kx) * _np + g);
+                    a0 += x0 * Vector128.LoadUnsafe(ref row);
+                    a1 += x1 * Vector128.LoadUnsafe(ref row, 4);
+                    a2 += x2 * Vector128.LoadUnsafe(ref row, 8);
+                    a3 += x3 * Vector128.LoadUnsafe(ref row, 12);
+                }
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 4));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 12));
+        }
+    }
+}

@@ -1,0 +1,145 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>The daemon in-process against a real mosquitto, real LiteDB files and real HAM10000 JPEGs.</summary>
+public sealed class EndToEndTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("e2e");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static string Sha(string file) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(file)));
+
+    [Fact]
+    public async Task Two_hundred_real_images_give_two_hundred_results_on_the_broker()
+    {
+        string[] images = TestEnv.RealImages(200);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/dev200/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "dev200", Provider);
+        await daemon.StartAsync();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 200, TimeSpan.FromSeconds(90), "200 results");
+        var expected = images.Select(Sha).ToHashSet();
+        var got = sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet();
+        Assert.Equal(expected, got);
+        // Every field of the DESIGN.md contract, with the right types.
+        JsonElement r = sub.Results.Values.First().First();
+        Assert.Equal(64, r.GetProperty("image_sha256").GetString()!.Length);
+        Assert.Contains(r.GetProperty("label").GetString(), QanaEdge.Model.Classes.Codes);
+        JsonElement probabilities = r.GetProperty("probabilities");
+        Assert.Equal(QanaEdge.Model.Classes.Codes, probabilities.EnumerateObject().Select(p => p.Name).ToArray());
+        Assert.InRange(probabilities.EnumerateObject().Sum(p => p.Value.GetDouble()), 0.999, 1.001);
+        Assert.Equal(JsonValueKind.Number, r.GetProperty("confidence").ValueKind);
+        Assert.True(r.GetProperty("refer").ValueKind is JsonValueKind.True or JsonValueKind.False);
+        Assert.True(r.GetProperty("tiled").ValueKind is JsonValueKind.True or JsonValueKind.False);
+        Assert.Equal("interim-test", r.GetProperty("model").GetProperty("id").GetString());
+        Assert.Equal(JsonValueKind.String, r.GetProperty("model").GetProperty("version").ValueKind);
+        Assert.Equal(JsonValueKind.Number, r.GetProperty("latency_ms").ValueKind);
+        Assert.Equal(JsonValueKind.Null, r.GetProperty("energy_mj").ValueKind);
+        Assert.True(DateTime.TryParse(r.GetProperty("captured_at").GetString(), out _));
+
+        // Retained status: online, with engine and model.
+        var status = sub.Messages.Where(m => m.Topic == "qana/dev200/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+        Assert.Equal("online", status.GetProperty("state").GetString());
+        Assert.Equal("interim test classifier", status.GetProperty("engine").GetString());
+        Assert.Equal("interim-test", status.GetProperty("model").GetProperty("id").GetString());
+
+        // Captures acknowledged (moved to done), outbox drained once PUBACKs arrived.
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(10), "inbox to empty");
+        Assert.Equal(200, Directory.GetFiles(daemon.DoneDir).Length);
+        await TestEnv.WaitUntil(() => daemon.Store!.OutboxCount() == 0, TimeSpan.FromSeconds(10), "outbox to drain");
+        Assert.Equal(200, daemon.Store!.ResultCount());
+    }
+
+    [Fact]
+    public async Task Broker_stopped_mid_run_and_restarted_every_result_is_delivered()
+    {
+        string[] images = TestEnv.RealImages(120, skip: 200);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devbr/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devbr", Provider, null, "--Qana:Mqtt:ReconnectMaxSeconds=0.5");
+        await daemon.StartAsync();
+        foreach (string image in images.Take(40)) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 10, TimeSpan.FromSeconds(30), "first results");
+
+        _broker.Stop();
+        // Captures keep being accepted while the broker is away: results queue in the outbox.
+        foreach (string image in images.Skip(40)) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "all captures stored while the broker is down");
+        _broker.Start();
+        await sub.ConnectAsync();
+
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(60), $"{images.Length} results after the restart");
+        Assert.Equal(images.Select(Sha).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
+        // A redelivered result keeps its id: every copy of an id carries the same image hash.
+        foreach (var copies in sub.Results.Values)
+            Assert.Single(copies.Select(c => c.GetProperty("image_sha256").GetString()).Distinct());
+    }
+
+    [Fact]
+    public async Task Corrupt_files_are_quarantined_with_reasons_and_good_ones_still_pass()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devq/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devq", Provider);
+        await daemon.StartAsync();
+        byte[] good = File.ReadAllBytes(TestEnv.RealImages(1, skip: 400)[0]);
+        TestEnv.DropBytes(good[..(good.Length / 3)], daemon.Inbox, "truncated.jpg");
+        TestEnv.DropBytes(Encoding.ASCII.GetBytes("this is not an image at all, just text"), daemon.Inbox, "notes.jpg");
+        TestEnv.DropBytes([], daemon.Inbox, "empty.jpg");
+        TestEnv.DropBytes(good, daemon.Inbox, "good.jpg");
+
+        await TestEnv.WaitUntil(() => Directory.Exists(daemon.QuarantineDir) && Directory.GetFiles(daemon.QuarantineDir, "*.reason").Length == 3,
+            TimeSpan.FromSeconds(30), "three quarantined files");
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the good image's result");
+        foreach (string name in new[] { "truncated.jpg", "notes.jpg", "empty.jpg" })
+        {
+            Assert.True(File.Exists(Path.Combine(daemon.QuarantineDir, name)), name);
+            string reason = File.ReadAllText(Path.Combine(daemon.QuarantineDir, name + ".reason"));
+            Assert.Matches("^reason: [A-Za-z]+\nmessage: .+\nsha256: [0-9a-f-]+", reason);
+        }
+        Assert.StartsWith("reason: Empty", File.ReadAllText(Path.Combine(daemon.QuarantineDir, "empty.jpg.reason")));
+        Assert.Empty(Directory.GetFiles(daemon.Inbox));
+    }
+
+    [Fact]
+    public async Task Same_image_twice_keeps_one_result_id_and_feedback_is_stored()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devf/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devf", Provider);
+        await daemon.StartAsync();
+        string image = TestEnv.RealImages(1, skip: 401)[0];
+        TestEnv.Drop(image, daemon.Inbox, "a.jpg");
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "first result");
+        TestEnv.Drop(image, daemon.Inbox, "b.jpg");
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0 && File.Exists(Path.Combine(daemon.DoneDir, "b.jpg")), TimeSpan.FromSeconds(30), "duplicate acknowledged");
+        await Task.Delay(300);
+        Assert.Single(sub.Results);
+        string resultId = sub.Results.Keys.Single();
+
+        await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","clinician":"dr-a"}"""));
+        await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes("""{"result_id":"x","label":"cancer"}"""));
+        await sub.PublishAsync("qana/fleet/updates", Encoding.UTF8.GetBytes("not a package"));
+        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() >= 1 && daemon.Store.UpdateLog().Count >= 1, TimeSpan.FromSeconds(10), "feedback and update log");
+        await Task.Delay(200);
+        // The malformed label was refused, the valid one stored against the known result.
+        Assert.Equal(1, daemon.Store!.FeedbackCount());
+        var update = Assert.Single(daemon.Store.UpdateLog());
+        Assert.Equal("refused", update.Outcome);
+        Assert.StartsWith("not a valid package", update.Reason);
+    }
+
+    private static Classification.IClassifierProvider Provider(Configuration.QanaOptions o) => InterimClassifier.Provider.Create(o);
+}

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Hosting;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
+
+namespace QanaEdge.Daemon.Tests.Infrastructure;
+
+/// <summary>The daemon host run in-process with its own inbox and state folders.</summary>
+public sealed class DaemonRunner : IAsyncDisposable
+{
+    private readonly IHost _host;
+
+    public DaemonRunner(string root, int? brokerPort, string deviceId, Func<QanaOptions, IClassifierProvider> provider,
+        DaemonHooks? hooks = null, params string[] extra)
+    {
+        DaemonHooks? outer = hooks;
+        hooks = new DaemonHooks
+        {
+            CameraFactory = outer?.CameraFactory,
+            GpioFactory = outer?.GpioFactory,
+            Published = outer?.Published,
+            Started = (pipeline, store) => { Store = store; outer?.Started?.Invoke(pipeline, store); },
+        };
+        Root = root;
+        Inbox = Path.Combine(root, "inbox");
+        StateDir = Path.Combine(root, "state");
+        DeviceId = deviceId;
+        var args = new List<string>
+        {
+            $"--Qana:Inbox={Inbox}", $"--Qana:StateDir={StateDir}", $"--Qana:DeviceId={deviceId}",
+            "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
+        };
+        if (brokerPort is int port) args.AddRange([$"--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={port}"]);
+        args.AddRange(extra);
+        _host = DaemonHost.Build([.. args], provider, hooks);
+    }
+
+    public string Root { get; }
+    public string Inbox { get; }
+    public string StateDir { get; }
+    public string DeviceId { get; }
+    public string QuarantineDir => Path.Combine(StateDir, "quarantine");
+    public string DoneDir => Path.Combine(StateDir, "done");
+    public IServiceProvider Services => _host.Services;
+
+    /// <summary>The daemon's LiteDB store, once started.</summary>
+    public QanaEdge.Daemon.Storage.ResultStore? Store { get; private set; }
+
+    public async Task StartAsync() => await _host.StartAsync();
+
+    public async Task StopAsync() => await _host.StopAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        try { await _host.StopAsync(); } catch (ObjectDisposedException) { }
+        _host.Dispose();
+    }
+}

@@ -1,0 +1,146 @@
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Model.Tests;
+
+public sealed class SigningTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("qana-sign").FullName;
+    private static readonly byte[] Model = PackageWriter.ToBytes(SmallPackages.Build());
+    private static readonly byte[] Update = PackageWriter.ToBytes(SmallPackages.ReadoutUpdate());
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private (SigningKey Key, TrustStore Trust) KeyAndTrust(SignerRole role, string name)
+    {
+        var key = SigningKey.Generate(role);
+        string trustDir = Path.Combine(_dir, "trust-" + name);
+        Directory.CreateDirectory(trustDir);
+        key.Save(Path.Combine(trustDir, name));
+        File.Delete(Path.Combine(trustDir, name + ".key"));
+        return (key, TrustStore.Load(trustDir));
+    }
+
+    [Fact]
+    public void VendorSignedModel_IsValid()
+    {
+        var (key, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        byte[] signed = PackageSigner.Sign(Model, key);
+        Assert.Equal(Model.Length + PackageFormat.SignatureBlockSize, signed.Length);
+        VerificationResult r = PackageVerifier.Verify(signed, trust);
+        Assert.Equal(VerificationStatus.Valid, r.Status);
+        Assert.NotNull(r.Package);
+        Assert.Equal(SignerRole.Vendor, r.Package!.Signature!.Role);
+        // Signed packages still load as packages.
+        RoundTripTests.AssertSame(SmallPackages.Build(), PackageReader.Load(signed));
+    }
+
+    [Fact]
+    public void LearnerSignedReadoutUpdate_IsValid_VendorMaySignItToo()
+    {
+        var (learner, trust) = KeyAndTrust(SignerRole.Learner, "learner");
+        Assert.Equal(VerificationStatus.Valid, PackageVerifier.Verify(PackageSigner.Sign(Update, learner), trust).Status);
+        var (vendor, vendorTrust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        Assert.Equal(VerificationStatus.Valid, PackageVerifier.Verify(PackageSigner.Sign(Update, vendor), vendorTrust).Status);
+    }
+
+    [Fact]
+    public void LearnerMayNotSignAModel()
+    {
+        var (learner, trust) = KeyAndTrust(SignerRole.Learner, "learner");
+        Assert.Throws<SignatureRefusedException>(() => PackageSigner.Sign(Model, learner));
+        // Even when signed with a tool that skips the rule, verification refuses it.
+        VerificationResult r = PackageVerifier.Verify(PackageSigner.SignUnchecked(Model, learner), trust);
+        Assert.Equal(VerificationStatus.RoleNotAllowed, r.Status);
+        Assert.StartsWith("role not allowed", r.Reason);
+    }
+
+    [Fact]
+    public void KeyTrustedAsLearner_CannotClaimVendor()
+    {
+        var vendor = SigningKey.Generate(SignerRole.Vendor);
+        string dir = Path.Combine(_dir, "demoted");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "k.pub"), new TrustedKey { Role = SignerRole.Learner, SubjectPublicKeyInfo = vendor.PublicKey.SubjectPublicKeyInfo }.ToText());
+        VerificationResult r = PackageVerifier.Verify(PackageSigner.Sign(Update, vendor), TrustStore.Load(dir));
+        Assert.Equal(VerificationStatus.RoleNotAllowed, r.Status);
+    }
+
+    [Fact]
+    public void Unsigned_UnknownSigner()
+    {
+        var (_, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        Assert.Equal(VerificationStatus.Unsigned, PackageVerifier.Verify(Model, trust).Status);
+        using var stranger = SigningKey.Generate(SignerRole.Vendor);
+        VerificationResult r = PackageVerifier.Verify(PackageSigner.Sign(Model, stranger), trust);
+        Assert.Equal(VerificationStatus.UnknownSigner, r.Status);
+    }
+
+    [Fact]
+    public void Tampering()
+    {
+        var (key, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        byte[] signed = PackageSigner.Sign(Model, key);
+
+        // A changed byte with the checksum left alone: corrupt.
+        byte[] flipped = (byte[])signed.Clone();
+        flipped[200] ^= 1;
+        Assert.Equal(VerificationStatus.Corrupt, PackageVerifier.Verify(flipped, trust).Status);
+
+        // A changed weight with the checksum repaired: the signature catches it.
+        byte[] rehashed = (byte[])signed.Clone();
+        rehashed[Model.Length - 40] ^= 1;
+        PackageBytes.FixChecksum(rehashed);
+        Assert.Equal(VerificationStatus.BadSignature, PackageVerifier.Verify(rehashed, trust).Status);
+
+        // A changed signature byte, or the role claim swapped: bad signature.
+        byte[] badSig = (byte[])signed.Clone();
+        badSig[^5] ^= 0x40;
+        Assert.Equal(VerificationStatus.BadSignature, PackageVerifier.Verify(badSig, trust).Status);
+        byte[] roleSwap = (byte[])signed.Clone();
+        roleSwap[Model.Length + 12] = (byte)SignerRole.Learner;
+        Assert.Equal(VerificationStatus.BadSignature, PackageVerifier.Verify(roleSwap, trust).Status);
+
+        // Truncated into the signature block: corrupt.
+        Assert.Equal(VerificationStatus.Corrupt, PackageVerifier.Verify(signed.AsSpan(0, signed.Length - 10), trust).Status);
+    }
+
+    [Fact]
+    public void Resigning_ReplacesTheSignature()
+    {
+        var (a, _) = KeyAndTrust(SignerRole.Vendor, "a");
+        var (b, trustB) = KeyAndTrust(SignerRole.Vendor, "b");
+        byte[] twice = PackageSigner.Sign(PackageSigner.Sign(Model, a), b);
+        Assert.Equal(Model.Length + PackageFormat.SignatureBlockSize, twice.Length);
+        Assert.Equal(VerificationStatus.Valid, PackageVerifier.Verify(twice, trustB).Status);
+    }
+
+    [Fact]
+    public void KeyFiles_RoundTrip_PrivateKeyIsOwnerOnly()
+    {
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var (priv, pub) = key.Save(Path.Combine(_dir, "dev"));
+        if (!OperatingSystem.IsWindows())
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(priv));
+        using var loaded = SigningKey.Load(priv);
+        Assert.Equal(SignerRole.Learner, loaded.Role);
+        Assert.Equal(key.PublicKey.KeyIdHex, loaded.PublicKey.KeyIdHex);
+        Assert.Equal(key.PublicKey.KeyIdHex, TrustedKey.Load(pub).KeyIdHex);
+        Assert.Throws<KeyFileException>(() => key.Save(Path.Combine(_dir, "dev")));
+    }
+
+    [Fact]
+    public void MalformedKeyFiles_AreKeyFileExceptions()
+    {
+        string p = Path.Combine(_dir, "bad.pub");
+        File.WriteAllText(p, "hello");
+        Assert.Throws<KeyFileException>(() => TrustedKey.Load(p));
+        File.WriteAllText(p, "qana-public-key v1\nrole: vendor\npublic: AAAA\n");
+        Assert.Throws<KeyFileException>(() => TrustedKey.Load(p));
+        File.WriteAllText(p, "qana-public-key v1\nrole: admin\npublic: AAAA\n");
+        Assert.Throws<KeyFileException>(() => TrustedKey.Load(p));
+        File.WriteAllText(p, "qana-signing-key v1\nrole: vendor\nprivate: !!\n");
+        Assert.Throws<KeyFileException>(() => SigningKey.Load(p));
+        Assert.Throws<KeyFileException>(() => SigningKey.Load(Path.Combine(_dir, "missing.key")));
+        Assert.Throws<KeyFileException>(() => TrustStore.Load(Path.Combine(_dir, "no-such-dir")));
+    }
+}

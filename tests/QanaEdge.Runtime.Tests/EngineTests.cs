@@ -1,0 +1,172 @@
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Runtime.Tests;
+
+public class EngineTests
+{
+    private static readonly EngineOptions KeepAll = new() { ReuseBuffers = false };
+
+    private static void AssertAllTensorsEqual(ModelPackage pkg, IntegerEngine expected, IntegerEngine actual, string context)
+    {
+        var g = pkg.Graph;
+        for (int t = 0; t < g.Tensors.Length; t++)
+        {
+            if (g.Tensors[t].Type != DataType.Int8) continue;
+            var a = expected.Activation(t);
+            var b = actual.Activation(t);
+            if (!a.SequenceEqual(b))
+            {
+                int i = 0;
+                while (a[i] == b[i]) i++;
+                var producer = g.Nodes.FirstOrDefault(n => n.Output == t);
+                Assert.Fail($"{context}: tensor {g.Tensors[t]} (from {producer?.Name} {producer?.Kind}) differs at {i}: {a[i]} vs {b[i]}");
+            }
+        }
+        Assert.True(expected.SpikeCounts.SequenceEqual(actual.SpikeCounts), $"{context}: spike counts differ");
+        Assert.Equal(expected.Events, actual.Events);
+    }
+
+    [Fact]
+    public void Optimized_is_bit_exact_to_reference_on_random_graphs()
+    {
+        for (int seed = 0; seed < 150; seed++)
+        {
+            var pkg = TestGraphs.RandomGraph(seed);
+            using var reference = IntegerEngine.Create(pkg, KernelMode.Reference, KeepAll);
+            using var optimized = IntegerEngine.Create(pkg, KernelMode.Optimized, KeepAll);
+            for (int k = 0; k < 3; k++)
+            {
+                var input = TestGraphs.RandomInput(pkg, seed * 10 + k);
+                if (k == 2) Array.Fill(input, (sbyte)-128);        // an all-zero (black) image: no events at the input
+                reference.Run(input);
+                optimized.Run(input);
+                AssertAllTensorsEqual(pkg, reference, optimized, $"seed {seed} input {k}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Optimized_is_bit_exact_to_reference_on_larger_random_graphs()
+    {
+        for (int seed = 1000; seed < 1012; seed++)
+        {
+            var pkg = TestGraphs.RandomGraph(seed, maxSize: 23, maxChannels: 70);
+            using var reference = IntegerEngine.Create(pkg, KernelMode.Reference, KeepAll);
+            using var optimized = IntegerEngine.Create(pkg, KernelMode.Optimized, KeepAll);
+            var input = TestGraphs.RandomInput(pkg, seed);
+            reference.Run(input);
+            optimized.Run(input);
+            AssertAllTensorsEqual(pkg, reference, optimized, $"seed {seed}");
+        }
+    }
+
+    [Fact]
+    public void Optimized_is_bit_exact_to_reference_on_the_qana_shaped_network()
+    {
+        foreach (var (seed, size) in new[] { (1, 16), (2, 24), (3, 64) })
+        {
+            var pkg = TestGraphs.QanaShaped(seed, size);
+            using var reference = IntegerEngine.Create(pkg, KernelMode.Reference, KeepAll);
+            using var optimized = IntegerEngine.Create(pkg, KernelMode.Optimized);   // with buffer reuse
+            var input = TestGraphs.RandomInput(pkg, seed);
+            reference.Run(input);
+            optimized.Run(input);
+            AssertAllTensorsEqual(pkg, reference, optimized, $"qana {size}");
+        }
+    }
+
+    [Fact]
+    public void Buffer_reuse_shrinks_the_arena_and_activations_stay_readable()
+    {
+        var pkg = TestGraphs.QanaShaped(5, 32);
+        using var shared = IntegerEngine.Create(pkg);
+        using var separate = IntegerEngine.Create(pkg, KernelMode.Optimized, KeepAll);
+        Assert.True(shared.ArenaBytes < separate.ArenaBytes / 2, $"{shared.ArenaBytes} vs {separate.ArenaBytes}");
+        var input = TestGraphs.RandomInput(pkg, 9);
+        shared.Run(input);
+        separate.Run(input);
+        AssertAllTensorsEqual(pkg, separate, shared, "reuse");
+    }
+
+    [Fact]
+    public void Events_count_inputs_different_from_their_zero_point()
+    {
+        var pkg = TestGraphs.QanaShaped(4, 16);
+        using var engine = IntegerEngine.Create(pkg, KernelMode.Optimized, KeepAll);
+        var input = TestGraphs.RandomInput(pkg, 3);
+        engine.Run(input);
+        var g = pkg.Graph;
+        long total = 0;
+        for (int i = 0; i < g.Nodes.Length; i++)
+        {
+            long expected = 0;
+            foreach (int t in g.Nodes[i].Inputs)
+            {
+                int zp = g.Tensors[t].ZeroPoint;
+                foreach (var q in engine.Activation(t)) if (q != zp) expected++;
+            }
+            Assert.Equal(expected, engine.LayerEvents[i]);
+            total += expected;
+        }
+        Assert.Equal(total, engine.Events);
+        Assert.True(engine.Events > 0);
+    }
+
+    [Fact]
+    public void Runs_allocate_nothing_after_warm_up()
+    {
+        var pkg = TestGraphs.QanaShaped(6, 64);
+        using var engine = IntegerEngine.Create(pkg);
+        var input = TestGraphs.RandomInput(pkg, 1);
+        var probabilities = new float[7];
+        engine.Run(input);
+        engine.GetProbabilities(probabilities);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 3; i++)
+        {
+            engine.Run(input);
+            engine.GetProbabilities(probabilities);
+            _ = engine.SpikeCounts;
+            _ = engine.Logits;
+        }
+        long after = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(0, after - before);
+    }
+
+    [Fact]
+    public void Probabilities_sum_to_one_and_follow_the_counts()
+    {
+        var pkg = TestGraphs.QanaShaped(8, 16);
+        using var engine = IntegerEngine.Create(pkg);
+        engine.Run(TestGraphs.RandomInput(pkg, 2));
+        var p = new float[7];
+        engine.GetProbabilities(p);
+        Assert.Equal(1.0, p.Sum(), 5);
+        var counts = engine.SpikeCounts.ToArray();
+        int best = Array.IndexOf(counts, counts.Max());
+        Assert.Equal(p.Max(), p[best]);
+    }
+
+    [Fact]
+    public void Bad_graphs_and_inputs_give_one_clear_error()
+    {
+        var pkg = TestGraphs.RandomGraph(3);
+        var g = pkg.Graph;
+        var nodes = g.Nodes.ToArray();
+        var stem = nodes[0];
+        nodes[0] = new Node { Name = stem.Name, Kind = stem.Kind, Inputs = stem.Inputs, Output = stem.Output, KernelHeight = stem.KernelHeight,
+            KernelWidth = stem.KernelWidth, StrideHeight = stem.StrideHeight, StrideWidth = stem.StrideWidth, Padding = stem.Padding,
+            Weights = stem.Weights![..^1], WeightScales = stem.WeightScales, Bias = stem.Bias };
+        var broken = new ModelPackage { Manifest = pkg.Manifest, Graph = new ModelGraph { Tensors = g.Tensors, Nodes = nodes,
+            InputTensor = g.InputTensor, LogitsTensor = g.LogitsTensor, OutputTensor = g.OutputTensor } };
+        var ex = Assert.Throws<InvalidGraphException>(() => IntegerEngine.Create(broken));
+        Assert.Contains("stem", ex.Message);
+
+        using var engine = IntegerEngine.Create(pkg);
+        Assert.Throws<ArgumentException>(() => engine.Run(new sbyte[3]));
+        Assert.Throws<InvalidOperationException>(() => engine.GetProbabilities(new float[7]));
+    }
+}

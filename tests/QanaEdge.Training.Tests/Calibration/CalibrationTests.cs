@@ -1,0 +1,86 @@
+using QanaEdge.Training.Calibration;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Evaluation;
+
+namespace QanaEdge.Training.Tests.Calibration;
+
+public class CalibrationTests
+{
+    /// <summary>A probability row with the given malignancy mass on mel and the rest on nv.</summary>
+    private static float[] Row(float malignant) => [0, 0, 0, 0, malignant, 1 - malignant, 0];
+
+    [Fact]
+    public void Referral_threshold_is_the_highest_meeting_the_target_sensitivity()
+    {
+        // Ten malignant (mel) cases with scores 0.1..1.0 and five benign (nv) cases.
+        var truth = Enumerable.Repeat(4, 10).Concat(Enumerable.Repeat(5, 5)).ToArray();
+        var scores = new[] { 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f, 1.0f, 0.05f, 0.15f, 0.25f, 0.35f, 0.95f };
+        var probs = scores.Select(Row).ToArray();
+        var fit = ReferralCalibration.Fit(truth, probs);
+        // 90% of 10 = 9 cases must be referred: the 9th highest malignant score is 0.2.
+        Assert.Equal(0.2f, (float)fit.Threshold, 6);
+        Assert.Equal(0.9, fit.Sensitivity, 12);
+        Assert.Equal(2.0 / 5, fit.Specificity, 12); // 0.25, 0.35, 0.95 are referred: 2 of 5 benign kept
+        Assert.Equal(1.0, ReferralCalibration.Fit(truth, probs, 1.0).Sensitivity);
+        Assert.Throws<ArgumentException>(() => ReferralCalibration.Fit([5], [Row(0.3f)]));
+    }
+
+    [Fact]
+    public void Referral_fit_reaches_the_target_on_random_scores()
+    {
+        var rng = new SeededRandom(4);
+        int n = 501;
+        var truth = new int[n]; var probs = new float[n][];
+        for (int i = 0; i < n; i++)
+        {
+            truth[i] = rng.NextInt(7);
+            bool mal = ReferralMetrics.IsMalignant(truth[i]);
+            probs[i] = Row((float)Math.Clamp(rng.NextDouble() * 0.7 + (mal ? 0.25 : 0), 0, 1));
+        }
+        var fit = ReferralCalibration.Fit(truth, probs);
+        Assert.True(fit.Sensitivity >= 0.9);
+        // One step higher would lose the target: the threshold is tight.
+        var above = ReferralMetrics.Compute(truth, probs, Math.BitIncrement(fit.Threshold));
+        Assert.True(above.Sensitivity < 0.9);
+    }
+
+    [Fact]
+    public void Tiling_tau_is_chosen_where_tiling_helps_within_the_budget()
+    {
+        // Two classes. Confident plain predictions are right; unconfident ones (top < 0.6) are wrong and the
+        // tiled evaluation fixes them.
+        var truth = new List<int>(); var plain = new List<float[]>(); var tiled = new List<float[]>();
+        for (int i = 0; i < 16; i++) { truth.Add(i % 2); var p = i % 2 == 0 ? new[] { 0.9f, 0.1f } : new[] { 0.2f, 0.8f }; plain.Add(p); tiled.Add(p); }
+        for (int i = 0; i < 4; i++) { truth.Add(0); plain.Add([0.45f, 0.55f]); tiled.Add([0.7f, 0.3f]); }
+        var fit = TilingCalibration.Fit(truth.ToArray(), plain.ToArray(), tiled.ToArray(), maxTriggerRate: 0.25);
+        Assert.Equal(4.0 / 20, fit.TriggerRate, 12);
+        Assert.Equal(1.0, fit.MacroF1WithTiling, 12);
+        Assert.True(fit.MacroF1Plain < 1.0);
+        Assert.True(fit.Tau > 0.55 && fit.Tau < 0.8);
+        // With no budget, tiling never fires.
+        var none = TilingCalibration.Fit(truth.ToArray(), plain.ToArray(), tiled.ToArray(), maxTriggerRate: 0.1);
+        Assert.Equal(0.0, none.Tau);
+        Assert.Equal(0.0, none.TriggerRate);
+    }
+
+    [Fact]
+    public void Class_thresholds_rebalance_an_under_called_class()
+    {
+        // Class 1 cases have logits only slightly below class 0's: equal thresholds call them all class 0.
+        var truth = new List<int>(); var logits = new List<sbyte[]>();
+        var rng = new SeededRandom(8);
+        for (int i = 0; i < 60; i++) { truth.Add(0); logits.Add([(sbyte)(40 + rng.NextInt(20)), (sbyte)(-20 + rng.NextInt(20)), -100]); }
+        for (int i = 0; i < 20; i++) { truth.Add(1); logits.Add([(sbyte)(20 + rng.NextInt(10)), (sbyte)(5 + rng.NextInt(10)), -100]); }
+        for (int i = 0; i < 20; i++) { truth.Add(2); logits.Add([-50, -60, (sbyte)(30 + rng.NextInt(20))]); }
+        const int window = 32, theta = 64;
+        var fit = ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, beta: 0.5);
+        Assert.True(fit.ObjectiveAfter > fit.ObjectiveBefore + 0.1, $"{fit.ObjectiveBefore} -> {fit.ObjectiveAfter}");
+        Assert.True(fit.Thresholds[1] < fit.Thresholds[0], string.Join(",", fit.Thresholds));
+        Assert.All(fit.Thresholds, t => Assert.InRange(t, theta / 2, theta * 2));
+        // The figure reported is what the readout with those thresholds really gives.
+        var probs = logits.Select(l => { var p = new float[3]; QanaEdge.Runtime.SpikingReadout.Probabilities(l, fit.Thresholds, window, 0.5, [], p); return p; }).ToArray();
+        Assert.Equal(fit.ObjectiveAfter, ClassificationMetrics.Compute(truth.ToArray(), probs).MacroF1, 12);
+        // Deterministic.
+        Assert.Equal(fit.Thresholds, ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, 0.5).Thresholds);
+    }
+}
