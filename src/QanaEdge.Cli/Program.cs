@@ -15,5 +15,6 @@ public static partial class Cli
         new SignCommand(),
         new VerifyCommand(),
         new ExportOnnxCommand(),
+        new TrainCommand(),
     ];
 }

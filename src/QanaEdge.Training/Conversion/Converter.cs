@@ -119,7 +119,7 @@ public static class Converter
             Layers = records.ToArray(),
             ConversionSuccessRate = success,
             Metrics = info.Metrics,
-            Calibration = new Calibration
+            Calibration = new Model.Packaging.Calibration
             {
                 ReadoutWindow = info.ReadoutWindow, Thresholds = thresholds, Beta = beta, StepWeights = [],
                 TilingTau = info.TilingTau, ReferralThreshold = info.ReferralThreshold, SaliencyFlatCv = info.SaliencyFlatCv,

@@ -9,4 +9,7 @@ namespace QanaEdge.Training.Pipeline;
 [JsonSerializable(typeof(Dictionary<string, double>))]
 [JsonSerializable(typeof(double[]))]
 [JsonSerializable(typeof(int[][]))]
+[JsonSerializable(typeof(Dictionary<string, object>[]))]
+[JsonSerializable(typeof(int))]
+[JsonSerializable(typeof(string))]
 internal partial class TrainingJson : JsonSerializerContext;

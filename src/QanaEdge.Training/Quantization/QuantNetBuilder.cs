@@ -43,7 +43,8 @@ public static class QuantNetBuilder
                 var sg = b.Simple(blk.Name + ".eca.sigmoid", OpKind.Sigmoid, new Activation(blk.Name + ".eca.sigmoid", ActivationKind.Sigmoid), [e2], bounds: (0, 1));
                 y = b.Simple(blk.Name + ".eca.gate", OpKind.Mul, new Engine.Mul(blk.Name + ".eca.gate"), [c, sg], bounds: (0, 6));
             }
-            var r = b.Weighted(blk.Name + ".proj", OpKind.PointwiseConv2D, blk.Projection, null, 0, 0, x, null);
+            // A 1×1 stride-s convolution: Conv2D (the engine's pointwise kernel keeps height and width).
+            var r = b.Weighted(blk.Name + ".proj", blk.Stride == 1 ? OpKind.PointwiseConv2D : OpKind.Conv2D, blk.Projection, null, 0, 0, x, null);
             x = b.Simple(blk.Name + ".add", OpKind.Add, new Engine.Add(blk.Name + ".add"), [y, r], bounds: null);
         }
         var td = b.Weighted("transform.dw", OpKind.DepthwiseConv2D, net.TransformDw, null, 0, 0, x, null);
