@@ -15,6 +15,8 @@ public static partial class Cli
         new SignCommand(),
         new VerifyCommand(),
         new ExportOnnxCommand(),
+        new ClassifyCommand(),
+        new BenchCommand(),
         new TrainCommand(),
     ];
 }

@@ -1,0 +1,92 @@
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.Imaging;
+
+/// <summary>
+/// One view of an image through the network: area resample → colour gains → quantize → run. Holds the
+/// buffers, so a view costs no allocation beyond the engine's own; not thread-safe (neither is the engine).
+/// </summary>
+internal sealed class InferencePipeline
+{
+    private readonly ModelPackage _package;
+    private readonly IInferenceEngine _engine;
+    private readonly HeadInfo? _head;
+    private readonly byte[] _pixels;
+    private readonly sbyte[] _input;
+    private readonly float[] _gains;
+    private readonly TensorSpec _inputSpec;
+
+    public InferencePipeline(ModelPackage package, IInferenceEngine engine)
+    {
+        ArgumentNullException.ThrowIfNull(package);
+        ArgumentNullException.ThrowIfNull(engine);
+        Preprocessor.ValidateInput(package);
+        _package = package;
+        _engine = engine;
+        _inputSpec = package.Graph.Tensors[package.Graph.InputTensor];
+        Size = package.Manifest.Input.Height;
+        _pixels = new byte[Size * Size * 3];
+        _input = new sbyte[_pixels.Length];
+        _gains = package.Manifest.Input.ColorGains;
+        _head = engine is IntegerEngine ? HeadInfo.Find(package.Graph) : null;
+    }
+
+    public int Size { get; }
+    public IInferenceEngine Engine => _engine;
+    public long Events { get; private set; }
+    public int Runs { get; private set; }
+
+    public void ResetCounters()
+    {
+        Events = 0;
+        Runs = 0;
+    }
+
+    /// <summary>Runs the network on <paramref name="view"/> of the image.</summary>
+    public void Run(RgbImage image, CropBox view)
+    {
+        Resampler.AreaResize(image, view, Size, _pixels);
+        Preprocessor.ApplyColorGains(_pixels, _gains);
+        InputQuantizer.Quantize(_pixels, _input, _inputSpec.Scale, _inputSpec.ZeroPoint);
+        _engine.Run(_input);
+        Events += _engine.Events;
+        Runs++;
+    }
+
+    /// <summary>Runs the centred view and picks the crop from its Grad-CAM map (the engine is left holding the centred run).</summary>
+    public CropDecision ChooseCrop(RgbImage image)
+    {
+        CropBox centred = CropBox.CenteredSquare(image.Width, image.Height);
+        Run(image, centred);
+        SaliencyMap? map = MapOfLastRun(centred);
+        if (map is null) return new CropDecision(centred, CropReason.NoSaliencyMap, null);
+        double flatCv = _package.Manifest.Calibration.SaliencyFlatCv;
+        return SaliencyCrop.Choose(map, image.Width, image.Height, flatCv);
+    }
+
+    /// <summary>Grad-CAM of the last run for its predicted class, laid over <paramref name="region"/>; null when unavailable.</summary>
+    public SaliencyMap? MapOfLastRun(CropBox region)
+    {
+        if (_head is null || _engine is not IntegerEngine integer) return null;
+        ReadOnlySpan<sbyte> logits = _engine.Logits;
+        Span<float> p = stackalloc float[logits.Length];
+        _engine.GetProbabilities(p);
+        int k = ArgMax(p, logits);
+        int length = _head.Feature.Length;
+        var values = new float[_head.Feature.Height * _head.Feature.Width];
+        GradCam.Compute(integer.Activation(_head.FeatureTensor), _head.Feature,
+            _head.Head.Weights.AsSpan(k * length, length), values);
+        return new SaliencyMap(_head.Feature.Width, _head.Feature.Height, values, region);
+    }
+
+    /// <summary>Highest probability; ties (the readout's counts saturate at T) go to the higher logit.</summary>
+    public static int ArgMax(ReadOnlySpan<float> p, ReadOnlySpan<sbyte> logits)
+    {
+        int best = 0;
+        for (int k = 1; k < p.Length; k++)
+            if (p[k] > p[best] || (p[k] == p[best] && logits[k] > logits[best])) best = k;
+        return best;
+    }
+}

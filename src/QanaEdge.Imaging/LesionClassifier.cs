@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.Imaging;
+
+/// <summary>What <see cref="LesionClassifier"/> may do besides the plain centred view.</summary>
+public sealed record ClassifierOptions
+{
+    public static ClassifierOptions Default { get; } = new();
+
+    /// <summary>Choose the crop by Grad-CAM (needs an <see cref="IntegerEngine"/>); off means the centred square crop.</summary>
+    public bool Saliency { get; init; } = true;
+    /// <summary>Average with four overlapping tiles when the top probability is under the manifest's τ.</summary>
+    public bool Tiling { get; init; } = true;
+    public DecodeLimits Limits { get; init; } = DecodeLimits.Default;
+}
+
+/// <summary>The classification of one image.</summary>
+public sealed class LesionResult
+{
+    /// <summary>Class code of the highest probability.</summary>
+    public required string Label { get; init; }
+    /// <summary>Probabilities in the package's class order (akiec, bcc, bkl, df, mel, nv, vasc).</summary>
+    public required float[] Probabilities { get; init; }
+    public required IReadOnlyList<string> Classes { get; init; }
+    /// <summary>Probability of <see cref="Label"/>.</summary>
+    public required float Confidence { get; init; }
+    /// <summary>p(mel) + p(bcc) + p(akiec).</summary>
+    public required double MalignancyScore { get; init; }
+    /// <summary>Malignancy score at or above the manifest's referral threshold.</summary>
+    public required bool Refer { get; init; }
+    /// <summary>The tiling fallback ran (top probability of the single view under τ).</summary>
+    public required bool Tiled { get; init; }
+    /// <summary>The square of the (oriented) image the network classified.</summary>
+    public required CropBox Crop { get; init; }
+    public required CropReason CropReason { get; init; }
+    public string CropReasonCode => CropReasons.Code(CropReason);
+    /// <summary>Wall time from file bytes to result, milliseconds.</summary>
+    public required double LatencyMs { get; init; }
+    /// <summary>Events (non-zero activations) summed over every network run this result needed.</summary>
+    public required long Events { get; init; }
+    /// <summary>Network runs this result needed (1 centred; +1 saliency crop; +4 tiles).</summary>
+    public required int Runs { get; init; }
+    public required int ImageWidth { get; init; }
+    public required int ImageHeight { get; init; }
+    /// <summary>The Grad-CAM map the crop was chosen from; null when none was computed.</summary>
+    public SaliencyMap? Saliency { get; init; }
+}
+
+/// <summary>
+/// The one call the CLI and the daemon make: file bytes → decode → crop (Grad-CAM saliency or centred) →
+/// area resample → gray-world gains → quantize → engine → probabilities → tiling fallback → referral.
+/// Not thread-safe (the engine is not): one classifier per engine per thread. It does not own the engine.
+/// </summary>
+public sealed class LesionClassifier
+{
+    private readonly ModelPackage _package;
+    private readonly InferencePipeline _pipeline;
+    private readonly ClassifierOptions _options;
+    private readonly string[] _classes;
+    private readonly int[] _malignant;
+    private readonly Node? _readout;
+    private readonly TensorSpec _logitsSpec;
+
+    public LesionClassifier(ModelPackage package, IInferenceEngine engine, ClassifierOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(package);
+        ArgumentNullException.ThrowIfNull(engine);
+        _package = package;
+        _pipeline = new InferencePipeline(package, engine);
+        _options = options ?? ClassifierOptions.Default;
+        _classes = package.Manifest.Classes;
+        _logitsSpec = package.Graph.Tensors[package.Graph.LogitsTensor];
+        if (_classes.Length != _logitsSpec.Length)
+            throw new ArgumentException($"{_classes.Length} class names for {_logitsSpec.Length} logits", nameof(package));
+        _malignant = Model.Classes.Malignant.Select(code => Array.FindIndex(_classes, c => string.Equals(c, code, StringComparison.OrdinalIgnoreCase)))
+            .Where(i => i >= 0).ToArray();
+        _readout = package.Graph.Nodes.LastOrDefault(n => n.Kind == OpKind.SpikingReadout && n.Inputs[0] == package.Graph.LogitsTensor);
+    }
+
+    /// <summary>
+    /// An optimized integer engine for <paramref name="package"/> that keeps the Grad-CAM feature map in its own
+    /// buffer, so reading it after a run costs no second run.
+    /// </summary>
+    public static IntegerEngine CreateEngine(ModelPackage package, KernelMode mode = KernelMode.Optimized)
+    {
+        ArgumentNullException.ThrowIfNull(package);
+        HeadInfo? head = HeadInfo.Find(package.Graph);
+        return IntegerEngine.Create(package, mode, new EngineOptions { RetainTensors = head is null ? [] : [head.FeatureTensor] });
+    }
+
+    public ModelPackage Package => _package;
+    public IInferenceEngine Engine => _pipeline.Engine;
+
+    /// <exception cref="ImageRejectedException">The file is not an acceptable image.</exception>
+    public LesionResult Classify(ReadOnlySpan<byte> fileBytes)
+    {
+        long start = Stopwatch.GetTimestamp();
+        RgbImage image = ImageDecoder.Decode(fileBytes, _options.Limits);
+        return Classify(image, start);
+    }
+
+    /// <summary>Classifies an image that is already decoded (latency then excludes decoding).</summary>
+    public LesionResult Classify(RgbImage image) => Classify(image, Stopwatch.GetTimestamp());
+
+    private LesionResult Classify(RgbImage image, long start)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        _pipeline.ResetCounters();
+        IInferenceEngine engine = _pipeline.Engine;
+        int k = _classes.Length;
+
+        // 1. The view: the saliency crop chosen on the centred view, or the centred view itself.
+        CropDecision decision;
+        if (_options.Saliency)
+        {
+            decision = _pipeline.ChooseCrop(image);
+            // The centred run is already in the engine; only a different crop needs its own run.
+            if (decision.Reason == CropReason.Saliency) _pipeline.Run(image, decision.Crop);
+        }
+        else
+        {
+            var centred = CropBox.CenteredSquare(image.Width, image.Height);
+            _pipeline.Run(image, centred);
+            decision = new CropDecision(centred, CropReason.Centred, null);
+        }
+
+        var probabilities = new float[k];
+        engine.GetProbabilities(probabilities);
+        Span<sbyte> logits = stackalloc sbyte[k];
+        engine.Logits.CopyTo(logits);
+        bool tiled = false;
+
+        // 2. Tiling fallback: an unsure single view is averaged (in dequantized logits) with four overlapping tiles.
+        if (_options.Tiling && probabilities.Max() < _package.Manifest.Calibration.TilingTau)
+        {
+            Span<double> sum = stackalloc double[k];
+            AddRealLogits(engine.Logits, sum);
+            foreach (CropBox tile in Tiling.Tiles(decision.Crop))
+            {
+                _pipeline.Run(image, tile);
+                AddRealLogits(engine.Logits, sum);
+            }
+            for (int i = 0; i < k; i++) sum[i] /= 5;
+            ProbabilitiesFromRealLogits(sum, logits, probabilities);
+            tiled = true;
+        }
+
+        int best = InferencePipeline.ArgMax(probabilities, logits);
+        double malignancy = 0;
+        foreach (int i in _malignant) malignancy += probabilities[i];
+        return new LesionResult
+        {
+            Label = _classes[best],
+            Probabilities = probabilities,
+            Classes = _classes,
+            Confidence = probabilities[best],
+            MalignancyScore = malignancy,
+            Refer = malignancy >= _package.Manifest.Calibration.ReferralThreshold,
+            Tiled = tiled,
+            Crop = decision.Crop,
+            CropReason = decision.Reason,
+            LatencyMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds,
+            Events = _pipeline.Events,
+            Runs = _pipeline.Runs,
+            ImageWidth = image.Width,
+            ImageHeight = image.Height,
+            Saliency = decision.Map,
+        };
+    }
+
+    private void AddRealLogits(ReadOnlySpan<sbyte> logits, Span<double> sum)
+    {
+        for (int i = 0; i < logits.Length; i++) sum[i] += _logitsSpec.Scale * (logits[i] - _logitsSpec.ZeroPoint);
+    }
+
+    /// <summary>
+    /// Probabilities of averaged logits by the same rule as a single run: through the package's spiking readout
+    /// when it has one (the average requantized to the logits' int8 grid, one rounding half away from zero, into
+    /// <paramref name="q"/>),
+    /// otherwise the softmax of the real logits.
+    /// </summary>
+    private void ProbabilitiesFromRealLogits(ReadOnlySpan<double> real, Span<sbyte> q, Span<float> probabilities)
+    {
+        for (int i = 0; i < real.Length; i++)
+            q[i] = (sbyte)Math.Clamp(_logitsSpec.ZeroPoint + Math.Round(real[i] / _logitsSpec.Scale, MidpointRounding.AwayFromZero), -128, 127);
+        if (_readout?.Thresholds is not { } thresholds)
+        {
+            SpikingReadout.Softmax(real, probabilities);
+            return;
+        }
+        Calibration cal = _package.Manifest.Calibration;
+        SpikingReadout.Probabilities(q, thresholds, _readout.TimeSteps, cal.Beta, cal.StepWeights, probabilities);
+    }
+}

@@ -1,0 +1,237 @@
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Imaging;
+
+/// <summary>Why a crop was chosen. Stable names (see <see cref="CropReasons.Code"/>): they appear in results.</summary>
+public enum CropReason
+{
+    /// <summary>Tight square around the top-activated region of the Grad-CAM map.</summary>
+    Saliency = 1,
+    /// <summary>Fallback: the map's peak lies within 10% of the image centre.</summary>
+    PeakNearCentre = 2,
+    /// <summary>Fallback: the map is flat (coefficient of variation under the manifest's threshold).</summary>
+    FlatMap = 3,
+    /// <summary>Fallback: no map could be computed (the engine exposes no activations, or the head has no spatial input).</summary>
+    NoSaliencyMap = 4,
+    /// <summary>Centred square crop asked for (saliency switched off).</summary>
+    Centred = 5,
+}
+
+public static class CropReasons
+{
+    public static string Code(CropReason reason) => reason switch
+    {
+        CropReason.Saliency => "saliency",
+        CropReason.PeakNearCentre => "peak_near_centre",
+        CropReason.FlatMap => "flat_map",
+        CropReason.NoSaliencyMap => "no_saliency_map",
+        CropReason.Centred => "centred",
+        _ => "unknown",
+    };
+}
+
+/// <summary>
+/// A coarse Grad-CAM map (<see cref="Height"/> × <see cref="Width"/> cells, row-major, ≥ 0) laid over
+/// <see cref="Region"/> of the image: the square the network looked at when the map was computed.
+/// </summary>
+public sealed class SaliencyMap
+{
+    public SaliencyMap(int width, int height, float[] values, CropBox region)
+    {
+        if (width <= 0 || height <= 0 || values.Length != width * height)
+            throw new ArgumentException($"a {width}x{height} map needs {width * height} values, got {values.Length}", nameof(values));
+        Width = width;
+        Height = height;
+        Values = values;
+        Region = region;
+    }
+
+    public int Width { get; }
+    public int Height { get; }
+    public float[] Values { get; }
+    public CropBox Region { get; }
+
+    public float this[int x, int y] => Values[y * Width + x];
+
+    /// <summary>Coefficient of variation σ/μ of the cells (population σ); 0 for an all-zero map.</summary>
+    public double CoefficientOfVariation()
+    {
+        double mean = 0;
+        foreach (float v in Values) mean += v;
+        mean /= Values.Length;
+        if (mean <= 0) return 0;
+        double var = 0;
+        foreach (float v in Values) var += (v - mean) * (v - mean);
+        return Math.Sqrt(var / Values.Length) / mean;
+    }
+}
+
+/// <summary>Where the head of a package reads its spatial features: what Grad-CAM needs.</summary>
+public sealed class HeadInfo
+{
+    private HeadInfo(int featureTensor, TensorSpec feature, Node head)
+    {
+        FeatureTensor = featureTensor;
+        Feature = feature;
+        Head = head;
+    }
+
+    /// <summary>Index of the H×W×C tensor that the head's Flatten turns into the Dense input.</summary>
+    public int FeatureTensor { get; }
+    public TensorSpec Feature { get; }
+    /// <summary>The Dense node producing the logits; weights [classes, H·W·C] in HWC order.</summary>
+    public Node Head { get; }
+
+    /// <summary>The head of a graph whose logits come from Dense(Reshape(feature map)), or null (then no Grad-CAM).</summary>
+    public static HeadInfo? Find(ModelGraph graph)
+    {
+        Node? head = graph.Nodes.FirstOrDefault(n => n.Output == graph.LogitsTensor);
+        if (head is null || head.Kind != OpKind.Dense || head.Weights is null || head.Inputs.Length != 1) return null;
+        int flat = head.Inputs[0];
+        // Follow views (Reshape) back to the last spatial tensor.
+        int feature = flat;
+        for (Node? view = Producer(graph, feature); view is { Kind: OpKind.Reshape }; view = Producer(graph, feature))
+            feature = view.Inputs[0];
+        TensorSpec spec = graph.Tensors[feature];
+        if (spec.Height * spec.Width < 2 || spec.Length != graph.Tensors[flat].Length) return null;
+        if (head.Weights.Length != graph.Tensors[graph.LogitsTensor].Length * spec.Length) return null;
+        return new HeadInfo(feature, spec, head);
+    }
+
+    private static Node? Producer(ModelGraph graph, int tensor) => graph.Nodes.FirstOrDefault(n => n.Output == tensor);
+}
+
+/// <summary>
+/// Grad-CAM for a linear head. With logits y = W·flatten(A) + b, the gradient of class k's logit with respect
+/// to the feature map A[h,w,c] is W[k, (h·W + w)·C + c] (the head's weight row reshaped to H×W×C). Grad-CAM
+/// weights each channel by the spatial mean of that gradient, α_c = mean_{h,w} W[k,h,w,c], and the map is
+/// ReLU(Σ_c α_c·A_c) with A dequantized (scale·(q − zero point)). The weight scale of row k is one positive
+/// factor and is dropped: it changes neither the peak nor the coefficient of variation.
+/// </summary>
+public static class GradCam
+{
+    /// <param name="activation">The feature map, int8 HWC (H·W·C values).</param>
+    /// <param name="feature">Its shape and quantization.</param>
+    /// <param name="weightRow">Row k of the head's weights, int8, length H·W·C (HWC order).</param>
+    /// <param name="map">Output, H·W cells, row-major.</param>
+    public static void Compute(ReadOnlySpan<sbyte> activation, TensorSpec feature, ReadOnlySpan<sbyte> weightRow, Span<float> map)
+    {
+        int h = feature.Height, w = feature.Width, c = feature.Channels, cells = h * w;
+        if (activation.Length != feature.Length || weightRow.Length != feature.Length || map.Length != cells)
+            throw new ArgumentException($"feature {h}x{w}x{c}: activation {activation.Length}, weights {weightRow.Length}, map {map.Length}");
+        Span<double> alpha = c <= 1024 ? stackalloc double[c] : new double[c];
+        alpha.Clear();
+        for (int p = 0; p < cells; p++)
+            for (int ch = 0; ch < c; ch++)
+                alpha[ch] += weightRow[p * c + ch];
+        for (int ch = 0; ch < c; ch++) alpha[ch] /= cells;
+        int zp = feature.ZeroPoint;
+        double scale = feature.Scale;
+        for (int p = 0; p < cells; p++)
+        {
+            double sum = 0;
+            for (int ch = 0; ch < c; ch++) sum += alpha[ch] * (activation[p * c + ch] - zp);
+            map[p] = (float)Math.Max(0, sum * scale);
+        }
+    }
+}
+
+/// <summary>The crop chosen for an image and why.</summary>
+public readonly record struct CropDecision(CropBox Crop, CropReason Reason, SaliencyMap? Map)
+{
+    public string ReasonCode => CropReasons.Code(Reason);
+}
+
+/// <summary>Geometry of the saliency crop, from a map to a square box (pure, no engine).</summary>
+public static class SaliencyCrop
+{
+    /// <summary>Cells at or above this fraction of the peak, connected to it, form the top-activated region.</summary>
+    public const double RegionFraction = 0.5;
+    /// <summary>The peak is "at the centre" when it lies within this fraction of the image's width and height from the centre.</summary>
+    public const double CentreTolerance = 0.10;
+    /// <summary>Margin added around the region: the crop side is the region's longer side times this.</summary>
+    public const double Margin = 1.2;
+    /// <summary>The crop is never smaller than this fraction of the image's shorter side: a lesion needs its surrounding skin.</summary>
+    public const double MinSideFraction = 0.5;
+
+    /// <summary>Chooses the crop for an image of <paramref name="imageWidth"/> × <paramref name="imageHeight"/> from its map.</summary>
+    /// <param name="flatCv">Maps whose coefficient of variation is under this are flat (manifest Calibration.SaliencyFlatCv).</param>
+    public static CropDecision Choose(SaliencyMap map, int imageWidth, int imageHeight, double flatCv)
+    {
+        CropBox centred = CropBox.CenteredSquare(imageWidth, imageHeight);
+        double cv = map.CoefficientOfVariation();
+        if (cv < flatCv || double.IsNaN(cv))
+            return new CropDecision(centred, CropReason.FlatMap, map);
+
+        int peak = 0;
+        for (int i = 1; i < map.Values.Length; i++)
+            if (map.Values[i] > map.Values[peak]) peak = i;
+        int px = peak % map.Width, py = peak / map.Width;
+        double cellW = (double)map.Region.Size / map.Width, cellH = (double)map.Region.Size / map.Height;
+        double peakX = map.Region.X + (px + 0.5) * cellW, peakY = map.Region.Y + (py + 0.5) * cellH;
+        if (Math.Abs(peakX - imageWidth / 2.0) <= CentreTolerance * imageWidth &&
+            Math.Abs(peakY - imageHeight / 2.0) <= CentreTolerance * imageHeight)
+            return new CropDecision(centred, CropReason.PeakNearCentre, map);
+
+        // The top-activated region: cells ≥ half the peak, 4-connected to the peak (flood fill).
+        float cut = (float)(RegionFraction * map.Values[peak]);
+        var inRegion = new bool[map.Values.Length];
+        var stack = new Stack<int>();
+        stack.Push(peak);
+        inRegion[peak] = true;
+        int x0 = px, x1 = px, y0 = py, y1 = py;
+        while (stack.Count > 0)
+        {
+            int cell = stack.Pop(), cx = cell % map.Width, cy = cell / map.Width;
+            x0 = Math.Min(x0, cx); x1 = Math.Max(x1, cx); y0 = Math.Min(y0, cy); y1 = Math.Max(y1, cy);
+            Span<(int X, int Y)> next = [(cx - 1, cy), (cx + 1, cy), (cx, cy - 1), (cx, cy + 1)];
+            foreach (var (nx, ny) in next)
+            {
+                if (nx < 0 || ny < 0 || nx >= map.Width || ny >= map.Height) continue;
+                int n = ny * map.Width + nx;
+                if (inRegion[n] || map.Values[n] < cut) continue;
+                inRegion[n] = true;
+                stack.Push(n);
+            }
+        }
+        double left = map.Region.X + x0 * cellW, right = map.Region.X + (x1 + 1) * cellW;
+        double top = map.Region.Y + y0 * cellH, bottom = map.Region.Y + (y1 + 1) * cellH;
+        return new CropDecision(SquareAround((left + right) / 2, (top + bottom) / 2,
+            Math.Max(right - left, bottom - top) * Margin, imageWidth, imageHeight), CropReason.Saliency, map);
+    }
+
+    /// <summary>A square of about <paramref name="side"/> centred on (<paramref name="cx"/>, <paramref name="cy"/>),
+    /// clamped to [MinSideFraction·short side, short side] and shifted to lie inside the image.</summary>
+    public static CropBox SquareAround(double cx, double cy, double side, int imageWidth, int imageHeight)
+    {
+        int shortSide = Math.Min(imageWidth, imageHeight);
+        int s = (int)Math.Round(Math.Clamp(side, MinSideFraction * shortSide, shortSide), MidpointRounding.AwayFromZero);
+        s = Math.Clamp(s, 1, shortSide);
+        int x = (int)Math.Round(cx - s / 2.0, MidpointRounding.AwayFromZero);
+        int y = (int)Math.Round(cy - s / 2.0, MidpointRounding.AwayFromZero);
+        return new CropBox(Math.Clamp(x, 0, imageWidth - s), Math.Clamp(y, 0, imageHeight - s), s);
+    }
+}
+
+/// <summary>Tiling fallback geometry: four overlapping tiles (2×2) of a square view.</summary>
+public static class Tiling
+{
+    /// <summary>Adjacent tiles share this fraction of a tile's side.</summary>
+    public const double Overlap = 0.2;
+
+    /// <summary>Top-left, top-right, bottom-left, bottom-right tiles of <paramref name="view"/>: side t with
+    /// 2t − overlap·t = S, i.e. t = S / 1.8 rounded, flush with the view's edges.</summary>
+    public static CropBox[] Tiles(CropBox view)
+    {
+        int t = Math.Clamp((int)Math.Round(view.Size / (2 - Overlap), MidpointRounding.AwayFromZero), 1, view.Size);
+        int far = view.Size - t;
+        return
+        [
+            new CropBox(view.X, view.Y, t),
+            new CropBox(view.X + far, view.Y, t),
+            new CropBox(view.X, view.Y + far, t),
+            new CropBox(view.X + far, view.Y + far, t),
+        ];
+    }
+}

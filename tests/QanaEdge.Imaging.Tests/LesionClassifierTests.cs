@@ -1,0 +1,201 @@
+using QanaEdge.Model;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Imaging.Tests;
+
+public class LesionClassifierTests
+{
+    private static readonly ModelPackage Qana = TestGraphs.QanaShaped(7);
+
+    /// <summary>The same package with other calibration figures (and optionally colour gains).</summary>
+    private static ModelPackage With(ModelPackage p, double tau, double referral, double flatCv = 0.15, float[]? gains = null)
+    {
+        ModelManifest m = p.Manifest;
+        return new ModelPackage
+        {
+            Graph = p.Graph,
+            Manifest = new ModelManifest
+            {
+                ModelId = m.ModelId, Version = m.Version, CreatedUtc = m.CreatedUtc, Classes = m.Classes,
+                Input = new InputSpec { Height = m.Input.Height, Width = m.Input.Width, Channels = m.Input.Channels, ColorGains = gains ?? m.Input.ColorGains },
+                Profile = m.Profile, Layers = m.Layers, ConversionSuccessRate = m.ConversionSuccessRate, Metrics = m.Metrics,
+                Golden = m.Golden, Provenance = m.Provenance,
+                Calibration = new Calibration
+                {
+                    ReadoutWindow = m.Calibration.ReadoutWindow, Thresholds = m.Calibration.Thresholds, Beta = m.Calibration.Beta,
+                    StepWeights = m.Calibration.StepWeights, TilingTau = tau, ReferralThreshold = referral, SaliencyFlatCv = flatCv,
+                },
+            },
+        };
+    }
+
+    private static float[] Manual(ModelPackage package, IInferenceEngine engine, RgbImage image, CropBox view)
+    {
+        int size = package.Manifest.Input.Height;
+        var px = new byte[size * size * 3];
+        Resampler.AreaResize(image, view, size, px);
+        Preprocessor.ApplyColorGains(px, package.Manifest.Input.ColorGains);
+        var q = new sbyte[px.Length];
+        InputQuantizer.Quantize(px, q);
+        engine.Run(q);
+        var p = new float[Classes.Count];
+        engine.GetProbabilities(p);
+        return p;
+    }
+
+    [Fact]
+    public void Real_jpegs_get_a_complete_result()
+    {
+        using var engine = LesionClassifier.CreateEngine(Qana);
+        var classifier = new LesionClassifier(Qana, engine);
+        foreach (string path in Samples.JpegPaths(2))
+        {
+            byte[] file = File.ReadAllBytes(path);
+            LesionResult r = classifier.Classify(file);
+            Assert.Equal(7, r.Probabilities.Length);
+            Assert.InRange(r.Probabilities.Sum(), 0.999f, 1.001f);
+            // The label holds the top probability (ties of the saturated readout go to the higher logit).
+            Assert.Equal(r.Probabilities.Max(), r.Probabilities[Classes.IndexOf(r.Label)]);
+            Assert.Equal(r.Probabilities.Max(), r.Confidence);
+            double malignancy = r.Probabilities[Classes.IndexOf("akiec")] + r.Probabilities[Classes.IndexOf("bcc")] + r.Probabilities[Classes.IndexOf("mel")];
+            Assert.Equal(malignancy, r.MalignancyScore, 6);
+            Assert.Equal(malignancy >= Qana.Manifest.Calibration.ReferralThreshold, r.Refer);
+            Assert.True(new RgbImage(r.ImageWidth, r.ImageHeight, new byte[r.ImageWidth * r.ImageHeight * 3]).Contains(r.Crop));
+            Assert.True(r.Events > 0);
+            Assert.True(r.LatencyMs > 0);
+            Assert.NotNull(r.Saliency); // the integer engine exposes the feature map
+            Assert.Equal((8, 8), (r.Saliency!.Width, r.Saliency.Height));
+            Assert.All(r.Saliency.Values, v => Assert.True(v >= 0));
+            int expectedRuns = (r.CropReason == CropReason.Saliency ? 2 : 1) + (r.Tiled ? 4 : 0);
+            Assert.Equal(expectedRuns, r.Runs);
+
+            // Deterministic: the same bytes give the same answer.
+            LesionResult again = classifier.Classify(file);
+            Assert.Equal(r.Probabilities, again.Probabilities);
+            Assert.Equal(r.Crop, again.Crop);
+        }
+    }
+
+    [Fact]
+    public void Without_saliency_or_tiling_it_is_exactly_the_centred_pipeline()
+    {
+        ModelPackage package = With(Qana, tau: 0, referral: 0.5, gains: [1.05f, 0.97f, 0.9f]);
+        using var engine = IntegerEngine.Create(package);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = false });
+        byte[] file = Samples.Jpeg(3);
+        LesionResult r = classifier.Classify(file);
+        RgbImage image = ImageDecoder.Decode(file);
+        Assert.Equal(CropBox.CenteredSquare(image.Width, image.Height), r.Crop);
+        Assert.Equal(CropReason.Centred, r.CropReason);
+        Assert.False(r.Tiled);
+        Assert.Equal(1, r.Runs);
+        using var oracle = IntegerEngine.Create(package, KernelMode.Reference);
+        Assert.Equal(Manual(package, oracle, image, r.Crop), r.Probabilities);
+    }
+
+    [Fact]
+    public void Under_tau_the_view_is_averaged_with_four_tiles_in_dequantized_logits()
+    {
+        ModelPackage package = With(Qana, tau: 1.01, referral: 0.5); // every result is unsure enough to tile
+        using var engine = IntegerEngine.Create(package);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = false });
+        byte[] file = Samples.Jpeg(5);
+        LesionResult r = classifier.Classify(file);
+        Assert.True(r.Tiled);
+        Assert.Equal(5, r.Runs);
+
+        // Recompute by hand: mean of the real logits of the view and its four tiles, requantized, read out.
+        RgbImage image = ImageDecoder.Decode(file);
+        var spec = package.Graph.Tensors[package.Graph.LogitsTensor];
+        var sum = new double[7];
+        using var oracle = IntegerEngine.Create(package, KernelMode.Reference);
+        foreach (CropBox view in new[] { r.Crop }.Concat(Tiling.Tiles(r.Crop)))
+        {
+            Manual(package, oracle, image, view);
+            for (int k = 0; k < 7; k++) sum[k] += spec.Scale * (oracle.Logits[k] - spec.ZeroPoint);
+        }
+        var q = sum.Select(s => (sbyte)Math.Clamp(spec.ZeroPoint + Math.Round(s / 5 / spec.Scale, MidpointRounding.AwayFromZero), -128, 127)).ToArray();
+        var readout = package.Graph.Nodes.Single(n => n.Kind == Model.Graph.OpKind.SpikingReadout);
+        var expected = new float[7];
+        SpikingReadout.Probabilities(q, readout.Thresholds, readout.TimeSteps, package.Manifest.Calibration.Beta, [], expected);
+        Assert.Equal(expected, r.Probabilities);
+
+        // τ = 0 never tiles.
+        ModelPackage sure = With(Qana, tau: 0, referral: 0.5);
+        using var engine2 = IntegerEngine.Create(sure);
+        Assert.False(new LesionClassifier(sure, engine2).Classify(file).Tiled);
+    }
+
+    [Fact]
+    public void The_referral_threshold_decides_refer()
+    {
+        byte[] file = Samples.Jpeg(2);
+        ModelPackage always = With(Qana, tau: 0, referral: 0.0);
+        ModelPackage never = With(Qana, tau: 0, referral: 1.01);
+        using var e1 = IntegerEngine.Create(always);
+        using var e2 = IntegerEngine.Create(never);
+        Assert.True(new LesionClassifier(always, e1).Classify(file).Refer);
+        Assert.False(new LesionClassifier(never, e2).Classify(file).Refer);
+    }
+
+    [Fact]
+    public void A_saliency_crop_is_classified_on_its_own_run()
+    {
+        // With a zero flatness threshold only the centre test can reject the map; search a few images for one
+        // whose peak is off-centre and check that the crop it reports is the view that was classified.
+        ModelPackage package = With(Qana, tau: 0, referral: 0.5, flatCv: 0);
+        using var engine = LesionClassifier.CreateEngine(package);
+        var classifier = new LesionClassifier(package, engine);
+        using var oracle = IntegerEngine.Create(package, KernelMode.Reference);
+        int seen = 0;
+        foreach (string path in Samples.JpegPaths(12))
+        {
+            byte[] file = File.ReadAllBytes(path);
+            LesionResult r = classifier.Classify(file);
+            RgbImage image = ImageDecoder.Decode(file);
+            if (r.CropReason != CropReason.Saliency)
+            {
+                Assert.Equal(CropReason.PeakNearCentre, r.CropReason);
+                Assert.Equal(CropBox.CenteredSquare(image.Width, image.Height), r.Crop);
+                continue;
+            }
+            seen++;
+            Assert.Equal(2, r.Runs);
+            Assert.Equal(Manual(package, oracle, image, r.Crop), r.Probabilities);
+            Assert.InRange(r.Crop.Size, image.Width / 2, image.Width);
+            if (seen == 2) break;
+        }
+        Assert.True(seen > 0, "no image of twelve had an off-centre Grad-CAM peak");
+    }
+
+    [Fact]
+    public void Bad_images_are_rejected_with_their_reason()
+    {
+        using var engine = IntegerEngine.Create(Qana);
+        var classifier = new LesionClassifier(Qana, engine);
+        var e = Assert.Throws<ImageRejectedException>(() => classifier.Classify("not an image"u8));
+        Assert.Equal(RejectReason.NotAnImage, e.Reason);
+    }
+
+    [Fact]
+    public void Training_preprocessing_matches_the_classifier_input()
+    {
+        byte[] file = Samples.Jpeg(4);
+        var a = new byte[64 * 64 * 3];
+        CropBox crop = Preprocessor.PrepareCentered(file, 64, a);
+        RgbImage image = ImageDecoder.Decode(file);
+        var b = new byte[64 * 64 * 3];
+        Resampler.AreaResize(image, CropBox.CenteredSquare(image.Width, image.Height), 64, b);
+        Assert.Equal(b, a);
+        Assert.Equal(CropBox.CenteredSquare(image.Width, image.Height), crop);
+
+        using var engine = IntegerEngine.Create(Qana);
+        var dst = new byte[64 * 64 * 3];
+        CropDecision d = Preprocessor.PrepareSaliency(image, engine, 64, dst);
+        var expected = new byte[dst.Length];
+        Resampler.AreaResize(image, d.Crop, 64, expected);
+        Assert.Equal(expected, dst);
+    }
+}
