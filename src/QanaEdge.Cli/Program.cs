@@ -15,5 +15,7 @@ public static partial class Cli
         new SignCommand(),
         new VerifyCommand(),
         new ExportOnnxCommand(),
+        new EvaluateCommand(),
+        new SplitCommand(),
     ];
 }
