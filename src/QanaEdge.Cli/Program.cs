@@ -15,6 +15,7 @@ public static partial class Cli
         new SignCommand(),
         new VerifyCommand(),
         new ExportOnnxCommand(),
+        new ClassifyCommand(),
         new EvaluateCommand(),
         new SplitCommand(),
     ];

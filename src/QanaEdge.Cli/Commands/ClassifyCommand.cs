@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.Cli.Commands;
+
+/// <summary>
+/// <c>qana classify IMAGE... [--model PKG] [--json] [--saliency OUT.png]</c>: one result per image on standard
+/// output (one JSON object per line with --json). A bad image is reported on standard error, one line each,
+/// and the exit code is 1 when any image failed; the others are still classified.
+/// </summary>
+public sealed class ClassifyCommand : IVerb
+{
+    public Command Create(CliContext context)
+    {
+        var images = new Argument<string[]>("IMAGE") { Description = "image files (JPEG, PNG, BMP, TIFF)", Arity = ArgumentArity.OneOrMore };
+        var model = new Option<string?>("--model") { Description = "model package (.qana); default: firmware-models/" };
+        var json = new Option<bool>("--json") { Description = "one JSON object per image" };
+        var saliency = new Option<string?>("--saliency")
+        {
+            Description = "write the Grad-CAM heat map and crop over the image to this PNG (OUT.<image name>.png for several images)",
+        };
+        var command = new Command("classify", "Classify dermoscopic images with a model package.") { images, model, json, saliency };
+        command.SetAction(parse => Run(context, parse.GetRequiredValue(images), parse.GetValue(model), parse.GetValue(json), parse.GetValue(saliency)));
+        return command;
+    }
+
+    private static int Run(CliContext context, string[] images, string? modelPath, bool json, string? saliencyPath)
+    {
+        ModelPackage package = PackageReader.Load(DefaultModel.Locate(modelPath));
+        IntegerEngine engine;
+        try
+        {
+            engine = LesionClassifier.CreateEngine(package);
+        }
+        catch (InvalidGraphException e)
+        {
+            throw new CommandFailedException($"the model cannot run: {e.Message}");
+        }
+        using (engine)
+        {
+            var classifier = new LesionClassifier(package, engine);
+            bool failed = false;
+            foreach (string image in images)
+            {
+                try
+                {
+                    byte[] bytes = ReadImage(image);
+                    LesionResult result = classifier.Classify(bytes);
+                    if (saliencyPath is not null)
+                    {
+                        RgbImage decoded = ImageDecoder.Decode(bytes);
+                        SaliencyOverlay.SavePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop), OverlayPath(saliencyPath, image, images.Length));
+                    }
+                    context.Out.WriteLine(json ? ToJson(image, result) : ToText(image, result));
+                }
+                catch (Exception e) when (e is ImageRejectedException or CommandFailedException or IOException or UnauthorizedAccessException)
+                {
+                    failed = true;
+                    string why = e is ImageRejectedException r ? $"rejected ({r.ReasonCode}): {r.Message}" : e.Message;
+                    context.Err.WriteLine($"qana: {image}: {Cli.OneLine(why)}");
+                }
+            }
+            return failed ? Cli.Failure : Cli.Ok;
+        }
+    }
+
+    private static byte[] ReadImage(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new CommandFailedException("not found");
+        if (info.Length > DecodeLimits.Default.MaxFileBytes)
+            throw new ImageRejectedException(RejectReason.TooLarge, $"file is {info.Length} bytes, over the {DecodeLimits.Default.MaxFileBytes}-byte limit");
+        return File.ReadAllBytes(path);
+    }
+
+    /// <summary>OUT.png for one image; OUT.&lt;image name&gt;.png for several, so none overwrites another.</summary>
+    public static string OverlayPath(string output, string image, int count)
+    {
+        if (count == 1) return output;
+        string dir = Path.GetDirectoryName(output) ?? "";
+        string stem = Path.GetFileNameWithoutExtension(output);
+        string ext = Path.GetExtension(output) is { Length: > 0 } e ? e : ".png";
+        return Path.Combine(dir, $"{stem}.{Path.GetFileNameWithoutExtension(image)}{ext}");
+    }
+
+    private static string F(double v) => v.ToString("0.0000", CultureInfo.InvariantCulture);
+
+    internal static string ToText(string image, LesionResult r)
+    {
+        var sb = new StringBuilder();
+        sb.Append(image).Append(": ").Append(r.Label).Append(' ').Append(F(r.Confidence));
+        sb.Append(r.Refer ? "  REFER" : "  no referral").Append(" (malignancy ").Append(F(r.MalignancyScore)).Append(')');
+        sb.Append("  crop ").Append(r.Crop).Append(' ').Append(r.CropReasonCode);
+        if (r.Tiled) sb.Append("  tiled");
+        sb.Append("  ").Append(r.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture)).Append(" ms");
+        return sb.ToString();
+    }
+
+    /// <summary>The DESIGN.md contract: image, label, probabilities (class code → p), confidence, tiled, crop,
+    /// latency_ms, events; plus refer, malignancy and crop_reason. One line.</summary>
+    internal static string ToJson(string image, LesionResult r)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteString("image", image);
+            w.WriteString("label", r.Label);
+            w.WriteStartObject("probabilities");
+            for (int k = 0; k < r.Probabilities.Length; k++) w.WriteNumber(r.Classes[k], Math.Round(r.Probabilities[k], 6));
+            w.WriteEndObject();
+            w.WriteNumber("confidence", Math.Round(r.Confidence, 6));
+            w.WriteBoolean("refer", r.Refer);
+            w.WriteNumber("malignancy", Math.Round(r.MalignancyScore, 6));
+            w.WriteBoolean("tiled", r.Tiled);
+            w.WriteStartObject("crop");
+            w.WriteNumber("x", r.Crop.X);
+            w.WriteNumber("y", r.Crop.Y);
+            w.WriteNumber("size", r.Crop.Size);
+            w.WriteEndObject();
+            w.WriteString("crop_reason", r.CropReasonCode);
+            w.WriteNumber("latency_ms", Math.Round(r.LatencyMs, 3));
+            w.WriteNumber("events", r.Events);
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+}

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Cli.Tests;
+
+/// <summary><c>qana classify</c> end to end on real JPEGs with a package built in code.</summary>
+public sealed class ClassifyCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("qana-classify-").FullName;
+    private readonly string _package;
+
+    public ClassifyCommandTests()
+    {
+        _package = Path.Combine(_dir, "test.qana");
+        PackageWriter.Save(TestGraphs.QanaShaped(3), _package);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string[] Jpegs(int count)
+    {
+        // <repo>/../shared/data/ham10000, also when the repository sits deeper than the shared folder.
+        for (var dir = new DirectoryInfo(TestData.RepositoryRoot).Parent; dir is not null; dir = dir.Parent)
+        {
+            string images = Path.Combine(dir.FullName, "shared", "data", "ham10000", "images");
+            if (Directory.Exists(images))
+                return Directory.GetFiles(images, "*.jpg").Order(StringComparer.Ordinal).Take(count).ToArray();
+        }
+        throw new DirectoryNotFoundException("shared/data/ham10000/images not found above the repository");
+    }
+
+    private static (int Code, string Out, string Err) Qana(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Cli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void Json_gives_one_object_per_image_with_the_contract_fields()
+    {
+        string[] images = Jpegs(2);
+        var (code, stdout, stderr) = Qana(["classify", .. images, "--model", _package, "--json"]);
+        Assert.Equal(0, code);
+        Assert.Equal("", stderr);
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            using JsonDocument doc = JsonDocument.Parse(lines[i]);
+            JsonElement r = doc.RootElement;
+            Assert.Equal(images[i], r.GetProperty("image").GetString());
+            JsonElement p = r.GetProperty("probabilities");
+            Assert.Equal(["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], p.EnumerateObject().Select(o => o.Name).ToArray());
+            double sum = p.EnumerateObject().Sum(o => o.Value.GetDouble());
+            Assert.InRange(sum, 0.999, 1.001);
+            string label = r.GetProperty("label").GetString()!;
+            Assert.Equal(p.GetProperty(label).GetDouble(), r.GetProperty("confidence").GetDouble(), 5);
+            Assert.Equal(p.EnumerateObject().Max(o => o.Value.GetDouble()), r.GetProperty("confidence").GetDouble(), 5);
+            _ = r.GetProperty("tiled").GetBoolean();
+            _ = r.GetProperty("refer").GetBoolean();
+            JsonElement crop = r.GetProperty("crop");
+            Assert.True(crop.GetProperty("size").GetInt32() > 0);
+            Assert.Contains(r.GetProperty("crop_reason").GetString(), new[] { "saliency", "peak_near_centre", "flat_map" });
+            Assert.True(r.GetProperty("latency_ms").GetDouble() > 0);
+            Assert.True(r.GetProperty("events").GetInt64() > 0);
+        }
+    }
+
+    [Fact]
+    public void A_bad_image_among_good_ones_is_one_stderr_line_and_exit_1()
+    {
+        string text = Path.Combine(_dir, "notes.jpg");
+        File.WriteAllText(text, "this is not a picture");
+        string good = Jpegs(1)[0];
+        var (code, stdout, stderr) = Qana("classify", good, text, Path.Combine(_dir, "missing.png"), "--model", _package, "--json");
+        Assert.Equal(1, code);
+        Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        string[] errors = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, errors.Length);
+        Assert.Contains("notes.jpg: rejected (not_an_image)", errors[0]);
+        Assert.Contains("missing.png: not found", errors[1]);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public void The_saliency_option_writes_a_png_over_the_image()
+    {
+        string image = Jpegs(1)[0];
+        string overlay = Path.Combine(_dir, "heat.png");
+        var (code, _, stderr) = Qana("classify", image, "--model", _package, "--saliency", overlay);
+        Assert.Equal(0, code);
+        Assert.Equal("", stderr);
+        Imaging.RgbImage png = Imaging.ImageDecoder.Decode(File.ReadAllBytes(overlay));
+        Imaging.RgbImage source = Imaging.ImageDecoder.Decode(File.ReadAllBytes(image));
+        Assert.Equal((source.Width, source.Height), (png.Width, png.Height));
+        Assert.NotEqual(source.Pixels, png.Pixels);
+    }
+
+    [Fact]
+    public void Without_any_package_it_says_so_in_one_line()
+    {
+        string image = Jpegs(1)[0];
+        var (code, _, stderr) = Qana("classify", image, "--model", Path.Combine(_dir, "absent.qana"));
+        Assert.Equal(1, code);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("absent.qana", stderr);
+    }
+
+    [Fact]
+    public void Several_overlays_get_one_file_each() =>
+        Assert.Equal(Path.Combine("out", "heat.ISIC_1.png"), Commands.ClassifyCommand.OverlayPath(Path.Combine("out", "heat.png"), "/x/ISIC_1.jpg", 2));
+}
