@@ -16,6 +16,7 @@ public static partial class Cli
         new VerifyCommand(),
         new ExportOnnxCommand(),
         new ClassifyCommand(),
+        new BenchCommand(),
         new EvaluateCommand(),
         new SplitCommand(),
     ];
