@@ -40,10 +40,23 @@ public static partial class Cli
         foreach (IVerb verb in Verbs()) root.Subcommands.Add(verb.Create(context));
 
         ParseResult parsed = root.Parse(args);
+        // The parser takes an unknown "--flag" as a positional value; our verbs have no argument that
+        // starts with '-', so such a token is a mistyped option (unless it follows "--").
+        string? unknownOption = parsed.Tokens
+            .TakeWhile(t => t.Type != System.CommandLine.Parsing.TokenType.DoubleDash)
+            .FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument && t.Value.Length > 1 && t.Value[0] == '-' && !char.IsDigit(t.Value[1]))?.Value;
+        if (unknownOption is not null)
+        {
+            error.WriteLine($"qana: Unrecognized option '{unknownOption}'. {Usage(parsed.CommandResult.Command)}");
+            return BadUsage;
+        }
         if (parsed.Errors.Count > 0)
         {
-            // One line: the first error is the useful one; the rest are usually consequences of it.
-            error.WriteLine($"qana: {OneLine(parsed.Errors[0].Message)} (see 'qana --help')");
+            // One line. An unrecognised token explains the other errors (a mistyped verb also leaves the
+            // verb "missing"), so it goes first; then the usage of the command that was reached.
+            var messages = parsed.Errors.Select(e => OneLine(e.Message))
+                .OrderBy(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1).Distinct();
+            error.WriteLine($"qana: {string.Join(" ", messages)} {Usage(parsed.CommandResult.Command)}");
             return BadUsage;
         }
         try
@@ -76,6 +89,17 @@ public static partial class Cli
         };
         error.WriteLine($"qana: {OneLine(message)}");
         return Failure;
+    }
+
+    /// <summary>"(usage: qana VERB --required X [options] ARG...)" for a verb, the help hint for the root.</summary>
+    private static string Usage(Command command)
+    {
+        if (command is RootCommand) return "(see 'qana --help')";
+        var parts = new List<string> { "qana", command.Name };
+        foreach (Option o in command.Options.Where(o => o.Required)) parts.Add($"{o.Name} {o.Name.TrimStart('-').ToUpperInvariant()}");
+        if (command.Options.Any(o => !o.Required && o is not System.CommandLine.Help.HelpOption && !o.Recursive)) parts.Add("[options]");
+        foreach (Argument a in command.Arguments) parts.Add(a.Name);
+        return $"(usage: {string.Join(' ', parts)})";
     }
 
     internal static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();

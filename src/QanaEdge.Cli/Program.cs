@@ -16,5 +16,9 @@ public static partial class Cli
         new VerifyCommand(),
         new ExportOnnxCommand(),
         new ClassifyCommand(),
+        new BenchCommand(),
+        new EvaluateCommand(),
+        new SplitCommand(),
+        new TrainCommand(),
     ];
 }

@@ -5,6 +5,13 @@ using QanaEdge.TestSupport;
 
 // `--quick`: a plain stopwatch pass over the QANA-shaped graph and its layers (no BenchmarkDotNet), for
 // iterating on kernels. Anything else goes to BenchmarkDotNet (`--filter '*'`).
+// `--write-package PATH`: the QANA-shaped twin (seed 42, 64×64) as a package file, for `qana bench --model`.
+if (args.Length == 2 && args[0] == "--write-package")
+{
+    QanaEdge.Model.Packaging.PackageWriter.Save(TestGraphs.QanaShaped(42, 64), args[1]);
+    Console.WriteLine($"wrote {args[1]}");
+    return;
+}
 if (args.Length > 0 && args[0] == "--quick")
 {
     var pkg = TestGraphs.QanaShaped(42, 64);

@@ -65,7 +65,7 @@ public sealed class InspectCommand : IVerb
         Line($"content      sha256 {p.ContentSha256}");
         Line($"signature    {(p.Signature is null ? "none" : $"{PackageSignature.RoleName(p.Signature.Role)} key {p.Signature.KeyIdHex} (not verified here: use 'qana verify')")}");
         Line($"graph        {g.Tensors.Length} tensors, {g.Nodes.Length} nodes, {ParameterCount(g)} parameters, {Macs(g)} MACs");
-        Line($"conversion   success rate {m.ConversionSuccessRate.ToString("P1", CultureInfo.InvariantCulture)} ({DequantizeCount(m)} of {m.Layers.Length} recorded layers need a dequantize)");
+        Line($"conversion   success rate {(100 * m.ConversionSuccessRate).ToString("0.0", CultureInfo.InvariantCulture)}% ({DequantizeCount(m)} of {m.Layers.Length} recorded layers need a dequantize)");
         Line();
 
         string[] header = ["#", "name", "op", "output", "scale", "zp", "w-scale", "clamp", "reparam", "kernel"];

@@ -72,6 +72,9 @@ public static class PackageReader
     internal static Layout ReadLayout(ReadOnlySpan<byte> bytes)
     {
         const int minimum = PackageFormat.HeaderSize + PackageFormat.ChecksumSize;
+        // Magic first: a file that is not a package at all should say so, whatever its length.
+        if (bytes.Length >= PackageFormat.Magic.Length && !bytes[..8].SequenceEqual(PackageFormat.Magic))
+            throw new PackageFormatException("not a QanaEdge package (bad magic)");
         if (bytes.Length < minimum)
             throw new PackageFormatException($"truncated: {bytes.Length} bytes, a package has at least {minimum}");
         if (bytes.Length > PackageLimits.MaxFileBytes)

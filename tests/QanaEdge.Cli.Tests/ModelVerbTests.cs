@@ -1,0 +1,147 @@
+using System.Text.Json;
+using QanaEdge.Model.Onnx;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Model.Tests;
+
+namespace QanaEdge.Cli.Tests;
+
+/// <summary>inspect, export-onnx, bad input and bad usage, run in-process through Cli.Run.</summary>
+public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("qana-cli").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private string Write(string name, byte[] bytes)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    private string Package(int seed = 1) => Write($"m{seed}.qana", PackageWriter.ToBytes(SmallPackages.Build(seed)));
+
+    [Fact]
+    public void Inspect_ShowsManifestConversionTableMetricsCalibrationAndProfile()
+    {
+        CliResult r = Qana.Run("inspect", Package());
+        log.WriteLine(r.Out);
+        Assert.Equal(0, r.Code);
+        Assert.Equal("", r.Err);
+        Assert.Contains("qana-small-test 1.0.1 (model)", r.Out);
+        Assert.Contains("profile      paper8", r.Out);
+        Assert.Contains("success rate 100.0%", r.Out);
+        // One table row per node, with op, kernel, shape, scale, zero point, reparameterisation, kernel name.
+        string stem = r.Out.Split('\n').Single(l => l.StartsWith("0 ", StringComparison.Ordinal));
+        Assert.Contains("conv2d 3x3/1", stem);
+        Assert.Contains("8x8x4", stem);
+        Assert.Contains("bn-fold", stem);
+        Assert.Contains("conv2d-3x3-s1", stem);
+        Assert.Contains("-128", stem);
+        Assert.Contains("spikingReadout", r.Out);
+        Assert.Contains("test_top1", r.Out);
+        Assert.Contains("readout window T        16", r.Out);
+        Assert.Contains("akd1000      ", r.Out);
+        Assert.Contains("violations", r.Out); // random 8-bit weights cannot pass the 4-bit profile
+    }
+
+    [Fact]
+    public void InspectJson_IsOneParsableObject()
+    {
+        CliResult r = Qana.Run("inspect", "--json", Package());
+        Assert.Equal(0, r.Code);
+        using JsonDocument doc = JsonDocument.Parse(r.Out);
+        JsonElement root = doc.RootElement;
+        Assert.Equal("qana-small-test", root.GetProperty("model_id").GetString());
+        Assert.Equal("paper8", root.GetProperty("profile").GetString());
+        Assert.Equal(14, root.GetProperty("layers").GetArrayLength());
+        JsonElement dw = root.GetProperty("layers")[1];
+        Assert.Equal("depthwiseConv2d", dw.GetProperty("op").GetString());
+        Assert.Equal(4, dw.GetProperty("shape")[0].GetInt32());
+        Assert.Equal(-3, dw.GetProperty("zero_point").GetInt32());
+        Assert.Equal(1.0, root.GetProperty("conversion_success_rate").GetDouble());
+        Assert.Equal(0.5, root.GetProperty("metrics").GetProperty("test_top1").GetDouble());
+        Assert.False(root.GetProperty("akd1000").GetProperty("pass").GetBoolean());
+        Assert.True(root.GetProperty("akd1000").GetProperty("violations").GetArrayLength() > 0);
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("signature").ValueKind);
+    }
+
+    [Fact]
+    public void Inspect_CorruptPackage_OneLineExit1()
+    {
+        byte[] bytes = PackageWriter.ToBytes(SmallPackages.Build());
+        bytes[100] ^= 0x10;
+        Qana.Run("inspect", Write("corrupt.qana", bytes)).AssertOneLineError(1, "checksum");
+    }
+
+    [Fact]
+    public void Inspect_InvalidGraphBehindAGoodChecksum_OneLineExit1()
+    {
+        byte[] bytes = PackageBytes.EditJson(PackageWriter.ToBytes(SmallPackages.Build()),
+            j => PackageBytes.Node(j, "pw")["inputs"] = new System.Text.Json.Nodes.JsonArray(42));
+        Qana.Run("inspect", Write("bad.qana", bytes)).AssertOneLineError(1, "node 2 'pw'");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(10)]
+    [InlineData(57)]
+    [InlineData(300)]
+    public void Inspect_TruncatedPackage_OneLineExit1(int keep)
+    {
+        byte[] bytes = PackageWriter.ToBytes(SmallPackages.Build());
+        Qana.Run("inspect", Write("short.qana", bytes.AsSpan(0, keep).ToArray())).AssertOneLineError(1, "truncated");
+    }
+
+    [Fact]
+    public void Inspect_NotAPackage_And_MissingFile()
+    {
+        Qana.Run("inspect", Write("text.qana", "hello, this is not a model package at all"u8.ToArray())).AssertOneLineError(1, "magic");
+        Qana.Run("inspect", Path.Combine(_dir, "missing.qana")).AssertOneLineError(1, "cannot read");
+    }
+
+    [Theory]
+    [InlineData(new string[0], "")]
+    [InlineData(new[] { "frobnicate" }, "frobnicate")]
+    [InlineData(new[] { "inspect" }, "PKG")]
+    [InlineData(new[] { "inspect", "--colour", "x.qana" }, "'--colour'")]
+    [InlineData(new[] { "inspect", "--jsn" }, "'--jsn'")]
+    [InlineData(new[] { "inspect", "a.qana", "b.qana" }, "'b.qana'")]
+    [InlineData(new[] { "keygen", "--out", "k" }, "--role")]
+    [InlineData(new[] { "keygen", "--role", "admin", "--out", "k" }, "admin")]
+    [InlineData(new[] { "sign", "x.qana" }, "--key")]
+    [InlineData(new[] { "verify", "x.qana" }, "--trust")]
+    [InlineData(new[] { "export-onnx", "x.qana" }, "OUT")]
+    public void BadUsage_Exit2_OneLine(string[] args, string expected)
+    {
+        CliResult r = Qana.Run(args);
+        r.AssertOneLineError(2, expected);
+        Assert.Equal("", r.Out);
+    }
+
+    [Fact]
+    public void Help_Exit0_ListsTheVerbs()
+    {
+        CliResult r = Qana.Run("--help");
+        Assert.Equal(0, r.Code);
+        foreach (string verb in new[] { "inspect", "keygen", "sign", "verify", "export-onnx" }) Assert.Contains(verb, r.Out);
+    }
+
+    [Fact]
+    public void ExportOnnx_WritesTheExportersModel()
+    {
+        string pkg = Package(3);
+        string onnx = Path.Combine(_dir, "m.onnx");
+        CliResult r = Qana.Run("export-onnx", pkg, onnx);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("input [1,3,8,8] -> logits [1,7]", r.Out);
+        Assert.Equal(OnnxExporter.ToBytes(PackageReader.Load(pkg)), File.ReadAllBytes(onnx));
+    }
+
+    [Fact]
+    public void ExportOnnx_ReadoutUpdate_Exit1()
+    {
+        string update = Write("u.qana", PackageWriter.ToBytes(SmallPackages.ReadoutUpdate()));
+        Qana.Run("export-onnx", update, Path.Combine(_dir, "u.onnx")).AssertOneLineError(1, "readout update");
+    }
+}
