@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps restore build test run publish bench model clean
+.PHONY: deps restore build test run publish bench model splits clean
 
 ## deps: install the Debian packages the build, tests and daemon need (idempotent)
 deps:
@@ -43,6 +43,11 @@ publish: restore
 ## bench: BenchmarkDotNet suite for kernels and the whole graph
 bench: restore
 	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
+
+## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
+HAM10000 ?= ../shared/data/ham10000
+splits: restore
+	$(DOTNET) run --project src/QanaEdge.Cli -c $(CONFIG) -- split --images $(HAM10000)/images --labels $(HAM10000)/labels.csv --out firmware-models/splits
 
 clean:
 	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults
