@@ -45,9 +45,16 @@ bench: restore
 	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
-HAM10000 ?= ../shared/data/ham10000
 splits: restore
-	$(DOTNET) run --project src/QanaEdge.Cli -c $(CONFIG) -- split --images $(HAM10000)/images --labels $(HAM10000)/labels.csv --out firmware-models/splits
+	$(DOTNET) run --project src/QanaEdge.Cli -c $(CONFIG) -- split --images $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv --out firmware-models/splits
+
+## model: retrain the shipped model (firmware-models/qana-paper8-64.qana, its log and test report) from ../shared/data/ham10000
+MODEL_DATA ?= $(CURDIR)/../shared/data/ham10000
+MODEL_EPOCHS ?= 35
+model: restore
+	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
+	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- train --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
+	  --out firmware-models/qana-paper8-64.qana --epochs $(MODEL_EPOCHS) --patience $(MODEL_EPOCHS) --qat-epochs 1 --seed 1 --profile paper8 --input-size 64
 
 clean:
 	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults

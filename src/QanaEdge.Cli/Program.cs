@@ -19,5 +19,6 @@ public static partial class Cli
         new BenchCommand(),
         new EvaluateCommand(),
         new SplitCommand(),
+        new TrainCommand(),
     ];
 }
