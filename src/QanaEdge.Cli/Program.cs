@@ -17,5 +17,8 @@ public static partial class Cli
         new ExportOnnxCommand(),
         new ClassifyCommand(),
         new BenchCommand(),
+        new EvaluateCommand(),
+        new SplitCommand(),
+        new TrainCommand(),
     ];
 }

@@ -9,8 +9,8 @@ public sealed record DecodeLimits
     /// <summary>The defaults described in docs/preprocessing.md.</summary>
     public static DecodeLimits Default { get; } = new();
 
-    /// <summary>Largest file accepted, in bytes.</summary>
-    public long MaxFileBytes { get; init; } = 64L << 20;
+    /// <summary>Largest file accepted, in bytes: room for an uncompressed 8-bit RGB BMP or TIFF of <see cref="MaxPixels"/> (72 MB).</summary>
+    public long MaxFileBytes { get; init; } = 80L << 20;
     /// <summary>Largest width or height, in pixels.</summary>
     public int MaxDimension { get; init; } = 8192;
     /// <summary>Largest pixel count (width × height).</summary>

@@ -25,7 +25,7 @@ public sealed class EndToEndTests : IDisposable
         string[] images = TestEnv.RealImages(200);
         await using var sub = new ResultSubscriber(_broker.Port, "qana/dev200/#");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "dev200", Provider);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "dev200");
         await daemon.StartAsync();
         foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
 
@@ -43,7 +43,7 @@ public sealed class EndToEndTests : IDisposable
         Assert.Equal(JsonValueKind.Number, r.GetProperty("confidence").ValueKind);
         Assert.True(r.GetProperty("refer").ValueKind is JsonValueKind.True or JsonValueKind.False);
         Assert.True(r.GetProperty("tiled").ValueKind is JsonValueKind.True or JsonValueKind.False);
-        Assert.Equal("interim-test", r.GetProperty("model").GetProperty("id").GetString());
+        Assert.Equal(TestModel.Id, r.GetProperty("model").GetProperty("id").GetString());
         Assert.Equal(JsonValueKind.String, r.GetProperty("model").GetProperty("version").ValueKind);
         Assert.Equal(JsonValueKind.Number, r.GetProperty("latency_ms").ValueKind);
         Assert.Equal(JsonValueKind.Null, r.GetProperty("energy_mj").ValueKind);
@@ -52,8 +52,9 @@ public sealed class EndToEndTests : IDisposable
         // Retained status: online, with engine and model.
         var status = sub.Messages.Where(m => m.Topic == "qana/dev200/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
         Assert.Equal("online", status.GetProperty("state").GetString());
-        Assert.Equal("interim test classifier", status.GetProperty("engine").GetString());
-        Assert.Equal("interim-test", status.GetProperty("model").GetProperty("id").GetString());
+        Assert.StartsWith("managed IntegerEngine", status.GetProperty("engine").GetString());
+        Assert.Contains("no Akida device", status.GetProperty("engine_reason").GetString());
+        Assert.Equal(TestModel.Id, status.GetProperty("model").GetProperty("id").GetString());
 
         // Captures acknowledged (moved to done), outbox drained once PUBACKs arrived.
         await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(10), "inbox to empty");
@@ -68,7 +69,7 @@ public sealed class EndToEndTests : IDisposable
         string[] images = TestEnv.RealImages(120, skip: 200);
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devbr/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devbr", Provider, null, "--Qana:Mqtt:ReconnectMaxSeconds=0.5");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devbr", null, "--Qana:Mqtt:ReconnectMaxSeconds=0.5");
         await daemon.StartAsync();
         foreach (string image in images.Take(40)) TestEnv.Drop(image, daemon.Inbox);
         await TestEnv.WaitUntil(() => sub.Results.Count >= 10, TimeSpan.FromSeconds(30), "first results");
@@ -92,7 +93,7 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devq/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devq", Provider);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devq");
         await daemon.StartAsync();
         byte[] good = File.ReadAllBytes(TestEnv.RealImages(1, skip: 400)[0]);
         TestEnv.DropBytes(good[..(good.Length / 3)], daemon.Inbox, "truncated.jpg");
@@ -118,7 +119,7 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devf/#");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devf", Provider);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devf");
         await daemon.StartAsync();
         string image = TestEnv.RealImages(1, skip: 401)[0];
         TestEnv.Drop(image, daemon.Inbox, "a.jpg");
@@ -140,6 +141,4 @@ public sealed class EndToEndTests : IDisposable
         Assert.Equal("refused", update.Outcome);
         Assert.StartsWith("not a valid package", update.Reason);
     }
-
-    private static Classification.IClassifierProvider Provider(Configuration.QanaOptions o) => InterimClassifier.Provider.Create(o);
 }

@@ -70,26 +70,34 @@ public sealed class OnnxExportTests : IDisposable
     }
 
     [SkippableTheory]
-    [InlineData(1)]
-    [InlineData(9)]
-    public void Export_PassesTheOnnxChecker_AndMatchesTheDequantizedReference(int seed)
+    [InlineData("small", 1)]
+    [InlineData("small", 9)]
+    [InlineData("random", 3)]
+    [InlineData("qana", 5)]
+    public void Export_PassesTheOnnxChecker_AndMatchesTheDequantizedReference(string kind, int seed)
     {
         string? why = PythonUnavailable();
         Skip.If(why is not null, why);
 
-        ModelPackage package = SmallPackages.Build(seed);
+        ModelPackage package = kind switch
+        {
+            "small" => SmallPackages.Build(seed),
+            "random" => QanaEdge.TestSupport.TestGraphs.RandomGraph(seed),
+            _ => QanaEdge.TestSupport.TestGraphs.QanaShaped(seed),
+        };
+        var inputTensor = package.Graph.Tensors[package.Graph.InputTensor];
         string model = Path.Combine(_dir, "m.onnx");
         OnnxExporter.Save(package, model);
 
         var rng = new Random(seed);
-        int h = SmallPackages.InputSize, w = SmallPackages.InputSize;
-        var pixels = new byte[h * w * 3];
+        int h = inputTensor.Height, w = inputTensor.Width, channels = inputTensor.Channels;
+        var pixels = new byte[h * w * channels];
         rng.NextBytes(pixels);
         var nchw = new float[pixels.Length];
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
-                for (int c = 0; c < 3; c++)
-                    nchw[(c * h + y) * w + x] = pixels[(y * w + x) * 3 + c] / 255f;
+                for (int c = 0; c < channels; c++)
+                    nchw[(c * h + y) * w + x] = pixels[(y * w + x) * channels + c] / 255f;
         string input = Path.Combine(_dir, "x.bin");
         File.WriteAllBytes(input, System.Runtime.InteropServices.MemoryMarshal.AsBytes(nchw.AsSpan()).ToArray());
         string script = Path.Combine(_dir, "eval.py");
@@ -98,7 +106,7 @@ public sealed class OnnxExportTests : IDisposable
         var (code, stdout, stderr) = RunPython([script, model, input]);
         Assert.True(code == 0, $"python failed: {stderr}");
         string[] lines = stdout.Trim().Split('\n');
-        Assert.Equal($"opset 13 shape 1 3 {h} {w}", lines[0]);
+        Assert.Equal($"opset 13 shape 1 {channels} {h} {w}", lines[0]);
         double[] onnx = lines[1].Split(' ').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         double[] reference = DequantizedReference.Logits(package.Graph, pixels);
         Assert.Equal(reference.Length, onnx.Length);

@@ -1,13 +1,26 @@
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
 
-/// <summary>Turns a package and an engine choice into classifiers.</summary>
+/// <summary>Turns a package and an engine choice into classifiers, one per worker.</summary>
 public static class ClassifierFactory
 {
     public static IClassifierProvider Create(ModelPackage package, string path, EngineChoice choice)
     {
-        // Until Imaging's LesionClassifier is in this build there is nothing to classify with: say so at start.
-        throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) loaded, but this build has no image classifier yet ({choice.Reason})");
+        string reason = choice.Reason;
+        if (choice.UseAkida)
+        {
+            // The Akida engine binding is not part of this build: run managed, and say so as loudly as the choice itself.
+            reason = $"{choice.Reason}, but this build has no Akida engine binding: managed integer engine";
+        }
+        // Build one engine up front so a package the engine cannot run fails at start, before READY=1.
+        try { IntegerEngine.Create(package).Dispose(); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
+        {
+            throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) cannot run on the managed engine: {e.Message}", e);
+        }
+        return new PackageClassifierProvider(package, path, $"managed IntegerEngine ({KernelMode.Optimized})", reason,
+            p => new ManagedImageClassifier(p, IntegerEngine.Create(p)));
     }
 }

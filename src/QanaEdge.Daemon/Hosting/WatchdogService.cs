@@ -20,7 +20,12 @@ public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress 
         // WATCHDOG_PID, when set, names the process the watchdog is meant for.
         string? pid = Environment.GetEnvironmentVariable("WATCHDOG_PID");
         if (pid is not null && pid != Environment.ProcessId.ToString(CultureInfo.InvariantCulture)) return;
-        TimeSpan interval = TimeSpan.FromMicroseconds(us);
+        await RunAsync(TimeSpan.FromMicroseconds(us), stoppingToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The ping loop for a watchdog interval; returns when the token fires.</summary>
+    public async Task RunAsync(TimeSpan interval, CancellationToken stoppingToken)
+    {
         log.LogInformation("systemd watchdog: {Seconds} s, pinging every {Half} s while the pipeline makes progress", interval.TotalSeconds, interval.TotalSeconds / 2);
         bool stalled = false;
         using var timer = new PeriodicTimer(interval / 2);
@@ -38,7 +43,13 @@ public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress 
                 log.LogError("Pipeline stalled: {Pending} captures pending and nothing finished for {Seconds} s; withholding WATCHDOG=1", progress.Pending, interval.TotalSeconds);
             }
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
+        while (await Tick(timer, stoppingToken).ConfigureAwait(false));
+    }
+
+    private static async Task<bool> Tick(PeriodicTimer timer, CancellationToken ct)
+    {
+        try { return await timer.WaitForNextTickAsync(ct).ConfigureAwait(false); }
+        catch (OperationCanceledException) { return false; }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)

@@ -12,8 +12,8 @@ namespace QanaEdge.Devices.Ina219;
 /// </summary>
 public sealed class Ina219PowerSensor : IPowerSensor
 {
-    /// <summary>Full-scale shunt voltage at the default PGA gain /8 (±320 mV).</summary>
-    private const double MaxShuntVolts = 0.32;
+    /// <summary>Full scale of the shunt register at PGA gain /8: 32768 × 10 µV (the datasheet's nominal ±320 mV range).</summary>
+    private const double MaxShuntVolts = 0.32768;
     private const double ShuntLsbVolts = 10e-6;
     private const double BusLsbVolts = 4e-3;
 

@@ -19,7 +19,7 @@ public sealed class Ina236PowerSensor : IPowerSensor
 
     /// <param name="device">The chip's I2C device (address 0x40..0x4B). Owned by this sensor.</param>
     /// <param name="shuntOhms">Value of the shunt resistor.</param>
-    /// <param name="maxCurrentAmps">Largest expected current; the current LSB is maxCurrent / 2^15.</param>
+    /// <param name="maxCurrentAmps">Largest expected current; the binding derives the current LSB from it.</param>
     public Ina236PowerSensor(I2cDevice device, double shuntOhms, double maxCurrentAmps)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -29,9 +29,14 @@ public sealed class Ina236PowerSensor : IPowerSensor
         ushort id = ReadRaw(Ina236Register.ManufacturerId);
         if (id != 0x5449)
             throw new PowerSensorException($"INA236 at 0x{device.ConnectionSettings.DeviceAddress:X2}: manufacturer id 0x{id:X4}, expected 0x5449");
-        _currentLsbAmps = maxCurrentAmps / 32768.0;
         Name = $"ina236@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
         _chip = new UpstreamIna236(device, ElectricResistance.FromOhms(shuntOhms), ElectricCurrent.FromAmperes(maxCurrentAmps));
+        // Decode with the current LSB the chip was actually programmed for (the binding picks its own LSB):
+        // datasheet equation 1, SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt), SHUNT_CAL divided by 4 when ADCRANGE = 1.
+        int shuntCal = ReadRaw(Ina236Register.Calibration) & 0x7FFF;
+        if (shuntCal == 0) throw new PowerSensorException($"{Name}: SHUNT_CAL reads 0 after initialisation; the chip did not take the calibration");
+        bool lowRange = (ReadRaw(Ina236Register.Configuration) & (1 << 12)) != 0;
+        _currentLsbAmps = 0.00512 / (shuntCal * (lowRange ? 4 : 1) * shuntOhms);
     }
 
     public string Name { get; }

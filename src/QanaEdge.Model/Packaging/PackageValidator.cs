@@ -45,8 +45,9 @@ public static class PackageValidator
             throw new PackageFormatException($"manifest: input {m.Input.Height}x{m.Input.Width}x{m.Input.Channels} is not a valid shape");
         if (m.Kind == PackageKind.Model && (m.Input.Height != input.Height || m.Input.Width != input.Width || m.Input.Channels != input.Channels))
             throw new PackageFormatException($"manifest: input {m.Input.Height}x{m.Input.Width}x{m.Input.Channels} differs from the input tensor {input.Height}x{input.Width}x{input.Channels}");
-        if (m.Input.ColorGains is null || m.Input.ColorGains.Length != m.Input.Channels)
-            throw new PackageFormatException($"manifest: input.colorGains must hold {m.Input.Channels} values");
+        // Gray-world gains act on the RGB image before it becomes the input tensor: always three.
+        if (m.Input.ColorGains is null || m.Input.ColorGains.Length != 3)
+            throw new PackageFormatException("manifest: input.colorGains must hold 3 values (R, G, B)");
         foreach (float g in m.Input.ColorGains)
             if (!float.IsFinite(g) || g <= 0) throw new PackageFormatException($"manifest: input.colorGains value {g} must be finite and > 0");
 

@@ -1,6 +1,4 @@
 using Microsoft.Extensions.Hosting;
-using QanaEdge.Daemon.Classification;
-using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Hosting;
 
 namespace QanaEdge.Daemon.Tests.Infrastructure;
@@ -10,8 +8,7 @@ public sealed class DaemonRunner : IAsyncDisposable
 {
     private readonly IHost _host;
 
-    public DaemonRunner(string root, int? brokerPort, string deviceId, Func<QanaOptions, IClassifierProvider> provider,
-        DaemonHooks? hooks = null, params string[] extra)
+    public DaemonRunner(string root, int? brokerPort, string deviceId, DaemonHooks? hooks = null, params string[] extra)
     {
         DaemonHooks? outer = hooks;
         hooks = new DaemonHooks
@@ -28,11 +25,11 @@ public sealed class DaemonRunner : IAsyncDisposable
         var args = new List<string>
         {
             $"--Qana:Inbox={Inbox}", $"--Qana:StateDir={StateDir}", $"--Qana:DeviceId={deviceId}",
-            "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
+            "--Qana:RescanSeconds=0.5", "--Qana:Workers=2", $"--Qana:Model={TestModel.Path_}",
         };
         if (brokerPort is int port) args.AddRange([$"--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={port}"]);
         args.AddRange(extra);
-        _host = DaemonHost.Build([.. args], provider, hooks);
+        _host = DaemonHost.Build([.. args], null, hooks);
     }
 
     public string Root { get; }

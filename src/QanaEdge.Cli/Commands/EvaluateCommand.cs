@@ -1,0 +1,161 @@
+using System.CommandLine;
+using System.Globalization;
+using QanaEdge.Imaging;
+using QanaEdge.Model;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Evaluation;
+
+namespace QanaEdge.Cli.Commands;
+
+/// <summary>
+/// <c>qana evaluate --images DIR --labels CSV [--model PKG] [--json FILE] [--report DIR] [--limit N]</c>:
+/// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode,
+/// saliency crop, integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
+/// Images the pipeline refuses are listed and left out of n. A progress bar runs on standard error when it is
+/// a terminal; it is erased before anything else is written there, so a failure is still one line.
+/// </summary>
+public sealed class EvaluateCommand : IVerb
+{
+    public Command Create(CliContext context)
+    {
+        var images = new Option<string>("--images") { Description = "folder of the images (IMAGE_ID.jpg)", Required = true };
+        var labels = new Option<string>("--labels") { Description = "label CSV in the HAM10000 format (image_id, dx; other columns ignored)", Required = true };
+        var model = new Option<string?>("--model") { Description = "model package (.qana); default: firmware-models/" };
+        var json = new Option<string?>("--json") { Description = "write the metrics as JSON to FILE ('-' for standard output)" };
+        var report = new Option<string?>("--report") { Description = "write an HTML report (index.html with plots) into DIR" };
+        var limit = new Option<int?>("--limit") { Description = "evaluate only the first N labelled images" };
+        var command = new Command("evaluate", "Classify labelled images and report top-1, macro-F1, balanced accuracy, AUC, confusion, referral.")
+            { images, labels, model, json, report, limit };
+        command.SetAction(parse =>
+        {
+            int? max = parse.GetValue(limit);
+            if (max is <= 0) throw new UsageException("--limit must be a positive number");
+            IReadOnlyList<Ham10000Row> rows;
+            try { rows = Ham10000Index.Load(parse.GetRequiredValue(images), parse.GetRequiredValue(labels)); }
+            catch (DatasetException e) { throw new CommandFailedException(e.Message); }
+            if (max is int m && m < rows.Count) rows = rows.Take(m).ToArray();
+
+            string packagePath = DefaultModel.Locate(parse.GetValue(model));
+            ModelPackage package = PackageReader.Load(packagePath);
+            var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context));
+
+            string? jsonPath = parse.GetValue(json);
+            string jsonText = summary.ToJson();
+            if (jsonPath == "-") context.Out.WriteLine(jsonText);
+            else
+            {
+                if (jsonPath is not null) Files.WriteAtomically(jsonPath, System.Text.Encoding.UTF8.GetBytes(jsonText + "\n"));
+                context.Out.Write(Text(summary));
+            }
+            if (parse.GetValue(report) is string dir)
+            {
+                string html = HtmlReport.Write(dir, summary);
+                if (jsonPath != "-") context.Out.WriteLine($"report       {html}");
+            }
+            return Cli.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>Runs the classifier over the rows. Exposed for tests and for the training tools.</summary>
+    public static EvaluationSummary Evaluate(ModelPackage package, string packagePath, IReadOnlyList<Ham10000Row> rows,
+        string labelsPath, IProgressSink? progress = null)
+    {
+        int[] toCanonical = package.Manifest.Classes.Select(Classes.IndexOf).ToArray();
+        if (toCanonical.Length != Classes.Count || toCanonical.Any(i => i < 0) || toCanonical.Distinct().Count() != Classes.Count)
+            throw new CommandFailedException($"the package's classes ({string.Join(",", package.Manifest.Classes)}) are not the seven HAM10000 classes");
+
+        using var engine = LesionClassifier.CreateEngine(package);
+        var classifier = new LesionClassifier(package, engine);
+        var evaluated = new List<EvaluatedImage>(rows.Count);
+        var rejected = new List<RejectedImage>();
+        try
+        {
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var row = rows[i];
+                byte[] bytes;
+                try { bytes = File.ReadAllBytes(row.ImagePath); }
+                catch (IOException e) { throw new CommandFailedException($"cannot read {row.ImagePath}: {e.Message}"); }
+                try
+                {
+                    LesionResult r = classifier.Classify(bytes);
+                    var p = new float[Classes.Count];
+                    for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
+                    evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs));
+                }
+                catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode)); }
+                progress?.Report(i + 1, rows.Count);
+            }
+        }
+        finally { progress?.Done(); }
+        if (evaluated.Count == 0) throw new CommandFailedException($"every one of the {rows.Count} images was rejected (first: {rejected[0].ImageId}, {rejected[0].Reason})");
+
+        var m = package.Manifest;
+        var context = new Dictionary<string, string>
+        {
+            ["model"] = $"{m.ModelId} {m.Version}",
+            ["package"] = packagePath,
+            ["labels"] = labelsPath,
+            ["engine"] = engine.Name,
+            ["evaluated (UTC)"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
+        };
+        return EvaluationSummary.Create(evaluated, rejected, context);
+    }
+
+    private static string Text(EvaluationSummary s)
+    {
+        static string P(double v) => double.IsFinite(v) ? (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%" : "n/a";
+        var m = s.Metrics;
+        var sb = new System.Text.StringBuilder();
+        sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected\n");
+        sb.Append($"top-1        {P(m.Top1)}\nmacro-F1     {P(m.MacroF1)}\nbalanced acc {P(m.BalancedAccuracy)}\n");
+        sb.Append($"macro AUC    {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}\n");
+        sb.Append($"referral     sensitivity {P(s.Referral.Sensitivity)}, specificity {P(s.Referral.Specificity)}\n");
+        sb.Append($"tiling       {P(s.TilingTriggerRate)} of images\n");
+        sb.Append($"latency p50  {s.LatencyMsP50.ToString("F2", CultureInfo.InvariantCulture)} ms\n");
+        return sb.ToString();
+    }
+
+    private static IProgressSink? ProgressFor(CliContext context) =>
+        ReferenceEquals(context.Err, Console.Error) && !Console.IsErrorRedirected ? new ConsoleProgressBar(context.Err, "evaluate") : null;
+}
+
+/// <summary>Receives progress of a long loop.</summary>
+public interface IProgressSink
+{
+    void Report(int done, int total);
+    /// <summary>The loop ended (normally or not): erase whatever was drawn.</summary>
+    void Done();
+}
+
+/// <summary>A one-line progress bar redrawn in place with a carriage return, at most ten times a second.</summary>
+public sealed class ConsoleProgressBar(TextWriter writer, string label) : IProgressSink
+{
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private long _lastDrawMs = -1000;
+    private int _width;
+
+    public void Report(int done, int total)
+    {
+        long now = _clock.ElapsedMilliseconds;
+        if (done < total && now - _lastDrawMs < 100) return;
+        _lastDrawMs = now;
+        double frac = total == 0 ? 1 : (double)done / total;
+        int filled = (int)(frac * 30);
+        double eta = done == 0 ? 0 : now / 1000.0 / done * (total - done);
+        string line = $"{label} [{new string('#', filled)}{new string('.', 30 - filled)}] {done}/{total} {(100 * frac).ToString("F0", CultureInfo.InvariantCulture)}% ETA {TimeSpan.FromSeconds(Math.Round(eta)):mm\\:ss}";
+        _width = Math.Max(_width, line.Length);
+        writer.Write("\r" + line.PadRight(_width));
+        writer.Flush();
+    }
+
+    public void Done()
+    {
+        if (_width == 0) return;
+        writer.Write("\r" + new string(' ', _width) + "\r");
+        writer.Flush();
+        _width = 0;
+    }
+}

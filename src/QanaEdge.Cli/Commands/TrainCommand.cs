@@ -1,0 +1,117 @@
+using System.CommandLine;
+using QanaEdge.Model;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
+using QanaEdge.Training.Network;
+using QanaEdge.Training.Pipeline;
+
+namespace QanaEdge.Cli.Commands;
+
+/// <summary>
+/// <c>qana train --data DIR --labels CSV --out PKG [--epochs N] [--seed S] [--profile paper8|akd1000]
+/// [--input-size 64] [ablation switches]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
+/// training log (.log.jsonl), the float checkpoint (.float.ckpt) and the test report (.report.md/.json).
+/// A live progress line goes to standard error.
+/// </summary>
+public sealed class TrainCommand : IVerb
+{
+    public Command Create(CliContext context)
+    {
+        var data = new Option<string>("--data") { Description = "folder of the images (IMAGE_ID.jpg)" };
+        var labels = new Option<string>("--labels") { Description = "HAM10000 metadata CSV (image_id, lesion_id, dx)" };
+        var output = new Option<string>("--out") { Description = "package to write (.qana)" };
+        var epochs = new Option<int>("--epochs") { Description = "float training epochs (cosine schedule length)", DefaultValueFactory = _ => 60 };
+        var qatEpochs = new Option<int>("--qat-epochs") { Description = "quantization-aware fine-tuning epochs", DefaultValueFactory = _ => 3 };
+        var seed = new Option<ulong>("--seed") { Description = "seed of initialisation, sampling, augmentation and dropout", DefaultValueFactory = _ => 1 };
+        var profile = new Option<string>("--profile") { Description = "paper8 or akd1000", DefaultValueFactory = _ => "paper8" };
+        var inputSize = new Option<int>("--input-size") { Description = "square input side (multiple of 8, 16..128)", DefaultValueFactory = _ => 64 };
+        var batch = new Option<int>("--batch-size") { Description = "mini-batch size", DefaultValueFactory = _ => 64 };
+        var threads = new Option<int>("--threads") { Description = "worker threads (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var patience = new Option<int>("--patience") { Description = "early-stopping patience in epochs (validation macro-F1)", DefaultValueFactory = _ => 15 };
+        var resume = new Option<string?>("--resume-float") { Description = "start from a float checkpoint (.float.ckpt) instead of training the float phase" };
+        var baseline = new Option<bool>("--baseline") { Description = "ablation baseline: no Ghost, ECA, SE; head quantized after training" };
+        var noGhost = new Option<bool>("--no-ghost") { Description = "separable convolution instead of the Ghost module" };
+        var noEca = new Option<bool>("--no-eca") { Description = "without the SA-ECA gates" };
+        var noSe = new Option<bool>("--no-se") { Description = "without the squeeze-and-excitation gate" };
+        var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
+        var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
+        var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
+        {
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead,
+        };
+        command.SetAction(parse =>
+        {
+            var prof = parse.GetValue(profile) switch
+            {
+                "paper8" => QuantizationProfile.Paper8,
+                "akd1000" => QuantizationProfile.Akd1000,
+                var p => throw new UsageException($"--profile must be paper8 or akd1000, not '{p}'"),
+            };
+            int size = parse.GetValue(inputSize);
+            if (size < 16 || size > 128 || size % 8 != 0) throw new UsageException("--input-size must be a multiple of 8 in [16, 128]");
+            int e = parse.GetValue(epochs), q = parse.GetValue(qatEpochs), b = parse.GetValue(batch);
+            if (e < 1 || q < 0 || b < 2) throw new UsageException("--epochs must be >= 1, --qat-epochs >= 0, --batch-size >= 2");
+            Par.Threads = Math.Max(1, parse.GetValue(threads));
+            int steps = parse.GetValue(throughput);
+            if (steps > 0)
+            {
+                var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
+                context.Out.WriteLine(System.FormattableString.Invariant(
+                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2}}}"));
+                return Cli.Ok;
+            }
+            string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
+            string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
+            if (parse.GetValue(output) is null) throw new UsageException("--out is required");
+            if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
+            if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
+            string? resumeFrom = parse.GetValue(resume);
+            if (resumeFrom is not null && !File.Exists(resumeFrom)) throw new CommandFailedException($"checkpoint '{resumeFrom}' not found");
+            var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
+            net = net with
+            {
+                InputSize = size,
+                Ghost = net.Ghost && !parse.GetValue(noGhost),
+                Eca = net.Eca && !parse.GetValue(noEca),
+                Se = net.Se && !parse.GetValue(noSe),
+                QuantHead = net.QuantHead && !parse.GetValue(noQuantHead),
+            };
+            var options = new TrainOptions
+            {
+                Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
+                Patience = parse.GetValue(patience),
+            };
+            var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
+            var progress = new ProgressLine(context.Err);
+            try
+            {
+                var result = new TrainingPipeline(options, paths, progress.Update).Run();
+                progress.Done();
+                context.Out.WriteLine($"wrote {paths.OutPackage}: test top-1 {result.Test.Top1:P2}, macro-F1 {result.Test.MacroF1:P2}, balanced accuracy {result.Test.BalancedAccuracy:P2}; integer/fake-quant agreement {result.ValidationAgreement:P2}");
+            }
+            catch (DatasetException ex) { progress.Done(); throw new CommandFailedException(ex.Message); }
+            return Cli.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>One live line (carriage return) for batch progress; phase messages get their own lines.</summary>
+    private sealed class ProgressLine(TextWriter err)
+    {
+        private bool _open;
+        private readonly object _gate = new();
+
+        public void Update(string text)
+        {
+            lock (_gate)
+            {
+                bool live = text.Contains(" batch ", StringComparison.Ordinal);
+                if (live) { err.Write($"\r{text,-110}"); _open = true; }
+                else { if (_open) err.WriteLine(); err.WriteLine(text); _open = false; }
+                err.Flush();
+            }
+        }
+
+        public void Done() { lock (_gate) { if (_open) err.WriteLine(); _open = false; } }
+    }
+}

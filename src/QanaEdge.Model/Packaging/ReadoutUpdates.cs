@@ -1,0 +1,149 @@
+using QanaEdge.Model.Graph;
+
+namespace QanaEdge.Model.Packaging;
+
+/// <summary>
+/// Readout updates: packages of kind <see cref="PackageKind.ReadoutUpdate"/> that replace only a model's
+/// head (the dense node producing the logits) and its spiking readout, as learned on the device. A learner
+/// key may sign them; the backbone can never change this way (the validator allows only dense, reshape
+/// and readout nodes in an update).
+/// </summary>
+public static class ReadoutUpdates
+{
+    /// <summary>The head of a model: the dense node that writes the logits tensor.</summary>
+    public static Node Head(ModelPackage model)
+    {
+        Node? head = model.Graph.Nodes.FirstOrDefault(n => n.Output == model.Graph.LogitsTensor);
+        if (head is null || head.Kind != OpKind.Dense)
+            throw new PackageFormatException($"model '{model.Manifest.ModelId}': the logits are not produced by a dense node, so it has no replaceable readout");
+        return head;
+    }
+
+    /// <summary>
+    /// Builds a readout update for <paramref name="model"/> with new head parameters (layout [Out, In],
+    /// as the model's head) and, optionally, new readout thresholds and calibration. The update's graph is
+    /// head input → dense → logits → readout; its quantization is the model's.
+    /// </summary>
+    public static ModelPackage Create(ModelPackage model, string version, sbyte[] weights, double[] weightScales, int[] bias,
+        int[]? thresholds = null, Calibration? calibration = null, IReadOnlyDictionary<string, double>? metrics = null)
+    {
+        ModelGraph g = model.Graph;
+        Node head = Head(model);
+        Node? readout = g.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout);
+        TensorSpec input = g.Tensors[head.Inputs[0]];
+        var tensors = new List<TensorSpec>
+        {
+            new() { Name = input.Name, Height = input.Height, Width = input.Width, Channels = input.Channels, Scale = input.Scale, ZeroPoint = input.ZeroPoint },
+            g.Tensors[g.LogitsTensor],
+        };
+        var nodes = new List<Node>
+        {
+            new()
+            {
+                Name = head.Name, Kind = OpKind.Dense, Inputs = [0], Output = 1, Weights = weights, WeightScales = weightScales, Bias = bias,
+                ClampMin = head.ClampMin, ClampMax = head.ClampMax, Reparameterisation = head.Reparameterisation, Kernel = head.Kernel,
+            },
+        };
+        if (readout is not null)
+        {
+            tensors.Add(g.Tensors[readout.Output]);
+            nodes.Add(new Node
+            {
+                Name = readout.Name, Kind = OpKind.SpikingReadout, Inputs = [1], Output = 2,
+                TimeSteps = calibration?.ReadoutWindow ?? readout.TimeSteps, Thresholds = thresholds ?? readout.Thresholds,
+            });
+        }
+        var update = new ModelPackage
+        {
+            Manifest = new ModelManifest
+            {
+                ModelId = model.Manifest.ModelId + "-readout",
+                Version = version,
+                Kind = PackageKind.ReadoutUpdate,
+                BaseModelId = model.Manifest.ModelId,
+                BaseModelVersion = model.Manifest.Version,
+                CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
+                Classes = model.Manifest.Classes,
+                Input = model.Manifest.Input,
+                Profile = model.Manifest.Profile,
+                Calibration = calibration ?? model.Manifest.Calibration,
+                Metrics = metrics is null ? [] : new Dictionary<string, double>(metrics),
+            },
+            Graph = new ModelGraph { Tensors = tensors.ToArray(), Nodes = nodes.ToArray(), InputTensor = 0, LogitsTensor = 1, OutputTensor = readout is null ? 1 : 2 },
+        };
+        PackageValidator.Validate(update);
+        return update;
+    }
+
+    /// <summary>
+    /// The model with the update's head and readout in place. The update must name this model (id and
+    /// version) and fit it exactly: same head input (shape and quantization), same number of classes.
+    /// The result's version is the update's; its golden self-test vectors are dropped, since their
+    /// expected logits belong to the old head.
+    /// </summary>
+    public static ModelPackage Apply(ModelPackage model, ModelPackage update)
+    {
+        PackageValidator.Validate(model);
+        PackageValidator.Validate(update);
+        ModelManifest um = update.Manifest;
+        if (um.Kind != PackageKind.ReadoutUpdate) throw new PackageFormatException($"'{um.ModelId}' is not a readout update");
+        if (model.Manifest.Kind != PackageKind.Model) throw new PackageFormatException("a readout update applies to a model, not to another update");
+        if (um.BaseModelId != model.Manifest.ModelId || um.BaseModelVersion != model.Manifest.Version)
+            throw new PackageFormatException($"update '{um.ModelId}' {um.Version} is for {um.BaseModelId} {um.BaseModelVersion}, not {model.Manifest.ModelId} {model.Manifest.Version}");
+
+        ModelGraph g = model.Graph, ug = update.Graph;
+        Node head = Head(model);
+        Node newHead = ug.Nodes.Single(n => n.Kind == OpKind.Dense);
+        if (ug.Nodes.Count(n => n.Kind == OpKind.Dense) != 1 || newHead.Output != ug.LogitsTensor)
+            throw new PackageFormatException($"update '{um.ModelId}': must hold exactly one dense node, producing the logits");
+        TensorSpec oldIn = g.Tensors[head.Inputs[0]], newIn = ug.Tensors[newHead.Inputs[0]];
+        if (newIn.Height * newIn.Width * newIn.Channels != oldIn.Height * oldIn.Width * oldIn.Channels || newIn.Scale != oldIn.Scale || newIn.ZeroPoint != oldIn.ZeroPoint)
+            throw new PackageFormatException($"update '{um.ModelId}': its head input ({newIn}) does not match the model's ({oldIn})");
+        TensorSpec oldLogits = g.Tensors[g.LogitsTensor], newLogits = ug.Tensors[ug.LogitsTensor];
+        if (newLogits.Height * newLogits.Width * newLogits.Channels != oldLogits.Height * oldLogits.Width * oldLogits.Channels)
+            throw new PackageFormatException($"update '{um.ModelId}': {newLogits.Channels} logits, the model has {oldLogits.Channels}");
+        Node? newReadout = ug.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout);
+
+        var tensors = (TensorSpec[])g.Tensors.Clone();
+        tensors[g.LogitsTensor] = new TensorSpec
+        {
+            Name = oldLogits.Name, Height = oldLogits.Height, Width = oldLogits.Width, Channels = oldLogits.Channels,
+            Type = oldLogits.Type, Scale = newLogits.Scale, ZeroPoint = newLogits.ZeroPoint,
+        };
+        var nodes = g.Nodes.Select(n =>
+            n == head ? new Node
+            {
+                Name = n.Name, Kind = OpKind.Dense, Inputs = n.Inputs, Output = n.Output,
+                Weights = newHead.Weights, WeightScales = newHead.WeightScales, Bias = newHead.Bias,
+                ClampMin = newHead.ClampMin, ClampMax = newHead.ClampMax,
+                Reparameterisation = newHead.Reparameterisation, Kernel = newHead.Kernel,
+            }
+            : n.Kind == OpKind.SpikingReadout && newReadout is not null ? new Node
+            {
+                Name = n.Name, Kind = OpKind.SpikingReadout, Inputs = n.Inputs, Output = n.Output,
+                TimeSteps = newReadout.TimeSteps, Thresholds = newReadout.Thresholds,
+            }
+            : n).ToArray();
+
+        ModelManifest m = model.Manifest;
+        var provenance = new Dictionary<string, string>(m.Provenance)
+        {
+            ["readout_update"] = $"{um.ModelId} {um.Version}",
+            ["base_version"] = m.Version,
+        };
+        var result = new ModelPackage
+        {
+            Manifest = new ModelManifest
+            {
+                ModelId = m.ModelId, Version = um.Version, Kind = PackageKind.Model, CreatedUtc = um.CreatedUtc,
+                Classes = m.Classes, Input = m.Input, Profile = m.Profile, Layers = m.Layers,
+                ConversionSuccessRate = m.ConversionSuccessRate,
+                Metrics = um.Metrics.Count > 0 ? um.Metrics : m.Metrics,
+                Calibration = um.Calibration, Golden = [], Provenance = provenance,
+            },
+            Graph = new ModelGraph { Tensors = tensors, Nodes = nodes, InputTensor = g.InputTensor, LogitsTensor = g.LogitsTensor, OutputTensor = g.OutputTensor },
+        };
+        PackageValidator.Validate(result);
+        return result;
+    }
+}

@@ -1,0 +1,32 @@
+using QanaEdge.Model;
+using QanaEdge.Training.Network;
+
+namespace QanaEdge.Training.Pipeline;
+
+/// <summary>Everything that determines a training run (with the data and the seed, the run is reproducible).</summary>
+public sealed record TrainOptions
+{
+    public QanaOptions Network { get; init; } = QanaOptions.Full;
+    public QuantizationProfile Profile { get; init; } = QuantizationProfile.Paper8;
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Float epochs (cosine schedule length); early stopping may end sooner.</summary>
+    public int Epochs { get; init; } = 60;
+    public int BatchSize { get; init; } = 64;
+    public float PeakLearningRate { get; init; } = 4e-3f;
+    public float WarmupEpochs { get; init; } = 2;
+    public float WeightDecay { get; init; } = 5e-3f;
+    public float LabelSmoothing { get; init; } = 0.1f;
+    /// <summary>Class-balanced sampler exponent: class c drawn ∝ n_c^α (0 = uniform over classes, 1 = natural).</summary>
+    public double SamplerAlpha { get; init; } = 0.5;
+    /// <summary>Early stopping patience in epochs (validation macro-F1).</summary>
+    public int Patience { get; init; } = 15;
+    /// <summary>Quantization-aware fine-tuning epochs after BN folding.</summary>
+    public int QatEpochs { get; init; } = 3;
+    public float QatLearningRate { get; init; } = 2e-4f;
+    /// <summary>Random 90° rotations (transposes) on top of the flips: dermoscopy has no canonical orientation.</summary>
+    public bool Transpose { get; init; } = true;
+    /// <summary>Embedding-space SMOTE for the head after the float phase (ablation row +SMOTE).</summary>
+    public bool Smote { get; init; }
+    /// <summary>Fit a logit adjustment −τ·log(prior) on validation and fold it into the head bias.</summary>
+    public bool LogitAdjustment { get; init; } = true;
+}

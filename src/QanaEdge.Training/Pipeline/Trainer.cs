@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Text.Json;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
+using QanaEdge.Training.Evaluation;
+using QanaEdge.Training.Network;
+
+namespace QanaEdge.Training.Pipeline;
+
+/// <summary>One epoch's record in the training log (JSON lines).</summary>
+public sealed record EpochRecord(string Phase, int Epoch, double TrainLoss, double LearningRate, double ValTop1,
+    double ValMacroF1, double ValBalancedAccuracy, double Seconds, double ImagesPerSecond, bool Best);
+
+/// <summary>
+/// Mini-batch training loop shared by the float and the quantization-aware phases: class-balanced sampling,
+/// seeded augmentation, label-smoothed cross-entropy, AdamW with warm-up + cosine decay, validation
+/// macro-F1 after every epoch with early stopping (the best epoch's weights are kept).
+/// </summary>
+public sealed class Trainer
+{
+    private readonly TrainOptions _o;
+    private readonly Action<string>? _progress;
+    private readonly TextWriter? _log;
+    private readonly Tape _tape = new();
+    private readonly Tensor _x = new() { RequiresGrad = false };
+    private readonly Tensor _evalX = new() { RequiresGrad = false };
+
+    public List<EpochRecord> History { get; } = [];
+
+    public Trainer(TrainOptions options, Action<string>? progress = null, TextWriter? log = null)
+    {
+        _o = options; _progress = progress; _log = log;
+    }
+
+    /// <summary>
+    /// Trains <paramref name="net"/> for <paramref name="epochs"/> epochs at peak rate <paramref name="peakLr"/>;
+    /// <paramref name="capture"/>/<paramref name="restore"/> keep and put back the best epoch's state.
+    /// Returns the best validation macro-F1.
+    /// </summary>
+    public double Fit(string phase, ITrainable net, ImageSet train, ImageSet val, int epochs, float peakLr,
+        Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0)
+    {
+        int k = Model.Classes.Count;
+        int batches = (train.Count + _o.BatchSize - 1) / _o.BatchSize;
+        var schedule = new CosineSchedule(peakLr, (long)(warmupEpochs * batches), (long)epochs * batches);
+        var opt = new AdamW(net.Parameters) { WeightDecay = _o.WeightDecay };
+        var loss = new SoftmaxCrossEntropy { LabelSmoothing = _o.LabelSmoothing };
+        var stop = new EarlyStopping(patience);
+        object best = capture();
+        var labels = new int[_o.BatchSize];
+        long step = 0;
+        var total = Stopwatch.StartNew();
+        for (int epoch = 1; epoch <= epochs; epoch++)
+        {
+            var sw = Stopwatch.StartNew();
+            int[] order = ClassBalance.BalancedEpoch(train.Labels, k, _o.Seed ^ seedSalt, epoch, _o.SamplerAlpha);
+            double lossSum = 0; int seen = 0; float lr = 0;
+            for (int b = 0; b < batches; b++)
+            {
+                int start = b * _o.BatchSize, n = Math.Min(_o.BatchSize, order.Length - start);
+                if (n < 2) break; // batch statistics need at least two samples
+                FillBatch(train, order.AsSpan(start, n), epoch, labels, augment: true);
+                _tape.Training = true;
+                _tape.Step = (ulong)step ^ (_o.Seed << 32) ^ seedSalt;
+                var logits = net.Forward(_tape, _x);
+                float l = loss.Forward(logits, labels.AsSpan(0, n));
+                _tape.Backward();
+                lr = schedule.At(step);
+                opt.Step(lr);
+                step++;
+                lossSum += l * n; seen += n;
+                if (_progress is not null && (b % 4 == 0 || b == batches - 1))
+                {
+                    double perBatch = total.Elapsed.TotalSeconds / step;
+                    long remaining = (long)epochs * batches - step;
+                    _progress($"{phase} epoch {epoch}/{epochs} batch {b + 1}/{batches} loss {lossSum / seen:F4} " +
+                              $"val-F1 {(History.Count > 0 ? History[^1].ValMacroF1 : double.NaN):F3} " +
+                              $"ETA {TimeSpan.FromSeconds(perBatch * remaining):hh\\:mm\\:ss}");
+                }
+            }
+            double trainSeconds = sw.Elapsed.TotalSeconds;
+            var probs = Predict(net, val, flips: false);
+            var m = ClassificationMetrics.Compute(val.Labels, probs);
+            bool isBest = stop.Observe(epoch, m.MacroF1);
+            if (isBest) best = capture();
+            var rec = new EpochRecord(phase, epoch, lossSum / Math.Max(1, seen), lr, m.Top1, m.MacroF1, m.BalancedAccuracy,
+                sw.Elapsed.TotalSeconds, seen / trainSeconds, isBest);
+            History.Add(rec);
+            _log?.WriteLine(JsonSerializer.Serialize(rec, TrainingJson.Default.EpochRecord));
+            _log?.Flush();
+            if (stop.ShouldStop) break;
+        }
+        restore(best);
+        return stop.Best;
+    }
+
+    /// <summary>Copies images (augmented when training) into the input batch as floats in [0, 1].</summary>
+    private void FillBatch(ImageSet set, ReadOnlySpan<int> indices, int epoch, int[] labels, bool augment)
+    {
+        int s = set.Size, n = indices.Length, per = s * s * 3;
+        _x.Reshape(n, s, s, 3);
+        var idx = indices.ToArray();
+        Par.ForEach(n, i =>
+        {
+            int img = idx[i];
+            var dst = _x.Data.AsSpan(i * per, per);
+            var src = set.Pixels[img];
+            for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
+            if (augment)
+            {
+                var rng = SeededRandom.For(_o.Seed, (ulong)epoch, (ulong)img);
+                var p = Augmentation.Draw(ref rng);
+                Augmentation.Apply(dst, s, s, p);
+                if (_o.Transpose && rng.NextBool(0.5)) TransposeInPlace(dst, s);
+            }
+        });
+        for (int i = 0; i < n; i++) labels[i] = set.Labels[idx[i]];
+    }
+
+    private static void TransposeInPlace(Span<float> hwc, int s)
+    {
+        for (int y = 0; y < s; y++)
+            for (int x = y + 1; x < s; x++)
+                for (int c = 0; c < 3; c++)
+                    (hwc[(y * s + x) * 3 + c], hwc[(x * s + y) * 3 + c]) = (hwc[(x * s + y) * 3 + c], hwc[(y * s + x) * 3 + c]);
+    }
+
+    /// <summary>Class probabilities (eval mode); with <paramref name="flips"/> the softmax of the mean logits over four flips.</summary>
+    public float[][] Predict(ITrainable net, ImageSet set, bool flips = false)
+    {
+        var logits = PredictLogits(net, set, flips);
+        return logits.Select(Softmax).ToArray();
+    }
+
+    public float[][] PredictLogits(ITrainable net, ImageSet set, bool flips = false)
+    {
+        int s = set.Size, per = s * s * 3, k = Model.Classes.Count;
+        var result = new float[set.Count][];
+        int Batch = _o.BatchSize; // same buffers as training: no second set of large activations
+        var tape = new Tape { Training = false };
+        int views = flips ? 4 : 1;
+        for (int start = 0; start < set.Count; start += Batch)
+        {
+            int n = Math.Min(Batch, set.Count - start);
+            for (int i = 0; i < n; i++) result[start + i] = new float[k];
+            for (int v = 0; v < views; v++)
+            {
+                _evalX.Reshape(n, s, s, 3);
+                Par.ForEach(n, i =>
+                {
+                    var dst = _evalX.Data.AsSpan(i * per, per);
+                    var src = set.Pixels[start + i];
+                    for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
+                    if (v > 0) Augmentation.Apply(dst, s, s, new AugmentationParameters((v & 1) != 0, (v & 2) != 0, 1, 1, 1));
+                });
+                var z = net.Forward(tape, _evalX);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < k; j++) result[start + i][j] += z.Data[i * k + j] / views;
+            }
+        }
+        return result;
+    }
+
+    public static float[] Softmax(float[] z)
+    {
+        float max = z.Max();
+        var p = new float[z.Length];
+        double sum = 0;
+        for (int i = 0; i < z.Length; i++) { p[i] = MathF.Exp(z[i] - max); sum += p[i]; }
+        for (int i = 0; i < z.Length; i++) p[i] = (float)(p[i] / sum);
+        return p;
+    }
+}

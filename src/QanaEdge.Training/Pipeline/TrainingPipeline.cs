@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using System.Text.Json;
+using QanaEdge.Model;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+using QanaEdge.Training.Calibration;
+using QanaEdge.Training.Conversion;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
+using QanaEdge.Training.Evaluation;
+using QanaEdge.Training.Network;
+using QanaEdge.Training.Quantization;
+
+namespace QanaEdge.Training.Pipeline;
+
+/// <summary>Where the pipeline reads and writes.</summary>
+public sealed record PipelinePaths
+{
+    public required string ImagesDir { get; init; }
+    public required string LabelsCsv { get; init; }
+    public required string OutPackage { get; init; }
+    /// <summary>Skip the float phase and start from this checkpoint (written by an earlier run as OUT.float.ckpt).</summary>
+    public string? ResumeFloat { get; init; }
+    public string LogPath => Path.ChangeExtension(OutPackage, ".log.jsonl");
+    public string ReportPath => Path.ChangeExtension(OutPackage, ".report.json");
+    public string ReportMarkdownPath => Path.ChangeExtension(OutPackage, ".report.md");
+    public string FloatCheckpoint => Path.ChangeExtension(OutPackage, ".float.ckpt");
+}
+
+/// <summary>What a run produced.</summary>
+public sealed record PipelineResult(ModelPackage Package, ClassificationMetrics Test, double ValidationAgreement,
+    double FakeQuantValTop1, double IntegerValTop1, double FloatValMacroF1);
+
+/// <summary>
+/// The whole recipe behind <c>qana train</c>: preprocess once → lesion-grouped split → float training
+/// (BN) → BN folding → calibration of activation ranges → quantization-aware fine-tuning → conversion →
+/// integer evaluation and readout calibration on validation → one evaluation on the test split →
+/// package, training log and report.
+/// </summary>
+public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, Action<string>? progress = null)
+{
+    private void Say(string line) => progress?.Invoke(line);
+
+    public PipelineResult Run()
+    {
+        var total = Stopwatch.StartNew();
+        var o = options;
+        var rows = Ham10000Index.Load(paths.ImagesDir, paths.LabelsCsv);
+        var split = LesionSplit.Create(rows);
+        Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
+        int size = o.Network.InputSize;
+        var train = ImageSet.Load(split.Train, size);
+        var val = ImageSet.Load(split.Validation, size);
+        Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s");
+
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(paths.OutPackage))!);
+        using var log = new StreamWriter(paths.LogPath, append: false);
+        var trainer = new Trainer(o, progress, log);
+
+        // 1. Float network with batch norm.
+        var net = new QanaNet(o.Network, o.Seed);
+        double floatF1;
+        if (paths.ResumeFloat is { } ckpt)
+        {
+            NetState.Load(ckpt).Restore(net);
+            floatF1 = ClassificationMetrics.Compute(val.Labels, trainer.Predict(net, val)).MacroF1;
+            Say($"resumed float weights from {ckpt}: validation macro-F1 {floatF1:F3}");
+        }
+        else
+        {
+            floatF1 = trainer.Fit("float", net, train, val, o.Epochs, o.PeakLearningRate,
+                () => { var s = NetState.Capture(net); s.Save(paths.FloatCheckpoint); return s; },
+                s => ((NetState)s).Restore(net), o.Patience, Math.Min(o.WarmupEpochs, o.Epochs / 10f));
+            NetState.Capture(net).Save(paths.FloatCheckpoint);
+        }
+
+        // 2. Fold BN, calibrate ranges, fine-tune with fake quantization.
+        var scheme = new QuantScheme(o.Profile);
+        var qnet = QuantNetBuilder.FromFloat(net, scheme);
+        Calibrate(qnet, train, trainer);
+        double fqF1 = ClassificationMetrics.Compute(val.Labels, trainer.Predict(qnet, val)).MacroF1;
+        Say($"folded + fake-quantized ({o.Profile}): validation macro-F1 {fqF1:F3} (float {floatF1:F3})");
+        if (o.QatEpochs > 0)
+            trainer.Fit("qat", qnet, train, val, o.QatEpochs, o.QatLearningRate,
+                () => Snapshot(qnet), s => Restore(qnet, (float[][])s), Math.Max(2, o.QatEpochs), 0, seedSalt: 0x5A7);
+
+        // 3. Convert, evaluate in integers on validation, calibrate the readout.
+        var fqVal = trainer.Predict(qnet, val);
+        var baseInfo = Info(o, floatF1);
+        var package = Converter.Convert(qnet, baseInfo);
+        var (valLogits, valProbs) = RunInteger(package, val);
+        int agree = 0;
+        for (int i = 0; i < val.Count; i++)
+            if (ClassificationMetrics.ArgMax(fqVal[i]) == ClassificationMetrics.ArgMax(valProbs[i])) agree++;
+        double agreement = (double)agree / val.Count;
+        var fqValM = ClassificationMetrics.Compute(val.Labels, fqVal);
+        var intValM = ClassificationMetrics.Compute(val.Labels, valProbs);
+        Say($"integer vs fake-quant agreement on validation {agreement:P2}; top-1 {intValM.Top1:P2} vs {fqValM.Top1:P2}");
+
+        var cal = package.Manifest.Calibration;
+        var thresholdFit = ClassThresholdCalibration.Fit(val.Labels, valLogits, cal.ReadoutWindow, baseInfo.Threshold, cal.Beta);
+        var calibratedProbs = new float[val.Count][];
+        for (int i = 0; i < val.Count; i++)
+        {
+            calibratedProbs[i] = new float[Classes.Count];
+            SpikingReadout.Probabilities(valLogits[i], thresholdFit.Thresholds, cal.ReadoutWindow, cal.Beta, [], calibratedProbs[i]);
+        }
+        var referral = ReferralCalibration.Fit(val.Labels, calibratedProbs);
+        Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}]: validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; referral threshold {referral.Threshold:F3}");
+
+        // 4. The test split, once, with the final calibration.
+        var test = ImageSet.Load(split.Test, size);
+        var withThresholds = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, [], new Dictionary<string, double>());
+        var (_, testProbs) = RunInteger(withThresholds, test);
+        var testM = ClassificationMetrics.Compute(test.Labels, testProbs);
+        var testRef = ReferralMetrics.Compute(test.Labels, testProbs, referral.Threshold);
+        Say($"test: top-1 {testM.Top1:P2}, macro-F1 {testM.MacroF1:P2}, balanced accuracy {testM.BalancedAccuracy:P2}");
+
+        var metrics = new Dictionary<string, double>
+        {
+            ["test_top1"] = testM.Top1, ["test_macro_f1"] = testM.MacroF1, ["test_balanced_accuracy"] = testM.BalancedAccuracy,
+            ["test_auc_macro"] = double.IsFinite(testM.AucMacro) ? testM.AucMacro : 0,
+            ["test_referral_sensitivity"] = testRef.Sensitivity, ["test_referral_specificity"] = testRef.Specificity,
+            ["val_macro_f1_float"] = floatF1, ["val_top1_fake_quant"] = fqValM.Top1, ["val_top1_integer"] = intValM.Top1,
+            ["val_integer_fake_quant_agreement"] = agreement, ["val_macro_f1_calibrated"] = thresholdFit.ObjectiveAfter,
+        };
+        var golden = Golden(withThresholds, val, 4);
+        var final = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, golden, metrics);
+        PackageWriter.Save(final, paths.OutPackage);
+        WriteReport(testM, testRef, metrics, final, total.Elapsed);
+        Say($"wrote {paths.OutPackage} in {total.Elapsed:hh\\:mm\\:ss}");
+        return new PipelineResult(final, testM, agreement, fqValM.Top1, intValM.Top1, floatF1);
+    }
+
+    /// <summary>Activation ranges from clean (non-augmented) training batches, then frozen.</summary>
+    public static void Calibrate(QuantNet qnet, ImageSet train, Trainer trainer, int images = 512)
+    {
+        qnet.SetObserve(true);
+        var subset = new ImageSet(train.Size, train.Pixels.Take(images).ToArray(), train.Labels.Take(images).ToArray(), train.Ids.Take(images).ToArray());
+        trainer.PredictLogits(qnet, subset);
+        qnet.FreezeGrids();
+        qnet.SetObserve(false);
+    }
+
+    private static object Snapshot(QuantNet q) => q.Parameters.Select(p => (float[])p.Value.Clone()).ToArray();
+
+    private static void Restore(QuantNet q, float[][] s)
+    {
+        int i = 0;
+        foreach (var p in q.Parameters) s[i++].CopyTo(p.Value, 0);
+    }
+
+    private ConversionInfo Info(TrainOptions o, double floatF1) => new()
+    {
+        ModelId = $"qana-{o.Profile.ToString().ToLowerInvariant()}-{o.Network.InputSize}",
+        Version = "1.0.0",
+        Provenance = new Dictionary<string, string>
+        {
+            ["trainer"] = "QanaEdge.Training", ["seed"] = o.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["split_seed"] = LesionSplit.DefaultSeed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote}",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast",
+            ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
+        },
+    };
+
+    private static ModelPackage Rebuild(ModelPackage p, int[] thresholds, double referral, GoldenVector[] golden, Dictionary<string, double> metrics)
+    {
+        var m = p.Manifest;
+        var nodes = p.Graph.Nodes.Select(n => n.Kind != Model.Graph.OpKind.SpikingReadout ? n : new Model.Graph.Node
+        {
+            Name = n.Name, Kind = n.Kind, Inputs = n.Inputs, Output = n.Output, TimeSteps = n.TimeSteps, Thresholds = thresholds,
+            Reparameterisation = n.Reparameterisation, Kernel = n.Kernel,
+        }).ToArray();
+        var graph = new Model.Graph.ModelGraph { Tensors = p.Graph.Tensors, Nodes = nodes, InputTensor = p.Graph.InputTensor, LogitsTensor = p.Graph.LogitsTensor, OutputTensor = p.Graph.OutputTensor };
+        var manifest = new ModelManifest
+        {
+            ModelId = m.ModelId, Version = m.Version, CreatedUtc = m.CreatedUtc, Classes = m.Classes, Input = m.Input, Profile = m.Profile,
+            Layers = m.Layers, ConversionSuccessRate = m.ConversionSuccessRate, Metrics = metrics,
+            Calibration = new Model.Packaging.Calibration
+            {
+                ReadoutWindow = m.Calibration.ReadoutWindow, Thresholds = thresholds, Beta = m.Calibration.Beta, StepWeights = m.Calibration.StepWeights,
+                TilingTau = m.Calibration.TilingTau, ReferralThreshold = referral, SaliencyFlatCv = m.Calibration.SaliencyFlatCv,
+            },
+            Golden = golden, Provenance = m.Provenance,
+        };
+        var result = new ModelPackage { Manifest = manifest, Graph = graph };
+        PackageValidator.Validate(result);
+        return result;
+    }
+
+    /// <summary>Runs the integer engine on every image: int8 logits and readout probabilities.</summary>
+    public static (sbyte[][] Logits, float[][] Probabilities) RunInteger(ModelPackage package, ImageSet set)
+    {
+        var logits = new sbyte[set.Count][];
+        var probs = new float[set.Count][];
+        int workers = Math.Max(1, Math.Min(Par.Threads, 4));
+        var engines = Enumerable.Range(0, workers).Select(_ => IntegerEngine.Create(package)).ToArray();
+        try
+        {
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                var engine = engines[w];
+                var input = new sbyte[set.Size * set.Size * 3];
+                for (int i = w; i < set.Count; i += workers)
+                {
+                    InputQuantizer.Quantize(set.Pixels[i], input);
+                    engine.Run(input);
+                    logits[i] = engine.Logits.ToArray();
+                    probs[i] = new float[logits[i].Length];
+                    engine.GetProbabilities(probs[i]);
+                }
+            });
+        }
+        finally { foreach (var e in engines) e.Dispose(); }
+        return (logits, probs);
+    }
+
+    private static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count)
+    {
+        using var engine = IntegerEngine.Create(package, KernelMode.Reference);
+        var result = new GoldenVector[Math.Min(count, val.Count)];
+        for (int i = 0; i < result.Length; i++)
+        {
+            var input = new sbyte[val.Size * val.Size * 3];
+            InputQuantizer.Quantize(val.Pixels[i], input);
+            engine.Run(input);
+            result[i] = new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
+        }
+        return result;
+    }
+
+    private void WriteReport(ClassificationMetrics m, ReferralMetrics referral, Dictionary<string, double> metrics, ModelPackage p, TimeSpan elapsed)
+    {
+        var codes = Classes.Codes;
+        var sb = new System.Text.StringBuilder();
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        sb.Append(ci, $"# {p.Manifest.ModelId} {p.Manifest.Version}: evaluation on the internal test split\n\n");
+        sb.Append(ci, $"Lesion-grouped, stratified 70/10/20 split (seed {LesionSplit.DefaultSeed}); the test split was evaluated once, with the integer engine and the calibrated spiking readout. Training took {elapsed:hh\\:mm\\:ss}.\n\n");
+        sb.Append(ci, $"| metric | value |\n|---|---|\n| images | {m.N} |\n| top-1 | {m.Top1:P2} |\n| macro-F1 | {m.MacroF1:P2} |\n| balanced accuracy | {m.BalancedAccuracy:P2} |\n| macro AUC | {m.AucMacro:F3} |\n| referral sensitivity / specificity | {referral.Sensitivity:P1} / {referral.Specificity:P1} |\n\n");
+        sb.Append("| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n");
+        foreach (var c in m.PerClass) sb.Append(ci, $"| {c.Code} | {c.Precision:F3} | {c.Recall:F3} | {c.F1:F3} | {c.Support} |\n");
+        sb.Append("\nConfusion matrix (rows: truth, columns: prediction)\n\n| |" + string.Join("|", codes) + "|\n|---|" + string.Concat(codes.Select(_ => "---|")) + "\n");
+        for (int t = 0; t < codes.Count; t++)
+        {
+            sb.Append(ci, $"| {codes[t]} |");
+            for (int q = 0; q < codes.Count; q++) sb.Append(ci, $" {m.Confusion[t, q]} |");
+            sb.Append('\n');
+        }
+        sb.Append("\nOther figures (validation unless named test)\n\n| key | value |\n|---|---|\n");
+        foreach (var (k, v) in metrics) sb.Append(ci, $"| {k} | {v:F4} |\n");
+        File.WriteAllText(paths.ReportMarkdownPath, sb.ToString());
+        var json = new Dictionary<string, object>
+        {
+            ["n"] = m.N, ["top1"] = m.Top1, ["macro_f1"] = m.MacroF1, ["balanced_accuracy"] = m.BalancedAccuracy,
+            ["auc_macro"] = double.IsFinite(m.AucMacro) ? m.AucMacro : 0,
+            ["per_class"] = m.PerClass.Select(c => new Dictionary<string, object> { ["class"] = c.Code, ["precision"] = c.Precision, ["recall"] = c.Recall, ["f1"] = c.F1, ["support"] = c.Support }).ToArray(),
+            ["confusion"] = Enumerable.Range(0, codes.Count).Select(t => Enumerable.Range(0, codes.Count).Select(q => m.Confusion[t, q]).ToArray()).ToArray(),
+            ["metrics"] = metrics,
+        };
+        File.WriteAllText(paths.ReportPath, JsonSerializer.Serialize(json, TrainingJson.Default.DictionaryStringObject));
+    }
+}

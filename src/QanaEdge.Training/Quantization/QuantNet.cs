@@ -1,0 +1,233 @@
+using QanaEdge.Model;
+using QanaEdge.Model.Graph;
+using QanaEdge.Training.Engine;
+using QanaEdge.Training.Network;
+
+namespace QanaEdge.Training.Quantization;
+
+/// <summary>A tensor of the integer graph as the fake-quantized network sees it.</summary>
+public sealed class QTensor
+{
+    public required string Name { get; init; }
+    public Tensor Value { get; set; } = null!;
+    public ActivationGrid Grid { get; set; }
+    /// <summary>Real bounds known a priori (ReLU6 ⇒ [0, 6], sigmoid ⇒ [0, 1]); null: calibrated from data.</summary>
+    public (double Lo, double Hi)? Bounds { get; init; }
+    /// <summary>Fused clamp in real terms (ReLU6: [0, 6], ReLU: [0, ∞)); null: none.</summary>
+    public (double Lo, double Hi)? Clamp { get; init; }
+    public bool FirstLayer { get; init; }
+    public FakeQuant? Fq { get; init; }
+    public int Height => Value.H;
+    public int Width => Value.W;
+    public int Channels => Value.C;
+
+    /// <summary>The fused clamp in the quantized domain, within the grid.</summary>
+    public (int Min, int Max) QuantClamp
+    {
+        get
+        {
+            int lo = Grid.QMin, hi = Grid.QMax;
+            if (Clamp is { } c)
+            {
+                lo = Math.Max(lo, QuantMath.Quantize(c.Lo, Grid.Scale, Grid.ZeroPoint, Grid.QMin, Grid.QMax));
+                if (!double.IsPositiveInfinity(c.Hi)) hi = Math.Min(hi, QuantMath.Quantize(c.Hi, Grid.Scale, Grid.ZeroPoint, Grid.QMin, Grid.QMax));
+            }
+            return (lo, hi);
+        }
+    }
+}
+
+/// <summary>One node of the integer graph, executed in float with fake quantization.</summary>
+public abstract class QStep
+{
+    public required string Name { get; init; }
+    public required OpKind Kind { get; init; }
+    public required QTensor[] Inputs { get; init; }
+    public required QTensor Output { get; init; }
+    public string Reparameterisation { get; init; } = "none";
+    public string KernelName { get; init; } = "";
+    public abstract void Forward(Tape tape);
+    public virtual IEnumerable<Parameter> Parameters => [];
+
+    /// <summary>Quantizes the raw float result into the output tensor (or records its range while calibrating).</summary>
+    protected void Finish(Tape tape, Tensor raw)
+    {
+        Output.Value = Output.Fq is null ? raw : Output.Fq.Forward(tape, raw);
+    }
+}
+
+/// <summary>Convolution / depthwise / pointwise / dense with quantized weights (STE to float masters) and bias.</summary>
+public sealed class WeightedStep : QStep
+{
+    public required Layer Layer { get; init; }
+    public required Parameter MasterWeight { get; init; }
+    public required Parameter MasterBias { get; init; }
+    /// <summary>Quantize weights during training (off for the head when the quant-head switch is off).</summary>
+    public bool QuantizeWeights { get; set; } = true;
+    public required QuantScheme Scheme { get; init; }
+    private readonly GradLink _link;
+
+    public WeightedStep() => _link = new GradLink(this);
+
+    public override IEnumerable<Parameter> Parameters => [MasterWeight, MasterBias];
+
+    private Parameter LayerWeight => Layer switch { Conv2d c => c.Weight, DepthwiseConv2d d => d.Weight, Dense d => d.Weight, _ => throw new InvalidOperationException() };
+    private Parameter LayerBias => Layer switch { Conv2d c => c.Bias!, DepthwiseConv2d d => d.Bias!, Dense d => d.Bias, _ => throw new InvalidOperationException() };
+
+    /// <summary>Output channels; weights are laid out with the output channel fastest ([K, Cout] / [Kh,Kw,C] / [In, Out]).</summary>
+    public int OutChannels => MasterBias.Length;
+
+    /// <summary>Per-output-channel weight scales for the current masters.</summary>
+    public double[] WeightScales()
+    {
+        int c = OutChannels;
+        var max = new double[c];
+        var w = MasterWeight.Value;
+        for (int i = 0; i < w.Length; i++) max[i % c] = Math.Max(max[i % c], Math.Abs(w[i]));
+        return max.Select(m => Scheme.WeightScale(m, Output.FirstLayer)).ToArray();
+    }
+
+    /// <summary>Integer weights (output channel fastest, as the masters) and int32 bias at s_in·s_w.</summary>
+    public (sbyte[] Weights, int[] Bias, double[] Scales) QuantizedParameters()
+    {
+        var scales = WeightScales();
+        int c = OutChannels, lo = Scheme.WeightQMin(Output.FirstLayer), hi = Scheme.WeightQMax(Output.FirstLayer);
+        var w = MasterWeight.Value;
+        var q = new sbyte[w.Length];
+        for (int i = 0; i < w.Length; i++) q[i] = (sbyte)QuantMath.Quantize(w[i], scales[i % c], 0, lo, hi);
+        double sIn = Inputs[0].Grid.Scale;
+        var b = new int[c];
+        for (int k = 0; k < c; k++)
+            b[k] = (int)Math.Clamp(Math.Round(MasterBias.Value[k] / (sIn * scales[k]), MidpointRounding.AwayFromZero), int.MinValue / 2, int.MaxValue / 2);
+        return (q, b, scales);
+    }
+
+    public override void Forward(Tape tape)
+    {
+        var lw = LayerWeight.Value; var lb = LayerBias.Value;
+        if (QuantizeWeights && Output.Fq is { Enabled: true, Observe: false })
+        {
+            var (q, b, scales) = QuantizedParameters();
+            int c = OutChannels;
+            double sIn = Inputs[0].Grid.Scale;
+            for (int i = 0; i < q.Length; i++) lw[i] = (float)(q[i] * scales[i % c]);
+            for (int k = 0; k < c; k++) lb[k] = (float)(b[k] * sIn * scales[k]);
+        }
+        else
+        {
+            MasterWeight.Value.CopyTo(lw, 0);
+            MasterBias.Value.CopyTo(lb, 0);
+        }
+        tape.Record(_link);
+        var x = Inputs[0].Value;
+        Tensor raw = Layer switch
+        {
+            Conv2d conv => conv.Forward(tape, x),
+            DepthwiseConv2d dw => dw.Forward(tape, x),
+            Dense d => d.Forward(tape, x),
+            _ => throw new InvalidOperationException(),
+        };
+        Finish(tape, raw);
+    }
+
+    /// <summary>Straight-through estimator for the weights: recorded before the layer so that its Backward runs after it.</summary>
+    private sealed class GradLink(WeightedStep owner) : Layer(owner.Name + ".ste")
+    {
+        public override void Backward()
+        {
+            var lw = owner.LayerWeight; var lb = owner.LayerBias;
+            Kernels.AddInPlace(owner.MasterWeight.Grad, lw.Grad);
+            Kernels.AddInPlace(owner.MasterBias.Grad, lb.Grad);
+            lw.ZeroGrad(); lb.ZeroGrad();
+        }
+    }
+}
+
+/// <summary>Parameter-free steps: concat, add, mul (gate), GAP, sigmoid (a table in the integer graph), reshape.</summary>
+public sealed class SimpleStep : QStep
+{
+    public required Layer Op { get; init; }
+
+    public override void Forward(Tape tape)
+    {
+        Tensor raw = Op switch
+        {
+            Engine.Concat c => c.Forward(tape, Inputs[0].Value, Inputs[1].Value),
+            Engine.Add a => a.Forward(tape, Inputs[0].Value, Inputs[1].Value),
+            Engine.Mul m => m.Forward(tape, Inputs[0].Value, Inputs[1].Value),
+            GlobalAvgPool g => g.Forward(tape, Inputs[0].Value),
+            Activation s => s.Forward(tape, Inputs[0].Value),
+            TableSigmoid t => t.Forward(tape, Inputs[0].Value),
+            Flatten f => f.Forward(tape, Inputs[0].Value),
+            _ => throw new InvalidOperationException(),
+        };
+        Finish(tape, raw);
+    }
+}
+
+/// <summary>
+/// The BN-folded, fake-quantized QANA: one step per integer-graph node, so that conversion is a
+/// one-to-one translation and the float model evaluated here is the model the integer engine runs.
+/// </summary>
+public sealed class QuantNet : ITrainable
+{
+    public QuantScheme Scheme { get; }
+    public QanaOptions Options { get; }
+    public QTensor Input { get; }
+    public List<QStep> Steps { get; } = [];
+    public QTensor Logits => Steps[^1].Output;
+
+    internal QuantNet(QuantScheme scheme, QanaOptions options, QTensor input)
+    {
+        Scheme = scheme; Options = options; Input = input;
+    }
+
+    public IEnumerable<Parameter> Parameters => Steps.SelectMany(s => s.Parameters);
+
+    public IEnumerable<QTensor> Tensors => Steps.Select(s => s.Output);
+
+    public Tensor Forward(Tape tape, Tensor x)
+    {
+        Input.Value = x;
+        foreach (var s in Steps) s.Forward(tape);
+        return Logits.Value;
+    }
+
+    /// <summary>Observe mode on every quantizer (calibration) or back to quantizing.</summary>
+    public void SetObserve(bool observe)
+    {
+        foreach (var t in Tensors) if (t.Fq is not null) { t.Fq.Observe = observe; if (observe) t.Fq.ResetObserved(); }
+    }
+
+    /// <summary>Fake quantization on or off everywhere (off: the BN-folded float network, for checks).</summary>
+    public void SetEnabled(bool enabled)
+    {
+        foreach (var t in Tensors) if (t.Fq is not null) t.Fq.Enabled = enabled;
+    }
+
+    /// <summary>Fixes every tensor's grid: a priori bounds where known, else the observed range.</summary>
+    public void FreezeGrids()
+    {
+        foreach (var t in Tensors)
+        {
+            if (t.Fq is null) continue;
+            double lo, hi;
+            if (t.Bounds is { } b) { lo = b.Lo; hi = b.Hi; }
+            else { lo = t.Fq.ObservedMin; hi = t.Fq.ObservedMax; if (t.Clamp is { } c) lo = Math.Max(lo, c.Lo); }
+            if (!double.IsFinite(lo) || !double.IsFinite(hi)) throw new InvalidOperationException($"{t.Name}: no range observed (calibrate first)");
+            t.Grid = Scheme.Activation(lo, hi, t.FirstLayer);
+            var (qmin, qmax) = t.QuantClamp;
+            t.Fq.Scale = (float)t.Grid.Scale; t.Fq.ZeroPoint = t.Grid.ZeroPoint; t.Fq.QMin = qmin; t.Fq.QMax = qmax;
+        }
+        // A reshape is a view: its output keeps the input's grid. Sigmoids become their integer tables.
+        foreach (var s in Steps)
+        {
+            if (s.Kind == OpKind.Reshape) s.Output.Grid = s.Inputs[0].Grid;
+            if (s is SimpleStep { Op: TableSigmoid t })
+            {
+                var (qmin, qmax) = s.Output.QuantClamp;
+                t.SetTable(s.Inputs[0].Grid, Conversion.Converter.SigmoidTable(s.Inputs[0].Grid, s.Output.Grid, qmin, qmax), s.Output.Grid);
+            }
+        }
+    }
+}

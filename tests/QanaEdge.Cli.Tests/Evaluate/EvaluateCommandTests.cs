@@ -1,0 +1,162 @@
+using System.Text.Json;
+using QanaEdge.Model;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Cli.Tests.Evaluate;
+
+/// <summary>A random-weight QANA-shaped package and a labelled subset of the real HAM10000 images, shared by
+/// the tests (building the package and classifying real JPEGs is the slow part).</summary>
+public sealed class EvaluateFixture : IDisposable
+{
+    public string Dir { get; } = Directory.CreateTempSubdirectory("qana-evaluate-").FullName;
+    public string Package { get; }
+    public string Labels { get; }
+    public string ImagesDir { get; }
+    public int Count { get; }
+
+    public EvaluateFixture()
+    {
+        string data = FindHam10000();
+        ImagesDir = Path.Combine(data, "images");
+        Package = Path.Combine(Dir, "model.qana");
+        PackageWriter.Save(TestGraphs.QanaShaped(seed: 5), Package);
+        // Two images of each class, with the metadata's extra columns kept (they must be ignored).
+        var lines = File.ReadAllLines(Path.Combine(data, "labels.csv"));
+        var header = lines[0].Split(',');
+        int dx = Array.IndexOf(header, "dx");
+        var picked = Classes.Codes.SelectMany(code => lines.Skip(1).Where(l => l.Split(',')[dx] == code).Take(2)).ToList();
+        Count = picked.Count;
+        Labels = Path.Combine(Dir, "subset.csv");
+        File.WriteAllLines(Labels, picked.Prepend(lines[0]));
+    }
+
+    /// <summary>&lt;repo&gt;/../shared/data/ham10000: the nearest ancestor holding shared/data/ham10000.</summary>
+    private static string FindHam10000()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, "shared", "data", "ham10000");
+            if (File.Exists(Path.Combine(candidate, "labels.csv"))) return candidate;
+        }
+        throw new DirectoryNotFoundException("HAM10000 not found at <repo>/../shared/data/ham10000");
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Dir, true); } catch (IOException) { }
+    }
+}
+
+public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFixture>
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = QanaEdge.Cli.Cli.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void Evaluates_real_images_and_writes_the_json_contract_and_the_report()
+    {
+        string json = Path.Combine(f.Dir, "r.json"), report = Path.Combine(f.Dir, "report");
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--json", json, "--report", report);
+        Assert.True(code == 0, err);
+        Assert.Equal("", err);
+        Assert.Contains("top-1", output);
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var root = doc.RootElement;
+        Assert.Equal(f.Count, root.GetProperty("n").GetInt32());
+        foreach (var name in new[] { "top1", "macro_f1", "balanced_accuracy", "auc_macro", "tiling_trigger_rate", "latency_ms_p50" })
+        {
+            double v = root.GetProperty(name).GetDouble();
+            Assert.InRange(v, 0, name == "latency_ms_p50" ? 1e6 : 1);
+        }
+        Assert.True(root.GetProperty("latency_ms_p50").GetDouble() > 0);
+        var perClass = root.GetProperty("per_class");
+        foreach (var code7 in Classes.Codes)
+        {
+            var c = perClass.GetProperty(code7);
+            Assert.Equal(2, c.GetProperty("support").GetInt32());
+            foreach (var metric in new[] { "precision", "recall", "f1" }) Assert.InRange(c.GetProperty(metric).GetDouble(), 0, 1);
+        }
+        var confusion = root.GetProperty("confusion");
+        Assert.Equal(7, confusion.GetArrayLength());
+        Assert.All(confusion.EnumerateArray(), row => Assert.Equal(2, row.EnumerateArray().Sum(x => x.GetInt32())));
+        // top1 is the confusion diagonal over n.
+        int diagonal = Enumerable.Range(0, 7).Sum(i => confusion[i][i].GetInt32());
+        Assert.Equal((double)diagonal / f.Count, root.GetProperty("top1").GetDouble(), 6);
+        var referral = root.GetProperty("referral");
+        Assert.InRange(referral.GetProperty("sensitivity").GetDouble(), 0, 1);
+        Assert.InRange(referral.GetProperty("specificity").GetDouble(), 0, 1);
+
+        string html = File.ReadAllText(Path.Combine(report, "index.html"));
+        Assert.Equal(3, html.Split("<svg ").Length - 1);
+        Assert.DoesNotContain("<script", html);
+    }
+
+    [Fact]
+    public void Json_to_standard_output_and_limit()
+    {
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--json", "-", "--limit", "3");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(3, doc.RootElement.GetProperty("n").GetInt32());
+    }
+
+    [Fact]
+    public void Bad_input_gives_one_line_and_the_right_exit_code()
+    {
+        var (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", Path.Combine(f.Dir, "missing.csv"), "--model", f.Package);
+        Assert.Equal(1, code);
+        Assert.Single(err.TrimEnd('\n').Split('\n'));
+        Assert.Contains("label file not found", err);
+
+        string badDx = Path.Combine(f.Dir, "bad.csv");
+        File.WriteAllText(badDx, "image_id,dx\nISIC_0024306,melanoma\n");
+        (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", badDx, "--model", f.Package);
+        Assert.Equal(1, code);
+        Assert.Contains("melanoma", err);
+        Assert.DoesNotContain(" at ", err);
+
+        (code, _, err) = Run("evaluate", "--labels", f.Labels);
+        Assert.Equal(2, code);
+        (code, _, _) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--limit", "0");
+        Assert.Equal(2, code);
+        (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", Path.Combine(f.Dir, "none.qana"));
+        Assert.Equal(1, code);
+        Assert.Contains("none.qana", err);
+    }
+
+    [Fact]
+    public void Rejected_images_are_listed_not_counted()
+    {
+        string dir = Path.Combine(f.Dir, "mixed");
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(f.ImagesDir, "ISIC_0024306.jpg"), Path.Combine(dir, "ISIC_0024306.jpg"), true);
+        File.WriteAllText(Path.Combine(dir, "ISIC_text.jpg"), "not an image at all");
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_0024306,nv\nISIC_text,mel\n");
+        var (code, output, err) = Run("evaluate", "--images", dir, "--labels", labels, "--model", f.Package, "--json", "-");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(1, doc.RootElement.GetProperty("n").GetInt32());
+        Assert.Equal(1, doc.RootElement.GetProperty("rejected").GetInt32());
+    }
+
+    [Fact]
+    public void Split_verb_writes_three_csvs_evaluate_can_read()
+    {
+        string outDir = Path.Combine(f.Dir, "splits");
+        string data = Path.GetDirectoryName(f.ImagesDir)!;
+        var (code, output, err) = Run("split", "--images", f.ImagesDir, "--labels", Path.Combine(data, "labels.csv"), "--out", outDir, "--seed", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("test", output);
+        foreach (var part in new[] { "train.csv", "val.csv", "test.csv" })
+            Assert.StartsWith("image_id,lesion_id,dx", File.ReadAllText(Path.Combine(outDir, part)));
+        (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", Path.Combine(outDir, "test.csv"), "--model", f.Package, "--limit", "2", "--json", "-");
+        Assert.True(code == 0, err);
+    }
+}

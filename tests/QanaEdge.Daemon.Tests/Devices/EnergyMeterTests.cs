@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using QanaEdge.Devices.Power;
+
+namespace QanaEdge.Daemon.Tests.Devices;
+
+public sealed class EnergyMeterTests
+{
+    private sealed class FixedSensor(TimeSpan interval) : IPowerSensor
+    {
+        public string Name => "fixed";
+        public TimeSpan UpdateInterval => interval;
+        public PowerReading Read() => new(5, 0.4, 2);
+        public void Dispose() { }
+    }
+
+    private static long Ms(double ms) => (long)(ms * Stopwatch.Frequency / 1000.0);
+
+    [Fact]
+    public void Integrates_power_above_idle_over_the_inference_window()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        long t = 1_000_000;
+        for (int i = 0; i < 4; i++) meter.AddSample(t + Ms(i), 2.0); // idle 2 W
+        Assert.Equal(2.0, meter.IdleWatts);
+        // A 10 ms inference at 3 W flat (1 W above idle) → 10 mJ; samples every 1 ms.
+        long start = t + Ms(10);
+        for (int i = 0; i <= 10; i++) meter.AddSample(start + Ms(i), 3.0);
+        meter.AddSample(start + Ms(11), 2.0);
+        Assert.Equal(10.0, meter.EnergyMillijoules(start, start + Ms(10))!.Value, 6);
+        // A ramp from 2 W to 4 W over 10 ms: ∫(P − 2) dt = ½ × 2 W × 10 ms = 10 mJ.
+        long ramp = t + Ms(100);
+        for (int i = 0; i <= 10; i++) meter.AddSample(ramp + Ms(i), 2.0 + 0.2 * i);
+        Assert.Equal(10.0, meter.EnergyMillijoules(ramp, ramp + Ms(10))!.Value, 6);
+    }
+
+    [Fact]
+    public void Slow_sensor_uses_the_mean_power_of_a_batch_window()
+    {
+        // Akida-like meter: a fresh value every 141 ms, inferences of 5 ms.
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(141)), TimeSpan.FromMilliseconds(141), idleSamples: 1, startThread: false);
+        long t = 5_000_000;
+        meter.AddSample(t, 1.0); // idle 1 W
+        for (int i = 1; i <= 6; i++) meter.AddSample(t + Ms(141 * i), 2.5); // busy stream at 2.5 W
+        long end = t + Ms(141 * 6 + 10);
+        double? e = meter.EnergyMillijoules(end - Ms(5), end);
+        Assert.Equal(1.5 * 5, e!.Value, 6); // (2.5 − 1) W × 5 ms
+        Assert.True(meter.BatchWindow >= TimeSpan.FromMilliseconds(141 * 4));
+    }
+
+    [Fact]
+    public void No_energy_before_the_idle_baseline_is_known()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 100, startThread: false);
+        meter.AddSample(1000, 2);
+        meter.AddSample(1000 + Ms(1), 2);
+        Assert.Null(meter.EnergyMillijoules(1000, 1000 + Ms(1)));
+    }
+
+    [Fact]
+    public void Sampling_thread_reads_the_sensor_and_learns_idle()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 5);
+        var sw = Stopwatch.StartNew();
+        while (meter.IdleWatts is null && sw.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+        Assert.Equal(2.0, meter.IdleWatts);
+        Assert.Equal(2.0, meter.Last!.Value.PowerWatts);
+    }
+}

@@ -1,0 +1,120 @@
+using QanaEdge.Devices.Hwmon;
+using QanaEdge.Devices.Ina219;
+using QanaEdge.Devices.Ina236;
+using QanaEdge.Devices.Power;
+
+namespace QanaEdge.Daemon.Tests.Devices;
+
+public sealed class PowerSensorTests
+{
+    [Fact]
+    public void Ina219_datasheet_example_calibration_and_readings()
+    {
+        // Datasheet 8.5.1 example: R_shunt 0.5 Ω, MaxExpected_I 0.6 A → Minimum_LSB = 0.6 / 2^15 = 18.31 µA,
+        // Cal = trunc(0.04096 / (18.31 µA × 0.5 Ω)) = 4473, stored even (bit 0 reads 0): 4472.
+        var chip = new SimulatedIna219();
+        using var sensor = new Ina219PowerSensor(chip, shuntOhms: 0.5, maxCurrentAmps: 0.6);
+        Assert.Equal(4472, chip.Calibration);
+        Assert.Equal(18.32e-6, sensor.CurrentLsbAmps, 8);
+        chip.ShuntRaw = 1000;          // 10 mV across 0.5 Ω = 20 mA
+        chip.BusSteps = 3000;          // 12.000 V
+        PowerReading r = sensor.Read();
+        Assert.Equal(12.0, r.BusVolts, 6);
+        Assert.Equal(0.020, r.CurrentAmps, 4);   // within one current LSB of the truth
+        Assert.Equal(0.24, r.PowerWatts, 3);
+        Assert.Equal(0.010, sensor.ReadShuntVolts(), 9);
+        Assert.Equal(0.020, sensor.ReadCurrentFromShunt(), 9);
+    }
+
+    [Fact]
+    public void Ina219_negative_current_reads_negative_and_0xFFFF_is_minus_one_lsb()
+    {
+        var chip = new SimulatedIna219();
+        using var sensor = new Ina219PowerSensor(chip, 0.1, 3.2);
+        chip.BusSteps = 1250; // 5 V
+        chip.ShuntRaw = -1;   // register 0xFFFF
+        Assert.Equal(-10e-6, sensor.ReadShuntVolts(), 12);
+        Assert.Equal(-1e-4, sensor.ReadCurrentFromShunt(), 12);
+        chip.ShuntRaw = -4000; // −40 mV across 0.1 Ω = −0.4 A
+        PowerReading r = sensor.Read();
+        Assert.Equal(-0.4, r.CurrentAmps, 3);
+        Assert.True(r.PowerWatts < 0);
+    }
+
+    [Fact]
+    public void Ina219_refuses_a_current_range_the_shunt_cannot_carry()
+    {
+        var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.1, 10));
+        Assert.Contains("320 mV", e.Message);
+    }
+
+    [Fact]
+    public void Ina236_calibration_and_signed_readings()
+    {
+        // 8 mΩ shunt, 4 A max. Whatever current LSB the binding picks, SHUNT_CAL = 0.00512 / (LSB × R) (equation 1)
+        // and the sensor decodes with the LSB that SHUNT_CAL implies.
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.008, 4.0);
+        Assert.True(chip.ShuntCal > 0);
+        Assert.Equal(0.00512 / (chip.ShuntCal * 0.008), sensor.CurrentLsbAmps, 12);
+        Assert.True(sensor.CurrentLsbAmps >= 4.0 / 32768, "the LSB must cover the maximum current in 15 bits");
+        chip.BusSteps = 7500;  // 12.0 V
+        chip.ShuntRaw = 4000;  // 10 mV → 1.25 A
+        PowerReading r = sensor.Read();
+        Assert.Equal(12.0, r.BusVolts, 6);
+        Assert.Equal(1.25, r.CurrentAmps, 2);
+        Assert.Equal(15.0, r.PowerWatts, 1);
+        chip.ShuntRaw = -1;
+        Assert.Equal(-2.5e-6, sensor.ReadShuntVolts(), 12);
+        Assert.True(sensor.Read().CurrentAmps <= 0);
+        chip.ShuntRaw = -4000;
+        Assert.Equal(-1.25, sensor.Read().CurrentAmps, 2);
+    }
+
+    [Fact]
+    public void Ina236_wrong_manufacturer_id_is_refused()
+    {
+        var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new NotAnIna(), 0.008, 4));
+        Assert.Contains("manufacturer id", e.Message);
+    }
+
+    private sealed class NotAnIna() : I2cRegisterSimulator(1, 0x40);
+
+    [Fact]
+    public void Hwmon_ina226_and_ina3221_from_a_fake_sysfs_tree()
+    {
+        string root = Infrastructure.TestEnv.TempDir("hwmon");
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(root, "hwmon0"));
+            File.WriteAllText(Path.Combine(root, "hwmon0", "name"), "cpu_thermal\n");
+            string ina226 = Path.Combine(root, "hwmon1");
+            Directory.CreateDirectory(ina226);
+            File.WriteAllText(Path.Combine(ina226, "name"), "ina226\n");
+            File.WriteAllText(Path.Combine(ina226, "in1_input"), "5012\n");    // mV
+            File.WriteAllText(Path.Combine(ina226, "curr1_input"), "-350\n");  // mA, reverse
+            File.WriteAllText(Path.Combine(ina226, "power1_input"), "1754200\n"); // µW (unsigned in the driver)
+            File.WriteAllText(Path.Combine(ina226, "update_interval"), "2\n");
+            string ina3221 = Path.Combine(root, "hwmon2");
+            Directory.CreateDirectory(ina3221);
+            File.WriteAllText(Path.Combine(ina3221, "name"), "ina3221\n");
+            File.WriteAllText(Path.Combine(ina3221, "in2_input"), "3300\n");
+            File.WriteAllText(Path.Combine(ina3221, "curr2_input"), "500\n");
+
+            using var a = HwmonPowerSensor.Open(root, "ina226", 1);
+            PowerReading r = a.Read();
+            Assert.Equal(5.012, r.BusVolts, 9);
+            Assert.Equal(-0.35, r.CurrentAmps, 9);
+            Assert.Equal(-1.7542, r.PowerWatts, 9);
+            Assert.Equal(TimeSpan.FromMilliseconds(2), a.UpdateInterval);
+
+            using var b = HwmonPowerSensor.Open(root, "ina3221", 2);
+            Assert.Equal(1.65, b.Read().PowerWatts, 9);
+            Assert.Throws<PowerSensorException>(() => HwmonPowerSensor.Open(root, "ina3221", 3));
+            Assert.Throws<PowerSensorException>(() => HwmonPowerSensor.Open(root, "ina219", 1));
+            File.WriteAllText(Path.Combine(ina226, "curr1_input"), "garbage");
+            Assert.Throws<PowerSensorException>(() => a.Read());
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+}

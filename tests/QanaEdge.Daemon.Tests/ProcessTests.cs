@@ -1,0 +1,105 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>The daemon as a separate process: killed with SIGKILL mid-run, and speaking sd_notify to a socket.</summary>
+public sealed class ProcessTests : IDisposable
+{
+    private readonly string _root = TestEnv.TempDir("proc");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private string[] Args(string device, int port) =>
+    [
+        $"--Qana:Inbox={Path.Combine(_root, "inbox")}", $"--Qana:StateDir={Path.Combine(_root, "state")}", $"--Qana:DeviceId={device}",
+        "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
+        "--Qana:Mqtt:ReconnectMaxSeconds=0.5", $"--Qana:Model={TestModel.Path_}",
+    ];
+
+    [Fact]
+    public async Task Daemon_killed_with_SIGKILL_mid_run_and_restarted_gives_every_image_exactly_one_result_id()
+    {
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devkill/results");
+        await sub.ConnectAsync();
+        string inbox = Path.Combine(_root, "inbox");
+        Directory.CreateDirectory(inbox);
+        string[] images = TestEnv.RealImages(150, skip: 600);
+        foreach (string image in images) TestEnv.Drop(image, inbox);
+
+        using (var first = new ChildProcess(Args("devkill", broker.Port)))
+        {
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 20 || first.HasExited, TimeSpan.FromSeconds(60), "first results from the child");
+            Assert.False(first.HasExited, string.Join('\n', first.Output));
+            first.Signal("KILL");
+            Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
+        }
+        int beforeRestart = sub.Results.Count;
+        Assert.True(beforeRestart < images.Length, "the kill must land mid-run for this test to mean anything");
+
+        using (var second = new ChildProcess(Args("devkill", broker.Port)))
+        {
+            await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length || second.HasExited, TimeSpan.FromSeconds(90), "all results after the restart");
+            Assert.False(second.HasExited, string.Join('\n', second.Output));
+            await TestEnv.WaitUntil(() => Directory.GetFiles(inbox).Length == 0, TimeSpan.FromSeconds(30), "inbox to empty");
+            second.Signal("TERM");
+            Assert.True(second.WaitForExit(TimeSpan.FromSeconds(30)));
+            Assert.Equal(0, second.ExitCode);
+        }
+        // Every accepted image has exactly one result id; a result sent twice carried the same id.
+        var idsByImage = sub.Results.SelectMany(kv => kv.Value.Select(v => (Sha: v.GetProperty("image_sha256").GetString()!, Id: kv.Key)))
+            .GroupBy(x => x.Sha).ToDictionary(g => g.Key, g => g.Select(x => x.Id).Distinct().ToArray());
+        var expected = images.Select(f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f)))).ToHashSet();
+        Assert.Equal(expected, idsByImage.Keys.ToHashSet());
+        Assert.All(idsByImage.Values, ids => Assert.Single(ids));
+    }
+
+    [Fact]
+    public async Task Sd_notify_protocol_READY_WATCHDOG_STOPPING_on_a_datagram_socket()
+    {
+        string socketPath = Path.Combine(_root, "notify.sock");
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(socketPath));
+        var received = new List<string>();
+        var reader = Task.Run(() =>
+        {
+            var buffer = new byte[4096];
+            socket.ReceiveTimeout = 30_000;
+            while (true)
+            {
+                int n;
+                try { n = socket.Receive(buffer); } catch (SocketException) { return; }
+                string msg = Encoding.UTF8.GetString(buffer, 0, n);
+                lock (received) received.Add(msg);
+                if (msg.Contains("STOPPING=1")) return;
+            }
+        });
+        // No broker listens on this port: READY=1 must not wait for one.
+        int deadPort = TestEnv.FreeTcpPort();
+        using var child = new ChildProcess(Args("devnotify", deadPort), new Dictionary<string, string>
+        {
+            ["NOTIFY_SOCKET"] = socketPath,
+            ["WATCHDOG_USEC"] = "600000",
+        });
+        string[] Snapshot() { lock (received) return received.ToArray(); }
+        await TestEnv.WaitUntil(() => Snapshot().Count(m => m.Contains("WATCHDOG=1")) >= 2 || child.HasExited, TimeSpan.FromSeconds(30), "READY and two watchdog pings");
+        Assert.False(child.HasExited, string.Join('\n', child.Output));
+        child.Signal("TERM");
+        Assert.True(child.WaitForExit(TimeSpan.FromSeconds(30)));
+        await reader.WaitAsync(TimeSpan.FromSeconds(5));
+        string[] messages = Snapshot();
+        int ready = Array.FindIndex(messages, m => m.Split('\n').Contains("READY=1"));
+        int firstPing = Array.FindIndex(messages, m => m.Split('\n').Contains("WATCHDOG=1"));
+        int stopping = Array.FindIndex(messages, m => m.Split('\n').Contains("STOPPING=1"));
+        Assert.True(ready >= 0, string.Join(" | ", messages));
+        Assert.True(firstPing >= 0, string.Join(" | ", messages));
+        Assert.True(stopping > ready, string.Join(" | ", messages));
+        Assert.Equal(0, child.ExitCode);
+    }
+}
