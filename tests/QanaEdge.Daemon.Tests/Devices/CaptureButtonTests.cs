@@ -15,7 +15,6 @@ public sealed class CaptureButtonTests
         private readonly List<(int Pin, PinEventTypes Types, PinChangeEventHandler Handler)> _callbacks = [];
 
         protected override int PinCount => 32;
-        protected override int ConvertPinNumberToLogicalNumberingScheme(int pinNumber) => pinNumber;
         protected override void OpenPin(int pinNumber) => _pins[pinNumber] = (PinMode.Input, PinValue.High);
         protected override void ClosePin(int pinNumber) => _pins.Remove(pinNumber);
         protected override void SetPinMode(int pinNumber, PinMode mode)
