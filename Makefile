@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps restore build test run publish bench bench-daemon model clean
+.PHONY: deps restore build test run publish bench bench-daemon model splits clean
 
 ## deps: install the Debian packages the build, tests and daemon need (idempotent)
 deps:
@@ -56,6 +56,18 @@ bench: restore
 bench-daemon: restore
 	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64 -nologo -v q
 	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/linux-x64/qanad $(BENCH_ARGS)
+
+## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
+splits: restore
+	$(DOTNET) run --project src/QanaEdge.Cli -c $(CONFIG) -- split --images $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv --out firmware-models/splits
+
+## model: retrain the shipped model (firmware-models/qana-paper8-64.qana, its log and test report) from ../shared/data/ham10000
+MODEL_DATA ?= $(CURDIR)/../shared/data/ham10000
+MODEL_EPOCHS ?= 35
+model: restore
+	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
+	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- train --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
+	  --out firmware-models/qana-paper8-64.qana --epochs $(MODEL_EPOCHS) --patience $(MODEL_EPOCHS) --qat-epochs 1 --seed 1 --profile paper8 --input-size 64
 
 clean:
 	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults

@@ -17,9 +17,9 @@ public sealed class TrainCommand : IVerb
 {
     public Command Create(CliContext context)
     {
-        var data = new Option<string>("--data") { Description = "folder of the images (IMAGE_ID.jpg)", Required = true };
-        var labels = new Option<string>("--labels") { Description = "HAM10000 metadata CSV (image_id, lesion_id, dx)", Required = true };
-        var output = new Option<string>("--out") { Description = "package to write (.qana)", Required = true };
+        var data = new Option<string>("--data") { Description = "folder of the images (IMAGE_ID.jpg)" };
+        var labels = new Option<string>("--labels") { Description = "HAM10000 metadata CSV (image_id, lesion_id, dx)" };
+        var output = new Option<string>("--out") { Description = "package to write (.qana)" };
         var epochs = new Option<int>("--epochs") { Description = "float training epochs (cosine schedule length)", DefaultValueFactory = _ => 60 };
         var qatEpochs = new Option<int>("--qat-epochs") { Description = "quantization-aware fine-tuning epochs", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "seed of initialisation, sampling, augmentation and dropout", DefaultValueFactory = _ => 1 };
@@ -33,10 +33,11 @@ public sealed class TrainCommand : IVerb
         var noGhost = new Option<bool>("--no-ghost") { Description = "separable convolution instead of the Ghost module" };
         var noEca = new Option<bool>("--no-eca") { Description = "without the SA-ECA gates" };
         var noSe = new Option<bool>("--no-se") { Description = "without the squeeze-and-excitation gate" };
+        var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead,
         };
         command.SetAction(parse =>
         {
@@ -50,12 +51,22 @@ public sealed class TrainCommand : IVerb
             if (size < 16 || size > 128 || size % 8 != 0) throw new UsageException("--input-size must be a multiple of 8 in [16, 128]");
             int e = parse.GetValue(epochs), q = parse.GetValue(qatEpochs), b = parse.GetValue(batch);
             if (e < 1 || q < 0 || b < 2) throw new UsageException("--epochs must be >= 1, --qat-epochs >= 0, --batch-size >= 2");
-            string images = parse.GetRequiredValue(data), csv = parse.GetRequiredValue(labels);
+            Par.Threads = Math.Max(1, parse.GetValue(threads));
+            int steps = parse.GetValue(throughput);
+            if (steps > 0)
+            {
+                var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
+                context.Out.WriteLine(System.FormattableString.Invariant(
+                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2}}}"));
+                return Cli.Ok;
+            }
+            string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
+            string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
+            if (parse.GetValue(output) is null) throw new UsageException("--out is required");
             if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
             if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
             string? resumeFrom = parse.GetValue(resume);
             if (resumeFrom is not null && !File.Exists(resumeFrom)) throw new CommandFailedException($"checkpoint '{resumeFrom}' not found");
-            Par.Threads = Math.Max(1, parse.GetValue(threads));
             var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
             net = net with
             {
@@ -70,7 +81,7 @@ public sealed class TrainCommand : IVerb
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience),
             };
-            var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetRequiredValue(output), ResumeFloat = resumeFrom };
+            var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);
             try
             {

@@ -33,6 +33,7 @@ internal sealed partial class ConvOp
     private int[] _b32 = [];             // [K][Np]
     private int[] _biasP = [];           // [Np] (depthwise: bias − z·Σw)
     private long[] _multTiled = [];      // [Chunk][Cout]
+    private int[] _w16 = [];             // depthwise [taps][Np]: (ushort)w in the low half, 0 above (vpmaddwd as an exact 16×16 multiply)
     private bool _vectorRequant;
     private static readonly bool Wide = Avx512BW.IsSupported && Avx512F.IsSupported;
 
@@ -43,11 +44,14 @@ internal sealed partial class ConvOp
         get
         {
             int k = Kind == OpKind.DepthwiseConv2D ? 0 : Kind == OpKind.Conv2D ? Kh * Kw * Cin : Cin;
-            int kp = k + 66;
+            int kp = 4 * (k + 128);
             int np = (Cout + Group - 1) / Group * Group;
-            return (kp, kp / 2 + Chunk * Cout + np + 64);
+            int row = Kind == OpKind.DepthwiseConv2D ? Wout * Cout : 0;
+            return (kp, kp / 2 + Math.Max(Chunk * Cout, row) + np + 64);
         }
     }
+
+    public override int ScratchBytes => Kind == OpKind.DepthwiseConv2D ? Win * Cin + 64 : 0;
 
     /// <summary>Packs weights and aligns multipliers: the prepare half of the optimized kernels.</summary>
     public void PrepareOptimized()
@@ -58,6 +62,7 @@ internal sealed partial class ConvOp
         {
             int taps = Kh * Kw;
             _b32 = new int[taps * _np];
+            _w16 = new int[taps * _np];
             _biasP = new int[_np];
             for (int c = 0; c < Cout; c++)
             {
@@ -67,6 +72,7 @@ internal sealed partial class ConvOp
                     int w = W[t * Cout + c];
                     _b32[t * _np + c] = w;
                     sum += w;
+                    _w16[t * _np + c] = (ushort)(short)w;
                     bound[c] += Math.Abs(w) * 255L;
                 }
                 // Σ w·(x − z) = Σ w·x − z·Σw; with padding read as z the correction is the same at every position.
@@ -297,12 +303,31 @@ internal sealed partial class ConvOp
     private void Depthwise(ExecState s, ReadOnlySpan<sbyte> x, Span<sbyte> y)
     {
         var ints = Buffers.Ints;
-        Span<int> acc = ints.AsSpan(0, Chunk * Cout + _np);
-        int positions = Hout * Wout, c = Cout;
-        // Groups of 16 channels read 16 bytes; the last group of a pixel may read past the tensor into the
-        // arena's slack (zero weights discard those lanes).
+        int c = Cout;
         ref sbyte arena = ref MemoryMarshal.GetArrayDataReference(s.Arena);
         int xBase = s.Offset[InputIndices[0]];
+        if (Wide && Kh == 3 && Kw == 3)
+        {
+            // Row-at-a-time 3×3: nine weight vectors stay in registers, rows above/below the image read a row
+            // of zero points, and only the border columns test bounds.
+            var zpRow = Buffers.Bytes.AsSpan(0, Win * Cin + 64);
+            zpRow.Fill((sbyte)ZpIn);
+            Span<int> rowAcc = ints.AsSpan(0, Wout * c + _np);
+            for (int oy = 0; oy < Hout; oy++)
+            {
+                Dw3x3Row512(ref arena, xBase, zpRow, oy, rowAcc);
+                for (int p0 = 0; p0 < Wout; p0 += Chunk)
+                {
+                    int count = Math.Min(Chunk, Wout - p0);
+                    Flush(rowAcc.Slice(p0 * c), count, y.Slice((oy * Wout + p0) * c, count * c));
+                }
+            }
+            return;
+        }
+        Span<int> acc = ints.AsSpan(0, Chunk * Cout + _np);
+        int positions = Hout * Wout;
+        // Groups of 16 channels read 16 bytes; the last group of a pixel may read past the tensor into the
+        // arena's slack (zero weights discard those lanes).
         for (int p0 = 0; p0 < positions; p0 += Chunk)
         {
             int count = Math.Min(Chunk, positions - p0);
@@ -315,6 +340,74 @@ internal sealed partial class ConvOp
             }
             Flush(acc, count, y.Slice(p0 * c, count * c));
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Madd(ref sbyte p, int offset, Vector512<int> w) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512F.ConvertToVector512Int32(Vector128.LoadUnsafe(ref p, (nuint)offset)).AsInt16(), w.AsInt16());
+
+    /// <summary>
+    /// One output row of a 3×3 depthwise convolution into acc[ox·C + c]. Groups run from the last to the first so
+    /// that the last group's spill past C lands on the next pixel's first group, written afterwards.
+    /// </summary>
+    private void Dw3x3Row512(ref sbyte arena, int xBase, Span<sbyte> zpRow, int oy, Span<int> acc)
+    {
+        int c = Cout, win = Win, sw = Sw;
+        ref sbyte zr = ref MemoryMarshal.GetReference(zpRow);
+        int iy0 = oy * Sh - PadTop;
+        ref sbyte r0 = ref (uint)iy0 < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + iy0 * win * c) : ref zr;
+        ref sbyte r1 = ref (uint)(iy0 + 1) < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + (iy0 + 1) * win * c) : ref zr;
+        ref sbyte r2 = ref (uint)(iy0 + 2) < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + (iy0 + 2) * win * c) : ref zr;
+        ref int w = ref MemoryMarshal.GetArrayDataReference(_w16);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int ra = ref MemoryMarshal.GetReference(acc);
+        // Interior columns: every tap inside the row.
+        int first = Math.Max(0, (PadLeft + sw - 1) / sw);
+        int last = win - 3 + PadLeft < 0 ? -1 : Math.Min(Wout - 1, (win - 3 + PadLeft) / sw);     // ix0 + 2 ≤ win − 1 (floor division)
+        var zpv = Vector512.Create(ZpIn);
+        for (int g = (_np - Group); g >= 0; g -= Group)
+        {
+            var w0 = Vector512.LoadUnsafe(ref w, (nuint)(0 * _np + g)); var w1 = Vector512.LoadUnsafe(ref w, (nuint)(1 * _np + g));
+            var w2 = Vector512.LoadUnsafe(ref w, (nuint)(2 * _np + g)); var w3 = Vector512.LoadUnsafe(ref w, (nuint)(3 * _np + g));
+            var w4 = Vector512.LoadUnsafe(ref w, (nuint)(4 * _np + g)); var w5 = Vector512.LoadUnsafe(ref w, (nuint)(5 * _np + g));
+            var w6 = Vector512.LoadUnsafe(ref w, (nuint)(6 * _np + g)); var w7 = Vector512.LoadUnsafe(ref w, (nuint)(7 * _np + g));
+            var w8 = Vector512.LoadUnsafe(ref w, (nuint)(8 * _np + g));
+            var bias = Vector512.LoadUnsafe(ref rb, (nuint)g);
+            // Left border, interior, right border, in ascending ox: a spill past C always lands on a later write.
+            int leftEnd = Math.Min(first, Wout);
+            for (int ox = 0; ox < leftEnd; ox++) DwBorder(ref r0, ref r1, ref r2, ref w, bias, zpv, ox, g, ref ra);
+            for (int ox = first; ox <= last; ox++)
+            {
+                int o = (ox * sw - PadLeft) * c + g;
+                var a = bias
+                    + Madd(ref r0, o, w0) + Madd(ref r0, o + c, w1) + Madd(ref r0, o + 2 * c, w2)
+                    + Madd(ref r1, o, w3) + Madd(ref r1, o + c, w4) + Madd(ref r1, o + 2 * c, w5)
+                    + Madd(ref r2, o, w6) + Madd(ref r2, o + c, w7) + Madd(ref r2, o + 2 * c, w8);
+                a.StoreUnsafe(ref ra, (nuint)(ox * c + g));
+            }
+            for (int ox = Math.Max(last + 1, leftEnd); ox < Wout; ox++) DwBorder(ref r0, ref r1, ref r2, ref w, bias, zpv, ox, g, ref ra);
+        }
+    }
+
+    /// <summary>A border column: taps outside the row read the zero point (its product cancels in the folded bias).</summary>
+    private void DwBorder(ref sbyte r0, ref sbyte r1, ref sbyte r2, ref int w, Vector512<int> bias, Vector512<int> zpv, int ox, int g, ref int ra)
+    {
+        int c = Cout;
+        int ix0 = ox * Sw - PadLeft;
+        var a = bias;
+        for (int kx = 0; kx < 3; kx++)
+        {
+            int ix = ix0 + kx;
+            bool inside = (uint)ix < (uint)Win;
+            int o = ix * c + g;
+            var x0 = inside ? Avx512F.ConvertToVector512Int32(Vector128.LoadUnsafe(ref r0, (nuint)o)) : zpv;
+            var x1 = inside ? Avx512F.ConvertToVector512Int32(Vector128.LoadUnsafe(ref r1, (nuint)o)) : zpv;
+            var x2 = inside ? Avx512F.ConvertToVector512Int32(Vector128.LoadUnsafe(ref r2, (nuint)o)) : zpv;
+            a += Avx512BW.MultiplyAddAdjacent(x0.AsInt16(), Vector512.LoadUnsafe(ref w, (nuint)(kx * _np + g)).AsInt16())
+               + Avx512BW.MultiplyAddAdjacent(x1.AsInt16(), Vector512.LoadUnsafe(ref w, (nuint)((3 + kx) * _np + g)).AsInt16())
+               + Avx512BW.MultiplyAddAdjacent(x2.AsInt16(), Vector512.LoadUnsafe(ref w, (nuint)((6 + kx) * _np + g)).AsInt16());
+        }
+        a.StoreUnsafe(ref ra, (nuint)(ox * c + g));
     }
 
     private void Dw512(ref sbyte arena, int xBase, int oy, int ox, Span<int> dst)

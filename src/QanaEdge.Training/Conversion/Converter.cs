@@ -57,7 +57,7 @@ public static class Converter
             int output = Add(step.Output);
             int[] inputs = step.Inputs.Select(t => index[t]).ToArray();
             var (cmin, cmax) = step.Output.QuantClamp;
-            if (step.Kind == OpKind.Reshape) (cmin, cmax) = (sbyte.MinValue, sbyte.MaxValue);
+            if (step.Kind == OpKind.Reshape) (cmin, cmax) = step.Inputs[0].QuantClamp; // a view: the input's range
             Node node = step switch
             {
                 WeightedStep w => WeightedNode(w, inputs, output, cmin, cmax),

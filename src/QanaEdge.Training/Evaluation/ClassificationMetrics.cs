@@ -21,16 +21,18 @@ public sealed class ClassificationMetrics
     public int ClassCount { get; }
     public double Top1 { get; }
     public double MacroF1 { get; }
+    /// <summary>Mean precision over the classes macro-F1 averages (for the ablation table).</summary>
+    public double MacroPrecision { get; }
     public double BalancedAccuracy { get; }
     public double AucMacro { get; }
     public IReadOnlyList<ClassScores> PerClass { get; }
     /// <summary>Confusion[t, p] = number of cases of true class t predicted as p.</summary>
     public int[,] Confusion { get; }
 
-    private ClassificationMetrics(int n, int k, double top1, double macroF1, double bal, double auc,
+    private ClassificationMetrics(int n, int k, double top1, double macroF1, double macroPrecision, double bal, double auc,
         ClassScores[] perClass, int[,] confusion)
     {
-        N = n; ClassCount = k; Top1 = top1; MacroF1 = macroF1; BalancedAccuracy = bal; AucMacro = auc;
+        N = n; ClassCount = k; Top1 = top1; MacroF1 = macroF1; MacroPrecision = macroPrecision; BalancedAccuracy = bal; AucMacro = auc;
         PerClass = perClass; Confusion = confusion;
     }
 
@@ -69,7 +71,7 @@ public sealed class ClassificationMetrics
         }
 
         var per = new ClassScores[k];
-        double f1Sum = 0, recallSum = 0, aucSum = 0;
+        double f1Sum = 0, precisionSum = 0, recallSum = 0, aucSum = 0;
         int f1Classes = 0, recallClasses = 0, aucClasses = 0;
         var scores = new double[n];
         var positive = new bool[n];
@@ -83,12 +85,13 @@ public sealed class ClassificationMetrics
             for (int i = 0; i < n; i++) { scores[i] = probabilities[i][c]; positive[i] = truth[i] == c; }
             double auc = RocAuc.Compute(scores, positive);
             per[c] = new ClassScores(codes[c], precision, recall, f1, support, predicted, auc);
-            if (support > 0 || predicted > 0) { f1Sum += f1; f1Classes++; }
+            if (support > 0 || predicted > 0) { f1Sum += f1; precisionSum += precision; f1Classes++; }
             if (support > 0) { recallSum += recall; recallClasses++; }
             if (!double.IsNaN(auc)) { aucSum += auc; aucClasses++; }
         }
         return new ClassificationMetrics(n, k, (double)correct / n,
             f1Classes == 0 ? 0 : f1Sum / f1Classes,
+            f1Classes == 0 ? 0 : precisionSum / f1Classes,
             recallClasses == 0 ? 0 : recallSum / recallClasses,
             aucClasses == 0 ? double.NaN : aucSum / aucClasses,
             per, confusion);

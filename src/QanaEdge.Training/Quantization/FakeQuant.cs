@@ -36,8 +36,12 @@ public sealed class FakeQuant : Layer
     public bool Observe { get; set; }
     public float ObservedMin { get; private set; } = float.PositiveInfinity;
     public float ObservedMax { get; private set; } = float.NegativeInfinity;
-    /// <summary>Off: identity (float network with the same structure).</summary>
+    /// <summary>Off: identity (float network with the same structure), apart from the real clamp.</summary>
     public bool Enabled { get; set; } = true;
+    /// <summary>The producer's fused activation in real terms (ReLU6: [0, 6]); applied in observe and disabled
+    /// modes too, so that calibration sees the clamped values the integer graph produces.</summary>
+    public float ClampLo { get; set; } = float.NegativeInfinity;
+    public float ClampHi { get; set; } = float.PositiveInfinity;
     private Tensor _x = null!;
 
     public FakeQuant(string name) : base(name) { }
@@ -48,14 +52,17 @@ public sealed class FakeQuant : Layer
         Output.Reshape(x.N, x.H, x.W, x.C);
         Tape.Prepare(Output, tape.Training);
         int len = x.Length;
-        if (Observe)
+        if (Observe || !Enabled)
         {
-            float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
-            var xs = x.Data.AsSpan(0, len);
-            lo = System.Numerics.Tensors.TensorPrimitives.Min(xs); hi = System.Numerics.Tensors.TensorPrimitives.Max(xs);
-            ObservedMin = Math.Min(ObservedMin, lo); ObservedMax = Math.Max(ObservedMax, hi);
+            var ys = Output.Data.AsSpan(0, len);
+            System.Numerics.Tensors.TensorPrimitives.Max(x.Data.AsSpan(0, len), ClampLo, ys);
+            System.Numerics.Tensors.TensorPrimitives.Min(ys, ClampHi, ys);
+            if (Observe)
+            {
+                ObservedMin = Math.Min(ObservedMin, System.Numerics.Tensors.TensorPrimitives.Min(ys));
+                ObservedMax = Math.Max(ObservedMax, System.Numerics.Tensors.TensorPrimitives.Max(ys));
+            }
         }
-        if (Observe || !Enabled) x.Data.AsSpan(0, len).CopyTo(Output.Data);
         else
         {
             float s = Scale; int zp = ZeroPoint, lo = QMin, hi = QMax;
@@ -75,7 +82,7 @@ public sealed class FakeQuant : Layer
     {
         if (!_x.RequiresGrad) return;
         int len = Output.Length;
-        if (Observe || !Enabled) { Kernels.AddInPlace(_x.Grad.AsSpan(0, len), Output.Grad.AsSpan(0, len)); return; }
+        if (Observe || !Enabled) { Activation.MaskedAdd(_x.Grad.AsSpan(0, len), Output.Grad.AsSpan(0, len), _x.Data.AsSpan(0, len), ClampLo, ClampHi); return; }
         // Representable range [s(qmin − zp) − s/2, s(qmax − zp) + s/2]: inside it the rounding is treated as identity.
         float lo = Scale * (QMin - ZeroPoint - 0.5f), hi = Scale * (QMax - ZeroPoint + 0.5f);
         Activation.MaskedAdd(_x.Grad.AsSpan(0, len), Output.Grad.AsSpan(0, len), _x.Data.AsSpan(0, len), lo, hi);

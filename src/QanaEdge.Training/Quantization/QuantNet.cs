@@ -157,6 +157,7 @@ public sealed class SimpleStep : QStep
             Engine.Mul m => m.Forward(tape, Inputs[0].Value, Inputs[1].Value),
             GlobalAvgPool g => g.Forward(tape, Inputs[0].Value),
             Activation s => s.Forward(tape, Inputs[0].Value),
+            TableSigmoid t => t.Forward(tape, Inputs[0].Value),
             Flatten f => f.Forward(tape, Inputs[0].Value),
             _ => throw new InvalidOperationException(),
         };
@@ -198,6 +199,12 @@ public sealed class QuantNet : ITrainable
         foreach (var t in Tensors) if (t.Fq is not null) { t.Fq.Observe = observe; if (observe) t.Fq.ResetObserved(); }
     }
 
+    /// <summary>Fake quantization on or off everywhere (off: the BN-folded float network, for checks).</summary>
+    public void SetEnabled(bool enabled)
+    {
+        foreach (var t in Tensors) if (t.Fq is not null) t.Fq.Enabled = enabled;
+    }
+
     /// <summary>Fixes every tensor's grid: a priori bounds where known, else the observed range.</summary>
     public void FreezeGrids()
     {
@@ -212,8 +219,15 @@ public sealed class QuantNet : ITrainable
             var (qmin, qmax) = t.QuantClamp;
             t.Fq.Scale = (float)t.Grid.Scale; t.Fq.ZeroPoint = t.Grid.ZeroPoint; t.Fq.QMin = qmin; t.Fq.QMax = qmax;
         }
-        // A reshape is a view: its output keeps the input's grid.
+        // A reshape is a view: its output keeps the input's grid. Sigmoids become their integer tables.
         foreach (var s in Steps)
+        {
             if (s.Kind == OpKind.Reshape) s.Output.Grid = s.Inputs[0].Grid;
+            if (s is SimpleStep { Op: TableSigmoid t })
+            {
+                var (qmin, qmax) = s.Output.QuantClamp;
+                t.SetTable(s.Inputs[0].Grid, Conversion.Converter.SigmoidTable(s.Inputs[0].Grid, s.Output.Grid, qmin, qmax), s.Output.Grid);
+            }
+        }
     }
 }

@@ -40,7 +40,7 @@ public static class QuantNetBuilder
             {
                 var e1 = b.Weighted(blk.Name + ".eca.dw", OpKind.DepthwiseConv2D, blk.EcaDw, null, 0, 0, c, null);
                 var e2 = b.Weighted(blk.Name + ".eca.pw", OpKind.PointwiseConv2D, blk.EcaPw!, null, 0, 0, e1, null);
-                var sg = b.Simple(blk.Name + ".eca.sigmoid", OpKind.Sigmoid, new Activation(blk.Name + ".eca.sigmoid", ActivationKind.Sigmoid), [e2], bounds: (0, 1));
+                var sg = b.Simple(blk.Name + ".eca.sigmoid", OpKind.Sigmoid, new TableSigmoid(blk.Name + ".eca.sigmoid"), [e2], bounds: (0, 1));
                 y = b.Simple(blk.Name + ".eca.gate", OpKind.Mul, new Engine.Mul(blk.Name + ".eca.gate"), [c, sg], bounds: (0, 6));
             }
             // A 1×1 stride-s convolution: Conv2D (the engine's pointwise kernel keeps height and width).
@@ -54,7 +54,7 @@ public static class QuantNetBuilder
             var gap = b.Simple("se.gap", OpKind.GlobalAvgPool, new GlobalAvgPool("se.gap"), [x], bounds: (0, 6));
             var f1 = b.Weighted("se.fc1", OpKind.Dense, se.Fc1, null, 0, 0, gap, (0, double.PositiveInfinity));
             var f2 = b.Weighted("se.fc2", OpKind.Dense, se.Fc2, null, 0, 0, f1, null);
-            var sg = b.Simple("se.sigmoid", OpKind.Sigmoid, new Activation("se.sigmoid", ActivationKind.Sigmoid), [f2], bounds: (0, 1));
+            var sg = b.Simple("se.sigmoid", OpKind.Sigmoid, new TableSigmoid("se.sigmoid"), [f2], bounds: (0, 1));
             x = b.Simple("se.gate", OpKind.Mul, new Engine.Mul("se.gate"), [x, sg], bounds: (0, 6));
         }
         var flat = b.Simple("flatten", OpKind.Reshape, new Flatten("flatten"), [x], bounds: null, quantize: false);
@@ -118,7 +118,11 @@ public static class QuantNetBuilder
             {
                 Name = name, Clamp = clamp, FirstLayer = firstLayer,
                 Bounds = clamp is { } c2 && !double.IsPositiveInfinity(c2.Hi) ? c2 : null,
-                Fq = new FakeQuant(name + ".fq"),
+                Fq = new FakeQuant(name + ".fq")
+                {
+                    ClampLo = clamp is { } clo ? (float)clo.Lo : float.NegativeInfinity,
+                    ClampHi = clamp is { } chi ? (float)chi.Hi : float.PositiveInfinity,
+                },
             };
             string kernel = kind switch
             {

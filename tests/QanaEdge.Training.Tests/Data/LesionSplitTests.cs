@@ -78,4 +78,21 @@ public class LesionSplitTests
         }
         finally { dir.Delete(true); }
     }
+
+    [Fact]
+    public void Shipped_split_files_are_the_default_split()
+    {
+        // firmware-models/splits/ is what `make splits` writes; it must not drift from the code.
+        string? repo = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && repo is null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "QanaEdge.sln"))) repo = d.FullName;
+        Assert.NotNull(repo);
+        var split = LesionSplit.Create(All);
+        var parts = new[] { ("train.csv", split.Train), ("val.csv", split.Validation), ("test.csv", split.Test) };
+        foreach (var (file, rows) in parts)
+        {
+            var shipped = Ham10000Index.Load(Ham10000Location.Images, Path.Combine(repo!, "firmware-models", "splits", file));
+            Assert.Equal(rows, shipped);
+        }
+    }
 }

@@ -81,6 +81,7 @@ public class ClassificationMetricsTests
         Assert.Equal(0.5, m.PerClass[1].F1, 12);
         Assert.Equal(2.0 / 3, m.PerClass[2].F1, 12);
         Assert.Equal((0.8 + 0.5 + 2.0 / 3) / 3, m.MacroF1, 12);
+        Assert.Equal((1.0 + 0.5 + 0.5) / 3, m.MacroPrecision, 12);
         Assert.Equal((2.0 / 3 + 0.5 + 1.0) / 3, m.BalancedAccuracy, 12);
         Assert.Equal(new[] { 3, 2, 1 }, m.PerClass.Select(c => c.Support));
         // AUC class 0: positives {0.7,0.5,0.3} vs negatives {0.2,0.1,0.1}: all 9 pairs ordered -> 1.
