@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps restore build test run publish bench model splits clean
+.PHONY: deps restore build test run publish bench bench-daemon model splits clean
 
 ## deps: install the Debian packages the build, tests and daemon need (idempotent)
 deps:
@@ -31,9 +31,17 @@ test: restore
 	bash .ci/test-summary $(CONFIG)
 
 ## run: the daemon on embedded defaults (inbox ./inbox, state ./state, embedded broker, default model)
+QANA_DEVICE ?= qana-dev
+QANA_PORT ?= 1883
 run: restore
 	$(DOTNET) build src/QanaEdge.Daemon -c $(CONFIG) --no-restore -v q -nologo
-	$(DOTNET) run --project src/QanaEdge.Daemon -c $(CONFIG) --no-build -- --Qana:Inbox=$(CURDIR)/inbox --Qana:StateDir=$(CURDIR)/state
+	@mkdir -p $(CURDIR)/inbox
+	@echo "qanad: drop images (JPEG/PNG) into $(CURDIR)/inbox (write elsewhere or under a .tmp name, then move/rename in)"
+	@echo "qanad: watch results:  mosquitto_sub -h 127.0.0.1 -p $(QANA_PORT) -t 'qana/$(QANA_DEVICE)/#' -v"
+	@echo "qanad: state (LiteDB, done/, quarantine/) in $(CURDIR)/state; Ctrl-C stops"
+	@# A broker already listening on the port (e.g. Debian's mosquitto service) is used; otherwise qanad embeds one.
+	@broker=""; if (exec 3<>/dev/tcp/127.0.0.1/$(QANA_PORT)) 2>/dev/null; then broker="--Qana:Mqtt:Host=127.0.0.1"; echo "qanad: using the broker already on 127.0.0.1:$(QANA_PORT)"; fi; \
+	exec $(DOTNET) run --project src/QanaEdge.Daemon -c $(CONFIG) --no-build -- --Qana:Inbox=$(CURDIR)/inbox --Qana:StateDir=$(CURDIR)/state --Qana:DeviceId=$(QANA_DEVICE) --Qana:Mqtt:Port=$(QANA_PORT) $$broker
 
 ## publish: Native-AOT binaries qana and qanad in out/linux-x64 (and out/linux-arm64 where a cross toolchain exists)
 publish: restore
@@ -43,6 +51,11 @@ publish: restore
 ## bench: BenchmarkDotNet suite for kernels and the whole graph
 bench: restore
 	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
+
+## bench-daemon: qanad (Native AOT) against mosquitto on real images: images/s, file-landed -> result latency at 50/s, RSS
+bench-daemon: restore
+	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64 -nologo -v q
+	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/linux-x64/qanad $(BENCH_ARGS)
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
 splits: restore

@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
 
 namespace QanaEdge.Daemon.Tests;
 
@@ -29,7 +31,7 @@ public sealed class EndToEndTests : IDisposable
         await daemon.StartAsync();
         foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
 
-        await TestEnv.WaitUntil(() => sub.Results.Count >= 200, TimeSpan.FromSeconds(90), "200 results");
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 200, TimeSpan.FromSeconds(240), "200 results");
         var expected = images.Select(Sha).ToHashSet();
         var got = sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet();
         Assert.Equal(expected, got);
@@ -119,7 +121,12 @@ public sealed class EndToEndTests : IDisposable
     {
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devf/#");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devf");
+        string trust = Path.Combine(_root, "trust");
+        Directory.CreateDirectory(trust);
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
+        using var stranger = SigningKey.Generate(SignerRole.Vendor);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devf", null, $"--Qana:TrustDir={trust}");
         await daemon.StartAsync();
         string image = TestEnv.RealImages(1, skip: 401)[0];
         TestEnv.Drop(image, daemon.Inbox, "a.jpg");
@@ -132,13 +139,20 @@ public sealed class EndToEndTests : IDisposable
 
         await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","clinician":"dr-a"}"""));
         await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes("""{"result_id":"x","label":"cancer"}"""));
+        byte[] package = PackageWriter.ToBytes(TestGraphs.QanaShaped(8));
         await sub.PublishAsync("qana/fleet/updates", Encoding.UTF8.GetBytes("not a package"));
-        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() >= 1 && daemon.Store.UpdateLog().Count >= 1, TimeSpan.FromSeconds(10), "feedback and update log");
+        await sub.PublishAsync("qana/devf/updates", PackageSigner.Sign(package, stranger));
+        await sub.PublishAsync("qana/devf/updates", PackageSigner.Sign(package, vendor));
+        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() >= 1 && daemon.Store.UpdateLog().Count >= 3, TimeSpan.FromSeconds(10), "feedback and update log");
         await Task.Delay(200);
         // The malformed label was refused, the valid one stored against the known result.
         Assert.Equal(1, daemon.Store!.FeedbackCount());
-        var update = Assert.Single(daemon.Store.UpdateLog());
-        Assert.Equal("refused", update.Outcome);
-        Assert.StartsWith("not a valid package", update.Reason);
+        var updates = daemon.Store.UpdateLog();
+        Assert.Equal(3, updates.Count);
+        Assert.Equal("refused", updates[0].Outcome);
+        Assert.Equal("refused", updates[1].Outcome);
+        Assert.Contains("trust", updates[1].Reason, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal("verified-not-applied", updates[2].Outcome);
+        Assert.True(File.Exists(Path.Combine(daemon.StateDir, "updates", updates[2].Sha256 + ".qana")));
     }
 }

@@ -1,4 +1,5 @@
 using QanaEdge.Model.Packaging;
+using QanaEdge.Imaging;
 using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
@@ -15,12 +16,12 @@ public static class ClassifierFactory
             reason = $"{choice.Reason}, but this build has no Akida engine binding: managed integer engine";
         }
         // Build one engine up front so a package the engine cannot run fails at start, before READY=1.
-        try { IntegerEngine.Create(package).Dispose(); }
+        try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package)).Dispose(); }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
         {
             throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) cannot run on the managed engine: {e.Message}", e);
         }
         return new PackageClassifierProvider(package, path, $"managed IntegerEngine ({KernelMode.Optimized})", reason,
-            p => new ManagedImageClassifier(p, IntegerEngine.Create(p)));
+            p => new LesionImageClassifier(p, LesionClassifier.CreateEngine(p)));
     }
 }

@@ -40,6 +40,9 @@ public sealed class QanaOptions
     /// <summary>Default: StateDir/quarantine. Rejected files go here with a .reason file beside them.</summary>
     public string? QuarantineDir { get; set; }
 
+    /// <summary>Folder of trusted public keys (*.pub) that update packages must be signed by.</summary>
+    public string TrustDir { get; set; } = "/etc/qanad/trust";
+
     /// <summary>Full inbox rescan period, so a missed file-system event never loses a capture.</summary>
     [Range(0.05, 3600)] public double RescanSeconds { get; set; } = 2;
 

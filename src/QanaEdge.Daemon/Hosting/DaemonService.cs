@@ -71,7 +71,7 @@ public sealed class DaemonService(
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
-        var inbound = new InboundHandler(topics, _store, () => _camera, loggers.CreateLogger<InboundHandler>());
+        var inbound = new InboundHandler(topics, _store, () => _camera, options.TrustDir, Path.Combine(options.StateDir, "updates"), loggers.CreateLogger<InboundHandler>());
         _link.MessageReceived += inbound.Handle;
         _link.Start(Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason, provider.ModelId, provider.ModelVersion, version));
         _pipeline.Start();

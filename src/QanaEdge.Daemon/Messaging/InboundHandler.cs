@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Storage;
+using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Messaging;
 
@@ -9,7 +10,7 @@ namespace QanaEdge.Daemon.Messaging;
 /// Messages the daemon subscribes to: clinician feedback (validated and stored), update packages (checked and
 /// refused with a reason: see <see cref="CheckUpdate"/>), and camera capture commands.
 /// </summary>
-public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ILogger<InboundHandler> log)
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, string trustDir, string updatesDir, ILogger<InboundHandler> log)
 {
     public void Handle(string topic, byte[] payload)
     {
@@ -38,27 +39,36 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
     private void HandleUpdate(string topic, byte[] payload)
     {
         string sha = Convert.ToHexStringLower(SHA256.HashData(payload));
-        string reason = CheckUpdate(payload);
-        store.LogUpdate(topic, sha, payload.Length, "refused", reason);
-        log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) refused: {Reason}", topic, payload.Length, sha, reason);
+        var (outcome, reason) = CheckUpdate(payload, trustDir, updatesDir, sha);
+        store.LogUpdate(topic, sha, payload.Length, outcome, reason);
+        if (outcome == "refused")
+            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) refused: {Reason}", topic, payload.Length, sha, reason);
+        else
+            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
     }
 
     /// <summary>
-    /// Why an update is not applied. Packages are parsed with the model reader so a malformed one is named as such;
-    /// signature verification against the device's trusted keys is not part of this build yet, and an unverified
-    /// package is never applied.
+    /// Verifies an update with the model's PackageVerifier against the trusted keys in <paramref name="trustDir"/>:
+    /// it must load, be signed by a trusted key, match its signature, and the signer's role must be allowed to sign
+    /// its kind. A refused package gets the verifier's one-line reason. A verified package is kept in
+    /// <paramref name="updatesDir"/> but not applied: hot-swapping the model or readout is not part of this build.
     /// </summary>
-    public static string CheckUpdate(byte[] payload)
+    public static (string Outcome, string Reason) CheckUpdate(byte[] payload, string trustDir, string updatesDir, string sha)
     {
-        if (payload.Length == 0) return "empty message";
+        if (payload.Length == 0) return ("refused", "empty message");
+        TrustStore trust;
+        try { trust = TrustStore.Load(trustDir); }
+        catch (KeyFileException e) { return ("refused", $"no usable trust store ({e.Message})"); }
+        catch (IOException e) { return ("refused", $"no usable trust store ({e.Message})"); }
+        VerificationResult result = PackageVerifier.Verify(payload, trust);
+        if (!result.IsValid) return ("refused", $"{result.Status}: {result.Reason}");
         try
         {
-            QanaEdge.Model.Packaging.PackageReader.Load(payload);
+            Directory.CreateDirectory(updatesDir);
+            string path = Path.Combine(updatesDir, sha + ".qana");
+            File.WriteAllBytes(path, payload);
+            return ("verified-not-applied", $"signature valid ({result.Reason}); stored as {path}; applying updates on the device is not part of this build");
         }
-        catch (QanaEdge.Model.Packaging.PackageFormatException e)
-        {
-            return "not a valid package: " + e.Message;
-        }
-        return "signature verification is not available in this build; unverified packages are not applied";
+        catch (IOException e) { return ("verified-not-applied", $"signature valid but not stored: {e.Message}"); }
     }
 }

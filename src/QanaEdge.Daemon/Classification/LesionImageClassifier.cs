@@ -1,0 +1,24 @@
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.Daemon.Classification;
+
+/// <summary>
+/// Imaging's LesionClassifier (decode and integrity checks, Grad-CAM saliency crop, tiling fallback, referral) on an
+/// engine of its own. One instance per worker thread: neither the engine nor the classifier is thread-safe.
+/// </summary>
+public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine) : IImageClassifier
+{
+    private readonly LesionClassifier _classifier = new(package, engine);
+
+    public Classification Classify(ReadOnlySpan<byte> fileBytes)
+    {
+        LesionResult r;
+        try { r = _classifier.Classify(fileBytes); }
+        catch (ImageRejectedException e) { throw new CaptureRejectedException(e.Reason.ToString(), e.Message, e); }
+        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs);
+    }
+
+    public void Dispose() => engine.Dispose();
+}

@@ -1,0 +1,148 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
+
+// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000]
+// QANAD is the daemon to measure: the Native-AOT binary (out/linux-x64/qanad) or qanad.dll (run with dotnet).
+// 1. Throughput: `burst` distinct images dropped at once (temp name, then rename); images/s = burst / (last result − first drop).
+// 2. Latency: images dropped at `rate` per second for `seconds`; per image, rename → result received by a subscriber on
+//    the same broker (the daemon's PUBACK precedes the broker's forward, so this bounds file-landed → PUBACK from above).
+// 3. RSS: the daemon's VmHWM (peak resident set) and VmRSS at the end, from /proc.
+if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N]"); return 2; }
+string qanad = Path.GetFullPath(args[0]);
+string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+int rate = int.Parse(Arg("--rate", "50"), CultureInfo.InvariantCulture);
+int seconds = int.Parse(Arg("--seconds", "20"), CultureInfo.InvariantCulture);
+int burst = int.Parse(Arg("--burst", "1000"), CultureInfo.InvariantCulture);
+string? model = Arg("--model", "");
+string modelNote;
+if (string.IsNullOrEmpty(model))
+{
+    model = Path.Combine(TestEnv.TempDir("bench-model"), "qana-shaped-7.qana");
+    PackageWriter.Save(TestGraphs.QanaShaped(7), model);
+    modelNote = "TestGraphs.QanaShaped(7) (QANA-shaped, random weights, manifest τ = 0.5)";
+}
+else modelNote = Path.GetFileName(model);
+
+using var broker = new MosquittoBroker();
+string root = TestEnv.TempDir("bench");
+string inbox = Path.Combine(root, "inbox");
+Directory.CreateDirectory(inbox);
+var received = new ConcurrentDictionary<string, long>();
+var client = new MqttClientFactory().CreateMqttClient();
+client.ApplicationMessageReceivedAsync += e =>
+{
+    long now = Stopwatch.GetTimestamp();
+    using var doc = JsonDocument.Parse(e.ApplicationMessage.Payload.ToArray());
+    received.TryAdd(doc.RootElement.GetProperty("image_sha256").GetString()!, now);
+    return Task.CompletedTask;
+};
+await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", broker.Port).WithProtocolVersion(MqttProtocolVersion.V500).Build());
+await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("qana/bench/results", MqttQualityOfServiceLevel.AtLeastOnce).Build());
+
+var psi = qanad.EndsWith(".dll", StringComparison.Ordinal) ? new ProcessStartInfo("dotnet", ["exec", qanad]) : new ProcessStartInfo(qanad);
+foreach (string a in new[] { $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(root, "state")}", "--Qana:DeviceId=bench",
+    "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", $"--Qana:Model={model}", "--Qana:Done=Delete", "--Qana:RescanSeconds=5" })
+    psi.ArgumentList.Add(a);
+psi.RedirectStandardOutput = true;
+psi.RedirectStandardError = true;
+psi.Environment["Serilog__MinimumLevel"] = "Warning";
+using var daemon = Process.Start(psi)!;
+daemon.OutputDataReceived += (_, _) => { };
+daemon.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
+daemon.BeginOutputReadLine();
+daemon.BeginErrorReadLine();
+
+string[] all = Directory.GetFiles(TestEnv.ImagesDir, "ISIC_*.jpg").Order(StringComparer.Ordinal).ToArray();
+int latencyCount = rate * seconds;
+if (all.Length < burst + latencyCount + 20) { Console.Error.WriteLine($"need {burst + latencyCount + 20} images, have {all.Length}"); return 1; }
+// Pre-read the images so the dropper measures the daemon, not our disk reads.
+byte[][] Load(IEnumerable<string> files) => files.Select(File.ReadAllBytes).ToArray();
+string Sha(byte[] b) => Convert.ToHexStringLower(SHA256.HashData(b));
+void Drop(byte[] bytes, string name)
+{
+    string tmp = Path.Combine(inbox, "." + name + ".tmp");
+    File.WriteAllBytes(tmp, bytes);
+    File.Move(tmp, Path.Combine(inbox, name));
+}
+async Task WaitFor(ICollection<string> shas, TimeSpan timeout)
+{
+    var sw = Stopwatch.StartNew();
+    while (shas.Any(s => !received.ContainsKey(s)))
+    {
+        if (sw.Elapsed > timeout) throw new TimeoutException($"{shas.Count(s => !received.ContainsKey(s))} results missing after {timeout}");
+        await Task.Delay(10);
+    }
+}
+
+// Warm-up: 20 images, not measured (JIT for the non-AOT build, page cache, engine buffers).
+var warm = Load(all.Take(20));
+for (int i = 0; i < warm.Length; i++) Drop(warm[i], $"warm{i}.jpg");
+await WaitFor(warm.Select(Sha).ToArray(), TimeSpan.FromSeconds(120));
+
+// 1. Throughput.
+var burstBytes = Load(all.Skip(20).Take(burst));
+var burstSha = burstBytes.Select(Sha).ToArray();
+long t0 = Stopwatch.GetTimestamp();
+for (int i = 0; i < burstBytes.Length; i++) Drop(burstBytes[i], $"b{i}.jpg");
+await WaitFor(burstSha, TimeSpan.FromSeconds(600));
+double burstSeconds = Stopwatch.GetElapsedTime(t0, burstSha.Max(s => received[s])).TotalSeconds;
+double imagesPerSecond = burst / burstSeconds;
+
+// 2. Latency at a fixed offered rate.
+var latBytes = Load(all.Skip(20 + burst).Take(latencyCount));
+var latSha = latBytes.Select(Sha).ToArray();
+var dropped = new long[latencyCount];
+long start = Stopwatch.GetTimestamp();
+double period = Stopwatch.Frequency / (double)rate;
+for (int i = 0; i < latencyCount; i++)
+{
+    long due = start + (long)(i * period);
+    while (Stopwatch.GetTimestamp() < due)
+    {
+        double waitMs = (due - Stopwatch.GetTimestamp()) * 1000.0 / Stopwatch.Frequency;
+        if (waitMs > 2) Thread.Sleep((int)(waitMs - 1)); else Thread.SpinWait(50);
+    }
+    Drop(latBytes[i], $"l{i}.jpg");
+    dropped[i] = Stopwatch.GetTimestamp();
+}
+await WaitFor(latSha, TimeSpan.FromSeconds(600));
+double[] lat = latSha.Select((s, i) => Stopwatch.GetElapsedTime(dropped[i], received[s]).TotalMilliseconds).Order().ToArray();
+double P(double q) => lat[Math.Min(lat.Length - 1, (int)Math.Ceiling(q * lat.Length) - 1)];
+
+// 3. Memory.
+string status = File.ReadAllText($"/proc/{daemon.Id}/status");
+double Kb(string key) => double.Parse(status.Split('\n').First(l => l.StartsWith(key, StringComparison.Ordinal)).Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+double hwmMb = Kb("VmHWM") / 1024, rssMb = Kb("VmRSS") / 1024;
+
+Process.Start("kill", ["-TERM", daemon.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+daemon.WaitForExit(30_000);
+await client.DisconnectAsync();
+
+var result = new Dictionary<string, object>
+{
+    ["daemon"] = Path.GetFileName(qanad), ["model"] = modelNote, ["cores"] = Environment.ProcessorCount,
+    ["burst_images"] = burst, ["images_per_s"] = Math.Round(imagesPerSecond, 1),
+    ["offered_rate_per_s"] = rate, ["latency_images"] = latencyCount,
+    ["latency_ms_p50"] = Math.Round(P(0.50), 2), ["latency_ms_p99"] = Math.Round(P(0.99), 2), ["latency_ms_max"] = Math.Round(lat[^1], 2),
+    ["rss_peak_mb"] = Math.Round(hwmMb, 1), ["rss_end_mb"] = Math.Round(rssMb, 1),
+    ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
+};
+Console.WriteLine(JsonSerializer.Serialize(result, BenchJson.Default.DictionaryStringObject));
+try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+return 0;
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, object>))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(double))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(int))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class BenchJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,44 @@
+SUMMARY = "QanaEdge skin-lesion classifier daemon (qanad) and CLI (qana)"
+DESCRIPTION = "Installs the Native-AOT binaries built by 'make publish', the systemd unit, \
+the default configuration and the default model package."
+LICENSE = "CLOSED"
+
+# The binaries are built outside BitBake (dotnet publish -r linux-arm64 / linux-x64 with Native AOT); point
+# QANA_OUT at out/linux-<arch> and QANA_MODELS at firmware-models/ of a checkout.
+QANA_OUT ?= "${TOPDIR}/../qanaedge/out/linux-${@'arm64' if d.getVar('TARGET_ARCH') == 'aarch64' else 'x64'}"
+QANA_MODELS ?= "${TOPDIR}/../qanaedge/firmware-models"
+
+SRC_URI = "file://qanad.service file://appsettings.json"
+S = "${WORKDIR}"
+
+inherit systemd useradd
+
+SYSTEMD_SERVICE:${PN} = "qanad.service"
+SYSTEMD_AUTO_ENABLE = "enable"
+USERADD_PACKAGES = "${PN}"
+GROUPADD_PARAM:${PN} = "--system qanad"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /var/lib/qanad --shell /sbin/nologin -g qanad -G video qanad"
+
+# Native AOT output is already stripped of nothing BitBake knows how to debug-split; keep it as built.
+INHIBIT_PACKAGE_STRIP = "1"
+INHIBIT_PACKAGE_DEBUG_SPLIT = "1"
+INSANE_SKIP:${PN} += "already-stripped ldflags"
+RDEPENDS:${PN} += "zlib libstdc++"
+
+do_install() {
+    install -d ${D}${bindir} ${D}${systemd_system_unitdir} ${D}${sysconfdir}/qanad/trust ${D}${datadir}/qanad/firmware-models
+    install -m 0755 ${QANA_OUT}/qanad ${D}${bindir}/qanad
+    if [ -f ${QANA_OUT}/qana ]; then install -m 0755 ${QANA_OUT}/qana ${D}${bindir}/qana; fi
+    install -m 0644 ${WORKDIR}/qanad.service ${D}${systemd_system_unitdir}/qanad.service
+    install -m 0640 ${WORKDIR}/appsettings.json ${D}${sysconfdir}/qanad/appsettings.json
+    # The default model: the package named by firmware-models/DEFAULT (or the single *.qana), installed as default.qana.
+    if [ -f ${QANA_MODELS}/DEFAULT ]; then
+        model="${QANA_MODELS}/$(head -n1 ${QANA_MODELS}/DEFAULT)"
+    else
+        model="$(ls ${QANA_MODELS}/*.qana | head -n1)"
+    fi
+    install -m 0644 "$model" ${D}${datadir}/qanad/firmware-models/default.qana
+}
+
+FILES:${PN} += "${systemd_system_unitdir}/qanad.service ${sysconfdir}/qanad ${datadir}/qanad"
+CONFFILES:${PN} = "${sysconfdir}/qanad/appsettings.json"
