@@ -195,6 +195,14 @@ public class ValidationTests
     [Fact] public void InputShape() => RefusedEdit(j => j["manifest"]!["input"]!["height"] = 64, "differs from the input tensor");
     [Fact] public void ColorGains() => RefusedEdit(j => j["manifest"]!["input"]!["colorGains"] = new JsonArray(1, 1), "colorGains");
     [Fact] public void Crop() => RefusedEdit(j => j["manifest"]!["input"]!["crop"] = "random", "input.crop");
+
+    [Fact]
+    public void AnAbsentCropMeansCentre()
+    {
+        // Packages written before the field existed carry no crop: they were all trained on centred crops.
+        var package = PackageReader.Load(PackageBytes.EditJson(Valid, j => j["manifest"]!["input"]!.AsObject().Remove("crop")));
+        Assert.Equal(InputCrop.Centre, package.Manifest.Input.Crop);
+    }
     [Fact] public void CalibrationThresholds() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5), "one per class");
     [Fact] public void CalibrationThresholdPositive() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5, 5, 5, 5, 5, -5), "must be positive");
     [Fact] public void CalibrationBeta() => RefusedEdit(j => j["manifest"]!["calibration"]!["beta"] = 0, "beta");

@@ -42,8 +42,11 @@ public sealed class InputSpec
     public float[] ColorGains { get; init; } = [1f, 1f, 1f];
     /// <summary>How the view was cut when the network was trained, and so how the device must cut it:
     /// <see cref="InputCrop.Centre"/> (centred square) or <see cref="InputCrop.Saliency"/> (Grad-CAM crop with
-    /// centred fallback). A network sees in the field only the framing it learned from.</summary>
-    public string Crop { get; init; } = InputCrop.Centre;
+    /// centred fallback). A network sees in the field only the framing it learned from.
+    /// An absent field (packages written before it existed) means centre; the source-generated reader hands
+    /// absent init-only properties over as empty, so the empty value is normalised here.</summary>
+    public string Crop { get => _crop; init => _crop = string.IsNullOrEmpty(value) ? InputCrop.Centre : value; }
+    private readonly string _crop = InputCrop.Centre;
 }
 
 /// <summary>Values of <see cref="InputSpec.Crop"/>.</summary>
