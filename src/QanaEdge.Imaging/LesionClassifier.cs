@@ -10,8 +10,9 @@ public sealed record ClassifierOptions
 {
     public static ClassifierOptions Default { get; } = new();
 
-    /// <summary>Choose the crop by Grad-CAM (needs an <see cref="IntegerEngine"/>); off means the centred square crop.</summary>
-    public bool Saliency { get; init; } = true;
+    /// <summary>Choose the crop by Grad-CAM (needs an <see cref="IntegerEngine"/>); off means the centred square crop.
+    /// Null (the default) follows the package's <see cref="InputSpec.Crop"/>: the framing the network was trained on.</summary>
+    public bool? Saliency { get; init; }
     /// <summary>Average with four overlapping tiles when the top probability is under the manifest's τ.</summary>
     public bool Tiling { get; init; } = true;
     public DecodeLimits Limits { get; init; } = DecodeLimits.Default;
@@ -59,6 +60,7 @@ public sealed class LesionClassifier
     private readonly ModelPackage _package;
     private readonly InferencePipeline _pipeline;
     private readonly ClassifierOptions _options;
+    private readonly bool _saliency;
     private readonly string[] _classes;
     private readonly int[] _malignant;
     private readonly Node? _readout;
@@ -71,6 +73,7 @@ public sealed class LesionClassifier
         _package = package;
         _pipeline = new InferencePipeline(package, engine);
         _options = options ?? ClassifierOptions.Default;
+        _saliency = _options.Saliency ?? package.Manifest.Input.Crop == InputCrop.Saliency;
         _classes = package.Manifest.Classes;
         _logitsSpec = package.Graph.Tensors[package.Graph.LogitsTensor];
         if (_classes.Length != _logitsSpec.Length)
@@ -114,7 +117,7 @@ public sealed class LesionClassifier
 
         // 1. The view: the saliency crop chosen on the centred view, or the centred view itself.
         CropDecision decision;
-        if (_options.Saliency)
+        if (_saliency)
         {
             decision = _pipeline.ChooseCrop(image);
             // The centred run is already in the engine; only a different crop needs its own run.

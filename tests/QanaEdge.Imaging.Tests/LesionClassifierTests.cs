@@ -10,7 +10,7 @@ public class LesionClassifierTests
     private static readonly ModelPackage Qana = TestGraphs.QanaShaped(7);
 
     /// <summary>The same package with other calibration figures (and optionally colour gains).</summary>
-    private static ModelPackage With(ModelPackage p, double tau, double referral, double flatCv = 0.15, float[]? gains = null)
+    private static ModelPackage With(ModelPackage p, double tau, double referral, double flatCv = 0.15, float[]? gains = null, string? crop = null)
     {
         ModelManifest m = p.Manifest;
         return new ModelPackage
@@ -19,7 +19,7 @@ public class LesionClassifierTests
             Manifest = new ModelManifest
             {
                 ModelId = m.ModelId, Version = m.Version, CreatedUtc = m.CreatedUtc, Classes = m.Classes,
-                Input = new InputSpec { Height = m.Input.Height, Width = m.Input.Width, Channels = m.Input.Channels, ColorGains = gains ?? m.Input.ColorGains },
+                Input = new InputSpec { Height = m.Input.Height, Width = m.Input.Width, Channels = m.Input.Channels, ColorGains = gains ?? m.Input.ColorGains, Crop = crop ?? m.Input.Crop },
                 Profile = m.Profile, Layers = m.Layers, ConversionSuccessRate = m.ConversionSuccessRate, Metrics = m.Metrics,
                 Golden = m.Golden, Provenance = m.Provenance,
                 Calibration = new Calibration
@@ -49,7 +49,7 @@ public class LesionClassifierTests
     public void Real_jpegs_get_a_complete_result()
     {
         using var engine = LesionClassifier.CreateEngine(Qana);
-        var classifier = new LesionClassifier(Qana, engine);
+        var classifier = new LesionClassifier(Qana, engine, new ClassifierOptions { Saliency = true });
         foreach (string path in Samples.JpegPaths(2))
         {
             byte[] file = File.ReadAllBytes(path);
@@ -147,7 +147,7 @@ public class LesionClassifierTests
         // whose peak is off-centre and check that the crop it reports is the view that was classified.
         ModelPackage package = With(Qana, tau: 0, referral: 0.5, flatCv: 0);
         using var engine = LesionClassifier.CreateEngine(package);
-        var classifier = new LesionClassifier(package, engine);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true });
         using var oracle = IntegerEngine.Create(package, KernelMode.Reference);
         int seen = 0;
         foreach (string path in Samples.JpegPaths(12))
@@ -168,6 +168,23 @@ public class LesionClassifierTests
             if (seen == 2) break;
         }
         Assert.True(seen > 0, "no image of twelve had an off-centre Grad-CAM peak");
+    }
+
+    [Theory]
+    [InlineData(InputCrop.Centre)]
+    [InlineData(InputCrop.Saliency)]
+    public void By_default_the_view_is_cut_the_way_the_package_was_trained(string crop)
+    {
+        // Flatness 0: only the centre test can turn a saliency decision into the centred fallback.
+        ModelPackage package = With(Qana, tau: 0, referral: 0.5, flatCv: 0, crop: crop);
+        using var engine = LesionClassifier.CreateEngine(package);
+        var classifier = new LesionClassifier(package, engine);
+        foreach (string path in Samples.JpegPaths(4))
+        {
+            LesionResult r = classifier.Classify(File.ReadAllBytes(path));
+            if (crop == InputCrop.Centre) Assert.Equal(CropReason.Centred, r.CropReason);
+            else Assert.NotEqual(CropReason.Centred, r.CropReason); // a saliency decision: a crop or a named fallback
+        }
     }
 
     [Fact]

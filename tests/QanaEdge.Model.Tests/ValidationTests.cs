@@ -194,6 +194,7 @@ public class ValidationTests
     [Fact] public void DuplicateClass() => RefusedEdit(j => j["manifest"]!["classes"] = new JsonArray("a", "b", "c", "d", "e", "f", "a"), "duplicate 'a'");
     [Fact] public void InputShape() => RefusedEdit(j => j["manifest"]!["input"]!["height"] = 64, "differs from the input tensor");
     [Fact] public void ColorGains() => RefusedEdit(j => j["manifest"]!["input"]!["colorGains"] = new JsonArray(1, 1), "colorGains");
+    [Fact] public void Crop() => RefusedEdit(j => j["manifest"]!["input"]!["crop"] = "random", "input.crop");
     [Fact] public void CalibrationThresholds() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5), "one per class");
     [Fact] public void CalibrationThresholdPositive() => RefusedEdit(j => j["manifest"]!["calibration"]!["thresholds"] = new JsonArray(5, 5, 5, 5, 5, 5, -5), "must be positive");
     [Fact] public void CalibrationBeta() => RefusedEdit(j => j["manifest"]!["calibration"]!["beta"] = 0, "beta");

@@ -40,6 +40,19 @@ public sealed class InputSpec
     public int Channels { get; init; } = 3;
     /// <summary>Gray-world gains (R, G, B) fitted on the training split; 1,1,1 when unused.</summary>
     public float[] ColorGains { get; init; } = [1f, 1f, 1f];
+    /// <summary>How the view was cut when the network was trained, and so how the device must cut it:
+    /// <see cref="InputCrop.Centre"/> (centred square) or <see cref="InputCrop.Saliency"/> (Grad-CAM crop with
+    /// centred fallback). A network sees in the field only the framing it learned from.</summary>
+    public string Crop { get; init; } = InputCrop.Centre;
+}
+
+/// <summary>Values of <see cref="InputSpec.Crop"/>.</summary>
+public static class InputCrop
+{
+    public const string Centre = "centre";
+    public const string Saliency = "saliency";
+
+    public static bool IsKnown(string? crop) => crop is Centre or Saliency;
 }
 
 /// <summary>A row of the conversion table.</summary>

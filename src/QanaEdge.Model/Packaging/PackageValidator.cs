@@ -50,6 +50,8 @@ public static class PackageValidator
             throw new PackageFormatException("manifest: input.colorGains must hold 3 values (R, G, B)");
         foreach (float g in m.Input.ColorGains)
             if (!float.IsFinite(g) || g <= 0) throw new PackageFormatException($"manifest: input.colorGains value {g} must be finite and > 0");
+        if (!InputCrop.IsKnown(m.Input.Crop))
+            throw new PackageFormatException($"manifest: input.crop '{m.Input.Crop}' is neither '{InputCrop.Centre}' nor '{InputCrop.Saliency}'");
 
         if (m.Layers is null) throw new PackageFormatException("manifest: layers missing");
         if (m.Layers.Length > PackageLimits.MaxNodes)

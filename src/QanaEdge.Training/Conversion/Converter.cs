@@ -114,7 +114,7 @@ public static class Converter
             Version = info.Version,
             CreatedUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
             Classes = Classes.Codes.Take(k).ToArray(),
-            Input = new InputSpec { Height = net.Input.Height, Width = net.Input.Width, Channels = 3, ColorGains = info.ColorGains },
+            Input = new InputSpec { Height = net.Input.Height, Width = net.Input.Width, Channels = 3, ColorGains = info.ColorGains, Crop = InputCrop.Centre },
             Profile = net.Scheme.Profile,
             Layers = records.ToArray(),
             ConversionSuccessRate = success,

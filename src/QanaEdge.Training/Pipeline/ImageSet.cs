@@ -1,7 +1,6 @@
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
 using QanaEdge.Training.Data;
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
-using SixLabors.ImageSharp.Processing;
 
 namespace QanaEdge.Training.Pipeline;
 
@@ -39,24 +38,19 @@ public sealed class ImageSet
         return new ImageSet(size, pixels, rows.Select(r => r.ClassIndex).ToArray(), rows.Select(r => r.ImageId).ToArray());
     }
 
-    /// <summary>Decode → centred square crop → area (box-filter) resize to size×size → HWC bytes.</summary>
+    /// <summary>
+    /// Decode → centred square crop → area resample to size×size → HWC bytes, through the device's own
+    /// <see cref="Preprocessor.PrepareCentered(ReadOnlySpan{byte}, int, Span{byte}, DecodeLimits?)"/>: the network
+    /// is trained on exactly the pixels the device will give it (packages record <see cref="InputCrop.Centre"/>).
+    /// </summary>
     public static byte[] Preprocess(string path, int size)
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
         catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
-        Image<Rgb24> image;
-        try { image = Image.Load<Rgb24>(bytes); }
-        catch (Exception e) when (e is ImageFormatException or UnknownImageFormatException or InvalidImageContentException)
-        { throw new DatasetException($"{path}: not a decodable image ({e.Message})", e); }
-        using (image)
-        {
-            int side = Math.Min(image.Width, image.Height);
-            var crop = new Rectangle((image.Width - side) / 2, (image.Height - side) / 2, side, side);
-            image.Mutate(ctx => ctx.Crop(crop).Resize(size, size, KnownResamplers.Box));
-            var hwc = new byte[size * size * 3];
-            image.CopyPixelDataTo(hwc);
-            return hwc;
-        }
+        var hwc = new byte[size * size * 3];
+        try { Preprocessor.PrepareCentered(bytes, size, hwc); }
+        catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
+        return hwc;
     }
 }
