@@ -63,7 +63,7 @@ public sealed class ClassifyCommandTests : IDisposable
             _ = r.GetProperty("refer").GetBoolean();
             JsonElement crop = r.GetProperty("crop");
             Assert.True(crop.GetProperty("size").GetInt32() > 0);
-            Assert.Contains(r.GetProperty("crop_reason").GetString(), new[] { "saliency", "peak_near_centre", "flat_map" });
+            Assert.Contains(r.GetProperty("crop_reason").GetString(), new[] { "centred", "saliency", "peak_near_centre", "flat_map" });
             Assert.True(r.GetProperty("latency_ms").GetDouble() > 0);
             Assert.True(r.GetProperty("events").GetInt64() > 0);
         }

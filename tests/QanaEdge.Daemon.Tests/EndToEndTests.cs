@@ -79,11 +79,11 @@ public sealed class EndToEndTests : IDisposable
         _broker.Stop();
         // Captures keep being accepted while the broker is away: results queue in the outbox.
         foreach (string image in images.Skip(40)) TestEnv.Drop(image, daemon.Inbox);
-        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "all captures stored while the broker is down");
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(180), "all captures stored while the broker is down");
         _broker.Start();
         await sub.ConnectAsync();
 
-        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(60), $"{images.Length} results after the restart");
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(180), $"{images.Length} results after the restart");
         Assert.Equal(images.Select(Sha).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
         // A redelivered result keeps its id: every copy of an id carries the same image hash.
         foreach (var copies in sub.Results.Values)
