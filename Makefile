@@ -37,7 +37,7 @@ run: restore
 	$(DOTNET) build src/QanaEdge.Daemon -c $(CONFIG) --no-restore -v q -nologo
 	@mkdir -p $(CURDIR)/inbox
 	@echo "qanad: drop images (JPEG/PNG) into $(CURDIR)/inbox (write elsewhere or under a .tmp name, then move/rename in)"
-	@echo "qanad: watch results:  mosquitto_sub -h 127.0.0.1 -p $(QANA_PORT) -t 'qana/$(QANA_DEVICE)/#' -v"
+	@echo "qanad: watch results:  mosquitto_sub -h 127.0.0.1 -p $(QANA_PORT) -i qana-watch -t 'qana/$(QANA_DEVICE)/#' -v"
 	@echo "qanad: state (LiteDB, done/, quarantine/) in $(CURDIR)/state; Ctrl-C stops"
 	@# A broker already listening on the port (e.g. Debian's mosquitto service) is used; otherwise qanad embeds one.
 	@broker=""; if (exec 3<>/dev/tcp/127.0.0.1/$(QANA_PORT)) 2>/dev/null; then broker="--Qana:Mqtt:Host=127.0.0.1"; echo "qanad: using the broker already on 127.0.0.1:$(QANA_PORT)"; fi; \

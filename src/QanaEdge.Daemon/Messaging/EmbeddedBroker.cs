@@ -24,6 +24,13 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
             .WithPersistentSessions()
             .Build();
         _server = new MqttServerFactory().CreateMqttServer(options);
+        // mosquitto_sub and other clients send an empty client id and expect the broker to assign one
+        // (MQTT 3.1.1 §3.1.3.1, MQTT 5 §3.1.3.1); MQTTnet refuses such a connection unless one is assigned here.
+        _server.ValidatingConnectionAsync += e =>
+        {
+            if (string.IsNullOrEmpty(e.ClientId)) e.AssignedClientIdentifier = "auto-" + Guid.NewGuid().ToString("N");
+            return Task.CompletedTask;
+        };
         await _server.StartAsync().ConfigureAwait(false);
         log.LogInformation("Embedded MQTT broker listening on 127.0.0.1:{Port}", port);
     }
