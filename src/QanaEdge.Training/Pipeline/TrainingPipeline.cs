@@ -49,7 +49,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var split = LesionSplit.Create(rows);
         Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
         int size = o.Network.InputSize;
-        var train = ImageSet.Load(split.Train, size);
+        var train = ImageSet.Load(split.Train, size, o.ZoomSourceSize);
         var val = ImageSet.Load(split.Validation, size);
         Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s");
 
@@ -161,7 +161,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote}",
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };
