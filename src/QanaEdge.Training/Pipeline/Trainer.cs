@@ -124,6 +124,40 @@ public sealed class Trainer
         for (int i = 0; i < n; i++) labels[i] = set.Labels[idx[i]];
     }
 
+    /// <summary>
+    /// Re-estimates every batch norm's running statistics as the plain average over <paramref name="batches"/>
+    /// clean (not augmented) training batches in a seeded order ("precise BN"). The statistics gathered while
+    /// training follow the weights of each moment, but the weights kept are an average of those
+    /// (<see cref="TrainOptions.EmaDecay"/>), whose activations have statistics of their own; BN folding
+    /// bakes whichever statistics the network holds into the integer model.
+    /// </summary>
+    public void RecalibrateBatchNorm(QanaNet net, ImageSet set, int batches)
+    {
+        var norms = net.BatchNorms.ToArray();
+        var saved = norms.Select(b => b.Momentum).ToArray();
+        var order = Enumerable.Range(0, set.Count).ToArray();
+        var rng = SeededRandom.For(_o.Seed, 0xB47C, 0);
+        rng.Shuffle(order.AsSpan());
+        int s = set.Size, per = s * s * 3;
+        batches = Math.Min(batches, set.Count / _o.BatchSize);
+        try
+        {
+            for (int b = 0; b < batches; b++)
+            {
+                foreach (var bn in norms) bn.Momentum = 1f / (b + 1); // cumulative average of the batch statistics
+                _x.Reshape(_o.BatchSize, s, s, 3);
+                Par.ForEach(_o.BatchSize, i =>
+                {
+                    var src = set.Pixels[order[b * _o.BatchSize + i]];
+                    var dst = _x.Data.AsSpan(i * per, per);
+                    for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
+                });
+                net.Forward(new Tape { Training = true, Step = (ulong)b ^ 0xB47C }, _x);
+            }
+        }
+        finally { for (int i = 0; i < norms.Length; i++) norms[i].Momentum = saved[i]; }
+    }
+
     /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled
     /// (the device's resampler) to the input size, into <paramref name="dst"/> as floats in [0, 1].</summary>
     private void ZoomedView(byte[] source, int sourceSize, int size, ref SeededRandom rng, Span<float> dst)

@@ -81,6 +81,30 @@ public class TrainerTests
         return new ImageSet(Size, pixels, labels, labels.Select(l => $"img{l}").ToArray(), zoom, ZoomSize);
     }
 
+    /// <summary>With every image used once in equal batches, the re-estimated running mean of the stem's batch
+    /// norm is exactly the mean of the stem convolution's output over the set.</summary>
+    [Fact]
+    public void BatchNormRecalibrationAveragesTheBatchStatistics()
+    {
+        var set = Synthetic(28, 3);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
+        var net = new QanaNet(o.Network, 2);
+        new Trainer(o).RecalibrateBatchNorm(net, set, 5); // capped at the 2 batches the set holds
+
+        var x = new Tensor(set.Count, Size, Size, 3) { RequiresGrad = false };
+        for (int i = 0; i < set.Count; i++)
+            for (int j = 0; j < Size * Size * 3; j++) x.Data[i * Size * Size * 3 + j] = set.Pixels[i][j] / 255f;
+        var stem = net.Stem.Forward(new Tape { Training = false }, x);
+        for (int c = 0; c < 8; c++)
+        {
+            double mean = 0;
+            for (int r = 0; r < stem.Length / 8; r++) mean += stem.Data[r * 8 + c];
+            mean /= stem.Length / 8;
+            Assert.Equal(mean, net.StemBn.RunningMean[c], 4);
+        }
+        Assert.All(net.BatchNorms, bn => Assert.Equal(0.1f, bn.Momentum));
+    }
+
     /// <summary>The zoom view of a real image is the same centred crop as the input, only larger: resampled
     /// down it gives back the input up to the rounding of the two-step resampling.</summary>
     [Fact]
