@@ -28,8 +28,13 @@ public static class IncrementalStage
         TrainOptions o, Action<string>? say = null)
     {
         var (streamIdx, goldenIdx) = SplitByLesion(val.Labels, lesionIds, o.Seed);
-        var stream = Subset(val, streamIdx);
-        var golden = Subset(val, goldenIdx);
+        return Run(model, Subset(val, streamIdx), Subset(val, goldenIdx), o, say);
+    }
+
+    /// <summary>Learns from <paramref name="stream"/>; keeps the update only if <paramref name="golden"/> loses neither top-1 nor macro-F1.</summary>
+    public static (ModelPackage Package, IncrementalReport Report) Run(ModelPackage model, ImageSet stream, ImageSet golden,
+        TrainOptions o, Action<string>? say = null)
+    {
         var features = HeadInputs(model, stream);
 
         var learner = new ReadoutLearner(model, new ReadoutLearnerOptions

@@ -25,6 +25,23 @@ public sealed record TrainOptions
     public float QatLearningRate { get; init; } = 2e-4f;
     /// <summary>Random 90° rotations (transposes) on top of the flips: dermoscopy has no canonical orientation.</summary>
     public bool Transpose { get; init; } = true;
+    /// <summary>
+    /// Probability that a training image is a zoomed view: a random square of side
+    /// [<see cref="ZoomMinSide"/>, 1] × the centred crop, at a random position, area-resampled to the input size.
+    /// Lesions fill the frame to very different degrees, so scale and position are what the network must not
+    /// memorise; a set of ~4,800 images gives it every chance to, without this.
+    /// </summary>
+    public double ZoomProbability { get; init; } = 0.7;
+    public double ZoomMinSide { get; init; } = 0.67;
+    /// <summary>Side of the cached view that zoomed crops are cut from (1.5 × the input: a crop of side ≥ 0.67
+    /// is then never upsampled).</summary>
+    public int ZoomSourceSize => ZoomProbability > 0 ? Network.InputSize * 3 / 2 : 0;
+    /// <summary>
+    /// Decay of the exponential moving average of the weights that validation, early stopping and the package
+    /// use (0 = off). Validation macro-F1 of single checkpoints swings by several points from epoch to epoch on
+    /// a 700-image validation split whose rarest class has a dozen images; the average is steadier and better.
+    /// </summary>
+    public float EmaDecay { get; init; } = 0.995f;
     /// <summary>Embedding-space SMOTE for the head after the float phase (ablation row +SMOTE).</summary>
     public bool Smote { get; init; }
     /// <summary>Epochs of head training on real + synthetic embeddings in the SMOTE stage.</summary>

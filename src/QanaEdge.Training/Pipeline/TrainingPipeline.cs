@@ -33,10 +33,11 @@ public sealed record PipelinePaths
 /// <summary>The split and the preprocessed training and validation images, loaded once and shared by several runs (the ablation).</summary>
 public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Validation)
 {
-    public static PreparedData Load(string imagesDir, string labelsCsv, int size)
+    /// <param name="zoomSourceSize">Side of the larger copy of each training image that zoomed views are cut from (0: none).</param>
+    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0)
     {
         var split = LesionSplit.Create(Ham10000Index.Load(imagesDir, labelsCsv));
-        return new PreparedData(split, ImageSet.Load(split.Train, size), ImageSet.Load(split.Validation, size));
+        return new PreparedData(split, ImageSet.Load(split.Train, size, zoomSourceSize), ImageSet.Load(split.Validation, size));
     }
 }
 
@@ -82,7 +83,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var total = Stopwatch.StartNew();
         var o = options;
         int size = o.Network.InputSize;
-        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size);
+        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize);
         if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
         var (split, train, val) = data;
         Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
@@ -107,6 +108,17 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
                 () => { var s = NetState.Capture(net); s.Save(paths.FloatCheckpoint); return s; },
                 s => ((NetState)s).Restore(net), o.Patience, Math.Min(o.WarmupEpochs, o.Epochs / 10f));
             NetState.Capture(net).Save(paths.FloatCheckpoint);
+        }
+
+        // Precise BN for the averaged weights, kept only when validation agrees that it helps.
+        if (o.EmaDecay > 0)
+        {
+            var before = NetState.Capture(net);
+            trainer.RecalibrateBatchNorm(net, train, 40);
+            double recalibrated = ClassificationMetrics.Compute(val.Labels, trainer.Predict(net, val)).MacroF1;
+            bool keep = recalibrated >= floatF1;
+            Say($"batch-norm statistics re-estimated on 40 clean training batches: validation macro-F1 {floatF1:F3} -> {recalibrated:F3} ({(keep ? "kept" : "discarded")})");
+            if (keep) floatF1 = recalibrated; else before.Restore(net);
         }
 
         // 1b. Embedding-space SMOTE for the head, then a brief fine-tune of the top on real images.
@@ -255,7 +267,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote} incremental={o.Incremental}",
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };
