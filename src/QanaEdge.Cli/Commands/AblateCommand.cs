@@ -40,9 +40,9 @@ public sealed class AblateCommand : IVerb
             if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             var options = new TrainOptions { Network = QanaOptions.Full, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
-            string schedule = string.Create(CultureInfo.InvariantCulture,
-                $"{e} float epoch{(e == 1 ? "" : "s")} per trained row (cosine schedule of that length, no early stop) and {q} QAT epoch{(q == 1 ? "" : "s")} per row" +
-                (e < 35 ? $"; a short schedule (the shipped model trains for 35 or more float epochs), so rows are comparable with each other, not with the paper" : ""));
+            string schedule = FormattableString.Invariant(
+                $"{e} float epoch{(e == 1 ? "" : "s")} per trained row (cosine schedule of that length, no early stop) and {q} QAT epoch{(q == 1 ? "" : "s")} per row");
+            if (e < 35) schedule += "; a short schedule (the shipped model trains for 35 or more float epochs), so rows compare with each other, not with the paper";
             var sw = System.Diagnostics.Stopwatch.StartNew();
             IReadOnlyList<AblationRow> rows;
             try

@@ -95,7 +95,7 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
         sb.Append("# Ablation (the paper's Table IV on our split)\n\n");
         sb.Append(ci, $"Written by `qana ablate` ({whenUtc:yyyy-MM-dd HH:mm} UTC{(commit is null ? "" : $", commit {commit}")}). ");
         sb.Append(ci, $"Schedule: {schedule}. Seed {o.Seed}, input {o.Network.InputSize}×{o.Network.InputSize}, profile {o.Profile.ToString().ToLowerInvariant()}, batch {o.BatchSize}. ");
-        sb.Append("Every figure is from the internal test split (lesion-grouped, stratified 70/10/20, seed 20180814), evaluated once per row ");
+        sb.Append(ci, $"Every figure is from the internal test split ({(rows.Count > 0 ? rows[0].Test.N : 0)} images; lesion-grouped, stratified 70/10/20, seed 20180814), evaluated once per row ");
         sb.Append("through the device's path with the converted integer package (calibrated spiking readout, tiling fallback under the row's τ). ");
         sb.Append("Recall, precision and F1 are macro averages over the seven classes (macro recall is the balanced accuracy); AUC is the macro one-vs-rest AUC. ");
         sb.Append("Rows are cumulative, as in the paper; + SE, + quantized head, + SMOTE and + incremental learning share one float phase (those switches act after it).\n\n");
