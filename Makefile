@@ -63,7 +63,7 @@ splits: restore
 
 ## model: retrain the shipped model (firmware-models/qana-paper8-64.qana, its log and test report) from ../shared/data/ham10000
 MODEL_DATA ?= $(CURDIR)/../shared/data/ham10000
-MODEL_EPOCHS ?= 35
+MODEL_EPOCHS ?= 48
 model: restore
 	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
 	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- train --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \

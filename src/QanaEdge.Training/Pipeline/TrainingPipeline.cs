@@ -137,7 +137,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         Say($"folded + fake-quantized ({o.Profile}): validation macro-F1 {fqF1:F3} (float {floatF1:F3})");
         if (o.QatEpochs > 0)
             trainer.Fit("qat", qnet, train, val, o.QatEpochs, o.QatLearningRate,
-                () => Snapshot(qnet), s => Restore(qnet, (float[][])s), Math.Max(2, o.QatEpochs), 0, seedSalt: 0x5A7);
+                () => Snapshot(qnet), s => Restore(qnet, (float[][])s), Math.Max(2, o.QatEpochs), 0, seedSalt: 0x5A7, startScore: fqF1);
 
         // 3. Convert, evaluate in integers on validation, calibrate the readout.
         var fqVal = trainer.Predict(qnet, val);
