@@ -6,7 +6,9 @@ namespace QanaEdge.Training.Pipeline;
 
 /// <summary>
 /// Preprocessed images held in memory: each decoded once, centre-cropped to a square and area-resampled to
-/// S×S, stored as HWC RGB bytes (6,880 × 64×64×3 ≈ 85 MB for HAM10000).
+/// S×S, stored as HWC RGB bytes (6,880 × 64×64×3 ≈ 85 MB for HAM10000). A training set may also keep a
+/// larger view of the same centred crop (<see cref="ZoomPixels"/>, <see cref="ZoomSize"/>²) from which the
+/// zoom augmentation cuts smaller squares, so a zoomed view is resampled from real detail, not upsampled.
 /// </summary>
 public sealed class ImageSet
 {
@@ -14,11 +16,17 @@ public sealed class ImageSet
     public byte[][] Pixels { get; }
     public int[] Labels { get; }
     public string[] Ids { get; }
+    /// <summary>The centred crop at <see cref="ZoomSize"/>² (null when the set was loaded without one).</summary>
+    public byte[][]? ZoomPixels { get; }
+    public int ZoomSize { get; }
 
-    public ImageSet(int size, byte[][] pixels, int[] labels, string[] ids)
+    public ImageSet(int size, byte[][] pixels, int[] labels, string[] ids, byte[][]? zoomPixels = null, int zoomSize = 0)
     {
         if (pixels.Length != labels.Length || ids.Length != labels.Length) throw new ArgumentException("one label and id per image");
+        if (zoomPixels is not null && (zoomPixels.Length != pixels.Length || zoomSize < size))
+            throw new ArgumentException("the zoom view needs one image per image, at least as large as the input");
         Size = size; Pixels = pixels; Labels = labels; Ids = ids;
+        ZoomPixels = zoomPixels; ZoomSize = zoomPixels is null ? 0 : zoomSize;
     }
 
     public int Count => Labels.Length;
@@ -30,27 +38,46 @@ public sealed class ImageSet
         return counts;
     }
 
-    /// <summary>Loads and preprocesses rows in parallel; a file that cannot be decoded is a <see cref="DatasetException"/>.</summary>
-    public static ImageSet Load(IReadOnlyList<Ham10000Row> rows, int size)
+    /// <summary>Loads and preprocesses rows in parallel; a file that cannot be decoded is a <see cref="DatasetException"/>.
+    /// With <paramref name="zoomSize"/> &gt; <paramref name="size"/> the same centred crop is also kept at zoomSize².</summary>
+    public static ImageSet Load(IReadOnlyList<Ham10000Row> rows, int size, int zoomSize = 0)
     {
+        bool zoom = zoomSize > size;
         var pixels = new byte[rows.Count][];
-        Parallel.For(0, rows.Count, i => pixels[i] = Preprocess(rows[i].ImagePath, size));
-        return new ImageSet(size, pixels, rows.Select(r => r.ClassIndex).ToArray(), rows.Select(r => r.ImageId).ToArray());
+        var zoomPixels = zoom ? new byte[rows.Count][] : null;
+        Parallel.For(0, rows.Count, i =>
+        {
+            var image = Decode(rows[i].ImagePath);
+            pixels[i] = new byte[size * size * 3];
+            Preprocessor.PrepareCentered(image, size, pixels[i]);
+            if (zoomPixels is not null)
+            {
+                zoomPixels[i] = new byte[zoomSize * zoomSize * 3];
+                Preprocessor.PrepareCentered(image, zoomSize, zoomPixels[i]);
+            }
+        });
+        return new ImageSet(size, pixels, rows.Select(r => r.ClassIndex).ToArray(), rows.Select(r => r.ImageId).ToArray(),
+            zoomPixels, zoom ? zoomSize : 0);
     }
 
-    /// <summary>
-    /// Decode → centred square crop → area resample to size×size → HWC bytes, through the device's own
-    /// <see cref="Preprocessor.PrepareCentered(ReadOnlySpan{byte}, int, Span{byte}, DecodeLimits?)"/>: the network
-    /// is trained on exactly the pixels the device will give it (packages record <see cref="InputCrop.Centre"/>).
-    /// </summary>
-    public static byte[] Preprocess(string path, int size)
+    private static RgbImage Decode(string path)
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
         catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
-        var hwc = new byte[size * size * 3];
-        try { Preprocessor.PrepareCentered(bytes, size, hwc); }
+        try { return ImageDecoder.Decode(bytes); }
         catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
+    }
+
+    /// <summary>
+    /// Decode → centred square crop → area resample to size×size → HWC bytes, through the device's own
+    /// <see cref="Preprocessor.PrepareCentered(RgbImage, int, Span{byte})"/>: the network
+    /// is trained on exactly the pixels the device will give it (packages record <see cref="InputCrop.Centre"/>).
+    /// </summary>
+    public static byte[] Preprocess(string path, int size)
+    {
+        var hwc = new byte[size * size * 3];
+        Preprocessor.PrepareCentered(Decode(path), size, hwc);
         return hwc;
     }
 }

@@ -25,8 +25,42 @@ public sealed record TrainOptions
     public float QatLearningRate { get; init; } = 2e-4f;
     /// <summary>Random 90° rotations (transposes) on top of the flips: dermoscopy has no canonical orientation.</summary>
     public bool Transpose { get; init; } = true;
+    /// <summary>
+    /// Probability that a training image is a zoomed view: a random square of side
+    /// [<see cref="ZoomMinSide"/>, 1] × the centred crop, at a random position, area-resampled to the input size.
+    /// Lesions fill the frame to very different degrees, so scale and position are what the network must not
+    /// memorise; a set of ~4,800 images gives it every chance to, without this.
+    /// </summary>
+    public double ZoomProbability { get; init; } = 0.7;
+    public double ZoomMinSide { get; init; } = 0.67;
+    /// <summary>Side of the cached view that zoomed crops are cut from (1.5 × the input: a crop of side ≥ 0.67
+    /// is then never upsampled).</summary>
+    public int ZoomSourceSize => ZoomProbability > 0 ? Network.InputSize * 3 / 2 : 0;
+    /// <summary>
+    /// Decay of the exponential moving average of the weights that validation, early stopping and the package
+    /// use (0 = off). Validation macro-F1 of single checkpoints swings by several points from epoch to epoch on
+    /// a 700-image validation split whose rarest class has a dozen images; the average is steadier and better.
+    /// </summary>
+    public float EmaDecay { get; init; } = 0.995f;
     /// <summary>Embedding-space SMOTE for the head after the float phase (ablation row +SMOTE).</summary>
     public bool Smote { get; init; }
+    /// <summary>Epochs of head training on real + synthetic embeddings in the SMOTE stage.</summary>
+    public int SmoteHeadEpochs { get; init; } = 5;
+    public float SmoteHeadLearningRate { get; init; } = 1e-3f;
+    /// <summary>Epochs of the brief fine-tune of the last block, transform, SE and head on real images after the SMOTE head.</summary>
+    public int SmoteFinetuneEpochs { get; init; } = 1;
+    public float SmoteFinetuneLearningRate { get; init; } = 2e-4f;
+    /// <summary>Each minority class is brought up to this fraction of the largest class (real + synthetic embeddings).</summary>
+    public double SmoteTargetFraction { get; init; } = 0.5;
+    /// <summary>
+    /// After conversion and calibration, adapt the readout (head + spiking readout) as the device does from
+    /// labelled cases: learn from one half of the validation split, keep the update only if it loses no
+    /// accuracy on the other half (ablation row +incremental learning).
+    /// </summary>
+    public bool Incremental { get; init; }
+    /// <summary>Passes over the labelled stream in the readout learner.</summary>
+    public int IncrementalEpochs { get; init; } = 10;
+    public float IncrementalLearningRate { get; init; } = 1e-4f;
     /// <summary>Fit a logit adjustment −τ·log(prior) on validation and fold it into the head bias.</summary>
     public bool LogitAdjustment { get; init; } = true;
 }

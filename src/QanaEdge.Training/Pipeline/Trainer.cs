@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using QanaEdge.Imaging;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Evaluation;
@@ -35,10 +36,13 @@ public sealed class Trainer
     /// <summary>
     /// Trains <paramref name="net"/> for <paramref name="epochs"/> epochs at peak rate <paramref name="peakLr"/>;
     /// <paramref name="capture"/>/<paramref name="restore"/> keep and put back the best epoch's state.
-    /// Returns the best validation macro-F1.
+    /// Returns the best validation macro-F1. With <paramref name="startScore"/> (the network's validation
+    /// macro-F1 before this phase) the starting weights compete too: a phase that only makes things worse,
+    /// such as a fine-tune whose first epoch loses more than it gains, leaves the network as it found it.
     /// </summary>
     public double Fit(string phase, ITrainable net, ImageSet train, ImageSet val, int epochs, float peakLr,
-        Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0)
+        Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0,
+        double? startScore = null)
     {
         int k = Model.Classes.Count;
         int batches = (train.Count + _o.BatchSize - 1) / _o.BatchSize;
@@ -46,7 +50,9 @@ public sealed class Trainer
         var opt = new AdamW(net.Parameters) { WeightDecay = _o.WeightDecay };
         var loss = new SoftmaxCrossEntropy { LabelSmoothing = _o.LabelSmoothing };
         var stop = new EarlyStopping(patience);
+        var average = _o.EmaDecay > 0 ? new WeightAverage(net.Parameters, _o.EmaDecay) : null;
         object best = capture();
+        if (startScore is { } initial) stop.Observe(0, initial);
         var labels = new int[_o.BatchSize];
         long step = 0;
         var total = Stopwatch.StartNew();
@@ -67,6 +73,7 @@ public sealed class Trainer
                 _tape.Backward();
                 lr = schedule.At(step);
                 opt.Step(lr);
+                average?.Update();
                 step++;
                 lossSum += l * n; seen += n;
                 if (_progress is not null && (b % 4 == 0 || b == batches - 1))
@@ -79,10 +86,12 @@ public sealed class Trainer
                 }
             }
             double trainSeconds = sw.Elapsed.TotalSeconds;
+            average?.Swap(); // validate, and keep, the averaged weights
             var probs = Predict(net, val, flips: false);
             var m = ClassificationMetrics.Compute(val.Labels, probs);
             bool isBest = stop.Observe(epoch, m.MacroF1);
             if (isBest) best = capture();
+            average?.Swap();
             var rec = new EpochRecord(phase, epoch, lossSum / Math.Max(1, seen), lr, m.Top1, m.MacroF1, m.BalancedAccuracy,
                 sw.Elapsed.TotalSeconds, seen / trainSeconds, isBest);
             History.Add(rec);
@@ -110,11 +119,59 @@ public sealed class Trainer
             {
                 var rng = SeededRandom.For(_o.Seed, (ulong)epoch, (ulong)img);
                 var p = Augmentation.Draw(ref rng);
+                if (set.ZoomPixels is { } zoom && rng.NextBool(_o.ZoomProbability))
+                    ZoomedView(zoom[img], set.ZoomSize, s, ref rng, dst);
                 Augmentation.Apply(dst, s, s, p);
                 if (_o.Transpose && rng.NextBool(0.5)) TransposeInPlace(dst, s);
             }
         });
         for (int i = 0; i < n; i++) labels[i] = set.Labels[idx[i]];
+    }
+
+    /// <summary>
+    /// Re-estimates every batch norm's running statistics as the plain average over <paramref name="batches"/>
+    /// clean (not augmented) training batches in a seeded order ("precise BN"). The statistics gathered while
+    /// training follow the weights of each moment, but the weights kept are an average of those
+    /// (<see cref="TrainOptions.EmaDecay"/>), whose activations have statistics of their own; BN folding
+    /// bakes whichever statistics the network holds into the integer model.
+    /// </summary>
+    public void RecalibrateBatchNorm(QanaNet net, ImageSet set, int batches)
+    {
+        var norms = net.BatchNorms.ToArray();
+        var saved = norms.Select(b => b.Momentum).ToArray();
+        var order = Enumerable.Range(0, set.Count).ToArray();
+        var rng = SeededRandom.For(_o.Seed, 0xB47C, 0);
+        rng.Shuffle(order.AsSpan());
+        int s = set.Size, per = s * s * 3;
+        batches = Math.Min(batches, set.Count / _o.BatchSize);
+        try
+        {
+            for (int b = 0; b < batches; b++)
+            {
+                foreach (var bn in norms) bn.Momentum = 1f / (b + 1); // cumulative average of the batch statistics
+                _x.Reshape(_o.BatchSize, s, s, 3);
+                Par.ForEach(_o.BatchSize, i =>
+                {
+                    var src = set.Pixels[order[b * _o.BatchSize + i]];
+                    var dst = _x.Data.AsSpan(i * per, per);
+                    for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
+                });
+                net.Forward(new Tape { Training = true, Step = (ulong)b ^ 0xB47C }, _x);
+            }
+        }
+        finally { for (int i = 0; i < norms.Length; i++) norms[i].Momentum = saved[i]; }
+    }
+
+    /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled
+    /// (the device's resampler) to the input size, into <paramref name="dst"/> as floats in [0, 1].</summary>
+    private void ZoomedView(byte[] source, int sourceSize, int size, ref SeededRandom rng, Span<float> dst)
+    {
+        int min = Math.Max(size, (int)Math.Ceiling(_o.ZoomMinSide * sourceSize));
+        int side = min + rng.NextInt(sourceSize - min + 1);
+        int x = rng.NextInt(sourceSize - side + 1), y = rng.NextInt(sourceSize - side + 1);
+        Span<byte> view = stackalloc byte[size * size * 3];
+        Resampler.AreaResize(source, sourceSize, new CropBox(x, y, side), size, view);
+        for (int j = 0; j < view.Length; j++) dst[j] = view[j] * (1f / 255f);
     }
 
     private static void TransposeInPlace(Span<float> hwc, int s)

@@ -1,3 +1,4 @@
+using QanaEdge.Runtime;
 using QanaEdge.Training.Engine;
 
 namespace QanaEdge.Training.Quantization;
@@ -42,6 +43,15 @@ public sealed class FakeQuant : Layer
     /// modes too, so that calibration sees the clamped values the integer graph produces.</summary>
     public float ClampLo { get; set; } = float.NegativeInfinity;
     public float ClampHi { get; set; } = float.PositiveInfinity;
+    /// <summary>
+    /// When the input is a convolution's or dense layer's output with quantized weights and input, the engine
+    /// does not compute round(x / s): it holds the integer accumulator acc = x / (s_in·s_w[c]) and applies the
+    /// Q31 multiplier M_c ≈ s_in·s_w[c] / s (<see cref="Requant"/>). Exact rounding ties are frequent under
+    /// akd1000's power-of-two scales (and with the 1/255 input scale), and there the rounded multiplier, not
+    /// the real one, decides; so the accumulator is recovered from x and requantized the engine's way.
+    /// Null: plain rounding of x / s.
+    /// </summary>
+    public AccumulatorRequant? Accumulator { get; set; }
     private Tensor _x = null!;
 
     public FakeQuant(string name) : base(name) { }
@@ -66,12 +76,23 @@ public sealed class FakeQuant : Layer
         else
         {
             float s = Scale; int zp = ZeroPoint, lo = QMin, hi = QMax;
+            var acc = Accumulator;
+            if (acc is not null && acc.Scales.Length != x.C) throw new InvalidOperationException($"{Name}: {acc.Scales.Length} accumulator scales for {x.C} channels");
             Par.For(x.N, (chunk, st, e) =>
             {
-                int ps = x.PerSample;
+                int ps = x.PerSample, c = x.C;
                 var xs = x.Data.AsSpan(st * ps, (e - st) * ps);
                 var ys = Output.Data.AsSpan(st * ps, (e - st) * ps);
-                for (int i = 0; i < xs.Length; i++) ys[i] = QuantMath.FakeQuantize(xs[i], s, zp, lo, hi);
+                if (acc is null)
+                    for (int i = 0; i < xs.Length; i++) ys[i] = QuantMath.FakeQuantize(xs[i], s, zp, lo, hi);
+                else
+                    for (int i = 0; i < xs.Length; i++)
+                    {
+                        int k = i % c;
+                        double a = Math.Round(xs[i] / acc.Scales[k]);
+                        int q = Requant.Apply((int)Math.Clamp(a, int.MinValue, int.MaxValue), acc.Multipliers[k], zp, lo, hi);
+                        ys[i] = s * (q - zp);
+                    }
             });
         }
         tape.Record(this);
@@ -90,3 +111,7 @@ public sealed class FakeQuant : Layer
 
     public void ResetObserved() { ObservedMin = float.PositiveInfinity; ObservedMax = float.NegativeInfinity; }
 }
+
+/// <summary>Per output channel: the real step of the integer accumulator (s_in·s_w[c]) and the engine's
+/// multiplier from it to the output grid.</summary>
+public sealed record AccumulatorRequant(double[] Scales, QuantizedMultiplier[] Multipliers);

@@ -1,5 +1,6 @@
 using QanaEdge.Model;
 using QanaEdge.Model.Graph;
+using QanaEdge.Runtime;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Network;
 
@@ -112,11 +113,15 @@ public sealed class WeightedStep : QStep
             double sIn = Inputs[0].Grid.Scale;
             for (int i = 0; i < q.Length; i++) lw[i] = (float)(q[i] * scales[i % c]);
             for (int k = 0; k < c; k++) lb[k] = (float)(b[k] * sIn * scales[k]);
+            Output.Fq.Accumulator = new AccumulatorRequant(
+                scales.Select(w => sIn * w).ToArray(),
+                scales.Select(w => QuantizedMultiplier.FromReal(sIn * w / Output.Grid.Scale)).ToArray());
         }
         else
         {
             MasterWeight.Value.CopyTo(lw, 0);
             MasterBias.Value.CopyTo(lb, 0);
+            if (Output.Fq is not null) Output.Fq.Accumulator = null;
         }
         tape.Record(_link);
         var x = Inputs[0].Value;

@@ -64,10 +64,9 @@ public class ConversionTests
         Assert.Empty(ProfileChecker.Check(package));
     }
 
-    // paper8 only: under akd1000's power-of-two scales exact rounding ties are common, and the float
-    // emulation breaks them differently from the engine's Q31 multipliers (see docs/training.md).
     [Theory]
     [InlineData(QuantizationProfile.Paper8)]
+    [InlineData(QuantizationProfile.Akd1000)]
     public void IntegerEngineAgreesWithFakeQuantizedNetwork(QuantizationProfile profile)
     {
         var (q, trainer, val) = TrainSmall(profile);

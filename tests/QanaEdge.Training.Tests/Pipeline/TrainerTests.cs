@@ -1,0 +1,147 @@
+using QanaEdge.Imaging;
+using QanaEdge.Model;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
+using QanaEdge.Training.Network;
+using QanaEdge.Training.Pipeline;
+using QanaEdge.Training.Tests.Data;
+
+namespace QanaEdge.Training.Tests.Pipeline;
+
+/// <summary>The zoom augmentation and the weight average of the training loop.</summary>
+public class TrainerTests
+{
+    private const int Size = 16, ZoomSize = 24;
+
+    [Fact]
+    public void WeightAverageFollowsItsRecurrenceAndSwapsBack()
+    {
+        var p = new Parameter("w", 3);
+        float[] start = [1, -2, 4];
+        start.CopyTo(p.Value, 0);
+        var average = new WeightAverage([p], 0.5f);
+        double[] expected = [1, -2, 4];
+        for (int t = 1; t <= 6; t++)
+        {
+            for (int j = 0; j < 3; j++) p.Value[j] += t;              // the "optimiser" moves the weights
+            average.Update();
+            double d = Math.Min(0.5, (1.0 + t) / (10.0 + t));
+            for (int j = 0; j < 3; j++) expected[j] = d * expected[j] + (1 - d) * p.Value[j];
+        }
+        float[] live = (float[])p.Value.Clone();
+        average.Swap();
+        for (int j = 0; j < 3; j++) Assert.Equal(expected[j], p.Value[j], 4);
+        average.Swap();
+        Assert.Equal(live, p.Value);
+    }
+
+    [Fact]
+    public void WeightAverageRejectsADecayOutsideTheOpenUnitInterval()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new WeightAverage([new Parameter("w", 1)], 1f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new WeightAverage([new Parameter("w", 1)], 0f));
+    }
+
+    /// <summary>Random images with a zoom view: a seed fixes the run; the zoom and the average change it.</summary>
+    [Fact]
+    public void ZoomedTrainingIsDeterministicForASeedAndTheZoomIsUsed()
+    {
+        var set = Synthetic(42, 7);
+        var zoomed = Fit(set, new TrainOptions { ZoomProbability = 1 });
+        Assert.Equal(zoomed, Fit(set, new TrainOptions { ZoomProbability = 1 }));
+        Assert.NotEqual(zoomed, Fit(set, new TrainOptions { ZoomProbability = 0 }));
+        Assert.NotEqual(zoomed, Fit(set, new TrainOptions { ZoomProbability = 1, EmaDecay = 0 }));
+    }
+
+    /// <summary>A phase that cannot beat the starting weights' validation score leaves them in place.</summary>
+    [Fact]
+    public void StartingWeightsWinWhenNoEpochBeatsTheirScore()
+    {
+        var set = Synthetic(28, 5);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
+        var net = new QanaNet(o.Network, 4);
+        var before = net.Parameters.SelectMany(p => p.Value).ToArray();
+        double best = new Trainer(o).Fit("qat", net, set, set, 2, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0,
+            startScore: 1.0);
+        Assert.Equal(1.0, best);
+        Assert.Equal(before, net.Parameters.SelectMany(p => p.Value).ToArray());
+    }
+
+    private static float[] Fit(ImageSet set, TrainOptions baseOptions)
+    {
+        var o = baseOptions with
+        {
+            Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1), (16, 2)], DropoutRate = 0 },
+            BatchSize = 14, Seed = 11,
+        };
+        var net = new QanaNet(o.Network, o.Seed);
+        new Trainer(o).Fit("float", net, set, set, 2, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0);
+        return net.Parameters.SelectMany(p => p.Value).ToArray();
+    }
+
+    private static ImageSet Synthetic(int count, ulong seed)
+    {
+        var rng = new Rng(seed);
+        byte[][] pixels = new byte[count][], zoom = new byte[count][];
+        var labels = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            zoom[i] = new byte[ZoomSize * ZoomSize * 3];
+            for (int j = 0; j < zoom[i].Length; j++) zoom[i][j] = (byte)rng.Next(256);
+            pixels[i] = new byte[Size * Size * 3];
+            Resampler.AreaResize(zoom[i], ZoomSize, new CropBox(0, 0, ZoomSize), Size, pixels[i]);
+            labels[i] = i % Classes.Count;
+        }
+        return new ImageSet(Size, pixels, labels, labels.Select(l => $"img{l}").ToArray(), zoom, ZoomSize);
+    }
+
+    /// <summary>With every image used once in equal batches, the re-estimated running mean of the stem's batch
+    /// norm is exactly the mean of the stem convolution's output over the set.</summary>
+    [Fact]
+    public void BatchNormRecalibrationAveragesTheBatchStatistics()
+    {
+        var set = Synthetic(28, 3);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
+        var net = new QanaNet(o.Network, 2);
+        new Trainer(o).RecalibrateBatchNorm(net, set, 5); // capped at the 2 batches the set holds
+
+        var x = new Tensor(set.Count, Size, Size, 3) { RequiresGrad = false };
+        for (int i = 0; i < set.Count; i++)
+            for (int j = 0; j < Size * Size * 3; j++) x.Data[i * Size * Size * 3 + j] = set.Pixels[i][j] / 255f;
+        var stem = net.Stem.Forward(new Tape { Training = false }, x);
+        for (int c = 0; c < 8; c++)
+        {
+            double mean = 0;
+            for (int r = 0; r < stem.Length / 8; r++) mean += stem.Data[r * 8 + c];
+            mean /= stem.Length / 8;
+            Assert.Equal(mean, net.StemBn.RunningMean[c], 4);
+        }
+        Assert.All(net.BatchNorms, bn => Assert.Equal(0.1f, bn.Momentum));
+    }
+
+    /// <summary>The zoom view of a real image is the same centred crop as the input, only larger: resampled
+    /// down it gives back the input up to the rounding of the two-step resampling.</summary>
+    [Fact]
+    public void ZoomViewOfARealImageIsTheInputCropAtALargerSide()
+    {
+        var rows = Ham10000Index.Load(Ham10000Location.Images, Ham10000Location.Labels).Take(3).ToList();
+        var set = ImageSet.Load(rows, 32, 48);
+        Assert.Equal(48, set.ZoomSize);
+        var back = new byte[32 * 32 * 3];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            Resampler.AreaResize(set.ZoomPixels![i], 48, new CropBox(0, 0, 48), 32, back);
+            double meanAbs = back.Zip(set.Pixels[i], (a, b) => Math.Abs(a - b)).Average();
+            Assert.True(meanAbs < 2.0, $"{rows[i].ImageId}: mean absolute difference {meanAbs:F2} levels");
+        }
+        Assert.Null(ImageSet.Load(rows, 32).ZoomPixels);
+    }
+
+    [Fact]
+    public void ImageSetRefusesAZoomViewThatDoesNotFit()
+    {
+        var one = new[] { new byte[Size * Size * 3] };
+        Assert.Throws<ArgumentException>(() => new ImageSet(Size, one, [0], ["a"], [new byte[12]], Size - 8));
+        Assert.Throws<ArgumentException>(() => new ImageSet(Size, one, [0], ["a"], [], ZoomSize));
+    }
+}
