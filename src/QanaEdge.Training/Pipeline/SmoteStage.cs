@@ -18,7 +18,8 @@ public sealed record SmoteStageReport(int[] RealCounts, int[] SafeCounts, int[] 
 /// nothing else can change, the embeddings are fixed inputs) → the last block, the transform, SE and the
 /// head are briefly fine-tuned on real, augmented images ("smote-finetune"), the stem and earlier blocks
 /// frozen (run in inference mode, so their batch-norm statistics do not move either). Synthetic data are
-/// never images. Both phases keep their best epoch by validation macro-F1, like every other phase.
+/// never images. Both phases keep their best epoch by validation macro-F1, like every other phase; the
+/// fine-tune is kept only if one of its epochs beats the SMOTE head (like the QAT phase).
 /// </summary>
 public static class SmoteStage
 {
@@ -49,8 +50,8 @@ public static class SmoteStage
         {
             var top = new TopFinetune(net);
             finetune = trainer.Fit("smote-finetune", top, train, val, o.SmoteFinetuneEpochs, o.SmoteFinetuneLearningRate,
-                () => NetState.Capture(net), s => ((NetState)s).Restore(net), o.SmoteFinetuneEpochs, 0, seedSalt: Salt);
-            say?.Invoke($"smote-finetune: validation macro-F1 {finetune:F3}");
+                () => NetState.Capture(net), s => ((NetState)s).Restore(net), o.SmoteFinetuneEpochs, 0, seedSalt: Salt, startScore: head);
+            say?.Invoke($"smote-finetune: validation macro-F1 {head:F3} -> {finetune:F3}{(finetune > head ? "" : " (no epoch beat the SMOTE head: kept as it was)")}");
         }
         return new SmoteStageReport(smote.RealCounts, smote.SafeCounts, smote.SyntheticCounts, before, head, finetune);
     }
