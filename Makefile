@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits clean
+.PHONY: deps deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -108,11 +108,20 @@ splits: restore
 
 ## model: retrain the shipped model (firmware-models/qana-paper8-64.qana, its log and test report) from ../shared/data/ham10000
 MODEL_DATA ?= $(CURDIR)/../shared/data/ham10000
-MODEL_EPOCHS ?= 35
+MODEL_EPOCHS ?= 48
 model: restore
 	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
 	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- train --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
 	  --out firmware-models/qana-paper8-64.qana --epochs $(MODEL_EPOCHS) --patience $(MODEL_EPOCHS) --qat-epochs 1 --seed 1 --profile paper8 --input-size 64
+
+## ablation: the paper's Table IV rows on our split (docs/ablation.md, docs/ablation.json); ABLATION_EPOCHS float epochs per trained row
+ABLATION_EPOCHS ?= 35
+ABLATION_QAT_EPOCHS ?= 1
+ablation: restore
+	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
+	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- ablate --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
+	  --out out/ablation --epochs $(ABLATION_EPOCHS) --qat-epochs $(ABLATION_QAT_EPOCHS) --seed 1 \
+	  --table docs/ablation.md --json docs/ablation.json --commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 clean:
 	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults

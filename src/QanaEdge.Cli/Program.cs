@@ -20,5 +20,6 @@ public static partial class Cli
         new EvaluateCommand(),
         new SplitCommand(),
         new TrainCommand(),
+        new AblateCommand(),
     ];
 }

@@ -9,7 +9,7 @@ namespace QanaEdge.Cli.Commands;
 
 /// <summary>
 /// <c>qana train --data DIR --labels CSV --out PKG [--epochs N] [--seed S] [--profile paper8|akd1000]
-/// [--input-size 64] [ablation switches]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
+/// [--input-size 64] [ablation switches: --baseline --no-ghost --no-eca --no-se --no-quant-head --smote --incremental]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
 /// training log (.log.jsonl), the float checkpoint (.float.ckpt) and the test report (.report.md/.json).
 /// A live progress line goes to standard error.
 /// </summary>
@@ -35,9 +35,11 @@ public sealed class TrainCommand : IVerb
         var noSe = new Option<bool>("--no-se") { Description = "without the squeeze-and-excitation gate" };
         var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
+        var smote = new Option<bool>("--smote") { Description = "after the float phase: embedding-space SMOTE for the head (5 epochs), then a brief fine-tune of the last block and head" };
+        var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, smote, incremental,
         };
         command.SetAction(parse =>
         {
@@ -79,7 +81,7 @@ public sealed class TrainCommand : IVerb
             var options = new TrainOptions
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
-                Patience = parse.GetValue(patience),
+                Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);
@@ -87,7 +89,7 @@ public sealed class TrainCommand : IVerb
             {
                 var result = new TrainingPipeline(options, paths, progress.Update).Run();
                 progress.Done();
-                context.Out.WriteLine($"wrote {paths.OutPackage}: test top-1 {result.Test.Top1:P2}, macro-F1 {result.Test.MacroF1:P2}, balanced accuracy {result.Test.BalancedAccuracy:P2}; integer/fake-quant agreement {result.ValidationAgreement:P2}");
+                context.Out.WriteLine($"wrote {paths.OutPackage}: test top-1 {result.Test.Top1:P2}, macro-F1 {result.Test.MacroF1:P2}, balanced accuracy {result.Test.BalancedAccuracy:P2}; integer/fake-quant agreement {result.ValidationAgreement:P2}; tiling τ {result.Package.Manifest.Calibration.TilingTau:F3} (test trigger rate {result.TestTilingTriggerRate:P1})");
             }
             catch (DatasetException ex) { progress.Done(); throw new CommandFailedException(ex.Message); }
             return Cli.Ok;

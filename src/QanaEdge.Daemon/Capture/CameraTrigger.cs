@@ -8,7 +8,9 @@ namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
 /// Takes one camera frame per trigger (GPIO button press or MQTT capture command) and hands it to the pipeline.
-/// Triggers that arrive while a capture is running are dropped: one press, one image.
+/// Triggers that arrive while a capture is running are dropped: one press, one image. A failed capture never
+/// escapes (the trigger runs detached from the button's event thread and the MQTT receive path): it is logged as an
+/// error and reported through <see cref="StateChanged"/>, which the daemon turns into its retained status.
 /// </summary>
 public sealed class CameraTrigger : IDisposable
 {
@@ -16,15 +18,24 @@ public sealed class CameraTrigger : IDisposable
     private readonly CaptureButton? _button;
     private readonly ChannelWriter<CaptureItem> _output;
     private readonly ILogger _log;
+    private readonly Lock _stateLock = new();
+    private CameraState _state;
     private int _busy;
 
     public CameraTrigger(ICameraSource camera, CaptureButton? button, ChannelWriter<CaptureItem> output, ILogger log)
     {
         _camera = camera; _button = button; _output = output; _log = log;
+        _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
     }
 
     public string Name => _camera.Name;
+
+    /// <summary>The outcome of the last capture ("ready" before the first).</summary>
+    public CameraState State { get { lock (_stateLock) return _state; } }
+
+    /// <summary>Raised when the camera goes from working to failing or back.</summary>
+    public event Action<CameraState>? StateChanged;
 
     /// <summary>Captures one frame; returns false when a capture was already running or the camera failed.</summary>
     public async Task<bool> TriggerAsync(string why)
@@ -36,14 +47,30 @@ public sealed class CameraTrigger : IDisposable
             byte[] frame = await Task.Run(_camera.CaptureJpeg).ConfigureAwait(false);
             await _output.WriteAsync(new CaptureItem(null, frame, "camera", DateTime.UtcNow, landed)).ConfigureAwait(false);
             _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why})", frame.Length, _camera.Name, why);
+            SetState("ready", null);
             return true;
         }
-        catch (CameraException e)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            _log.LogError("Camera capture ({Why}) failed: {Error}", why, e.Message);
+            // CameraException is the expected kind (device gone, not MJPEG, cut-short frame); anything else from a
+            // driver binding is reported the same way rather than lost in a detached task.
+            string error = e is CameraException ? e.Message : $"{_camera.Name}: {e.GetType().Name}: {e.Message}";
+            _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
+            SetState("failed", error);
             return false;
         }
         finally { Volatile.Write(ref _busy, 0); }
+    }
+
+    private void SetState(string state, string? error)
+    {
+        CameraState next;
+        lock (_stateLock)
+        {
+            if (_state.State == state && _state.Error == error) return;
+            _state = next = new CameraState(_camera.Name, state, error, DateTime.UtcNow);
+        }
+        StateChanged?.Invoke(next);
     }
 
     public void Dispose()
@@ -52,3 +79,6 @@ public sealed class CameraTrigger : IDisposable
         _camera.Dispose();
     }
 }
+
+/// <summary>What the retained status says about the camera: its name, "ready", "failed" or "unavailable", and why.</summary>
+public sealed record CameraState(string Name, string State, string? Error, DateTime AtUtc);

@@ -33,7 +33,7 @@ public static class DaemonHost
             .AddCommandLine(args);
         QanaOptions options = OptionsLoader.Load(builder.Configuration);
 
-        Serilog.Core.Logger logger = Logging.Create();
+        Serilog.Core.Logger logger = Logging.Create(extraSink: hooks?.LogSink);
         builder.Services.AddSerilog(logger, dispose: true);
 
         IClassifierProvider provider;

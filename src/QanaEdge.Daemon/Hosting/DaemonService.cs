@@ -39,6 +39,8 @@ public sealed class DaemonService(
     private InboxWatcher? _watcher;
     private CameraTrigger? _camera;
     private Task? _telemetry;
+    private string? _version;
+    private CameraState? _cameraUnavailable;
     private readonly CancellationTokenSource _stop = new();
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -73,20 +75,25 @@ public sealed class DaemonService(
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
         var inbound = new InboundHandler(topics, _store, () => _camera, options.TrustDir, Path.Combine(options.StateDir, "updates"), loggers.CreateLogger<InboundHandler>());
         _link.MessageReceived += inbound.Handle;
-        _link.Start(Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason, provider.ModelId, provider.ModelVersion, version));
+        // The camera opens before the link starts so that the first "online" status already says how it is.
+        if (options.Camera.Enabled) _camera = OpenCamera(_pipeline);
+        _version = version;
+        _link.Start(OnlineStatus());
         _pipeline.Start();
         _publisher.Start();
 
         _watcher = new InboxWatcher(options, _pipeline.Input, disposition, loggers.CreateLogger<InboxWatcher>());
         _pipeline.Released += _watcher.Release;
         _watcher.Start();
-        if (options.Camera.Enabled) _camera = OpenCamera(_pipeline);
         if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
 
         lifetime.ApplicationStarted.Register(() => _log.LogInformation(
             "Ready: drop images into {Inbox}; results on {Topic} at {Host}:{Port}", options.Inbox, topics.Results, _link.Host, options.Mqtt.Port));
         hooks.OnStarted(_pipeline, _store);
     }
+
+    private byte[] OnlineStatus() => Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
+        provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable);
 
     private CameraTrigger? OpenCamera(CapturePipeline pipeline)
     {
@@ -101,12 +108,21 @@ public sealed class DaemonService(
             }
             _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
-            return new CameraTrigger(source, button, pipeline.Input, loggers.CreateLogger<CameraTrigger>());
+            var trigger = new CameraTrigger(source, button, pipeline.Input, loggers.CreateLogger<CameraTrigger>());
+            // Operators see a failing camera in the retained status, not only in the journal.
+            trigger.StateChanged += state =>
+            {
+                if (_link is not { } link || _stop.IsCancellationRequested) return;
+                try { _ = link.UpdateStatusAsync(OnlineStatus(), _stop.Token); }
+                catch (ObjectDisposedException) { } // a capture that finished while the daemon stopped
+            };
+            return trigger;
         }
         catch (Exception e) when (e is CameraException or IOException or UnauthorizedAccessException or PlatformNotSupportedException or InvalidOperationException)
         {
             // The inbox keeps working without a camera; say why the camera does not.
             _log.LogError("Camera disabled: {Error}", e.Message);
+            _cameraUnavailable = new CameraState($"camera {options.Camera.Device}", "unavailable", e.Message, DateTime.UtcNow);
             return null;
         }
     }
@@ -158,6 +174,8 @@ public sealed class DaemonHooks
     public Func<GpioController>? GpioFactory { get; init; }
     public Action<string, long>? Published { get; init; }
     public Action<CapturePipeline, ResultStore>? Started { get; init; }
+    /// <summary>An extra log sink beside the console (tests read what the daemon logged).</summary>
+    public Serilog.Core.ILogEventSink? LogSink { get; init; }
     internal void OnPublished(string resultId, long landed) => Published?.Invoke(resultId, landed);
     internal void OnStarted(CapturePipeline pipeline, ResultStore store) => Started?.Invoke(pipeline, store);
 }

@@ -16,7 +16,7 @@ public static class Logging
 {
     public static bool UnderJournald => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("JOURNAL_STREAM"));
 
-    public static Logger Create(LogEventLevel minimum = LogEventLevel.Information)
+    public static Logger Create(LogEventLevel minimum = LogEventLevel.Information, ILogEventSink? extraSink = null)
     {
         var config = new LoggerConfiguration()
             .MinimumLevel.Is(minimum)
@@ -34,6 +34,7 @@ public static class Logging
             config = config.WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} {Context}: {Message:lj}{NewLine}{Exception}",
                 formatProvider: CultureInfo.InvariantCulture, theme: ConsoleTheme.None, standardErrorFromLevel: LogEventLevel.Fatal);
         }
+        if (extraSink is not null) config = config.WriteTo.Sink(extraSink);
         return config.CreateLogger();
     }
 

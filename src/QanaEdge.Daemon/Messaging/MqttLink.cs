@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using MQTTnet;
+using MQTTnet.Exceptions;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using QanaEdge.Daemon.Configuration;
@@ -12,8 +13,17 @@ namespace QanaEdge.Daemon.Messaging;
 /// The one MQTT connection of the daemon. A background loop connects, and reconnects with exponential backoff
 /// (ReconnectMinSeconds doubling to ReconnectMaxSeconds, with jitter) whenever the link drops; on each connect it
 /// subscribes to the inbound topics and publishes the retained "online" status. The will makes the broker publish a
-/// retained "offline" status when the link dies without a clean disconnect. Publishing is thread-safe
-/// (MQTTnet allows concurrent PublishAsync); connect and disconnect run only on the loop.
+/// retained "offline" status when the link dies without a clean disconnect.
+/// <para>
+/// Every successful connection is a <see cref="LinkSession"/>, and only the loop creates or retires sessions.
+/// MQTTnet raises its Disconnected event on a thread-pool task after the fact, so a late event of a failed attempt
+/// can arrive after the next attempt succeeded: the event therefore only wakes the loop, which looks at the client's
+/// real state. A session's <see cref="LinkSession.Lost"/> token cancels every request still waiting on that
+/// connection, and every request is bounded by TimeoutSeconds: MQTTnet applies no timeout of its own when it is
+/// given a cancellable token, and a PUBACK that never comes (broker frozen, half-open TCP) would otherwise be awaited
+/// for ever.
+/// </para>
+/// Publishing is thread-safe (MQTTnet allows concurrent PublishAsync); connect and disconnect run only on the loop.
 /// </summary>
 public sealed class MqttLink : IAsyncDisposable
 {
@@ -24,9 +34,14 @@ public sealed class MqttLink : IAsyncDisposable
     private readonly IMqttClient _client;
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _state = new();
+    private readonly TimeSpan _timeout;
     private Task? _loop;
-    private volatile TaskCompletionSource _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private byte[] _onlineStatus = [];
+    private LinkSession? _session;
+    private TaskCompletionSource<LinkSession> _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _sessions;
+    private int _recycle;
+    private volatile byte[] _onlineStatus = [];
 
     public MqttLink(MqttOptions options, string deviceId, ILogger<MqttLink> log)
     {
@@ -34,13 +49,12 @@ public sealed class MqttLink : IAsyncDisposable
         _deviceId = deviceId;
         _topics = new Topics(deviceId);
         _log = log;
+        _timeout = TimeSpan.FromSeconds(options.TimeoutSeconds);
         _client = new MqttClientFactory().CreateMqttClient();
-        _client.DisconnectedAsync += e =>
+        _client.DisconnectedAsync += _ =>
         {
-            if (_connected.Task.IsCompleted) _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            if (e.ClientWasConnected)
-                _log.LogWarning("MQTT link to {Host}:{Port} lost ({Reason}); results queue in the outbox", Host, _options.Port, e.Reason);
-            _wake.Release();
+            // Possibly late (see the class comment): do not trust it to describe the current connection.
+            Wake();
             return Task.CompletedTask;
         };
         _client.ApplicationMessageReceivedAsync += e =>
@@ -52,7 +66,11 @@ public sealed class MqttLink : IAsyncDisposable
 
     public string Host => string.IsNullOrWhiteSpace(_options.Host) ? "127.0.0.1" : _options.Host;
 
-    public bool IsConnected => _client.IsConnected;
+    /// <summary>True while a session is up (the loop has connected, subscribed and sent the status, and not yet seen it drop).</summary>
+    public bool IsConnected => _client.IsConnected && Current is { IsLost: false };
+
+    /// <summary>The session currently up, or null.</summary>
+    public LinkSession? Current { get { lock (_state) return _session; } }
 
     /// <summary>Inbound message on a subscribed topic (topic, payload); runs on the MQTT receive path: keep it short.</summary>
     public event Action<string, byte[]>? MessageReceived;
@@ -67,12 +85,51 @@ public sealed class MqttLink : IAsyncDisposable
         _loop = Task.Run(() => LoopAsync(_stop.Token));
     }
 
-    /// <summary>Completes when the link is up (or the token fires).</summary>
-    public Task WaitConnectedAsync(CancellationToken ct) => _connected.Task.WaitAsync(ct);
-
-    /// <summary>Publishes with QoS 1 and returns once the PUBACK arrives. Throws when the link is down or the broker refuses.</summary>
-    public async Task PublishAsync(string topic, byte[] payload, bool retain, CancellationToken ct)
+    /// <summary>
+    /// Replaces the retained status (sent again on every connect) and publishes it now when the link is up; when it is
+    /// not, the next connect sends it.
+    /// </summary>
+    public async Task UpdateStatusAsync(byte[] status, CancellationToken ct)
     {
+        _onlineStatus = status;
+        if (Current is not { } session) return;
+        try { await PublishAsync(session, _topics.Status, status, retain: true, ct).ConfigureAwait(false); }
+        catch (Exception e) when (e is not OutOfMemoryException && !ct.IsCancellationRequested)
+        {
+            _log.LogDebug("Status update not sent now ({Error}); the next connect sends it", e.Message);
+        }
+    }
+
+    /// <summary>Completes with the session once the link is up (or throws when the token fires).</summary>
+    public Task<LinkSession> WaitConnectedAsync(CancellationToken ct)
+    {
+        Task<LinkSession> up;
+        lock (_state) up = _up.Task;
+        return up.WaitAsync(ct);
+    }
+
+    /// <summary>Asks the loop to look at the connection now (it also looks once a second).</summary>
+    public void Wake()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
+    /// <summary>
+    /// Publishes with QoS 1 on the current session and returns once the PUBACK arrives.
+    /// Throws <see cref="MqttLinkDownException"/> when no session is up or it drops before the PUBACK,
+    /// <see cref="TimeoutException"/> when no PUBACK came within TimeoutSeconds (the session is then retired), and
+    /// <see cref="MqttPublishRefusedException"/> when the broker refuses.
+    /// </summary>
+    public Task PublishAsync(string topic, byte[] payload, bool retain, CancellationToken ct)
+    {
+        LinkSession session = Current ?? throw new MqttLinkDownException("the MQTT link is down");
+        return PublishAsync(session, topic, payload, retain, ct);
+    }
+
+    /// <summary>As <see cref="PublishAsync(string, byte[], bool, CancellationToken)"/>, on a given session.</summary>
+    public async Task PublishAsync(LinkSession session, string topic, byte[] payload, bool retain, CancellationToken ct)
+    {
+        if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} is gone");
         MqttApplicationMessage message = new MqttApplicationMessageBuilder()
             .WithTopic(topic)
             .WithPayload(payload)
@@ -80,9 +137,54 @@ public sealed class MqttLink : IAsyncDisposable
             .WithRetainFlag(retain)
             .WithContentType("application/json")
             .Build();
-        MqttClientPublishResult result = await _client.PublishAsync(message, ct).ConfigureAwait(false);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
+        bounded.CancelAfter(_timeout);
+        MqttClientPublishResult result;
+        try
+        {
+            result = await _client.PublishAsync(message, bounded.Token).ConfigureAwait(false);
+        }
+        // MQTTnet reports a cancelled wait for the PUBACK as MqttCommunicationTimedOutException, a cancelled send as
+        // OperationCanceledException.
+        catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
+        {
+            if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} dropped before the PUBACK on {topic}", e);
+            // The link looks up but did not answer: a frozen broker or a half-open TCP connection. MQTT lets a client
+            // resend an unacknowledged QoS 1 message only on a new connection, so retire this one.
+            Retire(session, $"no PUBACK within {_timeout.TotalSeconds:0.#} s");
+            throw new TimeoutException($"no PUBACK on {topic} within {_timeout.TotalSeconds:0.#} s; reconnecting", e);
+        }
+        catch (MqttCommunicationException e) when (!ct.IsCancellationRequested)
+        {
+            Wake();
+            throw new MqttLinkDownException($"MQTT session {session.Number} failed on {topic}: {e.Message}", e);
+        }
         if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
             throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
+    }
+
+    /// <summary>Marks a session as gone (cancelling whatever waits on it) and has the loop drop and redo the connection.</summary>
+    private void Retire(LinkSession session, string why)
+    {
+        if (!MarkLost(session)) return;
+        _log.LogWarning("MQTT session {Session} to {Host}:{Port} retired: {Why}; results queue in the outbox", session.Number, Host, _options.Port, why);
+        Volatile.Write(ref _recycle, 1);
+        Wake();
+    }
+
+    private bool MarkLost(LinkSession session)
+    {
+        lock (_state)
+        {
+            if (session.IsLost) return false;
+            if (ReferenceEquals(_session, session))
+            {
+                _session = null;
+                if (_up.Task.IsCompleted) _up = new TaskCompletionSource<LinkSession>(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+            session.MarkLost();
+        }
+        return true;
     }
 
     private MqttClientOptions BuildOptions()
@@ -96,7 +198,7 @@ public sealed class MqttLink : IAsyncDisposable
             .WithCleanStart(false)
             .WithSessionExpiryInterval(7 * 24 * 3600)
             .WithKeepAlivePeriod(TimeSpan.FromSeconds(_options.KeepAliveSeconds))
-            .WithTimeout(TimeSpan.FromSeconds(10))
+            .WithTimeout(_timeout)
             .WithWillTopic(_topics.Status)
             .WithWillPayload(will)
             .WithWillRetain(true)
@@ -135,42 +237,94 @@ public sealed class MqttLink : IAsyncDisposable
         int failures = 0;
         while (!ct.IsCancellationRequested)
         {
-            if (!_client.IsConnected)
+            try
             {
-                try
+                LinkSession? current = Current;
+                if (current is not null && !_client.IsConnected && MarkLost(current))
+                    _log.LogWarning("MQTT link to {Host}:{Port} lost (session {Session}); results queue in the outbox", Host, _options.Port, current.Number);
+                if (Interlocked.Exchange(ref _recycle, 0) == 1 && _client.IsConnected)
+                    await DisconnectQuietlyAsync().ConfigureAwait(false);
+                if (Current is null)
                 {
-                    await _client.ConnectAsync(options, ct).ConfigureAwait(false);
-                    await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
-                        .WithTopicFilter(_topics.Feedback, MqttQualityOfServiceLevel.AtLeastOnce)
-                        .WithTopicFilter(_topics.Updates, MqttQualityOfServiceLevel.AtLeastOnce)
-                        .WithTopicFilter(Topics.FleetUpdates, MqttQualityOfServiceLevel.AtLeastOnce)
-                        .WithTopicFilter(_topics.Capture, MqttQualityOfServiceLevel.AtLeastOnce)
-                        .Build(), ct).ConfigureAwait(false);
-                    await PublishAsync(_topics.Status, _onlineStatus, retain: true, ct).ConfigureAwait(false);
-                    _log.LogInformation("MQTT link up: {Host}:{Port} as {ClientId} (after {Failures} failed attempts)", Host, _options.Port, _options.ClientId, failures);
-                    delay = min; failures = 0;
-                    _connected.TrySetResult();
-                    Connected?.Invoke();
-                }
-                catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
-                catch (Exception e)
-                {
-                    failures++;
-                    // Log the first failure and then every tenth so a long outage does not flood the journal.
-                    if (failures == 1 || failures % 10 == 0)
-                        _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x): {Error}; retrying in {Delay} s", Host, _options.Port, failures, e.Message, Math.Round(delay.TotalSeconds, 2));
-                    if (_client.IsConnected)
+                    try
                     {
-                        try { await _client.DisconnectAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false); } catch (Exception) { }
+                        LinkSession session = await ConnectAsync(options, ct).ConfigureAwait(false);
+                        _log.LogInformation("MQTT link up: {Host}:{Port} as {ClientId}, session {Session} (after {Failures} failed attempts)",
+                            Host, _options.Port, _options.ClientId, session.Number, failures);
+                        delay = min; failures = 0;
+                        Connected?.Invoke();
                     }
-                    TimeSpan jittered = delay * (0.8 + 0.4 * Random.Shared.NextDouble());
-                    try { await Task.Delay(jittered, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
-                    delay = TimeSpan.FromTicks(Math.Min(max.Ticks, delay.Ticks * 2));
-                    continue;
+                    catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        failures++;
+                        // Log the first failure and then every tenth so a long outage does not flood the journal.
+                        if (failures == 1 || failures % 10 == 0)
+                            _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x): {Error}; retrying in {Delay} s", Host, _options.Port, failures, e.Message, Math.Round(delay.TotalSeconds, 2));
+                        if (_client.IsConnected) await DisconnectQuietlyAsync().ConfigureAwait(false);
+                        TimeSpan jittered = delay * (0.8 + 0.4 * Random.Shared.NextDouble());
+                        await Task.Delay(jittered, ct).ConfigureAwait(false);
+                        delay = TimeSpan.FromTicks(Math.Min(max.Ticks, delay.Ticks * 2));
+                        continue;
+                    }
                 }
+                await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
             }
-            try { await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false); }
-            catch (OperationCanceledException) { break; }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The loop is the only thing that ever reconnects: it must outlive any surprise.
+                _log.LogError(e, "MQTT link loop error; continuing");
+                try { await Task.Delay(min, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+            }
+        }
+    }
+
+    /// <summary>Connects, subscribes and sends the retained status, each step bounded by TimeoutSeconds.</summary>
+    private async Task<LinkSession> ConnectAsync(MqttClientOptions options, CancellationToken ct)
+    {
+        using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            bounded.CancelAfter(_timeout);
+            try
+            {
+                MqttClientConnectResult connected = await _client.ConnectAsync(options, bounded.Token).ConfigureAwait(false);
+                if (connected.ResultCode != MqttClientConnectResultCode.Success)
+                    throw new MqttLinkDownException($"broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
+                await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+                    .WithTopicFilter(_topics.Feedback, MqttQualityOfServiceLevel.AtLeastOnce)
+                    .WithTopicFilter(_topics.Updates, MqttQualityOfServiceLevel.AtLeastOnce)
+                    .WithTopicFilter(Topics.FleetUpdates, MqttQualityOfServiceLevel.AtLeastOnce)
+                    .WithTopicFilter(_topics.Capture, MqttQualityOfServiceLevel.AtLeastOnce)
+                    .Build(), bounded.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
+            {
+                throw new TimeoutException($"no answer from the broker within {_timeout.TotalSeconds:0.#} s", e);
+            }
+        }
+        var session = new LinkSession(Interlocked.Increment(ref _sessions));
+        // The status goes out on the new session before it is announced, so that "online" precedes any result.
+        await PublishAsync(session, _topics.Status, _onlineStatus, retain: true, ct).ConfigureAwait(false);
+        lock (_state)
+        {
+            if (!_client.IsConnected) throw new MqttLinkDownException("the connection dropped while it was being set up");
+            _session = session;
+            _up.TrySetResult(session);
+        }
+        return session;
+    }
+
+    private async Task DisconnectQuietlyAsync()
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(_timeout);
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _log.LogDebug("MQTT disconnect: {Error}", e.Message);
         }
     }
 
@@ -179,12 +333,12 @@ public sealed class MqttLink : IAsyncDisposable
     {
         _stop.Cancel();
         if (_loop is not null) { try { await _loop.ConfigureAwait(false); } catch (OperationCanceledException) { } }
-        if (_client.IsConnected)
+        if (Current is { } session && _client.IsConnected)
         {
             try
             {
                 using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-                await PublishAsync(_topics.Status, Payloads.Status("offline", _deviceId, null, null, null, null, null), retain: true, cts.Token).ConfigureAwait(false);
+                await PublishAsync(session, _topics.Status, Payloads.Status("offline", _deviceId, null, null, null, null, null), retain: true, cts.Token).ConfigureAwait(false);
                 await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cts.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -192,9 +346,37 @@ public sealed class MqttLink : IAsyncDisposable
                 _log.LogWarning("MQTT clean disconnect failed: {Error}", e.Message);
             }
         }
+        if (Current is { } last) MarkLost(last);
         _client.Dispose();
         _stop.Dispose();
     }
 }
 
+/// <summary>
+/// One connection of the link, from the loop's successful connect until the loop (or a publish that got no PUBACK)
+/// finds it gone. <see cref="Lost"/> fires then, ending every request still waiting on it.
+/// </summary>
+public sealed class LinkSession
+{
+    private readonly CancellationTokenSource _lost = new();
+
+    internal LinkSession(int number)
+    {
+        Number = number;
+        Lost = _lost.Token;
+    }
+
+    /// <summary>1 for the first connection since start, counting up.</summary>
+    public int Number { get; }
+
+    public CancellationToken Lost { get; }
+
+    public bool IsLost => Lost.IsCancellationRequested;
+
+    internal void MarkLost() => _lost.Cancel();
+}
+
 public sealed class MqttPublishRefusedException(string message) : Exception(message);
+
+/// <summary>No MQTT session is up, or it dropped before the broker answered.</summary>
+public sealed class MqttLinkDownException(string message, Exception? inner = null) : Exception(message, inner);

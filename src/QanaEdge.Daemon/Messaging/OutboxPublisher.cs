@@ -51,66 +51,91 @@ public sealed class OutboxPublisher : IAsyncDisposable
         {
             try
             {
-                await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
-                await DrainAsync(ct).ConfigureAwait(false);
+                LinkSession session = await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
+                await DrainAsync(session, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
-            catch (Exception e)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                _log.LogWarning("Outbox drain interrupted: {Error}; unacknowledged results stay queued", e.Message);
+                // The link logs its own drops; a drop during a drain is expected and needs no second warning.
+                if (e is MqttLinkDownException) _log.LogInformation("Outbox drain paused: {Error}; unacknowledged results stay queued", e.Message);
+                else _log.LogWarning("Outbox drain interrupted: {Error}; unacknowledged results stay queued", e.Message);
                 try { await Task.Delay(TimeSpan.FromSeconds(_options.ReconnectMinSeconds), ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
             }
         }
     }
 
-    /// <summary>Sends everything in the outbox while the link is up; returns (or throws) when it is not.</summary>
-    private async Task DrainAsync(CancellationToken ct)
+    /// <summary>
+    /// Sends everything in the outbox on one session; returns when the session is gone, throws when a publish failed.
+    /// Every wait here ends when the session does (its Lost token), so a dead connection never holds the drain.
+    /// </summary>
+    private async Task DrainAsync(LinkSession session, CancellationToken stop)
     {
+        using var scope = CancellationTokenSource.CreateLinkedTokenSource(stop, session.Lost);
+        CancellationToken ct = scope.Token;
         long cursor = 0;
         var inflight = new List<Task>(_options.MaxInflight);
         var acked = new List<long>(_options.MaxInflight);
-        var gate = new SemaphoreSlim(_options.MaxInflight);
+        using var gate = new SemaphoreSlim(_options.MaxInflight);
         Exception? failure = null;
-        while (_link.IsConnected && !ct.IsCancellationRequested)
+        try
         {
-            List<OutboxEntry> entries = _store.ReadOutbox(cursor, _options.MaxInflight * 4);
-            if (entries.Count == 0)
+            while (!ct.IsCancellationRequested)
             {
-                await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
-                cursor = 0; // re-read from the start: cheap when empty, and picks up anything a failed batch left
-                continue;
+                List<OutboxEntry> entries = _store.ReadOutbox(cursor, _options.MaxInflight * 4);
+                if (entries.Count == 0)
+                {
+                    await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                    cursor = 0; // re-read from the start: cheap when empty, and picks up anything a failed batch left
+                    continue;
+                }
+                foreach (OutboxEntry entry in entries)
+                {
+                    await gate.WaitAsync(ct).ConfigureAwait(false);
+                    if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
+                    inflight.Add(PublishOneAsync(entry));
+                }
+                await Task.WhenAll(inflight).ConfigureAwait(false);
+                inflight.Clear();
+                DeleteAcked();
+                if (failure is not null) throw failure;
+                cursor = entries[^1].Id;
             }
-            foreach (OutboxEntry entry in entries)
-            {
-                await gate.WaitAsync(ct).ConfigureAwait(false);
-                if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
-                inflight.Add(PublishOneAsync(entry));
-            }
-            await Task.WhenAll(inflight).ConfigureAwait(false);
-            inflight.Clear();
+        }
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+        {
+            // The session ended. Publishes still in flight on it end too (the link cancels them with the session).
+        }
+        finally
+        {
+            // Whatever was acknowledged before an interruption is deleted; the rest is resent on the next session.
+            try { await Task.WhenAll(inflight).ConfigureAwait(false); } catch (Exception) { }
+            DeleteAcked();
+        }
+
+        void DeleteAcked()
+        {
             lock (acked)
             {
                 _store.DeleteOutbox(acked);
                 acked.Clear();
             }
-            if (failure is not null) throw failure;
-            cursor = entries[^1].Id;
+        }
 
-            async Task PublishOneAsync(OutboxEntry entry)
+        async Task PublishOneAsync(OutboxEntry entry)
+        {
+            try
             {
-                try
-                {
-                    await _link.PublishAsync(entry.Topic, entry.Payload, retain: false, ct).ConfigureAwait(false);
-                    lock (acked) acked.Add(entry.Id);
-                    Interlocked.Increment(ref _published);
-                    Acknowledged?.Invoke(entry.ResultId, entry.LandedTimestamp);
-                }
-                catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-                {
-                    Interlocked.CompareExchange(ref failure, e, null);
-                }
-                finally { gate.Release(); }
+                await _link.PublishAsync(session, entry.Topic, entry.Payload, retain: false, stop).ConfigureAwait(false);
+                lock (acked) acked.Add(entry.Id);
+                Interlocked.Increment(ref _published);
+                Acknowledged?.Invoke(entry.ResultId, entry.LandedTimestamp);
             }
+            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+            {
+                Interlocked.CompareExchange(ref failure, e, null);
+            }
+            finally { gate.Release(); }
         }
     }
 

@@ -63,7 +63,8 @@ public static class Payloads
         return buffer.WrittenSpan.ToArray();
     }
 
-    public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion)
+    public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
+        Capture.CameraState? camera = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -81,6 +82,15 @@ public static class Payloads
                 w.WriteEndObject();
             }
             if (daemonVersion is not null) w.WriteString("daemon_version", daemonVersion);
+            if (camera is not null)
+            {
+                w.WriteStartObject("camera");
+                w.WriteString("name", camera.Name);
+                w.WriteString("state", camera.State);
+                if (camera.Error is null) w.WriteNull("error"); else w.WriteString("error", camera.Error);
+                w.WriteString("at", camera.AtUtc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+                w.WriteEndObject();
+            }
             w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
             w.WriteEndObject();
         }

@@ -15,7 +15,7 @@ public sealed class V4l2CameraSource : ICameraSource
     {
         ArgumentNullException.ThrowIfNull(device);
         _device = device;
-        Name = $"v4l2 {device.DevicePath} {device.Settings.CaptureSize.Width}x{device.Settings.CaptureSize.Height}";
+        Name = $"v4l2 {device.DevicePath}{device.Settings.BusId} {device.Settings.CaptureSize.Width}x{device.Settings.CaptureSize.Height}";
     }
 
     /// <summary>Opens /dev/video{index} for MJPEG frames of the given size.</summary>
@@ -38,16 +38,20 @@ public sealed class V4l2CameraSource : ICameraSource
 
     public byte[] CaptureJpeg()
     {
-        byte[] frame;
-        try { frame = _device.Capture(); }
-        catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException)
+        byte[] buffer;
+        try { buffer = _device.Capture(); }
+        catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException or UnauthorizedAccessException or NotSupportedException)
         {
             throw new CameraException($"{Name}: capture failed: {e.Message}", e);
         }
         // An MJPEG frame starts with the JPEG SOI marker; anything else means the driver ignored the format.
-        if (frame.Length < 4 || frame[0] != 0xFF || frame[1] != 0xD8)
-            throw new CameraException($"{Name}: the frame is not a JPEG ({frame.Length} bytes); the device may not support MJPEG");
-        return frame;
+        if (buffer.Length < 4 || buffer[0] != 0xFF || buffer[1] != 0xD8)
+            throw new CameraException($"{Name}: the frame is not a JPEG ({buffer.Length} bytes); the device may not support MJPEG");
+        // The binding hands back the whole driver buffer; the image is only its first JpegFrame.Length bytes.
+        int length = JpegFrame.Length(buffer);
+        if (length < 0)
+            throw new CameraException($"{Name}: the JPEG frame is cut short (no end of image in {buffer.Length} bytes)");
+        return length == buffer.Length ? buffer : buffer.AsSpan(0, length).ToArray();
     }
 
     public void Dispose() => _device.Dispose();

@@ -67,14 +67,30 @@ public sealed class QanaNet : ITrainable
     public IEnumerable<BatchNorm> BatchNorms => Layers.OfType<BatchNorm>();
 
     /// <summary>x: [N, S, S, 3] in [0, 1]. Returns logits [N,1,1,K].</summary>
-    public Tensor Forward(Tape tape, Tensor x)
+    public Tensor Forward(Tape tape, Tensor x) => Head.Forward(tape, Top(tape, Trunk(tape, x, Blocks.Length), Blocks.Length));
+
+    /// <summary>The stem and the first <paramref name="blocks"/> blocks: the part a partial fine-tune keeps frozen.</summary>
+    public Tensor Trunk(Tape tape, Tensor x, int blocks)
     {
         var h = StemAct.Forward(tape, StemBn.Forward(tape, Stem.Forward(tape, x)));
-        foreach (var b in Blocks) h = b.Forward(tape, h);
+        for (int i = 0; i < blocks; i++) h = Blocks[i].Forward(tape, h);
+        return h;
+    }
+
+    /// <summary>
+    /// Blocks from <paramref name="fromBlock"/> on, the transform, SE and flatten: the penultimate embedding
+    /// [N,1,1,H·W·C] (HWC order) that the linear head sees — what embedding-space SMOTE works on.
+    /// </summary>
+    public Tensor Top(Tape tape, Tensor h, int fromBlock)
+    {
+        for (int i = fromBlock; i < Blocks.Length; i++) h = Blocks[i].Forward(tape, h);
         h = TransformAct.Forward(tape, TransformBn.Forward(tape, TransformPw.Forward(tape, TransformDw.Forward(tape, h))));
         if (Se is not null) h = Se.Forward(tape, h);
-        return Head.Forward(tape, Flat.Forward(tape, h));
+        return Flat.Forward(tape, h);
     }
+
+    /// <summary>Width of the penultimate embedding (the head's input).</summary>
+    public int EmbeddingSize => Head.In;
 
     /// <summary>He-normal for convolutions (fan-in), small normal for the head, zeros for biases.</summary>
     private void Initialize(ulong seed)

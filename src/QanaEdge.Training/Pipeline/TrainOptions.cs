@@ -44,6 +44,23 @@ public sealed record TrainOptions
     public float EmaDecay { get; init; } = 0.995f;
     /// <summary>Embedding-space SMOTE for the head after the float phase (ablation row +SMOTE).</summary>
     public bool Smote { get; init; }
+    /// <summary>Epochs of head training on real + synthetic embeddings in the SMOTE stage.</summary>
+    public int SmoteHeadEpochs { get; init; } = 5;
+    public float SmoteHeadLearningRate { get; init; } = 1e-3f;
+    /// <summary>Epochs of the brief fine-tune of the last block, transform, SE and head on real images after the SMOTE head.</summary>
+    public int SmoteFinetuneEpochs { get; init; } = 1;
+    public float SmoteFinetuneLearningRate { get; init; } = 2e-4f;
+    /// <summary>Each minority class is brought up to this fraction of the largest class (real + synthetic embeddings).</summary>
+    public double SmoteTargetFraction { get; init; } = 0.5;
+    /// <summary>
+    /// After conversion and calibration, adapt the readout (head + spiking readout) as the device does from
+    /// labelled cases: learn from one half of the validation split, keep the update only if it loses no
+    /// accuracy on the other half (ablation row +incremental learning).
+    /// </summary>
+    public bool Incremental { get; init; }
+    /// <summary>Passes over the labelled stream in the readout learner.</summary>
+    public int IncrementalEpochs { get; init; } = 10;
+    public float IncrementalLearningRate { get; init; } = 1e-4f;
     /// <summary>Fit a logit adjustment −τ·log(prior) on validation and fold it into the head bias.</summary>
     public bool LogitAdjustment { get; init; } = true;
 }

@@ -36,10 +36,13 @@ public sealed class Trainer
     /// <summary>
     /// Trains <paramref name="net"/> for <paramref name="epochs"/> epochs at peak rate <paramref name="peakLr"/>;
     /// <paramref name="capture"/>/<paramref name="restore"/> keep and put back the best epoch's state.
-    /// Returns the best validation macro-F1.
+    /// Returns the best validation macro-F1. With <paramref name="startScore"/> (the network's validation
+    /// macro-F1 before this phase) the starting weights compete too: a phase that only makes things worse,
+    /// such as a fine-tune whose first epoch loses more than it gains, leaves the network as it found it.
     /// </summary>
     public double Fit(string phase, ITrainable net, ImageSet train, ImageSet val, int epochs, float peakLr,
-        Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0)
+        Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0,
+        double? startScore = null)
     {
         int k = Model.Classes.Count;
         int batches = (train.Count + _o.BatchSize - 1) / _o.BatchSize;
@@ -49,6 +52,7 @@ public sealed class Trainer
         var stop = new EarlyStopping(patience);
         var average = _o.EmaDecay > 0 ? new WeightAverage(net.Parameters, _o.EmaDecay) : null;
         object best = capture();
+        if (startScore is { } initial) stop.Observe(0, initial);
         var labels = new int[_o.BatchSize];
         long step = 0;
         var total = Stopwatch.StartNew();

@@ -8,6 +8,7 @@ using QanaEdge.Training.Conversion;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Evaluation;
+using QanaEdge.Training.Incremental;
 using QanaEdge.Training.Network;
 using QanaEdge.Training.Quantization;
 
@@ -25,32 +26,67 @@ public sealed record PipelinePaths
     public string ReportPath => Path.ChangeExtension(OutPackage, ".report.json");
     public string ReportMarkdownPath => Path.ChangeExtension(OutPackage, ".report.md");
     public string FloatCheckpoint => Path.ChangeExtension(OutPackage, ".float.ckpt");
+    /// <summary>Calibration figures (SVG): tiling τ, referral threshold, per-class readout thresholds.</summary>
+    public string FiguresDir => Path.ChangeExtension(OutPackage, ".figures");
+}
+
+/// <summary>The split and the preprocessed training and validation images, loaded once and shared by several runs (the ablation).</summary>
+public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Validation)
+{
+    /// <param name="zoomSourceSize">Side of the larger copy of each training image that zoomed views are cut from (0: none).</param>
+    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0)
+    {
+        var split = LesionSplit.Create(Ham10000Index.Load(imagesDir, labelsCsv));
+        return new PreparedData(split, ImageSet.Load(split.Train, size, zoomSourceSize), ImageSet.Load(split.Validation, size));
+    }
 }
 
 /// <summary>What a run produced.</summary>
 public sealed record PipelineResult(ModelPackage Package, ClassificationMetrics Test, double ValidationAgreement,
-    double FakeQuantValTop1, double IntegerValTop1, double FloatValMacroF1);
+    double FakeQuantValTop1, double IntegerValTop1, double FloatValMacroF1)
+{
+    /// <summary>Share of test images the tiling fallback ran on, with the package's τ.</summary>
+    public double TestTilingTriggerRate { get; init; }
+    public ReferralMetrics? TestReferral { get; init; }
+    public TilingFit? Tiling { get; init; }
+    public SmoteStageReport? Smote { get; init; }
+    public IncrementalReport? Incremental { get; init; }
+    /// <summary>Test figures of the package before the readout update (equal to <see cref="Test"/> when there was none).</summary>
+    public ClassificationMetrics? TestBeforeIncremental { get; init; }
+    public double TestTilingTriggerRateBeforeIncremental { get; init; }
+    public ReferralMetrics? TestReferralBeforeIncremental { get; init; }
+}
 
 /// <summary>
 /// The whole recipe behind <c>qana train</c>: preprocess once → lesion-grouped split → float training
 /// (BN) → BN folding → calibration of activation ranges → quantization-aware fine-tuning → conversion →
 /// integer evaluation and readout calibration on validation → one evaluation on the test split →
-/// package, training log and report.
+/// package, training log and report. Optional stages after the float phase: embedding-space SMOTE
+/// (<see cref="TrainOptions.Smote"/>) before BN folding, and the readout learner
+/// (<see cref="TrainOptions.Incremental"/>) after calibration.
 /// </summary>
 public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, Action<string>? progress = null)
 {
     private void Say(string line) => progress?.Invoke(line);
 
+    /// <summary>Images already loaded for this split and input size (otherwise Run loads them).</summary>
+    public PreparedData? Data { get; init; }
+
+    /// <summary>
+    /// Also evaluate the test split with the package as it was before the readout update (ablation: the
+    /// +SMOTE row and the +incremental row then come from one run).
+    /// </summary>
+    public bool EvaluateBeforeIncremental { get; init; }
+
     public PipelineResult Run()
     {
         var total = Stopwatch.StartNew();
         var o = options;
-        var rows = Ham10000Index.Load(paths.ImagesDir, paths.LabelsCsv);
-        var split = LesionSplit.Create(rows);
-        Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
         int size = o.Network.InputSize;
-        var train = ImageSet.Load(split.Train, size, o.ZoomSourceSize);
-        var val = ImageSet.Load(split.Validation, size);
+        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize);
+        if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
+        var (split, train, val) = data;
+        Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
         Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s");
 
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(paths.OutPackage))!);
@@ -85,6 +121,14 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             if (keep) floatF1 = recalibrated; else before.Restore(net);
         }
 
+        // 1b. Embedding-space SMOTE for the head, then a brief fine-tune of the top on real images.
+        SmoteStageReport? smote = null;
+        if (o.Smote)
+        {
+            smote = SmoteStage.Run(net, train, val, o, trainer, log, Say);
+            floatF1 = ClassificationMetrics.Compute(val.Labels, trainer.Predict(net, val)).MacroF1;
+        }
+
         // 2. Fold BN, calibrate ranges, fine-tune with fake quantization.
         var scheme = new QuantScheme(o.Profile);
         var qnet = QuantNetBuilder.FromFloat(net, scheme);
@@ -93,7 +137,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         Say($"folded + fake-quantized ({o.Profile}): validation macro-F1 {fqF1:F3} (float {floatF1:F3})");
         if (o.QatEpochs > 0)
             trainer.Fit("qat", qnet, train, val, o.QatEpochs, o.QatLearningRate,
-                () => Snapshot(qnet), s => Restore(qnet, (float[][])s), Math.Max(2, o.QatEpochs), 0, seedSalt: 0x5A7);
+                () => Snapshot(qnet), s => Restore(qnet, (float[][])s), Math.Max(2, o.QatEpochs), 0, seedSalt: 0x5A7, startScore: fqF1);
 
         // 3. Convert, evaluate in integers on validation, calibrate the readout.
         var fqVal = trainer.Predict(qnet, val);
@@ -110,37 +154,88 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
 
         var cal = package.Manifest.Calibration;
         var thresholdFit = ClassThresholdCalibration.Fit(val.Labels, valLogits, cal.ReadoutWindow, baseInfo.Threshold, cal.Beta);
-        var calibratedProbs = new float[val.Count][];
-        for (int i = 0; i < val.Count; i++)
-        {
-            calibratedProbs[i] = new float[Classes.Count];
-            SpikingReadout.Probabilities(valLogits[i], thresholdFit.Thresholds, cal.ReadoutWindow, cal.Beta, [], calibratedProbs[i]);
-        }
-        var referral = ReferralCalibration.Fit(val.Labels, calibratedProbs);
-        Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}]: validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; referral threshold {referral.Threshold:F3}");
+        // Tiling τ from the device's own path (decode, crop, engine, readout with the fitted thresholds):
+        // every validation image once as a single view and once averaged with its four tiles.
+        var withThresholds = Rebuild(package, thresholdFit.Thresholds, 0.5, 0, [], new Dictionary<string, double>());
+        var valPaths = split.Validation.Select(r => r.ImagePath).ToArray();
+        var (valPlain, valTiled) = DevicePredictions.PlainAndTiled(withThresholds, valPaths);
+        var tiling = TilingCalibration.Fit(val.Labels, valPlain, valTiled, TilingCalibration.DefaultMaxTriggerRate);
+        var valFinal = new float[val.Count][];
+        for (int i = 0; i < val.Count; i++) valFinal[i] = valPlain[i].Max() < tiling.Tau ? valTiled[i] : valPlain[i];
+        // The referral threshold is fitted on the probabilities the device will report, tiling included.
+        var referral = ReferralCalibration.Fit(val.Labels, valFinal);
+        Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}]: validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; " +
+            $"tiling tau {tiling.Tau:F3} (validation trigger rate {tiling.TriggerRate:P1}, macro-F1 {tiling.MacroF1Plain:F3} -> {tiling.MacroF1WithTiling:F3}); referral threshold {referral.Threshold:F3}");
+        var calibrated = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, tiling.Tau, [], new Dictionary<string, double>());
+        var figures = CalibrationFigures.Write(paths.FiguresDir, tiling, TilingCalibration.DefaultMaxTriggerRate, val.Labels, valFinal,
+            referral.Threshold, thresholdFit.Thresholds, baseInfo.Threshold, Classes.Codes,
+            $"{calibrated.Manifest.ModelId}: {o.Epochs} float epochs, {o.QatEpochs} QAT epochs, seed {o.Seed}; validation split ({val.Count} images)");
+        Say($"calibration figures in {paths.FiguresDir} ({figures.Length})");
 
-        // 4. The test split, once, with the final calibration.
-        var test = ImageSet.Load(split.Test, size);
-        var withThresholds = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, [], new Dictionary<string, double>());
-        var (_, testProbs) = RunInteger(withThresholds, test);
-        var testM = ClassificationMetrics.Compute(test.Labels, testProbs);
-        var testRef = ReferralMetrics.Compute(test.Labels, testProbs, referral.Threshold);
-        Say($"test: top-1 {testM.Top1:P2}, macro-F1 {testM.MacroF1:P2}, balanced accuracy {testM.BalancedAccuracy:P2}");
+        // 3b. Incremental learning: the readout adapted from labelled validation cases, kept only if it loses nothing on a golden set.
+        var testPaths = split.Test.Select(r => r.ImagePath).ToArray();
+        var testLabels = split.Test.Select(r => r.ClassIndex).ToArray();
+        IncrementalReport? incremental = null;
+        ClassificationMetrics? testBefore = null;
+        ReferralMetrics? testRefBefore = null;
+        double testTriggerBefore = double.NaN;
+        if (o.Incremental)
+        {
+            if (EvaluateBeforeIncremental)
+            {
+                var (pb, tb) = DevicePredictions.Classify(calibrated, testPaths);
+                testBefore = ClassificationMetrics.Compute(testLabels, pb);
+                testRefBefore = ReferralMetrics.Compute(testLabels, pb, referral.Threshold);
+                testTriggerBefore = tb.Count(t => t) / (double)tb.Length;
+            }
+            (calibrated, incremental) = IncrementalStage.Run(calibrated, val, split.Validation.Select(r => r.LesionId ?? r.ImageId).ToArray(), o, Say);
+        }
+
+        // 4. The test split, once, with the final calibration, through the device's path (tiling included).
+        var (testProbs, testTiled) = DevicePredictions.Classify(calibrated, testPaths);
+        var testM = ClassificationMetrics.Compute(testLabels, testProbs);
+        var testRef = ReferralMetrics.Compute(testLabels, testProbs, referral.Threshold);
+        double testTrigger = testTiled.Count(t => t) / (double)testTiled.Length;
+        Say($"test: top-1 {testM.Top1:P2}, macro-F1 {testM.MacroF1:P2}, balanced accuracy {testM.BalancedAccuracy:P2}, tiling trigger rate {testTrigger:P1}");
 
         var metrics = new Dictionary<string, double>
         {
             ["test_top1"] = testM.Top1, ["test_macro_f1"] = testM.MacroF1, ["test_balanced_accuracy"] = testM.BalancedAccuracy,
+            ["test_macro_precision"] = testM.MacroPrecision,
             ["test_auc_macro"] = double.IsFinite(testM.AucMacro) ? testM.AucMacro : 0,
             ["test_referral_sensitivity"] = testRef.Sensitivity, ["test_referral_specificity"] = testRef.Specificity,
+            ["test_tiling_trigger_rate"] = testTrigger,
             ["val_macro_f1_float"] = floatF1, ["val_top1_fake_quant"] = fqValM.Top1, ["val_top1_integer"] = intValM.Top1,
             ["val_integer_fake_quant_agreement"] = agreement, ["val_macro_f1_calibrated"] = thresholdFit.ObjectiveAfter,
+            ["tiling_tau"] = tiling.Tau, ["val_tiling_trigger_rate"] = tiling.TriggerRate, ["val_macro_f1_tiled"] = tiling.MacroF1WithTiling,
         };
-        var golden = Golden(withThresholds, val, 4);
-        var final = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, golden, metrics);
+        if (smote is not null)
+        {
+            metrics["smote_synthetic"] = smote.SyntheticCounts.Sum();
+            metrics["val_macro_f1_smote_head"] = smote.ValMacroF1Head;
+            metrics["val_macro_f1_smote_finetune"] = smote.ValMacroF1Finetune;
+        }
+        if (incremental is not null)
+        {
+            metrics["incremental_accepted"] = incremental.Accepted ? 1 : 0;
+            metrics["incremental_golden_top1_before"] = incremental.GoldenTop1Before;
+            metrics["incremental_golden_top1_after"] = incremental.GoldenTop1After;
+            metrics["incremental_golden_macro_f1_before"] = incremental.GoldenMacroF1Before;
+            metrics["incremental_golden_macro_f1_after"] = incremental.GoldenMacroF1After;
+        }
+        if (testBefore is not null) metrics["test_macro_f1_before_incremental"] = testBefore.MacroF1;
+        var golden = Golden(calibrated, val, 4);
+        var final = Rebuild(calibrated, thresholdFit.Thresholds, referral.Threshold, tiling.Tau, golden, metrics);
         PackageWriter.Save(final, paths.OutPackage);
         WriteReport(testM, testRef, metrics, final, total.Elapsed);
         Say($"wrote {paths.OutPackage} in {total.Elapsed:hh\\:mm\\:ss}");
-        return new PipelineResult(final, testM, agreement, fqValM.Top1, intValM.Top1, floatF1);
+        return new PipelineResult(final, testM, agreement, fqValM.Top1, intValM.Top1, floatF1)
+        {
+            TestTilingTriggerRate = testTrigger, TestReferral = testRef, Tiling = tiling, Smote = smote, Incremental = incremental,
+            TestBeforeIncremental = testBefore ?? testM,
+            TestReferralBeforeIncremental = testRefBefore ?? testRef,
+            TestTilingTriggerRateBeforeIncremental = testBefore is null ? testTrigger : testTriggerBefore,
+        };
     }
 
     /// <summary>Activation ranges from clean (non-augmented) training batches, then frozen.</summary>
@@ -171,13 +266,13 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["split_seed"] = LesionSplit.DefaultSeed.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote}",
+            ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote} incremental={o.Incremental}",
             ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };
 
-    private static ModelPackage Rebuild(ModelPackage p, int[] thresholds, double referral, GoldenVector[] golden, Dictionary<string, double> metrics)
+    private static ModelPackage Rebuild(ModelPackage p, int[] thresholds, double referral, double tilingTau, GoldenVector[] golden, Dictionary<string, double> metrics)
     {
         var m = p.Manifest;
         var nodes = p.Graph.Nodes.Select(n => n.Kind != Model.Graph.OpKind.SpikingReadout ? n : new Model.Graph.Node
@@ -193,7 +288,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             Calibration = new Model.Packaging.Calibration
             {
                 ReadoutWindow = m.Calibration.ReadoutWindow, Thresholds = thresholds, Beta = m.Calibration.Beta, StepWeights = m.Calibration.StepWeights,
-                TilingTau = m.Calibration.TilingTau, ReferralThreshold = referral, SaliencyFlatCv = m.Calibration.SaliencyFlatCv,
+                TilingTau = tilingTau, ReferralThreshold = referral, SaliencyFlatCv = m.Calibration.SaliencyFlatCv,
             },
             Golden = golden, Provenance = m.Provenance,
         };
@@ -249,8 +344,11 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var sb = new System.Text.StringBuilder();
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         sb.Append(ci, $"# {p.Manifest.ModelId} {p.Manifest.Version}: evaluation on the internal test split\n\n");
-        sb.Append(ci, $"Lesion-grouped, stratified 70/10/20 split (seed {LesionSplit.DefaultSeed}); the test split was evaluated once, with the integer engine and the calibrated spiking readout. Training took {elapsed:hh\\:mm\\:ss}.\n\n");
-        sb.Append(ci, $"| metric | value |\n|---|---|\n| images | {m.N} |\n| top-1 | {m.Top1:P2} |\n| macro-F1 | {m.MacroF1:P2} |\n| balanced accuracy | {m.BalancedAccuracy:P2} |\n| macro AUC | {m.AucMacro:F3} |\n| referral sensitivity / specificity | {referral.Sensitivity:P1} / {referral.Specificity:P1} |\n\n");
+        sb.Append(ci, $"Lesion-grouped, stratified 70/10/20 split (seed {LesionSplit.DefaultSeed}); the test split was evaluated once, through the device's path (decode, centred crop, integer engine, calibrated spiking readout, tiling fallback under τ). Training took {elapsed:hh\\:mm\\:ss}.\n\n");
+        sb.Append(ci, $"| metric | value |\n|---|---|\n| images | {m.N} |\n| top-1 | {m.Top1:P2} |\n| macro-F1 | {m.MacroF1:P2} |\n| balanced accuracy | {m.BalancedAccuracy:P2} |\n| macro AUC | {m.AucMacro:F3} |\n| referral sensitivity / specificity | {referral.Sensitivity:P1} / {referral.Specificity:P1} |\n");
+        var cal = p.Manifest.Calibration;
+        sb.Append(ci, $"| tiling τ (fitted on validation) | {cal.TilingTau:F3} |\n| tiling trigger rate, validation / test | {metrics.GetValueOrDefault("val_tiling_trigger_rate"):P1} / {metrics.GetValueOrDefault("test_tiling_trigger_rate"):P1} |\n");
+        sb.Append(ci, $"| per-class readout thresholds ({string.Join(", ", p.Manifest.Classes)}) | {string.Join(", ", cal.Thresholds)} |\n| referral threshold | {cal.ReferralThreshold:F3} |\n\n");
         sb.Append("| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n");
         foreach (var c in m.PerClass) sb.Append(ci, $"| {c.Code} | {c.Precision:F3} | {c.Recall:F3} | {c.F1:F3} | {c.Support} |\n");
         sb.Append("\nConfusion matrix (rows: truth, columns: prediction)\n\n| |" + string.Join("|", codes) + "|\n|---|" + string.Concat(codes.Select(_ => "---|")) + "\n");

@@ -17,6 +17,7 @@ public sealed class DaemonRunner : IAsyncDisposable
             GpioFactory = outer?.GpioFactory,
             Published = outer?.Published,
             Started = (pipeline, store) => { Store = store; outer?.Started?.Invoke(pipeline, store); },
+            LogSink = outer?.LogSink is { } sink ? new Tee(Log, sink) : Log,
         };
         Root = root;
         Inbox = Path.Combine(root, "inbox");
@@ -40,12 +41,20 @@ public sealed class DaemonRunner : IAsyncDisposable
     public string DoneDir => Path.Combine(StateDir, "done");
     public IServiceProvider Services => _host.Services;
 
+    /// <summary>What the daemon logged.</summary>
+    public LogCollector Log { get; } = new();
+
     /// <summary>The daemon's LiteDB store, once started.</summary>
     public QanaEdge.Daemon.Storage.ResultStore? Store { get; private set; }
 
     public async Task StartAsync() => await _host.StartAsync();
 
     public async Task StopAsync() => await _host.StopAsync();
+
+    private sealed class Tee(Serilog.Core.ILogEventSink a, Serilog.Core.ILogEventSink b) : Serilog.Core.ILogEventSink
+    {
+        public void Emit(Serilog.Events.LogEvent logEvent) { a.Emit(logEvent); b.Emit(logEvent); }
+    }
 
     public async ValueTask DisposeAsync()
     {

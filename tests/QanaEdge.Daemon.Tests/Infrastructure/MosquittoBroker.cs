@@ -5,7 +5,13 @@ namespace QanaEdge.Daemon.Tests.Infrastructure;
 
 /// <summary>
 /// A real mosquitto (Debian package, /usr/sbin/mosquitto) on a free loopback port with a generated config. Persistence
-/// is on so that a subscriber's queued QoS 1 messages survive <see cref="Stop"/>/<see cref="Start"/>, like a real broker.
+/// is on so that a subscriber's persistent session and its queued QoS 1 messages survive <see cref="Stop"/>/
+/// <see cref="Start"/>, like a real broker.
+/// <para>
+/// Started as root, mosquitto drops to the user named by <c>user</c> (default "mosquitto"), which cannot write the
+/// root-owned scratch folder: it then saves no persistence file and no log, and every session is gone after a
+/// restart. <c>user root</c> keeps it able to write there (the setting has no effect for a non-root user).
+/// </para>
 /// </summary>
 public sealed class MosquittoBroker : IDisposable
 {
@@ -20,6 +26,7 @@ public sealed class MosquittoBroker : IDisposable
         Port = TestEnv.FreeTcpPort();
         File.WriteAllText(ConfigPath, $"""
             listener {Port} 127.0.0.1
+            user root
             allow_anonymous true
             persistence true
             persistence_location {_dir}/
@@ -35,6 +42,21 @@ public sealed class MosquittoBroker : IDisposable
     public string ConfigPath => Path.Combine(_dir, "mosquitto.conf");
     public string Log => File.Exists(Path.Combine(_dir, "mosquitto.log")) ? File.ReadAllText(Path.Combine(_dir, "mosquitto.log")) : "";
     public bool IsRunning => _process is { HasExited: false };
+
+    /// <summary>The persistence file mosquitto writes on a clean stop (sessions, subscriptions, queued messages).</summary>
+    public string PersistenceFile => Path.Combine(_dir, "mosquitto.db");
+
+    /// <summary>SIGSTOP: the process freezes with its sockets open (the kernel still completes TCP handshakes), as a hung broker or a half-open link looks to a client.</summary>
+    public void Freeze() => Signal("STOP");
+
+    /// <summary>SIGCONT after <see cref="Freeze"/>.</summary>
+    public void Thaw() => Signal("CONT");
+
+    private void Signal(string signal)
+    {
+        if (_process is null || _process.HasExited) throw new InvalidOperationException("mosquitto is not running");
+        Process.Start("kill", [$"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+    }
 
     public void Start()
     {
@@ -60,6 +82,8 @@ public sealed class MosquittoBroker : IDisposable
         if (_process is null) return;
         if (!_process.HasExited)
         {
+            // A frozen broker would not act on SIGTERM.
+            Process.Start("kill", ["-CONT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
             Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
             if (!_process.WaitForExit(10_000)) _process.Kill();
         }

@@ -59,12 +59,14 @@ public static class TestEnv
         File.Move(tmp, Path.Combine(inbox, name));
     }
 
-    public static async Task WaitUntil(Func<bool> condition, TimeSpan timeout, string what)
+    /// <summary>Polls until <paramref name="condition"/> holds; on timeout the message says what was awaited and, from <paramref name="state"/>, where things stood.</summary>
+    public static async Task WaitUntil(Func<bool> condition, TimeSpan timeout, string what, Func<string>? state = null)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (!condition())
         {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out after {timeout.TotalSeconds} s waiting for {what}");
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"timed out after {timeout.TotalSeconds} s waiting for {what}" + (state is null ? "" : $" ({state()})"));
             await Task.Delay(50);
         }
     }

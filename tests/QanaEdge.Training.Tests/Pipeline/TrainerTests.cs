@@ -53,6 +53,20 @@ public class TrainerTests
         Assert.NotEqual(zoomed, Fit(set, new TrainOptions { ZoomProbability = 1, EmaDecay = 0 }));
     }
 
+    /// <summary>A phase that cannot beat the starting weights' validation score leaves them in place.</summary>
+    [Fact]
+    public void StartingWeightsWinWhenNoEpochBeatsTheirScore()
+    {
+        var set = Synthetic(28, 5);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
+        var net = new QanaNet(o.Network, 4);
+        var before = net.Parameters.SelectMany(p => p.Value).ToArray();
+        double best = new Trainer(o).Fit("qat", net, set, set, 2, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0,
+            startScore: 1.0);
+        Assert.Equal(1.0, best);
+        Assert.Equal(before, net.Parameters.SelectMany(p => p.Value).ToArray());
+    }
+
     private static float[] Fit(ImageSet set, TrainOptions baseOptions)
     {
         var o = baseOptions with

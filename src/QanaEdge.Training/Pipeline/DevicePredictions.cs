@@ -1,0 +1,110 @@
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
+
+namespace QanaEdge.Training.Pipeline;
+
+/// <summary>
+/// Predictions through the device's own path (<see cref="LesionClassifier"/>: decode, crop as the package
+/// says, resample, gains, integer engine, spiking readout, tiling fallback) from the image files, so what is
+/// calibrated and reported is what a board computes.
+/// </summary>
+public static class DevicePredictions
+{
+    /// <summary>Per image: the single view's probabilities, and those of the view averaged with its four tiles
+    /// (the tiling fallback forced on), from one decode.</summary>
+    public static (float[][] Plain, float[][] Tiled) PlainAndTiled(ModelPackage package, IReadOnlyList<string> paths)
+    {
+        var always = WithCalibration(package, c => c.TilingTau = 1.0);
+        var plain = new float[paths.Count][];
+        var tiled = new float[paths.Count][];
+        Run(paths.Count, () =>
+        {
+            var a = new LesionClassifier(package, LesionClassifier.CreateEngine(package), new ClassifierOptions { Tiling = false });
+            var b = new LesionClassifier(always, LesionClassifier.CreateEngine(always), new ClassifierOptions { Tiling = true });
+            return i =>
+            {
+                var image = Decode(paths[i]);
+                plain[i] = a.Classify(image).Probabilities;
+                tiled[i] = b.Classify(image).Probabilities;
+            };
+        });
+        return (plain, tiled);
+    }
+
+    /// <summary>Per image: the probabilities the device reports with the package's calibration, and whether it tiled.</summary>
+    public static (float[][] Probabilities, bool[] Tiled) Classify(ModelPackage package, IReadOnlyList<string> paths)
+    {
+        var probs = new float[paths.Count][];
+        var tiled = new bool[paths.Count];
+        Run(paths.Count, () =>
+        {
+            var c = new LesionClassifier(package, LesionClassifier.CreateEngine(package));
+            return i =>
+            {
+                var r = c.Classify(Decode(paths[i]));
+                probs[i] = r.Probabilities;
+                tiled[i] = r.Tiled;
+            };
+        });
+        return (probs, tiled);
+    }
+
+    /// <summary>Round-robin over a few workers, each with its own classifiers (they are not thread-safe).</summary>
+    private static void Run(int count, Func<Action<int>> worker)
+    {
+        int workers = Math.Max(1, Math.Min(Par.Threads, 4));
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        {
+            var body = worker();
+            for (int i = w; i < count; i += workers) body(i);
+        });
+    }
+
+    private static RgbImage Decode(string path)
+    {
+        try { return ImageDecoder.Decode(File.ReadAllBytes(path)); }
+        catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
+        catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
+    }
+
+    /// <summary>Mutable copy of a calibration, for <see cref="WithCalibration"/>.</summary>
+    public sealed class CalibrationDraft
+    {
+        public int ReadoutWindow { get; set; }
+        public int[] Thresholds { get; set; } = [];
+        public double Beta { get; set; }
+        public double[] StepWeights { get; set; } = [];
+        public double TilingTau { get; set; }
+        public double ReferralThreshold { get; set; }
+        public double SaliencyFlatCv { get; set; }
+    }
+
+    /// <summary>The package with its manifest's calibration edited (graph, metrics and everything else kept).</summary>
+    public static ModelPackage WithCalibration(ModelPackage p, Action<CalibrationDraft> edit)
+    {
+        var m = p.Manifest;
+        var c = m.Calibration;
+        var d = new CalibrationDraft
+        {
+            ReadoutWindow = c.ReadoutWindow, Thresholds = c.Thresholds, Beta = c.Beta, StepWeights = c.StepWeights,
+            TilingTau = c.TilingTau, ReferralThreshold = c.ReferralThreshold, SaliencyFlatCv = c.SaliencyFlatCv,
+        };
+        edit(d);
+        var manifest = new ModelManifest
+        {
+            ModelId = m.ModelId, Version = m.Version, Kind = m.Kind, BaseModelId = m.BaseModelId, BaseModelVersion = m.BaseModelVersion,
+            CreatedUtc = m.CreatedUtc, Classes = m.Classes, Input = m.Input, Profile = m.Profile, Layers = m.Layers,
+            ConversionSuccessRate = m.ConversionSuccessRate, Metrics = m.Metrics, Golden = m.Golden, Provenance = m.Provenance,
+            Calibration = new Model.Packaging.Calibration
+            {
+                ReadoutWindow = d.ReadoutWindow, Thresholds = d.Thresholds, Beta = d.Beta, StepWeights = d.StepWeights,
+                TilingTau = d.TilingTau, ReferralThreshold = d.ReferralThreshold, SaliencyFlatCv = d.SaliencyFlatCv,
+            },
+        };
+        var result = new ModelPackage { Manifest = manifest, Graph = p.Graph };
+        PackageValidator.Validate(result);
+        return result;
+    }
+}

@@ -1,0 +1,31 @@
+namespace QanaEdge.Cli.Tests;
+
+/// <summary><c>qana ablate</c> and the new <c>qana train</c> switches refuse bad calls with one line (the runs themselves are tested in the Training tests).</summary>
+public class AblateCommandTests
+{
+    [Fact]
+    public void AblateNeedsItsDataAndAPositiveSchedule()
+    {
+        Qana.Run("ablate", "--labels", "x.csv").AssertOneLineError(2, "--data");
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-");
+        try
+        {
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", "x.csv", "--epochs", "0").AssertOneLineError(2, "--epochs");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", Path.Combine(dir.FullName, "missing.csv")).AssertOneLineError(1, "not found");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    [Fact]
+    public void TrainAcceptsTheSmoteAndIncrementalSwitches()
+    {
+        // Parsed as switches (not unknown options): the call then fails only for the missing labels file.
+        var dir = Directory.CreateTempSubdirectory("qana-train-");
+        try
+        {
+            Qana.Run("train", "--data", dir.FullName, "--labels", Path.Combine(dir.FullName, "missing.csv"), "--out", Path.Combine(dir.FullName, "m.qana"),
+                "--smote", "--incremental").AssertOneLineError(1, "labels file");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+}

@@ -1,0 +1,123 @@
+using System.Device.Gpio;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Iot.Device.Media;
+using QanaEdge.Daemon.Hosting;
+using QanaEdge.Daemon.Tests.Devices;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Devices.Camera;
+using Serilog.Events;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// The camera capture triggers end to end: the daemon in-process with the real V4l2CameraSource on a V4L2 device
+/// emulated at the Iot.Device.Media boundary, the real CaptureButton on an emulated GPIO driver, a real mosquitto,
+/// real LiteDB and real HAM10000 JPEGs as what the camera sees.
+/// </summary>
+public sealed class CameraTriggerTests : IDisposable
+{
+    private const int ButtonPin = 17;
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("camera");
+    private readonly EmulatedVideoDevice _device = new(new VideoConnectionSettings(0, (640, 480), VideoPixelFormat.MJPEG), VideoPixelFormat.MJPEG, VideoPixelFormat.YUYV);
+    private readonly EmulatedGpioDriver _gpio = new();
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private DaemonRunner Daemon(string deviceId) => new(_root, _broker.Port, deviceId,
+        new DaemonHooks { CameraFactory = _ => new V4l2CameraSource(_device), GpioFactory = () => new GpioController(_gpio) },
+        "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}");
+
+    /// <summary>A press as a real contact makes it: down, bounce up, down again, release.</summary>
+    private void PressButton()
+    {
+        _gpio.Drive(ButtonPin, PinValue.Low);
+        _gpio.Drive(ButtonPin, PinValue.High);
+        _gpio.Drive(ButtonPin, PinValue.Low);
+        _gpio.Drive(ButtonPin, PinValue.High);
+    }
+
+    private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static HashSet<string> ResultShas(ResultSubscriber sub) =>
+        sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet();
+
+    private static JsonElement? LastStatus(ResultSubscriber sub, string deviceId) =>
+        sub.Messages.Where(m => m.Topic == $"qana/{deviceId}/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).LastOrDefault() is { ValueKind: JsonValueKind.Object } e ? e : null;
+
+    [Fact]
+    public async Task Button_press_and_capture_command_each_give_exactly_one_capture_and_one_result()
+    {
+        byte[][] scenes = TestEnv.RealImages(3, skip: 630).Select(File.ReadAllBytes).ToArray();
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcam/#");
+        await sub.ConnectAsync();
+        await using var daemon = Daemon("devcam");
+        await daemon.StartAsync();
+
+        // 1. The button, bouncing.
+        _device.Scene = scenes[0];
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scenes[0])), TimeSpan.FromSeconds(60), "the button capture's result");
+        // 2. The MQTT capture command (the link is up and subscribed: the first result came through it).
+        _device.Scene = scenes[1];
+        await sub.PublishAsync("qana/devcam/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scenes[1])), TimeSpan.FromSeconds(60), "the capture command's result");
+        // 3. The button again.
+        _device.Scene = scenes[2];
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scenes[2])), TimeSpan.FromSeconds(60), "the second press's result");
+
+        // One frame per trigger, each frame exactly the JPEG the camera encoded (the driver buffer's padding is cut
+        // off, so the hash is the file's), one result each, published once.
+        Assert.Equal(3, _device.Captures);
+        Assert.Equal(scenes.Select(Sha).ToHashSet(), ResultShas(sub));
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+        Assert.Equal(3, daemon.Store!.ResultCount());
+        Assert.Empty(daemon.Log.At(LogEventLevel.Error));
+        Assert.Equal("ready", LastStatus(sub, "devcam")!.Value.GetProperty("camera").GetProperty("state").GetString());
+    }
+
+    [Fact]
+    public async Task A_failing_camera_is_logged_and_reported_in_the_status_and_the_daemon_keeps_working()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 640)[0]);
+        string inboxImage = TestEnv.RealImages(1, skip: 641)[0];
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamf/#");
+        await sub.ConnectAsync();
+        await using var daemon = Daemon("devcamf");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamf") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        // The USB camera is unplugged; a capture command arrives.
+        _device.Unplugged = true;
+        await sub.PublishAsync("qana/devcamf/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamf")?.GetProperty("camera").GetProperty("state").GetString() == "failed",
+            TimeSpan.FromSeconds(30), "a status saying the camera failed");
+        JsonElement camera = LastStatus(sub, "devcamf")!.Value.GetProperty("camera");
+        Assert.Contains("/dev/video0", camera.GetProperty("error").GetString());
+        string error = Assert.Single(daemon.Log.At(LogEventLevel.Error));
+        Assert.Contains("Camera capture (mqtt) failed", error);
+        Assert.Contains("Can not open video device file '/dev/video0'", error);
+        Assert.Equal("online", LastStatus(sub, "devcamf")!.Value.GetProperty("state").GetString());
+
+        // The daemon did not go down with it: the inbox still works ...
+        TestEnv.Drop(inboxImage, daemon.Inbox);
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(File.ReadAllBytes(inboxImage))), TimeSpan.FromSeconds(60), "the inbox image's result");
+        // ... and once the camera is back, the button works and the status says so.
+        _device.Unplugged = false;
+        _device.Scene = scene;
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the camera result after replugging");
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamf")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
+            TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
+        Assert.Equal(1, _device.Captures); // the failed attempt never got a frame
+        Assert.Equal(2, daemon.Store!.ResultCount());
+    }
+}

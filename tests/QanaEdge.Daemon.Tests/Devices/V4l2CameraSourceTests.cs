@@ -1,0 +1,98 @@
+using System.Security.Cryptography;
+using Iot.Device.Media;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Devices.Camera;
+
+namespace QanaEdge.Daemon.Tests.Devices;
+
+public sealed class V4l2CameraSourceTests
+{
+    private static EmulatedVideoDevice Device(params VideoPixelFormat[] supported) =>
+        new(new VideoConnectionSettings(0, (640, 480), VideoPixelFormat.MJPEG), supported);
+
+    [Fact]
+    public void An_MJPEG_frame_comes_back_as_exactly_the_encoded_JPEG_without_the_driver_buffer_padding()
+    {
+        byte[] jpeg = File.ReadAllBytes(TestEnv.RealImages(1, skip: 610)[0]);
+        using var device = Device(VideoPixelFormat.MJPEG, VideoPixelFormat.YUYV);
+        device.Scene = jpeg;
+        using var camera = new V4l2CameraSource(device);
+
+        byte[] frame = camera.CaptureJpeg();
+
+        Assert.Equal(640 * 480 * 2, device.Capture().Length); // what the binding hands over: the whole buffer
+        Assert.Equal(SHA256.HashData(jpeg), SHA256.HashData(frame));
+        Assert.Equal(VideoPixelFormat.MJPEG, device.NegotiatedFormat);
+        Assert.Equal("v4l2 /dev/video0 640x480", camera.Name);
+    }
+
+    [Fact]
+    public void A_camera_without_MJPEG_gives_raw_YUYV_which_is_refused_with_the_reason()
+    {
+        using var device = Device(VideoPixelFormat.YUYV);
+        device.Scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 611)[0]);
+        using var camera = new V4l2CameraSource(device);
+
+        var e = Assert.Throws<CameraException>(camera.CaptureJpeg);
+        Assert.Equal(VideoPixelFormat.YUYV, device.NegotiatedFormat);
+        Assert.Contains("not a JPEG", e.Message);
+        Assert.Contains("MJPEG", e.Message);
+    }
+
+    [Fact]
+    public void An_unplugged_camera_fails_with_a_camera_exception_naming_the_device()
+    {
+        using var device = Device(VideoPixelFormat.MJPEG);
+        device.Unplugged = true;
+        using var camera = new V4l2CameraSource(device);
+
+        var e = Assert.Throws<CameraException>(camera.CaptureJpeg);
+        Assert.Contains("/dev/video0", e.Message);
+        Assert.IsType<IOException>(e.InnerException);
+    }
+
+    [Fact]
+    public void A_frame_cut_short_before_its_end_of_image_is_refused()
+    {
+        byte[] jpeg = File.ReadAllBytes(TestEnv.RealImages(1, skip: 612)[0]);
+        using var device = Device(VideoPixelFormat.MJPEG);
+        device.Scene = jpeg[..(jpeg.Length / 2)];
+        using var camera = new V4l2CameraSource(device);
+
+        var e = Assert.Throws<CameraException>(camera.CaptureJpeg);
+        Assert.Contains("cut short", e.Message);
+    }
+}
+
+public sealed class JpegFrameTests
+{
+    [Fact]
+    public void Real_JPEGs_end_at_their_own_length_whatever_follows()
+    {
+        foreach (string file in TestEnv.RealImages(20, skip: 620))
+        {
+            byte[] jpeg = File.ReadAllBytes(file);
+            Assert.Equal(jpeg.Length, JpegFrame.Length(jpeg));
+            // A reused driver buffer keeps the tail of an older frame, which holds markers of its own.
+            byte[] stale = [.. jpeg, .. jpeg];
+            Assert.Equal(jpeg.Length, JpegFrame.Length(stale));
+            Assert.Equal(-1, JpegFrame.Length(jpeg.AsSpan(0, jpeg.Length - 1)));
+        }
+    }
+
+    [Fact]
+    public void Stuffed_bytes_and_restart_markers_in_scan_data_are_not_the_end()
+    {
+        // SOI, SOS (length 8 + data), scan data with FF 00 (stuffed), FF D3 (RST3), then EOI, then junk.
+        byte[] frame = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56, 0xFF, 0xD9, 0xFF, 0xD9, 0x00];
+        Assert.Equal(21, JpegFrame.Length(frame));
+    }
+
+    [Fact]
+    public void Anything_but_a_JPEG_has_no_length()
+    {
+        Assert.Equal(-1, JpegFrame.Length([]));
+        Assert.Equal(-1, JpegFrame.Length([0x80, 0x80, 0x80, 0x80]));
+        Assert.Equal(-1, JpegFrame.Length([0xFF, 0xD8, 0x00, 0x00, 0x00]));
+    }
+}
