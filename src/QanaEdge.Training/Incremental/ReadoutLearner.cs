@@ -17,6 +17,11 @@ public sealed record ReadoutLearnerOptions
     /// <summary>λ of the penalty λ/2·‖W − W₀‖² that holds the head near the one it started from: a few
     /// labelled cases must adjust the readout, not replace what the whole training split taught it.</summary>
     public float Anchor { get; init; } = 1e-2f;
+    /// <summary>Case weights ∝ n_c^−α over the cases' class counts (normalised to a mean of 1): labelled cases
+    /// arrive at the clinic's case mix, mostly nv, and an unweighted loss would trade the rare classes the
+    /// calibration rebalanced for top-1. 1 weighs every class equally, 0 not at all; ½ is the compromise the
+    /// float phase's sampler makes too (full weighting lets a 3-case class swing the readout).</summary>
+    public double ClassBalance { get; init; } = 0.5;
     public ulong Seed { get; init; } = 1;
 }
 
@@ -88,6 +93,12 @@ public sealed class ReadoutLearner
         var opt = new AdamW(_dense.Parameters) { WeightDecay = 0 };
         var tape = new Tape();
         var losses = new double[_o.Epochs];
+        var counts = new int[k];
+        foreach (int y in labels) if ((uint)y < (uint)k) counts[y]++;
+        var classWeight = new double[k];
+        for (int c = 0; c < k; c++) classWeight[c] = counts[c] == 0 ? 0 : Math.Pow(counts[c], -_o.ClassBalance);
+        double meanWeight = labels.Sum(y => (uint)y < (uint)k ? classWeight[y] : 0) / n;
+        for (int c = 0; c < k; c++) classWeight[c] /= meanWeight;
         Span<double> u = stackalloc double[k];
         Span<bool> live = stackalloc bool[k];
         for (int epoch = 0; epoch < _o.Epochs; epoch++)
@@ -131,8 +142,8 @@ public sealed class ReadoutLearner
                     for (int c = 0; c < k; c++)
                     {
                         double p = u[c] / sum, target = c == y ? 1 : 0;
-                        if (c == y) lossSum -= Math.Log(Math.Max(p, 1e-300));
-                        g[c] = live[c] ? (float)((p - target) / m * _beta * _window / (_thresholds[c] * _out.Scale)) : 0f;
+                        if (c == y) lossSum -= classWeight[y] * Math.Log(Math.Max(p, 1e-300));
+                        g[c] = live[c] ? (float)(classWeight[y] * (p - target) / m * _beta * _window / (_thresholds[c] * _out.Scale)) : 0f;
                     }
                 }
                 tape.Backward();
