@@ -98,9 +98,12 @@ bench: restore
 	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
 
 ## bench-daemon: qanad (Native AOT) against mosquitto on real images: images/s, file-landed -> result latency at 50/s, RSS
+## BENCH_ISA picks the instruction set the measured binary is compiled for: native (this machine's CPU, the default
+## here) or x86-64-v3 (what `make publish` ships for linux-x64).
+BENCH_ISA ?= native
 bench-daemon: restore
-	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64 -nologo -v q
-	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/linux-x64/qanad $(BENCH_ARGS)
+	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -p:IlcInstructionSet=$(BENCH_ISA) -o out/bench-linux-x64 -nologo -v q
+	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/bench-linux-x64/qanad $(BENCH_ARGS)
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
 splits: restore
