@@ -8,16 +8,25 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps restore build test run publish bench bench-daemon model splits ablation clean
+.PHONY: deps deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits ablation clean
+
+# $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
+# FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
+# for two architectures a bare name is ambiguous to dpkg, hence the second look-up with the native architecture.
+define apt_install
+native=$$(dpkg --print-architecture); missing=""; \
+for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || dpkg -s $$p:$$native >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "installing:$$missing"; \
+  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+  if [ -n "$(2)" ] && ! dpkg --print-foreign-architectures | grep -qx "$(2)"; then $$SUDO dpkg --add-architecture $(2); fi; \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+fi
+endef
 
 ## deps: install the Debian packages the build, tests and daemon need (idempotent)
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@$(call apt_install,$(APT_PACKAGES))
 	@command -v $(DOTNET) >/dev/null || { echo "error: the .NET 10 SDK is required (dotnet not on PATH)" >&2; exit 1; }
 
 restore: deps
@@ -43,19 +52,58 @@ run: restore
 	@broker=""; if (exec 3<>/dev/tcp/127.0.0.1/$(QANA_PORT)) 2>/dev/null; then broker="--Qana:Mqtt:Host=127.0.0.1"; echo "qanad: using the broker already on 127.0.0.1:$(QANA_PORT)"; fi; \
 	exec $(DOTNET) run --project src/QanaEdge.Daemon -c $(CONFIG) --no-build -- --Qana:Inbox=$(CURDIR)/inbox --Qana:StateDir=$(CURDIR)/state --Qana:DeviceId=$(QANA_DEVICE) --Qana:Mqtt:Port=$(QANA_PORT) $$broker
 
-## publish: Native-AOT binaries qana and qanad in out/linux-x64 (and out/linux-arm64 where a cross toolchain exists)
-publish: restore
-	$(DOTNET) publish src/QanaEdge.Cli -c Release -r linux-x64 -o out/linux-x64
-	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64
+## publish: Native-AOT binaries qana and qanad in out/linux-x64 and out/linux-arm64 (arm64 cross-compiled)
+PUBLISH_RIDS := linux-x64 linux-arm64
+publish: restore deps-arm64
+	@set -e; for rid in $(PUBLISH_RIDS); do \
+	  $(DOTNET) publish src/QanaEdge.Cli -c Release -r $$rid -o out/$$rid; \
+	  $(DOTNET) publish src/QanaEdge.Daemon -c Release -r $$rid -o out/$$rid; \
+	done
+	@# ONNX Runtime's package also copies its Windows DLLs into every output; a Linux board has no use for them.
+	rm -f $(addsuffix /*.dll,$(addprefix out/,$(PUBLISH_RIDS)))
+	@file $(foreach r,$(PUBLISH_RIDS),out/$(r)/qana out/$(r)/qanad)
+
+## deps-arm64: the cross toolchain for linux-arm64 Native AOT (clang links with --target=aarch64-linux-gnu through
+## binutils' aarch64 ld; crt objects, libgcc and glibc for arm64 from gcc-aarch64-linux-gnu; zlib from the arm64
+## multiarch package; file to show what was built). Only publish needs it; build and test do not.
+ARM64_APT_PACKAGES := clang llvm binutils-aarch64-linux-gnu gcc-aarch64-linux-gnu zlib1g-dev:arm64 file
+deps-arm64: deps
+	@$(call apt_install,$(ARM64_APT_PACKAGES),arm64)
+
+## deps-qemu: qemu-aarch64 (user mode) to run the arm64 binaries on this machine
+deps-qemu: deps-arm64
+	@$(call apt_install,qemu-user)
+
+## publish-check: the arm64 binaries under qemu against the x64 ones: `qana inspect` and `qana classify --json` on
+## PUBLISH_CHECK_IMAGES JPEGs must print the same (latency aside). Run `make publish` first. Not part of `make test`.
+PUBLISH_CHECK_IMAGES ?= 5
+PUBLISH_CHECK_MODEL ?= firmware-models/qana-paper8-64.qana
+publish-check: deps-qemu
+	@set -e; for r in $(PUBLISH_RIDS); do for b in qana qanad; do \
+	  [ -x out/$$r/$$b ] || { echo "error: out/$$r/$$b missing: run make publish first" >&2; exit 1; }; done; done; \
+	file -b out/linux-arm64/qana out/linux-arm64/qanad | grep -c 'ARM aarch64' | grep -qx 2 || { echo "error: out/linux-arm64 does not hold aarch64 binaries" >&2; exit 1; }; \
+	images=$$(ls $(MODEL_DATA)/images/*.jpg | head -n $(PUBLISH_CHECK_IMAGES)); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	out/linux-x64/qana inspect $(PUBLISH_CHECK_MODEL) > $$tmp/inspect.x64; \
+	qemu-aarch64 out/linux-arm64/qana inspect $(PUBLISH_CHECK_MODEL) > $$tmp/inspect.arm64; \
+	cmp -s $$tmp/inspect.x64 $$tmp/inspect.arm64 || { diff $$tmp/inspect.x64 $$tmp/inspect.arm64 | head; echo "error: qana inspect differs between x64 and arm64" >&2; exit 1; }; \
+	out/linux-x64/qana classify --model $(PUBLISH_CHECK_MODEL) --json $$images | sed 's/"latency_ms":[0-9.]*,//' > $$tmp/classify.x64; \
+	qemu-aarch64 out/linux-arm64/qana classify --model $(PUBLISH_CHECK_MODEL) --json $$images | sed 's/"latency_ms":[0-9.]*,//' > $$tmp/classify.arm64; \
+	n=$$(wc -l < $$tmp/classify.x64); \
+	cmp -s $$tmp/classify.x64 $$tmp/classify.arm64 || { diff $$tmp/classify.x64 $$tmp/classify.arm64 | head; echo "error: qana classify differs between x64 and arm64" >&2; exit 1; }; \
+	echo "publish-check: arm64 (qemu) and x64 agree: inspect, classify on $$n images"
 
 ## bench: BenchmarkDotNet suite for kernels and the whole graph
 bench: restore
 	$(DOTNET) run --project tests/QanaEdge.Benchmarks -c Release -- --filter '*'
 
 ## bench-daemon: qanad (Native AOT) against mosquitto on real images: images/s, file-landed -> result latency at 50/s, RSS
+## BENCH_ISA picks the instruction set the measured binary is compiled for: native (this machine's CPU, the default
+## here) or x86-64-v3 (what `make publish` ships for linux-x64).
+BENCH_ISA ?= native
 bench-daemon: restore
-	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64 -nologo -v q
-	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/linux-x64/qanad $(BENCH_ARGS)
+	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -p:IlcInstructionSet=$(BENCH_ISA) -o out/bench-linux-x64 -nologo -v q
+	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/bench-linux-x64/qanad $(BENCH_ARGS)
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
 splits: restore

@@ -10,22 +10,25 @@ namespace QanaEdge.Daemon.Capture;
 /// </summary>
 public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log)
 {
-    public void Acknowledge(CaptureItem item)
+    public void Acknowledge(CaptureItem item) => Acknowledge(item.Path);
+
+    /// <summary>Moves or deletes an inbox file whose result is stored; null (a camera frame) has nothing to acknowledge.</summary>
+    public void Acknowledge(string? path)
     {
-        if (item.Path is null) return;
+        if (path is null) return;
         try
         {
-            if (options.Done == DonePolicy.Delete) File.Delete(item.Path);
+            if (options.Done == DonePolicy.Delete) File.Delete(path);
             else
             {
                 Directory.CreateDirectory(options.DoneDir!);
-                File.Move(item.Path, UniqueTarget(options.DoneDir!, Path.GetFileName(item.Path)), overwrite: false);
+                File.Move(path, UniqueTarget(options.DoneDir!, Path.GetFileName(path)), overwrite: false);
             }
         }
         catch (FileNotFoundException) { /* already gone: a duplicate path acknowledged twice */ }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it will be recognised as a duplicate)", item.Path, e.Message);
+            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it will be recognised as a duplicate)", path, e.Message);
         }
     }
 

@@ -6,6 +6,7 @@ using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Pipeline;
 using Serilog;
+using Serilog.Events;
 
 namespace QanaEdge.Daemon.Hosting;
 
@@ -33,7 +34,9 @@ public static class DaemonHost
             .AddCommandLine(args);
         QanaOptions options = OptionsLoader.Load(builder.Configuration);
 
-        Serilog.Core.Logger logger = Logging.Create(extraSink: hooks?.LogSink);
+        // Serilog:MinimumLevel (env Serilog__MinimumLevel=Warning) quiets the per-result lines on a busy device.
+        LogEventLevel minimum = Enum.TryParse(builder.Configuration["Serilog:MinimumLevel"], ignoreCase: true, out LogEventLevel level) ? level : LogEventLevel.Information;
+        Serilog.Core.Logger logger = Logging.Create(minimum, hooks?.LogSink);
         builder.Services.AddSerilog(logger, dispose: true);
 
         IClassifierProvider provider;

@@ -13,9 +13,16 @@ namespace QanaEdge.Daemon.Pipeline;
 
 /// <summary>
 /// Captures → (bounded channel) → N classifier workers, each with its own engine → (bounded channel) → one store
-/// writer that commits results and outbox entries in one LiteDB transaction per batch, then acknowledges the
-/// captures (move/delete) and wakes the publisher. Bounded channels with waiting writers give backpressure all the
-/// way back to the inbox watcher.
+/// writer that commits results and outbox entries in one LiteDB transaction per batch and wakes the publisher →
+/// (channel) → one acknowledger that moves or deletes the committed captures. Bounded channels with waiting writers
+/// give backpressure all the way back to the inbox watcher.
+/// <para>
+/// Workers do not ask the store whether a result exists: that read took the store's lock, which the writer holds
+/// through each commit, and stalled classification behind the disk. The writer's commit skips a result id it already
+/// holds, so a duplicate capture costs one classification and gets no second result. Acknowledging (unlink or rename,
+/// the writer's largest cost when profiled) runs after the commit on its own task, so neither the next commit nor the
+/// publish waits for it; a capture is still only acknowledged once its result and outbox entry are durable.
+/// </para>
 /// </summary>
 public sealed class CapturePipeline : IAsyncDisposable
 {
@@ -28,6 +35,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly ILogger<CapturePipeline> _log;
     private readonly Channel<CaptureItem> _captures;
     private readonly Channel<(CaptureItem Item, StoredResult Result)> _done;
+    private readonly Channel<Committed> _committed = Channel.CreateUnbounded<Committed>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly Topics _topics;
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
@@ -62,6 +70,7 @@ public sealed class CapturePipeline : IAsyncDisposable
                 TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
         }
         _tasks.Add(Task.Run(() => WriterAsync(_stop.Token)));
+        _tasks.Add(Task.Run(() => AcknowledgerAsync(_stop.Token)));
         _log.LogInformation("Pipeline started: {Workers} workers, queue {Capacity}", _options.Workers, _options.QueueCapacity);
     }
 
@@ -95,15 +104,6 @@ public sealed class CapturePipeline : IAsyncDisposable
     {
         string sha = Convert.ToHexStringLower(SHA256.HashData(item.Bytes));
         string resultId = Payloads.ResultId(_options.DeviceId, sha, _provider.ModelId, _provider.ModelVersion);
-        if (_store.HasResult(resultId))
-        {
-            // Seen before (the same image again, or a capture whose result was stored just before a crash).
-            _log.LogInformation("Duplicate capture {File} (sha256 {Sha}) already has result {ResultId}", item.DisplayName, sha, resultId);
-            _disposition.Acknowledge(item);
-            Release(item);
-            _progress.OnDuplicate();
-            return null;
-        }
         Classification.Classification c;
         long t0 = Stopwatch.GetTimestamp();
         try
@@ -145,24 +145,50 @@ public sealed class CapturePipeline : IAsyncDisposable
                 batch.Clear();
                 while (batch.Count < 64 && _done.Reader.TryRead(out var d)) batch.Add(d);
                 bool[] fresh = CommitWithRetry(batch, ct);
-                // Only now, with result and outbox entry durable, is the capture acknowledged.
+                // Result and outbox entry are durable: the publisher may send, and the captures may be acknowledged.
+                Stored?.Invoke();
                 for (int i = 0; i < batch.Count; i++)
                 {
-                    _disposition.Acknowledge(batch[i].Item);
-                    Release(batch[i].Item);
-                    if (fresh[i])
+                    StoredResult r = batch[i].Result;
+                    _committed.Writer.TryWrite(new Committed(batch[i].Item.Path, batch[i].Item.DisplayName, fresh[i], r.ResultId, r.ImageSha256, r.Label, r.Confidence, r.Refer, r.LatencyMs));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        finally { _committed.Writer.TryComplete(); }
+    }
+
+    /// <summary>Moves or deletes committed captures and reports them; only ever sees captures whose commit succeeded.</summary>
+    private async Task AcknowledgerAsync(CancellationToken ct)
+    {
+        try
+        {
+            while (await _committed.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            {
+                while (_committed.Reader.TryRead(out Committed? c))
+                {
+                    _disposition.Acknowledge(c.Path);
+                    if (c.Path is not null) Released?.Invoke(c.Path);
+                    if (c.Fresh)
                     {
                         _progress.OnCompleted();
                         _log.LogInformation("Result {ResultId} for {File}: {Label} (p={Confidence:0.000}, refer={Refer}) in {Latency:0.0} ms",
-                            batch[i].Result.ResultId, batch[i].Item.DisplayName, batch[i].Result.Label, batch[i].Result.Confidence, batch[i].Result.Refer, batch[i].Result.LatencyMs);
+                            c.ResultId, c.DisplayName, c.Label, c.Confidence, c.Refer, c.LatencyMs);
                     }
-                    else _progress.OnDuplicate();
+                    else
+                    {
+                        // Seen before: the same image again, or a capture whose result was stored just before a crash.
+                        _progress.OnDuplicate();
+                        _log.LogInformation("Duplicate capture {File} (sha256 {Sha}) already has result {ResultId}", c.DisplayName, c.Sha256, c.ResultId);
+                    }
                 }
-                Stored?.Invoke();
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
     }
+
+    /// <summary>What the acknowledger needs of a committed capture (not its bytes, which can be collected now).</summary>
+    private sealed record Committed(string? Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs);
 
     private bool[] CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct)
     {
@@ -189,9 +215,11 @@ public sealed class CapturePipeline : IAsyncDisposable
     {
         _captures.Writer.TryComplete();
         if (_tasks.Count == 0) { _stop.Dispose(); return; }
-        Task workers = Task.WhenAll(_tasks.Take(_tasks.Count - 1));
+        // Workers first, then the writer (it completes the acknowledger's channel when it ends), then the acknowledger.
+        Task workers = Task.WhenAll(_tasks.Take(_tasks.Count - 2));
         try { await workers.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
         _done.Writer.TryComplete();
+        try { await _tasks[^2].WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
         try { await _tasks[^1].WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
         _stop.Cancel();
         _stop.Dispose();

@@ -17,7 +17,7 @@ internal static class OptimizedKernels
         Span<sbyte> y = s.Tensor(op.OutputIndex);
         int done = WideKernels.ArithmeticSupported
             ? WideKernels.Add(a, b, y, op.Inputs[0].ZeroPoint, op.MA, op.Inputs[1].ZeroPoint, op.MB, op.Output.ZeroPoint, op.MO, op.Lo, op.Hi, AddOp.LeftShift)
-            : 0;
+            : WideKernels.Add256(a, b, y, op.Inputs[0].ZeroPoint, op.MA, op.Inputs[1].ZeroPoint, op.MB, op.Output.ZeroPoint, op.MO, op.Lo, op.Hi, AddOp.LeftShift);
         Pairwise(a[done..], b[done..], op.Table, y[done..]);
     }
 
@@ -33,7 +33,7 @@ internal static class OptimizedKernels
             {
                 int done = WideKernels.ArithmeticSupported
                     ? WideKernels.MulFull(x, g, y, op.Inputs[0].ZeroPoint, op.Inputs[1].ZeroPoint, op.M, op.Output.ZeroPoint, op.Lo, op.Hi)
-                    : 0;
+                    : WideKernels.MulFull256(x, g, y, op.Inputs[0].ZeroPoint, op.Inputs[1].ZeroPoint, op.M, op.Output.ZeroPoint, op.Lo, op.Hi);
                 Pairwise(x[done..], g[done..], op.Table, y[done..]);
                 break;
             }

@@ -95,6 +95,66 @@ public static class VectorOps
         }
     }
 
+    /// <summary>
+    /// AVX2 (no AVX-512): dst[i] = clamp(zp + RoundHalfAwayFromZero(acc[i]·mult[i] / 2^shift[i]), lo, hi) with
+    /// the per-channel Q31 multipliers as they are (no alignment, so never the scalar fallback). The products
+    /// are exact 32×32→64 (vpmuldq on even and odd lanes); the arithmetic right shift by a per-lane count is
+    /// the logical one (vpsrlvq) between two XORs with the sign. <paramref name="half"/>[i] = 2^(shift[i] − 1).
+    /// Returns how many leading elements were done (a multiple of 8).
+    /// </summary>
+    internal static int RequantizePerChannelAvx2(ReadOnlySpan<int> acc, ReadOnlySpan<int> mult, ReadOnlySpan<long> shift,
+        ReadOnlySpan<long> half, Span<sbyte> dst, int zp, int lo, int hi)
+    {
+        if (!Avx2.IsSupported) return 0;
+        int len = acc.Length;
+        if (mult.Length < len || shift.Length < len || half.Length < len || dst.Length < len) throw new ArgumentException("spans too short");
+        ref int ra = ref MemoryMarshal.GetReference(acc);
+        ref int rm = ref MemoryMarshal.GetReference(mult);
+        ref long rs = ref MemoryMarshal.GetReference(shift);
+        ref long rh = ref MemoryMarshal.GetReference(half);
+        ref sbyte rd = ref MemoryMarshal.GetReference(dst);
+        var vz = Vector256.Create((long)zp);
+        var vlo = Vector256.Create((long)lo);
+        var vhi = Vector256.Create((long)hi);
+        var lowMask = Vector256.Create(0xFFFFFFFFL);
+        int i = 0;
+        for (; i + 8 <= len; i += 8)
+        {
+            var a = Vector256.LoadUnsafe(ref ra, (nuint)i);
+            var m = Vector256.LoadUnsafe(ref rm, (nuint)i);
+            // Lanes 0,2,4,6 and 1,3,5,7 as four int64 each; the shift/half tables are in element order.
+            var s = Vector256.LoadUnsafe(ref rs, (nuint)i);
+            var s2 = Vector256.LoadUnsafe(ref rs, (nuint)(i + 4));
+            var h = Vector256.LoadUnsafe(ref rh, (nuint)i);
+            var h2 = Vector256.LoadUnsafe(ref rh, (nuint)(i + 4));
+            // Element order (0..3 in s, 4..7 in s2) → even/odd order.
+            var sEven = Avx2.Permute4x64(Avx2.UnpackLow(s, s2), 0b11_01_10_00);   // 0,4,2,6 → reorder
+            var sOdd = Avx2.Permute4x64(Avx2.UnpackHigh(s, s2), 0b11_01_10_00);
+            var hEven = Avx2.Permute4x64(Avx2.UnpackLow(h, h2), 0b11_01_10_00);
+            var hOdd = Avx2.Permute4x64(Avx2.UnpackHigh(h, h2), 0b11_01_10_00);
+            var pe = Avx2.Multiply(a, m);
+            var po = Avx2.Multiply(Avx2.ShiftRightLogical(a.AsInt64(), 32).AsInt32(), Avx2.ShiftRightLogical(m.AsInt64(), 32).AsInt32());
+            var re = RoundClamp(pe, hEven, sEven, vz, vlo, vhi);
+            var ro = RoundClamp(po, hOdd, sOdd, vz, vlo, vhi);
+            var q = ((re & lowMask) | Avx2.ShiftLeftLogical(ro, 32)).AsInt32();      // 8 × int32 in element order
+            var b16 = Vector256.Narrow(q, q);
+            var b8 = Vector256.Narrow(b16, b16);
+            Unsafe.WriteUnaligned(ref Unsafe.As<sbyte, byte>(ref Unsafe.Add(ref rd, i)), b8.AsInt64().ToScalar());
+        }
+        return i;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<long> RoundClamp(Vector256<long> p, Vector256<long> half, Vector256<long> n,
+        Vector256<long> zp, Vector256<long> lo, Vector256<long> hi)
+    {
+        var r = p + half + Avx2.CompareGreaterThan(Vector256<long>.Zero, p);        // + (p >> 63)
+        var sign = Avx2.CompareGreaterThan(Vector256<long>.Zero, r);
+        var v = zp + (Avx2.ShiftRightLogicalVariable((r ^ sign).AsUInt64(), n.AsUInt64()).AsInt64() ^ sign);
+        v = Avx2.BlendVariable(v, lo, Avx2.CompareGreaterThan(lo, v));
+        return Avx2.BlendVariable(v, hi, Avx2.CompareGreaterThan(v, hi));
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<long> Round(Vector128<long> p, Vector128<long> half, int n, Vector128<long> z, Vector128<long> lo, Vector128<long> hi)
         => Vector128.Min(Vector128.Max(z + Vector128.ShiftRightArithmetic(p + half + Vector128.ShiftRightArithmetic(p, 63), n), lo), hi);

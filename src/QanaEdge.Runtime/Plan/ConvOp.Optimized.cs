@@ -35,6 +35,8 @@ internal sealed partial class ConvOp
     private long[] _multTiled = [];      // [Chunk][Cout]
     private int[] _w16 = [];             // depthwise [taps][Np]: (ushort)w in the low half, 0 above (vpmaddwd as an exact 16×16 multiply)
     private bool _vectorRequant;
+    private int[] _multChunk = [];       // AVX2 requantization: per-channel M_c, 2^(n_c − 1) and n_c, tiled [Chunk][Cout]
+    private long[] _halfChunk = [], _shiftChunk = [];
     private static readonly bool Wide = Avx512BW.IsSupported && Avx512F.IsSupported;
 
     public override bool HasOptimized => true;
@@ -105,6 +107,19 @@ internal sealed partial class ConvOp
         _vectorRequant = VectorOps.AlignMultipliers(Mult, RShift, bound, aligned, out _shift);
         _multTiled = new long[Chunk * Cout];
         for (int p = 0; p < Chunk; p++) aligned.CopyTo(_multTiled, p * Cout);
+        if (!Wide && Avx2.IsSupported)
+        {
+            _multChunk = new int[Chunk * Cout];
+            _halfChunk = new long[Chunk * Cout];
+            _shiftChunk = new long[Chunk * Cout];
+            for (int i = 0; i < Chunk * Cout; i++)
+            {
+                int c = i % Cout;
+                _multChunk[i] = Mult[c];
+                _shiftChunk[i] = RShift[c];
+                _halfChunk[i] = 1L << (RShift[c] - 1);
+            }
+        }
     }
 
     public override void EvalOptimized(ExecState s)
@@ -119,6 +134,17 @@ internal sealed partial class ConvOp
     private void Flush(Span<int> acc, int count, Span<sbyte> y)
     {
         int len = count * Cout;
+        if (_multChunk.Length != 0)
+        {
+            int done = VectorOps.RequantizePerChannelAvx2(acc[..len], _multChunk.AsSpan(0, len), _shiftChunk.AsSpan(0, len),
+                _halfChunk.AsSpan(0, len), y[..len], ZpOut, Lo, Hi);
+            for (int i = done; i < len; i++)
+            {
+                int c = i % Cout;
+                y[i] = (sbyte)Requant.Apply(acc[i], Mult[c], RShift[c], ZpOut, Lo, Hi);
+            }
+            return;
+        }
         if (_vectorRequant)
         {
             VectorOps.Requantize(acc[..len], _multTiled.AsSpan(0, len), _shift, y[..len], ZpOut, Lo, Hi);
@@ -167,6 +193,8 @@ internal sealed partial class ConvOp
                 }
                 var dst = acc.Slice(j * Cout, _np);
                 if (Wide) Accumulate512(pairView, idx[..n], dst);
+                else if (Avx2.IsSupported) Accumulate256(pairView, idx[..n], dst);
+                else if (Sse2.IsSupported) Accumulate128(pairView, idx[..n], dst);
                 else AccumulatePortable(sh, idx[..n], dst);
             }
             Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
@@ -264,6 +292,87 @@ internal sealed partial class ConvOp
         }
     }
 
+    /// <summary>AVX2 (x86-64-v3): vpmaddwd on 256-bit vectors, 16 exact MACs per instruction, 32 channels per step.</summary>
+    private void Accumulate256(ReadOnlySpan<int> pairs, ReadOnlySpan<int> idx, Span<int> dst)
+    {
+        ref short b = ref MemoryMarshal.GetArrayDataReference(_b16);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        ref int rp = ref MemoryMarshal.GetReference(pairs);
+        ref int ri = ref MemoryMarshal.GetReference(idx);
+        int np = _np, n = idx.Length, g = 0;
+        int rowStride = np * 2;
+        for (; g + 2 * Group <= np; g += 2 * Group)
+        {
+            var a0 = Vector256.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a2 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 16));
+            var a3 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 24));
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector256.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                ref short row = ref Unsafe.Add(ref b, k * rowStride + g * 2);
+                a0 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row));
+                a1 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row, 16));
+                a2 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row, 32));
+                a3 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row, 48));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 16));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 24));
+        }
+        for (; g < np; g += Group)
+        {
+            var a0 = Vector256.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 8));
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector256.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                ref short row = ref Unsafe.Add(ref b, k * rowStride + g * 2);
+                a0 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row));
+                a1 += Avx2.MultiplyAddAdjacent(xv, Vector256.LoadUnsafe(ref row, 16));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 8));
+        }
+    }
+
+    /// <summary>SSE2 (x86-64-v2): vpmaddwd on 128-bit vectors, 8 exact MACs per instruction, 16 channels per step.</summary>
+    private void Accumulate128(ReadOnlySpan<int> pairs, ReadOnlySpan<int> idx, Span<int> dst)
+    {
+        ref short b = ref MemoryMarshal.GetArrayDataReference(_b16);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        ref int rp = ref MemoryMarshal.GetReference(pairs);
+        ref int ri = ref MemoryMarshal.GetReference(idx);
+        int np = _np, n = idx.Length;
+        int rowStride = np * 2;
+        for (int g = 0; g < np; g += Group)
+        {
+            var a0 = Vector128.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 4));
+            var a2 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a3 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 12));
+            for (int t = 0; t < n; t++)
+            {
+                int k = Unsafe.Add(ref ri, t);
+                var xv = Vector128.Create(Unsafe.Add(ref rp, k)).AsInt16();
+                ref short row = ref Unsafe.Add(ref b, k * rowStride + g * 2);
+                a0 += Sse2.MultiplyAddAdjacent(xv, Vector128.LoadUnsafe(ref row));
+                a1 += Sse2.MultiplyAddAdjacent(xv, Vector128.LoadUnsafe(ref row, 8));
+                a2 += Sse2.MultiplyAddAdjacent(xv, Vector128.LoadUnsafe(ref row, 16));
+                a3 += Sse2.MultiplyAddAdjacent(xv, Vector128.LoadUnsafe(ref row, 24));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 4));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 12));
+        }
+    }
+
     /// <summary>Portable: int32 lanes (Vector128: AdvSimd on ARM64, SSE on x64), one input value per step.</summary>
     private void AccumulatePortable(ReadOnlySpan<short> dev, ReadOnlySpan<int> idx, Span<int> dst)
     {
@@ -306,7 +415,8 @@ internal sealed partial class ConvOp
         int c = Cout;
         ref sbyte arena = ref MemoryMarshal.GetArrayDataReference(s.Arena);
         int xBase = s.Offset[InputIndices[0]];
-        if (Wide && Kh == 3 && Kw == 3)
+        bool narrow = !Wide && (Avx2.IsSupported || Vector128.IsHardwareAccelerated);
+        if ((Wide || narrow) && Kh == 3 && Kw == 3)
         {
             // Row-at-a-time 3×3: nine weight vectors stay in registers, rows above/below the image read a row
             // of zero points, and only the border columns test bounds.
@@ -315,7 +425,8 @@ internal sealed partial class ConvOp
             Span<int> rowAcc = ints.AsSpan(0, Wout * c + _np);
             for (int oy = 0; oy < Hout; oy++)
             {
-                Dw3x3Row512(ref arena, xBase, zpRow, oy, rowAcc);
+                if (Wide) Dw3x3Row512(ref arena, xBase, zpRow, oy, rowAcc);
+                else Dw3x3RowNarrow(ref arena, xBase, zpRow, oy, rowAcc, Avx2.IsSupported);
                 for (int p0 = 0; p0 < Wout; p0 += Chunk)
                 {
                     int count = Math.Min(Chunk, Wout - p0);
@@ -386,6 +497,129 @@ internal sealed partial class ConvOp
                 a.StoreUnsafe(ref ra, (nuint)(ox * c + g));
             }
             for (int ox = Math.Max(last + 1, leftEnd); ox < Wout; ox++) DwBorder(ref r0, ref r1, ref r2, ref w, bias, zpv, ox, g, ref ra);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Load8(ref sbyte p, int offset) =>
+        Avx2.ConvertToVector256Int32(Vector128.CreateScalar(Unsafe.ReadUnaligned<long>(ref Unsafe.As<sbyte, byte>(ref Unsafe.Add(ref p, offset)))).AsSByte());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Load4(ref sbyte p, int offset)
+    {
+        var v = Vector128.CreateScalar(Unsafe.ReadUnaligned<int>(ref Unsafe.As<sbyte, byte>(ref Unsafe.Add(ref p, offset)))).AsSByte();
+        return Vector128.WidenLower(Vector128.WidenLower(v));
+    }
+
+    /// <summary>
+    /// <see cref="Dw3x3Row512"/> for AVX2 (8 channels per step, vpmaddwd as the exact 16×16 multiply) and, with
+    /// <paramref name="lanes"/> = 4, for any 128-bit SIMD (int32 multiplies: SSE4.1, AdvSimd on ARM64). Channel
+    /// groups run only up to C and from the last to the first, so a spill past C lands on the next pixel's first
+    /// channels, written afterwards; taps outside the image read the zero point (cancelled by the folded bias).
+    /// </summary>
+    private void Dw3x3RowNarrow(ref sbyte arena, int xBase, Span<sbyte> zpRow, int oy, Span<int> acc, bool avx2)
+    {
+        int c = Cout, win = Win, sw = Sw, lanes = avx2 ? 8 : 4;
+        ref sbyte zr = ref MemoryMarshal.GetReference(zpRow);
+        int iy0 = oy * Sh - PadTop;
+        ref sbyte r0 = ref (uint)iy0 < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + iy0 * win * c) : ref zr;
+        ref sbyte r1 = ref (uint)(iy0 + 1) < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + (iy0 + 1) * win * c) : ref zr;
+        ref sbyte r2 = ref (uint)(iy0 + 2) < (uint)Hin ? ref Unsafe.Add(ref arena, xBase + (iy0 + 2) * win * c) : ref zr;
+        ref int w = ref MemoryMarshal.GetArrayDataReference(avx2 ? _w16 : _b32);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasP);
+        ref int ra = ref MemoryMarshal.GetReference(acc);
+        int first = Math.Max(0, (PadLeft + sw - 1) / sw);
+        int last = win - 3 + PadLeft < 0 ? -1 : Math.Min(Wout - 1, (win - 3 + PadLeft) / sw);
+        int leftEnd = Math.Min(first, Wout);
+        int np = _np;
+        var zp8 = Vector256.Create(ZpIn);   // int32 lanes: (z, sign) · (w, 0) = z·w under vpmaddwd
+        var zp4 = Vector128.Create(ZpIn);
+        for (int g = (c + lanes - 1) / lanes * lanes - lanes; g >= 0; g -= lanes)
+        {
+            if (avx2)
+            {
+                var w0 = Vector256.LoadUnsafe(ref w, (nuint)(0 * np + g)).AsInt16(); var w1 = Vector256.LoadUnsafe(ref w, (nuint)(1 * np + g)).AsInt16();
+                var w2 = Vector256.LoadUnsafe(ref w, (nuint)(2 * np + g)).AsInt16(); var w3 = Vector256.LoadUnsafe(ref w, (nuint)(3 * np + g)).AsInt16();
+                var w4 = Vector256.LoadUnsafe(ref w, (nuint)(4 * np + g)).AsInt16(); var w5 = Vector256.LoadUnsafe(ref w, (nuint)(5 * np + g)).AsInt16();
+                var w6 = Vector256.LoadUnsafe(ref w, (nuint)(6 * np + g)).AsInt16(); var w7 = Vector256.LoadUnsafe(ref w, (nuint)(7 * np + g)).AsInt16();
+                var w8 = Vector256.LoadUnsafe(ref w, (nuint)(8 * np + g)).AsInt16();
+                var bias = Vector256.LoadUnsafe(ref rb, (nuint)g);
+                for (int ox = 0; ox < Wout; ox++)
+                {
+                    if (ox == leftEnd && first <= last)
+                    {
+                        for (; ox <= last; ox++)
+                        {
+                            int o = (ox * sw - PadLeft) * c + g;
+                            var a = bias
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r0, o).AsInt16(), w0) + Avx2.MultiplyAddAdjacent(Load8(ref r0, o + c).AsInt16(), w1)
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r0, o + 2 * c).AsInt16(), w2)
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r1, o).AsInt16(), w3) + Avx2.MultiplyAddAdjacent(Load8(ref r1, o + c).AsInt16(), w4)
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r1, o + 2 * c).AsInt16(), w5)
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r2, o).AsInt16(), w6) + Avx2.MultiplyAddAdjacent(Load8(ref r2, o + c).AsInt16(), w7)
+                                + Avx2.MultiplyAddAdjacent(Load8(ref r2, o + 2 * c).AsInt16(), w8);
+                            a.StoreUnsafe(ref ra, (nuint)(ox * c + g));
+                        }
+                        if (ox >= Wout) break;
+                    }
+                    // Border column: taps outside the row read the zero point.
+                    var b = bias;
+                    int ix0 = ox * sw - PadLeft;
+                    for (int kx = 0; kx < 3; kx++)
+                    {
+                        int ix = ix0 + kx;
+                        bool inside = (uint)ix < (uint)win;
+                        int o = ix * c + g;
+                        var x0 = inside ? Load8(ref r0, o) : zp8;
+                        var x1 = inside ? Load8(ref r1, o) : zp8;
+                        var x2 = inside ? Load8(ref r2, o) : zp8;
+                        b += Avx2.MultiplyAddAdjacent(x0.AsInt16(), Vector256.LoadUnsafe(ref w, (nuint)(kx * np + g)).AsInt16())
+                           + Avx2.MultiplyAddAdjacent(x1.AsInt16(), Vector256.LoadUnsafe(ref w, (nuint)((3 + kx) * np + g)).AsInt16())
+                           + Avx2.MultiplyAddAdjacent(x2.AsInt16(), Vector256.LoadUnsafe(ref w, (nuint)((6 + kx) * np + g)).AsInt16());
+                    }
+                    b.StoreUnsafe(ref ra, (nuint)(ox * c + g));
+                }
+            }
+            else
+            {
+                var w0 = Vector128.LoadUnsafe(ref w, (nuint)(0 * np + g)); var w1 = Vector128.LoadUnsafe(ref w, (nuint)(1 * np + g));
+                var w2 = Vector128.LoadUnsafe(ref w, (nuint)(2 * np + g)); var w3 = Vector128.LoadUnsafe(ref w, (nuint)(3 * np + g));
+                var w4 = Vector128.LoadUnsafe(ref w, (nuint)(4 * np + g)); var w5 = Vector128.LoadUnsafe(ref w, (nuint)(5 * np + g));
+                var w6 = Vector128.LoadUnsafe(ref w, (nuint)(6 * np + g)); var w7 = Vector128.LoadUnsafe(ref w, (nuint)(7 * np + g));
+                var w8 = Vector128.LoadUnsafe(ref w, (nuint)(8 * np + g));
+                var bias = Vector128.LoadUnsafe(ref rb, (nuint)g);
+                for (int ox = 0; ox < Wout; ox++)
+                {
+                    if (ox == leftEnd && first <= last)
+                    {
+                        for (; ox <= last; ox++)
+                        {
+                            int o = (ox * sw - PadLeft) * c + g;
+                            var a = bias
+                                + Load4(ref r0, o) * w0 + Load4(ref r0, o + c) * w1 + Load4(ref r0, o + 2 * c) * w2
+                                + Load4(ref r1, o) * w3 + Load4(ref r1, o + c) * w4 + Load4(ref r1, o + 2 * c) * w5
+                                + Load4(ref r2, o) * w6 + Load4(ref r2, o + c) * w7 + Load4(ref r2, o + 2 * c) * w8;
+                            a.StoreUnsafe(ref ra, (nuint)(ox * c + g));
+                        }
+                        if (ox >= Wout) break;
+                    }
+                    var b = bias;
+                    int ix0 = ox * sw - PadLeft;
+                    for (int kx = 0; kx < 3; kx++)
+                    {
+                        int ix = ix0 + kx;
+                        bool inside = (uint)ix < (uint)win;
+                        int o = ix * c + g;
+                        var x0 = inside ? Load4(ref r0, o) : zp4;
+                        var x1 = inside ? Load4(ref r1, o) : zp4;
+                        var x2 = inside ? Load4(ref r2, o) : zp4;
+                        b += x0 * Vector128.LoadUnsafe(ref w, (nuint)(kx * np + g))
+                           + x1 * Vector128.LoadUnsafe(ref w, (nuint)((3 + kx) * np + g))
+                           + x2 * Vector128.LoadUnsafe(ref w, (nuint)((6 + kx) * np + g));
+                    }
+                    b.StoreUnsafe(ref ra, (nuint)(ox * c + g));
+                }
+            }
         }
     }
 
