@@ -38,7 +38,10 @@ public sealed class ImageSet
         return counts;
     }
 
-    /// <summary>Loads and preprocesses rows in parallel; a file that cannot be decoded is a <see cref="DatasetException"/>.
+    /// <summary>Loads and preprocesses rows in parallel through the device's own
+    /// <see cref="Preprocessor.PrepareCentered(RgbImage, int, Span{byte})"/> (the network is trained on exactly the
+    /// pixels the device gives it; packages record <see cref="InputCrop.Centre"/>); a file that cannot be decoded
+    /// is a <see cref="DatasetException"/>.
     /// With <paramref name="zoomSize"/> &gt; <paramref name="size"/> the same centred crop is also kept at zoomSize².</summary>
     public static ImageSet Load(IReadOnlyList<Ham10000Row> rows, int size, int zoomSize = 0)
     {
@@ -67,17 +70,5 @@ public sealed class ImageSet
         catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
         try { return ImageDecoder.Decode(bytes); }
         catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
-    }
-
-    /// <summary>
-    /// Decode → centred square crop → area resample to size×size → HWC bytes, through the device's own
-    /// <see cref="Preprocessor.PrepareCentered(RgbImage, int, Span{byte})"/>: the network
-    /// is trained on exactly the pixels the device will give it (packages record <see cref="InputCrop.Centre"/>).
-    /// </summary>
-    public static byte[] Preprocess(string path, int size)
-    {
-        var hwc = new byte[size * size * 3];
-        Preprocessor.PrepareCentered(Decode(path), size, hwc);
-        return hwc;
     }
 }

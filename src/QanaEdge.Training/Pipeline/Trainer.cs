@@ -113,17 +113,15 @@ public sealed class Trainer
         {
             int img = idx[i];
             var dst = _x.Data.AsSpan(i * per, per);
-            var src = set.Pixels[img];
-            for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
-            if (augment)
-            {
-                var rng = SeededRandom.For(_o.Seed, (ulong)epoch, (ulong)img);
-                var p = Augmentation.Draw(ref rng);
-                if (set.ZoomPixels is { } zoom && rng.NextBool(_o.ZoomProbability))
-                    ZoomedView(zoom[img], set.ZoomSize, s, ref rng, dst);
-                Augmentation.Apply(dst, s, s, p);
-                if (_o.Transpose && rng.NextBool(0.5)) TransposeInPlace(dst, s);
-            }
+            if (!augment) { ToUnitRange(set.Pixels[img], dst); return; }
+            var rng = SeededRandom.For(_o.Seed, (ulong)epoch, (ulong)img);
+            var p = Augmentation.Draw(ref rng);
+            if (set.ZoomPixels is { } zoom && rng.NextBool(_o.ZoomProbability))
+                ZoomedView(zoom[img], set.ZoomSize, s, ref rng, dst);
+            else
+                ToUnitRange(set.Pixels[img], dst);
+            Augmentation.Apply(dst, s, s, p);
+            if (_o.Transpose && rng.NextBool(0.5)) TransposeInPlace(dst, s);
         });
         for (int i = 0; i < n; i++) labels[i] = set.Labels[idx[i]];
     }
@@ -150,12 +148,7 @@ public sealed class Trainer
             {
                 foreach (var bn in norms) bn.Momentum = 1f / (b + 1); // cumulative average of the batch statistics
                 _x.Reshape(_o.BatchSize, s, s, 3);
-                Par.ForEach(_o.BatchSize, i =>
-                {
-                    var src = set.Pixels[order[b * _o.BatchSize + i]];
-                    var dst = _x.Data.AsSpan(i * per, per);
-                    for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
-                });
+                Par.ForEach(_o.BatchSize, i => ToUnitRange(set.Pixels[order[b * _o.BatchSize + i]], _x.Data.AsSpan(i * per, per)));
                 net.Forward(new Tape { Training = true, Step = (ulong)b ^ 0xB47C }, _x);
             }
         }
@@ -171,7 +164,13 @@ public sealed class Trainer
         int x = rng.NextInt(sourceSize - side + 1), y = rng.NextInt(sourceSize - side + 1);
         Span<byte> view = stackalloc byte[size * size * 3];
         Resampler.AreaResize(source, sourceSize, new CropBox(x, y, side), size, view);
-        for (int j = 0; j < view.Length; j++) dst[j] = view[j] * (1f / 255f);
+        ToUnitRange(view, dst);
+    }
+
+    /// <summary>HWC bytes to the network's input range [0, 1] (the one conversion every batch goes through).</summary>
+    private static void ToUnitRange(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        for (int j = 0; j < src.Length; j++) dst[j] = src[j] * (1f / 255f);
     }
 
     private static void TransposeInPlace(Span<float> hwc, int s)
@@ -206,8 +205,7 @@ public sealed class Trainer
                 Par.ForEach(n, i =>
                 {
                     var dst = _evalX.Data.AsSpan(i * per, per);
-                    var src = set.Pixels[start + i];
-                    for (int j = 0; j < per; j++) dst[j] = src[j] * (1f / 255f);
+                    ToUnitRange(set.Pixels[start + i], dst);
                     if (v > 0) Augmentation.Apply(dst, s, s, new AugmentationParameters((v & 1) != 0, (v & 2) != 0, 1, 1, 1));
                 });
                 var z = net.Forward(tape, _evalX);
