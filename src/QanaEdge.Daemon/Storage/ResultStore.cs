@@ -106,6 +106,7 @@ public sealed class ResultStore : IDisposable
                 _db.Rollback();
                 throw;
             }
+            MakeDurable();
         }
         return fresh;
     }
@@ -153,9 +154,21 @@ public sealed class ResultStore : IDisposable
                 ["received_at"] = DateTime.UtcNow,
                 ["raw"] = raw,
             });
+            MakeDurable();
             return known;
         }
     }
+
+    /// <summary>
+    /// Forces everything committed so far onto the disk. LiteDB 5's Commit only queues the transaction's pages for a
+    /// background writer thread (DiskService.WriteAsync), so when it returns the pages may still be in our process's
+    /// memory: a SIGKILL or power cut at that moment would lose a result whose capture the caller is about to
+    /// acknowledge (delete from the inbox). Checkpoint waits for that queue, copies the log into the data file,
+    /// fsyncs it and truncates the log. Called under <see cref="_gate"/> after each commit that acknowledges input;
+    /// one per batch of results, so its cost is shared by up to a batch of captures. Outbox deletions skip it: a
+    /// lost deletion only republishes a result under its own id.
+    /// </summary>
+    private void MakeDurable() => _db.Checkpoint();
 
     public int FeedbackCount() { lock (_gate) return _feedback.Count(); }
 
