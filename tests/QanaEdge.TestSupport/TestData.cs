@@ -19,4 +19,8 @@ public static class TestData
 
     public static string Ham10000Images => Path.Combine(Ham10000Dir, "images");
     public static string Ham10000Labels => Path.Combine(Ham10000Dir, "labels.csv");
+
+    /// <summary>The emulated Akida library (native/akida/qana_akida.h), published by tests/QanaEdge.Akida.Tests'
+    /// build (target BuildAkidaEmulator in tests/QanaEdge.AkidaEmulator/Emulator.targets).</summary>
+    public static string AkidaEmulator => Path.Combine(RepositoryRoot, "tests", "QanaEdge.AkidaEmulator", "bin", "native", "libqana_akida.so");
 }

@@ -101,8 +101,62 @@ public static class TestGraphs
         return Wrap(graph, $"qana-shaped-{seed}", inputSize, inputSize, 3, graph.Tensors[logits].Scale * theta);
     }
 
+    /// <summary>
+    /// <see cref="QanaShaped"/> made to fit the akd1000 profile (<see cref="ProfileChecker"/> finds nothing): the stem
+    /// (the layer that reads the 8-bit input) keeps its weights and output; after it, weights are clipped to 4 bits,
+    /// weight scales rounded to powers of two, and every activation is symmetric 4-bit ([0, 15] at the power-of-two scale nearest 16× its 8-bit one, gates at 1/16, sigmoid tables rebuilt for them), biases keep their real values; the
+    /// logits keep their own quantization (the chip's last layer emits potentials). Labelled <c>akd1000</c>.
+    /// </summary>
+    public static ModelPackage Akd1000Shaped(int seed, int inputSize = 64)
+    {
+        ModelGraph g = QanaShaped(seed, inputSize).Graph;
+        var first = g.Nodes.Where(n => Array.IndexOf(n.Inputs, g.InputTensor) >= 0).Select(n => n.Output).ToHashSet();
+        var sigmoids = g.Nodes.Where(n => n.Kind == OpKind.Sigmoid).Select(n => n.Output).ToHashSet();
+        var tensors = g.Tensors.Select((t, i) =>
+            i == g.InputTensor || first.Contains(i) || i == g.LogitsTensor || i == g.OutputTensor ? t
+            : new TensorSpec
+            {
+                Name = t.Name, Height = t.Height, Width = t.Width, Channels = t.Channels, Type = t.Type, ZeroPoint = 0,
+                // 16 levels over about the real range the 256 levels covered; gates in [0, 15/16].
+                Scale = sigmoids.Contains(i) ? 1.0 / 16 : Math.Pow(2, Math.Round(Math.Log2(16 * t.Scale))),
+            }).ToArray();
+        var nodes = g.Nodes.Select(n =>
+        {
+            bool isFirst = first.Contains(n.Output);
+            bool isLast = n.Output == g.LogitsTensor || n.Output == g.OutputTensor;
+            double[]? scales = n.WeightScales?.Select(s => Math.Pow(2, Math.Round(Math.Log2(isFirst ? s : s * 16)))).ToArray();
+            int[]? bias = n.Bias;
+            if (bias is not null && scales is not null)
+            {
+                // Keep each bias's real value: it is stored in units of input scale × weight scale, and both changed.
+                double oldIn = g.Tensors[n.Inputs[0]].Scale, newIn = tensors[n.Inputs[0]].Scale;
+                bias = bias.Select((b, c) => (int)Math.Round(b * oldIn * n.WeightScales![c % n.WeightScales.Length] / (newIn * scales[c % scales.Length]))).ToArray();
+            }
+            return new Node
+            {
+                Name = n.Name, Kind = n.Kind, Inputs = n.Inputs, Output = n.Output,
+                KernelHeight = n.KernelHeight, KernelWidth = n.KernelWidth, StrideHeight = n.StrideHeight, StrideWidth = n.StrideWidth, Padding = n.Padding,
+                Weights = n.Weights is null || isFirst ? n.Weights : n.Weights.Select(w => (sbyte)Math.Clamp(w / 16, -8, 7)).ToArray(),
+                WeightScales = scales,
+                Bias = bias,
+                ClampMin = isFirst || isLast ? n.ClampMin : 0,
+                ClampMax = isFirst || isLast ? n.ClampMax : 15,
+                Table = n.Table is null ? null : SigmoidTable(tensors[n.Inputs[0]].Scale, tensors[n.Output].Scale),
+                TimeSteps = n.TimeSteps, Thresholds = n.Thresholds, Reparameterisation = n.Reparameterisation, Kernel = n.Kernel,
+            };
+        }).ToArray();
+        var graph = new ModelGraph { Tensors = tensors, Nodes = nodes, InputTensor = g.InputTensor, LogitsTensor = g.LogitsTensor, OutputTensor = g.OutputTensor };
+        var package = Wrap(graph, $"akd1000-shaped-{seed}", inputSize, inputSize, 3, graph.Tensors[g.LogitsTensor].Scale * 64, QuantizationProfile.Akd1000);
+        PackageValidator.Validate(package);
+        return package;
+    }
+
+    private static sbyte[] SigmoidTable(double inScale, double outScale) =>
+        Enumerable.Range(0, 256).Select(i => (sbyte)Math.Clamp(Math.Round(1 / (1 + Math.Exp(-inScale * (i - 128))) / outScale, MidpointRounding.AwayFromZero), 0, 15)).ToArray();
+
     /// <summary>Wraps a graph in a package with a complete manifest (classes, input, profile, layer table, calibration).</summary>
-    public static ModelPackage Wrap(ModelGraph graph, string id, int h, int w, int c, double beta)
+    public static ModelPackage Wrap(ModelGraph graph, string id, int h, int w, int c, double beta,
+        QuantizationProfile profile = QuantizationProfile.Paper8)
     {
         var readout = graph.Nodes.LastOrDefault(n => n.Kind == OpKind.SpikingReadout);
         int classes = graph.Tensors[graph.LogitsTensor].Length;
@@ -117,7 +171,7 @@ public static class TestGraphs
                 CreatedUtc = "2026-01-01T00:00:00Z",
                 Classes = names,
                 Input = new InputSpec { Height = h, Width = w, Channels = c },
-                Profile = QuantizationProfile.Paper8,
+                Profile = profile,
                 Layers = graph.Nodes.Select(n => new LayerRecord
                 {
                     Name = n.Name, Op = n.Kind.ToString(), Scale = graph.Tensors[n.Output].Scale, ZeroPoint = graph.Tensors[n.Output].ZeroPoint,

@@ -1,0 +1,133 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace QanaEdge.Akida;
+
+/// <summary>
+/// One Akida device opened through native/akida/qana_akida.h. Thread-safe: <see cref="Run"/> holds the device for
+/// one enqueue/fetch pair, so several engines (one per worker thread) can share a card.
+/// </summary>
+public sealed unsafe class AkidaDevice : IDisposable
+{
+    private readonly Lock _lock = new();
+    private IntPtr _handle;
+
+    public string Path { get; }
+    /// <summary>Input (int8 HWC) and output (int8 logits) lengths of the program; 0 until programmed.</summary>
+    public int InputLength { get; private set; }
+    public int OutputLength { get; private set; }
+
+    private AkidaDevice(string path, IntPtr handle)
+    {
+        Path = path;
+        _handle = handle;
+    }
+
+    /// <summary>Opens <paramref name="path"/> (e.g. /dev/akida0) through the library <see cref="AkidaLibrary"/> names.</summary>
+    /// <exception cref="AkidaException">The library is missing or of another ABI version, or the device refused to open.</exception>
+    public static AkidaDevice Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        uint version;
+        try { version = AkidaNative.qana_akida_abi_version(); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new AkidaException(AkidaStatus.Unsupported, $"{AkidaLibrary.Path} cannot be loaded: {e.Message}", e);
+        }
+        if (version != AkidaNative.AbiVersion)
+            throw new AkidaException(AkidaStatus.Unsupported, $"{AkidaLibrary.Path} implements ABI version {version}, this build needs {AkidaNative.AbiVersion}");
+        byte[] utf8 = Encoding.UTF8.GetBytes(path + "\0");
+        IntPtr handle;
+        int status;
+        fixed (byte* p = utf8) status = AkidaNative.qana_akida_open(p, &handle);
+        if (status != 0 || handle == IntPtr.Zero)
+            throw new AkidaException(ToStatus(status, AkidaStatus.Device), $"{path}: {Message(IntPtr.Zero, "open failed")}");
+        return new AkidaDevice(path, handle);
+    }
+
+    /// <summary>Programs the device; on refusal the device's own reason is the exception's message.</summary>
+    public void Program(ReadOnlySpan<byte> program)
+    {
+        lock (_lock)
+        {
+            IntPtr h = Handle();
+            int status;
+            fixed (byte* p = program) status = AkidaNative.qana_akida_program(h, p, (nuint)program.Length);
+            Check(h, status);
+            nuint input, output;
+            Check(h, AkidaNative.qana_akida_shape(h, &input, &output));
+            InputLength = checked((int)input);
+            OutputLength = checked((int)output);
+        }
+    }
+
+    /// <summary>One inference: enqueue <paramref name="input"/>, block for its logits. Allocates nothing.</summary>
+    public void Run(ReadOnlySpan<sbyte> input, Span<sbyte> logits)
+    {
+        lock (_lock)
+        {
+            IntPtr h = Handle();
+            fixed (sbyte* i = input) Check(h, AkidaNative.qana_akida_enqueue(h, i, (nuint)input.Length));
+            fixed (sbyte* o = logits) Check(h, AkidaNative.qana_akida_fetch(h, o, (nuint)logits.Length));
+        }
+    }
+
+    /// <summary>The raw calls, for tests of the device's behaviour at the ABI: returns the status, no exception.</summary>
+    public AkidaStatus TryEnqueue(ReadOnlySpan<sbyte> input, out string error)
+    {
+        lock (_lock)
+        {
+            IntPtr h = Handle();
+            int status;
+            fixed (sbyte* i = input) status = AkidaNative.qana_akida_enqueue(h, i, (nuint)input.Length);
+            error = status == 0 ? "" : Message(h, "");
+            return ToStatus(status, AkidaStatus.Device);
+        }
+    }
+
+    /// <inheritdoc cref="TryEnqueue"/>
+    public AkidaStatus TryFetch(Span<sbyte> logits, out string error)
+    {
+        lock (_lock)
+        {
+            IntPtr h = Handle();
+            int status;
+            fixed (sbyte* o = logits) status = AkidaNative.qana_akida_fetch(h, o, (nuint)logits.Length);
+            error = status == 0 ? "" : Message(h, "");
+            return ToStatus(status, AkidaStatus.Device);
+        }
+    }
+
+    private IntPtr Handle() => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(AkidaDevice));
+
+    private static void Check(IntPtr h, int status)
+    {
+        if (status != 0) throw new AkidaException(ToStatus(status, AkidaStatus.Device), Message(h, $"status {status}"));
+    }
+
+    private static AkidaStatus ToStatus(int status, AkidaStatus fallback) =>
+        status == 0 ? AkidaStatus.Ok : Enum.IsDefined((AkidaStatus)status) ? (AkidaStatus)status : fallback;
+
+    private static string Message(IntPtr h, string fallback)
+    {
+        byte* m = AkidaNative.qana_akida_last_error(h);
+        string? s = m is null ? null : Marshal.PtrToStringUTF8((IntPtr)m);
+        return string.IsNullOrEmpty(s) ? fallback : s;
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_handle == IntPtr.Zero) return;
+            AkidaNative.qana_akida_close(_handle);
+            _handle = IntPtr.Zero;
+        }
+        GC.SuppressFinalize(this);
+    }
+
+    ~AkidaDevice()
+    {
+        if (_handle != IntPtr.Zero) AkidaNative.qana_akida_close(_handle);
+    }
+}

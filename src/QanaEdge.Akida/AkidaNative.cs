@@ -1,0 +1,67 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+[assembly: DisableRuntimeMarshalling]
+
+namespace QanaEdge.Akida;
+
+/// <summary>
+/// native/akida/qana_akida.h, one declaration per function. Every parameter is blittable (pointers, sizes, status
+/// codes), so the generated stubs only pin and call: nothing is marshalled at run time.
+/// </summary>
+internal static unsafe partial class AkidaNative
+{
+    /// <summary>The name every import uses; <see cref="AkidaLibrary"/> maps it to the file that is loaded.</summary>
+    public const string Library = "qana_akida";
+
+    public const uint AbiVersion = 1;
+
+    [LibraryImport(Library)] public static partial uint qana_akida_abi_version();
+    [LibraryImport(Library)] public static partial int qana_akida_open(byte* device, IntPtr* dev);
+    [LibraryImport(Library)] public static partial int qana_akida_program(IntPtr dev, byte* program, nuint length);
+    [LibraryImport(Library)] public static partial int qana_akida_shape(IntPtr dev, nuint* inputLength, nuint* outputLength);
+    [LibraryImport(Library)] public static partial int qana_akida_enqueue(IntPtr dev, sbyte* input, nuint length);
+    [LibraryImport(Library)] public static partial int qana_akida_fetch(IntPtr dev, sbyte* logits, nuint length);
+    [LibraryImport(Library)] public static partial byte* qana_akida_last_error(IntPtr dev);
+    [LibraryImport(Library)] public static partial void qana_akida_close(IntPtr dev);
+}
+
+/// <summary>
+/// Which file provides native/akida/qana_akida.h. The first P/Invoke binds the library for the life of the process,
+/// so <see cref="Use"/> must come before the first device is opened; later calls with another path are refused.
+/// </summary>
+public static class AkidaLibrary
+{
+    /// <summary>The shim's file name as the board image installs it (found through the dynamic loader's search path).</summary>
+    public const string DefaultName = "libqana_akida.so";
+
+    private static readonly Lock s_lock = new();
+    private static string? s_path;
+
+    /// <summary>The library in use (<see cref="DefaultName"/> until <see cref="Use"/> names another).</summary>
+    public static string Path => s_path ?? DefaultName;
+
+    /// <summary>Binds the imports to <paramref name="path"/> (a file name for the loader's search, or a path).</summary>
+    /// <exception cref="InvalidOperationException">Another library was named before.</exception>
+    public static void Use(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        lock (s_lock)
+        {
+            if (s_path is not null)
+            {
+                if (s_path == path) return;
+                throw new InvalidOperationException($"the Akida library is already {s_path}; a process binds one");
+            }
+            s_path = path;
+            NativeLibrary.SetDllImportResolver(typeof(AkidaLibrary).Assembly, Resolve);
+        }
+    }
+
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (name != AkidaNative.Library || s_path is null) return IntPtr.Zero;
+        return NativeLibrary.TryLoad(s_path, assembly, searchPath, out IntPtr handle) ? handle : IntPtr.Zero;
+    }
+}

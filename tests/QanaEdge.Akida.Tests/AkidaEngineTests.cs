@@ -1,0 +1,143 @@
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Akida.Tests;
+
+/// <summary>
+/// AkidaEngine through the real [LibraryImport] path, against the emulated AKD1000 library (it executes the programmed
+/// integer graph with the reference kernels and refuses what the chip refuses).
+/// </summary>
+public class AkidaEngineTests
+{
+    private static readonly ModelPackage s_akd1000 = TestGraphs.Akd1000Shaped(seed: 3);
+
+    public AkidaEngineTests() => EmulatedCard.UseEmulator();
+
+    /// <summary>Six real HAM10000 JPEGs, centred crop, quantized as the classifier does.</summary>
+    private static List<sbyte[]> RealInputs(ModelPackage package)
+    {
+        int size = package.Manifest.Input.Height;
+        var spec = package.Graph.Tensors[package.Graph.InputTensor];
+        return Directory.GetFiles(TestData.Ham10000Images, "ISIC_*.jpg").Order(StringComparer.Ordinal).Where((_, i) => i % 997 == 0).Take(6)
+            .Select(file =>
+            {
+                var rgb = new byte[size * size * 3];
+                Preprocessor.PrepareCentered(File.ReadAllBytes(file), size, rgb);
+                var q = new sbyte[spec.Length];
+                InputQuantizer.Quantize(rgb, q, spec.Scale, spec.ZeroPoint);
+                return q;
+            }).ToList();
+    }
+
+    [Fact]
+    public void ProgrammedAkd1000Package_GivesTheManagedEnginesLogits_OnRealJpegs()
+    {
+        List<sbyte[]> inputs = RealInputs(s_akd1000);
+        Assert.Equal(6, inputs.Count);
+        using var managed = IntegerEngine.Create(s_akd1000, KernelMode.Optimized);
+        using var akida = AkidaEngine.Open(s_akd1000, EmulatedCard.DeviceNode());
+        var distinct = new HashSet<string>();
+        var pm = new float[7];
+        var pa = new float[7];
+        foreach (sbyte[] input in inputs)
+        {
+            managed.Run(input);
+            akida.Run(input);
+            Assert.Equal(managed.Logits.ToArray(), akida.Logits.ToArray());
+            Assert.Equal(managed.SpikeCounts.ToArray(), akida.SpikeCounts.ToArray());
+            managed.GetProbabilities(pm);
+            akida.GetProbabilities(pa);
+            Assert.Equal(pm, pa);
+            distinct.Add(string.Join(",", akida.Logits.ToArray()));
+        }
+        // The images give different logits: the comparison is not of one saturated vector.
+        Assert.True(distinct.Count >= 3, $"only {distinct.Count} distinct logit vectors over {inputs.Count} images");
+    }
+
+    [Fact]
+    public void Paper8Graph_IsRefusedWithTheDevicesReasons()
+    {
+        ModelPackage paper8 = TestGraphs.QanaShaped(seed: 3);
+        var e = Assert.Throws<AkidaException>(() => AkidaEngine.Open(paper8, EmulatedCard.DeviceNode()));
+        Assert.Equal(AkidaStatus.Program, e.Status);
+        Assert.StartsWith("program refused: ", e.Message, StringComparison.Ordinal);
+        Assert.Contains("AKD1000 constraint violation", e.Message, StringComparison.Ordinal);
+        Assert.Contains("outside the 4-bit range [-8, 7]", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BytesThatAreNoPackage_AreRefused()
+    {
+        using AkidaDevice device = AkidaDevice.Open(EmulatedCard.DeviceNode());
+        var e = Assert.Throws<AkidaException>(() => device.Program([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        Assert.Equal(AkidaStatus.Program, e.Status);
+        Assert.Contains("not a .qana package", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void EnqueueBeforeProgram_IsRefused()
+    {
+        using AkidaDevice device = AkidaDevice.Open(EmulatedCard.DeviceNode());
+        Assert.Equal(AkidaStatus.State, device.TryEnqueue(new sbyte[12288], out string error));
+        Assert.Contains("before program", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FetchWithNothingEnqueued_WrongInputLength_AndASecondEnqueue_AreRefused()
+    {
+        using AkidaDevice device = AkidaEngine.OpenAndProgram(s_akd1000, EmulatedCard.DeviceNode());
+        var logits = new sbyte[device.OutputLength];
+        Assert.Equal(AkidaStatus.State, device.TryFetch(logits, out string error));
+        Assert.Equal("fetch with nothing enqueued", error);
+
+        Assert.Equal(AkidaStatus.Shape, device.TryEnqueue(new sbyte[device.InputLength - 1], out error));
+        Assert.Equal($"input of {device.InputLength - 1} bytes, the program takes {device.InputLength}", error);
+
+        Assert.Equal(AkidaStatus.Ok, device.TryEnqueue(new sbyte[device.InputLength], out _));
+        Assert.Equal(AkidaStatus.Busy, device.TryEnqueue(new sbyte[device.InputLength], out error));
+        Assert.Contains("already in flight", error, StringComparison.Ordinal);
+        Assert.Equal(AkidaStatus.Ok, device.TryFetch(logits, out _));
+    }
+
+    [Fact]
+    public void OpeningAMissingNode_FailsWithTheDevicesMessage()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "qana-akida-tests", "no-such-dir", "akida9");
+        var e = Assert.Throws<AkidaException>(() => AkidaDevice.Open(missing));
+        Assert.Equal(AkidaStatus.Device, e.Status);
+        Assert.Equal($"{missing}: {missing}: no such device", e.Message);
+    }
+
+    [Fact]
+    public void Run_AllocatesNothing_AfterWarmUp()
+    {
+        sbyte[] input = TestGraphs.RandomInput(s_akd1000, 1);
+        using var akida = AkidaEngine.Open(s_akd1000, EmulatedCard.DeviceNode());
+        var p = new float[7];
+        akida.Run(input);
+        akida.GetProbabilities(p);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            akida.Run(input);
+            akida.GetProbabilities(p);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void TheEngine_ServesLesionClassifier_LikeTheManagedEngine()
+    {
+        string jpeg = Directory.GetFiles(TestData.Ham10000Images, "ISIC_*.jpg").Order(StringComparer.Ordinal).First();
+        byte[] bytes = File.ReadAllBytes(jpeg);
+        using var managedEngine = LesionClassifier.CreateEngine(s_akd1000);
+        using var akidaEngine = AkidaEngine.Open(s_akd1000, EmulatedCard.DeviceNode());
+        LesionResult m = new LesionClassifier(s_akd1000, managedEngine).Classify(bytes);
+        LesionResult a = new LesionClassifier(s_akd1000, akidaEngine).Classify(bytes);
+        Assert.Equal(m.Probabilities, a.Probabilities);
+        Assert.Equal(m.Label, a.Label);
+        Assert.Equal(m.Tiled, a.Tiled);
+    }
+}

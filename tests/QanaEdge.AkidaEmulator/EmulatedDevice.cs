@@ -1,0 +1,102 @@
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.AkidaEmulator;
+
+/// <summary>Status codes of native/akida/qana_akida.h.</summary>
+internal static class Status
+{
+    public const int Ok = 0;
+    public const int Argument = -1;
+    public const int Device = -2;
+    public const int Program = -3;
+    public const int State = -4;
+    public const int Shape = -5;
+    public const int Busy = -6;
+    public const int Unsupported = -7;
+}
+
+/// <summary>A refused call: the status code and the device's one-line reason.</summary>
+internal sealed class DeviceException(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+}
+
+/// <summary>
+/// One emulated AKD1000 behind a qana_akida_device handle. It behaves as the device does at the ABI: a program
+/// the chip cannot run is refused with the reason, calls out of order are refused, and outputs come from executing
+/// the programmed integer graph (reference kernels), one input in flight.
+/// </summary>
+internal sealed class EmulatedDevice(string path)
+{
+    private IntegerEngine? _engine;
+    private int _inputLength, _outputLength;
+    private bool _pending;
+    private readonly sbyte[] _output = new sbyte[256];
+
+    public string Path { get; } = path;
+    public string LastError { get; set; } = "";
+
+    public static EmulatedDevice Open(string path)
+    {
+        // The emulated card is a device node that exists (tests create /tmp/.../akida0).
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new DeviceException(Status.Device, $"{path}: no such device");
+        return new EmulatedDevice(path);
+    }
+
+    public void Program(ReadOnlySpan<byte> program)
+    {
+        _engine = null;
+        _pending = false;
+        if (program.Length < PackageFormat.Magic.Length || !program[..PackageFormat.Magic.Length].SequenceEqual(PackageFormat.Magic))
+            throw new DeviceException(Status.Program, "program refused: not a .qana package (the emulator runs .qana integer graphs)");
+        ModelPackage package;
+        try { package = PackageReader.Load(program); }
+        catch (PackageFormatException e) { throw new DeviceException(Status.Program, $"program refused: {e.Message}"); }
+        var problems = ProfileChecker.Check(package);
+        if (problems.Count > 0)
+        {
+            string shown = string.Join("; ", problems.Take(3));
+            string more = problems.Count > 3 ? $" (and {problems.Count - 3} more)" : "";
+            throw new DeviceException(Status.Program, $"program refused: {problems.Count} AKD1000 constraint violation(s): {shown}{more}");
+        }
+        IntegerEngine engine;
+        try { engine = IntegerEngine.Create(package, KernelMode.Reference, new EngineOptions { CountEvents = false }); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException)
+        {
+            throw new DeviceException(Status.Program, $"program refused: {e.Message}");
+        }
+        int outputs = package.Graph.Tensors[package.Graph.LogitsTensor].Length;
+        if (outputs > _output.Length) throw new DeviceException(Status.Program, $"program refused: {outputs} outputs, the emulator holds {_output.Length}");
+        _engine = engine;
+        _inputLength = package.Graph.Tensors[package.Graph.InputTensor].Length;
+        _outputLength = outputs;
+    }
+
+    public (int Input, int Output) Shape()
+    {
+        if (_engine is null) throw new DeviceException(Status.State, "the device has no program");
+        return (_inputLength, _outputLength);
+    }
+
+    public void Enqueue(ReadOnlySpan<sbyte> input)
+    {
+        if (_engine is null) throw new DeviceException(Status.State, "enqueue before program: the device has no program");
+        if (_pending) throw new DeviceException(Status.Busy, "an input is already in flight: fetch its output first");
+        if (input.Length != _inputLength)
+            throw new DeviceException(Status.Shape, $"input of {input.Length} bytes, the program takes {_inputLength}");
+        _engine.Run(input);
+        _engine.Logits.CopyTo(_output);
+        _pending = true;
+    }
+
+    public void Fetch(Span<sbyte> logits)
+    {
+        if (_engine is null) throw new DeviceException(Status.State, "fetch before program: the device has no program");
+        if (!_pending) throw new DeviceException(Status.State, "fetch with nothing enqueued");
+        if (logits.Length != _outputLength)
+            throw new DeviceException(Status.Shape, $"output buffer of {logits.Length} bytes, the program emits {_outputLength}");
+        _output.AsSpan(0, _outputLength).CopyTo(logits);
+        _pending = false;
+    }
+}
