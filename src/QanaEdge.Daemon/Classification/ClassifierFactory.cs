@@ -1,5 +1,7 @@
-using QanaEdge.Model.Packaging;
+using QanaEdge.Akida;
 using QanaEdge.Imaging;
+using QanaEdge.Model;
+using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
@@ -7,13 +9,24 @@ namespace QanaEdge.Daemon.Classification;
 /// <summary>Turns a package and an engine choice into classifiers, one per worker.</summary>
 public static class ClassifierFactory
 {
+    /// <summary>
+    /// With Akida chosen and a package of the akd1000 profile, the card is opened and programmed once, here, and the
+    /// workers' engines share it. Any other case runs the managed engine, and the reason says why as loudly as the
+    /// choice itself: a model of another profile, or the device's own message when it would not open or program.
+    /// </summary>
     public static IClassifierProvider Create(ModelPackage package, string path, EngineChoice choice)
     {
         string reason = choice.Reason;
         if (choice.UseAkida)
         {
-            // The Akida engine binding is not part of this build: run managed, and say so as loudly as the choice itself.
-            reason = $"{choice.Reason}, but this build has no Akida engine binding: managed integer engine";
+            QuantizationProfile profile = package.Manifest.Profile;
+            if (profile != QuantizationProfile.Akd1000)
+                reason = $"{choice.Reason}, but model profile {ProfileName(profile)} cannot run on AKD1000 (the card runs akd1000 packages: "
+                    + "8-bit input layer, then at most 4-bit weights and activations): managed integer engine";
+            else if (TryAkida(package, path, choice, out IClassifierProvider? provider, out string refusal))
+                return provider!;
+            else
+                reason = $"{choice.Reason}, but {refusal}: managed integer engine";
         }
         // Build one engine up front so a package the engine cannot run fails at start, before READY=1.
         try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package)).Dispose(); }
@@ -24,4 +37,37 @@ public static class ClassifierFactory
         return new PackageClassifierProvider(package, path, $"managed IntegerEngine ({KernelMode.Optimized})", reason,
             p => new LesionImageClassifier(p, LesionClassifier.CreateEngine(p)));
     }
+
+    private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
+    {
+        provider = null;
+        AkidaDevice? device = null;
+        try
+        {
+            AkidaLibrary.Use(choice.Library ?? AkidaLibrary.DefaultName);
+            device = AkidaEngine.OpenAndProgram(package, choice.Device ?? throw new ArgumentException("no Akida device in the choice", nameof(choice)));
+            AkidaDevice shared = device;
+            // One engine now, so a package the host side cannot serve fails before READY=1, as on the managed path.
+            new LesionImageClassifier(package, AkidaEngine.OnDevice(package, shared)).Dispose();
+            provider = new PackageClassifierProvider(package, path, $"akida AKD1000 ({shared.Path})",
+                $"{choice.Reason}: model {package.Manifest.ModelId} (profile akd1000) programmed on the card",
+                p => new LesionImageClassifier(p, AkidaEngine.OnDevice(p, shared)), owned: shared);
+            refusal = "";
+            return true;
+        }
+        catch (Exception e) when (e is AkidaException or ArgumentException or InvalidOperationException)
+        {
+            device?.Dispose();
+            refusal = e is AkidaException a && a.Status == AkidaStatus.Program ? $"the card refused the model: {e.Message}"
+                : $"the card could not be used: {e.Message}";
+            return false;
+        }
+    }
+
+    private static string ProfileName(QuantizationProfile profile) => profile switch
+    {
+        QuantizationProfile.Paper8 => "paper8",
+        QuantizationProfile.Akd1000 => "akd1000",
+        _ => profile.ToString(),
+    };
 }

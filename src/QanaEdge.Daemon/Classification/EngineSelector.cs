@@ -1,36 +1,36 @@
 using System.Runtime.InteropServices;
+using QanaEdge.Akida;
 using QanaEdge.Daemon.Configuration;
 
 namespace QanaEdge.Daemon.Classification;
 
-/// <summary>The engine decision taken once at start.</summary>
-public sealed record EngineChoice(bool UseAkida, string Reason);
+/// <summary>The engine decision taken once at start: with Akida, the device node and the library to open it through.</summary>
+public sealed record EngineChoice(bool UseAkida, string Reason, string? Device = null, string? Library = null);
 
 /// <summary>
-/// Akida is used when a card is present (/dev/akida*) and the native engine library loads; otherwise the managed
-/// integer engine runs. The decision and its reason go to the log and into the status message.
+/// Akida is chosen when a card is present (devDir/akida*) and the library implementing native/akida/qana_akida.h
+/// loads (the board's shim links BrainChip's engine library, so it loads only where that one does too); otherwise
+/// the managed integer engine runs. Whether the card then runs the model is <see cref="ClassifierFactory"/>'s call.
+/// The decision and its reason go to the log and into the status message.
 /// </summary>
 public static class EngineSelector
 {
-    /// <summary>Native library names tried, in order (BrainChip's engine library as packaged for the board).</summary>
-    public static readonly string[] AkidaLibraries = ["libakida.so", "akida"];
-
-    public static EngineChoice Choose(EnginePreference preference, string devDir = "/dev", Func<string, bool>? canLoad = null)
+    public static EngineChoice Choose(EnginePreference preference, string devDir = "/dev", Func<string, bool>? canLoad = null,
+        string library = AkidaLibrary.DefaultName)
     {
         canLoad ??= static name =>
         {
-            if (!NativeLibrary.TryLoad(name, out IntPtr handle)) return false;
+            if (!NativeLibrary.TryLoad(name, typeof(EngineSelector).Assembly, null, out IntPtr handle)) return false;
             NativeLibrary.Free(handle);
             return true;
         };
         if (preference == EnginePreference.Managed)
             return new EngineChoice(false, "managed engine requested by Qana:Engine=Managed");
-        string[] devices = Directory.Exists(devDir) ? Directory.GetFiles(devDir, "akida*") : [];
+        string[] devices = Directory.Exists(devDir) ? Directory.GetFiles(devDir, "akida*").Order(StringComparer.Ordinal).ToArray() : [];
         if (devices.Length == 0)
             return new EngineChoice(false, $"no Akida device ({devDir}/akida* absent): managed integer engine");
-        string? library = AkidaLibraries.FirstOrDefault(canLoad);
-        if (library is null)
-            return new EngineChoice(false, $"Akida device {devices[0]} present but no loadable engine library ({string.Join(", ", AkidaLibraries)}): managed integer engine");
-        return new EngineChoice(true, $"Akida device {devices[0]} with {library}");
+        if (!canLoad(library))
+            return new EngineChoice(false, $"Akida device {devices[0]} present but its library {library} does not load: managed integer engine");
+        return new EngineChoice(true, $"Akida device {devices[0]} with {library}", devices[0], library);
     }
 }

@@ -2,9 +2,12 @@ using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Classification;
 
-/// <summary>A loaded model package plus the engine choice; each worker gets its own classifier (engines are not thread-safe).</summary>
+/// <summary>
+/// A loaded model package plus the engine choice; each worker gets its own classifier (engines are not thread-safe).
+/// <paramref name="owned"/> (e.g. the Akida device the workers' engines share) is released with the provider.
+/// </summary>
 public sealed class PackageClassifierProvider(ModelPackage package, string packagePath, string engineName, string engineReason,
-    Func<ModelPackage, IImageClassifier> createClassifier) : IClassifierProvider
+    Func<ModelPackage, IImageClassifier> createClassifier, IDisposable? owned = null) : IClassifierProvider
 {
     public ModelPackage Package => package;
     public string PackagePath => packagePath;
@@ -13,7 +16,7 @@ public sealed class PackageClassifierProvider(ModelPackage package, string packa
     public string EngineName => engineName;
     public string EngineReason => engineReason;
     public IImageClassifier CreateClassifier() => createClassifier(package);
-    public void Dispose() { }
+    public void Dispose() => owned?.Dispose();
 
     /// <summary>Locates (Qana:Model or firmware-models/ via DefaultModel.Locate) and loads the package.</summary>
     public static (ModelPackage Package, string Path) LoadPackage(string? explicitPath)

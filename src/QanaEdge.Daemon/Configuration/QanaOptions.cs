@@ -61,6 +61,15 @@ public sealed class QanaOptions
     [Microsoft.Extensions.Options.ValidateObjectMembers] public MqttOptions Mqtt { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public PowerOptions Power { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public CameraOptions Camera { get; set; } = new();
+    [Microsoft.Extensions.Options.ValidateObjectMembers] public AkidaOptions Akida { get; set; } = new();
+}
+
+public sealed class AkidaOptions
+{
+    /// <summary>The library implementing native/akida/qana_akida.h: a file name for the dynamic loader's search, or a path.</summary>
+    [Required] public string Library { get; set; } = "libqana_akida.so";
+    /// <summary>Where Akida device nodes (akida*) are looked for.</summary>
+    [Required] public string DevDir { get; set; } = "/dev";
 }
 
 public sealed class MqttOptions

@@ -67,7 +67,7 @@ public static class DaemonHost
     public static IClassifierProvider DefaultProvider(QanaOptions options)
     {
         var (package, path) = PackageClassifierProvider.LoadPackage(options.Model);
-        EngineChoice choice = EngineSelector.Choose(options.Engine);
+        EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library);
         return ClassifierFactory.Create(package, path, choice);
     }
 }
