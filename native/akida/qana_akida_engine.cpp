@@ -1,0 +1,141 @@
+/*
+ * qana_akida_engine.cpp: qana_akida.h implemented on BrainChip's akida engine library (akida::HardwareDevice).
+ *
+ * NOT COMPILED OR TESTED IN THIS REPOSITORY. The build machine has neither the akida engine headers and library nor a
+ * card; the tests run qanad against tests/QanaEdge.AkidaEmulator instead. The calls below follow the akida engine
+ * 2.x C++ API as BrainChip documents it (HardwareDevice::create/program/set_batch_size/enqueue/fetch, Dense::create_view);
+ * check them against the engine version the board image ships. Build line: native/akida/README.md.
+ *
+ * What this shim does not do (each returns QANA_AKIDA_E_UNSUPPORTED with a message, so qanad falls back to the
+ * managed engine and says why):
+ *   - map a .qana integer graph onto the chip: an Akida program is produced offline by BrainChip's toolchain
+ *     (cnn2snn/akida Python packages, model.map(AKD1000()) then model.sequences[0].program); this shim programs such
+ *     a binary, and refuses a .qana package;
+ *   - requantize 32-bit output potentials: the program must end in a layer whose outputs are 8-bit.
+ */
+#include "qana_akida.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "akida/dense.h"
+#include "akida/hardware_device.h"
+#include "infra/hardware_driver.h"
+
+namespace qana {
+// The HardwareDriver over the akida PCIe kernel driver's /dev/akidaN (register access and the scratch memory the
+// kernel driver maps), from the board support layer; nullptr (and a message in `error`) when the node does not open.
+std::unique_ptr<akida::HardwareDriver> open_akida_driver(const char* device, std::string& error);
+}  // namespace qana
+
+struct qana_akida_device {
+  std::unique_ptr<akida::HardwareDriver> driver;
+  akida::HardwareDevicePtr hw;
+  std::string error;
+  size_t input_length = 0, output_length = 0;
+  std::vector<akida::Index> input_shape;
+  bool programmed = false, pending = false;
+};
+
+namespace {
+thread_local std::string t_open_error;
+const uint8_t kQanaMagic[8] = {0x89, 'Q', 'A', 'N', 'A', 0x0D, 0x0A, 0x1A};
+
+int32_t fail(qana_akida_device* dev, int32_t status, std::string message) {
+  dev->error = std::move(message);
+  return status;
+}
+size_t product(const std::vector<akida::Index>& shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+}  // namespace
+
+extern "C" uint32_t qana_akida_abi_version(void) { return QANA_AKIDA_ABI_VERSION; }
+
+extern "C" int32_t qana_akida_open(const char* device, qana_akida_device** out) {
+  if (out == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  *out = nullptr;
+  t_open_error.clear();
+  if (device == nullptr) { t_open_error = "device path is null"; return QANA_AKIDA_E_ARGUMENT; }
+  auto dev = std::make_unique<qana_akida_device>();
+  dev->driver = qana::open_akida_driver(device, t_open_error);
+  if (!dev->driver) return QANA_AKIDA_E_DEVICE;
+  dev->hw = akida::HardwareDevice::create(dev->driver.get());
+  if (!dev->hw) { t_open_error = std::string(device) + ": the akida engine did not create a device"; return QANA_AKIDA_E_DEVICE; }
+  *out = dev.release();
+  return QANA_AKIDA_OK;
+}
+
+extern "C" int32_t qana_akida_program(qana_akida_device* dev, const uint8_t* program, size_t length) {
+  if (dev == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (program == nullptr || length == 0) return fail(dev, QANA_AKIDA_E_ARGUMENT, "empty program");
+  dev->programmed = dev->pending = false;
+  if (length >= sizeof kQanaMagic && std::memcmp(program, kQanaMagic, sizeof kQanaMagic) == 0)
+    return fail(dev, QANA_AKIDA_E_UNSUPPORTED,
+                "program refused: a .qana graph needs mapping to an Akida program by BrainChip's toolchain, which this shim does not do");
+  // The engine panics (does not return) on a malformed program: the program must come from the same engine version.
+  dev->hw->program(program, length);
+  dev->hw->set_batch_size(1, true);  // one input in flight; inputs copied to scratch memory
+  const auto& info = dev->hw->program_info();
+  dev->input_shape = info.input_dims();
+  dev->input_length = product(dev->input_shape);
+  dev->output_length = product(info.output_dims());
+  dev->programmed = true;
+  dev->error.clear();
+  return QANA_AKIDA_OK;
+}
+
+extern "C" int32_t qana_akida_shape(qana_akida_device* dev, size_t* input_length, size_t* output_length) {
+  if (dev == nullptr || input_length == nullptr || output_length == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "the device has no program");
+  *input_length = dev->input_length;
+  *output_length = dev->output_length;
+  return QANA_AKIDA_OK;
+}
+
+extern "C" int32_t qana_akida_enqueue(qana_akida_device* dev, const int8_t* input, size_t length) {
+  if (dev == nullptr || input == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "enqueue before program: the device has no program");
+  if (dev->pending) return fail(dev, QANA_AKIDA_E_BUSY, "an input is already in flight: fetch its output first");
+  if (length != dev->input_length)
+    return fail(dev, QANA_AKIDA_E_SHAPE, "input of " + std::to_string(length) + " bytes, the program takes " + std::to_string(dev->input_length));
+  // The chip's 8-bit input layer reads unsigned pixels: q = p - 128 back to p.
+  static thread_local std::vector<uint8_t> pixels;
+  pixels.resize(length);
+  for (size_t i = 0; i < length; ++i) pixels[i] = static_cast<uint8_t>(input[i] + 128);
+  auto tensor = akida::Dense::create_view(reinterpret_cast<const char*>(pixels.data()), akida::TensorType::uint8,
+                                          dev->input_shape, akida::TensorLayout::RowMajor);
+  if (!dev->hw->enqueue(*tensor)) return fail(dev, QANA_AKIDA_E_BUSY, "the device pipeline is full");
+  dev->pending = true;
+  dev->error.clear();
+  return QANA_AKIDA_OK;
+}
+
+extern "C" int32_t qana_akida_fetch(qana_akida_device* dev, int8_t* logits, size_t length) {
+  if (dev == nullptr || logits == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "fetch before program: the device has no program");
+  if (!dev->pending) return fail(dev, QANA_AKIDA_E_STATE, "fetch with nothing enqueued");
+  if (length != dev->output_length)
+    return fail(dev, QANA_AKIDA_E_SHAPE, "output buffer of " + std::to_string(length) + " bytes, the program emits " + std::to_string(dev->output_length));
+  akida::TensorUniquePtr out;
+  while (!(out = dev->hw->fetch())) {
+  }  // fetch() returns nullptr until the job is done; the job takes about a millisecond on AKD1000
+  dev->pending = false;
+  akida::TensorConstPtr result = std::move(out);
+  auto dense = akida::Tensor::ensure_dense(result);  // outputs may come back sparse
+  if (dense->type() != akida::TensorType::int8 && dense->type() != akida::TensorType::uint8)
+    return fail(dev, QANA_AKIDA_E_UNSUPPORTED, "the program emits 32-bit potentials; it must end in an 8-bit output layer");
+  std::memcpy(logits, dense->buffer(), length);
+  dev->error.clear();
+  return QANA_AKIDA_OK;
+}
+
+extern "C" const char* qana_akida_last_error(const qana_akida_device* dev) {
+  return dev == nullptr ? t_open_error.c_str() : dev->error.c_str();
+}
+
+extern "C" void qana_akida_close(qana_akida_device* dev) { delete dev; }
