@@ -55,7 +55,8 @@ public static class ClassifierFactory
             refusal = "";
             return true;
         }
-        catch (Exception e) when (e is AkidaException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is AkidaException or ArgumentException or InvalidOperationException
+            or EntryPointNotFoundException or DllNotFoundException)
         {
             device?.Dispose();
             refusal = e is AkidaException a && a.Status == AkidaStatus.Program ? $"the card refused the model: {e.Message}"
