@@ -153,7 +153,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         Say($"integer vs fake-quant agreement on validation {agreement:P2}; top-1 {intValM.Top1:P2} vs {fqValM.Top1:P2}");
 
         var cal = package.Manifest.Calibration;
-        var thresholdFit = ClassThresholdCalibration.Fit(val.Labels, valLogits, cal.ReadoutWindow, baseInfo.Threshold, cal.Beta);
+        var valGroups = split.Validation.Select(r => r.LesionId ?? r.ImageId).ToArray();
+        var thresholdFit = ClassThresholdCalibration.FitCrossChecked(val.Labels, valLogits, valGroups, cal.ReadoutWindow, baseInfo.Threshold, cal.Beta);
         // Tiling τ from the device's own path (decode, crop, engine, readout with the fitted thresholds):
         // every validation image once as a single view and once averaged with its four tiles.
         var withThresholds = Rebuild(package, thresholdFit.Thresholds, 0.5, 0, [], new Dictionary<string, double>());
@@ -164,7 +165,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         for (int i = 0; i < val.Count; i++) valFinal[i] = valPlain[i].Max() < tiling.Tau ? valTiled[i] : valPlain[i];
         // The referral threshold is fitted on the probabilities the device will report, tiling included.
         var referral = ReferralCalibration.Fit(val.Labels, valFinal);
-        Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}]: validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; " +
+        Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}] ({(thresholdFit.Accepted ? "kept" : "refused")}: held-out macro-F1 gain " +
+            $"{thresholdFit.HeldOutGains[0]:+0.000;-0.000} / {thresholdFit.HeldOutGains[1]:+0.000;-0.000}): validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; " +
             $"tiling tau {tiling.Tau:F3} (validation trigger rate {tiling.TriggerRate:P1}, macro-F1 {tiling.MacroF1Plain:F3} -> {tiling.MacroF1WithTiling:F3}); referral threshold {referral.Threshold:F3}");
         var calibrated = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, tiling.Tau, [], new Dictionary<string, double>());
         var figures = CalibrationFigures.Write(paths.FiguresDir, tiling, TilingCalibration.DefaultMaxTriggerRate, val.Labels, valFinal,
@@ -188,7 +190,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
                 testRefBefore = ReferralMetrics.Compute(testLabels, pb, referral.Threshold);
                 testTriggerBefore = tb.Count(t => t) / (double)tb.Length;
             }
-            (calibrated, incremental) = IncrementalStage.Run(calibrated, val, split.Validation.Select(r => r.LesionId ?? r.ImageId).ToArray(), o, Say);
+            (calibrated, incremental) = IncrementalStage.Run(calibrated, val, valGroups, o, Say);
         }
 
         // 4. The test split, once, with the final calibration, through the device's path (tiling included).
@@ -207,6 +209,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["test_tiling_trigger_rate"] = testTrigger,
             ["val_macro_f1_float"] = floatF1, ["val_top1_fake_quant"] = fqValM.Top1, ["val_top1_integer"] = intValM.Top1,
             ["val_integer_fake_quant_agreement"] = agreement, ["val_macro_f1_calibrated"] = thresholdFit.ObjectiveAfter,
+            ["val_threshold_heldout_gain_fold1"] = thresholdFit.HeldOutGains[0], ["val_threshold_heldout_gain_fold2"] = thresholdFit.HeldOutGains[1],
             ["tiling_tau"] = tiling.Tau, ["val_tiling_trigger_rate"] = tiling.TriggerRate, ["val_macro_f1_tiled"] = tiling.MacroF1WithTiling,
         };
         if (smote is not null)

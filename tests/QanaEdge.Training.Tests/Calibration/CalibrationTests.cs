@@ -83,4 +83,46 @@ public class CalibrationTests
         // Deterministic.
         Assert.Equal(fit.Thresholds, ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, 0.5).Thresholds);
     }
+
+    [Fact]
+    public void Cross_checked_thresholds_keep_a_real_rebalancing_and_refuse_noise()
+    {
+        // Signal: class 1 is under-called in every lesion; each half of the split teaches the other half the same fix.
+        var rng = new SeededRandom(9);
+        var truth = new List<int>(); var logits = new List<sbyte[]>(); var groups = new List<string>();
+        for (int i = 0; i < 120; i++) { truth.Add(0); logits.Add([(sbyte)(40 + rng.NextInt(20)), (sbyte)(-20 + rng.NextInt(20)), -100]); groups.Add($"a{i / 2}"); }
+        for (int i = 0; i < 40; i++) { truth.Add(1); logits.Add([(sbyte)(20 + rng.NextInt(10)), (sbyte)(5 + rng.NextInt(10)), -100]); groups.Add($"b{i / 2}"); }
+        for (int i = 0; i < 40; i++) { truth.Add(2); logits.Add([-50, -60, (sbyte)(30 + rng.NextInt(20))]); groups.Add($"c{i / 2}"); }
+        const int window = 32, theta = 64;
+        var fit = ClassThresholdCalibration.FitCrossChecked(truth.ToArray(), logits.ToArray(), groups.ToArray(), window, theta, beta: 0.5);
+        Assert.True(fit.Accepted, string.Join(", ", fit.HeldOutGains));
+        Assert.All(fit.HeldOutGains, g => Assert.True(g > 0.1, $"held-out gain {g}"));
+        Assert.Equal(ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, 0.5).Thresholds, fit.Thresholds);
+
+        // Noise: labels independent of the logits. Whatever the search finds on one half does not carry to the other.
+        var noiseTruth = Enumerable.Range(0, 200).Select(_ => rng.NextInt(3)).ToArray();
+        var noiseLogits = Enumerable.Range(0, 200).Select(_ => new[] { (sbyte)rng.NextInt(40), (sbyte)rng.NextInt(40), (sbyte)rng.NextInt(40) }).ToArray();
+        var noiseGroups = Enumerable.Range(0, 200).Select(i => $"n{i}").ToArray();
+        var refused = ClassThresholdCalibration.FitCrossChecked(noiseTruth, noiseLogits, noiseGroups, window, theta, beta: 0.5);
+        Assert.False(refused.Accepted, string.Join(", ", refused.HeldOutGains));
+        Assert.All(refused.Thresholds, t => Assert.Equal(theta, t));
+        Assert.Equal(refused.ObjectiveBefore, refused.ObjectiveAfter);
+    }
+
+    [Fact]
+    public void Threshold_halves_keep_each_lesion_on_one_side_and_split_each_class()
+    {
+        int[] truth = [0, 0, 0, 0, 1, 1, 1, 1, 0, 1];
+        string[] groups = ["l1", "l1", "l2", "l3", "l4", "l5", "l5", "l6", "l7", "l8"];
+        int[] fold = ClassThresholdCalibration.Halves(truth, groups);
+        for (int i = 0; i < truth.Length; i++)
+            for (int j = 0; j < truth.Length; j++)
+                if (groups[i] == groups[j]) Assert.Equal(fold[i], fold[j]);
+        foreach (int c in new[] { 0, 1 })
+        {
+            var lesionsOfClass = groups.Where((g, i) => truth[i] == c).Distinct().Select(g => fold[Array.IndexOf(groups, g)]).ToArray();
+            Assert.Contains(0, lesionsOfClass);
+            Assert.Contains(1, lesionsOfClass);
+        }
+    }
 }
