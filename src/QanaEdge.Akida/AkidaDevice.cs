@@ -67,8 +67,8 @@ public sealed unsafe class AkidaDevice : IDisposable
         lock (_lock)
         {
             IntPtr h = Handle();
-            fixed (sbyte* i = input) Check(h, AkidaNative.qana_akida_enqueue(h, i, (nuint)input.Length));
-            fixed (sbyte* o = logits) Check(h, AkidaNative.qana_akida_fetch(h, o, (nuint)logits.Length));
+            Check(h, Enqueue(h, input));
+            Check(h, Fetch(h, logits));
         }
     }
 
@@ -78,10 +78,7 @@ public sealed unsafe class AkidaDevice : IDisposable
         lock (_lock)
         {
             IntPtr h = Handle();
-            int status;
-            fixed (sbyte* i = input) status = AkidaNative.qana_akida_enqueue(h, i, (nuint)input.Length);
-            error = status == 0 ? "" : Message(h, "");
-            return ToStatus(status, AkidaStatus.Device);
+            return Report(h, Enqueue(h, input), out error);
         }
     }
 
@@ -91,11 +88,25 @@ public sealed unsafe class AkidaDevice : IDisposable
         lock (_lock)
         {
             IntPtr h = Handle();
-            int status;
-            fixed (sbyte* o = logits) status = AkidaNative.qana_akida_fetch(h, o, (nuint)logits.Length);
-            error = status == 0 ? "" : Message(h, "");
-            return ToStatus(status, AkidaStatus.Device);
+            return Report(h, Fetch(h, logits), out error);
         }
+    }
+
+    private static int Enqueue(IntPtr h, ReadOnlySpan<sbyte> input)
+    {
+        fixed (sbyte* i = input) return AkidaNative.qana_akida_enqueue(h, i, (nuint)input.Length);
+    }
+
+    private static int Fetch(IntPtr h, Span<sbyte> logits)
+    {
+        fixed (sbyte* o = logits) return AkidaNative.qana_akida_fetch(h, o, (nuint)logits.Length);
+    }
+
+    /// <summary>A raw call's status as <see cref="AkidaStatus"/>, with the device's message when it failed.</summary>
+    private static AkidaStatus Report(IntPtr h, int status, out string error)
+    {
+        error = status == 0 ? "" : Message(h, "");
+        return ToStatus(status, AkidaStatus.Device);
     }
 
     private IntPtr Handle() => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(AkidaDevice));

@@ -115,16 +115,7 @@ public class AkidaEngineTests
     {
         sbyte[] input = TestGraphs.RandomInput(s_akd1000, 1);
         using var akida = AkidaEngine.Open(s_akd1000, EmulatedCard.DeviceNode());
-        var p = new float[7];
-        akida.Run(input);
-        akida.GetProbabilities(p);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-        {
-            akida.Run(input);
-            akida.GetProbabilities(p);
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, EngineChecks.AllocatedBytesAfterWarmUp(akida, input, runs: 5));
     }
 
     [Fact]

@@ -121,19 +121,7 @@ public class EngineTests
         var pkg = TestGraphs.QanaShaped(6, 64);
         using var engine = IntegerEngine.Create(pkg);
         var input = TestGraphs.RandomInput(pkg, 1);
-        var probabilities = new float[7];
-        engine.Run(input);
-        engine.GetProbabilities(probabilities);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 3; i++)
-        {
-            engine.Run(input);
-            engine.GetProbabilities(probabilities);
-            _ = engine.SpikeCounts;
-            _ = engine.Logits;
-        }
-        long after = GC.GetAllocatedBytesForCurrentThread();
-        Assert.Equal(0, after - before);
+        Assert.Equal(0, EngineChecks.AllocatedBytesAfterWarmUp(engine, input, runs: 3));
     }
 
     [Fact]

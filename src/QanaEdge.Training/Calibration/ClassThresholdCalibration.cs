@@ -87,6 +87,7 @@ public static class ClassThresholdCalibration
         if (groups.Length != truth.Length) throw new ArgumentException("one group per case", nameof(groups));
         int[] fold = Halves(truth, groups);
         var gains = new double[2];
+        int[] common = Enumerable.Repeat(baseThreshold, logits[0].Length).ToArray();
         for (int f = 0; f < 2; f++)
         {
             int[] fitIdx = Enumerable.Range(0, truth.Length).Where(i => fold[i] != f).ToArray();
@@ -94,7 +95,6 @@ public static class ClassThresholdCalibration
             var part = Fit(fitIdx.Select(i => truth[i]).ToArray(), fitIdx.Select(i => logits[i]).ToArray(), window, baseThreshold, beta, objective, stepWeights);
             int[] heldTruth = heldIdx.Select(i => truth[i]).ToArray();
             sbyte[][] heldLogits = heldIdx.Select(i => logits[i]).ToArray();
-            int[] common = Enumerable.Repeat(baseThreshold, logits[0].Length).ToArray();
             gains[f] = Score(heldTruth, heldLogits, part.Thresholds, window, beta, objective, stepWeights)
                      - Score(heldTruth, heldLogits, common, window, beta, objective, stepWeights);
         }
@@ -102,7 +102,7 @@ public static class ClassThresholdCalibration
         bool accepted = gains[0] > 0 && gains[1] > 0;
         return accepted
             ? full with { HeldOutGains = gains }
-            : new ClassThresholdFit(Enumerable.Repeat(baseThreshold, logits[0].Length).ToArray(), full.ObjectiveBefore, full.ObjectiveBefore,
+            : new ClassThresholdFit(common, full.ObjectiveBefore, full.ObjectiveBefore,
                 full.Top1Before, full.Top1Before) { HeldOutGains = gains, Accepted = false };
     }
 
