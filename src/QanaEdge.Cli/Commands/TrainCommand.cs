@@ -33,13 +33,17 @@ public sealed class TrainCommand : IVerb
         var noGhost = new Option<bool>("--no-ghost") { Description = "separable convolution instead of the Ghost module" };
         var noEca = new Option<bool>("--no-eca") { Description = "without the SA-ECA gates" };
         var noSe = new Option<bool>("--no-se") { Description = "without the squeeze-and-excitation gate" };
+        var samplerAlpha = new Option<double>("--sampler-alpha") { Description = "class sampler exponent: class c drawn ∝ n_c^alpha (1 = natural frequencies)", DefaultValueFactory = _ => new TrainOptions().SamplerAlpha };
+        var logitAdjust = new Option<double>("--logit-adjust") { Description = "tau of the logit-adjusted loss (tau·log prior added to the logits inside the loss; 0 = off)", DefaultValueFactory = _ => 0 };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
+        var mixup = new Option<double>("--mixup") { Description = "mixup in the float phase: Beta(a, a) mixing weight, a in (0, 1] (0 = off)", DefaultValueFactory = _ => 0 };
         var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
         var smote = new Option<bool>("--smote") { Description = "after the float phase: embedding-space SMOTE for the head (5 epochs), then a brief fine-tune of the last block and head" };
         var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, smote, incremental,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup,
         };
         command.SetAction(parse =>
         {
@@ -53,6 +57,13 @@ public sealed class TrainCommand : IVerb
             if (size < 16 || size > 128 || size % 8 != 0) throw new UsageException("--input-size must be a multiple of 8 in [16, 128]");
             int e = parse.GetValue(epochs), q = parse.GetValue(qatEpochs), b = parse.GetValue(batch);
             if (e < 1 || q < 0 || b < 2) throw new UsageException("--epochs must be >= 1, --qat-epochs >= 0, --batch-size >= 2");
+            double alpha = parse.GetValue(samplerAlpha), tau = parse.GetValue(logitAdjust);
+            float wd = parse.GetValue(weightDecay);
+            if (alpha is < 0 or > 1) throw new UsageException("--sampler-alpha must be in [0, 1]");
+            if (tau is < 0 or > 2) throw new UsageException("--logit-adjust must be in [0, 2]");
+            if (wd is < 0 or > 1) throw new UsageException("--weight-decay must be in [0, 1]");
+            double mix = parse.GetValue(mixup);
+            if (mix is < 0 or > 1) throw new UsageException("--mixup must be in [0, 1]");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
             if (steps > 0)
@@ -82,6 +93,7 @@ public sealed class TrainCommand : IVerb
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
+                SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);

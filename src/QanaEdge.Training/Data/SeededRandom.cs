@@ -73,6 +73,17 @@ public struct SeededRandom
         return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
     }
 
+    /// <summary>Beta(a, a) for a in (0, 1] by Jöhnk's rejection method (mixup's mixing weight).</summary>
+    public double NextSymmetricBeta(double a)
+    {
+        if (!(a > 0 && a <= 1)) throw new ArgumentOutOfRangeException(nameof(a), "Jöhnk's method needs 0 < a <= 1");
+        while (true)
+        {
+            double x = Math.Pow(NextDouble(), 1 / a), y = Math.Pow(NextDouble(), 1 / a);
+            if (x + y <= 1 && x + y > 0) return x / (x + y);
+        }
+    }
+
     /// <summary>Fisher–Yates shuffle in place.</summary>
     public void Shuffle<T>(Span<T> items)
     {

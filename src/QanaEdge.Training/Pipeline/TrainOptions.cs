@@ -18,6 +18,19 @@ public sealed record TrainOptions
     public float LabelSmoothing { get; init; } = 0.1f;
     /// <summary>Class-balanced sampler exponent: class c drawn ∝ n_c^α (0 = uniform over classes, 1 = natural).</summary>
     public double SamplerAlpha { get; init; } = 0.5;
+    /// <summary>
+    /// Logit-adjusted loss: τ·log π_c (π = the training split's class frequencies) is added to the logits inside
+    /// the loss only, so the raw logits learn p(y|x)/π_y^τ (0 = plain cross-entropy). With the natural sampler
+    /// (α = 1), τ = 1 − α aims at the same decision rule as the sampler α, but rare classes win through a larger
+    /// margin instead of by replaying their few images several times an epoch.
+    /// </summary>
+    public double LogitAdjustTau { get; init; }
+    /// <summary>
+    /// Mixup in the float phase (0 = off): each batch is blended with a seeded permutation of itself,
+    /// x = (1 − λ)·x_i + λ·x_π(i) with λ ~ Beta(a, a), and the targets in the same proportion. With a few
+    /// dozen images of the rarest classes, the network otherwise learns those images rather than the class.
+    /// </summary>
+    public double MixupAlpha { get; init; }
     /// <summary>Early stopping patience in epochs (validation macro-F1).</summary>
     public int Patience { get; init; } = 15;
     /// <summary>Quantization-aware fine-tuning epochs after BN folding.</summary>
@@ -61,6 +74,4 @@ public sealed record TrainOptions
     /// <summary>Passes over the labelled stream in the readout learner.</summary>
     public int IncrementalEpochs { get; init; } = 10;
     public float IncrementalLearningRate { get; init; } = 1e-4f;
-    /// <summary>Fit a logit adjustment −τ·log(prior) on validation and fold it into the head bias.</summary>
-    public bool LogitAdjustment { get; init; } = true;
 }

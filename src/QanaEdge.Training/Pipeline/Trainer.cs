@@ -25,6 +25,8 @@ public sealed class Trainer
     private readonly Tape _tape = new();
     private readonly Tensor _x = new() { RequiresGrad = false };
     private readonly Tensor _evalX = new() { RequiresGrad = false };
+    private readonly Tensor _mixSource = new() { RequiresGrad = false };
+    private int[] _mixPerm = [];
 
     public List<EpochRecord> History { get; } = [];
 
@@ -42,18 +44,19 @@ public sealed class Trainer
     /// </summary>
     public double Fit(string phase, ITrainable net, ImageSet train, ImageSet val, int epochs, float peakLr,
         Func<object> capture, Action<object> restore, int patience, float warmupEpochs, ulong seedSalt = 0,
-        double? startScore = null)
+        double? startScore = null, double mixupAlpha = 0)
     {
         int k = Model.Classes.Count;
         int batches = (train.Count + _o.BatchSize - 1) / _o.BatchSize;
         var schedule = new CosineSchedule(peakLr, (long)(warmupEpochs * batches), (long)epochs * batches);
         var opt = new AdamW(net.Parameters) { WeightDecay = _o.WeightDecay };
-        var loss = new SoftmaxCrossEntropy { LabelSmoothing = _o.LabelSmoothing };
+        var loss = new SoftmaxCrossEntropy { LabelSmoothing = _o.LabelSmoothing, LogitOffsets = LogitOffsets(train.Labels, k, _o.LogitAdjustTau) };
         var stop = new EarlyStopping(patience);
         var average = _o.EmaDecay > 0 ? new WeightAverage(net.Parameters, _o.EmaDecay) : null;
         object best = capture();
         if (startScore is { } initial) stop.Observe(0, initial);
         var labels = new int[_o.BatchSize];
+        var mixLabels = new int[_o.BatchSize];
         long step = 0;
         var total = Stopwatch.StartNew();
         for (int epoch = 1; epoch <= epochs; epoch++)
@@ -68,8 +71,9 @@ public sealed class Trainer
                 FillBatch(train, order.AsSpan(start, n), epoch, labels, augment: true);
                 _tape.Training = true;
                 _tape.Step = (ulong)step ^ (_o.Seed << 32) ^ seedSalt;
+                float lambda = mixupAlpha > 0 ? MixBatch(n, labels, mixLabels, mixupAlpha, _tape.Step) : 0f;
                 var logits = net.Forward(_tape, _x);
-                float l = loss.Forward(logits, labels.AsSpan(0, n));
+                float l = loss.Forward(logits, labels.AsSpan(0, n), (lambda > 0 ? mixLabels : labels).AsSpan(0, n), lambda);
                 _tape.Backward();
                 lr = schedule.At(step);
                 opt.Step(lr);
@@ -101,6 +105,43 @@ public sealed class Trainer
         }
         restore(best);
         return stop.Best;
+    }
+
+    /// <summary>
+    /// Mixup of the batch in <c>_x</c>: sample i becomes (1 − λ)·x_i + λ·x_π(i) for a seeded permutation π and
+    /// λ ~ Beta(a, a) drawn once per step; <paramref name="mixLabels"/>[i] = labels[π(i)]. Returns λ.
+    /// </summary>
+    private float MixBatch(int n, int[] labels, int[] mixLabels, double alpha, ulong step)
+    {
+        var rng = SeededRandom.For(_o.Seed, step, 0x313C);
+        float lambda = (float)rng.NextSymmetricBeta(alpha);
+        if (_mixPerm.Length < n) _mixPerm = new int[n];
+        int[] perm = _mixPerm;
+        for (int i = 0; i < n; i++) perm[i] = i;
+        rng.Shuffle(perm.AsSpan(0, n));
+        int per = _x.PerSample;
+        _mixSource.Reshape(n, _x.H, _x.W, _x.C);
+        _x.Data.AsSpan(0, n * per).CopyTo(_mixSource.Data);
+        Par.ForEach(n, i =>
+        {
+            var dst = _x.Data.AsSpan(i * per, per);
+            var other = _mixSource.Data.AsSpan(perm[i] * per, per);
+            System.Numerics.Tensors.TensorPrimitives.Lerp(dst, other, lambda, dst);
+        });
+        for (int i = 0; i < n; i++) mixLabels[i] = labels[perm[i]];
+        return lambda;
+    }
+
+    /// <summary>τ·log π_c of the training labels for the logit-adjusted loss (null when τ = 0).</summary>
+    public static float[]? LogitOffsets(ReadOnlySpan<int> labels, int classCount, double tau)
+    {
+        if (tau == 0) return null;
+        var counts = new int[classCount];
+        foreach (int y in labels) counts[y]++;
+        var offsets = new float[classCount];
+        for (int c = 0; c < classCount; c++)
+            offsets[c] = (float)(tau * Math.Log(Math.Max(1, counts[c]) / (double)labels.Length));
+        return offsets;
     }
 
     /// <summary>Copies images (augmented when training) into the input batch as floats in [0, 1].</summary>

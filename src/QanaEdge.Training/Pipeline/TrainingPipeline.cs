@@ -106,7 +106,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         {
             floatF1 = trainer.Fit("float", net, train, val, o.Epochs, o.PeakLearningRate,
                 () => { var s = NetState.Capture(net); s.Save(paths.FloatCheckpoint); return s; },
-                s => ((NetState)s).Restore(net), o.Patience, Math.Min(o.WarmupEpochs, o.Epochs / 10f));
+                s => ((NetState)s).Restore(net), o.Patience, Math.Min(o.WarmupEpochs, o.Epochs / 10f), mixupAlpha: o.MixupAlpha);
             NetState.Capture(net).Save(paths.FloatCheckpoint);
         }
 
@@ -270,7 +270,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote} incremental={o.Incremental}",
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")} flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };

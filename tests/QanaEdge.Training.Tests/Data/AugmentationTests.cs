@@ -138,4 +138,19 @@ public class AugmentationTests
         Assert.Throws<InvalidOperationException>(() => new GrayWorld().Gains());
         Assert.Throws<ArgumentException>(() => GrayWorld.Apply(img, [1f, 0f, 1f]));
     }
+
+    /// <summary>Mixup's λ ~ Beta(a, a): symmetric about ½, uniform for a = 1, piled at 0 and 1 for small a.</summary>
+    [Theory]
+    [InlineData(1.0, 0.25)]
+    [InlineData(0.2, 0.707)]
+    public void SymmetricBetaHasTheRightMeanAndMassAtTheEnds(double a, double expectedOuterMass)
+    {
+        var rng = SeededRandom.For(5, 6, 7);
+        var draws = Enumerable.Range(0, 20000).Select(_ => rng.NextSymmetricBeta(a)).ToArray();
+        Assert.All(draws, x => Assert.InRange(x, 0.0, 1.0));
+        Assert.InRange(draws.Average(), 0.49, 0.51);
+        // P(λ < 1/8 or λ > 7/8): 0.25 for the uniform; about 0.707 for Beta(0.2, 0.2).
+        Assert.InRange(draws.Count(x => x < 0.125 || x > 0.875) / 20000.0, expectedOuterMass - 0.015, expectedOuterMass + 0.015);
+        Assert.Throws<ArgumentOutOfRangeException>(() => rng.NextSymmetricBeta(1.5));
+    }
 }

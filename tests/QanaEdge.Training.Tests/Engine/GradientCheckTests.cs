@@ -193,18 +193,49 @@ public class GradientCheckTests
     }
 
     [Fact]
-    public void SoftmaxCrossEntropyWithWeightsAndSmoothing()
+    public void SoftmaxCrossEntropyWithWeightsAndSmoothing() =>
+        CheckLoss(new SoftmaxCrossEntropy { ClassWeights = [1, 2, 0.5f, 3, 1, 1, 2], LabelSmoothing = 0.1f });
+
+    [Fact]
+    public void SoftmaxCrossEntropyWithLogitOffsets()
+    {
+        float[] offsets = [-2.1f, -1.6f, -0.9f, -3.0f, -0.5f, -0.2f, -2.8f];
+        var adjusted = new SoftmaxCrossEntropy { LogitOffsets = offsets, LabelSmoothing = 0.1f };
+        CheckLoss(adjusted);
+        // The offsets act exactly like a bias on the logits: same loss as the plain loss of z + b.
+        var z = Random(4, 1, 1, 7, 27, -2, 2);
+        var shifted = Random(4, 1, 1, 7, 27, -2, 2);
+        for (int i = 0; i < shifted.Length; i++) shifted.Data[i] += offsets[i % 7];
+        int[] labels = [1, 0, 5, 3];
+        Assert.Equal(new SoftmaxCrossEntropy { LabelSmoothing = 0.1f }.Forward(shifted, labels), adjusted.Forward(z, labels), 6);
+    }
+
+    [Fact]
+    public void SoftmaxCrossEntropyOfAMixedBatch()
+    {
+        var loss = new SoftmaxCrossEntropy { ClassWeights = [1, 2, 0.5f, 3, 1, 1, 2], LabelSmoothing = 0.1f };
+        int[] labels = [0, 3, 6, 2], mixed = [3, 3, 1, 5];
+        CheckLoss((z, y) => loss.Forward(z, y, mixed, 0.3f));
+        // λ = 0 is the plain loss, bit for bit; λ = 1 is the plain loss of the other labels.
+        var z = Random(4, 1, 1, 7, 28, -2, 2);
+        Assert.Equal(loss.Forward(z, labels), loss.Forward(z, labels, mixed, 0f));
+        Assert.Equal(loss.Forward(z, mixed), loss.Forward(z, labels, mixed, 1f), 5);
+    }
+
+    private static void CheckLoss(SoftmaxCrossEntropy loss) => CheckLoss((z, y) => loss.Forward(z, y));
+
+    /// <summary>Central differences of the loss against the gradient it writes into z.Grad.</summary>
+    private static void CheckLoss(Func<Tensor, int[], float> loss)
     {
         var z = Random(4, 1, 1, 7, 26, -2, 2);
         int[] labels = [0, 3, 6, 2];
-        var loss = new SoftmaxCrossEntropy { ClassWeights = [1, 2, 0.5f, 3, 1, 1, 2], LabelSmoothing = 0.1f };
-        loss.Forward(z, labels);
+        loss(z, labels);
         var analytic = z.Grad.AsSpan(0, z.Length).ToArray();
         for (int i = 0; i < z.Length; i++)
         {
             float old = z.Data[i];
-            z.Data[i] = old + 1e-2f; double lp = loss.Forward(z, labels);
-            z.Data[i] = old - 1e-2f; double lm = loss.Forward(z, labels);
+            z.Data[i] = old + 1e-2f; double lp = loss(z, labels);
+            z.Data[i] = old - 1e-2f; double lm = loss(z, labels);
             z.Data[i] = old;
             Assert.True(Math.Abs((lp - lm) / 2e-2 - analytic[i]) <= 1e-3 + 1e-2 * Math.Abs(analytic[i]), $"logit {i}");
         }

@@ -53,6 +53,33 @@ public class TrainerTests
         Assert.NotEqual(zoomed, Fit(set, new TrainOptions { ZoomProbability = 1, EmaDecay = 0 }));
     }
 
+    /// <summary>Mixup and the logit-adjusted loss are seeded like the rest of the run, and each changes it.</summary>
+    [Fact]
+    public void MixupAndLogitAdjustmentAreDeterministicAndChangeTheRun()
+    {
+        var set = Synthetic(42, 8);
+        var plain = Fit(set, new TrainOptions());
+        var mixed = Fit(set, new TrainOptions { MixupAlpha = 0.4 });
+        Assert.Equal(mixed, Fit(set, new TrainOptions { MixupAlpha = 0.4 }));
+        Assert.NotEqual(plain, mixed);
+        // Offsets only matter when the classes are imbalanced (equal priors shift every logit alike).
+        var skewed = Synthetic(42, 8, i => i < 30 ? 5 : i % Classes.Count);
+        var adjusted = Fit(skewed, new TrainOptions { LogitAdjustTau = 1, SamplerAlpha = 1 });
+        Assert.Equal(adjusted, Fit(skewed, new TrainOptions { LogitAdjustTau = 1, SamplerAlpha = 1 }));
+        Assert.NotEqual(Fit(skewed, new TrainOptions { SamplerAlpha = 1 }), adjusted);
+    }
+
+    [Fact]
+    public void LogitOffsetsAreTauTimesTheLogPriorOfTheTrainingLabels()
+    {
+        int[] labels = [0, 0, 0, 1, 2, 2];
+        Assert.Null(Trainer.LogitOffsets(labels, 3, 0));
+        var b = Trainer.LogitOffsets(labels, 3, 0.5)!;
+        Assert.Equal(0.5 * Math.Log(3 / 6.0), b[0], 6);
+        Assert.Equal(0.5 * Math.Log(1 / 6.0), b[1], 6);
+        Assert.Equal(0.5 * Math.Log(2 / 6.0), b[2], 6);
+    }
+
     /// <summary>A phase that cannot beat the starting weights' validation score leaves them in place.</summary>
     [Fact]
     public void StartingWeightsWinWhenNoEpochBeatsTheirScore()
@@ -75,11 +102,12 @@ public class TrainerTests
             BatchSize = 14, Seed = 11,
         };
         var net = new QanaNet(o.Network, o.Seed);
-        new Trainer(o).Fit("float", net, set, set, 2, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0);
+        new Trainer(o).Fit("float", net, set, set, 2, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0,
+            mixupAlpha: o.MixupAlpha);
         return net.Parameters.SelectMany(p => p.Value).ToArray();
     }
 
-    private static ImageSet Synthetic(int count, ulong seed)
+    private static ImageSet Synthetic(int count, ulong seed, Func<int, int>? label = null)
     {
         var rng = new Rng(seed);
         byte[][] pixels = new byte[count][], zoom = new byte[count][];
@@ -90,7 +118,7 @@ public class TrainerTests
             for (int j = 0; j < zoom[i].Length; j++) zoom[i][j] = (byte)rng.Next(256);
             pixels[i] = new byte[Size * Size * 3];
             Resampler.AreaResize(zoom[i], ZoomSize, new CropBox(0, 0, ZoomSize), Size, pixels[i]);
-            labels[i] = i % Classes.Count;
+            labels[i] = label?.Invoke(i) ?? i % Classes.Count;
         }
         return new ImageSet(Size, pixels, labels, labels.Select(l => $"img{l}").ToArray(), zoom, ZoomSize);
     }
