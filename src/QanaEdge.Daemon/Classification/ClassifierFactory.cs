@@ -35,7 +35,7 @@ public static class ClassifierFactory
             throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) cannot run on the managed engine: {e.Message}", e);
         }
         return new PackageClassifierProvider(package, path, $"managed IntegerEngine ({KernelMode.Optimized})", reason,
-            p => new LesionImageClassifier(p, LesionClassifier.CreateEngine(p)));
+            p => LesionClassifier.CreateEngine(p));
     }
 
     private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
@@ -51,7 +51,7 @@ public static class ClassifierFactory
             new LesionImageClassifier(package, AkidaEngine.OnDevice(package, shared)).Dispose();
             provider = new PackageClassifierProvider(package, path, $"akida AKD1000 ({shared.Path})",
                 $"{choice.Reason}: model {package.Manifest.ModelId} (profile akd1000) programmed on the card",
-                p => new LesionImageClassifier(p, AkidaEngine.OnDevice(p, shared)), owned: shared);
+                p => AkidaEngine.OnDevice(p, shared), owned: shared);
             refusal = "";
             return true;
         }

@@ -1,3 +1,5 @@
+using QanaEdge.Model.Packaging;
+
 namespace QanaEdge.Daemon.Classification;
 
 /// <summary>What the daemon needs from one classification (mirrors Imaging's LesionResult).</summary>
@@ -18,18 +20,29 @@ public sealed class CaptureRejectedException(string reason, string message, Exce
 /// <summary>One classifier per worker thread: implementations are not thread-safe.</summary>
 public interface IImageClassifier : IDisposable
 {
+    /// <summary>The model this classifier runs: what its results carry, whatever the daemon runs by then.</summary>
+    string ModelId { get; }
+    string ModelVersion { get; }
+
     /// <summary>Classifies encoded image bytes; throws <see cref="CaptureRejectedException"/> for a bad image.</summary>
     Classification Classify(ReadOnlySpan<byte> fileBytes);
 }
 
-/// <summary>The model and engine chosen at start; makes one classifier per worker.</summary>
+/// <summary>A model on the engine chosen for it; makes one classifier per worker.</summary>
 public interface IClassifierProvider : IDisposable
 {
+    ModelPackage Package { get; }
+    /// <summary>Where the package was loaded from (firmware, Qana:Model, or an applied update under the state folder).</summary>
+    string PackagePath { get; }
     string ModelId { get; }
     string ModelVersion { get; }
     /// <summary>Engine in use, e.g. "managed IntegerEngine (Optimized)" or "akida".</summary>
     string EngineName { get; }
     /// <summary>Why this engine was chosen (said in the log and the status message).</summary>
     string EngineReason { get; }
+    /// <summary>True when the provider holds a device (an Akida card) that only one provider can hold at a time.</summary>
+    bool HoldsDevice { get; }
     IImageClassifier CreateClassifier();
+    /// <summary>Runs the package's golden vectors on this provider's engine: null when every one matches, else why not.</summary>
+    string? SelfTest();
 }

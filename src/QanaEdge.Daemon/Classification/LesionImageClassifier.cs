@@ -12,6 +12,9 @@ public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine
 {
     private readonly LesionClassifier _classifier = new(package, engine);
 
+    public string ModelId => package.Manifest.ModelId;
+    public string ModelVersion => package.Manifest.Version;
+
     public Classification Classify(ReadOnlySpan<byte> fileBytes)
     {
         LesionResult r;

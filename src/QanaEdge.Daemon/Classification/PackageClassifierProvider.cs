@@ -1,4 +1,5 @@
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
 
@@ -7,16 +8,27 @@ namespace QanaEdge.Daemon.Classification;
 /// <paramref name="owned"/> (e.g. the Akida device the workers' engines share) is released with the provider.
 /// </summary>
 public sealed class PackageClassifierProvider(ModelPackage package, string packagePath, string engineName, string engineReason,
-    Func<ModelPackage, IImageClassifier> createClassifier, IDisposable? owned = null) : IClassifierProvider
+    Func<ModelPackage, IInferenceEngine> createEngine, IDisposable? owned = null) : IClassifierProvider
 {
+    private IDisposable? _owned = owned;
+
     public ModelPackage Package => package;
     public string PackagePath => packagePath;
     public string ModelId => package.Manifest.ModelId;
     public string ModelVersion => package.Manifest.Version;
     public string EngineName => engineName;
     public string EngineReason => engineReason;
-    public IImageClassifier CreateClassifier() => createClassifier(package);
-    public void Dispose() => owned?.Dispose();
+    public bool HoldsDevice { get; } = owned is not null;
+    public IImageClassifier CreateClassifier() => new LesionImageClassifier(package, createEngine(package));
+
+    public string? SelfTest()
+    {
+        using IInferenceEngine engine = createEngine(package);
+        return GoldenSelfTest.Check(package, engine);
+    }
+
+    /// <summary>Idempotent: a model swap may release the card early, before the swap disposes the provider.</summary>
+    public void Dispose() => Interlocked.Exchange(ref _owned, null)?.Dispose();
 
     /// <summary>Locates (Qana:Model or firmware-models/ via DefaultModel.Locate) and loads the package.</summary>
     public static (ModelPackage Package, string Path) LoadPackage(string? explicitPath)

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting.Systemd;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Pipeline;
+using QanaEdge.Daemon.Updates;
 using Serilog;
 using Serilog.Events;
 
@@ -19,7 +20,7 @@ public static class DaemonHost
     /// </summary>
     /// <exception cref="ConfigurationException">One or more bad keys (one message each).</exception>
     /// <exception cref="ModelUnavailableException">No usable model package.</exception>
-    public static IHost Build(string[] args, Func<QanaOptions, IClassifierProvider>? providerFactory = null, DaemonHooks? hooks = null)
+    public static IHost Build(string[] args, DaemonHooks? hooks = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {
@@ -39,12 +40,15 @@ public static class DaemonHost
         Serilog.Core.Logger logger = Logging.Create(minimum, hooks?.LogSink);
         builder.Services.AddSerilog(logger, dispose: true);
 
-        IClassifierProvider provider;
-        try { provider = (providerFactory ?? DefaultProvider)(options); }
+        EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library);
+        ModelAtStart model;
+        try { model = ModelUpdates.Start(options, choice); }
         catch { logger.Dispose(); throw; }
 
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(provider);
+        builder.Services.AddSingleton(choice);
+        builder.Services.AddSingleton(model);
+        builder.Services.AddSingleton(model.Active);
         builder.Services.AddSingleton(hooks ?? new DaemonHooks());
         builder.Services.AddSingleton<PipelineProgress>();
         // The notifier is harmless without NOTIFY_SOCKET (IsEnabled is false); the systemd lifetime, which sends
@@ -61,13 +65,5 @@ public static class DaemonHost
             o.ServicesStartConcurrently = false;
         });
         return builder.Build();
-    }
-
-    /// <summary>The model from Qana:Model or firmware-models/, on the engine <see cref="EngineSelector"/> picks.</summary>
-    public static IClassifierProvider DefaultProvider(QanaOptions options)
-    {
-        var (package, path) = PackageClassifierProvider.LoadPackage(options.Model);
-        EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library);
-        return ClassifierFactory.Create(package, path, choice);
     }
 }

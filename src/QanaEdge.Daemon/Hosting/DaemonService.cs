@@ -9,6 +9,7 @@ using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Power;
 using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Updates;
 using QanaEdge.Devices.Camera;
 using QanaEdge.Devices.Gpio;
 using QanaEdge.Devices.Power;
@@ -23,7 +24,8 @@ namespace QanaEdge.Daemon.Hosting;
 /// </summary>
 public sealed class DaemonService(
     QanaOptions options,
-    IClassifierProvider provider,
+    ModelAtStart model,
+    EngineChoice engineChoice,
     PipelineProgress progress,
     ILoggerFactory loggers,
     IHostApplicationLifetime lifetime,
@@ -50,8 +52,11 @@ public sealed class DaemonService(
         Directory.CreateDirectory(options.StateDir);
         _store = new ResultStore(Path.Combine(options.StateDir, "qana.db"));
         _log.LogInformation("qanad {Version}: device {DeviceId}, state {StateDir}", version, options.DeviceId, options.StateDir);
+        IClassifierProvider provider = model.Active.Provider;
         _log.LogWarning("ENGINE: {Engine} — {Reason}", provider.EngineName, provider.EngineReason);
-        _log.LogInformation("Model {ModelId} version {ModelVersion}", provider.ModelId, provider.ModelVersion);
+        _log.LogInformation("Model {ModelId} version {ModelVersion}: {Source}", provider.ModelId, provider.ModelVersion, model.Active.Source);
+        // Loud: the device runs another model than the one last applied to it.
+        if (model.Problem is not null) _log.LogError("MODEL: {Problem}; running {ModelId} {ModelVersion} instead", model.Problem, provider.ModelId, provider.ModelVersion);
 
         IPowerSensor? sensor = PowerSetup.Open(options.Power);
         if (sensor is not null)
@@ -69,11 +74,14 @@ public sealed class DaemonService(
         }
         _link = new MqttLink(options.Mqtt, options.DeviceId, loggers.CreateLogger<MqttLink>());
         var disposition = new CaptureDisposition(options, loggers.CreateLogger<CaptureDisposition>());
-        _pipeline = new CapturePipeline(options, provider, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>());
+        _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>());
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
-        var inbound = new InboundHandler(topics, _store, () => _camera, options.TrustDir, Path.Combine(options.StateDir, "updates"), loggers.CreateLogger<InboundHandler>());
+        var updates = new ModelUpdates(model, options.StateDir, options.TrustDir, engineChoice, loggers.CreateLogger<ModelUpdates>());
+        var inbound = new InboundHandler(topics, _store, () => _camera, updates, loggers.CreateLogger<InboundHandler>());
+        // After a swap the retained status names the model now running.
+        model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;
         // The camera opens before the link starts so that the first "online" status already says how it is.
         if (options.Camera.Enabled) _camera = OpenCamera(_pipeline);
@@ -92,8 +100,19 @@ public sealed class DaemonService(
         hooks.OnStarted(_pipeline, _store);
     }
 
-    private byte[] OnlineStatus() => Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
-        provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable);
+    private byte[] OnlineStatus()
+    {
+        IClassifierProvider provider = model.Active.Provider;
+        return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
+            provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source);
+    }
+
+    private void PublishStatus()
+    {
+        if (_link is not { } link || _stop.IsCancellationRequested) return;
+        try { _ = link.UpdateStatusAsync(OnlineStatus(), _stop.Token); }
+        catch (ObjectDisposedException) { } // a change that finished while the daemon stopped
+    }
 
     private CameraTrigger? OpenCamera(CapturePipeline pipeline)
     {
@@ -110,12 +129,7 @@ public sealed class DaemonService(
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
             var trigger = new CameraTrigger(source, button, pipeline.Input, loggers.CreateLogger<CameraTrigger>());
             // Operators see a failing camera in the retained status, not only in the journal.
-            trigger.StateChanged += state =>
-            {
-                if (_link is not { } link || _stop.IsCancellationRequested) return;
-                try { _ = link.UpdateStatusAsync(OnlineStatus(), _stop.Token); }
-                catch (ObjectDisposedException) { } // a capture that finished while the daemon stopped
-            };
+            trigger.StateChanged += _ => PublishStatus();
             return trigger;
         }
         catch (Exception e) when (e is CameraException or IOException or UnauthorizedAccessException or PlatformNotSupportedException or InvalidOperationException)
@@ -163,6 +177,7 @@ public sealed class DaemonService(
         int queued = _store?.OutboxCount() ?? 0;
         if (queued > 0) _log.LogInformation("{Count} results stay in the outbox for the next start", queued);
         _store?.Dispose();
+        model.Active.Changed -= PublishStatus;
         _stop.Dispose();
     }
 }

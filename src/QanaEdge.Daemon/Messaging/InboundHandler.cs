@@ -2,15 +2,15 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Storage;
-using QanaEdge.Model.Packaging;
+using QanaEdge.Daemon.Updates;
 
 namespace QanaEdge.Daemon.Messaging;
 
 /// <summary>
-/// Messages the daemon subscribes to: clinician feedback (validated and stored), update packages (checked and
-/// refused with a reason: see <see cref="CheckUpdate"/>), and camera capture commands.
+/// Messages the daemon subscribes to: clinician feedback (validated and stored), update packages (applied or refused
+/// with a reason by <see cref="ModelUpdates"/>, and recorded in the store's update log), and camera capture commands.
 /// </summary>
-public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, string trustDir, string updatesDir, ILogger<InboundHandler> log)
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, ILogger<InboundHandler> log)
 {
     public void Handle(string topic, byte[] payload)
     {
@@ -39,36 +39,8 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
     private void HandleUpdate(string topic, byte[] payload)
     {
         string sha = Convert.ToHexStringLower(SHA256.HashData(payload));
-        var (outcome, reason) = CheckUpdate(payload, trustDir, updatesDir, sha);
+        var (outcome, reason) = updates.Handle(payload, sha);
         store.LogUpdate(topic, sha, payload.Length, outcome, reason);
-        if (outcome == "refused")
-            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) refused: {Reason}", topic, payload.Length, sha, reason);
-        else
-            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
-    }
-
-    /// <summary>
-    /// Verifies an update with the model's PackageVerifier against the trusted keys in <paramref name="trustDir"/>:
-    /// it must load, be signed by a trusted key, match its signature, and the signer's role must be allowed to sign
-    /// its kind. A refused package gets the verifier's one-line reason. A verified package is kept in
-    /// <paramref name="updatesDir"/> but not applied: hot-swapping the model or readout is not part of this build.
-    /// </summary>
-    public static (string Outcome, string Reason) CheckUpdate(byte[] payload, string trustDir, string updatesDir, string sha)
-    {
-        if (payload.Length == 0) return ("refused", "empty message");
-        TrustStore trust;
-        try { trust = TrustStore.Load(trustDir); }
-        catch (KeyFileException e) { return ("refused", $"no usable trust store ({e.Message})"); }
-        catch (IOException e) { return ("refused", $"no usable trust store ({e.Message})"); }
-        VerificationResult result = PackageVerifier.Verify(payload, trust);
-        if (!result.IsValid) return ("refused", $"{result.Status}: {result.Reason}");
-        try
-        {
-            Directory.CreateDirectory(updatesDir);
-            string path = Path.Combine(updatesDir, sha + ".qana");
-            File.WriteAllBytes(path, payload);
-            return ("verified-not-applied", $"signature valid ({result.Reason}); stored as {path}; applying updates on the device is not part of this build");
-        }
-        catch (IOException e) { return ("verified-not-applied", $"signature valid but not stored: {e.Message}"); }
+        log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
     }
 }

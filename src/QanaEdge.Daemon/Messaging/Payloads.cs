@@ -64,7 +64,7 @@ public static class Payloads
     }
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
-        Capture.CameraState? camera = null)
+        Capture.CameraState? camera = null, string? modelSource = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -81,6 +81,7 @@ public static class Payloads
                 w.WriteString("version", modelVersion ?? "");
                 w.WriteEndObject();
             }
+            if (modelSource is not null) w.WriteString("model_source", modelSource);
             if (daemonVersion is not null) w.WriteString("daemon_version", daemonVersion);
             if (camera is not null)
             {

@@ -27,7 +27,7 @@ namespace QanaEdge.Daemon.Pipeline;
 public sealed class CapturePipeline : IAsyncDisposable
 {
     private readonly QanaOptions _options;
-    private readonly IClassifierProvider _provider;
+    private readonly ActiveModel _model;
     private readonly ResultStore _store;
     private readonly CaptureDisposition _disposition;
     private readonly PipelineProgress _progress;
@@ -40,10 +40,10 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
 
-    public CapturePipeline(QanaOptions options, IClassifierProvider provider, ResultStore store, CaptureDisposition disposition,
+    public CapturePipeline(QanaOptions options, ActiveModel model, ResultStore store, CaptureDisposition disposition,
         PipelineProgress progress, EnergyMeter? meter, ILogger<CapturePipeline> log)
     {
-        _options = options; _provider = provider; _store = store; _disposition = disposition; _progress = progress; _meter = meter; _log = log;
+        _options = options; _model = model; _store = store; _disposition = disposition; _progress = progress; _meter = meter; _log = log;
         _topics = new Topics(options.DeviceId);
         _captures = Channel.CreateBounded<CaptureItem>(new BoundedChannelOptions(options.QueueCapacity)
         { FullMode = BoundedChannelFullMode.Wait, SingleWriter = false, SingleReader = false });
@@ -64,9 +64,9 @@ public sealed class CapturePipeline : IAsyncDisposable
     {
         for (int i = 0; i < _options.Workers; i++)
         {
-            IImageClassifier classifier = _provider.CreateClassifier();
+            IImageClassifier classifier = _model.CreateClassifier(out int generation);
             int index = i;
-            _tasks.Add(Task.Factory.StartNew(() => WorkerAsync(classifier, index, _stop.Token), _stop.Token,
+            _tasks.Add(Task.Factory.StartNew(() => WorkerAsync(classifier, generation, index, _stop.Token), _stop.Token,
                 TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
         }
         _tasks.Add(Task.Run(() => WriterAsync(_stop.Token)));
@@ -74,36 +74,51 @@ public sealed class CapturePipeline : IAsyncDisposable
         _log.LogInformation("Pipeline started: {Workers} workers, queue {Capacity}", _options.Workers, _options.QueueCapacity);
     }
 
-    private async Task WorkerAsync(IImageClassifier classifier, int index, CancellationToken ct)
+    /// <summary>
+    /// One image at a time inside the active model's image section: a model swap waits for the image in hand and
+    /// happens between images; a worker that finds a new generation on entering replaces its classifier first.
+    /// </summary>
+    private async Task WorkerAsync(IImageClassifier classifier, int generation, int index, CancellationToken ct)
     {
-        using (classifier)
+        try
         {
-            try
+            while (await _captures.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
             {
-                while (await _captures.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
+                while (_captures.Reader.TryRead(out CaptureItem? item))
                 {
-                    while (_captures.Reader.TryRead(out CaptureItem? item))
+                    _progress.OnAccepted();
+                    (CaptureItem, StoredResult)? done;
+                    _model.EnterImage();
+                    try
                     {
-                        _progress.OnAccepted();
-                        (CaptureItem, StoredResult)? done = Process(classifier, item);
-                        if (done is { } d) await _done.Writer.WriteAsync(d, ct).ConfigureAwait(false);
+                        if (generation != _model.Generation)
+                        {
+                            classifier.Dispose();
+                            classifier = _model.CreateClassifier(out generation);
+                        }
+                        done = Process(classifier, item);
                     }
+                    finally { _model.ExitImage(); }
+                    if (done is { } d) await _done.Writer.WriteAsync(d, ct).ConfigureAwait(false);
                 }
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-            catch (Exception e)
-            {
-                // A worker must not die silently: the watchdog would catch the stall, but say why first.
-                _log.LogCritical(e, "Classifier worker {Index} failed", index);
-                throw;
-            }
         }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        catch (Exception e)
+        {
+            // A worker must not die silently: the watchdog would catch the stall, but say why first.
+            _log.LogCritical(e, "Classifier worker {Index} failed", index);
+            throw;
+        }
+        finally { classifier.Dispose(); }
     }
 
     private (CaptureItem, StoredResult)? Process(IImageClassifier classifier, CaptureItem item)
     {
         string sha = Convert.ToHexStringLower(SHA256.HashData(item.Bytes));
-        string resultId = Payloads.ResultId(_options.DeviceId, sha, _provider.ModelId, _provider.ModelVersion);
+        // The model of the classifier that classifies this image, not whatever the daemon runs by the time it is stored.
+        string modelId = classifier.ModelId, modelVersion = classifier.ModelVersion;
+        string resultId = Payloads.ResultId(_options.DeviceId, sha, modelId, modelVersion);
         Classification.Classification c;
         long t0 = Stopwatch.GetTimestamp();
         try
@@ -129,8 +144,8 @@ public sealed class CapturePipeline : IAsyncDisposable
         }
         long t1 = Stopwatch.GetTimestamp();
         double? energy = _meter?.EnergyMillijoules(t0, t1);
-        byte[] payload = Payloads.Result(resultId, sha, c, _provider.ModelId, _provider.ModelVersion, energy, item.CapturedAtUtc);
-        var stored = new StoredResult(resultId, sha, c.Label, c.Confidence, c.Refer, c.Tiled, _provider.ModelId, _provider.ModelVersion,
+        byte[] payload = Payloads.Result(resultId, sha, c, modelId, modelVersion, energy, item.CapturedAtUtc);
+        var stored = new StoredResult(resultId, sha, c.Label, c.Confidence, c.Refer, c.Tiled, modelId, modelVersion,
             c.LatencyMs, energy, item.CapturedAtUtc, item.Source, payload, item.LandedTimestamp);
         return (item, stored);
     }

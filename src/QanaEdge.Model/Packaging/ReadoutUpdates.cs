@@ -22,10 +22,13 @@ public static class ReadoutUpdates
     /// <summary>
     /// Builds a readout update for <paramref name="model"/> with new head parameters (layout [Out, In],
     /// as the model's head) and, optionally, new readout thresholds and calibration. The update's graph is
-    /// head input → dense → logits → readout; its quantization is the model's.
+    /// head input → dense → logits → readout; its quantization is the model's. <paramref name="golden"/> are
+    /// self-test vectors of the update's own graph (head inputs with the new head's logits): a device runs them
+    /// before it swaps the readout in.
     /// </summary>
     public static ModelPackage Create(ModelPackage model, string version, sbyte[] weights, double[] weightScales, int[] bias,
-        int[]? thresholds = null, Calibration? calibration = null, IReadOnlyDictionary<string, double>? metrics = null)
+        int[]? thresholds = null, Calibration? calibration = null, IReadOnlyDictionary<string, double>? metrics = null,
+        GoldenVector[]? golden = null)
     {
         ModelGraph g = model.Graph;
         Node head = Head(model);
@@ -68,6 +71,7 @@ public static class ReadoutUpdates
                 Profile = model.Manifest.Profile,
                 Calibration = calibration ?? model.Manifest.Calibration,
                 Metrics = metrics is null ? [] : new Dictionary<string, double>(metrics),
+                Golden = golden ?? [],
             },
             Graph = new ModelGraph { Tensors = tensors.ToArray(), Nodes = nodes.ToArray(), InputTensor = 0, LogitsTensor = 1, OutputTensor = readout is null ? 1 : 2 },
         };
@@ -79,7 +83,7 @@ public static class ReadoutUpdates
     /// The model with the update's head and readout in place. The update must name this model (id and
     /// version) and fit it exactly: same head input (shape and quantization), same number of classes.
     /// The result's version is the update's; its golden self-test vectors are dropped, since their
-    /// expected logits belong to the old head.
+    /// expected logits belong to the old head (the update's own golden vectors are head inputs, for its graph).
     /// </summary>
     public static ModelPackage Apply(ModelPackage model, ModelPackage update)
     {

@@ -30,7 +30,7 @@ public sealed class DaemonRunner : IAsyncDisposable
         };
         if (brokerPort is int port) args.AddRange([$"--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={port}"]);
         args.AddRange(extra);
-        _host = DaemonHost.Build([.. args], null, hooks);
+        _host = DaemonHost.Build([.. args], hooks);
     }
 
     public string Root { get; }

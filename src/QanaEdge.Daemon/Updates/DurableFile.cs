@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+
+namespace QanaEdge.Daemon.Updates;
+
+/// <summary>
+/// Writes that survive a power cut whole or not at all: the bytes go to a temporary file in the same folder, which is
+/// flushed to disk, renamed over the target, and then the folder itself is flushed so that the rename is on disk too
+/// (ext4 and most file systems make a rename durable only once the directory is synced). .NET cannot open a folder
+/// (it refuses directories on Unix), so the folder is synced through libc's open/fsync/close.
+/// </summary>
+internal static partial class DurableFile
+{
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
+    {
+        string tmp = path + ".tmp";
+        using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            file.Write(bytes);
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    public static void SyncDirectory(string dir)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        int fd = Open(dir, ORdOnly | OCloExec);
+        if (fd < 0) throw new IOException($"cannot open {dir} to sync it: errno {Marshal.GetLastPInvokeError()}");
+        try
+        {
+            if (Fsync(fd) != 0) throw new IOException($"fsync of {dir} failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        finally { _ = Close(fd); }
+    }
+
+    // O_RDONLY and O_CLOEXEC have the same values on x86-64 and arm64 Linux (O_DIRECTORY does not; a folder opens
+    // read-only without it).
+    private const int ORdOnly = 0, OCloExec = 0x80000;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+}

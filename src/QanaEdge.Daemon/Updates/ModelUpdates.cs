@@ -1,0 +1,269 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Imaging;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+
+namespace QanaEdge.Daemon.Updates;
+
+/// <summary>
+/// Applies signed model and readout updates to the running daemon and brings them back at start.
+/// <para>
+/// An update is applied only when all of this holds, else it is refused with a one-line reason and the running model
+/// stays: the signature verifies against the trust store (<see cref="PackageVerifier"/>); a readout update names the
+/// running model (id and version) as its base; a model update continues the running model (same id: a different
+/// model is a firmware change, made through Qana:Model) with the same input contract (image shape and classes); its
+/// version is newer than the running one (a version already running, or an older one, is refused; the same bytes
+/// again are reported as already applied); it carries golden vectors and they reproduce on the engine the daemon will
+/// use; one classifier of it can be built. Only then is it written under the state folder and swapped in
+/// (<see cref="ActiveModel.Swap"/>: between images, nothing lost or classified twice).
+/// </para>
+/// </summary>
+public sealed class ModelUpdates(ModelAtStart start, string stateDir, string trustDir, EngineChoice choice, ILogger<ModelUpdates> log)
+{
+    public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
+
+    private readonly ActiveModel _active = start.Active;
+    private readonly AppliedUpdates _applied = new(ModelsDir(stateDir));
+    private readonly Lock _gate = new();
+    // The applied state the running model was built from: none when the start fell back to the configured model, so a
+    // broken chain found at start is replaced, not extended.
+    private AppliedUpdates.State _state = start.Applied;
+
+    public static string ModelsDir(string stateDir) => Path.Combine(stateDir, "models");
+
+    /// <summary>Handles one package received on an updates topic: (outcome, one-line reason). One at a time.</summary>
+    public (string Outcome, string Reason) Handle(byte[] payload, string sha)
+    {
+        lock (_gate) return HandleLocked(payload, sha);
+    }
+
+    private (string Outcome, string Reason) HandleLocked(byte[] payload, string sha)
+    {
+        if (payload.Length == 0) return (Refused, "empty message");
+        if (!TryVerify(payload, trustDir, out ModelPackage? update, out string verdict)) return (Refused, verdict);
+        AppliedUpdates.State state = _state;
+        ModelPackage running = _active.Provider.Package;
+        string runningName = $"{running.Manifest.ModelId} {running.Manifest.Version}";
+        if (state.Contains(sha))
+            return (AlreadyApplied, $"{Describe(update!)} is already applied (identical package); running {runningName}");
+
+        ModelManifest m = update!.Manifest;
+        if (m.Kind == PackageKind.ReadoutUpdate && (m.BaseModelId != running.Manifest.ModelId || m.BaseModelVersion != running.Manifest.Version))
+            return (Refused, $"{Describe(update)} is for {m.BaseModelId} {m.BaseModelVersion}; this device runs {runningName}");
+        if (m.Kind == PackageKind.Model)
+        {
+            if (m.ModelId != running.Manifest.ModelId)
+                return (Refused, $"{Describe(update)} is another model than the running {runningName} (a different model is a firmware change: Qana:Model)");
+            if (m.Input.Height != running.Manifest.Input.Height || m.Input.Width != running.Manifest.Input.Width || m.Input.Channels != running.Manifest.Input.Channels
+                || !m.Classes.SequenceEqual(running.Manifest.Classes))
+                return (Refused, $"{Describe(update)} changes the input contract ({m.Input.Height}x{m.Input.Width}x{m.Input.Channels}, classes {string.Join(',', m.Classes)}) of {runningName}");
+        }
+        int order = CompareVersions(m.Version, running.Manifest.Version);
+        if (order == 0) return (Refused, $"{Describe(update)}: version {m.Version} is already running, from a different package");
+        if (order < 0) return (Refused, $"{Describe(update)}: downgrade from the running {runningName}");
+
+        ModelPackage candidate = update;
+        if (m.Golden.Length == 0) return (Refused, $"{Describe(update)} carries no golden self-test vectors");
+        if (m.Kind == PackageKind.ReadoutUpdate)
+        {
+            if (CheckReadoutGolden(update) is { } failed) return (Refused, failed);
+            try { candidate = ReadoutUpdates.Apply(running, update); }
+            catch (PackageFormatException e) { return (Refused, $"{Describe(update)} does not fit {runningName}: {e.Message}"); }
+        }
+
+        var next = m.Kind == PackageKind.Model ? new AppliedUpdates.State(sha, []) : new AppliedUpdates.State(state.Model, [.. state.Readouts, sha]);
+        string source = $"applied update: {Describe(update)} ({_applied.PackagePath(sha)})";
+        var outcome = Swap(candidate, _applied.PackagePath(sha), source, () => _applied.Commit(next, sha, payload));
+        if (outcome.Outcome != Applied) return outcome;
+        _state = next;
+        log.LogWarning("MODEL: now {ModelId} {Version} on {Engine}: {Source}", candidate.Manifest.ModelId, candidate.Manifest.Version, _active.Provider.EngineName, source);
+        return outcome;
+    }
+
+    /// <summary>
+    /// Checks the candidate on the engine it will run on and swaps it in. On the managed engine everything is built
+    /// and checked while the old model keeps classifying, and the swap itself only exchanges providers. An Akida card
+    /// holds one program: the golden vectors are first run on the managed engine (the card's logits are the managed
+    /// engine's, bit for bit), then, with the workers paused between images, the card is reprogrammed and checked
+    /// again; if that fails the old model is programmed back.
+    /// </summary>
+    private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Action persist)
+    {
+        string name = $"{candidate.Manifest.ModelId} {candidate.Manifest.Version}";
+        IClassifierProvider current = _active.Provider;
+        if (!current.HoldsDevice)
+        {
+            if (!TryBuild(candidate, path, out IClassifierProvider? next, out string failure)) return (Refused, failure);
+            try { persist(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                next!.Dispose();
+                return (Refused, $"{name} passed its checks but could not be stored: {e.Message}");
+            }
+            _active.Swap(_ => (next!, source, 0));
+            return (Applied, $"{name} on {next!.EngineName}");
+        }
+
+        using (IInferenceEngine managed = LesionClassifier.CreateEngine(candidate))
+            if (GoldenSelfTest.Check(candidate, managed) is { } failed) return (Refused, $"{name}: {failed} (managed engine)");
+        return _active.Swap(old =>
+        {
+            ModelPackage oldPackage = old.Package;
+            string oldPath = old.PackagePath, oldSource = _active.Source;
+            old.Dispose();   // the card, free for the new program
+            if (TryBuild(candidate, path, out IClassifierProvider? next, out string failure))
+            {
+                try
+                {
+                    persist();
+                    return (next!, source, (Applied, $"{name} on {next!.EngineName}"));
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    next!.Dispose();
+                    failure = $"{name} passed its checks but could not be stored: {e.Message}";
+                }
+            }
+            log.LogError("Update {Model} failed on the card ({Failure}): programming {Old} back", name, failure, oldPackage.Manifest.Version);
+            return (ClassifierFactory.Create(oldPackage, oldPath, choice), oldSource, (Refused, failure));
+        });
+    }
+
+    /// <summary>
+    /// A readout update's golden vectors are head inputs with the new head's logits (its graph is head input → dense →
+    /// readout), so they run on the update's own graph, on the managed engine; the patched model then has no golden
+    /// vectors of its own (the model's belong to the old head), and building one classifier of it is its check.
+    /// </summary>
+    private static string? CheckReadoutGolden(ModelPackage update)
+    {
+        using IInferenceEngine engine = LesionClassifier.CreateEngine(update);
+        return GoldenSelfTest.Check(update, engine) is { } failed ? $"{Describe(update)}: {failed}" : null;
+    }
+
+    /// <summary>A provider for <paramref name="package"/> on the chosen engine, one classifier built, golden vectors reproduced.</summary>
+    private bool TryBuild(ModelPackage package, string path, out IClassifierProvider? provider, out string failure)
+        => TryBuild(package, path, choice, out provider, out failure);
+
+    private static bool TryBuild(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure)
+    {
+        string name = $"{package.Manifest.ModelId} {package.Manifest.Version}";
+        provider = null;
+        try
+        {
+            provider = ClassifierFactory.Create(package, path, choice);
+            provider.CreateClassifier().Dispose();
+            if (provider.SelfTest() is not { } failed) { failure = ""; return true; }
+            failure = $"{name}: {failed} ({provider.EngineName})";
+        }
+        catch (Exception e) when (e is ModelUnavailableException or ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
+        {
+            failure = $"{name} cannot run here: {e.Message}";
+        }
+        provider?.Dispose();
+        provider = null;
+        return false;
+    }
+
+    /// <summary>
+    /// The model the daemon starts with: the configured package (Qana:Model, else the firmware default), with the
+    /// applied updates on top when there are any and they still hold. Each applied package is verified again against
+    /// the trust store, must continue the configured model (same id and a newer version: an operator or firmware
+    /// that installs a newer package of the model wins over older updates, and one that installs a different model
+    /// drops them), and the result's golden vectors must reproduce on the engine. Otherwise the configured package
+    /// runs, and <see cref="ActiveModel.Source"/> and <see cref="ModelAtStart.Problem"/> say why.
+    /// </summary>
+    public static ModelAtStart Start(QanaOptions options, EngineChoice choice)
+    {
+        var (configured, configuredPath) = PackageClassifierProvider.LoadPackage(options.Model);
+        var applied = new AppliedUpdates(ModelsDir(options.StateDir));
+        string firmware = $"{(options.Model is null ? "firmware" : "configured")} model {configuredPath}";
+        string? problem;
+        try
+        {
+            AppliedUpdates.State state = applied.Read();
+            if (state.IsEmpty) return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), firmware), state, null);
+            problem = TryRestore(configured, applied, state, options.TrustDir, choice, out IClassifierProvider? provider, out string source);
+            if (problem is null) return new ModelAtStart(new ActiveModel(provider!, source), state, null);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            problem = e.Message;
+        }
+        problem = $"applied update not used: {problem}";
+        return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), $"{firmware}; {problem}"),
+            AppliedUpdates.State.None, problem);
+    }
+
+    private static string? TryRestore(ModelPackage configured, AppliedUpdates applied, AppliedUpdates.State state, string trustDir, EngineChoice choice,
+        out IClassifierProvider? provider, out string source)
+    {
+        provider = null;
+        source = "";
+        ModelPackage model = configured;
+        string path = "", described = "";
+        foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
+        {
+            path = applied.PackagePath(sha);
+            if (!TryVerify(File.ReadAllBytes(path), trustDir, out ModelPackage? update, out string verdict)) return $"{path}: {verdict}";
+            ModelManifest m = update!.Manifest;
+            described = Describe(update);
+            if (m.Kind == PackageKind.Model)
+            {
+                if (m.ModelId != configured.Manifest.ModelId || CompareVersions(m.Version, configured.Manifest.Version) <= 0)
+                    return $"{described} does not continue the configured {configured.Manifest.ModelId} {configured.Manifest.Version}";
+                model = update;
+            }
+            else
+            {
+                if (CheckReadoutGolden(update) is { } failed) return failed;
+                try { model = ReadoutUpdates.Apply(model, update); }
+                catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
+            }
+        }
+        if (!TryBuild(model, path, choice, out provider, out string failure)) return failure;
+        source = $"applied update: {described} ({path})";
+        return null;
+    }
+
+    private static bool TryVerify(byte[] payload, string trustDir, out ModelPackage? package, out string verdict)
+    {
+        package = null;
+        TrustStore trust;
+        try { trust = TrustStore.Load(trustDir); }
+        catch (Exception e) when (e is KeyFileException or IOException or UnauthorizedAccessException)
+        {
+            verdict = $"no usable trust store ({e.Message})";
+            return false;
+        }
+        VerificationResult result = PackageVerifier.Verify(payload, trust);
+        verdict = result.Reason;
+        package = result.Package;
+        return result.IsValid;
+    }
+
+    internal static string Describe(ModelPackage p) => p.Manifest.Kind == PackageKind.ReadoutUpdate
+        ? $"readout update {p.Manifest.ModelId} {p.Manifest.Version} (for {p.Manifest.BaseModelId} {p.Manifest.BaseModelVersion})"
+        : $"model {p.Manifest.ModelId} {p.Manifest.Version}";
+
+    /// <summary>
+    /// Versions compare part by part, split at '.', '-' and '+': two numeric parts as numbers, others as ordinal text;
+    /// when one runs out first it is the older (1.0 &lt; 1.0.1).
+    /// </summary>
+    public static int CompareVersions(string a, string b)
+    {
+        string[] x = a.Split('.', '-', '+'), y = b.Split('.', '-', '+');
+        for (int i = 0; i < Math.Min(x.Length, y.Length); i++)
+        {
+            int c = long.TryParse(x[i], NumberStyles.None, CultureInfo.InvariantCulture, out long p) && long.TryParse(y[i], NumberStyles.None, CultureInfo.InvariantCulture, out long q)
+                ? p.CompareTo(q) : string.CompareOrdinal(x[i], y[i]);
+            if (c != 0) return Math.Sign(c);
+        }
+        return x.Length.CompareTo(y.Length);
+    }
+}
+
+/// <summary>The model the daemon starts with, the applied state it was built from, and why applied updates were not used (null when they were, or there were none).</summary>
+public sealed record ModelAtStart(ActiveModel Active, AppliedUpdates.State Applied, string? Problem);
