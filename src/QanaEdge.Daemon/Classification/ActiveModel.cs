@@ -10,7 +10,7 @@ namespace QanaEdge.Daemon.Classification;
 /// model, and an Akida card is never reprogrammed under a running image. Entering costs an uncontended read lock,
 /// allocation-free after a thread's first use.
 /// </summary>
-public sealed class ActiveModel
+public sealed class ActiveModel : IDisposable
 {
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private IClassifierProvider _provider;
@@ -68,5 +68,12 @@ public sealed class ActiveModel
         old.Dispose();
         Changed?.Invoke();
         return r.Outcome;
+    }
+
+    /// <summary>Releases the current provider (and with it an Akida card) once the workers have stopped.</summary>
+    public void Dispose()
+    {
+        Provider.Dispose();
+        _lock.Dispose();
     }
 }

@@ -169,6 +169,7 @@ public sealed class DaemonService(
         if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
         _camera?.Dispose();
         if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
+        model.Active.Changed -= PublishStatus;
         if (_publisher is not null) await _publisher.DisposeAsync().ConfigureAwait(false);
         if (_telemetry is not null) { try { await _telemetry.ConfigureAwait(false); } catch (OperationCanceledException) { } }
         if (_link is not null) await _link.DisposeAsync().ConfigureAwait(false);
@@ -177,7 +178,8 @@ public sealed class DaemonService(
         int queued = _store?.OutboxCount() ?? 0;
         if (queued > 0) _log.LogInformation("{Count} results stay in the outbox for the next start", queued);
         _store?.Dispose();
-        model.Active.Changed -= PublishStatus;
+        // The workers are gone: the model's engine (an Akida card is closed here, not left to process exit) goes too.
+        model.Active.Dispose();
         _stop.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using QanaEdge.Model.Graph;
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Quantization;
@@ -43,6 +44,9 @@ public sealed class ReadoutLearner
     private readonly ModelPackage _model;
     private readonly Node _head;
     private readonly TensorSpec _in, _out;
+    /// <summary>How many learned cases an update carries as golden self-test vectors.</summary>
+    public const int GoldenCount = 4;
+    private sbyte[][] _goldenInputs = [];
     private readonly int[] _thresholds;
     private readonly int _window;
     private readonly double _beta;
@@ -88,6 +92,7 @@ public sealed class ReadoutLearner
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(labels);
         if (features.Count != labels.Count || features.Count == 0) throw new ArgumentException("one label per case, and at least one case");
+        _goldenInputs = features.Take(GoldenCount).Select(f => (sbyte[])f.Clone()).ToArray();
         int n = features.Count, d = _in.Length, k = _out.Length, batch = Math.Max(1, _o.BatchSize);
         var x = new Tensor { RequiresGrad = false };
         var opt = new AdamW(_dense.Parameters) { WeightDecay = 0 };
@@ -156,7 +161,12 @@ public sealed class ReadoutLearner
         return losses;
     }
 
-    /// <summary>The learned head quantized onto the model's grids, as a readout update for the model.</summary>
+    /// <summary>
+    /// The learned head quantized onto the model's grids, as a readout update for the model. It carries golden
+    /// self-test vectors: the first <see cref="GoldenCount"/> head inputs it learned from, with the logits the
+    /// reference kernels compute for them through the update's own graph. A device refuses an update without
+    /// them, since they are how it checks, before swapping, that it runs the update as it was made.
+    /// </summary>
     public ModelPackage CreateUpdate(string version, IReadOnlyDictionary<string, double>? metrics = null)
     {
         int d = _in.Length, k = _out.Length;
@@ -178,6 +188,14 @@ public sealed class ReadoutLearner
                 weights[o * d + i] = (sbyte)Math.Clamp(Math.Round(_dense.Weight.Value[i * k + o] / s, MidpointRounding.AwayFromZero), qMin, qMax);
             bias[o] = (int)Math.Clamp(Math.Round(_dense.Bias.Value[o] / (_in.Scale * s), MidpointRounding.AwayFromZero), int.MinValue, int.MaxValue);
         }
-        return ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics);
+        ModelPackage plain = ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics);
+        if (_goldenInputs.Length == 0) return plain;
+        using var engine = IntegerEngine.Create(plain, KernelMode.Reference);
+        var golden = _goldenInputs.Select(input =>
+        {
+            engine.Run(input);
+            return new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
+        }).ToArray();
+        return ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics, golden: golden);
     }
 }

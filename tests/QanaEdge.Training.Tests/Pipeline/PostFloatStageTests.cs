@@ -173,6 +173,17 @@ public class PostFloatStageTests
         var applied = ReadoutUpdates.Apply(model, update);
         Assert.Equal("1.0.1", applied.Manifest.Version);
 
+        // The update carries golden vectors a device can check it by: learned head inputs, with the logits the
+        // update's own graph gives them (here on the optimized kernels, as a device would run them).
+        Assert.Equal(ReadoutLearner.GoldenCount, update.Manifest.Golden.Length);
+        Assert.Equal(features[0], update.Manifest.Golden[0].Input);
+        using (var engine = QanaEdge.Runtime.IntegerEngine.Create(update))
+            foreach (var g in update.Manifest.Golden)
+            {
+                engine.Run(g.Input);
+                Assert.Equal(g.ExpectedLogits, engine.Logits.ToArray());
+            }
+
         // The backbone is untouched: every node but the head is the model's own.
         var head = ReadoutUpdates.Head(model);
         for (int i = 0; i < model.Graph.Nodes.Length; i++)
