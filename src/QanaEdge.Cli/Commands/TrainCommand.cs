@@ -37,13 +37,14 @@ public sealed class TrainCommand : IVerb
         var logitAdjust = new Option<double>("--logit-adjust") { Description = "tau of the logit-adjusted loss (tau·log prior added to the logits inside the loss; 0 = off)", DefaultValueFactory = _ => 0 };
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
         var mixup = new Option<double>("--mixup") { Description = "mixup in the float phase: Beta(a, a) mixing weight, a in (0, 1] (0 = off)", DefaultValueFactory = _ => 0 };
+        var labelSmoothing = new Option<float>("--label-smoothing") { Description = "label smoothing of the cross-entropy, in [0, 0.5)", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
         var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
         var smote = new Option<bool>("--smote") { Description = "after the float phase: embedding-space SMOTE for the head (5 epochs), then a brief fine-tune of the last block and head" };
         var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing,
         };
         command.SetAction(parse =>
         {
@@ -64,6 +65,8 @@ public sealed class TrainCommand : IVerb
             if (wd is < 0 or > 1) throw new UsageException("--weight-decay must be in [0, 1]");
             double mix = parse.GetValue(mixup);
             if (mix is < 0 or > 1) throw new UsageException("--mixup must be in [0, 1]");
+            float smoothing = parse.GetValue(labelSmoothing);
+            if (smoothing is < 0 or >= 0.5f) throw new UsageException("--label-smoothing must be in [0, 0.5)");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
             if (steps > 0)
@@ -93,7 +96,7 @@ public sealed class TrainCommand : IVerb
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
-                SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix,
+                SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);
