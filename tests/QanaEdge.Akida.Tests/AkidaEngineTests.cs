@@ -68,6 +68,18 @@ public class AkidaEngineTests
     }
 
     [Fact]
+    public void ACardHasOneOwner_ASecondOpenIsRefusedUntilTheFirstCloses()
+    {
+        string node = EmulatedCard.DeviceNode();
+        AkidaDevice first = AkidaDevice.Open(node);
+        var e = Assert.Throws<AkidaException>(() => AkidaDevice.Open(node));
+        Assert.Equal(AkidaStatus.Device, e.Status);
+        Assert.Contains("device busy", e.Message, StringComparison.Ordinal);
+        first.Dispose();
+        using AkidaDevice second = AkidaDevice.Open(node);
+    }
+
+    [Fact]
     public void BytesThatAreNoPackage_AreRefused()
     {
         using AkidaDevice device = AkidaDevice.Open(EmulatedCard.DeviceNode());

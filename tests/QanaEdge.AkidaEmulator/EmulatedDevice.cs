@@ -37,11 +37,25 @@ internal sealed class EmulatedDevice(string path)
     public string Path { get; } = path;
     public string LastError { get; set; } = "";
 
+    // Device nodes held open in this process: like the driver, the emulator lets one handle own a card at a time.
+    private static readonly HashSet<string> s_open = [];
+
     public static EmulatedDevice Open(string path)
     {
         // The emulated card is a device node that exists (tests create /tmp/.../akida0).
         if (!File.Exists(path) && !Directory.Exists(path)) throw new DeviceException(Status.Device, $"{path}: no such device");
-        return new EmulatedDevice(path);
+        string node = System.IO.Path.GetFullPath(path);
+        lock (s_open)
+            if (!s_open.Add(node)) throw new DeviceException(Status.Device, $"{path}: device busy (already open)");
+        return new EmulatedDevice(node);
+    }
+
+    /// <summary>Releases the card for the next open.</summary>
+    public void Close()
+    {
+        _engine?.Dispose();
+        _engine = null;
+        lock (s_open) s_open.Remove(Path);
     }
 
     public void Program(ReadOnlySpan<byte> program)

@@ -84,7 +84,9 @@ public static unsafe class Exports
         {
             if (s_errors.Remove(dev, out IntPtr p)) Marshal.FreeCoTaskMem(p);
         }
-        GCHandle.FromIntPtr(dev).Free();
+        GCHandle handle = GCHandle.FromIntPtr(dev);
+        ((EmulatedDevice)handle.Target!).Close();
+        handle.Free();
     }
 
     private static IntPtr Empty { get; } = Marshal.StringToCoTaskMemUTF8("");

@@ -117,6 +117,19 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             Assert.Contains("programmed on the card", status.GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
             Assert.Equal("akd1000-shaped-3", sub.Results.Values.First().First().GetProperty("model").GetProperty("id").GetString());
         }
+
+        // The stopped daemon closed the card (the emulated card, like the driver, has one owner at a time), so a daemon
+        // started after it gets the card rather than "device busy" and a fall-back to the managed engine.
+        int statusesBefore = sub.Messages.Count(m => m.Topic == "qana/akida1/status");
+        await using (var again = new DaemonRunner(root, broker.Port, "akida1", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}"))
+        {
+            await again.StartAsync();
+            JsonElement Online() => sub.Messages.Where(m => m.Topic == "qana/akida1/status").Skip(statusesBefore)
+                .Select(m => JsonDocument.Parse(m.Payload).RootElement).LastOrDefault(s => s.GetProperty("state").GetString() == "online");
+            await TestEnv.WaitUntil(() => Online().ValueKind == JsonValueKind.Object, TimeSpan.FromSeconds(60), "the second daemon's status");
+            Assert.StartsWith("akida AKD1000", Online().GetProperty("engine").GetString(), StringComparison.Ordinal);
+        }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
 }
