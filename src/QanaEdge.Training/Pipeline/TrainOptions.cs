@@ -28,8 +28,8 @@ public sealed record TrainOptions
     /// <summary>
     /// Mixup in the float phase (0 = off): each batch is blended with a seeded permutation of itself,
     /// x = (1 − λ)·x_i + λ·x_π(i) with λ ~ Beta(a, a), and the targets in the same proportion: a regulariser
-    /// for a training set whose rarest classes have a few dozen images. Measured at a = 0.2 and not adopted
-    /// (firmware-models/qana-paper8-64.report.md).
+    /// for a training set whose rarest classes have a few dozen images. Measured at a = 0.2, with and without label smoothing,
+    /// and not adopted (firmware-models/qana-paper8-64.report.md).
     /// </summary>
     public double MixupAlpha { get; init; }
     /// <summary>Early stopping patience in epochs (validation macro-F1).</summary>
