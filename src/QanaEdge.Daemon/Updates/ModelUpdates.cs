@@ -249,16 +249,37 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
         : $"model {p.Manifest.ModelId} {p.Manifest.Version}";
 
     /// <summary>
-    /// Versions compare part by part, split at '.', '-' and '+': two numeric parts as numbers, others as ordinal text;
-    /// when one runs out first it is the older (1.0 &lt; 1.0.1).
+    /// Semantic-versioning precedence (semver.org, §11): the dot-separated core compares part by part, numerically
+    /// when both parts are numbers; a pre-release (after the first '-') ranks below its release (1.0.1-rc.1 &lt; 1.0.1),
+    /// and pre-releases compare identifier by identifier, numbers numerically and below text; build metadata (after
+    /// '+') is ignored. Where one list of parts is a prefix of the other, the shorter ranks lower (1.0 &lt; 1.0.1).
     /// </summary>
     public static int CompareVersions(string a, string b)
     {
-        string[] x = a.Split('.', '-', '+'), y = b.Split('.', '-', '+');
+        var (coreA, preA) = SplitVersion(a);
+        var (coreB, preB) = SplitVersion(b);
+        int order = CompareParts(coreA, coreB);
+        if (order != 0) return order;
+        if (preA is null || preB is null) return preA is null ? (preB is null ? 0 : 1) : -1;
+        return CompareParts(preA, preB);
+    }
+
+    private static (string Core, string? PreRelease) SplitVersion(string v)
+    {
+        int plus = v.IndexOf('+');
+        if (plus >= 0) v = v[..plus];
+        int dash = v.IndexOf('-');
+        return dash < 0 ? (v, null) : (v[..dash], v[(dash + 1)..]);
+    }
+
+    private static int CompareParts(string a, string b)
+    {
+        string[] x = a.Split('.'), y = b.Split('.');
         for (int i = 0; i < Math.Min(x.Length, y.Length); i++)
         {
-            int c = long.TryParse(x[i], NumberStyles.None, CultureInfo.InvariantCulture, out long p) && long.TryParse(y[i], NumberStyles.None, CultureInfo.InvariantCulture, out long q)
-                ? p.CompareTo(q) : string.CompareOrdinal(x[i], y[i]);
+            bool numX = long.TryParse(x[i], NumberStyles.None, CultureInfo.InvariantCulture, out long p);
+            bool numY = long.TryParse(y[i], NumberStyles.None, CultureInfo.InvariantCulture, out long q);
+            int c = numX && numY ? p.CompareTo(q) : numX ? -1 : numY ? 1 : string.CompareOrdinal(x[i], y[i]);
             if (c != 0) return Math.Sign(c);
         }
         return x.Length.CompareTo(y.Length);

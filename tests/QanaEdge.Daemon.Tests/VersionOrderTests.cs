@@ -1,0 +1,28 @@
+using QanaEdge.Daemon.Updates;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>Which update is newer: semantic-versioning precedence, as the update checks use it.</summary>
+public class VersionOrderTests
+{
+    [Fact]
+    public void The_semver_example_chain_is_in_increasing_order()
+    {
+        // semver.org §11: 1.0.0-alpha < 1.0.0-alpha.1 < 1.0.0-alpha.beta < 1.0.0-beta < 1.0.0-beta.2 < 1.0.0-beta.11 < 1.0.0-rc.1 < 1.0.0
+        string[] chain = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.9.0", "1.10.0", "2.0.0"];
+        for (int i = 0; i < chain.Length; i++)
+            for (int j = 0; j < chain.Length; j++)
+                Assert.True(Math.Sign(i.CompareTo(j)) == ModelUpdates.CompareVersions(chain[i], chain[j]), $"{chain[i]} vs {chain[j]}");
+    }
+
+    [Theory]
+    [InlineData("1.0.0+build.7", "1.0.0", 0)]
+    [InlineData("1.0", "1.0.1", -1)]
+    [InlineData("1.0.1-r1", "1.0.0", 1)]
+    [InlineData("1.0.1-r1", "1.0.1", -1)]
+    public void Build_metadata_is_ignored_and_a_prefix_ranks_lower(string a, string b, int expected)
+    {
+        Assert.Equal(expected, ModelUpdates.CompareVersions(a, b));
+        Assert.Equal(-expected, ModelUpdates.CompareVersions(b, a));
+    }
+}
