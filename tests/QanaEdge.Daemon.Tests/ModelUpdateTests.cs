@@ -6,6 +6,7 @@ using QanaEdge.Daemon.Updates;
 using QanaEdge.Imaging;
 using QanaEdge.Model.Graph;
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 using QanaEdge.TestSupport;
 
 namespace QanaEdge.Daemon.Tests;
@@ -44,7 +45,7 @@ public sealed class ModelUpdateTests : IDisposable
     /// <summary>
     /// A readout update for <paramref name="model"/> whose head predicts class k+1's score as class k (rows rotated), so
     /// its results differ visibly from the model's; its golden vectors are random head inputs with the new head's
-    /// logits, computed here by the integer engine on the update's graph (<paramref name="breakGolden"/> changes one).
+    /// logits, recorded by the reference kernels on the update's graph (<paramref name="breakGolden"/> changes one).
     /// </summary>
     private static ModelPackage Readout(ModelPackage model, string version, bool breakGolden = false)
     {
@@ -61,13 +62,7 @@ public sealed class ModelUpdateTests : IDisposable
             if (scales.Length > 1) scales[k] = head.WeightScales[from];
         }
         ModelPackage plain = ReadoutUpdates.Create(model, version, weights, scales, bias);
-        using var engine = LesionClassifier.CreateEngine(plain);
-        var golden = Enumerable.Range(1, 4).Select(seed =>
-        {
-            sbyte[] input = TestGraphs.RandomInput(plain, seed);
-            engine.Run(input);
-            return new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
-        }).ToArray();
+        GoldenVector[] golden = GoldenVectors.Record(plain, Enumerable.Range(1, 4).Select(seed => TestGraphs.RandomInput(plain, seed)));
         if (breakGolden) golden[0].ExpectedLogits[0] = (sbyte)(golden[0].ExpectedLogits[0] ^ 1);
         return ReadoutUpdates.Create(model, version, weights, scales, bias, golden: golden);
     }

@@ -24,7 +24,7 @@ public sealed class PackageClassifierProvider(ModelPackage package, string packa
     public string? SelfTest()
     {
         using IInferenceEngine engine = createEngine(package);
-        return GoldenSelfTest.Check(package, engine);
+        return GoldenVectors.Check(package, engine);
     }
 
     /// <summary>Idempotent: a model swap may release the card early, before the swap disposes the provider.</summary>

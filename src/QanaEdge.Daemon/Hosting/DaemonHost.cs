@@ -48,7 +48,6 @@ public static class DaemonHost
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(choice);
         builder.Services.AddSingleton(model);
-        builder.Services.AddSingleton(model.Active);
         builder.Services.AddSingleton(hooks ?? new DaemonHooks());
         builder.Services.AddSingleton<PipelineProgress>();
         // The notifier is harmless without NOTIFY_SOCKET (IsEnabled is false); the systemd lifetime, which sends

@@ -108,7 +108,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
         }
 
         using (IInferenceEngine managed = LesionClassifier.CreateEngine(candidate))
-            if (GoldenSelfTest.Check(candidate, managed) is { } failed) return (Refused, $"{name}: {failed} (managed engine)");
+            if (GoldenVectors.Check(candidate, managed) is { } failed) return (Refused, $"{name}: {failed} (managed engine)");
         return _active.Swap(old =>
         {
             ModelPackage oldPackage = old.Package;
@@ -140,7 +140,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
     private static string? CheckReadoutGolden(ModelPackage update)
     {
         using IInferenceEngine engine = LesionClassifier.CreateEngine(update);
-        return GoldenSelfTest.Check(update, engine) is { } failed ? $"{Describe(update)}: {failed}" : null;
+        return GoldenVectors.Check(update, engine) is { } failed ? $"{Describe(update)}: {failed}" : null;
     }
 
     /// <summary>A provider for <paramref name="package"/> on the chosen engine, one classifier built, golden vectors reproduced.</summary>

@@ -190,12 +190,6 @@ public sealed class ReadoutLearner
         }
         ModelPackage plain = ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics);
         if (_goldenInputs.Length == 0) return plain;
-        using var engine = IntegerEngine.Create(plain, KernelMode.Reference);
-        var golden = _goldenInputs.Select(input =>
-        {
-            engine.Run(input);
-            return new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
-        }).ToArray();
-        return ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics, golden: golden);
+        return ReadoutUpdates.Create(_model, version, weights, scales, bias, metrics: metrics, golden: GoldenVectors.Record(plain, _goldenInputs));
     }
 }

@@ -327,19 +327,13 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         return (logits, probs);
     }
 
-    private static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count)
-    {
-        using var engine = IntegerEngine.Create(package, KernelMode.Reference);
-        var result = new GoldenVector[Math.Min(count, val.Count)];
-        for (int i = 0; i < result.Length; i++)
+    private static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count) =>
+        GoldenVectors.Record(package, Enumerable.Range(0, Math.Min(count, val.Count)).Select(i =>
         {
             var input = new sbyte[val.Size * val.Size * 3];
             InputQuantizer.Quantize(val.Pixels[i], input);
-            engine.Run(input);
-            result[i] = new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
-        }
-        return result;
-    }
+            return input;
+        }));
 
     private void WriteReport(ClassificationMetrics m, ReferralMetrics referral, Dictionary<string, double> metrics, ModelPackage p, TimeSpan elapsed)
     {

@@ -1,0 +1,40 @@
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Runtime;
+
+/// <summary>
+/// A package's golden self-test vectors: int8 inputs with the logits its maker computed. Integer inference is exact,
+/// so the engine that will serve a package must reproduce every logit; a mismatch means the package and the engine
+/// disagree (a wrong head, a damaged build, a card programmed wrongly), and the package must not go into service.
+/// </summary>
+public static class GoldenVectors
+{
+    /// <summary>Golden vectors for <paramref name="package"/>: each input with the logits the reference kernels give it.</summary>
+    public static GoldenVector[] Record(ModelPackage package, IEnumerable<sbyte[]> inputs)
+    {
+        using var engine = IntegerEngine.Create(package, KernelMode.Reference);
+        return inputs.Select(input =>
+        {
+            engine.Run(input);
+            return new GoldenVector { Input = input, ExpectedLogits = engine.Logits.ToArray() };
+        }).ToArray();
+    }
+
+    /// <summary>Null when <paramref name="engine"/> reproduces every golden vector of <paramref name="package"/>; otherwise the first mismatch, in one line.</summary>
+    public static string? Check(ModelPackage package, IInferenceEngine engine)
+    {
+        GoldenVector[] golden = package.Manifest.Golden;
+        for (int i = 0; i < golden.Length; i++)
+        {
+            engine.Run(golden[i].Input);
+            ReadOnlySpan<sbyte> got = engine.Logits;
+            sbyte[] expected = golden[i].ExpectedLogits;
+            if (got.Length != expected.Length)
+                return $"golden self-test failed: vector {i} gave {got.Length} logits, {expected.Length} expected";
+            for (int k = 0; k < expected.Length; k++)
+                if (got[k] != expected[k])
+                    return $"golden self-test failed: vector {i} of {golden.Length}, logit {k}: expected {expected[k]}, the engine gave {got[k]}";
+        }
+        return null;
+    }
+}
