@@ -74,7 +74,7 @@ internal sealed class InferencePipeline
         Span<float> p = stackalloc float[logits.Length];
         _engine.GetProbabilities(p);
         int k = ArgMax(p, logits);
-        int length = _head.Feature.Length;
+        int length = _head.RowLength;
         var values = new float[_head.Feature.Height * _head.Feature.Width];
         GradCam.Compute(integer.Activation(_head.FeatureTensor), _head.Feature,
             _head.Head.Weights.AsSpan(k * length, length), values);

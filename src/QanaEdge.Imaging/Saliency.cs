@@ -70,33 +70,55 @@ public sealed class SaliencyMap
 /// <summary>Where the head of a package reads its spatial features: what Grad-CAM needs.</summary>
 public sealed class HeadInfo
 {
-    private HeadInfo(int featureTensor, TensorSpec feature, Node head)
+    private HeadInfo(int featureTensor, TensorSpec feature, int inputTensor, bool pooled, Node head)
     {
         FeatureTensor = featureTensor;
         Feature = feature;
+        InputTensor = inputTensor;
+        Pooled = pooled;
         Head = head;
     }
 
-    /// <summary>Index of the H×W×C tensor that the head's Flatten turns into the Dense input.</summary>
+    /// <summary>Index of the last H×W×C tensor before the head: the map Grad-CAM lays over the image.</summary>
     public int FeatureTensor { get; }
     public TensorSpec Feature { get; }
-    /// <summary>The Dense node producing the logits; weights [classes, H·W·C] in HWC order.</summary>
+    /// <summary>
+    /// Index of the tensor whose bytes are the Dense input (the head's input seen through its Reshape views):
+    /// the feature map itself for a flattened head, the global-average-pool output for a pooled one.
+    /// </summary>
+    public int InputTensor { get; }
+    /// <summary>The head reads the global average of the feature map (weights [classes, C]) rather than the whole map.</summary>
+    public bool Pooled { get; }
+    /// <summary>The Dense node producing the logits; weights [classes, H·W·C] in HWC order, or [classes, C] when pooled.</summary>
     public Node Head { get; }
+    /// <summary>Length of one class's weight row.</summary>
+    public int RowLength => Pooled ? Feature.Channels : Feature.Length;
 
-    /// <summary>The head of a graph whose logits come from Dense(Reshape(feature map)), or null (then no Grad-CAM).</summary>
+    /// <summary>
+    /// The head of a graph whose logits come from Dense(Reshape(feature map)) or Dense(Reshape(GlobalAvgPool(feature
+    /// map))), or null (then no Grad-CAM).
+    /// </summary>
     public static HeadInfo? Find(ModelGraph graph)
     {
         Node? head = graph.Nodes.FirstOrDefault(n => n.Output == graph.LogitsTensor);
         if (head is null || head.Kind != OpKind.Dense || head.Weights is null || head.Inputs.Length != 1) return null;
         int flat = head.Inputs[0];
-        // Follow views (Reshape) back to the last spatial tensor.
-        int feature = flat;
-        for (Node? view = Producer(graph, feature); view is { Kind: OpKind.Reshape }; view = Producer(graph, feature))
-            feature = view.Inputs[0];
+        // Follow views (Reshape) back to the tensor that holds the head's input bytes.
+        int input = flat;
+        for (Node? view = Producer(graph, input); view is { Kind: OpKind.Reshape }; view = Producer(graph, input))
+            input = view.Inputs[0];
+        int feature = input;
+        bool pooled = false;
+        if (Producer(graph, input) is { Kind: OpKind.GlobalAvgPool } pool)
+        {
+            feature = pool.Inputs[0];
+            pooled = true;
+        }
         TensorSpec spec = graph.Tensors[feature];
-        if (spec.Height * spec.Width < 2 || spec.Length != graph.Tensors[flat].Length) return null;
-        if (head.Weights.Length != graph.Tensors[graph.LogitsTensor].Length * spec.Length) return null;
-        return new HeadInfo(feature, spec, head);
+        if (spec.Height * spec.Width < 2) return null;
+        int row = pooled ? spec.Channels : spec.Length;
+        if (graph.Tensors[flat].Length != row || head.Weights.Length != graph.Tensors[graph.LogitsTensor].Length * row) return null;
+        return new HeadInfo(feature, spec, input, pooled, head);
     }
 
     private static Node? Producer(ModelGraph graph, int tensor) => graph.Nodes.FirstOrDefault(n => n.Output == tensor);
@@ -108,24 +130,32 @@ public sealed class HeadInfo
 /// weights each channel by the spatial mean of that gradient, α_c = mean_{h,w} W[k,h,w,c], and the map is
 /// ReLU(Σ_c α_c·A_c) with A dequantized (scale·(q − zero point)). The weight scale of row k is one positive
 /// factor and is dropped: it changes neither the peak nor the coefficient of variation.
+/// A pooled head, y = W·GAP(A) + b, has the gradient W[k, c]/(H·W) at every cell, so α_c ∝ W[k, c] and the
+/// map is the class activation map of Zhou et al. (2016); the row then has C weights.
 /// </summary>
 public static class GradCam
 {
     /// <param name="activation">The feature map, int8 HWC (H·W·C values).</param>
     /// <param name="feature">Its shape and quantization.</param>
-    /// <param name="weightRow">Row k of the head's weights, int8, length H·W·C (HWC order).</param>
+    /// <param name="weightRow">Row k of the head's weights, int8: length H·W·C (HWC order), or C for a pooled head.</param>
     /// <param name="map">Output, H·W cells, row-major.</param>
     public static void Compute(ReadOnlySpan<sbyte> activation, TensorSpec feature, ReadOnlySpan<sbyte> weightRow, Span<float> map)
     {
         int h = feature.Height, w = feature.Width, c = feature.Channels, cells = h * w;
-        if (activation.Length != feature.Length || weightRow.Length != feature.Length || map.Length != cells)
+        bool pooled = weightRow.Length == c && cells > 1;
+        if (activation.Length != feature.Length || (weightRow.Length != feature.Length && !pooled) || map.Length != cells)
             throw new ArgumentException($"feature {h}x{w}x{c}: activation {activation.Length}, weights {weightRow.Length}, map {map.Length}");
         Span<double> alpha = c <= 1024 ? stackalloc double[c] : new double[c];
         alpha.Clear();
-        for (int p = 0; p < cells; p++)
-            for (int ch = 0; ch < c; ch++)
-                alpha[ch] += weightRow[p * c + ch];
-        for (int ch = 0; ch < c; ch++) alpha[ch] /= cells;
+        if (pooled)
+            for (int ch = 0; ch < c; ch++) alpha[ch] = weightRow[ch];
+        else
+        {
+            for (int p = 0; p < cells; p++)
+                for (int ch = 0; ch < c; ch++)
+                    alpha[ch] += weightRow[p * c + ch];
+            for (int ch = 0; ch < c; ch++) alpha[ch] /= cells;
+        }
         int zp = feature.ZeroPoint;
         double scale = feature.Scale;
         for (int p = 0; p < cells; p++)

@@ -33,11 +33,28 @@ public class SaliencyTests
     }
 
     [Fact]
+    public void Grad_cam_of_a_pooled_head_weights_channels_by_their_head_weights()
+    {
+        // The same 1×2×2 feature map; a pooled head has one weight per channel: α = (3, 2) as above, the same map.
+        var spec = new TensorSpec { Name = "f", Height = 1, Width = 2, Channels = 2, Scale = 0.5, ZeroPoint = -10 };
+        sbyte[] a = [-10, 10, 30, -20];
+        var map = new float[2];
+        GradCam.Compute(a, spec, [3, 2], map);
+        Assert.Equal([20f, 50f], map);
+        GradCam.Compute(a, spec, [-1, 1], map);   // cell 0: 10; cell 1: −20 − 5 → 0
+        Assert.Equal([10f, 0f], map);
+        Assert.Throws<ArgumentException>(() => GradCam.Compute(a, spec, [1, 2, 3], map));
+    }
+
+    [Fact]
     public void The_head_of_the_qana_network_reads_an_8x8x128_feature_map()
     {
         var package = TestGraphs.QanaShaped(1);
         HeadInfo head = Assert.IsType<HeadInfo>(HeadInfo.Find(package.Graph));
         Assert.Equal((8, 8, 128), (head.Feature.Height, head.Feature.Width, head.Feature.Channels));
+        Assert.False(head.Pooled);
+        Assert.Equal(head.FeatureTensor, head.InputTensor);
+        Assert.Equal(8 * 8 * 128, head.RowLength);
         Assert.Equal(OpKind.Dense, head.Head.Kind);
         Assert.Equal(package.Graph.LogitsTensor, head.Head.Output);
     }

@@ -18,6 +18,8 @@ public sealed class QanaNet : ITrainable
     public BatchNorm TransformBn { get; }
     public Activation TransformAct { get; }
     public SeGate? Se { get; }
+    /// <summary>The head's pooling when <see cref="QanaOptions.PooledHead"/> is on.</summary>
+    public GlobalAvgPool? HeadPool { get; }
     public Flatten Flat { get; } = new("flatten");
     public Dense Head { get; }
     public int FinalSize { get; }
@@ -44,7 +46,8 @@ public sealed class QanaNet : ITrainable
         TransformBn = new BatchNorm("transform.bn", cin);
         TransformAct = new Activation("transform.relu6", ActivationKind.Relu6);
         if (options.Se) Se = new SeGate("se", cin, Math.Max(4, cin / options.SeReduction));
-        Head = new Dense("head", size * size * cin, options.NumClasses);
+        if (options.PooledHead) HeadPool = new GlobalAvgPool("head.gap");
+        Head = new Dense("head", (options.PooledHead ? 1 : size * size) * cin, options.NumClasses);
         Initialize(seed);
     }
 
@@ -78,14 +81,16 @@ public sealed class QanaNet : ITrainable
     }
 
     /// <summary>
-    /// Blocks from <paramref name="fromBlock"/> on, the transform, SE and flatten: the penultimate embedding
-    /// [N,1,1,H·W·C] (HWC order) that the linear head sees — what embedding-space SMOTE works on.
+    /// Blocks from <paramref name="fromBlock"/> on, the transform, SE, the head's pooling if any, and flatten: the
+    /// penultimate embedding [N,1,1,H·W·C] (HWC order; [N,1,1,C] pooled) that the linear head sees — what
+    /// embedding-space SMOTE works on.
     /// </summary>
     public Tensor Top(Tape tape, Tensor h, int fromBlock)
     {
         for (int i = fromBlock; i < Blocks.Length; i++) h = Blocks[i].Forward(tape, h);
         h = TransformAct.Forward(tape, TransformBn.Forward(tape, TransformPw.Forward(tape, TransformDw.Forward(tape, h))));
         if (Se is not null) h = Se.Forward(tape, h);
+        if (HeadPool is not null) h = HeadPool.Forward(tape, h);
         return Flat.Forward(tape, h);
     }
 
@@ -129,7 +134,7 @@ public sealed class QanaNet : ITrainable
         }
         macs += (long)s * s * (9 * cin + cin * cin);
         if (Options.Se) macs += 2L * cin * Math.Max(4, cin / Options.SeReduction) + (long)s * s * cin;
-        macs += (long)s * s * cin * Options.NumClasses;
+        macs += Options.PooledHead ? (long)s * s * cin + (long)cin * Options.NumClasses : (long)s * s * cin * Options.NumClasses;
         return macs;
     }
 }

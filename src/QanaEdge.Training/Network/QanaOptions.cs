@@ -19,6 +19,12 @@ public sealed record QanaOptions
     public bool Se { get; init; } = true;
     /// <summary>Fake-quantize the head during quantization-aware training (off: the head is quantized after training only).</summary>
     public bool QuantHead { get; init; } = true;
+    /// <summary>
+    /// Global-average-pool the final feature map before the linear head (128 inputs) instead of flattening it
+    /// (H·W·128 inputs): the head then cannot tie a class to a position, which the zoomed and transposed
+    /// training views make arbitrary, and it has 64 times fewer weights to fit from a few thousand images.
+    /// </summary>
+    public bool PooledHead { get; init; }
     public int SeReduction { get; init; } = 8;
     public float DropoutRate { get; init; } = 0.1f;
 

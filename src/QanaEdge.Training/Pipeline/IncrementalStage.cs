@@ -91,11 +91,12 @@ public static class IncrementalStage
     public static ImageSet Subset(ImageSet set, IReadOnlyList<int> indices) =>
         new(set.Size, indices.Select(i => set.Pixels[i]).ToArray(), indices.Select(i => set.Labels[i]).ToArray(), indices.Select(i => set.Ids[i]).ToArray());
 
-    /// <summary>The int8 input of the model's head (the feature map the Flatten reads) for every image, from the integer engine.</summary>
+    /// <summary>The int8 input of the model's head (what its Flatten view reads) for every image, from the integer engine.</summary>
     public static sbyte[][] HeadInputs(ModelPackage package, ImageSet set)
     {
-        // The spatial map behind the Flatten view holds the same bytes in the same (HWC) order as the head's input.
-        int feature = HeadInfo.Find(package.Graph)?.FeatureTensor ?? ReadoutUpdates.Head(package).Inputs[0];
+        // The tensor behind the Flatten view (the spatial map, or its global average for a pooled head) holds the
+        // same bytes in the same (HWC) order as the head's input.
+        int feature = HeadInfo.Find(package.Graph)?.InputTensor ?? ReadoutUpdates.Head(package).Inputs[0];
         var result = new sbyte[set.Count][];
         int workers = Math.Max(1, Math.Min(Par.Threads, 4));
         Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>

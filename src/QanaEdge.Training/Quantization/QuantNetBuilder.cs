@@ -57,6 +57,10 @@ public static class QuantNetBuilder
             var sg = b.Simple("se.sigmoid", OpKind.Sigmoid, new TableSigmoid("se.sigmoid"), [f2], bounds: (0, 1));
             x = b.Simple("se.gate", OpKind.Mul, new Engine.Mul("se.gate"), [x, sg], bounds: (0, 6));
         }
+        // The pooled head input: its range is calibrated (averages sit well inside [0, 6], so the a priori
+        // bound would waste levels); the division by H·W folds into the output scale.
+        if (net.HeadPool is not null)
+            x = b.Simple("head.gap", OpKind.GlobalAvgPool, new GlobalAvgPool("head.gap"), [x], bounds: null);
         var flat = b.Simple("flatten", OpKind.Reshape, new Flatten("flatten"), [x], bounds: null, quantize: false);
         var head = b.Weighted("head", OpKind.Dense, net.Head, null, 0, 0, flat, null);
         if (!o.QuantHead) ((WeightedStep)q.Steps[^1]).QuantizeWeights = false;

@@ -38,11 +38,11 @@ public class ConversionTests
         return new ImageSet(Size, pixels, labels, ids);
     }
 
-    private static (QuantNet Net, Trainer Trainer, ImageSet Val) TrainSmall(QuantizationProfile profile)
+    private static (QuantNet Net, Trainer Trainer, ImageSet Val) TrainSmall(QuantizationProfile profile, bool pooledHead = false)
     {
         var options = new TrainOptions
         {
-            Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1), (24, 2)], DropoutRate = 0 },
+            Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1), (24, 2)], DropoutRate = 0, PooledHead = pooledHead },
             Profile = profile, BatchSize = 16, Epochs = 2, QatEpochs = 1, Seed = 3,
         };
         var train = Synthetic(112, 1); var val = Synthetic(140, 2);
@@ -65,11 +65,13 @@ public class ConversionTests
     }
 
     [Theory]
-    [InlineData(QuantizationProfile.Paper8)]
-    [InlineData(QuantizationProfile.Akd1000)]
-    public void IntegerEngineAgreesWithFakeQuantizedNetwork(QuantizationProfile profile)
+    [InlineData(QuantizationProfile.Paper8, false)]
+    [InlineData(QuantizationProfile.Akd1000, false)]
+    [InlineData(QuantizationProfile.Paper8, true)]
+    [InlineData(QuantizationProfile.Akd1000, true)]
+    public void IntegerEngineAgreesWithFakeQuantizedNetwork(QuantizationProfile profile, bool pooledHead)
     {
-        var (q, trainer, val) = TrainSmall(profile);
+        var (q, trainer, val) = TrainSmall(profile, pooledHead);
         var fake = trainer.Predict(q, val);
         var package = Converter.Convert(q, new ConversionInfo { ModelId = "test" });
         Assert.Equal(1.0, package.Manifest.ConversionSuccessRate);
@@ -99,6 +101,27 @@ public class ConversionTests
         Assert.Contains(back.Manifest.Layers, l => l.Reparameterisation.StartsWith("bn-fold", StringComparison.Ordinal));
         Assert.Contains(back.Graph.Nodes, n => n.Kind == Model.Graph.OpKind.SpikingReadout);
         Assert.Equal(package.Graph.Nodes.Select(n => n.Weights?.Length ?? 0), back.Graph.Nodes.Select(n => n.Weights?.Length ?? 0));
+    }
+
+    [Fact]
+    public void A_pooled_head_reads_the_global_average_and_keeps_its_map_for_grad_cam()
+    {
+        var (q, _, val) = TrainSmall(QuantizationProfile.Paper8, pooledHead: true);
+        var package = Converter.Convert(q, new ConversionInfo { ModelId = "pooled" });
+        var head = Assert.IsType<QanaEdge.Imaging.HeadInfo>(QanaEdge.Imaging.HeadInfo.Find(package.Graph));
+        Assert.True(head.Pooled);
+        // The map is the last block's 8×8×24 output; the head reads its 24-channel average.
+        Assert.Equal((8, 8, 24), (head.Feature.Height, head.Feature.Width, head.Feature.Channels));
+        Assert.Equal(24, head.RowLength);
+        Assert.Equal(Classes.Count * 24, head.Head.Weights!.Length);
+        var pool = package.Graph.Nodes.Single(n => n.Output == head.InputTensor);
+        Assert.Equal(Model.Graph.OpKind.GlobalAvgPool, pool.Kind);
+        Assert.Equal(head.FeatureTensor, pool.Inputs[0]);
+        Assert.Contains(package.Manifest.Layers, l => l.Reparameterisation == "gap-scale-fold" && l.Name == "head.gap");
+        // The readout learner's inputs are the pooled vectors, one per image.
+        var inputs = IncrementalStage.HeadInputs(package, val);
+        Assert.Equal(val.Count, inputs.Length);
+        Assert.All(inputs, x => Assert.Equal(24, x.Length));
     }
 
     [Fact]
