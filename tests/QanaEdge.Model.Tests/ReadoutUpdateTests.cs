@@ -37,8 +37,8 @@ public class ReadoutUpdateTests
         Assert.Empty(applied.Manifest.Golden);
         Node head = ReadoutUpdates.Head(applied);
         Assert.Equal(update.Graph.Nodes[0].Weights, head.Weights);
-        Assert.Equal([1, 2, 3, 4, 5, 6, 7], head.Bias);
-        Assert.Equal([50, 50, 50, 50, 50, 50, 50], applied.Graph.Nodes.Single(n => n.Kind == OpKind.SpikingReadout).Thresholds);
+        Assert.Equal([1, 2, 3, 4, 5, 6, 7], head.Bias!);
+        Assert.Equal([50, 50, 50, 50, 50, 50, 50], applied.Graph.Nodes.Single(n => n.Kind == OpKind.SpikingReadout).Thresholds!);
         // Every other node is untouched.
         for (int i = 0; i < model.Graph.Nodes.Length; i++)
             if (model.Graph.Nodes[i].Kind is not (OpKind.Dense or OpKind.SpikingReadout))
