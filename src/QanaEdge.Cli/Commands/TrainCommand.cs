@@ -9,7 +9,7 @@ namespace QanaEdge.Cli.Commands;
 
 /// <summary>
 /// <c>qana train --data DIR --labels CSV --out PKG [--epochs N] [--seed S] [--profile paper8|akd1000]
-/// [--input-size 64] [ablation switches: --baseline --no-ghost --no-eca --no-se --no-quant-head --pooled-head --smote --incremental]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
+/// [--input-size 64] [ablation switches: --baseline --no-ghost --no-eca --no-se --no-quant-head --pooled-head --no-gray-world --smote --incremental]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
 /// training log (.log.jsonl), the float checkpoint (.float.ckpt) and the test report (.report.md/.json).
 /// A live progress line goes to standard error.
 /// </summary>
@@ -39,13 +39,14 @@ public sealed class TrainCommand : IVerb
         var mixup = new Option<double>("--mixup") { Description = "mixup in the float phase: Beta(a, a) mixing weight, a in (0, 1] (0 = off)", DefaultValueFactory = _ => 0 };
         var labelSmoothing = new Option<float>("--label-smoothing") { Description = "label smoothing of the cross-entropy, in [0, 0.5)", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
         var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
+        var noGrayWorld = new Option<bool>("--no-gray-world") { Description = "without gray-world colour gains (fitted on the training split otherwise)" };
         var pooledHead = new Option<bool>("--pooled-head") { Description = "global-average-pool the final feature map before the linear head (instead of flattening it)" };
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
         var smote = new Option<bool>("--smote") { Description = "after the float phase: embedding-space SMOTE for the head (5 epochs), then a brief fine-tune of the last block and head" };
         var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing,
         };
         command.SetAction(parse =>
         {
@@ -98,7 +99,7 @@ public sealed class TrainCommand : IVerb
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
-                SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
+                GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);

@@ -3,7 +3,8 @@ namespace QanaEdge.Training.Data;
 /// <summary>
 /// Gray-world colour normalisation: per-channel gains g_c = mean(all channels) / mean(channel c), fitted on
 /// the training split only (fitting on validation or test images would leak them) and stored in the
-/// package manifest (Input.ColorGains) so the device applies the same gains. Dermatoscopes differ in white
+/// package manifest (Input.ColorGains) so the device applies the same gains; training applies them with the
+/// device's own function, Preprocessor.ApplyColorGains, so the two cannot round differently. Dermatoscopes differ in white
 /// balance; one data-set-wide gain pulls them to a common cast without per-image hue changes.
 /// </summary>
 public sealed class GrayWorld
@@ -45,31 +46,5 @@ public sealed class GrayWorld
             gains[c] = (float)(gray / _sum[c]);
         }
         return gains;
-    }
-
-    /// <summary>Multiplies each channel by its gain, rounding half away from zero and saturating.</summary>
-    public static void Apply(Span<byte> hwc, ReadOnlySpan<float> gains)
-    {
-        CheckGains(gains, hwc.Length);
-        for (int i = 0; i < hwc.Length; i += 3)
-            for (int c = 0; c < 3; c++)
-                hwc[i + c] = (byte)Math.Clamp((int)MathF.Round(hwc[i + c] * gains[c], MidpointRounding.AwayFromZero), 0, 255);
-    }
-
-    /// <summary>Multiplies each channel by its gain and clamps to [0, 1].</summary>
-    public static void Apply(Span<float> hwc, ReadOnlySpan<float> gains)
-    {
-        CheckGains(gains, hwc.Length);
-        for (int i = 0; i < hwc.Length; i += 3)
-            for (int c = 0; c < 3; c++)
-                hwc[i + c] = Math.Clamp(hwc[i + c] * gains[c], 0f, 1f);
-    }
-
-    private static void CheckGains(ReadOnlySpan<float> gains, int length)
-    {
-        if (gains.Length != 3) throw new ArgumentException("gray-world gains are three values (R, G, B)");
-        if (length % 3 != 0) throw new ArgumentException("an RGB image has a multiple of 3 values");
-        foreach (var g in gains)
-            if (!float.IsFinite(g) || g <= 0) throw new ArgumentException($"gain {g} is not a positive finite number");
     }
 }

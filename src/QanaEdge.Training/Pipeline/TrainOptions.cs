@@ -37,6 +37,12 @@ public sealed record TrainOptions
     /// <summary>Quantization-aware fine-tuning epochs after BN folding.</summary>
     public int QatEpochs { get; init; } = 3;
     public float QatLearningRate { get; init; } = 2e-4f;
+    /// <summary>
+    /// Gray-world colour normalisation (DESIGN.md): per-channel gains fitted on the training split's preprocessed
+    /// images only, applied to every split before training and carried in the package (Input.ColorGains), where
+    /// the device applies them after resampling. Off: gains of 1.
+    /// </summary>
+    public bool GrayWorld { get; init; } = true;
     /// <summary>Random 90° rotations (transposes) on top of the flips: dermoscopy has no canonical orientation.</summary>
     public bool Transpose { get; init; } = true;
     /// <summary>

@@ -30,14 +30,40 @@ public sealed record PipelinePaths
     public string FiguresDir => Path.ChangeExtension(OutPackage, ".figures");
 }
 
-/// <summary>The split and the preprocessed training and validation images, loaded once and shared by several runs (the ablation).</summary>
-public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Validation)
+/// <summary>
+/// The split and the preprocessed training and validation images, loaded once and shared by several runs (the
+/// ablation), with the gray-world gains already applied to both; the package carries <see cref="ColorGains"/>
+/// so the device applies the same ones.
+/// </summary>
+public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Validation, float[] ColorGains)
 {
     /// <param name="zoomSourceSize">Side of the larger copy of each training image that zoomed views are cut from (0: none).</param>
-    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0)
+    /// <param name="grayWorld">Fit gray-world gains on the training images (otherwise gains of 1).</param>
+    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0, bool grayWorld = true)
     {
         var split = LesionSplit.Create(Ham10000Index.Load(imagesDir, labelsCsv));
-        return new PreparedData(split, ImageSet.Load(split.Train, size, zoomSourceSize), ImageSet.Load(split.Validation, size));
+        var train = ImageSet.Load(split.Train, size, zoomSourceSize);
+        var val = ImageSet.Load(split.Validation, size);
+        float[] gains = grayWorld ? FitGrayWorld(train) : [1f, 1f, 1f];
+        ApplyGains(train, gains);
+        ApplyGains(val, gains);
+        return new PreparedData(split, train, val, gains);
+    }
+
+    /// <summary>Gray-world gains of the training images at the input size: the pixels the network sees.</summary>
+    public static float[] FitGrayWorld(ImageSet train)
+    {
+        var fit = new GrayWorld();
+        foreach (var image in train.Pixels) fit.Add(image);
+        return fit.Gains();
+    }
+
+    /// <summary>Applies the gains with the device's own function (Preprocessor.ApplyColorGains), to every view of a set.</summary>
+    public static void ApplyGains(ImageSet set, float[] gains)
+    {
+        foreach (var image in set.Pixels) Imaging.Preprocessor.ApplyColorGains(image, gains);
+        if (set.ZoomPixels is { } zoom)
+            foreach (var image in zoom) Imaging.Preprocessor.ApplyColorGains(image, gains);
     }
 }
 
@@ -83,11 +109,11 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var total = Stopwatch.StartNew();
         var o = options;
         int size = o.Network.InputSize;
-        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize);
+        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld);
         if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
-        var (split, train, val) = data;
+        var (split, train, val, gains) = data;
         Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
-        Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s");
+        Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s; gray-world gains (R, G, B) {string.Join(", ", gains.Select(g => g.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)))}");
 
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(paths.OutPackage))!);
         using var log = new StreamWriter(paths.LogPath, append: false);
@@ -141,7 +167,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
 
         // 3. Convert, evaluate in integers on validation, calibrate the readout.
         var fqVal = trainer.Predict(qnet, val);
-        var baseInfo = Info(o, floatF1);
+        var baseInfo = Info(o, floatF1, gains);
         var package = Converter.Convert(qnet, baseInfo);
         var (valLogits, valProbs) = RunInteger(package, val);
         int agree = 0;
@@ -259,8 +285,9 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         foreach (var p in q.Parameters) s[i++].CopyTo(p.Value, 0);
     }
 
-    private ConversionInfo Info(TrainOptions o, double floatF1) => new()
+    private ConversionInfo Info(TrainOptions o, double floatF1, float[] colorGains) => new()
     {
+        ColorGains = colorGains,
         ModelId = $"qana-{o.Profile.ToString().ToLowerInvariant()}-{o.Network.InputSize}",
         Version = "1.0.0",
         Provenance = new Dictionary<string, string>
@@ -270,7 +297,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["epochs"] = o.Epochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote} incremental={o.Incremental}",
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")} flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
+            ["head"] = o.Network.PooledHead ? "pooled" : "flatten",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")} gray-world={o.GrayWorld}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };
