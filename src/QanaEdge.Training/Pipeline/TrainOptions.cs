@@ -62,6 +62,14 @@ public sealed record TrainOptions
     /// a 700-image validation split whose rarest class has a dozen images; the average is steadier and better.
     /// </summary>
     public float EmaDecay { get; init; } = 0.995f;
+    /// <summary>
+    /// Clean training batches over which batch norm's statistics are re-estimated for the averaged weights before
+    /// every validation of a float network (0 = validate with the statistics training left behind). Those running
+    /// statistics follow the live weights on augmented, class-rebalanced batches, not the averaged weights on real
+    /// images, and the mismatch moved validation macro-F1 by several points from one epoch to the next, which
+    /// early stopping then selected on. The live statistics are put back afterwards: training itself is unchanged.
+    /// </summary>
+    public int PreciseBnBatches { get; init; } = 24;
     /// <summary>Embedding-space SMOTE for the head after the float phase (ablation row +SMOTE).</summary>
     public bool Smote { get; init; }
     /// <summary>Epochs of head training on real + synthetic embeddings in the SMOTE stage.</summary>

@@ -91,10 +91,18 @@ public sealed class Trainer
             }
             double trainSeconds = sw.Elapsed.TotalSeconds;
             average?.Swap(); // validate, and keep, the averaged weights
+            // ... with batch-norm statistics of their own (TrainOptions.PreciseBnBatches); training resumes with its own.
+            float[][]? liveStats = null;
+            if (average is not null && net is QanaNet floatNet && _o.PreciseBnBatches > 0)
+            {
+                liveStats = BatchNormStatistics(floatNet);
+                RecalibrateBatchNorm(floatNet, train, _o.PreciseBnBatches);
+            }
             var probs = Predict(net, val, flips: false);
             var m = ClassificationMetrics.Compute(val.Labels, probs);
             bool isBest = stop.Observe(epoch, m.MacroF1);
             if (isBest) best = capture();
+            if (liveStats is not null) RestoreBatchNormStatistics((QanaNet)net, liveStats);
             average?.Swap();
             var rec = new EpochRecord(phase, epoch, lossSum / Math.Max(1, seen), lr, m.Top1, m.MacroF1, m.BalancedAccuracy,
                 sw.Elapsed.TotalSeconds, seen / trainSeconds, isBest);
@@ -178,6 +186,10 @@ public sealed class Trainer
     {
         var norms = net.BatchNorms.ToArray();
         var saved = norms.Select(b => b.Momentum).ToArray();
+        // Dropout off: the statistics are those of the network as it runs at inference.
+        var dropouts = net.Blocks.Select(b => b.Drop).ToArray();
+        var rates = dropouts.Select(d => d.Rate).ToArray();
+        foreach (var d in dropouts) d.Rate = 0;
         var order = Enumerable.Range(0, set.Count).ToArray();
         var rng = SeededRandom.For(_o.Seed, 0xB47C, 0);
         rng.Shuffle(order.AsSpan());
@@ -193,7 +205,21 @@ public sealed class Trainer
                 net.Forward(new Tape { Training = true, Step = (ulong)b ^ 0xB47C }, _x);
             }
         }
-        finally { for (int i = 0; i < norms.Length; i++) norms[i].Momentum = saved[i]; }
+        finally
+        {
+            for (int i = 0; i < norms.Length; i++) norms[i].Momentum = saved[i];
+            for (int i = 0; i < dropouts.Length; i++) dropouts[i].Rate = rates[i];
+        }
+    }
+
+    /// <summary>Copies of every batch norm's running mean and variance, in layer order.</summary>
+    private static float[][] BatchNormStatistics(QanaNet net) =>
+        net.BatchNorms.SelectMany(b => new[] { (float[])b.RunningMean.Clone(), (float[])b.RunningVar.Clone() }).ToArray();
+
+    private static void RestoreBatchNormStatistics(QanaNet net, float[][] stats)
+    {
+        int i = 0;
+        foreach (var b in net.BatchNorms) { stats[i++].CopyTo(b.RunningMean, 0); stats[i++].CopyTo(b.RunningVar, 0); }
     }
 
     /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled

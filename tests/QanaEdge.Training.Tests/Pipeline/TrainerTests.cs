@@ -94,6 +94,57 @@ public class TrainerTests
         Assert.Equal(before, net.Parameters.SelectMany(p => p.Value).ToArray());
     }
 
+    /// <summary>
+    /// Validation with batch-norm statistics re-estimated for the averaged weights changes what is measured and
+    /// kept, never the training itself: the same losses epoch by epoch, and the kept state's statistics are those
+    /// of its own weights (re-estimating them again changes nothing).
+    /// </summary>
+    [Fact]
+    public void PreciseBatchNormAtValidationLeavesTrainingAloneAndKeepsConsistentStatistics()
+    {
+        var set = Synthetic(42, 9);
+        var options = new TrainOptions
+        {
+            Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1), (16, 2)], DropoutRate = 0.2f },
+            BatchSize = 14, Seed = 5, ZoomProbability = 0.5,
+        };
+        (List<EpochRecord> History, QanaNet Net, Trainer Trainer) Run(int preciseBatches)
+        {
+            var o = options with { PreciseBnBatches = preciseBatches };
+            var net = new QanaNet(o.Network, o.Seed);
+            var trainer = new Trainer(o);
+            trainer.Fit("float", net, set, set, 3, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0);
+            return (trainer.History, net, trainer);
+        }
+        var plain = Run(0);
+        var precise = Run(2);
+        Assert.Equal(plain.History.Select(r => r.TrainLoss), precise.History.Select(r => r.TrainLoss));
+
+        var kept = precise.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+        precise.Trainer.RecalibrateBatchNorm(precise.Net, set, 2);
+        Assert.Equal(kept, precise.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray());
+        // The plain run kept the statistics training left behind, which are not those.
+        var plainKept = plain.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+        plain.Trainer.RecalibrateBatchNorm(plain.Net, set, 2);
+        Assert.NotEqual(plainKept, plain.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray());
+    }
+
+    /// <summary>Re-estimated statistics are those of the network as it runs at inference: dropout off, and back on after.</summary>
+    [Fact]
+    public void BatchNormRecalibrationRunsWithoutDropout()
+    {
+        var set = Synthetic(28, 4);
+        float[] Stats(float dropout)
+        {
+            var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1), (16, 2)], DropoutRate = dropout }, BatchSize = 14 };
+            var net = new QanaNet(o.Network, 2);
+            new Trainer(o).RecalibrateBatchNorm(net, set, 2);
+            Assert.All(net.Blocks, b => Assert.Equal(dropout, b.Drop.Rate));
+            return net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+        }
+        Assert.Equal(Stats(0f), Stats(0.5f));
+    }
+
     private static float[] Fit(ImageSet set, TrainOptions baseOptions)
     {
         var o = baseOptions with
