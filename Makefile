@@ -115,7 +115,7 @@ MODEL_EPOCHS ?= 48
 model: restore
 	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
 	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- train --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
-	  --out firmware-models/qana-paper8-64.qana --epochs $(MODEL_EPOCHS) --patience $(MODEL_EPOCHS) --qat-epochs 1 --seed 1 --profile paper8 --input-size 64
+	  --out firmware-models/qana-paper8-64.qana --epochs $(MODEL_EPOCHS) --patience $(MODEL_EPOCHS) --qat-epochs 1 --seed 1 --profile paper8 --input-size 64 --pooled-head
 
 ## ablation: the paper's Table IV rows on our split (docs/ablation.md, docs/ablation.json); ABLATION_EPOCHS float epochs per trained row
 ABLATION_EPOCHS ?= 35
@@ -124,7 +124,7 @@ ablation: restore
 	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
 	$(DOTNET) run --project src/QanaEdge.Cli -c Release --no-build -- ablate --data $(MODEL_DATA)/images --labels $(MODEL_DATA)/labels.csv \
 	  --out out/ablation --epochs $(ABLATION_EPOCHS) --qat-epochs $(ABLATION_QAT_EPOCHS) --seed 1 \
-	  --table docs/ablation.md --json docs/ablation.json --commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	  --pooled-head --table docs/ablation.md --json docs/ablation.json --commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 clean:
 	$(DOTNET) clean QanaEdge.sln -v q; rm -rf out TestResults

@@ -27,9 +27,10 @@ public sealed class AblateCommand : IVerb
         var table = new Option<string>("--table") { Description = "markdown table to write", DefaultValueFactory = _ => "docs/ablation.md" };
         var json = new Option<string>("--json") { Description = "JSON to write", DefaultValueFactory = _ => "docs/ablation.json" };
         var commit = new Option<string?>("--commit") { Description = "source revision to name in the table" };
+        var pooledHead = new Option<bool>("--pooled-head") { Description = "every row with the pooled head (global average of the final map before the linear head)" };
         var command = new Command("ablate", "Reproduce the paper's ablation table (Table IV) on the lesion-grouped split.")
         {
-            data, labels, output, epochs, qatEpochs, seed, threads, table, json, commit,
+            data, labels, output, epochs, qatEpochs, seed, threads, table, json, commit, pooledHead,
         };
         command.SetAction(parse =>
         {
@@ -39,7 +40,7 @@ public sealed class AblateCommand : IVerb
             if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
             if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
-            var options = new TrainOptions { Network = QanaOptions.Full, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
+            var options = new TrainOptions { Network = QanaOptions.Full with { PooledHead = parse.GetValue(pooledHead) }, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
             string schedule = FormattableString.Invariant(
                 $"{e} float epoch{(e == 1 ? "" : "s")} per trained row (cosine schedule of that length, no early stop) and {q} QAT epoch{(q == 1 ? "" : "s")} per row");
             if (e < 35) schedule += "; a short schedule (the shipped model trains for 35 or more float epochs), so rows compare with each other, not with the paper";

@@ -83,7 +83,7 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
     }
 
     public static string Switches(TrainOptions o) =>
-        $"ghost={On(o.Network.Ghost)} eca={On(o.Network.Eca)} se={On(o.Network.Se)} quant-head={On(o.Network.QuantHead)} smote={On(o.Smote)} incremental={On(o.Incremental)}";
+        $"ghost={On(o.Network.Ghost)} eca={On(o.Network.Eca)} se={On(o.Network.Se)} quant-head={On(o.Network.QuantHead)} smote={On(o.Smote)} incremental={On(o.Incremental)} head={(o.Network.PooledHead ? "pooled" : "flatten")}";
 
     private static string On(bool b) => b ? "on" : "off";
 
