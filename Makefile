@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -35,8 +35,14 @@ restore: deps
 build: restore
 	$(DOTNET) build QanaEdge.sln -c $(CONFIG) --no-restore
 
+## deps-test: Debian's ONNX and PyTorch, the offline oracles the ONNX export tests run the exported model with
+## (without them those tests are skipped, with the reason)
+TEST_APT_PACKAGES := python3-onnx python3-torch
+deps-test: deps
+	@$(call apt_install,$(TEST_APT_PACKAGES))
+
 ## test: the whole suite; prints `N passed, N failed[, N skipped]` and fails if any test failed
-test: restore
+test: restore deps-test
 	bash .ci/test-summary $(CONFIG)
 
 ## run: the daemon on embedded defaults (inbox ./inbox, state ./state, embedded broker, default model)
