@@ -45,6 +45,45 @@ public class LesionClassifierTests
         return p;
     }
 
+    /// <summary>
+    /// The shipped package has a pooled head, so its saliency map is the class activation map: for the predicted class
+    /// k, ReLU(Σ_c W[k, c]·A[h, w, c]) over the dequantized final feature map of the centred view.
+    /// </summary>
+    [Fact]
+    public void The_shipped_packages_pooled_head_gives_the_class_activation_map()
+    {
+        var package = PackageReader.Load(File.ReadAllBytes(Path.Combine(TestData.RepositoryRoot, "firmware-models", "qana-paper8-64.qana")));
+        HeadInfo head = Assert.IsType<HeadInfo>(HeadInfo.Find(package.Graph));
+        Assert.True(head.Pooled);
+        using var engine = (IntegerEngine)LesionClassifier.CreateEngine(package);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true, Tiling = false });
+        using var reference = (IntegerEngine)LesionClassifier.CreateEngine(package);
+        foreach (string path in Samples.JpegPaths(3))
+        {
+            byte[] file = File.ReadAllBytes(path);
+            LesionResult r = classifier.Classify(file);
+            SaliencyMap map = Assert.IsType<SaliencyMap>(r.Saliency);
+            Assert.Equal((8, 8), (map.Width, map.Height));
+
+            RgbImage image = ImageDecoder.Decode(file);
+            CropBox centred = CropBox.CenteredSquare(image.Width, image.Height);
+            float[] p = Manual(package, reference, image, centred);
+            int k = InferencePipeline.ArgMax(p, reference.Logits);
+            ReadOnlySpan<sbyte> a = reference.Activation(head.FeatureTensor);
+            var f = head.Feature;
+            Assert.Equal(centred, map.Region);
+            for (int cell = 0; cell < 64; cell++)
+            {
+                double sum = 0;
+                for (int c = 0; c < f.Channels; c++)
+                    sum += head.Head.Weights![k * f.Channels + c] * (a[cell * f.Channels + c] - f.ZeroPoint) * f.Scale;
+                double expected = Math.Max(0, sum);
+                Assert.True(Math.Abs(expected - map.Values[cell]) <= 1e-6 * Math.Max(1, expected), $"cell {cell}: {map.Values[cell]} vs {expected}");
+            }
+            Assert.Contains(map.Values, v => v > 0);
+        }
+    }
+
     [Fact]
     public void Real_jpegs_get_a_complete_result()
     {
