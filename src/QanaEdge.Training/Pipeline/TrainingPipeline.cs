@@ -193,7 +193,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var referral = ReferralCalibration.Fit(val.Labels, valFinal);
         Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}] ({(thresholdFit.Accepted ? "kept" : "refused")}: held-out macro-F1 gain " +
             $"{thresholdFit.HeldOutGains[0]:+0.000;-0.000} / {thresholdFit.HeldOutGains[1]:+0.000;-0.000}): validation macro-F1 {thresholdFit.ObjectiveBefore:F3} -> {thresholdFit.ObjectiveAfter:F3}; " +
-            $"tiling tau {tiling.Tau:F3} (validation trigger rate {tiling.TriggerRate:P1}, macro-F1 {tiling.MacroF1Plain:F3} -> {tiling.MacroF1WithTiling:F3}); referral threshold {referral.Threshold:F3}");
+            $"tiling tau {tiling.Tau:F3} (validation trigger rate {tiling.TriggerRate:P1}, macro-F1 {tiling.MacroF1Plain:F3} -> {tiling.MacroF1WithTiling:F3}); referral threshold {referral.Threshold:F3} " +
+            $"(validation sensitivity {referral.Sensitivity:P1}, 95 % lower bound {referral.SensitivityLowerBound:P1}, specificity {referral.Specificity:P1})");
         var calibrated = Rebuild(package, thresholdFit.Thresholds, referral.Threshold, tiling.Tau, [], new Dictionary<string, double>());
         var figures = CalibrationFigures.Write(paths.FiguresDir, tiling, TilingCalibration.DefaultMaxTriggerRate, val.Labels, valFinal,
             referral.Threshold, thresholdFit.Thresholds, baseInfo.Threshold, Classes.Codes,
@@ -237,6 +238,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["val_integer_fake_quant_agreement"] = agreement, ["val_macro_f1_calibrated"] = thresholdFit.ObjectiveAfter,
             ["val_threshold_heldout_gain_fold1"] = thresholdFit.HeldOutGains[0], ["val_threshold_heldout_gain_fold2"] = thresholdFit.HeldOutGains[1],
             ["tiling_tau"] = tiling.Tau, ["val_tiling_trigger_rate"] = tiling.TriggerRate, ["val_macro_f1_tiled"] = tiling.MacroF1WithTiling,
+            ["val_referral_sensitivity"] = referral.Sensitivity, ["val_referral_sensitivity_lower_bound"] = referral.SensitivityLowerBound,
+            ["val_referral_specificity"] = referral.Specificity,
         };
         if (smote is not null)
         {

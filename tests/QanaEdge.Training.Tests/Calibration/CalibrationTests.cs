@@ -16,13 +16,47 @@ public class CalibrationTests
         var truth = Enumerable.Repeat(4, 10).Concat(Enumerable.Repeat(5, 5)).ToArray();
         var scores = new[] { 0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f, 1.0f, 0.05f, 0.15f, 0.25f, 0.35f, 0.95f };
         var probs = scores.Select(Row).ToArray();
-        var fit = ReferralCalibration.Fit(truth, probs);
-        // 90% of 10 = 9 cases must be referred: the 9th highest malignant score is 0.2.
+        var fit = ReferralCalibration.Fit(truth, probs, confidenceZ: 0);
+        // Point estimate: 90% of 10 = 9 cases must be referred: the 9th highest malignant score is 0.2.
         Assert.Equal(0.2f, (float)fit.Threshold, 6);
         Assert.Equal(0.9, fit.Sensitivity, 12);
         Assert.Equal(2.0 / 5, fit.Specificity, 12); // 0.25, 0.35, 0.95 are referred: 2 of 5 benign kept
-        Assert.Equal(1.0, ReferralCalibration.Fit(truth, probs, 1.0).Sensitivity);
+        Assert.Equal(1.0, ReferralCalibration.Fit(truth, probs, 1.0, confidenceZ: 0).Sensitivity);
         Assert.Throws<ArgumentException>(() => ReferralCalibration.Fit([5], [Row(0.3f)]));
+        // With a 95 % confidence bound ten cases cannot show 90 %: even 10 of 10 has a lower bound of 0.79, so
+        // every malignant case is referred.
+        var bounded = ReferralCalibration.Fit(truth, probs);
+        Assert.Equal(0.1f, (float)bounded.Threshold, 6);
+        Assert.Equal(1.0, bounded.Sensitivity);
+        Assert.Equal(0.787, bounded.SensitivityLowerBound, 3);
+    }
+
+    [Fact]
+    public void Wilson_lower_bound_matches_the_textbook_interval()
+    {
+        // 8 of 10 at 95 % two-sided (z = 1.96): Wilson's interval is [0.490, 0.943].
+        Assert.Equal(0.4902, ReferralCalibration.WilsonLowerBound(8, 10, 1.959963984540054), 4);
+        Assert.Equal(0.8, ReferralCalibration.WilsonLowerBound(8, 10, 0), 12);
+        Assert.Equal(0.0, ReferralCalibration.WilsonLowerBound(0, 10, 1.96), 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ReferralCalibration.WilsonLowerBound(11, 10, 1.96));
+    }
+
+    /// <summary>
+    /// The default fit keeps 90 % sensitivity with 95 % confidence: its Wilson bound reaches 0.9, and the next
+    /// threshold up (one malignant case fewer referred) would not. On 148 malignant cases (the validation split's
+    /// count) that means 140 referred, 94.6 %.
+    /// </summary>
+    [Fact]
+    public void Referral_fit_with_confidence_refers_enough_for_the_bound()
+    {
+        var truth = Enumerable.Repeat(4, 148).Concat(Enumerable.Repeat(5, 100)).ToArray();
+        var probs = Enumerable.Range(0, 148).Select(i => Row(0.3f + 0.7f * i / 148)).Concat(Enumerable.Range(0, 100).Select(i => Row(0.5f * i / 100))).ToArray();
+        var fit = ReferralCalibration.Fit(truth, probs);
+        Assert.Equal(140.0 / 148, fit.Sensitivity, 12);
+        Assert.True(fit.SensitivityLowerBound >= 0.9);
+        Assert.True(ReferralCalibration.WilsonLowerBound(139, 148, ReferralCalibration.DefaultConfidenceZ) < 0.9);
+        var above = ReferralMetrics.Compute(truth, probs, Math.BitIncrement(fit.Threshold));
+        Assert.Equal(139.0 / 148, above.Sensitivity, 12);
     }
 
     [Fact]
@@ -37,7 +71,7 @@ public class CalibrationTests
             bool mal = ReferralMetrics.IsMalignant(truth[i]);
             probs[i] = Row((float)Math.Clamp(rng.NextDouble() * 0.7 + (mal ? 0.25 : 0), 0, 1));
         }
-        var fit = ReferralCalibration.Fit(truth, probs);
+        var fit = ReferralCalibration.Fit(truth, probs, confidenceZ: 0);
         Assert.True(fit.Sensitivity >= 0.9);
         // One step higher would lose the target: the threshold is tight.
         var above = ReferralMetrics.Compute(truth, probs, Math.BitIncrement(fit.Threshold));
