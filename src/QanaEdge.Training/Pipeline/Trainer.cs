@@ -92,17 +92,17 @@ public sealed class Trainer
             double trainSeconds = sw.Elapsed.TotalSeconds;
             average?.Swap(); // validate, and keep, the averaged weights
             // ... with batch-norm statistics of their own (TrainOptions.PreciseBnBatches); training resumes with its own.
-            float[][]? liveStats = null;
+            NetState? live = null;
             if (average is not null && net is QanaNet floatNet && _o.PreciseBnBatches > 0)
             {
-                liveStats = BatchNormStatistics(floatNet);
+                live = NetState.Capture(floatNet);
                 RecalibrateBatchNorm(floatNet, train, _o.PreciseBnBatches);
             }
             var probs = Predict(net, val, flips: false);
             var m = ClassificationMetrics.Compute(val.Labels, probs);
             bool isBest = stop.Observe(epoch, m.MacroF1);
             if (isBest) best = capture();
-            if (liveStats is not null) RestoreBatchNormStatistics((QanaNet)net, liveStats);
+            live?.Restore((QanaNet)net); // the averaged weights as they were, with training's statistics
             average?.Swap();
             var rec = new EpochRecord(phase, epoch, lossSum / Math.Max(1, seen), lr, m.Top1, m.MacroF1, m.BalancedAccuracy,
                 sw.Elapsed.TotalSeconds, seen / trainSeconds, isBest);
@@ -212,15 +212,6 @@ public sealed class Trainer
         }
     }
 
-    /// <summary>Copies of every batch norm's running mean and variance, in layer order.</summary>
-    private static float[][] BatchNormStatistics(QanaNet net) =>
-        net.BatchNorms.SelectMany(b => new[] { (float[])b.RunningMean.Clone(), (float[])b.RunningVar.Clone() }).ToArray();
-
-    private static void RestoreBatchNormStatistics(QanaNet net, float[][] stats)
-    {
-        int i = 0;
-        foreach (var b in net.BatchNorms) { stats[i++].CopyTo(b.RunningMean, 0); stats[i++].CopyTo(b.RunningVar, 0); }
-    }
 
     /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled
     /// (the device's resampler) to the input size, into <paramref name="dst"/> as floats in [0, 1].</summary>

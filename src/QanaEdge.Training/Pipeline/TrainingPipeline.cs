@@ -51,7 +51,7 @@ public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Va
     }
 
     /// <summary>Gray-world gains of the training images at the input size: the pixels the network sees.</summary>
-    public static float[] FitGrayWorld(ImageSet train)
+    private static float[] FitGrayWorld(ImageSet train)
     {
         var fit = new GrayWorld();
         foreach (var image in train.Pixels) fit.Add(image);
@@ -59,7 +59,7 @@ public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Va
     }
 
     /// <summary>Applies the gains with the device's own function (Preprocessor.ApplyColorGains), to every view of a set.</summary>
-    public static void ApplyGains(ImageSet set, float[] gains)
+    private static void ApplyGains(ImageSet set, float[] gains)
     {
         foreach (var image in set.Pixels) Imaging.Preprocessor.ApplyColorGains(image, gains);
         if (set.ZoomPixels is { } zoom)

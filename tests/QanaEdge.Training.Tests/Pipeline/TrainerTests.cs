@@ -120,13 +120,13 @@ public class TrainerTests
         var precise = Run(2);
         Assert.Equal(plain.History.Select(r => r.TrainLoss), precise.History.Select(r => r.TrainLoss));
 
-        var kept = precise.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+        var kept = BatchNormStatistics(precise.Net);
         precise.Trainer.RecalibrateBatchNorm(precise.Net, set, 2);
-        Assert.Equal(kept, precise.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray());
+        Assert.Equal(kept, BatchNormStatistics(precise.Net));
         // The plain run kept the statistics training left behind, which are not those.
-        var plainKept = plain.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+        var plainKept = BatchNormStatistics(plain.Net);
         plain.Trainer.RecalibrateBatchNorm(plain.Net, set, 2);
-        Assert.NotEqual(plainKept, plain.Net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray());
+        Assert.NotEqual(plainKept, BatchNormStatistics(plain.Net));
     }
 
     /// <summary>Re-estimated statistics are those of the network as it runs at inference: dropout off, and back on after.</summary>
@@ -140,10 +140,13 @@ public class TrainerTests
             var net = new QanaNet(o.Network, 2);
             new Trainer(o).RecalibrateBatchNorm(net, set, 2);
             Assert.All(net.Blocks, b => Assert.Equal(dropout, b.Drop.Rate));
-            return net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
+            return BatchNormStatistics(net);
         }
         Assert.Equal(Stats(0f), Stats(0.5f));
     }
+
+    /// <summary>Every batch norm's running mean and variance, in layer order.</summary>
+    private static float[] BatchNormStatistics(QanaNet net) => net.BatchNorms.SelectMany(b => b.RunningMean.Concat(b.RunningVar)).ToArray();
 
     private static float[] Fit(ImageSet set, TrainOptions baseOptions)
     {
