@@ -28,4 +28,12 @@ public class AblateCommandTests
         }
         finally { dir.Delete(recursive: true); }
     }
+
+    [Theory]
+    [InlineData("--zoom-probability", "1.5")]
+    [InlineData("--dropout", "0.6")]
+    [InlineData("--sampler-alpha", "-0.1")]
+    [InlineData("--label-smoothing", "0.5")]
+    public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
+        Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }

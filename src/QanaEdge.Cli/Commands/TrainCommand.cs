@@ -38,6 +38,8 @@ public sealed class TrainCommand : IVerb
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
         var mixup = new Option<double>("--mixup") { Description = "mixup in the float phase: Beta(a, a) mixing weight, a in (0, 1] (0 = off)", DefaultValueFactory = _ => 0 };
         var labelSmoothing = new Option<float>("--label-smoothing") { Description = "label smoothing of the cross-entropy, in [0, 0.5)", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
+        var zoom = new Option<double>("--zoom-probability") { Description = "probability that a training image is a zoomed view (random square of side 0.67-1 of the crop)", DefaultValueFactory = _ => new TrainOptions().ZoomProbability };
+        var dropout = new Option<float>("--dropout") { Description = "dropout rate after each block's batch norm, in [0, 0.5]", DefaultValueFactory = _ => QanaOptions.Full.DropoutRate };
         var throughput = new Option<int>("--throughput-steps") { Description = "only measure training images/s on a synthetic batch for N steps (no data needed) and exit" };
         var noGrayWorld = new Option<bool>("--no-gray-world") { Description = "without gray-world colour gains (fitted on the training split otherwise)" };
         var pooledHead = new Option<bool>("--pooled-head") { Description = "global-average-pool the final feature map before the linear head (instead of flattening it)" };
@@ -46,7 +48,7 @@ public sealed class TrainCommand : IVerb
         var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing, zoom, dropout,
         };
         command.SetAction(parse =>
         {
@@ -69,6 +71,10 @@ public sealed class TrainCommand : IVerb
             if (mix is < 0 or > 1) throw new UsageException("--mixup must be in [0, 1]");
             float smoothing = parse.GetValue(labelSmoothing);
             if (smoothing is < 0 or >= 0.5f) throw new UsageException("--label-smoothing must be in [0, 0.5)");
+            double zoomP = parse.GetValue(zoom);
+            if (zoomP is < 0 or > 1) throw new UsageException("--zoom-probability must be in [0, 1]");
+            float drop = parse.GetValue(dropout);
+            if (drop is < 0 or > 0.5f) throw new UsageException("--dropout must be in [0, 0.5]");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
             if (steps > 0)
@@ -94,12 +100,14 @@ public sealed class TrainCommand : IVerb
                 Se = net.Se && !parse.GetValue(noSe),
                 QuantHead = net.QuantHead && !parse.GetValue(noQuantHead),
                 PooledHead = parse.GetValue(pooledHead),
+                DropoutRate = drop,
             };
             var options = new TrainOptions
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
                 GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
+                ZoomProbability = zoomP,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using QanaEdge.Imaging;
 using QanaEdge.Training.Data;
@@ -85,7 +86,7 @@ public sealed class Trainer
                     double perBatch = total.Elapsed.TotalSeconds / step;
                     long remaining = (long)epochs * batches - step;
                     _progress($"{phase} epoch {epoch}/{epochs} batch {b + 1}/{batches} loss {lossSum / seen:F4} " +
-                              $"val-F1 {(History.Count > 0 ? History[^1].ValMacroF1 : double.NaN):F3} " +
+                              $"val-F1 {(History.Count > 0 ? History[^1].ValMacroF1.ToString("F3", CultureInfo.InvariantCulture) : "-")} " +
                               $"ETA {TimeSpan.FromSeconds(perBatch * remaining):hh\\:mm\\:ss}");
                 }
             }

@@ -301,7 +301,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ablation"] = $"ghost={o.Network.Ghost} eca={o.Network.Eca} se={o.Network.Se} quant_head={o.Network.QuantHead} smote={o.Smote} incremental={o.Incremental}",
             ["head"] = o.Network.PooledHead ? "pooled" : "flatten",
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")} gray-world={o.GrayWorld}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")}{(o.Network.DropoutRate != QanaOptions.Full.DropoutRate ? $" dropout={o.Network.DropoutRate}," : "")} gray-world={o.GrayWorld}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };
