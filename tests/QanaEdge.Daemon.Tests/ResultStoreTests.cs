@@ -1,5 +1,6 @@
 using LiteDB;
 using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
 
@@ -47,5 +48,39 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal([false, true], store.Commit([Result(1), Result(3)], "t"));
         Assert.Equal(3, store.ResultCount());
         Assert.Equal(3, store.OutboxCount());
+    }
+
+    /// <summary>
+    /// On a real file system that fills up, a commit fails with the kernel's ENOSPC, promptly, and stores nothing; once
+    /// space is back the same store commits again (LiteDB leaves a database that hit a full disk unusable until it is
+    /// reopened), and everything committed before, during and after is in the file exactly once.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_full_disk_fails_the_commit_and_the_store_recovers_when_space_returns()
+    {
+        using var disk = new SmallFileSystem(megabytes: 8);
+        string path = Path.Combine(disk.Root, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            Assert.Equal([true, true], store.Commit([Result(1), Result(2)], "t"));
+            string filler = disk.Fill();
+
+            Task<bool[]> full = Task.Run(() => store.Commit([Result(3), Result(4)], "t"));
+            var failure = await Assert.ThrowsAnyAsync<Exception>(() => full.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.False(failure is TimeoutException, "the commit on a full disk hung instead of failing");
+            Assert.True(failure is IOException or LiteException, failure.ToString());
+            // Still full: failing again, not hanging and not half-storing.
+            var again = await Assert.ThrowsAnyAsync<Exception>(() => Task.Run(() => store.Commit([Result(3)], "t")).WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.False(again is TimeoutException, "a second commit on the full disk hung");
+
+            File.Delete(filler);
+            bool[] fresh = await Task.Run(() => store.Commit([Result(3), Result(4)], "t")).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal([true, true], fresh);
+            Assert.Equal(4, store.ResultCount());
+            Assert.Equal(4, store.OutboxCount());
+        }
+        using var reopened = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper());
+        Assert.Equal(["r0001", "r0002", "r0003", "r0004"], reopened.GetCollection("results").FindAll().Select(d => d["_id"].AsString).Order().ToArray());
+        Assert.Equal(4, reopened.GetCollection("outbox").Count());
     }
 }

@@ -24,140 +24,187 @@ public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] 
 
 /// <summary>
 /// The daemon's LiteDB file: results, the outbox, clinician feedback and the update log. Only the BsonDocument API
-/// is used (no reflection mapper: Native-AOT clean). All writes are serialised through one lock because a LiteDB
+/// is used (no reflection mapper: Native-AOT clean). All access is serialised through one lock because a LiteDB
 /// transaction belongs to the thread that began it.
+/// <para>
+/// A write that fails on the disk (full, or an I/O error) leaves LiteDB 5's instance unusable: its next call blocks
+/// or fails again even after space has been freed (LiteDB issue #2821). So after such a failure the instance is
+/// dropped, and the next call opens the file again, which replays whatever LiteDB had committed to its log. Every
+/// call then fails cleanly while the disk stays full (the caller keeps its captures and retries) and works again
+/// as soon as it is not.
+/// </para>
 /// </summary>
 public sealed class ResultStore : IDisposable
 {
-    private readonly LiteDatabase _db;
-    private readonly ILiteCollection<BsonDocument> _results;
-    private readonly ILiteCollection<BsonDocument> _outbox;
-    private readonly ILiteCollection<BsonDocument> _feedback;
-    private readonly ILiteCollection<BsonDocument> _updates;
     private readonly Lock _gate = new();
+    private Database? _open;
+    private bool _disposed;
 
     public ResultStore(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        // A plain BsonMapper instance: nothing is mapped through it, we only hand it BsonDocuments.
-        _db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper());
-        _results = _db.GetCollection("results", BsonAutoId.ObjectId);
-        _outbox = _db.GetCollection("outbox", BsonAutoId.Int64);
-        _feedback = _db.GetCollection("feedback", BsonAutoId.Int64);
-        _updates = _db.GetCollection("updates", BsonAutoId.Int64);
-        _results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
         DatabasePath = path;
+        _open = new Database(path);
     }
 
     public string DatabasePath { get; }
 
-    public bool HasResult(string resultId)
+    /// <summary>The LiteDB instance and its collections, opened together and dropped together.</summary>
+    private sealed class Database : IDisposable
     {
-        lock (_gate) return _results.FindById(resultId) is not null;
+        public readonly LiteDatabase Db;
+        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates;
+
+        public Database(string path)
+        {
+            // A plain BsonMapper instance: nothing is mapped through it, we only hand it BsonDocuments.
+            Db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper());
+            try
+            {
+                Results = Db.GetCollection("results", BsonAutoId.ObjectId);
+                Outbox = Db.GetCollection("outbox", BsonAutoId.Int64);
+                Feedback = Db.GetCollection("feedback", BsonAutoId.Int64);
+                Updates = Db.GetCollection("updates", BsonAutoId.Int64);
+                Results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
+            }
+            catch
+            {
+                Abandon(Db);
+                throw;
+            }
+        }
+
+        public void Dispose() => Db.Dispose();
     }
+
+    /// <summary>
+    /// Runs <paramref name="operation"/> under the lock on an open database, opening it again first when the last
+    /// call failed on the disk. A disk failure drops the instance and is rethrown.
+    /// </summary>
+    private T Use<T>(Func<Database, T> operation)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Database db = _open ??= new Database(DatabasePath);
+            try { return operation(db); }
+            catch (Exception e) when (e is IOException or LiteException)
+            {
+                _open = null;
+                Abandon(db.Db);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Closes an instance that failed on the disk. It is closed before another is opened on the same file (two
+    /// instances writing one file would corrupt it); its own error on closing, usually the disk error again, is the
+    /// one the caller already has.
+    /// </summary>
+    private static void Abandon(LiteDatabase db)
+    {
+        try { db.Dispose(); }
+        catch (Exception e) when (e is IOException or LiteException or ObjectDisposedException) { }
+    }
+
+    public bool HasResult(string resultId) => Use(d => d.Results.FindById(resultId) is not null);
 
     /// <summary>
     /// Stores each result with its outbox entry, all in ONE transaction. A result whose id is already stored (the
     /// same image again, or a capture redelivered after a crash) is skipped: it keeps its id and gets no second
     /// outbox entry. Returns, per input, whether it was new.
     /// </summary>
-    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic)
+    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic) => Use(d =>
     {
         var fresh = new bool[batch.Count];
-        lock (_gate)
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        try
         {
-            if (!_db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-            try
+            for (int i = 0; i < batch.Count; i++)
             {
-                for (int i = 0; i < batch.Count; i++)
+                StoredResult r = batch[i];
+                if (d.Results.FindById(r.ResultId) is not null) continue;
+                d.Results.Insert(new BsonDocument
                 {
-                    StoredResult r = batch[i];
-                    if (_results.FindById(r.ResultId) is not null) continue;
-                    _results.Insert(new BsonDocument
-                    {
-                        ["_id"] = r.ResultId,
-                        ["image_sha256"] = r.ImageSha256,
-                        ["label"] = r.Label,
-                        ["confidence"] = (double)r.Confidence,
-                        ["refer"] = r.Refer,
-                        ["tiled"] = r.Tiled,
-                        ["model_id"] = r.ModelId,
-                        ["model_version"] = r.ModelVersion,
-                        ["latency_ms"] = r.LatencyMs,
-                        ["energy_mj"] = r.EnergyMillijoules is double e ? new BsonValue(e) : BsonValue.Null,
-                        ["captured_at"] = r.CapturedAt,
-                        ["stored_at"] = DateTime.UtcNow,
-                        ["source"] = r.Source,
-                        ["payload"] = r.Payload,
-                    });
-                    _outbox.Insert(new BsonDocument
-                    {
-                        ["result_id"] = r.ResultId,
-                        ["topic"] = resultsTopic,
-                        ["payload"] = r.Payload,
-                        ["landed"] = r.LandedTimestamp,
-                    });
-                    fresh[i] = true;
-                }
-                _db.Commit();
+                    ["_id"] = r.ResultId,
+                    ["image_sha256"] = r.ImageSha256,
+                    ["label"] = r.Label,
+                    ["confidence"] = (double)r.Confidence,
+                    ["refer"] = r.Refer,
+                    ["tiled"] = r.Tiled,
+                    ["model_id"] = r.ModelId,
+                    ["model_version"] = r.ModelVersion,
+                    ["latency_ms"] = r.LatencyMs,
+                    ["energy_mj"] = r.EnergyMillijoules is double e ? new BsonValue(e) : BsonValue.Null,
+                    ["captured_at"] = r.CapturedAt,
+                    ["stored_at"] = DateTime.UtcNow,
+                    ["source"] = r.Source,
+                    ["payload"] = r.Payload,
+                });
+                d.Outbox.Insert(new BsonDocument
+                {
+                    ["result_id"] = r.ResultId,
+                    ["topic"] = resultsTopic,
+                    ["payload"] = r.Payload,
+                    ["landed"] = r.LandedTimestamp,
+                });
+                fresh[i] = true;
             }
-            catch
-            {
-                _db.Rollback();
-                throw;
-            }
-            MakeDurable();
+            d.Db.Commit();
         }
+        catch (Exception e) when (e is not (IOException or LiteException))
+        {
+            d.Db.Rollback();
+            throw;
+        }
+        // (A disk failure is not rolled back here: the instance is dropped, and reopening keeps only what LiteDB had
+        // committed to its log, which is all or nothing per transaction.)
+        MakeDurable(d);
         return fresh;
-    }
+    });
 
     /// <summary>Outbox entries with id greater than <paramref name="afterId"/>, oldest first.</summary>
-    public List<OutboxEntry> ReadOutbox(long afterId, int max)
+    public List<OutboxEntry> ReadOutbox(long afterId, int max) => Use(d =>
     {
-        lock (_gate)
-        {
-            var list = new List<OutboxEntry>(Math.Min(max, 256));
-            foreach (BsonDocument d in _outbox.Find(Query.GT("_id", afterId), 0, max))
-                list.Add(new OutboxEntry(d["_id"].AsInt64, d["result_id"].AsString, d["topic"].AsString, d["payload"].AsBinary, d["landed"].AsInt64));
-            return list;
-        }
-    }
+        var list = new List<OutboxEntry>(Math.Min(max, 256));
+        foreach (BsonDocument doc in d.Outbox.Find(Query.GT("_id", afterId), 0, max))
+            list.Add(new OutboxEntry(doc["_id"].AsInt64, doc["result_id"].AsString, doc["topic"].AsString, doc["payload"].AsBinary, doc["landed"].AsInt64));
+        return list;
+    });
 
     /// <summary>Deletes entries whose PUBACK arrived.</summary>
     public void DeleteOutbox(IReadOnlyCollection<long> ids)
     {
         if (ids.Count == 0) return;
-        lock (_gate)
+        Use(d =>
         {
-            _db.BeginTrans();
-            foreach (long id in ids) _outbox.Delete(id);
-            _db.Commit();
-        }
+            d.Db.BeginTrans();
+            foreach (long id in ids) d.Outbox.Delete(id);
+            return d.Db.Commit();
+        });
     }
 
-    public int OutboxCount() { lock (_gate) return _outbox.Count(); }
-    public int ResultCount() { lock (_gate) return _results.Count(); }
+    public int OutboxCount() => Use(d => d.Outbox.Count());
+    public int ResultCount() => Use(d => d.Results.Count());
 
     /// <summary>Stores a clinician label for a result. Returns false when the result id is unknown on this device.</summary>
-    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw)
+    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw) => Use(d =>
     {
-        lock (_gate)
+        bool known = d.Results.FindById(resultId) is not null;
+        d.Feedback.Insert(new BsonDocument
         {
-            bool known = _results.FindById(resultId) is not null;
-            _feedback.Insert(new BsonDocument
-            {
-                ["result_id"] = resultId,
-                ["label"] = label,
-                ["clinician"] = clinician is null ? BsonValue.Null : clinician,
-                ["note"] = note is null ? BsonValue.Null : note,
-                ["known_result"] = known,
-                ["received_at"] = DateTime.UtcNow,
-                ["raw"] = raw,
-            });
-            MakeDurable();
-            return known;
-        }
-    }
+            ["result_id"] = resultId,
+            ["label"] = label,
+            ["clinician"] = clinician is null ? BsonValue.Null : clinician,
+            ["note"] = note is null ? BsonValue.Null : note,
+            ["known_result"] = known,
+            ["received_at"] = DateTime.UtcNow,
+            ["raw"] = raw,
+        });
+        MakeDurable(d);
+        return known;
+    });
 
     /// <summary>
     /// Forces everything committed so far onto the disk. LiteDB 5's Commit only queues the transaction's pages for a
@@ -168,32 +215,30 @@ public sealed class ResultStore : IDisposable
     /// one per batch of results, so its cost is shared by up to a batch of captures. Outbox deletions skip it: a
     /// lost deletion only republishes a result under its own id.
     /// </summary>
-    private void MakeDurable() => _db.Checkpoint();
+    private static void MakeDurable(Database d) => d.Db.Checkpoint();
 
-    public int FeedbackCount() { lock (_gate) return _feedback.Count(); }
+    public int FeedbackCount() => Use(d => d.Feedback.Count());
 
     /// <summary>Records an update package that arrived, whether it was applied and why not.</summary>
-    public void LogUpdate(string topic, string sha256, long size, string outcome, string reason)
-    {
-        lock (_gate)
+    public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>
+        d.Updates.Insert(new BsonDocument
         {
-            _updates.Insert(new BsonDocument
-            {
-                ["topic"] = topic, ["sha256"] = sha256, ["size"] = size,
-                ["outcome"] = outcome, ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
-            });
-        }
-    }
+            ["topic"] = topic, ["sha256"] = sha256, ["size"] = size,
+            ["outcome"] = outcome, ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
+        }));
 
     /// <summary>The update log, oldest first.</summary>
-    public List<(string Topic, string Sha256, string Outcome, string Reason)> UpdateLog()
-    {
-        lock (_gate)
-            return _updates.FindAll().Select(d => (d["topic"].AsString, d["sha256"].AsString, d["outcome"].AsString, d["reason"].AsString)).ToList();
-    }
+    public List<(string Topic, string Sha256, string Outcome, string Reason)> UpdateLog() => Use(d =>
+        d.Updates.FindAll().Select(doc => (doc["topic"].AsString, doc["sha256"].AsString, doc["outcome"].AsString, doc["reason"].AsString)).ToList());
 
     public void Dispose()
     {
-        lock (_gate) _db.Dispose();
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _open?.Dispose();
+            _open = null;
+        }
     }
 }

@@ -1,0 +1,68 @@
+using System.Security.Cryptography;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// The daemon's state folder on a real 16 MB file system that fills up mid-run: what could not be stored is neither
+/// acknowledged nor lost, the daemon keeps running, and once space is freed every capture gets exactly one result.
+/// </summary>
+public sealed class DiskFullTests : IDisposable
+{
+    private readonly string _root = TestEnv.TempDir("full");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    [SmallFileSystemFact]
+    public async Task Full_state_disk_holds_captures_in_the_inbox_until_space_returns_then_each_gets_one_result()
+    {
+        using var disk = new SmallFileSystem(megabytes: 16);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devfull/results");
+        await sub.ConnectAsync();
+        string inbox = Path.Combine(_root, "inbox");
+        Directory.CreateDirectory(inbox);
+        string[] before = TestEnv.RealImages(10, skip: 800), during = TestEnv.RealImages(20, skip: 810);
+        string[] args =
+        [
+            $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(disk.Root, "state")}", "--Qana:DeviceId=devfull",
+            "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
+            "--Qana:Mqtt:ReconnectMaxSeconds=0.5", $"--Qana:Model={TestModel.Path_}",
+        ];
+        using var daemon = new ChildProcess(args);
+        string Log() => string.Join('\n', daemon.Output.TakeLast(30));
+
+        foreach (string image in before) TestEnv.Drop(image, inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= before.Length || daemon.HasExited, TimeSpan.FromSeconds(60), "results before the disk fills", Log);
+        Assert.False(daemon.HasExited, Log());
+
+        string filler = disk.Fill();
+        foreach (string image in during) TestEnv.Drop(image, inbox);
+        await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains("Storing", StringComparison.Ordinal) && l.Contains("failed", StringComparison.Ordinal)) || daemon.HasExited,
+            TimeSpan.FromSeconds(60), "the daemon to report that it cannot store results", Log);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.False(daemon.HasExited, Log());
+        // Captures whose results could not be stored are still in the inbox, untouched.
+        string[] waiting = Directory.GetFiles(inbox, "*.jpg");
+        Assert.NotEmpty(waiting);
+        Assert.All(waiting, f => Assert.Equal(File.ReadAllBytes(Path.Combine(TestEnv.ImagesDir, Path.GetFileName(f))), File.ReadAllBytes(f)));
+        Assert.True(sub.Results.Count + waiting.Length >= before.Length + during.Length, $"{sub.Results.Count} results and {waiting.Length} waiting of {before.Length + during.Length}");
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => (sub.Results.Count >= before.Length + during.Length && Directory.GetFiles(inbox).Length == 0) || daemon.HasExited,
+            TimeSpan.FromSeconds(90), "every capture's result once space is back", Log);
+        Assert.False(daemon.HasExited, Log());
+        daemon.Signal("TERM");
+        Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, daemon.ExitCode);
+
+        var idsByImage = sub.Results.SelectMany(kv => kv.Value.Select(v => (Sha: v.GetProperty("image_sha256").GetString()!, Id: kv.Key)))
+            .GroupBy(x => x.Sha).ToDictionary(g => g.Key, g => g.Select(x => x.Id).Distinct().ToArray());
+        var expected = before.Concat(during).Select(f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f)))).ToHashSet();
+        Assert.Equal(expected, idsByImage.Keys.ToHashSet());
+        Assert.All(idsByImage.Values, ids => Assert.Single(ids));
+    }
+}
