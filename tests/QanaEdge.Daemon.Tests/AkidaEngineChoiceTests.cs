@@ -2,6 +2,7 @@ using System.Text.Json;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Daemon.Updates;
 using QanaEdge.Imaging;
 using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
@@ -129,6 +130,67 @@ public sealed class AkidaEngineChoiceTests : IDisposable
                 .Select(m => JsonDocument.Parse(m.Payload).RootElement).LastOrDefault(s => s.GetProperty("state").GetString() == "online");
             await TestEnv.WaitUntil(() => Online().ValueKind == JsonValueKind.Object, TimeSpan.FromSeconds(60), "the second daemon's status");
             Assert.StartsWith("akida AKD1000", Online().GetProperty("engine").GetString(), StringComparison.Ordinal);
+        }
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// A signed readout update while the model runs on the card: the card is reprogrammed between images and goes on
+    /// classifying (no fall-back to the managed engine), results after the swap are the patched model's bit for bit,
+    /// and an update whose golden vectors fail is refused before the card is touched, which keeps its program.
+    /// </summary>
+    [Fact]
+    public async Task Daemon_OnTheCard_AppliesAReadoutUpdate_ByReprogrammingIt_AndRefusesABadOneWithoutTouchingIt()
+    {
+        string root = TestEnv.TempDir("akida-swap");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust");
+        PackageWriter.Save(s_akd1000, model);
+        Directory.CreateDirectory(trust);
+        using var learner = SigningKey.Generate(SignerRole.Learner);
+        File.WriteAllText(Path.Combine(trust, "learner.pub"), learner.PublicKey.ToText());
+        ModelPackage update = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".1");
+        ModelPackage broken = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".2", breakGolden: true);
+        ModelPackage patched = ReadoutUpdates.Apply(s_akd1000, update);
+        string[] images = TestEnv.RealImages(6, skip: 620);
+
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida2/#");
+        await sub.ConnectAsync();
+        await using (var daemon = new DaemonRunner(root, broker.Port, "akida2", null,
+            $"--Qana:Model={model}", $"--Qana:TrustDir={trust}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}"))
+        {
+            await daemon.StartAsync();
+            foreach (string image in images.Take(3)) TestEnv.Drop(image, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 3, TimeSpan.FromSeconds(120), "3 results before the update");
+
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(broken), learner));
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(update), learner));
+            await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 2, TimeSpan.FromSeconds(60), "both updates to be handled");
+            var log = daemon.Store!.UpdateLog();
+            Assert.True(log[0].Outcome == ModelUpdates.Refused && log[0].Reason.Contains("golden self-test failed", StringComparison.Ordinal), log[0].Reason);
+            Assert.True(log[1].Outcome == ModelUpdates.Applied, log[1].Reason);
+            Assert.StartsWith("akida AKD1000", log[1].Reason[(log[1].Reason.IndexOf(" on ", StringComparison.Ordinal) + 4)..], StringComparison.Ordinal);
+
+            foreach (string image in images.Skip(3)) TestEnv.Drop(image, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(120), "results after the update");
+            JsonElement status = sub.Messages.Where(m => m.Topic == "qana/akida2/status").Select(m => JsonDocument.Parse(m.Payload).RootElement)
+                .Last(s => s.GetProperty("state").GetString() == "online");
+            Assert.StartsWith("akida AKD1000", status.GetProperty("engine").GetString(), StringComparison.Ordinal);
+            Assert.Equal(update.Manifest.Version, status.GetProperty("model").GetProperty("version").GetString());
+            Assert.Empty(daemon.Log.At(Serilog.Events.LogEventLevel.Error));
+        }
+
+        // Each result is what the managed engine gives for the model its version names.
+        var models = new Dictionary<string, ModelPackage> { [s_akd1000.Manifest.Version] = s_akd1000, [update.Manifest.Version] = patched };
+        var bySha = images.ToDictionary(f => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))));
+        var results = sub.Results.Values.Select(q => q.First()).ToList();
+        Assert.Equal(3, results.Count(r => r.GetProperty("model").GetProperty("version").GetString() == update.Manifest.Version));
+        foreach (JsonElement r in results)
+        {
+            ModelPackage made = models[r.GetProperty("model").GetProperty("version").GetString()!];
+            using var managed = new LesionImageClassifier(made, LesionClassifier.CreateEngine(made));
+            var direct = managed.Classify(File.ReadAllBytes(bySha[r.GetProperty("image_sha256").GetString()!]));
+            Assert.Equal(direct.Label, r.GetProperty("label").GetString());
         }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }

@@ -47,7 +47,7 @@ public sealed class ModelUpdateTests : IDisposable
     /// its results differ visibly from the model's; its golden vectors are random head inputs with the new head's
     /// logits, recorded by the reference kernels on the update's graph (<paramref name="breakGolden"/> changes one).
     /// </summary>
-    private static ModelPackage Readout(ModelPackage model, string version, bool breakGolden = false)
+    internal static ModelPackage Readout(ModelPackage model, string version, bool breakGolden = false)
     {
         Node head = ReadoutUpdates.Head(model);
         int classes = head.Bias!.Length, inputs = head.Weights!.Length / classes;
