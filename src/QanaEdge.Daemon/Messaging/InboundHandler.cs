@@ -31,7 +31,14 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
             log.LogWarning("Feedback refused: {Error}", error);
             return;
         }
-        bool known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload));
+        bool known;
+        try { known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload)); }
+        catch (Exception e) when (e is IOException or LiteDB.LiteException)
+        {
+            // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session.
+            log.LogError("Feedback for result {ResultId} could not be stored ({Error}): not acknowledged, the broker will send it again", resultId, e.Message);
+            throw;
+        }
         if (known) log.LogInformation("Feedback stored: result {ResultId} labelled {Label}", resultId, label);
         else log.LogWarning("Feedback stored for unknown result {ResultId} (label {Label}): not a result of this device", resultId, label);
     }
