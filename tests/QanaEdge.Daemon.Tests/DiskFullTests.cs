@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -59,10 +58,6 @@ public sealed class DiskFullTests : IDisposable
         Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
         Assert.Equal(0, daemon.ExitCode);
 
-        var idsByImage = sub.Results.SelectMany(kv => kv.Value.Select(v => (Sha: v.GetProperty("image_sha256").GetString()!, Id: kv.Key)))
-            .GroupBy(x => x.Sha).ToDictionary(g => g.Key, g => g.Select(x => x.Id).Distinct().ToArray());
-        var expected = before.Concat(during).Select(f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f)))).ToHashSet();
-        Assert.Equal(expected, idsByImage.Keys.ToHashSet());
-        Assert.All(idsByImage.Values, ids => Assert.Single(ids));
+        sub.AssertOneResultIdPerImage(before.Concat(during));
     }
 }

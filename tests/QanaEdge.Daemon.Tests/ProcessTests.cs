@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
@@ -52,12 +51,7 @@ public sealed class ProcessTests : IDisposable
             Assert.True(second.WaitForExit(TimeSpan.FromSeconds(30)));
             Assert.Equal(0, second.ExitCode);
         }
-        // Every accepted image has exactly one result id; a result sent twice carried the same id.
-        var idsByImage = sub.Results.SelectMany(kv => kv.Value.Select(v => (Sha: v.GetProperty("image_sha256").GetString()!, Id: kv.Key)))
-            .GroupBy(x => x.Sha).ToDictionary(g => g.Key, g => g.Select(x => x.Id).Distinct().ToArray());
-        var expected = images.Select(f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f)))).ToHashSet();
-        Assert.Equal(expected, idsByImage.Keys.ToHashSet());
-        Assert.All(idsByImage.Values, ids => Assert.Single(ids));
+        sub.AssertOneResultIdPerImage(images);
     }
 
     [Fact]

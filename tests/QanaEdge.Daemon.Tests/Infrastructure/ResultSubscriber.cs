@@ -68,6 +68,19 @@ public sealed class ResultSubscriber : IAsyncDisposable
         => await _client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
 
+    /// <summary>
+    /// Every one of <paramref name="images"/> got a result, under exactly one result id (a result sent twice carried
+    /// the same id), and no result is of another image.
+    /// </summary>
+    public void AssertOneResultIdPerImage(IEnumerable<string> images)
+    {
+        var idsByImage = Results.SelectMany(kv => kv.Value.Select(v => (Sha: v.GetProperty("image_sha256").GetString()!, Id: kv.Key)))
+            .GroupBy(x => x.Sha).ToDictionary(g => g.Key, g => g.Select(x => x.Id).Distinct().ToArray());
+        var expected = images.Select(f => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))).ToHashSet();
+        Assert.Equal(expected, idsByImage.Keys.ToHashSet());
+        Assert.All(idsByImage.Values, ids => Assert.Single(ids));
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_client.IsConnected) { try { await _client.DisconnectAsync(); } catch (Exception) { } }
