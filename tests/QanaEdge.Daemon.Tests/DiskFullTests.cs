@@ -1,10 +1,13 @@
+using System.Text;
+using LiteDB;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
 /// The daemon's state folder on a real 16 MB file system that fills up mid-run: what could not be stored is neither
-/// acknowledged nor lost, the daemon keeps running, and once space is freed every capture gets exactly one result.
+/// acknowledged nor lost, the daemon keeps running, and once space is freed every capture gets exactly one result;
+/// a clinician label that arrived while the disk was full is stored when the broker sends it again.
 /// </summary>
 public sealed class DiskFullTests : IDisposable
 {
@@ -16,7 +19,7 @@ public sealed class DiskFullTests : IDisposable
     }
 
     [SmallFileSystemFact]
-    public async Task Full_state_disk_holds_captures_in_the_inbox_until_space_returns_then_each_gets_one_result()
+    public async Task Full_state_disk_holds_captures_and_feedback_until_space_returns_then_stores_each_once()
     {
         using var disk = new SmallFileSystem(megabytes: 16);
         using var broker = new MosquittoBroker();
@@ -50,6 +53,12 @@ public sealed class DiskFullTests : IDisposable
         Assert.All(waiting, f => Assert.Equal(File.ReadAllBytes(Path.Combine(TestEnv.ImagesDir, Path.GetFileName(f))), File.ReadAllBytes(f)));
         Assert.True(sub.Results.Count + waiting.Length >= before.Length + during.Length, $"{sub.Results.Count} results and {waiting.Length} waiting of {before.Length + during.Length}");
 
+        // A clinician label for a stored result cannot be stored either: it is left unacknowledged at the broker.
+        string labelled = sub.Results.Keys.First();
+        await sub.PublishAsync("qana/devfull/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{labelled}}","label":"mel","clinician":"dr-full"}"""));
+        await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains($"Feedback for result {labelled} could not be stored", StringComparison.Ordinal)) || daemon.HasExited,
+            TimeSpan.FromSeconds(30), "the daemon to report that it cannot store the label", Log);
+
         File.Delete(filler);
         await TestEnv.WaitUntil(() => (sub.Results.Count >= before.Length + during.Length && Directory.GetFiles(inbox).Length == 0) || daemon.HasExited,
             TimeSpan.FromSeconds(90), "every capture's result once space is back", Log);
@@ -57,7 +66,22 @@ public sealed class DiskFullTests : IDisposable
         daemon.Signal("TERM");
         Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
         Assert.Equal(0, daemon.ExitCode);
-
         sub.AssertOneResultIdPerImage(before.Concat(during));
+
+        // The broker sends the unacknowledged label again on the daemon's next session, and now it is stored, once.
+        using (var again = new ChildProcess(args))
+        {
+            string AgainLog() => string.Join('\n', again.Output.TakeLast(30));
+            await TestEnv.WaitUntil(() => again.Output.Any(l => l.Contains($"Feedback stored: result {labelled}", StringComparison.Ordinal)) || again.HasExited,
+                TimeSpan.FromSeconds(60), "the label to be stored after the restart", AgainLog);
+            again.Signal("TERM");
+            Assert.True(again.WaitForExit(TimeSpan.FromSeconds(30)));
+            Assert.Equal(0, again.ExitCode);
+        }
+        using var db = new LiteDatabase(new ConnectionString { Filename = Path.Combine(disk.Root, "state", "qana.db"), Connection = ConnectionType.Direct }, new BsonMapper());
+        var labels = db.GetCollection("feedback").FindAll().ToList();
+        Assert.Single(labels);
+        Assert.Equal(labelled, labels[0]["result_id"].AsString);
+        Assert.Equal("mel", labels[0]["label"].AsString);
     }
 }
