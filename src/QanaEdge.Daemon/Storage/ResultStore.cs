@@ -28,8 +28,9 @@ public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] 
 /// transaction belongs to the thread that began it.
 /// <para>
 /// A write that fails on the disk (full, or an I/O error) leaves LiteDB 5's instance unusable: its next call blocks
-/// or fails again even after space has been freed (LiteDB issue #2821). So after such a failure the instance is
-/// dropped, and the next call opens the file again, which replays whatever LiteDB had committed to its log. Every
+/// or fails again even after space has been freed (LiteDB issue #2821). So after such a failure (or any other
+/// LiteException) the instance is closed, and the next call opens the file again, which replays whatever LiteDB had
+/// committed to its log. Every
 /// call then fails cleanly while the disk stays full (the caller keeps its captures and retries) and works again
 /// as soon as it is not.
 /// </para>
@@ -49,7 +50,7 @@ public sealed class ResultStore : IDisposable
 
     public string DatabasePath { get; }
 
-    /// <summary>The LiteDB instance and its collections, opened together and dropped together.</summary>
+    /// <summary>The LiteDB instance and its collections, opened together and closed together.</summary>
     private sealed class Database : IDisposable
     {
         public readonly LiteDatabase Db;
@@ -79,7 +80,7 @@ public sealed class ResultStore : IDisposable
 
     /// <summary>
     /// Runs <paramref name="operation"/> under the lock on an open database, opening it again first when the last
-    /// call failed on the disk. A disk failure drops the instance and is rethrown.
+    /// call failed on the disk. A disk or LiteDB failure closes the instance and is rethrown.
     /// </summary>
     private T Use<T>(Func<Database, T> operation)
     {
@@ -158,8 +159,8 @@ public sealed class ResultStore : IDisposable
             d.Db.Rollback();
             throw;
         }
-        // (A disk failure is not rolled back here: the instance is dropped, and reopening keeps only what LiteDB had
-        // committed to its log, which is all or nothing per transaction.)
+        // (A disk or LiteDB failure is not rolled back here: Use closes the instance, and reopening keeps only what
+        // LiteDB had committed to its log, which is all or nothing per transaction.)
         MakeDurable(d);
         return fresh;
     });
