@@ -135,12 +135,28 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// A readout update whose weights (all 100) the managed engine runs but the AKD1000 cannot hold (4-bit weights):
+    /// its golden vectors are recorded on its own graph, so it passes every check short of programming the card.
+    /// </summary>
+    private static ModelPackage OutOfRangeReadout(ModelPackage model, string version)
+    {
+        Model.Graph.Node head = ReadoutUpdates.Head(model);
+        var weights = Enumerable.Repeat((sbyte)100, head.Weights!.Length).ToArray();
+        var scales = (double[])head.WeightScales!.Clone();
+        var bias = (int[])head.Bias!.Clone();
+        ModelPackage plain = ReadoutUpdates.Create(model, version, weights, scales, bias);
+        var golden = QanaEdge.Runtime.GoldenVectors.Record(plain, Enumerable.Range(1, 4).Select(seed => TestGraphs.RandomInput(plain, seed)));
+        return ReadoutUpdates.Create(model, version, weights, scales, bias, golden: golden);
+    }
+
+    /// <summary>
     /// A signed readout update while the model runs on the card: the card is reprogrammed between images and goes on
     /// classifying (no fall-back to the managed engine), results after the swap are the patched model's bit for bit,
-    /// and an update whose golden vectors fail is refused before the card is touched, which keeps its program.
+    /// an update whose golden vectors fail is refused before the card is touched, and one the card refuses to hold is
+    /// refused with the old model programmed back.
     /// </summary>
     [Fact]
-    public async Task Daemon_OnTheCard_AppliesAReadoutUpdate_ByReprogrammingIt_AndRefusesABadOneWithoutTouchingIt()
+    public async Task Daemon_OnTheCard_AppliesAReadoutUpdate_ByReprogrammingIt_AndRefusesBadOnesKeepingTheCardsModel()
     {
         string root = TestEnv.TempDir("akida-swap");
         string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust");
@@ -150,6 +166,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         File.WriteAllText(Path.Combine(trust, "learner.pub"), learner.PublicKey.ToText());
         ModelPackage update = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".1");
         ModelPackage broken = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".2", breakGolden: true);
+        ModelPackage offCard = OutOfRangeReadout(s_akd1000, s_akd1000.Manifest.Version + ".3");
         ModelPackage patched = ReadoutUpdates.Apply(s_akd1000, update);
         string[] images = TestEnv.RealImages(6, skip: 620);
 
@@ -164,12 +181,16 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             await TestEnv.WaitUntil(() => sub.Results.Count >= 3, TimeSpan.FromSeconds(120), "3 results before the update");
 
             await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(broken), learner));
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(offCard), learner));
             await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(update), learner));
-            await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 2, TimeSpan.FromSeconds(60), "both updates to be handled");
+            await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 3, TimeSpan.FromSeconds(60), "the three updates to be handled");
             var log = daemon.Store!.UpdateLog();
             Assert.True(log[0].Outcome == ModelUpdates.Refused && log[0].Reason.Contains("golden self-test failed", StringComparison.Ordinal), log[0].Reason);
-            Assert.True(log[1].Outcome == ModelUpdates.Applied, log[1].Reason);
-            Assert.StartsWith("akida AKD1000", log[1].Reason[(log[1].Reason.IndexOf(" on ", StringComparison.Ordinal) + 4)..], StringComparison.Ordinal);
+            // Valid for the managed engine, refused by the card: refused, and the card is programmed with the old model again.
+            Assert.True(log[1].Outcome == ModelUpdates.Refused && log[1].Reason.Contains("cannot run on the card", StringComparison.Ordinal), log[1].Reason);
+            Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Error), e => e.Contains("programming", StringComparison.Ordinal) && e.Contains("back", StringComparison.Ordinal));
+            Assert.True(log[2].Outcome == ModelUpdates.Applied, log[2].Reason);
+            Assert.StartsWith("akida AKD1000", log[2].Reason[(log[2].Reason.IndexOf(" on ", StringComparison.Ordinal) + 4)..], StringComparison.Ordinal);
 
             foreach (string image in images.Skip(3)) TestEnv.Drop(image, daemon.Inbox);
             await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(120), "results after the update");
@@ -177,7 +198,6 @@ public sealed class AkidaEngineChoiceTests : IDisposable
                 .Last(s => s.GetProperty("state").GetString() == "online");
             Assert.StartsWith("akida AKD1000", status.GetProperty("engine").GetString(), StringComparison.Ordinal);
             Assert.Equal(update.Manifest.Version, status.GetProperty("model").GetProperty("version").GetString());
-            Assert.Empty(daemon.Log.At(Serilog.Events.LogEventLevel.Error));
         }
 
         // Each result is what the managed engine gives for the model its version names.

@@ -88,7 +88,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
     /// and checked while the old model keeps classifying, and the swap itself only exchanges providers. An Akida card
     /// holds one program: the golden vectors are first run on the managed engine (the card's logits are the managed
     /// engine's, bit for bit), then, with the workers paused between images, the card is reprogrammed and checked
-    /// again; if that fails the old model is programmed back.
+    /// again; if that fails, or the card refuses the program, the old model is programmed back.
     /// </summary>
     private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Action persist)
     {
@@ -114,7 +114,15 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
             ModelPackage oldPackage = old.Package;
             string oldPath = old.PackagePath, oldSource = _active.Source;
             old.Dispose();   // the card, free for the new program
-            if (TryBuild(candidate, path, out IClassifierProvider? next, out string failure))
+            if (TryBuild(candidate, path, out IClassifierProvider? next, out string failure) && !next!.HoldsDevice)
+            {
+                // The card refused the program and the factory fell back to the managed engine. The update would
+                // leave the card idle and cost the power it saves, so it is refused and the card keeps its model.
+                failure = $"{name} cannot run on the card ({next.EngineReason})";
+                next.Dispose();
+                next = null;
+            }
+            if (next is not null)
             {
                 try
                 {
