@@ -142,11 +142,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     {
         Model.Graph.Node head = ReadoutUpdates.Head(model);
         var weights = Enumerable.Repeat((sbyte)100, head.Weights!.Length).ToArray();
-        var scales = (double[])head.WeightScales!.Clone();
-        var bias = (int[])head.Bias!.Clone();
-        ModelPackage plain = ReadoutUpdates.Create(model, version, weights, scales, bias);
-        var golden = QanaEdge.Runtime.GoldenVectors.Record(plain, Enumerable.Range(1, 4).Select(seed => TestGraphs.RandomInput(plain, seed)));
-        return ReadoutUpdates.Create(model, version, weights, scales, bias, golden: golden);
+        return ModelUpdateTests.WithGolden(model, version, weights, (double[])head.WeightScales!.Clone(), (int[])head.Bias!.Clone());
     }
 
     /// <summary>

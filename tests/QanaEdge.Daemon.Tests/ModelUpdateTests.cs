@@ -61,6 +61,15 @@ public sealed class ModelUpdateTests : IDisposable
             bias[k] = head.Bias[from];
             if (scales.Length > 1) scales[k] = head.WeightScales[from];
         }
+        return WithGolden(model, version, weights, scales, bias, breakGolden);
+    }
+
+    /// <summary>
+    /// A readout update with this head, carrying four golden vectors: random head inputs with the logits the reference
+    /// kernels give them on the update's own graph (<paramref name="breakGolden"/> changes one).
+    /// </summary>
+    internal static ModelPackage WithGolden(ModelPackage model, string version, sbyte[] weights, double[] scales, int[] bias, bool breakGolden = false)
+    {
         ModelPackage plain = ReadoutUpdates.Create(model, version, weights, scales, bias);
         GoldenVector[] golden = GoldenVectors.Record(plain, Enumerable.Range(1, 4).Select(seed => TestGraphs.RandomInput(plain, seed)));
         if (breakGolden) golden[0].ExpectedLogits[0] = (sbyte)(golden[0].ExpectedLogits[0] ^ 1);

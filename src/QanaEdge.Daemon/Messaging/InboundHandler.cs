@@ -33,7 +33,7 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
         }
         bool known;
         try { known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload)); }
-        catch (Exception e) when (e is IOException or LiteDB.LiteException)
+        catch (Exception e) when (ResultStore.IsStorageFailure(e))
         {
             // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session.
             log.LogError("Feedback for result {ResultId} could not be stored ({Error}): not acknowledged, the broker will send it again", resultId, e.Message);

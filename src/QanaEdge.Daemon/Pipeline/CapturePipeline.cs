@@ -211,7 +211,7 @@ public sealed class CapturePipeline : IAsyncDisposable
         for (int attempt = 1; ; attempt++)
         {
             try { return _store.Commit(results, _topics.Results); }
-            catch (Exception e) when (e is IOException or LiteDB.LiteException && !ct.IsCancellationRequested)
+            catch (Exception e) when (ResultStore.IsStorageFailure(e) && !ct.IsCancellationRequested)
             {
                 // Nothing is acknowledged until this succeeds, so no capture can be lost; keep trying.
                 _log.LogError("Storing {Count} results failed (attempt {Attempt}): {Error}", batch.Count, attempt, e.Message);

@@ -30,9 +30,8 @@ public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] 
 /// A write that fails on the disk (full, or an I/O error) leaves LiteDB 5's instance unusable: its next call blocks
 /// or fails again even after space has been freed (LiteDB issue #2821). So after such a failure (or any other
 /// LiteException) the instance is closed, and the next call opens the file again, which replays whatever LiteDB had
-/// committed to its log. Every
-/// call then fails cleanly while the disk stays full (the caller keeps its captures and retries) and works again
-/// as soon as it is not.
+/// committed to its log. Every call then fails cleanly while the disk stays full (the caller keeps its captures and
+/// retries) and works again as soon as it is not. Callers recognise such a failure with <see cref="IsStorageFailure"/>.
 /// </para>
 /// </summary>
 public sealed class ResultStore : IDisposable
@@ -49,6 +48,10 @@ public sealed class ResultStore : IDisposable
     }
 
     public string DatabasePath { get; }
+
+    /// <summary>A failure of the store (the disk or LiteDB) that the next call may not meet: the caller keeps what it
+    /// was storing and tries again later.</summary>
+    public static bool IsStorageFailure(Exception e) => e is IOException or LiteException;
 
     /// <summary>The LiteDB instance and its collections, opened together and closed together.</summary>
     private sealed class Database : IDisposable
@@ -89,7 +92,7 @@ public sealed class ResultStore : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             Database db = _open ??= new Database(DatabasePath);
             try { return operation(db); }
-            catch (Exception e) when (e is IOException or LiteException)
+            catch (Exception e) when (IsStorageFailure(e))
             {
                 _open = null;
                 Abandon(db.Db);
@@ -154,7 +157,7 @@ public sealed class ResultStore : IDisposable
             }
             d.Db.Commit();
         }
-        catch (Exception e) when (e is not (IOException or LiteException))
+        catch (Exception e) when (!IsStorageFailure(e))
         {
             d.Db.Rollback();
             throw;

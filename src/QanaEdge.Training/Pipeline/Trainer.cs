@@ -213,7 +213,6 @@ public sealed class Trainer
         }
     }
 
-
     /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled
     /// (the device's resampler) to the input size, into <paramref name="dst"/> as floats in [0, 1].</summary>
     private void ZoomedView(byte[] source, int sourceSize, int size, ref SeededRandom rng, Span<float> dst)
