@@ -81,12 +81,6 @@ internal sealed class InferencePipeline
         return new SaliencyMap(_head.Feature.Width, _head.Feature.Height, values, region);
     }
 
-    /// <summary>Highest probability; ties (the readout's counts saturate at T) go to the higher logit.</summary>
-    public static int ArgMax(ReadOnlySpan<float> p, ReadOnlySpan<sbyte> logits)
-    {
-        int best = 0;
-        for (int k = 1; k < p.Length; k++)
-            if (p[k] > p[best] || (p[k] == p[best] && logits[k] > logits[best])) best = k;
-        return best;
-    }
+    /// <summary>The device's decision: <see cref="SpikingReadout.Decide"/>.</summary>
+    public static int ArgMax(ReadOnlySpan<float> p, ReadOnlySpan<sbyte> logits) => SpikingReadout.Decide(p, logits);
 }

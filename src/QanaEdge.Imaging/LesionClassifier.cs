@@ -48,6 +48,12 @@ public sealed class LesionResult
     public required int ImageHeight { get; init; }
     /// <summary>The Grad-CAM map the crop was chosen from; null when none was computed.</summary>
     public SaliencyMap? Saliency { get; init; }
+    /// <summary>
+    /// The int8 input of the model's head (dense readout) for the classified view, before any tiling: what the
+    /// device's readout learner trains on once a clinician labels the case. Null when the engine does not expose it
+    /// (an Akida card computes it on the card) or the model has no recognisable head.
+    /// </summary>
+    public sbyte[]? HeadInput { get; init; }
 }
 
 /// <summary>
@@ -65,6 +71,7 @@ public sealed class LesionClassifier
     private readonly int[] _malignant;
     private readonly Node? _readout;
     private readonly TensorSpec _logitsSpec;
+    private readonly int _headInput;
 
     public LesionClassifier(ModelPackage package, IInferenceEngine engine, ClassifierOptions? options = null)
     {
@@ -81,17 +88,20 @@ public sealed class LesionClassifier
         _malignant = Model.Classes.Malignant.Select(code => Array.FindIndex(_classes, c => string.Equals(c, code, StringComparison.OrdinalIgnoreCase)))
             .Where(i => i >= 0).ToArray();
         _readout = package.Graph.Nodes.LastOrDefault(n => n.Kind == OpKind.SpikingReadout && n.Inputs[0] == package.Graph.LogitsTensor);
+        // Only an engine that keeps the head input in its own buffer is asked for it: reading an overwritten tensor
+        // would cost a second run per image.
+        _headInput = HeadInfo.Find(package.Graph)?.InputTensor is int t && engine is IntegerEngine ie && ie.Keeps(t) ? t : -1;
     }
 
     /// <summary>
-    /// An optimized integer engine for <paramref name="package"/> that keeps the Grad-CAM feature map in its own
-    /// buffer, so reading it after a run costs no second run.
+    /// An optimized integer engine for <paramref name="package"/> that keeps the Grad-CAM feature map and the head's
+    /// input in buffers of their own, so reading them after a run costs no second run.
     /// </summary>
     public static IntegerEngine CreateEngine(ModelPackage package, KernelMode mode = KernelMode.Optimized)
     {
         ArgumentNullException.ThrowIfNull(package);
         HeadInfo? head = HeadInfo.Find(package.Graph);
-        return IntegerEngine.Create(package, mode, new EngineOptions { RetainTensors = head is null ? [] : [head.FeatureTensor] });
+        return IntegerEngine.Create(package, mode, new EngineOptions { RetainTensors = head is null ? [] : [head.FeatureTensor, head.InputTensor] });
     }
 
     public ModelPackage Package => _package;
@@ -130,6 +140,7 @@ public sealed class LesionClassifier
             decision = new CropDecision(centred, CropReason.Centred, null);
         }
 
+        sbyte[]? headInput = _headInput >= 0 ? ((IntegerEngine)engine).Activation(_headInput).ToArray() : null;
         var probabilities = new float[k];
         engine.GetProbabilities(probabilities);
         Span<sbyte> logits = stackalloc sbyte[k];
@@ -171,6 +182,7 @@ public sealed class LesionClassifier
             ImageWidth = image.Width,
             ImageHeight = image.Height,
             Saliency = decision.Map,
+            HeadInput = headInput,
         };
     }
 

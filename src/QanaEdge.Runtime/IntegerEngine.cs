@@ -163,6 +163,10 @@ public sealed class IntegerEngine : IInferenceEngine
         return _ops.Select((o, i) => { Array.Sort(samples[i]); return (o.Node.Name, o.KernelName, samples[i][runs / 2]); }).ToArray();
     }
 
+    /// <summary>True when <see cref="Activation"/> of this tensor reads the run's own buffer (no buffer reuse overwrote
+    /// it, or it was listed in <see cref="EngineOptions.RetainTensors"/>), so reading it costs no second run.</summary>
+    public bool Keeps(int tensorIndex) => (uint)tensorIndex < (uint)_plan.Intact.Length && _plan.Intact[tensorIndex];
+
     /// <summary>
     /// The int8 values of any tensor after the last run (for Grad-CAM). Tensors whose bytes were reused by a
     /// later layer are recomputed once per run into a private, non-shared arena (allocated on first use);

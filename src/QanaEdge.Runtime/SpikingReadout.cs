@@ -64,6 +64,15 @@ public static class SpikingReadout
         Softmax(z, probabilities);
     }
 
+    /// <summary>The class a device reports: the highest probability; ties (the readout's counts saturate at T) go to the higher logit.</summary>
+    public static int Decide(ReadOnlySpan<float> p, ReadOnlySpan<sbyte> logits)
+    {
+        int best = 0;
+        for (int k = 1; k < p.Length; k++)
+            if (p[k] > p[best] || (p[k] == p[best] && logits[k] > logits[best])) best = k;
+        return best;
+    }
+
     /// <summary>Numerically stable softmax (max subtracted) into float probabilities.</summary>
     public static void Softmax(ReadOnlySpan<double> z, Span<float> probabilities)
     {

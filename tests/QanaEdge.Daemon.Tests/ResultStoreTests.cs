@@ -40,6 +40,40 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal(3, reopened.GetCollection("outbox").Count());
     }
 
+    /// <summary>
+    /// The readout learner's cases: labelled results of this device with a head input recorded by the asked backbone,
+    /// each once with its latest label, in the order the labels first came; the rest are counted as unusable.
+    /// </summary>
+    [Fact]
+    public void Labelled_cases_are_the_labelled_results_of_one_backbone_with_their_latest_label()
+    {
+        using var store = new ResultStore(Path.Combine(_dir, "qana.db"));
+        sbyte[] input = [1, -2, 3, -128, 127];
+        store.Commit([
+            Result(1) with { HeadInput = input, Backbone = "b1" },
+            Result(2) with { HeadInput = [9, 9, 9, 9, 9], Backbone = "b1" },
+            Result(3) with { HeadInput = input, Backbone = "b2" },   // another backbone (before a model update)
+            Result(4),                                               // no head input (classified on an Akida card)
+            Result(5) with { HeadInput = input, Backbone = "b1" },   // never labelled
+        ], "qana/dev/results");
+        store.AddFeedback("r0002", "mel", "dr-a", null, "{}");
+        store.AddFeedback("r0001", "nv", "dr-a", null, "{}");
+        store.AddFeedback("r0003", "bcc", "dr-a", null, "{}");
+        store.AddFeedback("r0004", "bcc", "dr-a", null, "{}");
+        store.AddFeedback("r9999", "bcc", "dr-a", null, "{}");       // not a result of this device
+        store.AddFeedback("r0002", "bkl", "dr-b", "on review", "{}"); // corrects the first label
+
+        List<LabelledCase> cases = store.LabelledCases("b1", out int unusable);
+        Assert.Equal(["r0002", "r0001"], cases.Select(c => c.ResultId));
+        Assert.Equal(["bkl", "nv"], cases.Select(c => c.Label));
+        Assert.Equal(input, cases[1].HeadInput);
+        Assert.Equal(2, unusable);
+        Assert.Equal(["r0003"], store.LabelledCases("b2", out _).Select(c => c.ResultId));
+
+        store.LogLearning(new LearningAttempt("b1", 2, "not-kept", "why", DateTime.UtcNow), new Dictionary<string, double> { ["cases"] = 2 });
+        Assert.Equal(("b1", 2, "not-kept"), store.LearningLog().Select(a => (a.Backbone, a.Cases, a.Outcome)).Single());
+    }
+
     [Fact]
     public void A_result_committed_twice_keeps_one_row_and_one_outbox_entry()
     {

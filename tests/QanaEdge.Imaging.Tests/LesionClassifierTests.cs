@@ -46,6 +46,37 @@ public class LesionClassifierTests
     }
 
     /// <summary>
+    /// The head input a result carries is what the readout learner trains on: run through the package's own readout
+    /// (head input → dense → spiking readout, as a readout update's graph), it gives exactly the probabilities of the
+    /// classified view. An engine that does not keep the tensor is not asked for it (no second run per image).
+    /// </summary>
+    [Fact]
+    public void The_head_input_of_a_result_reproduces_its_probabilities_through_the_readout_alone()
+    {
+        var package = PackageReader.Load(File.ReadAllBytes(Path.Combine(TestData.RepositoryRoot, "firmware-models", "qana-paper8-64.qana")));
+        using var engine = LesionClassifier.CreateEngine(package);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Tiling = false });
+        var head = ReadoutUpdates.Head(package);
+        ModelPackage readout = ReadoutUpdates.Create(package, package.Manifest.Version, head.Weights!, head.WeightScales!, head.Bias!);
+        using var readoutEngine = IntegerEngine.Create(readout, KernelMode.Reference);
+        foreach (string file in Directory.GetFiles(TestData.Ham10000Images, "*.jpg").Order(StringComparer.Ordinal).Skip(300).Take(5))
+        {
+            LesionResult r = classifier.Classify(File.ReadAllBytes(file));
+            Assert.NotNull(r.HeadInput);
+            Assert.Equal(package.Graph.Tensors[head.Inputs[0]].Length, r.HeadInput!.Length);
+            readoutEngine.Run(r.HeadInput);
+            var p = new float[Classes.Count];
+            readoutEngine.GetProbabilities(p);
+            Assert.Equal(r.Probabilities, p);
+        }
+        // An engine that reuses the head input's bytes (no retained tensors, buffers shared) is not asked for it.
+        using var plain = IntegerEngine.Create(package, KernelMode.Optimized);
+        LesionResult other = new LesionClassifier(package, plain, new ClassifierOptions { Tiling = false })
+            .Classify(File.ReadAllBytes(Directory.GetFiles(TestData.Ham10000Images, "*.jpg").Order(StringComparer.Ordinal).First()));
+        Assert.Equal(plain.Keeps(head.Inputs[0]), other.HeadInput is not null);
+    }
+
+    /// <summary>
     /// The shipped package has a pooled head, so its saliency map is the class activation map: for the predicted class
     /// k, ReLU(Σ_c W[k, c]·A[h, w, c]) over the dequantized final feature map of the centred view.
     /// </summary>

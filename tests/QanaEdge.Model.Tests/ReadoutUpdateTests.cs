@@ -47,6 +47,47 @@ public class ReadoutUpdateTests
     }
 
     [Fact]
+    public void BackboneDigest_survives_a_readout_update_and_changes_with_any_backbone_weight_or_the_input_contract()
+    {
+        var (model, update) = ModelAndUpdate();
+        string digest = ReadoutUpdates.BackboneDigest(model);
+        Assert.Matches("^[0-9a-f]{64}$", digest);
+        Assert.Equal(digest, ReadoutUpdates.BackboneDigest(ReadoutUpdates.Apply(model, update)));
+        Assert.Equal(digest, ReadoutUpdates.BackboneDigest(PackageReader.Load(PackageWriter.ToBytes(model))));
+
+        // One weight of the first convolution one step away: another backbone, whose head inputs teach nothing here.
+        Node first = model.Graph.Nodes.First(n => n.Weights is not null);
+        var weights = (sbyte[])first.Weights!.Clone();
+        weights[0] = (sbyte)(weights[0] == 127 ? 126 : weights[0] + 1);
+        var nodes = model.Graph.Nodes.Select(n => n != first ? n : new Node
+        {
+            Name = n.Name, Kind = n.Kind, Inputs = n.Inputs, Output = n.Output, KernelHeight = n.KernelHeight, KernelWidth = n.KernelWidth,
+            StrideHeight = n.StrideHeight, StrideWidth = n.StrideWidth, Padding = n.Padding, Weights = weights, WeightScales = n.WeightScales,
+            Bias = n.Bias, ClampMin = n.ClampMin, ClampMax = n.ClampMax, Table = n.Table, Reparameterisation = n.Reparameterisation, Kernel = n.Kernel,
+        }).ToArray();
+        var changed = new ModelPackage
+        {
+            Manifest = model.Manifest,
+            Graph = new ModelGraph { Tensors = model.Graph.Tensors, Nodes = nodes, InputTensor = model.Graph.InputTensor, LogitsTensor = model.Graph.LogitsTensor, OutputTensor = model.Graph.OutputTensor },
+        };
+        Assert.NotEqual(digest, ReadoutUpdates.BackboneDigest(changed));
+
+        // Other colour gains change what the backbone sees, so its head inputs too.
+        ModelManifest m = model.Manifest;
+        var regained = new ModelPackage
+        {
+            Graph = model.Graph,
+            Manifest = new ModelManifest
+            {
+                ModelId = m.ModelId, Version = m.Version, CreatedUtc = m.CreatedUtc, Classes = m.Classes, Profile = m.Profile, Layers = m.Layers,
+                Input = new InputSpec { Height = m.Input.Height, Width = m.Input.Width, Channels = m.Input.Channels, ColorGains = [1.1f, 1f, 0.9f], Crop = m.Input.Crop },
+                ConversionSuccessRate = m.ConversionSuccessRate, Metrics = m.Metrics, Golden = m.Golden, Provenance = m.Provenance, Calibration = m.Calibration,
+            },
+        };
+        Assert.NotEqual(digest, ReadoutUpdates.BackboneDigest(regained));
+    }
+
+    [Fact]
     public void Apply_RefusesAnUpdateForAnotherModelOrVersion()
     {
         var (_, update) = ModelAndUpdate();

@@ -9,7 +9,8 @@ public sealed record Classification(
     float Confidence,
     bool Refer,
     bool Tiled,
-    double LatencyMs);
+    double LatencyMs,
+    sbyte[]? HeadInput = null);
 
 /// <summary>The image was refused before or during classification; <see cref="Reason"/> is a short code.</summary>
 public sealed class CaptureRejectedException(string reason, string message, Exception? inner = null) : Exception(message, inner)
@@ -23,6 +24,8 @@ public interface IImageClassifier : IDisposable
     /// <summary>The model this classifier runs: what its results carry, whatever the daemon runs by then.</summary>
     string ModelId { get; }
     string ModelVersion { get; }
+    /// <summary>The model's <see cref="ReadoutUpdates.BackboneDigest"/>: which readouts its head inputs can teach; null when it has no replaceable readout.</summary>
+    string? Backbone { get; }
 
     /// <summary>Classifies encoded image bytes; throws <see cref="CaptureRejectedException"/> for a bad image.</summary>
     Classification Classify(ReadOnlySpan<byte> fileBytes);

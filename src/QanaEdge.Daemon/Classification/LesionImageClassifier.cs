@@ -14,13 +14,20 @@ public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine
 
     public string ModelId => package.Manifest.ModelId;
     public string ModelVersion => package.Manifest.Version;
+    public string? Backbone { get; } = BackboneOf(package);
 
     public Classification Classify(ReadOnlySpan<byte> fileBytes)
     {
         LesionResult r;
         try { r = _classifier.Classify(fileBytes); }
         catch (ImageRejectedException e) { throw new CaptureRejectedException(e.Reason.ToString(), e.Message, e); }
-        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs);
+        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput);
+    }
+
+    private static string? BackboneOf(ModelPackage package)
+    {
+        try { return ReadoutUpdates.BackboneDigest(package); }
+        catch (PackageFormatException) { return null; }   // no dense head: nothing a readout learner could change
     }
 
     public void Dispose() => engine.Dispose();

@@ -43,6 +43,7 @@ public static class OptionsLoader
         options.StateDir = Path.GetFullPath(options.StateDir);
         options.DoneDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.DoneDir) ? Path.Combine(options.StateDir, "done") : options.DoneDir);
         options.QuarantineDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.QuarantineDir) ? Path.Combine(options.StateDir, "quarantine") : options.QuarantineDir);
+        options.Learning.KeyFile = Path.GetFullPath(string.IsNullOrWhiteSpace(options.Learning.KeyFile) ? Path.Combine(options.StateDir, "learner.key") : options.Learning.KeyFile);
         if (string.IsNullOrWhiteSpace(options.Mqtt.ClientId)) options.Mqtt.ClientId = "qanad-" + options.DeviceId;
         if (options.Workers == 0) options.Workers = Environment.ProcessorCount;
         return options;
@@ -83,6 +84,8 @@ public static class OptionsLoader
 
     private static void CheckSemantics(QanaOptions o, List<string> errors)
     {
+        if (!string.IsNullOrWhiteSpace(o.Learning.KeyFile) && !o.Learning.KeyFile.EndsWith(".key", StringComparison.Ordinal))
+            errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
             errors.Add($"Qana:Mqtt:ReconnectMaxSeconds: must be at least ReconnectMinSeconds ({o.Mqtt.ReconnectMinSeconds})");
         if (!string.IsNullOrEmpty(o.Model) && !File.Exists(o.Model))

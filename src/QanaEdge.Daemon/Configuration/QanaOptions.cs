@@ -62,6 +62,27 @@ public sealed class QanaOptions
     [Microsoft.Extensions.Options.ValidateObjectMembers] public PowerOptions Power { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public CameraOptions Camera { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public AkidaOptions Akida { get; set; } = new();
+    [Microsoft.Extensions.Options.ValidateObjectMembers] public LearningOptions Learning { get; set; } = new();
+}
+
+/// <summary>
+/// The on-device readout learner: clinician labels teach the model's readout (DESIGN.md, incremental learning); a
+/// learned readout is applied only when it gains on labelled cases it did not learn from and loses on none.
+/// </summary>
+public sealed class LearningOptions
+{
+    public bool Enabled { get; set; } = true;
+    /// <summary>Labelled cases of the running backbone before the first attempt (half are learned from, half check).</summary>
+    [Range(4, 1_000_000)] public int MinCases { get; set; } = 40;
+    /// <summary>New labelled cases since the last attempt before the next one.</summary>
+    [Range(1, 1_000_000)] public int NewCases { get; set; } = 20;
+    /// <summary>Passes over the learned half.</summary>
+    [Range(1, 10_000)] public int Epochs { get; set; } = 10;
+    /// <summary>Adam step size on the head weights (the training pipeline's incremental stage uses the same default).</summary>
+    [Range(1e-7, 1.0)] public double LearningRate { get; set; } = 1e-4;
+    /// <summary>The device's learner signing key (role learner); created on first use when missing, with its public
+    /// half beside it (.pub). Default: StateDir/learner.key.</summary>
+    public string? KeyFile { get; set; }
 }
 
 public sealed class AkidaOptions

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Learning;
 using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Updates;
 using Serilog;
@@ -41,13 +42,18 @@ public static class DaemonHost
         builder.Services.AddSerilog(logger, dispose: true);
 
         EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library);
+        // Before the model: readouts this device learned earlier are verified with its learner key when they are restored.
+        LearnerKey learner = LearnerKey.Open(options.Learning);
+        var trust = new DeviceTrust(options.TrustDir, learner.Key?.PublicKey);
         ModelAtStart model;
-        try { model = ModelUpdates.Start(options, choice); }
-        catch { logger.Dispose(); throw; }
+        try { model = ModelUpdates.Start(options, trust, choice); }
+        catch { learner.Dispose(); logger.Dispose(); throw; }
 
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(choice);
         builder.Services.AddSingleton(model);
+        builder.Services.AddSingleton(learner);
+        builder.Services.AddSingleton(trust);
         builder.Services.AddSingleton(hooks ?? new DaemonHooks());
         builder.Services.AddSingleton<PipelineProgress>();
         // The notifier is harmless without NOTIFY_SOCKET (IsEnabled is false); the systemd lifetime, which sends

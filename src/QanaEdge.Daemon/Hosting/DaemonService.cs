@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Learning;
 using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Power;
@@ -25,6 +26,8 @@ namespace QanaEdge.Daemon.Hosting;
 public sealed class DaemonService(
     QanaOptions options,
     ModelAtStart model,
+    LearnerKey learnerKey,
+    DeviceTrust trust,
     EngineChoice engineChoice,
     PipelineProgress progress,
     ILoggerFactory loggers,
@@ -38,6 +41,7 @@ public sealed class DaemonService(
     private MqttLink? _link;
     private CapturePipeline? _pipeline;
     private OutboxPublisher? _publisher;
+    private ReadoutLearning? _learning;
     private InboxWatcher? _watcher;
     private CameraTrigger? _camera;
     private Task? _telemetry;
@@ -78,8 +82,9 @@ public sealed class DaemonService(
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
-        var updates = new ModelUpdates(model, options.StateDir, options.TrustDir, engineChoice, loggers.CreateLogger<ModelUpdates>());
-        var inbound = new InboundHandler(topics, _store, () => _camera, updates, loggers.CreateLogger<InboundHandler>());
+        var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>());
+        _learning = StartLearning(updates, topics);
+        var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(), loggers.CreateLogger<InboundHandler>());
         // After a swap the retained status names the model now running.
         model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;
@@ -98,6 +103,27 @@ public sealed class DaemonService(
         lifetime.ApplicationStarted.Register(() => _log.LogInformation(
             "Ready: drop images into {Inbox}; results on {Topic} at {Host}:{Port}", options.Inbox, topics.Results, _link.Host, options.Mqtt.Port));
         hooks.OnStarted(_pipeline, _store);
+    }
+
+    /// <summary>The on-device readout learner, or null (and the log says why) when it is off.</summary>
+    private ReadoutLearning? StartLearning(ModelUpdates updates, Topics topics)
+    {
+        if (!options.Learning.Enabled)
+        {
+            _log.LogInformation("Readout learning off (Qana:Learning:Enabled)");
+            return null;
+        }
+        if (learnerKey.Key is not { } key)
+        {
+            _log.LogError("Readout learning off: no learner key ({Problem})", learnerKey.Problem);
+            return null;
+        }
+        var learning = new ReadoutLearning(options.Learning, _store!, model.Active, updates, key, topics.Readouts, loggers.CreateLogger<ReadoutLearning>());
+        learning.Queued += _publisher!.Wake;
+        learning.Start();
+        _log.LogInformation("Readout learning on: learner key {KeyId} ({Path}); first attempt at {MinCases} labelled cases, then every {NewCases} more",
+            key.PublicKey.KeyIdHex[..16], learnerKey.Path, options.Learning.MinCases, options.Learning.NewCases);
+        return learning;
     }
 
     private byte[] OnlineStatus()
@@ -169,6 +195,7 @@ public sealed class DaemonService(
         if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
         _camera?.Dispose();
         if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
+        if (_learning is not null) await _learning.DisposeAsync().ConfigureAwait(false);
         model.Active.Changed -= PublishStatus;
         if (_publisher is not null) await _publisher.DisposeAsync().ConfigureAwait(false);
         if (_telemetry is not null) { try { await _telemetry.ConfigureAwait(false); } catch (OperationCanceledException) { } }

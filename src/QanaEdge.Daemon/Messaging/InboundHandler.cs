@@ -7,10 +7,10 @@ using QanaEdge.Daemon.Updates;
 namespace QanaEdge.Daemon.Messaging;
 
 /// <summary>
-/// Messages the daemon subscribes to: clinician feedback (validated and stored), update packages (applied or refused
+/// Messages the daemon subscribes to: clinician feedback (validated, stored, and the readout learner told), update packages (applied or refused
 /// with a reason by <see cref="ModelUpdates"/>, and recorded in the store's update log), and camera capture commands.
 /// </summary>
-public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, ILogger<InboundHandler> log)
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, ILogger<InboundHandler> log)
 {
     public void Handle(string topic, byte[] payload)
     {
@@ -39,7 +39,11 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
             log.LogError("Feedback for result {ResultId} could not be stored ({Error}): not acknowledged, the broker will send it again", resultId, e.Message);
             throw;
         }
-        if (known) log.LogInformation("Feedback stored: result {ResultId} labelled {Label}", resultId, label);
+        if (known)
+        {
+            log.LogInformation("Feedback stored: result {ResultId} labelled {Label}", resultId, label);
+            labelled();
+        }
         else log.LogWarning("Feedback stored for unknown result {ResultId} (label {Label}): not a result of this device", resultId, label);
     }
 

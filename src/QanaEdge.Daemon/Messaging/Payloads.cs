@@ -15,6 +15,8 @@ public sealed class Topics(string deviceId)
     public string Power { get; } = $"qana/{deviceId}/power";
     public string Feedback { get; } = $"qana/{deviceId}/feedback";
     public string Updates { get; } = $"qana/{deviceId}/updates";
+    /// <summary>Out: readout updates learned on this device from clinician labels, signed by its learner key (an addition to the DESIGN.md topic list).</summary>
+    public string Readouts { get; } = $"qana/{deviceId}/readouts";
     public const string FleetUpdates = "qana/fleet/updates";
     /// <summary>In: any message triggers one camera capture (an addition to the DESIGN.md topic list).</summary>
     public string Capture { get; } = $"qana/{deviceId}/capture";

@@ -146,7 +146,8 @@ public sealed class CapturePipeline : IAsyncDisposable
         double? energy = _meter?.EnergyMillijoules(t0, t1);
         byte[] payload = Payloads.Result(resultId, sha, c, modelId, modelVersion, energy, item.CapturedAtUtc);
         var stored = new StoredResult(resultId, sha, c.Label, c.Confidence, c.Refer, c.Tiled, modelId, modelVersion,
-            c.LatencyMs, energy, item.CapturedAtUtc, item.Source, payload, item.LandedTimestamp);
+            c.LatencyMs, energy, item.CapturedAtUtc, item.Source, payload, item.LandedTimestamp,
+            c.HeadInput, c.HeadInput is null ? null : classifier.Backbone);
         return (item, stored);
     }
 

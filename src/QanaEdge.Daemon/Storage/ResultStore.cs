@@ -17,13 +17,21 @@ public sealed record StoredResult(
     DateTime CapturedAt,
     string Source,
     byte[] Payload,
-    long LandedTimestamp);
+    long LandedTimestamp,
+    sbyte[]? HeadInput = null,
+    string? Backbone = null);
+
+/// <summary>A result a clinician labelled, with the head input its model computed (see <see cref="ResultStore.LabelledCases"/>).</summary>
+public sealed record LabelledCase(string ResultId, sbyte[] HeadInput, string Label);
+
+/// <summary>One run of the on-device readout learner, as the store records it.</summary>
+public sealed record LearningAttempt(string Backbone, int Cases, string Outcome, string Reason, DateTime At);
 
 /// <summary>An outbox entry waiting for its PUBACK.</summary>
 public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] Payload, long LandedTimestamp);
 
 /// <summary>
-/// The daemon's LiteDB file: results, the outbox, clinician feedback and the update log. Only the BsonDocument API
+/// The daemon's LiteDB file: results, the outbox, clinician feedback, the update log and the readout learner's log. Only the BsonDocument API
 /// is used (no reflection mapper: Native-AOT clean). All access is serialised through one lock because a LiteDB
 /// transaction belongs to the thread that began it.
 /// <para>
@@ -57,7 +65,7 @@ public sealed class ResultStore : IDisposable
     private sealed class Database : IDisposable
     {
         public readonly LiteDatabase Db;
-        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates;
+        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates, Learning;
 
         public Database(string path)
         {
@@ -69,6 +77,7 @@ public sealed class ResultStore : IDisposable
                 Outbox = Db.GetCollection("outbox", BsonAutoId.Int64);
                 Feedback = Db.GetCollection("feedback", BsonAutoId.Int64);
                 Updates = Db.GetCollection("updates", BsonAutoId.Int64);
+                Learning = Db.GetCollection("learning", BsonAutoId.Int64);
                 Results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
             }
             catch
@@ -145,6 +154,9 @@ public sealed class ResultStore : IDisposable
                     ["stored_at"] = DateTime.UtcNow,
                     ["source"] = r.Source,
                     ["payload"] = r.Payload,
+                    // Stays on the device (never published): the readout learner's case once a clinician labels it.
+                    ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput.Clone(),
+                    ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
                 });
                 d.Outbox.Insert(new BsonDocument
                 {
@@ -222,6 +234,70 @@ public sealed class ResultStore : IDisposable
     private static void MakeDurable(Database d) => d.Db.Checkpoint();
 
     public int FeedbackCount() => Use(d => d.Feedback.Count());
+
+    /// <summary>
+    /// The labelled cases of one backbone (<see cref="QanaEdge.Model.Packaging.ReadoutUpdates.BackboneDigest"/>): every
+    /// result of this device that a clinician labelled and whose head input was recorded by a model with that backbone,
+    /// with its latest label (a later label corrects an earlier one), in the order the labels first arrived.
+    /// <paramref name="unusable"/> counts labelled results that are not cases of it (another backbone, or no head input).
+    /// </summary>
+    public List<LabelledCase> LabelledCases(string backbone, out int unusable)
+    {
+        int skipped = 0;
+        List<LabelledCase> cases = Use(d =>
+        {
+            var latest = new Dictionary<string, string>(StringComparer.Ordinal);
+            var order = new List<string>();
+            foreach (BsonDocument f in d.Feedback.Find(Query.EQ("known_result", true)))
+            {
+                string id = f["result_id"].AsString;
+                if (!latest.ContainsKey(id)) order.Add(id);
+                latest[id] = f["label"].AsString;
+            }
+            var list = new List<LabelledCase>(order.Count);
+            foreach (string id in order)
+            {
+                BsonDocument? r = d.Results.FindById(id);
+                if (r is null || !r["head_input"].IsBinary || r["backbone"].AsString != backbone) { skipped++; continue; }
+                list.Add(new LabelledCase(id, (sbyte[])(Array)r["head_input"].AsBinary, latest[id]));
+            }
+            return list;
+        });
+        unusable = skipped;
+        return cases;
+    }
+
+    /// <summary>Records a run of the readout learner.</summary>
+    public void LogLearning(LearningAttempt attempt, IReadOnlyDictionary<string, double> metrics) => Use(d =>
+    {
+        var doc = new BsonDocument
+        {
+            ["backbone"] = attempt.Backbone, ["cases"] = attempt.Cases, ["outcome"] = attempt.Outcome,
+            ["reason"] = attempt.Reason, ["at"] = attempt.At,
+        };
+        var m = new BsonDocument();
+        foreach (var (key, value) in metrics) m[key] = value;
+        doc["metrics"] = m;
+        d.Learning.Insert(doc);
+        MakeDurable(d);
+        return 0;
+    });
+
+    /// <summary>The readout learner's runs, oldest first.</summary>
+    public List<LearningAttempt> LearningLog() => Use(d =>
+        d.Learning.FindAll().Select(doc => new LearningAttempt(doc["backbone"].AsString, doc["cases"].AsInt32, doc["outcome"].AsString,
+            doc["reason"].AsString, doc["at"].AsDateTime)).ToList());
+
+    /// <summary>Queues a message other than a result (a learned readout) for the publisher: durable, sent at QoS 1 until acknowledged.</summary>
+    public void Enqueue(string id, string topic, byte[] payload) => Use(d =>
+    {
+        d.Outbox.Insert(new BsonDocument
+        {
+            ["result_id"] = id, ["topic"] = topic, ["payload"] = payload, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
+        });
+        MakeDurable(d);
+        return 0;
+    });
 
     /// <summary>Records an update package that arrived, whether it was applied and why not.</summary>
     public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>

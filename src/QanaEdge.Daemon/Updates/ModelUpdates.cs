@@ -12,7 +12,7 @@ namespace QanaEdge.Daemon.Updates;
 /// Applies signed model and readout updates to the running daemon and brings them back at start.
 /// <para>
 /// An update is applied only when all of this holds, else it is refused with a one-line reason and the running model
-/// stays: the signature verifies against the trust store (<see cref="PackageVerifier"/>); a readout update names the
+/// stays: the signature verifies against the trust store and the device's learner key (<see cref="DeviceTrust"/>, <see cref="PackageVerifier"/>); a readout update names the
 /// running model (id and version) as its base; a model update continues the running model (same id: a different
 /// model is a firmware change, made through Qana:Model) with the same input contract (image shape and classes); its
 /// version is newer than the running one (a version already running, or an older one, is refused; the same bytes
@@ -21,7 +21,7 @@ namespace QanaEdge.Daemon.Updates;
 /// (<see cref="ActiveModel.Swap"/>: between images, nothing lost or classified twice).
 /// </para>
 /// </summary>
-public sealed class ModelUpdates(ModelAtStart start, string stateDir, string trustDir, EngineChoice choice, ILogger<ModelUpdates> log)
+public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log)
 {
     public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
 
@@ -43,7 +43,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
     private (string Outcome, string Reason) HandleLocked(byte[] payload, string sha)
     {
         if (payload.Length == 0) return (Refused, "empty message");
-        if (!TryVerify(payload, trustDir, out ModelPackage? update, out string verdict)) return (Refused, verdict);
+        if (!TryVerify(payload, trust, out ModelPackage? update, out string verdict)) return (Refused, verdict);
         AppliedUpdates.State state = _state;
         ModelPackage running = _active.Provider.Package;
         string runningName = $"{running.Manifest.ModelId} {running.Manifest.Version}";
@@ -183,7 +183,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
     /// drops them), and the result's golden vectors must reproduce on the engine. Otherwise the configured package
     /// runs, and <see cref="ActiveModel.Source"/> and <see cref="ModelAtStart.Problem"/> say why.
     /// </summary>
-    public static ModelAtStart Start(QanaOptions options, EngineChoice choice)
+    public static ModelAtStart Start(QanaOptions options, DeviceTrust trust, EngineChoice choice)
     {
         var (configured, configuredPath) = PackageClassifierProvider.LoadPackage(options.Model);
         var applied = new AppliedUpdates(ModelsDir(options.StateDir));
@@ -193,7 +193,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
         {
             AppliedUpdates.State state = applied.Read();
             if (state.IsEmpty) return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), firmware), state, null);
-            problem = TryRestore(configured, applied, state, options.TrustDir, choice, out IClassifierProvider? provider, out string source);
+            problem = TryRestore(configured, applied, state, trust, choice, out IClassifierProvider? provider, out string source);
             if (problem is null) return new ModelAtStart(new ActiveModel(provider!, source), state, null);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
@@ -205,7 +205,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
             AppliedUpdates.State.None, problem);
     }
 
-    private static string? TryRestore(ModelPackage configured, AppliedUpdates applied, AppliedUpdates.State state, string trustDir, EngineChoice choice,
+    private static string? TryRestore(ModelPackage configured, AppliedUpdates applied, AppliedUpdates.State state, DeviceTrust trust, EngineChoice choice,
         out IClassifierProvider? provider, out string source)
     {
         provider = null;
@@ -215,7 +215,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
         foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
         {
             path = applied.PackagePath(sha);
-            if (!TryVerify(File.ReadAllBytes(path), trustDir, out ModelPackage? update, out string verdict)) return $"{path}: {verdict}";
+            if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out string verdict)) return $"{path}: {verdict}";
             ModelManifest m = update!.Manifest;
             described = Describe(update);
             if (m.Kind == PackageKind.Model)
@@ -236,18 +236,19 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, string tru
         return null;
     }
 
-    private static bool TryVerify(byte[] payload, string trustDir, out ModelPackage? package, out string verdict)
+    private static bool TryVerify(byte[] payload, DeviceTrust trust, out ModelPackage? package, out string verdict)
     {
         package = null;
-        TrustStore trust;
-        try { trust = TrustStore.Load(trustDir); }
+        TrustStore store;
+        string? problem;
+        try { store = trust.Load(out problem); }
         catch (Exception e) when (e is KeyFileException or IOException or UnauthorizedAccessException)
         {
             verdict = $"no usable trust store ({e.Message})";
             return false;
         }
-        VerificationResult result = PackageVerifier.Verify(payload, trust);
-        verdict = result.Reason;
+        VerificationResult result = PackageVerifier.Verify(payload, store);
+        verdict = result.IsValid || problem is null ? result.Reason : $"no usable trust store ({problem}): {result.Reason}";
         package = result.Package;
         return result.IsValid;
     }

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using QanaEdge.Model.Graph;
 
 namespace QanaEdge.Model.Packaging;
@@ -17,6 +19,51 @@ public static class ReadoutUpdates
         if (head is null || head.Kind != OpKind.Dense)
             throw new PackageFormatException($"model '{model.Manifest.ModelId}': the logits are not produced by a dense node, so it has no replaceable readout");
         return head;
+    }
+
+    /// <summary>
+    /// SHA-256 (hex) of everything that decides a model's head input: the input contract (shape, colour gains, crop)
+    /// and every tensor and node of the graph except the head, the logits and the spiking readout. A readout update
+    /// leaves it unchanged, so head inputs recorded under one model stay valid training cases for any readout of it;
+    /// a model update (a new backbone) changes it.
+    /// </summary>
+    public static string BackboneDigest(ModelPackage model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ModelGraph g = model.Graph;
+        Node head = Head(model);
+        using var bytes = new MemoryStream();
+        using var w = new BinaryWriter(bytes);
+        InputSpec input = model.Manifest.Input;
+        w.Write(input.Height); w.Write(input.Width); w.Write(input.Channels); w.Write(input.Crop);
+        foreach (float gain in input.ColorGains) w.Write(gain);
+        var readoutOutputs = g.Nodes.Where(n => n.Kind == OpKind.SpikingReadout).Select(n => n.Output).ToHashSet();
+        for (int i = 0; i < g.Tensors.Length; i++)
+        {
+            if (i == g.LogitsTensor || readoutOutputs.Contains(i)) continue;
+            TensorSpec t = g.Tensors[i];
+            w.Write(i); w.Write(t.Height); w.Write(t.Width); w.Write(t.Channels); w.Write((int)t.Type); w.Write(t.Scale); w.Write(t.ZeroPoint);
+        }
+        foreach (Node n in g.Nodes)
+        {
+            if (n == head || n.Kind == OpKind.SpikingReadout) continue;
+            w.Write(n.Name); w.Write((int)n.Kind); w.Write(n.Output);
+            foreach (int i in n.Inputs) w.Write(i);
+            w.Write(n.KernelHeight); w.Write(n.KernelWidth); w.Write(n.StrideHeight); w.Write(n.StrideWidth); w.Write((int)n.Padding);
+            w.Write(n.ClampMin); w.Write(n.ClampMax);
+            WriteArray(w, n.Weights);
+            WriteArray(w, n.Table);
+            WriteArray(w, n.WeightScales);
+            WriteArray(w, n.Bias);
+        }
+        w.Flush();
+        return Convert.ToHexStringLower(SHA256.HashData(bytes.GetBuffer().AsSpan(0, (int)bytes.Length)));
+    }
+
+    private static void WriteArray<T>(BinaryWriter w, T[]? values) where T : unmanaged
+    {
+        w.Write(values?.Length ?? -1);
+        if (values is not null) w.Write(MemoryMarshal.AsBytes(values.AsSpan()));
     }
 
     /// <summary>

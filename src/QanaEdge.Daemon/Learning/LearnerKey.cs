@@ -1,0 +1,52 @@
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Model.Packaging;
+
+namespace QanaEdge.Daemon.Learning;
+
+/// <summary>
+/// This device's learner signing key (role learner: it may sign readout updates only). The readouts the device learns
+/// are signed with it, so they are verified, stored and restored at start like any signed update, and the fleet can
+/// tell which device learned what. Created on first use (mode 0600, public half beside it as .pub); a key kept when
+/// learning is switched off still verifies the readouts learned before.
+/// </summary>
+public sealed class LearnerKey : IDisposable
+{
+    private LearnerKey(SigningKey? key, string path, string? problem)
+    {
+        Key = key;
+        Path = path;
+        Problem = problem;
+    }
+
+    /// <summary>The key; null when learning is off and no key was ever made, or when the key file is unusable.</summary>
+    public SigningKey? Key { get; }
+    public string Path { get; }
+    /// <summary>Why there is no key although learning is on (the daemon runs, without learning).</summary>
+    public string? Problem { get; }
+
+    public static LearnerKey Open(LearningOptions options)
+    {
+        string path = options.KeyFile ?? throw new ArgumentException("Qana:Learning:KeyFile is not resolved", nameof(options));
+        try
+        {
+            if (File.Exists(path))
+            {
+                SigningKey key = SigningKey.Load(path);
+                if (key.Role == SignerRole.Learner) return new LearnerKey(key, path, null);
+                key.Dispose();
+                return new LearnerKey(null, path, $"'{path}' is a {PackageSignature.RoleName(key.Role)} key, not a learner key");
+            }
+            if (!options.Enabled) return new LearnerKey(null, path, null);
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+            SigningKey created = SigningKey.Generate(SignerRole.Learner);
+            created.Save(path[..^".key".Length]);
+            return new LearnerKey(created, path, null);
+        }
+        catch (Exception e) when (e is KeyFileException or IOException or UnauthorizedAccessException)
+        {
+            return new LearnerKey(null, path, e.Message);
+        }
+    }
+
+    public void Dispose() => Key?.Dispose();
+}

@@ -1,0 +1,221 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Updates;
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
+using QanaEdge.Training.Evaluation;
+using QanaEdge.Training.Incremental;
+using QanaEdge.Training.Pipeline;
+
+namespace QanaEdge.Daemon.Learning;
+
+/// <summary>
+/// Learns the running model's readout from clinician labels, on the device (DESIGN.md, incremental learning: only the
+/// readout changes, and a change is kept only if it loses no accuracy).
+/// <para>
+/// A case is a result a clinician labelled, with the int8 head input its model computed when it classified the image
+/// (stored with the result; images are not kept). Cases count for the running model only when they were recorded by
+/// the same backbone (<see cref="ReadoutUpdates.BackboneDigest"/>): readout updates keep them, a model update does not.
+/// Once <see cref="LearningOptions.MinCases"/> are labelled, and again after every <see cref="LearningOptions.NewCases"/>
+/// more, the cases are cut per class, in the order their labels came, alternately into a learned half and a checked
+/// half. <see cref="ReadoutLearner"/> (the training pipeline's) learns from the first; the running readout and the
+/// learned one are run by the integer engine on the second. The learned readout is kept only when it loses neither
+/// top-1 accuracy nor macro-F1 there and gains on at least one (a change that gains nothing is not worth a new
+/// version). A kept readout is signed with the device's learner key and goes through <see cref="ModelUpdates"/> like
+/// any update (verified, golden vectors reproduced on the engine, stored under the state folder, swapped in between
+/// images, restored at start), then is published on <c>qana/{device}/readouts</c> through the outbox.
+/// </para>
+/// Every attempt is recorded in the store's learning log with its figures; one runs at a time, in the background.
+/// </summary>
+public sealed class ReadoutLearning : IAsyncDisposable
+{
+    public const string Applied = "applied", NotKept = "not-kept", Refused = "refused", Unusable = "unusable";
+
+    private readonly LearningOptions _options;
+    private readonly ResultStore _store;
+    private readonly ActiveModel _active;
+    private readonly ModelUpdates _updates;
+    private readonly SigningKey _key;
+    private readonly string _topic;
+    private readonly ILogger _log;
+    private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+
+    public ReadoutLearning(LearningOptions options, ResultStore store, ActiveModel active, ModelUpdates updates, SigningKey key, string readoutsTopic, ILogger<ReadoutLearning> log)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (key.Role != SignerRole.Learner) throw new ArgumentException("the readout learner signs with a learner key", nameof(key));
+        _options = options;
+        _store = store;
+        _active = active;
+        _updates = updates;
+        _key = key;
+        _topic = readoutsTopic;
+        _log = log;
+    }
+
+    /// <summary>A readout was applied and its message queued in the outbox (the publisher's cue).</summary>
+    public event Action? Queued;
+
+    /// <summary>Starts the background loop and looks once at what is already labelled.</summary>
+    public void Start()
+    {
+        _loop = Task.Run(() => RunAsync(_stop.Token));
+        Wake();
+    }
+
+    /// <summary>A label was stored: look whether an attempt is due. Cheap, never blocks; wakes coalesce.</summary>
+    public void Wake() => _signal.Writer.TryWrite(true);
+
+    private async Task RunAsync(CancellationToken ct)
+    {
+        try
+        {
+            while (await _signal.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            {
+                _signal.Reader.TryRead(out _);
+                try { Attempt(); }
+                catch (Exception e) when (ResultStore.IsStorageFailure(e))
+                {
+                    // Nothing is lost: the labels stay in the store, and the next label wakes the learner again.
+                    _log.LogWarning("Readout learning postponed: the store failed ({Error})", e.Message);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _log.LogError(e, "Readout learning failed");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+    }
+
+    /// <summary>
+    /// One look at the labelled cases: learns, checks and applies when an attempt is due. Returns the attempt (also
+    /// recorded in the store), or null when none was due.
+    /// </summary>
+    public LearningAttempt? Attempt()
+    {
+        ModelPackage running = _active.Provider.Package;
+        string backbone;
+        try { backbone = ReadoutUpdates.BackboneDigest(running); }
+        catch (PackageFormatException) { return null; }   // no dense readout: nothing to learn
+
+        List<LabelledCase> stored = _store.LabelledCases(backbone, out int unusable);
+        string[] classes = running.Manifest.Classes;
+        var cases = new List<(sbyte[] Input, int Label)>(stored.Count);
+        int featureLength = running.Graph.Tensors[ReadoutUpdates.Head(running).Inputs[0]].Length;
+        foreach (LabelledCase c in stored)
+        {
+            int label = Array.FindIndex(classes, code => string.Equals(code, c.Label, StringComparison.OrdinalIgnoreCase));
+            if (label >= 0 && c.HeadInput.Length == featureLength) cases.Add((c.HeadInput, label));
+            else unusable++;
+        }
+        int last = _store.LearningLog().LastOrDefault(a => a.Backbone == backbone)?.Cases ?? 0;
+        if (cases.Count < _options.MinCases || cases.Count - last < (last == 0 ? 0 : _options.NewCases))
+        {
+            _log.LogDebug("Readout learning not due: {Cases} labelled cases of the running backbone ({Unusable} labelled results unusable), last attempt at {Last}",
+                cases.Count, unusable, last);
+            return null;
+        }
+
+        var (learn, check) = Split(cases, classes.Length);
+        string name = $"{running.Manifest.ModelId} {running.Manifest.Version}";
+        var figures = new Dictionary<string, double> { ["cases"] = cases.Count, ["learned"] = learn.Count, ["checked"] = check.Count, ["unusable"] = unusable };
+        if (learn.Count == 0 || check.Count == 0)
+            return Record(backbone, cases.Count, Unusable, $"{cases.Count} cases give no checked half (every class has a single case)", figures);
+
+        var learner = new ReadoutLearner(running, new ReadoutLearnerOptions
+        {
+            Epochs = _options.Epochs, LearningRate = (float)_options.LearningRate, Seed = (ulong)cases.Count,
+        });
+        double[] losses = learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList());
+        ModelPackage update = learner.CreateUpdate(IncrementalStage.NextVersion(running.Manifest.Version));
+
+        Node head = ReadoutUpdates.Head(running);
+        ModelPackage current = ReadoutUpdates.Create(running, running.Manifest.Version, head.Weights!, head.WeightScales!, head.Bias!);
+        ClassificationMetrics before = Evaluate(current, check), after = Evaluate(update, check);
+        figures["loss_first"] = losses[0];
+        figures["loss_last"] = losses[^1];
+        figures["top1_before"] = before.Top1;
+        figures["top1_after"] = after.Top1;
+        figures["macro_f1_before"] = before.MacroF1;
+        figures["macro_f1_after"] = after.MacroF1;
+        string measured = string.Create(CultureInfo.InvariantCulture,
+            $"learned from {learn.Count} labelled cases, checked on {check.Count}: top-1 {before.Top1:P1} -> {after.Top1:P1}, macro-F1 {before.MacroF1:F3} -> {after.MacroF1:F3}");
+        bool loses = after.Top1 < before.Top1 || after.MacroF1 < before.MacroF1;
+        bool gains = after.Top1 > before.Top1 || after.MacroF1 > before.MacroF1;
+        if (loses || !gains)
+        {
+            string why = loses ? "it loses accuracy on the checked half" : "it gains nothing on the checked half";
+            _log.LogInformation("Readout for {Model} {Measured}: not kept ({Why})", name, measured, why);
+            return Record(backbone, cases.Count, NotKept, $"{measured}; not kept: {why}", figures);
+        }
+
+        byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(update), _key);
+        string sha = Convert.ToHexStringLower(SHA256.HashData(signed));
+        var (outcome, reason) = _updates.Handle(signed, sha);
+        _store.LogUpdate("learned", sha, signed.Length, outcome, reason);
+        if (outcome != ModelUpdates.Applied)
+        {
+            _log.LogWarning("Readout for {Model} {Measured}: kept, but the update was {Outcome}: {Reason}", name, measured, outcome, reason);
+            return Record(backbone, cases.Count, Refused, $"{measured}; {outcome}: {reason}", figures);
+        }
+        // Learned readouts leave the device (DESIGN.md); the outbox holds the message until the broker acknowledges it.
+        _store.Enqueue($"readout:{sha}", _topic, signed);
+        Queued?.Invoke();
+        _log.LogWarning("LEARNED: readout {Version} for {Model} {Measured}: applied and queued on {Topic}", update.Manifest.Version, name, measured, _topic);
+        return Record(backbone, cases.Count, Applied, $"{measured}; applied as {update.Manifest.Version}", figures);
+    }
+
+    private LearningAttempt Record(string backbone, int cases, string outcome, string reason, IReadOnlyDictionary<string, double> figures)
+    {
+        var attempt = new LearningAttempt(backbone, cases, outcome, reason, DateTime.UtcNow);
+        _store.LogLearning(attempt, figures);
+        return attempt;
+    }
+
+    /// <summary>
+    /// Per class, in the order the labels came, cases alternate between the learned half and the checked half, so both
+    /// hold every class with two or more cases. (Labels carry no lesion id: two images of one lesion may fall in both halves.)
+    /// </summary>
+    public static (List<(sbyte[] Input, int Label)> Learn, List<(sbyte[] Input, int Label)> Check) Split(IReadOnlyList<(sbyte[] Input, int Label)> cases, int classes)
+    {
+        var seen = new int[classes];
+        var learn = new List<(sbyte[], int)>();
+        var check = new List<(sbyte[], int)>();
+        foreach (var c in cases) (seen[c.Label]++ % 2 == 0 ? learn : check).Add(c);
+        return (learn, check);
+    }
+
+    /// <summary>Top-1 and macro-F1 of a readout graph (head input → dense → readout) on cases, by the device's own decision rule.</summary>
+    private static ClassificationMetrics Evaluate(ModelPackage readout, List<(sbyte[] Input, int Label)> cases)
+    {
+        using IntegerEngine engine = IntegerEngine.Create(readout, KernelMode.Optimized);
+        int k = readout.Manifest.Classes.Length;
+        var probabilities = new float[cases.Count][];
+        var predictions = new int[cases.Count];
+        for (int i = 0; i < cases.Count; i++)
+        {
+            engine.Run(cases[i].Input);
+            probabilities[i] = new float[k];
+            engine.GetProbabilities(probabilities[i]);
+            predictions[i] = SpikingReadout.Decide(probabilities[i], engine.Logits);
+        }
+        return ClassificationMetrics.Compute(cases.Select(c => c.Label).ToArray(), probabilities, predictions, readout.Manifest.Classes);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _signal.Writer.TryComplete();
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,128 @@
+using System.Text;
+using System.Text.Json;
+using QanaEdge.Daemon.Learning;
+using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Daemon.Updates;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// The on-device readout learner, end to end: the shipped model classifies real JPEGs, clinician labels arrive over a
+/// real mosquitto, the daemon learns a readout from them, checks it on the labelled cases it did not learn from, and
+/// applies, publishes and restores it (or records why not) — with the daemon's real LiteDB and state folder.
+/// </summary>
+public sealed class ReadoutLearningTests : IDisposable
+{
+    private static readonly string ShippedPath = Path.Combine(TestData.RepositoryRoot, "firmware-models", "qana-paper8-64.qana");
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("learning");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>The daemon with the shipped model, learning first once <paramref name="minCases"/> labels are in.</summary>
+    private DaemonRunner Daemon(string device, double learningRate, int minCases) =>
+        new(_root, _broker.Port, device, null, $"--Qana:Model={ShippedPath}", $"--Qana:TrustDir={Path.Combine(_root, "trust")}",
+            $"--Qana:Learning:MinCases={minCases}", "--Qana:Learning:NewCases=8", "--Qana:Learning:Epochs=100",
+            $"--Qana:Learning:LearningRate={learningRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+
+    private static string Version(JsonElement result) => result.GetProperty("model").GetProperty("version").GetString()!;
+
+    /// <summary>
+    /// Drops the images, waits for their results, and labels each result with the class after the one the device
+    /// reported (a clinic that systematically disagrees: the running readout is wrong on every such case, so a
+    /// readout that learned anything from them is measurably better on the cases it did not learn from).
+    /// </summary>
+    private static async Task<string[]> ClassifyAndLabel(DaemonRunner daemon, ResultSubscriber sub, string[] images)
+    {
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(120), "results of the images");
+        var ids = sub.Results.Keys.Order(StringComparer.Ordinal).ToArray();
+        foreach (string id in ids)
+        {
+            string predicted = sub.Results[id].First().GetProperty("label").GetString()!;
+            string label = Model.Classes.Codes[(Model.Classes.IndexOf(predicted) + 1) % Model.Classes.Count];
+            await sub.PublishAsync($"qana/{daemon.DeviceId}/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{id}}","label":"{{label}}","clinician":"dr-l"}"""));
+        }
+        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() >= ids.Length, TimeSpan.FromSeconds(30), "the labels to be stored");
+        return ids;
+    }
+
+    [Fact]
+    public async Task Labels_teach_a_readout_that_is_applied_published_signed_by_the_device_and_restored()
+    {
+        string[] images = TestEnv.RealImages(20, skip: 700);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devlearn/#");
+        await sub.ConnectAsync();
+        string stateDir;
+        await using (var daemon = Daemon("devlearn", learningRate: 1e-2, minCases: 20))
+        {
+            await daemon.StartAsync();
+            stateDir = daemon.StateDir;
+            await ClassifyAndLabel(daemon, sub, images);
+            await TestEnv.WaitUntil(() => daemon.Store!.LearningLog().Count >= 1, TimeSpan.FromSeconds(60), "a learning attempt",
+                () => string.Join("; ", daemon.Log.Events.Select(e => e.Message)));
+            LearningAttempt attempt = Assert.Single(daemon.Store!.LearningLog());
+            Assert.True(attempt.Outcome == ReadoutLearning.Applied, attempt.Reason);
+            Assert.Equal(20, attempt.Cases);
+            // Per class, alternately learned and checked: both halves together are every labelled case.
+            var halves = System.Text.RegularExpressions.Regex.Match(attempt.Reason, @"learned from (\d+) labelled cases, checked on (\d+)");
+            Assert.True(halves.Success, attempt.Reason);
+            Assert.Equal(20, int.Parse(halves.Groups[1].Value) + int.Parse(halves.Groups[2].Value));
+            var update = Assert.Single(daemon.Store.UpdateLog());
+            Assert.Equal(("learned", ModelUpdates.Applied), (update.Topic, update.Outcome));
+
+            // The learned readout leaves the device: signed by the device's learner key, a readout update for the model it ran.
+            await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devlearn/readouts"), TimeSpan.FromSeconds(30), "the learned readout on MQTT");
+            byte[] published = sub.Messages.First(m => m.Topic == "qana/devlearn/readouts").Payload;
+            var learner = TrustedKey.Load(Path.Combine(stateDir, "learner.pub"));
+            Assert.Equal(SignerRole.Learner, learner.Role);
+            VerificationResult verified = PackageVerifier.Verify(published, new TrustStore([learner]));
+            Assert.True(verified.IsValid, verified.Reason);
+            Assert.Equal(PackageKind.ReadoutUpdate, verified.Package!.Manifest.Kind);
+            Assert.Equal(("1.0.0", "1.0.1"), (verified.Package.Manifest.BaseModelVersion, verified.Package.Manifest.Version));
+
+            // Images classified from now on carry the learned version.
+            string next = TestEnv.RealImages(1, skip: 760)[0];
+            TestEnv.Drop(next, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Values.Any(q => Version(q.First()) == "1.0.1"), TimeSpan.FromSeconds(60), "a result of the learned readout");
+        }
+
+        // A restart restores the learned readout (verified with the device's learner key) and does not learn again
+        // from the same labels.
+        sub.Messages.Clear();
+        await using (var again = Daemon("devlearn", learningRate: 1e-2, minCases: 20))
+        {
+            await again.StartAsync();
+            Assert.Equal("1.0.1", again.Services.GetService(typeof(ModelAtStart)) is ModelAtStart m ? m.Active.Provider.ModelVersion : "");
+            await Task.Delay(500);
+            Assert.Single(again.Store!.LearningLog());
+            Assert.Empty(again.Log.At(Serilog.Events.LogEventLevel.Error));
+        }
+    }
+
+    [Fact]
+    public async Task A_readout_that_gains_nothing_on_the_checked_cases_is_not_kept_and_the_model_stays()
+    {
+        // A learning rate too small to move any weight by one quantization step: the learned readout is the running one.
+        string[] images = TestEnv.RealImages(16, skip: 800);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devnolearn/#");
+        await sub.ConnectAsync();
+        await using var daemon = Daemon("devnolearn", learningRate: 1e-7, minCases: 16);
+        await daemon.StartAsync();
+        await ClassifyAndLabel(daemon, sub, images);
+        await TestEnv.WaitUntil(() => daemon.Store!.LearningLog().Count >= 1, TimeSpan.FromSeconds(60), "a learning attempt");
+        LearningAttempt attempt = Assert.Single(daemon.Store!.LearningLog());
+        Assert.True(attempt.Outcome == ReadoutLearning.NotKept, attempt.Reason);
+        Assert.Contains("gains nothing", attempt.Reason, StringComparison.Ordinal);
+        Assert.Empty(daemon.Store.UpdateLog());
+        Assert.DoesNotContain(sub.Messages, m => m.Topic == "qana/devnolearn/readouts");
+        Assert.False(Directory.Exists(Path.Combine(daemon.StateDir, "models")) && Directory.GetFiles(Path.Combine(daemon.StateDir, "models")).Length > 0);
+    }
+}
