@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon learning-sim model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -110,6 +110,11 @@ BENCH_ISA ?= native
 bench-daemon: restore
 	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -p:IlcInstructionSet=$(BENCH_ISA) -o out/bench-linux-x64 -nologo -v q
 	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/bench-linux-x64/qanad $(BENCH_ARGS)
+
+## learning-sim: the device's readout learning replayed on the validation split, figures on a held-out half of it
+## (docs/daemon.md). LEARNING_SIM_ARGS="MIN_CASES NEW_CASES" (default 40 20, the daemon's).
+learning-sim: restore
+	$(DOTNET) run --project tests/QanaEdge.LearningSim -c Release -- $(LEARNING_SIM_ARGS)
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
 splits: restore

@@ -138,9 +138,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
         double[] losses = learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList());
         ModelPackage update = learner.CreateUpdate(IncrementalStage.NextVersion(running.Manifest.Version));
 
-        Node head = ReadoutUpdates.Head(running);
-        ModelPackage current = ReadoutUpdates.Create(running, running.Manifest.Version, head.Weights!, head.WeightScales!, head.Bias!);
-        ClassificationMetrics before = Evaluate(current, check), after = Evaluate(update, check);
+        ClassificationMetrics before = Evaluate(RunningReadout(running), check), after = Evaluate(update, check);
         figures["loss_first"] = losses[0];
         figures["loss_last"] = losses[^1];
         figures["top1_before"] = before.Top1;
@@ -149,11 +147,8 @@ public sealed class ReadoutLearning : IAsyncDisposable
         figures["macro_f1_after"] = after.MacroF1;
         string measured = string.Create(CultureInfo.InvariantCulture,
             $"learned from {learn.Count} labelled cases, checked on {check.Count}: top-1 {before.Top1:P1} -> {after.Top1:P1}, macro-F1 {before.MacroF1:F3} -> {after.MacroF1:F3}");
-        bool loses = after.Top1 < before.Top1 || after.MacroF1 < before.MacroF1;
-        bool gains = after.Top1 > before.Top1 || after.MacroF1 > before.MacroF1;
-        if (loses || !gains)
+        if (Verdict(before, after) is { } why)
         {
-            string why = loses ? "it loses accuracy on the checked half" : "it gains nothing on the checked half";
             _log.LogInformation("Readout for {Model} {Measured}: not kept ({Why})", name, measured, why);
             return Record(backbone, cases.Count, NotKept, $"{measured}; not kept: {why}", figures);
         }
@@ -194,8 +189,23 @@ public sealed class ReadoutLearning : IAsyncDisposable
         return (learn, check);
     }
 
+    /// <summary>Why a learned readout is not kept (null: kept): it must lose neither top-1 nor macro-F1 on the checked half, and gain on one.</summary>
+    public static string? Verdict(ClassificationMetrics before, ClassificationMetrics after)
+    {
+        if (after.Top1 < before.Top1 || after.MacroF1 < before.MacroF1) return "it loses accuracy on the checked half";
+        if (after.Top1 > before.Top1 || after.MacroF1 > before.MacroF1) return null;
+        return "it gains nothing on the checked half";
+    }
+
+    /// <summary>The running model's readout as a readout graph (head input → dense → readout), to be measured like a learned one.</summary>
+    public static ModelPackage RunningReadout(ModelPackage running)
+    {
+        Node head = ReadoutUpdates.Head(running);
+        return ReadoutUpdates.Create(running, running.Manifest.Version, head.Weights!, head.WeightScales!, head.Bias!);
+    }
+
     /// <summary>Top-1 and macro-F1 of a readout graph (head input → dense → readout) on cases, by the device's own decision rule.</summary>
-    private static ClassificationMetrics Evaluate(ModelPackage readout, List<(sbyte[] Input, int Label)> cases)
+    public static ClassificationMetrics Evaluate(ModelPackage readout, List<(sbyte[] Input, int Label)> cases)
     {
         using IntegerEngine engine = IntegerEngine.Create(readout, KernelMode.Optimized);
         int k = readout.Manifest.Classes.Length;
