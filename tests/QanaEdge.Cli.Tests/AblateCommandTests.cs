@@ -34,6 +34,8 @@ public class AblateCommandTests
     [InlineData("--dropout", "0.6")]
     [InlineData("--sampler-alpha", "-0.1")]
     [InlineData("--label-smoothing", "0.5")]
+    [InlineData("--incremental-learning-rate", "0")]
+    [InlineData("--incremental-epochs", "0")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }

@@ -46,9 +46,11 @@ public sealed class TrainCommand : IVerb
         var noQuantHead = new Option<bool>("--no-quant-head") { Description = "head not fake-quantized during QAT (quantized at conversion only)" };
         var smote = new Option<bool>("--smote") { Description = "after the float phase: embedding-space SMOTE for the head (5 epochs), then a brief fine-tune of the last block and head" };
         var incremental = new Option<bool>("--incremental") { Description = "after calibration: learn the readout from half of the validation split, kept only if the other half loses no accuracy" };
+        var incrementalRate = new Option<float>("--incremental-learning-rate") { Description = "Adam step size of the readout learner in the incremental stage, in (0, 1]", DefaultValueFactory = _ => new TrainOptions().IncrementalLearningRate };
+        var incrementalEpochs = new Option<int>("--incremental-epochs") { Description = "passes over the labelled half of validation in the incremental stage", DefaultValueFactory = _ => new TrainOptions().IncrementalEpochs };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing, zoom, dropout,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, incrementalRate, incrementalEpochs, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing, zoom, dropout,
         };
         command.SetAction(parse =>
         {
@@ -74,6 +76,10 @@ public sealed class TrainCommand : IVerb
             double zoomP = parse.GetValue(zoom);
             if (zoomP is < 0 or > 1) throw new UsageException("--zoom-probability must be in [0, 1]");
             float drop = parse.GetValue(dropout);
+            float incRate = parse.GetValue(incrementalRate);
+            if (incRate is not (> 0 and <= 1)) throw new UsageException("--incremental-learning-rate must be in (0, 1]");
+            int incEpochs = parse.GetValue(incrementalEpochs);
+            if (incEpochs < 1) throw new UsageException("--incremental-epochs must be at least 1");
             if (drop is < 0 or > 0.5f) throw new UsageException("--dropout must be in [0, 0.5]");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
@@ -107,7 +113,7 @@ public sealed class TrainCommand : IVerb
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
                 GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
-                ZoomProbability = zoomP,
+                ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err);
