@@ -87,6 +87,10 @@ public sealed class ReadoutLearningTests : IDisposable
             Assert.True(verified.IsValid, verified.Reason);
             Assert.Equal(PackageKind.ReadoutUpdate, verified.Package!.Manifest.Kind);
             Assert.Equal(("1.0.0", "1.0.1"), (verified.Package.Manifest.BaseModelVersion, verified.Package.Manifest.Version));
+            // The retained status carries the key's public half, so the fleet can verify without reaching the device.
+            JsonElement status = sub.Messages.Where(m => m.Topic == "qana/devlearn/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+            Assert.Equal(File.ReadAllText(Path.Combine(stateDir, "learner.pub")), status.GetProperty("learner_key").GetProperty("public").GetString());
+            Assert.Equal(learner.KeyIdHex, status.GetProperty("learner_key").GetProperty("id").GetString());
 
             // Images classified from now on carry the learned version.
             string next = TestEnv.RealImages(1, skip: 760)[0];

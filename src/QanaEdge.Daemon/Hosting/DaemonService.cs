@@ -130,7 +130,7 @@ public sealed class DaemonService(
     {
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
-            provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source);
+            provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey);
     }
 
     private void PublishStatus()

@@ -66,7 +66,7 @@ public static class Payloads
     }
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
-        Capture.CameraState? camera = null, string? modelSource = null)
+        Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -92,6 +92,15 @@ public static class Payloads
                 w.WriteString("state", camera.State);
                 if (camera.Error is null) w.WriteNull("error"); else w.WriteString("error", camera.Error);
                 w.WriteString("at", camera.AtUtc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+                w.WriteEndObject();
+            }
+            if (learner is not null)
+            {
+                // The public half of the key this device signs its learned readouts with (a .pub file's text), so the
+                // fleet can verify what arrives on qana/{device}/readouts.
+                w.WriteStartObject("learner_key");
+                w.WriteString("id", learner.KeyIdHex);
+                w.WriteString("public", learner.ToText());
                 w.WriteEndObject();
             }
             w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
