@@ -39,7 +39,8 @@ public sealed class LearnerKey : IDisposable
             if (!options.Enabled) return new LearnerKey(null, path, null);
             Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
             SigningKey created = SigningKey.Generate(SignerRole.Learner);
-            created.Save(path[..^".key".Length]);
+            try { created.Save(path[..^".key".Length]); }
+            catch { created.Dispose(); throw; }
             return new LearnerKey(created, path, null);
         }
         catch (Exception e) when (e is KeyFileException or IOException or UnauthorizedAccessException)
