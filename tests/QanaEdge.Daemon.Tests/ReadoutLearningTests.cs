@@ -111,6 +111,44 @@ public sealed class ReadoutLearningTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A learned readout is applied (persisted) before its message is queued. Stopped between the two — here the update
+    /// log's record of it, written with the message in one transaction, is removed after the stop — the daemon finds
+    /// the readout at its next start and publishes it then.
+    /// </summary>
+    [Fact]
+    public async Task A_learned_readout_applied_but_not_queued_before_a_stop_is_published_at_the_next_start()
+    {
+        string[] images = TestEnv.RealImages(20, skip: 900);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devrecover/#");
+        await sub.ConnectAsync();
+        string stateDir;
+        await using (var daemon = Daemon("devrecover", learningRate: 1e-2, minCases: 20))
+        {
+            await daemon.StartAsync();
+            stateDir = daemon.StateDir;
+            await ClassifyAndLabel(daemon, sub, images);
+            await TestEnv.WaitUntil(() => daemon.Store!.LearningLog().Count >= 1, TimeSpan.FromSeconds(60), "a learning attempt");
+            Assert.Equal(ReadoutLearning.Applied, daemon.Store!.LearningLog()[0].Outcome);
+        }
+        using (var db = new LiteDB.LiteDatabase(new LiteDB.ConnectionString { Filename = Path.Combine(stateDir, "qana.db"), Connection = LiteDB.ConnectionType.Direct }, new LiteDB.BsonMapper()))
+        {
+            Assert.Equal(1, db.GetCollection("updates").DeleteMany(LiteDB.Query.EQ("topic", ResultStore.LearnedTopic)));
+            db.GetCollection("outbox").DeleteAll();
+        }
+        string applied = Assert.Single(Directory.GetFiles(Path.Combine(stateDir, "models"), "*.qana"));
+        sub.Messages.Clear();
+
+        await using var again = Daemon("devrecover", learningRate: 1e-2, minCases: 20);
+        await again.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devrecover/readouts"), TimeSpan.FromSeconds(30), "the learned readout published after the restart");
+        Assert.Equal(File.ReadAllBytes(applied), sub.Messages.First(m => m.Topic == "qana/devrecover/readouts").Payload);
+        var logged = Assert.Single(again.Store!.UpdateLog());
+        Assert.Equal((ResultStore.LearnedTopic, ModelUpdates.Applied), (logged.Topic, logged.Outcome));
+        Assert.Contains("queued at the next start", logged.Reason, StringComparison.Ordinal);
+        Assert.Empty(again.Log.At(Serilog.Events.LogEventLevel.Error));
+    }
+
     [Fact]
     public async Task A_readout_that_gains_nothing_on_the_checked_cases_is_not_kept_and_the_model_stays()
     {

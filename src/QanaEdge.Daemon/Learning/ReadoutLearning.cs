@@ -67,8 +67,31 @@ public sealed class ReadoutLearning : IAsyncDisposable
     /// <summary>Starts the background loop and looks once at what is already labelled.</summary>
     public void Start()
     {
+        try { RecoverUnqueued(); }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e))
+        {
+            _log.LogError("Learned readouts not checked for unsent messages: the store failed ({Error}); they are checked at the next start", e.Message);
+        }
         _loop = Task.Run(() => RunAsync(_stop.Token));
         Wake();
+    }
+
+    /// <summary>
+    /// A readout this device learned is applied (persisted under the state folder) before its message is queued; a
+    /// stop between the two would leave it running but never published. So at start every applied readout signed by
+    /// this device's learner key that the update log does not record as learned is recorded and queued now.
+    /// </summary>
+    private void RecoverUnqueued()
+    {
+        var trust = new TrustStore([_key.PublicKey]);
+        var recorded = _store.UpdateLog().Where(u => u.Topic == ResultStore.LearnedTopic).Select(u => u.Sha256).ToHashSet(StringComparer.Ordinal);
+        foreach (var (sha, package) in _updates.AppliedReadouts())
+        {
+            if (recorded.Contains(sha) || !PackageVerifier.Verify(package, trust).IsValid) continue;
+            _store.RecordLearnedReadout(sha, "applied before the daemon stopped; queued at the next start", _topic, package);
+            _log.LogWarning("Learned readout {Sha} was applied but not queued before the daemon stopped: queued now on {Topic}", sha[..16], _topic);
+            Queued?.Invoke();
+        }
     }
 
     /// <summary>A label was stored: look whether an attempt is due. Cheap, never blocks; wakes coalesce.</summary>
@@ -156,14 +179,15 @@ public sealed class ReadoutLearning : IAsyncDisposable
         byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(update), _key);
         string sha = Convert.ToHexStringLower(SHA256.HashData(signed));
         var (outcome, reason) = _updates.Handle(signed, sha);
-        _store.LogUpdate("learned", sha, signed.Length, outcome, reason);
         if (outcome != ModelUpdates.Applied)
         {
+            _store.LogUpdate(ResultStore.LearnedTopic, sha, signed.Length, outcome, reason);
             _log.LogWarning("Readout for {Model} {Measured}: kept, but the update was {Outcome}: {Reason}", name, measured, outcome, reason);
             return Record(backbone, cases.Count, Refused, $"{measured}; {outcome}: {reason}", figures);
         }
         // Learned readouts leave the device (DESIGN.md); the outbox holds the message until the broker acknowledges it.
-        _store.Enqueue($"readout:{sha}", _topic, signed);
+        // (Should the device stop between the swap above and this line, RecoverUnqueued finds the readout at the next start.)
+        _store.RecordLearnedReadout(sha, reason, _topic, signed);
         Queued?.Invoke();
         _log.LogWarning("LEARNED: readout {Version} for {Model} {Measured}: applied and queued on {Topic}", update.Manifest.Version, name, measured, _topic);
         return Record(backbone, cases.Count, Applied, $"{measured}; applied as {update.Manifest.Version}", figures);

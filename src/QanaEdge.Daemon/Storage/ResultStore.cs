@@ -288,16 +288,38 @@ public sealed class ResultStore : IDisposable
         d.Learning.FindAll().Select(doc => new LearningAttempt(doc["backbone"].AsString, doc["cases"].AsInt32, doc["outcome"].AsString,
             doc["reason"].AsString, doc["at"].AsDateTime)).ToList());
 
-    /// <summary>Queues a message other than a result (a learned readout) for the publisher: durable, sent at QoS 1 until acknowledged.</summary>
-    public void Enqueue(string id, string topic, byte[] payload) => Use(d =>
+    /// <summary>
+    /// Records a readout this device learned and applied, in the update log under the topic <c>learned</c>, and queues
+    /// its signed package for the publisher on <paramref name="topic"/> (durable, sent at QoS 1 until acknowledged):
+    /// both in one transaction, so the log entry means the message was queued.
+    /// </summary>
+    public void RecordLearnedReadout(string sha256, string reason, string topic, byte[] package) => Use(d =>
     {
-        d.Outbox.Insert(new BsonDocument
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        try
         {
-            ["result_id"] = id, ["topic"] = topic, ["payload"] = payload, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
-        });
+            d.Updates.Insert(new BsonDocument
+            {
+                ["topic"] = LearnedTopic, ["sha256"] = sha256, ["size"] = package.Length,
+                ["outcome"] = "applied", ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
+            });
+            d.Outbox.Insert(new BsonDocument
+            {
+                ["result_id"] = "readout:" + sha256, ["topic"] = topic, ["payload"] = package, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
+            });
+            d.Db.Commit();
+        }
+        catch (Exception e) when (!IsStorageFailure(e))
+        {
+            d.Db.Rollback();
+            throw;
+        }
         MakeDurable(d);
         return 0;
     });
+
+    /// <summary>The update log's topic for readouts this device learned.</summary>
+    public const string LearnedTopic = "learned";
 
     /// <summary>Records an update package that arrived, whether it was applied and why not.</summary>
     public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>

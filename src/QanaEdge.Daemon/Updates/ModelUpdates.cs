@@ -34,6 +34,21 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
 
     public static string ModelsDir(string stateDir) => Path.Combine(stateDir, "models");
 
+    /// <summary>The signed bytes of every readout update applied to the running model, in the order applied.</summary>
+    public IReadOnlyList<(string Sha, byte[] Package)> AppliedReadouts()
+    {
+        lock (_gate)
+        {
+            var list = new List<(string, byte[])>();
+            foreach (string sha in _state.Readouts)
+            {
+                try { list.Add((sha, File.ReadAllBytes(_applied.PackagePath(sha)))); }
+                catch (IOException) { }   // restored at start from this very file; if it went since, there is nothing to resend
+            }
+            return list;
+        }
+    }
+
     /// <summary>Handles one package received on an updates topic: (outcome, one-line reason). One at a time.</summary>
     public (string Outcome, string Reason) Handle(byte[] payload, string sha)
     {
