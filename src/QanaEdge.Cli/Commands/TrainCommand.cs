@@ -76,11 +76,11 @@ public sealed class TrainCommand : IVerb
             double zoomP = parse.GetValue(zoom);
             if (zoomP is < 0 or > 1) throw new UsageException("--zoom-probability must be in [0, 1]");
             float drop = parse.GetValue(dropout);
+            if (drop is < 0 or > 0.5f) throw new UsageException("--dropout must be in [0, 0.5]");
             float incRate = parse.GetValue(incrementalRate);
             if (incRate is not (> 0 and <= 1)) throw new UsageException("--incremental-learning-rate must be in (0, 1]");
             int incEpochs = parse.GetValue(incrementalEpochs);
             if (incEpochs < 1) throw new UsageException("--incremental-epochs must be at least 1");
-            if (drop is < 0 or > 0.5f) throw new UsageException("--dropout must be in [0, 0.5]");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
             if (steps > 0)

@@ -24,7 +24,7 @@ public interface IImageClassifier : IDisposable
     /// <summary>The model this classifier runs: what its results carry, whatever the daemon runs by then.</summary>
     string ModelId { get; }
     string ModelVersion { get; }
-    /// <summary>The model's <see cref="ReadoutUpdates.BackboneDigest"/>: which readouts its head inputs can teach; null when it has no replaceable readout.</summary>
+    /// <summary>The model's backbone digest (<see cref="IClassifierProvider.Backbone"/>), recorded with each head input.</summary>
     string? Backbone { get; }
 
     /// <summary>Classifies encoded image bytes; throws <see cref="CaptureRejectedException"/> for a bad image.</summary>
@@ -43,6 +43,9 @@ public interface IClassifierProvider : IDisposable
     string EngineName { get; }
     /// <summary>Why this engine was chosen (said in the log and the status message).</summary>
     string EngineReason { get; }
+    /// <summary>The model's <see cref="ReadoutUpdates.BackboneDigest"/>, computed once: which readouts its head inputs can
+    /// teach; null when it has no replaceable readout.</summary>
+    string? Backbone { get; }
     /// <summary>True when the provider holds a device (an Akida card) that only one provider can hold at a time.</summary>
     bool HoldsDevice { get; }
     IImageClassifier CreateClassifier();

@@ -8,13 +8,13 @@ namespace QanaEdge.Daemon.Classification;
 /// Imaging's LesionClassifier (decode and integrity checks, Grad-CAM saliency crop, tiling fallback, referral) on an
 /// engine of its own. One instance per worker thread: neither the engine nor the classifier is thread-safe.
 /// </summary>
-public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine) : IImageClassifier
+public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine, string? backbone = null) : IImageClassifier
 {
     private readonly LesionClassifier _classifier = new(package, engine);
 
     public string ModelId => package.Manifest.ModelId;
     public string ModelVersion => package.Manifest.Version;
-    public string? Backbone { get; } = BackboneOf(package);
+    public string? Backbone => backbone;
 
     public Classification Classify(ReadOnlySpan<byte> fileBytes)
     {
@@ -22,12 +22,6 @@ public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine
         try { r = _classifier.Classify(fileBytes); }
         catch (ImageRejectedException e) { throw new CaptureRejectedException(e.Reason.ToString(), e.Message, e); }
         return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput);
-    }
-
-    private static string? BackboneOf(ModelPackage package)
-    {
-        try { return ReadoutUpdates.BackboneDigest(package); }
-        catch (PackageFormatException) { return null; }   // no dense head: nothing a readout learner could change
     }
 
     public void Dispose() => engine.Dispose();

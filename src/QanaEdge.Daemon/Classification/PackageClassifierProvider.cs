@@ -19,7 +19,14 @@ public sealed class PackageClassifierProvider(ModelPackage package, string packa
     public string EngineName => engineName;
     public string EngineReason => engineReason;
     public bool HoldsDevice { get; } = owned is not null;
-    public IImageClassifier CreateClassifier() => new LesionImageClassifier(package, createEngine(package));
+    public string? Backbone { get; } = BackboneOf(package);
+    public IImageClassifier CreateClassifier() => new LesionImageClassifier(package, createEngine(package), Backbone);
+
+    private static string? BackboneOf(ModelPackage package)
+    {
+        try { return ReadoutUpdates.BackboneDigest(package); }
+        catch (PackageFormatException) { return null; }   // no dense head: nothing a readout learner could change
+    }
 
     public string? SelfTest()
     {

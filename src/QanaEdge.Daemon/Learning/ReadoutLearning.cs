@@ -125,10 +125,9 @@ public sealed class ReadoutLearning : IAsyncDisposable
     /// </summary>
     public LearningAttempt? Attempt()
     {
-        ModelPackage running = _active.Provider.Package;
-        string backbone;
-        try { backbone = ReadoutUpdates.BackboneDigest(running); }
-        catch (PackageFormatException) { return null; }   // no dense readout: nothing to learn
+        IClassifierProvider provider = _active.Provider;
+        ModelPackage running = provider.Package;
+        if (provider.Backbone is not { } backbone) return null;   // no dense readout: nothing to learn
 
         List<LabelledCase> stored = _store.LabelledCases(backbone, out int unusable);
         string[] classes = running.Manifest.Classes;

@@ -155,7 +155,7 @@ public sealed class ResultStore : IDisposable
                     ["source"] = r.Source,
                     ["payload"] = r.Payload,
                     // Stays on the device (never published): the readout learner's case once a clinician labels it.
-                    ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput.Clone(),
+                    ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput,
                     ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
                 });
                 d.Outbox.Insert(new BsonDocument
@@ -298,11 +298,7 @@ public sealed class ResultStore : IDisposable
         if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
         try
         {
-            d.Updates.Insert(new BsonDocument
-            {
-                ["topic"] = LearnedTopic, ["sha256"] = sha256, ["size"] = package.Length,
-                ["outcome"] = "applied", ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
-            });
+            d.Updates.Insert(UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason));
             d.Outbox.Insert(new BsonDocument
             {
                 ["result_id"] = "readout:" + sha256, ["topic"] = topic, ["payload"] = package, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
@@ -323,11 +319,13 @@ public sealed class ResultStore : IDisposable
 
     /// <summary>Records an update package that arrived, whether it was applied and why not.</summary>
     public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>
-        d.Updates.Insert(new BsonDocument
-        {
-            ["topic"] = topic, ["sha256"] = sha256, ["size"] = size,
-            ["outcome"] = outcome, ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
-        }));
+        d.Updates.Insert(UpdateEntry(topic, sha256, size, outcome, reason)));
+
+    private static BsonDocument UpdateEntry(string topic, string sha256, long size, string outcome, string reason) => new()
+    {
+        ["topic"] = topic, ["sha256"] = sha256, ["size"] = size,
+        ["outcome"] = outcome, ["reason"] = reason, ["received_at"] = DateTime.UtcNow,
+    };
 
     /// <summary>The update log, oldest first.</summary>
     public List<(string Topic, string Sha256, string Outcome, string Reason)> UpdateLog() => Use(d =>
