@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon learning-sim model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon learning-sim float-baseline model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -115,6 +115,14 @@ bench-daemon: restore
 ## (docs/daemon.md). LEARNING_SIM_ARGS="MIN_CASES NEW_CASES" (default 40 20, the daemon's).
 learning-sim: restore
 	$(DOTNET) run --project tests/QanaEdge.LearningSim -c Release -- $(LEARNING_SIM_ARGS)
+
+## float-baseline: the brief's simply trained float network (PyTorch, an offline peer) on the shipped model's split,
+## ~45 min on 2 cores; prints the test figures at the best validation epoch and the last (report, "Against the simply
+## trained float baseline"). BASELINE_SEED picks the seed (default 1).
+BASELINE_SEED ?= 1
+float-baseline: deps
+	@$(call apt_install,python3-torch python3-pil)
+	/usr/bin/python3 tests/oracles/float_baseline.py --data $(MODEL_DATA) --splits firmware-models/splits --seed $(BASELINE_SEED) --out float-baseline-seed$(BASELINE_SEED).json
 
 ## splits: the lesion-grouped, stratified 70/10/20 split (default seed) the shipped model trains on
 splits: restore
