@@ -84,7 +84,10 @@ public sealed class DaemonService(
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
         var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>());
         _learning = StartLearning(updates, topics);
-        var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(), loggers.CreateLogger<InboundHandler>());
+        MqttLink link = _link;
+        var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(),
+            () => link.RedeliverLater(TimeSpan.FromSeconds(options.Mqtt.RedeliverSeconds), "a clinician label could not be stored; the broker sends it again on the next connection"),
+            loggers.CreateLogger<InboundHandler>());
         // After a swap the retained status names the model now running.
         model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;

@@ -9,8 +9,11 @@ namespace QanaEdge.Daemon.Messaging;
 /// <summary>
 /// Messages the daemon subscribes to: clinician feedback (validated, stored, and the readout learner told), update packages (applied or refused
 /// with a reason by <see cref="ModelUpdates"/>, and recorded in the store's update log), and camera capture commands.
+/// A label that cannot be stored is left unacknowledged and <paramref name="heldBack"/> is called, which has the link
+/// renew its session later so that the broker sends the label again.
 /// </summary>
-public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, ILogger<InboundHandler> log)
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, Action heldBack,
+    ILogger<InboundHandler> log)
 {
     public void Handle(string topic, byte[] payload)
     {
@@ -35,8 +38,10 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
         try { known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload)); }
         catch (Exception e) when (ResultStore.IsStorageFailure(e))
         {
-            // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session.
+            // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session,
+            // which heldBack brings about.
             log.LogError("Feedback for result {ResultId} could not be stored ({Error}): not acknowledged, the broker will send it again", resultId, e.Message);
+            heldBack();
             throw;
         }
         if (known)

@@ -41,6 +41,7 @@ public sealed class MqttLink : IAsyncDisposable
     private TaskCompletionSource<LinkSession> _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _sessions;
     private int _recycle;
+    private int _redeliveryPending;
     private volatile byte[] _onlineStatus = [];
 
     public MqttLink(MqttOptions options, string deviceId, ILogger<MqttLink> log)
@@ -161,6 +162,29 @@ public sealed class MqttLink : IAsyncDisposable
         }
         if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
             throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
+    }
+
+    /// <summary>
+    /// Has the broker send again what this client left unacknowledged: an MQTT broker resends an unacknowledged QoS 1
+    /// message only on a new connection of the session, so after <paramref name="after"/> the session then up (the
+    /// message may have come while a connection was still being set up) is retired and the loop reconnects. A call
+    /// while one is pending joins it.
+    /// </summary>
+    public void RedeliverLater(TimeSpan after, string why)
+    {
+        if (Interlocked.Exchange(ref _redeliveryPending, 1) == 1) return;
+        CancellationToken stop = _stop.Token;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await Task.Delay(after, stop).ConfigureAwait(false);
+                LinkSession session = await WaitConnectedAsync(stop).ConfigureAwait(false);
+                Volatile.Write(ref _redeliveryPending, 0);
+                Retire(session, why);
+            }
+            catch (OperationCanceledException) { }
+        }, CancellationToken.None);
     }
 
     /// <summary>Marks a session as gone (cancelling whatever waits on it) and has the loop drop and redo the connection.</summary>
