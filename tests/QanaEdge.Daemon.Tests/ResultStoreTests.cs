@@ -89,6 +89,26 @@ public sealed class ResultStoreTests : IDisposable
     /// space is back the same store commits again (LiteDB leaves a database that hit a full disk unusable until it is
     /// reopened), and everything committed before, during and after is in the file exactly once.
     /// </summary>
+    /// <summary>
+    /// Closing an instance that failed on the disk first keeps its open transactions from being finalized later, where
+    /// LiteDB 5.0.x can throw and end the process. That reaches into LiteDB's internals; this checks they are the ones
+    /// the referenced LiteDB has (an open transaction is found, and a closed one is not).
+    /// </summary>
+    [Fact]
+    public void The_open_transactions_of_a_LiteDB_instance_are_found_for_their_finalizers_to_be_suppressed()
+    {
+        using var db = new LiteDatabase(new ConnectionString { Filename = Path.Combine(_dir, "tx.db"), Connection = ConnectionType.Direct }, new BsonMapper());
+        var col = db.GetCollection("x");
+        col.Insert(new BsonDocument { ["a"] = 1 });
+        Assert.Equal(0, AbandonedTransactions.SuppressFinalizers(db));
+        Assert.True(db.BeginTrans());
+        col.Insert(new BsonDocument { ["a"] = 2 });
+        Assert.Equal(1, AbandonedTransactions.SuppressFinalizers(db));
+        Assert.True(db.Rollback());
+        Assert.Equal(0, AbandonedTransactions.SuppressFinalizers(db));
+        Assert.Equal(1, col.Count());
+    }
+
     [SmallFileSystemFact]
     public async Task A_full_disk_fails_the_commit_and_the_store_recovers_when_space_returns()
     {
@@ -113,6 +133,9 @@ public sealed class ResultStoreTests : IDisposable
             Assert.Equal(4, store.ResultCount());
             Assert.Equal(4, store.OutboxCount());
         }
+        // The instances closed after the failures are garbage now; collecting them must not run LiteDB code that throws on
+        // the finalizer thread, which would end the process.
+        for (int i = 0; i < 3; i++) { GC.Collect(); GC.WaitForPendingFinalizers(); }
         using var reopened = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper());
         Assert.Equal(["r0001", "r0002", "r0003", "r0004"], reopened.GetCollection("results").FindAll().Select(d => d["_id"].AsString).Order().ToArray());
         Assert.Equal(4, reopened.GetCollection("outbox").Count());

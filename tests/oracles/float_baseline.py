@@ -142,7 +142,7 @@ def main():
         if best is None or val["macro_f1"] > best[0]:
             best = (val["macro_f1"], epoch, {k: v.clone() for k, v in net.state_dict().items()})
 
-    last_test = metrics(predict(net, *([sets["test"][0], mean, std])), sets["test"][1])
+    last_test = metrics(predict(net, sets["test"][0], mean, std), sets["test"][1])
     net.load_state_dict(best[2])
     best_test = metrics(predict(net, sets["test"][0], mean, std), sets["test"][1])
     result = {"engine": f"pytorch-{torch.__version__}", "seed": a.seed, "epochs": a.epochs, "size": a.size,

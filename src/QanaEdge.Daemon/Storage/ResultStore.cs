@@ -113,10 +113,12 @@ public sealed class ResultStore : IDisposable
     /// <summary>
     /// Closes an instance that failed on the disk. It is closed before another is opened on the same file (two
     /// instances writing one file would corrupt it); its own error on closing, usually the disk error again, is the
-    /// one the caller already has.
+    /// one the caller already has. The transactions the failure left open are first kept from being finalized later
+    /// (<see cref="AbandonedTransactions"/>).
     /// </summary>
     private static void Abandon(LiteDatabase db)
     {
+        AbandonedTransactions.SuppressFinalizers(db);
         try { db.Dispose(); }
         catch (Exception e) when (e is IOException or LiteException or ObjectDisposedException) { }
     }
