@@ -117,7 +117,7 @@ learning-sim: restore
 	$(DOTNET) run --project tests/QanaEdge.LearningSim -c Release -- $(LEARNING_SIM_ARGS)
 
 ## float-baseline: the brief's simply trained float network (PyTorch, an offline peer) on the shipped model's split,
-## ~45 min on 2 cores; prints the test figures at the best validation epoch and the last (report, "Against the simply
+## 45-60 min on 2 cores; prints the test figures at the best validation epoch and the last (report, "Against the simply
 ## trained float baseline"). BASELINE_SEED picks the seed (default 1).
 BASELINE_SEED ?= 1
 float-baseline: deps

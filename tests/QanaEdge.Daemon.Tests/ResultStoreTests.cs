@@ -85,11 +85,6 @@ public sealed class ResultStoreTests : IDisposable
     }
 
     /// <summary>
-    /// On a real file system that fills up, a commit fails with the kernel's ENOSPC, promptly, and stores nothing; once
-    /// space is back the same store commits again (LiteDB leaves a database that hit a full disk unusable until it is
-    /// reopened), and everything committed before, during and after is in the file exactly once.
-    /// </summary>
-    /// <summary>
     /// Closing an instance that failed on the disk first keeps its open transactions from being finalized later, where
     /// LiteDB 5.0.x can throw and end the process. That reaches into LiteDB's internals; this checks they are the ones
     /// the referenced LiteDB has (an open transaction is found, and a closed one is not).
@@ -109,6 +104,11 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal(1, col.Count());
     }
 
+    /// <summary>
+    /// On a real file system that fills up, a commit fails with the kernel's ENOSPC, promptly, and stores nothing; once
+    /// space is back the same store commits again (LiteDB leaves a database that hit a full disk unusable until it is
+    /// reopened), and everything committed before, during and after is in the file exactly once.
+    /// </summary>
     [SmallFileSystemFact]
     public async Task A_full_disk_fails_the_commit_and_the_store_recovers_when_space_returns()
     {
