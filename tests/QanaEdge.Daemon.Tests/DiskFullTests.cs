@@ -1,13 +1,15 @@
 using System.Text;
 using LiteDB;
 using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
 /// The daemon's state folder on a real 16 MB file system that fills up mid-run: what could not be stored is neither
 /// acknowledged nor lost, the daemon keeps running, and once space is freed every capture gets exactly one result;
-/// a clinician label that arrived while the disk was full is stored when the broker sends it again.
+/// a clinician label that arrived while the disk was full is stored when the broker sends it again, and so, when the
+/// disk fills again, is a signed update package (applied then).
 /// </summary>
 public sealed class DiskFullTests : IDisposable
 {
@@ -19,8 +21,13 @@ public sealed class DiskFullTests : IDisposable
     }
 
     [SmallFileSystemFact]
-    public async Task Full_state_disk_holds_captures_and_feedback_until_space_returns_then_stores_each_once_without_a_restart()
+    public async Task Full_state_disk_holds_captures_feedback_and_updates_until_space_returns_then_stores_each_once_without_a_restart()
     {
+        using var learner = SigningKey.Generate(SignerRole.Learner);
+        string trust = Path.Combine(_root, "trust");
+        Directory.CreateDirectory(trust);
+        File.WriteAllText(Path.Combine(trust, "learner.pub"), learner.PublicKey.ToText());
+        byte[] update = PackageSigner.Sign(PackageWriter.ToBytes(ModelUpdateTests.Readout(PackageReader.Load(TestModel.Path_), "0.0.1")), learner);
         using var disk = new SmallFileSystem(megabytes: 16);
         using var broker = new MosquittoBroker();
         await using var sub = new ResultSubscriber(broker.Port, "qana/devfull/results");
@@ -32,7 +39,7 @@ public sealed class DiskFullTests : IDisposable
         [
             $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(disk.Root, "state")}", "--Qana:DeviceId=devfull",
             "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
-            "--Qana:Mqtt:ReconnectMaxSeconds=0.5", "--Qana:Mqtt:RedeliverSeconds=1", $"--Qana:Model={TestModel.Path_}",
+            "--Qana:Mqtt:ReconnectMaxSeconds=0.5", "--Qana:Mqtt:RedeliverSeconds=1", $"--Qana:Model={TestModel.Path_}", $"--Qana:TrustDir={trust}",
         ];
         using var daemon = new ChildProcess(args);
         string Log() => string.Join('\n', daemon.Output.TakeLast(30));
@@ -69,6 +76,18 @@ public sealed class DiskFullTests : IDisposable
             TimeSpan.FromSeconds(90), "every capture's result once space is back", Log);
         await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains($"Feedback stored: result {labelled}", StringComparison.Ordinal)) || daemon.HasExited,
             TimeSpan.FromSeconds(60), "the label, sent again by the broker, to be stored once space is back", Log);
+
+        // The disk fills again. A signed readout update passes its checks but can be neither written under the state
+        // folder nor recorded in the update log: it is not acknowledged and not applied, and it has the session renewed
+        // in the same way, again after each renewal while the disk is full.
+        filler = disk.Fill();
+        await sub.PublishAsync("qana/devfull/updates", update);
+        await TestEnv.WaitUntil(() => daemon.Output.Count(l => l.Contains("an update package could not be", StringComparison.Ordinal)) >= 2 || daemon.HasExited,
+            TimeSpan.FromSeconds(30), "the session to be renewed for the update, twice while the disk is full", Log);
+        Assert.DoesNotContain(daemon.Output, l => l.Contains("MODEL: now", StringComparison.Ordinal));
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains("MODEL: now", StringComparison.Ordinal) && l.Contains("0.0.1", StringComparison.Ordinal)) || daemon.HasExited,
+            TimeSpan.FromSeconds(60), "the update, sent again by the broker, to be applied once space is back", Log);
         Assert.False(daemon.HasExited, Log());
         daemon.Signal("TERM");
         Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
@@ -79,5 +98,9 @@ public sealed class DiskFullTests : IDisposable
         Assert.Single(labels);
         Assert.Equal(labelled, labels[0]["result_id"].AsString);
         Assert.Equal("mel", labels[0]["label"].AsString);
+        // The update is on record once as applied; an attempt recorded while the disk was full says not-stored.
+        var outcomes = db.GetCollection("updates").FindAll().Select(u => u["outcome"].AsString).ToList();
+        Assert.Equal(1, outcomes.Count(o => o == "applied"));
+        Assert.All(outcomes, o => Assert.Contains(o, new[] { "applied", "not-stored" }));
     }
 }

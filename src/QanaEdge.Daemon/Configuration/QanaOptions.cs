@@ -118,7 +118,7 @@ public sealed class MqttOptions
     /// <summary>Bound on every broker round trip (CONNACK, SUBACK, PUBACK); a PUBACK later than this retires the connection.</summary>
     [Range(0.1, 600)] public double TimeoutSeconds { get; set; } = 10;
     /// <summary>
-    /// After an inbound message could not be stored (a clinician label on a full disk), the session is renewed this
+    /// After an inbound message could not be stored (a clinician label or an update package on a full disk), the session is renewed this
     /// many seconds later so that the broker sends the unacknowledged message again; it resends only on a new connection.
     /// </summary>
     [Range(0.1, 3600)] public double RedeliverSeconds { get; set; } = 30;

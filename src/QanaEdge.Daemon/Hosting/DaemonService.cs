@@ -86,7 +86,7 @@ public sealed class DaemonService(
         _learning = StartLearning(updates, topics);
         MqttLink link = _link;
         var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(),
-            () => link.RedeliverLater(TimeSpan.FromSeconds(options.Mqtt.RedeliverSeconds), "a clinician label could not be stored; the broker sends it again on the next connection"),
+            what => link.RedeliverLater(TimeSpan.FromSeconds(options.Mqtt.RedeliverSeconds), $"{what}; the broker sends it again on the next connection"),
             loggers.CreateLogger<InboundHandler>());
         // After a swap the retained status names the model now running.
         model.Active.Changed += PublishStatus;

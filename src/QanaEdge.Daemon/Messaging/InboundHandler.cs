@@ -9,10 +9,11 @@ namespace QanaEdge.Daemon.Messaging;
 /// <summary>
 /// Messages the daemon subscribes to: clinician feedback (validated, stored, and the readout learner told), update packages (applied or refused
 /// with a reason by <see cref="ModelUpdates"/>, and recorded in the store's update log), and camera capture commands.
-/// A label that cannot be stored is left unacknowledged and <paramref name="heldBack"/> is called, which has the link
-/// renew its session later so that the broker sends the label again.
+/// A label, or an update package, that cannot be stored on a full or failing disk is left unacknowledged and
+/// <paramref name="heldBack"/> is called with what was held back, which has the link renew its session later so that
+/// the broker sends the message again.
 /// </summary>
-public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, Action heldBack,
+public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, Action<string> heldBack,
     ILogger<InboundHandler> log)
 {
     public void Handle(string topic, byte[] payload)
@@ -41,7 +42,7 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
             // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session,
             // which heldBack brings about.
             log.LogError("Feedback for result {ResultId} could not be stored ({Error}): not acknowledged, the broker will send it again", resultId, e.Message);
-            heldBack();
+            heldBack("a clinician label could not be stored");
             throw;
         }
         if (known)
@@ -56,7 +57,22 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
     {
         string sha = Convert.ToHexStringLower(SHA256.HashData(payload));
         var (outcome, reason) = updates.Handle(payload, sha);
-        store.LogUpdate(topic, sha, payload.Length, outcome, reason);
+        try { store.LogUpdate(topic, sha, payload.Length, outcome, reason); }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e))
+        {
+            // Every update's outcome is on record, so one whose entry cannot be written is not acknowledged either; sent
+            // again, an applied one is reported as already applied and recorded then.
+            log.LogError("Update package on {Topic} (sha256 {Sha}) {Outcome} ({Reason}) but its update-log entry could not be stored ({Error}): not acknowledged, the broker will send it again",
+                topic, sha, outcome, reason, e.Message);
+            heldBack("an update package could not be recorded");
+            throw;
+        }
+        if (outcome == ModelUpdates.NotStored)
+        {
+            log.LogError("Update package on {Topic} (sha256 {Sha}) held back: {Reason}; not acknowledged, the broker will send it again", topic, sha, reason);
+            heldBack("an update package could not be stored");
+            throw new IOException($"update package {sha} not stored: {reason}");
+        }
         log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
     }
 }

@@ -18,12 +18,19 @@ namespace QanaEdge.Daemon.Updates;
 /// version is newer than the running one (a version already running, or an older one, is refused; the same bytes
 /// again are reported as already applied); it carries golden vectors and they reproduce on the engine the daemon will
 /// use; one classifier of it can be built. Only then is it written under the state folder and swapped in
-/// (<see cref="ActiveModel.Swap"/>: between images, nothing lost or classified twice).
+/// (<see cref="ActiveModel.Swap"/>: between images, nothing lost or classified twice); if it cannot be written the
+/// outcome is <see cref="NotStored"/>.
 /// </para>
 /// </summary>
 public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log)
 {
     public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
+
+    /// <summary>
+    /// The update passed every check but could not be written under the state folder (a full or failing disk): not a
+    /// verdict on the package, so the caller should have it sent again rather than acknowledge it.
+    /// </summary>
+    public const string NotStored = "not-stored";
 
     private readonly ActiveModel _active = start.Active;
     private readonly AppliedUpdates _applied = new(ModelsDir(stateDir));
@@ -116,7 +123,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 next!.Dispose();
-                return (Refused, $"{name} passed its checks but could not be stored: {e.Message}");
+                return (NotStored, $"{name} passed its checks but could not be stored: {e.Message}");
             }
             _active.Swap(_ => (next!, source, 0));
             return (Applied, $"{name} on {next!.EngineName}");
@@ -128,6 +135,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         {
             ModelPackage oldPackage = old.Package;
             string oldPath = old.PackagePath, oldSource = _active.Source;
+            bool notStored = false;
             old.Dispose();   // the card, free for the new program
             if (TryBuild(candidate, path, out IClassifierProvider? next, out string failure) && !next!.HoldsDevice)
             {
@@ -148,10 +156,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 {
                     next!.Dispose();
                     failure = $"{name} passed its checks but could not be stored: {e.Message}";
+                    notStored = true;
                 }
             }
             log.LogError("Update {Model} failed on the card ({Failure}): programming {Old} back", name, failure, oldPackage.Manifest.Version);
-            return (ClassifierFactory.Create(oldPackage, oldPath, choice), oldSource, (Refused, failure));
+            return (ClassifierFactory.Create(oldPackage, oldPath, choice), oldSource, (notStored ? NotStored : Refused, failure));
         });
     }
 
