@@ -3,8 +3,8 @@ using BenchmarkDotNet.Running;
 using QanaEdge.Runtime;
 using QanaEdge.TestSupport;
 
-// `--quick`: a plain stopwatch pass over the QANA-shaped graph and its layers (no BenchmarkDotNet), for
-// iterating on kernels. Anything else goes to BenchmarkDotNet (`--filter '*'`).
+// `--quick [PACKAGE]`: a plain stopwatch pass over the QANA-shaped graph (or the package given) and its layers (no
+// BenchmarkDotNet), for iterating on kernels. Anything else goes to BenchmarkDotNet (`--filter '*'`).
 // `--write-package PATH`: the QANA-shaped twin (seed 42, 64×64) as a package file, for `qana bench --model`.
 if (args.Length == 2 && args[0] == "--write-package")
 {
@@ -14,7 +14,7 @@ if (args.Length == 2 && args[0] == "--write-package")
 }
 if (args.Length > 0 && args[0] == "--quick")
 {
-    var pkg = TestGraphs.QanaShaped(42, 64);
+    var pkg = args.Length > 1 ? QanaEdge.Model.Packaging.PackageReader.Load(args[1]) : TestGraphs.QanaShaped(42, 64);
     var input = TestGraphs.RandomInput(pkg, 1);
     foreach (var mode in new[] { KernelMode.Optimized, KernelMode.Reference })
     {
