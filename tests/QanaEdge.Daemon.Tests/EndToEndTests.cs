@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
@@ -182,7 +183,7 @@ public sealed class EndToEndTests : IDisposable
         Assert.Single(sub.Results);
         string resultId = sub.Results.Keys.Single();
 
-        await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","clinician":"dr-a"}"""));
+        await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","clinician":"dr-a","lesion_id":"HAM_0000118"}"""));
         await sub.PublishAsync("qana/devf/feedback", Encoding.UTF8.GetBytes("""{"result_id":"x","label":"cancer"}"""));
         byte[] package = PackageWriter.ToBytes(TestGraphs.QanaShaped(8));
         await sub.PublishAsync("qana/fleet/updates", Encoding.UTF8.GetBytes("not a package"));
@@ -190,8 +191,11 @@ public sealed class EndToEndTests : IDisposable
         await sub.PublishAsync("qana/devf/updates", PackageSigner.Sign(package, vendor));
         await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() >= 1 && daemon.Store.UpdateLog().Count >= 3, TimeSpan.FromSeconds(10), "feedback and update log");
         await Task.Delay(200);
-        // The malformed label was refused, the valid one stored against the known result.
+        // The malformed label was refused, the valid one stored against the known result, with the lesion it names (the
+        // readout learner keeps the images of one lesion on one side of its check).
         Assert.Equal(1, daemon.Store!.FeedbackCount());
+        LabelledCase labelled = Assert.Single(daemon.Store.LabelledCases(ReadoutUpdates.BackboneDigest(PackageReader.Load(TestModel.Path_)), out _));
+        Assert.Equal((resultId, "mel", "HAM_0000118"), (labelled.ResultId, labelled.Label, labelled.LesionId));
         var updates = daemon.Store.UpdateLog();
         Assert.Equal(3, updates.Count);
         Assert.Equal("refused", updates[0].Outcome);

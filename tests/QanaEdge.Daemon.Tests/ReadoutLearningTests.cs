@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using QanaEdge.Daemon.Learning;
+using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Daemon.Updates;
@@ -166,5 +167,37 @@ public sealed class ReadoutLearningTests : IDisposable
         Assert.Empty(daemon.Store.UpdateLog());
         Assert.DoesNotContain(sub.Messages, m => m.Topic == "qana/devnolearn/readouts");
         Assert.False(Directory.Exists(Path.Combine(daemon.StateDir, "models")) && Directory.GetFiles(Path.Combine(daemon.StateDir, "models")).Length > 0);
+    }
+
+    /// <summary>
+    /// The learned and checked halves: per class, lesions alternate between them in the order their labels came, and
+    /// every image of a lesion goes where its first went; a case without a lesion id is a lesion of its own.
+    /// </summary>
+    [Fact]
+    public void Split_alternates_lesions_per_class_and_keeps_each_lesion_on_one_side()
+    {
+        (sbyte[], int)[] cases = [.. Enumerable.Range(0, 9).Select(i => (new[] { (sbyte)i }, i < 7 ? 0 : 1))];
+        string?[] lesions = ["A", "A", "B", "C", "B", null, "A", "D", "E"];
+        var (learn, check) = ReadoutLearning.Split(cases, 2, lesions);
+        // Class 0: A learns (cases 0, 1, 6), B is checked (2, 4), C learns (3), the unnamed case 5 is checked; class 1: D learns, E is checked.
+        Assert.Equal([0, 1, 3, 6, 7], learn.Select(c => (int)c.Input[0]));
+        Assert.Equal([2, 4, 5, 8], check.Select(c => (int)c.Input[0]));
+
+        // Without lesion ids every case alternates on its own, as before labels named lesions.
+        var (learnAlone, checkAlone) = ReadoutLearning.Split(cases, 2);
+        Assert.Equal([0, 2, 4, 6, 7], learnAlone.Select(c => (int)c.Input[0]));
+        Assert.Equal([1, 3, 5, 8], checkAlone.Select(c => (int)c.Input[0]));
+        Assert.Throws<ArgumentException>(() => ReadoutLearning.Split(cases, 2, lesions[..3]));
+    }
+
+    [Fact]
+    public void Feedback_names_the_lesion_optionally()
+    {
+        Assert.True(Payloads.TryParseFeedback("""{"result_id":"r1","label":"MEL","lesion_id":"HAM_0000118"}"""u8, out string id, out string label, out _, out _, out string? lesion, out _));
+        Assert.Equal(("r1", "mel", "HAM_0000118"), (id, label, lesion));
+        Assert.True(Payloads.TryParseFeedback("""{"result_id":"r1","label":"nv","lesion_id":" "}"""u8, out _, out _, out _, out _, out lesion, out _));
+        Assert.Null(lesion);
+        Assert.False(Payloads.TryParseFeedback("""{"result_id":"r1","label":"mole"}"""u8, out _, out _, out _, out _, out _, out string error));
+        Assert.Contains("not one of", error, StringComparison.Ordinal);
     }
 }

@@ -42,7 +42,8 @@ public sealed class ResultStoreTests : IDisposable
 
     /// <summary>
     /// The readout learner's cases: labelled results of this device with a head input recorded by the asked backbone,
-    /// each once with its latest label, in the order the labels first came; the rest are counted as unusable.
+    /// each once with its latest label (and the lesion it names), in the order the labels first came; the rest are counted
+    /// as unusable.
     /// </summary>
     [Fact]
     public void Labelled_cases_are_the_labelled_results_of_one_backbone_with_their_latest_label()
@@ -61,11 +62,12 @@ public sealed class ResultStoreTests : IDisposable
         store.AddFeedback("r0003", "bcc", "dr-a", null, "{}");
         store.AddFeedback("r0004", "bcc", "dr-a", null, "{}");
         store.AddFeedback("r9999", "bcc", "dr-a", null, "{}");       // not a result of this device
-        store.AddFeedback("r0002", "bkl", "dr-b", "on review", "{}"); // corrects the first label
+        store.AddFeedback("r0002", "bkl", "dr-b", "on review", "{}", lesionId: "L7"); // corrects the first label, names the lesion
 
         List<LabelledCase> cases = store.LabelledCases("b1", out int unusable);
         Assert.Equal(["r0002", "r0001"], cases.Select(c => c.ResultId));
         Assert.Equal(["bkl", "nv"], cases.Select(c => c.Label));
+        Assert.Equal(["L7", null], cases.Select(c => c.LesionId));
         Assert.Equal(input, cases[1].HeadInput);
         Assert.Equal(2, unusable);
         Assert.Equal(["r0003"], store.LabelledCases("b2", out _).Select(c => c.ResultId));

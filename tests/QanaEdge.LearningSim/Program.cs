@@ -2,7 +2,7 @@
 //
 // The validation split (lesion-grouped, the shipped model's) is cut by lesion into a labelled stream and a held-out half
 // (IncrementalStage.SplitByLesion). A clinic labels the stream's images one by one, in a shuffled order, with their
-// HAM10000 diagnosis; every MIN_CASES, then NEW_CASES, labels the device makes an attempt by its own rule
+// HAM10000 diagnosis and lesion id; every MIN_CASES, then NEW_CASES, labels the device makes an attempt by its own rule
 // (ReadoutLearning.Split, ReadoutLearner, ReadoutLearning.Verdict). The readout it ends with is compared with the
 // shipped one on the held-out half, which no attempt saw. Head inputs come from the device's path (LesionClassifier,
 // tiling off, so the figures are of the readout alone). Four stream orders, four step sizes; the test split is not used.
@@ -43,7 +43,8 @@ foreach (int order in new[] { 7, 8, 9, 10 })
     for (int n = minCases; n <= stream.Length; n += newCases)
     {
         var cases = stream.Take(n).Select(i => (inputs[i], val[i].ClassIndex)).ToList();
-        var (learn, check) = ReadoutLearning.Split(cases, running.Manifest.Classes.Length);
+        // The clinic names each image's lesion, as HAM10000's metadata does.
+        var (learn, check) = ReadoutLearning.Split(cases, running.Manifest.Classes.Length, stream.Take(n).Select(i => val[i].LesionId).ToList());
         var learner = new ReadoutLearner(running, new ReadoutLearnerOptions { Epochs = epochs, LearningRate = (float)rate, Seed = (ulong)n });
         learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList());
         ModelPackage update = learner.CreateUpdate(IncrementalStage.NextVersion(running.Manifest.Version));

@@ -24,10 +24,10 @@ namespace QanaEdge.Daemon.Learning;
 /// the same backbone (<see cref="ReadoutUpdates.BackboneDigest"/>): readout updates keep them, a model update does not.
 /// Once <see cref="LearningOptions.MinCases"/> are labelled, and again after every <see cref="LearningOptions.NewCases"/>
 /// more, the cases are cut per class, in the order their labels came, alternately into a learned half and a checked
-/// half. <see cref="ReadoutLearner"/> (the training pipeline's) learns from the first; the running readout and the
-/// learned one are run by the integer engine on the second. The learned readout is kept only when it loses neither
-/// top-1 accuracy nor macro-F1 there and gains on at least one (a change that gains nothing is not worth a new
-/// version). A kept readout is signed with the device's learner key and goes through <see cref="ModelUpdates"/> like
+/// half, keeping the images of one lesion (when labels name it) on one side. <see cref="ReadoutLearner"/> (the
+/// training pipeline's) learns from the first; the running readout and the learned one are run by the integer engine
+/// on the second. The learned readout is kept only when it loses neither top-1 accuracy nor macro-F1 there and gains
+/// on at least one (a change that gains nothing is not worth a new version). A kept readout is signed with the device's learner key and goes through <see cref="ModelUpdates"/> like
 /// any update (verified, golden vectors reproduced on the engine, stored under the state folder, swapped in between
 /// images, restored at start), then is published on <c>qana/{device}/readouts</c> through the outbox.
 /// </para>
@@ -132,11 +132,16 @@ public sealed class ReadoutLearning : IAsyncDisposable
         List<LabelledCase> stored = _store.LabelledCases(backbone, out int unusable);
         string[] classes = running.Manifest.Classes;
         var cases = new List<(sbyte[] Input, int Label)>(stored.Count);
+        var lesions = new List<string?>(stored.Count);
         int featureLength = running.Graph.Tensors[ReadoutUpdates.Head(running).Inputs[0]].Length;
         foreach (LabelledCase c in stored)
         {
             int label = Array.FindIndex(classes, code => string.Equals(code, c.Label, StringComparison.OrdinalIgnoreCase));
-            if (label >= 0 && c.HeadInput.Length == featureLength) cases.Add((c.HeadInput, label));
+            if (label >= 0 && c.HeadInput.Length == featureLength)
+            {
+                cases.Add((c.HeadInput, label));
+                lesions.Add(c.LesionId);
+            }
             else unusable++;
         }
         int last = _store.LearningLog().LastOrDefault(a => a.Backbone == backbone)?.Cases ?? 0;
@@ -147,7 +152,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
             return null;
         }
 
-        var (learn, check) = Split(cases, classes.Length);
+        var (learn, check) = Split(cases, classes.Length, lesions);
         string name = $"{running.Manifest.ModelId} {running.Manifest.Version}";
         var figures = new Dictionary<string, double> { ["cases"] = cases.Count, ["learned"] = learn.Count, ["checked"] = check.Count, ["unusable"] = unusable };
         if (learn.Count == 0 || check.Count == 0)
@@ -200,15 +205,29 @@ public sealed class ReadoutLearning : IAsyncDisposable
     }
 
     /// <summary>
-    /// Per class, in the order the labels came, cases alternate between the learned half and the checked half, so both
-    /// hold every class with two or more cases. (Labels carry no lesion id: two images of one lesion may fall in both halves.)
+    /// Per class, in the order the labels came, lesions alternate between the learned half and the checked half, so both
+    /// hold every class with two or more lesions. Every image of a lesion goes where its first went, so the check is never
+    /// made on another image of a lesion the readout learned from (which would flatter it). <paramref name="lesions"/>
+    /// gives each case's lesion id, as the clinician's label named it; a case without one is a lesion of its own.
     /// </summary>
-    public static (List<(sbyte[] Input, int Label)> Learn, List<(sbyte[] Input, int Label)> Check) Split(IReadOnlyList<(sbyte[] Input, int Label)> cases, int classes)
+    public static (List<(sbyte[] Input, int Label)> Learn, List<(sbyte[] Input, int Label)> Check) Split(
+        IReadOnlyList<(sbyte[] Input, int Label)> cases, int classes, IReadOnlyList<string?>? lesions = null)
     {
+        if (lesions is not null && lesions.Count != cases.Count) throw new ArgumentException("one lesion id (or null) per case", nameof(lesions));
         var seen = new int[classes];
+        var learnsFrom = new Dictionary<string, bool>(StringComparer.Ordinal);
         var learn = new List<(sbyte[], int)>();
         var check = new List<(sbyte[], int)>();
-        foreach (var c in cases) (seen[c.Label]++ % 2 == 0 ? learn : check).Add(c);
+        for (int i = 0; i < cases.Count; i++)
+        {
+            string? lesion = lesions?[i];
+            if (lesion is null || !learnsFrom.TryGetValue(lesion, out bool toLearn))
+            {
+                toLearn = seen[cases[i].Label]++ % 2 == 0;
+                if (lesion is not null) learnsFrom[lesion] = toLearn;
+            }
+            (toLearn ? learn : check).Add(cases[i]);
+        }
         return (learn, check);
     }
 

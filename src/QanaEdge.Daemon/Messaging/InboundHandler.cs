@@ -30,13 +30,13 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
 
     private void HandleFeedback(byte[] payload)
     {
-        if (!Payloads.TryParseFeedback(payload, out string resultId, out string label, out string? clinician, out string? note, out string error))
+        if (!Payloads.TryParseFeedback(payload, out string resultId, out string label, out string? clinician, out string? note, out string? lesionId, out string error))
         {
             log.LogWarning("Feedback refused: {Error}", error);
             return;
         }
         bool known;
-        try { known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload)); }
+        try { known = store.AddFeedback(resultId, label, clinician, note, System.Text.Encoding.UTF8.GetString(payload), lesionId); }
         catch (Exception e) when (ResultStore.IsStorageFailure(e))
         {
             // Rethrown so that MQTTnet sends no PUBACK: the broker keeps the label and sends it again on the next session,

@@ -128,9 +128,10 @@ public static class Payloads
     }
 
     /// <summary>Clinician feedback: {"result_id": "...", "label": "mel", "clinician": "...", "note": "..."}.</summary>
-    public static bool TryParseFeedback(ReadOnlySpan<byte> json, out string resultId, out string label, out string? clinician, out string? note, out string error)
+    public static bool TryParseFeedback(ReadOnlySpan<byte> json, out string resultId, out string label, out string? clinician, out string? note,
+        out string? lesionId, out string error)
     {
-        resultId = label = ""; clinician = note = null; error = "";
+        resultId = label = ""; clinician = note = lesionId = null; error = "";
         try
         {
             using JsonDocument doc = JsonDocument.Parse(json.ToArray());
@@ -146,6 +147,8 @@ public static class Payloads
             label = Classes.Codes[k];
             if (root.TryGetProperty("clinician", out JsonElement c) && c.ValueKind == JsonValueKind.String) clinician = c.GetString();
             if (root.TryGetProperty("note", out JsonElement n) && n.ValueKind == JsonValueKind.String) note = n.GetString();
+            if (root.TryGetProperty("lesion_id", out JsonElement lesion) && lesion.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(lesion.GetString()))
+                lesionId = lesion.GetString();
             return true;
         }
         catch (JsonException e) { error = "invalid JSON: " + e.Message; return false; }

@@ -21,8 +21,11 @@ public sealed record StoredResult(
     sbyte[]? HeadInput = null,
     string? Backbone = null);
 
-/// <summary>A result a clinician labelled, with the head input its model computed (see <see cref="ResultStore.LabelledCases"/>).</summary>
-public sealed record LabelledCase(string ResultId, sbyte[] HeadInput, string Label);
+/// <summary>
+/// A result a clinician labelled, with the head input its model computed and the lesion the label named, if any (see
+/// <see cref="ResultStore.LabelledCases"/>).
+/// </summary>
+public sealed record LabelledCase(string ResultId, sbyte[] HeadInput, string Label, string? LesionId = null);
 
 /// <summary>One run of the on-device readout learner, as the store records it.</summary>
 public sealed record LearningAttempt(string Backbone, int Cases, string Outcome, string Reason, DateTime At);
@@ -207,13 +210,14 @@ public sealed class ResultStore : IDisposable
     public int ResultCount() => Use(d => d.Results.Count());
 
     /// <summary>Stores a clinician label for a result. Returns false when the result id is unknown on this device.</summary>
-    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw) => Use(d =>
+    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw, string? lesionId = null) => Use(d =>
     {
         bool known = d.Results.FindById(resultId) is not null;
         d.Feedback.Insert(new BsonDocument
         {
             ["result_id"] = resultId,
             ["label"] = label,
+            ["lesion_id"] = lesionId is null ? BsonValue.Null : lesionId,
             ["clinician"] = clinician is null ? BsonValue.Null : clinician,
             ["note"] = note is null ? BsonValue.Null : note,
             ["known_result"] = known,
@@ -248,20 +252,21 @@ public sealed class ResultStore : IDisposable
         int skipped = 0;
         List<LabelledCase> cases = Use(d =>
         {
-            var latest = new Dictionary<string, string>(StringComparer.Ordinal);
+            var latest = new Dictionary<string, (string Label, string? Lesion)>(StringComparer.Ordinal);
             var order = new List<string>();
             foreach (BsonDocument f in d.Feedback.Find(Query.EQ("known_result", true)))
             {
                 string id = f["result_id"].AsString;
                 if (!latest.ContainsKey(id)) order.Add(id);
-                latest[id] = f["label"].AsString;
+                // (Labels stored before lesion ids were recorded have no such field.)
+                latest[id] = (f["label"].AsString, f["lesion_id"].IsString ? f["lesion_id"].AsString : null);
             }
             var list = new List<LabelledCase>(order.Count);
             foreach (string id in order)
             {
                 BsonDocument? r = d.Results.FindById(id);
                 if (r is null || !r["head_input"].IsBinary || r["backbone"].AsString != backbone) { skipped++; continue; }
-                list.Add(new LabelledCase(id, (sbyte[])(Array)r["head_input"].AsBinary, latest[id]));
+                list.Add(new LabelledCase(id, (sbyte[])(Array)r["head_input"].AsBinary, latest[id].Label, latest[id].Lesion));
             }
             return list;
         });
