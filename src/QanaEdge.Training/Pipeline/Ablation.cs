@@ -111,7 +111,10 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
         sb.Append("\nNotes per row\n\n");
         foreach (var r in rows)
             sb.Append(ci, $"- {r.Configuration}: `{r.Switches}`{(r.Note.Length > 0 ? $"; {r.Note}" : "")}.\n");
-        sb.Append("\n— : not measured for that row (see its note). Wall time of a shared run counts once per run.\n");
+        sb.Append('\n');
+        if (rows.Any(r => !double.IsFinite(r.ReferralSensitivity) || !double.IsFinite(r.TestTriggerRate)))
+            sb.Append("— : not measured for that row (see its note). ");
+        sb.Append("Rows that share a run show that run's wall time.\n");
         return sb.ToString();
 
         static string P(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
