@@ -1,8 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
@@ -10,6 +8,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using QanaEdge.Model.Onnx;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
+using QanaEdge.Runtime.Kernels;
 
 namespace QanaEdge.Cli.Commands;
 
@@ -67,6 +66,7 @@ public sealed class BenchCommand : IVerb
         var (roofline, roofNote) = Roofline(macs);
         log.WriteLine($"model        {modelName} ({package.Manifest.ModelId} {package.Manifest.Version})");
         log.WriteLine($"engine       {engine.Name}, {engine.ArenaBytes:N0} B arena, {macs:N0} MACs, {engine.Events:N0} events/image");
+        log.WriteLine($"kernels      {InstructionSets.Describe()}");
         log.WriteLine($"latency      p50 {F(p50)} ms, p99 {F(p99)} ms (1 thread, {runs} images)");
         log.WriteLine($"throughput   {F(perSecond1)} images/s on 1 thread, {F(perSecondAll)} images/s on {Environment.ProcessorCount} threads");
         log.WriteLine($"roofline     {F(roofline)} ms ({roofNote})");
@@ -77,6 +77,7 @@ public sealed class BenchCommand : IVerb
             ["model"] = modelName,
             ["model_id"] = package.Manifest.ModelId,
             ["engine"] = engine.Name,
+            ["kernels"] = InstructionSets.Describe(),
             ["p50_ms"] = Math.Round(p50, 4),
             ["p99_ms"] = Math.Round(p99, 4),
             ["images_per_s_1t"] = Math.Round(perSecond1, 1),
@@ -176,7 +177,7 @@ public sealed class BenchCommand : IVerb
     /// </summary>
     private static (double Ms, string Basis) Roofline(long macs)
     {
-        int bits = Vector512.IsHardwareAccelerated && Avx512BW.IsSupported ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
+        int bits = InstructionSets.Vector512 && InstructionSets.Avx512BW ? 512 : InstructionSets.Vector256 ? 256 : 128;   // the kernels' width, under the cap
         double macsPerCycle = bits / 8 / 2.0;
         double ghz = ClockGhz();
         double ms = macs / (macsPerCycle * ghz * 1e9) * 1000;

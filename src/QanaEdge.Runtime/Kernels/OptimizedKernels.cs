@@ -113,7 +113,7 @@ internal static class OptimizedKernels
         ref sbyte ry = ref MemoryMarshal.GetReference(y);
         // Pixel by pixel, input by input: a 32-byte copy may spill past its c channels onto bytes that the next
         // copy (next input, or next pixel) overwrites. The last pixel is copied exactly: nothing past y is touched.
-        bool wide = Vector256.IsHardwareAccelerated;
+        bool wide = InstructionSets.Vector256;
         foreach (var t in op.Inputs) wide &= t.Channels <= 32;
         for (int p = 0; p < positions; p++)
         {

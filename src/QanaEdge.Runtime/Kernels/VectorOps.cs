@@ -18,19 +18,19 @@ public static class VectorOps
         int i = 0;
         long n = 0;
         ref sbyte r = ref MemoryMarshal.GetReference(x);
-        if (Vector512.IsHardwareAccelerated && x.Length >= 64)
+        if (InstructionSets.Vector512 && x.Length >= 64)
         {
             var z = Vector512.Create(zeroPoint);
             for (; i + 64 <= x.Length; i += 64)
                 n += 64 - BitOperations.PopCount(Vector512.Equals(Vector512.LoadUnsafe(ref r, (nuint)i), z).ExtractMostSignificantBits());
         }
-        if (Vector256.IsHardwareAccelerated)
+        if (InstructionSets.Vector256)
         {
             var z = Vector256.Create(zeroPoint);
             for (; i + 32 <= x.Length; i += 32)
                 n += 32 - BitOperations.PopCount(Vector256.Equals(Vector256.LoadUnsafe(ref r, (nuint)i), z).ExtractMostSignificantBits());
         }
-        if (Vector128.IsHardwareAccelerated)
+        if (InstructionSets.Vector128)
         {
             var z = Vector128.Create(zeroPoint);
             for (; i + 16 <= x.Length; i += 16)
@@ -52,7 +52,7 @@ public static class VectorOps
         ref int ra = ref MemoryMarshal.GetReference(acc);
         ref long rm = ref MemoryMarshal.GetReference(mult);
         ref sbyte rd = ref MemoryMarshal.GetReference(dst);
-        if (Avx512F.IsSupported && Avx512DQ.IsSupported && acc.Length >= 16)
+        if (InstructionSets.Avx512DQ && acc.Length >= 16)
         {
             var half = Vector512.Create(1L << (n - 1));
             var vz = Vector512.Create((long)zp);
@@ -69,7 +69,7 @@ public static class VectorOps
                 Avx512F.ConvertToVector128SByte(q).StoreUnsafe(ref rd, (nuint)i);
             }
         }
-        else if (Vector128.IsHardwareAccelerated && acc.Length >= 8)
+        else if (InstructionSets.Vector128 && acc.Length >= 8)
         {
             var half = Vector128.Create(1L << (n - 1));
             var vz = Vector128.Create((long)zp);
@@ -105,7 +105,7 @@ public static class VectorOps
     internal static int RequantizePerChannelAvx2(ReadOnlySpan<int> acc, ReadOnlySpan<int> mult, ReadOnlySpan<long> shift,
         ReadOnlySpan<long> half, Span<sbyte> dst, int zp, int lo, int hi)
     {
-        if (!Avx2.IsSupported) return 0;
+        if (!InstructionSets.Avx2) return 0;
         int len = acc.Length;
         if (mult.Length < len || shift.Length < len || half.Length < len || dst.Length < len) throw new ArgumentException("spans too short");
         ref int ra = ref MemoryMarshal.GetReference(acc);

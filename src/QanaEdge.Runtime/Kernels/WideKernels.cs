@@ -11,8 +11,8 @@ namespace QanaEdge.Runtime.Kernels;
 /// </summary>
 internal static class WideKernels
 {
-    public static bool LutSupported => Avx512Vbmi.IsSupported;
-    public static bool ArithmeticSupported => Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported;
+    public static bool LutSupported => InstructionSets.Avx512Vbmi;
+    public static bool ArithmeticSupported => InstructionSets.Avx512BW && InstructionSets.Avx512DQ;
 
     /// <summary>
     /// y[i] = table[x[i] + 128] with vpermi2b: the low 7 bits of x pick one of 128 bytes from the lower or
@@ -141,7 +141,7 @@ internal static class WideKernels
         int za, QuantizedMultiplier ma, int zb, QuantizedMultiplier mb, int zo, QuantizedMultiplier mo, int lo, int hi, int leftShift)
     {
         int na = ma.RightShift - leftShift, nb = mb.RightShift - leftShift, no = mo.RightShift;
-        if (na < 1 || nb < 1 || !Avx2.IsSupported) return 0;
+        if (na < 1 || nb < 1 || !InstructionSets.Avx2) return 0;
         if (a.Length < y.Length || b.Length < y.Length) throw new ArgumentException("operand shorter than output");
         var vza = Vector256.Create(za); var vzb = Vector256.Create(zb);
         var vma = Vector256.Create(ma.Multiplier); var vmb = Vector256.Create(mb.Multiplier); var vmo = Vector256.Create(mo.Multiplier);
@@ -169,7 +169,7 @@ internal static class WideKernels
     /// <summary><see cref="MulFull"/> with AVX2, 8 elements per step.</summary>
     public static int MulFull256(ReadOnlySpan<sbyte> x, ReadOnlySpan<sbyte> g, Span<sbyte> y, int zx, int zg, QuantizedMultiplier m, int zo, int lo, int hi)
     {
-        if (!Avx2.IsSupported) return 0;
+        if (!InstructionSets.Avx2) return 0;
         if (x.Length < y.Length || g.Length < y.Length) throw new ArgumentException("operand shorter than output");
         int n = m.RightShift;
         var vzx = Vector256.Create(zx); var vzg = Vector256.Create(zg);

@@ -37,7 +37,7 @@ internal sealed partial class ConvOp
     private bool _vectorRequant;
     private int[] _multChunk = [];       // AVX2 requantization: per-channel M_c, 2^(n_c − 1) and n_c, tiled [Chunk][Cout]
     private long[] _halfChunk = [], _shiftChunk = [];
-    private static readonly bool Wide = Avx512BW.IsSupported && Avx512F.IsSupported;
+    private static readonly bool Wide = InstructionSets.Avx512BW;
 
     public override bool HasOptimized => true;
 
@@ -107,7 +107,7 @@ internal sealed partial class ConvOp
         _vectorRequant = VectorOps.AlignMultipliers(Mult, RShift, bound, aligned, out _shift);
         _multTiled = new long[Chunk * Cout];
         for (int p = 0; p < Chunk; p++) aligned.CopyTo(_multTiled, p * Cout);
-        if (!Wide && Avx2.IsSupported)
+        if (!Wide && InstructionSets.Avx2)
         {
             _multChunk = new int[Chunk * Cout];
             _halfChunk = new long[Chunk * Cout];
@@ -193,8 +193,8 @@ internal sealed partial class ConvOp
                 }
                 var dst = acc.Slice(j * Cout, _np);
                 if (Wide) Accumulate512(pairView, idx[..n], dst);
-                else if (Avx2.IsSupported) Accumulate256(pairView, idx[..n], dst);
-                else if (Sse2.IsSupported) Accumulate128(pairView, idx[..n], dst);
+                else if (InstructionSets.Avx2) Accumulate256(pairView, idx[..n], dst);
+                else if (InstructionSets.Sse2) Accumulate128(pairView, idx[..n], dst);
                 else AccumulatePortable(sh, idx[..n], dst);
             }
             Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
@@ -205,7 +205,7 @@ internal sealed partial class ConvOp
     private static void Deviations(ReadOnlySpan<sbyte> x, int zp, Span<short> dst)
     {
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (InstructionSets.Vector256)
         {
             var z = Vector256.Create((short)zp);
             ref sbyte rx = ref MemoryMarshal.GetReference(x);
@@ -415,7 +415,7 @@ internal sealed partial class ConvOp
         int c = Cout;
         ref sbyte arena = ref MemoryMarshal.GetArrayDataReference(s.Arena);
         int xBase = s.Offset[InputIndices[0]];
-        bool narrow = !Wide && (Avx2.IsSupported || Vector128.IsHardwareAccelerated);
+        bool narrow = !Wide && (InstructionSets.Avx2 || InstructionSets.Vector128);
         if ((Wide || narrow) && Kh == 3 && Kw == 3)
         {
             // Row-at-a-time 3×3: nine weight vectors stay in registers, rows above/below the image read a row
@@ -426,7 +426,7 @@ internal sealed partial class ConvOp
             for (int oy = 0; oy < Hout; oy++)
             {
                 if (Wide) Dw3x3Row512(ref arena, xBase, zpRow, oy, rowAcc);
-                else Dw3x3RowNarrow(ref arena, xBase, zpRow, oy, rowAcc, Avx2.IsSupported);
+                else Dw3x3RowNarrow(ref arena, xBase, zpRow, oy, rowAcc, InstructionSets.Avx2);
                 for (int p0 = 0; p0 < Wout; p0 += Chunk)
                 {
                     int count = Math.Min(Chunk, Wout - p0);

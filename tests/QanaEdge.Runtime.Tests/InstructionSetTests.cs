@@ -1,0 +1,43 @@
+using System.Runtime.Intrinsics;
+using X86 = System.Runtime.Intrinsics.X86;
+using QanaEdge.Runtime.Kernels;
+
+namespace QanaEdge.Runtime.Tests;
+
+/// <summary>
+/// The kernel cap (<c>QANA_KERNEL_ISA</c>) that lets this suite run the AVX2, SSE2 and portable kernels on a machine
+/// that has AVX-512: .ci/test-summary runs the project once more under each cap, and these tests check that the cap
+/// read by the process is the one in effect, so a bit-exactness pass under a cap is a pass of that cap's kernels.
+/// </summary>
+public class InstructionSetTests
+{
+    [Fact]
+    public void The_cap_from_the_environment_is_in_effect_and_never_exceeds_the_cpu()
+    {
+        var expected = InstructionSets.ParseCap(Environment.GetEnvironmentVariable("QANA_KERNEL_ISA"));
+        Assert.Equal(expected, InstructionSets.Cap);
+
+        Assert.Equal(expected >= InstructionSets.Level.Avx512 && X86.Avx512BW.IsSupported, InstructionSets.Avx512BW);
+        Assert.Equal(expected >= InstructionSets.Level.Avx512 && Vector512.IsHardwareAccelerated, InstructionSets.Vector512);
+        Assert.Equal(expected >= InstructionSets.Level.Avx2 && X86.Avx2.IsSupported, InstructionSets.Avx2);
+        Assert.Equal(expected >= InstructionSets.Level.Avx2 && Vector256.IsHardwareAccelerated, InstructionSets.Vector256);
+        Assert.Equal(expected >= InstructionSets.Level.Sse2 && X86.Sse2.IsSupported, InstructionSets.Sse2);
+        Assert.Equal(Vector128.IsHardwareAccelerated, InstructionSets.Vector128);
+        Assert.EndsWith($"(cap {InstructionSets.CapName})", InstructionSets.Describe());
+    }
+
+    [Theory]
+    [InlineData(null, InstructionSets.Level.Avx512)]
+    [InlineData("", InstructionSets.Level.Avx512)]
+    [InlineData("avx2", InstructionSets.Level.Avx2)]
+    [InlineData(" SSE2 ", InstructionSets.Level.Sse2)]
+    [InlineData("portable", InstructionSets.Level.Portable)]
+    public void Cap_values_parse(string? value, InstructionSets.Level level) => Assert.Equal(level, InstructionSets.ParseCap(value));
+
+    [Fact]
+    public void An_unknown_cap_is_refused_with_the_values_it_accepts()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => InstructionSets.ParseCap("neon"));
+        Assert.Contains("avx2, sse2 or portable", e.Message);
+    }
+}
