@@ -29,12 +29,14 @@ public sealed class ProcessTests : IDisposable
         await sub.ConnectAsync();
         string inbox = Path.Combine(_root, "inbox");
         Directory.CreateDirectory(inbox);
-        string[] images = TestEnv.RealImages(150, skip: 600);
+        // Enough images that the kill lands mid-run even when this process is starved of a core for a second or two
+        // while the child classifies at full speed (about 250 images/s here): 150 images take the child well under a second.
+        string[] images = TestEnv.RealImages(400, skip: 600);
         foreach (string image in images) TestEnv.Drop(image, inbox);
 
         using (var first = new ChildProcess(Args("devkill", broker.Port)))
         {
-            await TestEnv.WaitUntil(() => sub.Results.Count >= 20 || first.HasExited, TimeSpan.FromSeconds(60), "first results from the child");
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 5 || first.HasExited, TimeSpan.FromSeconds(60), "first results from the child");
             Assert.False(first.HasExited, string.Join('\n', first.Output));
             first.Signal("KILL");
             Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
