@@ -96,6 +96,9 @@ public class RequantTests
             var x = new sbyte[len];
             for (int i = 0; i < len; i++) x[i] = (sbyte)(rng.Next(3) == 0 ? -5 : rng.Next(-128, 128));
             Assert.Equal(x.Count(v => v != -5), VectorOps.CountEvents(x, -5));
+            var pairs = new int[len];
+            for (int i = 0; i < len; i++) pairs[i] = rng.Next(3) == 0 ? 0 : rng.Next(int.MinValue, int.MaxValue);
+            Assert.Equal(pairs.Count(v => v == 0), VectorOps.CountZeros(pairs));
 
             var acc = new int[len];
             var mult = new long[len];

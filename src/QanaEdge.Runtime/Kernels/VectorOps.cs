@@ -12,6 +12,24 @@ namespace QanaEdge.Runtime.Kernels;
 /// </summary>
 public static class VectorOps
 {
+    /// <summary>Number of zero values (a GEMM row's pairs of deviations that contribute nothing).</summary>
+    public static int CountZeros(ReadOnlySpan<int> x)
+    {
+        int i = 0, n = 0;
+        ref int r = ref MemoryMarshal.GetReference(x);
+        if (InstructionSets.Vector512)
+            for (; i + 16 <= x.Length; i += 16)
+                n += BitOperations.PopCount(Vector512.Equals(Vector512.LoadUnsafe(ref r, (nuint)i), Vector512<int>.Zero).ExtractMostSignificantBits());
+        if (InstructionSets.Vector256)
+            for (; i + 8 <= x.Length; i += 8)
+                n += BitOperations.PopCount(Vector256.Equals(Vector256.LoadUnsafe(ref r, (nuint)i), Vector256<int>.Zero).ExtractMostSignificantBits());
+        if (InstructionSets.Vector128)
+            for (; i + 4 <= x.Length; i += 4)
+                n += BitOperations.PopCount(Vector128.Equals(Vector128.LoadUnsafe(ref r, (nuint)i), Vector128<int>.Zero).ExtractMostSignificantBits());
+        for (; i < x.Length; i++) n += x[i] == 0 ? 1 : 0;
+        return n;
+    }
+
     /// <summary>Number of values different from the zero point: the events a layer receives.</summary>
     public static long CountEvents(ReadOnlySpan<sbyte> x, sbyte zeroPoint)
     {
