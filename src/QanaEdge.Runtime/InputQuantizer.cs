@@ -1,3 +1,8 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using QanaEdge.Runtime.Kernels;
+
 namespace QanaEdge.Runtime;
 
 /// <summary>
@@ -10,16 +15,20 @@ public static class InputQuantizer
     {
         if (dst.Length != rgbHwc.Length)
             throw new ArgumentException($"destination holds {dst.Length} values, the image {rgbHwc.Length}", nameof(dst));
+        // p − 128 is p XOR 0x80 reinterpreted as signed: one vector op per 64/32/16 pixels, at the widths the
+        // kernel cap allows (InstructionSets), so a capped run exercises the same widths here as in the kernels.
+        ref byte src = ref MemoryMarshal.GetReference(rgbHwc);
+        ref byte to = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(dst));
         int i = 0;
-        // p − 128 is p XOR 0x80 reinterpreted as signed: one vector op per 16/32/64 pixels.
-        if (System.Numerics.Vector.IsHardwareAccelerated)
-        {
-            var mask = new System.Numerics.Vector<byte>(0x80);
-            var dstBytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(dst);
-            int width = System.Numerics.Vector<byte>.Count;
-            for (; i + width <= rgbHwc.Length; i += width)
-                (new System.Numerics.Vector<byte>(rgbHwc[i..]) ^ mask).CopyTo(dstBytes[i..]);
-        }
+        if (InstructionSets.Vector512)
+            for (; i + 64 <= rgbHwc.Length; i += 64)
+                (Vector512.LoadUnsafe(ref src, (nuint)i) ^ Vector512.Create((byte)0x80)).StoreUnsafe(ref to, (nuint)i);
+        if (InstructionSets.Vector256)
+            for (; i + 32 <= rgbHwc.Length; i += 32)
+                (Vector256.LoadUnsafe(ref src, (nuint)i) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref to, (nuint)i);
+        if (InstructionSets.Vector128)
+            for (; i + 16 <= rgbHwc.Length; i += 16)
+                (Vector128.LoadUnsafe(ref src, (nuint)i) ^ Vector128.Create((byte)0x80)).StoreUnsafe(ref to, (nuint)i);
         for (; i < rgbHwc.Length; i++) dst[i] = (sbyte)(rgbHwc[i] - 128);
     }
 
