@@ -15,6 +15,7 @@ internal sealed class InferencePipeline
     private readonly HeadInfo? _head;
     private readonly byte[] _pixels;
     private readonly sbyte[] _input;
+    private readonly sbyte[] _turned;     // a rotation or mirror of _input (RunSymmetry)
     private readonly float[] _gains;
     private readonly TensorSpec _inputSpec;
 
@@ -29,6 +30,7 @@ internal sealed class InferencePipeline
         Size = package.Manifest.Input.Height;
         _pixels = new byte[Size * Size * 3];
         _input = new sbyte[_pixels.Length];
+        _turned = new sbyte[_pixels.Length];
         _gains = package.Manifest.Input.ColorGains;
         _head = engine is IntegerEngine ? HeadInfo.Find(package.Graph) : null;
     }
@@ -51,6 +53,34 @@ internal sealed class InferencePipeline
         Preprocessor.ApplyColorGains(_pixels, _gains);
         InputQuantizer.Quantize(_pixels, _input, _inputSpec.Scale, _inputSpec.ZeroPoint);
         _engine.Run(_input);
+        Events += _engine.Events;
+        Runs++;
+    }
+
+    /// <summary>
+    /// Runs the network on one of the eight symmetries of the square the last <see cref="Run"/> fed it, applied to
+    /// its quantized input: bit 2 of <paramref name="symmetry"/> transposes, then bit 0 mirrors left-right and bit 1
+    /// top-bottom (0 is the view itself). Moving int8 values is exact, so this equals running the rotated or mirrored
+    /// crop without resampling it again. The last view's input is left as it was.
+    /// </summary>
+    public void RunSymmetry(int symmetry)
+    {
+        if ((uint)symmetry >= 8) throw new ArgumentOutOfRangeException(nameof(symmetry), symmetry, "a square has 8 symmetries, 0-7");
+        bool transpose = (symmetry & 4) != 0, mirrorX = (symmetry & 1) != 0, mirrorY = (symmetry & 2) != 0;
+        int s = Size;
+        for (int y = 0; y < s; y++)
+        {
+            int yy = mirrorY ? s - 1 - y : y;
+            for (int x = 0; x < s; x++)
+            {
+                int xx = mirrorX ? s - 1 - x : x;
+                int from = (transpose ? xx * s + yy : yy * s + xx) * 3, to = (y * s + x) * 3;
+                _turned[to] = _input[from];
+                _turned[to + 1] = _input[from + 1];
+                _turned[to + 2] = _input[from + 2];
+            }
+        }
+        _engine.Run(_turned);
         Events += _engine.Events;
         Runs++;
     }

@@ -198,6 +198,67 @@ public class LesionClassifierTests
         Assert.False(new LesionClassifier(sure, engine2).Classify(file).Tiled);
     }
 
+    /// <summary>
+    /// The symmetry fallback equals classifying the rotated and mirrored images themselves: on a square real photograph
+    /// twice the input size (so the area resample is an exact 2×2 average and commutes with every symmetry), the
+    /// result is the mean of the eight images' real logits, requantized and read out. It replaces tiling, and under
+    /// its τ nothing extra runs.
+    /// </summary>
+    [Fact]
+    public void Under_its_tau_the_symmetry_fallback_averages_the_eight_rotations_and_mirrors()
+    {
+        ModelPackage shipped = PackageReader.Load(File.ReadAllBytes(Path.Combine(TestData.RepositoryRoot, "firmware-models", "qana-paper8-64.qana")));
+        ModelPackage package = With(shipped, tau: 1.01, referral: 0.5); // tiling would fire on every image
+        int side = 2 * package.Manifest.Input.Height;
+        RgbImage photo = ImageDecoder.Decode(File.ReadAllBytes(Directory.GetFiles(TestData.Ham10000Images, "*.jpg").Order(StringComparer.Ordinal).Skip(40).First()));
+        RgbImage image = Transformed(photo, side, (x, y) => (x + (photo.Width - side) / 2, y + (photo.Height - side) / 2));
+        using var engine = IntegerEngine.Create(package);
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = false, Symmetries = true, SymmetryTau = 1.01 });
+        LesionResult r = classifier.Classify(image);
+        Assert.True(r.Symmetrized);
+        Assert.False(r.Tiled);
+        Assert.Equal(8, r.Runs);
+
+        var spec = package.Graph.Tensors[package.Graph.LogitsTensor];
+        var sum = new double[7];
+        using var oracle = IntegerEngine.Create(package, KernelMode.Reference);
+        var views = new List<sbyte[]>();
+        foreach (Func<int, int, (int, int)> symmetry in new Func<int, int, (int, int)>[]
+        {
+            (x, y) => (x, y), (x, y) => (side - 1 - x, y), (x, y) => (x, side - 1 - y), (x, y) => (side - 1 - x, side - 1 - y),
+            (x, y) => (y, x), (x, y) => (y, side - 1 - x), (x, y) => (side - 1 - y, x), (x, y) => (side - 1 - y, side - 1 - x),
+        })
+        {
+            Manual(package, oracle, Transformed(image, side, symmetry), CropBox.CenteredSquare(side, side));
+            views.Add(oracle.Logits.ToArray());
+            for (int k = 0; k < 7; k++) sum[k] += spec.Scale * (oracle.Logits[k] - spec.ZeroPoint);
+        }
+        Assert.True(views.Skip(1).Any(v => !v.SequenceEqual(views[0])), "the model should see the symmetries as different inputs");
+        var q = sum.Select(s => (sbyte)Math.Clamp(spec.ZeroPoint + Math.Round(s / 8 / spec.Scale, MidpointRounding.AwayFromZero), -128, 127)).ToArray();
+        var readout = package.Graph.Nodes.Single(n => n.Kind == Model.Graph.OpKind.SpikingReadout);
+        var expected = new float[7];
+        SpikingReadout.Probabilities(q, readout.Thresholds, readout.TimeSteps, package.Manifest.Calibration.Beta, package.Manifest.Calibration.StepWeights, expected);
+        Assert.Equal(expected, r.Probabilities);
+
+        // τ = 0: one run, neither fallback.
+        LesionResult sure = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = false, Symmetries = true, SymmetryTau = 0 }).Classify(image);
+        Assert.False(sure.Symmetrized || sure.Tiled);
+        Assert.Equal(1, sure.Runs);
+    }
+
+    /// <summary>A side × side image whose pixel (x, y) is <paramref name="source"/>'s pixel at from(x, y).</summary>
+    private static RgbImage Transformed(RgbImage source, int side, Func<int, int, (int X, int Y)> from)
+    {
+        var px = new byte[side * side * 3];
+        for (int y = 0; y < side; y++)
+            for (int x = 0; x < side; x++)
+            {
+                (int sx, int sy) = from(x, y);
+                Array.Copy(source.Pixels, (sy * source.Width + sx) * 3, px, (y * side + x) * 3, 3);
+            }
+        return new RgbImage(side, side, px);
+    }
+
     [Fact]
     public void The_referral_threshold_decides_refer()
     {

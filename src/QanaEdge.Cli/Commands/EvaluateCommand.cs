@@ -9,7 +9,7 @@ using QanaEdge.Training.Evaluation;
 namespace QanaEdge.Cli.Commands;
 
 /// <summary>
-/// <c>qana evaluate --images DIR --labels CSV [--model PKG] [--json FILE] [--report DIR] [--limit N]</c>:
+/// <c>qana evaluate --images DIR --labels CSV [--model PKG] [--json FILE] [--report DIR] [--limit N] [--symmetries]</c>:
 /// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode,
 /// saliency crop, integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
 /// Images the pipeline refuses are listed and left out of n. A progress bar runs on standard error when it is
@@ -25,8 +25,9 @@ public sealed class EvaluateCommand : IVerb
         var json = new Option<string?>("--json") { Description = "write the metrics as JSON to FILE ('-' for standard output)" };
         var report = new Option<string?>("--report") { Description = "write an HTML report (index.html with plots) into DIR" };
         var limit = new Option<int?>("--limit") { Description = "evaluate only the first N labelled images" };
+        var symmetries = new Option<bool>("--symmetries") { Description = "instead of tiling, average an unsure view with its 7 rotations and mirrors" };
         var command = new Command("evaluate", "Classify labelled images and report top-1, macro-F1, balanced accuracy, AUC, confusion, referral.")
-            { images, labels, model, json, report, limit };
+            { images, labels, model, json, report, limit, symmetries };
         command.SetAction(parse =>
         {
             int? max = parse.GetValue(limit);
@@ -38,7 +39,8 @@ public sealed class EvaluateCommand : IVerb
 
             string packagePath = DefaultModel.Locate(parse.GetValue(model));
             ModelPackage package = PackageReader.Load(packagePath);
-            var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context));
+            var options = new ClassifierOptions { Symmetries = parse.GetValue(symmetries) };
+            var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context), options);
 
             string? jsonPath = parse.GetValue(json);
             string jsonText = summary.ToJson();
@@ -60,14 +62,16 @@ public sealed class EvaluateCommand : IVerb
 
     /// <summary>Runs the classifier over the rows. Exposed for tests and for the training tools.</summary>
     public static EvaluationSummary Evaluate(ModelPackage package, string packagePath, IReadOnlyList<Ham10000Row> rows,
-        string labelsPath, IProgressSink? progress = null)
+        string labelsPath, IProgressSink? progress = null, ClassifierOptions? options = null)
     {
+        options ??= ClassifierOptions.Default;
         int[] toCanonical = package.Manifest.Classes.Select(Classes.IndexOf).ToArray();
         if (toCanonical.Length != Classes.Count || toCanonical.Any(i => i < 0) || toCanonical.Distinct().Count() != Classes.Count)
             throw new CommandFailedException($"the package's classes ({string.Join(",", package.Manifest.Classes)}) are not the seven HAM10000 classes");
 
         using var engine = LesionClassifier.CreateEngine(package);
-        var classifier = new LesionClassifier(package, engine);
+        var classifier = new LesionClassifier(package, engine, options);
+        int symmetrized = 0;
         var evaluated = new List<EvaluatedImage>(rows.Count);
         var rejected = new List<RejectedImage>();
         try
@@ -83,6 +87,7 @@ public sealed class EvaluateCommand : IVerb
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
+                    if (r.Symmetrized) symmetrized++;
                     evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs));
                 }
                 catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode)); }
@@ -101,6 +106,9 @@ public sealed class EvaluateCommand : IVerb
             ["engine"] = engine.Name,
             ["evaluated (UTC)"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
         };
+        if (options.Symmetries)
+            context["fallback"] = string.Create(CultureInfo.InvariantCulture,
+                $"symmetries under τ {options.SymmetryTau} ({symmetrized} of {evaluated.Count} images), no tiling");
         return EvaluationSummary.Create(evaluated, rejected, context);
     }
 
@@ -114,6 +122,7 @@ public sealed class EvaluateCommand : IVerb
         sb.Append($"macro AUC    {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}\n");
         sb.Append($"referral     sensitivity {P(s.Referral.Sensitivity)}, specificity {P(s.Referral.Specificity)}\n");
         sb.Append($"tiling       {P(s.TilingTriggerRate)} of images\n");
+        if (s.Context.TryGetValue("fallback", out string? fallback)) sb.Append($"fallback     {fallback}\n");
         sb.Append($"latency p50  {s.LatencyMsP50.ToString("F2", CultureInfo.InvariantCulture)} ms\n");
         return sb.ToString();
     }
