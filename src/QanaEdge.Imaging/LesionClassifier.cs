@@ -69,7 +69,7 @@ public sealed class LesionResult
 
 /// <summary>
 /// The one call the CLI and the daemon make: file bytes → decode → crop (Grad-CAM saliency or centred) →
-/// area resample → gray-world gains → quantize → engine → probabilities → tiling fallback → referral.
+/// area resample → gray-world gains → quantize → engine → probabilities → tiling or symmetry fallback → referral.
 /// Not thread-safe (the engine is not): one classifier per engine per thread. It does not own the engine.
 /// </summary>
 public sealed class LesionClassifier

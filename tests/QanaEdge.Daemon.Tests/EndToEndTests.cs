@@ -1,8 +1,10 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Imaging;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
 
@@ -46,6 +48,7 @@ public sealed class EndToEndTests : IDisposable
         Assert.Equal(JsonValueKind.Number, r.GetProperty("confidence").ValueKind);
         Assert.True(r.GetProperty("refer").ValueKind is JsonValueKind.True or JsonValueKind.False);
         Assert.True(r.GetProperty("tiled").ValueKind is JsonValueKind.True or JsonValueKind.False);
+        Assert.False(r.GetProperty("symmetrized").GetBoolean()); // an addition: only with Qana:Fallback=Symmetries
         Assert.Equal(TestModel.Id, r.GetProperty("model").GetProperty("id").GetString());
         Assert.Equal(JsonValueKind.String, r.GetProperty("model").GetProperty("version").ValueKind);
         Assert.Equal(JsonValueKind.Number, r.GetProperty("latency_ms").ValueKind);
@@ -64,6 +67,39 @@ public sealed class EndToEndTests : IDisposable
         Assert.Equal(200, Directory.GetFiles(daemon.DoneDir).Length);
         await TestEnv.WaitUntil(() => daemon.Store!.OutboxCount() == 0, TimeSpan.FromSeconds(10), "outbox to drain");
         Assert.Equal(200, daemon.Store!.ResultCount());
+    }
+
+    /// <summary>
+    /// Qana:Fallback=Symmetries reaches every worker: each result is what the classifier gives with the symmetry
+    /// fallback, says whether it ran, and never tiles.
+    /// </summary>
+    [Fact]
+    public async Task The_symmetry_fallback_is_chosen_by_configuration_and_named_in_each_result()
+    {
+        string[] images = TestEnv.RealImages(6, skip: 700);
+        var bySha = images.ToDictionary(Sha);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devsym/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devsym", null, "--Qana:Fallback=Symmetries");
+        await daemon.StartAsync();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(120), "six results");
+
+        ModelPackage model = PackageReader.Load(TestModel.Path_);
+        using var direct = new LesionImageClassifier(model, LesionClassifier.CreateEngine(model), options: new ClassifierOptions { Symmetries = true });
+        int symmetrized = 0;
+        foreach (JsonElement r in sub.Results.Values.Select(q => q.First()))
+        {
+            Classification.Classification c = direct.Classify(File.ReadAllBytes(bySha[r.GetProperty("image_sha256").GetString()!]));
+            Assert.Equal(c.Symmetrized, r.GetProperty("symmetrized").GetBoolean());
+            Assert.False(r.GetProperty("tiled").GetBoolean());
+            Assert.Equal(c.Label, r.GetProperty("label").GetString());
+            for (int k = 0; k < QanaEdge.Model.Classes.Count; k++)
+                Assert.Equal(Math.Round(c.Probabilities[k], 6), r.GetProperty("probabilities").GetProperty(QanaEdge.Model.Classes.Codes[k]).GetDouble(), 6);
+            symmetrized += c.Symmetrized ? 1 : 0;
+        }
+        // The test model's random weights leave most views under 0.5, so the fallback must have run.
+        Assert.True(symmetrized > 0, "no result ran the symmetry fallback");
     }
 
     // The subscriber's persistent session (its subscription, and the results queued for it while it is offline) lives

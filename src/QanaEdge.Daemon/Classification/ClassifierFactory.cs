@@ -29,13 +29,13 @@ public static class ClassifierFactory
                 reason = $"{choice.Reason}, but {refusal}: managed integer engine";
         }
         // Build one engine up front so a package the engine cannot run fails at start, before READY=1.
-        try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package)).Dispose(); }
+        try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package), options: choice.Classifier).Dispose(); }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
         {
             throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) cannot run on the managed engine: {e.Message}", e);
         }
         return new PackageClassifierProvider(package, path, $"managed IntegerEngine ({KernelMode.Optimized})", reason,
-            p => LesionClassifier.CreateEngine(p));
+            p => LesionClassifier.CreateEngine(p), options: choice.Classifier);
     }
 
     private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
@@ -48,10 +48,10 @@ public static class ClassifierFactory
             device = AkidaEngine.OpenAndProgram(package, choice.Device ?? throw new ArgumentException("no Akida device in the choice", nameof(choice)));
             AkidaDevice shared = device;
             // One engine now, so a package the host side cannot serve fails before READY=1, as on the managed path.
-            new LesionImageClassifier(package, AkidaEngine.OnDevice(package, shared)).Dispose();
+            new LesionImageClassifier(package, AkidaEngine.OnDevice(package, shared), options: choice.Classifier).Dispose();
             provider = new PackageClassifierProvider(package, path, $"akida AKD1000 ({shared.Path})",
                 $"{choice.Reason}: model {package.Manifest.ModelId} (profile akd1000) programmed on the card",
-                p => AkidaEngine.OnDevice(p, shared), owned: shared);
+                p => AkidaEngine.OnDevice(p, shared), owned: shared, options: choice.Classifier);
             refusal = "";
             return true;
         }

@@ -1,3 +1,4 @@
+using QanaEdge.Imaging;
 using System.Runtime.InteropServices;
 using QanaEdge.Akida;
 using QanaEdge.Daemon.Configuration;
@@ -5,7 +6,11 @@ using QanaEdge.Daemon.Configuration;
 namespace QanaEdge.Daemon.Classification;
 
 /// <summary>The engine decision taken once at start: with Akida, the device node and the library to open it through.</summary>
-public sealed record EngineChoice(bool UseAkida, string Reason, string? Device = null, string? Library = null);
+public sealed record EngineChoice(bool UseAkida, string Reason, string? Device = null, string? Library = null)
+{
+    /// <summary>How each engine's classifier treats a view (the fallback); null: <see cref="ClassifierOptions.Default"/>.</summary>
+    public ClassifierOptions? Classifier { get; init; }
+}
 
 /// <summary>
 /// Akida is chosen when a card is present (devDir/akida*) and the library implementing native/akida/qana_akida.h

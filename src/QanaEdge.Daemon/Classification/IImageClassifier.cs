@@ -10,7 +10,8 @@ public sealed record Classification(
     bool Refer,
     bool Tiled,
     double LatencyMs,
-    sbyte[]? HeadInput = null);
+    sbyte[]? HeadInput = null,
+    bool Symmetrized = false);
 
 /// <summary>The image was refused before or during classification; <see cref="Reason"/> is a short code.</summary>
 public sealed class CaptureRejectedException(string reason, string message, Exception? inner = null) : Exception(message, inner)

@@ -5,12 +5,13 @@ using QanaEdge.Runtime;
 namespace QanaEdge.Daemon.Classification;
 
 /// <summary>
-/// Imaging's LesionClassifier (decode and integrity checks, Grad-CAM saliency crop, tiling fallback, referral) on an
+/// Imaging's LesionClassifier (decode and integrity checks, Grad-CAM saliency crop, tiling or symmetry fallback, referral) on an
 /// engine of its own. One instance per worker thread: neither the engine nor the classifier is thread-safe.
 /// </summary>
-public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine, string? backbone = null) : IImageClassifier
+public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine, string? backbone = null,
+    ClassifierOptions? options = null) : IImageClassifier
 {
-    private readonly LesionClassifier _classifier = new(package, engine);
+    private readonly LesionClassifier _classifier = new(package, engine, options);
 
     public string ModelId => package.Manifest.ModelId;
     public string ModelVersion => package.Manifest.Version;
@@ -21,7 +22,7 @@ public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine
         LesionResult r;
         try { r = _classifier.Classify(fileBytes); }
         catch (ImageRejectedException e) { throw new CaptureRejectedException(e.Reason.ToString(), e.Message, e); }
-        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput);
+        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput, r.Symmetrized);
     }
 
     public void Dispose() => engine.Dispose();

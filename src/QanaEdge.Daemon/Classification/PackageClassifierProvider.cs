@@ -1,3 +1,4 @@
+using QanaEdge.Imaging;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
 
@@ -8,7 +9,7 @@ namespace QanaEdge.Daemon.Classification;
 /// <paramref name="owned"/> (e.g. the Akida device the workers' engines share) is released with the provider.
 /// </summary>
 public sealed class PackageClassifierProvider(ModelPackage package, string packagePath, string engineName, string engineReason,
-    Func<ModelPackage, IInferenceEngine> createEngine, IDisposable? owned = null) : IClassifierProvider
+    Func<ModelPackage, IInferenceEngine> createEngine, IDisposable? owned = null, ClassifierOptions? options = null) : IClassifierProvider
 {
     private IDisposable? _owned = owned;
 
@@ -20,7 +21,7 @@ public sealed class PackageClassifierProvider(ModelPackage package, string packa
     public string EngineReason => engineReason;
     public bool HoldsDevice { get; } = owned is not null;
     public string? Backbone { get; } = BackboneOf(package);
-    public IImageClassifier CreateClassifier() => new LesionImageClassifier(package, createEngine(package), Backbone);
+    public IImageClassifier CreateClassifier() => new LesionImageClassifier(package, createEngine(package), Backbone, options);
 
     private static string? BackboneOf(ModelPackage package)
     {

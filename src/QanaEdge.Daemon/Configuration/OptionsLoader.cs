@@ -113,6 +113,7 @@ public static class OptionsLoader
         (string Key, Func<string, bool> Parses, string Expect)[] keys =
         [
             ("Engine", IsEnum<EnginePreference>, "Auto, Managed or Akida"),
+            ("Fallback", IsEnum<ViewFallback>, "Tiling or Symmetries"),
             ("Done", IsEnum<DonePolicy>, "Move or Delete"),
             ("RescanSeconds", IsDouble, "a number"),
             ("StableMilliseconds", IsInt, "an integer"),

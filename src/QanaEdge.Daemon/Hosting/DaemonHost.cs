@@ -7,6 +7,7 @@ using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Learning;
 using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Updates;
+using QanaEdge.Imaging;
 using Serilog;
 using Serilog.Events;
 
@@ -41,7 +42,8 @@ public static class DaemonHost
         Serilog.Core.Logger logger = Logging.Create(minimum, hooks?.LogSink);
         builder.Services.AddSerilog(logger, dispose: true);
 
-        EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library);
+        EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library)
+            with { Classifier = new ClassifierOptions { Symmetries = options.Fallback == ViewFallback.Symmetries } };
         // Before the model: readouts this device learned earlier are verified with its learner key when they are restored.
         LearnerKey learner = LearnerKey.Open(options.Learning);
         var trust = new DeviceTrust(options.TrustDir, learner.Key?.PublicKey);

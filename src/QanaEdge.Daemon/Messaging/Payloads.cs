@@ -53,6 +53,7 @@ public static class Payloads
             w.WriteNumber("confidence", Math.Round(c.Confidence, 6));
             w.WriteBoolean("refer", c.Refer);
             w.WriteBoolean("tiled", c.Tiled);
+            w.WriteBoolean("symmetrized", c.Symmetrized);
             w.WriteStartObject("model");
             w.WriteString("id", modelId);
             w.WriteString("version", modelVersion);
