@@ -82,6 +82,8 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
                 r.TestReferral?.Sensitivity ?? double.NaN, r.TestReferral?.Specificity ?? double.NaN, paths.OutPackage, sw.TotalSeconds, note);
     }
 
+    /// <summary>A run's ablation switches on one line ("ghost=on … head=pooled"): a row of docs/ablation.md, and the
+    /// <c>ablation</c> entry of the package's provenance.</summary>
     public static string Switches(TrainOptions o) =>
         $"ghost={On(o.Network.Ghost)} eca={On(o.Network.Eca)} se={On(o.Network.Se)} quant-head={On(o.Network.QuantHead)} smote={On(o.Smote)} incremental={On(o.Incremental)} head={(o.Network.PooledHead ? "pooled" : "flatten")}";
 
