@@ -71,7 +71,6 @@ public sealed class EvaluateCommand : IVerb
 
         using var engine = LesionClassifier.CreateEngine(package);
         var classifier = new LesionClassifier(package, engine, options);
-        int symmetrized = 0;
         var evaluated = new List<EvaluatedImage>(rows.Count);
         var rejected = new List<RejectedImage>();
         try
@@ -87,8 +86,7 @@ public sealed class EvaluateCommand : IVerb
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
-                    if (r.Symmetrized) symmetrized++;
-                    evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs));
+                    evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized));
                 }
                 catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode)); }
                 progress?.Report(i + 1, rows.Count);
@@ -106,9 +104,9 @@ public sealed class EvaluateCommand : IVerb
             ["engine"] = engine.Name,
             ["evaluated (UTC)"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
         };
-        if (options.Symmetries)
-            context["fallback"] = string.Create(CultureInfo.InvariantCulture,
-                $"symmetries under τ {options.SymmetryTau} ({symmetrized} of {evaluated.Count} images), no tiling");
+        context["fallback"] = options.Symmetries
+            ? string.Create(CultureInfo.InvariantCulture, $"rotations and mirrors under a top probability of {options.SymmetryTau}")
+            : options.Tiling ? "four tiles under the package's τ" : "none";
         return EvaluationSummary.Create(evaluated, rejected, context);
     }
 
@@ -122,7 +120,7 @@ public sealed class EvaluateCommand : IVerb
         sb.Append($"macro AUC    {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}\n");
         sb.Append($"referral     sensitivity {P(s.Referral.Sensitivity)}, specificity {P(s.Referral.Specificity)}\n");
         sb.Append($"tiling       {P(s.TilingTriggerRate)} of images\n");
-        if (s.Context.TryGetValue("fallback", out string? fallback)) sb.Append($"fallback     {fallback}\n");
+        if (s.SymmetryTriggerRate > 0) sb.Append($"symmetries   {P(s.SymmetryTriggerRate)} of images\n");
         sb.Append($"latency p50  {s.LatencyMsP50.ToString("F2", CultureInfo.InvariantCulture)} ms\n");
         return sb.ToString();
     }

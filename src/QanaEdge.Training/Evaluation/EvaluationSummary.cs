@@ -11,15 +11,17 @@ namespace QanaEdge.Training.Evaluation;
 /// thresholds are calibrated).</param>
 /// <param name="Refer">The device's referral flag.</param>
 /// <param name="Tiled">Whether the tiling fallback fired.</param>
+/// <param name="Symmetrized">Whether the symmetry fallback fired (only when it was chosen instead of tiling).</param>
 public sealed record EvaluatedImage(string ImageId, int Truth, float[] Probabilities, int Predicted, bool Refer,
-    bool Tiled, double LatencyMs);
+    bool Tiled, double LatencyMs, bool Symmetrized = false);
 
 /// <summary>An image the pipeline refused (unreadable or failing integrity checks), with the reason.</summary>
 public sealed record RejectedImage(string ImageId, string Reason);
 
 /// <summary>
 /// The result of an evaluation run: the figures of the JSON contract (n, top1, macro_f1, balanced_accuracy,
-/// auc_macro, per_class, confusion, tiling_trigger_rate, latency_ms_p50, referral) and the per-image data
+/// auc_macro, per_class, confusion, tiling_trigger_rate, latency_ms_p50, referral; symmetry_trigger_rate is an
+/// addition) and the per-image data
 /// the HTML report plots. Rejected images are not in n; they are listed separately.
 /// </summary>
 public sealed class EvaluationSummary
@@ -28,6 +30,8 @@ public sealed class EvaluationSummary
     public required ClassificationMetrics Metrics { get; init; }
     public required ReferralMetrics Referral { get; init; }
     public required double TilingTriggerRate { get; init; }
+    /// <summary>Share of images the symmetry fallback ran for (0 unless it was chosen).</summary>
+    public double SymmetryTriggerRate { get; init; }
     public required double LatencyMsP50 { get; init; }
     public required IReadOnlyList<EvaluatedImage> Images { get; init; }
     public IReadOnlyList<RejectedImage> Rejected { get; init; } = [];
@@ -47,6 +51,7 @@ public sealed class EvaluationSummary
             Metrics = metrics,
             Referral = ReferralMetrics.Compute(truth, images.Select(i => i.Refer).ToArray()),
             TilingTriggerRate = (double)images.Count(i => i.Tiled) / images.Count,
+            SymmetryTriggerRate = (double)images.Count(i => i.Symmetrized) / images.Count,
             LatencyMsP50 = Median(images.Select(i => i.LatencyMs)),
             Images = images,
             Rejected = rejected ?? [],
@@ -97,6 +102,7 @@ public sealed class EvaluationSummary
             }
             w.WriteEndArray();
             Number(w, "tiling_trigger_rate", TilingTriggerRate);
+            Number(w, "symmetry_trigger_rate", SymmetryTriggerRate);
             Number(w, "latency_ms_p50", LatencyMsP50);
             w.WriteStartObject("referral");
             Number(w, "sensitivity", Referral.Sensitivity);

@@ -50,6 +50,7 @@ public static class HtmlReport
           .Append(Row("referral sensitivity (akiec+bcc+mel)", P(s.Referral.Sensitivity)))
           .Append(Row("referral specificity", P(s.Referral.Specificity)))
           .Append(Row("tiling trigger rate", P(s.TilingTriggerRate)))
+          .Append(Row("symmetry trigger rate", P(s.SymmetryTriggerRate)))
           .Append(Row("latency p50 (ms per image)", s.LatencyMsP50.ToString("F2", Inv)))
           .Append("</table>\n");
 

@@ -75,6 +75,7 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
             Assert.InRange(v, 0, name == "latency_ms_p50" ? 1e6 : 1);
         }
         Assert.True(root.GetProperty("latency_ms_p50").GetDouble() > 0);
+        Assert.Equal(0, root.GetProperty("symmetry_trigger_rate").GetDouble());
         var perClass = root.GetProperty("per_class");
         foreach (var code7 in Classes.Codes)
         {
@@ -95,6 +96,28 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         string html = File.ReadAllText(Path.Combine(report, "index.html"));
         Assert.Equal(3, html.Split("<svg ").Length - 1);
         Assert.DoesNotContain("<script", html);
+    }
+
+    /// <summary>
+    /// --symmetries replaces tiling by the symmetry fallback, and symmetry_trigger_rate is the share of images the
+    /// device's classifier with that option averaged over their rotations and mirrors.
+    /// </summary>
+    [Fact]
+    public void Symmetries_replace_tiling_and_their_trigger_rate_is_reported()
+    {
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--json", "-", "--symmetries");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        ModelPackage package = PackageReader.Load(f.Package);
+        using var engine = QanaEdge.Imaging.LesionClassifier.CreateEngine(package);
+        var classifier = new QanaEdge.Imaging.LesionClassifier(package, engine, new QanaEdge.Imaging.ClassifierOptions { Symmetries = true });
+        string[] lines = File.ReadAllLines(f.Labels);
+        int idColumn = Array.IndexOf(lines[0].Split(','), "image_id");
+        string[] ids = lines.Skip(1).Select(l => l.Split(',')[idColumn]).ToArray();
+        int fired = ids.Count(id => classifier.Classify(File.ReadAllBytes(Path.Combine(f.ImagesDir, id + ".jpg"))).Symmetrized);
+        Assert.True(fired > 0, "random weights leave most views under 0.5: the fallback should have fired");
+        Assert.Equal((double)fired / ids.Length, doc.RootElement.GetProperty("symmetry_trigger_rate").GetDouble(), 6);
+        Assert.Equal(0, doc.RootElement.GetProperty("tiling_trigger_rate").GetDouble());
     }
 
     [Fact]
