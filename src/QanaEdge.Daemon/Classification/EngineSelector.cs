@@ -1,7 +1,7 @@
-using QanaEdge.Imaging;
 using System.Runtime.InteropServices;
 using QanaEdge.Akida;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Imaging;
 
 namespace QanaEdge.Daemon.Classification;
 

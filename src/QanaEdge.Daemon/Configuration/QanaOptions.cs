@@ -11,10 +11,10 @@ public enum EnginePreference { Auto, Managed, Akida }
 /// <summary>What an unsure view (top probability under a threshold) is averaged with.</summary>
 public enum ViewFallback
 {
-    /// <summary>Four overlapping tiles, under the package's τ (DESIGN.md's fallback; about 2 % of images).</summary>
+    /// <summary>Four overlapping tiles, under the package's τ (DESIGN.md's fallback; about 2 % of images with the shipped model).</summary>
     Tiling,
-    /// <summary>Its seven rotations and mirrors, under a top probability of 0.5 (about 18 % of images, 2.3× the runs
-    /// on average; 0.8–2 points more top-1 and macro-F1 on our split: docs/experiments.md).</summary>
+    /// <summary>Its seven rotations and mirrors, under a top probability of 0.5 (about 18 % of images with the shipped
+    /// model, 2.3× the runs on average; 0.8–2 points more top-1 and macro-F1 on our split: docs/experiments.md).</summary>
     Symmetries,
 }
 
