@@ -11,13 +11,14 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
 
-// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000]
+// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000] [--Qana:Key=value ...]
 // QANAD is the daemon to measure: the Native-AOT binary (out/linux-x64/qanad) or qanad.dll (run with dotnet).
 // 1. Throughput: `burst` distinct images dropped at once (temp name, then rename); images/s = burst / (last result − first drop).
 // 2. Latency: images dropped at `rate` per second for `seconds`; per image, rename → result received by a subscriber on
 //    the same broker (the daemon's PUBACK precedes the broker's forward, so this bounds file-landed → PUBACK from above).
 // 3. RSS: the daemon's VmHWM (peak resident set) and VmRSS at the end, from /proc.
-if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N]"); return 2; }
+// Arguments of the form --Qana:Key=value go to the daemon as they are (e.g. --Qana:Fallback=Symmetries).
+if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--Qana:Key=value ...]"); return 2; }
 string qanad = Path.GetFullPath(args[0]);
 string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int rate = int.Parse(Arg("--rate", "50"), CultureInfo.InvariantCulture);
@@ -40,6 +41,8 @@ Directory.CreateDirectory(inbox);
 var received = new ConcurrentDictionary<string, long>();
 // The daemon's own latency_ms per result (decode, crop and network run), to split the end-to-end latency.
 var classifyMs = new ConcurrentDictionary<string, double>();
+// Results that averaged more views than one: the fallback's share of the work.
+var fellBack = new ConcurrentDictionary<string, bool>();
 var client = new MqttClientFactory().CreateMqttClient();
 client.ApplicationMessageReceivedAsync += e =>
 {
@@ -48,6 +51,7 @@ client.ApplicationMessageReceivedAsync += e =>
     string sha = doc.RootElement.GetProperty("image_sha256").GetString()!;
     received.TryAdd(sha, now);
     classifyMs.TryAdd(sha, doc.RootElement.GetProperty("latency_ms").GetDouble());
+    fellBack.TryAdd(sha, doc.RootElement.GetProperty("tiled").GetBoolean() || doc.RootElement.GetProperty("symmetrized").GetBoolean());
     return Task.CompletedTask;
 };
 await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", broker.Port).WithProtocolVersion(MqttProtocolVersion.V500).Build());
@@ -57,6 +61,8 @@ var psi = qanad.EndsWith(".dll", StringComparison.Ordinal) ? new ProcessStartInf
 foreach (string a in new[] { $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(root, "state")}", "--Qana:DeviceId=bench",
     "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", $"--Qana:Model={model}", "--Qana:Done=Delete", "--Qana:RescanSeconds=5" })
     psi.ArgumentList.Add(a);
+string[] daemonArgs = args.Skip(1).Where(a => a.StartsWith("--Qana:", StringComparison.Ordinal) && a.Contains('=')).ToArray();
+foreach (string a in daemonArgs) psi.ArgumentList.Add(a);
 psi.RedirectStandardOutput = true;
 psi.RedirectStandardError = true;
 psi.Environment["Serilog__MinimumLevel"] = "Warning";
@@ -137,6 +143,8 @@ await client.DisconnectAsync();
 var result = new Dictionary<string, object>
 {
     ["daemon"] = Path.GetFileName(qanad), ["model"] = modelNote, ["cores"] = Environment.ProcessorCount,
+    ["daemon_args"] = string.Join(' ', daemonArgs),
+    ["fallback_share"] = fellBack.IsEmpty ? 0 : Math.Round((double)fellBack.Values.Count(v => v) / fellBack.Count, 3),
     ["burst_images"] = burst, ["images_per_s"] = Math.Round(imagesPerSecond, 1),
     ["offered_rate_per_s"] = rate, ["latency_images"] = latencyCount,
     ["latency_ms_p50"] = Math.Round(P(0.50), 2), ["latency_ms_p99"] = Math.Round(P(0.99), 2), ["latency_ms_max"] = Math.Round(lat[^1], 2),
