@@ -33,6 +33,7 @@ public sealed class MosquittoBroker : IDisposable
             autosave_interval 1
             max_queued_messages 100000
             max_inflight_messages 0
+            set_tcp_nodelay true
             log_dest file {_dir}/mosquitto.log
             """.Replace("            ", ""));
         Start();
