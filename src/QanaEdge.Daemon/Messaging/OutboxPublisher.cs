@@ -85,21 +85,29 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 List<OutboxEntry> entries = _store.ReadOutbox(cursor, _options.MaxInflight * 4);
                 if (entries.Count == 0)
                 {
-                    await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
-                    cursor = 0; // re-read from the start: cheap when empty, and picks up anything a failed batch left
-                    continue;
+                    // Nothing new. With publishes in flight, look again soon (their PUBACKs need deleting) and keep the
+                    // cursor: re-reading from the start would send them a second time. With none in flight, re-read
+                    // from the start, which is cheap when the outbox is empty.
+                    bool idle = inflight.Count == 0;
+                    await _wake.WaitAsync(idle ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
+                    if (idle) cursor = 0;
                 }
                 foreach (OutboxEntry entry in entries)
                 {
                     await gate.WaitAsync(ct).ConfigureAwait(false);
                     if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
                     inflight.Add(PublishOneAsync(entry));
+                    cursor = entry.Id;
                 }
-                await Task.WhenAll(inflight).ConfigureAwait(false);
-                inflight.Clear();
+                // The next entries are read without waiting for these PUBACKs: one slow PUBACK must not hold back the
+                // results behind it (MaxInflight still bounds what is in flight).
+                inflight.RemoveAll(static t => t.IsCompleted);
                 DeleteAcked();
-                if (failure is not null) throw failure;
-                cursor = entries[^1].Id;
+                if (Volatile.Read(ref failure) is { } failed)
+                {
+                    await Task.WhenAll(inflight).ConfigureAwait(false);
+                    throw failed;
+                }
             }
         }
         catch (OperationCanceledException) when (!stop.IsCancellationRequested)
