@@ -39,3 +39,24 @@ public class AblateCommandTests
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }
+
+/// <summary><c>qana train --throughput-steps</c>: one JSON line with what was measured and at which vector width.</summary>
+public class TrainThroughputTests
+{
+    [Fact]
+    public void Throughput_mode_reports_its_measurement_and_the_kernels_vector_width()
+    {
+        CliResult r = Qana.Run("train", "--throughput-steps", "2", "--batch-size", "4");
+        Assert.True(r.Code == 0, r.Err);
+        using var json = System.Text.Json.JsonDocument.Parse(r.Out.Trim().Split('\n')[^1]);
+        var o = json.RootElement;
+        Assert.Equal(4, o.GetProperty("batch").GetInt32());
+        Assert.Equal(2, o.GetProperty("steps").GetInt32());
+        Assert.True(o.GetProperty("threads").GetInt32() >= 1);
+        double seconds = o.GetProperty("seconds").GetDouble();
+        Assert.True(seconds > 0);
+        Assert.Equal(8 / seconds, o.GetProperty("images_per_s").GetDouble(), 0.1 + 0.01 * 8 / seconds);
+        // The command runs in this process, so its kernels' Vector<float> is this one.
+        Assert.Equal(System.Numerics.Vector<float>.Count, o.GetProperty("vector_lanes").GetInt32());
+    }
+}

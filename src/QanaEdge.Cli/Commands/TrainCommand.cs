@@ -87,7 +87,7 @@ public sealed class TrainCommand : IVerb
             {
                 var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
                 context.Out.WriteLine(System.FormattableString.Invariant(
-                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2}}}"));
+                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2},\"vector_lanes\":{Kernels.Lanes}}}"));
                 return Cli.Ok;
             }
             string images = parse.GetValue(data) ?? throw new UsageException("--data is required");

@@ -1,6 +1,6 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace QanaEdge.Training.Engine;
 
@@ -208,7 +208,7 @@ public sealed class DepthwiseConv2d : Layer
         ref float rx = ref MemoryMarshal.GetReference(x);
         ref float rw = ref MemoryMarshal.GetReference(Weight.Value.AsSpan());
         ref float ry = ref MemoryMarshal.GetReference(y);
-        int c8 = Vector256.IsHardwareAccelerated ? c & ~7 : 0;
+        int lanes = Vector<float>.Count, cv = Vector.IsHardwareAccelerated ? c - c % lanes : 0;
         for (int oy = 0; oy < ho; oy++)
         {
             int ky0 = Math.Max(0, pt - oy * st), ky1 = Math.Min(k, h + pt - oy * st);
@@ -217,15 +217,15 @@ public sealed class DepthwiseConv2d : Layer
                 int kx0 = Math.Max(0, pl - ox * st), kx1 = Math.Min(k, w + pl - ox * st);
                 ref float acc = ref Unsafe.Add(ref ry, (oy * wo + ox) * c);
                 int ch = 0;
-                for (; ch < c8; ch += 8)
+                for (; ch < cv; ch += lanes)
                 {
-                    var v = Bias is null ? Vector256<float>.Zero : Vector256.Create(Bias.Value.AsSpan(ch, 8));
+                    var v = Bias is null ? Vector<float>.Zero : new Vector<float>(Bias.Value.AsSpan(ch, lanes));
                     for (int ky = ky0; ky < ky1; ky++)
                     {
                         int rowOff = ((oy * st - pt + ky) * w + ox * st - pl) * c + ch;
                         for (int kx = kx0; kx < kx1; kx++)
-                            v = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rx, (nuint)(rowOff + kx * c)),
-                                Vector256.LoadUnsafe(ref rw, (nuint)((ky * k + kx) * c + ch)), v);
+                            v = Kernels.MulAdd(Vector.LoadUnsafe(ref rx, (nuint)(rowOff + kx * c)),
+                                Vector.LoadUnsafe(ref rw, (nuint)((ky * k + kx) * c + ch)), v);
                     }
                     v.StoreUnsafe(ref acc, (nuint)ch);
                 }
@@ -248,7 +248,7 @@ public sealed class DepthwiseConv2d : Layer
         Weight.EnsureChunks(chunks); Bias?.EnsureChunks(chunks);
         int k = Kernel, c = Channels, h = x.H, w = x.W, ho = Output.H, wo = Output.W;
         int pt = SamePadding.PadBefore(h, k, Stride), pl = SamePadding.PadBefore(w, k, Stride);
-        int c8 = Vector256.IsHardwareAccelerated ? c & ~7 : 0;
+        int lanes = Vector<float>.Count, cv = Vector.IsHardwareAccelerated ? c - c % lanes : 0;
         Par.For(x.N, (chunk, s, e) =>
         {
             float[] dwArr = Weight.ChunkGrad(chunk);
@@ -272,18 +272,18 @@ public sealed class DepthwiseConv2d : Layer
                         int kx0 = Math.Max(0, pl - ox * Stride), kx1 = Math.Min(k, w + pl - ox * Stride);
                         int go = (oy * wo + ox) * c;
                         int ch = 0;
-                        for (; ch < c8; ch += 8)
+                        for (; ch < cv; ch += lanes)
                         {
-                            var g = Vector256.LoadUnsafe(ref rdy, (nuint)(go + ch));
+                            var g = Vector.LoadUnsafe(ref rdy, (nuint)(go + ch));
                             for (int ky = ky0; ky < ky1; ky++)
                             {
                                 int rowOff = ((oy * Stride - pt + ky) * w + ox * Stride - pl) * c + ch;
                                 for (int kx = kx0; kx < kx1; kx++)
                                 {
                                     nuint off = (nuint)(rowOff + kx * c), tap = (nuint)((ky * k + kx) * c + ch);
-                                    Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rx, off), g, Vector256.LoadUnsafe(ref rdw, tap)).StoreUnsafe(ref rdw, tap);
+                                    Kernels.MulAdd(Vector.LoadUnsafe(ref rx, off), g, Vector.LoadUnsafe(ref rdw, tap)).StoreUnsafe(ref rdw, tap);
                                     if (x.RequiresGrad)
-                                        Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref rw, tap), g, Vector256.LoadUnsafe(ref rdx, off)).StoreUnsafe(ref rdx, off);
+                                        Kernels.MulAdd(Vector.LoadUnsafe(ref rw, tap), g, Vector.LoadUnsafe(ref rdx, off)).StoreUnsafe(ref rdx, off);
                                 }
                             }
                         }

@@ -1,6 +1,6 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace QanaEdge.Training.Engine;
 
@@ -65,14 +65,15 @@ public sealed class Activation : Layer
         ref float rdx = ref MemoryMarshal.GetReference(dx);
         ref float rdy = ref MemoryMarshal.GetReference(dy);
         ref float rx = ref MemoryMarshal.GetReference(x);
-        if (Vector256.IsHardwareAccelerated)
+        if (Vector.IsHardwareAccelerated)
         {
-            var vlo = Vector256.Create(lo); var vhi = Vector256.Create(hi);
-            for (; i + 8 <= n; i += 8)
+            var vlo = new Vector<float>(lo); var vhi = new Vector<float>(hi);
+            for (; i + Vector<float>.Count <= n; i += Vector<float>.Count)
             {
-                var xv = Vector256.LoadUnsafe(ref rx, (nuint)i);
-                var mask = Vector256.GreaterThan(xv, vlo) & Vector256.LessThan(xv, vhi);
-                (Vector256.LoadUnsafe(ref rdx, (nuint)i) + (Vector256.LoadUnsafe(ref rdy, (nuint)i) & mask)).StoreUnsafe(ref rdx, (nuint)i);
+                var xv = Vector.LoadUnsafe(ref rx, (nuint)i);
+                Vector<int> inside = Vector.GreaterThan(xv, vlo) & Vector.LessThan(xv, vhi);
+                (Vector.LoadUnsafe(ref rdx, (nuint)i) + Vector.ConditionalSelect(inside, Vector.LoadUnsafe(ref rdy, (nuint)i), Vector<float>.Zero))
+                    .StoreUnsafe(ref rdx, (nuint)i);
             }
         }
         for (; i < n; i++) if (x[i] > lo && x[i] < hi) dx[i] += dy[i];

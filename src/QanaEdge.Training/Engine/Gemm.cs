@@ -1,13 +1,14 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace QanaEdge.Training.Engine;
 
 /// <summary>
 /// Single-threaded float GEMM kernels for the small matrices of a compact CNN (N = 7..128 columns).
-/// Row-major everywhere. Register-blocked on Vector256 (8 lanes): on Zen 4 a 512-bit op is two 256-bit
-/// halves, so 256-bit blocking with more accumulators is as fast and also covers 24/48/96 channels.
+/// Row-major everywhere. Register-blocked 4 rows × 2 vectors of <see cref="Vector{T}"/> (8 lanes with AVX2, 4 with
+/// NEON or SSE; <see cref="Kernels"/>): on Zen 4 a 512-bit op is two 256-bit halves, so 256-bit blocking with more
+/// accumulators is as fast and also covers 24/48/96 channels.
 /// The naive loops (<see cref="MatMulAccNaive"/>) are the algorithmic reference used by the tests.
 /// </summary>
 public static class Gemm
@@ -16,11 +17,11 @@ public static class Gemm
     public static void MatMulAcc(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n)
     {
         if (a.Length < m * k || b.Length < k * n || c.Length < m * n) throw new ArgumentException("gemm: buffer too small");
-        if (!Vector256.IsHardwareAccelerated || n < 8) { MatMulAccNaive(a, b, c, m, k, n); return; }
+        if (!Vector.IsHardwareAccelerated || n < Vector<float>.Count) { MatMulAccNaive(a, b, c, m, k, n); return; }
         ref float ra = ref MemoryMarshal.GetReference(a);
         ref float rb = ref MemoryMarshal.GetReference(b);
         ref float rc = ref MemoryMarshal.GetReference(c);
-        int n16 = n & ~15, n8 = n & ~7;
+        int w = Vector<float>.Count, n2w = n - n % (2 * w), nw = n - n % w;
         int i = 0;
         for (; i + 4 <= m; i += 4)
         {
@@ -33,43 +34,43 @@ public static class Gemm
             ref float c2 = ref Unsafe.Add(ref c1, n);
             ref float c3 = ref Unsafe.Add(ref c2, n);
             int j = 0;
-            for (; j < n16; j += 16)
+            for (; j < n2w; j += 2 * w)
             {
-                var s00 = Vector256.LoadUnsafe(ref c0, (nuint)j); var s01 = Vector256.LoadUnsafe(ref c0, (nuint)(j + 8));
-                var s10 = Vector256.LoadUnsafe(ref c1, (nuint)j); var s11 = Vector256.LoadUnsafe(ref c1, (nuint)(j + 8));
-                var s20 = Vector256.LoadUnsafe(ref c2, (nuint)j); var s21 = Vector256.LoadUnsafe(ref c2, (nuint)(j + 8));
-                var s30 = Vector256.LoadUnsafe(ref c3, (nuint)j); var s31 = Vector256.LoadUnsafe(ref c3, (nuint)(j + 8));
+                var s00 = Vector.LoadUnsafe(ref c0, (nuint)j); var s01 = Vector.LoadUnsafe(ref c0, (nuint)(j + w));
+                var s10 = Vector.LoadUnsafe(ref c1, (nuint)j); var s11 = Vector.LoadUnsafe(ref c1, (nuint)(j + w));
+                var s20 = Vector.LoadUnsafe(ref c2, (nuint)j); var s21 = Vector.LoadUnsafe(ref c2, (nuint)(j + w));
+                var s30 = Vector.LoadUnsafe(ref c3, (nuint)j); var s31 = Vector.LoadUnsafe(ref c3, (nuint)(j + w));
                 ref float bj = ref Unsafe.Add(ref rb, j);
                 for (int p = 0; p < k; p++)
                 {
                     ref float bp = ref Unsafe.Add(ref bj, p * n);
-                    var b0 = Vector256.LoadUnsafe(ref bp); var b1 = Vector256.LoadUnsafe(ref bp, 8);
-                    var v0 = Vector256.Create(Unsafe.Add(ref a0, p));
-                    var v1 = Vector256.Create(Unsafe.Add(ref a1, p));
-                    var v2 = Vector256.Create(Unsafe.Add(ref a2, p));
-                    var v3 = Vector256.Create(Unsafe.Add(ref a3, p));
-                    s00 = Vector256.FusedMultiplyAdd(v0, b0, s00); s01 = Vector256.FusedMultiplyAdd(v0, b1, s01);
-                    s10 = Vector256.FusedMultiplyAdd(v1, b0, s10); s11 = Vector256.FusedMultiplyAdd(v1, b1, s11);
-                    s20 = Vector256.FusedMultiplyAdd(v2, b0, s20); s21 = Vector256.FusedMultiplyAdd(v2, b1, s21);
-                    s30 = Vector256.FusedMultiplyAdd(v3, b0, s30); s31 = Vector256.FusedMultiplyAdd(v3, b1, s31);
+                    var b0 = Vector.LoadUnsafe(ref bp); var b1 = Vector.LoadUnsafe(ref bp, (nuint)w);
+                    var v0 = new Vector<float>(Unsafe.Add(ref a0, p));
+                    var v1 = new Vector<float>(Unsafe.Add(ref a1, p));
+                    var v2 = new Vector<float>(Unsafe.Add(ref a2, p));
+                    var v3 = new Vector<float>(Unsafe.Add(ref a3, p));
+                    s00 = Kernels.MulAdd(v0, b0, s00); s01 = Kernels.MulAdd(v0, b1, s01);
+                    s10 = Kernels.MulAdd(v1, b0, s10); s11 = Kernels.MulAdd(v1, b1, s11);
+                    s20 = Kernels.MulAdd(v2, b0, s20); s21 = Kernels.MulAdd(v2, b1, s21);
+                    s30 = Kernels.MulAdd(v3, b0, s30); s31 = Kernels.MulAdd(v3, b1, s31);
                 }
-                s00.StoreUnsafe(ref c0, (nuint)j); s01.StoreUnsafe(ref c0, (nuint)(j + 8));
-                s10.StoreUnsafe(ref c1, (nuint)j); s11.StoreUnsafe(ref c1, (nuint)(j + 8));
-                s20.StoreUnsafe(ref c2, (nuint)j); s21.StoreUnsafe(ref c2, (nuint)(j + 8));
-                s30.StoreUnsafe(ref c3, (nuint)j); s31.StoreUnsafe(ref c3, (nuint)(j + 8));
+                s00.StoreUnsafe(ref c0, (nuint)j); s01.StoreUnsafe(ref c0, (nuint)(j + w));
+                s10.StoreUnsafe(ref c1, (nuint)j); s11.StoreUnsafe(ref c1, (nuint)(j + w));
+                s20.StoreUnsafe(ref c2, (nuint)j); s21.StoreUnsafe(ref c2, (nuint)(j + w));
+                s30.StoreUnsafe(ref c3, (nuint)j); s31.StoreUnsafe(ref c3, (nuint)(j + w));
             }
-            for (; j < n8; j += 8)
+            for (; j < nw; j += w)
             {
-                var s0 = Vector256.LoadUnsafe(ref c0, (nuint)j); var s1 = Vector256.LoadUnsafe(ref c1, (nuint)j);
-                var s2 = Vector256.LoadUnsafe(ref c2, (nuint)j); var s3 = Vector256.LoadUnsafe(ref c3, (nuint)j);
+                var s0 = Vector.LoadUnsafe(ref c0, (nuint)j); var s1 = Vector.LoadUnsafe(ref c1, (nuint)j);
+                var s2 = Vector.LoadUnsafe(ref c2, (nuint)j); var s3 = Vector.LoadUnsafe(ref c3, (nuint)j);
                 ref float bj = ref Unsafe.Add(ref rb, j);
                 for (int p = 0; p < k; p++)
                 {
-                    var b0 = Vector256.LoadUnsafe(ref Unsafe.Add(ref bj, p * n));
-                    s0 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref a0, p)), b0, s0);
-                    s1 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref a1, p)), b0, s1);
-                    s2 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref a2, p)), b0, s2);
-                    s3 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref a3, p)), b0, s3);
+                    var b0 = Vector.LoadUnsafe(ref Unsafe.Add(ref bj, p * n));
+                    s0 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref a0, p)), b0, s0);
+                    s1 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref a1, p)), b0, s1);
+                    s2 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref a2, p)), b0, s2);
+                    s3 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref a3, p)), b0, s3);
                 }
                 s0.StoreUnsafe(ref c0, (nuint)j); s1.StoreUnsafe(ref c1, (nuint)j);
                 s2.StoreUnsafe(ref c2, (nuint)j); s3.StoreUnsafe(ref c3, (nuint)j);
@@ -104,11 +105,11 @@ public static class Gemm
 
     private static void MatMulAtBAccTile(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int k, int n)
     {
-        if (!Vector256.IsHardwareAccelerated || n < 8) { MatMulAtBAccNaive(a, b, c, m, k, n); return; }
+        if (!Vector.IsHardwareAccelerated || n < Vector<float>.Count) { MatMulAtBAccNaive(a, b, c, m, k, n); return; }
         ref float ra = ref MemoryMarshal.GetReference(a);
         ref float rb = ref MemoryMarshal.GetReference(b);
         ref float rc = ref MemoryMarshal.GetReference(c);
-        int n16 = n & ~15, n8 = n & ~7;
+        int w = Vector<float>.Count, n2w = n - n % (2 * w), nw = n - n % w;
         int p = 0;
         for (; p + 4 <= k; p += 4)
         {
@@ -117,43 +118,43 @@ public static class Gemm
             ref float c2 = ref Unsafe.Add(ref c1, n);
             ref float c3 = ref Unsafe.Add(ref c2, n);
             int j = 0;
-            for (; j < n16; j += 16)
+            for (; j < n2w; j += 2 * w)
             {
-                var s00 = Vector256.LoadUnsafe(ref c0, (nuint)j); var s01 = Vector256.LoadUnsafe(ref c0, (nuint)(j + 8));
-                var s10 = Vector256.LoadUnsafe(ref c1, (nuint)j); var s11 = Vector256.LoadUnsafe(ref c1, (nuint)(j + 8));
-                var s20 = Vector256.LoadUnsafe(ref c2, (nuint)j); var s21 = Vector256.LoadUnsafe(ref c2, (nuint)(j + 8));
-                var s30 = Vector256.LoadUnsafe(ref c3, (nuint)j); var s31 = Vector256.LoadUnsafe(ref c3, (nuint)(j + 8));
+                var s00 = Vector.LoadUnsafe(ref c0, (nuint)j); var s01 = Vector.LoadUnsafe(ref c0, (nuint)(j + w));
+                var s10 = Vector.LoadUnsafe(ref c1, (nuint)j); var s11 = Vector.LoadUnsafe(ref c1, (nuint)(j + w));
+                var s20 = Vector.LoadUnsafe(ref c2, (nuint)j); var s21 = Vector.LoadUnsafe(ref c2, (nuint)(j + w));
+                var s30 = Vector.LoadUnsafe(ref c3, (nuint)j); var s31 = Vector.LoadUnsafe(ref c3, (nuint)(j + w));
                 for (int i = 0; i < m; i++)
                 {
                     ref float ai = ref Unsafe.Add(ref ra, i * k + p);
                     ref float bi = ref Unsafe.Add(ref rb, i * n + j);
-                    var b0 = Vector256.LoadUnsafe(ref bi); var b1 = Vector256.LoadUnsafe(ref bi, 8);
-                    var v0 = Vector256.Create(ai);
-                    var v1 = Vector256.Create(Unsafe.Add(ref ai, 1));
-                    var v2 = Vector256.Create(Unsafe.Add(ref ai, 2));
-                    var v3 = Vector256.Create(Unsafe.Add(ref ai, 3));
-                    s00 = Vector256.FusedMultiplyAdd(v0, b0, s00); s01 = Vector256.FusedMultiplyAdd(v0, b1, s01);
-                    s10 = Vector256.FusedMultiplyAdd(v1, b0, s10); s11 = Vector256.FusedMultiplyAdd(v1, b1, s11);
-                    s20 = Vector256.FusedMultiplyAdd(v2, b0, s20); s21 = Vector256.FusedMultiplyAdd(v2, b1, s21);
-                    s30 = Vector256.FusedMultiplyAdd(v3, b0, s30); s31 = Vector256.FusedMultiplyAdd(v3, b1, s31);
+                    var b0 = Vector.LoadUnsafe(ref bi); var b1 = Vector.LoadUnsafe(ref bi, (nuint)w);
+                    var v0 = new Vector<float>(ai);
+                    var v1 = new Vector<float>(Unsafe.Add(ref ai, 1));
+                    var v2 = new Vector<float>(Unsafe.Add(ref ai, 2));
+                    var v3 = new Vector<float>(Unsafe.Add(ref ai, 3));
+                    s00 = Kernels.MulAdd(v0, b0, s00); s01 = Kernels.MulAdd(v0, b1, s01);
+                    s10 = Kernels.MulAdd(v1, b0, s10); s11 = Kernels.MulAdd(v1, b1, s11);
+                    s20 = Kernels.MulAdd(v2, b0, s20); s21 = Kernels.MulAdd(v2, b1, s21);
+                    s30 = Kernels.MulAdd(v3, b0, s30); s31 = Kernels.MulAdd(v3, b1, s31);
                 }
-                s00.StoreUnsafe(ref c0, (nuint)j); s01.StoreUnsafe(ref c0, (nuint)(j + 8));
-                s10.StoreUnsafe(ref c1, (nuint)j); s11.StoreUnsafe(ref c1, (nuint)(j + 8));
-                s20.StoreUnsafe(ref c2, (nuint)j); s21.StoreUnsafe(ref c2, (nuint)(j + 8));
-                s30.StoreUnsafe(ref c3, (nuint)j); s31.StoreUnsafe(ref c3, (nuint)(j + 8));
+                s00.StoreUnsafe(ref c0, (nuint)j); s01.StoreUnsafe(ref c0, (nuint)(j + w));
+                s10.StoreUnsafe(ref c1, (nuint)j); s11.StoreUnsafe(ref c1, (nuint)(j + w));
+                s20.StoreUnsafe(ref c2, (nuint)j); s21.StoreUnsafe(ref c2, (nuint)(j + w));
+                s30.StoreUnsafe(ref c3, (nuint)j); s31.StoreUnsafe(ref c3, (nuint)(j + w));
             }
-            for (; j < n8; j += 8)
+            for (; j < nw; j += w)
             {
-                var s0 = Vector256.LoadUnsafe(ref c0, (nuint)j); var s1 = Vector256.LoadUnsafe(ref c1, (nuint)j);
-                var s2 = Vector256.LoadUnsafe(ref c2, (nuint)j); var s3 = Vector256.LoadUnsafe(ref c3, (nuint)j);
+                var s0 = Vector.LoadUnsafe(ref c0, (nuint)j); var s1 = Vector.LoadUnsafe(ref c1, (nuint)j);
+                var s2 = Vector.LoadUnsafe(ref c2, (nuint)j); var s3 = Vector.LoadUnsafe(ref c3, (nuint)j);
                 for (int i = 0; i < m; i++)
                 {
                     ref float ai = ref Unsafe.Add(ref ra, i * k + p);
-                    var b0 = Vector256.LoadUnsafe(ref Unsafe.Add(ref rb, i * n + j));
-                    s0 = Vector256.FusedMultiplyAdd(Vector256.Create(ai), b0, s0);
-                    s1 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref ai, 1)), b0, s1);
-                    s2 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref ai, 2)), b0, s2);
-                    s3 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref ai, 3)), b0, s3);
+                    var b0 = Vector.LoadUnsafe(ref Unsafe.Add(ref rb, i * n + j));
+                    s0 = Kernels.MulAdd(new Vector<float>(ai), b0, s0);
+                    s1 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref ai, 1)), b0, s1);
+                    s2 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref ai, 2)), b0, s2);
+                    s3 = Kernels.MulAdd(new Vector<float>(Unsafe.Add(ref ai, 3)), b0, s3);
                 }
                 s0.StoreUnsafe(ref c0, (nuint)j); s1.StoreUnsafe(ref c1, (nuint)j);
                 s2.StoreUnsafe(ref c2, (nuint)j); s3.StoreUnsafe(ref c3, (nuint)j);
