@@ -1,12 +1,13 @@
 using System.Runtime.Intrinsics;
+using Arm = System.Runtime.Intrinsics.Arm;
 using X86 = System.Runtime.Intrinsics.X86;
 using QanaEdge.Runtime.Kernels;
 
 namespace QanaEdge.Runtime.Tests;
 
 /// <summary>
-/// The kernel cap (<c>QANA_KERNEL_ISA</c>) that lets this suite run the AVX2, SSE2 and portable kernels on a machine
-/// that has AVX-512: .ci/test-summary runs the project once more under each cap, and these tests check that the cap
+/// The kernel cap (<c>QANA_KERNEL_ISA</c>) that lets this suite run the AVX-VNNI, AVX2, SSE2 and portable kernels on a
+/// machine that has AVX-512: .ci/test-summary runs the project once more under each cap, and these tests check that the cap
 /// read by the process is the one in effect, so a bit-exactness pass under a cap is a pass of that cap's kernels.
 /// </summary>
 public class InstructionSetTests
@@ -19,6 +20,8 @@ public class InstructionSetTests
 
         Assert.Equal(expected >= InstructionSets.Level.Avx512 && X86.Avx512BW.IsSupported, InstructionSets.Avx512BW);
         Assert.Equal(expected >= InstructionSets.Level.Avx512 && Vector512.IsHardwareAccelerated, InstructionSets.Vector512);
+        Assert.Equal(expected >= InstructionSets.Level.AvxVnni && X86.AvxVnni.IsSupported, InstructionSets.AvxVnni);
+        Assert.Equal(expected > InstructionSets.Level.Portable && Arm.AdvSimd.Arm64.IsSupported && Arm.Dp.IsSupported, InstructionSets.ArmDot);
         Assert.Equal(expected >= InstructionSets.Level.Avx2 && X86.Avx2.IsSupported, InstructionSets.Avx2);
         Assert.Equal(expected >= InstructionSets.Level.Avx2 && Vector256.IsHardwareAccelerated, InstructionSets.Vector256);
         Assert.Equal(expected >= InstructionSets.Level.Sse2 && X86.Sse2.IsSupported, InstructionSets.Sse2);
@@ -29,6 +32,7 @@ public class InstructionSetTests
     [Theory]
     [InlineData(null, InstructionSets.Level.Avx512)]
     [InlineData("", InstructionSets.Level.Avx512)]
+    [InlineData("avxvnni", InstructionSets.Level.AvxVnni)]
     [InlineData("avx2", InstructionSets.Level.Avx2)]
     [InlineData(" SSE2 ", InstructionSets.Level.Sse2)]
     [InlineData("portable", InstructionSets.Level.Portable)]
@@ -38,6 +42,6 @@ public class InstructionSetTests
     public void An_unknown_cap_is_refused_with_the_values_it_accepts()
     {
         var e = Assert.Throws<InvalidOperationException>(() => InstructionSets.ParseCap("neon"));
-        Assert.Contains("avx2, sse2 or portable", e.Message);
+        Assert.Contains("avxvnni, avx2, sse2 or portable", e.Message);
     }
 }

@@ -24,7 +24,8 @@ public sealed class GraphBuilder(int seed)
         return _tensors.Count - 1;
     }
 
-    public int Input(int h, int w, int c) => Tensor("input", h, w, c, 1.0 / 255, -128);
+    /// <summary>The input tensor: an image's quantization (zero point −128) unless a test needs another zero point.</summary>
+    public int Input(int h, int w, int c, int zeroPoint = -128) => Tensor("input", h, w, c, 1.0 / 255, zeroPoint);
 
     /// <summary>Scale factor in [lo, hi] on a log scale.</summary>
     public double Jitter(double lo = 0.7, double hi = 1.4) => lo * Math.Pow(hi / lo, _rng.NextDouble());

@@ -53,6 +53,8 @@ public sealed class BenchCommand : IVerb
         using var _ = engine;
         var input = SampleInput(package);
 
+        // The kernels first: under an emulator or on a slow board the measurement below takes minutes.
+        log.WriteLine($"kernels      {InstructionSets.Describe()}");
         // Warm-up (JIT tiers, caches), then allocation and latency on this thread.
         for (int i = 0; i < 50; i++) engine.Run(input);
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -66,7 +68,6 @@ public sealed class BenchCommand : IVerb
         var (roofline, roofNote) = Roofline(macs);
         log.WriteLine($"model        {modelName} ({package.Manifest.ModelId} {package.Manifest.Version})");
         log.WriteLine($"engine       {engine.Name}, {engine.ArenaBytes:N0} B arena, {macs:N0} MACs, {engine.Events:N0} events/image");
-        log.WriteLine($"kernels      {InstructionSets.Describe()}");
         log.WriteLine($"latency      p50 {F(p50)} ms, p99 {F(p99)} ms (1 thread, {runs} images)");
         log.WriteLine($"throughput   {F(perSecond1)} images/s on 1 thread, {F(perSecondAll)} images/s on {Environment.ProcessorCount} threads");
         log.WriteLine($"roofline     {F(roofline)} ms ({roofNote})");

@@ -1,11 +1,12 @@
 using System.Runtime.Intrinsics;
+using Arm = System.Runtime.Intrinsics.Arm;
 using X86 = System.Runtime.Intrinsics.X86;
 
 namespace QanaEdge.Runtime.Kernels;
 
 /// <summary>
 /// The vector instruction sets the optimized kernels may use: what this CPU has, capped by the environment variable
-/// <c>QANA_KERNEL_ISA</c> (<c>avx2</c>, <c>sse2</c> or <c>portable</c>; unset: no cap).
+/// <c>QANA_KERNEL_ISA</c> (<c>avxvnni</c>, <c>avx2</c>, <c>sse2</c> or <c>portable</c>; unset: no cap).
 /// <para>
 /// Every kernel choice goes through these flags. The cap exists because an x64 machine with AVX-512 would otherwise
 /// never run the kernels that other machines do: the AVX2 ones of the x86-64-v3 binary <c>make publish</c> ships, and
@@ -17,18 +18,23 @@ namespace QanaEdge.Runtime.Kernels;
 public static class InstructionSets
 {
     /// <summary>How wide the kernels may go; <see cref="Avx512"/> is no cap.</summary>
-    public enum Level { Portable, Sse2, Avx2, Avx512 }
+    public enum Level { Portable, Sse2, Avx2, AvxVnni, Avx512 }
 
     /// <summary>The cap in effect (<see cref="Level.Avx512"/> when unset).</summary>
     public static readonly Level Cap = ParseCap(Environment.GetEnvironmentVariable("QANA_KERNEL_ISA"));
 
-    /// <summary>The cap in effect: "none", "avx2", "sse2" or "portable".</summary>
+    /// <summary>The cap in effect: "none", "avxvnni", "avx2", "sse2" or "portable".</summary>
     public static readonly string CapName = Environment.GetEnvironmentVariable("QANA_KERNEL_ISA") is { Length: > 0 } ? Cap.ToString().ToLowerInvariant() : "none";
 
     public static readonly bool Avx512BW = Cap >= Level.Avx512 && X86.Avx512F.IsSupported && X86.Avx512BW.IsSupported;
     public static readonly bool Avx512DQ = Cap >= Level.Avx512 && X86.Avx512F.IsSupported && X86.Avx512DQ.IsSupported;
     public static readonly bool Avx512Vbmi = Cap >= Level.Avx512 && X86.Avx512Vbmi.IsSupported;
     public static readonly bool Avx2 = Cap >= Level.Avx2 && X86.Avx2.IsSupported;
+    /// <summary>AVX-VNNI's vpdpbusd (256-bit): the GEMMs run 4-way int8 dot products; <c>avx2</c> turns it off.</summary>
+    public static readonly bool AvxVnni = Cap >= Level.AvxVnni && X86.AvxVnni.IsSupported;
+    /// <summary>ARMv8.2's sdot: the GEMMs run 4-way int8 dot products. x64 caps name no ARM feature, so only
+    /// <c>portable</c> turns it off.</summary>
+    public static readonly bool ArmDot = Cap > Level.Portable && Arm.AdvSimd.Arm64.IsSupported && Arm.Dp.IsSupported;
     public static readonly bool Sse2 = Cap >= Level.Sse2 && X86.Sse2.IsSupported;
     public static readonly bool Vector512 = Cap >= Level.Avx512 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
     public static readonly bool Vector256 = Cap >= Level.Avx2 && System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated;
@@ -41,8 +47,10 @@ public static class InstructionSets
         if (Avx512BW) on.Add("avx512bw");
         if (Avx512DQ) on.Add("avx512dq");
         if (Avx512Vbmi) on.Add("avx512vbmi");
+        if (AvxVnni) on.Add("avxvnni");
         if (Avx2) on.Add("avx2");
         if (Sse2) on.Add("sse2");
+        if (ArmDot) on.Add("sdot");
         if (Vector512) on.Add("v512");
         if (Vector256) on.Add("v256");
         if (Vector128) on.Add("v128");
@@ -53,9 +61,10 @@ public static class InstructionSets
     public static Level ParseCap(string? value) => value?.Trim().ToLowerInvariant() switch
     {
         null or "" => Level.Avx512,
+        "avxvnni" => Level.AvxVnni,
         "avx2" => Level.Avx2,
         "sse2" => Level.Sse2,
         "portable" => Level.Portable,
-        _ => throw new InvalidOperationException($"QANA_KERNEL_ISA='{value}': expected avx2, sse2 or portable (or unset)"),
+        _ => throw new InvalidOperationException($"QANA_KERNEL_ISA='{value}': expected avxvnni, avx2, sse2 or portable (or unset)"),
     };
 }

@@ -132,6 +132,7 @@ internal sealed partial class ConvOp
                 _halfChunk[i] = 1L << (RShift[c] - 1);
             }
         }
+        _dot = PrepareDot();
     }
 
     public override void EvalOptimized(ExecState s)
@@ -139,6 +140,7 @@ internal sealed partial class ConvOp
         ReadOnlySpan<sbyte> x = s.Tensor(InputIndices[0]);
         Span<sbyte> y = s.Tensor(OutputIndex);
         if (Kind == OpKind.DepthwiseConv2D) Depthwise(s, x, y);
+        else if (_dot) GemmDot(x, y);
         else Gemm(x, y);
     }
 

@@ -1,0 +1,209 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using QanaEdge.Model.Graph;
+using QanaEdge.Runtime.Kernels;
+
+namespace QanaEdge.Runtime.Plan;
+
+/// <summary>
+/// The GEMM family on 4-way int8 dot products, for CPUs that have them: AVX-VNNI's vpdpbusd on x64
+/// (<see cref="AvxVnni"/>, u8 × s8, 32 MACs per 256-bit instruction with the add fused) and ARMv8.2's sdot on ARM64
+/// (<see cref="Dp"/>, s8 × s8, 16 MACs per instruction), in place of the int16 pairs of vpmaddwd.
+/// <para>
+/// The input row stays 8-bit, so the zero point can no longer be subtracted before the multiply. It moves into the
+/// bias instead, as in gemmlowp: Σ w·(x − z) = Σ w·(x + o) − (z + o)·Σw, with o = 128 on x64 (vpdpbusd wants its
+/// input unsigned, and x + 128 is x with the sign bit flipped) and o = 0 on ARM64. Padding taps hold z + o, so the
+/// fold cancels them exactly like the zero deviations of the pair kernels. Accumulation is in int32 with wrap-around,
+/// so the partial sums may leave int32 on the way and the result is still exact whenever the reference's
+/// accumulator fits, which <see cref="AccumulatorBound"/> guarantees: bit-exact to the reference.
+/// </para>
+/// <para>
+/// These kernels multiply every quad; they are not event-driven. With the zero point folded into the bias, a quad
+/// at the zero point still contributes (z + o)·Σw to the sum, so skipping it would need a correction as costly as
+/// the multiply (only z + o = 0 escapes that). Nor would it pay: four inputs at the zero point at once are rare,
+/// and in a scan of skipping rules on the shipped model (run before the correction was seen to be needed, so
+/// timing only) none was faster than dense rows with vpdpbusd.
+/// </para>
+/// </summary>
+internal sealed partial class ConvOp
+{
+    /// <summary>Which dot-product instruction this machine offers the GEMMs, if any (<see cref="InstructionSets"/>).</summary>
+    private static readonly bool X86Dot = InstructionSets.AvxVnni;
+    private static readonly bool ArmDot = InstructionSets.ArmDot;
+
+    private bool _dot;                   // this op runs the quad kernels
+    private int _k4;                     // K rounded up to a quad
+    private byte _zo;                    // z + o: the byte an input at its zero point becomes
+    private sbyte[] _b8 = [];            // [K4/4][Np][4]
+    private int[] _biasDot = [];         // [Np]: bias − (z + o)·Σw
+
+    /// <summary>Packs [K4/4][Np][4] weights and folds the zero point into the bias; false when this machine or op has no
+    /// quad kernel.</summary>
+    private bool PrepareDot()
+    {
+        if (!(X86Dot || ArmDot) || Kind == OpKind.DepthwiseConv2D) return false;
+        // The zero point must be an input byte: unsigned after the flip on x64, signed on ARM64.
+        int zo = X86Dot ? ZpIn + 128 : ZpIn;
+        if (X86Dot ? zo is < 0 or > 255 : zo is < sbyte.MinValue or > sbyte.MaxValue) return false;
+        _zo = (byte)zo;
+        _k4 = (_k + 3) & ~3;
+        int quads = _k4 / 4;
+        _b8 = new sbyte[quads * _np * 4];
+        _biasDot = new int[_np];
+        for (int n = 0; n < Cout; n++)
+        {
+            long sum = 0;
+            for (int k = 0; k < _k; k++)
+            {
+                sbyte w = W[n * _k + k];
+                _b8[((k >> 2) * _np + n) * 4 + (k & 3)] = w;
+                sum += w;
+            }
+            // Wrap-around arithmetic: the folded bias may leave int32 like any partial sum; only the final sum must fit.
+            _biasDot[n] = unchecked((int)(Bias[n] - (long)zo * sum));
+        }
+        return true;
+    }
+
+    private void GemmDot(ReadOnlySpan<sbyte> x, Span<sbyte> y)
+    {
+        var row = MemoryMarshal.AsBytes(Buffers.Shorts.AsSpan()).Slice(0, _k4 + 64);
+        Span<int> acc = Buffers.Ints.AsSpan(0, Chunk * Cout + _np);
+        int positions = Kind == OpKind.Dense ? 1 : Hout * Wout;
+        bool pointwise = Kind == OpKind.PointwiseConv2D || Kind == OpKind.Dense
+                         || (Kh == 1 && Kw == 1 && PadTop == 0 && PadLeft == 0);
+        row[_k.._k4].Fill(_zo);   // meets zero weights; filled so that the row is the same on every run
+        var quads = MemoryMarshal.Cast<byte, int>(row[.._k4]);
+        for (int p0 = 0; p0 < positions; p0 += Chunk)
+        {
+            int count = Math.Min(Chunk, positions - p0);
+            for (int j = 0; j < count; j++)
+            {
+                int p = p0 + j;
+                if (pointwise)
+                {
+                    int src = Kind == OpKind.Conv2D ? ((p / Wout) * Sh * Win + (p % Wout) * Sw) * Cin : p * _k;
+                    InputBytes(x.Slice(src, _k), row);
+                }
+                else Im2ColBytes(x, p / Wout, p % Wout, row);
+                var dst = acc.Slice(j * Cout, _np);
+                if (X86Dot) AccumulateVnni(quads, dst);
+                else AccumulateSdot(quads, dst);
+            }
+            Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
+        }
+    }
+
+    /// <summary>dst[i] = x[i] + o as a byte: the sign bit flipped on x64, the same bits on ARM64.</summary>
+    private static void InputBytes(ReadOnlySpan<sbyte> x, Span<byte> dst)
+    {
+        var src = MemoryMarshal.AsBytes(x);
+        if (!X86Dot)
+        {
+            src.CopyTo(dst);
+            return;
+        }
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var flip = Vector256.Create((byte)0x80);
+            for (; i + 32 <= src.Length; i += 32)
+                (Vector256.Create(src.Slice(i, 32)) ^ flip).CopyTo(dst.Slice(i, 32));
+        }
+        for (; i < src.Length; i++) dst[i] = (byte)(src[i] ^ 0x80);
+    }
+
+    private void Im2ColBytes(ReadOnlySpan<sbyte> x, int oy, int ox, Span<byte> dst)
+    {
+        int o = 0;
+        for (int ky = 0; ky < Kh; ky++)
+        {
+            int iy = oy * Sh - PadTop + ky;
+            for (int kx = 0; kx < Kw; kx++, o += Cin)
+            {
+                int ix = ox * Sw - PadLeft + kx;
+                if ((uint)iy >= (uint)Hin || (uint)ix >= (uint)Win) dst.Slice(o, Cin).Fill(_zo);
+                else InputBytes(x.Slice((iy * Win + ix) * Cin, Cin), dst.Slice(o, Cin));
+            }
+        }
+    }
+
+    /// <summary>AVX-VNNI: vpdpbusd on 256-bit vectors, 32 MACs per instruction with the add fused, 32 channels per step.</summary>
+    private void AccumulateVnni(ReadOnlySpan<int> quads, Span<int> dst)
+    {
+        ref sbyte b = ref MemoryMarshal.GetArrayDataReference(_b8);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasDot);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        ref int rq = ref MemoryMarshal.GetReference(quads);
+        int np = _np, n = quads.Length, g = 0;
+        int rowStride = np * 4;   // bytes per quad row
+        for (; g + 2 * Group <= np; g += 2 * Group)
+        {
+            var a0 = Vector256.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a2 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 16));
+            var a3 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 24));
+            for (int k = 0; k < n; k++)
+            {
+                var xv = Vector256.Create(Unsafe.Add(ref rq, k)).AsByte();
+                ref sbyte w = ref Unsafe.Add(ref b, k * rowStride + g * 4);
+                a0 = AvxVnni.MultiplyWideningAndAdd(a0, xv, Vector256.LoadUnsafe(ref w));
+                a1 = AvxVnni.MultiplyWideningAndAdd(a1, xv, Vector256.LoadUnsafe(ref w, 32));
+                a2 = AvxVnni.MultiplyWideningAndAdd(a2, xv, Vector256.LoadUnsafe(ref w, 64));
+                a3 = AvxVnni.MultiplyWideningAndAdd(a3, xv, Vector256.LoadUnsafe(ref w, 96));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 16));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 24));
+        }
+        for (; g < np; g += Group)
+        {
+            var a0 = Vector256.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector256.LoadUnsafe(ref rb, (nuint)(g + 8));
+            for (int k = 0; k < n; k++)
+            {
+                var xv = Vector256.Create(Unsafe.Add(ref rq, k)).AsByte();
+                ref sbyte w = ref Unsafe.Add(ref b, k * rowStride + g * 4);
+                a0 = AvxVnni.MultiplyWideningAndAdd(a0, xv, Vector256.LoadUnsafe(ref w));
+                a1 = AvxVnni.MultiplyWideningAndAdd(a1, xv, Vector256.LoadUnsafe(ref w, 32));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 8));
+        }
+    }
+
+    /// <summary>ARMv8.2 sdot on 128-bit vectors, 16 MACs per instruction, 16 channels per step.</summary>
+    private void AccumulateSdot(ReadOnlySpan<int> quads, Span<int> dst)
+    {
+        ref sbyte b = ref MemoryMarshal.GetArrayDataReference(_b8);
+        ref int rb = ref MemoryMarshal.GetArrayDataReference(_biasDot);
+        ref int rd = ref MemoryMarshal.GetReference(dst);
+        ref int rq = ref MemoryMarshal.GetReference(quads);
+        int np = _np, n = quads.Length;
+        int rowStride = np * 4;
+        for (int g = 0; g < np; g += Group)
+        {
+            var a0 = Vector128.LoadUnsafe(ref rb, (nuint)g);
+            var a1 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 4));
+            var a2 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 8));
+            var a3 = Vector128.LoadUnsafe(ref rb, (nuint)(g + 12));
+            for (int k = 0; k < n; k++)
+            {
+                var xv = Vector128.Create(Unsafe.Add(ref rq, k)).AsSByte();
+                ref sbyte w = ref Unsafe.Add(ref b, k * rowStride + g * 4);
+                a0 = Dp.DotProduct(a0, xv, Vector128.LoadUnsafe(ref w));
+                a1 = Dp.DotProduct(a1, xv, Vector128.LoadUnsafe(ref w, 16));
+                a2 = Dp.DotProduct(a2, xv, Vector128.LoadUnsafe(ref w, 32));
+                a3 = Dp.DotProduct(a3, xv, Vector128.LoadUnsafe(ref w, 48));
+            }
+            a0.StoreUnsafe(ref rd, (nuint)g);
+            a1.StoreUnsafe(ref rd, (nuint)(g + 4));
+            a2.StoreUnsafe(ref rd, (nuint)(g + 8));
+            a3.StoreUnsafe(ref rd, (nuint)(g + 12));
+        }
+    }
+}
