@@ -107,24 +107,39 @@ internal sealed partial class ConvOp
             return;
         }
         int i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        ref byte rs = ref MemoryMarshal.GetReference(src);
+        ref byte rd = ref MemoryMarshal.GetReference(dst);
+        for (var flip = Vector256.Create((byte)0x80); i + 32 <= src.Length; i += 32)
+            (Vector256.LoadUnsafe(ref rs, (nuint)i) ^ flip).StoreUnsafe(ref rd, (nuint)i);
+        // Channel counts of 16 and 48 and the 9-byte rows of the stem end here, not in the byte loop.
+        for (var flip = Vector128.Create((byte)0x80); i + 16 <= src.Length; i += 16)
+            (Vector128.LoadUnsafe(ref rs, (nuint)i) ^ flip).StoreUnsafe(ref rd, (nuint)i);
+        if (i + 8 <= src.Length)
         {
-            var flip = Vector256.Create((byte)0x80);
-            for (; i + 32 <= src.Length; i += 32)
-                (Vector256.Create(src.Slice(i, 32)) ^ flip).CopyTo(dst.Slice(i, 32));
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref rd, i), Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref rs, i)) ^ 0x8080808080808080UL);
+            i += 8;
         }
-        for (; i < src.Length; i++) dst[i] = (byte)(src[i] ^ 0x80);
+        for (; i < src.Length; i++) Unsafe.Add(ref rd, i) = (byte)(Unsafe.Add(ref rs, i) ^ 0x80);
     }
 
     private void Im2ColBytes(ReadOnlySpan<sbyte> x, int oy, int ox, Span<byte> dst)
     {
         int o = 0;
+        int ix0 = ox * Sw - PadLeft;
+        bool inside = ix0 >= 0 && ix0 + Kw <= Win;
         for (int ky = 0; ky < Kh; ky++)
         {
             int iy = oy * Sh - PadTop + ky;
+            if (inside && (uint)iy < (uint)Hin)
+            {
+                // The window's taps of one image row are contiguous in HWC: one span of Kw·Cin bytes.
+                InputBytes(x.Slice((iy * Win + ix0) * Cin, Kw * Cin), dst.Slice(o, Kw * Cin));
+                o += Kw * Cin;
+                continue;
+            }
             for (int kx = 0; kx < Kw; kx++, o += Cin)
             {
-                int ix = ox * Sw - PadLeft + kx;
+                int ix = ix0 + kx;
                 if ((uint)iy >= (uint)Hin || (uint)ix >= (uint)Win) dst.Slice(o, Cin).Fill(_zo);
                 else InputBytes(x.Slice((iy * Win + ix) * Cin, Cin), dst.Slice(o, Cin));
             }
