@@ -68,33 +68,17 @@ internal sealed partial class ConvOp
         return true;
     }
 
-    private void GemmDot(ReadOnlySpan<sbyte> x, Span<sbyte> y)
+    /// <summary>One position with the quad kernels: the 8-bit input row, then the dot products.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void QuadRow(ReadOnlySpan<sbyte> x, int src, int p, Span<int> dst)
     {
         var row = MemoryMarshal.AsBytes(Buffers.Shorts.AsSpan()).Slice(0, _k4 + 64);
-        Span<int> acc = Buffers.Ints.AsSpan(0, Chunk * Cout + _np);
-        int positions = Kind == OpKind.Dense ? 1 : Hout * Wout;
-        bool pointwise = Kind == OpKind.PointwiseConv2D || Kind == OpKind.Dense
-                         || (Kh == 1 && Kw == 1 && PadTop == 0 && PadLeft == 0);
+        if (src >= 0) InputBytes(x.Slice(src, _k), row);
+        else Im2ColBytes(x, p / Wout, p % Wout, row);
         row[_k.._k4].Fill(_zo);   // meets zero weights; filled so that the row is the same on every run
         var quads = MemoryMarshal.Cast<byte, int>(row[.._k4]);
-        for (int p0 = 0; p0 < positions; p0 += Chunk)
-        {
-            int count = Math.Min(Chunk, positions - p0);
-            for (int j = 0; j < count; j++)
-            {
-                int p = p0 + j;
-                if (pointwise)
-                {
-                    int src = Kind == OpKind.Conv2D ? ((p / Wout) * Sh * Win + (p % Wout) * Sw) * Cin : p * _k;
-                    InputBytes(x.Slice(src, _k), row);
-                }
-                else Im2ColBytes(x, p / Wout, p % Wout, row);
-                var dst = acc.Slice(j * Cout, _np);
-                if (X86Dot) AccumulateVnni(quads, dst);
-                else AccumulateSdot(quads, dst);
-            }
-            Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
-        }
+        if (X86Dot) AccumulateVnni(quads, dst);
+        else AccumulateSdot(quads, dst);
     }
 
     /// <summary>dst[i] = x[i] + o as a byte: the sign bit flipped on x64, the same bits on ARM64.</summary>

@@ -140,7 +140,6 @@ internal sealed partial class ConvOp
         ReadOnlySpan<sbyte> x = s.Tensor(InputIndices[0]);
         Span<sbyte> y = s.Tensor(OutputIndex);
         if (Kind == OpKind.DepthwiseConv2D) Depthwise(s, x, y);
-        else if (_dot) GemmDot(x, y);
         else Gemm(x, y);
     }
 
@@ -173,15 +172,14 @@ internal sealed partial class ConvOp
 
     // ---------------------------------------------------------------- GEMM family
 
+    /// <summary>The GEMM family's loop over output positions: one input row and its accumulators at a time (the pair
+    /// kernels here, the quad kernels of ConvOp.Dot.cs where the CPU has them), requantized a chunk at a time.</summary>
     private void Gemm(ReadOnlySpan<sbyte> x, Span<sbyte> y)
     {
-        var sh = Buffers.Shorts.AsSpan(0, _kp + 64);
-        var ints = Buffers.Ints;
         int pairs = _kp / 2;
-        Span<int> idx = ints.AsSpan(0, pairs);
-        Span<int> acc = ints.AsSpan(pairs, Chunk * Cout + _np);
+        Span<int> idx = Buffers.Ints.AsSpan(0, pairs);
+        Span<int> acc = Buffers.Ints.AsSpan(pairs, Chunk * Cout + _np);
         int positions = Kind == OpKind.Dense ? 1 : Hout * Wout;
-        int zp = ZpIn;
         bool pointwise = Kind == OpKind.PointwiseConv2D || Kind == OpKind.Dense
                          || (Kh == 1 && Kw == 1 && PadTop == 0 && PadLeft == 0);
         for (int p0 = 0; p0 < positions; p0 += Chunk)
@@ -190,37 +188,44 @@ internal sealed partial class ConvOp
             for (int j = 0; j < count; j++)
             {
                 int p = p0 + j;
-                if (pointwise)
-                {
-                    int src = Kind == OpKind.Conv2D ? ((p / Wout) * Sh * Win + (p % Wout) * Sw) * Cin : p * _k;
-                    Deviations(x.Slice(src, _k), zp, sh);
-                }
-                else Im2Col(x, p / Wout, p % Wout, sh);
-                if ((_k & 1) != 0) sh[_k] = 0;
-                var pairView = MemoryMarshal.Cast<short, int>(sh[.._kp]);
-                // Event-driven: keep only pairs with a non-zero deviation (branch-free append), unless the row is
-                // so dense that the append costs more than the multiplies it saves (see _denseZeroLimit).
-                ReadOnlySpan<int> events;
-                if (_denseZeroLimit > 0 && VectorOps.CountZeros(pairView) <= _denseZeroLimit)
-                    events = _allPairs;
-                else
-                {
-                    int n = 0;
-                    for (int k = 0; k < pairView.Length; k++)
-                    {
-                        idx[n] = k;
-                        n += pairView[k] != 0 ? 1 : 0;
-                    }
-                    events = idx[..n];
-                }
+                // A pointwise row is the input pixel itself; other windows are gathered (im2col).
+                int src = !pointwise ? -1 : Kind == OpKind.Conv2D ? ((p / Wout) * Sh * Win + (p % Wout) * Sw) * Cin : p * _k;
                 var dst = acc.Slice(j * Cout, _np);
-                if (Wide) Accumulate512(pairView, events, dst);
-                else if (InstructionSets.Avx2) Accumulate256(pairView, events, dst);
-                else if (InstructionSets.Sse2) Accumulate128(pairView, events, dst);
-                else AccumulatePortable(sh, events, dst);
+                if (_dot) QuadRow(x, src, p, dst);
+                else PairRow(x, src, p, idx, dst);
             }
             Flush(acc, count, y.Slice(p0 * Cout, count * Cout));
         }
+    }
+
+    /// <summary>One position with the int16 pair kernels: deviations, event compaction, accumulation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PairRow(ReadOnlySpan<sbyte> x, int src, int p, Span<int> idx, Span<int> dst)
+    {
+        var sh = Buffers.Shorts.AsSpan(0, _kp + 64);
+        if (src >= 0) Deviations(x.Slice(src, _k), ZpIn, sh);
+        else Im2Col(x, p / Wout, p % Wout, sh);
+        if ((_k & 1) != 0) sh[_k] = 0;
+        var pairView = MemoryMarshal.Cast<short, int>(sh[.._kp]);
+        // Event-driven: keep only pairs with a non-zero deviation (branch-free append), unless the row is
+        // so dense that the append costs more than the multiplies it saves (see _denseZeroLimit).
+        ReadOnlySpan<int> events;
+        if (_denseZeroLimit > 0 && VectorOps.CountZeros(pairView) <= _denseZeroLimit)
+            events = _allPairs;
+        else
+        {
+            int n = 0;
+            for (int k = 0; k < pairView.Length; k++)
+            {
+                idx[n] = k;
+                n += pairView[k] != 0 ? 1 : 0;
+            }
+            events = idx[..n];
+        }
+        if (Wide) Accumulate512(pairView, events, dst);
+        else if (InstructionSets.Avx2) Accumulate256(pairView, events, dst);
+        else if (InstructionSets.Sse2) Accumulate128(pairView, events, dst);
+        else AccumulatePortable(sh, events, dst);
     }
 
     /// <summary>dst[i] = x[i] − z as int16 (vectorised when 32 values fit).</summary>
