@@ -130,7 +130,8 @@ internal sealed partial class ConvOp
         }
     }
 
-    /// <summary>AVX-VNNI: vpdpbusd on 256-bit vectors, 32 MACs per instruction with the add fused, 32 channels per step.</summary>
+    /// <summary>AVX-VNNI: vpdpbusd on 256-bit vectors, 32 MACs per instruction with the add fused, 48, 32 or 16
+    /// channels per pass over the row.</summary>
     private void AccumulateVnni(ReadOnlySpan<int> quads, Span<int> dst)
     {
         ref sbyte b = ref MemoryMarshal.GetArrayDataReference(_b8);

@@ -133,6 +133,7 @@ internal sealed partial class ConvOp
             }
         }
         _dot = PrepareDot();
+        if (_dot) (_b16, _b32) = ([], []);   // the quad kernels have their own packing; keep one copy of the weights
     }
 
     public override void EvalOptimized(ExecState s)
