@@ -15,7 +15,8 @@ namespace QanaEdge.Runtime.Plan;
 /// zero (both inputs at the zero point) are events that did not happen and are skipped; each remaining pair is
 /// broadcast and multiplied against weights packed [K/2][N][2] with vpmaddwd (Avx512BW.MultiplyAddAdjacent,
 /// 32 exact int16 MACs per instruction, no saturation since |x − z|·|w| ≤ 255·128). The portable path (ARM64
-/// AdvSimd, other CPUs) multiplies int32 lanes against weights packed [K][N].</item>
+/// AdvSimd, other CPUs) multiplies int32 lanes against weights packed [K][N]. Where the CPU has a 4-way int8 dot
+/// product (AVX-VNNI, ARM64 sdot) the rows go to the quad kernels of ConvOp.Dot.cs instead.</item>
 /// <item>Depthwise: vector over 16-channel groups, taps outside the image read the zero point so the folded bias
 /// bias − z·Σw stays exact everywhere.</item>
 /// </list>
