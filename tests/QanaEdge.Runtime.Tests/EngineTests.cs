@@ -79,7 +79,7 @@ public class EngineTests
         int input = b.Input(7, 9, 6, zeroPoint);
         int conv = b.Weighted("conv", OpKind.Conv2D, input, 100, 3, 1, Padding.Same, zeroPoint: zeroPoint);
         int strided = b.Weighted("strided", OpKind.Conv2D, conv, 70, 3, 2, Padding.Same);
-        int pw = b.Weighted("pw", OpKind.PointwiseConv2D, input, 130);
+        b.Weighted("pw", OpKind.PointwiseConv2D, input, 130);   // a wide GEMM off the input; every tensor is compared below
         int logits = b.Weighted("head", OpKind.Dense, b.Flatten("flatten", strided), 7);
         int counts = b.Readout("readout", logits, 8, [40, 40, 40, 40, 40, 40, 40]);
         var graph = b.Build(input, logits, counts);
@@ -96,7 +96,6 @@ public class EngineTests
             reference.Run(x);
             optimized.Run(x);
             AssertAllTensorsEqual(pkg, reference, optimized, $"zero point {zeroPoint}, input {k}");
-            Assert.Equal(reference.Activation(pw).ToArray(), optimized.Activation(pw).ToArray());
         }
     }
 

@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
-using QanaEdge.Model.Graph;
 using QanaEdge.Runtime.Kernels;
 
 namespace QanaEdge.Runtime.Plan;
@@ -40,11 +39,11 @@ internal sealed partial class ConvOp
     private sbyte[] _b8 = [];            // [K4/4][Np][4]
     private int[] _biasDot = [];         // [Np]: bias − (z + o)·Σw
 
-    /// <summary>Packs [K4/4][Np][4] weights and folds the zero point into the bias; false when this machine or op has no
-    /// quad kernel.</summary>
+    /// <summary>Packs a GEMM's weights [K4/4][Np][4] and folds the zero point into the bias; false when this machine has
+    /// no dot product or the zero point is not an input byte.</summary>
     private bool PrepareDot()
     {
-        if (!(X86Dot || ArmDot) || Kind == OpKind.DepthwiseConv2D) return false;
+        if (!(X86Dot || ArmDot)) return false;
         // The zero point must be an input byte: unsigned after the flip on x64, signed on ARM64.
         int zo = X86Dot ? ZpIn + 128 : ZpIn;
         if (X86Dot ? zo is < 0 or > 255 : zo is < sbyte.MinValue or > sbyte.MaxValue) return false;

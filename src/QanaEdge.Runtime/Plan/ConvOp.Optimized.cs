@@ -91,30 +91,10 @@ internal sealed partial class ConvOp
         {
             _k = Kind == OpKind.Conv2D ? Kh * Kw * Cin : Cin;
             _kp = (_k + 1) & ~1;
-            _b16 = new short[_kp / 2 * _np * 2];
-            _allPairs = new int[_kp / 2];
-            for (int k = 0; k < _allPairs.Length; k++) _allPairs[k] = k;
-            // A skipped pair saves one multiply-add per vector of output channels; the append costs a few cycles per
-            // pair whether or not it is kept. With 512- or 256-bit vpmaddwd the multiplies are cheap enough that a
-            // row whose zeros number at most 2·pairs/vectors runs faster without the append. That bound was the
-            // fastest of 0, ½, 1, 2 and "always dense" on the shipped model: 2.84 ms p50 against 3.18 with AVX-512,
-            // and 4.72 against 4.94 with AVX2, where always-dense was 4.63. At 128 bits skipping every zero pays
-            // (dense rows were 1–10 % slower), so the bound stays 0 there.
-            int vectors = Wide ? _np / 16 : InstructionSets.Avx2 ? _np / 8 : 0;
-            _denseZeroLimit = vectors == 0 ? 0 : 2 * _allPairs.Length / vectors;
-            _b32 = new int[_k * _np];
-            _biasP = new int[_np];
-            for (int n = 0; n < Cout; n++)
-            {
-                _biasP[n] = Bias[n];
-                bound[n] = AccumulatorBound(W.AsSpan(n * _k, _k), Bias[n]);
-                for (int k = 0; k < _k; k++)
-                {
-                    sbyte w = W[n * _k + k];       // Conv2D [Cout][Kh][Kw][Cin] is already [Cout][K] in im2col order
-                    _b16[((k >> 1) * _np + n) * 2 + (k & 1)] = w;
-                    _b32[k * _np + n] = w;
-                }
-            }
+            for (int n = 0; n < Cout; n++) bound[n] = AccumulatorBound(W.AsSpan(n * _k, _k), Bias[n]);
+            // The quad kernels pack their own copy of the weights (ConvOp.Dot.cs); the pairs' is needed only without them.
+            _dot = PrepareDot();
+            if (!_dot) PreparePairs();
         }
         var aligned = new long[Cout];
         _vectorRequant = VectorOps.AlignMultipliers(Mult, RShift, bound, aligned, out _shift);
@@ -133,8 +113,34 @@ internal sealed partial class ConvOp
                 _halfChunk[i] = 1L << (RShift[c] - 1);
             }
         }
-        _dot = PrepareDot();
-        if (_dot) (_b16, _b32) = ([], []);   // the quad kernels have their own packing; keep one copy of the weights
+    }
+
+    /// <summary>Packs the weights for the int16 pair kernels: [K/2][Np][2] for vpmaddwd, [K][Np] for the portable path.</summary>
+    private void PreparePairs()
+    {
+        _b16 = new short[_kp / 2 * _np * 2];
+        _allPairs = new int[_kp / 2];
+        for (int k = 0; k < _allPairs.Length; k++) _allPairs[k] = k;
+        // A skipped pair saves one multiply-add per vector of output channels; the append costs a few cycles per
+        // pair whether or not it is kept. With 512- or 256-bit vpmaddwd the multiplies are cheap enough that a
+        // row whose zeros number at most 2·pairs/vectors runs faster without the append. That bound was the
+        // fastest of 0, ½, 1, 2 and "always dense" on the shipped model: 2.84 ms p50 against 3.18 with AVX-512,
+        // and 4.72 against 4.94 with AVX2, where always-dense was 4.63. At 128 bits skipping every zero pays
+        // (dense rows were 1–10 % slower), so the bound stays 0 there.
+        int vectors = Wide ? _np / 16 : InstructionSets.Avx2 ? _np / 8 : 0;
+        _denseZeroLimit = vectors == 0 ? 0 : 2 * _allPairs.Length / vectors;
+        _b32 = new int[_k * _np];
+        _biasP = new int[_np];
+        for (int n = 0; n < Cout; n++)
+        {
+            _biasP[n] = Bias[n];
+            for (int k = 0; k < _k; k++)
+            {
+                sbyte w = W[n * _k + k];       // Conv2D [Cout][Kh][Kw][Cin] is already [Cout][K] in im2col order
+                _b16[((k >> 1) * _np + n) * 2 + (k & 1)] = w;
+                _b32[k * _np + n] = w;
+            }
+        }
     }
 
     public override void EvalOptimized(ExecState s)
