@@ -112,19 +112,21 @@ internal static class OptimizedKernels
         }
         ref sbyte ry = ref MemoryMarshal.GetReference(y);
         // Pixel by pixel, input by input: a 32-byte copy may spill past its c channels onto bytes that the next
-        // copy (next input, or next pixel) overwrites. The last pixel is copied exactly: nothing past y is touched.
+        // copy (next input, or next pixel) overwrites. A copy whose 32 bytes would reach past y is made exactly:
+        // with fewer than 32 output channels that is more than the last pixel, and the bytes after y may belong to
+        // a tensor that is still to be read (buffers are reused).
         bool wide = InstructionSets.Vector256;
         foreach (var t in op.Inputs) wide &= t.Channels <= 32;
+        int wideEnd = y.Length - 32;
         for (int p = 0; p < positions; p++)
         {
             int c0 = 0;
-            bool exact = !wide || p == positions - 1;
             for (int k = 0; k < inputs; k++)
             {
                 int c = op.Inputs[k].Channels;
                 ReadOnlySpan<sbyte> src = offsets[k] < 0 ? s.Tensor(op.InputIndices[k]) : scratch.AsSpan(offsets[k], op.Inputs[k].Length + 64);
                 // Source over-read stays in memory we own: scratch has 64 bytes of slack, the arena 64 after its last tensor.
-                if (exact)
+                if (!wide || p * cOut + c0 > wideEnd)
                     src.Slice(p * c, c).CopyTo(y.Slice(p * cOut + c0, c));
                 else
                     Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(src), (nuint)(p * c)).StoreUnsafe(ref ry, (nuint)(p * cOut + c0));
