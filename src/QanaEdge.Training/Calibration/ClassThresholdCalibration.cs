@@ -27,7 +27,7 @@ public sealed record ClassThresholdFit(int[] Thresholds, double ObjectiveBefore,
 /// the objective (macro-F1 by default) of the readout's decisions on the validation logits, until a full
 /// pass changes nothing (at most 6 passes). Ties keep the current value, so thresholds move only when
 /// the validation figure strictly improves. The decision simulated is the device's: probabilities from
-/// <see cref="SpikingReadout.Probabilities"/>, then the first maximum.
+/// <see cref="SpikingReadout.Probabilities"/>, then <see cref="SpikingReadout.Decide"/> (ties to the higher logit).
 /// </summary>
 public static class ClassThresholdCalibration
 {
@@ -112,13 +112,17 @@ public static class ClassThresholdCalibration
         Objective(Evaluate(truth, logits, thresholds, window, beta, stepWeights, Buffers(truth.Length, logits[0].Length)), objective);
 
     /// <summary>Metrics of the decisions the device's readout makes from these logits with these thresholds: its
-    /// probabilities (<see cref="SpikingReadout.Probabilities"/>), then the first maximum. Fills <paramref name="probs"/>.</summary>
+    /// probabilities (<see cref="SpikingReadout.Probabilities"/>), then <see cref="SpikingReadout.Decide"/>. Fills <paramref name="probs"/>.</summary>
     private static ClassificationMetrics Evaluate(int[] truth, sbyte[][] logits, int[] thresholds, int window, double beta,
         double[]? stepWeights, float[][] probs)
     {
+        var decisions = new int[truth.Length];
         for (int i = 0; i < truth.Length; i++)
+        {
             SpikingReadout.Probabilities(logits[i], thresholds, window, beta, stepWeights ?? [], probs[i]);
-        return ClassificationMetrics.Compute(truth, probs);
+            decisions[i] = SpikingReadout.Decide(probs[i], logits[i]);
+        }
+        return ClassificationMetrics.Compute(truth, probs, decisions);
     }
 
     private static double Objective(ClassificationMetrics m, CalibrationObjective objective) =>

@@ -24,7 +24,10 @@ public static class TilingCalibration
 {
     public const double DefaultMaxTriggerRate = 0.25;
 
-    public static TilingFit Fit(int[] truth, float[][] plain, float[][] tiled, double maxTriggerRate = DefaultMaxTriggerRate)
+    /// <param name="plainPredictions">The device's decisions for the single views (its tie rule); the first maximum when null.</param>
+    /// <param name="tiledPredictions">The same for the tiled views.</param>
+    public static TilingFit Fit(int[] truth, float[][] plain, float[][] tiled, double maxTriggerRate = DefaultMaxTriggerRate,
+        int[]? plainPredictions = null, int[]? tiledPredictions = null)
     {
         if (truth.Length != plain.Length || truth.Length != tiled.Length) throw new ArgumentException("truth, plain and tiled differ in length");
         if (truth.Length == 0) throw new ArgumentException("nothing to calibrate on");
@@ -32,8 +35,9 @@ public static class TilingCalibration
         int n = truth.Length;
         var top = plain.Select(p => (double)p.Max()).ToArray();
         var candidates = top.Distinct().Order().Select(t => Math.BitIncrement(t)).Where(t => t <= 1).Prepend(0.0).ToList();
-        var plainPred = plain.Select(p => ClassificationMetrics.ArgMax(p)).ToArray();
-        var tiledPred = tiled.Select(p => ClassificationMetrics.ArgMax(p)).ToArray();
+        var plainPred = plainPredictions ?? plain.Select(p => ClassificationMetrics.ArgMax(p)).ToArray();
+        var tiledPred = tiledPredictions ?? tiled.Select(p => ClassificationMetrics.ArgMax(p)).ToArray();
+        if (plainPred.Length != n || tiledPred.Length != n) throw new ArgumentException("predictions differ in length from truth");
         double f1Plain = ClassificationMetrics.Compute(truth, plain, plainPred).MacroF1;
         double bestTau = 0, bestF1 = f1Plain, bestRate = 0;
         var combined = new int[n];

@@ -12,13 +12,28 @@ namespace QanaEdge.Training.Pipeline;
 /// </summary>
 public static class DevicePredictions
 {
-    /// <summary>Per image: the single view's probabilities, and those of the view averaged with its four tiles
+    /// <summary>What the device reports for each image: its probabilities and the class it names (its own tie rule,
+    /// which the first maximum of the probabilities does not always follow).</summary>
+    public sealed record Reports(float[][] Probabilities, int[] Predictions)
+    {
+        public Reports(int count) : this(new float[count][], new int[count]) { }
+
+        public void Set(int i, LesionResult r)
+        {
+            Probabilities[i] = r.Probabilities;
+            int k = 0;
+            while (r.Classes[k] != r.Label) k++;
+            Predictions[i] = k;
+        }
+    }
+
+    /// <summary>Per image: the single view's report, and that of the view averaged with its four tiles
     /// (the tiling fallback forced on), from one decode.</summary>
-    public static (float[][] Plain, float[][] Tiled) PlainAndTiled(ModelPackage package, IReadOnlyList<string> paths)
+    public static (Reports Plain, Reports Tiled) PlainAndTiled(ModelPackage package, IReadOnlyList<string> paths)
     {
         var always = WithCalibration(package, c => c.TilingTau = 1.0);
-        var plain = new float[paths.Count][];
-        var tiled = new float[paths.Count][];
+        var plain = new Reports(paths.Count);
+        var tiled = new Reports(paths.Count);
         Run(paths.Count, () =>
         {
             var a = new LesionClassifier(package, LesionClassifier.CreateEngine(package), new ClassifierOptions { Tiling = false });
@@ -26,17 +41,17 @@ public static class DevicePredictions
             return i =>
             {
                 var image = Decode(paths[i]);
-                plain[i] = a.Classify(image).Probabilities;
-                tiled[i] = b.Classify(image).Probabilities;
+                plain.Set(i, a.Classify(image));
+                tiled.Set(i, b.Classify(image));
             };
         });
         return (plain, tiled);
     }
 
-    /// <summary>Per image: the probabilities the device reports with the package's calibration, and whether it tiled.</summary>
-    public static (float[][] Probabilities, bool[] Tiled) Classify(ModelPackage package, IReadOnlyList<string> paths)
+    /// <summary>Per image: what the device reports with the package's calibration, and whether it tiled.</summary>
+    public static (Reports Reports, bool[] Tiled) Classify(ModelPackage package, IReadOnlyList<string> paths)
     {
-        var probs = new float[paths.Count][];
+        var reports = new Reports(paths.Count);
         var tiled = new bool[paths.Count];
         Run(paths.Count, () =>
         {
@@ -44,11 +59,11 @@ public static class DevicePredictions
             return i =>
             {
                 var r = c.Classify(Decode(paths[i]));
-                probs[i] = r.Probabilities;
+                reports.Set(i, r);
                 tiled[i] = r.Tiled;
             };
         });
-        return (probs, tiled);
+        return (reports, tiled);
     }
 
     /// <summary>Round-robin over a few workers, each with its own classifiers (they are not thread-safe).</summary>

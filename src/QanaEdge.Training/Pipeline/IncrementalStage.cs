@@ -57,8 +57,11 @@ public static class IncrementalStage
         return (accepted ? candidate : model, report);
     }
 
-    private static ClassificationMetrics Metrics(ModelPackage package, ImageSet set) =>
-        ClassificationMetrics.Compute(set.Labels, TrainingPipeline.RunInteger(package, set).Probabilities);
+    private static ClassificationMetrics Metrics(ModelPackage package, ImageSet set)
+    {
+        var (_, probabilities, predictions) = TrainingPipeline.RunInteger(package, set);
+        return ClassificationMetrics.Compute(set.Labels, probabilities, predictions);
+    }
 
     /// <summary>1.0.0 → 1.0.1: a readout update is a patch of the model it applies to.</summary>
     public static string NextVersion(string version)

@@ -169,13 +169,13 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var fqVal = trainer.Predict(qnet, val);
         var baseInfo = Info(o, floatF1, gains);
         var package = Converter.Convert(qnet, baseInfo);
-        var (valLogits, valProbs) = RunInteger(package, val);
+        var (valLogits, valProbs, valPred) = RunInteger(package, val);
         int agree = 0;
         for (int i = 0; i < val.Count; i++)
-            if (ClassificationMetrics.ArgMax(fqVal[i]) == ClassificationMetrics.ArgMax(valProbs[i])) agree++;
+            if (ClassificationMetrics.ArgMax(fqVal[i]) == valPred[i]) agree++;
         double agreement = (double)agree / val.Count;
         var fqValM = ClassificationMetrics.Compute(val.Labels, fqVal);
-        var intValM = ClassificationMetrics.Compute(val.Labels, valProbs);
+        var intValM = ClassificationMetrics.Compute(val.Labels, valProbs, valPred);
         Say($"integer vs fake-quant agreement on validation {agreement:P2}; top-1 {intValM.Top1:P2} vs {fqValM.Top1:P2}");
 
         var cal = package.Manifest.Calibration;
@@ -186,9 +186,10 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var withThresholds = Rebuild(package, thresholdFit.Thresholds, 0.5, 0, [], new Dictionary<string, double>());
         var valPaths = split.Validation.Select(r => r.ImagePath).ToArray();
         var (valPlain, valTiled) = DevicePredictions.PlainAndTiled(withThresholds, valPaths);
-        var tiling = TilingCalibration.Fit(val.Labels, valPlain, valTiled, TilingCalibration.DefaultMaxTriggerRate);
+        var tiling = TilingCalibration.Fit(val.Labels, valPlain.Probabilities, valTiled.Probabilities, TilingCalibration.DefaultMaxTriggerRate,
+            valPlain.Predictions, valTiled.Predictions);
         var valFinal = new float[val.Count][];
-        for (int i = 0; i < val.Count; i++) valFinal[i] = valPlain[i].Max() < tiling.Tau ? valTiled[i] : valPlain[i];
+        for (int i = 0; i < val.Count; i++) valFinal[i] = valPlain.Probabilities[i].Max() < tiling.Tau ? valTiled.Probabilities[i] : valPlain.Probabilities[i];
         // The referral threshold is fitted on the probabilities the device will report, tiling included.
         var referral = ReferralCalibration.Fit(val.Labels, valFinal);
         Say($"readout thresholds [{string.Join(",", thresholdFit.Thresholds)}] ({(thresholdFit.Accepted ? "kept" : "refused")}: held-out macro-F1 gain " +
@@ -212,17 +213,18 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         {
             if (EvaluateBeforeIncremental)
             {
-                var (pb, tb) = DevicePredictions.Classify(calibrated, testPaths);
-                testBefore = ClassificationMetrics.Compute(testLabels, pb);
-                testRefBefore = ReferralMetrics.Compute(testLabels, pb, referral.Threshold);
+                var (before, tb) = DevicePredictions.Classify(calibrated, testPaths);
+                testBefore = ClassificationMetrics.Compute(testLabels, before.Probabilities, before.Predictions);
+                testRefBefore = ReferralMetrics.Compute(testLabels, before.Probabilities, referral.Threshold);
                 testTriggerBefore = tb.Count(t => t) / (double)tb.Length;
             }
             (calibrated, incremental) = IncrementalStage.Run(calibrated, val, valGroups, o, Say);
         }
 
         // 4. The test split, once, with the final calibration, through the device's path (tiling included).
-        var (testProbs, testTiled) = DevicePredictions.Classify(calibrated, testPaths);
-        var testM = ClassificationMetrics.Compute(testLabels, testProbs);
+        var (test, testTiled) = DevicePredictions.Classify(calibrated, testPaths);
+        var testProbs = test.Probabilities;
+        var testM = ClassificationMetrics.Compute(testLabels, testProbs, test.Predictions);
         var testRef = ReferralMetrics.Compute(testLabels, testProbs, referral.Threshold);
         double testTrigger = testTiled.Count(t => t) / (double)testTiled.Length;
         Say($"test: top-1 {testM.Top1:P2}, macro-F1 {testM.MacroF1:P2}, balanced accuracy {testM.BalancedAccuracy:P2}, tiling trigger rate {testTrigger:P1}");
@@ -331,11 +333,13 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         return result;
     }
 
-    /// <summary>Runs the integer engine on every image: int8 logits and readout probabilities.</summary>
-    public static (sbyte[][] Logits, float[][] Probabilities) RunInteger(ModelPackage package, ImageSet set)
+    /// <summary>Runs the integer engine on every image: int8 logits, readout probabilities and the device's decisions
+    /// (<see cref="SpikingReadout.Decide"/>: ties, where the readout saturates, go to the higher logit).</summary>
+    public static (sbyte[][] Logits, float[][] Probabilities, int[] Predictions) RunInteger(ModelPackage package, ImageSet set)
     {
         var logits = new sbyte[set.Count][];
         var probs = new float[set.Count][];
+        var predictions = new int[set.Count];
         int workers = Math.Max(1, Math.Min(Par.Threads, 4));
         var engines = Enumerable.Range(0, workers).Select(_ => IntegerEngine.Create(package)).ToArray();
         try
@@ -351,11 +355,12 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
                     logits[i] = engine.Logits.ToArray();
                     probs[i] = new float[logits[i].Length];
                     engine.GetProbabilities(probs[i]);
+                    predictions[i] = SpikingReadout.Decide(probs[i], logits[i]);
                 }
             });
         }
         finally { foreach (var e in engines) e.Dispose(); }
-        return (logits, probs);
+        return (logits, probs, predictions);
     }
 
     private static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count) =>

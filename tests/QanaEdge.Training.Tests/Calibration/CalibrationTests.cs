@@ -106,16 +106,31 @@ public class CalibrationTests
         for (int i = 0; i < 60; i++) { truth.Add(0); logits.Add([(sbyte)(40 + rng.NextInt(20)), (sbyte)(-20 + rng.NextInt(20)), -100]); }
         for (int i = 0; i < 20; i++) { truth.Add(1); logits.Add([(sbyte)(20 + rng.NextInt(10)), (sbyte)(5 + rng.NextInt(10)), -100]); }
         for (int i = 0; i < 20; i++) { truth.Add(2); logits.Add([-50, -60, (sbyte)(30 + rng.NextInt(20))]); }
-        const int window = 32, theta = 64;
+        const int window = 32, theta = 256;   // above every current: no neuron saturates, so no ties
         var fit = ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, beta: 0.5);
         Assert.True(fit.ObjectiveAfter > fit.ObjectiveBefore + 0.1, $"{fit.ObjectiveBefore} -> {fit.ObjectiveAfter}");
         Assert.True(fit.Thresholds[1] < fit.Thresholds[0], string.Join(",", fit.Thresholds));
         Assert.All(fit.Thresholds, t => Assert.InRange(t, theta / 2, theta * 2));
-        // The figure reported is what the readout with those thresholds really gives.
+        // The figure reported is what the readout with those thresholds really gives, decided as the device decides.
         var probs = logits.Select(l => { var p = new float[3]; QanaEdge.Runtime.SpikingReadout.Probabilities(l, fit.Thresholds, window, 0.5, [], p); return p; }).ToArray();
-        Assert.Equal(fit.ObjectiveAfter, ClassificationMetrics.Compute(truth.ToArray(), probs).MacroF1, 12);
+        var decisions = probs.Select((p, i) => QanaEdge.Runtime.SpikingReadout.Decide(p, logits[i])).ToArray();
+        Assert.Equal(fit.ObjectiveAfter, ClassificationMetrics.Compute(truth.ToArray(), probs, decisions).MacroF1, 12);
         // Deterministic.
         Assert.Equal(fit.Thresholds, ClassThresholdCalibration.Fit(truth.ToArray(), logits.ToArray(), window, theta, 0.5).Thresholds);
+    }
+
+    [Fact]
+    public void Class_threshold_fit_scores_ties_as_the_device_breaks_them()
+    {
+        // Both classes' currents exceed θ, so both neurons fire every step: equal counts, equal probabilities.
+        // The device names the higher logit (class 1); the first maximum would name class 0 and score 0.
+        var truth = new[] { 1, 1, 1, 1 };
+        var logits = new sbyte[][] { [40, 60], [40, 60], [10, 30], [0, 1] };
+        var p = new float[2];
+        QanaEdge.Runtime.SpikingReadout.Probabilities(logits[0], [120, 120], 8, 0.5, [], p);
+        Assert.Equal(p[0], p[1]);
+        var fit = ClassThresholdCalibration.Fit(truth, logits, window: 8, baseThreshold: 120, beta: 0.5);
+        Assert.Equal(1.0, fit.Top1Before, 12);
     }
 
     [Fact]
@@ -127,7 +142,7 @@ public class CalibrationTests
         for (int i = 0; i < 120; i++) { truth.Add(0); logits.Add([(sbyte)(40 + rng.NextInt(20)), (sbyte)(-20 + rng.NextInt(20)), -100]); groups.Add($"a{i / 2}"); }
         for (int i = 0; i < 40; i++) { truth.Add(1); logits.Add([(sbyte)(20 + rng.NextInt(10)), (sbyte)(5 + rng.NextInt(10)), -100]); groups.Add($"b{i / 2}"); }
         for (int i = 0; i < 40; i++) { truth.Add(2); logits.Add([-50, -60, (sbyte)(30 + rng.NextInt(20))]); groups.Add($"c{i / 2}"); }
-        const int window = 32, theta = 64;
+        const int window = 32, theta = 256;   // above every current: no neuron saturates, so no ties
         var fit = ClassThresholdCalibration.FitCrossChecked(truth.ToArray(), logits.ToArray(), groups.ToArray(), window, theta, beta: 0.5);
         Assert.True(fit.Accepted, string.Join(", ", fit.HeldOutGains));
         Assert.All(fit.HeldOutGains, g => Assert.True(g > 0.1, $"held-out gain {g}"));

@@ -277,21 +277,24 @@ public class PostFloatStageTests
 
             // What the τ fit simulated ("tiled when the single view's top probability is under τ") is what the device does.
             var valPaths = LesionSplit.Create(Ham10000Index.Load(Ham10000Location.Images, csv)).Validation.Select(r => r.ImagePath).ToArray();
-            var (plain, tiled) = DevicePredictions.PlainAndTiled(package, valPaths);
+            var (plainReports, tiledReports) = DevicePredictions.PlainAndTiled(package, valPaths);
+            var (plain, tiled) = (plainReports.Probabilities, tiledReports.Probabilities);
 
             // The package carries the gray-world gains fitted on the training split, and the device, applying them to
             // the image files, computes exactly what training computed from its preprocessed validation images.
             var data = PreparedData.Load(Ham10000Location.Images, csv, Size);
             Assert.Equal(data.ColorGains, package.Manifest.Input.ColorGains);
             Assert.NotEqual([1f, 1f, 1f], package.Manifest.Input.ColorGains);
-            var (_, trainingView) = TrainingPipeline.RunInteger(package, data.Validation);
+            var (_, trainingView, trainingDecisions) = TrainingPipeline.RunInteger(package, data.Validation);
             Assert.Equal(trainingView, plain);
+            Assert.Equal(trainingDecisions, plainReports.Predictions);
             var (device, wasTiled) = DevicePredictions.Classify(package, valPaths);
             for (int i = 0; i < valPaths.Length; i++)
             {
                 bool expectTiled = plain[i].Max() < c.TilingTau;
                 Assert.Equal(expectTiled, wasTiled[i]);
-                Assert.Equal(expectTiled ? tiled[i] : plain[i], device[i]);
+                Assert.Equal(expectTiled ? tiled[i] : plain[i], device.Probabilities[i]);
+                Assert.Equal(expectTiled ? tiledReports.Predictions[i] : plainReports.Predictions[i], device.Predictions[i]);
             }
         }
         finally { dir.Delete(recursive: true); }

@@ -76,7 +76,7 @@ public class ConversionTests
         var package = Converter.Convert(q, new ConversionInfo { ModelId = "test" });
         Assert.Equal(1.0, package.Manifest.ConversionSuccessRate);
         Assert.All(package.Manifest.Layers, l => Assert.False(l.NeedsDequantize));
-        var (logits, probs) = TrainingPipeline.RunInteger(package, val);
+        var (logits, probs, _) = TrainingPipeline.RunInteger(package, val);
         int agree = 0;
         for (int i = 0; i < val.Count; i++)
             if (QanaEdge.Training.Evaluation.ClassificationMetrics.ArgMax(fake[i]) == QanaEdge.Training.Evaluation.ClassificationMetrics.ArgMax(probs[i])) agree++;
