@@ -36,6 +36,8 @@ public class AblateCommandTests
     [InlineData("--label-smoothing", "0.5")]
     [InlineData("--incremental-learning-rate", "0")]
     [InlineData("--incremental-epochs", "0")]
+    [InlineData("--patience", "0")]
+    [InlineData("--patience", "-3")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }

@@ -81,6 +81,8 @@ public sealed class TrainCommand : IVerb
             if (incRate is not (> 0 and <= 1)) throw new UsageException("--incremental-learning-rate must be in (0, 1]");
             int incEpochs = parse.GetValue(incrementalEpochs);
             if (incEpochs < 1) throw new UsageException("--incremental-epochs must be at least 1");
+            int patienceEpochs = parse.GetValue(patience);
+            if (patienceEpochs < 1) throw new UsageException("--patience must be at least 1");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             int steps = parse.GetValue(throughput);
             if (steps > 0)
@@ -111,7 +113,7 @@ public sealed class TrainCommand : IVerb
             var options = new TrainOptions
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
-                Patience = parse.GetValue(patience), Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
+                Patience = patienceEpochs, Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
                 GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
                 ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
