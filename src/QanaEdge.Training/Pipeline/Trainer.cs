@@ -187,7 +187,8 @@ public sealed class Trainer
     /// (<see cref="TrainOptions.EmaDecay"/>), whose activations have statistics of their own; BN folding
     /// bakes whichever statistics the network holds into the integer model.
     /// </summary>
-    public void RecalibrateBatchNorm(QanaNet net, ImageSet set, int batches)
+    /// <returns>The number of batches used: <paramref name="batches"/>, or fewer when the set holds fewer whole batches.</returns>
+    public int RecalibrateBatchNorm(QanaNet net, ImageSet set, int batches)
     {
         var norms = net.BatchNorms.ToArray();
         var saved = norms.Select(b => b.Momentum).ToArray();
@@ -215,6 +216,7 @@ public sealed class Trainer
             for (int i = 0; i < norms.Length; i++) norms[i].Momentum = saved[i];
             for (int i = 0; i < dropouts.Length; i++) dropouts[i].Rate = rates[i];
         }
+        return batches;
     }
 
     /// <summary>A random square of side [ZoomMinSide, 1] × the zoom view at a random position, area-resampled

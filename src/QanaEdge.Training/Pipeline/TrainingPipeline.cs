@@ -140,10 +140,10 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         if (o.EmaDecay > 0)
         {
             var before = NetState.Capture(net);
-            trainer.RecalibrateBatchNorm(net, train, 40);
+            int used = trainer.RecalibrateBatchNorm(net, train, 40);
             double recalibrated = ClassificationMetrics.Compute(val.Labels, trainer.Predict(net, val)).MacroF1;
             bool keep = recalibrated >= floatF1;
-            Say($"batch-norm statistics re-estimated on 40 clean training batches: validation macro-F1 {floatF1:F3} -> {recalibrated:F3} ({(keep ? "kept" : "discarded")})");
+            Say($"batch-norm statistics re-estimated on {used} clean training batch{(used == 1 ? "" : "es")}: validation macro-F1 {floatF1:F3} -> {recalibrated:F3} ({(keep ? "kept" : "discarded")})");
             if (keep) floatF1 = recalibrated; else before.Restore(net);
         }
 

@@ -185,7 +185,8 @@ public class TrainerTests
         var set = Synthetic(28, 3);
         var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
         var net = new QanaNet(o.Network, 2);
-        new Trainer(o).RecalibrateBatchNorm(net, set, 5); // capped at the 2 batches the set holds
+        // Capped at the 2 batches the set holds, and the count says so (the pipeline prints it).
+        Assert.Equal(2, new Trainer(o).RecalibrateBatchNorm(net, set, 5));
 
         var x = new Tensor(set.Count, Size, Size, 3) { RequiresGrad = false };
         for (int i = 0; i < set.Count; i++)
