@@ -16,6 +16,31 @@ public class AblateCommandTests
         finally { dir.Delete(recursive: true); }
     }
 
+    /// <summary>Batch messages (about a thousand per ablation row) redraw one line; other messages get a line each,
+    /// and <see cref="Commands.ProgressLine.Done"/> ends a live line so the next output starts clean.</summary>
+    [Fact]
+    public void ProgressRedrawsBatchMessagesOnOneLine()
+    {
+        var err = new StringWriter { NewLine = "\n" };
+        var progress = new Commands.ProgressLine(err);
+        progress.Update("ablation: 1-baseline.qana (ghost=off)");
+        for (int b = 1; b <= 100; b++) progress.Update($"float epoch 1/6 batch {b}/100 loss 1.9");
+        progress.Update("float epoch 1/6: train loss 1.9, validation macro-F1 0.200");
+        for (int b = 1; b <= 100; b++) progress.Update($"float epoch 2/6 batch {b}/100 loss 1.8");
+        progress.Done();
+        string[] lines = err.ToString().Split('\n');
+        Assert.Equal(5, lines.Length); // phase, live line, epoch summary, live line, and the empty rest after the last newline
+        Assert.Equal("", lines[^1]);
+        Assert.EndsWith("batch 100/100 loss 1.8", lines[3].TrimEnd());
+    }
+
+    [Fact]
+    public void TheTableNamesTheThreadsUsed()
+    {
+        Assert.Equal("; the whole table took 01:02:03 on 1 worker thread", Commands.AblateCommand.Took(new TimeSpan(1, 2, 3), 1));
+        Assert.EndsWith("on 3 worker threads", Commands.AblateCommand.Took(TimeSpan.Zero, 3));
+    }
+
     [Fact]
     public void TrainAcceptsTheSmoteAndIncrementalSwitches()
     {

@@ -46,13 +46,15 @@ public sealed class AblateCommand : IVerb
             if (e < 35) schedule += "; a short schedule (the shipped model trains for 35 or more float epochs), so rows compare with each other, not with the paper";
             var sw = System.Diagnostics.Stopwatch.StartNew();
             IReadOnlyList<AblationRow> rows;
+            var progress = new ProgressLine(context.Err);
             try
             {
-                rows = new Ablation(options, images, csv, parse.GetValue(output)!, line => context.Err.WriteLine(line)).Run();
+                rows = new Ablation(options, images, csv, parse.GetValue(output)!, progress.Update).Run();
             }
             catch (DatasetException ex) { throw new CommandFailedException(ex.Message); }
+            finally { progress.Done(); }
             var when = DateTime.UtcNow;
-            schedule += string.Create(CultureInfo.InvariantCulture, $"; the whole table took {sw.Elapsed:hh\\:mm\\:ss} on {Environment.ProcessorCount} cores");
+            schedule += Took(sw.Elapsed, Par.Threads);
             Write(parse.GetValue(table)!, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when));
             Write(parse.GetValue(json)!, Ablation.Json(rows, options, schedule, parse.GetValue(commit), when));
             foreach (var r in rows)
@@ -62,6 +64,10 @@ public sealed class AblateCommand : IVerb
         });
         return command;
     }
+
+    /// <summary>The schedule's last clause: how long the table took and with how many worker threads (--threads).</summary>
+    public static string Took(TimeSpan elapsed, int threads) =>
+        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {elapsed:hh\\:mm\\:ss} on {threads} worker thread{(threads == 1 ? "" : "s")}");
 
     private static void Write(string path, string text)
     {

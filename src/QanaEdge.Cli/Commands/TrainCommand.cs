@@ -130,24 +130,4 @@ public sealed class TrainCommand : IVerb
         });
         return command;
     }
-
-    /// <summary>One live line (carriage return) for batch progress; phase messages get their own lines.</summary>
-    private sealed class ProgressLine(TextWriter err)
-    {
-        private bool _open;
-        private readonly object _gate = new();
-
-        public void Update(string text)
-        {
-            lock (_gate)
-            {
-                bool live = text.Contains(" batch ", StringComparison.Ordinal);
-                if (live) { err.Write($"\r{text,-110}"); _open = true; }
-                else { if (_open) err.WriteLine(); err.WriteLine(text); _open = false; }
-                err.Flush();
-            }
-        }
-
-        public void Done() { lock (_gate) { if (_open) err.WriteLine(); _open = false; } }
-    }
 }
