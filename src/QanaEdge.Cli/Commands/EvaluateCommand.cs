@@ -10,8 +10,9 @@ namespace QanaEdge.Cli.Commands;
 
 /// <summary>
 /// <c>qana evaluate --images DIR --labels CSV [--model PKG] [--json FILE] [--report DIR] [--limit N] [--symmetries]</c>:
-/// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode,
-/// saliency crop, integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
+/// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode, the crop
+/// the package records (<see cref="InputSpec.Crop"/>; training writes the centred square into every package, the
+/// shipped one included), integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
 /// Images the pipeline refuses are listed and left out of n. A progress bar runs on standard error when it is
 /// a terminal; it is erased before anything else is written there, so a failure is still one line.
 /// </summary>

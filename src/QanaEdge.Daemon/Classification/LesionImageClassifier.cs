@@ -5,8 +5,8 @@ using QanaEdge.Runtime;
 namespace QanaEdge.Daemon.Classification;
 
 /// <summary>
-/// Imaging's LesionClassifier (decode and integrity checks, Grad-CAM saliency crop, tiling or symmetry fallback, referral) on an
-/// engine of its own. One instance per worker thread: neither the engine nor the classifier is thread-safe.
+/// Imaging's LesionClassifier (decode and integrity checks, the crop the package records (centred for every package
+/// training writes), tiling or symmetry fallback, referral) on an engine of its own. One instance per worker thread: neither the engine nor the classifier is thread-safe.
 /// </summary>
 public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine engine, string? backbone = null,
     ClassifierOptions? options = null) : IImageClassifier
