@@ -13,6 +13,10 @@ public sealed record ClassifierOptions
     /// <summary>Choose the crop by Grad-CAM (needs an <see cref="IntegerEngine"/>); off means the centred square crop.
     /// Null (the default) follows the package's <see cref="InputSpec.Crop"/>: the framing the network was trained on.</summary>
     public bool? Saliency { get; init; }
+    /// <summary>Also give the Grad-CAM map of the centred view when the crop is the centred one (for an overlay:
+    /// <c>qana classify --saliency</c>). It is read from the run already made, so it costs no extra run and changes
+    /// no result; with the saliency crop the map is there anyway.</summary>
+    public bool SaliencyMap { get; init; }
     /// <summary>Average with four overlapping tiles when the top probability is under the manifest's τ.</summary>
     public bool Tiling { get; init; } = true;
     /// <summary>
@@ -57,7 +61,9 @@ public sealed class LesionResult
     public required int Runs { get; init; }
     public required int ImageWidth { get; init; }
     public required int ImageHeight { get; init; }
-    /// <summary>The Grad-CAM map the crop was chosen from; null when none was computed.</summary>
+    /// <summary>The Grad-CAM map of the centred view: the one the saliency crop was chosen from, or, for the centred
+    /// crop, the one <see cref="ClassifierOptions.SaliencyMap"/> asks for; null when none was computed (or the engine
+    /// exposes no activations, or the head has no spatial input).</summary>
     public SaliencyMap? Saliency { get; init; }
     /// <summary>
     /// The int8 input of the model's head (dense readout) for the classified view, before any tiling: what the
@@ -148,7 +154,7 @@ public sealed class LesionClassifier
         {
             var centred = CropBox.CenteredSquare(image.Width, image.Height);
             _pipeline.Run(image, centred);
-            decision = new CropDecision(centred, CropReason.Centred, null);
+            decision = new CropDecision(centred, CropReason.Centred, _options.SaliencyMap ? _pipeline.MapOfLastRun(centred) : null);
         }
 
         sbyte[]? headInput = _headInput >= 0 ? ((IntegerEngine)engine).Activation(_headInput).ToArray() : null;

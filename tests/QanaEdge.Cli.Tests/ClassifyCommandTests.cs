@@ -99,6 +99,32 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.NotEqual(source.Pixels, png.Pixels);
     }
 
+    /// <summary>The test package, like every trained one, records the centred crop: the overlay still carries the
+    /// heat map over the crop, not only the crop's outline.</summary>
+    [Fact]
+    public void The_saliency_overlay_of_a_centred_package_carries_the_heat_map()
+    {
+        Assert.Equal(InputCrop.Centre, PackageReader.Load(_package).Manifest.Input.Crop);
+        string image = Jpegs(1)[0];
+        string overlay = Path.Combine(_dir, "centred.png");
+        var (code, stdout, stderr) = Qana("classify", image, "--model", _package, "--saliency", overlay, "--json");
+        Assert.True(code == 0, stderr);
+        using JsonDocument doc = JsonDocument.Parse(stdout);
+        JsonElement crop = doc.RootElement.GetProperty("crop");
+        int x0 = crop.GetProperty("x").GetInt32(), y0 = crop.GetProperty("y").GetInt32(), side = crop.GetProperty("size").GetInt32();
+        Imaging.RgbImage png = Imaging.ImageDecoder.Decode(File.ReadAllBytes(overlay));
+        Imaging.RgbImage source = Imaging.ImageDecoder.Decode(File.ReadAllBytes(image));
+        // Inside the crop, away from its outline, the heat colours are blended into every pixel.
+        int inside = 0, changed = 0;
+        for (int y = y0 + 10; y < y0 + side - 10; y++)
+        for (int x = x0 + 10; x < x0 + side - 10; x++, inside++)
+        {
+            int o = (y * source.Width + x) * 3;
+            if (png.Pixels[o] != source.Pixels[o] || png.Pixels[o + 1] != source.Pixels[o + 1] || png.Pixels[o + 2] != source.Pixels[o + 2]) changed++;
+        }
+        Assert.True(changed > 0.9 * inside, $"{changed} of {inside} pixels inside the crop carry the map");
+    }
+
     [Fact]
     public void Without_any_package_it_says_so_in_one_line()
     {

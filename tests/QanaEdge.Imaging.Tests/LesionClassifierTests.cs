@@ -318,6 +318,30 @@ public class LesionClassifierTests
         }
     }
 
+    /// <summary>With the centred crop the map is computed only on request (for an overlay), it is the map of the
+    /// centred view that a saliency decision would read, and asking for it changes nothing else.</summary>
+    [Fact]
+    public void With_the_centred_crop_the_map_of_the_centred_view_is_given_on_request()
+    {
+        ModelPackage package = With(Qana, tau: 0, referral: 0.5, crop: InputCrop.Centre);
+        using var engine = LesionClassifier.CreateEngine(package);
+        var plain = new LesionClassifier(package, engine);
+        var mapped = new LesionClassifier(package, engine, new ClassifierOptions { SaliencyMap = true });
+        var chooser = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true });
+        foreach (string path in Samples.JpegPaths(3))
+        {
+            byte[] file = File.ReadAllBytes(path);
+            LesionResult a = plain.Classify(file), b = mapped.Classify(file), c = chooser.Classify(file);
+            Assert.Null(a.Saliency);
+            Assert.Equal(CropReason.Centred, b.CropReason);
+            Assert.Equal((a.Crop, a.Label, a.Runs, a.Events), (b.Crop, b.Label, b.Runs, b.Events));
+            Assert.Equal(a.Probabilities, b.Probabilities);
+            SaliencyMap map = Assert.IsType<SaliencyMap>(b.Saliency);
+            Assert.Equal(b.Crop, map.Region);
+            Assert.Equal(c.Saliency!.Values, map.Values);
+        }
+    }
+
     [Fact]
     public void Bad_images_are_rejected_with_their_reason()
     {

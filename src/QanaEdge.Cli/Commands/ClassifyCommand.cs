@@ -41,9 +41,12 @@ public sealed class ClassifyCommand : IVerb
         {
             throw new CommandFailedException($"the model cannot run: {e.Message}");
         }
+        if (saliencyPath is not null && HeadInfo.Find(package.Graph) is null)
+            throw new CommandFailedException("--saliency: this model has no Grad-CAM map (its head has no spatial feature map to read)");
         using (engine)
         {
-            var classifier = new LesionClassifier(package, engine);
+            // The map is that of the centred view, the one Grad-CAM is defined on; asking for it changes no result.
+            var classifier = new LesionClassifier(package, engine, new ClassifierOptions { SaliencyMap = saliencyPath is not null });
             bool failed = false;
             foreach (string image in images)
             {
