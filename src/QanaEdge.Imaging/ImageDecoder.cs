@@ -41,11 +41,22 @@ public static class ImageDecoder
     public static RgbImage DecodeFile(string path, DecodeLimits? limits = null)
     {
         limits ??= DecodeLimits.Default;
+        return Decode(ReadFile(path, limits), limits);
+    }
+
+    /// <summary>
+    /// The bytes of an image file, refused as <see cref="RejectReason.TooLarge"/> from its size alone when it is over
+    /// <see cref="DecodeLimits.MaxFileBytes"/>, before anything is read (a huge file is neither read into memory nor
+    /// left to fail the read). I/O failures surface as they are.
+    /// </summary>
+    public static byte[] ReadFile(string path, DecodeLimits? limits = null)
+    {
+        limits ??= DecodeLimits.Default;
         var info = new FileInfo(path);
         if (info.Exists && info.Length > limits.MaxFileBytes)
             throw new ImageRejectedException(RejectReason.TooLarge,
                 $"file is {info.Length} bytes, over the {limits.MaxFileBytes}-byte limit");
-        return Decode(File.ReadAllBytes(path), limits);
+        return File.ReadAllBytes(path);
     }
 
     /// <summary>Decode, also reporting the peak bytes the image library held (for tests of the cap).</summary>

@@ -74,11 +74,8 @@ public sealed class ClassifyCommand : IVerb
 
     private static byte[] ReadImage(string path)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new CommandFailedException("not found");
-        if (info.Length > DecodeLimits.Default.MaxFileBytes)
-            throw new ImageRejectedException(RejectReason.TooLarge, $"file is {info.Length} bytes, over the {DecodeLimits.Default.MaxFileBytes}-byte limit");
-        return File.ReadAllBytes(path);
+        if (!File.Exists(path)) throw new CommandFailedException("not found");
+        return ImageDecoder.ReadFile(path, DecodeLimits.Default);
     }
 
     /// <summary>OUT.png for one image; OUT.&lt;image name&gt;.png for several, so none overwrites another.</summary>

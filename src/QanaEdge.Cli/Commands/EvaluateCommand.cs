@@ -13,7 +13,8 @@ namespace QanaEdge.Cli.Commands;
 /// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode, the crop
 /// the package records (<see cref="InputSpec.Crop"/>; training writes the centred square into every package, the
 /// shipped one included), integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
-/// Images the pipeline refuses are listed and left out of n. A progress bar runs on standard error when it is
+/// Images the pipeline refuses are left out of n and listed on standard error, one line each with the reason (a file
+/// over the decoder's size limit is refused from its size, before it is read). A progress bar runs on standard error when it is
 /// a terminal; it is erased before anything else is written there, so a failure is still one line.
 /// </summary>
 public sealed class EvaluateCommand : IVerb
@@ -42,6 +43,8 @@ public sealed class EvaluateCommand : IVerb
             ModelPackage package = PackageReader.Load(packagePath);
             var options = new ClassifierOptions { Symmetries = parse.GetValue(symmetries) };
             var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context), options);
+            foreach (var r in summary.Rejected)
+                context.Err.WriteLine($"qana: {r.ImageId}: rejected ({r.Reason}): {r.Message}");
 
             string? jsonPath = parse.GetValue(json);
             string jsonText = summary.ToJson();
@@ -79,17 +82,18 @@ public sealed class EvaluateCommand : IVerb
             for (int i = 0; i < rows.Count; i++)
             {
                 var row = rows[i];
-                byte[] bytes;
-                try { bytes = File.ReadAllBytes(row.ImagePath); }
-                catch (IOException e) { throw new CommandFailedException($"cannot read {row.ImagePath}: {e.Message}"); }
                 try
                 {
+                    byte[] bytes;
+                    // Refused from its size before it is read, as classify and the daemon do.
+                    try { bytes = ImageDecoder.ReadFile(row.ImagePath, options.Limits); }
+                    catch (IOException e) { throw new CommandFailedException($"cannot read {row.ImagePath}: {e.Message}"); }
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
                     evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized));
                 }
-                catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode)); }
+                catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode, Cli.OneLine(e.Message))); }
                 progress?.Report(i + 1, rows.Count);
             }
         }

@@ -16,7 +16,7 @@ public sealed record EvaluatedImage(string ImageId, int Truth, float[] Probabili
     bool Tiled, double LatencyMs, bool Symmetrized = false);
 
 /// <summary>An image the pipeline refused (unreadable or failing integrity checks), with the reason.</summary>
-public sealed record RejectedImage(string ImageId, string Reason);
+public sealed record RejectedImage(string ImageId, string Reason, string Message = "");
 
 /// <summary>
 /// The result of an evaluation run: the figures of the JSON contract (n, top1, macro_f1, balanced_accuracy,

@@ -167,6 +167,31 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         using var doc = JsonDocument.Parse(output);
         Assert.Equal(1, doc.RootElement.GetProperty("n").GetInt32());
         Assert.Equal(1, doc.RootElement.GetProperty("rejected").GetInt32());
+        Assert.Equal("qana: ISIC_text: rejected (not_an_image): no known image signature", Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
+    /// <summary>A file over the decoder's size limit is refused from its size: a 3 GB one (sparse, no disk used)
+    /// used to end the run, as reading it whole failed.</summary>
+    [Fact]
+    public void An_oversized_file_is_rejected_as_too_large_without_being_read()
+    {
+        string dir = Path.Combine(f.Dir, "huge");
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(f.ImagesDir, "ISIC_0024306.jpg"), Path.Combine(dir, "ISIC_0024306.jpg"), true);
+        using (var huge = new FileStream(Path.Combine(dir, "ISIC_huge.jpg"), FileMode.Create)) huge.SetLength(3L << 30);
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_huge,mel\nISIC_0024306,nv\n");
+        try
+        {
+            var (code, output, err) = Run("evaluate", "--images", dir, "--labels", labels, "--model", f.Package, "--json", "-");
+            Assert.True(code == 0, err);
+            using var doc = JsonDocument.Parse(output);
+            Assert.Equal(1, doc.RootElement.GetProperty("n").GetInt32());
+            Assert.Equal(1, doc.RootElement.GetProperty("rejected").GetInt32());
+            string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.StartsWith("qana: ISIC_huge: rejected (too_large): file is 3221225472 bytes", line);
+        }
+        finally { File.Delete(Path.Combine(dir, "ISIC_huge.jpg")); }
     }
 
     [Fact]
