@@ -87,3 +87,32 @@ public class TrainThroughputTests
         Assert.Equal(System.Numerics.Vector<float>.Count, o.GetProperty("vector_lanes").GetInt32());
     }
 }
+
+/// <summary><c>qana train --resume-float</c> checks the checkpoint against the network before it touches the data.</summary>
+public class TrainResumeTests
+{
+    [Fact]
+    public void A_checkpoint_of_another_head_is_refused_in_one_line_before_the_images_are_read()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-resume-");
+        try
+        {
+            // The data cannot be loaded (its one image is missing): the checkpoint must be refused first.
+            string images = Directory.CreateDirectory(Path.Combine(dir.FullName, "images")).FullName;
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\nISIC_missing,HAM_1,nv\n");
+            string ckpt = Path.Combine(dir.FullName, "pooled.float.ckpt");
+            var pooled = Training.Network.QanaOptions.Full with { InputSize = 16, PooledHead = true };
+            Training.Pipeline.NetState.Capture(new Training.Network.QanaNet(pooled, 1)).Save(ckpt);
+            string[] call = ["train", "--data", images, "--labels", labels, "--out", Path.Combine(dir.FullName, "m.qana"), "--input-size", "16", "--resume-float", ckpt];
+
+            Qana.Run(call).AssertOneLineError(1, "pooled.float.ckpt");
+            Assert.Contains("--pooled-head", Qana.Run(call).Err);
+
+            File.WriteAllBytes(ckpt, File.ReadAllBytes(ckpt)[..100]);
+            Qana.Run(call).AssertOneLineError(1, "pooled.float.ckpt");
+            Assert.Contains("truncated", Qana.Run(call).Err);
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+}

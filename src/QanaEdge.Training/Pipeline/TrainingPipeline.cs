@@ -109,6 +109,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var total = Stopwatch.StartNew();
         var o = options;
         int size = o.Network.InputSize;
+        // A checkpoint to resume from is read and checked against the network first: a wrong one fails now, not after preprocessing.
+        NetState? resumed = paths.ResumeFloat is { } resumeFrom ? NetState.LoadFor(resumeFrom, new QanaNet(o.Network, o.Seed)) : null;
         var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld);
         if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
         var (split, train, val, gains) = data;
@@ -122,9 +124,9 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         // 1. Float network with batch norm.
         var net = new QanaNet(o.Network, o.Seed);
         double floatF1;
-        if (paths.ResumeFloat is { } ckpt)
+        if (resumed is not null && paths.ResumeFloat is { } ckpt)
         {
-            NetState.Load(ckpt).Restore(net);
+            resumed.Restore(net);
             floatF1 = ClassificationMetrics.Compute(val.Labels, trainer.Predict(net, val)).MacroF1;
             Say($"resumed float weights from {ckpt}: validation macro-F1 {floatF1:F3}");
         }
