@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using QanaEdge.Model.Packaging;
+using QanaEdge.Training.Data;
 
 namespace QanaEdge.Cli;
 
@@ -70,10 +71,11 @@ public static partial class Cli
     }
 
     /// <summary>The top-level handler: our exception types become one line; anything else is an internal
-    /// error, still one line and without a stack trace.</summary>
+    /// error, still one line and without a stack trace. An exception that a parallel loop wrapped alone in an
+    /// AggregateException is reported as itself; a data set that cannot be used is a failure (exit 1) like a bad file.</summary>
     internal static int Report(Exception e, TextWriter error)
     {
-        if (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerExceptions[0];
+        if (e is AggregateException aggregate && aggregate.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
         if (e is UsageException)
         {
             error.WriteLine($"qana: {OneLine(e.Message)} (see 'qana --help')");
@@ -81,7 +83,7 @@ public static partial class Cli
         }
         string message = e switch
         {
-            CommandFailedException or PackageFormatException or KeyFileException or SignatureRefusedException => e.Message,
+            CommandFailedException or PackageFormatException or KeyFileException or SignatureRefusedException or DatasetException => e.Message,
             FileNotFoundException f => f.FileName is null || e.Message.Contains(f.FileName, StringComparison.Ordinal) ? e.Message : $"{e.Message} ({f.FileName})",
             IOException or UnauthorizedAccessException or InvalidDataException or CryptographicException => e.Message,
             OperationCanceledException => "cancelled",

@@ -116,3 +116,47 @@ public class TrainResumeTests
         finally { dir.Delete(recursive: true); }
     }
 }
+
+/// <summary><c>qana train</c> on a data set with a file that cannot be decoded: one line naming it, exit 1.</summary>
+public class TrainDataTests
+{
+    [Fact]
+    public void An_image_that_cannot_be_decoded_is_one_line_naming_it()
+    {
+        string data = FindHam10000();
+        var dir = Directory.CreateTempSubdirectory("qana-train-data-");
+        try
+        {
+            // Eight images of each class, one of them damaged.
+            string[] lines = File.ReadAllLines(Path.Combine(data, "labels.csv"));
+            string[] header = lines[0].Split(',');
+            int dx = Array.IndexOf(header, "dx"), id = Array.IndexOf(header, "image_id");
+            var picked = QanaEdge.Model.Classes.Codes.SelectMany(code => lines.Skip(1).Where(l => l.Split(',')[dx] == code).Take(8)).ToList();
+            foreach (string line in picked)
+            {
+                string name = line.Split(',')[id] + ".jpg";
+                File.Copy(Path.Combine(data, "images", name), Path.Combine(dir.FullName, name));
+            }
+            string damaged = picked[20].Split(',')[id];
+            File.WriteAllText(Path.Combine(dir.FullName, damaged + ".jpg"), "not a picture");
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllLines(labels, picked.Prepend(lines[0]));
+
+            CliResult r = Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "m.qana"), "--input-size", "16");
+            r.AssertOneLineError(1, "cannot be decoded");
+            Assert.Contains($"{damaged}.jpg: not_an_image", r.Err);
+            Assert.DoesNotContain("internal error", r.Err);
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    private static string FindHam10000()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, "shared", "data", "ham10000");
+            if (File.Exists(Path.Combine(candidate, "labels.csv"))) return candidate;
+        }
+        throw new DirectoryNotFoundException("HAM10000 not found at <repo>/../shared/data/ham10000");
+    }
+}

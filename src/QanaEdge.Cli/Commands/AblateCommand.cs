@@ -51,8 +51,7 @@ public sealed class AblateCommand : IVerb
             {
                 rows = new Ablation(options, images, csv, parse.GetValue(output)!, progress.Update).Run();
             }
-            catch (DatasetException ex) { throw new CommandFailedException(ex.Message); }
-            finally { progress.Done(); }
+            finally { progress.Done(); } // a data set that cannot be used (DatasetException) is reported by Cli.Report
             var when = DateTime.UtcNow;
             schedule += Took(sw.Elapsed, Par.Threads);
             Write(parse.GetValue(table)!, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when));

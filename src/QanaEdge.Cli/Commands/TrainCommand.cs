@@ -125,7 +125,7 @@ public sealed class TrainCommand : IVerb
                 progress.Done();
                 context.Out.WriteLine($"wrote {paths.OutPackage}: test top-1 {result.Test.Top1:P2}, macro-F1 {result.Test.MacroF1:P2}, balanced accuracy {result.Test.BalancedAccuracy:P2}; integer/fake-quant agreement {result.ValidationAgreement:P2}; tiling τ {result.Package.Manifest.Calibration.TilingTau:F3} (test trigger rate {result.TestTilingTriggerRate:P1})");
             }
-            catch (DatasetException ex) { progress.Done(); throw new CommandFailedException(ex.Message); }
+            finally { progress.Done(); } // a data set that cannot be used (DatasetException) is reported by Cli.Report
             return Cli.Ok;
         });
         return command;

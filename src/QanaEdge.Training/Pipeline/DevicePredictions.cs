@@ -40,7 +40,7 @@ public static class DevicePredictions
             var b = new LesionClassifier(always, LesionClassifier.CreateEngine(always), new ClassifierOptions { Tiling = true });
             return i =>
             {
-                var image = Decode(paths[i]);
+                var image = ImageFiles.Decode(paths[i]);
                 plain.Set(i, a.Classify(image));
                 tiled.Set(i, b.Classify(image));
             };
@@ -58,7 +58,7 @@ public static class DevicePredictions
             var c = new LesionClassifier(package, LesionClassifier.CreateEngine(package));
             return i =>
             {
-                var r = c.Classify(Decode(paths[i]));
+                var r = c.Classify(ImageFiles.Decode(paths[i]));
                 reports.Set(i, r);
                 tiled[i] = r.Tiled;
             };
@@ -66,22 +66,22 @@ public static class DevicePredictions
         return (reports, tiled);
     }
 
-    /// <summary>Round-robin over a few workers, each with its own classifiers (they are not thread-safe).</summary>
+    /// <summary>Round-robin over a few workers, each with its own classifiers (they are not thread-safe). Files that
+    /// cannot be decoded are collected into one <see cref="DatasetException"/> at the end.</summary>
     private static void Run(int count, Func<Action<int>> worker)
     {
         int workers = Math.Max(1, Math.Min(Par.Threads, 4));
+        var failures = new ImageFiles.Failures(count, "images");
         Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
         {
             var body = worker();
-            for (int i = w; i < count; i += workers) body(i);
+            for (int i = w; i < count; i += workers)
+            {
+                try { body(i); }
+                catch (DatasetException e) { failures.Add(i, e.Message); }
+            }
         });
-    }
-
-    private static RgbImage Decode(string path)
-    {
-        try { return ImageDecoder.Decode(File.ReadAllBytes(path)); }
-        catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
-        catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
+        failures.ThrowIfAny();
     }
 
     /// <summary>Mutable copy of a calibration, for <see cref="WithCalibration"/>.</summary>

@@ -40,17 +40,20 @@ public sealed class ImageSet
 
     /// <summary>Loads and preprocesses rows in parallel through the device's own
     /// <see cref="Preprocessor.PrepareCentered(RgbImage, int, Span{byte})"/> (the network is trained on exactly the
-    /// pixels the device gives it; packages record <see cref="InputCrop.Centre"/>); a file that cannot be decoded
-    /// is a <see cref="DatasetException"/>.
+    /// pixels the device gives it; packages record <see cref="InputCrop.Centre"/>). Files that cannot be decoded
+    /// are one <see cref="DatasetException"/> that counts them and names the first few.
     /// With <paramref name="zoomSize"/> &gt; <paramref name="size"/> the same centred crop is also kept at zoomSize².</summary>
     public static ImageSet Load(IReadOnlyList<Ham10000Row> rows, int size, int zoomSize = 0)
     {
         bool zoom = zoomSize > size;
         var pixels = new byte[rows.Count][];
         var zoomPixels = zoom ? new byte[rows.Count][] : null;
+        var failures = new ImageFiles.Failures(rows.Count, "images");
         Parallel.For(0, rows.Count, i =>
         {
-            var image = Decode(rows[i].ImagePath);
+            RgbImage image;
+            try { image = ImageFiles.Decode(rows[i].ImagePath); }
+            catch (DatasetException e) { failures.Add(i, e.Message); return; }
             pixels[i] = new byte[size * size * 3];
             Preprocessor.PrepareCentered(image, size, pixels[i]);
             if (zoomPixels is not null)
@@ -59,16 +62,8 @@ public sealed class ImageSet
                 Preprocessor.PrepareCentered(image, zoomSize, zoomPixels[i]);
             }
         });
+        failures.ThrowIfAny();
         return new ImageSet(size, pixels, rows.Select(r => r.ClassIndex).ToArray(), rows.Select(r => r.ImageId).ToArray(),
             zoomPixels, zoom ? zoomSize : 0);
-    }
-
-    private static RgbImage Decode(string path)
-    {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }
-        try { return ImageDecoder.Decode(bytes); }
-        catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.Message}", e); }
     }
 }

@@ -39,9 +39,14 @@ public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Va
 {
     /// <param name="zoomSourceSize">Side of the larger copy of each training image that zoomed views are cut from (0: none).</param>
     /// <param name="grayWorld">Fit gray-world gains on the training images (otherwise gains of 1).</param>
+    /// <exception cref="DatasetException">The labels or the split cannot be used, or image files of any split cannot be
+    /// decoded (the test split's are decoded here once, only to check them).</exception>
     public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0, bool grayWorld = true)
     {
         var split = LesionSplit.Create(Ham10000Index.Load(imagesDir, labelsCsv));
+        // The test split is read only at the end of a run: a file there that cannot be decoded must fail now, not
+        // after the whole training.
+        ImageFiles.CheckDecodable(split.Test.Select(r => r.ImagePath).ToArray(), "test images");
         var train = ImageSet.Load(split.Train, size, zoomSourceSize);
         var val = ImageSet.Load(split.Validation, size);
         float[] gains = grayWorld ? FitGrayWorld(train) : [1f, 1f, 1f];
