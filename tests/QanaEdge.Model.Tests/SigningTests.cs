@@ -76,6 +76,28 @@ public sealed class SigningTests : IDisposable
     }
 
     [Fact]
+    public void OnlyATrustedSignatureGetsAPackageLoaded()
+    {
+        var (key, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        using var stranger = SigningKey.Generate(SignerRole.Vendor);
+        // A well-formed layout around content that would not load: what decides is who sent it.
+        byte[] invalid = PackageBytes.EditJson(Model, j => PackageBytes.Node(j, "pw")["op"] = "fft");
+        Assert.Equal(VerificationStatus.Unsigned, PackageVerifier.Verify(invalid, trust).Status);
+        VerificationResult unknown = PackageVerifier.Verify(PackageSigner.SignUnchecked(invalid, stranger), trust);
+        Assert.Equal(VerificationStatus.UnknownSigner, unknown.Status);
+        Assert.Null(unknown.Package);
+        VerificationResult trusted = PackageVerifier.Verify(PackageSigner.SignUnchecked(invalid, key), trust);
+        Assert.Equal(VerificationStatus.Corrupt, trusted.Status);
+        Assert.Contains("unknown op 'fft'", trusted.Reason);
+
+        // A hostile unsigned payload costs a hash, not the 131 MB its references name.
+        byte[] hostile = ValidationTests.RepeatedReference("head", "weights");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(VerificationStatus.Unsigned, PackageVerifier.Verify(hostile, trust).Status);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
+    }
+
+    [Fact]
     public void Tampering()
     {
         var (key, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");

@@ -188,6 +188,57 @@ public class ValidationTests
         for (int i = 0; i < PackageLimits.MaxNodes; i++) nodes.Add(template.DeepClone());
     }, "exceed the limit of 2048");
 
+    /// <summary>
+    /// A small file whose nodes all name the same 64 KiB of the blob: copies of node <paramref name="template"/>
+    /// with their <paramref name="field"/> reference pointing at the padding appended to the blob.
+    /// Copied out naively, the references would take 2000 × 64 KiB = 131 MB.
+    /// </summary>
+    internal static byte[] RepeatedReference(string template, string field, int copies = 2000)
+    {
+        const int span = 64 << 10;
+        var (json, blob) = PackageBytes.Split(Valid);
+        var root = JsonNode.Parse(json)!.AsObject();
+        var nodes = root["graph"]!["nodes"]!.AsArray();
+        JsonObject node = PackageBytes.Node(root, template);
+        for (int i = 0; i < copies; i++)
+        {
+            var copy = node.DeepClone().AsObject();
+            copy["name"] = $"{template}-{i}";
+            copy[field] = new JsonObject { ["offset"] = blob.Length, ["length"] = span };
+            nodes.Add(copy);
+        }
+        return PackageBytes.Join(Encoding.UTF8.GetBytes(root.ToJsonString()), [.. blob, .. new byte[span]]);
+    }
+
+    private static (PackageFormatException Refusal, long Allocated) RefusedWithAllocation(byte[] bytes)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Refused(bytes);
+        return (e, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void OverlappingReferences_MayNotAddUpToMoreThanTheBlob()
+    {
+        byte[] bytes = RepeatedReference("head", "weights");
+        Assert.True(bytes.Length < 1 << 20, $"{bytes.Length} bytes");
+        var (e, allocated) = RefusedWithAllocation(bytes);
+        Assert.Contains("more than the blob", e.Message);
+        // The JSON parse itself takes a few MB; the 131 MB of copies must never be made.
+        Assert.True(allocated < 32 << 20, $"{allocated} bytes allocated for a {bytes.Length}-byte file");
+    }
+
+    [Fact]
+    public void AReferenceTheOperatorDoesNotTake_IsRefusedBeforeItIsCopied()
+    {
+        var (e, allocated) = RefusedWithAllocation(RepeatedReference("relu", "table"));
+        Assert.Contains("'relu-0': lookup table on an operator that takes none", e.Message);
+        Assert.True(allocated < 32 << 20, $"{allocated} bytes allocated");
+        (e, allocated) = RefusedWithAllocation(RepeatedReference("add", "weights"));
+        Assert.Contains("'add-0': weights, weight scales or bias on an operator that takes none", e.Message);
+        Assert.True(allocated < 32 << 20, $"{allocated} bytes allocated");
+    }
+
     // ---- manifest ----
 
     [Fact] public void ClassCount() => RefusedEdit(j => j["manifest"]!["classes"] = new JsonArray("a", "b"), "2 names for 7 logits");

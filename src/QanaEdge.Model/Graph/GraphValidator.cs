@@ -130,7 +130,7 @@ public static class GraphValidator
 
         // Fields that belong to other operators must be absent, so that a file cannot carry data the
         // engines silently ignore (and a round trip is exact).
-        bool parameterised = node.Kind is OpKind.Conv2D or OpKind.DepthwiseConv2D or OpKind.PointwiseConv2D or OpKind.Dense;
+        bool parameterised = TakesParameters(node.Kind);
         bool windowed = node.Kind is OpKind.Conv2D or OpKind.DepthwiseConv2D;
         if (!parameterised && (node.Weights is not null || node.WeightScales is not null || node.Bias is not null))
             throw new PackageFormatException($"{where}: weights, weight scales or bias on an operator that takes none");
@@ -339,6 +339,10 @@ public static class GraphValidator
         if (!double.IsFinite(scale) || scale <= 0)
             throw new PackageFormatException($"{where}: {field} {scale} must be finite and > 0");
     }
+
+    /// <summary>True for the operators that carry weights, weight scales and a bias.</summary>
+    internal static bool TakesParameters(OpKind kind) =>
+        kind is OpKind.Conv2D or OpKind.DepthwiseConv2D or OpKind.PointwiseConv2D or OpKind.Dense;
 
     internal static string Where(int index, Node node) => $"node {index} '{node.Name}' ({node.Kind})";
 }

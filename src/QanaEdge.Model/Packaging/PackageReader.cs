@@ -32,9 +32,11 @@ public static class PackageReader
         return Load(bytes);
     }
 
-    public static ModelPackage Load(ReadOnlySpan<byte> bytes)
+    public static ModelPackage Load(ReadOnlySpan<byte> bytes) => Load(bytes, ReadLayout(bytes));
+
+    /// <summary>Loads a package whose layout <see cref="ReadLayout"/> has already checked.</summary>
+    internal static ModelPackage Load(ReadOnlySpan<byte> bytes, Layout layout)
     {
-        var layout = ReadLayout(bytes);
         ReadOnlySpan<byte> json = bytes.Slice(PackageFormat.HeaderSize, layout.JsonLength);
         ReadOnlySpan<byte> blob = bytes.Slice(PackageFormat.HeaderSize + layout.JsonLength, layout.BlobLength);
 
@@ -165,6 +167,11 @@ public static class PackageReader
             };
         }
 
+        // Blob references may overlap, so without a bound a small file could name the same bytes for
+        // every node and make the arrays copied out of the blob far larger than the file. Together they
+        // may hold at most as many bytes as the blob (the writer never overlaps them), and each is
+        // counted before its array is made.
+        var budget = new BlobBudget(blob.Length);
         var nodes = new Node[nodeDocs.Length];
         for (int i = 0; i < nodes.Length; i++)
         {
@@ -172,6 +179,12 @@ public static class PackageReader
             string where = $"node {i} '{n.Name}'";
             if (!OpNames.TryParse(n.Op ?? throw Missing(where, "op"), out OpKind kind))
                 throw new PackageFormatException($"{where}: unknown op '{n.Op}'");
+            // The same rule as GraphValidator's, checked here so that data no engine would read is
+            // refused before it is copied.
+            if (!GraphValidator.TakesParameters(kind) && (n.Weights is not null || n.WeightScales is not null || n.Bias is not null))
+                throw new PackageFormatException($"{where}: weights, weight scales or bias on an operator that takes none");
+            if (kind != OpKind.Sigmoid && n.Table is not null)
+                throw new PackageFormatException($"{where}: lookup table on an operator that takes none");
             int[] kernel = Pair(where, "kernel", n.Kernel);
             int[] stride = Pair(where, "stride", n.Stride);
             nodes[i] = new Node
@@ -190,12 +203,12 @@ public static class PackageReader
                     "valid" => Padding.Valid,
                     _ => throw new PackageFormatException($"{where}: unknown padding '{n.Padding}'"),
                 },
-                Weights = n.Weights is null ? null : ReadSBytes(where, "weights", n.Weights, blob),
+                Weights = n.Weights is null ? null : ReadSBytes(where, "weights", n.Weights, blob, budget),
                 WeightScales = n.WeightScales,
-                Bias = n.Bias is null ? null : ReadInts(where, "bias", n.Bias, blob),
+                Bias = n.Bias is null ? null : ReadInts(where, "bias", n.Bias, blob, budget),
                 ClampMin = n.ClampMin ?? sbyte.MinValue,
                 ClampMax = n.ClampMax ?? sbyte.MaxValue,
-                Table = n.Table is null ? null : ReadSBytes(where, "table", n.Table, blob),
+                Table = n.Table is null ? null : ReadSBytes(where, "table", n.Table, blob, budget),
                 TimeSteps = n.TimeSteps ?? 0,
                 Thresholds = n.Thresholds,
                 Reparameterisation = n.Reparameterisation ?? "none",
@@ -220,27 +233,41 @@ public static class PackageReader
         return value;
     }
 
-    private static ReadOnlySpan<byte> Slice(string where, string field, BlobRef r, ReadOnlySpan<byte> blob, int elementSize)
+    /// <summary>Bytes the blob references have claimed so far, against the blob's length.</summary>
+    private sealed class BlobBudget(int blobLength)
+    {
+        private long _claimed;
+
+        public void Claim(string where, string field, int bytes)
+        {
+            _claimed += bytes;
+            if (_claimed > blobLength)
+                throw new PackageFormatException($"{where}: {field} brings the bytes referenced from the blob to {_claimed}, more than the blob's {blobLength} (references may overlap but not add up to more than the blob)");
+        }
+    }
+
+    private static ReadOnlySpan<byte> Slice(string where, string field, BlobRef r, ReadOnlySpan<byte> blob, int elementSize, BlobBudget budget)
     {
         long offset = r.Offset ?? throw Missing(where, field + ".offset");
         long length = r.Length ?? throw Missing(where, field + ".length");
         // Checked before multiplying so that no value can overflow.
         if (offset < 0 || length < 0 || offset > blob.Length || length > (blob.Length - offset) / elementSize)
             throw new PackageFormatException($"{where}: {field} [offset {offset}, {length} elements] lies outside the {blob.Length}-byte blob");
+        budget.Claim(where, field, (int)length * elementSize);
         return blob.Slice((int)offset, (int)length * elementSize);
     }
 
-    private static sbyte[] ReadSBytes(string where, string field, BlobRef r, ReadOnlySpan<byte> blob)
+    private static sbyte[] ReadSBytes(string where, string field, BlobRef r, ReadOnlySpan<byte> blob, BlobBudget budget)
     {
-        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 1);
+        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 1, budget);
         var values = new sbyte[bytes.Length];
         bytes.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         return values;
     }
 
-    private static int[] ReadInts(string where, string field, BlobRef r, ReadOnlySpan<byte> blob)
+    private static int[] ReadInts(string where, string field, BlobRef r, ReadOnlySpan<byte> blob, BlobBudget budget)
     {
-        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 4);
+        ReadOnlySpan<byte> bytes = Slice(where, field, r, blob, 4, budget);
         var values = new int[bytes.Length / 4];
         for (int i = 0; i < values.Length; i++) values[i] = BinaryPrimitives.ReadInt32LittleEndian(bytes[(4 * i)..]);
         return values;

@@ -20,7 +20,8 @@ public sealed class VerificationResult
 {
     public required VerificationStatus Status { get; init; }
     public required string Reason { get; init; }
-    /// <summary>The loaded package (null when corrupt).</summary>
+    /// <summary>The loaded package: set only once the signature has verified and the package loaded
+    /// (valid, or a trusted role that may not sign this kind); null otherwise.</summary>
     public ModelPackage? Package { get; init; }
     /// <summary>The trusted key that signed it, when known.</summary>
     public TrustedKey? Signer { get; init; }
@@ -28,35 +29,37 @@ public sealed class VerificationResult
 }
 
 /// <summary>
-/// Decides whether a device may accept a package: it must load (valid and uncorrupted), carry a signature
-/// by a key in the trust store, the signature must match, the role the trusted key file grants must be
-/// the role the block claims, and that role must be allowed to sign the package's kind (vendor: models
-/// and readout updates; learner: readout updates only).
+/// Decides whether a device may accept a package: its layout must hold (header, lengths, checksum,
+/// signature block), it must carry a signature by a key in the trust store, the signature must match,
+/// the role the trusted key file grants must be the role the block claims, the package must then load
+/// (valid), and the role must be allowed to sign the package's kind (vendor: models and readout updates;
+/// learner: readout updates only). Nothing but the layout is parsed before the signature has verified.
 /// </summary>
 public static class PackageVerifier
 {
     public static VerificationResult Verify(ReadOnlySpan<byte> package, TrustStore trust)
     {
-        ModelPackage loaded;
+        // The layout (header, lengths, checksum, signature block) is cheap to check; the full load parses
+        // the JSON and copies the blob's arrays. Update payloads come from the network, so the signature
+        // is checked first and only a package from a trusted key is loaded.
         PackageReader.Layout layout;
         try
         {
             layout = PackageReader.ReadLayout(package);
-            loaded = PackageReader.Load(package);
         }
         catch (PackageFormatException e)
         {
-            return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: {e.Message}" };
+            return Corrupt(e);
         }
-        PackageSignature? signature = loaded.Signature;
+        PackageSignature? signature = layout.Signature;
         if (signature is null)
-            return new VerificationResult { Status = VerificationStatus.Unsigned, Reason = "unsigned: the package carries no signature", Package = loaded };
+            return new VerificationResult { Status = VerificationStatus.Unsigned, Reason = "unsigned: the package carries no signature" };
 
         TrustedKey? key = trust.Find(signature.KeyId);
         if (key is null)
             return new VerificationResult
             {
-                Status = VerificationStatus.UnknownSigner, Package = loaded,
+                Status = VerificationStatus.UnknownSigner,
                 Reason = $"unknown signer: key {signature.KeyIdHex[..16]} is not in the trust store",
             };
 
@@ -64,16 +67,26 @@ public static class PackageVerifier
                         package.Slice(layout.SignedLength + PackageFormat.SignatureSignedPrefix, 64)))
             return new VerificationResult
             {
-                Status = VerificationStatus.BadSignature, Package = loaded, Signer = key,
+                Status = VerificationStatus.BadSignature, Signer = key,
                 Reason = $"bad signature: the content does not match the signature of key {key.KeyIdHex[..16]}",
             };
 
         if (key.Role != signature.Role)
             return new VerificationResult
             {
-                Status = VerificationStatus.RoleNotAllowed, Package = loaded, Signer = key,
+                Status = VerificationStatus.RoleNotAllowed, Signer = key,
                 Reason = $"role not allowed: key {key.KeyIdHex[..16]} is trusted as {PackageSignature.RoleName(key.Role)} but signed as {PackageSignature.RoleName(signature.Role)}",
             };
+
+        ModelPackage loaded;
+        try
+        {
+            loaded = PackageReader.Load(package, layout);
+        }
+        catch (PackageFormatException e)
+        {
+            return Corrupt(e);
+        }
         if (!PackageSignature.MaySign(key.Role, loaded.Manifest.Kind))
             return new VerificationResult
             {
@@ -87,6 +100,9 @@ public static class PackageVerifier
             Reason = $"valid: {PackageSigner.KindName(loaded.Manifest.Kind)} '{loaded.Manifest.ModelId}' {loaded.Manifest.Version} signed by {PackageSignature.RoleName(key.Role)} key {key.KeyIdHex[..16]}",
         };
     }
+
+    private static VerificationResult Corrupt(PackageFormatException e) =>
+        new() { Status = VerificationStatus.Corrupt, Reason = $"corrupt: {e.Message}" };
 
     public static VerificationResult Verify(string path, TrustStore trust)
     {
