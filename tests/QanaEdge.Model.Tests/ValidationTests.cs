@@ -259,6 +259,28 @@ public class ValidationTests
     [Fact] public void CalibrationBeta() => RefusedEdit(j => j["manifest"]!["calibration"]!["beta"] = 0, "beta");
     [Fact] public void CalibrationWindow() => RefusedEdit(j => j["manifest"]!["calibration"]!["readoutWindow"] = 0, "readoutWindow");
     [Fact] public void CalibrationTau() => RefusedEdit(j => j["manifest"]!["calibration"]!["tilingTau"] = 1.5, "tilingTau");
+    [Fact]
+    public void CalibrationWindowMustBeTheReadoutsTimeSteps()
+    {
+        // Window 8 against a readout of T 16: it used to load, and every probability request then failed.
+        RefusedEdit(j => j["manifest"]!["calibration"]!["readoutWindow"] = 8, "calibration.readoutWindow 8 differs from the readout node's time steps 16");
+        RefusedEdit(j =>
+        {
+            j["manifest"]!["calibration"]!["readoutWindow"] = 8;
+            j["manifest"]!["calibration"]!["stepWeights"] = new JsonArray(1, 1, 1, 1, 1, 1, 1, 1);
+        }, "differs from the readout node's time steps 16");
+        // Both changed together is a consistent package.
+        var package = PackageReader.Load(PackageBytes.EditJson(Valid, j =>
+        {
+            j["manifest"]!["calibration"]!["readoutWindow"] = 8;
+            PackageBytes.Node(j, "readout")["timeSteps"] = 8;
+        }));
+        Assert.Equal(8, package.Manifest.Calibration.ReadoutWindow);
+        // A readout update's window is checked against its own readout.
+        byte[] update = PackageWriter.ToBytes(SmallPackages.ReadoutUpdate());
+        var e = Refused(PackageBytes.EditJson(update, j => j["manifest"]!["calibration"]!["readoutWindow"] = 32));
+        Assert.Contains("differs from the readout node's time steps 16", e.Message);
+    }
     [Fact] public void StepWeights() => RefusedEdit(j => j["manifest"]!["calibration"]!["stepWeights"] = new JsonArray(1, 2), "stepWeights");
     [Fact] public void GoldenLength() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["expectedLogits"] = "AAAA", "expectedLogits");
     [Fact] public void GoldenNotBase64() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["input"] = "!!!", "JSON");

@@ -87,7 +87,7 @@ public static class PackageValidator
             if (value.Length > 4096) throw new PackageFormatException($"manifest: provenance['{key}'] longer than 4096 characters");
         }
 
-        ValidateCalibration(m.Calibration, k);
+        ValidateCalibration(m.Calibration, k, graph.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout));
 
         if (m.Golden is null) throw new PackageFormatException("manifest: golden missing");
         if (m.Golden.Length > PackageLimits.MaxGoldenVectors)
@@ -118,12 +118,17 @@ public static class PackageValidator
         }
     }
 
-    private static void ValidateCalibration(Calibration c, long classes)
+    /// <summary>The calibration's own ranges, and its fit to the graph's readout when there is one: the engines
+    /// weight the readout's T steps with <see cref="Calibration.StepWeights"/>, so the window must be the node's.</summary>
+    private static void ValidateCalibration(Calibration c, long classes, Node? readout)
     {
         if (c is null) throw new PackageFormatException("manifest: calibration missing");
         if (c.ReadoutWindow < 1 || c.ReadoutWindow > PackageLimits.MaxTimeSteps)
             throw new PackageFormatException($"manifest: calibration.readoutWindow {c.ReadoutWindow} outside [1, {PackageLimits.MaxTimeSteps}]");
+        if (readout is not null && c.ReadoutWindow != readout.TimeSteps)
+            throw new PackageFormatException($"manifest: calibration.readoutWindow {c.ReadoutWindow} differs from the readout node's time steps {readout.TimeSteps}");
         if (c.Thresholds is null) throw new PackageFormatException("manifest: calibration.thresholds missing");
+        // One per class is also one per readout threshold: the graph validator gives the readout one per class.
         if (c.Thresholds.Length != 0 && c.Thresholds.Length != classes)
             throw new PackageFormatException($"manifest: calibration.thresholds has {c.Thresholds.Length} values, must be empty or one per class ({classes})");
         foreach (int t in c.Thresholds)
