@@ -143,6 +143,28 @@ public class ValidationTests
     [Fact] public void ZeroStride() => RefusedEdit(j => PackageBytes.Node(j, "dw")["stride"] = new JsonArray(0, 2), "stride 0x2");
     [Fact] public void HugeKernel() => RefusedEdit(j => PackageBytes.Node(j, "stem")["kernel"] = new JsonArray(99, 3), "kernel 99x3");
     [Fact] public void KernelOnPointwise() => RefusedEdit(j => PackageBytes.Node(j, "pw")["kernel"] = new JsonArray(3, 3), "without a window");
+    [Fact]
+    public void PointwiseTakesNoStride()
+    {
+        RefusedEdit(j => PackageBytes.Node(j, "pw")["stride"] = new JsonArray(2, 2), "stride 2x2 on a pointwise convolution, which keeps height and width");
+        // Consistent shapes do not make it acceptable: the engines run pointwise as a GEMM over every pixel.
+        var graph = new ModelGraph
+        {
+            Tensors =
+            [
+                new TensorSpec { Name = "x", Height = 4, Width = 4, Channels = 2, Scale = 0.1, ZeroPoint = 0 },
+                new TensorSpec { Name = "y", Height = 2, Width = 2, Channels = 3, Scale = 0.1, ZeroPoint = 0 },
+            ],
+            Nodes =
+            [
+                new Node { Name = "proj", Kind = OpKind.PointwiseConv2D, Inputs = [0], Output = 1, StrideHeight = 2, StrideWidth = 2,
+                    Weights = new sbyte[6], WeightScales = [0.01], Bias = new int[3] },
+            ],
+            InputTensor = 0, LogitsTensor = 1, OutputTensor = 1,
+        };
+        var e = Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(graph));
+        Assert.Contains("a strided 1x1 projection is a conv2d with a 1x1 kernel", e.Message);
+    }
     [Fact] public void ConvWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "stem")["weights"]!["length"] = 107, "layout [Cout,Kh,Kw,Cin] needs 108");
     [Fact] public void DepthwiseWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weights"]!["length"] = 35, "layout [Kh,Kw,C] needs 36");
     [Fact] public void PointwiseWeightLength() => RefusedEdit(j => PackageBytes.Node(j, "pw")["weights"]!["length"] = 15, "layout [Cout,Cin] needs 16");

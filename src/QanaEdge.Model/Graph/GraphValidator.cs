@@ -140,7 +140,11 @@ public static class GraphValidator
             throw new PackageFormatException($"{where}: readout thresholds or time steps on an operator that takes none");
         if (!windowed && (node.KernelHeight != 1 || node.KernelWidth != 1))
             throw new PackageFormatException($"{where}: kernel {node.KernelHeight}x{node.KernelWidth} on an operator without a window (must be 1x1)");
-        if (!windowed && node.Kind != OpKind.PointwiseConv2D && (node.StrideHeight != 1 || node.StrideWidth != 1))
+        // Pointwise is a GEMM over the pixels: it keeps height and width. A strided 1x1 projection is a
+        // conv2d with a 1x1 kernel, which the engines run as one.
+        if (node.Kind == OpKind.PointwiseConv2D && (node.StrideHeight != 1 || node.StrideWidth != 1))
+            throw new PackageFormatException($"{where}: stride {node.StrideHeight}x{node.StrideWidth} on a pointwise convolution, which keeps height and width (must be 1x1; a strided 1x1 projection is a conv2d with a 1x1 kernel)");
+        if (!windowed && (node.StrideHeight != 1 || node.StrideWidth != 1))
             throw new PackageFormatException($"{where}: stride {node.StrideHeight}x{node.StrideWidth} on an operator without a stride (must be 1x1)");
         if (!Enum.IsDefined(node.Padding)) throw new PackageFormatException($"{where}: unknown padding {(int)node.Padding}");
         if (node.ClampMin < sbyte.MinValue || node.ClampMax > sbyte.MaxValue || node.ClampMin > node.ClampMax)
