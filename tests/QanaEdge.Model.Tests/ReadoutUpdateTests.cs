@@ -98,6 +98,72 @@ public class ReadoutUpdateTests
     }
 
     [Fact]
+    public void Apply_RefusesAnUpdateWithTwoDenseNodes_WithOurException()
+    {
+        // A valid update graph (dense, dense, readout) that is no single head: refused as a package error,
+        // not as an InvalidOperationException from looking for the one dense node.
+        ModelPackage model = SmallPackages.Build(1);
+        ModelPackage update = SmallPackages.ReadoutUpdate();
+        ModelGraph ug = update.Graph;
+        var twoDense = new ModelPackage
+        {
+            Manifest = update.Manifest,
+            Graph = new ModelGraph
+            {
+                Tensors =
+                [
+                    ug.Tensors[0], ug.Tensors[1], ug.Tensors[2],
+                    new TensorSpec { Name = "hidden", Height = 1, Width = 1, Channels = 16, Scale = 0.05, ZeroPoint = 0 },
+                ],
+                Nodes =
+                [
+                    new Node { Name = "pre", Kind = OpKind.Dense, Inputs = [0], Output = 3, Weights = new sbyte[16 * 128], WeightScales = [0.004], Bias = new int[16] },
+                    new Node { Name = "head", Kind = OpKind.Dense, Inputs = [3], Output = 1, Weights = new sbyte[7 * 16], WeightScales = [0.004], Bias = new int[7] },
+                    ug.Nodes[1],
+                ],
+                InputTensor = 0, LogitsTensor = 1, OutputTensor = 2,
+            },
+        };
+        PackageValidator.Validate(twoDense);
+        var e = Assert.Throws<PackageFormatException>(() => ReadoutUpdates.Apply(model, twoDense));
+        Assert.Contains("must hold exactly one dense node, producing the logits (it holds 2 dense nodes)", e.Message);
+    }
+
+    [Fact]
+    public void Apply_RefusesAnotherNumberOfClasses_CountingElements()
+    {
+        ModelPackage model = SmallPackages.Build(1);
+        ModelPackage update = SmallPackages.ReadoutUpdate();
+        ModelGraph ug = update.Graph;
+        ModelManifest um = update.Manifest;
+        var eight = new ModelPackage
+        {
+            Manifest = new ModelManifest
+            {
+                ModelId = um.ModelId, Version = um.Version, Kind = um.Kind, BaseModelId = um.BaseModelId, BaseModelVersion = um.BaseModelVersion,
+                Classes = [.. um.Classes, "extra"], Input = um.Input, Profile = um.Profile,
+            },
+            Graph = new ModelGraph
+            {
+                Tensors =
+                [
+                    ug.Tensors[0],
+                    new TensorSpec { Name = "logits", Height = 1, Width = 1, Channels = 8, Scale = 0.1, ZeroPoint = -10 },
+                    new TensorSpec { Name = "spikes", Height = 1, Width = 1, Channels = 8, Scale = 1, ZeroPoint = 0, Type = DataType.Int32 },
+                ],
+                Nodes =
+                [
+                    new Node { Name = "head", Kind = OpKind.Dense, Inputs = [0], Output = 1, Weights = new sbyte[8 * 128], WeightScales = [0.004], Bias = new int[8] },
+                    new Node { Name = "readout", Kind = OpKind.SpikingReadout, Inputs = [1], Output = 2, TimeSteps = 16, Thresholds = [64, 64, 64, 64, 64, 64, 64, 64] },
+                ],
+                InputTensor = 0, LogitsTensor = 1, OutputTensor = 2,
+            },
+        };
+        var e = Assert.Throws<PackageFormatException>(() => ReadoutUpdates.Apply(model, eight));
+        Assert.Contains("8 logits, the model has 7", e.Message);
+    }
+
+    [Fact]
     public void Create_RefusesWrongHeadShapes()
     {
         ModelPackage model = SmallPackages.Build(1);

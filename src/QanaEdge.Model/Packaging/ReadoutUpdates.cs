@@ -144,15 +144,17 @@ public static class ReadoutUpdates
 
         ModelGraph g = model.Graph, ug = update.Graph;
         Node head = Head(model);
-        Node newHead = ug.Nodes.Single(n => n.Kind == OpKind.Dense);
-        if (ug.Nodes.Count(n => n.Kind == OpKind.Dense) != 1 || newHead.Output != ug.LogitsTensor)
-            throw new PackageFormatException($"update '{um.ModelId}': must hold exactly one dense node, producing the logits");
+        Node[] denseNodes = ug.Nodes.Where(n => n.Kind == OpKind.Dense).ToArray();
+        if (denseNodes.Length != 1 || denseNodes[0].Output != ug.LogitsTensor)
+            throw new PackageFormatException($"update '{um.ModelId}': must hold exactly one dense node, producing the logits (it holds {denseNodes.Length} dense nodes)");
+        Node newHead = denseNodes[0];
         TensorSpec oldIn = g.Tensors[head.Inputs[0]], newIn = ug.Tensors[newHead.Inputs[0]];
         if (newIn.Height * newIn.Width * newIn.Channels != oldIn.Height * oldIn.Width * oldIn.Channels || newIn.Scale != oldIn.Scale || newIn.ZeroPoint != oldIn.ZeroPoint)
             throw new PackageFormatException($"update '{um.ModelId}': its head input ({newIn}) does not match the model's ({oldIn})");
         TensorSpec oldLogits = g.Tensors[g.LogitsTensor], newLogits = ug.Tensors[ug.LogitsTensor];
-        if (newLogits.Height * newLogits.Width * newLogits.Channels != oldLogits.Height * oldLogits.Width * oldLogits.Channels)
-            throw new PackageFormatException($"update '{um.ModelId}': {newLogits.Channels} logits, the model has {oldLogits.Channels}");
+        int newClasses = newLogits.Height * newLogits.Width * newLogits.Channels, oldClasses = oldLogits.Height * oldLogits.Width * oldLogits.Channels;
+        if (newClasses != oldClasses)
+            throw new PackageFormatException($"update '{um.ModelId}': {newClasses} logits, the model has {oldClasses}");
         Node? newReadout = ug.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout);
 
         var tensors = (TensorSpec[])g.Tensors.Clone();
