@@ -202,7 +202,8 @@ public sealed class IntegerEngine : IInferenceEngine
         if (_readout is null)
         {
             var spec = _graph.Tensors[_graph.LogitsTensor];
-            Span<double> z = stackalloc double[logits.Length];
+            // A validated package has at most MaxClasses logits; a graph built in code may have more.
+            Span<double> z = logits.Length <= PackageLimits.MaxClasses ? stackalloc double[logits.Length] : new double[logits.Length];
             for (int k = 0; k < logits.Length; k++) z[k] = spec.Scale * (logits[k] - spec.ZeroPoint);
             SpikingReadout.Softmax(z, probabilities);
             return;

@@ -1,3 +1,5 @@
+using QanaEdge.Model.Packaging;
+
 namespace QanaEdge.Runtime;
 
 /// <summary>
@@ -43,7 +45,7 @@ public static class SpikingReadout
         Check(logits, thresholds, timeSteps, probabilities.Length);
         if (!stepWeights.IsEmpty && stepWeights.Length != timeSteps)
             throw new ArgumentException($"{stepWeights.Length} step weights for a window of {timeSteps}", nameof(stepWeights));
-        Span<double> z = logits.Length <= 64 ? stackalloc double[logits.Length] : new double[logits.Length];
+        Span<double> z = logits.Length <= PackageLimits.MaxClasses ? stackalloc double[logits.Length] : new double[logits.Length];
         for (int k = 0; k < logits.Length; k++)
         {
             int d = logits[k] + 128, theta = thresholds[k];

@@ -203,6 +203,18 @@ public class ValidationTests
     [Fact] public void NegativeDimension() => RefusedEdit(j => PackageBytes.Tensor(j, "gap")["channels"] = -8, "dimension below 1");
 
     [Fact]
+    public void TooManyClasses()
+    {
+        // 1.5 M classes used to load, and the engine's softmax then put 12 MB on the stack.
+        RefusedEdit(j =>
+        {
+            PackageBytes.Tensor(j, "logits")["channels"] = 1_500_000;
+            PackageBytes.Tensor(j, "spikes")["channels"] = 1_500_000;
+        }, "the logits tensor holds 1500000 classes, over the limit of 256");
+        RefusedEdit(j => PackageBytes.Tensor(j, "logits")["channels"] = PackageLimits.MaxClasses + 1, "over the limit of 256");
+    }
+
+    [Fact]
     public void TooManyNodes() => RefusedEdit(j =>
     {
         var nodes = j["graph"]!["nodes"]!.AsArray();

@@ -81,6 +81,29 @@ public class EngineTests
         }
     }
 
+    /// <summary>
+    /// A package has at most MaxClasses logits, but an engine also runs graphs built in code. The softmax of a
+    /// graph without a readout put its scores on the stack whatever their number: 1.5 M logits took 12 MB of
+    /// stack, an overflow no caller can catch.
+    /// </summary>
+    [Fact]
+    public void Probabilities_of_more_logits_than_a_package_may_have_do_not_overflow_the_stack()
+    {
+        const int classes = 1_500_000;
+        var b = new GraphBuilder(3);
+        int x = b.Input(1, 1, classes);
+        int logits = b.Clamp("logits", x, -128, 127);
+        var pkg = TestGraphs.Wrap(b.Build(x, logits, logits), "many-logits", 1, 1, classes, 1.0);
+        foreach (KernelMode mode in new[] { KernelMode.Reference, KernelMode.Optimized })
+        {
+            using var engine = IntegerEngine.Create(pkg, mode);
+            engine.Run(TestGraphs.RandomInput(pkg, 1));
+            var p = new float[classes];
+            engine.GetProbabilities(p);
+            Assert.Equal(1.0, p.Sum(v => (double)v), 3);
+        }
+    }
+
     [Fact]
     public void Optimized_is_bit_exact_to_reference_on_larger_random_graphs()
     {

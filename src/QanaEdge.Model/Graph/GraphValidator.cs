@@ -33,6 +33,9 @@ public static class GraphValidator
         CheckIndex("graph: output tensor", graph.OutputTensor, tensors.Length);
         if (tensors[graph.InputTensor].Type != DataType.Int8)
             throw new PackageFormatException($"graph: input tensor {graph.InputTensor} must be int8");
+        long classes = (long)tensors[graph.LogitsTensor].Height * tensors[graph.LogitsTensor].Width * tensors[graph.LogitsTensor].Channels;
+        if (classes > PackageLimits.MaxClasses)
+            throw new PackageFormatException($"graph: the logits tensor holds {classes} classes, over the limit of {PackageLimits.MaxClasses}");
 
         var producer = new int[tensors.Length];
         Array.Fill(producer, -1);

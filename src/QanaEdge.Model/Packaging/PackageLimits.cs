@@ -24,7 +24,9 @@ public static class PackageLimits
     public const int MaxKernelSize = 31;
     public const int MaxStride = 16;
     public const int MaxTimeSteps = 1 << 16;
-    public const int MaxClasses = 1024;
+    /// <summary>Most classes (logits) a graph may have. Small, so that the engines keep per-class scratch
+    /// on the stack (256 doubles = 2 KiB).</summary>
+    public const int MaxClasses = 256;
     public const int MaxGoldenVectors = 64;
     public const int MaxNameLength = 256;
 }
