@@ -61,6 +61,23 @@ public class ProfileCheckerTests
         Assert.Contains("node 'dw': output spans 17 levels [0, 16], more than 4 bits", problems);
     }
 
+    /// <summary>The converter writes the flatten with the default clamp [-128, 127] (a reshape cannot requantize,
+    /// so it needs none). Its levels are those of its input, not of its clamp.</summary>
+    [Fact]
+    public void AReshapeWithTheDefaultClamp_HasItsInputsLevels()
+    {
+        Node Default(Node n) => Copy(n, n.Weights, n.WeightScales, sbyte.MinValue, sbyte.MaxValue, n.Table);
+        Assert.Empty(ProfileChecker.Check(Akd1000(n => n.Name == "flatten" ? Default(n) : n)));
+
+        // A wide input is still reported, at the node that widens it and at the reshape that passes it on.
+        var problems = ProfileChecker.Check(Akd1000(n => n.Name == "flatten" ? Default(n)
+            : n.Name == "se" ? Copy(n, n.Weights, n.WeightScales, 0, 16, n.Table) : n));
+        Assert.Equal(["node 'se': output spans 17 levels [0, 16], more than 4 bits", "node 'flatten': output spans 17 levels [0, 16], more than 4 bits"], problems);
+
+        // A clamp that keeps its input's quantization (here every activation has scale 1/16, zero point 0) copies too.
+        Assert.Empty(ProfileChecker.Check(Akd1000(n => n.Name == "relu" ? Copy(n, n.Weights, n.WeightScales, 0, 127, n.Table) : n)));
+    }
+
     [Fact]
     public void TheRandomPaper8Package_Fails()
     {

@@ -10,8 +10,10 @@ namespace QanaEdge.Model.Packaging;
 /// weighted node's weights lie in [−8, 7] (4-bit).</item>
 /// <item>Every weight scale is a power of two.</item>
 /// <item>Every activation after the first layer is symmetric 4-bit: zero point 0 and at most 16 levels
-/// (the producing node's clamp range, for a sigmoid the range of its table). Not checked: the logits
-/// (the chip's last layer emits potentials) and the readout's spike counts.</item>
+/// (the producing node's clamp range, for a sigmoid the range of its table within it; a node that only
+/// copies its inputs — a reshape, or a clamp or concat that keeps their quantization — cannot create
+/// levels, so its range is that of its inputs within its clamp). Not checked: the logits (the chip's
+/// last layer emits potentials) and the readout's spike counts.</item>
 /// <item>Every activation scale after the input is a power of two.</item>
 /// </list>
 /// An empty list means the package fits. The graph must be valid (it is, once loaded).
@@ -23,6 +25,9 @@ public static class ProfileChecker
         ModelGraph g = package.Graph;
         var problems = new List<string>();
         var firstLayerOutputs = new HashSet<int>();
+        // The quantized values each tensor can hold; the graph's input may hold any int8 value.
+        var ranges = new (int Lo, int Hi)[g.Tensors.Length];
+        ranges[g.InputTensor] = (sbyte.MinValue, sbyte.MaxValue);
         for (int n = 0; n < g.Nodes.Length; n++)
         {
             Node node = g.Nodes[n];
@@ -42,19 +47,41 @@ public static class ProfileChecker
                 if (notPow2 > 0) problems.Add($"{where}: {notPow2} weight scales are not powers of two");
             }
 
-            if (node.Output == g.LogitsTensor || node.Output == g.OutputTensor || firstLayer) continue;
-            TensorSpec t = g.Tensors[node.Output];
-            if (t.ZeroPoint != 0) problems.Add($"{where}: output zero point {t.ZeroPoint} is not 0 (symmetric)");
-            if (!IsPowerOfTwo(t.Scale)) problems.Add($"{where}: output scale {t.Scale:G6} is not a power of two");
             int lo = node.ClampMin, hi = node.ClampMax;
             if (node.Kind == OpKind.Sigmoid && node.Table is not null)
             {
                 lo = Math.Max(lo, node.Table.Min());
                 hi = Math.Min(hi, node.Table.Max());
             }
+            else if (Copies(g, node))
+            {
+                lo = Math.Max(lo, node.Inputs.Min(i => ranges[i].Lo));
+                hi = Math.Min(hi, node.Inputs.Max(i => ranges[i].Hi));
+            }
+            // An empty intersection: every value is clamped to one level.
+            if (lo > hi) hi = lo;
+            ranges[node.Output] = (lo, hi);
+
+            if (node.Output == g.LogitsTensor || node.Output == g.OutputTensor || firstLayer) continue;
+            TensorSpec t = g.Tensors[node.Output];
+            if (t.ZeroPoint != 0) problems.Add($"{where}: output zero point {t.ZeroPoint} is not 0 (symmetric)");
+            if (!IsPowerOfTwo(t.Scale)) problems.Add($"{where}: output scale {t.Scale:G6} is not a power of two");
             if (hi - lo > 15) problems.Add($"{where}: output spans {hi - lo + 1} levels [{lo}, {hi}], more than 4 bits");
         }
         return problems;
+    }
+
+    /// <summary>
+    /// True when the node's output values are its input values, clamped: a reshape (a view, same quantization by
+    /// rule), or a clamp or concat whose inputs all have the output's scale and zero point (the rescale is the
+    /// identity). Such a node cannot add levels to what its inputs hold.
+    /// </summary>
+    private static bool Copies(ModelGraph g, Node node)
+    {
+        if (node.Kind == OpKind.Reshape) return true;
+        if (node.Kind is not (OpKind.Clamp or OpKind.Concat)) return false;
+        TensorSpec output = g.Tensors[node.Output];
+        return node.Inputs.All(i => g.Tensors[i].Scale == output.Scale && g.Tensors[i].ZeroPoint == output.ZeroPoint);
     }
 
     /// <summary>True when the value is exactly 2^k for an integer k.</summary>
