@@ -12,7 +12,8 @@ namespace QanaEdge.Runtime.Plan;
 /// <list type="bullet">
 /// <item>GEMM (pointwise, Dense, strided 1×1 and general Conv2D through an im2col row): the input row becomes
 /// int16 deviations x − z (so padding and the zero-point correction vanish), read as int32 pairs. Pairs that are
-/// zero (both inputs at the zero point) are events that did not happen and are skipped; each remaining pair is
+/// zero (both inputs at the zero point) are events that did not happen and are skipped, except in rows too dense
+/// for the compaction to pay at 256 and 512 bits (_denseZeroLimit); each remaining pair is
 /// broadcast and multiplied against weights packed [K/2][N][2] with vpmaddwd (Avx512BW.MultiplyAddAdjacent,
 /// 32 exact int16 MACs per instruction, no saturation since |x − z|·|w| ≤ 255·128). The portable path (ARM64
 /// AdvSimd, other CPUs) multiplies int32 lanes against weights packed [K][N]. Where the CPU has a 4-way int8 dot
