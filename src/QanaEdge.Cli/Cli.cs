@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime.Kernels;
 using QanaEdge.Training.Data;
 
 namespace QanaEdge.Cli;
@@ -58,6 +59,12 @@ public static partial class Cli
             var messages = parsed.Errors.Select(e => OneLine(e.Message))
                 .OrderBy(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) ? 0 : 1).Distinct();
             error.WriteLine($"qana: {string.Join(" ", messages)} {Usage(parsed.CommandResult.Command)}");
+            return BadUsage;
+        }
+        // A mistyped kernel cap is refused here, before any verb runs, rather than surfacing at the first kernel use.
+        if (InstructionSets.CapError is { } capError)
+        {
+            error.WriteLine($"qana: {capError}");
             return BadUsage;
         }
         try

@@ -18,7 +18,7 @@ public sealed class ClassifyCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string[] Jpegs(int count)
+    internal static string[] Jpegs(int count)
     {
         // <repo>/../shared/data/ham10000, also when the repository sits deeper than the shared folder.
         for (var dir = new DirectoryInfo(TestData.RepositoryRoot).Parent; dir is not null; dir = dir.Parent)

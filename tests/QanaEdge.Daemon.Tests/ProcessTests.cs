@@ -21,6 +21,21 @@ public sealed class ProcessTests : IDisposable
         "--Qana:Mqtt:ReconnectMaxSeconds=0.5", $"--Qana:Model={TestModel.Path_}",
     ];
 
+    /// <summary>The kernels' cap is read from the environment once per process; a mistyped value used to escape as a
+    /// TypeInitializationException (with a stack trace) when the model's engine was built.</summary>
+    [Fact]
+    public void A_mistyped_kernel_cap_stops_the_start_as_bad_configuration()
+    {
+        using var child = new ChildProcess(Args("devisa", TestEnv.FreeTcpPort()), new Dictionary<string, string> { ["QANA_KERNEL_ISA"] = "neon" });
+        Assert.True(child.WaitForExit(TimeSpan.FromSeconds(60)), "qanad did not exit");
+        // The output is read asynchronously: give the last lines a moment to arrive.
+        for (int i = 0; i < 50 && !child.Output.Any(l => l.StartsWith("qanad:", StringComparison.Ordinal)); i++) Thread.Sleep(100);
+        string output = string.Join('\n', child.Output);
+        Assert.True(child.ExitCode == 2, $"exit {child.ExitCode}: {output}");
+        Assert.Contains("qanad: configuration: QANA_KERNEL_ISA='neon' is not a kernel cap: expected avxvnni, avx2, sse2 or portable", output);
+        Assert.DoesNotContain("Exception", output);
+    }
+
     [Fact]
     public async Task Daemon_killed_with_SIGKILL_mid_run_and_restarted_gives_every_image_exactly_one_result_id()
     {

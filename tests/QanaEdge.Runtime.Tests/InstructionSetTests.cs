@@ -15,6 +15,8 @@ public class InstructionSetTests
     [Fact]
     public void The_cap_from_the_environment_is_in_effect_and_never_exceeds_the_cpu()
     {
+        // A mistyped cap would run the uncapped kernels under the cap's name: the suite must fail instead.
+        Assert.Null(InstructionSets.CapError);
         var expected = InstructionSets.ParseCap(Environment.GetEnvironmentVariable("QANA_KERNEL_ISA"));
         Assert.Equal(expected, InstructionSets.Cap);
 
@@ -43,5 +45,18 @@ public class InstructionSetTests
     {
         var e = Assert.Throws<InvalidOperationException>(() => InstructionSets.ParseCap("neon"));
         Assert.Contains("avxvnni, avx2, sse2 or portable", e.Message);
+    }
+
+    /// <summary>What the type initializer does with the variable: it never throws (a throw there would be a
+    /// TypeInitializationException at the first kernel use, for the life of the process); an unknown value leaves the
+    /// kernels uncapped and gives the one line that qana and qanad report before they start.</summary>
+    [Fact]
+    public void Reading_an_unknown_cap_gives_no_cap_and_a_line_naming_the_variable()
+    {
+        var (cap, error) = InstructionSets.ReadCap("avx512");
+        Assert.Equal(InstructionSets.Level.Avx512, cap);
+        Assert.Equal("QANA_KERNEL_ISA='avx512' is not a kernel cap: expected avxvnni, avx2, sse2 or portable (or unset for none)", error);
+        Assert.Equal((InstructionSets.Level.Sse2, (string?)null), InstructionSets.ReadCap("sse2"));
+        Assert.Equal((InstructionSets.Level.Avx512, (string?)null), InstructionSets.ReadCap(null));
     }
 }

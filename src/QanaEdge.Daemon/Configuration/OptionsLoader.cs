@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
+using QanaEdge.Runtime.Kernels;
 
 namespace QanaEdge.Daemon.Configuration;
 
@@ -26,6 +27,8 @@ public static class OptionsLoader
     {
         IConfigurationSection section = configuration.GetSection(QanaOptions.Section);
         var errors = new List<string>();
+        // QANA_KERNEL_ISA (the kernels' cap, read from the environment) is configuration too: a bad value stops the start.
+        if (InstructionSets.CapError is { } capError) errors.Add(capError);
         // The binder throws on the first unconvertible value; check every typed key first so that each bad key
         // gets its own line.
         CheckTypes(section, "Qana", errors);

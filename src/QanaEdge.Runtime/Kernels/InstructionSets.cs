@@ -14,17 +14,31 @@ namespace QanaEdge.Runtime.Kernels;
 /// the bit-exactness tests once more under each cap, and <c>qana bench</c> can measure each. Read once at start
 /// (static readonly), so the JIT folds the checks; the cap never raises a flag the CPU does not have.
 /// </para>
+/// <para>
+/// An unknown value must not surface as a TypeInitializationException at the first kernel use: the initializer never
+/// throws. It leaves the kernels uncapped and records the problem in <see cref="CapError"/>, which <c>qana</c> and
+/// <c>qanad</c> check before they do anything else and report as bad usage / bad configuration (exit 2).
+/// </para>
 /// </summary>
 public static class InstructionSets
 {
     /// <summary>How wide the kernels may go; <see cref="Avx512"/> is no cap.</summary>
     public enum Level { Portable, Sse2, Avx2, AvxVnni, Avx512 }
 
-    /// <summary>The cap in effect (<see cref="Level.Avx512"/> when unset).</summary>
-    public static readonly Level Cap = ParseCap(Environment.GetEnvironmentVariable("QANA_KERNEL_ISA"));
+    /// <summary>The environment variable that caps the kernels.</summary>
+    public const string CapVariable = "QANA_KERNEL_ISA";
+
+    private static readonly (Level Cap, string? Error) FromEnvironment = ReadCap(Environment.GetEnvironmentVariable(CapVariable));
+
+    /// <summary>The cap in effect (<see cref="Level.Avx512"/> when unset, or when the value is unknown: see <see cref="CapError"/>).</summary>
+    public static readonly Level Cap = FromEnvironment.Cap;
+
+    /// <summary>Why <c>QANA_KERNEL_ISA</c> was not understood (one line naming the variable, its value and the values
+    /// it takes), or null when it is unset or valid. Entry points refuse to start while it is set.</summary>
+    public static readonly string? CapError = FromEnvironment.Error;
 
     /// <summary>The cap in effect: "none", "avxvnni", "avx2", "sse2" or "portable".</summary>
-    public static readonly string CapName = Environment.GetEnvironmentVariable("QANA_KERNEL_ISA") is { Length: > 0 } ? Cap.ToString().ToLowerInvariant() : "none";
+    public static readonly string CapName = Cap == Level.Avx512 ? "none" : Cap.ToString().ToLowerInvariant();
 
     public static readonly bool Avx512BW = Cap >= Level.Avx512 && X86.Avx512F.IsSupported && X86.Avx512BW.IsSupported;
     public static readonly bool Avx512DQ = Cap >= Level.Avx512 && X86.Avx512F.IsSupported && X86.Avx512DQ.IsSupported;
@@ -58,13 +72,21 @@ public static class InstructionSets
     }
 
     /// <summary>Parses a <c>QANA_KERNEL_ISA</c> value; unset or empty is no cap, anything unknown is an error.</summary>
-    public static Level ParseCap(string? value) => value?.Trim().ToLowerInvariant() switch
+    /// <exception cref="InvalidOperationException">An unknown value (the message is <see cref="ReadCap"/>'s error).</exception>
+    public static Level ParseCap(string? value)
     {
-        null or "" => Level.Avx512,
-        "avxvnni" => Level.AvxVnni,
-        "avx2" => Level.Avx2,
-        "sse2" => Level.Sse2,
-        "portable" => Level.Portable,
-        _ => throw new InvalidOperationException($"QANA_KERNEL_ISA='{value}': expected avxvnni, avx2, sse2 or portable (or unset)"),
+        var (cap, error) = ReadCap(value);
+        return error is null ? cap : throw new InvalidOperationException(error);
+    }
+
+    /// <summary>Reads a <c>QANA_KERNEL_ISA</c> value without throwing: an unknown value gives no cap and an error line.</summary>
+    public static (Level Cap, string? Error) ReadCap(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => (Level.Avx512, null),
+        "avxvnni" => (Level.AvxVnni, null),
+        "avx2" => (Level.Avx2, null),
+        "sse2" => (Level.Sse2, null),
+        "portable" => (Level.Portable, null),
+        _ => (Level.Avx512, $"{CapVariable}='{value}' is not a kernel cap: expected avxvnni, avx2, sse2 or portable (or unset for none)"),
     };
 }
