@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Configuration;
 
@@ -7,28 +9,115 @@ namespace QanaEdge.Daemon.Capture;
 /// <summary>
 /// Acknowledges captures once their result is stored (move to the done folder or delete, by config) and quarantines
 /// rejected ones (moved, or written for camera frames, with a <c>.reason</c> file beside them).
+/// <para>
+/// An inbox capture is known by its path, but a path can change hands while its capture is in the pipeline: a new
+/// image renamed over the name, or the file rewritten. So the file is first claimed (renamed, in the same folder, to
+/// <see cref="ClaimPrefix"/> + a random tag + its name, which the watcher never takes), and only moved or deleted if
+/// the claimed file holds the bytes that were classified (SHA-256). Otherwise it is put back under its name (or a
+/// free variant of it) and the watcher, told when the pipeline releases the path, takes it as a new capture. After
+/// the claim nothing else can replace what is under the claimed name, so the check and the move or delete see the
+/// same file. A claimed file left by a kill is put back into the inbox at the next start
+/// (<see cref="RecoverClaims"/>) and classified again (or found a duplicate): nothing is lost either way.
+/// </para>
 /// </summary>
 public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log)
 {
-    public void Acknowledge(CaptureItem item) => Acknowledge(item.Path);
+    /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
+    public const string ClaimPrefix = ".qanad-";
 
-    /// <summary>Moves or deletes an inbox file whose result is stored; null (a camera frame) has nothing to acknowledge.</summary>
-    public void Acknowledge(string? path)
+    public void Acknowledge(CaptureItem item, string sha256) => Acknowledge(item.Path, sha256);
+
+    /// <summary>
+    /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>;
+    /// null (a camera frame) has nothing to acknowledge.
+    /// </summary>
+    public void Acknowledge(string? path, string sha256)
     {
         if (path is null) return;
+        string? claimed = null;
         try
         {
-            if (options.Done == DonePolicy.Delete) File.Delete(path);
+            claimed = Claim(path, sha256);
+            if (claimed is null) return;
+            if (options.Done == DonePolicy.Delete) File.Delete(claimed);
             else
             {
                 Directory.CreateDirectory(options.DoneDir!);
-                File.Move(path, UniqueTarget(options.DoneDir!, Path.GetFileName(path)), overwrite: false);
+                File.Move(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)), overwrite: false);
             }
         }
-        catch (FileNotFoundException) { /* already gone: a duplicate path acknowledged twice */ }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it will be recognised as a duplicate)", path, e.Message);
+            if (claimed is not null) PutBack(claimed, path);
+        }
+    }
+
+    /// <summary>
+    /// Renames the file at <paramref name="path"/> to a claimed name beside it and returns that name if it holds the
+    /// bytes with <paramref name="sha256"/>; null when there is no file, or when it is another one (put back).
+    /// </summary>
+    private string? Claim(string path, string sha256)
+    {
+        string dir = Path.GetDirectoryName(path)!, name = Path.GetFileName(path);
+        // Keeps the name (for recovery) while it fits in NAME_MAX (255 bytes) with the prefix and tag.
+        string kept = Encoding.UTF8.GetByteCount(name) <= 200 ? name : "capture";
+        string claimed = Path.Combine(dir, $"{ClaimPrefix}{Random.Shared.Next():x8}-{kept}");
+        try { File.Move(path, claimed, overwrite: false); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; } // acknowledged already (the same path twice)
+        bool same;
+        try
+        {
+            using var stream = new FileStream(claimed, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+            same = string.Equals(Convert.ToHexStringLower(SHA256.HashData(stream)), sha256, StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            PutBack(claimed, path);
+            throw;
+        }
+        if (same) return claimed;
+        string back = PutBack(claimed, path);
+        log.LogWarning("{File} changed after it was read (a new file under its name?): left in the inbox as {Name}, to be classified",
+            path, Path.GetFileName(back));
+        return null;
+    }
+
+    /// <summary>Renames a claimed file back to <paramref name="path"/>, or to a free variant of it when that name is taken again.</summary>
+    private string PutBack(string claimed, string path)
+    {
+        string dir = Path.GetDirectoryName(path)!, name = Path.GetFileName(path);
+        for (int attempt = 0; ; attempt++)
+        {
+            string target = attempt == 0 ? path : UniqueTarget(dir, name);
+            try
+            {
+                // overwrite: false is atomic on Linux (link, then unlink): a file that took the name meanwhile stays.
+                File.Move(claimed, target, overwrite: false);
+                return target;
+            }
+            catch (IOException) when (attempt < 8 && File.Exists(claimed)) { /* the name was taken: try a free variant */ }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                log.LogError("Cannot put {Claimed} back as {File}: {Error}; it is put back at the next start", claimed, path, e.Message);
+                return claimed;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Puts back into the inbox every file claimed when the daemon stopped (a kill between the claim and the move or
+    /// delete), under its own name or a free variant: the next scan classifies it, or finds it a duplicate.
+    /// </summary>
+    public void RecoverClaims()
+    {
+        foreach (string claimed in Directory.EnumerateFiles(options.Inbox, ClaimPrefix + "*"))
+        {
+            string rest = Path.GetFileName(claimed)[ClaimPrefix.Length..];
+            int dash = rest.IndexOf('-', StringComparison.Ordinal);
+            string name = dash >= 0 && dash + 1 < rest.Length ? rest[(dash + 1)..] : "capture";
+            string back = PutBack(claimed, Path.Combine(options.Inbox, name));
+            log.LogWarning("{Claimed} was being acknowledged when the daemon stopped: back in the inbox as {Name}", Path.GetFileName(claimed), Path.GetFileName(back));
         }
     }
 
@@ -40,7 +129,14 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             string name = item.Path is null ? $"{item.Source}-{item.CapturedAtUtc:yyyyMMdd'T'HHmmss'Z'}-{sha256[..12]}.jpg" : Path.GetFileName(item.Path);
             string target = UniqueTarget(options.QuarantineDir!, name);
             if (item.Path is null) File.WriteAllBytes(target, item.Bytes);
-            else File.Move(item.Path, target, overwrite: false);
+            else if (sha256 == "-") File.Move(item.Path, target, overwrite: false); // unread (too large): nothing to compare
+            else
+            {
+                // Only the file that was read goes to quarantine; a new file under its name stays to be classified.
+                if (Claim(item.Path, sha256) is not string claimed) return;
+                try { File.Move(claimed, target, overwrite: false); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PutBack(claimed, item.Path); throw; }
+            }
             // One line per field: messages from decoders can span lines.
             message = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             File.WriteAllText(target + ".reason", string.Create(CultureInfo.InvariantCulture,

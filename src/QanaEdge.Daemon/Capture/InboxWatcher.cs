@@ -11,7 +11,10 @@ namespace QanaEdge.Daemon.Capture;
 /// were there before the daemon started). A file counts only when complete: either it was renamed into its name from a
 /// temporary one (leading '.', or .tmp/.part/.partial/.crdownload suffix: those names are never taken), or its size and
 /// time stamp have not changed for StableMilliseconds. Complete files are read and written to the capture channel;
-/// when the channel is full the watcher waits (backpressure) instead of reading more.
+/// when the channel is full the watcher waits (backpressure) instead of reading more. A path in flight is not taken
+/// again; when the pipeline releases it, it is looked at once more, so a file renamed over it meanwhile (which
+/// <see cref="CaptureDisposition"/> leaves in place) is taken then. Files claimed when the daemon stopped are put back
+/// at start.
 /// </summary>
 public sealed class InboxWatcher : IAsyncDisposable
 {
@@ -36,6 +39,7 @@ public sealed class InboxWatcher : IAsyncDisposable
     public void Start()
     {
         Directory.CreateDirectory(_options.Inbox);
+        _disposition.RecoverClaims();
         _fsw = new FileSystemWatcher(_options.Inbox)
         {
             IncludeSubdirectories = false,
@@ -51,8 +55,17 @@ public sealed class InboxWatcher : IAsyncDisposable
         _log.LogInformation("Watching inbox {Inbox} (rescan every {Rescan} s, stable after {Stable} ms)", _options.Inbox, _options.RescanSeconds, _options.StableMilliseconds);
     }
 
-    /// <summary>Called after a capture from the inbox was acknowledged or quarantined.</summary>
-    public void Release(string path) => _inFlight.TryRemove(path, out _);
+    /// <summary>
+    /// Called when the pipeline is done with an inbox path (acknowledged, quarantined, or left because another file
+    /// took its name). The path is looked at again: a file renamed over it while it was in flight was ignored then.
+    /// </summary>
+    public void Release(string path)
+    {
+        Forget(path);
+        _events.Writer.TryWrite((path, false));
+    }
+
+    private void Forget(string path) => _inFlight.TryRemove(path, out _);
 
     public static bool IsTemporaryName(string name) =>
         name.StartsWith('.') || name.EndsWith(".tmp", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".part", StringComparison.OrdinalIgnoreCase)
@@ -125,16 +138,16 @@ public sealed class InboxWatcher : IAsyncDisposable
         {
             var big = new CaptureItem(path, [], "inbox", mtime, landed);
             _disposition.Quarantine(big, "-", "TooLarge", $"{size} bytes exceeds Qana:MaxFileBytes ({_options.MaxFileBytes})");
-            Release(path);
+            Forget(path);
             return;
         }
         byte[] bytes;
         try { bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false); }
-        catch (FileNotFoundException) { Release(path); return; }
+        catch (FileNotFoundException) { Forget(path); return; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _log.LogWarning("Cannot read {File}: {Error}; will retry on the next rescan", path, e.Message);
-            Release(path);
+            Forget(path);
             return;
         }
         item = new CaptureItem(path, bytes, "inbox", mtime, landed);

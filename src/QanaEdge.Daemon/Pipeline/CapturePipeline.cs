@@ -183,7 +183,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 while (_committed.Reader.TryRead(out Committed? c))
                 {
-                    _disposition.Acknowledge(c.Path);
+                    _disposition.Acknowledge(c.Path, c.Sha256);
                     if (c.Path is not null) Released?.Invoke(c.Path);
                     if (c.Fresh)
                     {

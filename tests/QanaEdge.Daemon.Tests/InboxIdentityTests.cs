@@ -1,0 +1,85 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
+using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Updates;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// A capture is acknowledged only if the file under its name still holds the bytes that were classified: a new image
+/// renamed over a name whose capture is still in the pipeline gets its own result, and a file claimed for
+/// acknowledging when the daemon was killed comes back into the inbox at the next start.
+/// </summary>
+public sealed class InboxIdentityTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("identity");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static string Sha(string file) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(file)));
+
+    [Theory]
+    [InlineData("Move")]
+    [InlineData("Delete")]
+    public async Task A_new_image_renamed_over_a_name_in_flight_gets_its_own_result(string done)
+    {
+        string[] first = TestEnv.RealImages(12, skip: 900), second = TestEnv.RealImages(12, skip: 912);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devid/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devid", null, $"--Qana:Done={done}");
+        await daemon.StartAsync();
+
+        // Hold the workers between images (a swap that changes nothing, waiting on a gate), so that every capture of
+        // the first set is read and in the pipeline, not yet stored, when the second set is renamed over its names.
+        ActiveModel active = daemon.Services.GetRequiredService<ModelAtStart>().Active;
+        using var holding = new ManualResetEventSlim();
+        using var gate = new ManualResetEventSlim();
+        Task swap = Task.Run(() => active.Swap(p => { holding.Set(); gate.Wait(); return (p, active.Source, 0); }));
+        Assert.True(holding.Wait(TimeSpan.FromSeconds(10)));
+        for (int i = 0; i < first.Length; i++) TestEnv.Drop(first[i], daemon.Inbox, $"cap{i:00}.jpg");
+        await Task.Delay(TimeSpan.FromSeconds(2)); // the watcher reads the renamed files at once; the workers wait
+        for (int i = 0; i < second.Length; i++)
+        {
+            string tmp = Path.Combine(daemon.Inbox, $".cap{i:00}.jpg.tmp");
+            File.Copy(second[i], tmp);
+            File.Move(tmp, Path.Combine(daemon.Inbox, $"cap{i:00}.jpg"), overwrite: true);
+        }
+        gate.Set();
+        await swap;
+
+        var expected = first.Concat(second).Select(Sha).ToHashSet();
+        await TestEnv.WaitUntil(() => sub.Results.Count >= expected.Count && Directory.GetFiles(daemon.Inbox).Length == 0,
+            TimeSpan.FromSeconds(90), "a result for every image of both sets and an empty inbox",
+            () => $"{sub.Results.Count} results, inbox: {string.Join(' ', Directory.GetFiles(daemon.Inbox).Select(Path.GetFileName))}");
+        Assert.Equal(expected, sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
+        // The first set's files were replaced by the renames: what is moved is the second set, each under its own name.
+        if (done == "Move")
+            for (int i = 0; i < second.Length; i++)
+                Assert.Equal(Sha(second[i]), Sha(Path.Combine(daemon.DoneDir, $"cap{i:00}.jpg")));
+        else Assert.False(Directory.Exists(daemon.DoneDir));
+    }
+
+    [Fact]
+    public async Task A_file_claimed_for_acknowledging_when_the_daemon_stopped_is_classified_at_the_next_start()
+    {
+        string image = TestEnv.RealImages(1, skip: 930)[0];
+        string inbox = Path.Combine(_root, "inbox");
+        Directory.CreateDirectory(inbox);
+        // What a kill between claiming a capture and moving it leaves behind.
+        File.Copy(image, Path.Combine(inbox, CaptureDisposition.ClaimPrefix + "0123abcd-left.jpg"));
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcl/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcl");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 1 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "its result");
+        Assert.Equal(Sha(image), sub.Results.Values.Single().First().GetProperty("image_sha256").GetString());
+        Assert.Equal(Sha(image), Sha(Path.Combine(daemon.DoneDir, "left.jpg")));
+    }
+}
