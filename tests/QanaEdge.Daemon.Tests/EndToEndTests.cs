@@ -201,6 +201,21 @@ public sealed class EndToEndTests : IDisposable
         Assert.Empty(Directory.GetFiles(daemon.Inbox));
     }
 
+    /// <summary>Folders given with a trailing '/' (as a shell's completion writes them) work like those without.</summary>
+    [Fact]
+    public async Task An_inbox_and_state_folder_given_with_a_trailing_slash_are_watched_and_used()
+    {
+        string[] images = TestEnv.RealImages(3, skip: 950);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devsl/results");
+        await sub.ConnectAsync();
+        string inbox = Path.Combine(_root, "inbox"), state = Path.Combine(_root, "state");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devsl", null, $"--Qana:Inbox={inbox}/", $"--Qana:StateDir={state}//");
+        await daemon.StartAsync();
+        foreach (string image in images) TestEnv.Drop(image, inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length && Directory.GetFiles(inbox).Length == 0, TimeSpan.FromSeconds(60), "three results");
+        Assert.Equal(images.Select(Sha).ToHashSet(), Directory.GetFiles(Path.Combine(state, "done")).Select(Sha).ToHashSet());
+    }
+
     [Fact]
     public async Task Same_image_twice_keeps_one_result_id_and_feedback_is_stored()
     {

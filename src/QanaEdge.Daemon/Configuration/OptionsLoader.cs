@@ -42,15 +42,23 @@ public static class OptionsLoader
         CheckSemantics(options, errors);
         if (errors.Count > 0) throw new ConfigurationException(errors);
 
-        options.Inbox = Path.GetFullPath(options.Inbox);
-        options.StateDir = Path.GetFullPath(options.StateDir);
-        options.DoneDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.DoneDir) ? Path.Combine(options.StateDir, "done") : options.DoneDir);
-        options.QuarantineDir = Path.GetFullPath(string.IsNullOrWhiteSpace(options.QuarantineDir) ? Path.Combine(options.StateDir, "quarantine") : options.QuarantineDir);
+        // Folders in one form, absolute and without a trailing '/': the watcher compares the folder of every event
+        // with Inbox, and "inbox/" (GetFullPath keeps the slash) matched no file at all.
+        options.Inbox = FullDirectory(options.Inbox);
+        options.StateDir = FullDirectory(options.StateDir);
+        options.DoneDir = FullDirectory(string.IsNullOrWhiteSpace(options.DoneDir) ? Path.Combine(options.StateDir, "done") : options.DoneDir);
+        options.QuarantineDir = FullDirectory(string.IsNullOrWhiteSpace(options.QuarantineDir) ? Path.Combine(options.StateDir, "quarantine") : options.QuarantineDir);
+        options.TrustDir = FullDirectory(options.TrustDir);
+        options.Akida.DevDir = FullDirectory(options.Akida.DevDir);
+        options.Power.HwmonRoot = FullDirectory(options.Power.HwmonRoot);
         options.Learning.KeyFile = Path.GetFullPath(string.IsNullOrWhiteSpace(options.Learning.KeyFile) ? Path.Combine(options.StateDir, "learner.key") : options.Learning.KeyFile);
         if (string.IsNullOrWhiteSpace(options.Mqtt.ClientId)) options.Mqtt.ClientId = "qanad-" + options.DeviceId;
         if (options.Workers == 0) options.Workers = Environment.ProcessorCount;
         return options;
     }
+
+    /// <summary>The absolute form of a folder, without a trailing separator ("/" stays "/").</summary>
+    public static string FullDirectory(string path) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
 
     private static void Add(List<string> errors, ValidateOptionsResult result)
     {
