@@ -41,7 +41,9 @@ public sealed class DiskFullTests : IDisposable
             "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
             "--Qana:Mqtt:ReconnectMaxSeconds=0.5", "--Qana:Mqtt:RedeliverSeconds=1", $"--Qana:Model={TestModel.Path_}", $"--Qana:TrustDir={trust}",
         ];
-        using var daemon = new ChildProcess(args);
+        // systemd's notify socket with a 3 s watchdog: WATCHDOG=1 every 1.5 s while the pipeline is healthy.
+        using var notify = new NotifySocket(Path.Combine(_root, "notify.sock"));
+        using var daemon = new ChildProcess(args, new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notify.Path_, ["WATCHDOG_USEC"] = "3000000" });
         string Log() => string.Join('\n', daemon.Output.TakeLast(30));
 
         foreach (string image in before) TestEnv.Drop(image, inbox);
@@ -52,6 +54,7 @@ public sealed class DiskFullTests : IDisposable
         foreach (string image in during) TestEnv.Drop(image, inbox);
         await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains("Storing", StringComparison.Ordinal) && l.Contains("failed", StringComparison.Ordinal)) || daemon.HasExited,
             TimeSpan.FromSeconds(60), "the daemon to report that it cannot store results", Log);
+        TimeSpan fullSince = notify.Now;
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.False(daemon.HasExited, Log());
         // Captures whose results could not be stored are still in the inbox, untouched.
@@ -71,11 +74,18 @@ public sealed class DiskFullTests : IDisposable
         await TestEnv.WaitUntil(() => daemon.Output.Count(l => l.Contains("a clinician label could not be stored", StringComparison.Ordinal)) >= 2 || daemon.HasExited,
             TimeSpan.FromSeconds(30), "the session to be renewed for the label, twice while the disk is full", Log);
 
+        // The store writer is retrying, not wedged: the watchdog is still fed well past its 3 s window (under systemd
+        // a withheld ping is a restart in a loop, which frees no space), and STATUS says why nothing completes.
+        await Task.Delay(fullSince + TimeSpan.FromSeconds(9) - notify.Now is { Ticks: > 0 } rest ? rest : TimeSpan.Zero);
+        string Notified() => string.Join(" | ", notify.Lines.Select(l => $"{l.At.TotalSeconds:0.0}s {l.Line}"));
+        Assert.True(notify.Lines.Count(l => l.Line == "WATCHDOG=1" && l.At > fullSince + TimeSpan.FromSeconds(4)) >= 2, Notified());
+        Assert.Contains(notify.Lines, l => l.Line.StartsWith("STATUS=degraded: disk full", StringComparison.Ordinal));
         File.Delete(filler);
         await TestEnv.WaitUntil(() => (sub.Results.Count >= before.Length + during.Length && Directory.GetFiles(inbox).Length == 0) || daemon.HasExited,
             TimeSpan.FromSeconds(90), "every capture's result once space is back", Log);
         await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains($"Feedback stored: result {labelled}", StringComparison.Ordinal)) || daemon.HasExited,
             TimeSpan.FromSeconds(60), "the label, sent again by the broker, to be stored once space is back", Log);
+        Assert.Equal("STATUS=running", notify.Lines.Last(l => l.Line.StartsWith("STATUS=", StringComparison.Ordinal)).Line);
 
         // The disk fills again. A signed readout update passes its checks but can be neither written under the state
         // folder nor recorded in the update log: it is not acknowledged and not applied, and it has the session renewed

@@ -8,12 +8,19 @@ namespace QanaEdge.Daemon.Hosting;
 
 /// <summary>
 /// Sends WATCHDOG=1 at half the WatchdogSec interval systemd gave us (WATCHDOG_USEC), but only while the pipeline is
-/// healthy: idle, or finishing work. A wedged pipeline stops the pings and systemd restarts the service.
+/// healthy: idle, or finishing work (a store writer retrying a full disk counts: <see cref="PipelineProgress"/>). A
+/// wedged pipeline stops the pings and systemd restarts the service. Also sends STATUS= while the pipeline is degraded.
 /// </summary>
 public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress progress, ILogger<WatchdogService> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // STATUS= (systemctl status shows it) says when the pipeline is degraded, watchdog or not.
+        if (notifier.IsEnabled)
+        {
+            progress.DegradedChanged += NotifyStatus;
+            stoppingToken.Register(() => progress.DegradedChanged -= NotifyStatus);
+        }
         string? usec = Environment.GetEnvironmentVariable("WATCHDOG_USEC");
         if (!notifier.IsEnabled || usec is null || !long.TryParse(usec, NumberStyles.Integer, CultureInfo.InvariantCulture, out long us) || us <= 0)
             return;
@@ -21,6 +28,14 @@ public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress 
         string? pid = Environment.GetEnvironmentVariable("WATCHDOG_PID");
         if (pid is not null && pid != Environment.ProcessId.ToString(CultureInfo.InvariantCulture)) return;
         await RunAsync(TimeSpan.FromMicroseconds(us), stoppingToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Sends STATUS=<paramref name="degraded"/>, or STATUS=running once it is over.</summary>
+    public void NotifyStatus(string? degraded)
+    {
+        notifier.Notify(new ServiceState("STATUS=" + (degraded ?? "running")));
+        if (degraded is null) log.LogInformation("Pipeline no longer degraded");
+        else log.LogWarning("Pipeline {Degraded}", degraded);
     }
 
     /// <summary>The ping loop for a watchdog interval; returns when the token fires.</summary>

@@ -211,12 +211,25 @@ public sealed class CapturePipeline : IAsyncDisposable
         var results = batch.ConvertAll(b => b.Result);
         for (int attempt = 1; ; attempt++)
         {
-            try { return _store.Commit(results, _topics.Results); }
+            try
+            {
+                bool[] fresh = _store.Commit(results, _topics.Results);
+                _progress.OnStored();
+                return fresh;
+            }
             catch (Exception e) when (ResultStore.IsStorageFailure(e) && !ct.IsCancellationRequested)
             {
-                // Nothing is acknowledged until this succeeds, so no capture can be lost; keep trying.
+                // Nothing is acknowledged until this succeeds, so no capture can be lost; keep trying. The writer is
+                // alive meanwhile: each attempt and each second of the backoff tells the watchdog so, and the status
+                // says why nothing completes.
                 _log.LogError("Storing {Count} results failed (attempt {Attempt}): {Error}", batch.Count, attempt, e.Message);
-                Thread.Sleep(Math.Min(5000, 100 * attempt));
+                string why = ResultStore.IsDiskFull(e) ? "degraded: disk full, retrying to store results" : "degraded: cannot store results, retrying";
+                _progress.OnStorageRetrying(why);
+                for (int left = Math.Min(5000, 100 * attempt); left > 0; left -= 1000)
+                {
+                    Thread.Sleep(Math.Min(left, 1000));
+                    _progress.OnStorageRetrying(why);
+                }
             }
         }
     }

@@ -5,10 +5,14 @@ namespace QanaEdge.Daemon.Pipeline;
 /// <summary>
 /// Counters the watchdog reads: the pipeline is healthy when it has nothing to do, or when it finished something
 /// recently. A wedged worker (work queued, nothing completing) stops the WATCHDOG=1 pings and systemd restarts us.
+/// A store writer that keeps retrying a commit the disk refuses is alive, not wedged: each attempt and each second of
+/// its backoff counts as progress (a restart would not free the disk, and the docs promise that the daemon keeps
+/// running and retries), and while it lasts the pipeline is <see cref="Degraded"/>.
 /// </summary>
 public sealed class PipelineProgress
 {
     private long _accepted, _completed, _rejected, _duplicates, _lastProgress = Stopwatch.GetTimestamp();
+    private string? _degraded;
 
     public long Accepted => Interlocked.Read(ref _accepted);
     public long Completed => Interlocked.Read(ref _completed);
@@ -20,6 +24,25 @@ public sealed class PipelineProgress
     public void OnCompleted() { Interlocked.Increment(ref _completed); Touch(); }
     public void OnRejected() { Interlocked.Increment(ref _rejected); Touch(); }
     public void OnDuplicate() { Interlocked.Increment(ref _duplicates); Touch(); }
+    /// <summary>Why the pipeline cannot finish work while it keeps trying (e.g. "degraded: disk full ..."), or null.</summary>
+    public string? Degraded => Volatile.Read(ref _degraded);
+
+    /// <summary>Raised when <see cref="Degraded"/> changes (the daemon's sd_notify STATUS follows it).</summary>
+    public event Action<string?>? DegradedChanged;
+
+    /// <summary>The store writer is alive and retrying a commit that failed (<paramref name="why"/>).</summary>
+    public void OnStorageRetrying(string why)
+    {
+        Touch();
+        if (!string.Equals(Interlocked.Exchange(ref _degraded, why), why, StringComparison.Ordinal)) DegradedChanged?.Invoke(why);
+    }
+
+    /// <summary>A commit succeeded: whatever kept the store from working is over.</summary>
+    public void OnStored()
+    {
+        if (Interlocked.Exchange(ref _degraded, null) is not null) DegradedChanged?.Invoke(null);
+    }
+
     private void Touch() => Interlocked.Exchange(ref _lastProgress, Stopwatch.GetTimestamp());
 
     /// <summary>True when idle or when something finished within <paramref name="window"/>.</summary>

@@ -64,6 +64,14 @@ public sealed class ResultStore : IDisposable
     /// was storing and tries again later.</summary>
     public static bool IsStorageFailure(Exception e) => e is IOException or LiteException;
 
+    /// <summary>The failure is the kernel's ENOSPC (errno 28), here or in an inner exception.</summary>
+    public static bool IsDiskFull(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x is IOException { HResult: 28 } || x.Message.Contains("No space left on device", StringComparison.Ordinal)) return true;
+        return false;
+    }
+
     /// <summary>The LiteDB instance and its collections, opened together and closed together.</summary>
     private sealed class Database : IDisposable
     {
