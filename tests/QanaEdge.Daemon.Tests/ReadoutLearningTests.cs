@@ -33,6 +33,14 @@ public sealed class ReadoutLearningTests : IDisposable
             $"--Qana:Learning:MinCases={minCases}", "--Qana:Learning:NewCases=8", "--Qana:Learning:Epochs=100",
             $"--Qana:Learning:LearningRate={learningRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
 
+    /// <summary>The same model under another version (a vendor release that changes nothing else).</summary>
+    private static ModelPackage WithVersion(ModelPackage package, string version)
+    {
+        System.Text.Json.Nodes.JsonNode manifest = JsonSerializer.SerializeToNode(package.Manifest)!;
+        manifest["Version"] = version;
+        return new ModelPackage { Manifest = manifest.Deserialize<ModelManifest>()!, Graph = package.Graph };
+    }
+
     private static string Version(JsonElement result) => result.GetProperty("model").GetProperty("version").GetString()!;
 
     /// <summary>
@@ -87,7 +95,8 @@ public sealed class ReadoutLearningTests : IDisposable
             VerificationResult verified = PackageVerifier.Verify(published, new TrustStore([learner]));
             Assert.True(verified.IsValid, verified.Reason);
             Assert.Equal(PackageKind.ReadoutUpdate, verified.Package!.Manifest.Kind);
-            Assert.Equal(("1.0.0", "1.0.1"), (verified.Package.Manifest.BaseModelVersion, verified.Package.Manifest.Version));
+            // Versioned below the vendor's next release (1.0.0 < 1.0.0.1 < 1.0.1), which must still count as newer.
+            Assert.Equal(("1.0.0", "1.0.0.1"), (verified.Package.Manifest.BaseModelVersion, verified.Package.Manifest.Version));
             // The retained status carries the key's public half, so the fleet can verify without reaching the device.
             JsonElement status = sub.Messages.Where(m => m.Topic == "qana/devlearn/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
             Assert.Equal(File.ReadAllText(Path.Combine(stateDir, "learner.pub")), status.GetProperty("learner_key").GetProperty("public").GetString());
@@ -96,7 +105,7 @@ public sealed class ReadoutLearningTests : IDisposable
             // Images classified from now on carry the learned version.
             string next = TestEnv.RealImages(1, skip: 760)[0];
             TestEnv.Drop(next, daemon.Inbox);
-            await TestEnv.WaitUntil(() => sub.Results.Values.Any(q => Version(q.First()) == "1.0.1"), TimeSpan.FromSeconds(60), "a result of the learned readout");
+            await TestEnv.WaitUntil(() => sub.Results.Values.Any(q => Version(q.First()) == "1.0.0.1"), TimeSpan.FromSeconds(60), "a result of the learned readout");
         }
 
         // A restart restores the learned readout (verified with the device's learner key) and does not learn again
@@ -105,9 +114,20 @@ public sealed class ReadoutLearningTests : IDisposable
         await using (var again = Daemon("devlearn", learningRate: 1e-2, minCases: 20))
         {
             await again.StartAsync();
-            Assert.Equal("1.0.1", again.Services.GetService(typeof(ModelAtStart)) is ModelAtStart m ? m.Active.Provider.ModelVersion : "");
+            Assert.Equal("1.0.0.1", again.Services.GetService(typeof(ModelAtStart)) is ModelAtStart m ? m.Active.Provider.ModelVersion : "");
             await Task.Delay(500);
             Assert.Single(again.Store!.LearningLog());
+
+            // The vendor's next release, 1.0.1 of the same model, is newer than the readout the device learned: applied.
+            using var vendor = SigningKey.Generate(SignerRole.Vendor);
+            Directory.CreateDirectory(Path.Combine(_root, "trust"));
+            File.WriteAllText(Path.Combine(_root, "trust", "vendor.pub"), vendor.PublicKey.ToText());
+            ModelPackage shipped = PackageReader.Load(ShippedPath);
+            await sub.PublishAsync("qana/devlearn/updates", PackageSigner.Sign(PackageWriter.ToBytes(WithVersion(shipped, "1.0.1")), vendor));
+            await TestEnv.WaitUntil(() => again.Store!.UpdateLog().Any(u => u.Topic != ResultStore.LearnedTopic), TimeSpan.FromSeconds(60), "the vendor release to be handled");
+            var release = again.Store!.UpdateLog().Last(u => u.Topic != ResultStore.LearnedTopic);
+            Assert.True(release.Outcome == ModelUpdates.Applied, release.Reason);
+            Assert.Equal("1.0.1", ((ModelAtStart)again.Services.GetService(typeof(ModelAtStart))!).Active.Provider.ModelVersion);
             Assert.Empty(again.Log.At(Serilog.Events.LogEventLevel.Error));
         }
     }

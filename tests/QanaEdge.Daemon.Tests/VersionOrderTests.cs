@@ -25,4 +25,19 @@ public class VersionOrderTests
         Assert.Equal(expected, ModelUpdates.CompareVersions(a, b));
         Assert.Equal(-expected, ModelUpdates.CompareVersions(b, a));
     }
+
+    [Theory]
+    [InlineData("1.0.0", "1.0.0.1", "1.0.1")]
+    [InlineData("1.0.0.1", "1.0.0.2", "1.0.1")]
+    [InlineData("1.0.0.9", "1.0.0.10", "1.0.1")]
+    [InlineData("2.3", "2.3.0.1", "2.3.1")]
+    [InlineData("1.0.0+build.7", "1.0.0.1", "1.0.1")]
+    [InlineData("1.0.1-rc.1", "1.0.1-rc.1.learned.1", "1.0.1-rc.2")]
+    [InlineData("1.0.1-rc.1.learned.1", "1.0.1-rc.1.learned.2", "1.0.1")]
+    public void A_learned_readout_ranks_above_what_it_learned_on_and_below_the_vendors_next_release(string running, string learned, string vendorNext)
+    {
+        Assert.Equal(learned, ModelUpdates.LearnedVersion(running));
+        Assert.Equal(1, ModelUpdates.CompareVersions(learned, running));
+        Assert.Equal(-1, ModelUpdates.CompareVersions(learned, vendorNext));
+    }
 }

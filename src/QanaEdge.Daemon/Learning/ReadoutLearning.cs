@@ -163,7 +163,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
             Epochs = _options.Epochs, LearningRate = (float)_options.LearningRate, Seed = (ulong)cases.Count,
         });
         double[] losses = learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList());
-        ModelPackage update = learner.CreateUpdate(IncrementalStage.NextVersion(running.Manifest.Version));
+        ModelPackage update = learner.CreateUpdate(ModelUpdates.LearnedVersion(running.Manifest.Version));
 
         ClassificationMetrics before = Evaluate(RunningReadout(running), check), after = Evaluate(update, check);
         figures["loss_first"] = losses[0];

@@ -297,6 +297,36 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         return CompareParts(preA, preB);
     }
 
+    /// <summary>
+    /// The version of a readout learned on the device on top of <paramref name="running"/>: newer than it and older than
+    /// the vendor's next release, which bumps a part of the three-part core (1.0.0 → 1.0.1, 1.1.0, 2.0.0), so that a
+    /// vendor release still counts as newer than any readout the device learned. Learned versions carry a fourth core
+    /// part: 1.0.0 → 1.0.0.1 → 1.0.0.2 (1.0.0 &lt; 1.0.0.1 &lt; 1.0.0.2 &lt; 1.0.1); a shorter core is padded
+    /// (1.0 → 1.0.0.1). Under a pre-release the counter goes after a <c>learned</c> identifier instead (1.0.1-rc.1 →
+    /// 1.0.1-rc.1.learned.1, below 1.0.1-rc.2 and 1.0.1), since a fourth core part would rank above the release.
+    /// Build metadata is dropped (it does not order).
+    /// </summary>
+    public static string LearnedVersion(string running)
+    {
+        var (core, pre) = SplitVersion(running);
+        if (pre is null)
+        {
+            var parts = core.Split('.').ToList();
+            if (parts.Count >= 4 && long.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long n))
+                parts[^1] = (n + 1).ToString(CultureInfo.InvariantCulture);
+            else
+            {
+                while (parts.Count < 3) parts.Add("0");
+                parts.Add("1");
+            }
+            return string.Join('.', parts);
+        }
+        string[] ids = pre.Split('.');
+        if (ids.Length >= 2 && ids[^2] == "learned" && long.TryParse(ids[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long m))
+            return $"{core}-{string.Join('.', ids[..^1])}.{(m + 1).ToString(CultureInfo.InvariantCulture)}";
+        return $"{core}-{pre}.learned.1";
+    }
+
     private static (string Core, string? PreRelease) SplitVersion(string v)
     {
         int plus = v.IndexOf('+');
