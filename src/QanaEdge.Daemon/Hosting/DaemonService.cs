@@ -68,6 +68,7 @@ public sealed class DaemonService(
             _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
             _meter.ReadFailed += e => _log.LogWarning("Power read failed: {Error}", e.Message);
             _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
+            await WaitForIdleBaselineAsync(_meter, cancellationToken).ConfigureAwait(false);
         }
         else _log.LogInformation("No power sensor configured: energy_mj is null");
 
@@ -106,6 +107,26 @@ public sealed class DaemonService(
         lifetime.ApplicationStarted.Register(() => _log.LogInformation(
             "Ready: drop images into {Inbox}; results on {Topic} at {Host}:{Port}", options.Inbox, topics.Results, _link.Host, options.Mqtt.Port));
         hooks.OnStarted(_pipeline, _store);
+    }
+
+    /// <summary>
+    /// Waits, before any capture source or worker starts, until the meter has its idle baseline (the median of its
+    /// first IdleSamples readings), so that the baseline is the board at rest and not the board classifying a backlog
+    /// (which would bias every energy_mj low). Bounded: a sensor that fails its reads delays the start by at most
+    /// max(5 s, three times the nominal sampling time), and energy_mj stays null until the baseline is known.
+    /// </summary>
+    private async Task WaitForIdleBaselineAsync(EnergyMeter meter, CancellationToken ct)
+    {
+        var period = TimeSpan.FromMilliseconds(Math.Max(options.Power.SampleMilliseconds, meter.UpdateInterval.TotalMilliseconds));
+        TimeSpan bound = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(5).Ticks, 3 * options.Power.IdleSamples * period.Ticks));
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (meter.IdleWatts is null && waited.Elapsed < bound)
+            await Task.Delay(TimeSpan.FromMilliseconds(10), ct).ConfigureAwait(false);
+        if (meter.IdleWatts is double idle)
+            _log.LogInformation("Idle power baseline {Watts:0.000} W from {Samples} readings in {Seconds:0.0} s, before any capture", idle, options.Power.IdleSamples, waited.Elapsed.TotalSeconds);
+        else
+            _log.LogWarning("Idle power baseline not known after {Seconds:0.0} s ({Failures} failed reads); starting anyway, energy_mj is null until it is",
+                waited.Elapsed.TotalSeconds, Interlocked.Read(ref meter.Failures));
     }
 
     /// <summary>The on-device readout learner, or null (and the log says why) when it is off.</summary>
