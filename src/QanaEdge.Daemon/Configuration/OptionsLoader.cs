@@ -137,6 +137,7 @@ public static class OptionsLoader
             ("Mqtt:ReconnectMinSeconds", IsDouble, "a number"),
             ("Mqtt:ReconnectMaxSeconds", IsDouble, "a number"),
             ("Mqtt:MaxInflight", IsInt, "an integer"),
+            ("Mqtt:MaxRefusals", IsInt, "an integer"),
             ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
             ("Power:I2cBus", IsInt, "an integer"),
             ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),

@@ -9,6 +9,12 @@ namespace QanaEdge.Daemon.Messaging;
 /// Drains the LiteDB outbox to the broker at QoS 1, keeping up to MaxInflight publishes awaiting PUBACK, and deletes
 /// an entry only after its PUBACK. When the link drops, entries in flight stay in the outbox and the drain restarts
 /// from the oldest entry after reconnecting: a result may be sent twice (same result_id), never lost.
+/// <para>
+/// An entry the broker refuses (a PUBACK with an error reason, e.g. NotAuthorized or PacketTooLarge) does not stop the
+/// drain: it waits 1, 2, 4 ... s (at most 60 s) while the entries behind it go on, and after MaxRefusals refusals
+/// it is moved to the <c>deadletters</c> collection with the broker's reason (<see cref="ResultStore.DeadLetter"/>).
+/// Dead letters go back to the outbox at the next start, so a broker fixed in the meantime gets them.
+/// </para>
 /// </summary>
 public sealed class OutboxPublisher : IAsyncDisposable
 {
@@ -20,6 +26,8 @@ public sealed class OutboxPublisher : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
     private long _published;
+    /// <summary>Outbox id → refusals so far and the Stopwatch time before which it is not sent again.</summary>
+    private readonly Dictionary<long, (int Count, long RetryAt)> _refused = [];
 
     public OutboxPublisher(ResultStore store, MqttLink link, MqttOptions options, ILogger<OutboxPublisher> log)
     {
@@ -40,6 +48,8 @@ public sealed class OutboxPublisher : IAsyncDisposable
 
     public void Start()
     {
+        int requeued = _store.RequeueDeadLetters();
+        if (requeued > 0) _log.LogWarning("{Count} dead letters (results the broker refused) are back in the outbox, to be sent again", requeued);
         int backlog = _store.OutboxCount();
         if (backlog > 0) _log.LogInformation("Outbox holds {Count} results from before; they will be sent first", backlog);
         _loop = Task.Run(() => LoopAsync(_stop.Token));
@@ -94,10 +104,11 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 }
                 foreach (OutboxEntry entry in entries)
                 {
+                    cursor = entry.Id;
+                    if (Deferred(entry.Id)) continue;
                     await gate.WaitAsync(ct).ConfigureAwait(false);
                     if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
                     inflight.Add(PublishOneAsync(entry));
-                    cursor = entry.Id;
                 }
                 // The next entries are read without waiting for these PUBACKs: one slow PUBACK must not hold back the
                 // results behind it (MaxInflight still bounds what is in flight).
@@ -136,8 +147,14 @@ public sealed class OutboxPublisher : IAsyncDisposable
             {
                 await _link.PublishAsync(session, entry.Topic, entry.Payload, retain: false, stop).ConfigureAwait(false);
                 lock (acked) acked.Add(entry.Id);
+                lock (_refused) _refused.Remove(entry.Id);
                 Interlocked.Increment(ref _published);
                 Acknowledged?.Invoke(entry.ResultId, entry.LandedTimestamp);
+            }
+            catch (MqttPublishRefusedException e)
+            {
+                // The broker answered, so the connection is fine: only this entry waits (or leaves the drain).
+                Refused(entry, e.Message);
             }
             catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
             {
@@ -145,6 +162,36 @@ public sealed class OutboxPublisher : IAsyncDisposable
             }
             finally { gate.Release(); }
         }
+    }
+
+    private bool Deferred(long id)
+    {
+        lock (_refused) return _refused.TryGetValue(id, out var r) && Stopwatch.GetTimestamp() < r.RetryAt;
+    }
+
+    /// <summary>Counts a refusal of <paramref name="entry"/>: it waits 1, 2, 4 ... s, or after MaxRefusals becomes a dead letter.</summary>
+    private void Refused(OutboxEntry entry, string reason)
+    {
+        int count;
+        lock (_refused) count = (_refused.TryGetValue(entry.Id, out var r) ? r.Count : 0) + 1;
+        if (count >= _options.MaxRefusals)
+        {
+            try
+            {
+                _store.DeadLetter(entry, reason, count);
+                lock (_refused) _refused.Remove(entry.Id);
+                _log.LogError("Outbox entry {ResultId} on {Topic} refused {Count} times ({Reason}): moved to the dead letters (LiteDB collection deadletters); it is sent again after a restart",
+                    entry.ResultId, entry.Topic, count, reason);
+                return;
+            }
+            catch (Exception e) when (ResultStore.IsStorageFailure(e))
+            {
+                _log.LogError("Outbox entry {ResultId} on {Topic} refused {Count} times, and cannot be moved to the dead letters: {Error}; it stays in the outbox", entry.ResultId, entry.Topic, count, e.Message);
+            }
+        }
+        TimeSpan wait = TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, Math.Min(count - 1, 6))));
+        lock (_refused) _refused[entry.Id] = (count, Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency));
+        _log.LogWarning("Outbox entry {ResultId} on {Topic} refused ({Reason}), {Count} of {Max}; sent again in {Seconds:0} s", entry.ResultId, entry.Topic, reason, count, _options.MaxRefusals, wait.TotalSeconds);
     }
 
     public async ValueTask DisposeAsync()

@@ -33,8 +33,11 @@ public sealed record LearningAttempt(string Backbone, int Cases, string Outcome,
 /// <summary>An outbox entry waiting for its PUBACK.</summary>
 public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] Payload, long LandedTimestamp);
 
+/// <summary>An outbox entry the broker refused again and again, kept with the broker's reason (see <see cref="ResultStore.DeadLetter"/>).</summary>
+public sealed record DeadLetterEntry(string ResultId, string Topic, byte[] Payload, string Reason, int Refusals, DateTime At);
+
 /// <summary>
-/// The daemon's LiteDB file: results, the outbox, clinician feedback, the update log and the readout learner's log. Only the BsonDocument API
+/// The daemon's LiteDB file: results, the outbox and its dead letters, clinician feedback, the update log and the readout learner's log. Only the BsonDocument API
 /// is used (no reflection mapper: Native-AOT clean). All access is serialised through one lock because a LiteDB
 /// transaction belongs to the thread that began it.
 /// <para>
@@ -76,7 +79,7 @@ public sealed class ResultStore : IDisposable
     private sealed class Database : IDisposable
     {
         public readonly LiteDatabase Db;
-        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates, Learning;
+        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates, Learning, DeadLetters;
 
         public Database(string path)
         {
@@ -89,6 +92,7 @@ public sealed class ResultStore : IDisposable
                 Feedback = Db.GetCollection("feedback", BsonAutoId.Int64);
                 Updates = Db.GetCollection("updates", BsonAutoId.Int64);
                 Learning = Db.GetCollection("learning", BsonAutoId.Int64);
+                DeadLetters = Db.GetCollection("deadletters", BsonAutoId.Int64);
                 Results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
             }
             catch
@@ -213,6 +217,71 @@ public sealed class ResultStore : IDisposable
             return d.Db.Commit();
         });
     }
+
+    /// <summary>
+    /// Moves an outbox entry the broker kept refusing to the <c>deadletters</c> collection, with the broker's reason,
+    /// in one transaction made durable: it leaves the drain but is not lost (<see cref="RequeueDeadLetters"/>).
+    /// </summary>
+    public void DeadLetter(OutboxEntry entry, string reason, int refusals) => Use(d =>
+    {
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        try
+        {
+            d.DeadLetters.Insert(new BsonDocument
+            {
+                ["result_id"] = entry.ResultId,
+                ["topic"] = entry.Topic,
+                ["payload"] = entry.Payload,
+                ["landed"] = entry.LandedTimestamp,
+                ["reason"] = reason,
+                ["refusals"] = refusals,
+                ["at"] = DateTime.UtcNow,
+            });
+            d.Outbox.Delete(entry.Id);
+            d.Db.Commit();
+        }
+        catch (Exception e) when (!IsStorageFailure(e))
+        {
+            d.Db.Rollback();
+            throw;
+        }
+        MakeDurable(d);
+        return 0;
+    });
+
+    /// <summary>Moves every dead letter back to the end of the outbox (at start: the broker may accept them now); returns how many.</summary>
+    public int RequeueDeadLetters() => Use(d =>
+    {
+        if (d.DeadLetters.Count() == 0) return 0;
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        int moved = 0;
+        try
+        {
+            foreach (BsonDocument doc in d.DeadLetters.FindAll().ToList())
+            {
+                d.Outbox.Insert(new BsonDocument
+                {
+                    ["result_id"] = doc["result_id"],
+                    ["topic"] = doc["topic"],
+                    ["payload"] = doc["payload"],
+                    ["landed"] = doc["landed"],
+                });
+                d.DeadLetters.Delete(doc["_id"]);
+                moved++;
+            }
+            d.Db.Commit();
+        }
+        catch (Exception e) when (!IsStorageFailure(e))
+        {
+            d.Db.Rollback();
+            throw;
+        }
+        MakeDurable(d);
+        return moved;
+    });
+
+    public List<DeadLetterEntry> DeadLetters() => Use(d => d.DeadLetters.FindAll().Select(doc => new DeadLetterEntry(
+        doc["result_id"].AsString, doc["topic"].AsString, doc["payload"].AsBinary, doc["reason"].AsString, doc["refusals"].AsInt32, doc["at"].AsDateTime)).ToList());
 
     public int OutboxCount() => Use(d => d.Outbox.Count());
     public int ResultCount() => Use(d => d.Results.Count());

@@ -19,7 +19,9 @@ public sealed class MosquittoBroker : IDisposable
     private readonly string _dir;
     private Process? _process;
 
-    public MosquittoBroker()
+    /// <param name="acl">Contents of an ACL file (mosquitto's acl_file; rules before any "user" line apply to anonymous
+    /// clients), or null for none. <see cref="Acl"/> changes it for the next <see cref="Start"/>.</param>
+    public MosquittoBroker(string? acl = null)
     {
         if (!File.Exists(Executable)) throw new InvalidOperationException($"{Executable} is missing: install the Debian package mosquitto (make deps)");
         _dir = TestEnv.TempDir("mosquitto");
@@ -35,11 +37,16 @@ public sealed class MosquittoBroker : IDisposable
             max_inflight_messages 0
             set_tcp_nodelay true
             log_dest file {_dir}/mosquitto.log
-            """.Replace("            ", ""));
+            """.Replace("            ", "") + (acl is null ? "" : $"\nacl_file {AclPath}\n"));
+        if (acl is not null) Acl = acl;
         Start();
     }
 
     public int Port { get; }
+    public string AclPath => Path.Combine(_dir, "acl");
+
+    /// <summary>The ACL file's contents (read by mosquitto when it starts).</summary>
+    public string Acl { get => File.ReadAllText(AclPath); set => File.WriteAllText(AclPath, value); }
     public string ConfigPath => Path.Combine(_dir, "mosquitto.conf");
     public string Log => File.Exists(Path.Combine(_dir, "mosquitto.log")) ? File.ReadAllText(Path.Combine(_dir, "mosquitto.log")) : "";
     public bool IsRunning => _process is { HasExited: false };

@@ -1,0 +1,65 @@
+using System.Security.Cryptography;
+using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// A result the broker refuses (here mosquitto's ACL: NotAuthorized on the results topic) is tried again with a
+/// growing wait, then kept in LiteDB's dead letters with the broker's reason instead of restarting the drain for
+/// ever; after the broker is fixed, a restart sends it.
+/// </summary>
+public sealed class DeadLetterTests : IDisposable
+{
+    private const string Closed = "topic readwrite qana/devdl/status\ntopic read qana/devdl/#\ntopic read qana/fleet/#\n";
+    private readonly MosquittoBroker _broker = new(acl: Closed);
+    private readonly string _root = TestEnv.TempDir("deadletter");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static string Sha(string file) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(file)));
+
+    [Fact]
+    public async Task Refused_results_become_dead_letters_with_the_reason_and_are_sent_after_a_restart()
+    {
+        string[] images = TestEnv.RealImages(2, skip: 980);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devdl/results");
+        await sub.ConnectAsync();
+        await using (var daemon = new DaemonRunner(_root, _broker.Port, "devdl", null, "--Qana:Mqtt:MaxRefusals=3"))
+        {
+            await daemon.StartAsync();
+            foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+            // Refused, waits 1 s, refused, waits 2 s, refused: a dead letter, out of the outbox.
+            await TestEnv.WaitUntil(() => daemon.Store is { } s && s.DeadLetters().Count == images.Length && s.OutboxCount() == 0, TimeSpan.FromSeconds(60),
+                "both results to become dead letters", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            List<DeadLetterEntry> dead = daemon.Store!.DeadLetters();
+            Assert.All(dead, d => Assert.Contains("NotAuthorized", d.Reason, StringComparison.Ordinal));
+            Assert.All(dead, d => Assert.Equal((3, "qana/devdl/results"), (d.Refusals, d.Topic)));
+            // Three refusals each, and the drain was never restarted for them.
+            string[] warnings = [.. daemon.Log.At(Serilog.Events.LogEventLevel.Warning)];
+            Assert.Equal(2 * images.Length, warnings.Count(w => w.Contains("refused (", StringComparison.Ordinal)));
+            Assert.DoesNotContain(warnings, w => w.Contains("Outbox drain interrupted", StringComparison.Ordinal));
+            Assert.Equal(images.Length, daemon.Log.At(Serilog.Events.LogEventLevel.Error).Count(e => e.Contains("moved to the dead letters", StringComparison.Ordinal)));
+            Assert.Empty(sub.Results);
+        }
+
+        // The broker's ACL is fixed; the next start puts the dead letters back in the outbox and the broker takes them.
+        _broker.Stop();
+        _broker.Acl = "topic readwrite #\n";
+        _broker.Start();
+        await sub.ConnectAsync();
+        await using (var again = new DaemonRunner(_root, _broker.Port, "devdl", null, "--Qana:Mqtt:MaxRefusals=3"))
+        {
+            await again.StartAsync();
+            await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(30), "the dead letters to be delivered");
+            Assert.Equal(images.Select(Sha).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
+            await TestEnv.WaitUntil(() => again.Store!.OutboxCount() == 0, TimeSpan.FromSeconds(10), "the outbox to drain");
+            Assert.Empty(again.Store!.DeadLetters());
+        }
+    }
+}
