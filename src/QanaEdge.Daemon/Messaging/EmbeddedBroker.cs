@@ -7,6 +7,12 @@ namespace QanaEdge.Daemon.Messaging;
 /// <summary>
 /// The broker used when no Qana:Mqtt:Host is configured: MQTTnet.Server on 127.0.0.1 only, so a stand-alone device
 /// works out of the box (mosquitto_sub -h 127.0.0.1 sees results) and nothing is exposed on the network.
+/// <para>
+/// Its sessions, and the messages queued in them for subscribers that are offline, live in memory only. The
+/// publisher deletes an outbox entry once this broker acknowledges it, subscribers or not, so whatever it held for an
+/// offline persistent subscriber is gone when qanad stops or is killed. Delivery across restarts needs an external
+/// broker with persistence (Qana:Mqtt:Host); the start log says so.
+/// </para>
 /// </summary>
 public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsyncDisposable
 {
@@ -32,7 +38,8 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
             return Task.CompletedTask;
         };
         await _server.StartAsync().ConfigureAwait(false);
-        log.LogInformation("Embedded MQTT broker listening on 127.0.0.1:{Port}", port);
+        log.LogWarning("Embedded MQTT broker listening on 127.0.0.1:{Port}. Its sessions are in memory: results it acknowledged for a subscriber " +
+            "that is offline are lost when qanad stops or is killed. For delivery across restarts set Qana:Mqtt:Host to a broker with persistence", port);
     }
 
     public async ValueTask DisposeAsync()
