@@ -8,7 +8,7 @@ LICENSE = "CLOSED"
 QANA_OUT ?= "${TOPDIR}/../qanaedge/out/linux-${@'arm64' if d.getVar('TARGET_ARCH') == 'aarch64' else 'x64'}"
 QANA_MODELS ?= "${TOPDIR}/../qanaedge/firmware-models"
 
-SRC_URI = "file://qanad.service file://appsettings.json"
+SRC_URI = "file://qanad.service file://appsettings.json file://99-qanad.rules"
 S = "${WORKDIR}"
 
 inherit systemd useradd
@@ -16,21 +16,28 @@ inherit systemd useradd
 SYSTEMD_SERVICE:${PN} = "qanad.service"
 SYSTEMD_AUTO_ENABLE = "enable"
 USERADD_PACKAGES = "${PN}"
-GROUPADD_PARAM:${PN} = "--system qanad"
-USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /var/lib/qanad --shell /sbin/nologin -g qanad -G video qanad"
+# qanad.service names video, gpio and i2c in SupplementaryGroups=; a group that does not exist stops the unit from
+# starting (216/GROUP), and base images create video only. 99-qanad.rules gives gpio and i2c their devices.
+GROUPADD_PARAM:${PN} = "--system qanad; --system -f gpio; --system -f i2c"
+USERADD_PARAM:${PN} = "--system --no-create-home --home-dir /var/lib/qanad --shell /sbin/nologin -g qanad -G video,gpio,i2c qanad"
 
 # Native AOT output is already stripped of nothing BitBake knows how to debug-split; keep it as built.
 INHIBIT_PACKAGE_STRIP = "1"
 INHIBIT_PACKAGE_DEBUG_SPLIT = "1"
 INSANE_SKIP:${PN} += "already-stripped ldflags"
-RDEPENDS:${PN} += "zlib libstdc++"
+# .NET's cryptography (SHA-256, package signatures, MQTT TLS) loads OpenSSL's libssl/libcrypto at run time with
+# dlopen, which BitBake's shared-library scan does not see.
+RDEPENDS:${PN} += "zlib libstdc++ libssl libcrypto"
 
 do_install() {
     install -d ${D}${bindir} ${D}${systemd_system_unitdir} ${D}${sysconfdir}/qanad/trust ${D}${datadir}/qanad/firmware-models
     install -m 0755 ${QANA_OUT}/qanad ${D}${bindir}/qanad
     if [ -f ${QANA_OUT}/qana ]; then install -m 0755 ${QANA_OUT}/qana ${D}${bindir}/qana; fi
     install -m 0644 ${WORKDIR}/qanad.service ${D}${systemd_system_unitdir}/qanad.service
-    install -m 0640 ${WORKDIR}/appsettings.json ${D}${sysconfdir}/qanad/appsettings.json
+    # Readable by the qanad user (it may hold the broker password, so not by everyone).
+    install -m 0640 -g qanad ${WORKDIR}/appsettings.json ${D}${sysconfdir}/qanad/appsettings.json
+    install -d ${D}${nonarch_base_libdir}/udev/rules.d
+    install -m 0644 ${WORKDIR}/99-qanad.rules ${D}${nonarch_base_libdir}/udev/rules.d/99-qanad.rules
     # The default model: the package named by firmware-models/DEFAULT (or the single *.qana), installed as default.qana.
     if [ -f ${QANA_MODELS}/DEFAULT ]; then
         model="${QANA_MODELS}/$(head -n1 ${QANA_MODELS}/DEFAULT)"
@@ -40,5 +47,5 @@ do_install() {
     install -m 0644 "$model" ${D}${datadir}/qanad/firmware-models/default.qana
 }
 
-FILES:${PN} += "${systemd_system_unitdir}/qanad.service ${sysconfdir}/qanad ${datadir}/qanad"
+FILES:${PN} += "${systemd_system_unitdir}/qanad.service ${sysconfdir}/qanad ${datadir}/qanad ${nonarch_base_libdir}/udev/rules.d/99-qanad.rules"
 CONFFILES:${PN} = "${sysconfdir}/qanad/appsettings.json"
