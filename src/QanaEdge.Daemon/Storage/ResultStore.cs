@@ -126,6 +126,29 @@ public sealed class ResultStore : IDisposable
     }
 
     /// <summary>
+    /// Runs <paramref name="body"/> as one LiteDB transaction (through <see cref="Use"/>) and makes it durable before
+    /// returning. Any other exception rolls it back. A disk or LiteDB failure is not rolled back here: Use closes the
+    /// instance, and reopening keeps only what LiteDB had committed to its log, which is all or nothing per transaction.
+    /// </summary>
+    private T InDurableTransaction<T>(Func<Database, T> body) => Use(d =>
+    {
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        T result;
+        try
+        {
+            result = body(d);
+            d.Db.Commit();
+        }
+        catch (Exception e) when (!IsStorageFailure(e))
+        {
+            d.Db.Rollback();
+            throw;
+        }
+        MakeDurable(d);
+        return result;
+    });
+
+    /// <summary>
     /// Closes an instance that failed on the disk. It is closed before another is opened on the same file (two
     /// instances writing one file would corrupt it); its own error on closing, usually the disk error again, is the
     /// one the caller already has. The transactions the failure left open are first kept from being finalized later
@@ -145,55 +168,42 @@ public sealed class ResultStore : IDisposable
     /// same image again, or a capture redelivered after a crash) is skipped: it keeps its id and gets no second
     /// outbox entry. Returns, per input, whether it was new.
     /// </summary>
-    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic) => Use(d =>
+    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic) => InDurableTransaction(d =>
     {
         var fresh = new bool[batch.Count];
-        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-        try
+        for (int i = 0; i < batch.Count; i++)
         {
-            for (int i = 0; i < batch.Count; i++)
+            StoredResult r = batch[i];
+            if (d.Results.FindById(r.ResultId) is not null) continue;
+            d.Results.Insert(new BsonDocument
             {
-                StoredResult r = batch[i];
-                if (d.Results.FindById(r.ResultId) is not null) continue;
-                d.Results.Insert(new BsonDocument
-                {
-                    ["_id"] = r.ResultId,
-                    ["image_sha256"] = r.ImageSha256,
-                    ["label"] = r.Label,
-                    ["confidence"] = (double)r.Confidence,
-                    ["refer"] = r.Refer,
-                    ["tiled"] = r.Tiled,
-                    ["model_id"] = r.ModelId,
-                    ["model_version"] = r.ModelVersion,
-                    ["latency_ms"] = r.LatencyMs,
-                    ["energy_mj"] = r.EnergyMillijoules is double e ? new BsonValue(e) : BsonValue.Null,
-                    ["captured_at"] = r.CapturedAt,
-                    ["stored_at"] = DateTime.UtcNow,
-                    ["source"] = r.Source,
-                    ["payload"] = r.Payload,
-                    // Stays on the device (never published): the readout learner's case once a clinician labels it.
-                    ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput,
-                    ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
-                });
-                d.Outbox.Insert(new BsonDocument
-                {
-                    ["result_id"] = r.ResultId,
-                    ["topic"] = resultsTopic,
-                    ["payload"] = r.Payload,
-                    ["landed"] = r.LandedTimestamp,
-                });
-                fresh[i] = true;
-            }
-            d.Db.Commit();
+                ["_id"] = r.ResultId,
+                ["image_sha256"] = r.ImageSha256,
+                ["label"] = r.Label,
+                ["confidence"] = (double)r.Confidence,
+                ["refer"] = r.Refer,
+                ["tiled"] = r.Tiled,
+                ["model_id"] = r.ModelId,
+                ["model_version"] = r.ModelVersion,
+                ["latency_ms"] = r.LatencyMs,
+                ["energy_mj"] = r.EnergyMillijoules is double e ? new BsonValue(e) : BsonValue.Null,
+                ["captured_at"] = r.CapturedAt,
+                ["stored_at"] = DateTime.UtcNow,
+                ["source"] = r.Source,
+                ["payload"] = r.Payload,
+                // Stays on the device (never published): the readout learner's case once a clinician labels it.
+                ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput,
+                ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
+            });
+            d.Outbox.Insert(new BsonDocument
+            {
+                ["result_id"] = r.ResultId,
+                ["topic"] = resultsTopic,
+                ["payload"] = r.Payload,
+                ["landed"] = r.LandedTimestamp,
+            });
+            fresh[i] = true;
         }
-        catch (Exception e) when (!IsStorageFailure(e))
-        {
-            d.Db.Rollback();
-            throw;
-        }
-        // (A disk or LiteDB failure is not rolled back here: Use closes the instance, and reopening keeps only what
-        // LiteDB had committed to its log, which is all or nothing per transaction.)
-        MakeDurable(d);
         return fresh;
     });
 
@@ -222,61 +232,38 @@ public sealed class ResultStore : IDisposable
     /// Moves an outbox entry the broker kept refusing to the <c>deadletters</c> collection, with the broker's reason,
     /// in one transaction made durable: it leaves the drain but is not lost (<see cref="RequeueDeadLetters"/>).
     /// </summary>
-    public void DeadLetter(OutboxEntry entry, string reason, int refusals) => Use(d =>
+    public void DeadLetter(OutboxEntry entry, string reason, int refusals) => InDurableTransaction(d =>
     {
-        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-        try
+        d.DeadLetters.Insert(new BsonDocument
         {
-            d.DeadLetters.Insert(new BsonDocument
-            {
-                ["result_id"] = entry.ResultId,
-                ["topic"] = entry.Topic,
-                ["payload"] = entry.Payload,
-                ["landed"] = entry.LandedTimestamp,
-                ["reason"] = reason,
-                ["refusals"] = refusals,
-                ["at"] = DateTime.UtcNow,
-            });
-            d.Outbox.Delete(entry.Id);
-            d.Db.Commit();
-        }
-        catch (Exception e) when (!IsStorageFailure(e))
-        {
-            d.Db.Rollback();
-            throw;
-        }
-        MakeDurable(d);
+            ["result_id"] = entry.ResultId,
+            ["topic"] = entry.Topic,
+            ["payload"] = entry.Payload,
+            ["landed"] = entry.LandedTimestamp,
+            ["reason"] = reason,
+            ["refusals"] = refusals,
+            ["at"] = DateTime.UtcNow,
+        });
+        d.Outbox.Delete(entry.Id);
         return 0;
     });
 
     /// <summary>Moves every dead letter back to the end of the outbox (at start: the broker may accept them now); returns how many.</summary>
-    public int RequeueDeadLetters() => Use(d =>
+    public int RequeueDeadLetters() => Use(d => d.DeadLetters.Count()) == 0 ? 0 : InDurableTransaction(d =>
     {
-        if (d.DeadLetters.Count() == 0) return 0;
-        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
         int moved = 0;
-        try
+        foreach (BsonDocument doc in d.DeadLetters.FindAll().ToList())
         {
-            foreach (BsonDocument doc in d.DeadLetters.FindAll().ToList())
+            d.Outbox.Insert(new BsonDocument
             {
-                d.Outbox.Insert(new BsonDocument
-                {
-                    ["result_id"] = doc["result_id"],
-                    ["topic"] = doc["topic"],
-                    ["payload"] = doc["payload"],
-                    ["landed"] = doc["landed"],
-                });
-                d.DeadLetters.Delete(doc["_id"]);
-                moved++;
-            }
-            d.Db.Commit();
+                ["result_id"] = doc["result_id"],
+                ["topic"] = doc["topic"],
+                ["payload"] = doc["payload"],
+                ["landed"] = doc["landed"],
+            });
+            d.DeadLetters.Delete(doc["_id"]);
+            moved++;
         }
-        catch (Exception e) when (!IsStorageFailure(e))
-        {
-            d.Db.Rollback();
-            throw;
-        }
-        MakeDurable(d);
         return moved;
     });
 
@@ -377,24 +364,13 @@ public sealed class ResultStore : IDisposable
     /// its signed package for the publisher on <paramref name="topic"/> (durable, sent at QoS 1 until acknowledged):
     /// both in one transaction, so the log entry means the message was queued.
     /// </summary>
-    public void RecordLearnedReadout(string sha256, string reason, string topic, byte[] package) => Use(d =>
+    public void RecordLearnedReadout(string sha256, string reason, string topic, byte[] package) => InDurableTransaction(d =>
     {
-        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-        try
+        d.Updates.Insert(UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason));
+        d.Outbox.Insert(new BsonDocument
         {
-            d.Updates.Insert(UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason));
-            d.Outbox.Insert(new BsonDocument
-            {
-                ["result_id"] = "readout:" + sha256, ["topic"] = topic, ["payload"] = package, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
-            });
-            d.Db.Commit();
-        }
-        catch (Exception e) when (!IsStorageFailure(e))
-        {
-            d.Db.Rollback();
-            throw;
-        }
-        MakeDurable(d);
+            ["result_id"] = "readout:" + sha256, ["topic"] = topic, ["payload"] = package, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
+        });
         return 0;
     });
 
