@@ -6,7 +6,7 @@ namespace QanaEdge.Daemon.Messaging;
 
 /// <summary>
 /// The broker used when no Qana:Mqtt:Host is configured: MQTTnet.Server on 127.0.0.1 only, so a stand-alone device
-/// works out of the box (mosquitto_sub -h 127.0.0.1 sees results) and nothing is exposed on the network.
+/// works out of the box (mosquitto_sub -h 127.0.0.1 -i NAME sees results) and nothing is exposed on the network.
 /// <para>
 /// Its sessions, and the messages queued in them for subscribers that are offline, live in memory only. The
 /// publisher deletes an outbox entry once this broker acknowledges it, subscribers or not, so whatever it held for an
@@ -30,8 +30,10 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
             .WithPersistentSessions()
             .Build();
         _server = new MqttServerFactory().CreateMqttServer(options);
-        // mosquitto_sub and other clients send an empty client id and expect the broker to assign one
-        // (MQTT 3.1.1 §3.1.3.1, MQTT 5 §3.1.3.1); MQTTnet refuses such a connection unless one is assigned here.
+        // Clients that send an empty client id expect the broker to assign one. MQTTnet takes an assigned id only from
+        // MQTT 5 clients (mosquitto_sub -V mqttv5); an MQTT 3.1.1 client with an empty id is refused with CONNACK
+        // "identifier rejected", which that version of the protocol allows (§3.1.3.1), so such clients name themselves
+        // (mosquitto_sub -i NAME, as the make run banner and the docs show).
         _server.ValidatingConnectionAsync += e =>
         {
             if (string.IsNullOrEmpty(e.ClientId)) e.AssignedClientIdentifier = "auto-" + Guid.NewGuid().ToString("N");
