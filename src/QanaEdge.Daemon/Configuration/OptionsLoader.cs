@@ -37,6 +37,11 @@ public static class OptionsLoader
         QanaOptions options = new();
         try { section.Bind(options); }
         catch (InvalidOperationException e) { throw new ConfigurationException([e.Message]); }
+        if (string.IsNullOrWhiteSpace(options.DeviceId))
+        {
+            options.DeviceId = DeviceIdentity.FromMachine(out string source);
+            options.DeviceIdSource = source;
+        }
 
         Add(errors, new QanaOptionsValidator().Validate(null, options));
         CheckSemantics(options, errors);

@@ -32,9 +32,15 @@ public sealed class QanaOptions
     /// <summary>Folder for the LiteDB file, done/quarantine folders by default (created when missing).</summary>
     [Required] public string StateDir { get; set; } = "";
 
-    /// <summary>Device id used in MQTT topics and result ids: letters, digits, '-' and '_' only.</summary>
-    [Required, RegularExpression("^[A-Za-z0-9_-]{1,64}$", ErrorMessage = "must be 1-64 characters of A-Z a-z 0-9 - _ (it becomes an MQTT topic level)")]
-    public string DeviceId { get; set; } = "qana-dev";
+    /// <summary>
+    /// Device id used in MQTT topics and result ids: letters, digits, '-' and '_' only. Empty (the default): derived
+    /// from the machine id (<see cref="DeviceIdentity"/>), qana-dev where there is none.
+    /// </summary>
+    [RegularExpression("^[A-Za-z0-9_-]{1,64}$", ErrorMessage = "must be 1-64 characters of A-Z a-z 0-9 - _ (it becomes an MQTT topic level)")]
+    public string DeviceId { get; set; } = "";
+
+    /// <summary>Where <see cref="DeviceId"/> came from, for the start log (set by the loader; not a key: no public setter).</summary>
+    public string DeviceIdSource { get; internal set; } = "configured";
 
     /// <summary>Model package path; empty: firmware-models/ via DefaultModel.Locate.</summary>
     public string? Model { get; set; }

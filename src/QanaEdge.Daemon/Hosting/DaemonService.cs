@@ -55,7 +55,8 @@ public sealed class DaemonService(
         var topics = new Topics(options.DeviceId);
         Directory.CreateDirectory(options.StateDir);
         _store = new ResultStore(Path.Combine(options.StateDir, "qana.db"));
-        _log.LogInformation("qanad {Version}: device {DeviceId}, state {StateDir}", version, options.DeviceId, options.StateDir);
+        _log.LogInformation("qanad {Version}: device {DeviceId} ({DeviceIdSource}), state {StateDir}", version, options.DeviceId,
+            options.DeviceIdSource, options.StateDir);
         IClassifierProvider provider = model.Active.Provider;
         _log.LogWarning("ENGINE: {Engine} — {Reason}", provider.EngineName, provider.EngineReason);
         _log.LogInformation("Model {ModelId} version {ModelVersion}: {Source}", provider.ModelId, provider.ModelVersion, model.Active.Source);
