@@ -216,6 +216,25 @@ public sealed class EndToEndTests : IDisposable
         Assert.Equal(images.Select(Sha).ToHashSet(), Directory.GetFiles(Path.Combine(state, "done")).Select(Sha).ToHashSet());
     }
 
+    /// <summary>
+    /// Under a byte bound of about one of these JPEGs (13–25 kB) the inbox goes through one capture at a time and every
+    /// capture still gets its result: each worker gives its capture's bytes back, or the queue would stop admitting.
+    /// </summary>
+    [Fact]
+    public async Task A_small_queue_byte_bound_slows_the_inbox_but_loses_nothing()
+    {
+        string[] images = TestEnv.RealImages(24, skip: 960);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devqb/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devqb", null, "--Qana:QueueBytes=20000", "--Qana:Workers=2");
+        await daemon.StartAsync();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length && Directory.GetFiles(daemon.Inbox).Length == 0,
+            TimeSpan.FromSeconds(120), "24 results under a 20 kB queue");
+        Assert.Equal(images.Select(Sha).ToHashSet(), Directory.GetFiles(daemon.DoneDir).Select(Sha).ToHashSet());
+    }
+
     [Fact]
     public async Task Same_image_twice_keeps_one_result_id_and_feedback_is_stored()
     {

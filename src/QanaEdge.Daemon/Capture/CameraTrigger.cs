@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Devices.Camera;
 using QanaEdge.Devices.Gpio;
@@ -16,13 +15,13 @@ public sealed class CameraTrigger : IDisposable
 {
     private readonly ICameraSource _camera;
     private readonly CaptureButton? _button;
-    private readonly ChannelWriter<CaptureItem> _output;
+    private readonly CaptureQueue _output;
     private readonly ILogger _log;
     private readonly Lock _stateLock = new();
     private CameraState _state;
     private int _busy;
 
-    public CameraTrigger(ICameraSource camera, CaptureButton? button, ChannelWriter<CaptureItem> output, ILogger log)
+    public CameraTrigger(ICameraSource camera, CaptureButton? button, CaptureQueue output, ILogger log)
     {
         _camera = camera; _button = button; _output = output; _log = log;
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);

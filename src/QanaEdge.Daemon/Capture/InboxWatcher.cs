@@ -19,7 +19,7 @@ namespace QanaEdge.Daemon.Capture;
 public sealed class InboxWatcher : IAsyncDisposable
 {
     private readonly QanaOptions _options;
-    private readonly ChannelWriter<CaptureItem> _output;
+    private readonly CaptureQueue _output;
     private readonly CaptureDisposition _disposition;
     private readonly ILogger<InboxWatcher> _log;
     private readonly Channel<(string Path, bool Renamed)> _events = Channel.CreateUnbounded<(string, bool)>(new UnboundedChannelOptions { SingleReader = true });
@@ -31,7 +31,7 @@ public sealed class InboxWatcher : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
 
-    public InboxWatcher(QanaOptions options, ChannelWriter<CaptureItem> output, CaptureDisposition disposition, ILogger<InboxWatcher> log)
+    public InboxWatcher(QanaOptions options, CaptureQueue output, CaptureDisposition disposition, ILogger<InboxWatcher> log)
     {
         _options = options; _output = output; _disposition = disposition; _log = log;
     }
@@ -151,7 +151,7 @@ public sealed class InboxWatcher : IAsyncDisposable
             return;
         }
         item = new CaptureItem(path, bytes, "inbox", mtime, landed);
-        // Backpressure: waits here while the pipeline is full.
+        // Backpressure: waits here while the pipeline is full (by count or by bytes).
         await _output.WriteAsync(item, ct).ConfigureAwait(false);
     }
 

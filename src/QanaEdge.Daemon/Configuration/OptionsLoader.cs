@@ -136,6 +136,7 @@ public static class OptionsLoader
             ("MaxFileBytes", IsLong, "an integer"),
             ("Workers", IsInt, "an integer"),
             ("QueueCapacity", IsInt, "an integer"),
+            ("QueueBytes", IsLong, "an integer"),
             ("Mqtt:Port", IsInt, "an integer 1-65535"),
             ("Mqtt:Tls", IsBool, "true or false"),
             ("Mqtt:KeepAliveSeconds", IsInt, "an integer"),

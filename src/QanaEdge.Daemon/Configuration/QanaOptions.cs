@@ -77,6 +77,13 @@ public sealed class QanaOptions
     /// <summary>Captures waiting for a worker; beyond this the watcher waits (backpressure).</summary>
     [Range(1, 100000)] public int QueueCapacity { get; set; } = 64;
 
+    /// <summary>
+    /// Bytes the queued captures and those in the workers' hands may hold together (CaptureQueue); a capture is always
+    /// taken when nothing else is held, so this may be below MaxFileBytes (1: one capture at a time). 128 MiB: 25
+    /// five-megabyte dermatoscope frames.
+    /// </summary>
+    [Range(1L, 1L << 34)] public long QueueBytes { get; set; } = 128L << 20;
+
     [Microsoft.Extensions.Options.ValidateObjectMembers] public MqttOptions Mqtt { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public PowerOptions Power { get; set; } = new();
     [Microsoft.Extensions.Options.ValidateObjectMembers] public CameraOptions Camera { get; set; } = new();

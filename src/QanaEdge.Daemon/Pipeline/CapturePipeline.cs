@@ -33,7 +33,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly PipelineProgress _progress;
     private readonly EnergyMeter? _meter;
     private readonly ILogger<CapturePipeline> _log;
-    private readonly Channel<CaptureItem> _captures;
+    private readonly CaptureQueue _captures;
     private readonly Channel<(CaptureItem Item, StoredResult Result)> _done;
     private readonly Channel<Committed> _committed = Channel.CreateUnbounded<Committed>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly Topics _topics;
@@ -45,14 +45,13 @@ public sealed class CapturePipeline : IAsyncDisposable
     {
         _options = options; _model = model; _store = store; _disposition = disposition; _progress = progress; _meter = meter; _log = log;
         _topics = new Topics(options.DeviceId);
-        _captures = Channel.CreateBounded<CaptureItem>(new BoundedChannelOptions(options.QueueCapacity)
-        { FullMode = BoundedChannelFullMode.Wait, SingleWriter = false, SingleReader = false });
+        _captures = new CaptureQueue(options.QueueCapacity, options.QueueBytes);
         _done = Channel.CreateBounded<(CaptureItem, StoredResult)>(new BoundedChannelOptions(Math.Max(64, options.QueueCapacity))
         { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
     }
 
-    /// <summary>Where capture sources write. Writes wait while the pipeline is full.</summary>
-    public ChannelWriter<CaptureItem> Input => _captures.Writer;
+    /// <summary>Where capture sources write. Writes wait while the pipeline is full (by count or by bytes).</summary>
+    public CaptureQueue Input => _captures;
 
     /// <summary>Raised after a batch of new results is committed (the publisher listens).</summary>
     public event Action? Stored;
@@ -71,7 +70,8 @@ public sealed class CapturePipeline : IAsyncDisposable
         }
         _tasks.Add(Task.Run(() => WriterAsync(_stop.Token)));
         _tasks.Add(Task.Run(() => AcknowledgerAsync(_stop.Token)));
-        _log.LogInformation("Pipeline started: {Workers} workers, queue {Capacity}", _options.Workers, _options.QueueCapacity);
+        _log.LogInformation("Pipeline started: {Workers} workers, queue {Capacity} captures or {MiB:0.#} MiB", _options.Workers,
+            _options.QueueCapacity, _options.QueueBytes / (1024.0 * 1024.0));
     }
 
     /// <summary>
@@ -98,7 +98,11 @@ public sealed class CapturePipeline : IAsyncDisposable
                         }
                         done = Process(classifier, item);
                     }
-                    finally { _model.ExitImage(); }
+                    finally
+                    {
+                        _model.ExitImage();
+                        _captures.Release(item);
+                    }
                     if (done is { } d) await _done.Writer.WriteAsync(d, ct).ConfigureAwait(false);
                 }
             }
@@ -148,7 +152,8 @@ public sealed class CapturePipeline : IAsyncDisposable
         var stored = new StoredResult(resultId, sha, c.Label, c.Confidence, c.Refer, c.Tiled, modelId, modelVersion,
             c.LatencyMs, energy, item.CapturedAtUtc, item.Source, payload, item.LandedTimestamp,
             c.HeadInput, c.HeadInput is null ? null : classifier.Backbone);
-        return (item, stored);
+        // The bytes are not needed past here (the acknowledger re-reads the file), so the queue entry does not keep them.
+        return (item with { Bytes = [] }, stored);
     }
 
     private async Task WriterAsync(CancellationToken ct)
@@ -242,7 +247,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// <summary>Stops taking captures, lets the workers finish what they hold, stores it, then returns.</summary>
     public async ValueTask DisposeAsync()
     {
-        _captures.Writer.TryComplete();
+        _captures.Complete();
         if (_tasks.Count == 0) { _stop.Dispose(); return; }
         // Workers first, then the writer (it completes the acknowledger's channel when it ends), then the acknowledger.
         Task workers = Task.WhenAll(_tasks.Take(_tasks.Count - 2));
