@@ -81,6 +81,13 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Equal(3, daemon.Store!.ResultCount());
         Assert.Empty(daemon.Log.At(LogEventLevel.Error));
         Assert.Equal("ready", LastStatus(sub, "devcam")!.Value.GetProperty("camera").GetProperty("state").GetString());
+        // Each frame went through the inbox as a file and is kept in the done folder like any capture, so the image a
+        // result was made from is there to look at, and a kill before its result was stored would not have lost it.
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.DoneDir).Length == 3, TimeSpan.FromSeconds(10), "three frames in done/");
+        string[] kept = Directory.GetFiles(daemon.DoneDir);
+        Assert.All(kept, f => Assert.Matches(@"^camera-\d{8}T\d{9}Z-[0-9a-f]{12}\.jpg$", Path.GetFileName(f)));
+        Assert.Equal(scenes.Select(Sha).ToHashSet(), kept.Select(f => Sha(File.ReadAllBytes(f))).ToHashSet());
+        Assert.Empty(Directory.GetFiles(daemon.Inbox));
     }
 
     [Fact]

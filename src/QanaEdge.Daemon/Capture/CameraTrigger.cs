@@ -1,12 +1,17 @@
-using System.Diagnostics;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Storage;
 using QanaEdge.Devices.Camera;
 using QanaEdge.Devices.Gpio;
 
 namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
-/// Takes one camera frame per trigger (GPIO button press or MQTT capture command) and hands it to the pipeline.
+/// Takes one camera frame per trigger (GPIO button press or MQTT capture command) and writes it into the inbox, where
+/// it is a capture like any other: the watcher takes it, and once its result is stored it goes to the done folder (or is
+/// deleted, by config). The frame is on disk, flushed and renamed into place, before the trigger returns, so a frame
+/// the camera gave is not lost to a kill or a power cut before its result is stored, and the image a result was made
+/// from is kept beside the inbox's. Its name is <see cref="FilePrefix"/>, the UTC time and the start of its SHA-256.
 /// Triggers that arrive while a capture is running are dropped: one press, one image. A failed capture never
 /// escapes (the trigger runs detached from the button's event thread and the MQTT receive path): it is logged as an
 /// error and reported through <see cref="StateChanged"/>, which the daemon turns into its retained status.
@@ -15,15 +20,18 @@ public sealed class CameraTrigger : IDisposable
 {
     private readonly ICameraSource _camera;
     private readonly CaptureButton? _button;
-    private readonly CaptureQueue _output;
+    private readonly string _inbox;
     private readonly ILogger _log;
     private readonly Lock _stateLock = new();
     private CameraState _state;
     private int _busy;
 
-    public CameraTrigger(ICameraSource camera, CaptureButton? button, CaptureQueue output, ILogger log)
+    /// <summary>Start of the name of a camera frame in the inbox; the watcher gives such captures the source "camera".</summary>
+    public const string FilePrefix = "camera-";
+
+    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log)
     {
-        _camera = camera; _button = button; _output = output; _log = log;
+        _camera = camera; _button = button; _inbox = inbox; _log = log;
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
     }
@@ -42,10 +50,16 @@ public sealed class CameraTrigger : IDisposable
         if (Interlocked.Exchange(ref _busy, 1) == 1) { _log.LogInformation("Capture trigger ({Why}) ignored: a capture is running", why); return false; }
         try
         {
-            long landed = Stopwatch.GetTimestamp();
-            byte[] frame = await Task.Run(_camera.CaptureJpeg).ConfigureAwait(false);
-            await _output.WriteAsync(new CaptureItem(null, frame, "camera", DateTime.UtcNow, landed)).ConfigureAwait(false);
-            _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why})", frame.Length, _camera.Name, why);
+            await Task.Run(() =>
+            {
+                byte[] frame = _camera.CaptureJpeg();
+                string sha = Convert.ToHexStringLower(SHA256.HashData(frame));
+                // Time and hash: unique, because one capture runs at a time; the same name again is the same bytes.
+                string path = Path.Combine(_inbox, $"{FilePrefix}{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}-{sha[..12]}.jpg");
+                Directory.CreateDirectory(_inbox);
+                DurableFile.WriteAllBytes(path, frame); // under a .tmp name the watcher skips, then renamed into place
+                _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why}) as {File}", frame.Length, _camera.Name, why, Path.GetFileName(path));
+            }).ConfigureAwait(false);
             SetState("ready", null);
             return true;
         }

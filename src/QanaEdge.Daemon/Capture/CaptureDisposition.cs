@@ -8,7 +8,7 @@ namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
 /// Acknowledges captures once their result is stored (move to the done folder or delete, by config) and quarantines
-/// rejected ones (moved, or written for camera frames, with a <c>.reason</c> file beside them).
+/// rejected ones (moved, with a <c>.reason</c> file beside them).
 /// <para>
 /// An inbox capture is known by its path, but a path can change hands while its capture is in the pipeline: a new
 /// image renamed over the name, or the file rewritten. So the file is first claimed (renamed, in the same folder, to
@@ -25,15 +25,11 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
     public const string ClaimPrefix = ".qanad-";
 
-    public void Acknowledge(CaptureItem item, string sha256) => Acknowledge(item.Path, sha256);
-
     /// <summary>
-    /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>;
-    /// null (a camera frame) has nothing to acknowledge.
+    /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>.
     /// </summary>
-    public void Acknowledge(string? path, string sha256)
+    public void Acknowledge(string path, string sha256)
     {
-        if (path is null) return;
         string? claimed = null;
         try
         {
@@ -126,10 +122,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         try
         {
             Directory.CreateDirectory(options.QuarantineDir!);
-            string name = item.Path is null ? $"{item.Source}-{item.CapturedAtUtc:yyyyMMdd'T'HHmmss'Z'}-{sha256[..12]}.jpg" : Path.GetFileName(item.Path);
-            string target = UniqueTarget(options.QuarantineDir!, name);
-            if (item.Path is null) File.WriteAllBytes(target, item.Bytes);
-            else if (sha256 == "-") File.Move(item.Path, target, overwrite: false); // unread (too large): nothing to compare
+            string target = UniqueTarget(options.QuarantineDir!, Path.GetFileName(item.Path));
+            if (sha256 == "-") File.Move(item.Path, target, overwrite: false); // unread (too large): nothing to compare
             else
             {
                 // Only the file that was read goes to quarantine; a new file under its name stays to be classified.

@@ -1,10 +1,11 @@
 namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
-/// One capture on its way through the pipeline. <see cref="Path"/> is the inbox file (null for a camera frame, which
-/// only exists in memory); <see cref="LandedTimestamp"/> is the Stopwatch time the capture was noticed, for latency.
+/// One capture on its way through the pipeline: the inbox file <see cref="Path"/> (camera frames are written there
+/// too) and the bytes read from it; <see cref="Source"/> is "inbox" or "camera"; <see cref="LandedTimestamp"/> is the
+/// Stopwatch time the capture was noticed, for latency.
 /// </summary>
-public sealed record CaptureItem(string? Path, byte[] Bytes, string Source, DateTime CapturedAtUtc, long LandedTimestamp)
+public sealed record CaptureItem(string Path, byte[] Bytes, string Source, DateTime CapturedAtUtc, long LandedTimestamp)
 {
-    public string DisplayName => Path is null ? Source : System.IO.Path.GetFileName(Path);
+    public string DisplayName => System.IO.Path.GetFileName(Path);
 }

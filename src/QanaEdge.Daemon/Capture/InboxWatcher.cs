@@ -150,7 +150,8 @@ public sealed class InboxWatcher : IAsyncDisposable
             Forget(path);
             return;
         }
-        item = new CaptureItem(path, bytes, "inbox", mtime, landed);
+        string source = name.StartsWith(CameraTrigger.FilePrefix, StringComparison.Ordinal) ? "camera" : "inbox";
+        item = new CaptureItem(path, bytes, source, mtime, landed);
         // Backpressure: waits here while the pipeline is full (by count or by bytes).
         await _output.WriteAsync(item, ct).ConfigureAwait(false);
     }

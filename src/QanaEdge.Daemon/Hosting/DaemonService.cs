@@ -94,7 +94,7 @@ public sealed class DaemonService(
         model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;
         // The camera opens before the link starts so that the first "online" status already says how it is.
-        if (options.Camera.Enabled) _camera = OpenCamera(_pipeline);
+        if (options.Camera.Enabled) _camera = OpenCamera();
         _version = version;
         _link.Start(OnlineStatus());
         _pipeline.Start();
@@ -165,7 +165,7 @@ public sealed class DaemonService(
         catch (ObjectDisposedException) { } // a change that finished while the daemon stopped
     }
 
-    private CameraTrigger? OpenCamera(CapturePipeline pipeline)
+    private CameraTrigger? OpenCamera()
     {
         try
         {
@@ -178,7 +178,7 @@ public sealed class DaemonService(
             }
             _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
-            var trigger = new CameraTrigger(source, button, pipeline.Input, loggers.CreateLogger<CameraTrigger>());
+            var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>());
             // Operators see a failing camera in the retained status, not only in the journal.
             trigger.StateChanged += _ => PublishStatus();
             return trigger;

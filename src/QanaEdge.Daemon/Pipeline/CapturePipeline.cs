@@ -189,7 +189,7 @@ public sealed class CapturePipeline : IAsyncDisposable
                 while (_committed.Reader.TryRead(out Committed? c))
                 {
                     _disposition.Acknowledge(c.Path, c.Sha256);
-                    if (c.Path is not null) Released?.Invoke(c.Path);
+                    Released?.Invoke(c.Path);
                     if (c.Fresh)
                     {
                         _progress.OnCompleted();
@@ -209,7 +209,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     }
 
     /// <summary>What the acknowledger needs of a committed capture (not its bytes, which can be collected now).</summary>
-    private sealed record Committed(string? Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs);
+    private sealed record Committed(string Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs);
 
     private bool[] CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct)
     {
@@ -239,10 +239,7 @@ public sealed class CapturePipeline : IAsyncDisposable
         }
     }
 
-    private void Release(CaptureItem item)
-    {
-        if (item.Path is not null) Released?.Invoke(item.Path);
-    }
+    private void Release(CaptureItem item) => Released?.Invoke(item.Path);
 
     /// <summary>Stops taking captures, lets the workers finish what they hold, stores it, then returns.</summary>
     public async ValueTask DisposeAsync()

@@ -1,3 +1,5 @@
+using QanaEdge.Daemon.Storage;
+
 namespace QanaEdge.Daemon.Updates;
 
 /// <summary>

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace QanaEdge.Daemon.Updates;
+namespace QanaEdge.Daemon.Storage;
 
 /// <summary>
 /// Writes that survive a power cut whole or not at all: the bytes go to a temporary file in the same folder, which is
