@@ -27,7 +27,7 @@ public sealed class DeadLetterTests : IDisposable
     public async Task Refused_results_become_dead_letters_with_the_reason_and_are_sent_after_a_restart()
     {
         string[] images = TestEnv.RealImages(2, skip: 980);
-        await using var sub = new ResultSubscriber(_broker.Port, "qana/devdl/results");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devdl/results", "qana/devdl/status");
         await sub.ConnectAsync();
         await using (var daemon = new DaemonRunner(_root, _broker.Port, "devdl", null, "--Qana:Mqtt:MaxRefusals=3"))
         {
@@ -46,6 +46,8 @@ public sealed class DeadLetterTests : IDisposable
             Assert.DoesNotContain(warnings, w => w.Contains("Outbox drain interrupted", StringComparison.Ordinal));
             Assert.Equal(images.Length, daemon.Log.At(Serilog.Events.LogEventLevel.Error).Count(e => e.Contains("moved to the dead letters", StringComparison.Ordinal)));
             Assert.Empty(sub.Results);
+            // The retained status says so (the ACL lets the status topic through).
+            await TestEnv.WaitUntil(() => DeadLettersInStatus(sub) == images.Length, TimeSpan.FromSeconds(10), "the status to count both dead letters");
         }
 
         // The broker's ACL is fixed; the next start puts the dead letters back in the outbox and the broker takes them.
@@ -60,6 +62,12 @@ public sealed class DeadLetterTests : IDisposable
             Assert.Equal(images.Select(Sha).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
             await TestEnv.WaitUntil(() => again.Store!.OutboxCount() == 0, TimeSpan.FromSeconds(10), "the outbox to drain");
             Assert.Empty(again.Store!.DeadLetters());
+            await TestEnv.WaitUntil(() => DeadLettersInStatus(sub) == 0, TimeSpan.FromSeconds(10), "the status to count no dead letters");
         }
     }
+
+    private static int? DeadLettersInStatus(ResultSubscriber sub) =>
+        sub.Messages.Where(m => m.Topic == "qana/devdl/status").Select(m => System.Text.Json.JsonDocument.Parse(m.Payload).RootElement)
+            .LastOrDefault(e => e.TryGetProperty("dead_letters", out _)) is { ValueKind: System.Text.Json.JsonValueKind.Object } status
+            ? status.GetProperty("dead_letters").GetInt32() : null;
 }

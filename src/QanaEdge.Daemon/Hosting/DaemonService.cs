@@ -84,6 +84,7 @@ public sealed class DaemonService(
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
+        _publisher.DeadLettersChanged += PublishStatus;
         var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>());
         _learning = StartLearning(updates, topics);
         MqttLink link = _link;
@@ -155,7 +156,8 @@ public sealed class DaemonService(
     {
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
-            provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey);
+            provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey,
+            _store?.DeadLetterCount());
     }
 
     private void PublishStatus()

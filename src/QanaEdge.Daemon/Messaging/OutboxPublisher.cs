@@ -41,6 +41,9 @@ public sealed class OutboxPublisher : IAsyncDisposable
     /// <summary>Called with (result id, landed timestamp) after each PUBACK: latency measurement hook.</summary>
     public event Action<string, long>? Acknowledged;
 
+    /// <summary>Raised when entries move to the dead letters or back (the daemon's status reports how many there are).</summary>
+    public event Action? DeadLettersChanged;
+
     public void Wake()
     {
         if (_wake.CurrentCount == 0) _wake.Release();
@@ -49,7 +52,11 @@ public sealed class OutboxPublisher : IAsyncDisposable
     public void Start()
     {
         int requeued = _store.RequeueDeadLetters();
-        if (requeued > 0) _log.LogWarning("{Count} dead letters (results the broker refused) are back in the outbox, to be sent again", requeued);
+        if (requeued > 0)
+        {
+            _log.LogWarning("{Count} dead letters (results the broker refused) are back in the outbox, to be sent again", requeued);
+            DeadLettersChanged?.Invoke();
+        }
         int backlog = _store.OutboxCount();
         if (backlog > 0) _log.LogInformation("Outbox holds {Count} results from before; they will be sent first", backlog);
         _loop = Task.Run(() => LoopAsync(_stop.Token));
@@ -182,6 +189,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 lock (_refused) _refused.Remove(entry.Id);
                 _log.LogError("Outbox entry {ResultId} on {Topic} refused {Count} times ({Reason}): moved to the dead letters (LiteDB collection deadletters); it is sent again after a restart",
                     entry.ResultId, entry.Topic, count, reason);
+                DeadLettersChanged?.Invoke();
                 return;
             }
             catch (Exception e) when (ResultStore.IsStorageFailure(e))

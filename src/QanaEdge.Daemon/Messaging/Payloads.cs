@@ -67,7 +67,7 @@ public static class Payloads
     }
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
-        Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null)
+        Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null, int? deadLetters = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -104,6 +104,9 @@ public static class Payloads
                 w.WriteString("public", learner.ToText());
                 w.WriteEndObject();
             }
+            // Results the broker kept refusing, held in LiteDB and sent again after a restart: an operator sees them here
+            // rather than only in the journal.
+            if (deadLetters is int dead) w.WriteNumber("dead_letters", dead);
             w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
             w.WriteEndObject();
         }

@@ -270,6 +270,7 @@ public sealed class ResultStore : IDisposable
     public List<DeadLetterEntry> DeadLetters() => Use(d => d.DeadLetters.FindAll().Select(doc => new DeadLetterEntry(
         doc["result_id"].AsString, doc["topic"].AsString, doc["payload"].AsBinary, doc["reason"].AsString, doc["refusals"].AsInt32, doc["at"].AsDateTime)).ToList());
 
+    public int DeadLetterCount() => Use(d => d.DeadLetters.Count());
     public int OutboxCount() => Use(d => d.Outbox.Count());
     public int ResultCount() => Use(d => d.Results.Count());
 
