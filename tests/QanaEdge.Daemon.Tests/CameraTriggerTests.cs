@@ -127,4 +127,35 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Equal(1, _device.Captures); // the failed attempt never got a frame
         Assert.Equal(2, daemon.Store!.ResultCount());
     }
+
+    /// <summary>
+    /// The inbox on a real file system that is full: the frame cannot be written, which is a failed capture (status and
+    /// log say why) and leaves no half-written file behind; once there is room the next press gives a result.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_frame_that_cannot_be_written_to_a_full_inbox_is_a_failed_capture_and_leaves_nothing_behind()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 645)[0]);
+        using var disk = new SmallFileSystem(megabytes: 1);
+        string inbox = Path.Combine(disk.Root, "inbox");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamfull/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamfull",
+            new DaemonHooks { CameraFactory = _ => new V4l2CameraSource(_device), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", $"--Qana:Inbox={inbox}");
+        await daemon.StartAsync();
+        string filler = disk.Fill();
+
+        _device.Scene = scene;
+        PressButton();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamfull")?.GetProperty("camera").GetProperty("state").GetString() == "failed",
+            TimeSpan.FromSeconds(30), "a status saying the capture failed");
+        Assert.Contains("No space left on device", LastStatus(sub, "devcamfull")!.Value.GetProperty("camera").GetProperty("error").GetString());
+        Assert.Empty(Directory.GetFiles(inbox));
+
+        File.Delete(filler);
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the result once there is room");
+        Assert.Equal("ready", LastStatus(sub, "devcamfull")!.Value.GetProperty("camera").GetProperty("state").GetString());
+    }
 }

@@ -157,7 +157,14 @@ public sealed class DaemonService(
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
             provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey,
-            _store?.DeadLetterCount());
+            DeadLetterCount());
+    }
+
+    /// <summary>The dead letters' count for the status; none when the store cannot be read (the status goes out anyway).</summary>
+    private int? DeadLetterCount()
+    {
+        try { return _store?.DeadLetterCount(); }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e) || e is ObjectDisposedException) { return null; }
     }
 
     private void PublishStatus()

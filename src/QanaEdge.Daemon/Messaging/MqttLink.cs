@@ -43,6 +43,10 @@ public sealed class MqttLink : IAsyncDisposable
     private int _recycle;
     private int _redeliveryPending;
     private volatile byte[] _onlineStatus = [];
+    // Status publishes one at a time, each sending the latest status when its turn comes, so the broker's retained
+    // status is never an older one published last; _statusSent is what the last of them sent.
+    private readonly SemaphoreSlim _statusGate = new(1, 1);
+    private byte[]? _statusSent;
 
     public MqttLink(MqttOptions options, string deviceId, ILogger<MqttLink> log)
     {
@@ -94,11 +98,28 @@ public sealed class MqttLink : IAsyncDisposable
     {
         _onlineStatus = status;
         if (Current is not { } session) return;
-        try { await PublishAsync(session, _topics.Status, status, retain: true, ct).ConfigureAwait(false); }
+        await TryPublishLatestStatusAsync(session, ct).ConfigureAwait(false);
+    }
+
+    private async Task TryPublishLatestStatusAsync(LinkSession session, CancellationToken ct)
+    {
+        try { await PublishLatestStatusAsync(session, ct).ConfigureAwait(false); }
         catch (Exception e) when (e is not OutOfMemoryException && !ct.IsCancellationRequested)
         {
             _log.LogDebug("Status update not sent now ({Error}); the next connect sends it", e.Message);
         }
+    }
+
+    private async Task PublishLatestStatusAsync(LinkSession session, CancellationToken ct)
+    {
+        await _statusGate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            byte[] status = _onlineStatus;
+            await PublishAsync(session, _topics.Status, status, retain: true, ct).ConfigureAwait(false);
+            _statusSent = status;
+        }
+        finally { _statusGate.Release(); }
     }
 
     /// <summary>Completes with the session once the link is up (or throws when the token fires).</summary>
@@ -329,13 +350,16 @@ public sealed class MqttLink : IAsyncDisposable
         }
         var session = new LinkSession(Interlocked.Increment(ref _sessions));
         // The status goes out on the new session before it is announced, so that "online" precedes any result.
-        await PublishAsync(session, _topics.Status, _onlineStatus, retain: true, ct).ConfigureAwait(false);
+        await PublishLatestStatusAsync(session, ct).ConfigureAwait(false);
         lock (_state)
         {
             if (!_client.IsConnected) throw new MqttLinkDownException("the connection dropped while it was being set up");
             _session = session;
             _up.TrySetResult(session);
         }
+        // A status that changed while the session was unannounced was not published by UpdateStatusAsync (no session
+        // yet) and is newer than the one just sent (a camera that failed right at start was left "ready").
+        if (!ReferenceEquals(Volatile.Read(ref _statusSent), _onlineStatus)) await TryPublishLatestStatusAsync(session, ct).ConfigureAwait(false);
         return session;
     }
 

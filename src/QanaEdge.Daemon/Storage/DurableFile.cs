@@ -13,12 +13,21 @@ internal static partial class DurableFile
     public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
     {
         string tmp = path + ".tmp";
-        using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        try
         {
-            file.Write(bytes);
-            file.Flush(flushToDisk: true);
+            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                file.Write(bytes);
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch
+        {
+            // A full disk or a failed flush leaves no half-written file behind (in the inbox, nothing would ever take it).
+            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            throw;
+        }
         SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
