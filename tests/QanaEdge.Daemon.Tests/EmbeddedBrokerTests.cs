@@ -6,8 +6,8 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
-/// Who may connect to the embedded broker without naming itself, tried with Debian's mosquitto_sub, the client the
-/// start banner and the docs tell a user to watch results with (with -i NAME, because of the second case here).
+/// Who may connect to the embedded broker without naming itself, tried with Debian's mosquitto_sub, the client a user
+/// watches results with: without -i it connects with an empty id over MQTT 3.1.1, which MQTTnet alone refuses.
 /// </summary>
 public sealed class EmbeddedBrokerTests
 {
@@ -23,22 +23,42 @@ public sealed class EmbeddedBrokerTests
         Assert.Matches(@"Client auto-[0-9a-f]{32} received CONNACK", debug);
     }
 
+    [Theory]
+    [InlineData("mqttv311")]
+    [InlineData("mqttv31")]
+    public async Task An_MQTT3_client_with_no_id_is_taken(string protocol)
+    {
+        // MQTTnet alone refuses an MQTT 3.1.1 client with an empty id ("identifier rejected"); the broker's channel
+        // wrapper assigns one. mosquitto_sub's MQTT 3.1 client makes up its own id.
+        await using var broker = new EmbeddedBroker(TestEnv.FreeTcpPort(), NullLogger<EmbeddedBroker>.Instance);
+        await broker.StartAsync();
+
+        string debug = await MosquittoSubConnect(broker.Port, protocol);
+
+        Assert.Contains("received CONNACK (0)", debug);
+        Assert.Contains("received SUBACK", debug);
+    }
+
     [Fact]
-    public async Task An_MQTT311_client_with_no_id_is_refused_with_identifier_rejected()
+    public async Task Named_clients_are_untouched_and_two_unnamed_ones_get_different_ids()
     {
         await using var broker = new EmbeddedBroker(TestEnv.FreeTcpPort(), NullLogger<EmbeddedBroker>.Instance);
         await broker.StartAsync();
 
-        string debug = await MosquittoSubConnect(broker.Port, "mqttv311");
+        string[] runs = await Task.WhenAll(MosquittoSubConnect(broker.Port, "mqttv5"), MosquittoSubConnect(broker.Port, "mqttv5"),
+            MosquittoSubConnect(broker.Port, "mqttv311", "-i", "qana-watch"));
 
-        Assert.Contains("received CONNACK (2)", debug); // 2: identifier rejected (MQTT 3.1.1 §3.2.2.3)
+        string[] assigned = runs[..2].Select(r => System.Text.RegularExpressions.Regex.Match(r, @"Client (auto-[0-9a-f]{32}) received CONNACK").Groups[1].Value).ToArray();
+        Assert.All(assigned, id => Assert.NotEqual("", id));
+        Assert.NotEqual(assigned[0], assigned[1]);
+        Assert.Contains("Client qana-watch received CONNACK (0)", runs[2]);
     }
 
-    /// <summary>mosquitto_sub with no client id, debug output on, leaving after one second; what it printed.</summary>
-    private static async Task<string> MosquittoSubConnect(int port, string protocol)
+    /// <summary>mosquitto_sub (with no client id unless <paramref name="extra"/> gives one), debug output on, leaving after one second; what it printed.</summary>
+    private static async Task<string> MosquittoSubConnect(int port, string protocol, params string[] extra)
     {
         var psi = new ProcessStartInfo("mosquitto_sub") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in (string[])["-V", protocol, "-h", "127.0.0.1", "-p", port.ToString(), "-t", "qana/#", "-W", "1", "-d"])
+        foreach (string a in (string[])["-V", protocol, "-h", "127.0.0.1", "-p", port.ToString(), "-t", "qana/#", "-W", "1", "-d", .. extra])
             psi.ArgumentList.Add(a);
         using Process sub = Process.Start(psi)!;
         Task<string> stdout = sub.StandardOutput.ReadToEndAsync(), stderr = sub.StandardError.ReadToEndAsync();
