@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Storage;
 
 namespace QanaEdge.Daemon.Capture;
 
@@ -27,25 +28,29 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
 
     /// <summary>
     /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>.
+    /// False when that failed (the file is back under its name, to be tried again later); true when it is done, or
+    /// when the name now holds another file (or none).
     /// </summary>
-    public void Acknowledge(string path, string sha256)
+    public bool Acknowledge(string path, string sha256)
     {
         string? claimed = null;
         try
         {
             claimed = Claim(path, sha256);
-            if (claimed is null) return;
+            if (claimed is null) return true;
             if (options.Done == DonePolicy.Delete) File.Delete(claimed);
             else
             {
                 Directory.CreateDirectory(options.DoneDir!);
                 File.Move(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)), overwrite: false);
             }
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it will be recognised as a duplicate)", path, e.Message);
+            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it is tried again later and recognised as a duplicate)", path, e.Message);
             if (claimed is not null) PutBack(claimed, path);
+            return false;
         }
     }
 
@@ -117,30 +122,57 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
     }
 
-    public void Quarantine(CaptureItem item, string sha256, string reason, string message)
+    /// <summary>
+    /// Moves a rejected capture to the quarantine folder with a <c>NAME.reason</c> file beside it (written and flushed
+    /// first: a kill in between leaves a reason whose capture is still in the inbox and is quarantined again, never a
+    /// capture without its reason). <paramref name="sha256"/> "-": unread (too large, not a file), moved as it is.
+    /// When the name holds another file by now, the rejected bytes, which only the pipeline still has, are written to
+    /// quarantine instead, and the new file stays to be classified. False when nothing could be quarantined (the capture
+    /// stays in the inbox, to be tried again later).
+    /// </summary>
+    public bool Quarantine(CaptureItem item, string sha256, string reason, string message)
     {
+        // One line per field: messages from decoders can span lines.
+        message = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        string? target = null;
         try
         {
             Directory.CreateDirectory(options.QuarantineDir!);
-            string target = UniqueTarget(options.QuarantineDir!, Path.GetFileName(item.Path));
-            if (sha256 == "-") File.Move(item.Path, target, overwrite: false); // unread (too large): nothing to compare
-            else
+            target = UniqueTarget(options.QuarantineDir!, Path.GetFileName(item.Path));
+            byte[] why = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
+                $"reason: {reason}\nmessage: {message}\nsha256: {sha256}\nsource: {item.Source}\nquarantined_at: {DateTime.UtcNow:O}\n"));
+            if (sha256 == "-")
             {
-                // Only the file that was read goes to quarantine; a new file under its name stays to be classified.
-                if (Claim(item.Path, sha256) is not string claimed) return;
+                DurableFile.WriteAllBytes(target + ".reason", why);
+                File.Move(item.Path, target, overwrite: false);
+            }
+            else if (Claim(item.Path, sha256) is string claimed)
+            {
+                DurableFile.WriteAllBytes(target + ".reason", why);
                 try { File.Move(claimed, target, overwrite: false); }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PutBack(claimed, item.Path); throw; }
             }
-            // One line per field: messages from decoders can span lines.
-            message = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-            File.WriteAllText(target + ".reason", string.Create(CultureInfo.InvariantCulture,
-                $"reason: {reason}\nmessage: {message}\nsha256: {sha256}\nsource: {item.Source}\nquarantined_at: {DateTime.UtcNow:O}\n"));
+            else
+            {
+                // Renamed over (or removed) while in flight: the file read is no longer in the inbox.
+                DurableFile.WriteAllBytes(target + ".reason", why);
+                DurableFile.WriteAllBytes(target, item.Bytes);
+            }
+            DurableFile.SyncDirectory(options.QuarantineDir!);
             log.LogWarning("Quarantined {File}: {Reason}: {Message}", item.DisplayName, reason, message);
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            log.LogError("Cannot quarantine {File} ({Reason}): {Error}", item.DisplayName, reason, e.Message);
+            if (target is not null && !File.Exists(target)) TryDelete(target + ".reason");
+            log.LogError("Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later", item.DisplayName, reason, e.Message);
+            return false;
         }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>name, or name with a numeric suffix when a file of that name is already there.</summary>

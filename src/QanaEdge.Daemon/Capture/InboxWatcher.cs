@@ -27,6 +27,11 @@ public sealed class InboxWatcher : IAsyncDisposable
     private readonly ConcurrentDictionary<string, byte> _inFlight = new(StringComparer.Ordinal);
     /// <summary>Files seen but not yet stable: path → (size, mtime, first seen at).</summary>
     private readonly Dictionary<string, (long Size, DateTime Mtime, long Since)> _pending = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Paths not to take again before a time: their file could not be read, moved or quarantined (a full or read-only
+    /// disk, a permission), or looked incomplete. path → (not before, the pause that led there, doubled on each repeat).
+    /// </summary>
+    private readonly ConcurrentDictionary<string, (long NotBefore, TimeSpan Pause)> _deferred = new(StringComparer.Ordinal);
     private FileSystemWatcher? _fsw;
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
@@ -56,13 +61,27 @@ public sealed class InboxWatcher : IAsyncDisposable
     }
 
     /// <summary>
-    /// Called when the pipeline is done with an inbox path (acknowledged, quarantined, or left because another file
-    /// took its name). The path is looked at again: a file renamed over it while it was in flight was ignored then.
+    /// Called when the pipeline is done with an inbox path. <paramref name="settled"/>: acknowledged, quarantined, or
+    /// left because another file took its name; the path is looked at again now, since a file renamed over it while it
+    /// was in flight was ignored then. Not settled: the file is still there because it could not be moved or
+    /// quarantined, or it looked incomplete; taking it again at once would fail the same way, in a loop (one image was
+    /// classified 224 times in 6 s against a full done folder), so it waits a pause that doubles up to 5 minutes.
     /// </summary>
-    public void Release(string path)
+    public void Release(string path, bool settled)
     {
+        if (settled) _deferred.TryRemove(path, out _);
+        else Defer(path);
         Forget(path);
-        _events.Writer.TryWrite((path, false));
+        if (settled) _events.Writer.TryWrite((path, false));
+    }
+
+    /// <summary>The first pause after a failure; doubled on each repeat, up to <see cref="MaxPause"/>.</summary>
+    public static readonly TimeSpan FirstPause = TimeSpan.FromSeconds(5), MaxPause = TimeSpan.FromMinutes(5);
+
+    private void Defer(string path)
+    {
+        TimeSpan pause = _deferred.TryGetValue(path, out var d) ? TimeSpan.FromTicks(Math.Min(d.Pause.Ticks * 2, MaxPause.Ticks)) : FirstPause;
+        _deferred[path] = (Stopwatch.GetTimestamp() + (long)(pause.TotalSeconds * Stopwatch.Frequency), pause);
     }
 
     private void Forget(string path) => _inFlight.TryRemove(path, out _);
@@ -108,24 +127,41 @@ public sealed class InboxWatcher : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// How long an empty file must stay empty before it counts as complete (and is quarantined as Empty), unless it
+    /// was renamed in: a writer may create a file well before it writes (a camera app, a network copy).
+    /// </summary>
+    public static readonly TimeSpan EmptyFileGrace = TimeSpan.FromSeconds(60);
+
     private async Task ConsiderAsync(string path, bool renamed, CancellationToken ct)
     {
         string name = Path.GetFileName(path);
         if (IsTemporaryName(name) || _inFlight.ContainsKey(path)) { _pending.Remove(path); return; }
         if (!string.Equals(Path.GetDirectoryName(path), _options.Inbox, StringComparison.Ordinal)) return;
         var info = new FileInfo(path);
-        if (!info.Exists) { _pending.Remove(path); return; }
+        if (!info.Exists) { _pending.Remove(path); _deferred.TryRemove(path, out _); return; }
+        if (_deferred.TryGetValue(path, out var deferred) && Stopwatch.GetTimestamp() < deferred.NotBefore) { _pending.Remove(path); return; }
         long size = info.Length;
         DateTime mtime = info.LastWriteTimeUtc;
+        if (FileKind.IsRegularFile(path) == false)
+        {
+            // Never read: opening a FIFO blocks the inbox until a writer comes, a device may never end. Its length of 0
+            // would otherwise make it wait out the empty-file grace first.
+            _pending.Remove(path);
+            if (_inFlight.TryAdd(path, 0))
+                Unread(new CaptureItem(path, [], "inbox", mtime, Stopwatch.GetTimestamp()), "NotAFile", "not a regular file (a FIFO, device or socket, or a link to one)");
+            return;
+        }
         bool complete = renamed;
         if (!complete)
         {
+            bool old = size > 0 ? (DateTime.UtcNow - mtime).TotalMilliseconds >= _options.StableMilliseconds : DateTime.UtcNow - mtime >= EmptyFileGrace;
             if (_pending.TryGetValue(path, out var seen) && seen.Size == size && seen.Mtime == mtime)
-                complete = Stopwatch.GetElapsedTime(seen.Since).TotalMilliseconds >= _options.StableMilliseconds;
+                complete = size > 0 ? Stopwatch.GetElapsedTime(seen.Since).TotalMilliseconds >= _options.StableMilliseconds : old;
             else
             {
                 // A file last written long enough ago is complete already (e.g. present when the daemon started).
-                if ((DateTime.UtcNow - mtime).TotalMilliseconds >= _options.StableMilliseconds && size > 0) complete = true;
+                if (old) complete = true;
                 else { _pending[path] = (size, mtime, Stopwatch.GetTimestamp()); return; }
             }
         }
@@ -133,27 +169,49 @@ public sealed class InboxWatcher : IAsyncDisposable
         _pending.Remove(path);
         if (!_inFlight.TryAdd(path, 0)) return;
         long landed = Stopwatch.GetTimestamp();
-        CaptureItem item;
-        if (size > _options.MaxFileBytes)
-        {
-            var big = new CaptureItem(path, [], "inbox", mtime, landed);
-            _disposition.Quarantine(big, "-", "TooLarge", $"{size} bytes exceeds Qana:MaxFileBytes ({_options.MaxFileBytes})");
-            Forget(path);
-            return;
-        }
-        byte[] bytes;
-        try { bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false); }
-        catch (FileNotFoundException) { Forget(path); return; }
+        string source = name.StartsWith(CameraTrigger.FilePrefix, StringComparison.Ordinal) ? "camera" : "inbox";
+        byte[]? bytes;
+        try { bytes = await ReadAtMostAsync(path, _options.MaxFileBytes, ct).ConfigureAwait(false); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { Forget(path); return; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            _log.LogWarning("Cannot read {File}: {Error}; will retry on the next rescan", path, e.Message);
+            Defer(path);
+            _log.LogWarning("Cannot read {File}: {Error}; tried again in {Seconds:0} s", path, e.Message, _deferred[path].Pause.TotalSeconds);
             Forget(path);
             return;
         }
-        string source = name.StartsWith(CameraTrigger.FilePrefix, StringComparison.Ordinal) ? "camera" : "inbox";
-        item = new CaptureItem(path, bytes, source, mtime, landed);
+        if (bytes is null)
+        {
+            Unread(new CaptureItem(path, [], source, mtime, landed), "TooLarge", $"more than Qana:MaxFileBytes ({_options.MaxFileBytes}) bytes");
+            return;
+        }
+        var item = new CaptureItem(path, bytes, source, mtime, landed, renamed);
         // Backpressure: waits here while the pipeline is full (by count or by bytes).
         await _output.WriteAsync(item, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Quarantines a capture that is not read (too large, not a file); if that fails, tries again after a pause.</summary>
+    private void Unread(CaptureItem item, string reason, string message)
+    {
+        bool settled = _disposition.Quarantine(item, "-", reason, message);
+        if (!settled) Defer(item.Path);
+        Forget(item.Path);
+    }
+
+    /// <summary>
+    /// The file's bytes, or null when it holds more than <paramref name="limit"/>. Never more than the length it has
+    /// when opened: a file that grows meanwhile is not read without end (what was read is checked against the file by
+    /// hash before it is moved, so a file that changed is taken again).
+    /// </summary>
+    private static async Task<byte[]?> ReadAtMostAsync(string path, long limit, CancellationToken ct)
+    {
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, useAsync: true);
+        long length = stream.Length;
+        if (length > limit) return null;
+        var buffer = new byte[length];
+        int filled = 0, read;
+        while (filled < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(filled), ct).ConfigureAwait(false)) > 0) filled += read;
+        return filled == buffer.Length ? buffer : buffer[..filled];
     }
 
     public async ValueTask DisposeAsync()

@@ -56,8 +56,18 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// <summary>Raised after a batch of new results is committed (the publisher listens).</summary>
     public event Action? Stored;
 
-    /// <summary>Raised when the pipeline is done with an inbox path (acknowledged, quarantined or duplicate).</summary>
-    public event Action<string>? Released;
+    /// <summary>
+    /// Raised when the pipeline is done with an inbox path: (path, settled). Settled: acknowledged, quarantined, or its
+    /// name taken by another file; not settled: the file is still there, to be taken again after a pause (it could not
+    /// be moved or quarantined, or it looked like a file still being written).
+    /// </summary>
+    public event Action<string, bool>? Released;
+
+    /// <summary>
+    /// How long after its last write a capture that did not arrive by rename and decodes as cut short (Truncated,
+    /// Empty) is taken for a file still being written, and tried again later, rather than quarantined.
+    /// </summary>
+    public static readonly TimeSpan IncompleteGrace = TimeSpan.FromSeconds(60);
 
     public void Start()
     {
@@ -129,10 +139,18 @@ public sealed class CapturePipeline : IAsyncDisposable
         {
             c = classifier.Classify(item.Bytes);
         }
+        catch (CaptureRejectedException e) when (MayBeUnfinished(item, e.Reason))
+        {
+            // A writer that paused longer than StableMilliseconds (a network copy, an app that opens the file before it
+            // encodes) made the file look complete; quarantined, the image it then finished would never be classified.
+            _log.LogInformation("{File} looks unfinished ({Reason}: {Message}) and was written {Seconds:0} s ago: tried again later",
+                item.DisplayName, e.Reason, e.Message, (DateTime.UtcNow - item.CapturedAtUtc).TotalSeconds);
+            Released?.Invoke(item.Path, false);
+            return null;
+        }
         catch (CaptureRejectedException e)
         {
-            _disposition.Quarantine(item, sha, e.Reason, e.Message);
-            Release(item);
+            Released?.Invoke(item.Path, _disposition.Quarantine(item, sha, e.Reason, e.Message));
             _progress.OnRejected();
             return null;
         }
@@ -141,8 +159,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             // The classifier failed in a way it did not classify as a bad image. Quarantining keeps one odd file
             // from stopping the device; the error level says it deserves a look.
             _log.LogError(e, "Classifier failed on {File}", item.DisplayName);
-            _disposition.Quarantine(item, sha, "ClassifierError", $"{e.GetType().Name}: {e.Message}");
-            Release(item);
+            Released?.Invoke(item.Path, _disposition.Quarantine(item, sha, "ClassifierError", $"{e.GetType().Name}: {e.Message}"));
             _progress.OnRejected();
             return null;
         }
@@ -188,8 +205,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 while (_committed.Reader.TryRead(out Committed? c))
                 {
-                    _disposition.Acknowledge(c.Path, c.Sha256);
-                    Released?.Invoke(c.Path);
+                    Released?.Invoke(c.Path, _disposition.Acknowledge(c.Path, c.Sha256));
                     if (c.Fresh)
                     {
                         _progress.OnCompleted();
@@ -239,7 +255,8 @@ public sealed class CapturePipeline : IAsyncDisposable
         }
     }
 
-    private void Release(CaptureItem item) => Released?.Invoke(item.Path);
+    private static bool MayBeUnfinished(CaptureItem item, string reason) =>
+        !item.RenamedIn && item.Source != "camera" && reason is ("Truncated" or "Empty") && DateTime.UtcNow - item.CapturedAtUtc < IncompleteGrace;
 
     /// <summary>Stops taking captures, lets the workers finish what they hold, stores it, then returns.</summary>
     public async ValueTask DisposeAsync()

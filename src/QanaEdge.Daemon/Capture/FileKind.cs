@@ -1,0 +1,34 @@
+using System.Runtime.InteropServices;
+
+namespace QanaEdge.Daemon.Capture;
+
+/// <summary>
+/// Whether an inbox entry is a regular file (after following symlinks). A FIFO, a device node or a symlink to one
+/// reports length 0 and "Normal" attributes to .NET like an empty file, but opening a FIFO blocks until a writer
+/// comes (it stopped the whole inbox) and /dev/zero never ends; such entries are quarantined unread.
+/// <para>
+/// Asked of the kernel with statx(2), whose struct has one layout on every architecture (stat's differs between
+/// x86-64 and arm64), so one P/Invoke serves both builds.
+/// </para>
+/// </summary>
+internal static partial class FileKind
+{
+    /// <summary>True for a regular file, false for anything else, null when the kernel cannot say (no statx, or the entry is gone).</summary>
+    public static unsafe bool? IsRegularFile(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        byte* statx = stackalloc byte[StatxSize];
+        int result;
+        try { result = Statx(AtFdCwd, path, 0, StatxType, statx); }
+        catch (EntryPointNotFoundException) { return null; } // a C library without statx (glibc before 2.28)
+        if (result != 0) return null;
+        ushort mode = *(ushort*)(statx + ModeOffset);
+        return (mode & SIfMt) == SIfReg;
+    }
+
+    private const int AtFdCwd = -100, StatxType = 0x1, StatxSize = 256, ModeOffset = 28;
+    private const int SIfMt = 0xF000, SIfReg = 0x8000;
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* statxbuf);
+}

@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// What an inbox can hold besides finished images: a done folder that cannot be written, a FIFO, a file its writer
+/// has not finished, a name taken over while its rejected capture was in flight. None may stop the inbox, loop, or
+/// lose the image.
+/// </summary>
+public sealed class InboxHazardTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("hazard");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static int Lines(DaemonRunner daemon, string text) => daemon.Log.Events.Count(e => e.Message.Contains(text, StringComparison.Ordinal));
+
+    [Fact]
+    public async Task A_done_folder_that_cannot_be_written_is_retried_after_a_pause_not_in_a_loop()
+    {
+        string image = TestEnv.RealImages(1, skip: 990)[0];
+        // The done folder's parent is a file: creating the folder fails with an IOException, as a full or read-only disk would.
+        string blocker = Path.Combine(_root, "blocker");
+        File.WriteAllText(blocker, "");
+        string done = Path.Combine(blocker, "done");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz1/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz1", null, $"--Qana:DoneDir={done}");
+        await daemon.StartAsync();
+
+        TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1 && Lines(daemon, "Cannot acknowledge") >= 1, TimeSpan.FromSeconds(30), "the result and a failed acknowledge");
+        await Task.Delay(TimeSpan.FromSeconds(3)); // inside the first pause (5 s)
+        // Before, the file was taken again at once: one image was classified 224 times in 6 s.
+        Assert.Equal(1, Lines(daemon, "Cannot acknowledge"));
+        Assert.Equal(0, Lines(daemon, "Duplicate capture"));
+        Assert.Single(Directory.GetFiles(daemon.Inbox));
+
+        File.Delete(blocker); // the disk is fixed: after the pause the capture is found a duplicate and moved
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be moved after the pause");
+        Assert.Equal(Sha(File.ReadAllBytes(image)), Sha(File.ReadAllBytes(Assert.Single(Directory.GetFiles(done)))));
+        Assert.Equal(1, daemon.Store!.ResultCount());
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+    }
+
+    [Fact]
+    public async Task A_fifo_in_the_inbox_is_quarantined_unread_and_the_inbox_keeps_working()
+    {
+        string image = TestEnv.RealImages(1, skip: 991)[0];
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz2/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz2", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+        string fifo = Path.Combine(daemon.Inbox, "pipe.jpg");
+        using (Process mkfifo = Process.Start("mkfifo", [fifo])) await mkfifo.WaitForExitAsync();
+
+        await Task.Delay(TimeSpan.FromSeconds(1)); // before, opening it blocked the watcher here for good
+        TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the image dropped after the FIFO to get its result");
+        await TestEnv.WaitUntil(() => File.Exists(Path.Combine(daemon.QuarantineDir, "pipe.jpg.reason")), TimeSpan.FromSeconds(10), "the FIFO's quarantine");
+        Assert.Contains("reason: NotAFile", File.ReadAllText(Path.Combine(daemon.QuarantineDir, "pipe.jpg.reason")));
+        Assert.False(File.Exists(fifo));
+    }
+
+    [Fact]
+    public async Task An_image_whose_writer_paused_is_classified_once_finished_not_quarantined()
+    {
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 992)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz3/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz3", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+
+        // A copy over a slow link: half the file, a pause far longer than StableMilliseconds, then the rest.
+        string path = Path.Combine(daemon.Inbox, "slow.jpg");
+        await using (var writer = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
+        {
+            writer.Write(image, 0, image.Length / 2);
+            writer.Flush();
+            await TestEnv.WaitUntil(() => Lines(daemon, "looks unfinished") >= 1, TimeSpan.FromSeconds(30), "the half file to be taken for unfinished");
+            writer.Write(image, image.Length / 2, image.Length - image.Length / 2);
+        }
+
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the finished image's result");
+        Assert.Equal(Sha(image), sub.Results.Values.Single().First().GetProperty("image_sha256").GetString());
+        Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFiles(daemon.QuarantineDir).Any());
+    }
+
+    [Fact]
+    public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(_root, "quarantine") };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        byte[] rejected = [0xFF, 0xD8, 0xFF, 0x00, 0x01], replacement = File.ReadAllBytes(TestEnv.RealImages(1, skip: 993)[0]);
+        string path = Path.Combine(inbox, "cap.jpg");
+        File.WriteAllBytes(path, replacement); // renamed over the rejected capture's name while it was in flight
+
+        bool settled = disposition.Quarantine(new CaptureItem(path, rejected, "inbox", DateTime.UtcNow, 0), Sha(rejected), "Truncated", "JPEG ends before its image data");
+
+        Assert.True(settled);
+        Assert.Equal(replacement, File.ReadAllBytes(path)); // the new image stays, to be classified
+        Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "cap.jpg")));
+        Assert.Contains($"sha256: {Sha(rejected)}", File.ReadAllText(Path.Combine(options.QuarantineDir, "cap.jpg.reason")));
+    }
+}
