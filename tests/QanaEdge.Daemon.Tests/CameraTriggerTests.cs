@@ -158,4 +158,29 @@ public sealed class CameraTriggerTests : IDisposable
         await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the result once there is room");
         Assert.Equal("ready", LastStatus(sub, "devcamfull")!.Value.GetProperty("camera").GetProperty("state").GetString());
     }
+
+    /// <summary>
+    /// A retained capture command (left on the broker by mistake, or by a tool that retains everything) must not fire
+    /// when the device connects, nor again at every reconnect; a live command still does.
+    /// </summary>
+    [Fact]
+    public async Task A_retained_capture_command_does_not_fire_on_connect_and_a_live_one_does()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 646)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamr/#");
+        await sub.ConnectAsync();
+        await sub.PublishAsync("qana/devcamr/capture", Encoding.UTF8.GetBytes("{}"), retain: true);
+        _device.Scene = scene;
+        await using var daemon = Daemon("devcamr");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamr") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, _device.Captures); // before, the retained command took a picture at once
+
+        await sub.PublishAsync("qana/devcamr/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the live command's result");
+        Assert.Equal(1, _device.Captures);
+    }
 }

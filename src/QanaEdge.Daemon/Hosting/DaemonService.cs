@@ -97,7 +97,7 @@ public sealed class DaemonService(
         // The camera opens before the link starts so that the first "online" status already says how it is.
         if (options.Camera.Enabled) _camera = OpenCamera();
         _version = version;
-        _link.Start(OnlineStatus());
+        _link.Start(OnlineStatus);
         _pipeline.Start();
         _publisher.Start();
 
@@ -170,7 +170,7 @@ public sealed class DaemonService(
     private void PublishStatus()
     {
         if (_link is not { } link || _stop.IsCancellationRequested) return;
-        try { _ = link.UpdateStatusAsync(OnlineStatus(), _stop.Token); }
+        try { _ = link.UpdateStatusAsync(_stop.Token); }
         catch (ObjectDisposedException) { } // a change that finished while the daemon stopped
     }
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using MQTTnet;
 using MQTTnet.Exceptions;
 using MQTTnet.Formatter;
+using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using QanaEdge.Daemon.Configuration;
 
@@ -42,11 +43,12 @@ public sealed class MqttLink : IAsyncDisposable
     private int _sessions;
     private int _recycle;
     private int _redeliveryPending;
-    private volatile byte[] _onlineStatus = [];
-    // Status publishes one at a time, each sending the latest status when its turn comes, so the broker's retained
-    // status is never an older one published last; _statusSent is what the last of them sent.
+    private Func<byte[]> _onlineStatus = () => [];
+    // Status publishes one at a time, each building the status when its turn comes, so the broker's retained status
+    // is never an older one published last (a snapshot built outside, then published after a newer one, was).
+    // _statusChanges counts changes asked for, _statusSentAt the count when the last status published was built.
     private readonly SemaphoreSlim _statusGate = new(1, 1);
-    private byte[]? _statusSent;
+    private int _statusChanges, _statusSentAt = -1;
 
     public MqttLink(MqttOptions options, string deviceId, ILogger<MqttLink> log)
     {
@@ -83,20 +85,23 @@ public sealed class MqttLink : IAsyncDisposable
     /// <summary>Raised after every (re)connection, once status and subscriptions are in place.</summary>
     public event Action? Connected;
 
-    /// <summary>Sets the retained status sent on each connect and starts the connect loop. Does not wait for the broker.</summary>
-    public void Start(byte[] onlineStatus)
+    /// <summary>
+    /// Sets how the retained status sent on each connect is built (called each time one is sent) and starts the
+    /// connect loop. Does not wait for the broker.
+    /// </summary>
+    public void Start(Func<byte[]> onlineStatus)
     {
         _onlineStatus = onlineStatus;
         _loop = Task.Run(() => LoopAsync(_stop.Token));
     }
 
     /// <summary>
-    /// Replaces the retained status (sent again on every connect) and publishes it now when the link is up; when it is
-    /// not, the next connect sends it.
+    /// Says the status changed: it is built and published now when the link is up; when it is not, the next connect
+    /// sends it (every connect builds the status anew).
     /// </summary>
-    public async Task UpdateStatusAsync(byte[] status, CancellationToken ct)
+    public async Task UpdateStatusAsync(CancellationToken ct)
     {
-        _onlineStatus = status;
+        Interlocked.Increment(ref _statusChanges);
         if (Current is not { } session) return;
         await TryPublishLatestStatusAsync(session, ct).ConfigureAwait(false);
     }
@@ -115,9 +120,9 @@ public sealed class MqttLink : IAsyncDisposable
         await _statusGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            byte[] status = _onlineStatus;
-            await PublishAsync(session, _topics.Status, status, retain: true, ct).ConfigureAwait(false);
-            _statusSent = status;
+            int changes = Volatile.Read(ref _statusChanges);
+            await PublishAsync(session, _topics.Status, _onlineStatus(), retain: true, ct).ConfigureAwait(false);
+            Volatile.Write(ref _statusSentAt, changes);
         }
         finally { _statusGate.Release(); }
     }
@@ -337,10 +342,14 @@ public sealed class MqttLink : IAsyncDisposable
                 if (connected.ResultCode != MqttClientConnectResultCode.Success)
                     throw new MqttLinkDownException($"broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
                 await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
-                    .WithTopicFilter(_topics.Feedback, MqttQualityOfServiceLevel.AtLeastOnce)
-                    .WithTopicFilter(_topics.Updates, MqttQualityOfServiceLevel.AtLeastOnce)
-                    .WithTopicFilter(Topics.FleetUpdates, MqttQualityOfServiceLevel.AtLeastOnce)
-                    .WithTopicFilter(_topics.Capture, MqttQualityOfServiceLevel.AtLeastOnce)
+                    // Retained labels and updates reach a new session once, not again on every reconnect of this one
+                    // (each would be checked and logged again).
+                    .WithTopicFilter(Filter(_topics.Feedback, MqttQualityOfServiceLevel.AtLeastOnce, MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly))
+                    .WithTopicFilter(Filter(_topics.Updates, MqttQualityOfServiceLevel.AtLeastOnce, MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly))
+                    .WithTopicFilter(Filter(Topics.FleetUpdates, MqttQualityOfServiceLevel.AtLeastOnce, MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly))
+                    // A capture command is for now: never a retained one (it would fire at every reconnect), and at
+                    // QoS 0, so a broker does not keep one for hours while the device is away and fire it on return.
+                    .WithTopicFilter(Filter(_topics.Capture, MqttQualityOfServiceLevel.AtMostOnce, MqttRetainHandling.DoNotSendOnSubscribe))
                     .Build(), bounded.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
@@ -359,9 +368,12 @@ public sealed class MqttLink : IAsyncDisposable
         }
         // A status that changed while the session was unannounced was not published by UpdateStatusAsync (no session
         // yet) and is newer than the one just sent (a camera that failed right at start was left "ready").
-        if (!ReferenceEquals(Volatile.Read(ref _statusSent), _onlineStatus)) await TryPublishLatestStatusAsync(session, ct).ConfigureAwait(false);
+        if (Volatile.Read(ref _statusSentAt) != Volatile.Read(ref _statusChanges)) await TryPublishLatestStatusAsync(session, ct).ConfigureAwait(false);
         return session;
     }
+
+    private static MqttTopicFilter Filter(string topic, MqttQualityOfServiceLevel qos, MqttRetainHandling retain) =>
+        new MqttTopicFilterBuilder().WithTopic(topic).WithQualityOfServiceLevel(qos).WithRetainHandling(retain).Build();
 
     private async Task DisconnectQuietlyAsync()
     {

@@ -378,9 +378,16 @@ public sealed class ResultStore : IDisposable
     /// <summary>The update log's topic for readouts this device learned.</summary>
     public const string LearnedTopic = "learned";
 
-    /// <summary>Records an update package that arrived, whether it was applied and why not.</summary>
+    /// <summary>
+    /// Records an update package that arrived, whether it was applied and why not; on disk before it returns, since the
+    /// broker's message is acknowledged after it (a kill right then would lose the only record of a refused update).
+    /// </summary>
     public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>
-        d.Updates.Insert(UpdateEntry(topic, sha256, size, outcome, reason)));
+    {
+        d.Updates.Insert(UpdateEntry(topic, sha256, size, outcome, reason));
+        MakeDurable(d);
+        return true;
+    });
 
     private static BsonDocument UpdateEntry(string topic, string sha256, long size, string outcome, string reason) => new()
     {

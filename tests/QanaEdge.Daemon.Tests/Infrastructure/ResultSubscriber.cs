@@ -64,9 +64,9 @@ public sealed class ResultSubscriber : IAsyncDisposable
         }
     }
 
-    public async Task PublishAsync(string topic, byte[] payload)
+    public async Task PublishAsync(string topic, byte[] payload, bool retain = false)
         => await _client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
-            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).WithRetainFlag(retain).Build());
 
     /// <summary>
     /// Every one of <paramref name="images"/> got a result, under exactly one result id (a result sent twice carried
