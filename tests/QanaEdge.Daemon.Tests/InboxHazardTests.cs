@@ -1,8 +1,11 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Updates;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -114,5 +117,45 @@ public sealed class InboxHazardTests : IDisposable
         Assert.Equal(replacement, File.ReadAllBytes(path)); // the new image stays, to be classified
         Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "cap.jpg")));
         Assert.Contains($"sha256: {Sha(rejected)}", File.ReadAllText(Path.Combine(options.QuarantineDir, "cap.jpg.reason")));
+    }
+
+    /// <summary>
+    /// A stop while the workers are stuck behind a full queue (here held by a model swap for longer than the pipeline's
+    /// 10 s drain): they finish the image in hand and take no more, the model is released only after them, and every
+    /// capture they did not get to is still in the inbox and gets its result at the next start.
+    /// </summary>
+    [Fact]
+    public async Task A_stop_with_a_full_queue_leaves_the_rest_in_the_inbox_for_the_next_start()
+    {
+        string[] images = TestEnv.RealImages(30, skip: 940);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz5/results");
+        await sub.ConnectAsync();
+        var daemon = new DaemonRunner(_root, _broker.Port, "devhz5", null, "--Qana:Workers=2");
+        await daemon.StartAsync();
+        ActiveModel active = daemon.Services.GetRequiredService<ModelAtStart>().Active;
+        using var holding = new ManualResetEventSlim();
+        using var gate = new ManualResetEventSlim();
+        Task swap = Task.Run(() => active.Swap(p => { holding.Set(); gate.Wait(); return (p, active.Source, 0); }));
+        Assert.True(holding.Wait(TimeSpan.FromSeconds(10)));
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+        await Task.Delay(TimeSpan.FromSeconds(2)); // read and queued; the workers wait for the swap
+
+        Task stopping = daemon.DisposeAsync().AsTask();
+        await Task.Delay(TimeSpan.FromSeconds(11)); // past the pipeline's 10 s wait for the workers
+        gate.Set();
+        await swap;
+        await stopping.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Contains(daemon.Log.Events, e => e.Message.Contains("Stopping with captures still queued", StringComparison.Ordinal));
+        Assert.DoesNotContain(daemon.Log.Events, e => e.Level >= Serilog.Events.LogEventLevel.Error);
+        int stored = Directory.Exists(daemon.DoneDir) ? Directory.GetFiles(daemon.DoneDir).Length : 0;
+        Assert.InRange(stored, 0, 4); // at most the images in the workers' hands
+        Assert.Equal(images.Length - stored, Directory.GetFiles(daemon.Inbox).Length);
+
+        await using var again = new DaemonRunner(_root, _broker.Port, "devhz5");
+        await again.StartAsync();
+        await TestEnv.WaitUntil(() => Directory.GetFiles(again.Inbox).Length == 0 && again.Store!.ResultCount() == images.Length,
+            TimeSpan.FromSeconds(90), "every capture stored after the restart");
+        Assert.Equal(images.Select(f => Sha(File.ReadAllBytes(f))).ToHashSet(), Directory.GetFiles(again.DoneDir).Select(f => Sha(File.ReadAllBytes(f))).ToHashSet());
     }
 }

@@ -108,7 +108,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
 
     /// <summary>
     /// Puts back into the inbox every file claimed when the daemon stopped (a kill between the claim and the move or
-    /// delete), under its own name or a free variant: the next scan classifies it, or finds it a duplicate.
+    /// delete), under its own name or a free variant: the next scan classifies it, or finds it a duplicate. Removes
+    /// the temporary files of camera frames a kill cut off.
     /// </summary>
     public void RecoverClaims()
     {
@@ -119,6 +120,12 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             string name = dash >= 0 && dash + 1 < rest.Length ? rest[(dash + 1)..] : "capture";
             string back = PutBack(claimed, Path.Combine(options.Inbox, name));
             log.LogWarning("{Claimed} was being acknowledged when the daemon stopped: back in the inbox as {Name}", Path.GetFileName(claimed), Path.GetFileName(back));
+        }
+        // A camera frame cut off by a kill while it was written: never accepted (the capture failed), so only litter.
+        foreach (string partial in Directory.EnumerateFiles(options.Inbox, CameraTrigger.FilePrefix + "*.tmp"))
+        {
+            TryDelete(partial);
+            log.LogWarning("Removed {File}, a camera frame whose writing the daemon did not finish", Path.GetFileName(partial));
         }
     }
 

@@ -70,10 +70,16 @@ public sealed class ActiveModel : IDisposable
         return r.Outcome;
     }
 
-    /// <summary>Releases the current provider (and with it an Akida card) once the workers have stopped.</summary>
+    /// <summary>
+    /// Releases the current provider (and with it an Akida card) once no image is in flight. A worker still inside an
+    /// image after 10 s (one that outlived the pipeline's stop) keeps the provider: releasing a card under a running
+    /// image would be a use after free in the native library, and the process is ending anyway.
+    /// </summary>
     public void Dispose()
     {
-        Provider.Dispose();
+        if (!_lock.TryEnterWriteLock(TimeSpan.FromSeconds(10))) return;
+        try { Provider.Dispose(); }
+        finally { _lock.ExitWriteLock(); }
         _lock.Dispose();
     }
 }

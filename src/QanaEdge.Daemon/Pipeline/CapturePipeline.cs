@@ -39,6 +39,8 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly Topics _topics;
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
+    // Stops the workers taking further captures when they did not drain the queue in time at shutdown.
+    private readonly CancellationTokenSource _stopWorkers = new();
 
     public CapturePipeline(QanaOptions options, ActiveModel model, ResultStore store, CaptureDisposition disposition,
         PipelineProgress progress, EnergyMeter? meter, ILogger<CapturePipeline> log)
@@ -75,7 +77,7 @@ public sealed class CapturePipeline : IAsyncDisposable
         {
             IImageClassifier classifier = _model.CreateClassifier(out int generation);
             int index = i;
-            _tasks.Add(Task.Factory.StartNew(() => WorkerAsync(classifier, generation, index, _stop.Token), _stop.Token,
+            _tasks.Add(Task.Factory.StartNew(() => WorkerAsync(classifier, generation, index, _stopWorkers.Token), _stopWorkers.Token,
                 TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap());
         }
         _tasks.Add(Task.Run(() => WriterAsync(_stop.Token)));
@@ -94,7 +96,7 @@ public sealed class CapturePipeline : IAsyncDisposable
         {
             while (await _captures.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
             {
-                while (_captures.Reader.TryRead(out CaptureItem? item))
+                while (!ct.IsCancellationRequested && _captures.Reader.TryRead(out CaptureItem? item))
                 {
                     _progress.OnAccepted();
                     (CaptureItem, StoredResult)? done;
@@ -262,14 +264,24 @@ public sealed class CapturePipeline : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _captures.Complete();
-        if (_tasks.Count == 0) { _stop.Dispose(); return; }
+        if (_tasks.Count == 0) { _stop.Dispose(); _stopWorkers.Dispose(); return; }
         // Workers first, then the writer (it completes the acknowledger's channel when it ends), then the acknowledger.
         Task workers = Task.WhenAll(_tasks.Take(_tasks.Count - 2));
         try { await workers.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
+        if (!workers.IsCompleted)
+        {
+            // Still draining: each worker finishes the image in hand and takes no more; what is left in the queue is
+            // still in the inbox, unacknowledged, and is taken at the next start. Only then may the model go.
+            _log.LogWarning("Stopping with captures still queued: they stay in the inbox for the next start");
+            _stopWorkers.Cancel();
+            try { await workers.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
+        }
         _done.Writer.TryComplete();
         try { await _tasks[^2].WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
         try { await _tasks[^1].WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
         _stop.Cancel();
+        _stopWorkers.Cancel();
         _stop.Dispose();
+        _stopWorkers.Dispose();
     }
 }
