@@ -93,8 +93,13 @@ internal sealed class EmulatedDevice(string path)
         return (_inputLength, _outputLength);
     }
 
+    /// <summary>
+    /// While a file <c>NODE.fault</c> exists beside the device node, every run fails with a device status, as a card
+    /// that has gone bad does (its driver reports an I/O error); tests create and remove it.
+    /// </summary>
     public void Enqueue(ReadOnlySpan<sbyte> input)
     {
+        if (File.Exists(Path + ".fault")) throw new DeviceException(Status.Device, "device fault: the card stopped answering");
         if (_engine is null) throw new DeviceException(Status.State, "enqueue before program: the device has no program");
         if (_pending) throw new DeviceException(Status.Busy, "an input is already in flight: fetch its output first");
         if (input.Length != _inputLength)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Tests.Infrastructure;
@@ -207,6 +208,66 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             using var managed = new LesionImageClassifier(made, LesionClassifier.CreateEngine(made));
             var direct = managed.Classify(File.ReadAllBytes(bySha[r.GetProperty("image_sha256").GetString()!]));
             Assert.Equal(direct.Label, r.GetProperty("label").GetString());
+        }
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// A card that faults while a new model's golden vectors run on it: the update is refused, the old model is on the
+    /// card again and classifies once the card is back; at start, an applied update whose self-test faults gives way
+    /// to the configured model instead of stopping the daemon. Before, the fault escaped: the disposed old model stayed
+    /// in place (every capture quarantined), and a start with an applied update failed.
+    /// </summary>
+    [Fact]
+    public void A_card_fault_during_an_update_or_at_start_leaves_a_working_model()
+    {
+        string root = TestEnv.TempDir("akida-fault");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust"), state = Path.Combine(root, "state");
+        string fault = Path.Combine(_dev, "akida0") + ".fault";
+        PackageWriter.Save(s_akd1000, model);
+        Directory.CreateDirectory(trust);
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
+        // A newer version of the same model, with golden vectors: they run on the card before it is swapped in.
+        ModelManifest m = s_akd1000.Manifest;
+        var next = new ModelPackage { Graph = s_akd1000.Graph, Manifest = new ModelManifest { ModelId = m.ModelId, Version = m.Version + ".9",
+            Classes = m.Classes, Input = m.Input, Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers } };
+        next = new ModelPackage { Graph = next.Graph, Manifest = new ModelManifest { ModelId = m.ModelId, Version = m.Version + ".9",
+            Classes = m.Classes, Input = m.Input, Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers,
+            Golden = QanaEdge.Runtime.GoldenVectors.Record(next, Enumerable.Range(1, 2).Select(seed => TestGraphs.RandomInput(next, seed))) } };
+        byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(next), vendor);
+        string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed));
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 625)[0]);
+        EngineChoice choice = Choose();
+        Assert.True(choice.UseAkida, choice.Reason);
+
+        var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance);
+        File.WriteAllText(fault, "");
+        var (outcome, reason) = updates.Handle(signed, sha);
+        File.Delete(fault);
+
+        Assert.Equal(ModelUpdates.Refused, outcome);
+        Assert.Contains("the card stopped answering", reason);
+        Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+        Assert.StartsWith("akida AKD1000", active.Provider.EngineName, StringComparison.Ordinal);
+        using (IImageClassifier classifier = active.CreateClassifier(out _))
+            Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        active.Dispose();
+
+        // The same update applied earlier (stored as applied), and the card faulting at the next start.
+        new AppliedUpdates(ModelUpdates.ModelsDir(state)).Commit(new AppliedUpdates.State(sha, []), sha, signed);
+        var options = new QanaOptions { Inbox = Path.Combine(root, "inbox"), StateDir = state, Model = model, TrustDir = trust };
+        File.WriteAllText(fault, "");
+        ModelAtStart start = ModelUpdates.Start(options, new DeviceTrust(trust, null), choice);
+        File.Delete(fault);
+        using (start.Active)
+        {
+            Assert.StartsWith("applied update not used", start.Problem);
+            Assert.Equal(s_akd1000.Manifest.Version, start.Active.Provider.ModelVersion);
+            using IImageClassifier classifier = start.Active.CreateClassifier(out _);
+            Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
         }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }

@@ -137,31 +137,57 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             string oldPath = old.PackagePath, oldSource = _active.Source;
             bool notStored = false;
             old.Dispose();   // the card, free for the new program
-            if (TryBuild(candidate, path, out IClassifierProvider? next, out string failure) && !next!.HoldsDevice)
+            // From here on the workers have no usable model until one is returned, so nothing may escape: whatever
+            // fails, the old model is programmed back (a card fault in the new program's self-test used to leave the
+            // disposed provider in place, and every capture after it was quarantined).
+            IClassifierProvider? next = null;
+            string failure;
+            try
             {
-                // The card refused the program and the factory fell back to the managed engine. The update would
-                // leave the card idle and cost the power it saves, so it is refused and the card keeps its model.
-                failure = $"{name} cannot run on the card ({next.EngineReason})";
-                next.Dispose();
-                next = null;
+                if (TryBuild(candidate, path, out next, out failure) && !next!.HoldsDevice)
+                {
+                    // The card refused the program and the factory fell back to the managed engine. The update would
+                    // leave the card idle and cost the power it saves, so it is refused and the card keeps its model.
+                    failure = $"{name} cannot run on the card ({next.EngineReason})";
+                    next.Dispose();
+                    next = null;
+                }
+                if (next is not null)
+                {
+                    try
+                    {
+                        persist();
+                        return (next, source, (Applied, $"{name} on {next.EngineName}"));
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                    {
+                        failure = $"{name} passed its checks but could not be stored: {e.Message}";
+                        notStored = true;
+                    }
+                }
             }
-            if (next is not null)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                try
-                {
-                    persist();
-                    return (next!, source, (Applied, $"{name} on {next!.EngineName}"));
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    next!.Dispose();
-                    failure = $"{name} passed its checks but could not be stored: {e.Message}";
-                    notStored = true;
-                }
+                failure = $"{name} failed on the card: {e.GetType().Name}: {e.Message}";
             }
+            next?.Dispose();
             log.LogError("Update {Model} failed on the card ({Failure}): programming {Old} back", name, failure, oldPackage.Manifest.Version);
-            return (ClassifierFactory.Create(oldPackage, oldPath, choice), oldSource, (notStored ? NotStored : Refused, failure));
+            return (ProgramBack(oldPackage, oldPath), oldSource, (notStored ? NotStored : Refused, failure));
         });
+    }
+
+    /// <summary>
+    /// The model that ran before a failed swap, on the card again; if the card cannot take it either, on the managed
+    /// engine, so the device keeps classifying (the status then names the managed engine and why).
+    /// </summary>
+    private IClassifierProvider ProgramBack(ModelPackage package, string path)
+    {
+        try { return ClassifierFactory.Create(package, path, choice); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, e.Message);
+            return ClassifierFactory.Create(package, path, choice with { UseAkida = false, Reason = $"the Akida card failed ({e.Message}): managed integer engine" });
+        }
     }
 
     /// <summary>
@@ -190,8 +216,10 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             if (provider.SelfTest() is not { } failed) { failure = ""; return true; }
             failure = $"{name}: {failed} ({provider.EngineName})";
         }
-        catch (Exception e) when (e is ModelUnavailableException or ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // Any failure of the build or the self-test refuses the package, a card fault (AkidaException) included:
+            // the running model, or at start the configured one, goes on instead.
             failure = $"{name} cannot run here: {e.Message}";
         }
         provider?.Dispose();
@@ -220,9 +248,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             problem = TryRestore(configured, applied, state, trust, choice, out IClassifierProvider? provider, out string source);
             if (problem is null) return new ModelAtStart(new ActiveModel(provider!, source), state, null);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            problem = e.Message;
+            // Whatever stops the applied updates from running (a file, a key, a card fault in their self-test), the
+            // configured model still starts: a device that cannot start helps nobody.
+            problem = $"{e.GetType().Name}: {e.Message}";
         }
         problem = $"applied update not used: {problem}";
         return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), $"{firmware}; {problem}"),
