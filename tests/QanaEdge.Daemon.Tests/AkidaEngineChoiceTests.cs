@@ -159,8 +159,8 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust");
         PackageWriter.Save(s_akd1000, model);
         Directory.CreateDirectory(trust);
-        using var learner = SigningKey.Generate(SignerRole.Learner);
-        File.WriteAllText(Path.Combine(trust, "learner.pub"), learner.PublicKey.ToText());
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
         ModelPackage update = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".1");
         ModelPackage broken = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".2", breakGolden: true);
         ModelPackage offCard = OutOfRangeReadout(s_akd1000, s_akd1000.Manifest.Version + ".3");
@@ -177,9 +177,9 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             foreach (string image in images.Take(3)) TestEnv.Drop(image, daemon.Inbox);
             await TestEnv.WaitUntil(() => sub.Results.Count >= 3, TimeSpan.FromSeconds(120), "3 results before the update");
 
-            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(broken), learner));
-            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(offCard), learner));
-            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(update), learner));
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(broken), vendor));
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(offCard), vendor));
+            await sub.PublishAsync("qana/akida2/updates", PackageSigner.Sign(PackageWriter.ToBytes(update), vendor));
             await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 3, TimeSpan.FromSeconds(60), "the three updates to be handled");
             var log = daemon.Store!.UpdateLog();
             Assert.True(log[0].Outcome == ModelUpdates.Refused && log[0].Reason.Contains("golden self-test failed", StringComparison.Ordinal), log[0].Reason);

@@ -23,11 +23,11 @@ public sealed class DiskFullTests : IDisposable
     [SmallFileSystemFact]
     public async Task Full_state_disk_holds_captures_feedback_and_updates_until_space_returns_then_stores_each_once_without_a_restart()
     {
-        using var learner = SigningKey.Generate(SignerRole.Learner);
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
         string trust = Path.Combine(_root, "trust");
         Directory.CreateDirectory(trust);
-        File.WriteAllText(Path.Combine(trust, "learner.pub"), learner.PublicKey.ToText());
-        byte[] update = PackageSigner.Sign(PackageWriter.ToBytes(ModelUpdateTests.Readout(PackageReader.Load(TestModel.Path_), "0.0.1")), learner);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
+        byte[] update = PackageSigner.Sign(PackageWriter.ToBytes(ModelUpdateTests.Readout(PackageReader.Load(TestModel.Path_), "0.0.1")), vendor);
         using var disk = new SmallFileSystem(megabytes: 16);
         using var broker = new MosquittoBroker();
         await using var sub = new ResultSubscriber(broker.Port, "qana/devfull/results");

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Daemon.Updates;
@@ -23,18 +24,19 @@ public sealed class ModelUpdateTests : IDisposable
     private readonly MosquittoBroker _broker = new();
     private readonly string _root = TestEnv.TempDir("updates");
     private readonly string _trust;
-    private readonly SigningKey _learner = SigningKey.Generate(SignerRole.Learner);
+    // The vendor's key: it may sign readout updates of any newer version (a learner key only those of its learned line).
+    private readonly SigningKey _vendor = SigningKey.Generate(SignerRole.Vendor);
 
     public ModelUpdateTests()
     {
         _trust = Path.Combine(_root, "trust");
         Directory.CreateDirectory(_trust);
-        File.WriteAllText(Path.Combine(_trust, "learner.pub"), _learner.PublicKey.ToText());
+        File.WriteAllText(Path.Combine(_trust, "vendor.pub"), _vendor.PublicKey.ToText());
     }
 
     public void Dispose()
     {
-        _learner.Dispose();
+        _vendor.Dispose();
         _broker.Dispose();
         try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
     }
@@ -76,7 +78,7 @@ public sealed class ModelUpdateTests : IDisposable
         return ReadoutUpdates.Create(model, version, weights, scales, bias, golden: golden);
     }
 
-    private byte[] Signed(ModelPackage package) => PackageSigner.Sign(PackageWriter.ToBytes(package), _learner);
+    private byte[] Signed(ModelPackage package) => PackageSigner.Sign(PackageWriter.ToBytes(package), _vendor);
 
     /// <summary>The last "online" status received (the "offline" one a stopping daemon leaves names no model).</summary>
     private static JsonElement LastStatus(ResultSubscriber sub, string device) =>
@@ -164,6 +166,33 @@ public sealed class ModelUpdateTests : IDisposable
             AssertMadeBy([r], bySha, new Dictionary<string, ModelPackage> { ["1.0.1"] = patched });
             Assert.Empty(again.Log.At(Serilog.Events.LogEventLevel.Error));
         }
+    }
+
+    /// <summary>
+    /// A learner key (one device's) signs readouts of the learned line only: a higher version, once applied, would make
+    /// every vendor release a downgrade and lock the device out of them.
+    /// </summary>
+    [Fact]
+    public void A_learner_signed_readout_off_the_learned_line_is_refused_and_one_on_it_applied()
+    {
+        using var learner = SigningKey.Generate(SignerRole.Learner);
+        File.WriteAllText(Path.Combine(_trust, "learner.pub"), learner.PublicKey.ToText());
+        var choice = new EngineChoice(false, "managed integer engine");
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, choice), "test");
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), Path.Combine(_root, "state"),
+            new DeviceTrust(_trust, null), choice, NullLogger<ModelUpdates>.Instance);
+        byte[] High(string version) => PackageSigner.Sign(PackageWriter.ToBytes(Readout(Shipped, version)), learner);
+
+        foreach (string version in (string[])["99.0.0", "1.0.1"])
+        {
+            byte[] bytes = High(version);
+            var (outcome, reason) = updates.Handle(bytes, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+            Assert.Equal(ModelUpdates.Refused, outcome);
+            Assert.Contains("learned line", reason, StringComparison.Ordinal);
+        }
+        byte[] learned = High(ModelUpdates.LearnedVersion(Shipped.Manifest.Version));
+        Assert.Equal(ModelUpdates.Applied, updates.Handle(learned, Convert.ToHexStringLower(SHA256.HashData(learned))).Outcome);
+        Assert.Equal("1.0.0.1", active.Provider.ModelVersion);
     }
 
     [Fact]

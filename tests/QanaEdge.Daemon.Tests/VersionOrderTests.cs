@@ -40,4 +40,24 @@ public class VersionOrderTests
         Assert.Equal(1, ModelUpdates.CompareVersions(learned, running));
         Assert.Equal(-1, ModelUpdates.CompareVersions(learned, vendorNext));
     }
+
+    [Theory]
+    [InlineData("1.0.0.1", "1.0.0", true)]
+    [InlineData("1.0.0.7", "1.0.0.1", true)]
+    [InlineData("2.3.0.1", "2.3", true)]
+    [InlineData("1.0.1-rc.1.learned.1", "1.0.1-rc.1", true)]
+    [InlineData("1.0.1-rc.1.learned.3", "1.0.1-rc.1.learned.1", true)]
+    [InlineData("1.0.1", "1.0.0", false)]            // the vendor's next release
+    [InlineData("99.0.0", "1.0.0", false)]           // would make every vendor release a downgrade
+    [InlineData("1.0.0.1.1", "1.0.0", false)]
+    [InlineData("1.0.1.1", "1.0.0", false)]
+    [InlineData("1.0.0.x", "1.0.0", false)]
+    [InlineData("1.0.0.1-a", "1.0.0", false)]
+    [InlineData("1.0.1-rc.2", "1.0.1-rc.1", false)]
+    [InlineData("1.0.1-rc.2.learned.1", "1.0.1-rc.1", false)]
+    public void A_learner_key_may_give_only_versions_of_the_learned_line(string version, string running, bool allowed)
+    {
+        Assert.Equal(allowed, ModelUpdates.IsLearnedLine(version, running));
+        if (allowed) Assert.True(ModelUpdates.IsLearnedLine(ModelUpdates.LearnedVersion(running), running));
+    }
 }

@@ -65,7 +65,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     private (string Outcome, string Reason) HandleLocked(byte[] payload, string sha)
     {
         if (payload.Length == 0) return (Refused, "empty message");
-        if (!TryVerify(payload, trust, out ModelPackage? update, out string verdict)) return (Refused, verdict);
+        if (!TryVerify(payload, trust, out ModelPackage? update, out SignerRole signer, out string verdict)) return (Refused, verdict);
         AppliedUpdates.State state = _state;
         ModelPackage running = _active.Provider.Package;
         string runningName = $"{running.Manifest.ModelId} {running.Manifest.Version}";
@@ -86,6 +86,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         int order = CompareVersions(m.Version, running.Manifest.Version);
         if (order == 0) return (Refused, $"{Describe(update)}: version {m.Version} is already running, from a different package");
         if (order < 0) return (Refused, $"{Describe(update)}: downgrade from the running {runningName}");
+        if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, running.Manifest.Version))
+            return (Refused, $"{Describe(update)}: a learner key may only give versions of the learned line of the running {runningName} " +
+                $"({LearnedVersion(running.Manifest.Version)} and on, below the next release); a higher one would lock out the vendor's releases");
 
         ModelPackage candidate = update;
         if (m.Golden.Length == 0) return (Refused, $"{Describe(update)} carries no golden self-test vectors");
@@ -269,7 +272,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
         {
             path = applied.PackagePath(sha);
-            if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out string verdict)) return $"{path}: {verdict}";
+            if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out SignerRole signer, out string verdict)) return $"{path}: {verdict}";
             ModelManifest m = update!.Manifest;
             described = Describe(update);
             if (m.Kind == PackageKind.Model)
@@ -280,6 +283,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             }
             else
             {
+                if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, model.Manifest.Version))
+                    return $"{described}: learner-signed, but not on the learned line of {model.Manifest.ModelId} {model.Manifest.Version}";
                 if (CheckReadoutGolden(update) is { } failed) return failed;
                 try { model = ReadoutUpdates.Apply(model, update); }
                 catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
@@ -290,9 +295,10 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         return null;
     }
 
-    private static bool TryVerify(byte[] payload, DeviceTrust trust, out ModelPackage? package, out string verdict)
+    private static bool TryVerify(byte[] payload, DeviceTrust trust, out ModelPackage? package, out SignerRole signer, out string verdict)
     {
         package = null;
+        signer = default;
         TrustStore store;
         string? problem;
         try { store = trust.Load(out problem); }
@@ -304,6 +310,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         VerificationResult result = PackageVerifier.Verify(payload, store);
         verdict = result.IsValid || problem is null ? result.Reason : $"no usable trust store ({problem}): {result.Reason}";
         package = result.Package;
+        if (result.Signer is { } key) signer = key.Role;
         return result.IsValid;
     }
 
@@ -356,6 +363,30 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             return $"{core}-{string.Join('.', ids[..^1])}.{(m + 1).ToString(CultureInfo.InvariantCulture)}";
         return $"{core}-{pre}.learned.1";
     }
+
+    /// <summary>
+    /// Whether <paramref name="version"/> is on the line <see cref="LearnedVersion"/> gives above
+    /// <paramref name="running"/>: the same three-part core and a fourth part (1.0.0 → 1.0.0.N), or under a
+    /// pre-release the same pre-release and a <c>learned.N</c> suffix. Such a version always ranks below the vendor's
+    /// next release, so a learner key (one device's) cannot give a version that makes the vendor's updates downgrades.
+    /// </summary>
+    public static bool IsLearnedLine(string version, string running)
+    {
+        var (core, pre) = SplitVersion(version);
+        var (runningCore, runningPre) = SplitVersion(running);
+        if (runningPre is null)
+        {
+            if (pre is not null) return false;
+            string[] parts = core.Split('.'), base3 = [.. runningCore.Split('.').Concat(["0", "0", "0"]).Take(3)];
+            return parts.Length == 4 && parts[..3].SequenceEqual(base3) && IsNumber(parts[3]);
+        }
+        if (pre is null || core != runningCore) return false;
+        string[] ids = runningPre.Split('.');
+        string releaseLine = ids.Length >= 2 && ids[^2] == "learned" ? string.Join('.', ids[..^2]) : runningPre;
+        return pre.StartsWith(releaseLine + ".learned.", StringComparison.Ordinal) && IsNumber(pre[(releaseLine.Length + ".learned.".Length)..]);
+    }
+
+    private static bool IsNumber(string s) => s.Length > 0 && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out _);
 
     private static (string Core, string? PreRelease) SplitVersion(string v)
     {
