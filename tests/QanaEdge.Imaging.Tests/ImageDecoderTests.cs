@@ -149,6 +149,134 @@ public class ImageDecoderTests
     }
 
     [Fact]
+    public void A_tiff_is_turned_by_its_exif_orientation_too()
+    {
+        // ImageSharp 2.1 reads a TIFF's orientation tag onto its frame, where AutoOrient does not look (and its TIFF
+        // encoder drops the tag, so the file is written here by hand). Stored 60 wide, 40 high, red top-left corner.
+        const int width = 60, height = 40;
+        var pixels = new byte[width * height * 3];
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+            {
+                bool corner = x < 10 && y < 10;
+                pixels[(y * width + x) * 3] = (byte)(corner ? 250 : 90);
+                pixels[(y * width + x) * 3 + 1] = pixels[(y * width + x) * 3 + 2] = 90;
+            }
+        RgbImage image = ImageDecoder.Decode(RgbTiff(width, height, orientation: 6, pixels));
+        Assert.Equal((height, width), (image.Width, image.Height));
+        Assert.Equal(250, image.Pixels[(image.Width - 1) * 3]); // orientation 6: the stored top-left is shown top-right
+    }
+
+    /// <summary>An uncompressed, little-endian RGB TIFF with an Orientation tag: header, one IFD, bits per sample, pixels.</summary>
+    private static byte[] RgbTiff(int width, int height, ushort orientation, byte[] pixels)
+    {
+        (ushort Tag, ushort Type, uint Value)[] entries =
+        [
+            (256, 3, (uint)width), (257, 3, (uint)height), (258, 3, 0), (259, 3, 1), (262, 3, 2), (273, 4, 0),
+            (274, 3, orientation), (277, 3, 3), (278, 3, (uint)height), (279, 4, (uint)pixels.Length), (284, 3, 1),
+        ];
+        int ifd = 8, bitsAt = ifd + 2 + entries.Length * 12 + 4, dataAt = bitsAt + 6;
+        var file = new byte[dataAt + pixels.Length];
+        "II"u8.CopyTo(file);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(2), 42);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), (uint)ifd);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(ifd), (ushort)entries.Length);
+        for (int i = 0; i < entries.Length; i++)
+        {
+            var (tag, type, value) = entries[i];
+            Span<byte> e = file.AsSpan(ifd + 2 + i * 12, 12);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e, tag);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[2..], type);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[4..], tag == 258 ? 3u : 1u);
+            uint v = tag switch { 258 => (uint)bitsAt, 273 => (uint)dataAt, _ => value };
+            if (type == 3 && tag != 258) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)v);
+            else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[8..], v);
+        }
+        for (int k = 0; k < 3; k++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(bitsAt + 2 * k), 8);
+        pixels.CopyTo(file, dataAt);
+        return file;
+    }
+
+    [Fact]
+    public void A_progressive_jpeg_decodes_like_its_baseline_original()
+    {
+        // Fixtures/progressive.jpg: `jpegtran -progressive` of the first sample, the same coefficients in ten scans.
+        RgbImage progressive = ImageDecoder.Decode(File.ReadAllBytes(Samples.Fixture("progressive.jpg")));
+        RgbImage baseline = ImageDecoder.Decode(Samples.Jpeg());
+        Assert.Equal(baseline.Pixels, progressive.Pixels);
+    }
+
+    [Fact]
+    public void A_jpeg_with_more_scans_than_the_limit_is_refused_before_decoding()
+    {
+        // The progressive fixture with its last (refinement) scan repeated: a scan bomb in miniature.
+        byte[] file = File.ReadAllBytes(Samples.Fixture("progressive.jpg"));
+        int lastScan = file.AsSpan().LastIndexOf([(byte)0xFF, (byte)0xDA]), end = file.Length - 2;
+        byte[] scan = file[lastScan..end];
+        byte[] Repeated(int extra) => [.. file[..end], .. Enumerable.Range(0, extra).SelectMany(_ => scan), 0xFF, 0xD9];
+
+        // At the limit it decodes (each repeated refinement scan refines the same bits again, so the pixels move a little).
+        RgbImage atLimit = ImageDecoder.Decode(Repeated(ImageDecoder.MaxJpegScans - 10));
+        RgbImage original = ImageDecoder.Decode(file);
+        Assert.Equal((original.Width, original.Height), (atLimit.Width, atLimit.Height));
+        ImageRejectedException refused = Rejected(Repeated(ImageDecoder.MaxJpegScans - 9));
+        Assert.Equal(RejectReason.TooLarge, refused.Reason);
+        Assert.Contains("scans", refused.Message);
+    }
+
+    [Fact]
+    public void Data_after_the_end_of_image_is_ignored()
+    {
+        // Phones append a video or vendor data after the JPEG (motion photos); some of it may look like markers.
+        byte[] jpeg = Samples.Jpeg();
+        var trailer = new byte[4096];
+        new Random(3).NextBytes(trailer);
+        trailer[0] = 0xFF; trailer[1] = 0xD8; trailer[100] = 0xFF; trailer[101] = 0xDA;
+        Assert.Equal(ImageDecoder.Decode(jpeg).Pixels, ImageDecoder.Decode([.. jpeg, .. trailer]).Pixels);
+
+        using Image<Rgb24> source = Samples.LoadRgb(jpeg);
+        byte[] png = Samples.Encode(source, new PngEncoder());
+        Assert.Equal(ImageDecoder.Decode(png).Pixels, ImageDecoder.Decode([.. png, .. trailer]).Pixels);
+    }
+
+    [Fact]
+    public void A_compressed_png_text_chunk_is_not_inflated()
+    {
+        // 256 MB of zeros deflated to a quarter of a megabyte in a zTXt chunk: ImageSharp inflated it in full.
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(2));
+        byte[] png = Samples.Encode(source, new PngEncoder());
+        byte[] bomb = WithChunk(png, "zTXt", [.. "Comment"u8, 0, 0, .. Deflated(256 << 20)]);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        RgbImage image = ImageDecoder.Decode(bomb);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(ImageDecoder.Decode(png).Pixels, image.Pixels);
+        Assert.True(allocated < 64 << 20, $"{allocated} bytes allocated decoding a {bomb.Length}-byte PNG");
+    }
+
+    private static byte[] Deflated(int zeros)
+    {
+        using var packed = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(packed, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            var block = new byte[1 << 20];
+            for (int i = 0; i < zeros / block.Length; i++) z.Write(block);
+        }
+        return packed.ToArray();
+    }
+
+    /// <summary>The PNG with one more chunk (correct CRC) right after IHDR.</summary>
+    private static byte[] WithChunk(byte[] png, string type, byte[] data)
+    {
+        int afterHeader = 8 + 12 + 13;
+        byte[] typed = [.. System.Text.Encoding.ASCII.GetBytes(type), .. data];
+        var chunk = new byte[12 + data.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk, (uint)data.Length);
+        typed.CopyTo(chunk, 4);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(8 + data.Length), Crc32(typed));
+        return [.. png[..afterHeader], .. chunk, .. png[afterHeader..]];
+    }
+
+    [Fact]
     public void Empty_file_is_rejected_as_empty() =>
         Assert.Equal(RejectReason.Empty, Rejected([]).Reason);
 
