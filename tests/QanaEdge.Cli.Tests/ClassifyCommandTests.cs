@@ -136,6 +136,43 @@ public sealed class ClassifyCommandTests : IDisposable
     }
 
     [Fact]
+    public void Two_images_of_the_same_name_in_different_folders_keep_both_overlays()
+    {
+        string image = Jpegs(1)[0];
+        foreach (string folder in (string[])["a", "b"])
+        {
+            Directory.CreateDirectory(Path.Combine(_dir, folder));
+            File.Copy(image, Path.Combine(_dir, folder, "x.jpg"));
+        }
+        string overlay = Path.Combine(_dir, "heat.png");
+        var (code, _, stderr) = Qana("classify", Path.Combine(_dir, "a", "x.jpg"), Path.Combine(_dir, "b", "x.jpg"), "--model", _package, "--saliency", overlay);
+        Assert.True(code == 0, stderr);
+        Assert.True(File.Exists(Path.Combine(_dir, "heat.x.png")) && File.Exists(Path.Combine(_dir, "heat.x.2.png")),
+            string.Join(' ', Directory.GetFiles(_dir).Select(Path.GetFileName)));
+    }
+
+    [Fact]
+    public void The_symmetries_option_gives_what_the_classifier_gives_with_symmetries()
+    {
+        string[] images = Jpegs(6);
+        var (code, stdout, stderr) = Qana(["classify", .. images, "--model", _package, "--json", "--symmetries"]);
+        Assert.True(code == 0, stderr);
+        ModelPackage package = PackageReader.Load(_package);
+        using var engine = Imaging.LesionClassifier.CreateEngine(package);
+        var direct = new Imaging.LesionClassifier(package, engine, new Imaging.ClassifierOptions { Symmetries = true });
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(images.Length, lines.Length);
+        for (int i = 0; i < images.Length; i++)
+        {
+            using JsonDocument doc = JsonDocument.Parse(lines[i]);
+            Imaging.LesionResult expected = direct.Classify(File.ReadAllBytes(images[i]));
+            Assert.Equal(expected.Label, doc.RootElement.GetProperty("label").GetString());
+            Assert.Equal(expected.Symmetrized, doc.RootElement.TryGetProperty("symmetrized", out JsonElement s) && s.GetBoolean());
+            Assert.False(doc.RootElement.GetProperty("tiled").GetBoolean());
+        }
+    }
+
+    [Fact]
     public void Several_overlays_get_one_file_each() =>
         Assert.Equal(Path.Combine("out", "heat.ISIC_1.png"), Commands.ClassifyCommand.OverlayPath(Path.Combine("out", "heat.png"), "/x/ISIC_1.jpg", 2));
 }

@@ -9,7 +9,7 @@ using QanaEdge.Runtime;
 namespace QanaEdge.Cli.Commands;
 
 /// <summary>
-/// <c>qana classify IMAGE... [--model PKG] [--json] [--saliency OUT.png]</c>: one result per image on standard
+/// <c>qana classify IMAGE... [--model PKG] [--json] [--saliency OUT.png] [--symmetries]</c>: one result per image on standard
 /// output (one JSON object per line with --json). A bad image is reported on standard error, one line each,
 /// and the exit code is 1 when any image failed; the others are still classified.
 /// </summary>
@@ -24,12 +24,17 @@ public sealed class ClassifyCommand : IVerb
         {
             Description = "write the Grad-CAM heat map and crop over the image to this PNG (OUT.<image name>.png for several images)",
         };
-        var command = new Command("classify", "Classify dermoscopic images with a model package.") { images, model, json, saliency };
-        command.SetAction(parse => Run(context, parse.GetRequiredValue(images), parse.GetValue(model), parse.GetValue(json), parse.GetValue(saliency)));
+        var symmetries = new Option<bool>("--symmetries")
+        {
+            Description = "instead of tiling, average an unsure view with its 7 rotations and mirrors (the daemon's Qana:Fallback=Symmetries)",
+        };
+        var command = new Command("classify", "Classify dermoscopic images with a model package.") { images, model, json, saliency, symmetries };
+        command.SetAction(parse => Run(context, parse.GetRequiredValue(images), parse.GetValue(model), parse.GetValue(json), parse.GetValue(saliency),
+            parse.GetValue(symmetries)));
         return command;
     }
 
-    private static int Run(CliContext context, string[] images, string? modelPath, bool json, string? saliencyPath)
+    private static int Run(CliContext context, string[] images, string? modelPath, bool json, string? saliencyPath, bool symmetries)
     {
         ModelPackage package = PackageReader.Load(DefaultModel.Locate(modelPath));
         IntegerEngine engine;
@@ -46,8 +51,9 @@ public sealed class ClassifyCommand : IVerb
         using (engine)
         {
             // The map is that of the centred view, the one Grad-CAM is defined on; asking for it changes no result.
-            var classifier = new LesionClassifier(package, engine, new ClassifierOptions { SaliencyMap = saliencyPath is not null });
+            var classifier = new LesionClassifier(package, engine, new ClassifierOptions { SaliencyMap = saliencyPath is not null, Symmetries = symmetries });
             bool failed = false;
+            var overlays = new HashSet<string>(StringComparer.Ordinal);
             foreach (string image in images)
             {
                 try
@@ -57,7 +63,7 @@ public sealed class ClassifyCommand : IVerb
                     if (saliencyPath is not null)
                     {
                         RgbImage decoded = ImageDecoder.Decode(bytes);
-                        SaliencyOverlay.SavePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop), OverlayPath(saliencyPath, image, images.Length));
+                        SaliencyOverlay.SavePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop), UniqueIn(overlays, OverlayPath(saliencyPath, image, images.Length)));
                     }
                     context.Out.WriteLine(json ? ToJson(image, result) : ToText(image, result));
                 }
@@ -88,6 +94,15 @@ public sealed class ClassifyCommand : IVerb
         return Path.Combine(dir, $"{stem}.{Path.GetFileNameWithoutExtension(image)}{ext}");
     }
 
+    /// <summary>The path, or with .2, .3 ... before its extension when an earlier image of the same name took it (a/x.jpg, b/x.jpg).</summary>
+    private static string UniqueIn(HashSet<string> used, string path)
+    {
+        string candidate = path;
+        for (int n = 2; !used.Add(candidate); n++)
+            candidate = Path.Combine(Path.GetDirectoryName(path) ?? "", $"{Path.GetFileNameWithoutExtension(path)}.{n}{Path.GetExtension(path)}");
+        return candidate;
+    }
+
     private static string F(double v) => v.ToString("0.0000", CultureInfo.InvariantCulture);
 
     internal static string ToText(string image, LesionResult r)
@@ -97,6 +112,7 @@ public sealed class ClassifyCommand : IVerb
         sb.Append(r.Refer ? "  REFER" : "  no referral").Append(" (malignancy ").Append(F(r.MalignancyScore)).Append(')');
         sb.Append("  crop ").Append(r.Crop).Append(' ').Append(r.CropReasonCode);
         if (r.Tiled) sb.Append("  tiled");
+        if (r.Symmetrized) sb.Append("  symmetrized");
         sb.Append("  ").Append(r.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture)).Append(" ms");
         return sb.ToString();
     }
@@ -118,6 +134,7 @@ public sealed class ClassifyCommand : IVerb
             w.WriteBoolean("refer", r.Refer);
             w.WriteNumber("malignancy", Math.Round(r.MalignancyScore, 6));
             w.WriteBoolean("tiled", r.Tiled);
+            if (r.Symmetrized) w.WriteBoolean("symmetrized", true);
             w.WriteStartObject("crop");
             w.WriteNumber("x", r.Crop.X);
             w.WriteNumber("y", r.Crop.Y);
