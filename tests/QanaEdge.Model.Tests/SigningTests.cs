@@ -148,6 +148,28 @@ public sealed class SigningTests : IDisposable
         Assert.Equal(key.PublicKey.KeyIdHex, loaded.PublicKey.KeyIdHex);
         Assert.Equal(key.PublicKey.KeyIdHex, TrustedKey.Load(pub).KeyIdHex);
         Assert.Throws<KeyFileException>(() => key.Save(Path.Combine(_dir, "dev")));
+        Assert.Equal(["dev.key", "dev.pub"], Directory.GetFiles(_dir, "dev*").Select(Path.GetFileName).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>
+    /// A leftover temporary file from a save cut short (power cut, full disk) is neither taken for a key nor allowed to
+    /// lend the new key its permissions.
+    /// </summary>
+    [Fact]
+    public void A_leftover_temporary_key_file_is_replaced_with_an_owner_only_one()
+    {
+        string prefix = Path.Combine(_dir, "cut");
+        File.WriteAllText(prefix + ".key.tmp", "half a key");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(prefix + ".key.tmp", (UnixFileMode)0b110_100_100);
+        using var key = SigningKey.Generate(SignerRole.Learner);
+
+        var (priv, _) = key.Save(prefix);
+
+        if (!OperatingSystem.IsWindows())
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(priv));
+        Assert.False(File.Exists(prefix + ".key.tmp"));
+        using var loaded = SigningKey.Load(priv);
+        Assert.Equal(key.PublicKey.KeyIdHex, loaded.PublicKey.KeyIdHex);
     }
 
     [Fact]

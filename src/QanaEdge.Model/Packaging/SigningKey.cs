@@ -114,21 +114,23 @@ public sealed class SigningKey : IDisposable
         return new SigningKey(ecdsa, role);
     }
 
-    /// <summary>Writes PREFIX.key (owner read/write only) and PREFIX.pub. Refuses to overwrite a key.</summary>
+    /// <summary>
+    /// Writes PREFIX.key (owner read/write only) and PREFIX.pub. Refuses to overwrite a key. Each file is written under
+    /// a temporary name, flushed to disk and then renamed into place, so a full disk or a power cut leaves either no
+    /// key or a whole one: a half-written key could never be loaded, and since keys are never overwritten it would
+    /// have stopped the device's learning for good.
+    /// </summary>
     /// <returns>The two paths written.</returns>
     public (string PrivatePath, string PublicPath) Save(string prefix)
     {
         string keyPath = prefix + ".key", pubPath = prefix + ".pub";
         if (File.Exists(keyPath)) throw new KeyFileException($"'{keyPath}' already exists; keys are never overwritten");
         byte[] pkcs8 = _ecdsa.ExportPkcs8PrivateKey();
+        byte[] text = Encoding.ASCII.GetBytes($"{Header}\nrole: {PackageSignature.RoleName(Role)}\nprivate: {Convert.ToBase64String(pkcs8)}\n");
         try
         {
-            string text = $"{Header}\nrole: {PackageSignature.RoleName(Role)}\nprivate: {Convert.ToBase64String(pkcs8)}\n";
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-            // Created with 0600 from the first byte: there is no moment at which others could read it.
-            if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            using (var stream = new FileStream(keyPath, options))
-                stream.Write(Encoding.ASCII.GetBytes(text));
+            WriteWhole(keyPath, text, ownerOnly: true, overwrite: false);
+            WriteWhole(pubPath, Encoding.ASCII.GetBytes(PublicKey.ToText()), ownerOnly: false, overwrite: true);
         }
         catch (IOException e) when (e is not FileNotFoundException)
         {
@@ -137,9 +139,33 @@ public sealed class SigningKey : IDisposable
         finally
         {
             CryptographicOperations.ZeroMemory(pkcs8);
+            CryptographicOperations.ZeroMemory(text);
         }
-        File.WriteAllText(pubPath, PublicKey.ToText());
         return (keyPath, pubPath);
+    }
+
+    private static void WriteWhole(string path, byte[] bytes, bool ownerOnly, bool overwrite)
+    {
+        string tmp = path + ".tmp";
+        try
+        {
+            // A leftover from an earlier attempt goes first: an existing file would keep its own permissions.
+            File.Delete(tmp);
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+            // A private key is created with 0600 from the first byte: there is no moment at which others could read it.
+            if (ownerOnly && !OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var stream = new FileStream(tmp, options))
+            {
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            throw;
+        }
     }
 
     internal byte[] SignData(ReadOnlySpan<byte> data) =>
