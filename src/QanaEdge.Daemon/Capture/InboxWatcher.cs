@@ -103,6 +103,7 @@ public sealed class InboxWatcher : IAsyncDisposable
                 {
                     foreach (string path in Directory.EnumerateFiles(_options.Inbox).Order(StringComparer.Ordinal))
                         await ConsiderAsync(path, renamed: false, ct).ConfigureAwait(false);
+                    foreach (string gone in _deferred.Keys.Where(p => !File.Exists(p)).ToArray()) _deferred.TryRemove(gone, out _);
                     nextRescan = Stopwatch.GetTimestamp() + (long)(rescanEvery.TotalSeconds * Stopwatch.Frequency);
                 }
                 // Wake for events, or to re-check files waiting to become stable, or for the next rescan.
