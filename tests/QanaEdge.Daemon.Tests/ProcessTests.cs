@@ -36,6 +36,39 @@ public sealed class ProcessTests : IDisposable
         Assert.DoesNotContain("Exception", output);
     }
 
+    /// <summary>
+    /// The will ("offline") is delayed by the broker and dropped when the same session comes back in time: a daemon
+    /// killed and restarted at once shows no "offline", one that stays down does, after the delay.
+    /// </summary>
+    [Fact]
+    public async Task The_offline_status_comes_after_the_will_delay_and_not_when_the_daemon_is_back_in_time()
+    {
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devwill/status");
+        await sub.ConnectAsync();
+        string[] States() => [.. sub.Messages.Where(m => m.Topic == "qana/devwill/status")
+            .Select(m => System.Text.Json.JsonDocument.Parse(m.Payload).RootElement.GetProperty("state").GetString()!)];
+
+        using (var first = new ChildProcess(Args("devwill", broker.Port)))
+        {
+            await TestEnv.WaitUntil(() => States().Contains("online"), TimeSpan.FromSeconds(60), "the first online status");
+            first.Signal("KILL");
+            Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
+        }
+        using (var second = new ChildProcess(Args("devwill", broker.Port)))
+        {
+            await TestEnv.WaitUntil(() => States().Count(s => s == "online") >= 2, TimeSpan.FromSeconds(60), "the restarted daemon's online status");
+            await Task.Delay(TimeSpan.FromSeconds(Daemon.Messaging.MqttLink.WillDelaySeconds + 2));
+            Assert.DoesNotContain("offline", States()); // back within the delay: the will was dropped
+
+            var killed = System.Diagnostics.Stopwatch.StartNew();
+            second.Signal("KILL");
+            Assert.True(second.WaitForExit(TimeSpan.FromSeconds(10)));
+            await TestEnv.WaitUntil(() => States().LastOrDefault() == "offline", TimeSpan.FromSeconds(Daemon.Messaging.MqttLink.WillDelaySeconds + 20), "the will");
+            Assert.True(killed.Elapsed >= TimeSpan.FromSeconds(Daemon.Messaging.MqttLink.WillDelaySeconds - 1), $"offline after {killed.Elapsed}");
+        }
+    }
+
     [Fact]
     public async Task Daemon_killed_with_SIGKILL_mid_run_and_restarted_gives_every_image_exactly_one_result_id()
     {

@@ -253,7 +253,10 @@ public sealed class MqttLink : IAsyncDisposable
             .WithWillPayload(will)
             .WithWillRetain(true)
             .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
-            .WithWillContentType("application/json");
+            .WithWillContentType("application/json")
+            // The broker holds the will this long after the connection ends and drops it if the same session comes
+            // back first: a recycle of the link, or a restart by systemd after a crash, shows no "offline" in between.
+            .WithWillDelayInterval(WillDelaySeconds);
         if (!string.IsNullOrEmpty(_options.Username))
             builder.WithCredentials(_options.Username, _options.Password ?? "");
         if (_options.Tls || !string.IsNullOrEmpty(_options.CaFile) || !string.IsNullOrEmpty(_options.ClientCertificate))
@@ -375,12 +378,19 @@ public sealed class MqttLink : IAsyncDisposable
     private static MqttTopicFilter Filter(string topic, MqttQualityOfServiceLevel qos, MqttRetainHandling retain) =>
         new MqttTopicFilterBuilder().WithTopic(topic).WithQualityOfServiceLevel(qos).WithRetainHandling(retain).Build();
 
+    /// <summary>Seconds the broker waits before it publishes the will ("offline"); see <see cref="BuildOptions"/>.</summary>
+    public const uint WillDelaySeconds = 10;
+
+    /// <summary>
+    /// Ends the connection to recycle the link (or after a failed set-up) keeping the will: a normal disconnect would
+    /// discard it, and were the link then never to come back, the retained status would say "online" for good.
+    /// </summary>
     private async Task DisconnectQuietlyAsync()
     {
         try
         {
             using var cts = new CancellationTokenSource(_timeout);
-            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cts.Token).ConfigureAwait(false);
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.DisconnectWithWillMessage).Build(), cts.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
