@@ -67,7 +67,8 @@ public sealed class DaemonService(
         if (sensor is not null)
         {
             _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
-            _meter.ReadFailed += e => _log.LogWarning("Power read failed: {Error}", e.Message);
+            _meter.ReadFailed += (e, inARow) => _log.LogWarning("Power read failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", inARow, e.Message);
+            _meter.ReadRecovered += inARow => _log.LogWarning("Power sensor reads again after {Count} failed reads", inARow);
             _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
             await WaitForIdleBaselineAsync(_meter, cancellationToken).ConfigureAwait(false);
         }

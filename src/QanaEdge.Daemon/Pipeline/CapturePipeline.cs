@@ -136,7 +136,9 @@ public sealed class CapturePipeline : IAsyncDisposable
         string modelId = classifier.ModelId, modelVersion = classifier.ModelVersion;
         string resultId = Payloads.ResultId(_options.DeviceId, sha, modelId, modelVersion);
         Classification.Classification c;
-        long t0 = Stopwatch.GetTimestamp();
+        // Registered with the meter, so that images classified at once by several workers share the power above idle.
+        long window = _meter?.BeginInference() ?? 0;
+        double? energy = null;
         try
         {
             c = classifier.Classify(item.Bytes);
@@ -165,8 +167,11 @@ public sealed class CapturePipeline : IAsyncDisposable
             _progress.OnRejected();
             return null;
         }
-        long t1 = Stopwatch.GetTimestamp();
-        double? energy = _meter?.EnergyMillijoules(t0, t1);
+        finally
+        {
+            // Rejected images end their window too: they ran while others did.
+            if (_meter is not null) energy = _meter.EndInference(window);
+        }
         byte[] payload = Payloads.Result(resultId, sha, c, modelId, modelVersion, energy, item.CapturedAtUtc);
         var stored = new StoredResult(resultId, sha, c.Label, c.Confidence, c.Refer, c.Tiled, modelId, modelVersion,
             c.LatencyMs, energy, item.CapturedAtUtc, item.Source, payload, item.LandedTimestamp,

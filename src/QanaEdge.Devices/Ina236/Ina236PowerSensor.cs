@@ -37,6 +37,12 @@ public sealed class Ina236PowerSensor : IPowerSensor
         if (shuntCal == 0) throw new PowerSensorException($"{Name}: SHUNT_CAL reads 0 after initialisation; the chip did not take the calibration");
         bool lowRange = (ReadRaw(Ina236Register.Configuration) & (1 << 12)) != 0;
         _currentLsbAmps = 0.00512 / (shuntCal * (lowRange ? 4 : 1) * shuntOhms);
+        // The shunt ADC reads ±81.92 mV (±20.48 mV with ADCRANGE = 1; datasheet 7.6): beyond it every current reads as
+        // the full scale, so power and energy would come out too low without any error.
+        double fullScaleVolts = lowRange ? 0.02048 : 0.08192;
+        if (maxCurrentAmps * shuntOhms > fullScaleVolts)
+            throw new PowerSensorException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{Name}: {maxCurrentAmps} A through {shuntOhms} Ω is {maxCurrentAmps * shuntOhms * 1000:0.##} mV, beyond the shunt input's ±{fullScaleVolts * 1000:0.##} mV; currents above {fullScaleVolts / shuntOhms:0.###} A would read clipped (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
     }
 
     public string Name { get; }

@@ -5,9 +5,18 @@ namespace QanaEdge.Devices.Power;
 /// <summary>
 /// Samples a power sensor on its own thread, keeps the recent samples, learns the idle baseline and turns a
 /// time window into energy above idle: E = ∫(P − P_idle) dt, trapezoidal over the samples inside the window
-/// (interpolated at its edges). When the sensor refreshes slower than the window is long (fewer than two
-/// fresh conversions inside it, e.g. Akida's on-board meter at 141 ms), the mean power over a batch window
-/// of <see cref="BatchWindow"/> ending at the window's end is used instead: E ≈ (P̄_batch − P_idle) × duration.
+/// (interpolated at its edges). When the sensor refreshes slower than the window is long (a window shorter than
+/// two update intervals, or fewer than two samples inside it, e.g. Akida's on-board meter at 141 ms or an hwmon
+/// INA226 at 35 ms), the mean power over a batch window of <see cref="BatchWindow"/> ending at the window's end is
+/// used instead: E ≈ (P̄_batch − P_idle) × duration.
+/// <para>
+/// Inferences that run at once (one per worker) share the power above idle: an inference registered with
+/// <see cref="BeginInference"/> is charged (P − P_idle) / n(t), n(t) being the number of registered inferences
+/// running at t. Charging each its whole window counted the same joules once per worker.
+/// </para>
+/// A sensor that fails is read again after a pause that doubles up to 5 s, and reported on the first failure and
+/// on the 10th, 100th, ... in a row (<see cref="ReadFailed"/>), and once more when it reads again
+/// (<see cref="ReadRecovered"/>): at 2 ms a failing chip would otherwise log 500 lines a second.
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -21,6 +30,8 @@ public sealed class EnergyMeter : IDisposable
     private readonly Thread? _thread;
     private volatile bool _stop;
     private double? _idleWatts;
+    // Registered inference windows, running ones with End = long.MaxValue; kept while samples of their time remain.
+    private readonly List<(long Start, long End)> _windows = [];
     private readonly List<double> _idleSamples = [];
     private readonly int _idleSampleCount;
 
@@ -31,7 +42,8 @@ public sealed class EnergyMeter : IDisposable
     public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, bool startThread = true)
     {
         _sensor = sensor;
-        _period = samplePeriod > TimeSpan.Zero ? samplePeriod : sensor.UpdateInterval;
+        // Reading faster than the sensor converts only repeats its last value.
+        _period = samplePeriod > sensor.UpdateInterval ? samplePeriod : sensor.UpdateInterval;
         _ring = new (long, double)[capacity];
         _idleSampleCount = Math.Max(1, idleSamples);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
@@ -55,7 +67,11 @@ public sealed class EnergyMeter : IDisposable
     /// <summary>Count of failed reads (logged by the caller through <see cref="ReadFailed"/>).</summary>
     public long Failures;
 
-    public event Action<PowerSensorException>? ReadFailed;
+    /// <summary>A read failed: the first failure in a row, then the 10th, 100th, ... (with the count in a row).</summary>
+    public event Action<PowerSensorException, long>? ReadFailed;
+
+    /// <summary>The sensor reads again after this many failures in a row.</summary>
+    public event Action<long>? ReadRecovered;
 
     /// <summary>Forces a known idle baseline (tests, or a value measured on a quiet board).</summary>
     public void SetIdle(double watts) { lock (_gate) _idleWatts = watts; }
@@ -64,6 +80,7 @@ public sealed class EnergyMeter : IDisposable
     {
         long periodTicks = (long)(_period.TotalSeconds * Stopwatch.Frequency);
         long next = Stopwatch.GetTimestamp();
+        long inARow = 0;
         while (!_stop)
         {
             try
@@ -71,17 +88,91 @@ public sealed class EnergyMeter : IDisposable
                 PowerReading r = _sensor.Read();
                 Last = r;
                 AddSample(Stopwatch.GetTimestamp(), r.PowerWatts);
+                if (inARow > 0) ReadRecovered?.Invoke(inARow);
+                inARow = 0;
             }
-            catch (PowerSensorException e)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
+                // Whatever the bus throws (an I2C driver's IOException when the chip stops answering), the sampler
+                // lives on: its thread ending would end the daemon.
                 Interlocked.Increment(ref Failures);
-                ReadFailed?.Invoke(e);
+                inARow++;
+                if (IsPowerOfTen(inARow))
+                    ReadFailed?.Invoke(e as PowerSensorException ?? new PowerSensorException($"{_sensor.Name}: {e.GetType().Name}: {e.Message}", e), inARow);
+            }
+            if (inARow > 0)
+            {
+                // A failing sensor is asked again after a pause that doubles, up to 5 s.
+                double pause = Math.Min(5.0, _period.TotalSeconds * Math.Pow(2, Math.Min(inARow, 20)));
+                Thread.Sleep(TimeSpan.FromSeconds(pause));
+                next = Stopwatch.GetTimestamp();
+                continue;
             }
             next += periodTicks;
             long wait = next - Stopwatch.GetTimestamp();
             if (wait > 0) Thread.Sleep(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
             else next = Stopwatch.GetTimestamp();
         }
+    }
+
+    private static bool IsPowerOfTen(long n)
+    {
+        while (n % 10 == 0) n /= 10;
+        return n == 1;
+    }
+
+    /// <summary>An inference starts now; returns its start, to pass to <see cref="EndInference(long)"/>.</summary>
+    public long BeginInference() => BeginInference(Stopwatch.GetTimestamp());
+
+    /// <summary>An inference starts at a <see cref="Stopwatch"/> timestamp (tests feed their own clock).</summary>
+    public long BeginInference(long start)
+    {
+        lock (_gate) _windows.Add((start, long.MaxValue));
+        return start;
+    }
+
+    /// <summary>
+    /// The inference begun at <paramref name="start"/> ends now: its share of the energy above idle in millijoules
+    /// (null as for <see cref="EnergyMillijoules"/>). Every begun inference must end, whatever its outcome.
+    /// </summary>
+    public double? EndInference(long start) => EndInference(start, Stopwatch.GetTimestamp());
+
+    /// <summary>The inference begun at <paramref name="start"/> ended at <paramref name="end"/>: its share, as above.</summary>
+    public double? EndInference(long start, long end)
+    {
+        lock (_gate)
+        {
+            int i = _windows.FindIndex(w => w.Start == start && w.End == long.MaxValue);
+            if (i >= 0) _windows[i] = (start, end);
+            // Forget windows older than every sample kept: nothing can overlap them any more.
+            long oldest = _count > 0 ? At(0).Ticks : end;
+            _windows.RemoveAll(w => w.End < oldest && w.End < start);
+        }
+        return EnergyMillijoules(start, end);
+    }
+
+    /// <summary>How many registered inferences run at <paramref name="t"/> (at least 1: the one asking).</summary>
+    private int Running(long t)
+    {
+        int n = 0;
+        foreach (var (s, e) in _windows) if (s <= t && t < e) n++;
+        return Math.Max(1, n);
+    }
+
+    /// <summary>∫ 1/n(t) dt over [start, end] in seconds, split where registered windows begin and end.</summary>
+    private double SharedSeconds(long start, long end)
+    {
+        var cuts = new List<long> { start, end };
+        foreach (var (s, e) in _windows)
+        {
+            if (s > start && s < end) cuts.Add(s);
+            if (e > start && e < end) cuts.Add(e);
+        }
+        cuts.Sort();
+        double seconds = 0;
+        for (int i = 1; i < cuts.Count; i++)
+            if (cuts[i] > cuts[i - 1]) seconds += (cuts[i] - cuts[i - 1]) / (double)Stopwatch.Frequency / Running(cuts[i - 1] + (cuts[i] - cuts[i - 1]) / 2);
+        return seconds;
     }
 
     /// <summary>Records a sample taken at a <see cref="Stopwatch"/> timestamp.</summary>
@@ -123,7 +214,7 @@ public sealed class EnergyMeter : IDisposable
                 long t = At(i).Ticks;
                 if (t > start && t < end) inside++;
             }
-            if (inside >= 2)
+            if (inside >= 2 && end - start >= 2 * UpdateInterval.TotalSeconds * f)
             {
                 double joules = 0;
                 double prevT = start, prevP = Interpolate(start);
@@ -131,11 +222,11 @@ public sealed class EnergyMeter : IDisposable
                 {
                     var (t, p) = At(i);
                     if (t <= start || t >= end) continue;
-                    joules += (t - prevT) / f * ((prevP + p) / 2 - idle);
+                    joules += (t - prevT) / f * ((prevP + p) / 2 - idle) / Running((long)prevT + (t - (long)prevT) / 2);
                     prevT = t; prevP = p;
                 }
                 double endP = Interpolate(end);
-                joules += (end - prevT) / f * ((prevP + endP) / 2 - idle);
+                joules += (end - prevT) / f * ((prevP + endP) / 2 - idle) / Running((long)prevT + (end - (long)prevT) / 2);
                 return joules * 1000;
             }
             // Slow sensor: mean power over the batch window ending at `end`.
@@ -147,7 +238,7 @@ public sealed class EnergyMeter : IDisposable
                 if (t >= batchStart && t <= end) { sum += p; n++; }
             }
             if (n == 0) return null;
-            return (sum / n - idle) * ((end - start) / f) * 1000;
+            return (sum / n - idle) * SharedSeconds(start, end) * 1000;
         }
     }
 
@@ -173,7 +264,7 @@ public sealed class EnergyMeter : IDisposable
     public void Dispose()
     {
         _stop = true;
-        _thread?.Join(TimeSpan.FromSeconds(2));
+        _thread?.Join(_period + TimeSpan.FromSeconds(6)); // a period, or a failure's pause of up to 5 s
         _sensor.Dispose();
     }
 }

@@ -65,4 +65,59 @@ public sealed class EnergyMeterTests
         Assert.Equal(2.0, meter.IdleWatts);
         Assert.Equal(2.0, meter.Last!.Value.PowerWatts);
     }
+
+    [Fact]
+    public void Inferences_that_run_at_once_share_the_power_above_idle()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 1, startThread: false);
+        long t = 2_000_000;
+        meter.AddSample(t, 2.0); // idle 2 W
+        for (int i = 1; i <= 40; i++) meter.AddSample(t + Ms(i), 4.0); // 2 W above idle throughout
+
+        // Two workers, one image each over the same 10 ms: 20 mJ were spent above idle, not 40.
+        long a = meter.BeginInference(t + Ms(5)), b = meter.BeginInference(t + Ms(5));
+        double ea = meter.EndInference(a, t + Ms(15))!.Value, eb = meter.EndInference(b, t + Ms(15))!.Value;
+        Assert.Equal(10.0, ea, 6);
+        Assert.Equal(10.0, eb, 6);
+
+        // Overlapping by half: alone 5 ms (10 mJ), shared 5 ms (5 mJ) each; together 30 mJ over 15 ms.
+        long c = meter.BeginInference(t + Ms(20)), d = meter.BeginInference(t + Ms(25));
+        double ec = meter.EndInference(c, t + Ms(30))!.Value, ed = meter.EndInference(d, t + Ms(35))!.Value;
+        Assert.Equal(15.0, ec, 6);
+        Assert.Equal(15.0, ed, 6);
+    }
+
+    private sealed class FlakySensor : IPowerSensor
+    {
+        public volatile bool Broken = true;
+        public string Name => "flaky";
+        public TimeSpan UpdateInterval => TimeSpan.FromMilliseconds(1);
+        public PowerReading Read() => Broken ? throw new IOException("Error 121 (remote I/O error)") : new PowerReading(5, 0.4, 2);
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void A_sensor_that_stops_answering_is_reported_sparingly_and_the_sampler_lives_on()
+    {
+        var sensor = new FlakySensor();
+        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 1);
+        var reported = new System.Collections.Concurrent.ConcurrentQueue<(string Message, long InARow)>();
+        long recovered = 0;
+        meter.ReadFailed += (e, n) => reported.Enqueue((e.Message, n));
+        meter.ReadRecovered += n => Interlocked.Exchange(ref recovered, n);
+        var sw = Stopwatch.StartNew();
+        while (Interlocked.Read(ref meter.Failures) < 10 && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
+
+        // An I2C driver's IOException used to end the sampler thread, and with it the daemon.
+        Assert.True(meter.Failures >= 10, $"{meter.Failures} failures");
+        // Reported at the 1st, 10th, 100th ... failure in a row (the 1st may come before the handler is attached).
+        Assert.Contains(reported, r => r.InARow == 10);
+        Assert.All(reported, r => Assert.Contains(r.InARow, (long[])[1, 10, 100]));
+        Assert.Contains("IOException: Error 121", reported.Last().Message);
+
+        sensor.Broken = false;
+        while (Interlocked.Read(ref recovered) == 0 && sw.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(10);
+        Assert.True(recovered >= 10, $"recovered after {recovered}");
+        Assert.Equal(2.0, meter.Last!.Value.PowerWatts);
+    }
 }

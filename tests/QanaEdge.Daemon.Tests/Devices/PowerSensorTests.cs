@@ -72,6 +72,16 @@ public sealed class PowerSensorTests
     }
 
     [Fact]
+    public void Ina236_a_range_beyond_its_shunt_input_is_refused()
+    {
+        // 3.2 A through 0.1 Ω is 320 mV (an INA219's range); the INA236 reads ±81.92 mV and would clip above 0.82 A.
+        var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new SimulatedIna236(), 0.1, 3.2));
+        Assert.Contains("beyond the shunt input's ±81.92 mV", e.Message);
+        Assert.Contains("0.819 A", e.Message);
+        using var fits = new Ina236PowerSensor(new SimulatedIna236(), 0.02, 4.0); // 80 mV at full current
+    }
+
+    [Fact]
     public void Ina236_wrong_manufacturer_id_is_refused()
     {
         var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new NotAnIna(), 0.008, 4));
