@@ -18,9 +18,9 @@ native=$$(dpkg --print-architecture); missing=""; \
 for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || dpkg -s $$p:$$native >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 if [ -n "$$missing" ]; then \
   echo "installing:$$missing"; \
-  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+  SUDO=""; if [ "$$(id -u)" != 0 ]; then command -v sudo >/dev/null || { echo "error: installing$$missing needs root or sudo" >&2; exit 1; }; SUDO=sudo; fi; \
   if [ -n "$(2)" ] && ! dpkg --print-foreign-architectures | grep -qx "$(2)"; then $$SUDO dpkg --add-architecture $(2); fi; \
-  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 fi
 endef
 

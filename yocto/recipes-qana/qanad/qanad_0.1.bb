@@ -28,6 +28,9 @@ INSANE_SKIP:${PN} += "already-stripped ldflags"
 # .NET's cryptography (SHA-256, package signatures, MQTT TLS) loads OpenSSL's libssl/libcrypto at run time with
 # dlopen, which BitBake's shared-library scan does not see.
 RDEPENDS:${PN} += "zlib libstdc++ libssl libcrypto"
+# System.Device.Gpio's GpioController uses libgpiod's character-device interface (the sysfs fallback needs writes to
+# /sys/class/gpio, which the unit's ProtectKernelTunables= forbids): without it the capture button cannot work.
+RDEPENDS:${PN} += "libgpiod"
 
 do_install() {
     install -d ${D}${bindir} ${D}${systemd_system_unitdir} ${D}${sysconfdir}/qanad/trust ${D}${datadir}/qanad/firmware-models
