@@ -21,6 +21,14 @@ public sealed class Ina219PowerSensor : IPowerSensor
     private readonly I2cDevice _device;
     private readonly double _currentLsbAmps;
     private readonly double _shuntOhms;
+    private readonly ushort _calibration;
+    private int _reads;
+
+    /// <summary>
+    /// Reads between checks of the calibration register: a brown-out resets the chip, its calibration to 0, and the
+    /// current to 0 A from then on with no error (0.5 s at the daemon's 2 ms sampling).
+    /// </summary>
+    public const int CalibrationCheckEvery = 256;
 
     /// <param name="device">The chip's I2C device (address 0x40..0x4F). Owned by this sensor.</param>
     /// <param name="shuntOhms">Value of the shunt resistor.</param>
@@ -44,6 +52,7 @@ public sealed class Ina219PowerSensor : IPowerSensor
         _currentLsbAmps = 0.04096 / (calibration * shuntOhms);
         Name = $"ina219@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
         _chip = new UpstreamIna219(device);
+        _calibration = calibration;
         _chip.SetCalibration(calibration, (float)_currentLsbAmps);
     }
 
@@ -57,6 +66,15 @@ public sealed class Ina219PowerSensor : IPowerSensor
 
     public PowerReading Read()
     {
+        if (_reads++ % CalibrationCheckEvery == 0)
+        {
+            ushort now = ReadRaw(Ina219Register.Calibration);
+            if (now != _calibration)
+            {
+                _chip.SetCalibration(_calibration, (float)_currentLsbAmps);
+                throw new PowerSensorException($"{Name}: calibration register read 0x{now:X4} instead of 0x{_calibration:X4} (the chip was reset, a brown-out?); written again");
+            }
+        }
         ushort busRaw = ReadRaw(Ina219Register.BusVoltage);
         if ((busRaw & 0x1) != 0)
             throw new PowerSensorException($"{Name}: math overflow (OVF): current or power out of range for the calibration");
@@ -84,5 +102,9 @@ public sealed class Ina219PowerSensor : IPowerSensor
         return (ushort)((buffer[0] << 8) | buffer[1]);
     }
 
-    public void Dispose() => _chip.Dispose();
+    public void Dispose()
+    {
+        _chip.Dispose();
+        _device.Dispose(); // the upstream binding does not own the device; this sensor does
+    }
 }

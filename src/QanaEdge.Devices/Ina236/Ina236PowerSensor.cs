@@ -13,9 +13,15 @@ namespace QanaEdge.Devices.Ina236;
 public sealed class Ina236PowerSensor : IPowerSensor
 {
     private const double BusLsbVolts = 1.6e-3;
-    private readonly UpstreamIna236 _chip;
+    private UpstreamIna236 _chip;
     private readonly I2cDevice _device;
     private readonly double _currentLsbAmps;
+    private readonly double _shuntOhms, _maxCurrentAmps;
+    private readonly int _shuntCal;
+    private int _reads;
+
+    /// <summary>Reads between checks of SHUNT_CAL, which a brown-out resets to 0 (and the current with it).</summary>
+    public const int CalibrationCheckEvery = 256;
 
     /// <param name="device">The chip's I2C device (address 0x40..0x4B). Owned by this sensor.</param>
     /// <param name="shuntOhms">Value of the shunt resistor.</param>
@@ -35,6 +41,9 @@ public sealed class Ina236PowerSensor : IPowerSensor
         // datasheet equation 1, SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt), SHUNT_CAL divided by 4 when ADCRANGE = 1.
         int shuntCal = ReadRaw(Ina236Register.Calibration) & 0x7FFF;
         if (shuntCal == 0) throw new PowerSensorException($"{Name}: SHUNT_CAL reads 0 after initialisation; the chip did not take the calibration");
+        _shuntCal = shuntCal;
+        _shuntOhms = shuntOhms;
+        _maxCurrentAmps = maxCurrentAmps;
         bool lowRange = (ReadRaw(Ina236Register.Configuration) & (1 << 12)) != 0;
         _currentLsbAmps = 0.00512 / (shuntCal * (lowRange ? 4 : 1) * shuntOhms);
         // The shunt ADC reads ±81.92 mV (±20.48 mV with ADCRANGE = 1; datasheet 7.6): beyond it every current reads as
@@ -54,6 +63,16 @@ public sealed class Ina236PowerSensor : IPowerSensor
 
     public PowerReading Read()
     {
+        if (_reads++ % CalibrationCheckEvery == 0)
+        {
+            int now = ReadRaw(Ina236Register.Calibration) & 0x7FFF;
+            if (now != _shuntCal)
+            {
+                // Reset (a brown-out?): the binding programs configuration and SHUNT_CAL again, as at start.
+                _chip = new UpstreamIna236(_device, ElectricResistance.FromOhms(_shuntOhms), ElectricCurrent.FromAmperes(_maxCurrentAmps));
+                throw new PowerSensorException($"{Name}: SHUNT_CAL read 0x{now:X4} instead of 0x{_shuntCal:X4} (the chip was reset, a brown-out?); programmed again");
+            }
+        }
         double bus = ReadRaw(Ina236Register.BusVoltage) * BusLsbVolts;
         double current = unchecked((short)ReadRaw(Ina236Register.Current)) * _currentLsbAmps;
         return new PowerReading(bus, current, bus * current);

@@ -42,6 +42,32 @@ public sealed class PowerSensorTests
     }
 
     [Fact]
+    public void A_chip_reset_by_a_brown_out_is_found_and_calibrated_again()
+    {
+        var ina219 = new SimulatedIna219();
+        using (var sensor = new Ina219PowerSensor(ina219, 0.1, 3.2))
+        {
+            ina219.BusSteps = 1250; ina219.ShuntRaw = 4000; // 5 V, 40 mV across 0.1 Ω = 0.4 A
+            Assert.Equal(0.4, sensor.Read().CurrentAmps, 3);
+            ina219.Brownout();
+            // Until the next check it reads 0 A; the check says so and programs the chip again.
+            var e = Assert.Throws<PowerSensorException>(() => { for (int i = 0; i < Ina219PowerSensor.CalibrationCheckEvery; i++) sensor.Read(); });
+            Assert.Contains("the chip was reset", e.Message);
+            Assert.Equal(0.4, sensor.Read().CurrentAmps, 3);
+        }
+        var ina236 = new SimulatedIna236();
+        using (var sensor = new Ina236PowerSensor(ina236, 0.008, 4.0))
+        {
+            ina236.BusSteps = 7500; ina236.ShuntRaw = 4000; // 12 V, 10 mV → 1.25 A
+            Assert.Equal(1.25, sensor.Read().CurrentAmps, 2);
+            ina236.Brownout();
+            var e = Assert.Throws<PowerSensorException>(() => { for (int i = 0; i < Ina236PowerSensor.CalibrationCheckEvery; i++) sensor.Read(); });
+            Assert.Contains("the chip was reset", e.Message);
+            Assert.Equal(1.25, sensor.Read().CurrentAmps, 2);
+        }
+    }
+
+    [Fact]
     public void Ina219_refuses_a_current_range_the_shunt_cannot_carry()
     {
         var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.1, 10));

@@ -40,4 +40,7 @@ public sealed class SimulatedIna219(int address = 0x40) : I2cRegisterSimulator(1
             _ => base.OnRead(register),
         };
     }
+
+    /// <summary>A brown-out: every register back to its power-on value (calibration 0).</summary>
+    public void Brownout() => Registers.Clear();
 }

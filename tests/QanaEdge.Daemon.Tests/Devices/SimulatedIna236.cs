@@ -43,4 +43,7 @@ public sealed class SimulatedIna236(int address = 0x40) : I2cRegisterSimulator(1
             _ => base.OnRead(register),
         };
     }
+
+    /// <summary>A brown-out: every register back to its power-on value (calibration 0).</summary>
+    public void Brownout() => Registers.Clear();
 }
