@@ -144,11 +144,14 @@ public sealed class EnergyMeter : IDisposable
         {
             int i = _windows.FindIndex(w => w.Start == start && w.End == long.MaxValue);
             if (i >= 0) _windows[i] = (start, end);
-            // Forget windows older than every sample kept: nothing can overlap them any more.
-            long oldest = _count > 0 ? At(0).Ticks : end;
-            _windows.RemoveAll(w => w.End < oldest && w.End < start);
+            double? energy = EnergyMillijoules(start, end);
+            // Forget the windows that ended before every window still to be charged began (this one is charged now):
+            // nothing left can overlap them, so the list stays as long as the images in flight and their neighbours.
+            long horizon = long.MaxValue;
+            foreach (var (s, e) in _windows) if (e == long.MaxValue && s < horizon) horizon = s;
+            _windows.RemoveAll(w => w.End <= horizon && w.End != long.MaxValue && w.End <= end);
+            return energy;
         }
-        return EnergyMillijoules(start, end);
     }
 
     /// <summary>How many registered inferences run at <paramref name="t"/> (at least 1: the one asking).</summary>
