@@ -1,11 +1,8 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
-using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
-using QanaEdge.Daemon.Updates;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -132,18 +129,13 @@ public sealed class InboxHazardTests : IDisposable
         await sub.ConnectAsync();
         var daemon = new DaemonRunner(_root, _broker.Port, "devhz5", null, "--Qana:Workers=2");
         await daemon.StartAsync();
-        ActiveModel active = daemon.Services.GetRequiredService<ModelAtStart>().Active;
-        using var holding = new ManualResetEventSlim();
-        using var gate = new ManualResetEventSlim();
-        Task swap = Task.Run(() => active.Swap(p => { holding.Set(); gate.Wait(); return (p, active.Source, 0); }));
-        Assert.True(holding.Wait(TimeSpan.FromSeconds(10)));
+        using var held = HeldWorkers.Hold(daemon);
         foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
         await Task.Delay(TimeSpan.FromSeconds(2)); // read and queued; the workers wait for the swap
 
         Task stopping = daemon.DisposeAsync().AsTask();
         await Task.Delay(TimeSpan.FromSeconds(11)); // past the pipeline's 10 s wait for the workers
-        gate.Set();
-        await swap;
+        await held.ReleaseAsync();
         await stopping.WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.Contains(daemon.Log.Events, e => e.Message.Contains("Stopping with captures still queued", StringComparison.Ordinal));

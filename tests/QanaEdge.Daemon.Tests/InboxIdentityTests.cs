@@ -1,8 +1,5 @@
 using System.Security.Cryptography;
-using Microsoft.Extensions.DependencyInjection;
 using QanaEdge.Daemon.Capture;
-using QanaEdge.Daemon.Classification;
-using QanaEdge.Daemon.Updates;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -38,11 +35,7 @@ public sealed class InboxIdentityTests : IDisposable
 
         // Hold the workers between images (a swap that changes nothing, waiting on a gate), so that every capture of
         // the first set is read and in the pipeline, not yet stored, when the second set is renamed over its names.
-        ActiveModel active = daemon.Services.GetRequiredService<ModelAtStart>().Active;
-        using var holding = new ManualResetEventSlim();
-        using var gate = new ManualResetEventSlim();
-        Task swap = Task.Run(() => active.Swap(p => { holding.Set(); gate.Wait(); return (p, active.Source, 0); }));
-        Assert.True(holding.Wait(TimeSpan.FromSeconds(10)));
+        using var held = HeldWorkers.Hold(daemon);
         for (int i = 0; i < first.Length; i++) TestEnv.Drop(first[i], daemon.Inbox, $"cap{i:00}.jpg");
         await Task.Delay(TimeSpan.FromSeconds(2)); // the watcher reads the renamed files at once; the workers wait
         for (int i = 0; i < second.Length; i++)
@@ -51,8 +44,7 @@ public sealed class InboxIdentityTests : IDisposable
             File.Copy(second[i], tmp);
             File.Move(tmp, Path.Combine(daemon.Inbox, $"cap{i:00}.jpg"), overwrite: true);
         }
-        gate.Set();
-        await swap;
+        await held.ReleaseAsync();
 
         var expected = first.Concat(second).Select(Sha).ToHashSet();
         await TestEnv.WaitUntil(() => sub.Results.Count >= expected.Count && Directory.GetFiles(daemon.Inbox).Length == 0,
