@@ -267,8 +267,10 @@ public static class ImageDecoder
                 return b[..JpegEnd(b)].ToArray();
             case ImageKind.Png:
                 return WithoutAncillaryText(b);
+            case ImageKind.Bmp:
+                CheckBmpRows(b);
+                return b.ToArray();
             default:
-                CheckComplete(b, kind);
                 return b.ToArray();
         }
     }
@@ -363,32 +365,25 @@ public static class ImageDecoder
         return result;
     }
 
-    /// <summary>A BMP must hold the pixel rows its header declares (TIFF: the decoder's own checks).</summary>
-    private static void CheckComplete(ReadOnlySpan<byte> b, ImageKind kind)
+    /// <summary>An uncompressed BMP must hold the pixel rows its header declares (TIFF: the decoder's own checks).</summary>
+    private static void CheckBmpRows(ReadOnlySpan<byte> b)
     {
-        switch (kind)
+        // bfSize is unreliable in practice (some writers leave 0): compute what uncompressed pixel data needs.
+        uint dataOffset = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(10, 4));
+        if (dataOffset >= (uint)b.Length)
+            throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its pixel data");
+        if (b.Length >= 34 && BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(14, 4)) >= 40)
         {
-            case ImageKind.Bmp:
+            long width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
+            long height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
+            int bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
+            uint compression = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(30, 4));
+            const uint rgb = 0, bitFields = 3;
+            if ((compression == rgb || compression == bitFields) && width > 0 && bitsPerPixel is > 0 and <= 32)
             {
-                // bfSize is unreliable in practice (some writers leave 0): compute what uncompressed pixel data needs.
-                uint dataOffset = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(10, 4));
-                if (dataOffset >= (uint)b.Length)
-                    throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its pixel data");
-                if (b.Length >= 34 && BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(14, 4)) >= 40)
-                {
-                    long width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
-                    long height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
-                    int bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
-                    uint compression = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(30, 4));
-                    const uint rgb = 0, bitFields = 3;
-                    if ((compression == rgb || compression == bitFields) && width > 0 && bitsPerPixel is > 0 and <= 32)
-                    {
-                        long rowBytes = (width * bitsPerPixel + 31) / 32 * 4;
-                        if (dataOffset + rowBytes * height > b.Length)
-                            throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its last pixel row");
-                    }
-                }
-                break;
+                long rowBytes = (width * bitsPerPixel + 31) / 32 * 4;
+                if (dataOffset + rowBytes * height > b.Length)
+                    throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its last pixel row");
             }
         }
     }
