@@ -144,7 +144,9 @@ public sealed class InboxWatcher : IAsyncDisposable
         if (_deferred.TryGetValue(path, out var deferred) && Stopwatch.GetTimestamp() < deferred.NotBefore) { _pending.Remove(path); return; }
         long size = info.Length;
         DateTime mtime = info.LastWriteTimeUtc;
-        if (FileKind.IsRegularFile(path) == false)
+        // Only what could be something else is asked of the kernel: a FIFO, device or socket has length 0, and a link
+        // (to one) is a reparse point to .NET; a regular file with content costs no extra call on every look.
+        if ((size == 0 || info.Attributes.HasFlag(FileAttributes.ReparsePoint)) && FileKind.IsRegularFile(path) == false)
         {
             // Never read: opening a FIFO blocks the inbox until a writer comes, a device may never end. Its length of 0
             // would otherwise make it wait out the empty-file grace first.
