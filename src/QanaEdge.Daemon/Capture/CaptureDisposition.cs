@@ -124,7 +124,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         // A camera frame cut off by a kill while it was written: never accepted (the capture failed), so only litter.
         foreach (string partial in Directory.EnumerateFiles(options.Inbox, CameraTrigger.FilePrefix + "*.tmp"))
         {
-            TryDelete(partial);
+            DurableFile.TryDelete(partial);
             log.LogWarning("Removed {File}, a camera frame whose writing the daemon did not finish", Path.GetFileName(partial));
         }
     }
@@ -171,15 +171,10 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            if (target is not null && !File.Exists(target)) TryDelete(target + ".reason");
+            if (target is not null && !File.Exists(target)) DurableFile.TryDelete(target + ".reason");
             log.LogError("Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later", item.DisplayName, reason, e.Message);
             return false;
         }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>name, or name with a numeric suffix when a file of that name is already there.</summary>

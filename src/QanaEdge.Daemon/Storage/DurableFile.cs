@@ -25,10 +25,16 @@ internal static partial class DurableFile
         catch
         {
             // A full disk or a failed flush leaves no half-written file behind (in the inbox, nothing would ever take it).
-            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            TryDelete(tmp);
             throw;
         }
         SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>Deletes a file if it can; a file that cannot be deleted (or is gone) is left as it is.</summary>
+    public static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     public static void SyncDirectory(string dir)
