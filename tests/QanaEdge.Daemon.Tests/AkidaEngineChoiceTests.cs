@@ -136,6 +136,62 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// The card fails while the daemon classifies on it (the emulated card answers every enqueue with a device fault):
+    /// the model moves to the managed engine, the images are classified there with the card's results, nothing is
+    /// quarantined, and the status names the managed engine and the card's message. Before, every capture after the
+    /// fault was quarantined as a classifier error.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_fails_while_classifying_hands_its_model_to_the_managed_engine_and_loses_no_image()
+    {
+        string root = TestEnv.TempDir("akida-runtime-fault");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(s_akd1000, model);
+        string fault = Path.Combine(_dev, "akida0") + ".fault";
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida2/#");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(5, skip: 610);
+        await using (var daemon = new DaemonRunner(root, broker.Port, "akida2", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Workers=2"))
+        {
+            await daemon.StartAsync();
+            TestEnv.Drop(images[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the result from the card");
+            File.WriteAllText(fault, "");
+            try
+            {
+                foreach (string image in images[1..]) TestEnv.Drop(image, daemon.Inbox);
+                await TestEnv.WaitUntil(() => sub.Results.Count >= 5, TimeSpan.FromSeconds(60), "5 results");
+            }
+            finally { File.Delete(fault); }
+            JsonElement Last() => sub.Messages.Where(m => m.Topic == "qana/akida2/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+            await TestEnv.WaitUntil(() => Last().GetProperty("engine").GetString()!.StartsWith("managed", StringComparison.Ordinal),
+                TimeSpan.FromSeconds(10), "a status naming the managed engine");
+            Assert.Equal("online", Last().GetProperty("state").GetString());
+            Assert.Contains("the Akida card failed (device fault: the card stopped answering)", Last().GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
+            Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFileSystemEntries(daemon.QuarantineDir).Any(),
+                "nothing may be quarantined for the card's fault");
+            sub.AssertOneResultIdPerImage(images);
+        }
+
+        // Each result is what the managed engine gives for that image, the card's logits being the managed engine's.
+        using IClassifierProvider managed = ClassifierFactory.Create(s_akd1000, model, new EngineChoice(false, "reference"));
+        using IImageClassifier reference = managed.CreateClassifier();
+        foreach (string image in images)
+        {
+            byte[] bytes = File.ReadAllBytes(image);
+            string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+            JsonElement result = sub.Results.Values.Select(q => q.First()).Single(r => r.GetProperty("image_sha256").GetString() == sha);
+            Classification.Classification expected = reference.Classify(bytes);
+            Assert.Equal(expected.Label, result.GetProperty("label").GetString());
+            for (int k = 0; k < Classes.Count; k++)
+                Assert.Equal(Math.Round(expected.Probabilities[k], 6), result.GetProperty("probabilities").GetProperty(Classes.Codes[k]).GetDouble());
+        }
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
     /// A readout update whose weights (all 100) the managed engine runs but the AKD1000 cannot hold (4-bit weights):
     /// its golden vectors are recorded on its own graph, so it passes every check short of programming the card.
     /// </summary>

@@ -38,6 +38,10 @@ public static class ClassifierFactory
             p => LesionClassifier.CreateEngine(p), options: choice.Classifier);
     }
 
+    /// <summary>The managed engine for a model the card failed on, with the card's message as the reason.</summary>
+    public static IClassifierProvider AfterCardFault(ModelPackage package, string path, EngineChoice choice, string why)
+        => Create(package, path, choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" });
+
     private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
     {
         provider = null;

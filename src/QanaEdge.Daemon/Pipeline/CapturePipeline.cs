@@ -32,6 +32,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly CaptureDisposition _disposition;
     private readonly PipelineProgress _progress;
     private readonly EnergyMeter? _meter;
+    private readonly CardFailover? _failover;
     private readonly ILogger<CapturePipeline> _log;
     private readonly CaptureQueue _captures;
     private readonly Channel<(CaptureItem Item, StoredResult Result)> _done;
@@ -43,9 +44,10 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly CancellationTokenSource _stopWorkers = new();
 
     public CapturePipeline(QanaOptions options, ActiveModel model, ResultStore store, CaptureDisposition disposition,
-        PipelineProgress progress, EnergyMeter? meter, ILogger<CapturePipeline> log)
+        PipelineProgress progress, EnergyMeter? meter, ILogger<CapturePipeline> log, CardFailover? failover = null)
     {
         _options = options; _model = model; _store = store; _disposition = disposition; _progress = progress; _meter = meter; _log = log;
+        _failover = failover;
         _topics = new Topics(options.DeviceId);
         _captures = new CaptureQueue(options.QueueCapacity, options.QueueBytes);
         _done = Channel.CreateBounded<(CaptureItem, StoredResult)>(new BoundedChannelOptions(Math.Max(64, options.QueueCapacity))
@@ -100,21 +102,29 @@ public sealed class CapturePipeline : IAsyncDisposable
                 {
                     _progress.OnAccepted();
                     (CaptureItem, StoredResult)? done;
-                    _model.EnterImage();
                     try
                     {
-                        if (generation != _model.Generation)
+                        while (true)
                         {
-                            classifier.Dispose();
-                            classifier = _model.CreateClassifier(out generation);
+                            Exception? cardFault;
+                            _model.EnterImage();
+                            try
+                            {
+                                if (generation != _model.Generation)
+                                {
+                                    classifier.Dispose();
+                                    classifier = _model.CreateClassifier(out generation);
+                                }
+                                done = Process(classifier, item, out cardFault);
+                            }
+                            finally { _model.ExitImage(); }
+                            if (cardFault is null) break;
+                            // Outside the image section: the move off the card waits for the other workers' images.
+                            // The next round takes a classifier of the managed model and classifies this image again.
+                            _failover!.Leave(generation, cardFault);
                         }
-                        done = Process(classifier, item);
                     }
-                    finally
-                    {
-                        _model.ExitImage();
-                        _captures.Release(item);
-                    }
+                    finally { _captures.Release(item); }
                     if (done is { } d) await _done.Writer.WriteAsync(d, ct).ConfigureAwait(false);
                 }
             }
@@ -129,8 +139,14 @@ public sealed class CapturePipeline : IAsyncDisposable
         finally { classifier.Dispose(); }
     }
 
-    private (CaptureItem, StoredResult)? Process(IImageClassifier classifier, CaptureItem item)
+    /// <summary>
+    /// Classifies, stores nothing yet: the result to commit, or null when the capture was quarantined or given back. A
+    /// failure of the Akida card is not the image's fault: with a <see cref="CardFailover"/> it comes back in
+    /// <paramref name="cardFault"/> and the image stays in hand.
+    /// </summary>
+    private (CaptureItem, StoredResult)? Process(IImageClassifier classifier, CaptureItem item, out Exception? cardFault)
     {
+        cardFault = null;
         string sha = Convert.ToHexStringLower(SHA256.HashData(item.Bytes));
         // The model of the classifier that classifies this image, not whatever the daemon runs by the time it is stored.
         string modelId = classifier.ModelId, modelVersion = classifier.ModelVersion;
@@ -156,6 +172,11 @@ public sealed class CapturePipeline : IAsyncDisposable
         {
             Released?.Invoke(item.Path, _disposition.Quarantine(item, sha, e.Reason, e.Message));
             _progress.OnRejected();
+            return null;
+        }
+        catch (Exception e) when (_failover is not null && CardFailover.IsCardFault(e))
+        {
+            cardFault = e;
             return null;
         }
         catch (Exception e) when (e is not OutOfMemoryException)

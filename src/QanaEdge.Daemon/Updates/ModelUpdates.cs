@@ -189,7 +189,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, e.Message);
-            return ClassifierFactory.Create(package, path, choice with { UseAkida = false, Reason = $"the Akida card failed ({e.Message}): managed integer engine" });
+            return ClassifierFactory.AfterCardFault(package, path, choice, e.Message);
         }
     }
 
