@@ -192,6 +192,75 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// The card's return after a fault: while the card still fails, its tries fail on the golden vectors and the model
+    /// stays on the managed engine; once it answers again the model moves back (the status names the card), and a
+    /// second fault moves it off again, which shows the card was running it. No image is lost or quarantined.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_answers_again_after_a_fault_gets_its_model_back_once_it_reproduces_the_golden_vectors()
+    {
+        string root = TestEnv.TempDir("akida-return");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version), model);
+        string fault = Path.Combine(_dev, "akida0") + ".fault";
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida3/#");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(4, skip: 630);
+        await using var daemon = new DaemonRunner(root, broker.Port, "akida3", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Akida:RetrySeconds=0.2");
+        await daemon.StartAsync();
+        JsonElement Last() => sub.Messages.Where(m => m.Topic == "qana/akida3/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+        Task OnEngine(string prefix, string what) => TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/akida3/status")
+            && Last().GetProperty("engine").GetString()!.StartsWith(prefix, StringComparison.Ordinal), TimeSpan.FromSeconds(30), what);
+        await OnEngine("akida", "a status naming the card at start");
+
+        File.WriteAllText(fault, "");
+        TestEnv.Drop(images[0], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the first result");
+        await OnEngine("managed", "a status naming the managed engine after the fault");
+        // Tries at 0.2, 0.6, 1.4 s ... after the fault: at least two fail while the card still does.
+        await TestEnv.WaitUntil(() => daemon.Log.At(Serilog.Events.LogEventLevel.Warning).Count(l => l.Contains("still not usable", StringComparison.Ordinal)) >= 2,
+            TimeSpan.FromSeconds(30), "two failed tries");
+        Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("golden self-test", StringComparison.Ordinal)
+            || l.Contains("the card stopped answering", StringComparison.Ordinal));
+        Assert.StartsWith("managed", Last().GetProperty("engine").GetString(), StringComparison.Ordinal);
+
+        File.Delete(fault);
+        await OnEngine("akida", "a status naming the card again");
+        Assert.DoesNotContain("failed", Last().GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
+        Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("The Akida card is back", StringComparison.Ordinal));
+        TestEnv.Drop(images[1], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 2, TimeSpan.FromSeconds(60), "a result from the card");
+        Assert.StartsWith("akida", Last().GetProperty("engine").GetString(), StringComparison.Ordinal);
+
+        File.WriteAllText(fault, "");
+        try
+        {
+            foreach (string image in images[2..]) TestEnv.Drop(image, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 4, TimeSpan.FromSeconds(60), "4 results");
+            await OnEngine("managed", "the managed engine after the second fault");
+        }
+        finally { File.Delete(fault); }
+        Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFileSystemEntries(daemon.QuarantineDir).Any(),
+            "nothing may be quarantined for the card's fault");
+        sub.AssertOneResultIdPerImage(images);
+        await daemon.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary><paramref name="model"/> as <paramref name="version"/>, with two golden vectors recorded on the managed engine.</summary>
+    private static ModelPackage WithGoldenVectors(ModelPackage model, string version)
+    {
+        ModelManifest m = model.Manifest;
+        ModelManifest Manifest(GoldenVector[] golden) => new() { ModelId = m.ModelId, Version = version, Classes = m.Classes, Input = m.Input,
+            Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers, Golden = golden };
+        var bare = new ModelPackage { Graph = model.Graph, Manifest = Manifest([]) };
+        return new ModelPackage { Graph = model.Graph,
+            Manifest = Manifest(QanaEdge.Runtime.GoldenVectors.Record(bare, Enumerable.Range(1, 2).Select(seed => TestGraphs.RandomInput(bare, seed)))) };
+    }
+
+    /// <summary>
     /// A readout update whose weights (all 100) the managed engine runs but the AKD1000 cannot hold (4-bit weights):
     /// its golden vectors are recorded on its own graph, so it passes every check short of programming the card.
     /// </summary>
@@ -285,12 +354,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         using var vendor = SigningKey.Generate(SignerRole.Vendor);
         File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
         // A newer version of the same model, with golden vectors: they run on the card before it is swapped in.
-        ModelManifest m = s_akd1000.Manifest;
-        var next = new ModelPackage { Graph = s_akd1000.Graph, Manifest = new ModelManifest { ModelId = m.ModelId, Version = m.Version + ".9",
-            Classes = m.Classes, Input = m.Input, Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers } };
-        next = new ModelPackage { Graph = next.Graph, Manifest = new ModelManifest { ModelId = m.ModelId, Version = m.Version + ".9",
-            Classes = m.Classes, Input = m.Input, Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers,
-            Golden = QanaEdge.Runtime.GoldenVectors.Record(next, Enumerable.Range(1, 2).Select(seed => TestGraphs.RandomInput(next, seed))) } };
+        ModelPackage next = WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version + ".9");
         byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(next), vendor);
         string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed));
         byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 625)[0]);

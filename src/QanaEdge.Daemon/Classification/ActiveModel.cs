@@ -28,6 +28,12 @@ public sealed class ActiveModel : IDisposable
     public string Source => Volatile.Read(ref _source);
     public int Generation => Volatile.Read(ref _generation);
 
+    /// <summary>
+    /// Held by whoever opens or programs the Akida card while the daemon runs (an update, the card's return after a
+    /// fault), so that they take turns. Workers never take it; a swap's write lock is taken inside it, never around it.
+    /// </summary>
+    public Lock CardGate { get; } = new();
+
     /// <summary>Raised after a swap, outside the lock (the daemon re-publishes its status).</summary>
     public event Action? Changed;
 

@@ -8,11 +8,26 @@ namespace QanaEdge.Daemon.Classification;
 /// answering, lost its program after a reset, or a fetch timed out): the running model moves to the managed integer
 /// engine, between images, and the worker classifies the image in hand again there. The managed engine's logits are
 /// the card's bit for bit, so results do not change, only the power drawn. Before, every capture after such a fault
-/// was quarantined as a classifier error. The card is not tried again until the daemon restarts or an update programs
-/// it; the status names the managed engine and the card's message.
+/// was quarantined as a classifier error.
+/// <para>
+/// The card is then tried again in the background, after <c>retryAfter</c> and each failed try after twice the wait
+/// before (at most an hour): it is opened, programmed with the running model and must reproduce the package's golden
+/// vectors before the model moves back, so a card that comes back from a transient fault (a reset, a bus error) saves
+/// its power again without a restart. A card that fails again soon after it came back starts its next wait where the
+/// last one ended, so a flapping card is tried less and less often. Nothing is retried once an update has replaced the
+/// model since the fault: the update chose its engine itself.
+/// </para>
 /// </summary>
-public sealed class CardFailover(ActiveModel model, EngineChoice choice, ILogger log)
+public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpan retryAfter, ILogger log, CancellationToken stopping)
 {
+    /// <summary>The longest wait between two tries.</summary>
+    public static readonly TimeSpan MaxRetryAfter = TimeSpan.FromHours(1);
+
+    private readonly Lock _backoff = new();
+    private readonly TimeSpan _firstWait = retryAfter;
+    private TimeSpan _nextWait = retryAfter;
+    private DateTime _returnedUtc = DateTime.MinValue;
+
     /// <summary>True for a failure of the card itself, as opposed to the image or the host side.</summary>
     public static bool IsCardFault(Exception e) => e is AkidaException;
 
@@ -24,14 +39,82 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, ILogger
     /// <exception cref="ModelUnavailableException">The model cannot run on the managed engine either.</exception>
     public void Leave(int generation, Exception fault)
     {
-        model.Swap(old =>
+        string sourceOnCard = "";
+        int managedGeneration = 0;
+        bool left = model.Swap(old =>
         {
             if (model.Generation != generation || !old.HoldsDevice) return (old, model.Source, false);
             log.LogError("The Akida card failed while classifying ({Error}): model {Model} {Version} moves to the managed engine",
                 fault.Message, old.ModelId, old.ModelVersion);
             // Built before the old provider lets the card go (Swap disposes it): if this throws, nothing has changed.
             IClassifierProvider managed = ClassifierFactory.AfterCardFault(old.Package, old.PackagePath, choice, fault.Message);
+            sourceOnCard = model.Source;
+            managedGeneration = generation + 1;   // Swap counts up once, under the same write lock
             return (managed, $"{model.Source}; the Akida card failed ({fault.Message})", true);
         });
+        if (!left) return;
+        TimeSpan wait;
+        lock (_backoff)
+        {
+            // A card that ran an hour without fault since it came back starts again at the first wait.
+            if (DateTime.UtcNow - _returnedUtc >= MaxRetryAfter) _nextWait = _firstWait;
+            wait = _nextWait;
+        }
+        log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
+        _ = Task.Run(() => RetryAsync(managedGeneration, sourceOnCard, wait));
     }
+
+    private async Task RetryAsync(int managedGeneration, string sourceOnCard, TimeSpan wait)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(wait, stopping).ConfigureAwait(false);
+                bool? back = TryReturn(managedGeneration, sourceOnCard, out string why);
+                lock (_backoff) _nextWait = wait = Min(wait * 2, MaxRetryAfter);
+                if (back is not false) return;
+                log.LogWarning("The Akida card is still not usable ({Error}); next try in {Seconds:0.#} s", why, wait.TotalSeconds);
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    /// <summary>
+    /// One try to move the model back onto the card: true when it moved, false when the card could not take it (with
+    /// <paramref name="why"/>), null when there is nothing to do any more (the model is no longer the one moved off
+    /// the card at <paramref name="managedGeneration"/>: an update replaced it; or the daemon is stopping).
+    /// </summary>
+    private bool? TryReturn(int managedGeneration, string sourceOnCard, out string why)
+    {
+        why = "";
+        lock (model.CardGate)
+        {
+            IClassifierProvider running = model.Provider;
+            if (stopping.IsCancellationRequested || model.Generation != managedGeneration || running.HoldsDevice) return null;
+            // With the gate held and the model unchanged since the fault, nothing else opens or programs the card.
+            if (!ClassifierFactory.TryCreateChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why))
+                return false;
+            if (!onCard!.HoldsDevice)
+            {
+                why = onCard.EngineReason;
+                onCard.Dispose();
+                return false;
+            }
+            bool swapped;
+            try { swapped = model.Swap(old => model.Generation == managedGeneration ? (onCard, sourceOnCard, true) : (old, model.Source, false)); }
+            catch (ObjectDisposedException) { swapped = false; }   // the daemon stopped during the try
+            if (!swapped)
+            {
+                onCard.Dispose();
+                return null;
+            }
+            lock (_backoff) _returnedUtc = DateTime.UtcNow;
+            log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, its golden vectors reproduced there",
+                onCard.ModelId, onCard.ModelVersion, onCard.EngineName);
+            return true;
+        }
+    }
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 }

@@ -42,6 +42,31 @@ public static class ClassifierFactory
     public static IClassifierProvider AfterCardFault(ModelPackage package, string path, EngineChoice choice, string why)
         => Create(package, path, choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" });
 
+    /// <summary>
+    /// <see cref="Create"/>, then one classifier built and the package's golden vectors reproduced on the engine it
+    /// got: a provider ready to swap in, or false with why not. Any failure of the build or the self-test counts, a
+    /// card fault (AkidaException) included.
+    /// </summary>
+    public static bool TryCreateChecked(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure)
+    {
+        string name = $"{package.Manifest.ModelId} {package.Manifest.Version}";
+        provider = null;
+        try
+        {
+            provider = Create(package, path, choice);
+            provider.CreateClassifier().Dispose();
+            if (provider.SelfTest() is not { } failed) { failure = ""; return true; }
+            failure = $"{name}: {failed} ({provider.EngineName})";
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            failure = $"{name} cannot run here: {e.Message}";
+        }
+        provider?.Dispose();
+        provider = null;
+        return false;
+    }
+
     private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
     {
         provider = null;

@@ -120,6 +120,8 @@ public sealed class AkidaOptions
     [Required] public string Library { get; set; } = "libqana_akida.so";
     /// <summary>Where Akida device nodes (akida*) are looked for.</summary>
     [Required] public string DevDir { get; set; } = "/dev";
+    /// <summary>After the card fails while classifying, when it is first tried again; each failed try doubles the wait, up to an hour.</summary>
+    [Range(0.05, 3600)] public double RetrySeconds { get; set; } = 60;
 }
 
 public sealed class MqttOptions

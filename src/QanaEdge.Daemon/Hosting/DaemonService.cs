@@ -81,7 +81,8 @@ public sealed class DaemonService(
         }
         _link = new MqttLink(options.Mqtt, options.DeviceId, loggers.CreateLogger<MqttLink>());
         var disposition = new CaptureDisposition(options, loggers.CreateLogger<CaptureDisposition>());
-        var failover = new CardFailover(model.Active, engineChoice, loggers.CreateLogger<CardFailover>());
+        var failover = new CardFailover(model.Active, engineChoice, TimeSpan.FromSeconds(options.Akida.RetrySeconds),
+            loggers.CreateLogger<CardFailover>(), _stop.Token);
         _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>(), failover);
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;

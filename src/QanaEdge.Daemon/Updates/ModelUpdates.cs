@@ -59,7 +59,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// <summary>Handles one package received on an updates topic: (outcome, one-line reason). One at a time.</summary>
     public (string Outcome, string Reason) Handle(byte[] payload, string sha)
     {
-        lock (_gate) return HandleLocked(payload, sha);
+        // The card gate too: the card's return after a fault (CardFailover) opens and programs the card, and two
+        // programs at once would leave it holding one while a provider believes it holds the other.
+        lock (_gate)
+            lock (_active.CardGate)
+                return HandleLocked(payload, sha);
     }
 
     private (string Outcome, string Reason) HandleLocked(byte[] payload, string sha)
@@ -204,31 +208,12 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         return GoldenVectors.Check(update, engine) is { } failed ? $"{Describe(update)}: {failed}" : null;
     }
 
-    /// <summary>A provider for <paramref name="package"/> on the chosen engine, one classifier built, golden vectors reproduced.</summary>
+    /// <summary>
+    /// A provider for <paramref name="package"/> on the chosen engine, one classifier built, golden vectors reproduced.
+    /// Any failure, a card fault included, refuses the package: the running model goes on instead.
+    /// </summary>
     private bool TryBuild(ModelPackage package, string path, out IClassifierProvider? provider, out string failure)
-        => TryBuild(package, path, choice, out provider, out failure);
-
-    private static bool TryBuild(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure)
-    {
-        string name = $"{package.Manifest.ModelId} {package.Manifest.Version}";
-        provider = null;
-        try
-        {
-            provider = ClassifierFactory.Create(package, path, choice);
-            provider.CreateClassifier().Dispose();
-            if (provider.SelfTest() is not { } failed) { failure = ""; return true; }
-            failure = $"{name}: {failed} ({provider.EngineName})";
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // Any failure of the build or the self-test refuses the package, a card fault (AkidaException) included:
-            // the running model, or at start the configured one, goes on instead.
-            failure = $"{name} cannot run here: {e.Message}";
-        }
-        provider?.Dispose();
-        provider = null;
-        return false;
-    }
+        => ClassifierFactory.TryCreateChecked(package, path, choice, out provider, out failure);
 
     /// <summary>
     /// The model the daemon starts with: the configured package (Qana:Model, else the firmware default), with the
@@ -290,7 +275,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
             }
         }
-        if (!TryBuild(model, path, choice, out provider, out string failure)) return failure;
+        if (!ClassifierFactory.TryCreateChecked(model, path, choice, out provider, out string failure)) return failure;
         source = $"applied update: {described} ({path})";
         return null;
     }
