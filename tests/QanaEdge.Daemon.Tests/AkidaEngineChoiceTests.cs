@@ -346,17 +346,8 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     [Fact]
     public void A_card_fault_during_an_update_or_at_start_leaves_a_working_model()
     {
-        string root = TestEnv.TempDir("akida-fault");
-        string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust"), state = Path.Combine(root, "state");
+        var (root, model, trust, state, signed, sha) = UpdateOnDisk("akida-fault");
         string fault = Path.Combine(_dev, "akida0") + ".fault";
-        PackageWriter.Save(s_akd1000, model);
-        Directory.CreateDirectory(trust);
-        using var vendor = SigningKey.Generate(SignerRole.Vendor);
-        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
-        // A newer version of the same model, with golden vectors: they run on the card before it is swapped in.
-        ModelPackage next = WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version + ".9");
-        byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(next), vendor);
-        string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed));
         byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 625)[0]);
         EngineChoice choice = Choose();
         Assert.True(choice.UseAkida, choice.Reason);
@@ -390,5 +381,65 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
         }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// An update that arrives while the model is off a failed card is applied on the managed engine, and the card's
+    /// return takes the updated model. Before, the update was built for the card, ran its golden vectors there and was
+    /// refused with the card's fault.
+    /// </summary>
+    [Fact]
+    public async Task An_update_while_the_card_is_out_of_use_runs_on_the_managed_engine_and_the_cards_return_takes_it()
+    {
+        var (root, model, trust, state, signed, sha) = UpdateOnDisk("akida-fault-update");
+        string fault = Path.Combine(_dev, "akida0") + ".fault";
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 626)[0]);
+        EngineChoice choice = Choose();
+        using var stop = new CancellationTokenSource();
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance);
+        var failover = new CardFailover(active, choice, TimeSpan.FromMilliseconds(100), NullLogger.Instance, stop.Token);
+
+        File.WriteAllText(fault, "");
+        try
+        {
+            // What a worker does when the card fails under it.
+            using (IImageClassifier onCard = active.CreateClassifier(out int generation))
+                failover.Leave(generation, Assert.Throws<QanaEdge.Akida.AkidaException>(() => onCard.Classify(image)));
+            Assert.False(active.Provider.HoldsDevice);
+
+            var (outcome, reason) = updates.Handle(signed, sha);
+            Assert.True(outcome == ModelUpdates.Applied, reason);
+            Assert.Equal(s_akd1000.Manifest.Version + ".9", active.Provider.ModelVersion);
+            Assert.StartsWith("managed", active.Provider.EngineName, StringComparison.Ordinal);
+            Assert.Contains("the Akida card failed (device fault: the card stopped answering)", active.Provider.EngineReason, StringComparison.Ordinal);
+        }
+        finally { File.Delete(fault); }
+
+        await TestEnv.WaitUntil(() => active.Provider.HoldsDevice, TimeSpan.FromSeconds(30), "the updated model back on the card");
+        Assert.Equal(s_akd1000.Manifest.Version + ".9", active.Provider.ModelVersion);
+        Assert.Null(active.CardFault);
+        Assert.DoesNotContain("failed", active.Source, StringComparison.Ordinal);
+        using (IImageClassifier classifier = active.CreateClassifier(out _))
+            Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        stop.Cancel();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// A temp folder with the akd1000-shaped model saved in it, a trust folder with a new vendor key, and a newer
+    /// version of the same model, with golden vectors (they run on the card before it is swapped in), signed by it.
+    /// </summary>
+    private static (string Root, string Model, string Trust, string State, byte[] Signed, string Sha) UpdateOnDisk(string name)
+    {
+        string root = TestEnv.TempDir(name);
+        string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust"), state = Path.Combine(root, "state");
+        PackageWriter.Save(s_akd1000, model);
+        Directory.CreateDirectory(trust);
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
+        byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version + ".9")), vendor);
+        return (root, model, trust, state, signed, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed)));
     }
 }

@@ -34,6 +34,14 @@ public sealed class ActiveModel : IDisposable
     /// </summary>
     public Lock CardGate { get; } = new();
 
+    /// <summary>
+    /// The card's message while the model runs on the managed engine because the card failed under it, else null.
+    /// Set and cleared by <see cref="CardFailover"/> inside the swaps that leave and return to the card; while it is
+    /// set, updates are built for the managed engine and the card's return takes whatever model is current.
+    /// </summary>
+    public string? CardFault { get => Volatile.Read(ref _cardFault); set => Volatile.Write(ref _cardFault, value); }
+    private string? _cardFault;
+
     /// <summary>Raised after a swap, outside the lock (the daemon re-publishes its status).</summary>
     public event Action? Changed;
 

@@ -14,8 +14,8 @@ namespace QanaEdge.Daemon.Classification;
 /// before (at most an hour): it is opened, programmed with the running model and must reproduce the package's golden
 /// vectors before the model moves back, so a card that comes back from a transient fault (a reset, a bus error) saves
 /// its power again without a restart. A card that fails again soon after it came back starts its next wait where the
-/// last one ended, so a flapping card is tried less and less often. Nothing is retried once an update has replaced the
-/// model since the fault: the update chose its engine itself.
+/// last one ended, so a flapping card is tried less and less often. An update applied meanwhile runs on the managed
+/// engine (<see cref="ActiveModel.CardFault"/>), and the card's return takes it.
 /// </para>
 /// </summary>
 public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpan retryAfter, ILogger log, CancellationToken stopping)
@@ -39,18 +39,15 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     /// <exception cref="ModelUnavailableException">The model cannot run on the managed engine either.</exception>
     public void Leave(int generation, Exception fault)
     {
-        string sourceOnCard = "";
-        int managedGeneration = 0;
         bool left = model.Swap(old =>
         {
             if (model.Generation != generation || !old.HoldsDevice) return (old, model.Source, false);
             log.LogError("The Akida card failed while classifying ({Error}): model {Model} {Version} moves to the managed engine",
                 fault.Message, old.ModelId, old.ModelVersion);
             // Built before the old provider lets the card go (Swap disposes it): if this throws, nothing has changed.
-            IClassifierProvider managed = ClassifierFactory.AfterCardFault(old.Package, old.PackagePath, choice, fault.Message);
-            sourceOnCard = model.Source;
-            managedGeneration = generation + 1;   // Swap counts up once, under the same write lock
-            return (managed, $"{model.Source}; the Akida card failed ({fault.Message})", true);
+            IClassifierProvider managed = ClassifierFactory.Create(old.Package, old.PackagePath, ClassifierFactory.AfterCardFault(choice, fault.Message));
+            model.CardFault = fault.Message;
+            return (managed, $"{model.Source}{FaultMark}{fault.Message})", true);
         });
         if (!left) return;
         TimeSpan wait;
@@ -61,17 +58,19 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             wait = _nextWait;
         }
         log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
-        _ = Task.Run(() => RetryAsync(managedGeneration, sourceOnCard, wait));
+        _ = Task.Run(() => RetryAsync(wait));
     }
 
-    private async Task RetryAsync(int managedGeneration, string sourceOnCard, TimeSpan wait)
+    private const string FaultMark = "; the Akida card failed (";
+
+    private async Task RetryAsync(TimeSpan wait)
     {
         try
         {
             while (true)
             {
                 await Task.Delay(wait, stopping).ConfigureAwait(false);
-                bool? back = TryReturn(managedGeneration, sourceOnCard, out string why);
+                bool? back = TryReturn(out string why);
                 lock (_backoff) _nextWait = wait = Min(wait * 2, MaxRetryAfter);
                 if (back is not false) return;
                 log.LogWarning("The Akida card is still not usable ({Error}); next try in {Seconds:0.#} s", why, wait.TotalSeconds);
@@ -81,18 +80,18 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     }
 
     /// <summary>
-    /// One try to move the model back onto the card: true when it moved, false when the card could not take it (with
-    /// <paramref name="why"/>), null when there is nothing to do any more (the model is no longer the one moved off
-    /// the card at <paramref name="managedGeneration"/>: an update replaced it; or the daemon is stopping).
+    /// One try to move the current model (the one the fault moved off the card, or an update applied since) onto
+    /// the card: true when it moved, false when the card could not take it (with <paramref name="why"/>), null when
+    /// there is nothing to do (the model is not off the card any more, or the daemon is stopping).
     /// </summary>
-    private bool? TryReturn(int managedGeneration, string sourceOnCard, out string why)
+    private bool? TryReturn(out string why)
     {
         why = "";
         lock (model.CardGate)
         {
             IClassifierProvider running = model.Provider;
-            if (stopping.IsCancellationRequested || model.Generation != managedGeneration || running.HoldsDevice) return null;
-            // With the gate held and the model unchanged since the fault, nothing else opens or programs the card.
+            if (stopping.IsCancellationRequested || model.CardFault is null || running.HoldsDevice) return null;
+            // With the gate held nothing else opens or programs the card, and updates wait.
             if (!ClassifierFactory.TryCreateChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why))
                 return false;
             if (!onCard!.HoldsDevice)
@@ -102,12 +101,21 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
                 return false;
             }
             bool swapped;
-            try { swapped = model.Swap(old => model.Generation == managedGeneration ? (onCard, sourceOnCard, true) : (old, model.Source, false)); }
+            try
+            {
+                swapped = model.Swap(old =>
+                {
+                    if (!ReferenceEquals(old, running)) return (old, model.Source, false);
+                    model.CardFault = null;
+                    int mark = model.Source.LastIndexOf(FaultMark, StringComparison.Ordinal);
+                    return (onCard, mark >= 0 ? model.Source[..mark] : model.Source, true);
+                });
+            }
             catch (ObjectDisposedException) { swapped = false; }   // the daemon stopped during the try
             if (!swapped)
             {
                 onCard.Dispose();
-                return null;
+                return stopping.IsCancellationRequested ? null : false;
             }
             lock (_backoff) _returnedUtc = DateTime.UtcNow;
             log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, its golden vectors reproduced there",

@@ -38,9 +38,9 @@ public static class ClassifierFactory
             p => LesionClassifier.CreateEngine(p), options: choice.Classifier);
     }
 
-    /// <summary>The managed engine for a model the card failed on, with the card's message as the reason.</summary>
-    public static IClassifierProvider AfterCardFault(ModelPackage package, string path, EngineChoice choice, string why)
-        => Create(package, path, choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" });
+    /// <summary>The engine choice while the card is out of use after a fault: managed, with the card's message as the reason.</summary>
+    public static EngineChoice AfterCardFault(EngineChoice choice, string why)
+        => choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" };
 
     /// <summary>
     /// <see cref="Create"/>, then one classifier built and the package's golden vectors reproduced on the engine it

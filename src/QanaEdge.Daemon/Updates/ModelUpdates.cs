@@ -193,7 +193,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, e.Message);
-            return ClassifierFactory.AfterCardFault(package, path, choice, e.Message);
+            return ClassifierFactory.Create(package, path, ClassifierFactory.AfterCardFault(choice, e.Message));
         }
     }
 
@@ -213,7 +213,13 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// Any failure, a card fault included, refuses the package: the running model goes on instead.
     /// </summary>
     private bool TryBuild(ModelPackage package, string path, out IClassifierProvider? provider, out string failure)
-        => ClassifierFactory.TryCreateChecked(package, path, choice, out provider, out failure);
+        => ClassifierFactory.TryCreateChecked(package, path, Choice, out provider, out failure);
+
+    /// <summary>
+    /// The engine choice for a new provider: the one taken at start, or the managed engine while the card is out of
+    /// use after a fault (its return, <see cref="CardFailover"/>, then takes the updated model onto the card).
+    /// </summary>
+    private EngineChoice Choice => _active.CardFault is { } why ? ClassifierFactory.AfterCardFault(choice, why) : choice;
 
     /// <summary>
     /// The model the daemon starts with: the configured package (Qana:Model, else the firmware default), with the
