@@ -91,7 +91,7 @@ public sealed class EvaluateCommand : IVerb
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
-                    evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized));
+                    evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized, row.LesionId));
                 }
                 catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode, Cli.OneLine(e.Message))); }
                 progress?.Report(i + 1, rows.Count);
@@ -121,7 +121,9 @@ public sealed class EvaluateCommand : IVerb
         var m = s.Metrics;
         var sb = new System.Text.StringBuilder();
         sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected\n");
-        sb.Append($"top-1        {P(m.Top1)}\nmacro-F1     {P(m.MacroF1)}\nbalanced acc {P(m.BalancedAccuracy)}\n");
+        string I(Interval i) => $" (95% interval {P(i.Low)}-{P(i.High)}, bootstrap over {s.IntervalUnit}s)";
+        sb.Append($"top-1        {P(m.Top1)}{I(s.Intervals.Top1)}\nmacro-F1     {P(m.MacroF1)}{I(s.Intervals.MacroF1)}\n");
+        sb.Append($"balanced acc {P(m.BalancedAccuracy)}{I(s.Intervals.BalancedAccuracy)}\n");
         sb.Append($"macro AUC    {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}\n");
         sb.Append($"referral     sensitivity {P(s.Referral.Sensitivity)}, specificity {P(s.Referral.Specificity)}\n");
         sb.Append($"tiling       {P(s.TilingTriggerRate)} of images\n");

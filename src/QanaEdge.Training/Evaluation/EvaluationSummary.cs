@@ -12,16 +12,17 @@ namespace QanaEdge.Training.Evaluation;
 /// <param name="Refer">The device's referral flag.</param>
 /// <param name="Tiled">Whether the tiling fallback fired.</param>
 /// <param name="Symmetrized">Whether the symmetry fallback fired (only when it was chosen instead of tiling).</param>
+/// <param name="LesionId">The lesion the image shows, when the labels say: the unit the intervals resample.</param>
 public sealed record EvaluatedImage(string ImageId, int Truth, float[] Probabilities, int Predicted, bool Refer,
-    bool Tiled, double LatencyMs, bool Symmetrized = false);
+    bool Tiled, double LatencyMs, bool Symmetrized = false, string? LesionId = null);
 
 /// <summary>An image the pipeline refused (unreadable or failing integrity checks), with the reason.</summary>
 public sealed record RejectedImage(string ImageId, string Reason, string Message = "");
 
 /// <summary>
 /// The result of an evaluation run: the figures of the JSON contract (n, top1, macro_f1, balanced_accuracy,
-/// auc_macro, per_class, confusion, tiling_trigger_rate, latency_ms_p50, referral; symmetry_trigger_rate is an
-/// addition) and the per-image data
+/// auc_macro, per_class, confusion, tiling_trigger_rate, latency_ms_p50, referral; symmetry_trigger_rate and
+/// intervals_95 are additions) and the per-image data
 /// the HTML report plots. Rejected images are not in n; they are listed separately.
 /// </summary>
 public sealed class EvaluationSummary
@@ -33,6 +34,10 @@ public sealed class EvaluationSummary
     /// <summary>Share of images the symmetry fallback ran for (0 unless it was chosen).</summary>
     public double SymmetryTriggerRate { get; init; }
     public required double LatencyMsP50 { get; init; }
+    /// <summary>95 % bootstrap intervals of top-1, balanced accuracy and macro-F1 (<see cref="BootstrapIntervals"/>).</summary>
+    public required (Interval Top1, Interval BalancedAccuracy, Interval MacroF1) Intervals { get; init; }
+    /// <summary>What the intervals resample: "lesion" when every image has a lesion id, else "image".</summary>
+    public required string IntervalUnit { get; init; }
     public required IReadOnlyList<EvaluatedImage> Images { get; init; }
     public IReadOnlyList<RejectedImage> Rejected { get; init; } = [];
     /// <summary>Model id and version, labels file, date: shown in the report.</summary>
@@ -43,8 +48,10 @@ public sealed class EvaluationSummary
     {
         if (images.Count == 0) throw new ArgumentException("no image was classified: nothing to evaluate");
         int[] truth = images.Select(i => i.Truth).ToArray();
-        var metrics = ClassificationMetrics.Compute(truth, images.Select(i => i.Probabilities).ToArray(),
-            images.Select(i => i.Predicted).ToArray(), Classes.Codes);
+        int[] predicted = images.Select(i => i.Predicted).ToArray();
+        var metrics = ClassificationMetrics.Compute(truth, images.Select(i => i.Probabilities).ToArray(), predicted, Classes.Codes);
+        bool byLesion = images.All(i => !string.IsNullOrEmpty(i.LesionId));
+        string?[] groups = images.Select(i => byLesion ? i.LesionId : null).ToArray();
         return new EvaluationSummary
         {
             N = images.Count,
@@ -53,6 +60,8 @@ public sealed class EvaluationSummary
             TilingTriggerRate = (double)images.Count(i => i.Tiled) / images.Count,
             SymmetryTriggerRate = (double)images.Count(i => i.Symmetrized) / images.Count,
             LatencyMsP50 = Median(images.Select(i => i.LatencyMs)),
+            Intervals = BootstrapIntervals.Compute(truth, predicted, groups, Classes.Count),
+            IntervalUnit = byLesion ? "lesion" : "image",
             Images = images,
             Rejected = rejected ?? [],
             Context = context ?? new Dictionary<string, string>(),
@@ -81,6 +90,16 @@ public sealed class EvaluationSummary
             Number(w, "macro_f1", m.MacroF1);
             Number(w, "balanced_accuracy", m.BalancedAccuracy);
             Number(w, "auc_macro", m.AucMacro);
+            w.WriteStartObject("intervals_95");
+            w.WriteString("method", $"percentile bootstrap over {IntervalUnit}s, {BootstrapIntervals.DefaultResamples} resamples");
+            foreach (var (name, interval) in new[] { ("top1", Intervals.Top1), ("balanced_accuracy", Intervals.BalancedAccuracy), ("macro_f1", Intervals.MacroF1) })
+            {
+                w.WriteStartArray(name);
+                w.WriteNumberValue(Math.Round(interval.Low, 6));
+                w.WriteNumberValue(Math.Round(interval.High, 6));
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
             w.WriteStartObject("per_class");
             foreach (var c in m.PerClass)
             {

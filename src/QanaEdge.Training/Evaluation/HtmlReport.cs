@@ -27,6 +27,7 @@ public static class HtmlReport
 
     public static string Render(EvaluationSummary s)
     {
+        static string Ci(Interval i) => $" ({P(i.Low)}–{P(i.High)})";
         var m = s.Metrics;
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>QanaEdge evaluation</title>\n<style>\n")
@@ -43,9 +44,9 @@ public static class HtmlReport
         sb.Append("<h2>Summary</h2>\n<table>")
           .Append(Row("images evaluated", s.N.ToString(Inv)))
           .Append(Row("images rejected", s.Rejected.Count.ToString(Inv)))
-          .Append(Row("top-1 accuracy", P(m.Top1)))
-          .Append(Row("macro-F1", P(m.MacroF1)))
-          .Append(Row("balanced accuracy (mean recall)", P(m.BalancedAccuracy)))
+          .Append(Row("top-1 accuracy", P(m.Top1) + Ci(s.Intervals.Top1)))
+          .Append(Row("macro-F1", P(m.MacroF1) + Ci(s.Intervals.MacroF1)))
+          .Append(Row("balanced accuracy (mean recall)", P(m.BalancedAccuracy) + Ci(s.Intervals.BalancedAccuracy)))
           .Append(Row("macro AUC (one-vs-rest)", D(m.AucMacro)))
           .Append(Row("referral sensitivity (akiec+bcc+mel)", P(s.Referral.Sensitivity)))
           .Append(Row("referral specificity", P(s.Referral.Specificity)))
@@ -53,6 +54,8 @@ public static class HtmlReport
           .Append(Row("symmetry trigger rate", P(s.SymmetryTriggerRate)))
           .Append(Row("latency p50 (ms per image)", s.LatencyMsP50.ToString("F2", Inv)))
           .Append("</table>\n");
+
+        sb.Append($"<p>Intervals: 95 %, percentile bootstrap over {E(s.IntervalUnit)}s ({BootstrapIntervals.DefaultResamples} resamples).</p>\n");
 
         sb.Append("<h2>Per class</h2>\n<table><tr><th class=\"l\">class</th><th>precision</th><th>recall</th><th>F1</th><th>AUC</th><th>support</th><th>predicted</th></tr>");
         foreach (var c in m.PerClass)
