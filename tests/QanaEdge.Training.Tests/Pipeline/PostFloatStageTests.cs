@@ -262,6 +262,10 @@ public class PostFloatStageTests
             Assert.InRange(c.TilingTau, 0, 1);
             Assert.Equal(c.TilingTau, package.Manifest.Metrics["tiling_tau"]);
             Assert.Equal(result.TestTilingTriggerRate, package.Manifest.Metrics["test_tiling_trigger_rate"]);
+            // The test figures come with their 95 % intervals (bootstrap over lesions), which hold them.
+            foreach (string figure in new[] { "test_top1", "test_macro_f1", "test_balanced_accuracy" })
+                Assert.InRange(package.Manifest.Metrics[figure], package.Manifest.Metrics[figure + "_ci95_low"], package.Manifest.Metrics[figure + "_ci95_high"]);
+            Assert.True(package.Manifest.Metrics["test_top1_ci95_high"] > package.Manifest.Metrics["test_top1_ci95_low"]);
             Assert.Equal(Classes.Count, c.Thresholds.Length);
             Assert.NotNull(result.Smote);
             Assert.NotNull(result.Incremental);
