@@ -115,6 +115,7 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             if (!swapped)
             {
                 onCard.Dispose();
+                why = "the model changed during the try";
                 return stopping.IsCancellationRequested ? null : false;
             }
             lock (_backoff) _returnedUtc = DateTime.UtcNow;
