@@ -20,10 +20,29 @@ public static class GoldenVectors
         }).ToArray();
     }
 
-    /// <summary>Null when <paramref name="engine"/> reproduces every golden vector of <paramref name="package"/>; otherwise the first mismatch, in one line.</summary>
-    public static string? Check(ModelPackage package, IInferenceEngine engine)
+    /// <summary>
+    /// <paramref name="count"/> int8 inputs of <paramref name="package"/>'s input shape, drawn from a fixed seed over the
+    /// whole int8 range: for checking an engine against the reference when the package carries no golden vectors of
+    /// its own (a model patched by a readout update has none).
+    /// </summary>
+    public static IEnumerable<sbyte[]> SeededInputs(ModelPackage package, int count, int seed = 20260)
     {
-        GoldenVector[] golden = package.Manifest.Golden;
+        int length = package.Graph.Tensors[package.Graph.InputTensor].Length;
+        var random = new Random(seed);
+        for (int i = 0; i < count; i++)
+        {
+            var input = new sbyte[length];
+            random.NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(input.AsSpan()));
+            yield return input;
+        }
+    }
+
+    /// <summary>Null when <paramref name="engine"/> reproduces every golden vector of <paramref name="package"/>; otherwise the first mismatch, in one line.</summary>
+    public static string? Check(ModelPackage package, IInferenceEngine engine) => Check(package.Manifest.Golden, engine);
+
+    /// <summary>Null when <paramref name="engine"/> reproduces every one of <paramref name="golden"/>; otherwise the first mismatch, in one line.</summary>
+    public static string? Check(GoldenVector[] golden, IInferenceEngine engine)
+    {
         for (int i = 0; i < golden.Length; i++)
         {
             engine.Run(golden[i].Input);

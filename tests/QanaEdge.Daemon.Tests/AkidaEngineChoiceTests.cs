@@ -192,16 +192,19 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
-    /// The card's return after a fault: while the card still fails, its tries fail on the golden vectors and the model
-    /// stays on the managed engine; once it answers again the model moves back (the status names the card), and a
-    /// second fault moves it off again, which shows the card was running it. No image is lost or quarantined.
+    /// The card's return after a fault, with a model that carries no golden vectors (as one patched by a readout update):
+    /// while the card still fails, its tries fail on vectors recorded for the check, each wait twice the one before, and
+    /// the model stays on the managed engine; once the card answers again the model moves back (the status names the
+    /// card), and a second fault moves it off again, which shows the card was running it, with a longer first wait than
+    /// the first fault's (the card came back less than an hour before). No image is lost or quarantined.
     /// </summary>
     [Fact]
     public async Task A_card_that_answers_again_after_a_fault_gets_its_model_back_once_it_reproduces_the_golden_vectors()
     {
         string root = TestEnv.TempDir("akida-return");
         string model = Path.Combine(root, "akd1000-shaped-3.qana");
-        PackageWriter.Save(WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version), model);
+        PackageWriter.Save(s_akd1000, model);
+        Assert.Empty(s_akd1000.Manifest.Golden);
         string fault = Path.Combine(_dev, "akida0") + ".fault";
         using var broker = new MosquittoBroker();
         await using var sub = new ResultSubscriber(broker.Port, "qana/akida3/#");
@@ -225,6 +228,10 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("golden self-test", StringComparison.Ordinal)
             || l.Contains("the card stopped answering", StringComparison.Ordinal));
         Assert.StartsWith("managed", Last().GetProperty("engine").GetString(), StringComparison.Ordinal);
+        string[] warnings = [.. daemon.Log.At(Serilog.Events.LogEventLevel.Warning)];
+        Assert.Contains(warnings, l => l.Contains("tried again in 0.2 s", StringComparison.Ordinal));
+        Assert.Contains(warnings, l => l.Contains("next try in 0.4 s", StringComparison.Ordinal));
+        Assert.Contains(warnings, l => l.Contains("next try in 0.8 s", StringComparison.Ordinal));
 
         File.Delete(fault);
         await OnEngine("akida", "a status naming the card again");
@@ -242,6 +249,11 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             await OnEngine("managed", "the managed engine after the second fault");
         }
         finally { File.Delete(fault); }
+        double[] firstWaits = [.. daemon.Log.At(Serilog.Events.LogEventLevel.Warning)
+            .Where(l => l.Contains("will be tried again in ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l.Split("tried again in ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture))];
+        Assert.Equal(2, firstWaits.Length);
+        Assert.True(firstWaits[1] >= 4 * firstWaits[0], $"first waits {string.Join(", ", firstWaits)}: a card that failed again soon after coming back waits longer");
         Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFileSystemEntries(daemon.QuarantineDir).Any(),
             "nothing may be quarantined for the card's fault");
         sub.AssertOneResultIdPerImage(images);
@@ -249,12 +261,12 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
 
-    /// <summary><paramref name="model"/> as <paramref name="version"/>, with two golden vectors recorded on the managed engine.</summary>
-    private static ModelPackage WithGoldenVectors(ModelPackage model, string version)
+    /// <summary><paramref name="model"/> as <paramref name="version"/> (of another profile when given), with two golden vectors recorded on the managed engine.</summary>
+    private static ModelPackage WithGoldenVectors(ModelPackage model, string version, QuantizationProfile? profile = null)
     {
         ModelManifest m = model.Manifest;
         ModelManifest Manifest(GoldenVector[] golden) => new() { ModelId = m.ModelId, Version = version, Classes = m.Classes, Input = m.Input,
-            Profile = m.Profile, Calibration = m.Calibration, Layers = m.Layers, Golden = golden };
+            Profile = profile ?? m.Profile, Calibration = m.Calibration, Layers = m.Layers, Golden = golden };
         var bare = new ModelPackage { Graph = model.Graph, Manifest = Manifest([]) };
         return new ModelPackage { Graph = model.Graph,
             Manifest = Manifest(QanaEdge.Runtime.GoldenVectors.Record(bare, Enumerable.Range(1, 2).Select(seed => TestGraphs.RandomInput(bare, seed)))) };
@@ -346,7 +358,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     [Fact]
     public void A_card_fault_during_an_update_or_at_start_leaves_a_working_model()
     {
-        var (root, model, trust, state, signed, sha) = UpdateOnDisk("akida-fault");
+        var (root, model, trust, state, signed, sha, _, _) = UpdateOnDisk("akida-fault");
         string fault = Path.Combine(_dev, "akida0") + ".fault";
         byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 625)[0]);
         EngineChoice choice = Choose();
@@ -391,7 +403,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     [Fact]
     public async Task An_update_while_the_card_is_out_of_use_runs_on_the_managed_engine_and_the_cards_return_takes_it()
     {
-        var (root, model, trust, state, signed, sha) = UpdateOnDisk("akida-fault-update");
+        var (root, model, trust, state, signed, sha, paper8, paper8Sha) = UpdateOnDisk("akida-fault-update");
         string fault = Path.Combine(_dev, "akida0") + ".fault";
         byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 626)[0]);
         EngineChoice choice = Choose();
@@ -408,6 +420,11 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             using (IImageClassifier onCard = active.CreateClassifier(out int generation))
                 failover.Leave(generation, Assert.Throws<QanaEdge.Akida.AkidaException>(() => onCard.Classify(image)));
             Assert.False(active.Provider.HoldsDevice);
+
+            // A model the card could not hold is refused as it would be on the card: the card is still the engine.
+            var (refused, why) = updates.Handle(paper8, paper8Sha);
+            Assert.True(refused == ModelUpdates.Refused, why);
+            Assert.Contains("akd1000 profile", why, StringComparison.Ordinal);
 
             var (outcome, reason) = updates.Handle(signed, sha);
             Assert.True(outcome == ModelUpdates.Applied, reason);
@@ -429,9 +446,10 @@ public sealed class AkidaEngineChoiceTests : IDisposable
 
     /// <summary>
     /// A temp folder with the akd1000-shaped model saved in it, a trust folder with a new vendor key, and a newer
-    /// version of the same model, with golden vectors (they run on the card before it is swapped in), signed by it.
+    /// version of the same model, with golden vectors (they run on the card before it is swapped in), signed by it; and
+    /// a version between the two of the paper8 profile, which the card cannot hold, signed too.
     /// </summary>
-    private static (string Root, string Model, string Trust, string State, byte[] Signed, string Sha) UpdateOnDisk(string name)
+    private static (string Root, string Model, string Trust, string State, byte[] Signed, string Sha, byte[] Paper8, string Paper8Sha) UpdateOnDisk(string name)
     {
         string root = TestEnv.TempDir(name);
         string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust"), state = Path.Combine(root, "state");
@@ -440,6 +458,9 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         using var vendor = SigningKey.Generate(SignerRole.Vendor);
         File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
         byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version + ".9")), vendor);
-        return (root, model, trust, state, signed, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed)));
+        byte[] paper8 = PackageSigner.Sign(PackageWriter.ToBytes(
+            WithGoldenVectors(s_akd1000, s_akd1000.Manifest.Version + ".8", QuantizationProfile.Paper8)), vendor);
+        static string Sha(byte[] b) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(b));
+        return (root, model, trust, state, signed, Sha(signed), paper8, Sha(paper8));
     }
 }

@@ -121,7 +121,7 @@ public sealed class EvaluateCommand : IVerb
         var m = s.Metrics;
         var sb = new System.Text.StringBuilder();
         sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected\n");
-        string I(Interval i) => $" (95% interval {P(i.Low)}-{P(i.High)}, bootstrap over {s.IntervalUnit}s)";
+        string I(Interval i) => double.IsNaN(i.Low) ? " (no interval: fewer than two lesions)" : $" (95% interval {P(i.Low)}-{P(i.High)}, bootstrap over {s.IntervalUnit})";
         sb.Append($"top-1        {P(m.Top1)}{I(s.Intervals.Top1)}\nmacro-F1     {P(m.MacroF1)}{I(s.Intervals.MacroF1)}\n");
         sb.Append($"balanced acc {P(m.BalancedAccuracy)}{I(s.Intervals.BalancedAccuracy)}\n");
         sb.Append($"macro AUC    {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", CultureInfo.InvariantCulture) : "n/a")}\n");

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Logging;
 using QanaEdge.Akida;
+using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
 
@@ -12,7 +14,8 @@ namespace QanaEdge.Daemon.Classification;
 /// <para>
 /// The card is then tried again in the background, after <c>retryAfter</c> and each failed try after twice the wait
 /// before (at most an hour): it is opened, programmed with the running model and must reproduce the package's golden
-/// vectors before the model moves back, so a card that comes back from a transient fault (a reset, a bus error) saves
+/// vectors (or, for a package without any, such as one patched by a readout update, vectors recorded from seeded inputs
+/// on the reference kernels) before the model moves back, so a card that comes back from a transient fault (a reset, a bus error) saves
 /// its power again without a restart. A card that fails again soon after it came back starts its next wait where the
 /// last one ended, so a flapping card is tried less and less often. An update applied meanwhile runs on the managed
 /// engine (<see cref="ActiveModel.CardFault"/>), and the card's return takes it.
@@ -26,7 +29,9 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     private readonly Lock _backoff = new();
     private readonly TimeSpan _firstWait = retryAfter;
     private TimeSpan _nextWait = retryAfter;
-    private DateTime _returnedUtc = DateTime.MinValue;
+    // Monotonic: a board without a real-time clock steps its wall clock when it first syncs.
+    private long _returnedMs = long.MinValue / 2;
+    private Task _retries = Task.CompletedTask;
 
     /// <summary>True for a failure of the card itself, as opposed to the image or the host side.</summary>
     public static bool IsCardFault(Exception e) => e is AkidaException;
@@ -34,31 +39,43 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     /// <summary>
     /// Moves the model off the card if the classifier of <paramref name="generation"/> that saw <paramref name="fault"/>
     /// is still the current one; when another worker or an update got there first, nothing changes. The caller then
-    /// takes a classifier of the current generation.
+    /// takes a classifier of the current generation. Call it outside <see cref="ActiveModel.EnterImage"/>.
     /// </summary>
     /// <exception cref="ModelUnavailableException">The model cannot run on the managed engine either.</exception>
     public void Leave(int generation, Exception fault)
     {
-        bool left = model.Swap(old =>
+        bool left;
+        // The card gate: an update in progress has read the model on the card and must not see it move under it.
+        lock (model.CardGate)
         {
-            if (model.Generation != generation || !old.HoldsDevice) return (old, model.Source, false);
-            log.LogError("The Akida card failed while classifying ({Error}): model {Model} {Version} moves to the managed engine",
-                fault.Message, old.ModelId, old.ModelVersion);
-            // Built before the old provider lets the card go (Swap disposes it): if this throws, nothing has changed.
-            IClassifierProvider managed = ClassifierFactory.Create(old.Package, old.PackagePath, ClassifierFactory.AfterCardFault(choice, fault.Message));
-            model.CardFault = fault.Message;
-            return (managed, $"{model.Source}{FaultMark}{fault.Message})", true);
-        });
+            left = model.Swap(old =>
+            {
+                if (model.Generation != generation || !old.HoldsDevice) return (old, model.Source, false);
+                log.LogError("The Akida card failed while classifying ({Error}): model {Model} {Version} moves to the managed engine",
+                    fault.Message, old.ModelId, old.ModelVersion);
+                // Built before the old provider lets the card go (Swap disposes it): if this throws, nothing has changed.
+                IClassifierProvider managed = ClassifierFactory.Create(old.Package, old.PackagePath, ClassifierFactory.AfterCardFault(choice, fault.Message));
+                model.CardFault = fault.Message;
+                return (managed, $"{model.Source}{FaultMark}{fault.Message})", true);
+            });
+        }
         if (!left) return;
         TimeSpan wait;
         lock (_backoff)
         {
             // A card that ran an hour without fault since it came back starts again at the first wait.
-            if (DateTime.UtcNow - _returnedUtc >= MaxRetryAfter) _nextWait = _firstWait;
+            if (Environment.TickCount64 - _returnedMs >= (long)MaxRetryAfter.TotalMilliseconds) _nextWait = _firstWait;
             wait = _nextWait;
+            log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
+            // One loop at a time: a leave happens only from the card, which a running loop has not given back yet.
+            _retries = Task.Run(() => RetryAsync(wait));
         }
-        log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
-        _ = Task.Run(() => RetryAsync(wait));
+    }
+
+    /// <summary>Waits for a try in progress to end (the daemon cancelled <c>stopping</c> first), so the model can be released.</summary>
+    public Task StopAsync()
+    {
+        lock (_backoff) return _retries;
     }
 
     private const string FaultMark = "; the Akida card failed (";
@@ -70,9 +87,17 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             while (true)
             {
                 await Task.Delay(wait, stopping).ConfigureAwait(false);
-                bool? back = TryReturn(out string why);
-                lock (_backoff) _nextWait = wait = Min(wait * 2, MaxRetryAfter);
+                lock (_backoff) _nextWait = Min(wait * 2, MaxRetryAfter);
+                bool? back;
+                string why;
+                try { back = TryReturn(out why); }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The loop must outlive whatever a try throws, or the card would never be tried again.
+                    (back, why) = (false, $"{e.GetType().Name}: {e.Message}");
+                }
                 if (back is not false) return;
+                wait = Min(wait * 2, MaxRetryAfter);
                 log.LogWarning("The Akida card is still not usable ({Error}); next try in {Seconds:0.#} s", why, wait.TotalSeconds);
             }
         }
@@ -90,9 +115,17 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
         lock (model.CardGate)
         {
             IClassifierProvider running = model.Provider;
-            if (stopping.IsCancellationRequested || model.CardFault is null || running.HoldsDevice) return null;
+            if (stopping.IsCancellationRequested || model.CardFault is null) return null;
+            if (running.HoldsDevice)
+            {
+                model.CardFault = null;   // on the card already: nothing is off it
+                return null;
+            }
+            // The card has to compute something before it is trusted again: opening and programming it send no input.
+            GoldenVector[] vectors = running.Package.Manifest.Golden is { Length: > 0 } golden
+                ? golden : GoldenVectors.Record(running.Package, GoldenVectors.SeededInputs(running.Package, 2));
             // With the gate held nothing else opens or programs the card, and updates wait.
-            if (!ClassifierFactory.TryCreateChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why))
+            if (!ClassifierFactory.TryCreateChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why, vectors))
                 return false;
             if (!onCard!.HoldsDevice)
             {
@@ -100,27 +133,28 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
                 onCard.Dispose();
                 return false;
             }
-            bool swapped;
+            bool installed = false;
             try
             {
-                swapped = model.Swap(old =>
+                model.Swap(old =>
                 {
                     if (!ReferenceEquals(old, running)) return (old, model.Source, false);
                     model.CardFault = null;
+                    installed = true;
                     int mark = model.Source.LastIndexOf(FaultMark, StringComparison.Ordinal);
                     return (onCard, mark >= 0 ? model.Source[..mark] : model.Source, true);
                 });
             }
-            catch (ObjectDisposedException) { swapped = false; }   // the daemon stopped during the try
-            if (!swapped)
+            catch (ObjectDisposedException) when (!installed) { }   // the daemon stopped during the try
+            if (!installed)
             {
                 onCard.Dispose();
                 why = "the model changed during the try";
                 return stopping.IsCancellationRequested ? null : false;
             }
-            lock (_backoff) _returnedUtc = DateTime.UtcNow;
-            log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, its golden vectors reproduced there",
-                onCard.ModelId, onCard.ModelVersion, onCard.EngineName);
+            lock (_backoff) _returnedMs = Environment.TickCount64;
+            log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, {Count} golden vectors reproduced there",
+                onCard.ModelId, onCard.ModelVersion, onCard.EngineName, vectors.Length);
             return true;
         }
     }

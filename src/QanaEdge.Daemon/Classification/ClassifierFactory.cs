@@ -45,9 +45,10 @@ public static class ClassifierFactory
     /// <summary>
     /// <see cref="Create"/>, then one classifier built and the package's golden vectors reproduced on the engine it
     /// got: a provider ready to swap in, or false with why not. Any failure of the build or the self-test counts, a
-    /// card fault (AkidaException) included.
+    /// card fault (AkidaException) included. <paramref name="vectors"/>, when given, are checked instead of the package's.
     /// </summary>
-    public static bool TryCreateChecked(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure)
+    public static bool TryCreateChecked(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure,
+        GoldenVector[]? vectors = null)
     {
         string name = $"{package.Manifest.ModelId} {package.Manifest.Version}";
         provider = null;
@@ -55,7 +56,7 @@ public static class ClassifierFactory
         {
             provider = Create(package, path, choice);
             provider.CreateClassifier().Dispose();
-            if (provider.SelfTest() is not { } failed) { failure = ""; return true; }
+            if (provider.SelfTest(vectors) is not { } failed) { failure = ""; return true; }
             failure = $"{name}: {failed} ({provider.EngineName})";
         }
         catch (Exception e) when (e is not OutOfMemoryException)

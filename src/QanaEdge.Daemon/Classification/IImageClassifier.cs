@@ -50,6 +50,9 @@ public interface IClassifierProvider : IDisposable
     /// <summary>True when the provider holds a device (an Akida card) that only one provider can hold at a time.</summary>
     bool HoldsDevice { get; }
     IImageClassifier CreateClassifier();
-    /// <summary>Runs the package's golden vectors on this provider's engine: null when every one matches, else why not.</summary>
-    string? SelfTest();
+    /// <summary>
+    /// Runs the package's golden vectors, or <paramref name="vectors"/> when given, on this provider's engine: null when
+    /// every one matches, else why not.
+    /// </summary>
+    string? SelfTest(GoldenVector[]? vectors = null);
 }

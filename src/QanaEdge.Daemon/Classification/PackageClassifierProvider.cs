@@ -29,10 +29,10 @@ public sealed class PackageClassifierProvider(ModelPackage package, string packa
         catch (PackageFormatException) { return null; }   // no dense head: nothing a readout learner could change
     }
 
-    public string? SelfTest()
+    public string? SelfTest(GoldenVector[]? vectors = null)
     {
         using IInferenceEngine engine = createEngine(package);
-        return GoldenVectors.Check(package, engine);
+        return GoldenVectors.Check(vectors ?? package.Manifest.Golden, engine);
     }
 
     /// <summary>Idempotent: a model swap may release the card early, before the swap disposes the provider.</summary>

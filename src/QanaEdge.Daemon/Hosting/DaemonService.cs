@@ -40,6 +40,7 @@ public sealed class DaemonService(
     private EmbeddedBroker? _broker;
     private MqttLink? _link;
     private CapturePipeline? _pipeline;
+    private CardFailover? _failover;
     private OutboxPublisher? _publisher;
     private ReadoutLearning? _learning;
     private InboxWatcher? _watcher;
@@ -81,9 +82,9 @@ public sealed class DaemonService(
         }
         _link = new MqttLink(options.Mqtt, options.DeviceId, loggers.CreateLogger<MqttLink>());
         var disposition = new CaptureDisposition(options, loggers.CreateLogger<CaptureDisposition>());
-        var failover = new CardFailover(model.Active, engineChoice, TimeSpan.FromSeconds(options.Akida.RetrySeconds),
+        _failover = new CardFailover(model.Active, engineChoice, TimeSpan.FromSeconds(options.Akida.RetrySeconds),
             loggers.CreateLogger<CardFailover>(), _stop.Token);
-        _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>(), failover);
+        _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>(), _failover);
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
@@ -242,7 +243,9 @@ public sealed class DaemonService(
         int queued = _store?.OutboxCount() ?? 0;
         if (queued > 0) _log.LogInformation("{Count} results stay in the outbox for the next start", queued);
         _store?.Dispose();
-        // The workers are gone: the model's engine (an Akida card is closed here, not left to process exit) goes too.
+        // A try to give the model back to the card ends first (it may be programming the card), then, the workers
+        // gone, the model's engine goes too (an Akida card is closed here, not left to process exit).
+        if (_failover is not null) await _failover.StopAsync().ConfigureAwait(false);
         model.Active.Dispose();
         _stop.Dispose();
     }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Imaging;
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
 
@@ -125,6 +126,10 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         IClassifierProvider current = _active.Provider;
         if (!current.HoldsDevice)
         {
+            // Out of use after a fault, the card still decides what may run: a model it cannot hold would leave it idle
+            // once it is back, as on the card itself (below).
+            if (_active.CardFault is { } fault && choice.UseAkida && candidate.Manifest.Profile != QuantizationProfile.Akd1000)
+                return (Refused, $"{name} is not of the akd1000 profile and cannot run on the card, out of use after a fault ({fault}) but still this device's engine");
             if (!TryBuild(candidate, path, out IClassifierProvider? next, out string failure)) return (Refused, failure);
             try { persist(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)

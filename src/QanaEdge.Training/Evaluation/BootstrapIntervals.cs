@@ -12,7 +12,8 @@ public readonly record struct Interval(double Low, double High);
 /// replacement, and scores every image of each group drawn with the conventions of <see cref="ClassificationMetrics"/>
 /// (balanced accuracy over classes present in the truth, macro-F1 over classes in the truth or the predictions). The
 /// draws are seeded, so the same figures give the same intervals. With a test split whose rare classes hold 12–53
-/// images, these intervals are wide: they say how far a figure measured here can be trusted.
+/// images, these intervals are wide: they say how far a figure measured here can be trusted. Fewer than two groups
+/// give no interval (NaN): every resample would be the same.
 /// </summary>
 public static class BootstrapIntervals
 {
@@ -25,7 +26,13 @@ public static class BootstrapIntervals
     /// <param name="groups">Group key of each image (the lesion); a null key makes the image a group of its own.</param>
     /// <param name="classCount">Number of classes.</param>
     public static (Interval Top1, Interval BalancedAccuracy, Interval MacroF1) Compute(int[] truth, int[] predicted,
-        IReadOnlyList<string?> groups, int classCount, int resamples = DefaultResamples)
+        IReadOnlyList<string?> groups, int classCount, int resamples = DefaultResamples) =>
+        Compute(truth, predicted, groups, classCount, out _, resamples);
+
+    /// <inheritdoc cref="Compute(int[], int[], IReadOnlyList{string?}, int, int)"/>
+    /// <param name="groupCount">The number of groups resampled.</param>
+    public static (Interval Top1, Interval BalancedAccuracy, Interval MacroF1) Compute(int[] truth, int[] predicted,
+        IReadOnlyList<string?> groups, int classCount, out int groupCount, int resamples = DefaultResamples)
     {
         ArgumentNullException.ThrowIfNull(truth);
         ArgumentNullException.ThrowIfNull(predicted);
@@ -49,6 +56,12 @@ public static class BootstrapIntervals
             cells.Add(truth[i] * classCount + predicted[i]);
         }
         int[][] cellsOf = members.Select(m => m.ToArray()).ToArray();
+        groupCount = cellsOf.Length;
+        if (groupCount < 2)
+        {
+            var none = new Interval(double.NaN, double.NaN);
+            return (none, none, none);
+        }
 
         var top1 = new double[resamples];
         var balanced = new double[resamples];
@@ -60,12 +73,16 @@ public static class BootstrapIntervals
             Array.Clear(confusion);
             for (int g = 0; g < cellsOf.Length; g++)
                 foreach (int cell in cellsOf[rng.NextInt(cellsOf.Length)]) confusion[cell]++;
-            (top1[r], balanced[r], macroF1[r]) = Score(confusion, classCount);
+            (top1[r], balanced[r], macroF1[r]) = Figures(confusion, classCount);
         }
         return (Percentiles(top1), Percentiles(balanced), Percentiles(macroF1));
     }
 
-    private static (double Top1, double Balanced, double MacroF1) Score(int[] confusion, int k)
+    /// <summary>
+    /// Top-1, balanced accuracy and macro-F1 of a k×k confusion matrix (row-major, truth by prediction, at least one
+    /// case), by <see cref="ClassificationMetrics"/>' conventions.
+    /// </summary>
+    public static (double Top1, double BalancedAccuracy, double MacroF1) Figures(int[] confusion, int k)
     {
         int n = 0, correct = 0, recallClasses = 0, f1Classes = 0;
         double recallSum = 0, f1Sum = 0;

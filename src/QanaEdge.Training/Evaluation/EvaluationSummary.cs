@@ -36,7 +36,8 @@ public sealed class EvaluationSummary
     public required double LatencyMsP50 { get; init; }
     /// <summary>95 % bootstrap intervals of top-1, balanced accuracy and macro-F1 (<see cref="BootstrapIntervals"/>).</summary>
     public required (Interval Top1, Interval BalancedAccuracy, Interval MacroF1) Intervals { get; init; }
-    /// <summary>What the intervals resample: "lesion" when every image has a lesion id, else "image".</summary>
+    /// <summary>What the intervals resample, with the count: "1263 lesions", "70 images", or lesions with the images
+    /// that name none counted alone.</summary>
     public required string IntervalUnit { get; init; }
     public required IReadOnlyList<EvaluatedImage> Images { get; init; }
     public IReadOnlyList<RejectedImage> Rejected { get; init; } = [];
@@ -50,8 +51,13 @@ public sealed class EvaluationSummary
         int[] truth = images.Select(i => i.Truth).ToArray();
         int[] predicted = images.Select(i => i.Predicted).ToArray();
         var metrics = ClassificationMetrics.Compute(truth, images.Select(i => i.Probabilities).ToArray(), predicted, Classes.Codes);
-        bool byLesion = images.All(i => !string.IsNullOrEmpty(i.LesionId));
-        string?[] groups = images.Select(i => byLesion ? i.LesionId : null).ToArray();
+        // An image without a lesion id is a group of its own; the others keep their lesions.
+        string?[] groups = images.Select(i => string.IsNullOrEmpty(i.LesionId) ? null : i.LesionId).ToArray();
+        var intervals = BootstrapIntervals.Compute(truth, predicted, groups, Classes.Count, out int groupCount);
+        int alone = groups.Count(g => g is null);
+        string unit = alone == images.Count ? $"{groupCount} images"
+            : alone == 0 ? $"{groupCount} lesions"
+            : $"{groupCount} lesions, counting {(alone == 1 ? "the one image" : $"each of the {alone} images")} without a lesion id as its own";
         return new EvaluationSummary
         {
             N = images.Count,
@@ -60,8 +66,8 @@ public sealed class EvaluationSummary
             TilingTriggerRate = (double)images.Count(i => i.Tiled) / images.Count,
             SymmetryTriggerRate = (double)images.Count(i => i.Symmetrized) / images.Count,
             LatencyMsP50 = Median(images.Select(i => i.LatencyMs)),
-            Intervals = BootstrapIntervals.Compute(truth, predicted, groups, Classes.Count),
-            IntervalUnit = byLesion ? "lesion" : "image",
+            Intervals = intervals,
+            IntervalUnit = unit,
             Images = images,
             Rejected = rejected ?? [],
             Context = context ?? new Dictionary<string, string>(),
@@ -91,9 +97,10 @@ public sealed class EvaluationSummary
             Number(w, "balanced_accuracy", m.BalancedAccuracy);
             Number(w, "auc_macro", m.AucMacro);
             w.WriteStartObject("intervals_95");
-            w.WriteString("method", $"percentile bootstrap over {IntervalUnit}s, {BootstrapIntervals.DefaultResamples} resamples");
+            w.WriteString("method", $"percentile bootstrap over {IntervalUnit}, {BootstrapIntervals.DefaultResamples} resamples");
             foreach (var (name, interval) in new[] { ("top1", Intervals.Top1), ("balanced_accuracy", Intervals.BalancedAccuracy), ("macro_f1", Intervals.MacroF1) })
             {
+                if (double.IsNaN(interval.Low)) { w.WriteNull(name); continue; }   // fewer than two groups
                 w.WriteStartArray(name);
                 w.WriteNumberValue(Math.Round(interval.Low, 6));
                 w.WriteNumberValue(Math.Round(interval.High, 6));

@@ -27,7 +27,7 @@ public static class HtmlReport
 
     public static string Render(EvaluationSummary s)
     {
-        static string Ci(Interval i) => $" ({P(i.Low)}–{P(i.High)})";
+        static string Ci(Interval i) => double.IsNaN(i.Low) ? "" : $" ({P(i.Low)}–{P(i.High)})";
         var m = s.Metrics;
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>QanaEdge evaluation</title>\n<style>\n")
@@ -55,7 +55,7 @@ public static class HtmlReport
           .Append(Row("latency p50 (ms per image)", s.LatencyMsP50.ToString("F2", Inv)))
           .Append("</table>\n");
 
-        sb.Append($"<p>Intervals: 95 %, percentile bootstrap over {E(s.IntervalUnit)}s ({BootstrapIntervals.DefaultResamples} resamples).</p>\n");
+        sb.Append($"<p>Intervals: 95 %, percentile bootstrap over {E(s.IntervalUnit)} ({BootstrapIntervals.DefaultResamples} resamples).</p>\n");
 
         sb.Append("<h2>Per class</h2>\n<table><tr><th class=\"l\">class</th><th>precision</th><th>recall</th><th>F1</th><th>AUC</th><th>support</th><th>predicted</th></tr>");
         foreach (var c in m.PerClass)
