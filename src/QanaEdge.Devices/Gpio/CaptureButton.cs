@@ -4,8 +4,10 @@ namespace QanaEdge.Devices.Gpio;
 
 /// <summary>
 /// A push button on a GPIO line, wired active-low with the internal pull-up: a press is a falling edge.
-/// Bounces within <see cref="Debounce"/> of an accepted press are ignored. The <see cref="GpioController"/> is the
-/// test seam (tests build it on an emulated <see cref="GpioDriver"/>).
+/// A falling edge counts only when the line had been high for <see cref="Debounce"/> before it, and no press was
+/// accepted within <see cref="Debounce"/>: a switch bounces when it is released too, and a release bounce comes
+/// after a hold longer than the debounce time, so a filter on the last press alone took a second capture for one
+/// press. The <see cref="GpioController"/> is the test seam (tests build it on an emulated <see cref="GpioDriver"/>).
 /// </summary>
 public sealed class CaptureButton : IDisposable
 {
@@ -13,6 +15,7 @@ public sealed class CaptureButton : IDisposable
     private readonly int _pin;
     private readonly bool _ownsController;
     private long _lastPressTicks = long.MinValue;
+    private long _lastRiseTicks = long.MinValue;
 
     public CaptureButton(GpioController controller, int pin, TimeSpan debounce, bool ownsController = true)
     {
@@ -23,7 +26,7 @@ public sealed class CaptureButton : IDisposable
         Debounce = debounce;
         PinMode mode = controller.IsPinModeSupported(pin, PinMode.InputPullUp) ? PinMode.InputPullUp : PinMode.Input;
         controller.OpenPin(pin, mode);
-        controller.RegisterCallbackForPinValueChangedEvent(pin, PinEventTypes.Falling, OnEdge);
+        controller.RegisterCallbackForPinValueChangedEvent(pin, PinEventTypes.Falling | PinEventTypes.Rising, OnEdge);
     }
 
     public TimeSpan Debounce { get; }
@@ -34,11 +37,17 @@ public sealed class CaptureButton : IDisposable
     private void OnEdge(object sender, PinValueChangedEventArgs e)
     {
         long now = Environment.TickCount64;
-        long last = Interlocked.Read(ref _lastPressTicks);
-        if (last != long.MinValue && now - last < Debounce.TotalMilliseconds) return;
+        if (e.ChangeType == PinEventTypes.Rising)
+        {
+            Interlocked.Exchange(ref _lastRiseTicks, now);
+            return;
+        }
+        if (!LongAgo(Interlocked.Read(ref _lastRiseTicks), now) || !LongAgo(Interlocked.Read(ref _lastPressTicks), now)) return;
         Interlocked.Exchange(ref _lastPressTicks, now);
         Pressed?.Invoke();
     }
+
+    private bool LongAgo(long then, long now) => then == long.MinValue || now - then >= Debounce.TotalMilliseconds;
 
     public void Dispose()
     {

@@ -21,6 +21,32 @@ public sealed class CaptureButtonTests
         Assert.Equal(1, presses);
     }
 
+    /// <summary>
+    /// A press held longer than the debounce time, then a release that bounces: the bounce's falling edge comes long
+    /// after the press but right after the line went high, and is not a second press. A press after the line stayed
+    /// high for the debounce time counts.
+    /// </summary>
+    [Fact]
+    public void A_release_that_bounces_after_a_long_hold_is_not_a_second_press()
+    {
+        var driver = new EmulatedGpioDriver();
+        using var button = new CaptureButton(new GpioController(driver), pin: 5, debounce: TimeSpan.FromMilliseconds(300));
+        int presses = 0;
+        button.Pressed += () => presses++;
+
+        driver.Drive(5, PinValue.Low);    // press
+        Thread.Sleep(600);                // held
+        driver.Drive(5, PinValue.High);   // release
+        driver.Drive(5, PinValue.Low);    // release bounce
+        driver.Drive(5, PinValue.High);
+        Assert.Equal(1, presses);
+
+        Thread.Sleep(600);                // the line stays high
+        driver.Drive(5, PinValue.Low);    // the next press
+        driver.Drive(5, PinValue.High);
+        Assert.Equal(2, presses);
+    }
+
     [Fact]
     public void Separate_presses_after_the_debounce_time_each_count_and_dispose_unregisters()
     {
