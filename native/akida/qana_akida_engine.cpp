@@ -182,7 +182,11 @@ extern "C" int32_t qana_akida_fetch(qana_akida_device* dev, int8_t* logits, size
     dev->pending = false;
     akida::TensorConstPtr result = std::move(out);
     auto dense = akida::Tensor::ensure_dense(result);  // outputs may come back sparse
-    if (dense->type() != akida::TensorType::int8 && dense->type() != akida::TensorType::uint8)
+    // Signed 8-bit only: the host reads int8 logits with the package's zero point, and a uint8 output copied as they
+    // are would turn every value of 128 or more negative (200 into -56) and change the decision.
+    if (dense->type() == akida::TensorType::uint8)
+      return fail(dev, QANA_AKIDA_E_UNSUPPORTED, "the program emits unsigned 8-bit outputs; it must end in a signed 8-bit output layer");
+    if (dense->type() != akida::TensorType::int8)
       return fail(dev, QANA_AKIDA_E_UNSUPPORTED, "the program emits 32-bit potentials; it must end in an 8-bit output layer");
     std::memcpy(logits, dense->buffer(), length);
     dev->error.clear();

@@ -62,6 +62,8 @@ public static class AkidaLibrary
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
     {
         if (name != AkidaNative.Library || s_path is null) return IntPtr.Zero;
-        return NativeLibrary.TryLoad(s_path, assembly, searchPath, out IntPtr handle) ? handle : IntPtr.Zero;
+        // Load, not TryLoad: a zero handle would send the runtime on to its own search, which could bind a different
+        // libqana_akida.so than the one configured, or fail with a message that has lost the loader's reason.
+        return NativeLibrary.Load(s_path, assembly, searchPath);
     }
 }
