@@ -5,8 +5,9 @@ using UpstreamIna219 = Iot.Device.Adc.Ina219;
 namespace QanaEdge.Devices.Ina219;
 
 /// <summary>
-/// INA219 high-side current/power monitor on I2C, through the Iot.Device.Bindings driver.
-/// The upstream binding configures and calibrates the chip; the signed registers (shunt voltage, current)
+/// INA219 high-side current/power monitor on I2C, through the Iot.Device.Bindings driver, which calibrates the chip
+/// but leaves its configuration as it finds it: the configuration is written here (<see cref="Configuration"/>). The
+/// signed registers (shunt voltage, current)
 /// are decoded here as two's complement because the upstream read path goes through an unsigned 16-bit
 /// register value, so a reverse current would read as a huge positive one (0xFFFF must be −1 LSB).
 /// </summary>
@@ -16,6 +17,14 @@ public sealed class Ina219PowerSensor : IPowerSensor
     private const double MaxShuntVolts = 0.32768;
     private const double ShuntLsbVolts = 10e-6;
     private const double BusLsbVolts = 4e-3;
+
+    /// <summary>
+    /// Configuration register value written at start: 32 V bus range, PGA /8 (±320 mV), 12-bit shunt and bus ADCs,
+    /// shunt and bus continuous (the power-on value, datasheet 8.6.2.1). The range check and <see cref="UpdateInterval"/>
+    /// assume it; a chip another program left at PGA /1 (±40 mV) would clip currents, or in power-down stop converting,
+    /// with no error.
+    /// </summary>
+    public const ushort Configuration = 0x399F;
 
     private readonly UpstreamIna219 _chip;
     private readonly I2cDevice _device;
@@ -52,6 +61,7 @@ public sealed class Ina219PowerSensor : IPowerSensor
         _currentLsbAmps = 0.04096 / (calibration * shuntOhms);
         Name = $"ina219@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
         _chip = new UpstreamIna219(device);
+        device.Write([0x00, Configuration >> 8, Configuration & 0xFF]);
         _calibration = calibration;
         _chip.SetCalibration(calibration, (float)_currentLsbAmps);
     }

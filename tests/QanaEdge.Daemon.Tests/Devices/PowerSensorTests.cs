@@ -26,6 +26,18 @@ public sealed class PowerSensorTests
         Assert.Equal(0.020, sensor.ReadCurrentFromShunt(), 9);
     }
 
+    /// <summary>A chip another program left at PGA /1 in power-down is configured as the sensor's range assumes.</summary>
+    [Fact]
+    public void Ina219_configuration_left_by_another_program_is_written_again()
+    {
+        var chip = new SimulatedIna219();
+        chip.Write([0x00, 0x00, 0x00]);   // 16 V range, PGA /1, 9-bit ADCs, power-down
+        using var sensor = new Ina219PowerSensor(chip, 0.1, 3.2);
+        Span<byte> config = stackalloc byte[2];
+        chip.WriteRead([0x00], config);
+        Assert.Equal(Ina219PowerSensor.Configuration, (ushort)(config[0] << 8 | config[1]));
+    }
+
     [Fact]
     public void Ina219_negative_current_reads_negative_and_0xFFFF_is_minus_one_lsb()
     {
