@@ -18,6 +18,19 @@ public class AblateCommandTests
 
     /// <summary>Batch messages (about a thousand per ablation row) redraw one line; other messages get a line each,
     /// and <see cref="Commands.ProgressLine.Done"/> ends a live line so the next output starts clean.</summary>
+    /// <summary>Where standard error cannot redraw a line (a file, a pipe), batch messages are dropped, the rest kept.</summary>
+    [Fact]
+    public void ProgressWithoutALiveLineKeepsOnlyPhasesAndEpochs()
+    {
+        var err = new StringWriter();
+        var progress = new Commands.ProgressLine(err, live: false);
+        progress.Update("float training");
+        for (int b = 1; b <= 100; b++) progress.Update($"float epoch 1/6 batch {b}/100 loss 1.9");
+        progress.Update("float epoch 1/6: train loss 1.9, validation macro-F1 0.200");
+        progress.Done();
+        Assert.Equal(["float training", "float epoch 1/6: train loss 1.9, validation macro-F1 0.200", ""], err.ToString().Split(Environment.NewLine));
+    }
+
     [Fact]
     public void ProgressRedrawsBatchMessagesOnOneLine()
     {
@@ -63,6 +76,9 @@ public class AblateCommandTests
     [InlineData("--incremental-epochs", "0")]
     [InlineData("--patience", "0")]
     [InlineData("--patience", "-3")]
+    [InlineData("--dropout", "NaN")]
+    [InlineData("--sampler-alpha", "NaN")]
+    [InlineData("--zoom-probability", "NaN")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }

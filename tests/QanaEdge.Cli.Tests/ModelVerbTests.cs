@@ -66,6 +66,24 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Assert.Equal(JsonValueKind.Null, root.GetProperty("signature").ValueKind);
     }
 
+    /// <summary>
+    /// An output that cannot be written fails in one line naming it (not the temporary file beside it), and leaves no
+    /// temporary file behind; an output folder that does not exist fails before any work.
+    /// </summary>
+    [Fact]
+    public void Unwritable_outputs_fail_in_one_line_naming_the_target_and_leave_nothing_behind()
+    {
+        string pkg = Package(), folder = Path.Combine(_dir, "a-folder");
+        Directory.CreateDirectory(folder);
+        Qana.Run("export-onnx", pkg, folder).AssertOneLineError(1, $"cannot write '{folder}': it is a folder");
+        string missing = Path.Combine(_dir, "no-such-folder", "m.onnx");
+        Qana.Run("export-onnx", pkg, missing).AssertOneLineError(1, $"cannot write '{missing}': the folder");
+        Qana.Run("bench", "--model", pkg, "--runs", "10", "--no-peer", "--json", missing).AssertOneLineError(1, "does not exist");
+        Qana.Run("evaluate", "--images", _dir, "--labels", Write("l.csv", "image_id,dx\nx,nv\n"u8.ToArray()), "--json", folder)
+            .AssertOneLineError(1, "it is a folder");
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp-*", SearchOption.AllDirectories));
+    }
+
     [Fact]
     public void Inspect_CorruptPackage_OneLineExit1()
     {

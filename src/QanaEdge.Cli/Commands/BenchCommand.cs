@@ -32,6 +32,7 @@ public sealed class BenchCommand : IVerb
         {
             int n = parse.GetValue(runs);
             if (n < 10) throw new UsageException("--runs must be at least 10");
+            if (parse.GetValue(json) is string target) Files.CheckWritable(target);   // before the measurement, not after
             string path = DefaultModel.Locate(parse.GetValue(model));
             ModelPackage package = PackageReader.Load(path);
             JsonObject result = Measure(package, Path.GetFileName(path), n, !parse.GetValue(noPeer), context.Out);

@@ -34,6 +34,10 @@ public sealed class EvaluateCommand : IVerb
         {
             int? max = parse.GetValue(limit);
             if (max is <= 0) throw new UsageException("--limit must be a positive number");
+            // Output paths are checked before the images are read and classified, not after.
+            if (parse.GetValue(json) is string target && target != "-") Files.CheckWritable(target);
+            if (parse.GetValue(report) is string reportDir && File.Exists(reportDir))
+                throw new CommandFailedException($"--report '{reportDir}' is a file; it names the folder the report goes into");
             IReadOnlyList<Ham10000Row> rows;
             try { rows = Ham10000Index.Load(parse.GetRequiredValue(images), parse.GetRequiredValue(labels)); }
             catch (DatasetException e) { throw new CommandFailedException(e.Message); }

@@ -14,13 +14,42 @@ public static class Files
         return File.ReadAllBytes(path);
     }
 
-    /// <summary>Writes beside the target, then renames, so no reader ever sees half a file.</summary>
+    /// <summary>
+    /// Writes beside the target, flushed to the disk, then renames, so no reader ever sees half a file and a power cut
+    /// leaves the old file or the new one. On failure the temporary file is removed and the error names the target.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The file cannot be written.</exception>
     public static void WriteAtomically(string path, ReadOnlySpan<byte> bytes)
     {
-        string full = Path.GetFullPath(path);
+        string full = CheckWritable(path);
         string temp = $"{full}.tmp-{Environment.ProcessId}";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
-            stream.Write(bytes);
-        File.Move(temp, full, overwrite: true);
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            {
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(temp); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
+            throw new CommandFailedException($"cannot write '{path}': {Cli.OneLine(e.Message)}");
+        }
+    }
+
+    /// <summary>
+    /// The full path of an output file that can plausibly be written: its folder exists and it is not a folder itself.
+    /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The folder does not exist, or the path is a folder.</exception>
+    public static string CheckWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new CommandFailedException($"cannot write '{path}': it is a folder");
+        string? folder = Path.GetDirectoryName(full);
+        if (folder is not null && !Directory.Exists(folder)) throw new CommandFailedException($"cannot write '{path}': the folder '{folder}' does not exist");
+        return full;
     }
 }

@@ -66,17 +66,18 @@ public sealed class TrainCommand : IVerb
             if (e < 1 || q < 0 || b < 2) throw new UsageException("--epochs must be >= 1, --qat-epochs >= 0, --batch-size >= 2");
             double alpha = parse.GetValue(samplerAlpha), tau = parse.GetValue(logitAdjust);
             float wd = parse.GetValue(weightDecay);
-            if (alpha is < 0 or > 1) throw new UsageException("--sampler-alpha must be in [0, 1]");
-            if (tau is < 0 or > 2) throw new UsageException("--logit-adjust must be in [0, 2]");
-            if (wd is < 0 or > 1) throw new UsageException("--weight-decay must be in [0, 1]");
+            // Written as "not in range" so that NaN, which compares false with everything, is refused too.
+            if (alpha is not (>= 0 and <= 1)) throw new UsageException("--sampler-alpha must be in [0, 1]");
+            if (tau is not (>= 0 and <= 2)) throw new UsageException("--logit-adjust must be in [0, 2]");
+            if (wd is not (>= 0 and <= 1)) throw new UsageException("--weight-decay must be in [0, 1]");
             double mix = parse.GetValue(mixup);
-            if (mix is < 0 or > 1) throw new UsageException("--mixup must be in [0, 1]");
+            if (mix is not (>= 0 and <= 1)) throw new UsageException("--mixup must be in [0, 1]");
             float smoothing = parse.GetValue(labelSmoothing);
-            if (smoothing is < 0 or >= 0.5f) throw new UsageException("--label-smoothing must be in [0, 0.5)");
+            if (smoothing is not (>= 0 and < 0.5f)) throw new UsageException("--label-smoothing must be in [0, 0.5)");
             double zoomP = parse.GetValue(zoom);
-            if (zoomP is < 0 or > 1) throw new UsageException("--zoom-probability must be in [0, 1]");
+            if (zoomP is not (>= 0 and <= 1)) throw new UsageException("--zoom-probability must be in [0, 1]");
             float drop = parse.GetValue(dropout);
-            if (drop is < 0 or > 0.5f) throw new UsageException("--dropout must be in [0, 0.5]");
+            if (drop is not (>= 0 and <= 0.5f)) throw new UsageException("--dropout must be in [0, 0.5]");
             float incRate = parse.GetValue(incrementalRate);
             if (incRate is not (> 0 and <= 1)) throw new UsageException("--incremental-learning-rate must be in (0, 1]");
             int incEpochs = parse.GetValue(incrementalEpochs);
@@ -118,7 +119,7 @@ public sealed class TrainCommand : IVerb
                 ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
-            var progress = new ProgressLine(context.Err);
+            var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err));
             try
             {
                 var result = new TrainingPipeline(options, paths, progress.Update).Run();

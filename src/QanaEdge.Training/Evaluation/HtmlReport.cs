@@ -16,12 +16,24 @@ public static class HtmlReport
     private static readonly string[] Palette = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#D55E00", "#0072B2", "#CC79A7"];
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>Writes DIR/index.html (the folder is created) and returns its path.</summary>
+    /// <summary>
+    /// Writes DIR/index.html (the folder is created) and returns its path: beside it first, then renamed, so an earlier
+    /// report is replaced whole or kept.
+    /// </summary>
     public static string Write(string directory, EvaluationSummary summary)
     {
         Directory.CreateDirectory(directory);
-        string path = Path.Combine(directory, "index.html");
-        File.WriteAllText(path, Render(summary), new UTF8Encoding(false));
+        string path = Path.Combine(directory, "index.html"), temp = $"{path}.tmp-{Environment.ProcessId}";
+        try
+        {
+            File.WriteAllText(temp, Render(summary), new UTF8Encoding(false));
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(temp); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
+            throw;
+        }
         return path;
     }
 
