@@ -61,8 +61,10 @@ public sealed class EnergyMeter : IDisposable
     /// <summary>The idle baseline in watts once learned, else null.</summary>
     public double? IdleWatts { get { lock (_gate) return _idleWatts; } }
 
-    /// <summary>Last reading, for telemetry.</summary>
-    public PowerReading? Last { get; private set; }
+    /// <summary>Last reading, for telemetry. Under the lock: the sampler writes it, and a struct this size is not
+    /// written in one piece, so a reader without it could see half of two readings.</summary>
+    public PowerReading? Last { get { lock (_gate) return _last; } private set { lock (_gate) _last = value; } }
+    private PowerReading? _last;
 
     /// <summary>Count of failed reads (logged by the caller through <see cref="ReadFailed"/>).</summary>
     public long Failures;
