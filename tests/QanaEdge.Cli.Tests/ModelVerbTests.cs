@@ -84,6 +84,29 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp-*", SearchOption.AllDirectories));
     }
 
+    /// <summary>
+    /// split checks all three outputs before it writes any: with test.csv taken by a folder, train.csv and val.csv are
+    /// not written either (they were, leaving parts of two splits side by side); otherwise all three are written whole.
+    /// </summary>
+    [Fact]
+    public void Split_writes_none_of_its_files_when_one_cannot_be_written()
+    {
+        string images = Path.GetDirectoryName(ClassifyCommandTests.Jpegs(1)[0])!;
+        string labels = Path.Combine(Path.GetDirectoryName(images)!, "labels.csv");
+        string output = Path.Combine(_dir, "splits");
+        Directory.CreateDirectory(Path.Combine(output, "test.csv"));
+        Qana.Run("split", "--images", images, "--labels", labels, "--out", output).AssertOneLineError(1, "test.csv': it is a folder");
+        Assert.False(File.Exists(Path.Combine(output, "train.csv")));
+        Assert.False(File.Exists(Path.Combine(output, "val.csv")));
+
+        Directory.Delete(Path.Combine(output, "test.csv"));
+        CliResult r = Qana.Run("split", "--images", images, "--labels", labels, "--out", output);
+        Assert.Equal(0, r.Code);
+        int rows = new[] { "train.csv", "val.csv", "test.csv" }.Sum(f => File.ReadAllLines(Path.Combine(output, f)).Length - 1);
+        Assert.Equal(File.ReadAllLines(labels).Length - 1, rows);
+        Assert.Empty(Directory.GetFiles(output, "*.tmp-*"));
+    }
+
     [Fact]
     public void Inspect_CorruptPackage_OneLineExit1()
     {

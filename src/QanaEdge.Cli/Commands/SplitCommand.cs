@@ -30,7 +30,21 @@ public sealed class SplitCommand : IVerb
             }
             catch (DatasetException e) { throw new CommandFailedException(e.Message); }
             string dir = parse.GetRequiredValue(output);
-            split.WriteCsv(dir);
+            try { Directory.CreateDirectory(dir); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CommandFailedException($"cannot create '{dir}': {Cli.OneLine(e.Message)}");
+            }
+            // All three targets are checked before any is written, and each is written whole (beside, then renamed):
+            // a failure partway used to leave the files of two different splits side by side.
+            var parts = new[] { ("train.csv", split.Train), ("val.csv", split.Validation), ("test.csv", split.Test) }
+                .Select(p => (Path: Files.CheckWritable(Path.Combine(dir, p.Item1)), Rows: p.Item2)).ToArray();
+            foreach (var (path, rows) in parts)
+            {
+                var text = new StringWriter { NewLine = "\n" };
+                Ham10000Index.Write(text, rows);
+                Files.WriteAtomically(path, new System.Text.UTF8Encoding(false).GetBytes(text.ToString()));
+            }
             context.Out.WriteLine($"seed {split.Seed}: written to {dir}");
             context.Out.WriteLine($"{"part",-6} {"images",6} {"lesions",7}  {string.Join(" ", Classes.Codes.Select(c => c.PadLeft(5)))}");
             foreach (var (name, rows) in new[] { ("train", split.Train), ("val", split.Validation), ("test", split.Test) })
