@@ -152,6 +152,27 @@ public sealed class SigningTests : IDisposable
     }
 
     /// <summary>
+    /// When the public half cannot be written, no key is left behind without it (which would also refuse the retry:
+    /// keys are never overwritten), and the error names the file that failed; once it can be written, the retry works.
+    /// </summary>
+    [Fact]
+    public void A_key_whose_public_half_cannot_be_written_is_not_kept()
+    {
+        string prefix = Path.Combine(_dir, "pair");
+        Directory.CreateDirectory(prefix + ".pub");
+        using var key = SigningKey.Generate(SignerRole.Vendor);
+        var e = Assert.Throws<KeyFileException>(() => key.Save(prefix));
+        Assert.StartsWith($"cannot write '{prefix}.pub'", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(prefix + ".key"));
+
+        Directory.Delete(prefix + ".pub");
+        var (priv, pub) = key.Save(prefix);
+        Assert.Equal(key.PublicKey.KeyIdHex, TrustedKey.Load(pub).KeyIdHex);
+        using var loaded = SigningKey.Load(priv);
+        Assert.Equal(key.PublicKey.KeyIdHex, loaded.PublicKey.KeyIdHex);
+    }
+
+    /// <summary>
     /// A leftover temporary file from a save cut short (power cut, full disk) is neither taken for a key nor allowed to
     /// lend the new key its permissions.
     /// </summary>

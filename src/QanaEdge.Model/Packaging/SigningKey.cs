@@ -127,14 +127,19 @@ public sealed class SigningKey : IDisposable
         if (File.Exists(keyPath)) throw new KeyFileException($"'{keyPath}' already exists; keys are never overwritten");
         byte[] pkcs8 = _ecdsa.ExportPkcs8PrivateKey();
         byte[] text = Encoding.ASCII.GetBytes($"{Header}\nrole: {PackageSignature.RoleName(Role)}\nprivate: {Convert.ToBase64String(pkcs8)}\n");
+        string writing = pubPath;
         try
         {
-            WriteWhole(keyPath, text, ownerOnly: true, overwrite: false);
+            // The public half first: when the key cannot follow, a public file alone is harmless and a retry replaces
+            // it, where a key without its public half could not be given to a trust store and would block the retry
+            // (keys are never overwritten).
             WriteWhole(pubPath, Encoding.ASCII.GetBytes(PublicKey.ToText()), ownerOnly: false, overwrite: true);
+            writing = keyPath;
+            WriteWhole(keyPath, text, ownerOnly: true, overwrite: false);
         }
-        catch (IOException e) when (e is not FileNotFoundException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new KeyFileException($"cannot write '{keyPath}': {KeyText.OneLine(e.Message)}", e);
+            throw new KeyFileException($"cannot write '{writing}': {KeyText.OneLine(e.Message)}", e);
         }
         finally
         {
