@@ -81,6 +81,8 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Qana.Run("bench", "--model", pkg, "--runs", "10", "--no-peer", "--json", missing).AssertOneLineError(1, "does not exist");
         Qana.Run("evaluate", "--images", _dir, "--labels", Write("l.csv", "image_id,dx\nx,nv\n"u8.ToArray()), "--json", folder)
             .AssertOneLineError(1, "it is a folder");
+        string jpeg = ClassifyCommandTests.Jpegs(1)[0];
+        Qana.Run("classify", "--model", pkg, "--saliency", missing, jpeg, jpeg).AssertOneLineError(1, "does not exist");
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp-*", SearchOption.AllDirectories));
     }
 
