@@ -37,8 +37,7 @@ public sealed class SplitCommand : IVerb
             }
             // All three targets are checked before any is written, and each is written whole (beside, then renamed):
             // a failure partway used to leave the files of two different splits side by side.
-            var parts = new[] { ("train.csv", split.Train), ("val.csv", split.Validation), ("test.csv", split.Test) }
-                .Select(p => (Path: Files.CheckWritable(Path.Combine(dir, p.Item1)), Rows: p.Item2)).ToArray();
+            var parts = split.CsvFiles.Select(f => (Path: Files.CheckWritable(Path.Combine(dir, f.FileName)), f.Rows)).ToArray();
             foreach (var (path, rows) in parts)
             {
                 var text = new StringWriter { NewLine = "\n" };

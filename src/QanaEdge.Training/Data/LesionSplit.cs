@@ -73,12 +73,14 @@ public sealed class LesionSplit
         return new LesionSplit(parts[0], parts[1], parts[2], seed);
     }
 
-    /// <summary>Writes train.csv, val.csv and test.csv (HAM10000 format) into a folder.</summary>
+    /// <summary>The split's files: train.csv, val.csv and test.csv, each with its rows.</summary>
+    public (string FileName, IReadOnlyList<Ham10000Row> Rows)[] CsvFiles =>
+        [("train.csv", Train), ("val.csv", Validation), ("test.csv", Test)];
+
+    /// <summary>Writes <see cref="CsvFiles"/> (HAM10000 format) into a folder.</summary>
     public void WriteCsv(string directory)
     {
         Directory.CreateDirectory(directory);
-        Ham10000Index.Write(Path.Combine(directory, "train.csv"), Train);
-        Ham10000Index.Write(Path.Combine(directory, "val.csv"), Validation);
-        Ham10000Index.Write(Path.Combine(directory, "test.csv"), Test);
+        foreach (var (name, rows) in CsvFiles) Ham10000Index.Write(Path.Combine(directory, name), rows);
     }
 }

@@ -237,8 +237,6 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         Say($"test: top-1 {testM.Top1:P2}, macro-F1 {testM.MacroF1:P2}, balanced accuracy {testM.BalancedAccuracy:P2}, tiling trigger rate {testTrigger:P1}");
         // How far the test figures can be trusted: 95 % intervals, resampling lesions (docs/evaluation.md).
         var testCi = BootstrapIntervals.Compute(testLabels, test.Predictions, split.Test.Select(r => r.LesionId).ToArray(), Classes.Count);
-        if (!double.IsNaN(testCi.Top1.Low)) Say($"test 95 % intervals (bootstrap over lesions): top-1 {testCi.Top1.Low:P1}-{testCi.Top1.High:P1}, "
-            + $"macro-F1 {testCi.MacroF1.Low:P1}-{testCi.MacroF1.High:P1}, balanced accuracy {testCi.BalancedAccuracy.Low:P1}-{testCi.BalancedAccuracy.High:P1}");
 
         var metrics = new Dictionary<string, double>
         {
@@ -257,6 +255,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         // No interval from fewer than two lesions (NaN, which the package's JSON cannot hold).
         if (!double.IsNaN(testCi.Top1.Low))
         {
+            Say($"test 95 % intervals (bootstrap over lesions): top-1 {testCi.Top1.Low:P1}-{testCi.Top1.High:P1}, "
+                + $"macro-F1 {testCi.MacroF1.Low:P1}-{testCi.MacroF1.High:P1}, balanced accuracy {testCi.BalancedAccuracy.Low:P1}-{testCi.BalancedAccuracy.High:P1}");
             metrics["test_top1_ci95_low"] = testCi.Top1.Low; metrics["test_top1_ci95_high"] = testCi.Top1.High;
             metrics["test_macro_f1_ci95_low"] = testCi.MacroF1.Low; metrics["test_macro_f1_ci95_high"] = testCi.MacroF1.High;
             metrics["test_balanced_accuracy_ci95_low"] = testCi.BalancedAccuracy.Low; metrics["test_balanced_accuracy_ci95_high"] = testCi.BalancedAccuracy.High;
