@@ -86,16 +86,77 @@ public sealed class PowerSensorTests
         Assert.Contains("320 mV", e.Message);
     }
 
+    /// <summary>
+    /// Datasheet table 8-4's returned values on its 8 mΩ shunt: shunt voltage 19200 (× 2.5 µV = 48 mV), bus 7500
+    /// (× 1.6 mV = 12 V), 6 A, 72 W. The datasheet rounds its current LSB up to 500 µA (SHUNT_CAL 1280); the sensor takes
+    /// the finest for 8 A: equation 2, 8 A / 2^15 = 244.140625 µA; equation 1, SHUNT_CAL = trunc(0.00512 / (244.140625 µA
+    /// × 8 mΩ)) = trunc(2621.44) = 2621, so Current_LSB = 0.00512 / (2621 × 8 mΩ) = 244.18161007249144 µA. The chip's
+    /// current register, shunt × SHUNT_CAL / 2048: trunc(19200 × 2621 / 2048) = trunc(24571.875) = 24571, × Current_LSB
+    /// = 5.999786341091187 A; × 12 V = 71.99743609309424 W.
+    /// </summary>
+    [Fact]
+    public void Ina236_datasheet_readings_with_the_finest_current_lsb()
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.008, 8.0);
+        Assert.Equal(2621, chip.ShuntCal);
+        Assert.Equal(244.18161007249144e-6, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = 19200;
+        chip.BusSteps = 7500;
+        PowerReading r = sensor.Read();
+        Assert.Equal(12.0, r.BusVolts, 9);
+        Assert.Equal(5.999786341091187, r.CurrentAmps, 12);
+        Assert.Equal(71.99743609309424, r.PowerWatts, 9);
+        Assert.Equal(0.048, sensor.ReadShuntVolts(), 12);
+    }
+
+    /// <summary>
+    /// Imax × R under 5.12 mV: equation 1 with equation 2's finest LSB exceeds SHUNT_CAL's 15 bits, so the sensor
+    /// programs 0x7FFF, the finest LSB that fits, Current_LSB = 0.00512 / (32767 × R). Before, the upstream binding's
+    /// value (computed for twice the finest LSB) was written unchecked: the chip dropped bit 15, or the binding threw.
+    /// <list type="bullet">
+    /// <item>2 mΩ, 1 A (2 mV): 0.00512 / (1 A / 2^15 × 2 mΩ) = 83886.08 → 0x7FFF; LSB = 78.12738425855281 µA (the
+    /// binding wrote 41943, 0xA3D7, of which the chip kept 0x23D7 = 9175: a 279 µA LSB). 0.5 A is 1 mV, 400 shunt steps:
+    /// trunc(400 × 32767 / 2048) = trunc(6399.8) = 6399 → 0.49993713187047945 A.</item>
+    /// <item>1 mΩ, 0.5 A (0.5 mV): 335544.32 → 0x7FFF; LSB = 156.25476851710562 µA (the binding's 167772 did not fit 16
+    /// bits and it threw). 0.25 A is 0.25 mV, 100 steps: trunc(100 × 32767 / 2048) = trunc(1599.95) = 1599 →
+    /// 0.2498513748588519 A.</item>
+    /// </list>
+    /// </summary>
+    [Theory]
+    [InlineData(0.002, 1.0, 78.12738425855281e-6, 400, 0.49993713187047945)]
+    [InlineData(0.001, 0.5, 156.25476851710562e-6, 100, 0.2498513748588519)]
+    public void Ina236_a_small_shunt_gets_the_finest_current_lsb_that_fits_in_15_bits(
+        double shuntOhms, double maxCurrentAmps, double currentLsbAmps, short shuntRaw, double amps)
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, shuntOhms, maxCurrentAmps);
+        Assert.Equal(0x7FFF, chip.ShuntCal);
+        Assert.Equal(currentLsbAmps, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = shuntRaw;
+        chip.BusSteps = 7500;
+        Assert.Equal(amps, sensor.Read().CurrentAmps, 12);
+        chip.ShuntRaw = (short)-shuntRaw;
+        Assert.Equal(-amps, sensor.Read().CurrentAmps, 12);
+    }
+
+    [Fact]
+    public void Ina236_refuses_a_range_under_one_step_of_its_shunt_input()
+    {
+        // 2 mA through 1 mΩ is 2 µV, under one 2.5 µV step: every current up to the maximum would read 0.
+        var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new SimulatedIna236(), 0.001, 0.002));
+        Assert.Contains("2 µV, under one step of the shunt input (2.5 µV)", e.Message);
+    }
+
     [Fact]
     public void Ina236_calibration_and_signed_readings()
     {
-        // 8 mΩ shunt, 4 A max. Whatever current LSB the binding picks, SHUNT_CAL = 0.00512 / (LSB × R) (equation 1)
-        // and the sensor decodes with the LSB that SHUNT_CAL implies.
+        // 8 mΩ shunt, 4 A max. Equation 2: 4 A / 2^15 = 122.0703125 µA; equation 1: SHUNT_CAL = trunc(0.00512 /
+        // (122.0703125 µA × 8 mΩ)) = trunc(5242.88) = 5242, Current_LSB = 0.00512 / (5242 × 8 mΩ) = 122.09080503624572 µA.
         var chip = new SimulatedIna236();
         using var sensor = new Ina236PowerSensor(chip, 0.008, 4.0);
-        Assert.True(chip.ShuntCal > 0);
-        Assert.Equal(0.00512 / (chip.ShuntCal * 0.008), sensor.CurrentLsbAmps, 12);
-        Assert.True(sensor.CurrentLsbAmps >= 4.0 / 32768, "the LSB must cover the maximum current in 15 bits");
+        Assert.Equal(5242, chip.ShuntCal);
+        Assert.Equal(122.09080503624572e-6, sensor.CurrentLsbAmps, 15);
         chip.BusSteps = 7500;  // 12.0 V
         chip.ShuntRaw = 4000;  // 10 mV → 1.25 A
         PowerReading r = sensor.Read();
