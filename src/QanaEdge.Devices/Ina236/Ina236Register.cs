@@ -1,6 +1,6 @@
 namespace QanaEdge.Devices.Ina236;
 
-/// <summary>INA236 register addresses (TI datasheet SBOSA34, table 7-3).</summary>
+/// <summary>INA236 register addresses (TI datasheet SBOSA81, section 7.6).</summary>
 internal enum Ina236Register : byte
 {
     /// <summary>Configuration; reset value 0x4127; bit 15 resets, bit 12 ADCRANGE (0: ±81.92 mV, 1: ±20.48 mV).</summary>
@@ -13,7 +13,10 @@ internal enum Ina236Register : byte
     Power = 0x03,
     /// <summary>Current, two's complement, LSB set by SHUNT_CAL.</summary>
     Current = 0x04,
-    /// <summary>SHUNT_CAL = 0.00512 / (current LSB × R_shunt), ×4 with ADCRANGE 1; 15 bits.</summary>
+    /// <summary>
+    /// SHUNT_CAL in bits 14..0 (bit 15 reserved): 0.00512 / (current LSB × R_shunt) with ADCRANGE 0, divided by 4 with
+    /// ADCRANGE 1 (datasheet 8.1.2), since the shunt register then counts 625 nV steps, four per 2.5 µV.
+    /// </summary>
     Calibration = 0x05,
     MaskEnable = 0x06,
     AlertLimit = 0x07,

@@ -1,7 +1,7 @@
 namespace QanaEdge.Daemon.Tests.Devices;
 
 /// <summary>
-/// INA236 per datasheet SBOSA34: configuration resets to 0x4127 (bit 15 resets), manufacturer id 0x5449 and device id
+/// INA236 per datasheet SBOSA81: configuration resets to 0x4127 (bit 15 resets), manufacturer id 0x5449 and device id
 /// 0xA080 read-only; shunt voltage two's complement (2.5 µV LSB, 625 nV with ADCRANGE); bus voltage 1.6 mV LSB; the chip
 /// derives current = shunt × SHUNT_CAL / 2048 (equation 2; with ADCRANGE 1 the user divides SHUNT_CAL by 4) and power = current × bus / 20 (equation 4).
 /// </summary>
