@@ -17,6 +17,8 @@ public sealed class Ina219PowerSensor : IPowerSensor
     private const double MaxShuntVolts = 0.32768;
     private const double ShuntLsbVolts = 10e-6;
     private const double BusLsbVolts = 4e-3;
+    /// <summary>The largest calibration value: 16 bits with bit 0 fixed at zero.</summary>
+    public const ushort MaxCalibration = 0xFFFE;
 
     /// <summary>
     /// Configuration register value written at start: 32 V bus range, PGA /8 (±320 mV), 12-bit shunt and bus ADCs,
@@ -41,24 +43,22 @@ public sealed class Ina219PowerSensor : IPowerSensor
 
     /// <param name="device">The chip's I2C device (address 0x40..0x4F). Owned by this sensor.</param>
     /// <param name="shuntOhms">Value of the shunt resistor.</param>
-    /// <param name="maxCurrentAmps">Largest expected current; sets the current LSB (datasheet 8.5.1 step 2).</param>
+    /// <param name="maxCurrentAmps">Largest expected current; sets the current LSB (<see cref="Calibrate"/>).</param>
     public Ina219PowerSensor(I2cDevice device, double shuntOhms, double maxCurrentAmps)
     {
         ArgumentNullException.ThrowIfNull(device);
         if (!(shuntOhms > 0)) throw new PowerSensorException($"INA219: shunt resistance must be positive (got {shuntOhms} Ω)");
         if (!(maxCurrentAmps > 0)) throw new PowerSensorException($"INA219: maximum current must be positive (got {maxCurrentAmps} A)");
-        if (maxCurrentAmps * shuntOhms > MaxShuntVolts)
+        double shuntVolts = maxCurrentAmps * shuntOhms;
+        if (shuntVolts > MaxShuntVolts)
             throw new PowerSensorException($"INA219: {maxCurrentAmps} A through {shuntOhms} Ω exceeds the ±320 mV shunt range");
+        // Below one step of the shunt ADC every current up to the maximum reads 0: nothing to log.
+        if (shuntVolts < ShuntLsbVolts)
+            throw new PowerSensorException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"INA219: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1e6:0.###} µV, under one step of the shunt input ({ShuntLsbVolts * 1e6:0.##} µV); no current up to the maximum could be measured (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
         _shuntOhms = shuntOhms;
         _device = device;
-        // Datasheet: Current_LSB = Max_Expected_I / 2^15, then Cal = trunc(0.04096 / (Current_LSB × R_shunt)).
-        _currentLsbAmps = maxCurrentAmps / 32768.0;
-        double cal = Math.Truncate(0.04096 / (_currentLsbAmps * shuntOhms));
-        if (cal < 2 || cal > 0xFFFE)
-            throw new PowerSensorException($"INA219: calibration value {cal} is outside the register's range; choose another maximum current");
-        // Bit 0 of the calibration register is fixed at zero: the chip works with the even value.
-        ushort calibration = (ushort)((int)cal & 0xFFFE);
-        _currentLsbAmps = 0.04096 / (calibration * shuntOhms);
+        (ushort calibration, _currentLsbAmps) = Calibrate(shuntOhms, maxCurrentAmps);
         Name = $"ina219@i2c-{device.ConnectionSettings.BusId}:0x{device.ConnectionSettings.DeviceAddress:X2}";
         _chip = new UpstreamIna219(device);
         device.Write([0x00, Configuration >> 8, Configuration & 0xFF]);
@@ -66,12 +66,29 @@ public sealed class Ina219PowerSensor : IPowerSensor
         _chip.SetCalibration(calibration, (float)_currentLsbAmps);
     }
 
+    /// <summary>
+    /// The calibration value and the current LSB it gives. The datasheet's procedure (8.5.1): the finest LSB is
+    /// Imax / 2^15 (step 2), Cal = trunc(0.04096 / (Current_LSB × R_shunt)) (equation 1), and any larger LSB is allowed.
+    /// With Imax × R under 20.48 mV that Cal exceeds the register, so the sensor takes the finest LSB that fits,
+    /// 0.04096 / (0xFFFE × R): a small shunt keeps logging instead of being refused. It costs no measurement: the
+    /// current register is shunt × Cal / 4096 (equation 4), so one 10 µV step of the shunt ADC is still about 16 current
+    /// LSBs. Bit 0 of the register is fixed at zero, so the chip works with the even value; the LSB is computed from it.
+    /// (The ±320 mV check keeps Cal at 4096 or more.)
+    /// </summary>
+    public static (ushort Calibration, double CurrentLsbAmps) Calibrate(double shuntOhms, double maxCurrentAmps)
+    {
+        double minimumLsb = maxCurrentAmps / 32768;
+        double exact = 0.04096 / (minimumLsb * shuntOhms);
+        ushort calibration = exact >= MaxCalibration ? MaxCalibration : (ushort)((int)exact & 0xFFFE);
+        return (calibration, 0.04096 / (calibration * shuntOhms));
+    }
+
     public string Name { get; }
 
     /// <summary>12-bit conversions of shunt and bus: 532 µs each (datasheet table 8-5, default mode).</summary>
     public TimeSpan UpdateInterval { get; } = TimeSpan.FromMicroseconds(2 * 532);
 
-    /// <summary>Current LSB after rounding the calibration value.</summary>
+    /// <summary>Current LSB of the calibration value written (<see cref="Calibrate"/>).</summary>
     public double CurrentLsbAmps => _currentLsbAmps;
 
     public PowerReading Read()

@@ -87,6 +87,36 @@ public sealed class PowerSensorTests
     }
 
     /// <summary>
+    /// A 10 mΩ shunt for 1 A (10 mV at full current, under the 20.48 mV where the calibration outgrows its register).
+    /// Step 2: Minimum_LSB = 1 A / 2^15 = 30.517578125 µA; equation 1: Cal = trunc(0.04096 / (30.517578125 µA × 10 mΩ))
+    /// = trunc(134217.728), beyond 0xFFFE. The finest LSB that fits is 0.04096 / (65534 × 10 mΩ) = 62.50190740684226 µA.
+    /// 5 mV across the shunt (0.5 A) is 500 shunt steps; equation 4: trunc(500 × 65534 / 4096) = trunc(7999.7559) = 7999,
+    /// × 62.50190740684226 µA = 0.4999527573473312 A; at 5 V, 2.499763786736656 W.
+    /// </summary>
+    [Fact]
+    public void Ina219_a_small_shunt_gets_the_finest_current_lsb_the_calibration_register_holds()
+    {
+        var chip = new SimulatedIna219();
+        using var sensor = new Ina219PowerSensor(chip, shuntOhms: 0.01, maxCurrentAmps: 1.0);
+        Assert.Equal(0xFFFE, chip.Calibration);
+        Assert.Equal(62.50190740684226e-6, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = 500;
+        chip.BusSteps = 1250;
+        PowerReading r = sensor.Read();
+        Assert.Equal(0.4999527573473312, r.CurrentAmps, 12);
+        Assert.Equal(2.499763786736656, r.PowerWatts, 12);
+        Assert.Equal(0.5, sensor.ReadCurrentFromShunt(), 12);
+    }
+
+    [Fact]
+    public void Ina219_refuses_a_range_under_one_step_of_its_shunt_input()
+    {
+        // 5 mA through 1 mΩ is 5 µV, half of one 10 µV step: every current up to the maximum would read 0.
+        var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.001, 0.005));
+        Assert.Contains("5 µV, under one step of the shunt input (10 µV)", e.Message);
+    }
+
+    /// <summary>
     /// Datasheet table 8-4's returned values on its 8 mΩ shunt: shunt voltage 19200 (× 2.5 µV = 48 mV), bus 7500
     /// (× 1.6 mV = 12 V), 6 A, 72 W. The datasheet rounds its current LSB up to 500 µA (SHUNT_CAL 1280); the sensor takes
     /// the finest for 8 A: equation 2, 8 A / 2^15 = 244.140625 µA; equation 1, SHUNT_CAL = trunc(0.00512 / (244.140625 µA
