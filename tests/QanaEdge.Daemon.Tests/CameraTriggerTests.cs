@@ -31,7 +31,7 @@ public sealed class CameraTriggerTests : IDisposable
     }
 
     private DaemonRunner Daemon(string deviceId) => new(_root, _broker.Port, deviceId,
-        new DaemonHooks { CameraFactory = _ => new V4l2CameraSource(_device), GpioFactory = () => new GpioController(_gpio) },
+        new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
         "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}");
 
     /// <summary>A press as a real contact makes it: down, bounce up, down again, release.</summary>
@@ -55,6 +55,9 @@ public sealed class CameraTriggerTests : IDisposable
     public async Task Button_press_and_capture_command_each_give_exactly_one_capture_and_one_result()
     {
         byte[][] scenes = TestEnv.RealImages(3, skip: 630).Select(File.ReadAllBytes).ToArray();
+        // After each stream-on the camera's exposure settles over the first frames, which the daemon's default
+        // Qana:Camera:WarmupFrames lets go by: none of them may become a capture.
+        _device.SettlingFrames = TestEnv.RealImages(V4l2CameraSource.DefaultWarmupFrames, skip: 650).Select(File.ReadAllBytes).ToArray();
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devcam/#");
         await sub.ConnectAsync();
         await using var daemon = Daemon("devcam");
@@ -141,7 +144,7 @@ public sealed class CameraTriggerTests : IDisposable
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamfull/#");
         await sub.ConnectAsync();
         await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamfull",
-            new DaemonHooks { CameraFactory = _ => new V4l2CameraSource(_device), GpioFactory = () => new GpioController(_gpio) },
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
             "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", $"--Qana:Inbox={inbox}");
         await daemon.StartAsync();
         string filler = disk.Fill();

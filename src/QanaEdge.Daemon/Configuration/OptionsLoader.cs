@@ -157,6 +157,7 @@ public static class OptionsLoader
             ("Camera:Device", IsInt, "an integer"),
             ("Camera:Width", IsInt, "an integer"),
             ("Camera:Height", IsInt, "an integer"),
+            ("Camera:WarmupFrames", IsInt, "an integer"),
             ("Camera:ButtonPin", IsInt, "an integer"),
             ("Camera:DebounceMilliseconds", IsInt, "an integer"),
         ];

@@ -184,6 +184,11 @@ public sealed class CameraOptions
     [Range(0, 63)] public int Device { get; set; }
     [Range(16, 8192)] public int Width { get; set; } = 640;
     [Range(16, 8192)] public int Height { get; set; } = 480;
+    /// <summary>
+    /// Frames dropped after stream-on before the one a capture keeps: the camera's auto-exposure only starts adjusting
+    /// once frames flow (<see cref="QanaEdge.Devices.Camera.V4l2CameraSource"/>).
+    /// </summary>
+    [Range(0, 300)] public int WarmupFrames { get; set; } = QanaEdge.Devices.Camera.V4l2CameraSource.DefaultWarmupFrames;
     /// <summary>GPIO line of the capture button (active low); -1: no button.</summary>
     [Range(-1, 1023)] public int ButtonPin { get; set; } = -1;
     [Range(0, 10000)] public int DebounceMilliseconds { get; set; } = 50;

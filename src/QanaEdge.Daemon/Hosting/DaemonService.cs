@@ -182,7 +182,7 @@ public sealed class DaemonService(
     {
         try
         {
-            ICameraSource source = hooks.CameraFactory?.Invoke(options.Camera) ?? V4l2CameraSource.Open(options.Camera.Device, (uint)options.Camera.Width, (uint)options.Camera.Height);
+            ICameraSource source = hooks.CameraFactory?.Invoke(options.Camera) ?? V4l2CameraSource.Open(options.Camera.Device, (uint)options.Camera.Width, (uint)options.Camera.Height, options.Camera.WarmupFrames);
             CaptureButton? button = null;
             if (options.Camera.ButtonPin >= 0)
             {

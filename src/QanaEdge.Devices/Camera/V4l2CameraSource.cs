@@ -1,3 +1,4 @@
+using System.Buffers;
 using Iot.Device.Media;
 
 namespace QanaEdge.Devices.Camera;
@@ -5,28 +6,48 @@ namespace QanaEdge.Devices.Camera;
 /// <summary>
 /// A V4L2 camera (e.g. a USB dermatoscope) through Iot.Device.Media.VideoDevice, asked for MJPEG so that every
 /// frame is already a JPEG file and no colour conversion runs on the board. The <see cref="VideoDevice"/> is the
-/// test seam: tests hand in a subclass that emulates the device's frame buffer.
+/// test seam: tests hand in a subclass that emulates the device's frame buffers.
 /// </summary>
+/// <remarks>
+/// Each capture starts the stream, lets <see cref="WarmupFrames"/> frames go by and keeps the next one. A camera's
+/// auto-exposure and white balance only start adjusting once frames flow, so the first frames after STREAMON come out
+/// too dark or too bright; the binding's <see cref="VideoDevice.Capture()"/> returns exactly that first frame. The
+/// continuous capture dequeues each frame, copies it out and queues its buffer again before handing over the copy,
+/// so a warm-up frame costs only its copy (a pooled array, returned at once).
+/// </remarks>
 public sealed class V4l2CameraSource : ICameraSource
 {
-    private readonly VideoDevice _device;
+    /// <summary>Frames dropped after stream-on unless configured otherwise: 5, about 170 ms at 30 frames per second.</summary>
+    public const int DefaultWarmupFrames = 5;
 
-    public V4l2CameraSource(VideoDevice device)
+    private readonly VideoDevice _device;
+    private int _framesSeen;
+    private byte[]? _kept;
+    private int _keptLength;
+    private CancellationTokenSource? _stop;
+
+    /// <param name="device">The video device. Owned by this source.</param>
+    /// <param name="warmupFrames">Frames dequeued and dropped after stream-on before the one that is kept.</param>
+    public V4l2CameraSource(VideoDevice device, int warmupFrames = DefaultWarmupFrames)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentOutOfRangeException.ThrowIfNegative(warmupFrames);
         _device = device;
+        WarmupFrames = warmupFrames;
+        // Frames come in arrays from ArrayPool<byte>.Shared, given back here once read: warm-up frames allocate nothing.
+        _device.ImageBufferPoolingEnabled = true;
         Name = $"v4l2 {device.DevicePath}{device.Settings.BusId} {device.Settings.CaptureSize.Width}x{device.Settings.CaptureSize.Height}";
     }
 
     /// <summary>Opens /dev/video{index} for MJPEG frames of the given size.</summary>
-    public static V4l2CameraSource Open(int index, uint width, uint height)
+    public static V4l2CameraSource Open(int index, uint width, uint height, int warmupFrames = DefaultWarmupFrames)
     {
         string path = $"/dev/video{index}";
         if (!File.Exists(path)) throw new CameraException($"camera: {path} does not exist");
         try
         {
             var settings = new VideoConnectionSettings(index, (width, height), VideoPixelFormat.MJPEG);
-            return new V4l2CameraSource(VideoDevice.Create(settings));
+            return new V4l2CameraSource(VideoDevice.Create(settings), warmupFrames);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or NotSupportedException)
         {
@@ -36,14 +57,64 @@ public sealed class V4l2CameraSource : ICameraSource
 
     public string Name { get; }
 
+    /// <summary>Frames dropped after stream-on before the one a capture keeps.</summary>
+    public int WarmupFrames { get; }
+
     public byte[] CaptureJpeg()
     {
-        byte[] buffer;
-        try { buffer = _device.Capture(); }
+        _framesSeen = 0;
+        _kept = null;
+        using var stop = new CancellationTokenSource();
+        _stop = stop;
+        _device.NewImageBufferReady += OnFrame;
+        try
+        {
+            _device.StartCaptureContinuous();
+            // The binding stops streaming only when the loop ends normally; stopping closes the device either way.
+            try { _device.CaptureContinuous(stop.Token); }
+            finally { _device.StopCaptureContinuous(); }
+        }
         catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException or UnauthorizedAccessException or NotSupportedException)
         {
+            ReturnKept();
             throw new CameraException($"{Name}: capture failed: {e.Message}", e);
         }
+        finally
+        {
+            _device.NewImageBufferReady -= OnFrame;
+            _stop = null;
+        }
+        if (_kept is null) throw new CameraException($"{Name}: the stream ended without a frame");
+        try { return Cut(_kept.AsSpan(0, _keptLength)); }
+        finally { ReturnKept(); }
+    }
+
+    /// <summary>
+    /// One frame from the binding, its V4L2 buffer already queued again. Nothing here throws: an exception would leave
+    /// the binding's loop before STREAMOFF.
+    /// </summary>
+    private void OnFrame(object sender, NewImageBufferReadyEventArgs e)
+    {
+        if (_kept is not null) { ArrayPool<byte>.Shared.Return(e.ImageBuffer); return; }
+        if (_framesSeen++ < WarmupFrames)
+        {
+            ArrayPool<byte>.Shared.Return(e.ImageBuffer); // exposure still settling: dropped
+            return;
+        }
+        _kept = e.ImageBuffer;
+        _keptLength = e.Length;
+        _stop?.Cancel();
+    }
+
+    private void ReturnKept()
+    {
+        if (_kept is not null) ArrayPool<byte>.Shared.Return(_kept);
+        _kept = null;
+    }
+
+    /// <summary>The JPEG at the start of a driver buffer, or why there is none.</summary>
+    private byte[] Cut(ReadOnlySpan<byte> buffer)
+    {
         // An MJPEG frame starts with the JPEG SOI marker; anything else means the driver ignored the format.
         if (buffer.Length < 4 || buffer[0] != 0xFF || buffer[1] != 0xD8)
             throw new CameraException($"{Name}: the frame is not a JPEG ({buffer.Length} bytes); the device may not support MJPEG");
@@ -51,7 +122,7 @@ public sealed class V4l2CameraSource : ICameraSource
         int length = JpegFrame.Length(buffer);
         if (length < 0)
             throw new CameraException($"{Name}: the JPEG frame is cut short (no end of image in {buffer.Length} bytes)");
-        return length == buffer.Length ? buffer : buffer.AsSpan(0, length).ToArray();
+        return buffer[..length].ToArray();
     }
 
     public void Dispose() => _device.Dispose();

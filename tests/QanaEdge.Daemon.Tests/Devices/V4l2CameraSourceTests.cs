@@ -26,6 +26,49 @@ public sealed class V4l2CameraSourceTests
         Assert.Equal("v4l2 /dev/video0 640x480", camera.Name);
     }
 
+    /// <summary>
+    /// Auto-exposure settles only once frames flow, so the first frames after stream-on come out too dark or too bright.
+    /// The source lets the warm-up frames go by, each dequeued and its buffer queued again, and returns the next one.
+    /// Five warm-up frames on the binding's four buffers: the sixth dequeue takes buffer 1 again, which it can only
+    /// because the warm-up frames' buffers went back to the driver.
+    /// </summary>
+    [Fact]
+    public void Warm_up_frames_after_stream_on_are_dequeued_and_queued_again_and_the_settled_frame_is_returned()
+    {
+        byte[][] images = TestEnv.RealImages(6, skip: 613).Select(File.ReadAllBytes).ToArray();
+        Assert.Equal(6, images.Select(Convert.ToHexString).Distinct().Count());
+        using var device = Device(VideoPixelFormat.MJPEG);
+        device.SettlingFrames = images[..5];
+        device.Scene = images[5];
+        using var camera = new V4l2CameraSource(device, warmupFrames: 5);
+
+        byte[] frame = camera.CaptureJpeg();
+
+        Assert.Equal(SHA256.HashData(images[5]), SHA256.HashData(frame));
+        Assert.Equal(
+            [
+                "REQBUFS 4", "QBUF 0", "QBUF 1", "QBUF 2", "QBUF 3", "STREAMON",
+                "DQBUF 0", "QBUF 0", "DQBUF 1", "QBUF 1", "DQBUF 2", "QBUF 2", "DQBUF 3", "QBUF 3", "DQBUF 0", "QBUF 0",
+                "DQBUF 1", "QBUF 1", "STREAMOFF",
+            ],
+            device.Ioctls);
+        Assert.Equal(1, device.Captures);
+    }
+
+    [Fact]
+    public void Without_warm_up_the_first_frame_after_stream_on_is_returned()
+    {
+        byte[][] images = TestEnv.RealImages(2, skip: 613).Select(File.ReadAllBytes).ToArray();
+        using var device = Device(VideoPixelFormat.MJPEG);
+        device.SettlingFrames = [images[0]];
+        device.Scene = images[1];
+        using var camera = new V4l2CameraSource(device, warmupFrames: 0);
+
+        Assert.Equal(SHA256.HashData(images[0]), SHA256.HashData(camera.CaptureJpeg()));
+        Assert.Equal(["REQBUFS 4", "QBUF 0", "QBUF 1", "QBUF 2", "QBUF 3", "STREAMON", "DQBUF 0", "QBUF 0", "STREAMOFF"], device.Ioctls);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new V4l2CameraSource(device, warmupFrames: -1));
+    }
+
     [Fact]
     public void A_camera_without_MJPEG_gives_raw_YUYV_which_is_refused_with_the_reason()
     {
