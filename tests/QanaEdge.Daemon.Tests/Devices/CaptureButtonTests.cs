@@ -5,20 +5,35 @@ namespace QanaEdge.Daemon.Tests.Devices;
 
 public sealed class CaptureButtonTests
 {
+    /// <summary>A button on an emulated GPIO chip and the presses it has reported.</summary>
+    private sealed class Rig : IDisposable
+    {
+        private int _presses;
+
+        public Rig(int pin, TimeSpan debounce, bool ownsController = true)
+        {
+            Button = new CaptureButton(new GpioController(Driver), pin, debounce, ownsController);
+            Button.Pressed += () => Interlocked.Increment(ref _presses);
+        }
+
+        public EmulatedGpioDriver Driver { get; } = new();
+        public CaptureButton Button { get; }
+        public int Presses => Volatile.Read(ref _presses);
+
+        public void Dispose() => Button.Dispose();
+    }
+
     [Fact]
     public void A_press_is_a_falling_edge_with_pull_up_and_bounces_are_ignored()
     {
-        var driver = new EmulatedGpioDriver();
-        using var button = new CaptureButton(new GpioController(driver), pin: 17, debounce: TimeSpan.FromSeconds(5));
-        int presses = 0;
-        button.Pressed += () => presses++;
-        Assert.Equal(PinMode.InputPullUp, driver.ModeOf(17));
+        using var rig = new Rig(pin: 17, debounce: TimeSpan.FromSeconds(5));
+        Assert.Equal(PinMode.InputPullUp, rig.Driver.ModeOf(17));
 
-        driver.Drive(17, PinValue.Low);   // press
-        driver.Drive(17, PinValue.High);  // bounce
-        driver.Drive(17, PinValue.Low);   // bounce within the debounce time
-        driver.Drive(17, PinValue.High);  // release
-        Assert.Equal(1, presses);
+        rig.Driver.Drive(17, PinValue.Low);   // press
+        rig.Driver.Drive(17, PinValue.High);  // bounce
+        rig.Driver.Drive(17, PinValue.Low);   // bounce within the debounce time
+        rig.Driver.Drive(17, PinValue.High);  // release
+        Assert.Equal(1, rig.Presses);
     }
 
     /// <summary>
@@ -29,34 +44,28 @@ public sealed class CaptureButtonTests
     [Fact]
     public void A_release_that_bounces_after_a_long_hold_is_not_a_second_press()
     {
-        var driver = new EmulatedGpioDriver();
-        using var button = new CaptureButton(new GpioController(driver), pin: 5, debounce: TimeSpan.FromMilliseconds(300));
-        int presses = 0;
-        button.Pressed += () => presses++;
+        using var rig = new Rig(pin: 5, debounce: TimeSpan.FromMilliseconds(300));
 
-        driver.Drive(5, PinValue.Low);    // press
-        Thread.Sleep(600);                // held
-        driver.Drive(5, PinValue.High);   // release
-        driver.Drive(5, PinValue.Low);    // release bounce
-        driver.Drive(5, PinValue.High);
-        Assert.Equal(1, presses);
+        rig.Driver.Drive(5, PinValue.Low);    // press
+        Thread.Sleep(600);                    // held
+        rig.Driver.Drive(5, PinValue.High);   // release
+        rig.Driver.Drive(5, PinValue.Low);    // release bounce
+        rig.Driver.Drive(5, PinValue.High);
+        Assert.Equal(1, rig.Presses);
 
-        Thread.Sleep(600);                // the line stays high
-        driver.Drive(5, PinValue.Low);    // the next press
-        driver.Drive(5, PinValue.High);
-        Assert.Equal(2, presses);
+        Thread.Sleep(600);                    // the line stays high
+        rig.Driver.Drive(5, PinValue.Low);    // the next press
+        rig.Driver.Drive(5, PinValue.High);
+        Assert.Equal(2, rig.Presses);
     }
 
     [Fact]
     public void Separate_presses_after_the_debounce_time_each_count_and_dispose_unregisters()
     {
-        var driver = new EmulatedGpioDriver();
-        var button = new CaptureButton(new GpioController(driver), pin: 4, debounce: TimeSpan.Zero, ownsController: false);
-        int presses = 0;
-        button.Pressed += () => presses++;
-        for (int i = 0; i < 3; i++) { driver.Drive(4, PinValue.Low); driver.Drive(4, PinValue.High); }
-        Assert.Equal(3, presses);
-        button.Dispose();
-        Assert.Equal(0, driver.Callbacks);
+        var rig = new Rig(pin: 4, debounce: TimeSpan.Zero, ownsController: false);
+        for (int i = 0; i < 3; i++) { rig.Driver.Drive(4, PinValue.Low); rig.Driver.Drive(4, PinValue.High); }
+        Assert.Equal(3, rig.Presses);
+        rig.Dispose();
+        Assert.Equal(0, rig.Driver.Callbacks);
     }
 }
