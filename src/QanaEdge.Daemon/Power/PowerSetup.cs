@@ -17,8 +17,8 @@ public static class PowerSetup
             return o.Sensor switch
             {
                 PowerSensorKind.None => null,
-                PowerSensorKind.Ina219 => new Ina219PowerSensor(I2cDevice.Create(new I2cConnectionSettings(o.I2cBus, o.I2cAddress)), o.ShuntOhms, o.MaxCurrentAmps),
-                PowerSensorKind.Ina236 => new Ina236PowerSensor(I2cDevice.Create(new I2cConnectionSettings(o.I2cBus, o.I2cAddress)), o.ShuntOhms, o.MaxCurrentAmps),
+                PowerSensorKind.Ina219 => OnI2c(o, device => new Ina219PowerSensor(device, o.ShuntOhms, o.MaxCurrentAmps)),
+                PowerSensorKind.Ina236 => OnI2c(o, device => new Ina236PowerSensor(device, o.ShuntOhms, o.MaxCurrentAmps)),
                 PowerSensorKind.Hwmon => HwmonPowerSensor.Open(o.HwmonRoot, o.HwmonChip, o.HwmonChannel),
                 _ => null,
             };
@@ -26,6 +26,21 @@ public static class PowerSetup
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
         {
             throw new PowerSensorException($"power sensor {o.Sensor} on i2c-{o.I2cBus}:0x{o.I2cAddress:X2}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Builds a sensor on the configured I2C device. A sensor owns its device once built; one that refuses the chip
+    /// or the configuration never got it, so the device is closed here rather than left open until the process ends.
+    /// </summary>
+    private static IPowerSensor OnI2c(PowerOptions o, Func<I2cDevice, IPowerSensor> build)
+    {
+        I2cDevice device = I2cDevice.Create(new I2cConnectionSettings(o.I2cBus, o.I2cAddress));
+        try { return build(device); }
+        catch
+        {
+            device.Dispose();
+            throw;
         }
     }
 }

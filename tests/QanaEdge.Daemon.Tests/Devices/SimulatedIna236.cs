@@ -3,7 +3,7 @@ namespace QanaEdge.Daemon.Tests.Devices;
 /// <summary>
 /// INA236 per datasheet SBOSA81: configuration resets to 0x4127 (bit 15 resets), manufacturer id 0x5449 and device id
 /// 0xA080 read-only; shunt voltage two's complement (2.5 µV LSB, 625 nV with ADCRANGE); bus voltage 1.6 mV LSB; the chip
-/// derives current = shunt × SHUNT_CAL / 2048 (equation 2; with ADCRANGE 1 the user divides SHUNT_CAL by 4) and power = current × bus / 20 (equation 4).
+/// derives current = shunt × SHUNT_CAL / 2048 (equation 2; with ADCRANGE 1 the user divides SHUNT_CAL by 4) and power = current × bus / 20000 (the power LSB is 32 × Current_LSB and the bus LSB 1.6 mV, so 1.6 mV / 32 = 1 / 20000).
 /// </summary>
 public sealed class SimulatedIna236(int address = 0x40) : I2cRegisterSimulator(1, address)
 {
@@ -36,7 +36,7 @@ public sealed class SimulatedIna236(int address = 0x40) : I2cRegisterSimulator(1
             0x00 => Config,
             0x01 => unchecked((ushort)ShuntRaw),
             0x02 => (ushort)BusSteps,
-            0x03 => (ushort)Math.Min(0xFFFF, Math.Abs(current) * BusSteps / 20),
+            0x03 => (ushort)Math.Min(0xFFFF, Math.Abs(current) * BusSteps / 20000),
             0x04 => unchecked((ushort)(short)current),
             0x3E => 0x5449,
             0x3F => 0xA080,
