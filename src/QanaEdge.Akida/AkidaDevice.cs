@@ -13,9 +13,15 @@ public sealed unsafe class AkidaDevice : IDisposable
     private readonly AkidaHandle _handle;
 
     public string Path { get; }
-    /// <summary>Input (int8 HWC) and output (int8 logits) lengths of the program; 0 until programmed.</summary>
+    /// <summary>
+    /// Input (int8 HWC) and output (int8 logits) lengths of the program; 0 until programmed, and again after a
+    /// program that failed (the device then holds none).
+    /// </summary>
     public int InputLength { get; private set; }
     public int OutputLength { get; private set; }
+
+    /// <summary>True once a program was accepted, false again after one was refused.</summary>
+    public bool IsProgrammed => OutputLength > 0;
 
     private AkidaDevice(string path, AkidaHandle handle)
     {
@@ -48,12 +54,18 @@ public sealed unsafe class AkidaDevice : IDisposable
         return new AkidaDevice(path, handle);
     }
 
-    /// <summary>Programs the device; on refusal the device's own reason is the exception's message.</summary>
+    /// <summary>
+    /// Programs the device; on refusal the device's own reason is the exception's message, and the device holds no
+    /// program (the library refuses runs until one is accepted; see <see cref="IsProgrammed"/>).
+    /// </summary>
     public void Program(ReadOnlySpan<byte> program)
     {
         lock (_lock)
         {
             AkidaHandle h = Handle();
+            // The old program is gone whatever happens next: lengths kept from it would let an engine built for the
+            // old program pass its checks against a card that holds nothing.
+            InputLength = OutputLength = 0;
             int status;
             fixed (byte* p = program) status = AkidaNative.qana_akida_program(h, p, (nuint)program.Length);
             Check(h, status);
@@ -65,11 +77,13 @@ public sealed unsafe class AkidaDevice : IDisposable
     }
 
     /// <summary>One inference: enqueue <paramref name="input"/>, block for its logits. Allocates nothing.</summary>
+    /// <exception cref="AkidaException">The device failed or refused the run; <see cref="AkidaStatus.State"/> when it holds no program.</exception>
     public void Run(ReadOnlySpan<sbyte> input, Span<sbyte> logits)
     {
         lock (_lock)
         {
             AkidaHandle h = Handle();
+            if (!IsProgrammed) throw NoProgram();
             Check(h, Enqueue(h, input));
             Check(h, Fetch(h, logits));
         }
@@ -113,6 +127,9 @@ public sealed unsafe class AkidaDevice : IDisposable
     }
 
     private AkidaHandle Handle() => !_handle.IsClosed ? _handle : throw new ObjectDisposedException(nameof(AkidaDevice));
+
+    /// <summary>Why a run was refused without asking the library: an engine must not run on what an old program left.</summary>
+    internal AkidaException NoProgram() => new(AkidaStatus.State, $"{Path}: the device holds no program (none was given, or the last one failed)");
 
     private static void Check(AkidaHandle h, int status)
     {

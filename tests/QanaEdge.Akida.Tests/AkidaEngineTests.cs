@@ -88,6 +88,37 @@ public class AkidaEngineTests
         Assert.Contains("not a .qana package", e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A program refused on a device that held one leaves it with none: its lengths are 0 again, and an engine built
+    /// for the old program fails with the device's state rather than running on the old lengths. Before, the old
+    /// lengths stayed, so such an engine passed its checks and a new engine could be built on the empty device.
+    /// </summary>
+    [Fact]
+    public void A_failed_program_leaves_the_device_unprogrammed_and_runs_fail_with_its_state()
+    {
+        using AkidaDevice device = AkidaEngine.OpenAndProgram(s_akd1000, EmulatedCard.DeviceNode());
+        Assert.True(device.IsProgrammed);
+        using AkidaEngine engine = AkidaEngine.OnDevice(s_akd1000, device);
+        sbyte[] input = TestGraphs.RandomInput(s_akd1000, 1);
+        engine.Run(input);
+
+        Assert.Throws<AkidaException>(() => device.Program([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        Assert.False(device.IsProgrammed);
+        Assert.Equal(0, device.InputLength);
+        Assert.Equal(0, device.OutputLength);
+        var e = Assert.Throws<AkidaException>(() => engine.Run(input));
+        Assert.Equal(AkidaStatus.State, e.Status);
+        Assert.Contains("holds no program", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<AkidaException>(() => device.Run(input, new sbyte[7]));
+        Assert.Equal(AkidaStatus.State, e.Status);
+        e = Assert.Throws<AkidaException>(() => AkidaEngine.OnDevice(s_akd1000, device));
+        Assert.Equal(AkidaStatus.State, e.Status);
+
+        // Programmed again, the engine runs again.
+        device.Program(PackageWriter.ToBytes(s_akd1000));
+        engine.Run(input);
+    }
+
     [Fact]
     public void EnqueueBeforeProgram_IsRefused()
     {
