@@ -396,6 +396,59 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// The card drops off the bus (its device node goes) while an update is being programmed: the update is refused,
+    /// the card will not take the old model back either, so the old model runs on the managed engine, out of use
+    /// after a fault; the card is then tried again on CardFailover's schedule, and once its node is back the old model
+    /// returns to it after reproducing its golden vectors. Before, no try was scheduled: the model stayed on the
+    /// managed engine until the next update or a restart.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_fails_an_update_and_will_not_take_the_old_model_back_is_tried_again_and_gets_it_back()
+    {
+        var (root, model, trust, state, signed, sha, _, _) = UpdateOnDisk("akida-gone");
+        string node = Path.Combine(_dev, "akida0");
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 627)[0]);
+        EngineChoice choice = Choose();
+        Assert.True(choice.UseAkida, choice.Reason);
+        using var stop = new CancellationTokenSource();
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var failover = new CardFailover(active, choice, TimeSpan.FromMilliseconds(100), NullLogger.Instance, stop.Token);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance, failover);
+        Assert.True(active.Provider.HoldsDevice);
+
+        File.Delete(node);
+        try
+        {
+            var (outcome, reason) = updates.Handle(signed, sha);
+            Assert.True(outcome == ModelUpdates.Refused, reason);
+            Assert.Contains("no such device", reason, StringComparison.Ordinal);
+            Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+            Assert.False(active.Provider.HoldsDevice);
+            Assert.NotNull(active.CardFault);
+            Assert.Contains("the Akida card failed (", active.Provider.EngineReason, StringComparison.Ordinal);
+            Assert.Contains("the Akida card failed (", active.Source, StringComparison.Ordinal);
+            using (IImageClassifier classifier = active.CreateClassifier(out _))
+                Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+            // Tries at 0.1, 0.3, 0.7 s ... fail while the node is gone.
+            await Task.Delay(400);
+            Assert.False(active.Provider.HoldsDevice);
+        }
+        finally { File.WriteAllBytes(node, []); }
+
+        await TestEnv.WaitUntil(() => active.Provider.HoldsDevice, TimeSpan.FromSeconds(30), "the old model back on the card");
+        Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+        Assert.StartsWith("akida AKD1000", active.Provider.EngineName, StringComparison.Ordinal);
+        Assert.Null(active.CardFault);
+        Assert.Equal("test", active.Source);
+        using (IImageClassifier classifier = active.CreateClassifier(out _))
+            Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        stop.Cancel();
+        await failover.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
     /// An update that arrives while the model is off a failed card is applied on the managed engine, and the card's
     /// return takes the updated model. Before, the update was built for the card, ran its golden vectors there and was
     /// refused with the card's fault.
