@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using QanaEdge.Imaging;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
@@ -142,6 +143,48 @@ public class AkidaEngineTests
         Assert.Equal(AkidaStatus.Busy, device.TryEnqueue(new sbyte[device.InputLength], out error));
         Assert.Contains("already in flight", error, StringComparison.Ordinal);
         Assert.Equal(AkidaStatus.Ok, device.TryFetch(logits, out _));
+    }
+
+    private delegate int OpenExport(IntPtr device, IntPtr output);
+    private delegate int ProgramExport(IntPtr device, IntPtr program, nuint length);
+    private delegate IntPtr LastErrorExport(IntPtr device);
+
+    /// <summary>
+    /// Calls refused for their arguments before they reach a device (a null handle pointer, a null handle), through
+    /// the library's exports as a C caller makes them: each sets its own message where qana_akida_last_error(NULL)
+    /// reads it. Before, they set none, and the caller reported what an earlier failed open had left as their reason.
+    /// The shim over BrainChip's engine (native/akida/qana_akida_engine.cpp) does the same.
+    /// </summary>
+    [Fact]
+    public void A_call_refused_for_its_arguments_reports_its_own_reason_not_an_earlier_one()
+    {
+        // Not freed: a Native AOT library is not unloaded, and the imports share it.
+        IntPtr library = NativeLibrary.Load(TestData.AkidaEmulator);
+        var open = Marshal.GetDelegateForFunctionPointer<OpenExport>(NativeLibrary.GetExport(library, "qana_akida_open"));
+        var program = Marshal.GetDelegateForFunctionPointer<ProgramExport>(NativeLibrary.GetExport(library, "qana_akida_program"));
+        var lastError = Marshal.GetDelegateForFunctionPointer<LastErrorExport>(NativeLibrary.GetExport(library, "qana_akida_last_error"));
+        string ThreadError() => Marshal.PtrToStringUTF8(lastError(IntPtr.Zero))!;
+        IntPtr missing = Marshal.StringToCoTaskMemUTF8(Path.Combine(Path.GetTempPath(), "qana-akida-tests", "no-such-dir", "akida9"));
+        IntPtr node = Marshal.StringToCoTaskMemUTF8(EmulatedCard.DeviceNode());
+        IntPtr handle = Marshal.AllocHGlobal(IntPtr.Size);
+        try
+        {
+            Assert.Equal((int)AkidaStatus.Device, open(missing, handle));
+            Assert.EndsWith("no such device", ThreadError(), StringComparison.Ordinal);
+
+            Assert.Equal((int)AkidaStatus.Argument, open(node, IntPtr.Zero));
+            Assert.Equal("the handle pointer is null", ThreadError());
+
+            Assert.Equal((int)AkidaStatus.Device, open(missing, handle));
+            Assert.Equal((int)AkidaStatus.Argument, program(IntPtr.Zero, IntPtr.Zero, 0));
+            Assert.Equal("the device handle is null", ThreadError());
+        }
+        finally
+        {
+            Marshal.FreeCoTaskMem(missing);
+            Marshal.FreeCoTaskMem(node);
+            Marshal.FreeHGlobal(handle);
+        }
     }
 
     [Fact]

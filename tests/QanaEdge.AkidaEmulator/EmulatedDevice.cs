@@ -60,8 +60,7 @@ internal sealed class EmulatedDevice(string path)
 
     public void Program(ReadOnlySpan<byte> program)
     {
-        _engine = null;
-        _pending = false;
+        Unprogram();
         if (program.Length < PackageFormat.Magic.Length || !program[..PackageFormat.Magic.Length].SequenceEqual(PackageFormat.Magic))
             throw new DeviceException(Status.Program, "program refused: not a .qana package (the emulator runs .qana integer graphs)");
         ModelPackage package;
@@ -85,6 +84,13 @@ internal sealed class EmulatedDevice(string path)
         _engine = engine;
         _inputLength = package.Graph.Tensors[package.Graph.InputTensor].Length;
         _outputLength = outputs;
+    }
+
+    /// <summary>A refused program leaves the device with none, whatever refused it (the library's argument checks too).</summary>
+    public void Unprogram()
+    {
+        _engine = null;
+        _pending = false;
     }
 
     public (int Input, int Output) Shape()
