@@ -58,8 +58,17 @@ internal sealed class EmulatedDevice(string path)
         lock (s_open) s_open.Remove(Path);
     }
 
+    /// <summary>
+    /// While a file <c>NODE.hold</c> exists beside the device node, programming waits, as a slow card's does, and
+    /// <c>NODE.held</c> says that one is waiting: tests stop the daemon while it tries to give the model back to the card.
+    /// </summary>
     public void Program(ReadOnlySpan<byte> program)
     {
+        if (File.Exists(Path + ".hold"))
+        {
+            File.WriteAllBytes(Path + ".held", []);
+            while (File.Exists(Path + ".hold")) Thread.Sleep(10);
+        }
         Unprogram();
         if (program.Length < PackageFormat.Magic.Length || !program[..PackageFormat.Magic.Length].SequenceEqual(PackageFormat.Magic))
             throw new DeviceException(Status.Program, "program refused: not a .qana package (the emulator runs .qana integer graphs)");
