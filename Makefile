@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check bench bench-daemon learning-sim float-baseline model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check akida-shim-check bench bench-daemon learning-sim float-baseline model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -98,6 +98,15 @@ publish-check: deps-qemu
 	n=$$(wc -l < $$tmp/classify.x64); \
 	cmp -s $$tmp/classify.x64 $$tmp/classify.arm64 || { diff $$tmp/classify.x64 $$tmp/classify.arm64 | head; echo "error: qana classify differs between x64 and arm64" >&2; exit 1; }; \
 	echo "publish-check: arm64 (qemu) and x64 agree: inspect, classify on $$n images"
+
+## akida-shim-check: native/akida/qana_akida_engine.cpp compiled (-Wall -Wextra -Werror) against stand-ins for
+## BrainChip's headers (native/akida/standin/) and its refusals run: each failing call sets its own message. The
+## stand-ins are not the real headers, so this says nothing about the engine itself. Not part of `make test`.
+akida-shim-check:
+	mkdir -p out
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -I native/akida/standin -I native/akida native/akida/qana_akida_engine.cpp \
+	  native/akida/standin/check.cpp -o out/akida-shim-check
+	out/akida-shim-check
 
 ## bench: BenchmarkDotNet suite for kernels and the whole graph
 bench: restore

@@ -59,7 +59,8 @@ int32_t qana_akida_enqueue(qana_akida_device* dev, const int8_t* input, size_t l
 /* Blocks until the oldest enqueued input has run and copies its int8 logits (length = output length). */
 int32_t qana_akida_fetch(qana_akida_device* dev, int8_t* logits, size_t length);
 
-/* Why the last call on this handle failed ("" when it did not); dev NULL: the calling thread's last open failure.
+/* Why the last call on this handle failed ("" when it did not); dev NULL: why the calling thread's last open, or its
+ * last call given a NULL handle, failed. Every failing call sets its own message, argument errors included.
  * The string stays valid until the next call on the same handle (or thread). */
 const char* qana_akida_last_error(const qana_akida_device* dev);
 

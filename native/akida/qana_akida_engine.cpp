@@ -64,6 +64,13 @@ int32_t fail(qana_akida_device* dev, int32_t status, std::string message) {
   return status;
 }
 
+// A refusal with no handle to hold its message (open, or a call given a NULL handle): qana_akida_last_error(NULL)
+// reads it. Every refusal sets one, or the caller would report whatever an earlier call left as this call's reason.
+int32_t fail_unbound(int32_t status, const char* message) noexcept {
+  try { t_open_error = message; } catch (...) {}
+  return status;
+}
+
 // Runs one entry point's body with the engine's exceptions turned into a status and a message.
 template <class Body>
 int32_t guarded(qana_akida_device* dev, int32_t status_on_exception, Body&& body) noexcept {
@@ -86,14 +93,17 @@ size_t product(const std::vector<akida::Index>& shape) {
 extern "C" uint32_t qana_akida_abi_version(void) { return QANA_AKIDA_ABI_VERSION; }
 
 extern "C" int32_t qana_akida_open(const char* device, qana_akida_device** out) {
-  if (out == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (out == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "the handle pointer is null");
   *out = nullptr;
-  t_open_error.clear();
-  if (device == nullptr) { t_open_error = "device path is null"; return QANA_AKIDA_E_ARGUMENT; }
+  if (device == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "device path is null");
+  t_open_error.clear();  // outside the try: clear() never allocates, so never throws
   try {
     auto dev = std::make_unique<qana_akida_device>();
     dev->driver = qana::open_akida_driver(device, t_open_error);
-    if (!dev->driver) return QANA_AKIDA_E_DEVICE;
+    if (!dev->driver) {
+      if (t_open_error.empty()) t_open_error = std::string(device) + ": the driver did not open the device";
+      return QANA_AKIDA_E_DEVICE;
+    }
     dev->hw = akida::HardwareDevice::create(dev->driver.get());
     if (!dev->hw) { t_open_error = std::string(device) + ": the akida engine did not create a device"; return QANA_AKIDA_E_DEVICE; }
     *out = dev.release();
@@ -107,9 +117,9 @@ extern "C" int32_t qana_akida_open(const char* device, qana_akida_device** out) 
 }
 
 extern "C" int32_t qana_akida_program(qana_akida_device* dev, const uint8_t* program, size_t length) {
-  if (dev == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (dev == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "the device handle is null");
+  dev->programmed = dev->pending = false;  // a refused program leaves none, whatever refused it (qana_akida.h)
   if (program == nullptr || length == 0) return fail(dev, QANA_AKIDA_E_ARGUMENT, "empty program");
-  dev->programmed = dev->pending = false;
   if (length >= sizeof kQanaMagic && std::memcmp(program, kQanaMagic, sizeof kQanaMagic) == 0)
     return fail(dev, QANA_AKIDA_E_UNSUPPORTED,
                 "program refused: a .qana graph needs mapping to an Akida program by BrainChip's toolchain, which this shim does not do");
@@ -129,15 +139,18 @@ extern "C" int32_t qana_akida_program(qana_akida_device* dev, const uint8_t* pro
 }
 
 extern "C" int32_t qana_akida_shape(qana_akida_device* dev, size_t* input_length, size_t* output_length) {
-  if (dev == nullptr || input_length == nullptr || output_length == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (dev == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "the device handle is null");
+  if (input_length == nullptr || output_length == nullptr) return fail(dev, QANA_AKIDA_E_ARGUMENT, "null length pointer");
   if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "the device has no program");
   *input_length = dev->input_length;
   *output_length = dev->output_length;
+  dev->error.clear();
   return QANA_AKIDA_OK;
 }
 
 extern "C" int32_t qana_akida_enqueue(qana_akida_device* dev, const int8_t* input, size_t length) {
-  if (dev == nullptr || input == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (dev == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "the device handle is null");
+  if (input == nullptr && length != 0) return fail(dev, QANA_AKIDA_E_ARGUMENT, "input is null");
   if (dev->faulted) return fail(dev, QANA_AKIDA_E_DEVICE, "the card stopped answering earlier: close and open it again");
   if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "enqueue before program: the device has no program");
   if (dev->pending) return fail(dev, QANA_AKIDA_E_BUSY, "an input is already in flight: fetch its output first");
@@ -158,7 +171,8 @@ extern "C" int32_t qana_akida_enqueue(qana_akida_device* dev, const int8_t* inpu
 }
 
 extern "C" int32_t qana_akida_fetch(qana_akida_device* dev, int8_t* logits, size_t length) {
-  if (dev == nullptr || logits == nullptr) return QANA_AKIDA_E_ARGUMENT;
+  if (dev == nullptr) return fail_unbound(QANA_AKIDA_E_ARGUMENT, "the device handle is null");
+  if (logits == nullptr && length != 0) return fail(dev, QANA_AKIDA_E_ARGUMENT, "logits buffer is null");
   if (dev->faulted) return fail(dev, QANA_AKIDA_E_DEVICE, "the card stopped answering earlier: close and open it again");
   if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "fetch before program: the device has no program");
   if (!dev->pending) return fail(dev, QANA_AKIDA_E_STATE, "fetch with nothing enqueued");

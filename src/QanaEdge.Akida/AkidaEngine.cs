@@ -19,6 +19,7 @@ public sealed class AkidaEngine : IInferenceEngine
     private readonly sbyte[] _logits;
     private readonly int[] _counts;
     private readonly TensorSpec _logitsSpec;
+    private readonly int _inputLength;
     private bool _ran;
 
     private AkidaEngine(ModelPackage package, AkidaDevice device, bool ownsDevice)
@@ -28,6 +29,8 @@ public sealed class AkidaEngine : IInferenceEngine
         _ownsDevice = ownsDevice;
         ModelGraph g = package.Graph;
         _logitsSpec = g.Tensors[g.LogitsTensor];
+        _inputLength = g.Tensors[g.InputTensor].Length;
+        if (!device.IsProgrammed) throw device.NoProgram();
         if (device.InputLength != g.Tensors[g.InputTensor].Length || device.OutputLength != _logitsSpec.Length)
             throw new ArgumentException(
                 $"the device is programmed for {device.InputLength} inputs and {device.OutputLength} outputs, the package has {g.Tensors[g.InputTensor].Length} and {_logitsSpec.Length}",
@@ -76,9 +79,10 @@ public sealed class AkidaEngine : IInferenceEngine
 
     public void Run(ReadOnlySpan<sbyte> input)
     {
-        int expected = _device.InputLength;
-        if (input.Length != expected)
-            throw new ArgumentException($"the model expects {expected} input values, got {input.Length}", nameof(input));
+        // The package's length, not the device's: a device whose program was replaced or refused since is the
+        // device's fault (AkidaException from Run), not the caller's.
+        if (input.Length != _inputLength)
+            throw new ArgumentException($"the model expects {_inputLength} input values, got {input.Length}", nameof(input));
         _device.Run(input, _logits);
         if (_readout is not null) SpikingReadout.ClosedForm(_logits, _readout.Thresholds!, _readout.TimeSteps, _counts);
         _ran = true;

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 [assembly: DisableRuntimeMarshalling]
 
@@ -8,7 +9,8 @@ namespace QanaEdge.Akida;
 
 /// <summary>
 /// native/akida/qana_akida.h, one declaration per function. Every parameter is blittable (pointers, sizes, status
-/// codes), so the generated stubs only pin and call: nothing is marshalled at run time.
+/// codes) or the device's <see cref="AkidaHandle"/>, whose generated marshalling only adds and drops a reference
+/// around the call: nothing is allocated or copied at run time.
 /// </summary>
 internal static unsafe partial class AkidaNative
 {
@@ -18,13 +20,34 @@ internal static unsafe partial class AkidaNative
     public const uint AbiVersion = 1;
 
     [LibraryImport(Library)] public static partial uint qana_akida_abi_version();
-    [LibraryImport(Library)] public static partial int qana_akida_open(byte* device, IntPtr* dev);
-    [LibraryImport(Library)] public static partial int qana_akida_program(IntPtr dev, byte* program, nuint length);
-    [LibraryImport(Library)] public static partial int qana_akida_shape(IntPtr dev, nuint* inputLength, nuint* outputLength);
-    [LibraryImport(Library)] public static partial int qana_akida_enqueue(IntPtr dev, sbyte* input, nuint length);
-    [LibraryImport(Library)] public static partial int qana_akida_fetch(IntPtr dev, sbyte* logits, nuint length);
-    [LibraryImport(Library)] public static partial byte* qana_akida_last_error(IntPtr dev);
+    [LibraryImport(Library)] public static partial int qana_akida_open(byte* device, out AkidaHandle dev);
+    [LibraryImport(Library)] public static partial int qana_akida_program(AkidaHandle dev, byte* program, nuint length);
+    [LibraryImport(Library)] public static partial int qana_akida_shape(AkidaHandle dev, nuint* inputLength, nuint* outputLength);
+    [LibraryImport(Library)] public static partial int qana_akida_enqueue(AkidaHandle dev, sbyte* input, nuint length);
+    [LibraryImport(Library)] public static partial int qana_akida_fetch(AkidaHandle dev, sbyte* logits, nuint length);
+    [LibraryImport(Library)] public static partial byte* qana_akida_last_error(AkidaHandle dev);
+
+    /// <summary>qana_akida_last_error(NULL): why the calling thread's last open failed.</summary>
+    [LibraryImport(Library, EntryPoint = "qana_akida_last_error")] public static partial byte* qana_akida_open_error(IntPtr none);
+
     [LibraryImport(Library)] public static partial void qana_akida_close(IntPtr dev);
+}
+
+/// <summary>
+/// An open qana_akida_device. The generated stubs hold a reference to it for the length of each call, so the handle
+/// is closed only once no call is using it: neither <see cref="AkidaDevice.Dispose"/> on another thread nor the
+/// finalizer (the device object may become unreachable while its last call is still in native code) can close the
+/// card under a running enqueue or fetch.
+/// </summary>
+internal sealed class AkidaHandle : SafeHandleZeroOrMinusOneIsInvalid
+{
+    public AkidaHandle() : base(ownsHandle: true) { }
+
+    protected override bool ReleaseHandle()
+    {
+        AkidaNative.qana_akida_close(handle);
+        return true;
+    }
 }
 
 /// <summary>

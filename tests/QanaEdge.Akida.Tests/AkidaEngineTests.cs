@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using QanaEdge.Imaging;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
@@ -88,6 +89,37 @@ public class AkidaEngineTests
         Assert.Contains("not a .qana package", e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A program refused on a device that held one leaves it with none: its lengths are 0 again, and an engine built
+    /// for the old program fails with the device's state rather than running on the old lengths. Before, the old
+    /// lengths stayed, so such an engine passed its checks and a new engine could be built on the empty device.
+    /// </summary>
+    [Fact]
+    public void A_failed_program_leaves_the_device_unprogrammed_and_runs_fail_with_its_state()
+    {
+        using AkidaDevice device = AkidaEngine.OpenAndProgram(s_akd1000, EmulatedCard.DeviceNode());
+        Assert.True(device.IsProgrammed);
+        using AkidaEngine engine = AkidaEngine.OnDevice(s_akd1000, device);
+        sbyte[] input = TestGraphs.RandomInput(s_akd1000, 1);
+        engine.Run(input);
+
+        Assert.Throws<AkidaException>(() => device.Program([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+        Assert.False(device.IsProgrammed);
+        Assert.Equal(0, device.InputLength);
+        Assert.Equal(0, device.OutputLength);
+        var e = Assert.Throws<AkidaException>(() => engine.Run(input));
+        Assert.Equal(AkidaStatus.State, e.Status);
+        Assert.Contains("holds no program", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<AkidaException>(() => device.Run(input, new sbyte[7]));
+        Assert.Equal(AkidaStatus.State, e.Status);
+        e = Assert.Throws<AkidaException>(() => AkidaEngine.OnDevice(s_akd1000, device));
+        Assert.Equal(AkidaStatus.State, e.Status);
+
+        // Programmed again, the engine runs again.
+        device.Program(PackageWriter.ToBytes(s_akd1000));
+        engine.Run(input);
+    }
+
     [Fact]
     public void EnqueueBeforeProgram_IsRefused()
     {
@@ -111,6 +143,48 @@ public class AkidaEngineTests
         Assert.Equal(AkidaStatus.Busy, device.TryEnqueue(new sbyte[device.InputLength], out error));
         Assert.Contains("already in flight", error, StringComparison.Ordinal);
         Assert.Equal(AkidaStatus.Ok, device.TryFetch(logits, out _));
+    }
+
+    private delegate int OpenExport(IntPtr device, IntPtr output);
+    private delegate int ProgramExport(IntPtr device, IntPtr program, nuint length);
+    private delegate IntPtr LastErrorExport(IntPtr device);
+
+    /// <summary>
+    /// Calls refused for their arguments before they reach a device (a null handle pointer, a null handle), through
+    /// the library's exports as a C caller makes them: each sets its own message where qana_akida_last_error(NULL)
+    /// reads it. Before, they set none, and the caller reported what an earlier failed open had left as their reason.
+    /// The shim over BrainChip's engine (native/akida/qana_akida_engine.cpp) does the same.
+    /// </summary>
+    [Fact]
+    public void A_call_refused_for_its_arguments_reports_its_own_reason_not_an_earlier_one()
+    {
+        // Not freed: a Native AOT library is not unloaded, and the imports share it.
+        IntPtr library = NativeLibrary.Load(TestData.AkidaEmulator);
+        var open = Marshal.GetDelegateForFunctionPointer<OpenExport>(NativeLibrary.GetExport(library, "qana_akida_open"));
+        var program = Marshal.GetDelegateForFunctionPointer<ProgramExport>(NativeLibrary.GetExport(library, "qana_akida_program"));
+        var lastError = Marshal.GetDelegateForFunctionPointer<LastErrorExport>(NativeLibrary.GetExport(library, "qana_akida_last_error"));
+        string ThreadError() => Marshal.PtrToStringUTF8(lastError(IntPtr.Zero))!;
+        IntPtr missing = Marshal.StringToCoTaskMemUTF8(Path.Combine(Path.GetTempPath(), "qana-akida-tests", "no-such-dir", "akida9"));
+        IntPtr node = Marshal.StringToCoTaskMemUTF8(EmulatedCard.DeviceNode());
+        IntPtr handle = Marshal.AllocHGlobal(IntPtr.Size);
+        try
+        {
+            Assert.Equal((int)AkidaStatus.Device, open(missing, handle));
+            Assert.EndsWith("no such device", ThreadError(), StringComparison.Ordinal);
+
+            Assert.Equal((int)AkidaStatus.Argument, open(node, IntPtr.Zero));
+            Assert.Equal("the handle pointer is null", ThreadError());
+
+            Assert.Equal((int)AkidaStatus.Device, open(missing, handle));
+            Assert.Equal((int)AkidaStatus.Argument, program(IntPtr.Zero, IntPtr.Zero, 0));
+            Assert.Equal("the device handle is null", ThreadError());
+        }
+        finally
+        {
+            Marshal.FreeCoTaskMem(missing);
+            Marshal.FreeCoTaskMem(node);
+            Marshal.FreeHGlobal(handle);
+        }
     }
 
     [Fact]

@@ -58,10 +58,18 @@ internal sealed class EmulatedDevice(string path)
         lock (s_open) s_open.Remove(Path);
     }
 
+    /// <summary>
+    /// While a file <c>NODE.hold</c> exists beside the device node, programming waits, as a slow card's does, and
+    /// <c>NODE.held</c> says that one is waiting: tests stop the daemon while it tries to give the model back to the card.
+    /// </summary>
     public void Program(ReadOnlySpan<byte> program)
     {
-        _engine = null;
-        _pending = false;
+        if (File.Exists(Path + ".hold"))
+        {
+            File.WriteAllBytes(Path + ".held", []);
+            while (File.Exists(Path + ".hold")) Thread.Sleep(10);
+        }
+        Unprogram();
         if (program.Length < PackageFormat.Magic.Length || !program[..PackageFormat.Magic.Length].SequenceEqual(PackageFormat.Magic))
             throw new DeviceException(Status.Program, "program refused: not a .qana package (the emulator runs .qana integer graphs)");
         ModelPackage package;
@@ -85,6 +93,13 @@ internal sealed class EmulatedDevice(string path)
         _engine = engine;
         _inputLength = package.Graph.Tensors[package.Graph.InputTensor].Length;
         _outputLength = outputs;
+    }
+
+    /// <summary>A refused program leaves the device with none, whatever refused it (the library's argument checks too).</summary>
+    public void Unprogram()
+    {
+        _engine = null;
+        _pending = false;
     }
 
     public (int Input, int Output) Shape()

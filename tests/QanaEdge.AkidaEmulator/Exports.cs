@@ -22,7 +22,8 @@ public static unsafe class Exports
     [UnmanagedCallersOnly(EntryPoint = "qana_akida_open")]
     public static int Open(byte* device, IntPtr* output)
     {
-        if (output is null) return Status.Argument;
+        // Every refusal sets its own message: one left by an earlier open would be taken for this call's reason.
+        if (output is null) { SetOpenError("the handle pointer is null"); return Status.Argument; }
         *output = IntPtr.Zero;
         SetOpenError("");
         if (device is null) { SetOpenError("device path is null"); return Status.Argument; }
@@ -39,7 +40,11 @@ public static unsafe class Exports
     [UnmanagedCallersOnly(EntryPoint = "qana_akida_program")]
     public static int Program(IntPtr dev, byte* program, nuint length)
     {
-        if (program is null && length != 0) return Fail(dev, Status.Argument, "program is null");
+        if (program is null && length != 0)
+        {
+            if (dev != IntPtr.Zero) ((EmulatedDevice)GCHandle.FromIntPtr(dev).Target!).Unprogram();
+            return Fail(dev, Status.Argument, "program is null");
+        }
         return Call(dev, d => d.Program(new ReadOnlySpan<byte>(program, checked((int)length))));
     }
 
@@ -69,6 +74,7 @@ public static unsafe class Exports
         return Call(dev, d => d.Fetch(new Span<sbyte>(logits, checked((int)length))));
     }
 
+    /// <summary>The handle's last error; for NULL, the calling thread's last open failure or call given no handle.</summary>
     [UnmanagedCallersOnly(EntryPoint = "qana_akida_last_error")]
     public static IntPtr LastError(IntPtr dev)
     {
@@ -93,7 +99,7 @@ public static unsafe class Exports
 
     private static int Call(IntPtr dev, Action<EmulatedDevice> action)
     {
-        if (dev == IntPtr.Zero) return Status.Argument;
+        if (dev == IntPtr.Zero) return Fail(dev, Status.Argument, "the device handle is null");
         var device = (EmulatedDevice)GCHandle.FromIntPtr(dev).Target!;
         try
         {
@@ -106,9 +112,11 @@ public static unsafe class Exports
         catch (Exception e) { SetError(dev, $"device fault: {e.Message}"); return Status.Device; }
     }
 
+    /// <summary>A refusal's message: on the handle, or, for a call given none, where qana_akida_last_error(NULL) reads it.</summary>
     private static int Fail(IntPtr dev, int status, string message)
     {
         if (dev != IntPtr.Zero) SetError(dev, message);
+        else SetOpenError(message);
         return status;
     }
 

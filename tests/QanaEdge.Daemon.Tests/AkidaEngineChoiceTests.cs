@@ -261,6 +261,56 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
 
+    /// <summary>
+    /// The daemon stops while a try to give the model back to the card is programming it (the emulated card holds the
+    /// program while NODE.hold exists): the stop waits for the try instead of releasing the model and closing the
+    /// card under it, ends once the try does, and leaves the card closed (it opens again afterwards: the emulated
+    /// card, like the driver, has one owner at a time).
+    /// </summary>
+    [Fact]
+    public async Task A_stop_during_a_try_to_give_the_model_back_to_the_card_waits_for_the_try_and_closes_the_card()
+    {
+        string root = TestEnv.TempDir("akida-stop-try");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(s_akd1000, model);
+        string node = Path.Combine(_dev, "akida0");
+        string fault = node + ".fault", hold = node + ".hold", held = node + ".held";
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida5/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(root, broker.Port, "akida5", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Akida:RetrySeconds=0.2");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/akida5/status"
+            && JsonDocument.Parse(m.Payload).RootElement.GetProperty("engine").GetString()!.StartsWith("akida", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "a status naming the card");
+
+        Task stopped;
+        File.WriteAllText(hold, "");
+        try
+        {
+            File.WriteAllText(fault, "");
+            TestEnv.Drop(TestEnv.RealImages(1, skip: 640)[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => File.Exists(held), TimeSpan.FromSeconds(60), "a try programming the card");
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the image's result from the managed engine");
+            File.Delete(fault);   // the try, once let go, reproduces the vectors and puts the model back on the card
+            stopped = daemon.StopAsync();
+            await Task.WhenAny(stopped, Task.Delay(TimeSpan.FromSeconds(3)));
+            Assert.False(stopped.IsCompleted, "the stop must wait for the try programming the card");
+        }
+        finally
+        {
+            File.Delete(hold);
+            File.Delete(fault);
+        }
+        await stopped.WaitAsync(TimeSpan.FromSeconds(60));
+        File.Delete(held);
+        Assert.Equal(1, sub.Results.Count);
+        // Nothing holds the card any more: neither the try's program nor the model it may have put back.
+        using (QanaEdge.Akida.AkidaDevice again = QanaEdge.Akida.AkidaDevice.Open(node)) { }
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
     /// <summary><paramref name="model"/> as <paramref name="version"/> (of another profile when given), with two golden vectors recorded on the managed engine.</summary>
     private static ModelPackage WithGoldenVectors(ModelPackage model, string version, QuantizationProfile? profile = null)
     {
@@ -392,6 +442,59 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             using IImageClassifier classifier = start.Active.CreateClassifier(out _);
             Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
         }
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// The card drops off the bus (its device node goes) while an update is being programmed: the update is refused,
+    /// the card will not take the old model back either, so the old model runs on the managed engine, out of use
+    /// after a fault; the card is then tried again on CardFailover's schedule, and once its node is back the old model
+    /// returns to it after reproducing its golden vectors. Before, no try was scheduled: the model stayed on the
+    /// managed engine until the next update or a restart.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_fails_an_update_and_will_not_take_the_old_model_back_is_tried_again_and_gets_it_back()
+    {
+        var (root, model, trust, state, signed, sha, _, _) = UpdateOnDisk("akida-gone");
+        string node = Path.Combine(_dev, "akida0");
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 627)[0]);
+        EngineChoice choice = Choose();
+        Assert.True(choice.UseAkida, choice.Reason);
+        using var stop = new CancellationTokenSource();
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var failover = new CardFailover(active, choice, TimeSpan.FromMilliseconds(100), NullLogger.Instance, stop.Token);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance, failover);
+        Assert.True(active.Provider.HoldsDevice);
+
+        File.Delete(node);
+        try
+        {
+            var (outcome, reason) = updates.Handle(signed, sha);
+            Assert.True(outcome == ModelUpdates.Refused, reason);
+            Assert.Contains("no such device", reason, StringComparison.Ordinal);
+            Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+            Assert.False(active.Provider.HoldsDevice);
+            Assert.NotNull(active.CardFault);
+            Assert.Contains("the Akida card failed (", active.Provider.EngineReason, StringComparison.Ordinal);
+            Assert.Contains("the Akida card failed (", active.Source, StringComparison.Ordinal);
+            using (IImageClassifier classifier = active.CreateClassifier(out _))
+                Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+            // Tries at 0.1, 0.3, 0.7 s ... fail while the node is gone.
+            await Task.Delay(400);
+            Assert.False(active.Provider.HoldsDevice);
+        }
+        finally { File.WriteAllBytes(node, []); }
+
+        await TestEnv.WaitUntil(() => active.Provider.HoldsDevice, TimeSpan.FromSeconds(30), "the old model back on the card");
+        Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+        Assert.StartsWith("akida AKD1000", active.Provider.EngineName, StringComparison.Ordinal);
+        Assert.Null(active.CardFault);
+        Assert.Equal("test", active.Source);
+        using (IImageClassifier classifier = active.CreateClassifier(out _))
+            Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        stop.Cancel();
+        await failover.StopAsync();
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
 

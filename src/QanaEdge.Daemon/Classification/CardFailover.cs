@@ -60,6 +60,24 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             });
         }
         if (!left) return;
+        ScheduleTries();
+    }
+
+    /// <summary>
+    /// For a swap that has itself moved the model off the card (an update whose program failed, after which the card
+    /// would not take the old model back either): marks the fault as <see cref="Leave"/> does and schedules the same
+    /// tries. Before, nothing tried the card again until the next update or a restart. Call inside that swap, with
+    /// <see cref="ActiveModel.CardGate"/> held (the first try waits for it); returns the source to give the model.
+    /// </summary>
+    public string Left(string source, string why)
+    {
+        model.CardFault = why;
+        ScheduleTries();
+        return $"{source}{FaultMark}{why})";
+    }
+
+    private void ScheduleTries()
+    {
         TimeSpan wait;
         lock (_backoff)
         {
@@ -67,7 +85,7 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             if (Environment.TickCount64 - _returnedMs >= (long)MaxRetryAfter.TotalMilliseconds) _nextWait = _firstWait;
             wait = _nextWait;
             log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
-            // One loop at a time: a leave happens only from the card, which a running loop has not given back yet.
+            // One loop at a time: the model leaves only from the card, which a running loop has not given back yet.
             _retries = Task.Run(() => RetryAsync(wait));
         }
     }

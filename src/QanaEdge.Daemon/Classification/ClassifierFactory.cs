@@ -68,7 +68,8 @@ public static class ClassifierFactory
         return false;
     }
 
-    private static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
+    /// <summary>The package opened and programmed on the card, or false with the card's refusal (no managed fall-back).</summary>
+    internal static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
     {
         provider = null;
         AkidaDevice? device = null;

@@ -89,7 +89,7 @@ public sealed class DaemonService(
         _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
         _publisher.DeadLettersChanged += PublishStatus;
-        var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>());
+        var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>(), _failover);
         _learning = StartLearning(updates, topics);
         MqttLink link = _link;
         var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(),

@@ -23,7 +23,9 @@ namespace QanaEdge.Daemon.Updates;
 /// outcome is <see cref="NotStored"/>.
 /// </para>
 /// </summary>
-public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log)
+/// <param name="failover">Tries the card again when an update leaves the model off it; without one, only the next update or a restart does.</param>
+public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log,
+    CardFailover? failover = null)
 {
     public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
 
@@ -184,22 +186,27 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             }
             next?.Dispose();
             log.LogError("Update {Model} failed on the card ({Failure}): programming {Old} back", name, failure, oldPackage.Manifest.Version);
-            return (ProgramBack(oldPackage, oldPath), oldSource, (notStored ? NotStored : Refused, failure));
+            var (back, backSource) = ProgramBack(oldPackage, oldPath, oldSource);
+            return (back, backSource, (notStored ? NotStored : Refused, failure));
         });
     }
 
     /// <summary>
     /// The model that ran before a failed swap, on the card again; if the card cannot take it either, on the managed
-    /// engine, so the device keeps classifying (the status then names the managed engine and why).
+    /// engine, so the device keeps classifying (the status then names the managed engine and why), and the card is
+    /// out of use after a fault: <see cref="CardFailover"/> tries it again as after a fault while classifying.
     /// </summary>
-    private IClassifierProvider ProgramBack(ModelPackage package, string path)
+    private (IClassifierProvider Provider, string Source) ProgramBack(ModelPackage package, string path, string source)
     {
-        try { return ClassifierFactory.Create(package, path, choice); }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        string why;
+        try
         {
-            log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, e.Message);
-            return ClassifierFactory.Create(package, path, ClassifierFactory.AfterCardFault(choice, e.Message));
+            if (ClassifierFactory.TryAkida(package, path, choice, out IClassifierProvider? onCard, out why)) return (onCard!, source);
         }
+        catch (Exception e) when (e is not OutOfMemoryException) { why = e.Message; }
+        log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, why);
+        IClassifierProvider managed = ClassifierFactory.Create(package, path, ClassifierFactory.AfterCardFault(choice, why));
+        return (managed, failover is null ? source : failover.Left(source, why));
     }
 
     /// <summary>
