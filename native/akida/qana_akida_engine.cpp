@@ -59,8 +59,15 @@ constexpr auto kFetchTimeout = std::chrono::milliseconds(1000);
 // Fetch spins (yielding) this long before it starts sleeping between polls, so a normal job is not delayed by a sleep.
 constexpr auto kFetchSpin = std::chrono::milliseconds(2);
 
-int32_t fail(qana_akida_device* dev, int32_t status, std::string message) {
-  dev->error = std::move(message);
+// A refusal's status with its message stored on the handle. Storing a literal may allocate, and no exception may leave
+// an entry point, so it is caught here: a message that cannot be stored (out of memory) leaves an empty one. Messages
+// built with std::string concatenation allocate before this is entered, so they are built inside guarded() only.
+int32_t fail(qana_akida_device* dev, int32_t status, const char* message) noexcept {
+  try { dev->error = message; } catch (...) { dev->error.clear(); }
+  return status;
+}
+int32_t fail(qana_akida_device* dev, int32_t status, std::string&& message) noexcept {
+  dev->error = std::move(message);  // a move never allocates
   return status;
 }
 
@@ -154,9 +161,9 @@ extern "C" int32_t qana_akida_enqueue(qana_akida_device* dev, const int8_t* inpu
   if (dev->faulted) return fail(dev, QANA_AKIDA_E_DEVICE, "the card stopped answering earlier: close and open it again");
   if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "enqueue before program: the device has no program");
   if (dev->pending) return fail(dev, QANA_AKIDA_E_BUSY, "an input is already in flight: fetch its output first");
-  if (length != dev->input_length)
-    return fail(dev, QANA_AKIDA_E_SHAPE, "input of " + std::to_string(length) + " bytes, the program takes " + std::to_string(dev->input_length));
   return guarded(dev, QANA_AKIDA_E_DEVICE, [&] {
+    if (length != dev->input_length)
+      return fail(dev, QANA_AKIDA_E_SHAPE, "input of " + std::to_string(length) + " bytes, the program takes " + std::to_string(dev->input_length));
     // The chip's 8-bit input layer reads unsigned pixels: q = p - 128 back to p.
     static thread_local std::vector<uint8_t> pixels;
     pixels.resize(length);
@@ -176,9 +183,9 @@ extern "C" int32_t qana_akida_fetch(qana_akida_device* dev, int8_t* logits, size
   if (dev->faulted) return fail(dev, QANA_AKIDA_E_DEVICE, "the card stopped answering earlier: close and open it again");
   if (!dev->programmed) return fail(dev, QANA_AKIDA_E_STATE, "fetch before program: the device has no program");
   if (!dev->pending) return fail(dev, QANA_AKIDA_E_STATE, "fetch with nothing enqueued");
-  if (length != dev->output_length)
-    return fail(dev, QANA_AKIDA_E_SHAPE, "output buffer of " + std::to_string(length) + " bytes, the program emits " + std::to_string(dev->output_length));
   return guarded(dev, QANA_AKIDA_E_DEVICE, [&] {
+    if (length != dev->output_length)
+      return fail(dev, QANA_AKIDA_E_SHAPE, "output buffer of " + std::to_string(length) + " bytes, the program emits " + std::to_string(dev->output_length));
     // fetch() returns nullptr until the job is done: poll, yielding for the first kFetchSpin, then sleeping briefly.
     const auto start = std::chrono::steady_clock::now();
     akida::TensorUniquePtr out;

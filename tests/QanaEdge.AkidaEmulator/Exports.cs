@@ -40,10 +40,11 @@ public static unsafe class Exports
     [UnmanagedCallersOnly(EntryPoint = "qana_akida_program")]
     public static int Program(IntPtr dev, byte* program, nuint length)
     {
-        if (program is null && length != 0)
+        // As the shim: no bytes at all is the caller's mistake (Argument), not a program the engine refused.
+        if (dev != IntPtr.Zero && (program is null || length == 0))
         {
-            if (dev != IntPtr.Zero) ((EmulatedDevice)GCHandle.FromIntPtr(dev).Target!).Unprogram();
-            return Fail(dev, Status.Argument, "program is null");
+            ((EmulatedDevice)GCHandle.FromIntPtr(dev).Target!).Unprogram();
+            return Fail(dev, Status.Argument, "empty program");
         }
         return Call(dev, d => d.Program(new ReadOnlySpan<byte>(program, checked((int)length))));
     }
