@@ -139,18 +139,9 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
                 model.CardFault = null;   // on the card already: nothing is off it
                 return null;
             }
-            // The card has to compute something before it is trusted again: opening and programming it send no input.
-            GoldenVector[] vectors = running.Package.Manifest.Golden is { Length: > 0 } golden
-                ? golden : GoldenVectors.Record(running.Package, GoldenVectors.SeededInputs(running.Package, 2));
             // With the gate held nothing else opens or programs the card, and updates wait.
-            if (!ClassifierFactory.TryCreateChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why, vectors))
+            if (!ClassifierFactory.TryOnCardChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why))
                 return false;
-            if (!onCard!.HoldsDevice)
-            {
-                why = onCard.EngineReason;
-                onCard.Dispose();
-                return false;
-            }
             bool installed = false;
             try
             {
@@ -171,8 +162,8 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
                 return stopping.IsCancellationRequested ? null : false;
             }
             lock (_backoff) _returnedMs = Environment.TickCount64;
-            log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, {Count} golden vectors reproduced there",
-                onCard.ModelId, onCard.ModelVersion, onCard.EngineName, vectors.Length);
+            log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, its check vectors reproduced there",
+                onCard.ModelId, onCard.ModelVersion, onCard.EngineName);
             return true;
         }
     }

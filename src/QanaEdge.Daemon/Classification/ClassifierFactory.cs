@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using QanaEdge.Akida;
 using QanaEdge.Imaging;
 using QanaEdge.Model;
@@ -64,6 +65,24 @@ public static class ClassifierFactory
             failure = $"{name} cannot run here: {e.Message}";
         }
         provider?.Dispose();
+        provider = null;
+        return false;
+    }
+
+    /// <summary>
+    /// The package on the card and trusted there, or false with why not (no managed fall-back). The card has to compute
+    /// something before it is trusted, since opening and programming send it no input: the package's golden vectors,
+    /// or for a package without any (every model patched by a readout update) two vectors recorded from seeded inputs
+    /// on the reference kernels.
+    /// </summary>
+    internal static bool TryOnCardChecked(ModelPackage package, string path, EngineChoice choice, [NotNullWhen(true)] out IClassifierProvider? provider, out string why)
+    {
+        GoldenVector[] vectors = package.Manifest.Golden is { Length: > 0 } golden
+            ? golden : GoldenVectors.Record(package, GoldenVectors.SeededInputs(package, 2));
+        if (!TryCreateChecked(package, path, choice, out provider, out why, vectors)) return false;
+        if (provider!.HoldsDevice) return true;
+        why = provider.EngineReason;   // the card refused the program and Create fell back to the managed engine
+        provider.Dispose();
         provider = null;
         return false;
     }

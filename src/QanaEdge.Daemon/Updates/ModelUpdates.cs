@@ -192,16 +192,18 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     }
 
     /// <summary>
-    /// The model that ran before a failed swap, on the card again; if the card cannot take it either, on the managed
-    /// engine, so the device keeps classifying (the status then names the managed engine and why), and the card is
-    /// out of use after a fault: <see cref="CardFailover"/> tries it again as after a fault while classifying.
+    /// The model that ran before a failed swap, on the card again, once the card has reproduced its check vectors
+    /// there (a card that just failed an update is not trusted on its word that it programmed); if the card cannot take
+    /// it, on the managed engine, so the device keeps classifying (the status then names the managed engine and why),
+    /// and the card is out of use after a fault: <see cref="CardFailover"/> tries it again as after a fault while
+    /// classifying.
     /// </summary>
     private (IClassifierProvider Provider, string Source) ProgramBack(ModelPackage package, string path, string source)
     {
         string why;
         try
         {
-            if (ClassifierFactory.TryAkida(package, path, choice, out IClassifierProvider? onCard, out why)) return (onCard!, source);
+            if (ClassifierFactory.TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why)) return (onCard, source);
         }
         catch (Exception e) when (e is not OutOfMemoryException) { why = e.Message; }
         log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, why);
