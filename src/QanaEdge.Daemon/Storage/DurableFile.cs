@@ -14,6 +14,9 @@ internal static partial class DurableFile
 {
     private static readonly WholeFileOptions Durable = new() { SyncFolder = SyncDirectory };
 
+    /// <summary>The options for <see cref="WholeFile.Write"/> that make a write durable, with the folder flushed by <paramref name="syncFolder"/> (a test's stand-in), else by <see cref="SyncDirectory"/>.</summary>
+    public static WholeFileOptions Options(Action<string>? syncFolder = null) => syncFolder is null ? Durable : new() { SyncFolder = syncFolder };
+
     /// <exception cref="FolderSyncException">The file is in place; only the flush of its folder failed.</exception>
     /// <exception cref="IOException">The file was not written (the message names it).</exception>
     public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes) => WholeFile.Write(path, bytes, Durable);

@@ -23,7 +23,10 @@ namespace QanaEdge.Daemon.Updates;
 /// outcome is <see cref="NotStored"/>.
 /// </para>
 /// </summary>
-public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log)
+/// <remarks><paramref name="applied"/>: the store of applied updates under <paramref name="stateDir"/>; a test passes
+/// one whose folder flush it controls.</remarks>
+public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log,
+    AppliedUpdates? applied = null)
 {
     public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
 
@@ -34,7 +37,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     public const string NotStored = "not-stored";
 
     private readonly ActiveModel _active = start.Active;
-    private readonly AppliedUpdates _applied = new(ModelsDir(stateDir));
+    private readonly AppliedUpdates _applied = applied ?? new(ModelsDir(stateDir));
     private readonly Lock _gate = new();
     // The applied state the running model was built from: none when the start fell back to the configured model, so a
     // broken chain found at start is replaced, not extended.
@@ -120,7 +123,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// engine's, bit for bit), then, with the workers paused between images, the card is reprogrammed and checked
     /// again; if that fails, or the card refuses the program, the old model is programmed back.
     /// </summary>
-    private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Action persist)
+    private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Func<string?> persist)
     {
         string name = $"{candidate.Manifest.ModelId} {candidate.Manifest.Version}";
         IClassifierProvider current = _active.Provider;
@@ -131,14 +134,16 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             if (_active.CardFault is { } fault && choice.UseAkida && candidate.Manifest.Profile != QuantizationProfile.Akd1000)
                 return (Refused, $"{name} is not of the akd1000 profile and cannot run on the card, out of use after a fault ({fault}) but still this device's engine");
             if (!TryBuild(candidate, path, out IClassifierProvider? next, out string failure)) return (Refused, failure);
-            try { persist(); }
+            string? notDurable;
+            try { notDurable = persist(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 next!.Dispose();
                 return (NotStored, $"{name} passed its checks but could not be stored: {e.Message}");
             }
-            _active.Swap(_ => (next!, source, 0));
-            return (Applied, $"{name} on {next!.EngineName}");
+            string warning = DurabilityWarning(name, notDurable);
+            _active.Swap(_ => (next!, source + warning, 0));
+            return (Applied, $"{name} on {next!.EngineName}{warning}");
         }
 
         using (IInferenceEngine managed = LesionClassifier.CreateEngine(candidate))
@@ -168,8 +173,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 {
                     try
                     {
-                        persist();
-                        return (next, source, (Applied, $"{name} on {next.EngineName}"));
+                        string warning = DurabilityWarning(name, persist());
+                        return (next, source + warning, (Applied, $"{name} on {next.EngineName}{warning}"));
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
@@ -186,6 +191,19 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             log.LogError("Update {Model} failed on the card ({Failure}): programming {Old} back", name, failure, oldPackage.Manifest.Version);
             return (ProgramBack(oldPackage, oldPath), oldSource, (notStored ? NotStored : Refused, failure));
         });
+    }
+
+    /// <summary>
+    /// The durability warning of <see cref="AppliedUpdates.Commit"/> (null: none), logged, as a suffix for the
+    /// outcome's reason and the model's source in the status: the update is in effect and the next start runs it, but
+    /// a power cut before the kernel writes the state folder out may bring the previous state back. The status says so
+    /// until the next change, whose flush of the same folder settles it.
+    /// </summary>
+    private string DurabilityWarning(string name, string? notDurable)
+    {
+        if (notDurable is null) return "";
+        log.LogWarning("MODEL: {Model} is in effect, but its state may not survive a power cut: {Warning}", name, notDurable);
+        return $"; not durable yet: {notDurable}";
     }
 
     /// <summary>
