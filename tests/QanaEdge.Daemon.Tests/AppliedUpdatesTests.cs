@@ -4,6 +4,7 @@ using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Daemon.Updates;
+using QanaEdge.Model.Graph;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
 
@@ -11,8 +12,8 @@ namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
 /// The applied updates under a real temporary state folder, through <see cref="ModelUpdates"/> and back through its
-/// start: a folder flush that fails after <c>active</c> was renamed leaves the update applied, with a warning, rather
-/// than reported as not stored.
+/// start: learned readouts a later one supersedes are pruned, and a folder flush that fails after <c>active</c> was
+/// renamed leaves the update applied, with a warning, rather than reported as not stored.
 /// </summary>
 public sealed class AppliedUpdatesTests : IDisposable
 {
@@ -52,6 +53,61 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     private ModelAtStart Start() => ModelUpdates.Start(new QanaOptions { Model = ShippedPath, StateDir = _state }, Trust, Managed);
+
+    private string[] Stored() => [.. Directory.GetFiles(Models, "*.qana").Select(f => Path.GetFileNameWithoutExtension(f)).Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// A vendor readout, then four readouts learned on top of it: each learned one supersedes the learned ones before
+    /// it, so only the vendor's and the last learned package stay (the vendor's is what the learned ones are for), and
+    /// a start restores the very model the whole chain gave. A package left over by a crash before the pruning is
+    /// harmless at start and goes at the next change.
+    /// </summary>
+    [Fact]
+    public void Learned_readouts_a_later_one_supersedes_are_pruned_and_the_last_is_restored_over_the_model_below()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        ModelPackage vendorReadout = ModelUpdateTests.Readout(Shipped, "1.0.1");
+        var vendor = Sign(vendorReadout, _vendor);
+        Assert.Equal(ModelUpdates.Applied, updates.Handle(vendor.Bytes, vendor.Sha).Outcome);
+
+        ModelPackage model = ReadoutUpdates.Apply(Shipped, vendorReadout);
+        var learned = new List<(string Sha, byte[] Bytes)>();
+        for (int i = 1; i <= 3; i++)
+        {
+            ModelPackage readout = ModelUpdateTests.Readout(model, ModelUpdates.LearnedVersion(model.Manifest.Version));
+            var signed = Sign(readout, _learner);
+            var (outcome, reason) = updates.Handle(signed.Bytes, signed.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, reason);
+            learned.Add(signed);
+            model = ReadoutUpdates.Apply(model, readout);
+            Assert.Equal(new[] { vendor.Sha, signed.Sha }.Order(StringComparer.Ordinal), Stored());
+        }
+        Assert.Equal("1.0.1.3", active.Provider.ModelVersion);
+        Assert.Equal(new AppliedUpdates.State(null, [vendor.Sha, learned[^1].Sha]).Readouts, new AppliedUpdates(Models).Read().Readouts);
+
+        // A start rebuilds the model the chain gave: the last learned readout over the vendor's.
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.Null(start.Problem);
+            ModelPackage restored = start.Active.Provider.Package;
+            Assert.Equal("1.0.1.3", restored.Manifest.Version);
+            Assert.Equal(ReadoutUpdates.Head(model).Weights, ReadoutUpdates.Head(restored).Weights);
+            Assert.Equal(ReadoutUpdates.Head(model).Bias, ReadoutUpdates.Head(restored).Bias);
+            Assert.Equal(model.Manifest.Provenance["base_version"], restored.Manifest.Provenance["base_version"]);
+        }
+
+        // A crash after active was written but before the pruning leaves a superseded package: nothing reads it, and
+        // the next change removes it.
+        File.WriteAllBytes(Path.Combine(Models, learned[0].Sha + ".qana"), learned[0].Bytes);
+        ModelAtStart again = Start();
+        using (again.Active) Assert.Null(again.Problem);
+        ModelPackage fourth = ModelUpdateTests.Readout(model, ModelUpdates.LearnedVersion(model.Manifest.Version));
+        var last = Sign(fourth, _learner);
+        Assert.Equal(ModelUpdates.Applied, updates.Handle(last.Bytes, last.Sha).Outcome);
+        Assert.Equal(new[] { vendor.Sha, last.Sha }.Order(StringComparer.Ordinal), Stored());
+    }
 
     /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the

@@ -182,6 +182,9 @@ public sealed class ReadoutLearning : IAsyncDisposable
 
         byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(update), _key);
         string sha = Convert.ToHexStringLower(SHA256.HashData(signed));
+        // Applied, this readout supersedes the learned ones before it, whose packages are then pruned (ModelUpdates):
+        // one not yet queued for publishing (a stop or a store failure right after its swap) is queued first.
+        RecoverUnqueued();
         var (outcome, reason) = _updates.Handle(signed, sha);
         if (outcome != ModelUpdates.Applied)
         {

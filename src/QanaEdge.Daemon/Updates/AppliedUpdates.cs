@@ -85,9 +85,12 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
     }
 
     /// <summary>
-    /// Removes the packages <paramref name="state"/> does not name: a replaced model, readouts of an older model, a
-    /// package written before a crash. Called only once the state naming what stays is on the disk, so a crash part
-    /// way loses nothing needed: what is left over is removed at the next change.
+    /// Removes the packages <paramref name="state"/> does not name: a replaced model, readouts of an older model,
+    /// learned readouts a later one superseded (<see cref="ModelUpdates"/> drops them from the state), a package
+    /// written before a crash. Called only once the state naming what stays is on the disk, so a crash part way
+    /// loses nothing needed: what is left over is removed at the next change. Nothing else on the device reads these
+    /// files: a failed swap programs the previous model back from memory, and a start whose applied updates fail runs
+    /// the configured package, which is not kept here.
     /// </summary>
     private void Prune(State state)
     {

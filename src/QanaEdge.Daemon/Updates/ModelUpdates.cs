@@ -107,13 +107,39 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             catch (PackageFormatException e) { return (Refused, $"{Describe(update)} does not fit {runningName}: {e.Message}"); }
         }
 
-        var next = m.Kind == PackageKind.Model ? new AppliedUpdates.State(sha, []) : new AppliedUpdates.State(state.Model, [.. state.Readouts, sha]);
+        var next = m.Kind == PackageKind.Model ? new AppliedUpdates.State(sha, [])
+            : new AppliedUpdates.State(state.Model, [.. signer == SignerRole.Learner ? WithoutLearnedTail(state.Readouts) : state.Readouts, sha]);
         string source = $"applied update: {Describe(update)} ({_applied.PackagePath(sha)})";
         var outcome = Swap(candidate, _applied.PackagePath(sha), source, () => _applied.Commit(next, sha, payload));
         if (outcome.Outcome != Applied) return outcome;
         _state = next;
         log.LogWarning("MODEL: now {ModelId} {Version} on {Engine}: {Source}", candidate.Manifest.ModelId, candidate.Manifest.Version, _active.Provider.EngineName, source);
         return outcome;
+    }
+
+    /// <summary>
+    /// <paramref name="readouts"/> without the learned readouts at their end, which a new learned readout supersedes: a
+    /// readout update replaces the whole head and readout, so of a run of learned readouts only the last one decides
+    /// the model, and at start it is applied over the model the run began on (<see cref="TryRestore"/>). Without this,
+    /// every readout the device learned stayed under the state folder and was verified again at every start.
+    /// Learned means signed by a learner key: a learned readout always lies on the learned line of the model below it,
+    /// below the vendor's next release. A vendor's readout is never dropped (the learned ones above it are for its
+    /// version), nor is one whose file cannot be read or verified now (kept, it fails at start and says why).
+    /// </summary>
+    private List<string> WithoutLearnedTail(IReadOnlyList<string> readouts)
+    {
+        int keep = readouts.Count;
+        while (keep > 0 && IsLearned(readouts[keep - 1])) keep--;
+        return [.. readouts.Take(keep)];
+    }
+
+    private bool IsLearned(string sha)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(_applied.PackagePath(sha)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        return TryVerify(bytes, trust, out ModelPackage? package, out SignerRole signer, out _)
+            && signer == SignerRole.Learner && package!.Manifest.Kind == PackageKind.ReadoutUpdate;
     }
 
     /// <summary>
@@ -300,7 +326,13 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, model.Manifest.Version))
                     return $"{described}: learner-signed, but not on the learned line of {model.Manifest.ModelId} {model.Manifest.Version}";
                 if (CheckReadoutGolden(update) is { } failed) return failed;
-                try { model = ReadoutUpdates.Apply(model, update); }
+                // A learned readout whose base is a learned version of the model below: the learned readouts between
+                // were superseded by it and pruned (WithoutLearnedTail). It replaces the whole head and readout, so
+                // applied over the model their run began on it gives the model it gave over them.
+                bool overPruned = signer == SignerRole.Learner && m.BaseModelId == model.Manifest.ModelId
+                    && m.BaseModelVersion is { } baseVersion && baseVersion != model.Manifest.Version
+                    && IsLearnedLine(baseVersion, model.Manifest.Version) && CompareVersions(m.Version, baseVersion) > 0;
+                try { model = overPruned ? ReadoutUpdates.ApplyOverEarlierBase(model, update) : ReadoutUpdates.Apply(model, update); }
                 catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
             }
         }
