@@ -9,8 +9,8 @@ public static class Files
     /// <summary>Reads a package file's bytes (size-limited, without parsing).</summary>
     public static byte[] ReadPackageBytes(string path)
     {
+        if (ExpectedPath.FileProblem(path) is { } problem) throw new CommandFailedException($"'{path}' {problem}");
         var info = new FileInfo(path);
-        if (!info.Exists) throw new CommandFailedException($"'{path}' not found");
         if (info.Length > PackageLimits.MaxFileBytes) throw new PackageFormatException($"'{path}' exceeds the package size limit");
         return File.ReadAllBytes(path);
     }

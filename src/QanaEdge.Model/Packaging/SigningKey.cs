@@ -167,8 +167,8 @@ internal static class KeyText
     {
         try
         {
+            if (ExpectedPath.FileProblem(path) is { } problem) throw new KeyFileException($"key file '{path}' {problem}");
             var info = new FileInfo(path);
-            if (!info.Exists) throw new KeyFileException($"key file '{path}' not found");
             if (info.Length > MaxKeyFileBytes) throw new KeyFileException($"'{path}' is too large to be a key file");
             return File.ReadAllText(path, Encoding.ASCII);
         }
