@@ -305,7 +305,7 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         }
         await stopped.WaitAsync(TimeSpan.FromSeconds(60));
         File.Delete(held);
-        Assert.Equal(1, sub.Results.Count);
+        Assert.Single(sub.Results);
         // Nothing holds the card any more: neither the try's program nor the model it may have put back.
         using (QanaEdge.Akida.AkidaDevice again = QanaEdge.Akida.AkidaDevice.Open(node)) { }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using QanaEdge.Model;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Network;
@@ -37,8 +38,8 @@ public sealed class AblateCommand : IVerb
             int e = parse.GetValue(epochs), q = parse.GetValue(qatEpochs);
             if (e < 1 || q < 0) throw new UsageException("--epochs must be >= 1 and --qat-epochs >= 0");
             string images = parse.GetValue(data)!, csv = parse.GetValue(labels)!;
-            if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
-            if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
+            if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
+            if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             var options = new TrainOptions { Network = QanaOptions.Full with { PooledHead = parse.GetValue(pooledHead) }, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
             string schedule = FormattableString.Invariant(

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using QanaEdge.Imaging;
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
 
@@ -82,7 +83,7 @@ public sealed class ClassifyCommand : IVerb
 
     private static byte[] ReadImage(string path)
     {
-        if (!File.Exists(path)) throw new CommandFailedException("not found");
+        if (ExpectedPath.FileProblem(path) is { } problem) throw new CommandFailedException(problem);
         return ImageDecoder.ReadFile(path, DecodeLimits.Default);
     }
 

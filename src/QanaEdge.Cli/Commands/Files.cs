@@ -1,3 +1,4 @@
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Cli.Commands;
@@ -8,36 +9,30 @@ public static class Files
     /// <summary>Reads a package file's bytes (size-limited, without parsing).</summary>
     public static byte[] ReadPackageBytes(string path)
     {
+        if (ExpectedPath.FileProblem(path) is { } problem) throw new CommandFailedException($"'{path}' {problem}");
         var info = new FileInfo(path);
-        if (!info.Exists) throw new CommandFailedException($"'{path}' not found");
         if (info.Length > PackageLimits.MaxFileBytes) throw new PackageFormatException($"'{path}' exceeds the package size limit");
         return File.ReadAllBytes(path);
     }
 
     /// <summary>
-    /// Writes beside the target, flushed to the disk, then renames, so no reader ever sees half a file and a power cut
-    /// leaves the old file or the new one. On failure the temporary file is removed and the error names the target.
+    /// Writes the file whole (<see cref="WholeFile.Write"/>: beside the target, flushed to the disk, then renamed), so no
+    /// reader ever sees half a file and a power cut leaves the old file or the new one. The temporary name carries the
+    /// process id, so two runs writing the same output do not share one. On failure the temporary file is removed and
+    /// the error names the target.
     /// </summary>
     /// <exception cref="CommandFailedException">The file cannot be written.</exception>
     public static void WriteAtomically(string path, ReadOnlySpan<byte> bytes)
     {
         string full = CheckWritable(path);
-        string temp = $"{full}.tmp-{Environment.ProcessId}";
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
+        try { WholeFile.Write(full, bytes, Output); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(temp); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
             throw new CommandFailedException($"cannot write '{path}': {Cli.OneLine(e.Message)}");
         }
     }
+
+    private static readonly WholeFileOptions Output = new() { PerProcessTemporary = true };
 
     /// <summary>
     /// The full path of an output file that can plausibly be written: its folder exists and it is not a folder itself.

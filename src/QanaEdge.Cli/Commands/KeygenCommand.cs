@@ -1,4 +1,5 @@
 using System.CommandLine;
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Cli.Commands;
@@ -17,7 +18,8 @@ public sealed class KeygenCommand : IVerb
             PackageSignature.TryParseRole(parse.GetRequiredValue(role), out SignerRole r);
             string prefix = parse.GetRequiredValue(output);
             string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
-            if (folder is not null && !Directory.Exists(folder)) throw new CommandFailedException($"folder '{folder}' does not exist");
+            if (folder is not null && ExpectedPath.FolderProblem(folder) is { } problem)
+                throw new CommandFailedException($"folder '{folder}' {(problem == ExpectedPath.NotFound ? "does not exist" : problem)}");
             using var key = SigningKey.Generate(r);
             var (priv, pub) = key.Save(prefix);
             context.Out.WriteLine($"{PackageSignature.RoleName(r)} key {key.PublicKey.KeyIdHex}");

@@ -96,10 +96,11 @@ public sealed class TrainCommand : IVerb
             string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
             string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
             if (parse.GetValue(output) is null) throw new UsageException("--out is required");
-            if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
-            if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
+            if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
+            if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
             string? resumeFrom = parse.GetValue(resume);
-            if (resumeFrom is not null && !File.Exists(resumeFrom)) throw new CommandFailedException($"checkpoint '{resumeFrom}' not found");
+            if (resumeFrom is not null && ExpectedPath.FileProblem(resumeFrom) is { } noCheckpoint)
+                throw new CommandFailedException($"checkpoint '{resumeFrom}' {noCheckpoint}");
             var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
             net = net with
             {

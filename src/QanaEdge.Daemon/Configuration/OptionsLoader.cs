@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
+using QanaEdge.Model;
 using QanaEdge.Runtime.Kernels;
 
 namespace QanaEdge.Daemon.Configuration;
@@ -98,20 +99,23 @@ public static class OptionsLoader
         return $"{prefix}:{key}: {message}";
     }
 
+    /// <summary>"does not exist", as the options have always said, or why the path is not a file.</summary>
+    private static string Missing(string problem) => problem == ExpectedPath.NotFound ? "does not exist" : problem;
+
     private static void CheckSemantics(QanaOptions o, List<string> errors)
     {
         if (!string.IsNullOrWhiteSpace(o.Learning.KeyFile) && !o.Learning.KeyFile.EndsWith(".key", StringComparison.Ordinal))
             errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
             errors.Add($"Qana:Mqtt:ReconnectMaxSeconds: must be at least ReconnectMinSeconds ({o.Mqtt.ReconnectMinSeconds})");
-        if (!string.IsNullOrEmpty(o.Model) && !File.Exists(o.Model))
-            errors.Add($"Qana:Model: {o.Model} does not exist");
-        if (!string.IsNullOrEmpty(o.Mqtt.CaFile) && !File.Exists(o.Mqtt.CaFile))
-            errors.Add($"Qana:Mqtt:CaFile: {o.Mqtt.CaFile} does not exist");
-        if (!string.IsNullOrEmpty(o.Mqtt.ClientCertificate) && !File.Exists(o.Mqtt.ClientCertificate))
-            errors.Add($"Qana:Mqtt:ClientCertificate: {o.Mqtt.ClientCertificate} does not exist");
-        if (!string.IsNullOrEmpty(o.Mqtt.ClientKey) && !File.Exists(o.Mqtt.ClientKey))
-            errors.Add($"Qana:Mqtt:ClientKey: {o.Mqtt.ClientKey} does not exist");
+        if (!string.IsNullOrEmpty(o.Model) && ExpectedPath.FileProblem(o.Model) is { } modelProblem)
+            errors.Add($"Qana:Model: {o.Model} {Missing(modelProblem)}");
+        if (!string.IsNullOrEmpty(o.Mqtt.CaFile) && ExpectedPath.FileProblem(o.Mqtt.CaFile) is { } caFileProblem)
+            errors.Add($"Qana:Mqtt:CaFile: {o.Mqtt.CaFile} {Missing(caFileProblem)}");
+        if (!string.IsNullOrEmpty(o.Mqtt.ClientCertificate) && ExpectedPath.FileProblem(o.Mqtt.ClientCertificate) is { } clientCertificateProblem)
+            errors.Add($"Qana:Mqtt:ClientCertificate: {o.Mqtt.ClientCertificate} {Missing(clientCertificateProblem)}");
+        if (!string.IsNullOrEmpty(o.Mqtt.ClientKey) && ExpectedPath.FileProblem(o.Mqtt.ClientKey) is { } clientKeyProblem)
+            errors.Add($"Qana:Mqtt:ClientKey: {o.Mqtt.ClientKey} {Missing(clientKeyProblem)}");
         if (!string.IsNullOrEmpty(o.Mqtt.Password) && string.IsNullOrEmpty(o.Mqtt.Username))
             errors.Add("Qana:Mqtt:Password: set without Qana:Mqtt:Username");
         if (string.IsNullOrWhiteSpace(o.Mqtt.Host) && (o.Mqtt.Tls || !string.IsNullOrEmpty(o.Mqtt.CaFile)))

@@ -67,7 +67,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
     /// <summary>Starts the background loop and looks once at what is already labelled.</summary>
     public void Start()
     {
-        try { RecoverUnqueued(); }
+        try { RecoverUnqueued(AtStart); }
         catch (Exception e) when (ResultStore.IsStorageFailure(e))
         {
             _log.LogError("Learned readouts not checked for unsent messages: the store failed ({Error}); they are checked at the next start", e.Message);
@@ -79,20 +79,25 @@ public sealed class ReadoutLearning : IAsyncDisposable
     /// <summary>
     /// A readout this device learned is applied (persisted under the state folder) before its message is queued; a
     /// stop between the two would leave it running but never published. So at start every applied readout signed by
-    /// this device's learner key that the update log does not record as learned is recorded and queued now.
+    /// this device's learner key that the update log does not record as learned is recorded and queued now. So it is
+    /// again before a new learned readout is applied, which supersedes the applied ones and has their packages pruned
+    /// (a store failure right after a swap also leaves one unqueued, and a restart would find it gone).
     /// </summary>
-    private void RecoverUnqueued()
+    private void RecoverUnqueued((string Reason, string Log) when)
     {
         var trust = new TrustStore([_key.PublicKey]);
         var recorded = _store.UpdateLog().Where(u => u.Topic == ResultStore.LearnedTopic).Select(u => u.Sha256).ToHashSet(StringComparer.Ordinal);
         foreach (var (sha, package) in _updates.AppliedReadouts())
         {
             if (recorded.Contains(sha) || !PackageVerifier.Verify(package, trust).IsValid) continue;
-            _store.RecordLearnedReadout(sha, "applied before the daemon stopped; queued at the next start", _topic, package);
-            _log.LogWarning("Learned readout {Sha} was applied but not queued before the daemon stopped: queued now on {Topic}", sha[..16], _topic);
+            _store.RecordLearnedReadout(sha, when.Reason, _topic, package);
+            _log.LogWarning("Learned readout {Sha} was applied but not queued {When}: queued now on {Topic}", sha[..16], when.Log, _topic);
             Queued?.Invoke();
         }
     }
+
+    private static readonly (string Reason, string Log) AtStart = ("applied before the daemon stopped; queued at the next start", "before the daemon stopped"),
+        BeforeSuperseded = ("applied, but not queued then (the store failed); queued before a later readout superseded it", "when the store failed");
 
     /// <summary>A label was stored: look whether an attempt is due. Cheap, never blocks; wakes coalesce.</summary>
     public void Wake() => _signal.Writer.TryWrite(true);
@@ -182,6 +187,9 @@ public sealed class ReadoutLearning : IAsyncDisposable
 
         byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(update), _key);
         string sha = Convert.ToHexStringLower(SHA256.HashData(signed));
+        // Applied, this readout supersedes the learned ones before it, whose packages are then pruned (ModelUpdates):
+        // one not yet queued for publishing (a stop or a store failure right after its swap) is queued first.
+        RecoverUnqueued(BeforeSuperseded);
         var (outcome, reason) = _updates.Handle(signed, sha);
         if (outcome != ModelUpdates.Applied)
         {

@@ -1,35 +1,25 @@
 using System.Runtime.InteropServices;
+using QanaEdge.Model;
 
 namespace QanaEdge.Daemon.Storage;
 
 /// <summary>
-/// Writes that survive a power cut whole or not at all: the bytes go to a temporary file in the same folder, which is
-/// flushed to disk, renamed over the target, and then the folder itself is flushed so that the rename is on disk too
-/// (ext4 and most file systems make a rename durable only once the directory is synced). .NET cannot open a folder
-/// (it refuses directories on Unix), so the folder is synced through libc's open/fsync/close.
+/// Writes that survive a power cut whole or not at all: <see cref="WholeFile.Write"/> (temporary file in the same
+/// folder, flushed, renamed over the target) followed by a flush of the folder itself, so that the rename is on disk
+/// too (ext4 and most file systems make a rename durable only once the directory is synced). .NET cannot open a folder
+/// (it refuses directories on Unix), so the folder is synced through libc's open/fsync/close, here and not in
+/// QanaEdge.Model, which makes no native calls.
 /// </summary>
 internal static partial class DurableFile
 {
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
-    {
-        string tmp = path + ".tmp";
-        try
-        {
-            using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                file.Write(bytes);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            // A full disk or a failed flush leaves no half-written file behind (in the inbox, nothing would ever take it).
-            TryDelete(tmp);
-            throw;
-        }
-        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-    }
+    private static readonly WholeFileOptions Durable = new() { SyncFolder = SyncDirectory };
+
+    /// <summary>The options for <see cref="WholeFile.Write"/> that make a write durable, with the folder flushed by <paramref name="syncFolder"/> (a test's stand-in), else by <see cref="SyncDirectory"/>.</summary>
+    public static WholeFileOptions Options(Action<string>? syncFolder = null) => syncFolder is null ? Durable : new() { SyncFolder = syncFolder };
+
+    /// <exception cref="FolderSyncException">The file is in place; only the flush of its folder failed.</exception>
+    /// <exception cref="IOException">The file was not written (the message names it).</exception>
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes) => WholeFile.Write(path, bytes, Durable);
 
     /// <summary>Deletes a file if it can; a file that cannot be deleted (or is gone) is left as it is.</summary>
     public static void TryDelete(string path)

@@ -1,4 +1,5 @@
 using QanaEdge.Daemon.Storage;
+using QanaEdge.Model;
 
 namespace QanaEdge.Daemon.Updates;
 
@@ -13,10 +14,13 @@ namespace QanaEdge.Daemon.Updates;
 /// </code>
 /// A change writes the new package first, then replaces <c>active</c>; both writes are durable (temporary file,
 /// fsync, rename, fsync of the folder), so a power cut leaves either the old state or the new one. Packages no
-/// longer named are removed afterwards.
+/// longer named are removed afterwards. <paramref name="syncFolder"/> stands in for the folder flush
+/// (<see cref="DurableFile.SyncDirectory"/>) in tests.
 /// </summary>
-public sealed class AppliedUpdates(string dir)
+public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null)
 {
+    private readonly WholeFileOptions _durable = DurableFile.Options(syncFolder);
+
     private const string Header = "qana-applied-updates v1";
 
     public sealed record State(string? Model, IReadOnlyList<string> Readouts)
@@ -53,20 +57,47 @@ public sealed class AppliedUpdates(string dir)
     }
 
     /// <summary>Stores <paramref name="package"/> (the signed bytes, as <paramref name="sha"/>) and makes <paramref name="state"/> the applied state.</summary>
-    public void Commit(State state, string sha, byte[] package)
+    /// <returns>
+    /// Null when the new state is on the disk. Otherwise a durability warning: <c>active</c> was renamed into place, so
+    /// the new state is in effect and is what the next start reads, but the folder could not be flushed afterwards, so
+    /// a power cut before the kernel writes it out may bring the previous state back.
+    /// </returns>
+    /// <exception cref="IOException">The new state was not stored (<c>active</c> still names the previous one).</exception>
+    public string? Commit(State state, string sha, byte[] package)
     {
         System.IO.Directory.CreateDirectory(dir);
-        DurableFile.WriteAllBytes(PackagePath(sha), package);
+        // A failure here, the folder flush included, leaves active naming the previous state: the update is not stored.
+        WholeFile.Write(PackagePath(sha), package, _durable);
         var text = new System.Text.StringBuilder(Header).Append('\n');
         if (state.Model is not null) text.Append("model ").Append(state.Model).Append('\n');
         foreach (string r in state.Readouts) text.Append("readout ").Append(r).Append('\n');
-        DurableFile.WriteAllBytes(ActivePath, System.Text.Encoding.ASCII.GetBytes(text.ToString()));
-        // Leftovers (a replaced model, readouts of an older model, a package written before a crash) go last: the
-        // state named above no longer needs them.
+        try { WholeFile.Write(ActivePath, System.Text.Encoding.ASCII.GetBytes(text.ToString()), _durable); }
+        catch (FolderSyncException e)
+        {
+            // The rename happened: from here on the new state is the one in effect, so this is no refusal. The flush
+            // is not retried: after a failed fsync Linux may report the next one clean although the data never
+            // reached the disk, so a retry would only hide the doubt. Nothing is pruned either: should a power cut
+            // bring the previous active back, the packages it names must still be there.
+            return e.Message;
+        }
+        Prune(state);
+        return null;
+    }
+
+    /// <summary>
+    /// Removes the packages <paramref name="state"/> does not name: a replaced model, readouts of an older model,
+    /// learned readouts a later one superseded (<see cref="ModelUpdates"/> drops them from the state), a package
+    /// written before a crash. Called only once the state naming what stays is on the disk, so a crash part way
+    /// loses nothing needed: what is left over is removed at the next change. Nothing else on the device reads these
+    /// files: a failed swap programs the previous model back from memory, and a start whose applied updates fail runs
+    /// the configured package, which is not kept here.
+    /// </summary>
+    private void Prune(State state)
+    {
         foreach (string file in System.IO.Directory.GetFiles(dir, "*.qana"))
             if (!state.Contains(Path.GetFileNameWithoutExtension(file)))
             {
-                try { File.Delete(file); } catch (IOException) { }
+                try { File.Delete(file); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
             }
     }
 }

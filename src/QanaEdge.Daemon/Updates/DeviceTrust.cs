@@ -1,3 +1,4 @@
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Updates;
@@ -20,9 +21,9 @@ public sealed class DeviceTrust(string trustDir, TrustedKey? learner)
     public TrustStore Load(out string? problem)
     {
         problem = null;
-        if (!Directory.Exists(trustDir))
+        if (ExpectedPath.FolderProblem(trustDir) is { } missing)
         {
-            problem = $"trust directory '{trustDir}' not found";
+            problem = $"trust directory '{trustDir}' {missing}";
             if (learner is null) throw new KeyFileException(problem);
             return new TrustStore([learner]);
         }

@@ -24,8 +24,9 @@ namespace QanaEdge.Daemon.Updates;
 /// </para>
 /// </summary>
 /// <param name="failover">Tries the card again when an update leaves the model off it; without one, only the next update or a restart does.</param>
+/// <param name="applied">The store of applied updates under <paramref name="stateDir"/>; a test passes one whose folder flush it controls.</param>
 public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrust trust, EngineChoice choice, ILogger<ModelUpdates> log,
-    CardFailover? failover = null)
+    CardFailover? failover = null, AppliedUpdates? applied = null)
 {
     public const string Applied = "applied", Refused = "refused", AlreadyApplied = "already-applied";
 
@@ -36,7 +37,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     public const string NotStored = "not-stored";
 
     private readonly ActiveModel _active = start.Active;
-    private readonly AppliedUpdates _applied = new(ModelsDir(stateDir));
+    private readonly AppliedUpdates _applied = applied ?? new(ModelsDir(stateDir));
     private readonly Lock _gate = new();
     // The applied state the running model was built from: none when the start fell back to the configured model, so a
     // broken chain found at start is replaced, not extended.
@@ -106,7 +107,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             catch (PackageFormatException e) { return (Refused, $"{Describe(update)} does not fit {runningName}: {e.Message}"); }
         }
 
-        var next = m.Kind == PackageKind.Model ? new AppliedUpdates.State(sha, []) : new AppliedUpdates.State(state.Model, [.. state.Readouts, sha]);
+        var next = m.Kind == PackageKind.Model ? new AppliedUpdates.State(sha, [])
+            : new AppliedUpdates.State(state.Model, [.. signer == SignerRole.Learner ? WithoutLearnedTail(state.Readouts) : state.Readouts, sha]);
         string source = $"applied update: {Describe(update)} ({_applied.PackagePath(sha)})";
         var outcome = Swap(candidate, _applied.PackagePath(sha), source, () => _applied.Commit(next, sha, payload));
         if (outcome.Outcome != Applied) return outcome;
@@ -116,13 +118,38 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     }
 
     /// <summary>
+    /// <paramref name="readouts"/> without the learned readouts at their end, which a new learned readout supersedes: a
+    /// readout update replaces the whole head and readout, so of a run of learned readouts only the last one decides
+    /// the model, and at start it is applied over the model the run began on (<see cref="TryRestore"/>). Without this,
+    /// every readout the device learned stayed under the state folder and was verified again at every start.
+    /// Learned means signed by a learner key: a learned readout always lies on the learned line of the model below it,
+    /// below the vendor's next release. A vendor's readout is never dropped (the learned ones above it are for its
+    /// version), nor is one whose file cannot be read or verified now (kept, it fails at start and says why).
+    /// </summary>
+    private List<string> WithoutLearnedTail(IReadOnlyList<string> readouts)
+    {
+        int keep = readouts.Count;
+        while (keep > 0 && IsLearned(readouts[keep - 1])) keep--;
+        return [.. readouts.Take(keep)];
+    }
+
+    private bool IsLearned(string sha)
+    {
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(_applied.PackagePath(sha)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        return TryVerify(bytes, trust, out ModelPackage? package, out SignerRole signer, out _)
+            && signer == SignerRole.Learner && package!.Manifest.Kind == PackageKind.ReadoutUpdate;
+    }
+
+    /// <summary>
     /// Checks the candidate on the engine it will run on and swaps it in. On the managed engine everything is built
     /// and checked while the old model keeps classifying, and the swap itself only exchanges providers. An Akida card
     /// holds one program: the golden vectors are first run on the managed engine (the card's logits are the managed
     /// engine's, bit for bit), then, with the workers paused between images, the card is reprogrammed and checked
     /// again; if that fails, or the card refuses the program, the old model is programmed back.
     /// </summary>
-    private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Action persist)
+    private (string Outcome, string Reason) Swap(ModelPackage candidate, string path, string source, Func<string?> persist)
     {
         string name = $"{candidate.Manifest.ModelId} {candidate.Manifest.Version}";
         IClassifierProvider current = _active.Provider;
@@ -133,14 +160,16 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             if (_active.CardFault is { } fault && choice.UseAkida && candidate.Manifest.Profile != QuantizationProfile.Akd1000)
                 return (Refused, $"{name} is not of the akd1000 profile and cannot run on the card, out of use after a fault ({fault}) but still this device's engine");
             if (!TryBuild(candidate, path, out IClassifierProvider? next, out string failure)) return (Refused, failure);
-            try { persist(); }
+            string? notDurable;
+            try { notDurable = persist(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 next!.Dispose();
                 return (NotStored, $"{name} passed its checks but could not be stored: {e.Message}");
             }
-            _active.Swap(_ => (next!, source, 0));
-            return (Applied, $"{name} on {next!.EngineName}");
+            string warning = DurabilityWarning(name, notDurable);
+            _active.Swap(_ => (next!, source + warning, 0));
+            return (Applied, $"{name} on {next!.EngineName}{warning}");
         }
 
         using (IInferenceEngine managed = LesionClassifier.CreateEngine(candidate))
@@ -170,8 +199,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 {
                     try
                     {
-                        persist();
-                        return (next, source, (Applied, $"{name} on {next.EngineName}"));
+                        string warning = DurabilityWarning(name, persist());
+                        return (next, source + warning, (Applied, $"{name} on {next.EngineName}{warning}"));
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
@@ -189,6 +218,19 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             var (back, backSource) = ProgramBack(oldPackage, oldPath, oldSource);
             return (back, backSource, (notStored ? NotStored : Refused, failure));
         });
+    }
+
+    /// <summary>
+    /// The durability warning of <see cref="AppliedUpdates.Commit"/> (null: none), logged, as a suffix for the
+    /// outcome's reason and the model's source in the status: the update is in effect and the next start runs it, but
+    /// a power cut before the kernel writes the state folder out may bring the previous state back. The status says so
+    /// until the next change, whose flush of the same folder settles it.
+    /// </summary>
+    private string DurabilityWarning(string name, string? notDurable)
+    {
+        if (notDurable is null) return "";
+        log.LogWarning("MODEL: {Model} is in effect, but its state may not survive a power cut: {Warning}", name, notDurable);
+        return $"; not durable yet: {notDurable}";
     }
 
     /// <summary>
@@ -291,7 +333,13 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, model.Manifest.Version))
                     return $"{described}: learner-signed, but not on the learned line of {model.Manifest.ModelId} {model.Manifest.Version}";
                 if (CheckReadoutGolden(update) is { } failed) return failed;
-                try { model = ReadoutUpdates.Apply(model, update); }
+                // A learned readout whose base is a learned version of the model below: the learned readouts between
+                // were superseded by it and pruned (WithoutLearnedTail). It replaces the whole head and readout, so
+                // applied over the model their run began on it gives the model it gave over them.
+                bool overPruned = signer == SignerRole.Learner && m.BaseModelId == model.Manifest.ModelId
+                    && m.BaseModelVersion is { } baseVersion && baseVersion != model.Manifest.Version
+                    && IsLearnedLine(baseVersion, model.Manifest.Version) && CompareVersions(m.Version, baseVersion) > 0;
+                try { model = overPruned ? ReadoutUpdates.ApplyOverEarlierBase(model, update) : ReadoutUpdates.Apply(model, update); }
                 catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
             }
         }

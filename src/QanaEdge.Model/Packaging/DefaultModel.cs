@@ -11,14 +11,14 @@ public static class DefaultModel
     public const string FolderName = "firmware-models";
     public const string DefaultFileName = "DEFAULT";
 
-    /// <exception cref="FileNotFoundException">No package found, or the named one does not exist.</exception>
+    /// <exception cref="FileNotFoundException">No package found, or the named one does not exist or is a folder.</exception>
     /// <exception cref="PackageFormatException">The folder is ambiguous or DEFAULT is malformed.</exception>
     public static string Locate(string? explicitPath)
     {
         if (!string.IsNullOrWhiteSpace(explicitPath))
         {
             string full = Path.GetFullPath(explicitPath);
-            if (!File.Exists(full)) throw new FileNotFoundException($"model package '{explicitPath}' not found", full);
+            if (ExpectedPath.FileProblem(full) is { } problem) throw new FileNotFoundException($"model package '{explicitPath}' {problem}", full);
             return full;
         }
         foreach (string start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
@@ -48,7 +48,8 @@ public static class DefaultModel
             if (name.Contains('/') || name.Contains('\\') || name is "." or "..")
                 throw new PackageFormatException($"'{defaultFile}' must name a file inside '{folder}', not '{name}'");
             string path = Path.Combine(folder, name);
-            if (!File.Exists(path)) throw new FileNotFoundException($"'{defaultFile}' names '{name}', which does not exist", path);
+            if (ExpectedPath.FileProblem(path) is { } problem)
+                throw new FileNotFoundException($"'{defaultFile}' names '{name}', which {(problem == ExpectedPath.NotFound ? "does not exist" : problem)}", path);
             return Path.GetFullPath(path);
         }
         string[] packages = Directory.GetFiles(folder, "*.qana");

@@ -16,6 +16,8 @@ public static class PackageReader
 {
     public static ModelPackage Load(string path)
     {
+        // A folder would otherwise be "access denied", which sends the reader to the permissions.
+        if (ExpectedPath.FileProblem(path) == ExpectedPath.FolderForFile) throw new PackageFormatException($"'{path}' {ExpectedPath.FolderForFile}");
         byte[] bytes;
         try
         {

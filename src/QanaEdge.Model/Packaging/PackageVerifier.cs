@@ -109,9 +109,9 @@ public static class PackageVerifier
         byte[] bytes;
         try
         {
+            if (ExpectedPath.FileProblem(path) is { } problem)
+                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' {problem}" };
             var info = new FileInfo(path);
-            if (!info.Exists)
-                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' not found" };
             if (info.Length > PackageLimits.MaxFileBytes)
                 return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' exceeds the package size limit" };
             bytes = File.ReadAllBytes(path);

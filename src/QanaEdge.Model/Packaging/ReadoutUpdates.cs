@@ -132,14 +132,25 @@ public static class ReadoutUpdates
     /// The result's version is the update's; its golden self-test vectors are dropped, since their
     /// expected logits belong to the old head (the update's own golden vectors are head inputs, for its graph).
     /// </summary>
-    public static ModelPackage Apply(ModelPackage model, ModelPackage update)
+    public static ModelPackage Apply(ModelPackage model, ModelPackage update) => Apply(model, update, exactBase: true);
+
+    /// <summary>
+    /// <see cref="Apply"/> for an update made for a later version of <paramref name="model"/> (same model id) than
+    /// the model itself: a readout learned on top of earlier readout updates of it. Since an update replaces the whole
+    /// head and readout, the updates between add nothing to the result, which is the model <see cref="Apply"/> gives
+    /// over them (its provenance names the base the update was made for). Whether the update may skip them is the
+    /// caller's judgement (the daemon allows it for readouts its own learning superseded and pruned).
+    /// </summary>
+    public static ModelPackage ApplyOverEarlierBase(ModelPackage model, ModelPackage update) => Apply(model, update, exactBase: false);
+
+    private static ModelPackage Apply(ModelPackage model, ModelPackage update, bool exactBase)
     {
         PackageValidator.Validate(model);
         PackageValidator.Validate(update);
         ModelManifest um = update.Manifest;
         if (um.Kind != PackageKind.ReadoutUpdate) throw new PackageFormatException($"'{um.ModelId}' is not a readout update");
         if (model.Manifest.Kind != PackageKind.Model) throw new PackageFormatException("a readout update applies to a model, not to another update");
-        if (um.BaseModelId != model.Manifest.ModelId || um.BaseModelVersion != model.Manifest.Version)
+        if (um.BaseModelId != model.Manifest.ModelId || (exactBase && um.BaseModelVersion != model.Manifest.Version))
             throw new PackageFormatException($"update '{um.ModelId}' {um.Version} is for {um.BaseModelId} {um.BaseModelVersion}, not {model.Manifest.ModelId} {model.Manifest.Version}");
 
         ModelGraph g = model.Graph, ug = update.Graph;
@@ -182,7 +193,8 @@ public static class ReadoutUpdates
         var provenance = new Dictionary<string, string>(m.Provenance)
         {
             ["readout_update"] = $"{um.ModelId} {um.Version}",
-            ["base_version"] = m.Version,
+            // The version the update was made for: the model's own, unless earlier updates were skipped.
+            ["base_version"] = um.BaseModelVersion ?? m.Version,
         };
         var result = new ModelPackage
         {

@@ -133,9 +133,9 @@ public sealed class SigningKey : IDisposable
             // The public half first: when the key cannot follow, a public file alone is harmless and a retry replaces
             // it, where a key without its public half could not be given to a trust store and would block the retry
             // (keys are never overwritten).
-            WriteWhole(pubPath, Encoding.ASCII.GetBytes(PublicKey.ToText()), ownerOnly: false, overwrite: true);
+            WholeFile.Write(pubPath, Encoding.ASCII.GetBytes(PublicKey.ToText()));
             writing = keyPath;
-            WriteWhole(keyPath, text, ownerOnly: true, overwrite: false);
+            WholeFile.Write(keyPath, text, PrivateKeyFile);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -149,29 +149,8 @@ public sealed class SigningKey : IDisposable
         return (keyPath, pubPath);
     }
 
-    private static void WriteWhole(string path, byte[] bytes, bool ownerOnly, bool overwrite)
-    {
-        string tmp = path + ".tmp";
-        try
-        {
-            // A leftover from an earlier attempt goes first: an existing file would keep its own permissions.
-            File.Delete(tmp);
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-            // A private key is created with 0600 from the first byte: there is no moment at which others could read it.
-            if (ownerOnly && !OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            using (var stream = new FileStream(tmp, options))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-            throw;
-        }
-    }
+    /// <summary>A private key: owner-only from its first byte, never written over.</summary>
+    private static readonly WholeFileOptions PrivateKeyFile = new() { OwnerOnly = true, Overwrite = false };
 
     internal byte[] SignData(ReadOnlySpan<byte> data) =>
         _ecdsa.SignData(data, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
@@ -188,8 +167,8 @@ internal static class KeyText
     {
         try
         {
+            if (ExpectedPath.FileProblem(path) is { } problem) throw new KeyFileException($"key file '{path}' {problem}");
             var info = new FileInfo(path);
-            if (!info.Exists) throw new KeyFileException($"key file '{path}' not found");
             if (info.Length > MaxKeyFileBytes) throw new KeyFileException($"'{path}' is too large to be a key file");
             return File.ReadAllText(path, Encoding.ASCII);
         }

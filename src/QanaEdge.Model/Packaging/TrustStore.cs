@@ -20,7 +20,7 @@ public sealed class TrustStore
 
     public static TrustStore Load(string directory)
     {
-        if (!Directory.Exists(directory)) throw new KeyFileException($"trust directory '{directory}' not found");
+        if (ExpectedPath.FolderProblem(directory) is { } problem) throw new KeyFileException($"trust directory '{directory}' {problem}");
         string[] files = Directory.GetFiles(directory, "*.pub");
         Array.Sort(files, StringComparer.Ordinal);
         return new TrustStore(files.Select(TrustedKey.Load));

@@ -19,8 +19,8 @@ public static class Ham10000Index
     /// image files are missing (the message names the count and the first few).</summary>
     public static IReadOnlyList<Ham10000Row> Load(string imagesDir, string labelsCsv)
     {
-        if (!Directory.Exists(imagesDir)) throw new DatasetException($"images folder not found: {imagesDir}");
-        if (!File.Exists(labelsCsv)) throw new DatasetException($"label file not found: {labelsCsv}");
+        if (ExpectedPath.FolderProblem(imagesDir) is { } noFolder) throw new DatasetException($"images folder {noFolder}: {imagesDir}");
+        if (ExpectedPath.FileProblem(labelsCsv) is { } noFile) throw new DatasetException($"label file {noFile}: {labelsCsv}");
         List<Ham10000Row> rows;
         try
         {

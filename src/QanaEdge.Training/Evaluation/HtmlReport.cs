@@ -17,23 +17,14 @@ public static class HtmlReport
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     /// <summary>
-    /// Writes DIR/index.html (the folder is created) and returns its path: beside it first, then renamed, so an earlier
-    /// report is replaced whole or kept.
+    /// Writes DIR/index.html (the folder is created) and returns its path: whole (<see cref="WholeFile.Write"/>: beside
+    /// it first, then renamed), so an earlier report is replaced whole or kept.
     /// </summary>
     public static string Write(string directory, EvaluationSummary summary)
     {
         Directory.CreateDirectory(directory);
-        string path = Path.Combine(directory, "index.html"), temp = $"{path}.tmp-{Environment.ProcessId}";
-        try
-        {
-            File.WriteAllText(temp, Render(summary), new UTF8Encoding(false));
-            File.Move(temp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(temp); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
-            throw;
-        }
+        string path = Path.Combine(directory, "index.html");
+        WholeFile.Write(path, new UTF8Encoding(false).GetBytes(Render(summary)), new WholeFileOptions { PerProcessTemporary = true });
         return path;
     }
 

@@ -1,0 +1,152 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using QanaEdge.Daemon.Updates;
+using QanaEdge.Model.Graph;
+using QanaEdge.Model.Packaging;
+using QanaEdge.TestSupport;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// The applied updates under a real temporary state folder, through <see cref="ModelUpdates"/> and back through its
+/// start: learned readouts a later one supersedes are pruned, and a folder flush that fails after <c>active</c> was
+/// renamed leaves the update applied, with a warning, rather than reported as not stored.
+/// </summary>
+public sealed class AppliedUpdatesTests : IDisposable
+{
+    private static readonly string ShippedPath = Path.Combine(TestData.RepositoryRoot, "firmware-models", "qana-paper8-64.qana");
+    private static readonly ModelPackage Shipped = PackageReader.Load(ShippedPath);
+    private static readonly EngineChoice Managed = new(false, "managed integer engine");
+    private readonly string _root = TestEnv.TempDir("applied");
+    private readonly string _trust, _state;
+    private readonly SigningKey _vendor = SigningKey.Generate(SignerRole.Vendor);
+    private readonly SigningKey _learner = SigningKey.Generate(SignerRole.Learner);
+
+    public AppliedUpdatesTests()
+    {
+        _trust = Path.Combine(_root, "trust");
+        _state = Path.Combine(_root, "state");
+        Directory.CreateDirectory(_trust);
+        File.WriteAllText(Path.Combine(_trust, "vendor.pub"), _vendor.PublicKey.ToText());
+    }
+
+    public void Dispose()
+    {
+        _vendor.Dispose();
+        _learner.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private DeviceTrust Trust => new(_trust, _learner.PublicKey);
+    private string Models => ModelUpdates.ModelsDir(_state);
+
+    private ModelUpdates Updates(ActiveModel active, AppliedUpdates? applied = null) =>
+        new(new ModelAtStart(active, AppliedUpdates.State.None, null), _state, Trust, Managed, NullLogger<ModelUpdates>.Instance, applied: applied);
+
+    private static (string Sha, byte[] Bytes) Sign(ModelPackage update, SigningKey key)
+    {
+        byte[] bytes = PackageSigner.Sign(PackageWriter.ToBytes(update), key);
+        return (Convert.ToHexStringLower(SHA256.HashData(bytes)), bytes);
+    }
+
+    private ModelAtStart Start() => ModelUpdates.Start(new QanaOptions { Model = ShippedPath, StateDir = _state }, Trust, Managed);
+
+    private string[] Stored() => [.. Directory.GetFiles(Models, "*.qana").Select(f => Path.GetFileNameWithoutExtension(f)).Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// A vendor readout, then four readouts learned on top of it: each learned one supersedes the learned ones before
+    /// it, so only the vendor's and the last learned package stay (the vendor's is what the learned ones are for), and
+    /// a start restores the very model the whole chain gave. A package left over by a crash before the pruning is
+    /// harmless at start and goes at the next change.
+    /// </summary>
+    [Fact]
+    public void Learned_readouts_a_later_one_supersedes_are_pruned_and_the_last_is_restored_over_the_model_below()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        ModelPackage vendorReadout = ModelUpdateTests.Readout(Shipped, "1.0.1");
+        var vendor = Sign(vendorReadout, _vendor);
+        Assert.Equal(ModelUpdates.Applied, updates.Handle(vendor.Bytes, vendor.Sha).Outcome);
+
+        ModelPackage model = ReadoutUpdates.Apply(Shipped, vendorReadout);
+        var learned = new List<(string Sha, byte[] Bytes)>();
+        for (int i = 1; i <= 3; i++)
+        {
+            ModelPackage readout = ModelUpdateTests.Readout(model, ModelUpdates.LearnedVersion(model.Manifest.Version));
+            var signed = Sign(readout, _learner);
+            var (outcome, reason) = updates.Handle(signed.Bytes, signed.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, reason);
+            learned.Add(signed);
+            model = ReadoutUpdates.Apply(model, readout);
+            Assert.Equal(new[] { vendor.Sha, signed.Sha }.Order(StringComparer.Ordinal), Stored());
+        }
+        Assert.Equal("1.0.1.3", active.Provider.ModelVersion);
+        Assert.Equal(new AppliedUpdates.State(null, [vendor.Sha, learned[^1].Sha]).Readouts, new AppliedUpdates(Models).Read().Readouts);
+
+        // A start rebuilds the model the chain gave: the last learned readout over the vendor's.
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.Null(start.Problem);
+            ModelPackage restored = start.Active.Provider.Package;
+            Assert.Equal("1.0.1.3", restored.Manifest.Version);
+            Assert.Equal(ReadoutUpdates.Head(model).Weights, ReadoutUpdates.Head(restored).Weights);
+            Assert.Equal(ReadoutUpdates.Head(model).Bias, ReadoutUpdates.Head(restored).Bias);
+            Assert.Equal(model.Manifest.Provenance["base_version"], restored.Manifest.Provenance["base_version"]);
+        }
+
+        // A crash after active was written but before the pruning leaves a superseded package: nothing reads it, and
+        // the next change removes it.
+        File.WriteAllBytes(Path.Combine(Models, learned[0].Sha + ".qana"), learned[0].Bytes);
+        ModelAtStart again = Start();
+        using (again.Active) Assert.Null(again.Problem);
+        ModelPackage fourth = ModelUpdateTests.Readout(model, ModelUpdates.LearnedVersion(model.Manifest.Version));
+        var last = Sign(fourth, _learner);
+        Assert.Equal(ModelUpdates.Applied, updates.Handle(last.Bytes, last.Sha).Outcome);
+        Assert.Equal(new[] { vendor.Sha, last.Sha }.Order(StringComparer.Ordinal), Stored());
+    }
+
+    /// <summary>
+    /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
+    /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
+    /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,
+    /// after the package alone, still means not stored.
+    /// </summary>
+    [Fact]
+    public void A_failed_folder_flush_after_active_was_renamed_applies_the_update_with_a_durability_warning()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        int flushes = 0;
+        int failAt = 2;   // 1: the package's folder flush, 2: the one after active was renamed
+        var applied = new AppliedUpdates(Models, folder =>
+        {
+            if (++flushes == failAt) throw new IOException($"fsync of {folder} failed: errno 5");
+        });
+        ModelUpdates updates = Updates(active, applied);
+
+        var first = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        var (outcome, reason) = updates.Handle(first.Bytes, first.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Contains("not durable yet", reason, StringComparison.Ordinal);
+        Assert.Contains("errno 5", reason, StringComparison.Ordinal);
+        Assert.Equal("1.0.1", active.Provider.ModelVersion);
+        Assert.Contains("not durable yet", active.Source, StringComparison.Ordinal);
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.Null(start.Problem);
+            Assert.Equal("1.0.1", start.Active.Provider.ModelVersion);
+        }
+
+        // Failing after the package but before active: not stored, the running model and the state stay.
+        flushes = 0;
+        failAt = 1;
+        var second = Sign(ModelUpdateTests.Readout(ReadoutUpdates.Apply(Shipped, ModelUpdateTests.Readout(Shipped, "1.0.1")), "1.0.2"), _vendor);
+        Assert.Equal(ModelUpdates.NotStored, updates.Handle(second.Bytes, second.Sha).Outcome);
+        Assert.Equal("1.0.1", active.Provider.ModelVersion);
+        Assert.Equal([first.Sha], new AppliedUpdates(Models).Read().Readouts);
+    }
+}

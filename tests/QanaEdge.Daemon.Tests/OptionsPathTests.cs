@@ -1,0 +1,31 @@
+using Microsoft.Extensions.Configuration;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>The daemon's file options name a folder given for a file as such; a missing file still "does not exist".</summary>
+public sealed class OptionsPathTests : IDisposable
+{
+    private readonly string _dir = TestEnv.TempDir("options");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public void A_folder_given_as_the_model_or_a_certificate_is_reported_as_a_folder()
+    {
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "model.qana")).FullName;
+        string missing = Path.Combine(_dir, "missing.qana");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = Path.Combine(_dir, "inbox"), ["Qana:StateDir"] = Path.Combine(_dir, "state"),
+            ["Qana:Model"] = folder, ["Qana:Mqtt:Host"] = "broker", ["Qana:Mqtt:CaFile"] = missing,
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Contains($"Qana:Model: {folder} is a directory, expected a file", e.Errors);
+        Assert.Contains($"Qana:Mqtt:CaFile: {missing} does not exist", e.Errors);
+    }
+}
