@@ -39,6 +39,9 @@ public sealed class AblateCommand : IVerb
             string images = parse.GetValue(data)!, csv = parse.GetValue(labels)!;
             if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
             if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
+            // The table and the JSON are written after every row has trained: a folder named there must fail now.
+            Files.RefuseFolder(parse.GetValue(table)!, "--table");
+            Files.RefuseFolder(parse.GetValue(json)!, "--json");
             Par.Threads = Math.Max(1, parse.GetValue(threads));
             var options = new TrainOptions { Network = QanaOptions.Full with { PooledHead = parse.GetValue(pooledHead) }, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
             string schedule = FormattableString.Invariant(

@@ -95,7 +95,9 @@ public sealed class TrainCommand : IVerb
             }
             string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
             string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
-            if (parse.GetValue(output) is null) throw new UsageException("--out is required");
+            if (parse.GetValue(output) is not { } outPackage) throw new UsageException("--out is required");
+            // The package is written after the whole run: a folder named here must fail now, not hours later.
+            Files.RefuseFolder(outPackage, "--out");
             if (!Directory.Exists(images)) throw new CommandFailedException($"image folder '{images}' not found");
             if (!File.Exists(csv)) throw new CommandFailedException($"labels file '{csv}' not found");
             string? resumeFrom = parse.GetValue(resume);
