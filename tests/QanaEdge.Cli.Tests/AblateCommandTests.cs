@@ -11,6 +11,7 @@ public class AblateCommandTests
         try
         {
             Qana.Run("ablate", "--data", dir.FullName, "--labels", "x.csv", "--epochs", "0").AssertOneLineError(2, "--epochs");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", "x.csv", "--threads", "0").AssertOneLineError(2, "--threads");
             Qana.Run("ablate", "--data", dir.FullName, "--labels", Path.Combine(dir.FullName, "missing.csv")).AssertOneLineError(1, "not found");
         }
         finally { dir.Delete(recursive: true); }
@@ -98,6 +99,9 @@ public class AblateCommandTests
     [InlineData("--dropout", "NaN")]
     [InlineData("--sampler-alpha", "NaN")]
     [InlineData("--zoom-probability", "NaN")]
+    [InlineData("--threads", "0")]
+    [InlineData("--threads", "-2")]
+    [InlineData("--throughput-steps", "-1")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }
