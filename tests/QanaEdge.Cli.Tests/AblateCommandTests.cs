@@ -11,6 +11,7 @@ public class AblateCommandTests
         try
         {
             Qana.Run("ablate", "--data", dir.FullName, "--labels", "x.csv", "--epochs", "0").AssertOneLineError(2, "--epochs");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", "x.csv", "--threads", "0").AssertOneLineError(2, "--threads");
             Qana.Run("ablate", "--data", dir.FullName, "--labels", Path.Combine(dir.FullName, "missing.csv")).AssertOneLineError(1, "not found");
         }
         finally { dir.Delete(recursive: true); }
@@ -67,6 +68,25 @@ public class AblateCommandTests
         finally { dir.Delete(recursive: true); }
     }
 
+    /// <summary>The package, the table and the JSON are written after the training: a folder named for one of them is
+    /// refused before any data is read (here the labels file does not even exist).</summary>
+    [Fact]
+    public void OutputsThatAreFoldersAreRefusedBeforeTheRun()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-outputs-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "missing.csv");
+            Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", dir.FullName).AssertOneLineError(1, "is a folder");
+            Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "new") + "/").AssertOneLineError(1, "--out");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\n");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--table", dir.FullName).AssertOneLineError(1, "--table");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--table", Path.Combine(dir.FullName, "t.md"), "--json", dir.FullName)
+                .AssertOneLineError(1, "--json");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     [Theory]
     [InlineData("--zoom-probability", "1.5")]
     [InlineData("--dropout", "0.6")]
@@ -79,6 +99,9 @@ public class AblateCommandTests
     [InlineData("--dropout", "NaN")]
     [InlineData("--sampler-alpha", "NaN")]
     [InlineData("--zoom-probability", "NaN")]
+    [InlineData("--threads", "0")]
+    [InlineData("--threads", "-2")]
+    [InlineData("--throughput-steps", "-1")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
         Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
 }

@@ -37,10 +37,15 @@ public sealed class AblateCommand : IVerb
         {
             int e = parse.GetValue(epochs), q = parse.GetValue(qatEpochs);
             if (e < 1 || q < 0) throw new UsageException("--epochs must be >= 1 and --qat-epochs >= 0");
+            // Refused rather than raised to 1: seven rows silently on one thread take several times as long.
+            if (parse.GetValue(threads) < 1) throw new UsageException("--threads must be at least 1");
             string images = parse.GetValue(data)!, csv = parse.GetValue(labels)!;
             if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
             if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
-            Par.Threads = Math.Max(1, parse.GetValue(threads));
+            // The table and the JSON are written after every row has trained: a folder named there must fail now.
+            Files.RefuseFolder(parse.GetValue(table)!, "--table");
+            Files.RefuseFolder(parse.GetValue(json)!, "--json");
+            Par.Threads = parse.GetValue(threads);
             var options = new TrainOptions { Network = QanaOptions.Full with { PooledHead = parse.GetValue(pooledHead) }, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
             string schedule = FormattableString.Invariant(
                 $"{e} float epoch{(e == 1 ? "" : "s")} per trained row (cosine schedule of that length, no early stop) and {q} QAT epoch{(q == 1 ? "" : "s")} per row");

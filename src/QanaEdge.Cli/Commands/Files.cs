@@ -35,6 +35,18 @@ public static class Files
     private static readonly WholeFileOptions Output = new() { PerProcessTemporary = true };
 
     /// <summary>
+    /// Refuses an output file path that names a folder (an existing one, or any path ending in a separator). For
+    /// outputs written only at the end of a long run, whose missing folders the run creates itself, so
+    /// <see cref="CheckWritable"/> would be too strict.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The path is a folder.</exception>
+    public static void RefuseFolder(string path, string option)
+    {
+        if (Directory.Exists(path) || Path.EndsInDirectorySeparator(path))
+            throw new CommandFailedException($"cannot write '{path}': it is a folder ({option} names a file)");
+    }
+
+    /// <summary>
     /// The full path of an output file that can plausibly be written: its folder exists and it is not a folder itself.
     /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
     /// </summary>

@@ -84,8 +84,12 @@ public sealed class TrainCommand : IVerb
             if (incEpochs < 1) throw new UsageException("--incremental-epochs must be at least 1");
             int patienceEpochs = parse.GetValue(patience);
             if (patienceEpochs < 1) throw new UsageException("--patience must be at least 1");
-            Par.Threads = Math.Max(1, parse.GetValue(threads));
+            // Refused rather than raised to 1: a run silently on one thread takes several times as long.
+            int workers = parse.GetValue(threads);
+            if (workers < 1) throw new UsageException("--threads must be at least 1");
+            Par.Threads = workers;
             int steps = parse.GetValue(throughput);
+            if (steps < 0) throw new UsageException("--throughput-steps must be positive (or left out)");
             if (steps > 0)
             {
                 var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
@@ -95,7 +99,9 @@ public sealed class TrainCommand : IVerb
             }
             string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
             string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
-            if (parse.GetValue(output) is null) throw new UsageException("--out is required");
+            if (parse.GetValue(output) is not { } outPackage) throw new UsageException("--out is required");
+            // The package is written after the whole run: a folder named here must fail now, not hours later.
+            Files.RefuseFolder(outPackage, "--out");
             if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
             if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
             string? resumeFrom = parse.GetValue(resume);

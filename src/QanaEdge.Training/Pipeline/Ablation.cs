@@ -29,7 +29,7 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
     {
         Directory.CreateDirectory(outDir);
         int size = baseOptions.Network.InputSize;
-        var data = PreparedData.Load(imagesDir, labelsCsv, size, baseOptions.ZoomSourceSize, baseOptions.GrayWorld);
+        var data = PreparedData.Load(imagesDir, labelsCsv, size, baseOptions.ZoomSourceSize, baseOptions.GrayWorld, incremental: true);
         var rows = new List<AblationRow>();
         var full = baseOptions.Network with { Ghost = true, Eca = true, Se = true, QuantHead = true };
         var baseline = full with { Ghost = false, Eca = false, Se = false, QuantHead = false };

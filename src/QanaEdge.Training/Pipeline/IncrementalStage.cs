@@ -75,14 +75,20 @@ public static class IncrementalStage
     /// <summary>
     /// Halves by lesion, stratified by class: within each class the lesions (sorted by id, then shuffled with
     /// the seed) alternate between stream and golden set, so both halves hold every class that has two lesions.
+    /// A lesion's class is its images' most frequent label (the smaller class index on a tie), as in
+    /// <see cref="LesionSplit"/>: grouping images by their own label would send the images of a lesion with two
+    /// diagnoses to both halves.
     /// </summary>
     public static (int[] Stream, int[] Golden) SplitByLesion(IReadOnlyList<int> labels, IReadOnlyList<string> lesionIds, ulong seed)
     {
         if (labels.Count != lesionIds.Count) throw new ArgumentException("one lesion id per image");
         var stream = new List<int>(); var golden = new List<int>();
-        foreach (var cls in Enumerable.Range(0, labels.Count).GroupBy(i => labels[i]).OrderBy(g => g.Key))
+        var byLesion = Enumerable.Range(0, labels.Count).GroupBy(i => lesionIds[i], StringComparer.Ordinal)
+            .Select(g => (Id: g.Key, Images: g.ToArray(),
+                Class: g.GroupBy(i => labels[i]).OrderByDescending(c => c.Count()).ThenBy(c => c.Key).First().Key));
+        foreach (var cls in byLesion.GroupBy(l => l.Class).OrderBy(g => g.Key))
         {
-            var lesions = cls.GroupBy(i => lesionIds[i], StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).ToArray();
+            var lesions = cls.OrderBy(l => l.Id, StringComparer.Ordinal).Select(l => l.Images).ToArray();
             var rng = SeededRandom.For(seed, (ulong)cls.Key, 0x601D);
             for (int i = lesions.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (lesions[i], lesions[j]) = (lesions[j], lesions[i]); }
             for (int i = 0; i < lesions.Length; i++) (i % 2 == 0 ? stream : golden).AddRange(lesions[i]);

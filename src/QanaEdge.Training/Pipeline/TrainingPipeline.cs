@@ -39,11 +39,14 @@ public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Va
 {
     /// <param name="zoomSourceSize">Side of the larger copy of each training image that zoomed views are cut from (0: none).</param>
     /// <param name="grayWorld">Fit gray-world gains on the training images (otherwise gains of 1).</param>
-    /// <exception cref="DatasetException">The labels or the split cannot be used, or image files of any split cannot be
-    /// decoded (the test split's are decoded here once, only to check them).</exception>
-    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0, bool grayWorld = true)
+    /// <param name="incremental">The run has the incremental stage, whose golden set is half of validation.</param>
+    /// <exception cref="DatasetException">The labels or the split cannot be used (<see cref="CheckSplit"/>), or image files
+    /// of any split cannot be decoded (the test split's are decoded here once, only to check them).</exception>
+    public static PreparedData Load(string imagesDir, string labelsCsv, int size, int zoomSourceSize = 0, bool grayWorld = true,
+        bool incremental = false)
     {
         var split = LesionSplit.Create(Ham10000Index.Load(imagesDir, labelsCsv));
+        CheckSplit(split, incremental);
         // The test split is read only at the end of a run: a file there that cannot be decoded must fail now, not
         // after the whole training.
         ImageFiles.CheckDecodable(split.Test.Select(r => r.ImagePath).ToArray(), "test images");
@@ -53,6 +56,40 @@ public sealed record PreparedData(LesionSplit Split, ImageSet Train, ImageSet Va
         ApplyGains(train, gains);
         ApplyGains(val, gains);
         return new PreparedData(split, train, val, gains);
+    }
+
+    /// <summary>
+    /// Refuses a split that leaves validation or test without what a run needs of them, before any image is decoded:
+    /// a small data set leaves them nearly empty (a class gives validation a lesion only from about six lesions on), and
+    /// the run used to fail only where it first needed them, with an internal error after the training. Training needs
+    /// two images; validation early stopping, lesion-grouped halves for the threshold cross-check (two lesions), and
+    /// malignant and benign cases for the referral threshold and its specificity; test the same two kinds for the
+    /// reported referral figures; the incremental stage a golden half, i.e. a class with two validation lesions.
+    /// </summary>
+    /// <exception cref="DatasetException">What is missing, with the counts of each part.</exception>
+    public static void CheckSplit(LesionSplit split, bool incremental = false)
+    {
+        static (int Malignant, int Benign) Kinds(IReadOnlyList<Ham10000Row> rows) =>
+            (rows.Count(r => ReferralMetrics.IsMalignant(r.ClassIndex)), rows.Count(r => !ReferralMetrics.IsMalignant(r.ClassIndex)));
+        var (valMalignant, valBenign) = Kinds(split.Validation);
+        var (testMalignant, testBenign) = Kinds(split.Test);
+        int valLesions = split.Validation.Select(r => r.LesionId).Distinct(StringComparer.Ordinal).Count();
+        var missing = new List<string>();
+        if (split.Train.Count < 2) missing.Add("training needs at least two images");
+        if (valLesions < 2) missing.Add("validation needs images of at least two lesions");
+        if (valMalignant == 0 || valBenign == 0) missing.Add("validation needs malignant (akiec, bcc, mel) and benign images");
+        if (testMalignant == 0 || testBenign == 0) missing.Add("test needs malignant and benign images");
+        if (incremental && missing.Count == 0)
+        {
+            var (stream, golden) = IncrementalStage.SplitByLesion(split.Validation.Select(r => r.ClassIndex).ToArray(),
+                split.Validation.Select(r => r.LesionId!).ToArray(), 0);
+            if (stream.Length == 0 || golden.Length == 0) missing.Add("the incremental stage needs a class with two validation lesions for its golden set");
+        }
+        if (missing.Count > 0)
+            throw new DatasetException(
+                $"the lesion-grouped split is too small for a run: training {split.Train.Count} images, validation {split.Validation.Count} images " +
+                $"of {valLesions} lesions ({valMalignant} malignant, {valBenign} benign), test {split.Test.Count} images ({testMalignant} malignant, " +
+                $"{testBenign} benign); {string.Join("; ", missing)}");
     }
 
     /// <summary>Gray-world gains of the training images at the input size: the pixels the network sees.</summary>
@@ -116,7 +153,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         int size = o.Network.InputSize;
         // A checkpoint to resume from is read and checked against the network first: a wrong one fails now, not after preprocessing.
         NetState? resumed = paths.ResumeFloat is { } resumeFrom ? NetState.LoadFor(resumeFrom, new QanaNet(o.Network, o.Seed)) : null;
-        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld);
+        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld, o.Incremental);
         if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
         var (split, train, val, gains) = data;
         Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");

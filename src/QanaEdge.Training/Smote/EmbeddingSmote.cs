@@ -176,6 +176,16 @@ public static class EmbeddingSmote
                 dist[b] = b == a ? double.PositiveInfinity : System.Numerics.Tensors.TensorPrimitives.Distance(za, z.AsSpan(m[b] * r, r));
             }
             Array.Sort(dist, idx);
+            // Array.Sort is unstable: members at equal distances (duplicate embeddings) would come out in an order
+            // that depends on the sort's implementation, so each run of equal distances reaching into the first k
+            // is put in index order.
+            for (int s = 0; s < k;)
+            {
+                int e = s + 1;
+                while (e < count && dist[e] == dist[s]) e++;
+                if (e - s > 1) Array.Sort(idx, s, e - s);
+                s = e;
+            }
             neighbours[a] = idx[..k];
             var nd = dist[..k];
             medians[a] = k % 2 == 1 ? nd[k / 2] : (nd[k / 2 - 1] + nd[k / 2]) / 2;

@@ -238,6 +238,24 @@ public class PostFloatStageTests
         Assert.Equal(stream, IncrementalStage.SplitByLesion(labels, lesions, 1).Stream);
     }
 
+    /// <summary>A lesion whose images carry different diagnoses (the split allows it: the lesion counts as its most frequent
+    /// dx) still lands whole in one half, as every other lesion.</summary>
+    [Fact]
+    public void ALesionWithImagesOfTwoClassesStaysInOneHalf()
+    {
+        var labels = new List<int>();
+        var lesions = new List<string>();
+        for (int l = 0; l < 12; l++)
+        {
+            // Every lesion: two nv images and one mel image.
+            foreach (int c in new[] { 5, 5, 4 }) { labels.Add(c); lesions.Add($"HAM_{l:D2}"); }
+        }
+        var (stream, golden) = IncrementalStage.SplitByLesion(labels, lesions, 1);
+        Assert.Equal(labels.Count, stream.Length + golden.Length);
+        Assert.Empty(stream.Select(i => lesions[i]).Intersect(golden.Select(i => lesions[i])));
+        Assert.Equal(6, stream.Select(i => lesions[i]).Distinct().Count());
+    }
+
     /// <summary>
     /// The whole recipe with --smote and --incremental on a tiny network and 30 real images per class:
     /// the stages are logged, τ is stored and reported, the figures are written, and the device's own

@@ -28,6 +28,27 @@ public class EmbeddingSmoteTests
         return (x.ToArray(), y.ToArray());
     }
 
+    /// <summary>Neighbours at equal distances are taken in index order (the sort does not decide), so the synthetic
+    /// samples do not depend on how a .NET version's sort orders equal keys: with a class of identical embeddings
+    /// every anchor's neighbours are the five lowest-numbered other members.</summary>
+    [Fact]
+    public void Equally_distant_neighbours_are_taken_in_index_order()
+    {
+        var (x, y) = Gaussians(3, false);
+        int n = y.Length;
+        var xs = x.ToList(); var ys = y.ToList();
+        for (int i = 0; i < 40; i++) { xs.AddRange(Enumerable.Repeat(1.5f, D)); ys.Add(3); }
+        var r = EmbeddingSmote.Generate(xs.ToArray(), D, ys.ToArray(), 4,
+            new SmoteOptions { Seed = 5, Perturbation = 0, TargetCounts = [400, 60, 30, 200] });
+        for (int s = 0; s < r.Count; s++)
+        {
+            if (r.Labels[s] != 3) continue;
+            int anchor = r.Anchors[s] - n, partner = r.Partners[s] - n;
+            int[] expected = Enumerable.Range(0, 6).Where(i => i != anchor).Take(5).ToArray();
+            Assert.Contains(partner, expected);
+        }
+    }
+
     [Fact]
     public void Whitening_gives_unit_covariance_on_the_fitting_data()
     {
