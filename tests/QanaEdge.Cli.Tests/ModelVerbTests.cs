@@ -140,7 +140,7 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
     public void Inspect_NotAPackage_And_MissingFile()
     {
         Qana.Run("inspect", Write("text.qana", "hello, this is not a model package at all"u8.ToArray())).AssertOneLineError(1, "magic");
-        Qana.Run("inspect", Path.Combine(_dir, "missing.qana")).AssertOneLineError(1, "cannot read");
+        Qana.Run("inspect", Path.Combine(_dir, "missing.qana")).AssertOneLineError(1, "missing.qana' not found");
     }
 
     [Theory]

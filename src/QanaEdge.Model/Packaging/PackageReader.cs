@@ -16,8 +16,9 @@ public static class PackageReader
 {
     public static ModelPackage Load(string path)
     {
-        // A folder would otherwise be "access denied", which sends the reader to the permissions.
-        if (ExpectedPath.FileProblem(path) == ExpectedPath.FolderForFile) throw new PackageFormatException($"'{path}' {ExpectedPath.FolderForFile}");
+        // A folder would otherwise be "access denied", which sends the reader to the permissions, and a missing file
+        // .NET's "Could not find file" with the full path; both say it as the other path checks do.
+        if (ExpectedPath.FileProblem(path) is { } problem) throw new PackageFormatException($"'{path}' {problem}");
         byte[] bytes;
         try
         {
