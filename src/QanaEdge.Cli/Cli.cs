@@ -4,6 +4,7 @@ using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime.Kernels;
 using QanaEdge.Training.Conversion;
 using QanaEdge.Training.Data;
+using QanaEdge.Training.Pipeline;
 
 namespace QanaEdge.Cli;
 
@@ -80,8 +81,8 @@ public static partial class Cli
 
     /// <summary>The top-level handler: our exception types become one line; anything else is an internal
     /// error, still one line and without a stack trace. An exception that a parallel loop wrapped alone in an
-    /// AggregateException is reported as itself; a data set that cannot be used, or a trained model that conversion refuses, is a
-    /// failure (exit 1) like a bad file.</summary>
+    /// AggregateException is reported as itself; a data set that cannot be used, a training run that diverged or a trained model that conversion
+    /// refuses is a failure (exit 1) like a bad file.</summary>
     internal static int Report(Exception e, TextWriter error)
     {
         if (e is AggregateException aggregate && aggregate.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
@@ -93,7 +94,7 @@ public static partial class Cli
         string message = e switch
         {
             CommandFailedException or PackageFormatException or KeyFileException or SignatureRefusedException or DatasetException
-                or ConversionException => e.Message,
+                or ConversionException or TrainingDivergedException => e.Message,
             FileNotFoundException f => f.FileName is null || e.Message.Contains(f.FileName, StringComparison.Ordinal) ? e.Message : $"{e.Message} ({f.FileName})",
             IOException or UnauthorizedAccessException or InvalidDataException or CryptographicException => e.Message,
             OperationCanceledException => "cancelled",
