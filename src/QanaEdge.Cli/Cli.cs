@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Security.Cryptography;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime.Kernels;
+using QanaEdge.Training.Conversion;
 using QanaEdge.Training.Data;
+using QanaEdge.Training.Pipeline;
 
 namespace QanaEdge.Cli;
 
@@ -79,7 +81,8 @@ public static partial class Cli
 
     /// <summary>The top-level handler: our exception types become one line; anything else is an internal
     /// error, still one line and without a stack trace. An exception that a parallel loop wrapped alone in an
-    /// AggregateException is reported as itself; a data set that cannot be used is a failure (exit 1) like a bad file.</summary>
+    /// AggregateException is reported as itself; a data set that cannot be used, a training run that diverged or a trained model that conversion
+    /// refuses is a failure (exit 1) like a bad file.</summary>
     internal static int Report(Exception e, TextWriter error)
     {
         if (e is AggregateException aggregate && aggregate.Flatten().InnerExceptions is { Count: 1 } inner) e = inner[0];
@@ -90,7 +93,8 @@ public static partial class Cli
         }
         string message = e switch
         {
-            CommandFailedException or PackageFormatException or KeyFileException or SignatureRefusedException or DatasetException => e.Message,
+            CommandFailedException or PackageFormatException or KeyFileException or SignatureRefusedException or DatasetException
+                or ConversionException or TrainingDivergedException => e.Message,
             FileNotFoundException f => f.FileName is null || e.Message.Contains(f.FileName, StringComparison.Ordinal) ? e.Message : $"{e.Message} ({f.FileName})",
             IOException or UnauthorizedAccessException or InvalidDataException or CryptographicException => e.Message,
             OperationCanceledException => "cancelled",

@@ -134,6 +134,14 @@ public static class Converter
 
     private static Node WeightedNode(WeightedStep w, int[] inputs, int output, int cmin, int cmax)
     {
+        // A clamped bias is a different model from the one trained in float: refuse it rather than ship a channel that
+        // outputs about 0 where the network meant its bias.
+        if (w.SaturatedBiases() is [var (channel, b, steps, maxWeight), ..] saturated)
+            throw new ConversionException(
+                $"layer {w.Name}, channel {channel}: bias {b:G4} is {steps:G3} steps of s_in·s_w, outside the int32 bias range " +
+                $"[{WeightedStep.BiasMin}, {WeightedStep.BiasMax}] (largest |weight| of the channel {maxWeight:G3})" +
+                (saturated.Count > 1 ? $"; {saturated.Count - 1} more channel{(saturated.Count > 2 ? "s" : "")} of the layer likewise" : "") +
+                "; the integer graph would clamp it and the channel would output about 0 instead of its bias");
         var (q, bias, scales) = w.QuantizedParameters();
         int cout = w.OutChannels;
         sbyte[] weights;

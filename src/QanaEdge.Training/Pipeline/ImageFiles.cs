@@ -15,10 +15,15 @@ internal static class ImageFiles
     /// <summary>How many failed files a message names.</summary>
     public const int Listed = 5;
 
+    /// <summary>Called with each path before it is decoded, on the decoding thread: a test seam that shows which threads a
+    /// loop over the files used (null outside tests).</summary>
+    internal static Action<string>? Decoding { get; set; }
+
     /// <summary>Decodes one file as the device does (<see cref="ImageDecoder.DecodeFile"/>: size limit first).</summary>
     /// <exception cref="DatasetException">The file cannot be read or is not an acceptable image.</exception>
     public static RgbImage Decode(string path)
     {
+        Decoding?.Invoke(path);
         try { return ImageDecoder.DecodeFile(path); }
         catch (ImageRejectedException e) { throw new DatasetException($"{path}: {e.ReasonCode}: {e.Message}", e); }
         catch (IOException e) { throw new DatasetException($"{path}: cannot read ({e.Message})", e); }

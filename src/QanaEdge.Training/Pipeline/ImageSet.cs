@@ -1,6 +1,7 @@
 using QanaEdge.Imaging;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Training.Data;
+using QanaEdge.Training.Engine;
 
 namespace QanaEdge.Training.Pipeline;
 
@@ -38,7 +39,7 @@ public sealed class ImageSet
         return counts;
     }
 
-    /// <summary>Loads and preprocesses rows in parallel through the device's own
+    /// <summary>Loads and preprocesses rows in parallel (on <see cref="Par.Threads"/> workers) through the device's own
     /// <see cref="Preprocessor.PrepareCentered(RgbImage, int, Span{byte})"/> (the network is trained on exactly the
     /// pixels the device gives it; packages record <see cref="InputCrop.Centre"/>). Files that cannot be decoded
     /// are one <see cref="DatasetException"/> that counts them and names the first few.
@@ -49,7 +50,9 @@ public sealed class ImageSet
         var pixels = new byte[rows.Count][];
         var zoomPixels = zoom ? new byte[rows.Count][] : null;
         var failures = new ImageFiles.Failures(rows.Count, "images");
-        Parallel.For(0, rows.Count, i =>
+        // As many workers as --threads allows (Par.Threads), like every other loop of a run: the results are the same
+        // either way, but a run told to keep to N cores must not take them all while it decodes.
+        Parallel.For(0, rows.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Par.Threads) }, i =>
         {
             RgbImage image;
             try { image = ImageFiles.Decode(rows[i].ImagePath); }

@@ -118,7 +118,9 @@ public static class SmoteStage
                 }
                 tape.Training = true;
                 var z = head.Forward(tape, x);
-                lossSum += loss.Forward(z, y.AsSpan(0, m)) * m;
+                float l = loss.Forward(z, y.AsSpan(0, m));
+                if (!float.IsFinite(l)) throw new TrainingDivergedException("smote-head", epoch, b + 1, l); // as in Trainer.Fit
+                lossSum += l * m;
                 tape.Backward();
                 lr = schedule.At(step++);
                 opt.Step(lr);

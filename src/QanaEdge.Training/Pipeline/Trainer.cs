@@ -75,6 +75,9 @@ public sealed class Trainer
                 float lambda = mixupAlpha > 0 ? MixBatch(n, labels, mixLabels, mixupAlpha, _tape.Step) : 0f;
                 var logits = net.Forward(_tape, _x);
                 float l = loss.Forward(logits, labels.AsSpan(0, n), (lambda > 0 ? mixLabels : labels).AsSpan(0, n), lambda);
+                // A NaN or infinite loss means the weights are lost; stop here, naming where, rather than at the next
+                // validation's NaN scores. A comparison only: the arithmetic of a finite step is unchanged.
+                if (!float.IsFinite(l)) throw new TrainingDivergedException(phase, epoch, b + 1, l);
                 _tape.Backward();
                 lr = schedule.At(step);
                 opt.Step(lr);

@@ -88,7 +88,12 @@ public sealed class WeightedStep : QStep
         return max.Select(m => Scheme.WeightScale(m, Output.FirstLayer)).ToArray();
     }
 
-    /// <summary>Integer weights (output channel fastest, as the masters) and int32 bias at s_in·s_w.</summary>
+    /// <summary>The int32 bias range, [−2^30, 2^30 − 1]: half of int32 either way, which leaves the accumulator room for
+    /// the weighted sum on top of the bias.</summary>
+    public const int BiasMin = int.MinValue / 2, BiasMax = int.MaxValue / 2;
+
+    /// <summary>Integer weights (output channel fastest, as the masters) and int32 bias at s_in·s_w, clamped to
+    /// [<see cref="BiasMin"/>, <see cref="BiasMax"/>] (<see cref="SaturatedBiases"/> names the channels where that bites).</summary>
     public (sbyte[] Weights, int[] Bias, double[] Scales) QuantizedParameters()
     {
         var scales = WeightScales();
@@ -98,9 +103,36 @@ public sealed class WeightedStep : QStep
         for (int i = 0; i < w.Length; i++) q[i] = (sbyte)QuantMath.Quantize(w[i], scales[i % c], 0, lo, hi);
         double sIn = Inputs[0].Grid.Scale;
         var b = new int[c];
-        for (int k = 0; k < c; k++)
-            b[k] = (int)Math.Clamp(Math.Round(MasterBias.Value[k] / (sIn * scales[k]), MidpointRounding.AwayFromZero), int.MinValue / 2, int.MaxValue / 2);
+        for (int k = 0; k < c; k++) b[k] = (int)Math.Clamp(BiasSteps(k, sIn, scales), BiasMin, BiasMax);
         return (q, b, scales);
+    }
+
+    /// <summary>A channel's bias in steps of s_in·s_w[k], rounded half away from zero, before any clamp.</summary>
+    private double BiasSteps(int k, double sIn, double[] scales) =>
+        Math.Round(MasterBias.Value[k] / (sIn * scales[k]), MidpointRounding.AwayFromZero);
+
+    /// <summary>
+    /// Channels whose bias does not fit the int32 bias range (or is not a number). The weight scale follows the
+    /// channel's largest weight down to a floor of 1e-8/127, so a channel whose weights are all about zero has a
+    /// bias step so small that an ordinary bias becomes billions of steps: <see cref="QuantizedParameters"/> clamps
+    /// it, and the channel then outputs about 0 instead of its bias, in training and in the engine alike. Conversion
+    /// refuses such a model (<see cref="Conversion.Converter"/>); an input grid must be fixed first.
+    /// </summary>
+    public IReadOnlyList<(int Channel, float Bias, double Steps, double MaxAbsWeight)> SaturatedBiases()
+    {
+        var scales = WeightScales();
+        double sIn = Inputs[0].Grid.Scale;
+        int c = OutChannels;
+        var saturated = new List<(int, float, double, double)>();
+        for (int k = 0; k < c; k++)
+        {
+            double steps = BiasSteps(k, sIn, scales);
+            if (steps >= BiasMin && steps <= BiasMax) continue; // written so that NaN is saturated too
+            double max = 0;
+            for (int i = k; i < MasterWeight.Length; i += c) max = Math.Max(max, Math.Abs(MasterWeight.Value[i]));
+            saturated.Add((k, MasterBias.Value[k], steps, max));
+        }
+        return saturated;
     }
 
     public override void Forward(Tape tape)

@@ -69,7 +69,7 @@ public static class QuantNetBuilder
 
     private static readonly (double, double)? Relu6 = (0, 6);
 
-    private sealed class Builder(QuantNet q, QuantScheme scheme)
+    internal sealed class Builder(QuantNet q, QuantScheme scheme)
     {
         public QTensor Weighted(string name, OpKind kind, Layer source, BatchNorm? bn, int bnOffset, int bnCount,
             QTensor input, (double Lo, double Hi)? clamp, bool firstLayer = false)
@@ -80,12 +80,16 @@ public static class QuantNetBuilder
             {
                 case Conv2d c:
                     cout = bn is null ? c.OutChannels : bnCount;
+                    if (bn is not null && (bnOffset < 0 || bnOffset + cout > c.OutChannels))
+                        throw new ArgumentException($"{name}: channels [{bnOffset}, {bnOffset + cout}) of a {c.OutChannels}-channel convolution");
                     layer = new Conv2d(name, c.InChannels, cout, c.Kernel, c.Stride, bias: true);
                     w = new float[c.Kernel * c.Kernel * c.InChannels * cout];
-                    // Keep the columns [bnOffset.. bnOffset+cout) when folding a part (they are all columns otherwise).
+                    // Keep the columns [bnOffset.. bnOffset+cout) when folding a part (they are all columns otherwise): the
+                    // conv's output channel bnOffset + k is the one the batch norm's channel bnOffset + k normalises.
+                    int from = bn is null ? 0 : bnOffset;
                     for (int r = 0; r < c.Kernel * c.Kernel * c.InChannels; r++)
-                        for (int k = 0; k < cout; k++) w[r * cout + k] = c.Weight.Value[r * c.OutChannels + k];
-                    bias = c.Bias?.Value;
+                        for (int k = 0; k < cout; k++) w[r * cout + k] = c.Weight.Value[r * c.OutChannels + from + k];
+                    bias = c.Bias?.Value.AsSpan(from, cout).ToArray();
                     break;
                 case DepthwiseConv2d d:
                     cout = d.Channels;

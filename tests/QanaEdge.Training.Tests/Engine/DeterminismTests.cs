@@ -4,6 +4,7 @@ using QanaEdge.Training.Network;
 namespace QanaEdge.Training.Tests.Engine;
 
 /// <summary>A training step is bit-for-bit the same on 1 and 2 threads (fixed chunking, ordered reductions).</summary>
+[Collection(ParThreads.Name)]
 public class DeterminismTests
 {
     private static float[] TwoSteps(int threads)

@@ -9,6 +9,7 @@ namespace QanaEdge.Training.Tests.Engine;
 /// 1e-4 relative (per tensor, max |ours − torch| / max |torch|). The fixture is written by
 /// tests/oracles/qana_torch_oracle.py and committed, so no torch is needed here.
 /// </summary>
+[Collection(ParThreads.Name)]
 public class TorchOracleTests
 {
     private sealed record Fixture(int Batch, int InputSize, int Stem, int[][] Blocks, float[] InputNhwc, int[] Labels,

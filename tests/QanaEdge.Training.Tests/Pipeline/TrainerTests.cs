@@ -80,6 +80,25 @@ public class TrainerTests
         Assert.Equal(0.5 * Math.Log(2 / 6.0), b[2], 6);
     }
 
+    /// <summary>
+    /// An absurd learning rate makes the loss NaN or infinite within the first epoch: the run stops at that batch with a
+    /// message naming it, before the validation whose NaN scores used to end it with an internal error.
+    /// </summary>
+    [Fact]
+    public void A_diverging_run_stops_at_the_batch_whose_loss_is_not_finite()
+    {
+        var set = Synthetic(28, 6);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 7 };
+        var net = new QanaNet(o.Network, 4);
+        var trainer = new Trainer(o);
+        var e = Assert.Throws<TrainingDivergedException>(() =>
+            trainer.Fit("float", net, set, set, 2, 1e30f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0));
+        Assert.Equal(("float", 1), (e.Phase, e.Epoch));
+        Assert.InRange(e.Batch, 2, 4); // the first step is taken from finite weights
+        Assert.Matches(@"^training diverged in the float phase at epoch 1, batch \d \(loss (NaN|[+-]Inf)\): a larger --batch-size", e.Message);
+        Assert.Empty(trainer.History);
+    }
+
     /// <summary>A phase that cannot beat the starting weights' validation score leaves them in place.</summary>
     [Fact]
     public void StartingWeightsWinWhenNoEpochBeatsTheirScore()

@@ -124,6 +124,34 @@ public class ConversionTests
         Assert.All(inputs, x => Assert.Equal(24, x.Length));
     }
 
+    /// <summary>
+    /// A channel whose weights are all about zero has its weight scale at the floor (1e-8/127), so an ordinary bias
+    /// is far more steps of s_in·s_w than an int32 bias holds: the clamp would make the channel output about 0 instead
+    /// of its bias. Conversion refuses the model and names the layer and the channel; the clamp itself is unchanged.
+    /// </summary>
+    [Fact]
+    public void ConversionRefusesABiasTheInt32RangeCannotHold()
+    {
+        var options = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)], PooledHead = true }, BatchSize = 16 };
+        var net = new QanaNet(options.Network, 1);
+        var q = QuantNetBuilder.FromFloat(net, new QuantScheme(QuantizationProfile.Paper8));
+        TrainingPipeline.Calibrate(q, Synthetic(32, 1), new Trainer(options), 32);
+        var head = (WeightedStep)q.Steps.Single(s => s.Name == "head");
+        Assert.Empty(head.SaturatedBiases());
+        Converter.Convert(q, new ConversionInfo { ModelId = "fits" }); // the untouched network converts
+
+        int cout = head.OutChannels;
+        for (int i = 3; i < head.MasterWeight.Length; i += cout) head.MasterWeight.Value[i] = 1e-12f;
+        head.MasterBias.Value[3] = 2f;
+        var (_, bias, _) = head.QuantizedParameters();
+        Assert.Equal(WeightedStep.BiasMax, bias[3]); // what training and the engine would compute with
+        var saturated = Assert.Single(head.SaturatedBiases());
+        Assert.Equal(3, saturated.Channel);
+        var e = Assert.Throws<ConversionException>(() => Converter.Convert(q, new ConversionInfo { ModelId = "saturated" }));
+        Assert.StartsWith("layer head, channel 3: bias 2 is ", e.Message);
+        Assert.Contains("outside the int32 bias range", e.Message);
+    }
+
     [Fact]
     public void ConversionRefusesAnUnrunNetwork()
     {

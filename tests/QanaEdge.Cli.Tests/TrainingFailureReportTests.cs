@@ -1,0 +1,31 @@
+using QanaEdge.Training.Conversion;
+using QanaEdge.Training.Pipeline;
+
+namespace QanaEdge.Cli.Tests;
+
+/// <summary>
+/// How qana reports a training run that diverged or a trained model that conversion refuses: one line, exit 1, like
+/// other command failures, not an internal error. No option makes a real run diverge or a real model saturate in a
+/// test's time, so the handler is given the exceptions the training library throws.
+/// </summary>
+public class TrainingFailureReportTests
+{
+    [Fact]
+    public void A_diverged_run_is_a_one_line_failure_naming_where_it_diverged()
+    {
+        var error = new StringWriter { NewLine = "\n" };
+        int code = Cli.Report(new TrainingDivergedException("float", 3, 17, double.NaN), error);
+        new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure,
+            "qana: training diverged in the float phase at epoch 3, batch 17 (loss NaN): a larger --batch-size");
+        Assert.DoesNotContain("internal error", error.ToString());
+    }
+
+    [Fact]
+    public void A_refused_conversion_is_a_one_line_failure()
+    {
+        var error = new StringWriter { NewLine = "\n" };
+        int code = Cli.Report(new AggregateException(new ConversionException("layer head, channel 3: bias 2 is 3e+12 steps")), error);
+        new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure, "qana: layer head, channel 3: bias 2 is 3e+12 steps");
+        Assert.DoesNotContain("internal error", error.ToString());
+    }
+}
