@@ -14,10 +14,13 @@ public sealed class TrainingDivergedException(string phase, int epoch, int batch
 
     private static string Describe(double loss) => double.IsNaN(loss) ? "NaN" : loss > 0 ? "+Inf" : "-Inf";
 
+    /// <summary>The float checkpoint a run writes beside its package (<see cref="PipelinePaths.FloatCheckpoint"/>).</summary>
+    private const string Checkpoint = "OUT.float.ckpt (the float checkpoint this run wrote beside its --out OUT.qana)";
+
     private static string Hint(string phase) => phase switch
     {
-        "qat" => "--resume-float PKG.float.ckpt with --qat-epochs 0 converts the float weights without this phase",
-        "smote-head" or "smote-finetune" => "--resume-float PKG.float.ckpt without --smote runs the rest without this phase",
+        "qat" => $"--resume-float {Checkpoint} with --qat-epochs 0 converts the float weights without this phase",
+        "smote-head" or "smote-finetune" => $"--resume-float {Checkpoint} without --smote runs the rest without this phase",
         // Below 20 epochs the warm-up is a tenth of them, so the peak rate comes sooner.
         _ => "a larger --batch-size, another --seed, or --epochs of 20 or more (fewer shorten the warm-up) may avoid it",
     };
