@@ -15,6 +15,12 @@ public static class ExpectedPath
     public static string? FileProblem(string path) =>
         File.Exists(path) ? null : Directory.Exists(path) ? FolderForFile : NotFound;
 
+    /// <summary>
+    /// A problem as a clause after a name where "not found" does not read ("'X' names 'Y', which does not exist"): "does
+    /// not exist" for <see cref="NotFound"/>, the problem itself otherwise.
+    /// </summary>
+    public static string AsClause(string problem) => problem == NotFound ? "does not exist" : problem;
+
     /// <summary>Null when <paramref name="path"/> is an existing folder; otherwise why not, as a phrase to follow the path's name.</summary>
     public static string? FolderProblem(string path) =>
         Directory.Exists(path) ? null : File.Exists(path) ? FileForFolder : NotFound;

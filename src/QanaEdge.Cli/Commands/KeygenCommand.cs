@@ -19,7 +19,7 @@ public sealed class KeygenCommand : IVerb
             string prefix = parse.GetRequiredValue(output);
             string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
             if (folder is not null && ExpectedPath.FolderProblem(folder) is { } problem)
-                throw new CommandFailedException($"folder '{folder}' {(problem == ExpectedPath.NotFound ? "does not exist" : problem)}");
+                throw new CommandFailedException($"folder '{folder}' {ExpectedPath.AsClause(problem)}");
             using var key = SigningKey.Generate(r);
             var (priv, pub) = key.Save(prefix);
             context.Out.WriteLine($"{PackageSignature.RoleName(r)} key {key.PublicKey.KeyIdHex}");

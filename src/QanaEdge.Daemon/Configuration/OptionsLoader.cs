@@ -99,23 +99,15 @@ public static class OptionsLoader
         return $"{prefix}:{key}: {message}";
     }
 
-    /// <summary>"does not exist", as the options have always said, or why the path is not a file.</summary>
-    private static string Missing(string problem) => problem == ExpectedPath.NotFound ? "does not exist" : problem;
-
     private static void CheckSemantics(QanaOptions o, List<string> errors)
     {
         if (!string.IsNullOrWhiteSpace(o.Learning.KeyFile) && !o.Learning.KeyFile.EndsWith(".key", StringComparison.Ordinal))
             errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
             errors.Add($"Qana:Mqtt:ReconnectMaxSeconds: must be at least ReconnectMinSeconds ({o.Mqtt.ReconnectMinSeconds})");
-        if (!string.IsNullOrEmpty(o.Model) && ExpectedPath.FileProblem(o.Model) is { } modelProblem)
-            errors.Add($"Qana:Model: {o.Model} {Missing(modelProblem)}");
-        if (!string.IsNullOrEmpty(o.Mqtt.CaFile) && ExpectedPath.FileProblem(o.Mqtt.CaFile) is { } caFileProblem)
-            errors.Add($"Qana:Mqtt:CaFile: {o.Mqtt.CaFile} {Missing(caFileProblem)}");
-        if (!string.IsNullOrEmpty(o.Mqtt.ClientCertificate) && ExpectedPath.FileProblem(o.Mqtt.ClientCertificate) is { } clientCertificateProblem)
-            errors.Add($"Qana:Mqtt:ClientCertificate: {o.Mqtt.ClientCertificate} {Missing(clientCertificateProblem)}");
-        if (!string.IsNullOrEmpty(o.Mqtt.ClientKey) && ExpectedPath.FileProblem(o.Mqtt.ClientKey) is { } clientKeyProblem)
-            errors.Add($"Qana:Mqtt:ClientKey: {o.Mqtt.ClientKey} {Missing(clientKeyProblem)}");
+        foreach (var (key, file) in new[] { ("Model", o.Model), ("Mqtt:CaFile", o.Mqtt.CaFile), ("Mqtt:ClientCertificate", o.Mqtt.ClientCertificate), ("Mqtt:ClientKey", o.Mqtt.ClientKey) })
+            if (!string.IsNullOrEmpty(file) && ExpectedPath.FileProblem(file) is { } problem)
+                errors.Add($"Qana:{key}: {file} {ExpectedPath.AsClause(problem)}");
         if (!string.IsNullOrEmpty(o.Mqtt.Password) && string.IsNullOrEmpty(o.Mqtt.Username))
             errors.Add("Qana:Mqtt:Password: set without Qana:Mqtt:Username");
         if (string.IsNullOrWhiteSpace(o.Mqtt.Host) && (o.Mqtt.Tls || !string.IsNullOrEmpty(o.Mqtt.CaFile)))

@@ -49,7 +49,7 @@ public static class DefaultModel
                 throw new PackageFormatException($"'{defaultFile}' must name a file inside '{folder}', not '{name}'");
             string path = Path.Combine(folder, name);
             if (ExpectedPath.FileProblem(path) is { } problem)
-                throw new FileNotFoundException($"'{defaultFile}' names '{name}', which {(problem == ExpectedPath.NotFound ? "does not exist" : problem)}", path);
+                throw new FileNotFoundException($"'{defaultFile}' names '{name}', which {ExpectedPath.AsClause(problem)}", path);
             return Path.GetFullPath(path);
         }
         string[] packages = Directory.GetFiles(folder, "*.qana");
