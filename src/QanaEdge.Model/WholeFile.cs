@@ -72,6 +72,9 @@ public sealed record WholeFileOptions
     /// <summary>Replaces an existing file, no temporary name per process, no folder sync.</summary>
     public static WholeFileOptions Default { get; } = new();
 
+    /// <summary>A user's output (the CLI's files, the evaluation report): <see cref="PerProcessTemporary"/>, nothing else.</summary>
+    public static WholeFileOptions UserOutput { get; } = new() { PerProcessTemporary = true };
+
     /// <summary>
     /// Replace a file that is already there (default). Without it, the rename refuses an existing target: keys are
     /// never overwritten.

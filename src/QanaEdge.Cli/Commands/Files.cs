@@ -25,14 +25,12 @@ public static class Files
     public static void WriteAtomically(string path, ReadOnlySpan<byte> bytes)
     {
         string full = CheckWritable(path);
-        try { WholeFile.Write(full, bytes, Output); }
+        try { WholeFile.Write(full, bytes, WholeFileOptions.UserOutput); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CommandFailedException($"cannot write '{path}': {Cli.OneLine(e.Message)}");
         }
     }
-
-    private static readonly WholeFileOptions Output = new() { PerProcessTemporary = true };
 
     /// <summary>
     /// Refuses an output file path that names a folder (an existing one, or any path ending in a separator). For

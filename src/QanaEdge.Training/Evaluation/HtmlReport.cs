@@ -24,7 +24,7 @@ public static class HtmlReport
     {
         Directory.CreateDirectory(directory);
         string path = Path.Combine(directory, "index.html");
-        WholeFile.Write(path, new UTF8Encoding(false).GetBytes(Render(summary)), new WholeFileOptions { PerProcessTemporary = true });
+        WholeFile.Write(path, new UTF8Encoding(false).GetBytes(Render(summary)), WholeFileOptions.UserOutput);
         return path;
     }
 
