@@ -38,12 +38,7 @@ public sealed class SplitCommand : IVerb
             // All three targets are checked before any is written, and each is written whole (beside, then renamed):
             // a failure partway used to leave the files of two different splits side by side.
             var parts = split.CsvFiles.Select(f => (Path: Files.CheckWritable(Path.Combine(dir, f.FileName)), f.Rows)).ToArray();
-            foreach (var (path, rows) in parts)
-            {
-                var text = new StringWriter { NewLine = "\n" };
-                Ham10000Index.Write(text, rows);
-                Files.WriteAtomically(path, new System.Text.UTF8Encoding(false).GetBytes(text.ToString()));
-            }
+            foreach (var (path, rows) in parts) Files.WriteAtomically(path, Ham10000Index.ToBytes(rows));
             context.Out.WriteLine($"seed {split.Seed}: written to {dir}");
             context.Out.WriteLine($"{"part",-6} {"images",6} {"lesions",7}  {string.Join(" ", Classes.Codes.Select(c => c.PadLeft(5)))}");
             foreach (var (name, rows) in new[] { ("train", split.Train), ("val", split.Validation), ("test", split.Test) })

@@ -91,8 +91,15 @@ public static class Ham10000Index
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        using var w = new StreamWriter(path, false, new UTF8Encoding(false)) { NewLine = "\n" };
+        File.WriteAllBytes(path, ToBytes(rows));
+    }
+
+    /// <summary>The CSV file's bytes: UTF-8 without a byte-order mark, "\n" line ends (the committed split's format).</summary>
+    public static byte[] ToBytes(IEnumerable<Ham10000Row> rows)
+    {
+        var w = new StringWriter { NewLine = "\n" };
         Write(w, rows);
+        return new UTF8Encoding(false).GetBytes(w.ToString());
     }
 
     public static void Write(TextWriter w, IEnumerable<Ham10000Row> rows)

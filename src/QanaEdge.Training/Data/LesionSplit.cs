@@ -42,7 +42,7 @@ public sealed class LesionSplit
 
         var lesions = rows.GroupBy(r => r.LesionId!, StringComparer.Ordinal)
             .Select(g => (Id: g.Key, Rows: g.ToList(),
-                Class: g.GroupBy(r => r.ClassIndex).OrderByDescending(c => c.Count()).ThenBy(c => c.Key).First().Key))
+                Class: LesionClass(g.Select(r => r.ClassIndex))))
             .ToList();
 
         double[] fractions = [train, validation, test];
@@ -72,6 +72,13 @@ public sealed class LesionSplit
         foreach (var p in parts) p.Sort((a, b) => string.CompareOrdinal(a.ImageId, b.ImageId));
         return new LesionSplit(parts[0], parts[1], parts[2], seed);
     }
+
+    /// <summary>
+    /// The class a lesion counts as, from the class indices of its images: the most frequent, the smaller index on a tie
+    /// (HAM10000 gives every image of a lesion the same dx; other data sets need not).
+    /// </summary>
+    public static int LesionClass(IEnumerable<int> imageClasses) =>
+        imageClasses.GroupBy(c => c).OrderByDescending(g => g.Count()).ThenBy(g => g.Key).First().Key;
 
     /// <summary>The split's files: train.csv, val.csv and test.csv, each with its rows.</summary>
     public (string FileName, IReadOnlyList<Ham10000Row> Rows)[] CsvFiles =>

@@ -85,7 +85,7 @@ public static class IncrementalStage
         var stream = new List<int>(); var golden = new List<int>();
         var byLesion = Enumerable.Range(0, labels.Count).GroupBy(i => lesionIds[i], StringComparer.Ordinal)
             .Select(g => (Id: g.Key, Images: g.ToArray(),
-                Class: g.GroupBy(i => labels[i]).OrderByDescending(c => c.Count()).ThenBy(c => c.Key).First().Key));
+                Class: LesionSplit.LesionClass(g.Select(i => labels[i]))));
         foreach (var cls in byLesion.GroupBy(l => l.Class).OrderBy(g => g.Key))
         {
             var lesions = cls.OrderBy(l => l.Id, StringComparer.Ordinal).Select(l => l.Images).ToArray();
