@@ -125,7 +125,7 @@ public sealed class TrainCommand : IVerb
                 GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
                 ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
-            var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = parse.GetValue(output)!, ResumeFloat = resumeFrom };
+            var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = outPackage, ResumeFloat = resumeFrom };
             var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err));
             try
             {

@@ -1,7 +1,5 @@
 using Microsoft.Extensions.Logging;
 using QanaEdge.Akida;
-using QanaEdge.Model.Packaging;
-using QanaEdge.Runtime;
 
 namespace QanaEdge.Daemon.Classification;
 
@@ -55,8 +53,7 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
                     fault.Message, old.ModelId, old.ModelVersion);
                 // Built before the old provider lets the card go (Swap disposes it): if this throws, nothing has changed.
                 IClassifierProvider managed = ClassifierFactory.Create(old.Package, old.PackagePath, ClassifierFactory.AfterCardFault(choice, fault.Message));
-                model.CardFault = fault.Message;
-                return (managed, $"{model.Source}{FaultMark}{fault.Message})", true);
+                return (managed, MarkFault(model.Source, fault.Message), true);
             });
         }
         if (!left) return;
@@ -71,8 +68,15 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     /// </summary>
     public string Left(string source, string why)
     {
-        model.CardFault = why;
+        string marked = MarkFault(source, why);
         ScheduleTries();
+        return marked;
+    }
+
+    /// <summary>Records the card's fault on the model and returns its source with the fault appended (<see cref="TryReturn"/> cuts it off again).</summary>
+    private string MarkFault(string source, string why)
+    {
+        model.CardFault = why;
         return $"{source}{FaultMark}{why})";
     }
 
