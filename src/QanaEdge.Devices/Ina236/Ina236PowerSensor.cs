@@ -9,26 +9,47 @@ namespace QanaEdge.Devices.Ina236;
 /// Iot.Device.Bindings driver: that driver picks twice the minimum current LSB and writes SHUNT_CAL unchecked into a
 /// 15-bit field, so for a small Imax × R the value wrapped (bit 15 is dropped by the chip) or the driver threw.
 /// Current and shunt voltage are decoded as two's complement so that a reverse current reads negative (0xFFFF is
-/// −1 LSB).
+/// −1 LSB). The shunt input range is chosen from Imax × R (<see cref="ChooseRange"/>): ±20.48 mV, in steps four times
+/// finer than the reset range's, whenever that fits.
 /// </summary>
 public sealed class Ina236PowerSensor : IPowerSensor
 {
     private const double BusLsbVolts = 1.6e-3;
-    /// <summary>Shunt ADC step with ADCRANGE = 0, the reset value the sensor leaves in place (datasheet 7.6).</summary>
-    private const double ShuntLsbVolts = 2.5e-6;
+    /// <summary>Shunt ADC step with ADCRANGE = 0 (datasheet 8.1.1).</summary>
+    private const double WideShuntLsbVolts = 2.5e-6;
     /// <summary>Shunt ADC full scale with ADCRANGE = 0: 32768 × 2.5 µV.</summary>
-    private const double FullScaleVolts = 0.08192;
-    /// <summary>Equation 1's internal scaling constant: SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt).</summary>
-    private const double CalibrationScale = 0.00512;
+    private const double WideFullScaleVolts = 0.08192;
+    /// <summary>Shunt ADC step with ADCRANGE = 1.</summary>
+    private const double NarrowShuntLsbVolts = 625e-9;
+    /// <summary>Shunt ADC full scale with ADCRANGE = 1: 32768 × 625 nV.</summary>
+    private const double NarrowFullScaleVolts = 0.02048;
+    /// <summary>Equation 1's internal scaling constant: SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt), for ADCRANGE = 0.</summary>
+    private const double WideCalibrationScale = 0.00512;
+    /// <summary>
+    /// Equation 1's constant for ADCRANGE = 1, where the datasheet divides SHUNT_CAL by 4: 0.00512 / 4. Each constant
+    /// is 2048 steps of its range's shunt ADC (2048 × 2.5 µV, 2048 × 625 nV), which is why the chip's current register
+    /// is shunt × SHUNT_CAL / 2048 in both ranges.
+    /// </summary>
+    private const double NarrowCalibrationScale = 0.00128;
     /// <summary>SHUNT_CAL is bits 14..0 of register 05h; bit 15 is reserved and reads 0.</summary>
     public const int MaxShuntCal = 0x7FFF;
+    /// <summary>
+    /// CONFIG as reset (0x4127: 1.1 ms bus and shunt conversions, no averaging, continuous) without ADCRANGE; the sensor
+    /// writes it with the chosen range in bit 12.
+    /// </summary>
+    private const ushort ResetConfiguration = 0x4127;
+    private const int AdcRangeBit = 1 << 12;
 
     private readonly I2cDevice _device;
+    private readonly Ina236AdcRange _range;
     private readonly double _currentLsbAmps;
     private readonly int _shuntCal;
     private int _reads;
 
-    /// <summary>Reads between checks of SHUNT_CAL, which a brown-out resets to 0 (and the current with it).</summary>
+    /// <summary>
+    /// Reads between checks of SHUNT_CAL, which a brown-out resets to 0 (and the current with it), and of ADCRANGE, which
+    /// it resets to 0 (currents would read 4 times off with the calibration for ADCRANGE 1).
+    /// </summary>
     public const int CalibrationCheckEvery = 256;
 
     /// <param name="device">The chip's I2C device (address 0x40..0x4B). Owned by this sensor.</param>
@@ -47,32 +68,55 @@ public sealed class Ina236PowerSensor : IPowerSensor
         double shuntVolts = maxCurrentAmps * shuntOhms;
         // Beyond the shunt ADC's ±81.92 mV every current reads as the full scale, so power and energy would come out
         // too low without any error.
-        if (shuntVolts > FullScaleVolts)
+        if (shuntVolts > WideFullScaleVolts)
             throw new PowerSensorException(string.Create(CultureInfo.InvariantCulture,
-                $"{Name}: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1000:0.##} mV, beyond the shunt input's ±{FullScaleVolts * 1000:0.##} mV; currents above {FullScaleVolts / shuntOhms:0.###} A would read clipped (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
-        // Below one step of the shunt ADC every current up to the maximum reads 0: nothing to log.
-        if (shuntVolts < ShuntLsbVolts)
+                $"{Name}: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1000:0.##} mV, beyond the shunt input's ±{WideFullScaleVolts * 1000:0.##} mV; currents above {WideFullScaleVolts / shuntOhms:0.###} A would read clipped (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
+        // Below one step of the shunt ADC every current up to the maximum reads 0: nothing to log. The step is the
+        // chosen range's, so only Imax × R under 625 nV, one step of the finer range, is refused.
+        double shuntLsbVolts = ShuntLsbVolts(ChooseRange(shuntVolts));
+        if (shuntVolts < shuntLsbVolts)
             throw new PowerSensorException(string.Create(CultureInfo.InvariantCulture,
-                $"{Name}: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1e6:0.###} µV, under one step of the shunt input ({ShuntLsbVolts * 1e6:0.##} µV); no current up to the maximum could be measured (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
-        (_shuntCal, _currentLsbAmps) = Calibrate(shuntOhms, maxCurrentAmps);
+                $"{Name}: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1e6:0.###} µV, under one step of the shunt input ({shuntLsbVolts * 1e6:0.###} µV); no current up to the maximum could be measured (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
+        (_range, _shuntCal, _currentLsbAmps) = Calibrate(shuntOhms, maxCurrentAmps);
+        Calibration = string.Create(CultureInfo.InvariantCulture,
+            $"ADCRANGE {(int)_range} (shunt input ±{FullScaleVolts(_range) * 1000:0.##} mV in {ShuntLsbVolts(_range) * 1e6:0.###} µV steps), SHUNT_CAL {_shuntCal}, current LSB {_currentLsbAmps * 1e6:0.####} µA");
         Initialise();
     }
 
     /// <summary>
-    /// SHUNT_CAL and the current LSB it gives, for ADCRANGE = 0. The datasheet's procedure (8.1.2): the finest LSB is
-    /// Imax / 2^15 (equation 2), SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt) (equation 1), truncated so that the LSB
-    /// it implies is no finer than that. With Imax × R under 5.12 mV that exceeds the 15-bit field; a power logger should
-    /// keep logging, so SHUNT_CAL is then 0x7FFF, the finest LSB that fits (0.00512 / (0x7FFF × R), above Imax / 2^15).
-    /// That costs no measurement: with the 2.5 µV shunt step, equation 1 makes the current register shunt × SHUNT_CAL /
-    /// 2048, so at 0x7FFF one step of the shunt ADC is still about 16 current LSBs. (The full-scale check keeps SHUNT_CAL
-    /// at 2048 or more, and the one-step check refuses what cannot be measured at all.)
+    /// The shunt input range for a largest shunt voltage of Imax × R: ADCRANGE = 1 (±20.48 mV) when that fits, since its
+    /// 625 nV step is four times finer, else ADCRANGE = 0 (±81.92 mV). No margin, as for the ±81.92 mV check: at
+    /// exactly 20.48 mV the shunt register holds its largest value, 32767, one step short, so Imax reads one step low.
     /// </summary>
-    public static (int ShuntCal, double CurrentLsbAmps) Calibrate(double shuntOhms, double maxCurrentAmps)
+    public static Ina236AdcRange ChooseRange(double maxShuntVolts)
+        => maxShuntVolts <= NarrowFullScaleVolts ? Ina236AdcRange.Narrow : Ina236AdcRange.Wide;
+
+    /// <summary>One step of the shunt ADC in the given range.</summary>
+    private static double ShuntLsbVolts(Ina236AdcRange range)
+        => range == Ina236AdcRange.Narrow ? NarrowShuntLsbVolts : WideShuntLsbVolts;
+
+    /// <summary>Full scale of the shunt ADC in the given range.</summary>
+    private static double FullScaleVolts(Ina236AdcRange range)
+        => range == Ina236AdcRange.Narrow ? NarrowFullScaleVolts : WideFullScaleVolts;
+
+    /// <summary>
+    /// The shunt input range (<see cref="ChooseRange"/>), SHUNT_CAL and the current LSB it gives. The datasheet's
+    /// procedure (8.1.2): the finest LSB is Imax / 2^15 (equation 2), SHUNT_CAL = 0.00512 / (Current_LSB × R_shunt)
+    /// (equation 1), divided by 4 with ADCRANGE = 1, truncated so that the LSB it implies is no finer than that. With
+    /// Imax × R under 1.28 mV (ADCRANGE = 1; it would be 5.12 mV with ADCRANGE = 0) that exceeds the 15-bit field; a
+    /// power logger should keep logging, so SHUNT_CAL is then 0x7FFF, the finest LSB that fits (0.00128 / (0x7FFF × R),
+    /// above Imax / 2^15). That costs no measurement: equation 1 makes the current register shunt × SHUNT_CAL / 2048 in
+    /// either range, so at 0x7FFF one step of the shunt ADC is still about 16 current LSBs. (Each range's full scale
+    /// keeps SHUNT_CAL at 2048 or more, and the one-step check refuses what cannot be measured at all.)
+    /// </summary>
+    public static (Ina236AdcRange Range, int ShuntCal, double CurrentLsbAmps) Calibrate(double shuntOhms, double maxCurrentAmps)
     {
+        Ina236AdcRange range = ChooseRange(maxCurrentAmps * shuntOhms);
+        double scale = range == Ina236AdcRange.Narrow ? NarrowCalibrationScale : WideCalibrationScale;
         double minimumLsb = maxCurrentAmps / 32768;
-        double exact = CalibrationScale / (minimumLsb * shuntOhms);
+        double exact = scale / (minimumLsb * shuntOhms);
         int shuntCal = exact >= MaxShuntCal ? MaxShuntCal : (int)exact;
-        return (shuntCal, CalibrationScale / (shuntCal * shuntOhms));
+        return (range, shuntCal, scale / (shuntCal * shuntOhms));
     }
 
     public string Name { get; }
@@ -86,16 +130,24 @@ public sealed class Ina236PowerSensor : IPowerSensor
     /// <summary>The SHUNT_CAL value programmed into the chip.</summary>
     public int ShuntCal => _shuntCal;
 
+    /// <summary>The shunt input range programmed into the chip (ADCRANGE).</summary>
+    public Ina236AdcRange AdcRange => _range;
+
+    /// <summary>Range, SHUNT_CAL and current LSB, e.g. "ADCRANGE 1 (shunt input ±20.48 mV in 0.625 µV steps), SHUNT_CAL 2048, current LSB 6.25 µA".</summary>
+    public string Calibration { get; }
+
     public PowerReading Read()
     {
         if (_reads++ % CalibrationCheckEvery == 0)
         {
             int now = ReadRaw(Ina236Register.Calibration) & MaxShuntCal;
-            if (now != _shuntCal)
+            // SHUNT_CAL was computed for the programmed range: in the other range every current reads 4 times off.
+            Ina236AdcRange range = RangeIn(ReadRaw(Ina236Register.Configuration));
+            if (now != _shuntCal || range != _range)
             {
                 // Reset (a brown-out?): configuration and SHUNT_CAL are programmed again, as at start.
                 Initialise();
-                throw new PowerSensorException($"{Name}: SHUNT_CAL read 0x{now:X4} instead of 0x{_shuntCal:X4} (the chip was reset, a brown-out?); programmed again");
+                throw new PowerSensorException($"{Name}: SHUNT_CAL read 0x{now:X4} with ADCRANGE {(int)range} instead of 0x{_shuntCal:X4} with ADCRANGE {(int)_range} (the chip was reset, a brown-out, or reconfigured?); programmed again");
             }
         }
         double bus = ReadRaw(Ina236Register.BusVoltage) * BusLsbVolts;
@@ -103,16 +155,23 @@ public sealed class Ina236PowerSensor : IPowerSensor
         return new PowerReading(bus, current, bus * current);
     }
 
-    /// <summary>Shunt voltage in volts, two's complement decoded, for the ADC range in the configuration register.</summary>
+    /// <summary>
+    /// Shunt voltage in volts, two's complement decoded, for the ADC range in the configuration register: the one the
+    /// sensor programmed, unless the chip was reset since (which the next calibration check in <see cref="Read"/> finds).
+    /// </summary>
     public double ReadShuntVolts()
     {
-        bool lowRange = (ReadRaw(Ina236Register.Configuration) & (1 << 12)) != 0;
-        return unchecked((short)ReadRaw(Ina236Register.ShuntVoltage)) * (lowRange ? 625e-9 : ShuntLsbVolts);
+        Ina236AdcRange range = RangeIn(ReadRaw(Ina236Register.Configuration));
+        return unchecked((short)ReadRaw(Ina236Register.ShuntVoltage)) * ShuntLsbVolts(range);
     }
+
+    private static Ina236AdcRange RangeIn(ushort configuration)
+        => (configuration & AdcRangeBit) != 0 ? Ina236AdcRange.Narrow : Ina236AdcRange.Wide;
 
     /// <summary>
     /// Resets the chip (configuration back to 0x4127: ADCRANGE 0, 1.1 ms conversions, continuous), checks that it is an
-    /// INA236, and programs SHUNT_CAL, read back so that a chip that did not take it fails here rather than reading 0 A.
+    /// INA236, writes the configuration with the chosen ADCRANGE, and programs SHUNT_CAL. Both are read back so that a
+    /// chip that did not take them fails here rather than reading 0 A or currents 4 times off.
     /// </summary>
     private void Initialise()
     {
@@ -120,6 +179,11 @@ public sealed class Ina236PowerSensor : IPowerSensor
         ushort deviceId = ReadRaw(Ina236Register.DeviceId);
         if ((deviceId & 0xFFF0) != 0xA080)
             throw new PowerSensorException($"{Name}: device id 0x{deviceId:X4}, expected 0xA08x (INA236)");
+        ushort configuration = (ushort)(ResetConfiguration | (_range == Ina236AdcRange.Narrow ? AdcRangeBit : 0));
+        WriteRaw(Ina236Register.Configuration, configuration);
+        ushort configurationRead = ReadRaw(Ina236Register.Configuration);
+        if (RangeIn(configurationRead) != _range)
+            throw new PowerSensorException($"{Name}: CONFIG reads 0x{configurationRead:X4} after writing 0x{configuration:X4}; the chip did not take the shunt input range");
         WriteRaw(Ina236Register.Calibration, (ushort)_shuntCal);
         int written = ReadRaw(Ina236Register.Calibration) & MaxShuntCal;
         if (written != _shuntCal)

@@ -129,6 +129,7 @@ public sealed class PowerSensorTests
     {
         var chip = new SimulatedIna236();
         using var sensor = new Ina236PowerSensor(chip, 0.008, 8.0);
+        Assert.Equal(0x4127, chip.Config);   // 64 mV at full current: ADCRANGE stays 0
         Assert.Equal(2621, chip.ShuntCal);
         Assert.Equal(244.18161007249144e-6, sensor.CurrentLsbAmps, 15);
         chip.ShuntRaw = 19200;
@@ -141,21 +142,22 @@ public sealed class PowerSensorTests
     }
 
     /// <summary>
-    /// Imax × R under 5.12 mV: equation 1 with equation 2's finest LSB exceeds SHUNT_CAL's 15 bits, so the sensor
-    /// programs 0x7FFF, the finest LSB that fits, Current_LSB = 0.00512 / (32767 × R). Before, the upstream binding's
-    /// value (computed for twice the finest LSB) was written unchecked: the chip dropped bit 15, or the binding threw.
+    /// Imax × R under 1.28 mV (ADCRANGE 1): equation 1 with equation 2's finest LSB, divided by 4, exceeds SHUNT_CAL's 15
+    /// bits, so the sensor programs 0x7FFF, the finest LSB that fits, Current_LSB = 0.00128 / (32767 × R). (Before the
+    /// sensor chose the range, ADCRANGE 0 gave 0.00512 / (32767 × R), four times coarser; before it calibrated the chip
+    /// itself, the upstream binding's value was written unchecked: the chip dropped bit 15, or the binding threw.)
     /// <list type="bullet">
-    /// <item>2 mΩ, 1 A (2 mV): 0.00512 / (1 A / 2^15 × 2 mΩ) = 83886.08 → 0x7FFF; LSB = 78.12738425855281 µA (the
-    /// binding wrote 41943, 0xA3D7, of which the chip kept 0x23D7 = 9175: a 279 µA LSB). 0.5 A is 1 mV, 400 shunt steps:
-    /// trunc(400 × 32767 / 2048) = trunc(6399.8) = 6399 → 0.49993713187047945 A.</item>
-    /// <item>1 mΩ, 0.5 A (0.5 mV): 335544.32 → 0x7FFF; LSB = 156.25476851710562 µA (the binding's 167772 did not fit 16
-    /// bits and it threw). 0.25 A is 0.25 mV, 100 steps: trunc(100 × 32767 / 2048) = trunc(1599.95) = 1599 →
-    /// 0.2498513748588519 A.</item>
+    /// <item>2 mΩ, 0.5 A (1 mV): 0.00128 / (0.5 A / 2^15 × 2 mΩ) = 41943.04 → 0x7FFF; LSB = 19.531846064638203 µA.
+    /// 0.25 A is 0.5 mV, 800 steps of 625 nV: trunc(800 × 32767 / 2048) = trunc(12799.609375) = 12799 →
+    /// 0.24998809778130437 A.</item>
+    /// <item>1 mΩ, 0.5 A (0.5 mV): 83886.08 → 0x7FFF; LSB = 39.063692129276406 µA (ADCRANGE 0 gave 156.25 µA; the
+    /// binding's 167772 did not fit 16 bits and it threw). 0.25 A is 0.25 mV, 400 steps: trunc(400 × 32767 / 2048) =
+    /// trunc(6399.8046875) = 6399 → 0.24996856593523972 A.</item>
     /// </list>
     /// </summary>
     [Theory]
-    [InlineData(0.002, 1.0, 78.12738425855281e-6, 400, 0.49993713187047945)]
-    [InlineData(0.001, 0.5, 156.25476851710562e-6, 100, 0.2498513748588519)]
+    [InlineData(0.002, 0.5, 19.531846064638203e-6, 800, 0.24998809778130437)]
+    [InlineData(0.001, 0.5, 39.063692129276406e-6, 400, 0.24996856593523972)]
     public void Ina236_a_small_shunt_gets_the_finest_current_lsb_that_fits_in_15_bits(
         double shuntOhms, double maxCurrentAmps, double currentLsbAmps, short shuntRaw, double amps)
     {
@@ -170,12 +172,127 @@ public sealed class PowerSensorTests
         Assert.Equal(-amps, sensor.Read().CurrentAmps, 12);
     }
 
+    /// <summary>
+    /// 10 mΩ for 2 A: 20 mV at full current, within ADCRANGE 1's ±20.48 mV, so the sensor sets CONFIG bit 12 (0x4127 →
+    /// 0x5127). Equation 2: Minimum_LSB = 2 A / 2^15 = 61.03515625 µA; equation 1: 0.00512 / (61.03515625 µA × 10 mΩ) =
+    /// 8388.608, divided by 4 for ADCRANGE 1: 2097.152, so SHUNT_CAL = 2097 (ADCRANGE 0 took 8388), and Current_LSB =
+    /// 0.00128 / (2097 × 10 mΩ) = 61.039580352885075 µA. 1.5 A is 15 mV: 24000 steps of 625 nV (6000 of 2.5 µV with
+    /// ADCRANGE 0). The chip's current register, shunt × SHUNT_CAL / 2048: trunc(24000 × 2097 / 2048) =
+    /// trunc(24574.21875) = 24574, × Current_LSB = 1.4999866475917978 A; × 12 V = 17.999839771101573 W. 0xFFFF in the
+    /// shunt register is −625 nV.
+    /// </summary>
+    [Fact]
+    public void Ina236_a_shunt_range_within_20_48_mV_takes_adcrange_1()
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.01, 2.0);
+        Assert.Equal(0x5127, chip.Config);
+        Assert.Equal(2097, chip.ShuntCal);
+        Assert.Equal(61.039580352885075e-6, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = 24000;
+        chip.BusSteps = 7500;
+        PowerReading r = sensor.Read();
+        Assert.Equal(1.4999866475917978, r.CurrentAmps, 12);
+        Assert.Equal(17.999839771101573, r.PowerWatts, 12);
+        Assert.Equal(0.015, sensor.ReadShuntVolts(), 12);
+        chip.ShuntRaw = -1;
+        Assert.Equal(-625e-9, sensor.ReadShuntVolts(), 15);
+        chip.ShuntRaw = -24000;
+        Assert.Equal(-1.4999866475917978, sensor.Read().CurrentAmps, 12);
+    }
+
+    /// <summary>
+    /// The boundary, on a 100 mΩ shunt:
+    /// <list type="bullet">
+    /// <item>0.2048 A is exactly 20.48 mV, ADCRANGE 1's full scale: CONFIG 0x5127. Equation 2: 0.2048 A / 2^15 = 6.25 µA;
+    /// equation 1: 0.00512 / (6.25 µA × 100 mΩ) = 8192, divided by 4: SHUNT_CAL = 2048, Current_LSB 6.25 µA. 0.2 A is
+    /// 20 mV, 32000 steps of 625 nV: trunc(32000 × 2048 / 2048) = 32000 → 0.2 A.</item>
+    /// <item>0.2049 A is 20.49 mV, beyond it: CONFIG stays 0x4127. Equation 2: 0.2049 A / 2^15; equation 1:
+    /// 0.00512 × 2^15 / (0.2049 A × 100 mΩ) = 8188.001952..., SHUNT_CAL = 8188, Current_LSB = 0.00512 / (8188 × 100 mΩ)
+    /// = 6.253053248656571 µA. 20 mV is 8000 steps of 2.5 µV: trunc(8000 × 8188 / 2048) = trunc(31984.375) = 31984 →
+    /// 0.19999765510503176 A.</item>
+    /// </list>
+    /// </summary>
+    [Theory]
+    [InlineData(0.2048, 0x5127, 2048, 6.25e-6, 32000, 0.2)]
+    [InlineData(0.2049, 0x4127, 8188, 6.253053248656571e-6, 8000, 0.19999765510503176)]
+    public void Ina236_adcrange_1_up_to_exactly_20_48_mV_and_0_beyond(
+        double maxCurrentAmps, int config, int shuntCal, double currentLsbAmps, short shuntRaw, double amps)
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.1, maxCurrentAmps);
+        Assert.Equal(config, chip.Config);
+        Assert.Equal(shuntCal, chip.ShuntCal);
+        Assert.Equal(currentLsbAmps, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = shuntRaw;
+        chip.BusSteps = 7500;
+        Assert.Equal(amps, sensor.Read().CurrentAmps, 12);
+        Assert.Equal(0.02, sensor.ReadShuntVolts(), 12);
+    }
+
+    /// <summary>What the daemon logs at start: the range the sensor chose, SHUNT_CAL and the current LSB (values as above).</summary>
+    [Fact]
+    public void Ina236_calibration_names_the_shunt_input_range()
+    {
+        using var narrow = new Ina236PowerSensor(new SimulatedIna236(), 0.1, 0.2048);
+        Assert.Equal(Ina236AdcRange.Narrow, narrow.AdcRange);
+        Assert.Equal("ADCRANGE 1 (shunt input ±20.48 mV in 0.625 µV steps), SHUNT_CAL 2048, current LSB 6.25 µA", narrow.Calibration);
+        using var wide = new Ina236PowerSensor(new SimulatedIna236(), 0.008, 8.0);
+        Assert.Equal(Ina236AdcRange.Wide, wide.AdcRange);
+        Assert.Equal("ADCRANGE 0 (shunt input ±81.92 mV in 2.5 µV steps), SHUNT_CAL 2621, current LSB 244.1816 µA", wide.Calibration);
+    }
+
+    /// <summary>
+    /// 2 mA through 1 mΩ is 2 µV: under one 2.5 µV step of ADCRANGE 0 (refused before) but over three of ADCRANGE 1's
+    /// 625 nV. Equation 1 for ADCRANGE 1, 0.00128 × 2^15 / 2 µV = 20971520, is beyond 15 bits: SHUNT_CAL 0x7FFF,
+    /// Current_LSB = 0.00128 / (32767 × 1 mΩ) = 39.063692129276406 µA. 1.25 mA is 1.25 µV, 2 steps:
+    /// trunc(2 × 32767 / 2048) = trunc(31.9990234375) = 31 → 1.2109744560075686 mA.
+    /// </summary>
+    [Fact]
+    public void Ina236_a_range_under_one_step_of_adcrange_0_is_measured_with_adcrange_1()
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.001, 0.002);
+        Assert.Equal(0x5127, chip.Config);
+        Assert.Equal(0x7FFF, chip.ShuntCal);
+        Assert.Equal(39.063692129276406e-6, sensor.CurrentLsbAmps, 15);
+        chip.ShuntRaw = 2;
+        Assert.Equal(1.2109744560075686e-3, sensor.Read().CurrentAmps, 15);
+        Assert.Equal(1.25e-6, sensor.ReadShuntVolts(), 15);
+    }
+
+    /// <summary>
+    /// A reset puts ADCRANGE back to 0 with SHUNT_CAL, and another program may write CONFIG alone: either way the
+    /// calibration for ADCRANGE 1 would read currents 4 times off, so the check finds it and programs the chip again.
+    /// </summary>
+    [Fact]
+    public void Ina236_adcrange_1_lost_to_a_reset_or_a_rewritten_config_is_found_and_set_again()
+    {
+        var chip = new SimulatedIna236();
+        using var sensor = new Ina236PowerSensor(chip, 0.01, 2.0);   // 20 mV: ADCRANGE 1, SHUNT_CAL 2097
+        chip.BusSteps = 7500;
+        chip.ShuntRaw = 24000;
+        Assert.Equal(1.4999866475917978, sensor.Read().CurrentAmps, 12);
+        chip.Brownout();
+        Assert.Equal(0x4127, chip.Config);
+        var e = Assert.Throws<PowerSensorException>(() => { for (int i = 0; i < Ina236PowerSensor.CalibrationCheckEvery; i++) sensor.Read(); });
+        Assert.Contains("the chip was reset", e.Message);
+        Assert.Equal(0x5127, chip.Config);
+        Assert.Equal(2097, chip.ShuntCal);
+        Assert.Equal(1.4999866475917978, sensor.Read().CurrentAmps, 12);
+
+        chip.Write([0x00, 0x41, 0x27]);   // CONFIG back to ADCRANGE 0, SHUNT_CAL untouched
+        e = Assert.Throws<PowerSensorException>(() => { for (int i = 0; i < Ina236PowerSensor.CalibrationCheckEvery; i++) sensor.Read(); });
+        Assert.Contains("SHUNT_CAL read 0x0831 with ADCRANGE 0 instead of 0x0831 with ADCRANGE 1", e.Message);
+        Assert.Equal(0x5127, chip.Config);
+    }
+
     [Fact]
     public void Ina236_refuses_a_range_under_one_step_of_its_shunt_input()
     {
-        // 2 mA through 1 mΩ is 2 µV, under one 2.5 µV step: every current up to the maximum would read 0.
-        var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new SimulatedIna236(), 0.001, 0.002));
-        Assert.Contains("2 µV, under one step of the shunt input (2.5 µV)", e.Message);
+        // 0.5 mA through 1 mΩ is 0.5 µV, under one 625 nV step of ADCRANGE 1: every current up to the maximum would read 0.
+        var e = Assert.Throws<PowerSensorException>(() => new Ina236PowerSensor(new SimulatedIna236(), 0.001, 0.0005));
+        Assert.Contains("0.5 µV, under one step of the shunt input (0.625 µV)", e.Message);
     }
 
     [Fact]

@@ -12,7 +12,8 @@ public sealed class SimulatedIna236(int address = 0x40) : I2cRegisterSimulator(1
     public int BusSteps { get; set; }
     public int Resets { get; private set; }
 
-    private ushort Config => Registers.TryGetValue(0x00, out ushort c) ? c : (ushort)0x4127;
+    /// <summary>CONFIG as the chip holds it; bit 12 is ADCRANGE.</summary>
+    public ushort Config => Registers.TryGetValue(0x00, out ushort c) ? c : (ushort)0x4127;
     public ushort ShuntCal => Registers.TryGetValue(0x05, out ushort c) ? c : (ushort)0;
 
     protected override void OnWrite(byte register, ushort value)
