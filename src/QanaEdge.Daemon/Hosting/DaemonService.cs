@@ -71,6 +71,7 @@ public sealed class DaemonService(
             _meter.ReadFailed += (e, inARow) => _log.LogWarning("Power read failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", inARow, e.Message);
             _meter.ReadRecovered += inARow => _log.LogWarning("Power sensor reads again after {Count} failed reads", inARow);
             _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
+            if (sensor.Calibration.Length > 0) _log.LogInformation("Power sensor {Sensor}: {Calibration}", sensor.Name, sensor.Calibration);
             await WaitForIdleBaselineAsync(_meter, cancellationToken).ConfigureAwait(false);
         }
         else _log.LogInformation("No power sensor configured: energy_mj is null");

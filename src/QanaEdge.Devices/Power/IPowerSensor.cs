@@ -15,6 +15,12 @@ public interface IPowerSensor : IDisposable
     /// <summary>Chip and connection, e.g. "ina219@i2c-1:0x40" or "ina226 (hwmon3)".</summary>
     string Name { get; }
 
+    /// <summary>
+    /// How the sensor set the chip up (input range, calibration), for the start-up log; empty for a sensor that sets
+    /// nothing up or does not say.
+    /// </summary>
+    string Calibration => "";
+
     /// <summary>Time between two fresh conversions of the chip.</summary>
     TimeSpan UpdateInterval { get; }
 
