@@ -58,6 +58,8 @@ public sealed unsafe class AkidaDevice : IDisposable
     /// Programs the device; on refusal the device's own reason is the exception's message, and the device holds no
     /// program (the library refuses runs until one is accepted; see <see cref="IsProgrammed"/>).
     /// </summary>
+    /// <exception cref="AkidaException">With <see cref="AkidaException.FromProgram"/> set when the program call failed:
+    /// <see cref="AkidaException.RefusesTheModel"/> tells a refused program from a fault of the card.</exception>
     public void Program(ReadOnlySpan<byte> program)
     {
         lock (_lock)
@@ -68,7 +70,8 @@ public sealed unsafe class AkidaDevice : IDisposable
             InputLength = OutputLength = 0;
             int status;
             fixed (byte* p = program) status = AkidaNative.qana_akida_program(h, p, (nuint)program.Length);
-            Check(h, status);
+            if (status != 0)
+                throw new AkidaException(ToStatus(status, AkidaStatus.Device), Message(h, $"status {status}")) { FromProgram = true };
             nuint input, output;
             Check(h, AkidaNative.qana_akida_shape(h, &input, &output));
             InputLength = checked((int)input);

@@ -17,4 +17,15 @@ public enum AkidaStatus
 public sealed class AkidaException(AkidaStatus status, string message, Exception? inner = null) : Exception(message, inner)
 {
     public AkidaStatus Status { get; } = status;
+
+    /// <summary>Thrown by qana_akida_program itself (set by <see cref="AkidaDevice.Program"/>).</summary>
+    public bool FromProgram { get; init; }
+
+    /// <summary>
+    /// The card refused the program for what it is (its format, or the chip's constraints: Program or Unsupported
+    /// from qana_akida_program), as opposed to a fault of the card (Device, Busy, State ...) or of the call. The same
+    /// program is refused again however often it is tried; a fault may pass. Unsupported from opening (a library
+    /// that does not load, another ABI version) is no verdict on the model, so only programming counts.
+    /// </summary>
+    public bool RefusesTheModel => FromProgram && Status is AkidaStatus.Program or AkidaStatus.Unsupported;
 }

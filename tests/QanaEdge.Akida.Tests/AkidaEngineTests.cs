@@ -120,6 +120,55 @@ public class AkidaEngineTests
         engine.Run(input);
     }
 
+    /// <summary>
+    /// Only a program the card refuses for what it is (the chip's constraints, the emulator's refusal switch) counts as
+    /// a refusal of the model, which trying again cannot change; a card that does not open, faults or holds no program,
+    /// and a call refused for its arguments, are not.
+    /// </summary>
+    [Fact]
+    public void A_program_refused_for_the_model_is_told_from_a_fault_of_the_card()
+    {
+        string node = EmulatedCard.DeviceNode();
+        sbyte[] input = TestGraphs.RandomInput(s_akd1000, 1);
+        var logits = new sbyte[7];
+        using (AkidaDevice device = AkidaDevice.Open(node))
+        {
+            var constraints = Assert.Throws<AkidaException>(() => device.Program(PackageWriter.ToBytes(TestGraphs.QanaShaped(seed: 3))));
+            Assert.True(constraints.RefusesTheModel, constraints.Message);
+
+            // The switch: a model the card took before is refused with the file's text, and the refusal is counted.
+            File.WriteAllText(node + ".refuse", "program refused: emulated constraint");
+            var refused = Assert.Throws<AkidaException>(() => device.Program(PackageWriter.ToBytes(s_akd1000)));
+            File.Delete(node + ".refuse");
+            Assert.Equal(AkidaStatus.Program, refused.Status);
+            Assert.Equal("program refused: emulated constraint", refused.Message);
+            Assert.True(refused.RefusesTheModel);
+            Assert.Single(File.ReadAllLines(node + ".refused"));
+
+            var noProgram = Assert.Throws<AkidaException>(() => device.Run(input, logits));
+            Assert.Equal(AkidaStatus.State, noProgram.Status);
+            Assert.False(noProgram.RefusesTheModel);
+            var empty = Assert.Throws<AkidaException>(() => device.Program([]));
+            Assert.Equal(AkidaStatus.Argument, empty.Status);
+            Assert.False(empty.RefusesTheModel);
+
+            device.Program(PackageWriter.ToBytes(s_akd1000));
+            File.WriteAllText(node + ".fault", "");
+            var fault = Assert.Throws<AkidaException>(() => device.Run(input, logits));
+            File.Delete(node + ".fault");
+            Assert.Equal(AkidaStatus.Device, fault.Status);
+            Assert.False(fault.RefusesTheModel);
+
+            var busy = Assert.Throws<AkidaException>(() => AkidaDevice.Open(node));
+            Assert.Equal(AkidaStatus.Device, busy.Status);
+            Assert.False(busy.RefusesTheModel);
+        }
+        File.Delete(node);
+        var gone = Assert.Throws<AkidaException>(() => AkidaDevice.Open(node));
+        Assert.False(gone.RefusesTheModel);
+        Directory.Delete(Path.GetDirectoryName(node)!, recursive: true);
+    }
+
     [Fact]
     public void EnqueueBeforeProgram_IsRefused()
     {

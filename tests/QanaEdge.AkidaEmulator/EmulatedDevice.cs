@@ -61,6 +61,9 @@ internal sealed class EmulatedDevice(string path)
     /// <summary>
     /// While a file <c>NODE.hold</c> exists beside the device node, programming waits, as a slow card's does, and
     /// <c>NODE.held</c> says that one is waiting: tests stop the daemon while it tries to give the model back to the card.
+    /// While a file <c>NODE.refuse</c> exists, every program is refused with the program status and the file's text as
+    /// the card's message, as a chip refuses a program its constraints do not admit, and each refusal adds a line to
+    /// <c>NODE.refused</c>: tests make a card that faulted refuse the same model when it is tried again, and count the tries.
     /// </summary>
     public void Program(ReadOnlySpan<byte> program)
     {
@@ -70,6 +73,11 @@ internal sealed class EmulatedDevice(string path)
             while (File.Exists(Path + ".hold")) Thread.Sleep(10);
         }
         Unprogram();
+        if (File.Exists(Path + ".refuse"))
+        {
+            File.AppendAllText(Path + ".refused", "refused\n");
+            throw new DeviceException(Status.Program, File.ReadAllText(Path + ".refuse"));
+        }
         if (program.Length < PackageFormat.Magic.Length || !program[..PackageFormat.Magic.Length].SequenceEqual(PackageFormat.Magic))
             throw new DeviceException(Status.Program, "program refused: not a .qana package (the emulator runs .qana integer graphs)");
         ModelPackage package;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
@@ -8,6 +9,8 @@ using QanaEdge.Imaging;
 using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
+using Serilog;
+using Serilog.Extensions.Logging;
 
 namespace QanaEdge.Daemon.Tests;
 
@@ -546,6 +549,181 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         Assert.DoesNotContain("failed", active.Source, StringComparison.Ordinal);
         using (IImageClassifier classifier = active.CreateClassifier(out _))
             Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        stop.Cancel();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// The card fails while classifying, and when it is tried again it refuses the model's program for its constraints
+    /// (the emulator's refusal switch): the tries end after that one refusal, the model classifies on the managed
+    /// engine, and its engine reason (the status's engine_reason) and one error in the log say that the card refused
+    /// it, with the card's message, and that the card is not tried again for it. A model update then gets a try of
+    /// its own and goes onto the card. Before, the refused model was programmed again at growing waits, for ever.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_refuses_the_model_when_tried_again_after_a_fault_is_not_tried_again_for_that_model()
+    {
+        var (root, model, trust, state, signed, sha, _, _) = UpdateOnDisk("akida-refuse");
+        string node = Path.Combine(_dev, "akida0");
+        string fault = node + ".fault", refuse = node + ".refuse", refusals = node + ".refused";
+        const string cardMessage = "program refused: 1 AKD1000 constraint violation(s): emulated";
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 628)[0]);
+        EngineChoice choice = Choose();
+        var collected = new LogCollector();
+        using var loggers = new SerilogLoggerFactory(new LoggerConfiguration().WriteTo.Sink(collected).CreateLogger(), dispose: true);
+        using var stop = new CancellationTokenSource();
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var failover = new CardFailover(active, choice, TimeSpan.FromMilliseconds(100), loggers.CreateLogger<CardFailover>(), stop.Token);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance, failover);
+        int swaps = 0;
+        active.Changed += () => Interlocked.Increment(ref swaps);
+        Assert.True(active.Provider.HoldsDevice);
+
+        File.WriteAllText(refuse, cardMessage);
+        try
+        {
+            File.WriteAllText(fault, "");
+            try
+            {
+                using IImageClassifier onCard = active.CreateClassifier(out int generation);
+                failover.Leave(generation, Assert.Throws<QanaEdge.Akida.AkidaException>(() => onCard.Classify(image)));
+            }
+            finally { File.Delete(fault); }
+
+            // The tries end by themselves (nothing stopped them) after one program, the one refused.
+            await TestEnv.WaitUntil(() => failover.StopAsync().IsCompleted, TimeSpan.FromSeconds(30), "the tries to end after the card refused the model");
+            Assert.False(stop.IsCancellationRequested);
+            Assert.Single(File.ReadAllLines(refusals));
+            Assert.Equal(cardMessage, failover.Refusal);
+            Assert.NotNull(active.CardFault);
+            Assert.False(active.Provider.HoldsDevice);
+            Assert.StartsWith("managed IntegerEngine", active.Provider.EngineName, StringComparison.Ordinal);
+            Assert.Contains($"the Akida card refused model {s_akd1000.Manifest.ModelId} {s_akd1000.Manifest.Version} ({cardMessage})",
+                active.Provider.EngineReason, StringComparison.Ordinal);
+            Assert.Contains("not tried again for this model", active.Provider.EngineReason, StringComparison.Ordinal);
+            Assert.Equal(2, swaps);   // off the card, then the refusal: each re-publishes the status
+            string refusal = Assert.Single(collected.At(Serilog.Events.LogEventLevel.Error), e => e.Contains("refused", StringComparison.Ordinal));
+            Assert.Contains(cardMessage, refusal, StringComparison.Ordinal);
+            Assert.Contains("will not be tried again for this model", refusal, StringComparison.Ordinal);
+            Assert.DoesNotContain(collected.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("still not usable", StringComparison.Ordinal));
+            using (IImageClassifier classifier = active.CreateClassifier(out _))
+                Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
+        }
+        finally { File.Delete(refuse); }
+
+        // A model update may fit: the card is tried again with it.
+        var (outcome, reason) = updates.Handle(signed, sha);
+        Assert.True(outcome == ModelUpdates.Applied, reason);
+        await TestEnv.WaitUntil(() => active.Provider.HoldsDevice, TimeSpan.FromSeconds(30), "the updated model on the card");
+        Assert.Equal(s_akd1000.Manifest.Version + ".9", active.Provider.ModelVersion);
+        Assert.Null(failover.Refusal);
+        Assert.Null(active.CardFault);
+        Assert.Single(File.ReadAllLines(refusals));
+        stop.Cancel();
+        await failover.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// The same through the daemon: after the card faults and then refuses the model's program on the try, the retained
+    /// status names the managed engine with the card's refusal as engine_reason, the log says once that the card will not
+    /// be tried again for this model, and the image is classified on the managed engine, nothing quarantined.
+    /// </summary>
+    [Fact]
+    public async Task Daemon_whose_card_refuses_the_model_after_a_fault_says_so_in_its_status_and_log()
+    {
+        string root = TestEnv.TempDir("akida-refuse-daemon");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(s_akd1000, model);
+        string node = Path.Combine(_dev, "akida0");
+        string fault = node + ".fault", refuse = node + ".refuse";
+        const string cardMessage = "program refused: 1 AKD1000 constraint violation(s): emulated";
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida6/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(root, broker.Port, "akida6", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Akida:RetrySeconds=0.2");
+        await daemon.StartAsync();
+        JsonElement Last() => sub.Messages.Where(m => m.Topic == "qana/akida6/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/akida6/status")
+            && Last().GetProperty("engine").GetString()!.StartsWith("akida", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "a status naming the card");
+
+        File.WriteAllText(refuse, cardMessage);
+        try
+        {
+            File.WriteAllText(fault, "");
+            try
+            {
+                TestEnv.Drop(TestEnv.RealImages(1, skip: 641)[0], daemon.Inbox);
+                await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the image's result from the managed engine");
+            }
+            finally { File.Delete(fault); }
+            await TestEnv.WaitUntil(() => Last().GetProperty("engine_reason").GetString()!.Contains("refused", StringComparison.Ordinal),
+                TimeSpan.FromSeconds(30), "a status saying the card refused the model");
+        }
+        finally { File.Delete(refuse); }
+        JsonElement status = Last();
+        Assert.Equal("online", status.GetProperty("state").GetString());
+        Assert.StartsWith("managed", status.GetProperty("engine").GetString(), StringComparison.Ordinal);
+        string reason = status.GetProperty("engine_reason").GetString()!;
+        Assert.Contains($"the Akida card refused model {s_akd1000.Manifest.ModelId} {s_akd1000.Manifest.Version} ({cardMessage})", reason, StringComparison.Ordinal);
+        Assert.Contains("not tried again for this model", reason, StringComparison.Ordinal);
+        string refusal = Assert.Single(daemon.Log.At(Serilog.Events.LogEventLevel.Error), e => e.Contains("refused", StringComparison.Ordinal));
+        Assert.Contains("will not be tried again for this model", refusal, StringComparison.Ordinal);
+        Assert.DoesNotContain(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("still not usable", StringComparison.Ordinal));
+        Assert.Single(File.ReadAllLines(node + ".refused"));
+        Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFileSystemEntries(daemon.QuarantineDir).Any(),
+            "nothing may be quarantined for the card's fault");
+        await daemon.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
+    /// The card fails while classifying and then does not open when tried again (its node gone: a device error, not a
+    /// refusal of the model): it is tried again and again, each wait twice the last, and gets the model back once its
+    /// node returns.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_fails_and_then_does_not_open_is_still_tried_again()
+    {
+        string root = TestEnv.TempDir("akida-fault-then-gone");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(s_akd1000, model);
+        string node = Path.Combine(_dev, "akida0");
+        string fault = node + ".fault";
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 629)[0]);
+        EngineChoice choice = Choose();
+        var collected = new LogCollector();
+        using var loggers = new SerilogLoggerFactory(new LoggerConfiguration().WriteTo.Sink(collected).CreateLogger(), dispose: true);
+        using var stop = new CancellationTokenSource();
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var failover = new CardFailover(active, choice, TimeSpan.FromMilliseconds(100), loggers.CreateLogger<CardFailover>(), stop.Token);
+
+        File.WriteAllText(fault, "");
+        File.Delete(node);
+        try
+        {
+            try
+            {
+                using IImageClassifier onCard = active.CreateClassifier(out int generation);
+                failover.Leave(generation, Assert.Throws<QanaEdge.Akida.AkidaException>(() => onCard.Classify(image)));
+            }
+            finally { File.Delete(fault); }
+            await TestEnv.WaitUntil(() => collected.At(Serilog.Events.LogEventLevel.Warning)
+                .Count(l => l.Contains("still not usable", StringComparison.Ordinal) && l.Contains("no such device", StringComparison.Ordinal)) >= 2,
+                TimeSpan.FromSeconds(30), "two failed tries");
+            Assert.False(failover.StopAsync().IsCompleted, "the tries go on after a device error");
+            Assert.Null(failover.Refusal);
+            Assert.False(active.Provider.HoldsDevice);
+            Assert.DoesNotContain("refused", active.Provider.EngineReason, StringComparison.Ordinal);
+            Assert.DoesNotContain(collected.At(Serilog.Events.LogEventLevel.Error), e => e.Contains("refused", StringComparison.Ordinal));
+        }
+        finally { File.WriteAllBytes(node, []); }
+
+        await TestEnv.WaitUntil(() => active.Provider.HoldsDevice, TimeSpan.FromSeconds(30), "the model back on the card");
+        await failover.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Null(active.CardFault);
         stop.Cancel();
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }

@@ -18,6 +18,14 @@ namespace QanaEdge.Daemon.Classification;
 /// last one ended, so a flapping card is tried less and less often. An update applied meanwhile runs on the managed
 /// engine (<see cref="ActiveModel.CardFault"/>), and the card's return takes it.
 /// </para>
+/// <para>
+/// A try whose program the card refuses for the model itself (<see cref="QanaEdge.Akida.AkidaException.RefusesTheModel"/>:
+/// the chip's constraints or the program's format, not a fault) ends the tries: the same model would be refused again
+/// at every try, hourly, for ever. The model stays on the managed engine, the log says so once, and the status's
+/// engine reason names the refusal (<see cref="Refusal"/>). A model update applied afterwards starts the tries again
+/// (<see cref="ModelReplaced"/>: a new model may fit), and so does a restart. Faults, a busy card, state errors and
+/// vectors the card does not reproduce keep the growing waits.
+/// </para>
 /// </summary>
 public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpan retryAfter, ILogger log, CancellationToken stopping)
 {
@@ -30,6 +38,16 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
     // Monotonic: a board without a real-time clock steps its wall clock when it first syncs.
     private long _returnedMs = long.MinValue / 2;
     private Task _retries = Task.CompletedTask;
+    private string? _refusal;
+
+    /// <summary>
+    /// The card's refusal of the running model that ended the tries (the card's own message), while that model runs;
+    /// null while the card is tried, back, or was never left.
+    /// </summary>
+    public string? Refusal
+    {
+        get { lock (_backoff) return _refusal; }
+    }
 
     /// <summary>True for a failure of the card itself, as opposed to the image or the host side.</summary>
     public static bool IsCardFault(Exception e) => e is AkidaException;
@@ -88,17 +106,42 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             // A card that ran an hour without fault since it came back starts again at the first wait.
             if (Environment.TickCount64 - _returnedMs >= (long)MaxRetryAfter.TotalMilliseconds) _nextWait = _firstWait;
             wait = _nextWait;
+            _refusal = null;   // tries run again: the card has not refused the model they take
             log.LogWarning("The card will be tried again in {Seconds:0.#} s", wait.TotalSeconds);
             // One loop at a time: the model leaves only from the card, which a running loop has not given back yet.
             _retries = Task.Run(() => RetryAsync(wait));
         }
     }
 
-    /// <summary>Waits for a try in progress to end (the daemon cancelled <c>stopping</c> first), so the model can be released.</summary>
+    /// <summary>
+    /// Waits for a try in progress to end (the daemon cancelled <c>stopping</c> first), so the model can be released.
+    /// Without a stop, the task ends when the tries do: the model is back on the card, or the card refused it.
+    /// </summary>
     public Task StopAsync()
     {
         lock (_backoff) return _retries;
     }
+
+    /// <summary>
+    /// An update has replaced the model while it is off the card (call with <see cref="ActiveModel.CardGate"/> held,
+    /// after the swap). If the tries had ended because the card refused the previous model, they start again, at the
+    /// first wait, for this one: a new model may fit. While tries run, they take the new model anyway.
+    /// </summary>
+    public void ModelReplaced()
+    {
+        lock (_backoff)
+        {
+            if (_refusal is null || model.CardFault is null) return;
+            _refusal = null;
+            // The refusal came from a card that answered; it says nothing about faults, so the waits start afresh.
+            _nextWait = _firstWait;
+        }
+        log.LogWarning("Model {Model} {Version} replaces the one the Akida card refused: the card is tried again",
+            model.Provider.ModelId, model.Provider.ModelVersion);
+        ScheduleTries();
+    }
+
+    private enum TryOutcome { NothingToDo, Back, Failed, Refused }
 
     private const string FaultMark = "; the Akida card failed (";
 
@@ -110,15 +153,16 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             {
                 await Task.Delay(wait, stopping).ConfigureAwait(false);
                 lock (_backoff) _nextWait = Min(wait * 2, MaxRetryAfter);
-                bool? back;
+                TryOutcome outcome;
                 string why;
-                try { back = TryReturn(out why); }
+                try { outcome = TryReturn(out why); }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     // The loop must outlive whatever a try throws, or the card would never be tried again.
-                    (back, why) = (false, $"{e.GetType().Name}: {e.Message}");
+                    (outcome, why) = (TryOutcome.Failed, $"{e.GetType().Name}: {e.Message}");
                 }
-                if (back is not false) return;
+                // Back, refused (said once, in the try), or nothing left to do: the tries end.
+                if (outcome != TryOutcome.Failed) return;
                 wait = Min(wait * 2, MaxRetryAfter);
                 log.LogWarning("The Akida card is still not usable ({Error}); next try in {Seconds:0.#} s", why, wait.TotalSeconds);
             }
@@ -128,24 +172,26 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
 
     /// <summary>
     /// One try to move the current model (the one the fault moved off the card, or an update applied since) onto
-    /// the card: true when it moved, false when the card could not take it (with <paramref name="why"/>), null when
-    /// there is nothing to do (the model is not off the card any more, or the daemon is stopping).
+    /// the card: <see cref="TryOutcome.Back"/> when it moved, <see cref="TryOutcome.Failed"/> when the card could not
+    /// take it this time (with <paramref name="why"/>), <see cref="TryOutcome.Refused"/> when the card refused the model
+    /// itself, <see cref="TryOutcome.NothingToDo"/> when the model is not off the card any more or the daemon is stopping.
     /// </summary>
-    private bool? TryReturn(out string why)
+    private TryOutcome TryReturn(out string why)
     {
         why = "";
         lock (model.CardGate)
         {
             IClassifierProvider running = model.Provider;
-            if (stopping.IsCancellationRequested || model.CardFault is null) return null;
+            if (stopping.IsCancellationRequested || model.CardFault is null) return TryOutcome.NothingToDo;
             if (running.HoldsDevice)
             {
                 model.CardFault = null;   // on the card already: nothing is off it
-                return null;
+                return TryOutcome.NothingToDo;
             }
             // With the gate held nothing else opens or programs the card, and updates wait.
-            if (!ClassifierFactory.TryOnCardChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why))
-                return false;
+            if (!ClassifierFactory.TryOnCardChecked(running.Package, running.PackagePath, choice, out IClassifierProvider? onCard, out why,
+                    out string? modelRefusal))
+                return modelRefusal is null ? TryOutcome.Failed : StayOffTheCard(running, modelRefusal);
             bool installed = false;
             try
             {
@@ -163,13 +209,38 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
             {
                 onCard.Dispose();
                 why = "the model changed during the try";
-                return stopping.IsCancellationRequested ? null : false;
+                return stopping.IsCancellationRequested ? TryOutcome.NothingToDo : TryOutcome.Failed;
             }
             lock (_backoff) _returnedMs = Environment.TickCount64;
             log.LogWarning("The Akida card is back: model {Model} {Version} runs on {Engine} again, its check vectors reproduced there",
                 onCard.ModelId, onCard.ModelVersion, onCard.EngineName);
-            return true;
+            return TryOutcome.Back;
         }
+    }
+
+    /// <summary>
+    /// The card refused <paramref name="running"/> itself: it stays on the managed engine, rebuilt with a reason that
+    /// says so (the status shows it), and the tries end. Called by the try, with <see cref="ActiveModel.CardGate"/> held.
+    /// </summary>
+    private TryOutcome StayOffTheCard(IClassifierProvider running, string refusal)
+    {
+        IClassifierProvider managed = ClassifierFactory.Create(running.Package, running.PackagePath,
+            ClassifierFactory.AfterCardRefusal(choice, running.Package, refusal));
+        bool swapped = false;
+        try
+        {
+            swapped = model.Swap(old => ReferenceEquals(old, running) ? (managed, model.Source, true) : (old, model.Source, false));
+        }
+        catch (ObjectDisposedException) { }   // the daemon stopped during the try
+        if (!swapped)
+        {
+            managed.Dispose();
+            return TryOutcome.NothingToDo;
+        }
+        lock (_backoff) _refusal = refusal;
+        log.LogError("The Akida card refused model {Model} {Version} ({Refusal}): it stays on the managed engine, and the card will not be "
+            + "tried again for this model (a model update or a restart tries it again)", running.ModelId, running.ModelVersion, refusal);
+        return TryOutcome.Refused;
     }
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;

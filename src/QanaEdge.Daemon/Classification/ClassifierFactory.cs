@@ -24,7 +24,7 @@ public static class ClassifierFactory
             if (profile != QuantizationProfile.Akd1000)
                 reason = $"{choice.Reason}, but model profile {ProfileName(profile)} cannot run on AKD1000 (the card runs akd1000 packages: "
                     + "8-bit input layer, then at most 4-bit weights and activations): managed integer engine";
-            else if (TryAkida(package, path, choice, out IClassifierProvider? provider, out string refusal))
+            else if (TryAkida(package, path, choice, out IClassifierProvider? provider, out string refusal, out _))
                 return provider!;
             else
                 reason = $"{choice.Reason}, but {refusal}: managed integer engine";
@@ -44,6 +44,14 @@ public static class ClassifierFactory
         => choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" };
 
     /// <summary>
+    /// The engine choice once the card, tried again after a fault, refused the model itself: managed, with the card's
+    /// refusal and that the card is not tried again for this model as the reason.
+    /// </summary>
+    public static EngineChoice AfterCardRefusal(EngineChoice choice, ModelPackage package, string refusal)
+        => choice with { UseAkida = false, Reason = $"the Akida card refused model {package.Manifest.ModelId} {package.Manifest.Version} ({refusal}); "
+            + "it is not tried again for this model until a model update or a restart: managed integer engine" };
+
+    /// <summary>
     /// <see cref="Create"/>, then one classifier built and the package's golden vectors reproduced on the engine it
     /// got: a provider ready to swap in, or false with why not. Any failure of the build or the self-test counts, a
     /// card fault (AkidaException) included. <paramref name="vectors"/>, when given, are checked instead of the package's.
@@ -51,20 +59,14 @@ public static class ClassifierFactory
     public static bool TryCreateChecked(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure,
         GoldenVector[]? vectors = null)
     {
-        string name = $"{package.Manifest.ModelId} {package.Manifest.Version}";
         provider = null;
-        try
-        {
-            provider = Create(package, path, choice);
-            provider.CreateClassifier().Dispose();
-            if (provider.SelfTest(vectors) is not { } failed) { failure = ""; return true; }
-            failure = $"{name}: {failed} ({provider.EngineName})";
-        }
+        try { provider = Create(package, path, choice); }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            failure = $"{name} cannot run here: {e.Message}";
+            failure = $"{Name(package)} cannot run here: {e.Message}";
+            return false;
         }
-        provider?.Dispose();
+        if (PassesSelfTest(provider, package, vectors, out failure)) return true;
         provider = null;
         return false;
     }
@@ -73,24 +75,59 @@ public static class ClassifierFactory
     /// The package on the card and trusted there, or false with why not (no managed fall-back). The card has to compute
     /// something before it is trusted, since opening and programming send it no input: the package's golden vectors,
     /// or for a package without any (every model patched by a readout update) two vectors recorded from seeded inputs
-    /// on the reference kernels.
+    /// on the reference kernels. <paramref name="modelRefusal"/> is the card's message when it refused the model's
+    /// program itself (<see cref="AkidaException.RefusesTheModel"/>): trying the same model again cannot succeed. It is
+    /// null for everything that may pass (a card that does not open, faults, is busy, or does not reproduce the vectors).
     /// </summary>
-    internal static bool TryOnCardChecked(ModelPackage package, string path, EngineChoice choice, [NotNullWhen(true)] out IClassifierProvider? provider, out string why)
+    internal static bool TryOnCardChecked(ModelPackage package, string path, EngineChoice choice, [NotNullWhen(true)] out IClassifierProvider? provider,
+        out string why, out string? modelRefusal)
     {
+        provider = null;
+        modelRefusal = null;
         GoldenVector[] vectors = package.Manifest.Golden is { Length: > 0 } golden
             ? golden : GoldenVectors.Record(package, GoldenVectors.SeededInputs(package, 2));
-        if (!TryCreateChecked(package, path, choice, out provider, out why, vectors)) return false;
-        if (provider!.HoldsDevice) return true;
-        why = provider.EngineReason;   // the card refused the program and Create fell back to the managed engine
+        IClassifierProvider? onCard;
+        try
+        {
+            if (!TryAkida(package, path, choice, out onCard, out why, out modelRefusal)) return false;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            why = $"{Name(package)} cannot run here: {e.Message}";
+            return false;
+        }
+        if (!PassesSelfTest(onCard!, package, vectors, out why)) return false;
+        provider = onCard!;
+        return true;
+    }
+
+    /// <summary>One classifier built and the vectors reproduced on <paramref name="provider"/>'s engine; on failure it is disposed.</summary>
+    private static bool PassesSelfTest(IClassifierProvider provider, ModelPackage package, GoldenVector[]? vectors, out string failure)
+    {
+        try
+        {
+            provider.CreateClassifier().Dispose();
+            if (provider.SelfTest(vectors) is not { } failed) { failure = ""; return true; }
+            failure = $"{Name(package)}: {failed} ({provider.EngineName})";
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            failure = $"{Name(package)} cannot run here: {e.Message}";
+        }
         provider.Dispose();
-        provider = null;
         return false;
     }
 
-    /// <summary>The package opened and programmed on the card, or false with the card's refusal (no managed fall-back).</summary>
-    internal static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal)
+    /// <summary>
+    /// The package opened and programmed on the card, or false with why not (no managed fall-back):
+    /// <paramref name="refusal"/> for the log and the status, and <paramref name="cardRefusal"/>, the card's own
+    /// message, when the card refused the model itself (<see cref="AkidaException.RefusesTheModel"/>) rather than failed.
+    /// </summary>
+    internal static bool TryAkida(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string refusal,
+        out string? cardRefusal)
     {
         provider = null;
+        cardRefusal = null;
         AkidaDevice? device = null;
         try
         {
@@ -109,11 +146,17 @@ public static class ClassifierFactory
             or EntryPointNotFoundException or DllNotFoundException)
         {
             device?.Dispose();
-            refusal = e is AkidaException a && a.Status == AkidaStatus.Program ? $"the card refused the model: {e.Message}"
-                : $"the card could not be used: {e.Message}";
+            if (e is AkidaException { RefusesTheModel: true })
+            {
+                cardRefusal = e.Message;
+                refusal = $"the card refused the model: {e.Message}";
+            }
+            else refusal = $"the card could not be used: {e.Message}";
             return false;
         }
     }
+
+    private static string Name(ModelPackage package) => $"{package.Manifest.ModelId} {package.Manifest.Version}";
 
     private static string ProfileName(QuantizationProfile profile) => profile switch
     {

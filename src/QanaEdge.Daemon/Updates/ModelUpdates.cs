@@ -169,6 +169,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             }
             string warning = DurabilityWarning(name, notDurable);
             _active.Swap(_ => (next!, source + warning, 0));
+            // Off the card because it refused the previous model, the card gets a try with this one.
+            failover?.ModelReplaced();
             return (Applied, $"{name} on {next!.EngineName}{warning}");
         }
 
@@ -245,7 +247,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         string why;
         try
         {
-            if (ClassifierFactory.TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why)) return (onCard, source);
+            if (ClassifierFactory.TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why, out _)) return (onCard, source);
         }
         catch (Exception e) when (e is not OutOfMemoryException) { why = e.Message; }
         log.LogCritical("The card cannot take {Model} back ({Error}): running it on the managed engine", package.Manifest.Version, why);
