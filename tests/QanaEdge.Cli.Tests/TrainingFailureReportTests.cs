@@ -20,6 +20,16 @@ public class TrainingFailureReportTests
         Assert.DoesNotContain("internal error", error.ToString());
     }
 
+    /// <summary>The readout learner of <c>--incremental</c> diverging (a pass over the labelled half, not an epoch).</summary>
+    [Fact]
+    public void A_diverged_readout_learner_is_a_one_line_failure_naming_its_learning_rate()
+    {
+        var error = new StringWriter { NewLine = "\n" };
+        int code = Cli.Report(new TrainingDivergedException(Training.Incremental.ReadoutLearner.Phase, 2, 1, double.PositiveInfinity), error);
+        new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure,
+            "qana: training diverged in the readout phase at pass 2, batch 1 (loss +Inf): a smaller learning rate may avoid it (qana train --incremental-learning-rate");
+    }
+
     [Fact]
     public void A_refused_conversion_is_a_one_line_failure()
     {

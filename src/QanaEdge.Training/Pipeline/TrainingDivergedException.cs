@@ -1,18 +1,44 @@
+using QanaEdge.Training.Incremental;
+
 namespace QanaEdge.Training.Pipeline;
 
 /// <summary>
-/// The training loss became NaN or infinite: the weights cannot recover, and the run would otherwise go on to validate
-/// and fail there with an internal error about a NaN score. The message names the phase, epoch and batch and the
-/// options that change what a phase runs (no option sets the learning rates: they are the recipe's).
+/// The training loss became NaN or infinite, or a step left the weights so: the weights cannot recover, and the run
+/// would otherwise go on to validate and fail there with an internal error about a NaN score (or, in the readout
+/// learner, quantize NaN weights into an update). The message names the phase, epoch (the readout learner's pass) and
+/// batch and the options that may avoid it (no option sets the learning rates of the training run: they are the
+/// recipe's; the readout learner's step size is a setting of qana train and of the daemon).
 /// </summary>
-public sealed class TrainingDivergedException(string phase, int epoch, int batch, double loss)
-    : Exception($"training diverged in the {phase} phase at epoch {epoch}, batch {batch} (loss {Describe(loss)}): " + Hint(phase))
+public sealed class TrainingDivergedException : Exception
 {
-    public string Phase { get; } = phase;
-    public int Epoch { get; } = epoch;
-    public int Batch { get; } = batch;
+    public TrainingDivergedException(string phase, int epoch, int batch, double loss)
+        : this(phase, epoch, batch, $"loss {Describe(loss)}") { }
+
+    private TrainingDivergedException(string phase, int epoch, int batch, string what)
+        : base($"training diverged in the {phase} phase at {Unit(phase)} {epoch}, batch {batch} ({what}): " + Hint(phase))
+    {
+        Phase = phase;
+        Epoch = epoch;
+        Batch = batch;
+    }
+
+    /// <summary>
+    /// The step taken on that batch left weights NaN or infinite although the batch's loss was finite: the readout
+    /// learner's loss reads the logits through the int8 clamp, so overflowed weights can saturate every output and
+    /// still give a finite loss.
+    /// </summary>
+    public static TrainingDivergedException WeightsNotFinite(string phase, int epoch, int batch) =>
+        new(phase, epoch, batch, "weights no longer finite");
+
+    public string Phase { get; }
+    /// <summary>The epoch, or for the readout learner the pass over its cases, counted from 1.</summary>
+    public int Epoch { get; }
+    public int Batch { get; }
 
     private static string Describe(double loss) => double.IsNaN(loss) ? "NaN" : loss > 0 ? "+Inf" : "-Inf";
+
+    /// <summary>The readout learner calls its epochs passes (over a few labelled cases, not a training split).</summary>
+    private static string Unit(string phase) => phase == ReadoutLearner.Phase ? "pass" : "epoch";
 
     /// <summary>The float checkpoint a run writes beside its package (<see cref="PipelinePaths.FloatCheckpoint"/>).</summary>
     private const string Checkpoint = "OUT.float.ckpt (the float checkpoint this run wrote beside its --out OUT.qana)";
@@ -21,6 +47,8 @@ public sealed class TrainingDivergedException(string phase, int epoch, int batch
     {
         "qat" => $"--resume-float {Checkpoint} with --qat-epochs 0 converts the float weights without this phase",
         "smote-head" or "smote-finetune" => $"--resume-float {Checkpoint} without --smote runs the rest without this phase",
+        // The learner serves qana train --incremental and the daemon, and does not know which one runs it: both settings.
+        ReadoutLearner.Phase => "a smaller learning rate may avoid it (qana train --incremental-learning-rate; on the device Qana:Learning:LearningRate)",
         // Below 20 epochs the warm-up is a tenth of them, so the peak rate comes sooner.
         _ => "a larger --batch-size, another --seed, or --epochs of 20 or more (fewer shorten the warm-up) may avoid it",
     };
