@@ -16,7 +16,7 @@ public class TrainingFailureReportTests
         var error = new StringWriter { NewLine = "\n" };
         int code = Cli.Report(new TrainingDivergedException("float", 3, 17, double.NaN), error);
         new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure,
-            "qana: training diverged in the float phase at epoch 3, batch 17 (loss NaN): a larger --batch-size");
+            "qana: training diverged in the float phase at epoch 3, batch 17 (loss NaN): a smaller --learning-rate, a larger --batch-size");
         Assert.DoesNotContain("internal error", error.ToString());
     }
 

@@ -6,8 +6,8 @@ namespace QanaEdge.Training.Pipeline;
 /// The training loss became NaN or infinite, or a step left the weights so: the weights cannot recover, and the run
 /// would otherwise go on to validate and fail there with an internal error about a NaN score (or, in the readout
 /// learner, quantize NaN weights into an update). The message names the phase, epoch (the readout learner's pass) and
-/// batch and the options that may avoid it (no option sets the learning rates of the training run: they are the
-/// recipe's; the readout learner's step size is a setting of qana train and of the daemon).
+/// batch and the options that may avoid it: the phase's learning rate where an option sets it, and what changes what a
+/// phase runs.
 /// </summary>
 public sealed class TrainingDivergedException : Exception
 {
@@ -45,11 +45,11 @@ public sealed class TrainingDivergedException : Exception
 
     private static string Hint(string phase) => phase switch
     {
-        "qat" => $"--resume-float {Checkpoint} with --qat-epochs 0 converts the float weights without this phase",
+        "qat" => $"a smaller --qat-learning-rate may avoid it, or --resume-float {Checkpoint} with --qat-epochs 0 converts the float weights without this phase",
         "smote-head" or "smote-finetune" => $"--resume-float {Checkpoint} without --smote runs the rest without this phase",
         // The learner serves qana train --incremental and the daemon, and does not know which one runs it: both settings.
         ReadoutLearner.Phase => "a smaller learning rate may avoid it (qana train --incremental-learning-rate; on the device Qana:Learning:LearningRate)",
         // Below 20 epochs the warm-up is a tenth of them, so the peak rate comes sooner.
-        _ => "a larger --batch-size, another --seed, or --epochs of 20 or more (fewer shorten the warm-up) may avoid it",
+        _ => "a smaller --learning-rate, a larger --batch-size, another --seed, or --epochs of 20 or more (fewer shorten the warm-up) may avoid it",
     };
 }
