@@ -64,7 +64,7 @@ public sealed class Trainer
         {
             var sw = Stopwatch.StartNew();
             int[] order = ClassBalance.BalancedEpoch(train.Labels, k, _o.Seed ^ seedSalt, epoch, _o.SamplerAlpha);
-            double lossSum = 0; int seen = 0; float lr = 0;
+            double lossSum = 0; int seen = 0, lastBatch = 0; float lr = 0;
             for (int b = 0; b < batches; b++)
             {
                 int start = b * _o.BatchSize, n = Math.Min(_o.BatchSize, order.Length - start);
@@ -83,6 +83,7 @@ public sealed class Trainer
                 opt.Step(lr);
                 average?.Update();
                 step++;
+                lastBatch = b + 1;
                 lossSum += l * n; seen += n;
                 if (_progress is not null && (b % 4 == 0 || b == batches - 1))
                 {
@@ -103,6 +104,10 @@ public sealed class Trainer
                 RecalibrateBatchNorm(floatNet, train, _o.PreciseBnBatches);
             }
             var probs = Predict(net, val, flips: false);
+            // Weights can grow enough for the forward pass to overflow on validation (or in the batch-norm re-estimation
+            // before it) while every training loss stayed finite: --learning-rate 1000 on a small set did, and ended in
+            // an internal error about a NaN score. A comparison per output only: what is measured and kept is unchanged.
+            if (!AllFinite(probs)) throw TrainingDivergedException.ValidationNotFinite(phase, epoch, lastBatch);
             var m = ClassificationMetrics.Compute(val.Labels, probs);
             bool isBest = stop.Observe(epoch, m.MacroF1);
             if (isBest) best = capture();
@@ -247,6 +252,14 @@ public sealed class Trainer
             for (int x = y + 1; x < s; x++)
                 for (int c = 0; c < 3; c++)
                     (hwc[(y * s + x) * 3 + c], hwc[(x * s + y) * 3 + c]) = (hwc[(x * s + y) * 3 + c], hwc[(y * s + x) * 3 + c]);
+    }
+
+    private static bool AllFinite(float[][] rows)
+    {
+        foreach (float[] row in rows)
+            foreach (float v in row)
+                if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     /// <summary>Class probabilities (eval mode); with <paramref name="flips"/> the softmax of the mean logits over four flips.</summary>

@@ -3,11 +3,11 @@ using QanaEdge.Training.Incremental;
 namespace QanaEdge.Training.Pipeline;
 
 /// <summary>
-/// The training loss became NaN or infinite, or a step left the weights so: the weights cannot recover, and the run
-/// would otherwise go on to validate and fail there with an internal error about a NaN score (or, in the readout
-/// learner, quantize NaN weights into an update). The message names the phase, epoch (the readout learner's pass) and
-/// batch and the options that may avoid it: the phase's learning rate where an option sets it, and what changes what a
-/// phase runs.
+/// The training loss became NaN or infinite, or a step left the weights or the validation outputs so: the weights
+/// cannot recover, and the run would otherwise fail at validation with an internal error about a NaN score (or, in the
+/// readout learner, quantize NaN weights into an update). The message names the phase, epoch (the readout learner's
+/// pass) and batch and the options that may avoid it: the phase's learning rate where an option sets it, and what
+/// changes what a phase runs.
 /// </summary>
 public sealed class TrainingDivergedException : Exception
 {
@@ -29,6 +29,13 @@ public sealed class TrainingDivergedException : Exception
     /// </summary>
     public static TrainingDivergedException WeightsNotFinite(string phase, int epoch, int batch) =>
         new(phase, epoch, batch, "weights no longer finite");
+
+    /// <summary>
+    /// The validation after the epoch's last step gave outputs that are NaN or infinite although every training loss
+    /// was finite: the weights grew enough for the forward pass to overflow.
+    /// </summary>
+    public static TrainingDivergedException ValidationNotFinite(string phase, int epoch, int lastBatch) =>
+        new(phase, epoch, lastBatch, "the validation outputs after it are not finite");
 
     public string Phase { get; }
     /// <summary>The epoch, or for the readout learner the pass over its cases, counted from 1.</summary>
