@@ -241,7 +241,17 @@ public class TrainLearningRateTests
     [Theory]
     [InlineData("1e30", @"loss (NaN|[+-]Inf)")]
     [InlineData("1000", @"the validation outputs after it are not finite")]
-    public void A_float_rate_far_too_large_stops_the_run_in_one_line_naming_the_switch(string rate, string what)
+    public void A_float_rate_far_too_large_stops_the_run_in_one_line_naming_the_switch(string rate, string what) =>
+        AssertDiverges("--learning-rate", rate, "float", what, "a smaller --learning-rate");
+
+    /// <summary>At 1e30 the QAT phase's weights grow beyond what the integer graph's multipliers can express, which
+    /// ended in an internal error.</summary>
+    [Fact]
+    public void A_QAT_rate_far_too_large_stops_the_run_in_one_line_naming_the_switch() =>
+        AssertDiverges("--qat-learning-rate", "1e30", "qat", @"the weights left the integer graph's range: multiplier .* is too large .*",
+            "a smaller --qat-learning-rate");
+
+    private static void AssertDiverges(string option, string rate, string phase, string what, string hint)
     {
         var dir = Directory.CreateTempSubdirectory("qana-train-lr-");
         try
@@ -249,10 +259,10 @@ public class TrainLearningRateTests
             var (labels, _) = SmallDataSet.Write(dir.FullName, 8);
             // Batches of 8 give the phase several steps in its one epoch: the first is taken from finite weights.
             CliResult r = Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "m.qana"),
-                "--input-size", "16", "--epochs", "1", "--batch-size", "8", "--threads", "2", "--learning-rate", rate);
+                "--input-size", "16", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "8", "--threads", "2", option, rate);
             Assert.True(r.Code == 1, $"exit {r.Code}; stderr: {r.Err}");
             // The steps before it were reported on lines of their own; the failure is the last line.
-            Assert.Matches($@"^qana: training diverged in the float phase at epoch 1, batch \d+ \({what}\): a smaller --learning-rate", r.ErrLines[^1]);
+            Assert.Matches($@"^qana: training diverged in the {phase} phase at epoch 1, batch \d+ \({what}\): {hint}", r.ErrLines[^1]);
             Assert.DoesNotContain("internal error", r.Err);
             Assert.False(File.Exists(Path.Combine(dir.FullName, "m.qana")));
         }

@@ -14,8 +14,8 @@ public sealed class TrainingDivergedException : Exception
     public TrainingDivergedException(string phase, int epoch, int batch, double loss)
         : this(phase, epoch, batch, $"loss {Describe(loss)}") { }
 
-    private TrainingDivergedException(string phase, int epoch, int batch, string what)
-        : base($"training diverged in the {phase} phase at {Unit(phase)} {epoch}, batch {batch} ({what}): " + Hint(phase))
+    private TrainingDivergedException(string phase, int epoch, int batch, string what, Exception? inner = null)
+        : base($"training diverged in the {phase} phase at {Unit(phase)} {epoch}, batch {batch} ({what}): " + Hint(phase), inner)
     {
         Phase = phase;
         Epoch = epoch;
@@ -36,6 +36,14 @@ public sealed class TrainingDivergedException : Exception
     /// </summary>
     public static TrainingDivergedException ValidationNotFinite(string phase, int epoch, int lastBatch) =>
         new(phase, epoch, lastBatch, "the validation outputs after it are not finite");
+
+    /// <summary>
+    /// The fake-quantized network refused the weights the steps up to that batch left (or the epoch's last step, when
+    /// found at validation): a layer's requantization multiplier, computed from its weight scale, no longer fits the
+    /// integer graph.
+    /// </summary>
+    public static TrainingDivergedException OutOfIntegerRange(string phase, int epoch, int batch, Exception refusal) =>
+        new(phase, epoch, batch, $"the weights left the integer graph's range: {refusal.Message}", refusal);
 
     public string Phase { get; }
     /// <summary>The epoch, or for the readout learner the pass over its cases, counted from 1.</summary>
