@@ -99,11 +99,19 @@ public class AblateCommandTests
     [InlineData("--dropout", "NaN")]
     [InlineData("--sampler-alpha", "NaN")]
     [InlineData("--zoom-probability", "NaN")]
+    [InlineData("--learning-rate", "0")]
+    [InlineData("--learning-rate", "-0.004")]
+    [InlineData("--learning-rate", "NaN")]
+    [InlineData("--learning-rate", "1e39")]   // beyond float: infinity
+    [InlineData("--qat-learning-rate", "0")]
+    [InlineData("--qat-learning-rate", "NaN")]
+    [InlineData("--weight-decay", "-0.1")]
+    [InlineData("--weight-decay", "NaN")]
     [InlineData("--threads", "0")]
     [InlineData("--threads", "-2")]
     [InlineData("--throughput-steps", "-1")]
     public void TrainRefusesARecipeValueOutOfRange(string option, string value) =>
-        Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option);
+        Qana.Run("train", "--data", "d", "--labels", "l.csv", "--out", "m.qana", option, value).AssertOneLineError(2, option + " must be");
 }
 
 /// <summary><c>qana train --throughput-steps</c>: one JSON line with what was measured and at which vector width.</summary>
@@ -162,24 +170,13 @@ public class TrainDataTests
     [Fact]
     public void An_image_that_cannot_be_decoded_is_one_line_naming_it()
     {
-        string data = FindHam10000();
         var dir = Directory.CreateTempSubdirectory("qana-train-data-");
         try
         {
             // Eight images of each class, one of them damaged.
-            string[] lines = File.ReadAllLines(Path.Combine(data, "labels.csv"));
-            string[] header = lines[0].Split(',');
-            int dx = Array.IndexOf(header, "dx"), id = Array.IndexOf(header, "image_id");
-            var picked = QanaEdge.Model.Classes.Codes.SelectMany(code => lines.Skip(1).Where(l => l.Split(',')[dx] == code).Take(8)).ToList();
-            foreach (string line in picked)
-            {
-                string name = line.Split(',')[id] + ".jpg";
-                File.Copy(Path.Combine(data, "images", name), Path.Combine(dir.FullName, name));
-            }
-            string damaged = picked[20].Split(',')[id];
+            var (labels, ids) = SmallDataSet.Write(dir.FullName, 8);
+            string damaged = ids[20];
             File.WriteAllText(Path.Combine(dir.FullName, damaged + ".jpg"), "not a picture");
-            string labels = Path.Combine(dir.FullName, "labels.csv");
-            File.WriteAllLines(labels, picked.Prepend(lines[0]));
 
             CliResult r = Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "m.qana"), "--input-size", "16");
             r.AssertOneLineError(1, "cannot be decoded");
@@ -187,6 +184,112 @@ public class TrainDataTests
             Assert.DoesNotContain("internal error", r.Err);
         }
         finally { dir.Delete(recursive: true); }
+    }
+}
+
+/// <summary>
+/// <c>--learning-rate</c> and <c>--qat-learning-rate</c> set the rates the float and QAT phases train with, and the
+/// package's provenance names them; a float rate far too large makes the run diverge in one line naming the switch.
+/// </summary>
+public class TrainLearningRateTests
+{
+    [Fact]
+    public void Help_lists_the_learning_rates_with_the_recipes_defaults()
+    {
+        CliResult r = Qana.Run("train", "--help");
+        Assert.Equal(0, r.Code);
+        Assert.Matches(@"--learning-rate\b.*\[default: 0\.004\]", r.Out);
+        Assert.Matches(@"--qat-learning-rate\b.*\[default: 0\.0002\]", r.Out);
+        Assert.Matches(@"--weight-decay\b.*\[default: 0\.005\]", r.Out);
+    }
+
+    /// <summary>One epoch of each phase on 8 images of each class at 16×16 (about a second); returns the training
+    /// log's learning rate of each phase (the rate its epoch ended at) and the package's recipe provenance.</summary>
+    private static (Dictionary<string, double> Rates, string Recipe) Train(string dir, params string[] options)
+    {
+        string outDir = Path.Combine(dir, $"out-{options.Length}");
+        string package = Path.Combine(outDir, "m.qana");
+        CliResult r = Qana.Run(["train", "--data", dir, "--labels", Path.Combine(dir, "labels.csv"), "--out", package,
+            "--input-size", "16", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "8", "--threads", "2", .. options]);
+        Assert.True(r.Code == 0, $"exit {r.Code}; stderr: {r.Err}");
+        var rates = File.ReadAllLines(Path.ChangeExtension(package, ".log.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+            .ToDictionary(e => e.GetProperty("phase").GetString()!, e => e.GetProperty("learning_rate").GetDouble());
+        return (rates, QanaEdge.Model.Packaging.PackageReader.Load(package).Manifest.Provenance["recipe"]);
+    }
+
+    [Fact]
+    public void The_rates_set_are_the_ones_the_phases_train_with()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-train-lr-");
+        try
+        {
+            SmallDataSet.Write(dir.FullName, 8);
+            var (defaults, defaultRecipe) = Train(dir.FullName);
+            var (doubled, recipe) = Train(dir.FullName, "--learning-rate", "0.008", "--qat-learning-rate", "0.0004");
+            // Twice the peak gives twice the rate at every step of the same schedule, exactly (a power of two).
+            Assert.Equal(2 * defaults["float"], doubled["float"]);
+            Assert.Equal(2 * defaults["qat"], doubled["qat"]);
+            Assert.StartsWith("AdamW wd=0.005 lr=0.008 warmup=2 cosine, QAT lr=0.0004, label smoothing", recipe, StringComparison.Ordinal);
+            // A default run's provenance reads as before the QAT rate was an option.
+            Assert.StartsWith("AdamW wd=0.005 lr=0.004 warmup=2 cosine, label smoothing", defaultRecipe, StringComparison.Ordinal);
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    /// <summary>At 1e30 the loss of a batch becomes NaN; at 1000 every loss stays finite but the weights grow enough for
+    /// validation's forward pass to overflow, which ended in an internal error about a NaN score.</summary>
+    [Theory]
+    [InlineData("1e30", @"loss (NaN|[+-]Inf)")]
+    [InlineData("1000", @"the validation outputs after it are not finite")]
+    public void A_float_rate_far_too_large_stops_the_run_in_one_line_naming_the_switch(string rate, string what) =>
+        AssertDiverges("--learning-rate", rate, "float", what, "a smaller --learning-rate");
+
+    /// <summary>At 1e30 the QAT phase's weights grow beyond what the integer graph's multipliers can express, which
+    /// ended in an internal error.</summary>
+    [Fact]
+    public void A_QAT_rate_far_too_large_stops_the_run_in_one_line_naming_the_switch() =>
+        AssertDiverges("--qat-learning-rate", "1e30", "qat", @"the weights left the integer graph's range: multiplier .* is too large .*",
+            "a smaller --qat-learning-rate");
+
+    private static void AssertDiverges(string option, string rate, string phase, string what, string hint)
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-train-lr-");
+        try
+        {
+            var (labels, _) = SmallDataSet.Write(dir.FullName, 8);
+            // Batches of 8 give the phase several steps in its one epoch: the first is taken from finite weights.
+            CliResult r = Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "m.qana"),
+                "--input-size", "16", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "8", "--threads", "2", option, rate);
+            Assert.True(r.Code == 1, $"exit {r.Code}; stderr: {r.Err}");
+            // The steps before it were reported on lines of their own; the failure is the last line.
+            Assert.Matches($@"^qana: training diverged in the {phase} phase at epoch 1, batch \d+ \({what}\): {hint}", r.ErrLines[^1]);
+            Assert.DoesNotContain("internal error", r.Err);
+            Assert.False(File.Exists(Path.Combine(dir.FullName, "m.qana")));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+}
+
+/// <summary>A small HAM10000 data set for <c>qana train</c>: the first images of each class, copied with their labels.</summary>
+internal static class SmallDataSet
+{
+    /// <summary>Copies <paramref name="perClass"/> images of each class into <paramref name="dir"/> and writes their
+    /// labels.csv there; returns its path and the image ids in the order of its rows.</summary>
+    public static (string Labels, string[] ImageIds) Write(string dir, int perClass)
+    {
+        string data = FindHam10000();
+        string[] lines = File.ReadAllLines(Path.Combine(data, "labels.csv"));
+        string[] header = lines[0].Split(',');
+        int dx = Array.IndexOf(header, "dx"), id = Array.IndexOf(header, "image_id");
+        var picked = QanaEdge.Model.Classes.Codes.SelectMany(code => lines.Skip(1).Where(l => l.Split(',')[dx] == code).Take(perClass)).ToList();
+        foreach (string line in picked)
+        {
+            string name = line.Split(',')[id] + ".jpg";
+            File.Copy(Path.Combine(data, "images", name), Path.Combine(dir, name));
+        }
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllLines(labels, picked.Prepend(lines[0]));
+        return (labels, picked.Select(l => l.Split(',')[id]).ToArray());
     }
 
     private static string FindHam10000()

@@ -16,8 +16,18 @@ public class TrainingFailureReportTests
         var error = new StringWriter { NewLine = "\n" };
         int code = Cli.Report(new TrainingDivergedException("float", 3, 17, double.NaN), error);
         new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure,
-            "qana: training diverged in the float phase at epoch 3, batch 17 (loss NaN): a larger --batch-size");
+            "qana: training diverged in the float phase at epoch 3, batch 17 (loss NaN): a smaller --learning-rate, a larger --batch-size");
         Assert.DoesNotContain("internal error", error.ToString());
+    }
+
+    /// <summary>The readout learner of <c>--incremental</c> diverging (a pass over the labelled half, not an epoch).</summary>
+    [Fact]
+    public void A_diverged_readout_learner_is_a_one_line_failure_naming_its_learning_rate()
+    {
+        var error = new StringWriter { NewLine = "\n" };
+        int code = Cli.Report(new TrainingDivergedException(Training.Incremental.ReadoutLearner.Phase, 2, 1, double.PositiveInfinity), error);
+        new CliResult(code, "", error.ToString()).AssertOneLineError(Cli.Failure,
+            "qana: training diverged in the readout phase at pass 2, batch 1 (loss +Inf): a smaller learning rate may avoid it (qana train --incremental-learning-rate");
     }
 
     [Fact]

@@ -1,5 +1,9 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Classification;
+using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Learning;
 using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Storage;
@@ -187,6 +191,77 @@ public sealed class ReadoutLearningTests : IDisposable
         Assert.Empty(daemon.Store.UpdateLog());
         Assert.DoesNotContain(sub.Messages, m => m.Topic == "qana/devnolearn/readouts");
         Assert.False(Directory.Exists(Path.Combine(daemon.StateDir, "models")) && Directory.GetFiles(Path.Combine(daemon.StateDir, "models")).Length > 0);
+    }
+
+    /// <summary>
+    /// A round whose learning diverges is recorded with its reason and logged once as a warning; nothing is applied,
+    /// published or stored as an update, the model keeps classifying, the labelled cases stay, and the next round learns
+    /// again. The options refuse a step size above 1, at which the learner's outputs saturate rather than overflow, so
+    /// the test hands the learner its options directly, with a step size of 1e30 that overflows the head in the first
+    /// pass; the cases are the shipped model's head inputs of real JPEGs, as its workers store them.
+    /// </summary>
+    [Fact]
+    public void A_round_whose_learning_diverges_is_recorded_applies_nothing_and_the_next_round_learns_again()
+    {
+        var choice = new EngineChoice(false, "managed integer engine");
+        using var active = new ActiveModel(ClassifierFactory.Create(PackageReader.Load(ShippedPath), ShippedPath, choice), "test");
+        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
+            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        var log = new LogCollector();
+        using ILoggerFactory loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(Hosting.Logging.Create(extraSink: log), dispose: true);
+        using IImageClassifier classifier = active.Provider.CreateClassifier();
+
+        // Each result labelled with the class after the one reported, as a clinic that disagrees would.
+        void ClassifyAndLabel(string[] images)
+        {
+            foreach (string image in images)
+            {
+                var c = classifier.Classify(File.ReadAllBytes(image));
+                string id = Path.GetFileNameWithoutExtension(image);
+                store.Commit([new StoredResult(id, new string('0', 64), c.Label, c.Confidence, c.Refer, c.Tiled, classifier.ModelId,
+                    classifier.ModelVersion, c.LatencyMs, null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes("{}"), 0, c.HeadInput, classifier.Backbone)],
+                    "qana/devdiverge/results");
+                string label = Model.Classes.Codes[(Model.Classes.IndexOf(c.Label) + 1) % Model.Classes.Count];
+                Assert.True(store.AddFeedback(id, label, "dr-d", null, "{}"));
+            }
+        }
+        ReadoutLearning Learning(double learningRate) => new(
+            new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = learningRate }, store, active, updates, key,
+            "qana/devdiverge/readouts", loggers.CreateLogger<ReadoutLearning>());
+
+        ClassifyAndLabel(TestEnv.RealImages(16, skip: 1000));
+        int outbox = store.OutboxCount();
+        LearningAttempt? diverged = Learning(1e30).Attempt();
+
+        Assert.NotNull(diverged);
+        Assert.True(diverged.Outcome == ReadoutLearning.Diverged, diverged.Reason);
+        Assert.Equal(16, diverged.Cases);
+        Assert.Matches(@"^learned from \d+ labelled cases: training diverged in the readout phase at pass \d+, batch \d+ \(.+\): " +
+            @"a smaller learning rate may avoid it \(.*Qana:Learning:LearningRate\)$", diverged.Reason);
+        Assert.Equal(diverged, Assert.Single(store.LearningLog()) with { At = diverged.At });
+        string warning = Assert.Single(log.At(Serilog.Events.LogEventLevel.Warning));
+        Assert.Contains("not learned", warning, StringComparison.Ordinal);
+        Assert.Contains("Qana:Learning:LearningRate", warning, StringComparison.Ordinal);
+        Assert.Empty(log.At(Serilog.Events.LogEventLevel.Error));
+        // Nothing applied, stored as an update or queued for publishing; the model still runs and classifies.
+        Assert.Empty(store.UpdateLog());
+        Assert.Equal(outbox, store.OutboxCount());
+        Assert.False(Directory.Exists(Path.Combine(state, "models")) && Directory.EnumerateFileSystemEntries(Path.Combine(state, "models")).Any());
+        Assert.Equal("1.0.0", active.Provider.ModelVersion);
+        Assert.Equal("1.0.0", classifier.ModelVersion);
+        // The labelled cases stay for the next round, which is due after NewCases more labels like after any attempt.
+        Assert.Equal(16, store.LabelledCases(active.Provider.Backbone!, out _).Count);
+        Assert.Null(Learning(1e30).Attempt());
+
+        ClassifyAndLabel(TestEnv.RealImages(8, skip: 1016));
+        LearningAttempt? next = Learning(1e-2).Attempt();
+        Assert.NotNull(next);
+        Assert.Equal(24, next.Cases);
+        Assert.NotEqual(ReadoutLearning.Diverged, next.Outcome);
+        Assert.Equal(2, store.LearningLog().Count);
     }
 
     /// <summary>

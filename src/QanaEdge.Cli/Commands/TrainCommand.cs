@@ -9,7 +9,7 @@ namespace QanaEdge.Cli.Commands;
 
 /// <summary>
 /// <c>qana train --data DIR --labels CSV --out PKG [--epochs N] [--seed S] [--profile paper8|akd1000]
-/// [--input-size 64] [ablation switches: --baseline --no-ghost --no-eca --no-se --no-quant-head --pooled-head --no-gray-world --smote --incremental]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
+/// [--input-size 64] [--learning-rate 0.004] [--qat-learning-rate 0.0002] [ablation switches: --baseline --no-ghost --no-eca --no-se --no-quant-head --pooled-head --no-gray-world --smote --incremental]</c>: trains, quantizes and converts a QANA, writing PKG, PKG's
 /// training log (.log.jsonl), the float checkpoint (.float.ckpt) and the test report (.report.md/.json).
 /// A live progress line goes to standard error.
 /// </summary>
@@ -35,6 +35,8 @@ public sealed class TrainCommand : IVerb
         var noSe = new Option<bool>("--no-se") { Description = "without the squeeze-and-excitation gate" };
         var samplerAlpha = new Option<double>("--sampler-alpha") { Description = "class sampler exponent: class c drawn ∝ n_c^alpha (1 = natural frequencies)", DefaultValueFactory = _ => new TrainOptions().SamplerAlpha };
         var logitAdjust = new Option<double>("--logit-adjust") { Description = "tau of the logit-adjusted loss (tau·log prior added to the logits inside the loss; 0 = off)", DefaultValueFactory = _ => 0 };
+        var learningRate = new Option<float>("--learning-rate") { Description = "peak learning rate of the float phase (AdamW; linear warm-up, then cosine decay to 1 %)", DefaultValueFactory = _ => new TrainOptions().PeakLearningRate };
+        var qatLearningRate = new Option<float>("--qat-learning-rate") { Description = "learning rate of the quantization-aware fine-tuning (cosine decay to 1 %)", DefaultValueFactory = _ => new TrainOptions().QatLearningRate };
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
         var mixup = new Option<double>("--mixup") { Description = "mixup in the float phase: Beta(a, a) mixing weight, a in (0, 1] (0 = off)", DefaultValueFactory = _ => 0 };
         var labelSmoothing = new Option<float>("--label-smoothing") { Description = "label smoothing of the cross-entropy, in [0, 0.5)", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
@@ -50,7 +52,7 @@ public sealed class TrainCommand : IVerb
         var incrementalEpochs = new Option<int>("--incremental-epochs") { Description = "passes over the labelled half of validation in the incremental stage", DefaultValueFactory = _ => new TrainOptions().IncrementalEpochs };
         var command = new Command("train", "Train a QANA on HAM10000-style data and convert it to an integer package.")
         {
-            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, incrementalRate, incrementalEpochs, samplerAlpha, logitAdjust, weightDecay, mixup, labelSmoothing, zoom, dropout,
+            data, labels, output, throughput, epochs, qatEpochs, seed, profile, inputSize, batch, threads, patience, resume, baseline, noGhost, noEca, noSe, noQuantHead, pooledHead, noGrayWorld, smote, incremental, incrementalRate, incrementalEpochs, samplerAlpha, logitAdjust, learningRate, qatLearningRate, weightDecay, mixup, labelSmoothing, zoom, dropout,
         };
         command.SetAction(parse =>
         {
@@ -70,6 +72,10 @@ public sealed class TrainCommand : IVerb
             if (alpha is not (>= 0 and <= 1)) throw new UsageException("--sampler-alpha must be in [0, 1]");
             if (tau is not (>= 0 and <= 2)) throw new UsageException("--logit-adjust must be in [0, 2]");
             if (wd is not (>= 0 and <= 1)) throw new UsageException("--weight-decay must be in [0, 1]");
+            // Any positive finite rate: one too large makes the run diverge, which stops it in one line naming the switch.
+            float peakLr = parse.GetValue(learningRate), qatLr = parse.GetValue(qatLearningRate);
+            if (peakLr is not (> 0 and <= float.MaxValue)) throw new UsageException("--learning-rate must be a positive finite number");
+            if (qatLr is not (> 0 and <= float.MaxValue)) throw new UsageException("--qat-learning-rate must be a positive finite number");
             double mix = parse.GetValue(mixup);
             if (mix is not (>= 0 and <= 1)) throw new UsageException("--mixup must be in [0, 1]");
             float smoothing = parse.GetValue(labelSmoothing);
@@ -122,7 +128,7 @@ public sealed class TrainCommand : IVerb
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
                 Patience = patienceEpochs, Smote = parse.GetValue(smote), Incremental = parse.GetValue(incremental),
-                GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
+                GrayWorld = !parse.GetValue(noGrayWorld), SamplerAlpha = alpha, LogitAdjustTau = tau, PeakLearningRate = peakLr, QatLearningRate = qatLr, WeightDecay = wd, MixupAlpha = mix, LabelSmoothing = smoothing,
                 ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = outPackage, ResumeFloat = resumeFrom };

@@ -31,11 +31,12 @@ namespace QanaEdge.Daemon.Learning;
 /// any update (verified, golden vectors reproduced on the engine, stored under the state folder, swapped in between
 /// images, restored at start), then is published on <c>qana/{device}/readouts</c> through the outbox.
 /// </para>
-/// Every attempt is recorded in the store's learning log with its figures; one runs at a time, in the background.
+/// Every attempt is recorded in the store's learning log with its figures, including one whose learning diverged (its
+/// loss or weights stopped being finite: nothing is applied); one runs at a time, in the background.
 /// </summary>
 public sealed class ReadoutLearning : IAsyncDisposable
 {
-    public const string Applied = "applied", NotKept = "not-kept", Refused = "refused", Unusable = "unusable";
+    public const string Applied = "applied", NotKept = "not-kept", Refused = "refused", Unusable = "unusable", Diverged = "diverged";
 
     private readonly LearningOptions _options;
     private readonly ResultStore _store;
@@ -167,7 +168,17 @@ public sealed class ReadoutLearning : IAsyncDisposable
         {
             Epochs = _options.Epochs, LearningRate = (float)_options.LearningRate, Seed = (ulong)cases.Count,
         });
-        double[] losses = learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList());
+        double[] losses;
+        try { losses = learner.Learn(learn.Select(c => c.Input).ToList(), learn.Select(c => c.Label).ToList()); }
+        catch (TrainingDivergedException e)
+        {
+            // The head is lost, so there is nothing to check or apply. The attempt is recorded like any other: the next
+            // one comes after NewCases more labels, with the cases kept in the store (a lower learning rate, set and the
+            // daemon restarted, applies to it).
+            _log.LogWarning("Readout for {Model} not learned from {Cases} labelled cases: {Reason}; nothing applied: the model stays, and its labelled cases are kept for the next attempt",
+                name, learn.Count, e.Message);
+            return Record(backbone, cases.Count, Diverged, $"learned from {learn.Count} labelled cases: {e.Message}", figures);
+        }
         ModelPackage update = learner.CreateUpdate(ModelUpdates.LearnedVersion(running.Manifest.Version));
 
         ClassificationMetrics before = Evaluate(RunningReadout(running), check), after = Evaluate(update, check);

@@ -3,6 +3,7 @@ using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
+using QanaEdge.Training.Pipeline;
 using QanaEdge.Training.Quantization;
 
 namespace QanaEdge.Training.Incremental;
@@ -37,10 +38,13 @@ public sealed record ReadoutLearnerOptions
 /// p_k = softmax(β·c_k) with c_k = min(T, T·(q_k + 128)/θ_k) and q_k = z_k/s + zp clamped to the int8 range,
 /// so the calibrated per-class thresholds θ_k weigh each class's gradient exactly as they weigh its evidence
 /// on the device (the floor and the rounding are left out; saturated outputs pass no gradient).
-/// Deterministic for a seed.
+/// Deterministic for a seed. A batch whose loss is NaN or infinite, or a step that leaves the head's weights so, ends
+/// <see cref="Learn"/> with a <see cref="TrainingDivergedException"/> naming the pass and batch.
 /// </summary>
 public sealed class ReadoutLearner
 {
+    /// <summary>The phase a <see cref="TrainingDivergedException"/> of the learner names.</summary>
+    public const string Phase = "readout";
     private readonly ModelPackage _model;
     private readonly Node _head;
     private readonly TensorSpec _in, _out;
@@ -86,7 +90,11 @@ public sealed class ReadoutLearner
 
     private double WeightScale(int o) => _head.WeightScales!.Length == 1 ? _head.WeightScales[0] : _head.WeightScales[o];
 
-    /// <summary>Trains the head on the cases (int8 head inputs, class indices); returns the mean loss of each epoch.</summary>
+    /// <summary>
+    /// Trains the head on the cases (int8 head inputs, class indices); returns the mean loss of each epoch. Throws
+    /// <see cref="TrainingDivergedException"/> when the loss or the weights stop being finite (a learning rate far too
+    /// large): the head is then lost and no update must be made from it.
+    /// </summary>
     public double[] Learn(IReadOnlyList<sbyte[]> features, IReadOnlyList<int> labels)
     {
         ArgumentNullException.ThrowIfNull(features);
@@ -112,7 +120,7 @@ public sealed class ReadoutLearner
             var rng = SeededRandom.For(_o.Seed, (ulong)epoch, 0x1EA7);
             for (int i = n - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (order[i], order[j]) = (order[j], order[i]); }
             double lossSum = 0;
-            for (int start = 0; start < n; start += batch)
+            for (int start = 0, batchNumber = 1; start < n; start += batch, batchNumber++)
             {
                 int m = Math.Min(batch, n - start);
                 x.Reshape(m, 1, 1, d);
@@ -151,14 +159,27 @@ public sealed class ReadoutLearner
                         g[c] = live[c] ? (float)(classWeight[y] * (p - target) / m * _beta * _window / (_thresholds[c] * _out.Scale)) : 0f;
                     }
                 }
+                // Every term of the sum is finite and non-negative until one is not, and a NaN or infinity stays in the
+                // sum: checking the running sum once per batch finds the batch without changing what is summed.
+                if (!double.IsFinite(lossSum)) throw new TrainingDivergedException(Phase, epoch + 1, batchNumber, lossSum);
                 tape.Backward();
                 var w = _dense.Weight;
                 for (int i = 0; i < w.Length; i++) w.Grad[i] += _o.Anchor * (w.Value[i] - _w0[i]);
                 opt.Step(_o.LearningRate);
+                // The loss reads the logits through the int8 clamp, so weights that overflowed can saturate every output
+                // and still give a finite loss; the last step's weights are not read by any loss at all.
+                if (!HeadIsFinite()) throw TrainingDivergedException.WeightsNotFinite(Phase, epoch + 1, batchNumber);
             }
             losses[epoch] = lossSum / n;
         }
         return losses;
+    }
+
+    private bool HeadIsFinite()
+    {
+        foreach (float v in _dense.Weight.Value) if (!float.IsFinite(v)) return false;
+        foreach (float v in _dense.Bias.Value) if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     /// <summary>
@@ -169,6 +190,9 @@ public sealed class ReadoutLearner
     /// </summary>
     public ModelPackage CreateUpdate(string version, IReadOnlyDictionary<string, double>? metrics = null)
     {
+        // Learn stops at the first step that leaves a weight NaN or infinite; this keeps a caller that went on after
+        // that from quantizing them (a NaN converts to an arbitrary int8 weight and int32 bias).
+        if (!HeadIsFinite()) throw new InvalidOperationException("the learned head's weights are not finite (Learn diverged): no update can be made from them");
         int d = _in.Length, k = _out.Length;
         var scheme = new QuantScheme(_model.Manifest.Profile);
         bool perChannel = _head.WeightScales!.Length != 1;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using QanaEdge.Imaging;
+using QanaEdge.Runtime;
 using QanaEdge.Training.Data;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Evaluation;
@@ -64,7 +65,7 @@ public sealed class Trainer
         {
             var sw = Stopwatch.StartNew();
             int[] order = ClassBalance.BalancedEpoch(train.Labels, k, _o.Seed ^ seedSalt, epoch, _o.SamplerAlpha);
-            double lossSum = 0; int seen = 0; float lr = 0;
+            double lossSum = 0; int seen = 0, lastBatch = 0; float lr = 0;
             for (int b = 0; b < batches; b++)
             {
                 int start = b * _o.BatchSize, n = Math.Min(_o.BatchSize, order.Length - start);
@@ -73,7 +74,12 @@ public sealed class Trainer
                 _tape.Training = true;
                 _tape.Step = (ulong)step ^ (_o.Seed << 32) ^ seedSalt;
                 float lambda = mixupAlpha > 0 ? MixBatch(n, labels, mixLabels, mixupAlpha, _tape.Step) : 0f;
-                var logits = net.Forward(_tape, _x);
+                Tensor logits;
+                // A fake-quantized network sets each layer's requantization multiplier from its weights at every forward
+                // pass; steps that grew the weights beyond what an int32 multiplier can express end there (a QAT rate of
+                // 1e30 did, as an internal error). The phase's first forward pass is the network it was given: not caught.
+                try { logits = net.Forward(_tape, _x); }
+                catch (InvalidGraphException e) when (step > 0) { throw TrainingDivergedException.OutOfIntegerRange(phase, epoch, b + 1, e); }
                 float l = loss.Forward(logits, labels.AsSpan(0, n), (lambda > 0 ? mixLabels : labels).AsSpan(0, n), lambda);
                 // A NaN or infinite loss means the weights are lost; stop here, naming where, rather than at the next
                 // validation's NaN scores. A comparison only: the arithmetic of a finite step is unchanged.
@@ -83,6 +89,7 @@ public sealed class Trainer
                 opt.Step(lr);
                 average?.Update();
                 step++;
+                lastBatch = b + 1;
                 lossSum += l * n; seen += n;
                 if (_progress is not null && (b % 4 == 0 || b == batches - 1))
                 {
@@ -102,7 +109,13 @@ public sealed class Trainer
                 live = NetState.Capture(floatNet);
                 RecalibrateBatchNorm(floatNet, train, _o.PreciseBnBatches);
             }
-            var probs = Predict(net, val, flips: false);
+            float[][] probs;
+            try { probs = Predict(net, val, flips: false); }
+            catch (InvalidGraphException e) when (step > 0) { throw TrainingDivergedException.OutOfIntegerRange(phase, epoch, lastBatch, e); }
+            // Weights can grow enough for the forward pass to overflow on validation (or in the batch-norm re-estimation
+            // before it) while every training loss stayed finite: --learning-rate 1000 on a small set did, and ended in
+            // an internal error about a NaN score. A comparison per output only: what is measured and kept is unchanged.
+            if (!AllFinite(probs)) throw TrainingDivergedException.ValidationNotFinite(phase, epoch, lastBatch);
             var m = ClassificationMetrics.Compute(val.Labels, probs);
             bool isBest = stop.Observe(epoch, m.MacroF1);
             if (isBest) best = capture();
@@ -247,6 +260,14 @@ public sealed class Trainer
             for (int x = y + 1; x < s; x++)
                 for (int c = 0; c < 3; c++)
                     (hwc[(y * s + x) * 3 + c], hwc[(x * s + y) * 3 + c]) = (hwc[(x * s + y) * 3 + c], hwc[(y * s + x) * 3 + c]);
+    }
+
+    private static bool AllFinite(float[][] rows)
+    {
+        foreach (float[] row in rows)
+            foreach (float v in row)
+                if (!float.IsFinite(v)) return false;
+        return true;
     }
 
     /// <summary>Class probabilities (eval mode); with <paramref name="flips"/> the softmax of the mean logits over four flips.</summary>

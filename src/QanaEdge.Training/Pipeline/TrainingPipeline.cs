@@ -345,6 +345,10 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         foreach (var p in q.Parameters) s[i++].CopyTo(p.Value, 0);
     }
 
+    /// <summary>The recipe's own values. Options added later are named in the provenance only when they differ, so a
+    /// default run writes the same text as the runs before them.</summary>
+    private static readonly TrainOptions Defaults = new();
+
     private ConversionInfo Info(TrainOptions o, double floatF1, float[] colorGains) => new()
     {
         ColorGains = colorGains,
@@ -358,7 +362,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["qat_epochs"] = o.QatEpochs.ToString(System.Globalization.CultureInfo.InvariantCulture),
             // The same words as docs/ablation.md's rows, so a package names its row of the table.
             ["ablation"] = Ablation.Switches(o),
-            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine, label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")}{(o.Network.DropoutRate != QanaOptions.Full.DropoutRate ? $" dropout={o.Network.DropoutRate}," : "")} gray-world={o.GrayWorld}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
+            ["recipe"] = $"AdamW wd={o.WeightDecay} lr={o.PeakLearningRate} warmup={o.WarmupEpochs} cosine,{(o.QatLearningRate != Defaults.QatLearningRate ? $" QAT lr={o.QatLearningRate}," : "")} label smoothing {o.LabelSmoothing}, balanced sampler alpha={o.SamplerAlpha},{(o.LogitAdjustTau != 0 ? $" logit-adjusted loss tau={o.LogitAdjustTau}," : "")}{(o.MixupAlpha != 0 ? $" mixup alpha={o.MixupAlpha}," : "")}{(o.Network.DropoutRate != QanaOptions.Full.DropoutRate ? $" dropout={o.Network.DropoutRate}," : "")} gray-world={o.GrayWorld}, flips+transpose+CIELAB lightness/contrast, zoom p={o.ZoomProbability} side>={o.ZoomMinSide}, weight EMA {o.EmaDecay}",
             ["data"] = Path.GetFileName(Path.GetFullPath(paths.ImagesDir).TrimEnd('/')),
         },
     };

@@ -200,6 +200,28 @@ public class PostFloatStageTests
         Assert.Equal(update.Graph.Nodes[0].Weights, again.CreateUpdate("1.0.1").Graph.Nodes[0].Weights);
     }
 
+    /// <summary>
+    /// A learning rate far too large makes the head's weights overflow within the first pass. The learner's loss reads the
+    /// logits through the int8 clamp, so it stayed finite and the learner ran on, quantizing NaN weights into an update
+    /// that only the golden-set check refused; now it stops at that batch, naming the pass, the batch and the setting to
+    /// lower, and no update can be made from the lost head.
+    /// </summary>
+    [Fact]
+    public void ReadoutLearnerStopsAtTheBatchWhereALearningRateFarTooLargeMakesItDiverge()
+    {
+        var model = TinyPackage.Value;
+        var train = Sets.Value.Train;
+        var features = IncrementalStage.HeadInputs(model, train);
+        var learner = new ReadoutLearner(model, new ReadoutLearnerOptions { LearningRate = 1e30f });
+
+        var e = Assert.Throws<TrainingDivergedException>(() => learner.Learn(features, train.Labels));
+        Assert.Equal((ReadoutLearner.Phase, 1), (e.Phase, e.Epoch));
+        Assert.InRange(e.Batch, 2, (train.Count + 31) / 32); // the first batch is learned from the model's own, finite head
+        Assert.Matches(@"^training diverged in the readout phase at pass 1, batch \d+ \(weights no longer finite\): " +
+            @"a smaller learning rate may avoid it \(qana train --incremental-learning-rate; on the device Qana:Learning:LearningRate\)$", e.Message);
+        Assert.Throws<InvalidOperationException>(() => learner.CreateUpdate("1.0.1"));
+    }
+
     [Fact]
     public void IncrementalStageRefusesAnUpdateThatLosesAccuracyOnTheGoldenSet()
     {

@@ -95,7 +95,7 @@ public class TrainerTests
             trainer.Fit("float", net, set, set, 2, 1e30f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0));
         Assert.Equal(("float", 1), (e.Phase, e.Epoch));
         Assert.InRange(e.Batch, 2, 4); // the first step is taken from finite weights
-        Assert.Matches(@"^training diverged in the float phase at epoch 1, batch \d \(loss (NaN|[+-]Inf)\): a larger --batch-size", e.Message);
+        Assert.Matches(@"^training diverged in the float phase at epoch 1, batch \d \(loss (NaN|[+-]Inf)\): a smaller --learning-rate, a larger --batch-size", e.Message);
         Assert.Empty(trainer.History);
     }
 
