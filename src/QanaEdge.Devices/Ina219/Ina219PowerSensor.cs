@@ -64,6 +64,8 @@ public sealed class Ina219PowerSensor : IPowerSensor
         device.Write([0x00, Configuration >> 8, Configuration & 0xFF]);
         _calibration = calibration;
         _chip.SetCalibration(calibration, (float)_currentLsbAmps);
+        Calibration = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"PGA /8 (shunt input ±320 mV in 10 µV steps), calibration {calibration}, current LSB {_currentLsbAmps * 1e6:0.####} µA");
     }
 
     /// <summary>
@@ -90,6 +92,9 @@ public sealed class Ina219PowerSensor : IPowerSensor
 
     /// <summary>Current LSB of the calibration value written (<see cref="Calibrate"/>).</summary>
     public double CurrentLsbAmps => _currentLsbAmps;
+
+    /// <summary>Range, calibration value and current LSB, e.g. "PGA /8 (shunt input ±320 mV in 10 µV steps), calibration 4472, current LSB 18.3184 µA" for 0.5 Ω and 0.6 A.</summary>
+    public string Calibration { get; }
 
     public PowerReading Read()
     {

@@ -16,6 +16,8 @@ public sealed class PowerSensorTests
         using var sensor = new Ina219PowerSensor(chip, shuntOhms: 0.5, maxCurrentAmps: 0.6);
         Assert.Equal(4472, chip.Calibration);
         Assert.Equal(18.32e-6, sensor.CurrentLsbAmps, 8);
+        // The start-up log line: 0.04096 / (4472 × 0.5 Ω) = 18.3184 µA.
+        Assert.Equal("PGA /8 (shunt input ±320 mV in 10 µV steps), calibration 4472, current LSB 18.3184 µA", sensor.Calibration);
         chip.ShuntRaw = 1000;          // 10 mV across 0.5 Ω = 20 mA
         chip.BusSteps = 3000;          // 12.000 V
         PowerReading r = sensor.Read();
