@@ -110,6 +110,31 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A kill while a package was being written leaves its temporary file (<c>{sha}.qana.tmp</c>; the rename never
+    /// came). Nothing reads it and no later write has its name, so it used to stay for good: the next change removes it
+    /// with the packages <c>active</c> no longer names.
+    /// </summary>
+    [Fact]
+    public void A_temporary_file_left_by_a_kill_during_a_write_goes_at_the_next_change()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        var interrupted = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        Directory.CreateDirectory(Models);
+        string leftover = Path.Combine(Models, interrupted.Sha + ".qana.tmp");
+        File.WriteAllBytes(leftover, interrupted.Bytes.AsSpan(0, interrupted.Bytes.Length / 2).ToArray());
+        ModelAtStart start = Start();
+        using (start.Active) Assert.Null(start.Problem);
+
+        var next = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
+        var (outcome, reason) = updates.Handle(next.Bytes, next.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, reason);
+        Assert.False(File.Exists(leftover), "the interrupted write's temporary file is still there");
+        Assert.Equal([next.Sha], Stored());
+        Assert.Empty(Directory.GetFiles(Models, "*.tmp"));
+    }
+
+    /// <summary>
     /// Signed readout updates that pass the package validation but that the integer engine refuses to prepare: a bias so
     /// large that the head's int32 accumulator could overflow, and a weight scale whose requantization multiplier is too
     /// large to represent. Each is refused with the engine's reason, the running model stays and nothing is stored. The
