@@ -110,6 +110,64 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A kill while a package was being written leaves its temporary file (<c>{sha}.qana.tmp</c>; the rename never
+    /// came). Nothing reads it and no later write has its name, so it used to stay for good: the next change removes it
+    /// with the packages <c>active</c> no longer names.
+    /// </summary>
+    [Fact]
+    public void A_temporary_file_left_by_a_kill_during_a_write_goes_at_the_next_change()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        var interrupted = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        Directory.CreateDirectory(Models);
+        string leftover = Path.Combine(Models, interrupted.Sha + ".qana.tmp");
+        File.WriteAllBytes(leftover, interrupted.Bytes.AsSpan(0, interrupted.Bytes.Length / 2).ToArray());
+        ModelAtStart start = Start();
+        using (start.Active) Assert.Null(start.Problem);
+
+        var next = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
+        var (outcome, reason) = updates.Handle(next.Bytes, next.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, reason);
+        Assert.False(File.Exists(leftover), "the interrupted write's temporary file is still there");
+        Assert.Equal([next.Sha], Stored());
+        Assert.Empty(Directory.GetFiles(Models, "*.tmp"));
+    }
+
+    /// <summary>
+    /// Signed readout updates that pass the package validation but that the integer engine refuses to prepare: a bias so
+    /// large that the head's int32 accumulator could overflow, and a weight scale whose requantization multiplier is too
+    /// large to represent. Each is refused with the engine's reason, the running model stays and nothing is stored. The
+    /// engine's exception used to escape the update handler: no outcome, no entry in the update log, and the message
+    /// left unacknowledged to come back at every session.
+    /// </summary>
+    [Fact]
+    public void A_signed_update_the_engine_cannot_prepare_is_refused_and_the_model_stays()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        Node head = ReadoutUpdates.Head(Shipped);
+        int classes = head.Bias!.Length;
+        int[] hugeBias = [.. head.Bias.Select((b, k) => k == 0 ? int.MaxValue : b)];
+        double[] hugeScales = [.. Enumerable.Repeat(1e20, head.WeightScales!.Length)];
+        foreach (var (bias, scales, why) in new[] { (hugeBias, head.WeightScales, "overflow"), (head.Bias, hugeScales, "too large") })
+        {
+            // The engine refuses the update's graph, so its golden vectors cannot be recorded: any logits do.
+            ModelPackage plain = ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, scales, bias);
+            GoldenVector[] golden = [new() { Input = TestGraphs.RandomInput(plain, 1), ExpectedLogits = new sbyte[classes] }];
+            var signed = Sign(ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, scales, bias, golden: golden), _vendor);
+
+            var (outcome, reason) = updates.Handle(signed.Bytes, signed.Sha);
+            Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+            Assert.Contains(why, reason, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', reason);
+            Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
+            Assert.False(File.Exists(Path.Combine(Models, signed.Sha + ".qana")));
+        }
+        Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+    }
+
+    /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
     /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
     /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,

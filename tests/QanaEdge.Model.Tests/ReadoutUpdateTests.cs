@@ -163,6 +163,36 @@ public class ReadoutUpdateTests
         Assert.Contains("8 logits, the model has 7", e.Message);
     }
 
+    /// <summary>
+    /// The update's logits mean its own classes, in its own order; the result keeps the model's class names. An update
+    /// whose classes are the model's in another order (made against another build of the model, or by a tool that
+    /// ordered them differently) used to apply, since only their count was compared, and every result after it carried
+    /// the wrong names: a melanoma's score reported as a naevus's.
+    /// </summary>
+    [Fact]
+    public void Apply_RefusesAnUpdateWhoseClassesDifferFromTheModels()
+    {
+        ModelPackage model = SmallPackages.Build(1);
+        ModelPackage update = SmallPackages.ReadoutUpdate();
+        ModelManifest um = update.Manifest;
+        string[] swapped = [.. um.Classes];
+        (swapped[4], swapped[5]) = (swapped[5], swapped[4]);   // mel and nv
+        var reordered = new ModelPackage
+        {
+            Manifest = new ModelManifest
+            {
+                ModelId = um.ModelId, Version = um.Version, Kind = um.Kind, BaseModelId = um.BaseModelId, BaseModelVersion = um.BaseModelVersion,
+                Classes = swapped, Input = um.Input, Profile = um.Profile,
+            },
+            Graph = update.Graph,
+        };
+        PackageValidator.Validate(reordered);
+        var e = Assert.Throws<PackageFormatException>(() => ReadoutUpdates.Apply(model, reordered));
+        Assert.Contains("classes", e.Message);
+        Assert.Throws<PackageFormatException>(() => ReadoutUpdates.ApplyOverEarlierBase(model, reordered));
+        ReadoutUpdates.Apply(model, update);
+    }
+
     [Fact]
     public void Create_RefusesWrongHeadShapes()
     {

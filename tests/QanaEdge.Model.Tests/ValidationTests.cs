@@ -329,6 +329,46 @@ public class ValidationTests
         Assert.Contains("differs from the readout node's time steps 16", e.Message);
     }
     [Fact] public void StepWeights() => RefusedEdit(j => j["manifest"]!["calibration"]!["stepWeights"] = new JsonArray(1, 2), "stepWeights");
+
+    /// <summary>
+    /// β, the step weights and the logits' scale are each finite, but the softmax inputs they multiply into overflowed:
+    /// such a package loaded, passed its golden vectors (logits only) and gave NaN probabilities for every image, which
+    /// the daemon's result message cannot carry (its worker failed on each one). Refused now, as are step weights whose
+    /// sum overflows and, for a graph without a readout (softmax of the real logits), a logits scale that does.
+    /// </summary>
+    [Fact]
+    public void CalibrationWhoseSoftmaxInputsOverflowIsRefused()
+    {
+        RefusedEdit(j => j["manifest"]!["calibration"]!["beta"] = 1e308, "calibration.beta 1E+308 times the step weights");
+        RefusedEdit(j =>
+        {
+            j["manifest"]!["calibration"]!["beta"] = 1;
+            j["manifest"]!["calibration"]!["stepWeights"] = new JsonArray([.. Enumerable.Range(0, 16).Select(t => (JsonNode?)(t < 15 ? 1e308 : -1e308))]);
+        }, "probabilities would not be finite");
+        RefusedEdit(j =>
+        {
+            WithoutReadout(j);
+            PackageBytes.Tensor(j, "logits")["scale"] = 1e307;
+        }, "graph: logits scale 1E+307");
+
+        // Large but harmless values still load: a sharp softmax over 16 steps, a readout-less graph's coarse logits.
+        PackageReader.Load(PackageBytes.EditJson(Valid, j => j["manifest"]!["calibration"]!["beta"] = 1e6));
+        var withoutReadout = PackageReader.Load(PackageBytes.EditJson(Valid, j =>
+        {
+            WithoutReadout(j);
+            PackageBytes.Tensor(j, "logits")["scale"] = 1e3;
+        }));
+        Assert.Equal(withoutReadout.Graph.LogitsTensor, withoutReadout.Graph.OutputTensor);
+    }
+
+    /// <summary>The small package without its spiking readout (its last node and tensor): the logits are the output.</summary>
+    private static void WithoutReadout(JsonObject j)
+    {
+        var graph = j["graph"]!.AsObject();
+        graph["nodes"]!.AsArray().RemoveAt(graph["nodes"]!.AsArray().Count - 1);
+        graph["tensors"]!.AsArray().RemoveAt(graph["tensors"]!.AsArray().Count - 1);
+        graph["output"] = graph["logits"]!.DeepClone();
+    }
     [Fact] public void GoldenLength() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["expectedLogits"] = "AAAA", "expectedLogits");
     [Fact] public void GoldenNotBase64() => RefusedEdit(j => j["manifest"]!["golden"]![0]!["input"] = "!!!", "JSON");
     [Fact] public void ConversionRate() => RefusedEdit(j => j["manifest"]!["conversionSuccessRate"] = 1.5, "conversionSuccessRate");

@@ -87,17 +87,22 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
     /// <summary>
     /// Removes the packages <paramref name="state"/> does not name: a replaced model, readouts of an older model,
     /// learned readouts a later one superseded (<see cref="ModelUpdates"/> drops them from the state), a package
-    /// written before a crash. Called only once the state naming what stays is on the disk, so a crash part way
+    /// written before a crash, and the temporary file of a write a crash interrupted. Called only once the state naming what stays is on the disk, so a crash part way
     /// loses nothing needed: what is left over is removed at the next change. Nothing else on the device reads these
     /// files: a failed swap programs the previous model back from memory, and a start whose applied updates fail runs
     /// the configured package, which is not kept here.
     /// </summary>
     private void Prune(State state)
     {
-        foreach (string file in System.IO.Directory.GetFiles(dir, "*.qana"))
-            if (!state.Contains(Path.GetFileNameWithoutExtension(file)))
-            {
-                try { File.Delete(file); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-            }
+        // Temporary files too: a kill or power cut during a write leaves {sha}.qana.tmp (or active.tmp) behind, and
+        // unlike active.tmp a package's temporary name is reused only if the same package comes again, so it stayed
+        // for good. Only this class writes here, one change at a time, so none of them is being written now.
+        IEnumerable<string> stale = System.IO.Directory.GetFiles(dir, "*.qana")
+            .Where(file => !state.Contains(Path.GetFileNameWithoutExtension(file)))
+            .Concat(System.IO.Directory.GetFiles(dir, "*.tmp"));
+        foreach (string file in stale)
+        {
+            try { File.Delete(file); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
     }
 }

@@ -174,8 +174,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             return (Applied, $"{name} on {next!.EngineName}{warning}");
         }
 
-        using (IInferenceEngine managed = LesionClassifier.CreateEngine(candidate))
-            if (GoldenVectors.Check(candidate, managed) is { } failed) return (Refused, $"{name}: {failed} (managed engine)");
+        if (CheckGolden(candidate, $"{name}: ", " (managed engine)") is { } failed) return (Refused, failed);
         return _active.Swap(old =>
         {
             ModelPackage oldPackage = old.Package;
@@ -261,10 +260,28 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// vectors of its own (the model's belong to the old head), and building one classifier of it is its check.
     /// </summary>
     private static string? CheckReadoutGolden(ModelPackage update)
+        => CheckGolden(update, $"{Describe(update)}: ", "");
+
+    /// <summary>
+    /// The package's golden vectors on the managed engine: null when they reproduce, else why not, in one line. A valid
+    /// package can still be one the engine refuses to prepare (a multiplier it cannot represent, an accumulator that could
+    /// overflow int32): that is a refusal too, never an exception out of <see cref="Handle"/>, which would leave the
+    /// update without an outcome or an update-log entry and unacknowledged, to come back at every session.
+    /// </summary>
+    private static string? CheckGolden(ModelPackage package, string prefix, string suffix)
     {
-        using IInferenceEngine engine = LesionClassifier.CreateEngine(update);
-        return GoldenVectors.Check(update, engine) is { } failed ? $"{Describe(update)}: {failed}" : null;
+        try
+        {
+            using IInferenceEngine engine = LesionClassifier.CreateEngine(package);
+            return GoldenVectors.Check(package, engine) is { } failed ? $"{prefix}{failed}{suffix}" : null;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return $"{prefix}the engine cannot run it: {OneLine(e.Message)}{suffix}";
+        }
     }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ");
 
     /// <summary>
     /// A provider for <paramref name="package"/> on the chosen engine, one classifier built, golden vectors reproduced.

@@ -87,7 +87,9 @@ public static class PackageValidator
             if (value.Length > 4096) throw new PackageFormatException($"manifest: provenance['{key}'] longer than 4096 characters");
         }
 
-        ValidateCalibration(m.Calibration, k, graph.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout));
+        Node? readout = graph.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout);
+        ValidateCalibration(m.Calibration, k, readout);
+        CheckSoftmaxInputs(m.Calibration, logits, readout);
 
         if (m.Golden is null) throw new PackageFormatException("manifest: golden missing");
         if (m.Golden.Length > PackageLimits.MaxGoldenVectors)
@@ -144,6 +146,30 @@ public static class PackageValidator
         Unit("referralThreshold", c.ReferralThreshold);
         if (!double.IsFinite(c.SaliencyFlatCv) || c.SaliencyFlatCv < 0)
             throw new PackageFormatException($"manifest: calibration.saliencyFlatCv {c.SaliencyFlatCv} must be finite and >= 0");
+    }
+
+    /// <summary>Largest magnitude a softmax input of the class probabilities may reach (see <see cref="CheckSoftmaxInputs"/>).</summary>
+    internal const double MaxSoftmaxInput = 1e300;
+
+    /// <summary>
+    /// The class probabilities are a softmax of β·Σ_t w_t·s_k,t with a readout (spikes s are 0 or 1, so at most
+    /// β·Σ|w_t|, β·T without step weights), else of the real logits scale·(q − zp) (at most scale·255). Each factor is
+    /// finite on its own, yet the product can overflow: the softmax then gives NaN probabilities, which no result
+    /// message can carry (JSON has no NaN, and the daemon's worker fails on every image), while the golden vectors,
+    /// which compare logits only, still pass. The bound leaves room for any summation order and for the few views the
+    /// tiling fallback adds up.
+    /// </summary>
+    private static void CheckSoftmaxInputs(Calibration c, TensorSpec logits, Node? readout)
+    {
+        if (readout is null)
+        {
+            if (logits.Scale * 255 > MaxSoftmaxInput)
+                throw new PackageFormatException($"graph: logits scale {logits.Scale} makes the softmax inputs (scale x 255) exceed {MaxSoftmaxInput:G3}; the probabilities would not be finite");
+            return;
+        }
+        double weights = c.StepWeights.Length == 0 ? c.ReadoutWindow : c.StepWeights.Sum(Math.Abs);
+        if (c.Beta * weights > MaxSoftmaxInput)
+            throw new PackageFormatException($"manifest: calibration.beta {c.Beta} times the step weights (sum of |w_t|: {weights}) exceeds {MaxSoftmaxInput:G3}; the probabilities would not be finite");
     }
 
     private static void Unit(string field, double value)

@@ -128,7 +128,7 @@ public static class ReadoutUpdates
 
     /// <summary>
     /// The model with the update's head and readout in place. The update must name this model (id and
-    /// version) and fit it exactly: same head input (shape and quantization), same number of classes.
+    /// version) and fit it exactly: same head input (shape and quantization), the same classes in the same order.
     /// The result's version is the update's; its golden self-test vectors are dropped, since their
     /// expected logits belong to the old head (the update's own golden vectors are head inputs, for its graph).
     /// </summary>
@@ -166,6 +166,11 @@ public static class ReadoutUpdates
         int newClasses = newLogits.Height * newLogits.Width * newLogits.Channels, oldClasses = oldLogits.Height * oldLogits.Width * oldLogits.Channels;
         if (newClasses != oldClasses)
             throw new PackageFormatException($"update '{um.ModelId}': {newClasses} logits, the model has {oldClasses}");
+        // The result keeps the model's class names, so the update's logits must mean the same classes in the same order:
+        // with only the count compared, an update ordered otherwise applied and every result carried the wrong names.
+        for (int k = 0; k < newClasses; k++)
+            if (um.Classes[k] != model.Manifest.Classes[k])
+                throw new PackageFormatException($"update '{um.ModelId}': its classes differ from the model's (class {k} is '{um.Classes[k]}', the model's '{model.Manifest.Classes[k]}')");
         Node? newReadout = ug.Nodes.FirstOrDefault(n => n.Kind == OpKind.SpikingReadout);
 
         var tensors = (TensorSpec[])g.Tensors.Clone();
