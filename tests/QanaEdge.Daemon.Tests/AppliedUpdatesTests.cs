@@ -6,6 +6,7 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Daemon.Updates;
 using QanaEdge.Model.Graph;
 using QanaEdge.Model.Packaging;
+using QanaEdge.Runtime;
 using QanaEdge.TestSupport;
 
 namespace QanaEdge.Daemon.Tests;
@@ -165,6 +166,55 @@ public sealed class AppliedUpdatesTests : IDisposable
             Assert.False(File.Exists(Path.Combine(Models, signed.Sha + ".qana")));
         }
         Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+    }
+
+    /// <summary>
+    /// A learner key is one device's, and a readout learned there keeps the model's referral threshold, fallback τ and
+    /// saliency flatness threshold. A learner-signed readout that changes one (here a referral threshold of 1, which no
+    /// image reaches: referrals switched off) is refused and the model stays; the same readout signed by the vendor, who
+    /// fits those settings, is applied. One that reached the state folder before this check is refused at start, which
+    /// then runs the configured model and says why.
+    /// </summary>
+    [Fact]
+    public void A_learned_readout_that_changes_the_clinical_settings_is_refused_and_one_the_vendor_signs_is_applied()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+        Calibration was = Shipped.Manifest.Calibration;
+        var noReferrals = new Calibration
+        {
+            ReadoutWindow = was.ReadoutWindow, Thresholds = was.Thresholds, Beta = was.Beta, StepWeights = was.StepWeights,
+            TilingTau = was.TilingTau, ReferralThreshold = 1.0, SaliencyFlatCv = was.SaliencyFlatCv,
+        };
+        Node head = ReadoutUpdates.Head(Shipped);
+        string version = ModelUpdates.LearnedVersion(Shipped.Manifest.Version);
+        ModelPackage plain = ReadoutUpdates.Create(Shipped, version, head.Weights!, head.WeightScales!, head.Bias!, calibration: noReferrals);
+        GoldenVector[] golden = GoldenVectors.Record(plain, Enumerable.Range(1, 4).Select(seed => TestGraphs.RandomInput(plain, seed)));
+        ModelPackage readout = ReadoutUpdates.Create(Shipped, version, head.Weights!, head.WeightScales!, head.Bias!, calibration: noReferrals, golden: golden);
+
+        var learned = Sign(readout, _learner);
+        var (outcome, reason) = updates.Handle(learned.Bytes, learned.Sha);
+        Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+        Assert.Contains("may not change the clinical settings", reason, StringComparison.Ordinal);
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"referral threshold {was.ReferralThreshold:R} -> 1"), reason, StringComparison.Ordinal);
+        Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
+        Assert.Equal(was.ReferralThreshold, active.Provider.Package.Manifest.Calibration.ReferralThreshold);
+        Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+
+        // Stored before the check existed: the start refuses it and runs the configured model.
+        new AppliedUpdates(Models).Commit(new AppliedUpdates.State(null, [learned.Sha]), learned.Sha, learned.Bytes);
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Contains("changes the clinical settings", start.Problem, StringComparison.Ordinal);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+        }
+
+        var vendor = Sign(readout, _vendor);
+        (outcome, reason) = updates.Handle(vendor.Bytes, vendor.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, reason);
+        Assert.Equal(1.0, active.Provider.Package.Manifest.Calibration.ReferralThreshold);
     }
 
     /// <summary>

@@ -97,6 +97,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, running.Manifest.Version))
             return (Refused, $"{Describe(update)}: a learner key may only give versions of the learned line of the running {runningName} " +
                 $"({LearnedVersion(running.Manifest.Version)} and on, below the next release); a higher one would lock out the vendor's releases");
+        if (signer == SignerRole.Learner && m.Kind == PackageKind.ReadoutUpdate && ClinicalSettingsChanged(running.Manifest, m) is { } changed)
+            return (Refused, $"{Describe(update)}: a learner key may not change the clinical settings of the running {runningName} ({changed})");
 
         ModelPackage candidate = update;
         if (m.Golden.Length == 0) return (Refused, $"{Describe(update)} carries no golden self-test vectors");
@@ -351,6 +353,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             {
                 if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, model.Manifest.Version))
                     return $"{described}: learner-signed, but not on the learned line of {model.Manifest.ModelId} {model.Manifest.Version}";
+                if (signer == SignerRole.Learner && ClinicalSettingsChanged(model.Manifest, m) is { } changed)
+                    return $"{described}: learner-signed, but changes the clinical settings of {model.Manifest.ModelId} {model.Manifest.Version} ({changed})";
                 if (CheckReadoutGolden(update) is { } failed) return failed;
                 // A learned readout whose base is a learned version of the model below: the learned readouts between
                 // were superseded by it and pruned (WithoutLearnedTail). It replaces the whole head and readout, so
@@ -434,6 +438,27 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         if (ids.Length >= 2 && ids[^2] == "learned" && long.TryParse(ids[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long m))
             return $"{core}-{string.Join('.', ids[..^1])}.{(m + 1).ToString(CultureInfo.InvariantCulture)}";
         return $"{core}-{pre}.learned.1";
+    }
+
+    /// <summary>
+    /// The clinical settings of <paramref name="model"/>'s calibration that a learner-signed readout update changes, in
+    /// one line, or null when it keeps them all. The referral threshold, the fallback's τ and the saliency flatness
+    /// threshold are fitted by the vendor on validation for the whole model (the referral threshold for 90 % sensitivity
+    /// with 95 % confidence); a readout learned on the device keeps them (<c>ReadoutLearner</c> writes the model's
+    /// calibration). A learner key is one device's, so a learned readout that changed them, e.g. a referral threshold of
+    /// 1 that no image reaches, is refused rather than trusted to switch referrals off.
+    /// </summary>
+    public static string? ClinicalSettingsChanged(ModelManifest model, ModelManifest update)
+    {
+        Calibration was = model.Calibration, now = update.Calibration;
+        var changed = new List<string>();
+        if (now.ReferralThreshold != was.ReferralThreshold) changed.Add(Change("referral threshold", was.ReferralThreshold, now.ReferralThreshold));
+        if (now.TilingTau != was.TilingTau) changed.Add(Change("fallback τ", was.TilingTau, now.TilingTau));
+        if (now.SaliencyFlatCv != was.SaliencyFlatCv) changed.Add(Change("saliency flatness threshold", was.SaliencyFlatCv, now.SaliencyFlatCv));
+        return changed.Count == 0 ? null : string.Join(", ", changed);
+
+        static string Change(string what, double from, double to) =>
+            string.Create(CultureInfo.InvariantCulture, $"{what} {from:R} -> {to:R}");
     }
 
     /// <summary>
