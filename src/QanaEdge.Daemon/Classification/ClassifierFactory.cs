@@ -154,6 +154,13 @@ public static class ClassifierFactory
             else refusal = $"the card could not be used: {e.Message}";
             return false;
         }
+        catch
+        {
+            // Any other failure after the card opened (the host side refusing the package, say) goes to the caller, but
+            // not with the card: the driver has one owner per card, so a handle left open would refuse every later open.
+            device?.Dispose();
+            throw;
+        }
     }
 
     private static string Name(ModelPackage package) => $"{package.Manifest.ModelId} {package.Manifest.Version}";
