@@ -6,6 +6,7 @@ using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
 
 namespace QanaEdge.Imaging.Tests;
 
@@ -165,6 +166,59 @@ public class ImageDecoderTests
         RgbImage image = ImageDecoder.Decode(RgbTiff(width, height, orientation: 6, pixels));
         Assert.Equal((height, width), (image.Width, image.Height));
         Assert.Equal(250, image.Pixels[(image.Width - 1) * 3]); // orientation 6: the stored top-left is shown top-right
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    [InlineData(8)]
+    public void A_photo_turned_by_its_exif_orientation_needs_no_more_decoder_memory_than_upright(ushort orientation)
+    {
+        // A phone held upright stores its photo sideways with orientation 6. Turning the decoded frame with the
+        // library's AutoOrient built a second 4-byte-per-pixel frame under the budget: a 24 MP photo so stored
+        // (what the default limits admit) was refused as too large.
+        using var stored = new Image<Rgb24>(1000, 750);
+        stored.ProcessPixelRows(rows =>
+        {
+            for (int y = 0; y < rows.Height; y++)
+            {
+                Span<Rgb24> row = rows.GetRowSpan(y);
+                for (int x = 0; x < row.Length; x++) row[x] = new Rgb24((byte)(x * 7), (byte)(y * 3), (byte)((x + y) * 5));
+            }
+        });
+        byte[] upright = Samples.Encode(stored, new JpegEncoder { Quality = 90 });
+        ImageDecoder.DecodeMeasured(upright, null, out long peak);
+        stored.Metadata.ExifProfile = new ExifProfile();
+        stored.Metadata.ExifProfile.SetValue(ExifTag.Orientation, orientation);
+        byte[] turned = Samples.Encode(stored, new JpegEncoder { Quality = 90 });
+
+        RgbImage image = ImageDecoder.DecodeMeasured(turned, new DecodeLimits { MaxDecoderBytes = peak }, out long turnedPeak);
+        Assert.True(turnedPeak <= peak, $"orientation {orientation}: peak {turnedPeak} bytes, upright {peak}");
+        Assert.Equal(orientation >= 5 ? (750, 1000) : (1000, 750), (image.Width, image.Height));
+    }
+
+    [Fact]
+    public void Every_exif_orientation_turns_the_image_as_the_library_does()
+    {
+        // 7 × 5 with every pixel distinct, so that any misplaced pixel shows.
+        using var stored = new Image<Rgb24>(7, 5);
+        for (int y = 0; y < 5; y++)
+            for (int x = 0; x < 7; x++)
+                stored[x, y] = new Rgb24((byte)(30 + 20 * x), (byte)(30 + 40 * y), 200);
+        for (ushort orientation = 1; orientation <= 8; orientation++)
+        {
+            stored.Metadata.ExifProfile = new ExifProfile();
+            stored.Metadata.ExifProfile.SetValue(ExifTag.Orientation, orientation);
+            byte[] png = Samples.Encode(stored, new PngEncoder());
+            using Image<Rgb24> expected = Image.Load<Rgb24>(png);
+            expected.Mutate(ctx => ctx.AutoOrient());
+            RgbImage image = ImageDecoder.Decode(png);
+            Assert.Equal((expected.Width, expected.Height), (image.Width, image.Height));
+            Assert.True(Samples.Rgb(expected).AsSpan().SequenceEqual(image.Pixels), $"orientation {orientation}");
+        }
     }
 
     /// <summary>An uncompressed, little-endian RGB TIFF with an Orientation tag: header, one IFD, bits per sample, pixels.</summary>
