@@ -14,7 +14,7 @@ namespace QanaEdge.Imaging;
 /// Hardened decoding: file bytes → <see cref="RgbImage"/>, or an <see cref="ImageRejectedException"/> with a reason.
 /// Order of checks: empty → file size → signature (accepted / known but unsupported / unknown) → structure (JPEG
 /// segments to the end marker, at most <see cref="MaxJpegScans"/> scans; PNG chunks to IEND, text and colour profile
-/// chunks dropped; BMP rows) → header identified and its dimensions checked → decode under a
+/// chunks dropped; BMP rows; TIFF strips inside the file) → header identified and its dimensions checked → decode under a
 /// per-image memory budget → EXIF orientation → alpha flattened on black → all-black / saturated check.
 /// No other exception type leaves <see cref="Decode(ReadOnlySpan{byte}, DecodeLimits?)"/>. Thread-safe.
 /// </summary>
@@ -286,6 +286,9 @@ public static class ImageDecoder
             case ImageKind.Bmp:
                 CheckBmpRows(b);
                 return b.ToArray();
+            case ImageKind.Tiff:
+                CheckTiffData(b);
+                return b.ToArray();
             default:
                 return b.ToArray();
         }
@@ -379,6 +382,54 @@ public static class ImageDecoder
             at += length;
         }
         return result;
+    }
+
+    /// <summary>
+    /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips or tiles
+    /// (offset + byte count). Writers that put the directory before the pixels leave it whole in a file cut short,
+    /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing. A directory without strip or
+    /// tile lists is left to the decoder.
+    /// </summary>
+    private static void CheckTiffData(ReadOnlySpan<byte> b)
+    {
+        bool little = b[0] == (byte)'I';
+        long length = b.Length;
+        static uint U16(ReadOnlySpan<byte> b, bool little, long at) =>
+            little ? BinaryPrimitives.ReadUInt16LittleEndian(b.Slice((int)at, 2)) : BinaryPrimitives.ReadUInt16BigEndian(b.Slice((int)at, 2));
+        static uint U32(ReadOnlySpan<byte> b, bool little, long at) =>
+            little ? BinaryPrimitives.ReadUInt32LittleEndian(b.Slice((int)at, 4)) : BinaryPrimitives.ReadUInt32BigEndian(b.Slice((int)at, 4));
+        static ImageRejectedException Cut(string what) => new(RejectReason.Truncated, $"TIFF ends before {what}");
+
+        if (length < 8) throw Cut("its first directory");
+        long ifd = U32(b, little, 4);
+        if (ifd + 2 > length) throw Cut("its first directory");
+        long entries = U16(b, little, ifd);
+        if (ifd + 2 + entries * 12 > length) throw Cut("the end of its first directory");
+        // (offsets tag, byte counts tag): strips, then tiles.
+        Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[4];
+        for (long e = ifd + 2; e < ifd + 2 + entries * 12; e += 12)
+        {
+            int slot = U16(b, little, e) switch { 273 => 0, 279 => 1, 324 => 2, 325 => 3, _ => -1 };
+            if (slot < 0) continue;
+            int size = U16(b, little, e + 2) switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
+            if (size == 0) continue;
+            long count = U32(b, little, e + 4);
+            long at = count * size <= 4 ? e + 8 : U32(b, little, e + 8);
+            if (at + count * size > length) throw Cut("its strip or tile list");
+            lists[slot] = (at, count, size);
+        }
+        for (int pair = 0; pair < 4; pair += 2)
+        {
+            var (offsetsAt, offsets, offsetSize) = lists[pair];
+            var (countsAt, counts, countSize) = lists[pair + 1];
+            if (offsetSize == 0 || countSize == 0) continue;
+            for (long i = 0; i < Math.Min(offsets, counts); i++)
+            {
+                long start = offsetSize == 2 ? U16(b, little, offsetsAt + 2 * i) : U32(b, little, offsetsAt + 4 * i);
+                long bytes = countSize == 2 ? U16(b, little, countsAt + 2 * i) : U32(b, little, countsAt + 4 * i);
+                if (start + bytes > length) throw Cut("its last pixel data");
+            }
+        }
     }
 
     /// <summary>An uncompressed BMP must hold the pixel rows its header declares (TIFF: the decoder's own checks).</summary>

@@ -364,6 +364,26 @@ public class ImageDecoderTests
     }
 
     [Fact]
+    public void A_tiff_whose_directory_comes_first_is_truncated_when_cut_short()
+    {
+        // Writers that put the directory before the pixels leave it whole in a file cut short; the library then
+        // decoded the missing strips as black instead of refusing the file.
+        var pixels = new byte[60 * 40 * 3];
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        byte[] tiff = RgbTiff(60, 40, orientation: 1, pixels);
+        Assert.Equal(60, ImageDecoder.Decode(tiff).Width);
+        foreach (int length in new[] { tiff.Length - 1, tiff.Length * 9 / 10, tiff.Length / 2, 300 })
+            Assert.Equal(RejectReason.Truncated, Rejected(tiff[..length]).Reason);
+        // A strip offset past the end, or a strip list that does not fit in the file, is the same damage.
+        byte[] lying = (byte[])tiff.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(lying.AsSpan(8 + 2 + 9 * 12 + 8), (uint)pixels.Length + 1);
+        Assert.Equal(RejectReason.Truncated, Rejected(lying).Reason);
+        byte[] list = (byte[])tiff.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(list.AsSpan(8 + 2 + 5 * 12 + 4), 0x3FFFFFFF);
+        Assert.Equal(RejectReason.Truncated, Rejected(list).Reason);
+    }
+
+    [Fact]
     public void Other_image_formats_are_unsupported()
     {
         using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg());
