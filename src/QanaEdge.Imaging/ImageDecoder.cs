@@ -7,7 +7,6 @@ using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Memory;
 using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
-using SixLabors.ImageSharp.Processing;
 
 namespace QanaEdge.Imaging;
 
@@ -15,7 +14,7 @@ namespace QanaEdge.Imaging;
 /// Hardened decoding: file bytes → <see cref="RgbImage"/>, or an <see cref="ImageRejectedException"/> with a reason.
 /// Order of checks: empty → file size → signature (accepted / known but unsupported / unknown) → structure (JPEG
 /// segments to the end marker, at most <see cref="MaxJpegScans"/> scans; PNG chunks to IEND, text and colour profile
-/// chunks dropped; BMP rows) → header identified and its dimensions checked → decode under a
+/// chunks dropped; BMP rows; TIFF strips inside the file) → header identified and its dimensions checked → decode under a
 /// per-image memory budget → EXIF orientation → alpha flattened on black → all-black / saturated check.
 /// No other exception type leaves <see cref="Decode(ReadOnlySpan{byte}, DecodeLimits?)"/>. Thread-safe.
 /// </summary>
@@ -100,12 +99,13 @@ public static class ImageDecoder
 
             using Image<Rgba32> image = Image.Load<Rgba32>(configuration, bytes);
             CheckDimensions(image.Width, image.Height, limits);
-            // ImageSharp 2.1 keeps a TIFF's EXIF (and with it the orientation) on the frame, where AutoOrient does
-            // not look: a rotated TIFF was classified, cropped and stored as it was stored, not as it is seen.
-            image.Metadata.ExifProfile ??= image.Frames.RootFrame.Metadata.ExifProfile?.DeepClone();
-            if (NeedsOrientation(image))
-                image.Mutate(ctx => ctx.AutoOrient());
-            RgbImage result = FlattenOnBlack(image.Frames.RootFrame);
+            // ImageSharp 2.1 keeps a TIFF's EXIF (and with it the orientation) on the frame, not on the image: a rotated
+            // TIFF was classified, cropped and stored as it was stored, not as it is seen.
+            ExifProfile? exif = image.Metadata.ExifProfile ?? image.Frames.RootFrame.Metadata.ExifProfile;
+            // The orientation is applied while the frame is copied out, not with the library's AutoOrient: its
+            // rotations build a second 4-byte-per-pixel frame under the budget, so a 24 MP photo stored sideways
+            // (a phone held upright) needed 8 bytes per pixel and was refused as too large.
+            RgbImage result = FlattenOnBlack(image.Frames.RootFrame, Orientation(exif));
             peakDecoderBytes = budget.PeakBytes;
             CheckExposure(result);
             return result;
@@ -155,46 +155,62 @@ public static class ImageDecoder
                 $"image has {(long)width * height} pixels, over the {limits.MaxPixels}-pixel limit");
     }
 
-    private static bool NeedsOrientation(Image image)
+    /// <summary>The EXIF orientation (1–8) the image must be turned by to be seen as displayed; 1 when none applies.</summary>
+    private static int Orientation(ExifProfile? exif)
     {
-        ExifProfile? exif = image.Metadata.ExifProfile;
-        if (exif is null) return false;
-        IExifValue<ushort>? value = exif.GetValue(ExifTag.Orientation);
-        return value is not null && value.Value is > 1 and <= 8;
+        IExifValue<ushort>? value = exif?.GetValue(ExifTag.Orientation);
+        return value is not null && value.Value is > 1 and <= 8 ? value.Value : 1;
     }
 
     /// <summary>Alpha is composited over black: a dermoscope's field of view is surrounded by black
-    /// vignette, so transparent borders look like what the network saw in training.</summary>
-    private static RgbImage FlattenOnBlack(ImageFrame<Rgba32> frame)
+    /// vignette, so transparent borders look like what the network saw in training. The pixels are written turned
+    /// by the EXIF <paramref name="orientation"/> (as ImageSharp's AutoOrient turns them), so no turned copy of the
+    /// frame is ever held.</summary>
+    private static RgbImage FlattenOnBlack(ImageFrame<Rgba32> frame, int orientation)
     {
         int width = frame.Width, height = frame.Height;
+        bool transposed = orientation >= 5;
+        int outWidth = transposed ? height : width, outHeight = transposed ? width : height;
         byte[] pixels = new byte[checked(width * height * 3)];
         frame.ProcessPixelRows(accessor =>
         {
             for (int y = 0; y < accessor.Height; y++)
             {
                 Span<Rgba32> row = accessor.GetRowSpan(y);
-                Span<byte> dst = pixels.AsSpan(y * width * 3, width * 3);
-                for (int x = 0; x < row.Length; x++)
+                // Stored pixel (x, y) goes to displayed (dx, dy); along a stored row the target moves by a fixed step.
+                (int dx, int dy, int step) = orientation switch
+                {
+                    2 => (width - 1, y, -1),                          // mirrored left-right
+                    3 => (width - 1, height - 1 - y, -1),             // rotated 180°
+                    4 => (0, height - 1 - y, 1),                      // mirrored top-bottom
+                    5 => (y, 0, outWidth),                            // transposed
+                    6 => (height - 1 - y, 0, outWidth),               // rotated 90° clockwise
+                    7 => (height - 1 - y, width - 1, -outWidth),      // transversed
+                    8 => (y, width - 1, -outWidth),                   // rotated 90° counter-clockwise
+                    _ => (0, y, 1),
+                };
+                int d = (dy * outWidth + dx) * 3;
+                step *= 3;
+                for (int x = 0; x < row.Length; x++, d += step)
                 {
                     Rgba32 p = row[x];
                     if (p.A == 255)
                     {
-                        dst[3 * x] = p.R;
-                        dst[3 * x + 1] = p.G;
-                        dst[3 * x + 2] = p.B;
+                        pixels[d] = p.R;
+                        pixels[d + 1] = p.G;
+                        pixels[d + 2] = p.B;
                     }
                     else
                     {
                         // c·a/255 rounded half up, exact in integers.
-                        dst[3 * x] = (byte)((p.R * p.A + 127) / 255);
-                        dst[3 * x + 1] = (byte)((p.G * p.A + 127) / 255);
-                        dst[3 * x + 2] = (byte)((p.B * p.A + 127) / 255);
+                        pixels[d] = (byte)((p.R * p.A + 127) / 255);
+                        pixels[d + 1] = (byte)((p.G * p.A + 127) / 255);
+                        pixels[d + 2] = (byte)((p.B * p.A + 127) / 255);
                     }
                 }
             }
         });
-        return new RgbImage(width, height, pixels);
+        return new RgbImage(outWidth, outHeight, pixels);
     }
 
     private static void CheckExposure(RgbImage image)
@@ -269,6 +285,9 @@ public static class ImageDecoder
                 return WithoutAncillaryText(b);
             case ImageKind.Bmp:
                 CheckBmpRows(b);
+                return b.ToArray();
+            case ImageKind.Tiff:
+                CheckTiffData(b);
                 return b.ToArray();
             default:
                 return b.ToArray();
@@ -363,6 +382,54 @@ public static class ImageDecoder
             at += length;
         }
         return result;
+    }
+
+    /// <summary>
+    /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips or tiles
+    /// (offset + byte count). Writers that put the directory before the pixels leave it whole in a file cut short,
+    /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing. A directory without strip or
+    /// tile lists is left to the decoder.
+    /// </summary>
+    private static void CheckTiffData(ReadOnlySpan<byte> b)
+    {
+        bool little = b[0] == (byte)'I';
+        long length = b.Length;
+        static uint U16(ReadOnlySpan<byte> b, bool little, long at) =>
+            little ? BinaryPrimitives.ReadUInt16LittleEndian(b.Slice((int)at, 2)) : BinaryPrimitives.ReadUInt16BigEndian(b.Slice((int)at, 2));
+        static uint U32(ReadOnlySpan<byte> b, bool little, long at) =>
+            little ? BinaryPrimitives.ReadUInt32LittleEndian(b.Slice((int)at, 4)) : BinaryPrimitives.ReadUInt32BigEndian(b.Slice((int)at, 4));
+        static ImageRejectedException Cut(string what) => new(RejectReason.Truncated, $"TIFF ends before {what}");
+
+        if (length < 8) throw Cut("its first directory");
+        long ifd = U32(b, little, 4);
+        if (ifd + 2 > length) throw Cut("its first directory");
+        long entries = U16(b, little, ifd);
+        if (ifd + 2 + entries * 12 > length) throw Cut("the end of its first directory");
+        // (offsets tag, byte counts tag): strips, then tiles.
+        Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[4];
+        for (long e = ifd + 2; e < ifd + 2 + entries * 12; e += 12)
+        {
+            int slot = U16(b, little, e) switch { 273 => 0, 279 => 1, 324 => 2, 325 => 3, _ => -1 };
+            if (slot < 0) continue;
+            int size = U16(b, little, e + 2) switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
+            if (size == 0) continue;
+            long count = U32(b, little, e + 4);
+            long at = count * size <= 4 ? e + 8 : U32(b, little, e + 8);
+            if (at + count * size > length) throw Cut("its strip or tile list");
+            lists[slot] = (at, count, size);
+        }
+        for (int pair = 0; pair < 4; pair += 2)
+        {
+            var (offsetsAt, offsets, offsetSize) = lists[pair];
+            var (countsAt, counts, countSize) = lists[pair + 1];
+            if (offsetSize == 0 || countSize == 0) continue;
+            for (long i = 0; i < Math.Min(offsets, counts); i++)
+            {
+                long start = offsetSize == 2 ? U16(b, little, offsetsAt + 2 * i) : U32(b, little, offsetsAt + 4 * i);
+                long bytes = countSize == 2 ? U16(b, little, countsAt + 2 * i) : U32(b, little, countsAt + 4 * i);
+                if (start + bytes > length) throw Cut("its last pixel data");
+            }
+        }
     }
 
     /// <summary>An uncompressed BMP must hold the pixel rows its header declares (TIFF: the decoder's own checks).</summary>

@@ -6,6 +6,7 @@ using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
 
 namespace QanaEdge.Imaging.Tests;
 
@@ -167,6 +168,59 @@ public class ImageDecoderTests
         Assert.Equal(250, image.Pixels[(image.Width - 1) * 3]); // orientation 6: the stored top-left is shown top-right
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    [InlineData(8)]
+    public void A_photo_turned_by_its_exif_orientation_needs_no_more_decoder_memory_than_upright(ushort orientation)
+    {
+        // A phone held upright stores its photo sideways with orientation 6. Turning the decoded frame with the
+        // library's AutoOrient built a second 4-byte-per-pixel frame under the budget: a 24 MP photo so stored
+        // (what the default limits admit) was refused as too large.
+        using var stored = new Image<Rgb24>(1000, 750);
+        stored.ProcessPixelRows(rows =>
+        {
+            for (int y = 0; y < rows.Height; y++)
+            {
+                Span<Rgb24> row = rows.GetRowSpan(y);
+                for (int x = 0; x < row.Length; x++) row[x] = new Rgb24((byte)(x * 7), (byte)(y * 3), (byte)((x + y) * 5));
+            }
+        });
+        byte[] upright = Samples.Encode(stored, new JpegEncoder { Quality = 90 });
+        ImageDecoder.DecodeMeasured(upright, null, out long peak);
+        stored.Metadata.ExifProfile = new ExifProfile();
+        stored.Metadata.ExifProfile.SetValue(ExifTag.Orientation, orientation);
+        byte[] turned = Samples.Encode(stored, new JpegEncoder { Quality = 90 });
+
+        RgbImage image = ImageDecoder.DecodeMeasured(turned, new DecodeLimits { MaxDecoderBytes = peak }, out long turnedPeak);
+        Assert.True(turnedPeak <= peak, $"orientation {orientation}: peak {turnedPeak} bytes, upright {peak}");
+        Assert.Equal(orientation >= 5 ? (750, 1000) : (1000, 750), (image.Width, image.Height));
+    }
+
+    [Fact]
+    public void Every_exif_orientation_turns_the_image_as_the_library_does()
+    {
+        // 7 × 5 with every pixel distinct, so that any misplaced pixel shows.
+        using var stored = new Image<Rgb24>(7, 5);
+        for (int y = 0; y < 5; y++)
+            for (int x = 0; x < 7; x++)
+                stored[x, y] = new Rgb24((byte)(30 + 20 * x), (byte)(30 + 40 * y), 200);
+        for (ushort orientation = 1; orientation <= 8; orientation++)
+        {
+            stored.Metadata.ExifProfile = new ExifProfile();
+            stored.Metadata.ExifProfile.SetValue(ExifTag.Orientation, orientation);
+            byte[] png = Samples.Encode(stored, new PngEncoder());
+            using Image<Rgb24> expected = Image.Load<Rgb24>(png);
+            expected.Mutate(ctx => ctx.AutoOrient());
+            RgbImage image = ImageDecoder.Decode(png);
+            Assert.Equal((expected.Width, expected.Height), (image.Width, image.Height));
+            Assert.True(Samples.Rgb(expected).AsSpan().SequenceEqual(image.Pixels), $"orientation {orientation}");
+        }
+    }
+
     /// <summary>An uncompressed, little-endian RGB TIFF with an Orientation tag: header, one IFD, bits per sample, pixels.</summary>
     private static byte[] RgbTiff(int width, int height, ushort orientation, byte[] pixels)
     {
@@ -307,6 +361,26 @@ public class ImageDecoderTests
         Assert.Equal(RejectReason.Truncated, Rejected(bmp[..(bmp.Length / 2)]).Reason);
         byte[] tiff = Samples.Encode(source, new TiffEncoder());
         Assert.Equal(RejectReason.Truncated, Rejected(tiff[..(tiff.Length / 2)]).Reason);
+    }
+
+    [Fact]
+    public void A_tiff_whose_directory_comes_first_is_truncated_when_cut_short()
+    {
+        // Writers that put the directory before the pixels leave it whole in a file cut short; the library then
+        // decoded the missing strips as black instead of refusing the file.
+        var pixels = new byte[60 * 40 * 3];
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        byte[] tiff = RgbTiff(60, 40, orientation: 1, pixels);
+        Assert.Equal(60, ImageDecoder.Decode(tiff).Width);
+        foreach (int length in new[] { tiff.Length - 1, tiff.Length * 9 / 10, tiff.Length / 2, 300 })
+            Assert.Equal(RejectReason.Truncated, Rejected(tiff[..length]).Reason);
+        // A strip offset past the end, or a strip list that does not fit in the file, is the same damage.
+        byte[] lying = (byte[])tiff.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(lying.AsSpan(8 + 2 + 9 * 12 + 8), (uint)pixels.Length + 1);
+        Assert.Equal(RejectReason.Truncated, Rejected(lying).Reason);
+        byte[] list = (byte[])tiff.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(list.AsSpan(8 + 2 + 5 * 12 + 4), 0x3FFFFFFF);
+        Assert.Equal(RejectReason.Truncated, Rejected(list).Reason);
     }
 
     [Fact]
