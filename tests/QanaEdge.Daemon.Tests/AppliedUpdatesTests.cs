@@ -218,6 +218,49 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A start that cannot use the applied updates (here the vendor's key is missing from the trust folder) runs the
+    /// configured model, and the updates stay under the state folder for a start that can. Meanwhile an older
+    /// vendor-signed update, newer only than the configured model, is refused as a rollback: it used to be applied and
+    /// to prune the newer one. The stored update itself, sent again, is applied and lifts the floor.
+    /// </summary>
+    [Fact]
+    public void After_a_start_that_could_not_use_the_applied_updates_an_older_update_is_refused_as_a_rollback()
+    {
+        using (var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test"))
+        {
+            ModelUpdates first = Updates(active);
+            var newer = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
+            Assert.Equal(ModelUpdates.Applied, first.Handle(newer.Bytes, newer.Sha).Outcome);
+        }
+        var older = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        var stored = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
+        string vendorKey = Path.Combine(_trust, "vendor.pub");
+        string keyText = File.ReadAllText(vendorKey);
+        File.Delete(vendorKey);
+
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Equal("1.0.2", start.VersionFloor);
+            File.WriteAllText(vendorKey, keyText);   // the key is back; the running model stays the configured one
+            var updates = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
+
+            var (outcome, reason) = updates.Handle(older.Bytes, older.Sha);
+            Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+            Assert.Contains("older than 1.0.2", reason, StringComparison.Ordinal);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Single(Stored());
+
+            // The update the start could not use, sent again (a vendor's package of the same version), is applied.
+            (outcome, reason) = updates.Handle(stored.Bytes, stored.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, reason);
+            Assert.Equal("1.0.2", start.Active.Provider.ModelVersion);
+        }
+    }
+
+    /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
     /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
     /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,

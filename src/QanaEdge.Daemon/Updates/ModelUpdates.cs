@@ -42,6 +42,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     // The applied state the running model was built from: none when the start fell back to the configured model, so a
     // broken chain found at start is replaced, not extended.
     private AppliedUpdates.State _state = start.Applied;
+    // Versions below this are refused while the start's fall-back lasts: the stored updates it could not use are newer
+    // (StoredVersionFloor). Cleared by the first update applied, which replaces them.
+    private string? _floor = start.VersionFloor;
 
     public static string ModelsDir(string stateDir) => Path.Combine(stateDir, "models");
 
@@ -94,6 +97,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         int order = CompareVersions(m.Version, running.Manifest.Version);
         if (order == 0) return (Refused, $"{Describe(update)}: version {m.Version} is already running, from a different package");
         if (order < 0) return (Refused, $"{Describe(update)}: downgrade from the running {runningName}");
+        if (_floor is { } floor && CompareVersions(m.Version, floor) < 0)
+            return (Refused, $"{Describe(update)}: older than {floor}, which the state folder holds from updates the start could not use " +
+                $"(a rollback; it is refused until an update of {floor} or later is applied, or a restart uses the stored updates again)");
         if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, running.Manifest.Version))
             return (Refused, $"{Describe(update)}: a learner key may only give versions of the learned line of the running {runningName} " +
                 $"({LearnedVersion(running.Manifest.Version)} and on, below the next release); a higher one would lock out the vendor's releases");
@@ -115,6 +121,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         var outcome = Swap(candidate, _applied.PackagePath(sha), source, () => _applied.Commit(next, sha, payload));
         if (outcome.Outcome != Applied) return outcome;
         _state = next;
+        _floor = null;
         log.LogWarning("MODEL: now {ModelId} {Version} on {Engine}: {Source}", candidate.Manifest.ModelId, candidate.Manifest.Version, _active.Provider.EngineName, source);
         return outcome;
     }
@@ -327,7 +334,35 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         }
         problem = $"applied update not used: {problem}";
         return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), $"{firmware}; {problem}"),
-            AppliedUpdates.State.None, problem);
+            AppliedUpdates.State.None, problem, StoredVersionFloor(applied, configured));
+    }
+
+    /// <summary>
+    /// The highest version of <paramref name="configured"/>'s model among the applied packages a start could not use,
+    /// or null. They stay under the state folder until the next change, and the reasons a start cannot use them may
+    /// pass (a card fault during their self-test, a trust folder that did not read): without this floor, an older
+    /// vendor-signed package replayed meanwhile, newer only than the configured model, was applied and pruned them, a
+    /// rollback the running chain would have refused. Read without the trust store, which may be what failed: these
+    /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
+    /// updates, never admit an older one. Best effort: what does not read counts for nothing.
+    /// </summary>
+    private static string? StoredVersionFloor(AppliedUpdates applied, ModelPackage configured)
+    {
+        string? floor = null;
+        try
+        {
+            AppliedUpdates.State state = applied.Read();
+            foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
+            {
+                ModelManifest m;
+                try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
+                catch (Exception e) when (e is PackageFormatException or IOException or UnauthorizedAccessException) { continue; }
+                string id = m.Kind == PackageKind.ReadoutUpdate ? m.BaseModelId ?? "" : m.ModelId;
+                if (id == configured.Manifest.ModelId && (floor is null || CompareVersions(m.Version, floor) > 0)) floor = m.Version;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException) { }
+        return floor is not null && CompareVersions(floor, configured.Manifest.Version) > 0 ? floor : null;
     }
 
     private static string? TryRestore(ModelPackage configured, AppliedUpdates applied, AppliedUpdates.State state, DeviceTrust trust, EngineChoice choice,
@@ -507,5 +542,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     }
 }
 
-/// <summary>The model the daemon starts with, the applied state it was built from, and why applied updates were not used (null when they were, or there were none).</summary>
-public sealed record ModelAtStart(ActiveModel Active, AppliedUpdates.State Applied, string? Problem);
+/// <summary>
+/// The model the daemon starts with, the applied state it was built from, and why applied updates were not used (null
+/// when they were, or there were none); when they were not, <paramref name="VersionFloor"/> is the highest version
+/// among them, below which updates are refused until one is applied.
+/// </summary>
+public sealed record ModelAtStart(ActiveModel Active, AppliedUpdates.State Applied, string? Problem, string? VersionFloor = null);
