@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -96,6 +98,36 @@ public sealed class InboxHazardTests : IDisposable
         await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the finished image's result");
         Assert.Equal(Sha(image), sub.Results.Values.Single().First().GetProperty("image_sha256").GetString());
         Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFiles(daemon.QuarantineDir).Any());
+    }
+
+    /// <summary>
+    /// A capture taken for unfinished and given back is not left counted as pending: the watchdog pings only while the
+    /// pipeline is idle or progressing, so one capture counted as pending for good would withhold WATCHDOG=1 after the
+    /// first quiet WatchdogSec and have systemd restart the daemon.
+    /// </summary>
+    [Fact]
+    public async Task An_image_taken_for_unfinished_leaves_nothing_pending_once_it_is_classified()
+    {
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 994)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz6/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz6", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+        var progress = daemon.Services.GetRequiredService<PipelineProgress>();
+
+        string path = Path.Combine(daemon.Inbox, "slow.jpg");
+        await using (var writer = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
+        {
+            writer.Write(image, 0, image.Length / 2);
+            writer.Flush();
+            await TestEnv.WaitUntil(() => Lines(daemon, "looks unfinished") >= 1, TimeSpan.FromSeconds(30), "the half file to be taken for unfinished");
+            writer.Write(image, image.Length / 2, image.Length - image.Length / 2);
+        }
+        await TestEnv.WaitUntil(() => progress.Completed == 1, TimeSpan.FromSeconds(60), "the finished image's result");
+
+        Assert.Equal(0, progress.Pending);
+        // Nothing pending: healthy however long nothing has finished, as an idle device must be.
+        Assert.True(progress.IsHealthy(TimeSpan.Zero));
     }
 
     [Fact]

@@ -166,6 +166,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             _log.LogInformation("{File} looks unfinished ({Reason}: {Message}) and was written {Seconds:0} s ago: tried again later",
                 item.DisplayName, e.Reason, e.Message, (DateTime.UtcNow - item.CapturedAtUtc).TotalSeconds);
             Released?.Invoke(item.Path, false);
+            _progress.OnGivenBack();
             return null;
         }
         catch (CaptureRejectedException e)
