@@ -149,6 +149,33 @@ public sealed class InboxHazardTests : IDisposable
     }
 
     /// <summary>
+    /// A rejected capture on a full disk (its reason cannot be written) stays in the inbox under its own name, to be
+    /// quarantined once there is space, not under the claimed name that only the next start puts back.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void A_rejected_capture_that_cannot_be_quarantined_on_a_full_disk_stays_in_the_inbox_under_its_name()
+    {
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string inbox = Directory.CreateDirectory(Path.Combine(disk.Root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = disk.Root, QuarantineDir = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        byte[] rejected = [0xFF, 0xD8, 0xFF, 0x00, 0x01];
+        string path = Path.Combine(inbox, "cap.jpg");
+        File.WriteAllBytes(path, rejected);
+        var item = new CaptureItem(path, rejected, "inbox", DateTime.UtcNow, 0);
+        string filler = disk.Fill();
+
+        Assert.False(disposition.Quarantine(item, Sha(rejected), "Truncated", "JPEG ends before its image data"));
+        Assert.Equal(["cap.jpg"], Directory.GetFiles(inbox).Select(Path.GetFileName));
+        Assert.Empty(Directory.GetFiles(options.QuarantineDir));
+
+        File.Delete(filler);
+        Assert.True(disposition.Quarantine(item, Sha(rejected), "Truncated", "JPEG ends before its image data"));
+        Assert.Empty(Directory.GetFiles(inbox));
+        Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "cap.jpg")));
+    }
+
+    /// <summary>
     /// A stop while the workers are stuck behind a full queue (here held by a model swap for longer than the pipeline's
     /// 10 s drain): they finish the image in hand and take no more, the model is released only after them, and every
     /// capture they did not get to is still in the inbox and gets its result at the next start.
