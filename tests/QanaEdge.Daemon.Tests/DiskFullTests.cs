@@ -1,5 +1,9 @@
 using System.Text;
 using LiteDB;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Messaging;
+using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 
@@ -112,5 +116,44 @@ public sealed class DiskFullTests : IDisposable
         var outcomes = db.GetCollection("updates").FindAll().Select(u => u["outcome"].AsString).ToList();
         Assert.Equal(1, outcomes.Count(o => o == "applied"));
         Assert.All(outcomes, o => Assert.Contains(o, new[] { "applied", "not-stored" }));
+    }
+
+    /// <summary>
+    /// Results the broker acknowledged while the disk is full cannot be deleted from the outbox. They are sent once, not
+    /// again at every pass of the drain, and deleted once space is back. Before, the failed deletion ended the drain and
+    /// the next one, 0.2 s later, sent them all again, with a warning each time, for as long as the disk stayed full.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task Results_acknowledged_while_the_disk_is_full_are_sent_once_and_deleted_once_space_is_back()
+    {
+        using var disk = new SmallFileSystem(megabytes: 4);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devdel/results");
+        await sub.ConnectAsync();
+        using var store = new ResultStore(Path.Combine(disk.Root, "qana.db"));
+        const int count = 20;
+        store.Commit([.. Enumerable.Range(0, count).Select(i => new StoredResult($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+            null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i))], "qana/devdel/results");
+        string filler = disk.Fill();
+
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devdel", ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        await using var link = new MqttLink(options, "devdel", NullLogger<MqttLink>.Instance);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+        string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
+
+        // Ten failed deletions in a row (the drain has passed over the outbox again and again), or a result sent twice.
+        await TestEnv.WaitUntil(() => sub.Results.Values.Any(q => q.Count > 1) || (sub.Results.Count == count && log.Count("(10 in a row") == 1),
+            TimeSpan.FromSeconds(60), "ten failed deletions of the acknowledged results", Log);
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+        Assert.Equal(count, store.OutboxCount());
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => store.OutboxCount() == 0, TimeSpan.FromSeconds(60), "the acknowledged results to be deleted once space is back", Log);
+        Assert.Equal(count, sub.Results.Count);
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+        Assert.Equal(1, log.Count("deleted again"));
     }
 }
