@@ -156,4 +156,51 @@ public sealed class DiskFullTests : IDisposable
         Assert.All(sub.Results.Values, copies => Assert.Single(copies));
         Assert.Equal(1, log.Count("deleted again"));
     }
+
+    /// <summary>
+    /// An outbox the store cannot read (its disk gone read-only under the daemon) fails every drain while the link is
+    /// up. The drain is retried with a growing pause and logged at the 1st, 10th, 100th ... failure in a row, and sends
+    /// again once the store can be read. Before, it was retried every ReconnectMinSeconds with a warning each time.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task An_outbox_that_cannot_be_read_is_retried_with_a_growing_pause_and_few_warnings()
+    {
+        using var disk = new SmallFileSystem(megabytes: 4);
+        string state = Directory.CreateDirectory(Path.Combine(disk.Root, "state")).FullName;
+        string readOnly = Directory.CreateDirectory(Path.Combine(_root, "readonly")).FullName;
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devro/results");
+        await sub.ConnectAsync();
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devro", ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        await using var link = new MqttLink(options, "devro", NullLogger<MqttLink>.Instance);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+        string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
+        StoredResult Result(int i) => new($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+            null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i);
+        store.Commit([Result(1)], "qana/devro/results");
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the first result", Log);
+
+        // The state folder's path now leads to a read-only file system, as after a remount on a disk error; the store's
+        // open files still write to the old one, until a write fails there (the disk is full) and the store, which then
+        // closes its files, cannot open them again.
+        SmallFileSystem.Privileged("mount", "--bind", readOnly, state);
+        SmallFileSystem.Privileged("mount", "-o", "remount,ro,bind", state);
+        try
+        {
+            string filler = disk.Fill();
+            Assert.ThrowsAny<IOException>(() => store.Commit([Result(2)], "qana/devro/results"));
+            File.Delete(filler);
+            await TestEnv.WaitUntil(() => log.Count("Outbox drain interrupted") >= 10 || log.Count("(10 in a row") == 1,
+                TimeSpan.FromSeconds(60), "ten failed drains", Log);
+            Assert.Equal(2, log.Count("Outbox drain interrupted")); // the 1st and the 10th
+        }
+        finally { SmallFileSystem.Privileged("umount", state); }
+
+        store.Commit([Result(3)], "qana/devro/results");
+        await TestEnv.WaitUntil(() => sub.Results.ContainsKey("r0003"), TimeSpan.FromSeconds(30), "a result once the store can be read again", Log);
+    }
 }

@@ -70,8 +70,11 @@ public sealed class OutboxPublisher : IAsyncDisposable
 
     private async Task LoopAsync(CancellationToken ct)
     {
+        TimeSpan min = TimeSpan.FromSeconds(_options.ReconnectMinSeconds), max = TimeSpan.FromSeconds(_options.ReconnectMaxSeconds);
+        int failures = 0;
         while (!ct.IsCancellationRequested)
         {
+            long published = Published;
             try
             {
                 LinkSession session = await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
@@ -80,10 +83,21 @@ public sealed class OutboxPublisher : IAsyncDisposable
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                TimeSpan pause = min;
                 // The link logs its own drops; a drop during a drain is expected and needs no second warning.
                 if (e is MqttLinkDownException) _log.LogInformation("Outbox drain paused: {Error}; unacknowledged results stay queued", e.Message);
-                else _log.LogWarning("Outbox drain interrupted: {Error}; unacknowledged results stay queued", e.Message);
-                try { await Task.Delay(TimeSpan.FromSeconds(_options.ReconnectMinSeconds), ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+                else
+                {
+                    // A drain that fails with the link up (an outbox the store cannot read: a disk gone read-only or
+                    // failing) fails again at once. It was retried every ReconnectMinSeconds for ever, with a warning
+                    // each time; the pause now doubles up to ReconnectMaxSeconds until a drain gets a PUBACK again.
+                    failures = Published != published ? 1 : failures + 1;
+                    pause = TimeSpan.FromTicks(Math.Min(max.Ticks, min.Ticks << Math.Min(failures - 1, 20)));
+                    if (IsPowerOfTen(failures))
+                        _log.LogWarning("Outbox drain interrupted ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; unacknowledged results stay queued, next try in {Seconds:0.##} s",
+                            failures, e.Message, pause.TotalSeconds);
+                }
+                try { await Task.Delay(pause, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
             }
         }
     }
