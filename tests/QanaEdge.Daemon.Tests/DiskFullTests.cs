@@ -203,4 +203,49 @@ public sealed class DiskFullTests : IDisposable
         store.Commit([Result(3)], "qana/devro/results");
         await TestEnv.WaitUntil(() => sub.Results.ContainsKey("r0003"), TimeSpan.FromSeconds(30), "a result once the store can be read again", Log);
     }
+
+    /// <summary>
+    /// A store whose file cannot be opened again after a failed write (here EPERM: the state folder's path leads to an
+    /// immutable file, as a permission changed under the daemon would) is retried like a full disk, and the result is
+    /// stored once the file can be opened. Before, the UnauthorizedAccessException was not taken for a storage
+    /// failure: it ended the store writer, unlogged, and no capture was stored again until a restart.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_store_file_that_cannot_be_opened_again_is_retried_until_it_can()
+    {
+        using var disk = new SmallFileSystem(megabytes: 16);
+        string state = Path.Combine(disk.Root, "state");
+        string locked = Directory.CreateDirectory(Path.Combine(_root, "locked")).FullName;
+        File.WriteAllBytes(Path.Combine(locked, "qana.db"), []);
+        SmallFileSystem.Privileged("chattr", "+i", Path.Combine(locked, "qana.db"));
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devperm/results");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(2, skip: 830);
+        try
+        {
+            await using var daemon = new DaemonRunner(_root, broker.Port, "devperm", null, $"--Qana:StateDir={state}", $"--Qana:DoneDir={Path.Combine(_root, "done")}");
+            await daemon.StartAsync();
+            string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message));
+            TestEnv.Drop(images[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the first result", Log);
+
+            SmallFileSystem.Privileged("mount", "--bind", locked, state);
+            string filler;
+            try
+            {
+                filler = disk.Fill();
+                TestEnv.Drop(images[1], daemon.Inbox);
+                await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.StartsWith("Storing 1 results failed", StringComparison.Ordinal) && e.Message.Contains("denied", StringComparison.Ordinal)),
+                    TimeSpan.FromSeconds(60), "the store writer to meet the file it cannot open, and to say so", Log);
+            }
+            finally { SmallFileSystem.Privileged("umount", state); }
+            File.Delete(filler);
+
+            await TestEnv.WaitUntil(() => sub.Results.Count == 2, TimeSpan.FromSeconds(60), "the second result once the store opens again", Log);
+            await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "both captures acknowledged", Log);
+            sub.AssertOneResultIdPerImage(images);
+        }
+        finally { SmallFileSystem.Privileged("chattr", "-i", Path.Combine(locked, "qana.db")); }
+    }
 }

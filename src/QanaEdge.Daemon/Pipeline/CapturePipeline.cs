@@ -222,6 +222,12 @@ public sealed class CapturePipeline : IAsyncDisposable
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // As a worker: nothing is stored after this, and the watchdog will stop the daemon; say why first.
+            _log.LogCritical(e, "Store writer failed");
+            throw;
+        }
         finally { _committed.Writer.TryComplete(); }
     }
 
