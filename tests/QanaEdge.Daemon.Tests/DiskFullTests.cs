@@ -248,4 +248,41 @@ public sealed class DiskFullTests : IDisposable
         }
         finally { SmallFileSystem.Privileged("chattr", "-i", Path.Combine(locked, "qana.db")); }
     }
+
+    /// <summary>
+    /// A stop while the store writer retries a full disk gives up the commit instead of retrying on: the captures stay
+    /// in the inbox, untouched, and get their results at the next start once there is space. Before, the stop waited
+    /// 10 s for the retrying writer and 10 s more for the acknowledger behind it, past systemd's 30 s stop timeout once
+    /// the workers also waited behind a full channel.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_stop_while_the_disk_is_full_gives_up_the_commit_and_leaves_the_captures_for_the_next_start()
+    {
+        using var disk = new SmallFileSystem(megabytes: 16);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devstop/results");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(6, skip: 840);
+        string[] args = [$"--Qana:StateDir={Path.Combine(disk.Root, "state")}", $"--Qana:DoneDir={Path.Combine(_root, "done")}"];
+        var daemon = new DaemonRunner(_root, broker.Port, "devstop", null, args);
+        await daemon.StartAsync();
+        string filler = disk.Fill();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains("results failed (attempt 2)", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the store writer to retry", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
+
+        await daemon.DisposeAsync();
+        Assert.Contains(daemon.Log.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning
+            && e.Message.Contains("results not stored: their captures stay in the inbox for the next start", StringComparison.Ordinal));
+        Assert.Empty(sub.Results);
+        string[] waiting = Directory.GetFiles(daemon.Inbox);
+        Assert.Equal(images.Select(Path.GetFileName).Order(), waiting.Select(Path.GetFileName).Order());
+        Assert.All(waiting, f => Assert.Equal(File.ReadAllBytes(Path.Combine(TestEnv.ImagesDir, Path.GetFileName(f))), File.ReadAllBytes(f)));
+
+        File.Delete(filler);
+        await using var again = new DaemonRunner(_root, broker.Port, "devstop", null, args);
+        await again.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Results.Count == images.Length && Directory.GetFiles(again.Inbox).Length == 0, TimeSpan.FromSeconds(60), "every result after the restart");
+        sub.AssertOneResultIdPerImage(images);
+    }
 }
