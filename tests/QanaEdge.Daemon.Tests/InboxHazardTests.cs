@@ -130,6 +130,29 @@ public sealed class InboxHazardTests : IDisposable
         Assert.True(progress.IsHealthy(TimeSpan.Zero));
     }
 
+    /// <summary>
+    /// An inbox that goes missing (removable media taken out) fails every rescan: the failure is logged at the 1st,
+    /// 10th, 100th ... in a row, not at every rescan, and the inbox works again once it is back.
+    /// </summary>
+    [Fact]
+    public async Task A_missing_inbox_is_logged_at_1_10_100_failures_and_works_again_when_it_is_back()
+    {
+        string image = TestEnv.RealImages(1, skip: 995)[0];
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz7/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz7");
+        await daemon.StartAsync();
+
+        Directory.Delete(daemon.Inbox);
+        await TestEnv.WaitUntil(() => Lines(daemon, "Inbox scan failed") >= 10 || Lines(daemon, "(10 in a row") == 1, TimeSpan.FromSeconds(60), "ten failed rescans");
+        Assert.Equal(2, Lines(daemon, "Inbox scan failed")); // the 1st and the 10th
+
+        Directory.CreateDirectory(daemon.Inbox);
+        TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the result of an image dropped once the inbox is back");
+        Assert.Equal(1, Lines(daemon, "Inbox scan works again"));
+    }
+
     [Fact]
     public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
     {
