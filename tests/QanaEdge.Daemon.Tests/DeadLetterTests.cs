@@ -66,6 +66,29 @@ public sealed class DeadLetterTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A broker that refuses the retained status (an ACL that leaves out the status topic) still takes the results: the
+    /// link comes up, says once per connection that the status was refused, and the results are delivered. Before, the
+    /// refused status failed every connection attempt, so no result was ever sent.
+    /// </summary>
+    [Fact]
+    public async Task A_broker_that_refuses_the_status_still_gets_the_results()
+    {
+        using var broker = new MosquittoBroker(acl: "topic write qana/devst/results\ntopic read qana/devst/#\ntopic read qana/fleet/#\n");
+        string[] images = TestEnv.RealImages(2, skip: 982);
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devst/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, broker.Port, "devst", null, "--Qana:Mqtt:ReconnectMaxSeconds=0.5");
+        await daemon.StartAsync();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+
+        await TestEnv.WaitUntil(() => sub.Results.Count == images.Length, TimeSpan.FromSeconds(60), "both results",
+            () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
+        Assert.Equal(images.Select(Sha).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
+        Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), w => w.Contains("NotAuthorized", StringComparison.Ordinal) && w.Contains("status", StringComparison.Ordinal));
+        await TestEnv.WaitUntil(() => daemon.Store!.OutboxCount() == 0, TimeSpan.FromSeconds(10), "the outbox to drain");
+    }
+
     private static int? DeadLettersInStatus(ResultSubscriber sub) =>
         sub.Messages.Where(m => m.Topic == "qana/devdl/status").Select(m => System.Text.Json.JsonDocument.Parse(m.Payload).RootElement)
             .LastOrDefault(e => e.TryGetProperty("dead_letters", out _)) is { ValueKind: System.Text.Json.JsonValueKind.Object } status

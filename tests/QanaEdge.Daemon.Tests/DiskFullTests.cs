@@ -1,5 +1,9 @@
 using System.Text;
 using LiteDB;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Messaging;
+using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 
@@ -112,5 +116,173 @@ public sealed class DiskFullTests : IDisposable
         var outcomes = db.GetCollection("updates").FindAll().Select(u => u["outcome"].AsString).ToList();
         Assert.Equal(1, outcomes.Count(o => o == "applied"));
         Assert.All(outcomes, o => Assert.Contains(o, new[] { "applied", "not-stored" }));
+    }
+
+    /// <summary>
+    /// Results the broker acknowledged while the disk is full cannot be deleted from the outbox. They are sent once, not
+    /// again at every pass of the drain, and deleted once space is back. Before, the failed deletion ended the drain and
+    /// the next one, 0.2 s later, sent them all again, with a warning each time, for as long as the disk stayed full.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task Results_acknowledged_while_the_disk_is_full_are_sent_once_and_deleted_once_space_is_back()
+    {
+        using var disk = new SmallFileSystem(megabytes: 4);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devdel/results");
+        await sub.ConnectAsync();
+        using var store = new ResultStore(Path.Combine(disk.Root, "qana.db"));
+        const int count = 20;
+        store.Commit([.. Enumerable.Range(0, count).Select(i => new StoredResult($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+            null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i))], "qana/devdel/results");
+        string filler = disk.Fill();
+
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devdel", ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        await using var link = new MqttLink(options, "devdel", NullLogger<MqttLink>.Instance);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+        string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
+
+        // Ten failed deletions in a row (the drain has passed over the outbox again and again), or a result sent twice.
+        await TestEnv.WaitUntil(() => sub.Results.Values.Any(q => q.Count > 1) || (sub.Results.Count == count && log.Count("(10 in a row") == 1),
+            TimeSpan.FromSeconds(60), "ten failed deletions of the acknowledged results", Log);
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+        Assert.Equal(count, store.OutboxCount());
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => store.OutboxCount() == 0, TimeSpan.FromSeconds(60), "the acknowledged results to be deleted once space is back", Log);
+        Assert.Equal(count, sub.Results.Count);
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+        Assert.Equal(1, log.Count("deleted again"));
+    }
+
+    /// <summary>
+    /// An outbox the store cannot read (its disk gone read-only under the daemon) fails every drain while the link is
+    /// up. The drain is retried with a growing pause and logged at the 1st, 10th, 100th ... failure in a row, and sends
+    /// again once the store can be read. Before, it was retried every ReconnectMinSeconds with a warning each time.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task An_outbox_that_cannot_be_read_is_retried_with_a_growing_pause_and_few_warnings()
+    {
+        using var disk = new SmallFileSystem(megabytes: 4);
+        string state = Directory.CreateDirectory(Path.Combine(disk.Root, "state")).FullName;
+        string readOnly = Directory.CreateDirectory(Path.Combine(_root, "readonly")).FullName;
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devro/results");
+        await sub.ConnectAsync();
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devro", ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        await using var link = new MqttLink(options, "devro", NullLogger<MqttLink>.Instance);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+        string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
+        StoredResult Result(int i) => new($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+            null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i);
+        store.Commit([Result(1)], "qana/devro/results");
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the first result", Log);
+
+        // The state folder's path now leads to a read-only file system, as after a remount on a disk error; the store's
+        // open files still write to the old one, until a write fails there (the disk is full) and the store, which then
+        // closes its files, cannot open them again.
+        SmallFileSystem.Privileged("mount", "--bind", readOnly, state);
+        SmallFileSystem.Privileged("mount", "-o", "remount,ro,bind", state);
+        try
+        {
+            string filler = disk.Fill();
+            Assert.ThrowsAny<IOException>(() => store.Commit([Result(2)], "qana/devro/results"));
+            File.Delete(filler);
+            await TestEnv.WaitUntil(() => log.Count("Outbox drain interrupted") >= 10 || log.Count("(10 in a row") == 1,
+                TimeSpan.FromSeconds(60), "ten failed drains", Log);
+            Assert.Equal(2, log.Count("Outbox drain interrupted")); // the 1st and the 10th
+        }
+        finally { SmallFileSystem.Privileged("umount", state); }
+
+        store.Commit([Result(3)], "qana/devro/results");
+        await TestEnv.WaitUntil(() => sub.Results.ContainsKey("r0003"), TimeSpan.FromSeconds(30), "a result once the store can be read again", Log);
+    }
+
+    /// <summary>
+    /// A store whose file cannot be opened again after a failed write (here EPERM: the state folder's path leads to an
+    /// immutable file, as a permission changed under the daemon would) is retried like a full disk, and the result is
+    /// stored once the file can be opened. Before, the UnauthorizedAccessException was not taken for a storage
+    /// failure: it ended the store writer, unlogged, and no capture was stored again until a restart.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_store_file_that_cannot_be_opened_again_is_retried_until_it_can()
+    {
+        using var disk = new SmallFileSystem(megabytes: 16);
+        string state = Path.Combine(disk.Root, "state");
+        string locked = Directory.CreateDirectory(Path.Combine(_root, "locked")).FullName;
+        File.WriteAllBytes(Path.Combine(locked, "qana.db"), []);
+        SmallFileSystem.Privileged("chattr", "+i", Path.Combine(locked, "qana.db"));
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devperm/results");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(2, skip: 830);
+        try
+        {
+            await using var daemon = new DaemonRunner(_root, broker.Port, "devperm", null, $"--Qana:StateDir={state}", $"--Qana:DoneDir={Path.Combine(_root, "done")}");
+            await daemon.StartAsync();
+            string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message));
+            TestEnv.Drop(images[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the first result", Log);
+
+            SmallFileSystem.Privileged("mount", "--bind", locked, state);
+            string filler;
+            try
+            {
+                filler = disk.Fill();
+                TestEnv.Drop(images[1], daemon.Inbox);
+                await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.StartsWith("Storing 1 results failed", StringComparison.Ordinal) && e.Message.Contains("denied", StringComparison.Ordinal)),
+                    TimeSpan.FromSeconds(60), "the store writer to meet the file it cannot open, and to say so", Log);
+            }
+            finally { SmallFileSystem.Privileged("umount", state); }
+            File.Delete(filler);
+
+            await TestEnv.WaitUntil(() => sub.Results.Count == 2, TimeSpan.FromSeconds(60), "the second result once the store opens again", Log);
+            await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "both captures acknowledged", Log);
+            sub.AssertOneResultIdPerImage(images);
+        }
+        finally { SmallFileSystem.Privileged("chattr", "-i", Path.Combine(locked, "qana.db")); }
+    }
+
+    /// <summary>
+    /// A stop while the store writer retries a full disk gives up the commit instead of retrying on: the captures stay
+    /// in the inbox, untouched, and get their results at the next start once there is space. Before, the stop waited
+    /// 10 s for the retrying writer and 10 s more for the acknowledger behind it, past systemd's 30 s stop timeout once
+    /// the workers also waited behind a full channel.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_stop_while_the_disk_is_full_gives_up_the_commit_and_leaves_the_captures_for_the_next_start()
+    {
+        using var disk = new SmallFileSystem(megabytes: 16);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devstop/results");
+        await sub.ConnectAsync();
+        string[] images = TestEnv.RealImages(6, skip: 840);
+        string[] args = [$"--Qana:StateDir={Path.Combine(disk.Root, "state")}", $"--Qana:DoneDir={Path.Combine(_root, "done")}"];
+        var daemon = new DaemonRunner(_root, broker.Port, "devstop", null, args);
+        await daemon.StartAsync();
+        string filler = disk.Fill();
+        foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains("results failed (attempt 2)", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the store writer to retry", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
+
+        await daemon.DisposeAsync();
+        Assert.Contains(daemon.Log.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning
+            && e.Message.Contains("results not stored: their captures stay in the inbox for the next start", StringComparison.Ordinal));
+        Assert.Empty(sub.Results);
+        string[] waiting = Directory.GetFiles(daemon.Inbox);
+        Assert.Equal(images.Select(Path.GetFileName).Order(), waiting.Select(Path.GetFileName).Order());
+        Assert.All(waiting, f => Assert.Equal(File.ReadAllBytes(Path.Combine(TestEnv.ImagesDir, Path.GetFileName(f))), File.ReadAllBytes(f)));
+
+        File.Delete(filler);
+        await using var again = new DaemonRunner(_root, broker.Port, "devstop", null, args);
+        await again.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Results.Count == images.Length && Directory.GetFiles(again.Inbox).Length == 0, TimeSpan.FromSeconds(60), "every result after the restart");
+        sub.AssertOneResultIdPerImage(images);
     }
 }

@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Pipeline;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -98,6 +100,59 @@ public sealed class InboxHazardTests : IDisposable
         Assert.False(Directory.Exists(daemon.QuarantineDir) && Directory.EnumerateFiles(daemon.QuarantineDir).Any());
     }
 
+    /// <summary>
+    /// A capture taken for unfinished and given back is not left counted as pending: the watchdog pings only while the
+    /// pipeline is idle or progressing, so one capture counted as pending for good would withhold WATCHDOG=1 after the
+    /// first quiet WatchdogSec and have systemd restart the daemon.
+    /// </summary>
+    [Fact]
+    public async Task An_image_taken_for_unfinished_leaves_nothing_pending_once_it_is_classified()
+    {
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 994)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz6/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz6", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+        var progress = daemon.Services.GetRequiredService<PipelineProgress>();
+
+        string path = Path.Combine(daemon.Inbox, "slow.jpg");
+        await using (var writer = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
+        {
+            writer.Write(image, 0, image.Length / 2);
+            writer.Flush();
+            await TestEnv.WaitUntil(() => Lines(daemon, "looks unfinished") >= 1, TimeSpan.FromSeconds(30), "the half file to be taken for unfinished");
+            writer.Write(image, image.Length / 2, image.Length - image.Length / 2);
+        }
+        await TestEnv.WaitUntil(() => progress.Completed == 1, TimeSpan.FromSeconds(60), "the finished image's result");
+
+        Assert.Equal(0, progress.Pending);
+        // Nothing pending: healthy however long nothing has finished, as an idle device must be.
+        Assert.True(progress.IsHealthy(TimeSpan.Zero));
+    }
+
+    /// <summary>
+    /// An inbox that goes missing (removable media taken out) fails every rescan: the failure is logged at the 1st,
+    /// 10th, 100th ... in a row, not at every rescan, and the inbox works again once it is back.
+    /// </summary>
+    [Fact]
+    public async Task A_missing_inbox_is_logged_at_1_10_100_failures_and_works_again_when_it_is_back()
+    {
+        string image = TestEnv.RealImages(1, skip: 995)[0];
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz7/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz7");
+        await daemon.StartAsync();
+
+        Directory.Delete(daemon.Inbox);
+        await TestEnv.WaitUntil(() => Lines(daemon, "Inbox scan failed") >= 10 || Lines(daemon, "(10 in a row") == 1, TimeSpan.FromSeconds(60), "ten failed rescans");
+        Assert.Equal(2, Lines(daemon, "Inbox scan failed")); // the 1st and the 10th
+
+        Directory.CreateDirectory(daemon.Inbox);
+        TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the result of an image dropped once the inbox is back");
+        Assert.Equal(1, Lines(daemon, "Inbox scan works again"));
+    }
+
     [Fact]
     public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
     {
@@ -114,6 +169,33 @@ public sealed class InboxHazardTests : IDisposable
         Assert.Equal(replacement, File.ReadAllBytes(path)); // the new image stays, to be classified
         Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "cap.jpg")));
         Assert.Contains($"sha256: {Sha(rejected)}", File.ReadAllText(Path.Combine(options.QuarantineDir, "cap.jpg.reason")));
+    }
+
+    /// <summary>
+    /// A rejected capture on a full disk (its reason cannot be written) stays in the inbox under its own name, to be
+    /// quarantined once there is space, not under the claimed name that only the next start puts back.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void A_rejected_capture_that_cannot_be_quarantined_on_a_full_disk_stays_in_the_inbox_under_its_name()
+    {
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string inbox = Directory.CreateDirectory(Path.Combine(disk.Root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = disk.Root, QuarantineDir = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        byte[] rejected = [0xFF, 0xD8, 0xFF, 0x00, 0x01];
+        string path = Path.Combine(inbox, "cap.jpg");
+        File.WriteAllBytes(path, rejected);
+        var item = new CaptureItem(path, rejected, "inbox", DateTime.UtcNow, 0);
+        string filler = disk.Fill();
+
+        Assert.False(disposition.Quarantine(item, Sha(rejected), "Truncated", "JPEG ends before its image data"));
+        Assert.Equal(["cap.jpg"], Directory.GetFiles(inbox).Select(Path.GetFileName));
+        Assert.Empty(Directory.GetFiles(options.QuarantineDir));
+
+        File.Delete(filler);
+        Assert.True(disposition.Quarantine(item, Sha(rejected), "Truncated", "JPEG ends before its image data"));
+        Assert.Empty(Directory.GetFiles(inbox));
+        Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "cap.jpg")));
     }
 
     /// <summary>

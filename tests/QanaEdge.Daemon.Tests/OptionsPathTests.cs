@@ -28,4 +28,22 @@ public sealed class OptionsPathTests : IDisposable
         Assert.Contains($"Qana:Model: {folder} is a directory, expected a file", e.Errors);
         Assert.Contains($"Qana:Mqtt:CaFile: {missing} does not exist", e.Errors);
     }
+
+    /// <summary>
+    /// The done or quarantine folder set to the inbox (with or without a trailing '/') is refused at start: a capture
+    /// moved there lands in the inbox again and is taken again, for ever.
+    /// </summary>
+    [Fact]
+    public void A_done_or_quarantine_folder_that_is_the_inbox_is_refused()
+    {
+        string inbox = Path.Combine(_dir, "inbox");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = inbox, ["Qana:StateDir"] = Path.Combine(_dir, "state"),
+            ["Qana:DoneDir"] = inbox + "/", ["Qana:QuarantineDir"] = inbox,
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Contains("Qana:DoneDir: must differ from Qana:Inbox (captures moved there would be taken again)", e.Errors);
+        Assert.Contains("Qana:QuarantineDir: must differ from Qana:Inbox (captures moved there would be taken again)", e.Errors);
+    }
 }

@@ -155,8 +155,13 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             }
             else if (Claim(item.Path, sha256) is string claimed)
             {
-                DurableFile.WriteAllBytes(target + ".reason", why);
-                try { File.Move(claimed, target, overwrite: false); }
+                // The reason's write is inside too: on a full disk it is what fails, and a capture left under its claimed
+                // name is one the watcher never takes, so it would wait for the next start instead of the next try.
+                try
+                {
+                    DurableFile.WriteAllBytes(target + ".reason", why);
+                    File.Move(claimed, target, overwrite: false);
+                }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PutBack(claimed, item.Path); throw; }
             }
             else

@@ -95,6 +95,7 @@ public sealed class InboxWatcher : IAsyncDisposable
     {
         TimeSpan rescanEvery = TimeSpan.FromSeconds(_options.RescanSeconds);
         long nextRescan = 0;
+        int scanFailures = 0;
         while (!ct.IsCancellationRequested)
         {
             try
@@ -105,6 +106,8 @@ public sealed class InboxWatcher : IAsyncDisposable
                         await ConsiderAsync(path, renamed: false, ct).ConfigureAwait(false);
                     foreach (string gone in _deferred.Keys.Where(p => !File.Exists(p)).ToArray()) _deferred.TryRemove(gone, out _);
                     nextRescan = Stopwatch.GetTimestamp() + (long)(rescanEvery.TotalSeconds * Stopwatch.Frequency);
+                    if (scanFailures > 0) _log.LogInformation("Inbox scan works again after {Failures} failures", scanFailures);
+                    scanFailures = 0;
                 }
                 // Wake for events, or to re-check files waiting to become stable, or for the next rescan.
                 TimeSpan wait = _pending.Count > 0 ? TimeSpan.FromMilliseconds(Math.Max(5, _options.StableMilliseconds / 4)) : rescanEvery;
@@ -122,10 +125,20 @@ public sealed class InboxWatcher : IAsyncDisposable
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                _log.LogError("Inbox scan failed: {Error}; retrying", e.Message);
+                // A missing or unreadable inbox (removable media taken out, a permission) fails every rescan for as long
+                // as it lasts: an error every RescanSeconds flooded the journal, so the 1st, 10th, 100th ... in a row.
+                scanFailures++;
+                if (IsPowerOfTen(scanFailures))
+                    _log.LogError("Inbox scan failed ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; retrying every {Seconds} s", scanFailures, e.Message, rescanEvery.TotalSeconds);
                 try { await Task.Delay(rescanEvery, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
             }
         }
+    }
+
+    private static bool IsPowerOfTen(int n)
+    {
+        while (n % 10 == 0) n /= 10;
+        return n == 1;
     }
 
     /// <summary>

@@ -114,9 +114,15 @@ public static class OptionsLoader
             errors.Add("Qana:Mqtt:Tls: TLS needs Qana:Mqtt:Host (the embedded broker is plain loopback)");
         if (o.Power.Sensor == PowerSensorKind.Hwmon && o.Power.HwmonChip is not ("ina226" or "ina3221" or "ina219" or "ina230" or "ina231"))
             errors.Add($"Qana:Power:HwmonChip: '{o.Power.HwmonChip}' is not an INA hwmon driver name (ina226, ina3221, ...)");
-        string full(string p) => Path.GetFullPath(p);
+        // Compared as the folders they name ("inbox/" is "inbox").
+        string full(string p) => FullDirectory(p);
         if (!string.IsNullOrWhiteSpace(o.Inbox) && !string.IsNullOrWhiteSpace(o.StateDir) && full(o.Inbox) == full(o.StateDir))
             errors.Add("Qana:StateDir: must differ from Qana:Inbox");
+        // A capture moved to the done or quarantine folder would land in the inbox again and be taken again: a
+        // duplicate moved back for ever, or a rejected file quarantined under a new name at every rescan.
+        foreach (var (key, folder) in new[] { ("DoneDir", o.DoneDir), ("QuarantineDir", o.QuarantineDir) })
+            if (!string.IsNullOrWhiteSpace(o.Inbox) && !string.IsNullOrWhiteSpace(folder) && full(o.Inbox) == full(folder))
+                errors.Add($"Qana:{key}: must differ from Qana:Inbox (captures moved there would be taken again)");
     }
 
     /// <summary>Every non-string key of the options tree, with the type it must parse as.</summary>

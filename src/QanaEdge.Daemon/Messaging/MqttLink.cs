@@ -362,7 +362,13 @@ public sealed class MqttLink : IAsyncDisposable
         }
         var session = new LinkSession(Interlocked.Increment(ref _sessions));
         // The status goes out on the new session before it is announced, so that "online" precedes any result.
-        await PublishLatestStatusAsync(session, ct).ConfigureAwait(false);
+        try { await PublishLatestStatusAsync(session, ct).ConfigureAwait(false); }
+        catch (MqttPublishRefusedException e)
+        {
+            // The broker answered, so the connection works; a broker that refuses the status (an ACL without the
+            // status topic) may still take results. Failing the connection for it held back every result for ever.
+            _log.LogWarning("MQTT session {Session}: {Error}; the status is not retained on the broker, results are sent anyway", session.Number, e.Message);
+        }
         lock (_state)
         {
             if (!_client.IsConnected) throw new MqttLinkDownException("the connection dropped while it was being set up");

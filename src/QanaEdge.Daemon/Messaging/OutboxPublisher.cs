@@ -28,6 +28,12 @@ public sealed class OutboxPublisher : IAsyncDisposable
     private long _published;
     /// <summary>Outbox id → refusals so far and the Stopwatch time before which it is not sent again.</summary>
     private readonly Dictionary<long, (int Count, long RetryAt)> _refused = [];
+    /// <summary>
+    /// Outbox ids whose PUBACK came but whose deletion failed (a full or read-only disk): not sent again, and deleted
+    /// with the next deletion. Only the drain, one at a time, touches it.
+    /// </summary>
+    private readonly HashSet<long> _undeleted = [];
+    private int _deleteFailures;
 
     public OutboxPublisher(ResultStore store, MqttLink link, MqttOptions options, ILogger<OutboxPublisher> log)
     {
@@ -64,8 +70,11 @@ public sealed class OutboxPublisher : IAsyncDisposable
 
     private async Task LoopAsync(CancellationToken ct)
     {
+        TimeSpan min = TimeSpan.FromSeconds(_options.ReconnectMinSeconds), max = TimeSpan.FromSeconds(_options.ReconnectMaxSeconds);
+        int failures = 0;
         while (!ct.IsCancellationRequested)
         {
+            long published = Published;
             try
             {
                 LinkSession session = await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
@@ -74,10 +83,21 @@ public sealed class OutboxPublisher : IAsyncDisposable
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                TimeSpan pause = min;
                 // The link logs its own drops; a drop during a drain is expected and needs no second warning.
                 if (e is MqttLinkDownException) _log.LogInformation("Outbox drain paused: {Error}; unacknowledged results stay queued", e.Message);
-                else _log.LogWarning("Outbox drain interrupted: {Error}; unacknowledged results stay queued", e.Message);
-                try { await Task.Delay(TimeSpan.FromSeconds(_options.ReconnectMinSeconds), ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
+                else
+                {
+                    // A drain that fails with the link up (an outbox the store cannot read: a disk gone read-only or
+                    // failing) fails again at once. It was retried every ReconnectMinSeconds for ever, with a warning
+                    // each time; the pause now doubles up to ReconnectMaxSeconds until a drain gets a PUBACK again.
+                    failures = Published != published ? 1 : failures + 1;
+                    pause = TimeSpan.FromTicks(Math.Min(max.Ticks, min.Ticks << Math.Min(failures - 1, 20)));
+                    if (IsPowerOfTen(failures))
+                        _log.LogWarning("Outbox drain interrupted ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; unacknowledged results stay queued, next try in {Seconds:0.##} s",
+                            failures, e.Message, pause.TotalSeconds);
+                }
+                try { await Task.Delay(pause, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
             }
         }
     }
@@ -112,7 +132,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 foreach (OutboxEntry entry in entries)
                 {
                     cursor = entry.Id;
-                    if (Deferred(entry.Id)) continue;
+                    if (Deferred(entry.Id) || _undeleted.Contains(entry.Id)) continue;
                     await gate.WaitAsync(ct).ConfigureAwait(false);
                     if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
                     inflight.Add(PublishOneAsync(entry));
@@ -143,9 +163,10 @@ public sealed class OutboxPublisher : IAsyncDisposable
         {
             lock (acked)
             {
-                _store.DeleteOutbox(acked);
+                _undeleted.UnionWith(acked);
                 acked.Clear();
             }
+            DeleteUndeleted();
         }
 
         async Task PublishOneAsync(OutboxEntry entry)
@@ -169,6 +190,35 @@ public sealed class OutboxPublisher : IAsyncDisposable
             }
             finally { gate.Release(); }
         }
+    }
+
+    /// <summary>
+    /// Deletes the acknowledged entries. A deletion the disk refuses no longer ends the drain: it did, and the next
+    /// drain 0.2 s later sent every one of them again, and again, with a warning each time, for as long as the disk
+    /// stayed full. They now stay out of the drain and are deleted with a later deletion (a restart before that sends
+    /// them once more, under their own ids); the failures are logged at the 1st, 10th, 100th ... in a row.
+    /// </summary>
+    private void DeleteUndeleted()
+    {
+        if (_undeleted.Count == 0) return;
+        try { _store.DeleteOutbox(_undeleted); }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e))
+        {
+            int failures = ++_deleteFailures;
+            if (IsPowerOfTen(failures))
+                _log.LogWarning("Cannot delete {Count} acknowledged outbox entries ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; they are not sent again, and their deletion is tried again",
+                    _undeleted.Count, failures, e.Message);
+            return;
+        }
+        if (_deleteFailures > 0) _log.LogInformation("Acknowledged outbox entries deleted again after {Failures} failed tries", _deleteFailures);
+        _deleteFailures = 0;
+        _undeleted.Clear();
+    }
+
+    private static bool IsPowerOfTen(int n)
+    {
+        while (n % 10 == 0) n /= 10;
+        return n == 1;
     }
 
     private bool Deferred(long id)

@@ -42,6 +42,8 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     // Stops the workers taking further captures when they did not drain the queue in time at shutdown.
     private readonly CancellationTokenSource _stopWorkers = new();
+    // Set when the stop begins: a commit that fails from then on is not retried (see CommitWithRetry).
+    private readonly CancellationTokenSource _stopping = new();
 
     public CapturePipeline(QanaOptions options, ActiveModel model, ResultStore store, CaptureDisposition disposition,
         PipelineProgress progress, EnergyMeter? meter, ILogger<CapturePipeline> log, CardFailover? failover = null)
@@ -166,6 +168,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             _log.LogInformation("{File} looks unfinished ({Reason}: {Message}) and was written {Seconds:0} s ago: tried again later",
                 item.DisplayName, e.Reason, e.Message, (DateTime.UtcNow - item.CapturedAtUtc).TotalSeconds);
             Released?.Invoke(item.Path, false);
+            _progress.OnGivenBack();
             return null;
         }
         catch (CaptureRejectedException e)
@@ -210,7 +213,11 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 batch.Clear();
                 while (batch.Count < 64 && _done.Reader.TryRead(out var d)) batch.Add(d);
-                bool[] fresh = CommitWithRetry(batch, ct);
+                if (CommitWithRetry(batch, ct) is not { } fresh)
+                {
+                    _log.LogWarning("Stopping with {Count} results not stored: their captures stay in the inbox for the next start", batch.Count);
+                    continue;
+                }
                 // Result and outbox entry are durable: the publisher may send, and the captures may be acknowledged.
                 Stored?.Invoke();
                 for (int i = 0; i < batch.Count; i++)
@@ -221,6 +228,12 @@ public sealed class CapturePipeline : IAsyncDisposable
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // As a worker: nothing is stored after this, and the watchdog will stop the daemon; say why first.
+            _log.LogCritical(e, "Store writer failed");
+            throw;
+        }
         finally { _committed.Writer.TryComplete(); }
     }
 
@@ -255,7 +268,13 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// <summary>What the acknowledger needs of a committed capture (not its bytes, which can be collected now).</summary>
     private sealed record Committed(string Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs);
 
-    private bool[] CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct)
+    /// <summary>
+    /// Commits the batch, retrying with backoff while the store fails; null when it failed while the pipeline stops.
+    /// A stop does not wait for a disk that keeps failing: the retries, 10 s of them and then 10 s of the acknowledger
+    /// waiting for the writer, held a stop behind a full disk for 20 s and more, past systemd's stop timeout with a
+    /// backlog. Nothing is lost: the captures stay in the inbox, unacknowledged, for the next start.
+    /// </summary>
+    private bool[]? CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct)
     {
         var results = batch.ConvertAll(b => b.Result);
         for (int attempt = 1; ; attempt++)
@@ -272,11 +291,12 @@ public sealed class CapturePipeline : IAsyncDisposable
                 // alive meanwhile: each attempt and each second of the backoff tells the watchdog so, and the status
                 // says why nothing completes.
                 _log.LogError("Storing {Count} results failed (attempt {Attempt}): {Error}", batch.Count, attempt, e.Message);
+                if (_stopping.IsCancellationRequested) return null;
                 string why = ResultStore.IsDiskFull(e) ? "degraded: disk full, retrying to store results" : "degraded: cannot store results, retrying";
                 _progress.OnStorageRetrying(why);
-                for (int left = Math.Min(5000, 100 * attempt); left > 0; left -= 1000)
+                for (int left = Math.Min(5000, 100 * attempt); left > 0 && !_stopping.IsCancellationRequested; left -= 1000)
                 {
-                    Thread.Sleep(Math.Min(left, 1000));
+                    _stopping.Token.WaitHandle.WaitOne(Math.Min(left, 1000));
                     _progress.OnStorageRetrying(why);
                 }
             }
@@ -290,7 +310,8 @@ public sealed class CapturePipeline : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _captures.Complete();
-        if (_tasks.Count == 0) { _stop.Dispose(); _stopWorkers.Dispose(); return; }
+        _stopping.Cancel();
+        if (_tasks.Count == 0) { _stop.Dispose(); _stopWorkers.Dispose(); _stopping.Dispose(); return; }
         // Workers first, then the writer (it completes the acknowledger's channel when it ends), then the acknowledger.
         Task workers = Task.WhenAll(_tasks.Take(_tasks.Count - 2));
         try { await workers.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false); } catch (Exception) { }
@@ -309,5 +330,6 @@ public sealed class CapturePipeline : IAsyncDisposable
         _stopWorkers.Cancel();
         _stop.Dispose();
         _stopWorkers.Dispose();
+        _stopping.Dispose();
     }
 }

@@ -11,19 +11,26 @@ namespace QanaEdge.Daemon.Pipeline;
 /// </summary>
 public sealed class PipelineProgress
 {
-    private long _accepted, _completed, _rejected, _duplicates, _lastProgress = Stopwatch.GetTimestamp();
+    private long _accepted, _completed, _rejected, _duplicates, _givenBack, _lastProgress = Stopwatch.GetTimestamp();
     private string? _degraded;
 
     public long Accepted => Interlocked.Read(ref _accepted);
     public long Completed => Interlocked.Read(ref _completed);
     public long Rejected => Interlocked.Read(ref _rejected);
     public long Duplicates => Interlocked.Read(ref _duplicates);
-    public long Pending => Accepted - Completed - Rejected - Duplicates;
+    /// <summary>Captures given back to the inbox unclassified (taken for a file still being written), to be taken again later.</summary>
+    public long GivenBack => Interlocked.Read(ref _givenBack);
+    public long Pending => Accepted - Completed - Rejected - Duplicates - GivenBack;
 
     public void OnAccepted() => Interlocked.Increment(ref _accepted);
     public void OnCompleted() { Interlocked.Increment(ref _completed); Touch(); }
     public void OnRejected() { Interlocked.Increment(ref _rejected); Touch(); }
     public void OnDuplicate() { Interlocked.Increment(ref _duplicates); Touch(); }
+    /// <summary>
+    /// A worker is done with a capture it gave back unclassified. Counted, since the capture is accepted again as a new
+    /// one when it is taken again: left out, it stayed pending for good and withheld WATCHDOG=1 once the device was idle.
+    /// </summary>
+    public void OnGivenBack() { Interlocked.Increment(ref _givenBack); Touch(); }
     /// <summary>Why the pipeline cannot finish work while it keeps trying (e.g. "degraded: disk full ..."), or null.</summary>
     public string? Degraded => Volatile.Read(ref _degraded);
 

@@ -64,8 +64,9 @@ public sealed class ResultStore : IDisposable
     public string DatabasePath { get; }
 
     /// <summary>A failure of the store (the disk or LiteDB) that the next call may not meet: the caller keeps what it
-    /// was storing and tries again later.</summary>
-    public static bool IsStorageFailure(Exception e) => e is IOException or LiteException;
+    /// was storing and tries again later. UnauthorizedAccessException is one too (EACCES or EPERM when the file is opened
+    /// again after a failure): left out, it ended the store writer, unlogged, until a restart.</summary>
+    public static bool IsStorageFailure(Exception e) => e is IOException or LiteException or UnauthorizedAccessException;
 
     /// <summary>The failure is the kernel's ENOSPC (errno 28), here or in an inner exception.</summary>
     public static bool IsDiskFull(Exception e)

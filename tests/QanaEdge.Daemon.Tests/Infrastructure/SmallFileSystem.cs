@@ -40,6 +40,13 @@ public sealed class SmallFileSystem : IDisposable
         return path;
     }
 
+    /// <summary>Runs mount(8), umount(8) or another privileged command as <see cref="SmallFileSystem"/> does; throws when it fails.</summary>
+    public static void Privileged(string command, params string[] args)
+    {
+        var (code, output) = Run(command, args);
+        if (code != 0) throw new InvalidOperationException($"{command} {string.Join(' ', args)} failed: {output.Trim()}");
+    }
+
     public void Dispose()
     {
         Run("umount", "-l", Root);
