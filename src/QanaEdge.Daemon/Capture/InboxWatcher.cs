@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
 
 namespace QanaEdge.Daemon.Capture;
 
@@ -128,18 +129,13 @@ public sealed class InboxWatcher : IAsyncDisposable
                 // A missing or unreadable inbox (removable media taken out, a permission) fails every rescan for as long
                 // as it lasts: an error every RescanSeconds flooded the journal, so the 1st, 10th, 100th ... in a row.
                 scanFailures++;
-                if (IsPowerOfTen(scanFailures))
+                if (Logging.IsReported(scanFailures))
                     _log.LogError("Inbox scan failed ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; retrying every {Seconds} s", scanFailures, e.Message, rescanEvery.TotalSeconds);
                 try { await Task.Delay(rescanEvery, ct).ConfigureAwait(false); } catch (OperationCanceledException) { break; }
             }
         }
     }
 
-    private static bool IsPowerOfTen(int n)
-    {
-        while (n % 10 == 0) n /= 10;
-        return n == 1;
-    }
 
     /// <summary>
     /// How long an empty file must stay empty before it counts as complete (and is quarantined as Empty), unless it

@@ -16,6 +16,18 @@ public static class Logging
 {
     public static bool UnderJournald => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("JOURNAL_STREAM"));
 
+    /// <summary>
+    /// Whether the <paramref name="inARow"/>-th failure in a row of something retried for as long as it fails is
+    /// logged: the 1st, 10th, 100th ... A missing inbox or an unreadable outbox would otherwise log at every retry,
+    /// for hours.
+    /// </summary>
+    public static bool IsReported(long inARow)
+    {
+        if (inARow < 1) return false;
+        while (inARow % 10 == 0) inARow /= 10;
+        return inARow == 1;
+    }
+
     public static Logger Create(LogEventLevel minimum = LogEventLevel.Information, ILogEventSink? extraSink = null)
     {
         var config = new LoggerConfiguration()

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Storage;
 
 namespace QanaEdge.Daemon.Messaging;
@@ -93,7 +94,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
                     // each time; the pause now doubles up to ReconnectMaxSeconds until a drain gets a PUBACK again.
                     failures = Published != published ? 1 : failures + 1;
                     pause = TimeSpan.FromTicks(Math.Min(max.Ticks, min.Ticks << Math.Min(failures - 1, 20)));
-                    if (IsPowerOfTen(failures))
+                    if (Logging.IsReported(failures))
                         _log.LogWarning("Outbox drain interrupted ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; unacknowledged results stay queued, next try in {Seconds:0.##} s",
                             failures, e.Message, pause.TotalSeconds);
                 }
@@ -205,7 +206,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
         catch (Exception e) when (ResultStore.IsStorageFailure(e))
         {
             int failures = ++_deleteFailures;
-            if (IsPowerOfTen(failures))
+            if (Logging.IsReported(failures))
                 _log.LogWarning("Cannot delete {Count} acknowledged outbox entries ({Failures} in a row; reported at 1, 10, 100 ...): {Error}; they are not sent again, and their deletion is tried again",
                     _undeleted.Count, failures, e.Message);
             return;
@@ -215,11 +216,6 @@ public sealed class OutboxPublisher : IAsyncDisposable
         _undeleted.Clear();
     }
 
-    private static bool IsPowerOfTen(int n)
-    {
-        while (n % 10 == 0) n /= 10;
-        return n == 1;
-    }
 
     private bool Deferred(long id)
     {
