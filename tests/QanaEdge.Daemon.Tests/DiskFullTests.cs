@@ -87,6 +87,12 @@ public sealed class DiskFullTests : IDisposable
         File.Delete(filler);
         await TestEnv.WaitUntil(() => (sub.Results.Count >= before.Length + during.Length && Directory.GetFiles(inbox).Length == 0) || daemon.HasExited,
             TimeSpan.FromSeconds(90), "every capture's result once space is back", Log);
+        // The retries were logged at the 1st, 10th, 100th ... attempt, not at each (one every 5 s, for as long as the
+        // disk stays full), and the commit that worked says after how many.
+        string stored = Assert.Single(daemon.Output, l => l.Contains("results after", StringComparison.Ordinal) && l.Contains("Stored", StringComparison.Ordinal));
+        int attempts = int.Parse(System.Text.RegularExpressions.Regex.Match(stored, @"after (\d+) attempts").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        int reported = daemon.Output.Count(l => l.Contains("Storing", StringComparison.Ordinal) && l.Contains("failed (attempt", StringComparison.Ordinal));
+        Assert.True(attempts >= 3 && reported == (attempts >= 100 ? 3 : attempts >= 10 ? 2 : 1), $"{reported} failures reported of {attempts} attempts: {stored}");
         await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains($"Feedback stored: result {labelled}", StringComparison.Ordinal)) || daemon.HasExited,
             TimeSpan.FromSeconds(60), "the label, sent again by the broker, to be stored once space is back", Log);
         Assert.Equal("STATUS=running", notify.Lines.Last(l => l.Line.StartsWith("STATUS=", StringComparison.Ordinal)).Line);
@@ -268,8 +274,8 @@ public sealed class DiskFullTests : IDisposable
         await daemon.StartAsync();
         string filler = disk.Fill();
         foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
-        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains("results failed (attempt 2)", StringComparison.Ordinal)),
-            TimeSpan.FromSeconds(60), "the store writer to retry", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains("results failed (attempt 1;", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60), "the store writer to fail", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
 
         await daemon.DisposeAsync();
         Assert.Contains(daemon.Log.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning

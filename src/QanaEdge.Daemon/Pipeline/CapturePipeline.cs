@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Classification;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Devices.Power;
@@ -283,14 +284,18 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 bool[] fresh = _store.Commit(results, _topics.Results);
                 _progress.OnStored();
+                if (attempt > 1) _log.LogWarning("Stored {Count} results after {Attempts} attempts", batch.Count, attempt);
                 return fresh;
             }
             catch (Exception e) when (ResultStore.IsStorageFailure(e) && !ct.IsCancellationRequested)
             {
                 // Nothing is acknowledged until this succeeds, so no capture can be lost; keep trying. The writer is
                 // alive meanwhile: each attempt and each second of the backoff tells the watchdog so, and the status
-                // says why nothing completes.
-                _log.LogError("Storing {Count} results failed (attempt {Attempt}): {Error}", batch.Count, attempt, e.Message);
+                // says why nothing completes. A full disk lasts until someone frees space, and at one attempt every 5 s
+                // an error each was 720 lines an hour (into a journal that may share the full disk): the 1st, 10th,
+                // 100th ... are errors, the others debug lines.
+                _log.Log(Logging.IsReported(attempt) ? LogLevel.Error : LogLevel.Debug,
+                    "Storing {Count} results failed (attempt {Attempt}; reported at 1, 10, 100 ...): {Error}", batch.Count, attempt, e.Message);
                 if (_stopping.IsCancellationRequested) return null;
                 string why = ResultStore.IsDiskFull(e) ? "degraded: disk full, retrying to store results" : "degraded: cannot store results, retrying";
                 _progress.OnStorageRetrying(why);
