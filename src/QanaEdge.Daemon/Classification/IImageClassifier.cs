@@ -2,7 +2,8 @@ using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Classification;
 
-/// <summary>What the daemon needs from one classification (mirrors Imaging's LesionResult).</summary>
+/// <summary>What the daemon needs from one classification (mirrors Imaging's LesionResult). <see cref="Probabilities"/> are in
+/// the order of <see cref="Classes"/>, the package's class names (null: <see cref="QanaEdge.Model.Classes.Codes"/>).</summary>
 public sealed record Classification(
     string Label,
     float[] Probabilities,
@@ -11,7 +12,8 @@ public sealed record Classification(
     bool Tiled,
     double LatencyMs,
     sbyte[]? HeadInput = null,
-    bool Symmetrized = false);
+    bool Symmetrized = false,
+    IReadOnlyList<string>? Classes = null);
 
 /// <summary>The image was refused before or during classification; <see cref="Reason"/> is a short code.</summary>
 public sealed class CaptureRejectedException(string reason, string message, Exception? inner = null) : Exception(message, inner)

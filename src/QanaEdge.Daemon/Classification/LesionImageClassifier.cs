@@ -22,7 +22,7 @@ public sealed class LesionImageClassifier(ModelPackage package, IInferenceEngine
         LesionResult r;
         try { r = _classifier.Classify(fileBytes); }
         catch (ImageRejectedException e) { throw new CaptureRejectedException(e.Reason.ToString(), e.Message, e); }
-        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput, r.Symmetrized);
+        return new Classification(r.Label, r.Probabilities, r.Confidence, r.Refer, r.Tiled, r.LatencyMs, r.HeadInput, r.Symmetrized, r.Classes);
     }
 
     public void Dispose() => engine.Dispose();

@@ -47,8 +47,12 @@ public static class Payloads
             w.WriteString("image_sha256", imageSha256);
             w.WriteString("label", c.Label);
             w.WriteStartObject("probabilities");
-            for (int k = 0; k < Classes.Count && k < c.Probabilities.Length; k++)
-                w.WriteNumber(Classes.Codes[k], Math.Round(c.Probabilities[k], 6));
+            // Keyed by the package's own class names, as `qana classify --json` does: the probabilities are in the
+            // package's class order, which the format does not fix, and naming them by the canonical order mislabelled
+            // every probability of a package that lists its classes otherwise.
+            IReadOnlyList<string> names = c.Classes ?? Classes.Codes;
+            for (int k = 0; k < names.Count && k < c.Probabilities.Length; k++)
+                w.WriteNumber(names[k], Math.Round(c.Probabilities[k], 6));
             w.WriteEndObject();
             w.WriteNumber("confidence", Math.Round(c.Confidence, 6));
             w.WriteBoolean("refer", c.Refer);
