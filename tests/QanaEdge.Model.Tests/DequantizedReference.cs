@@ -14,7 +14,9 @@ public static class DequantizedReference
     {
         var values = new double[g.Tensors.Length][];
         TensorSpec inT = g.Tensors[g.InputTensor];
-        values[g.InputTensor] = pixelsHwc.Select(p => inT.Scale * (p - 128 - inT.ZeroPoint)).ToArray();
+        // The device's int8 input means pixel/255 (InputQuantizer), saturated to the input tensor's range.
+        double inLo = inT.Scale * (-128 - inT.ZeroPoint), inHi = inT.Scale * (127 - inT.ZeroPoint);
+        values[g.InputTensor] = pixelsHwc.Select(p => Math.Clamp(p / 255.0, inLo, inHi)).ToArray();
         foreach (Node n in g.Nodes)
         {
             if (n.Kind == OpKind.SpikingReadout) continue;

@@ -60,18 +60,16 @@ public static class OnnxExporter
         public void Build()
         {
             TensorSpec input = graph.Tensors[graph.InputTensor];
-            // Integer input q = p − 128 (p the pixel); its real value s·(q − zp) = s·(255·x − 128 − zp) for x = p/255.
-            double a = 255 * input.Scale, b = input.Scale * (-128 - input.ZeroPoint);
-            if (Math.Abs(a - 1) < 1e-9 && Math.Abs(b) < 1e-9)
-            {
+            // The device quantizes pixel p as q = clamp(zp + round(p / 255 / s)) (InputQuantizer), so the integer input's
+            // real value s·(q − zp) is x = p/255 itself, up to that rounding and the int8 saturation: the float input
+            // needs no transform, only the saturation where the input's range does not cover [0, 1]. (An affine map
+            // x → s·(255x − 128 − zp), which assumed the engine is always given q = p − 128, held for scale 1/255 and
+            // zero point −128 only and fed any other input quantization another image than the device's.)
+            double lo = input.Scale * (-128 - input.ZeroPoint), hi = input.Scale * (127 - input.ZeroPoint);
+            if (lo <= 1e-9 && hi >= 1 - 1e-9)
                 Node("Identity", ["input"], [Name(graph.InputTensor)]);
-            }
             else
-            {
-                string scaled = Fresh("input_scaled");
-                Node("Mul", ["input", Scalar((float)a)], [scaled]);
-                Node("Add", [scaled, Scalar((float)b)], [Name(graph.InputTensor)]);
-            }
+                Node("Clip", ["input", Scalar((float)lo), Scalar((float)hi)], [Name(graph.InputTensor)]);
 
             foreach (Node n in graph.Nodes) Emit(n);
 
