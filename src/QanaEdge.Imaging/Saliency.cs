@@ -191,7 +191,9 @@ public static class SaliencyCrop
     {
         CropBox centred = CropBox.CenteredSquare(imageWidth, imageHeight);
         double cv = map.CoefficientOfVariation();
-        if (cv < flatCv || double.IsNaN(cv))
+        // A map without variation (all zero, or constant) has no peak: flat whatever the threshold. Under a threshold of
+        // 0 it took its first cell for the peak and cropped the whole view again as a "saliency" crop, at a second run.
+        if (!(cv > 0) || cv < flatCv)
             return new CropDecision(centred, CropReason.FlatMap, map);
 
         int peak = 0;

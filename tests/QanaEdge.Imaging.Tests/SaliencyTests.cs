@@ -131,6 +131,25 @@ public class SaliencyTests
         Assert.Equal(CropReason.FlatMap, SaliencyCrop.Choose(zero, 150, 150, 0.15).Reason);
     }
 
+    /// <summary>
+    /// A map without variation has no peak, whatever the package's flatness threshold: with a threshold of 0 (valid: no
+    /// map is too flat by its spread) an all-zero or constant map took its first cell, the top-left corner, for the peak,
+    /// and reported a "saliency" crop, which was the whole view again, at the cost of a second run.
+    /// </summary>
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(0.7f)]
+    public void A_map_without_variation_is_flat_even_under_a_threshold_of_zero(float value)
+    {
+        SaliencyMap map = Map(8, 8, new CropBox(0, 0, 150), (_, _) => value);
+        Assert.Equal(0, map.CoefficientOfVariation());
+        CropDecision d = SaliencyCrop.Choose(map, 150, 150, 0);
+        Assert.Equal(CropReason.FlatMap, d.Reason);
+        Assert.Equal(new CropBox(0, 0, 150), d.Crop);
+        // A map with a peak is not flat under that threshold.
+        Assert.Equal(CropReason.Saliency, SaliencyCrop.Choose(Map(8, 8, new CropBox(0, 0, 150), (x, y) => x == 1 && y == 1 ? 2f : value), 150, 150, 0).Reason);
+    }
+
     [Fact]
     public void Tiles_are_four_overlapping_squares_covering_the_view()
     {
