@@ -132,6 +132,28 @@ public sealed class CameraTriggerTests : IDisposable
     }
 
     /// <summary>
+    /// The button's GPIO line is held by another process: the camera is reported unavailable, and the video device and
+    /// the GPIO chip it had already opened are closed again rather than held until the process ends.
+    /// </summary>
+    [Fact]
+    public async Task A_button_line_that_cannot_be_requested_closes_the_camera_and_the_gpio_chip()
+    {
+        _gpio.Busy.Add(ButtonPin);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamb/#");
+        await sub.ConnectAsync();
+        await using var daemon = Daemon("devcamb");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamb") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status");
+
+        JsonElement camera = LastStatus(sub, "devcamb")!.Value.GetProperty("camera");
+        Assert.Equal("unavailable", camera.GetProperty("state").GetString());
+        Assert.Contains("Error 16", camera.GetProperty("error").GetString());
+        Assert.False(_device.IsOpen, "the video device stayed open");
+        Assert.True(_gpio.Disposed, "the GPIO chip stayed open");
+    }
+
+    /// <summary>
     /// The inbox on a real file system that is full: the frame cannot be written, which is a failed capture (status and
     /// log say why) and leaves no half-written file behind; once there is room the next press gives a result.
     /// </summary>
