@@ -26,6 +26,7 @@ public sealed class CameraTriggerTests : IDisposable
 
     public void Dispose()
     {
+        _device.Stalled = false; // a capture still waiting for a frame ends
         _broker.Dispose();
         try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
     }
@@ -151,6 +152,45 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Contains("Error 16", camera.GetProperty("error").GetString());
         Assert.False(_device.IsOpen, "the video device stayed open");
         Assert.True(_gpio.Disposed, "the GPIO chip stayed open");
+    }
+
+    /// <summary>
+    /// The camera stops streaming in the middle of a capture: the binding's VIDIOC_DQBUF blocks with no timeout, and the
+    /// capture used to wait for ever with the status saying "ready" and every later trigger dropped as "a capture is
+    /// running". After Qana:Camera:CaptureTimeoutSeconds the capture is a failed one (log and status say so); a frame
+    /// that comes after that is not what was in front of the lens when the trigger came, and is dropped.
+    /// </summary>
+    [Fact]
+    public async Task A_camera_that_stops_streaming_fails_the_capture_after_the_timeout_and_its_late_frame_is_dropped()
+    {
+        byte[] late = File.ReadAllBytes(TestEnv.RealImages(1, skip: 646)[0]);
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 647)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamstall/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamstall",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:CaptureTimeoutSeconds=1");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status");
+
+        _device.Stalled = true;
+        _device.Scene = late;
+        await sub.PublishAsync("qana/devcamstall/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall")?.GetProperty("camera").GetProperty("state").GetString() == "failed",
+            TimeSpan.FromSeconds(30), "a status saying the capture failed");
+        Assert.Contains("no frame within 1 s", LastStatus(sub, "devcamstall")!.Value.GetProperty("camera").GetProperty("error").GetString());
+        Assert.Contains("Camera capture (mqtt) failed", Assert.Single(daemon.Log.At(LogEventLevel.Error)));
+
+        // Streaming resumes: the stuck capture gets its frame, too late to be the one asked for.
+        _device.Stalled = false;
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
+            TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
+        _device.Scene = scene;
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the next press's result");
+        Assert.DoesNotContain(Sha(late), ResultShas(sub));
+        Assert.Equal(1, daemon.Store!.ResultCount());
     }
 
     /// <summary>

@@ -202,7 +202,8 @@ public sealed class DaemonService(
             }
             _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
-            var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>());
+            var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>(),
+                TimeSpan.FromSeconds(options.Camera.CaptureTimeoutSeconds));
             // Operators see a failing camera in the retained status, not only in the journal.
             trigger.StateChanged += _ => PublishStatus();
             return trigger;
