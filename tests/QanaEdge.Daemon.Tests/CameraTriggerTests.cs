@@ -194,6 +194,35 @@ public sealed class CameraTriggerTests : IDisposable
     }
 
     /// <summary>
+    /// The daemon stops while a capture is streaming. Closing the camera under the binding's capture loop made every
+    /// following VIDIOC_DQBUF fail unnoticed and hand over buffer 0 again, which held a warm-up frame: that frame, too
+    /// dark or too bright, was written into the inbox as the capture. The capture now ends before the camera is closed.
+    /// </summary>
+    [Fact]
+    public async Task Stopping_during_a_capture_lets_it_finish_before_the_camera_is_closed()
+    {
+        byte[][] settling = TestEnv.RealImages(V4l2CameraSource.DefaultWarmupFrames, skip: 650).Select(File.ReadAllBytes).ToArray();
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 648)[0]);
+        _device.SettlingFrames = settling;
+        _device.Scene = scene;
+        _device.FrameInterval = TimeSpan.FromMilliseconds(400);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamstop/#");
+        await sub.ConnectAsync();
+        var daemon = Daemon("devcamstop");
+        await using (daemon)
+        {
+            await daemon.StartAsync();
+            PressButton();
+            await TestEnv.WaitUntil(() => _device.Ioctls.Contains("DQBUF 0"), TimeSpan.FromSeconds(30), "the first frame of the capture");
+        } // stopped, a warm-up frame or two into the capture
+
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox, "camera-*.jpg").Length > 0, TimeSpan.FromSeconds(10), "the capture's frame");
+        string frame = Assert.Single(Directory.GetFiles(daemon.Inbox, "camera-*.jpg"));
+        Assert.Equal(Sha(scene), Sha(File.ReadAllBytes(frame)));
+        Assert.DoesNotContain("DQBUF EBADF", _device.Ioctls);
+    }
+
+    /// <summary>
     /// The inbox on a real file system that is full: the frame cannot be written, which is a failed capture (status and
     /// log say why) and leaves no half-written file behind; once there is room the next press gives a result.
     /// </summary>

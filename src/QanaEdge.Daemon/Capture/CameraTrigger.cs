@@ -110,9 +110,19 @@ public sealed class CameraTrigger : IDisposable
         StateChanged?.Invoke(next);
     }
 
+    /// <summary>Longest a stop waits for a capture that is running before it closes the camera anyway.</summary>
+    public static readonly TimeSpan StopWait = TimeSpan.FromSeconds(3);
+
     public void Dispose()
     {
         _button?.Dispose();
+        // A capture that is running ends before the camera closes, and none starts after (_busy is kept). Closing the
+        // device under the binding's capture loop makes each later VIDIOC_DQBUF fail with EBADF, which the binding does
+        // not check: it hands over its buffer 0 as it stands, a warm-up frame, which became the capture. Bounded, as a
+        // camera that stopped streaming never ends its capture (the systemd stop timeout is shared with the workers).
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan bound = _timeout < StopWait ? _timeout : StopWait;
+        while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0 && waited.Elapsed < bound) Thread.Sleep(10);
         _camera.Dispose();
     }
 }
