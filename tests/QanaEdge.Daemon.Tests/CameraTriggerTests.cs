@@ -26,6 +26,7 @@ public sealed class CameraTriggerTests : IDisposable
 
     public void Dispose()
     {
+        _device.Stalled = false; // a capture still waiting for a frame ends
         _broker.Dispose();
         try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
     }
@@ -129,6 +130,96 @@ public sealed class CameraTriggerTests : IDisposable
             TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
         Assert.Equal(1, _device.Captures); // the failed attempt never got a frame
         Assert.Equal(2, daemon.Store!.ResultCount());
+    }
+
+    /// <summary>
+    /// The button's GPIO line is held by another process: the camera is reported unavailable, and the video device and
+    /// the GPIO chip it had already opened are closed again rather than held until the process ends.
+    /// </summary>
+    [Fact]
+    public async Task A_button_line_that_cannot_be_requested_closes_the_camera_and_the_gpio_chip()
+    {
+        _gpio.Busy.Add(ButtonPin);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamb/#");
+        await sub.ConnectAsync();
+        await using var daemon = Daemon("devcamb");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamb") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status");
+
+        JsonElement camera = LastStatus(sub, "devcamb")!.Value.GetProperty("camera");
+        Assert.Equal("unavailable", camera.GetProperty("state").GetString());
+        Assert.Contains("Error 16", camera.GetProperty("error").GetString());
+        Assert.False(_device.IsOpen, "the video device stayed open");
+        Assert.True(_gpio.Disposed, "the GPIO chip stayed open");
+    }
+
+    /// <summary>
+    /// The camera stops streaming in the middle of a capture: the binding's VIDIOC_DQBUF blocks with no timeout, and the
+    /// capture used to wait for ever with the status saying "ready" and every later trigger dropped as "a capture is
+    /// running". After Qana:Camera:CaptureTimeoutSeconds the capture is a failed one (log and status say so); a frame
+    /// that comes after that is not what was in front of the lens when the trigger came, and is dropped.
+    /// </summary>
+    [Fact]
+    public async Task A_camera_that_stops_streaming_fails_the_capture_after_the_timeout_and_its_late_frame_is_dropped()
+    {
+        byte[] late = File.ReadAllBytes(TestEnv.RealImages(1, skip: 646)[0]);
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 647)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamstall/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamstall",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:CaptureTimeoutSeconds=1");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status");
+
+        _device.Stalled = true;
+        _device.Scene = late;
+        await sub.PublishAsync("qana/devcamstall/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall")?.GetProperty("camera").GetProperty("state").GetString() == "failed",
+            TimeSpan.FromSeconds(30), "a status saying the capture failed");
+        Assert.Contains("no frame within 1 s", LastStatus(sub, "devcamstall")!.Value.GetProperty("camera").GetProperty("error").GetString());
+        Assert.Contains("Camera capture (mqtt) failed", Assert.Single(daemon.Log.At(LogEventLevel.Error)));
+
+        // Streaming resumes: the stuck capture gets its frame, too late to be the one asked for.
+        _device.Stalled = false;
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
+            TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
+        _device.Scene = scene;
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the next press's result");
+        Assert.DoesNotContain(Sha(late), ResultShas(sub));
+        Assert.Equal(1, daemon.Store!.ResultCount());
+    }
+
+    /// <summary>
+    /// The daemon stops while a capture is streaming. Closing the camera under the binding's capture loop made every
+    /// following VIDIOC_DQBUF fail unnoticed and hand over buffer 0 again, which held a warm-up frame: that frame, too
+    /// dark or too bright, was written into the inbox as the capture. The capture now ends before the camera is closed.
+    /// </summary>
+    [Fact]
+    public async Task Stopping_during_a_capture_lets_it_finish_before_the_camera_is_closed()
+    {
+        byte[][] settling = TestEnv.RealImages(V4l2CameraSource.DefaultWarmupFrames, skip: 650).Select(File.ReadAllBytes).ToArray();
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 648)[0]);
+        _device.SettlingFrames = settling;
+        _device.Scene = scene;
+        _device.FrameInterval = TimeSpan.FromMilliseconds(400);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamstop/#");
+        await sub.ConnectAsync();
+        var daemon = Daemon("devcamstop");
+        await using (daemon)
+        {
+            await daemon.StartAsync();
+            PressButton();
+            await TestEnv.WaitUntil(() => _device.Ioctls.Contains("DQBUF 0"), TimeSpan.FromSeconds(30), "the first frame of the capture");
+        } // stopped, a warm-up frame or two into the capture
+
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox, "camera-*.jpg").Length > 0, TimeSpan.FromSeconds(10), "the capture's frame");
+        string frame = Assert.Single(Directory.GetFiles(daemon.Inbox, "camera-*.jpg"));
+        Assert.Equal(Sha(scene), Sha(File.ReadAllBytes(frame)));
+        Assert.DoesNotContain("DQBUF EBADF", _device.Ioctls);
     }
 
     /// <summary>

@@ -12,7 +12,8 @@ namespace QanaEdge.Daemon.Capture;
 /// deleted, by config). The frame is on disk, flushed and renamed into place, before the trigger returns, so a frame
 /// the camera gave is not lost to a kill or a power cut before its result is stored, and the image a result was made
 /// from is kept beside the inbox's. Its name is <see cref="FilePrefix"/>, the UTC time and the start of its SHA-256.
-/// Triggers that arrive while a capture is running are dropped: one press, one image. A failed capture never
+/// Triggers that arrive while a capture is running are dropped: one press, one image. A capture with no frame after
+/// its timeout is a failed one (the binding's wait for a frame has none). A failed capture never
 /// escapes (the trigger runs detached from the button's event thread and the MQTT receive path): it is logged as an
 /// error and reported through <see cref="StateChanged"/>, which the daemon turns into its retained status.
 /// </summary>
@@ -29,9 +30,13 @@ public sealed class CameraTrigger : IDisposable
     /// <summary>Start of the name of a camera frame in the inbox; the watcher gives such captures the source "camera".</summary>
     public const string FilePrefix = "camera-";
 
-    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log)
+    private readonly TimeSpan _timeout;
+
+    /// <param name="captureTimeout">How long a capture may wait for its frame (default 10 s) before it is a failed one.</param>
+    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log, TimeSpan? captureTimeout = null)
     {
         _camera = camera; _button = button; _inbox = inbox; _log = log;
+        _timeout = captureTimeout ?? TimeSpan.FromSeconds(10);
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
     }
@@ -50,9 +55,28 @@ public sealed class CameraTrigger : IDisposable
         if (Interlocked.Exchange(ref _busy, 1) == 1) { _log.LogInformation("Capture trigger ({Why}) ignored: a capture is running", why); return false; }
         try
         {
+            // The binding waits for a frame (VIDIOC_DQBUF on a blocking descriptor) with no timeout and checks its
+            // cancellation only between frames, so a camera that stops streaming held the capture for ever: the status
+            // said "ready" and every later trigger was dropped as "a capture is running". Past the timeout the capture
+            // is a failed one; the device call cannot be interrupted, so triggers stay dropped until it returns, and a
+            // frame it returns then is not what was in front of the lens at the trigger: it is dropped.
+            Task<byte[]> capture = Task.Run(_camera.CaptureJpeg);
+            using var timer = new CancellationTokenSource();
+            Task expired = await Task.WhenAny(capture, Task.Delay(_timeout, timer.Token)).ConfigureAwait(false);
+            timer.Cancel();
+            if (expired != capture)
+            {
+                string error = $"{_camera.Name}: no frame within {_timeout.TotalSeconds:0.###} s (the camera stopped streaming?)";
+                _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
+                SetState("failed", error);
+                byte[] lateFrame = await capture.ConfigureAwait(false);
+                _log.LogWarning("Camera {Camera} gave a frame ({Bytes} bytes) after the capture ({Why}) had failed; dropped", _camera.Name, lateFrame.Length, why);
+                SetState("ready", null);
+                return false;
+            }
+            byte[] frame = await capture.ConfigureAwait(false);
             await Task.Run(() =>
             {
-                byte[] frame = _camera.CaptureJpeg();
                 string sha = Convert.ToHexStringLower(SHA256.HashData(frame));
                 // Time and hash: unique, because one capture runs at a time; the same name again is the same bytes.
                 string path = Path.Combine(_inbox, $"{FilePrefix}{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}-{sha[..12]}.jpg");
@@ -86,9 +110,19 @@ public sealed class CameraTrigger : IDisposable
         StateChanged?.Invoke(next);
     }
 
+    /// <summary>Longest a stop waits for a capture that is running before it closes the camera anyway.</summary>
+    public static readonly TimeSpan StopWait = TimeSpan.FromSeconds(3);
+
     public void Dispose()
     {
         _button?.Dispose();
+        // A capture that is running ends before the camera closes, and none starts after (_busy is kept). Closing the
+        // device under the binding's capture loop makes each later VIDIOC_DQBUF fail with EBADF, which the binding does
+        // not check: it hands over its buffer 0 as it stands, a warm-up frame, which became the capture. Bounded, as a
+        // camera that stopped streaming never ends its capture (the systemd stop timeout is shared with the workers).
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan bound = _timeout < StopWait ? _timeout : StopWait;
+        while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0 && waited.Elapsed < bound) Thread.Sleep(10);
         _camera.Dispose();
     }
 }

@@ -162,6 +162,7 @@ public static class OptionsLoader
             ("Camera:WarmupFrames", IsInt, "an integer"),
             ("Camera:ButtonPin", IsInt, "an integer"),
             ("Camera:DebounceMilliseconds", IsInt, "an integer"),
+            ("Camera:CaptureTimeoutSeconds", IsInt, "an integer"),
         ];
         foreach (var (key, parses, expect) in keys)
         {

@@ -192,4 +192,9 @@ public sealed class CameraOptions
     /// <summary>GPIO line of the capture button (active low); -1: no button.</summary>
     [Range(-1, 1023)] public int ButtonPin { get; set; } = -1;
     [Range(0, 10000)] public int DebounceMilliseconds { get; set; } = 50;
+    /// <summary>
+    /// A capture that has no frame after this long is a failed one: the V4L2 binding waits for a frame (VIDIOC_DQBUF)
+    /// with no timeout, so a camera that stops streaming would otherwise hold the capture for ever.
+    /// </summary>
+    [Range(1, 600)] public int CaptureTimeoutSeconds { get; set; } = 10;
 }

@@ -187,12 +187,23 @@ public sealed class DaemonService(
             CaptureButton? button = null;
             if (options.Camera.ButtonPin >= 0)
             {
-                GpioController controller = hooks.GpioFactory?.Invoke() ?? new GpioController();
-                button = new CaptureButton(controller, options.Camera.ButtonPin, TimeSpan.FromMilliseconds(options.Camera.DebounceMilliseconds));
+                try
+                {
+                    GpioController controller = hooks.GpioFactory?.Invoke() ?? new GpioController();
+                    button = new CaptureButton(controller, options.Camera.ButtonPin, TimeSpan.FromMilliseconds(options.Camera.DebounceMilliseconds));
+                }
+                catch
+                {
+                    // The camera is reported unavailable below; its device is open already and would stay open (and
+                    // its buffers mapped) until the process ends.
+                    source.Dispose();
+                    throw;
+                }
             }
             _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
-            var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>());
+            var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>(),
+                TimeSpan.FromSeconds(options.Camera.CaptureTimeoutSeconds));
             // Operators see a failing camera in the retained status, not only in the journal.
             trigger.StateChanged += _ => PublishStatus();
             return trigger;

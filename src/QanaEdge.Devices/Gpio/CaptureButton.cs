@@ -24,9 +24,20 @@ public sealed class CaptureButton : IDisposable
         _pin = pin;
         _ownsController = ownsController;
         Debounce = debounce;
-        PinMode mode = controller.IsPinModeSupported(pin, PinMode.InputPullUp) ? PinMode.InputPullUp : PinMode.Input;
-        controller.OpenPin(pin, mode);
-        controller.RegisterCallbackForPinValueChangedEvent(pin, PinEventTypes.Falling | PinEventTypes.Rising, OnEdge);
+        try
+        {
+            PinMode mode = controller.IsPinModeSupported(pin, PinMode.InputPullUp) ? PinMode.InputPullUp : PinMode.Input;
+            controller.OpenPin(pin, mode);
+            controller.RegisterCallbackForPinValueChangedEvent(pin, PinEventTypes.Falling | PinEventTypes.Rising, OnEdge);
+        }
+        catch
+        {
+            // A line another process holds fails its request after the pin was opened: no button exists for the caller
+            // to dispose, so the pin (and the chip, when it is ours) is closed here rather than held until exit.
+            if (controller.IsPinOpen(pin)) controller.ClosePin(pin);
+            if (ownsController) controller.Dispose();
+            throw;
+        }
     }
 
     public TimeSpan Debounce { get; }

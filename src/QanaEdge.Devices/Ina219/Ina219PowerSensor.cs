@@ -98,7 +98,9 @@ public sealed class Ina219PowerSensor : IPowerSensor
 
     public PowerReading Read()
     {
-        if (_reads++ % CalibrationCheckEvery == 0)
+        // The count moves on only past a check that completed: a brown-out often fails a transfer too, and a check
+        // lost to it was otherwise skipped for a whole period while the reset chip read 0 A without an error.
+        if (_reads % CalibrationCheckEvery == 0)
         {
             ushort now = ReadRaw(Ina219Register.Calibration);
             if (now != _calibration)
@@ -107,6 +109,7 @@ public sealed class Ina219PowerSensor : IPowerSensor
                 throw new PowerSensorException($"{Name}: calibration register read 0x{now:X4} instead of 0x{_calibration:X4} (the chip was reset, a brown-out?); written again");
             }
         }
+        _reads++;
         ushort busRaw = ReadRaw(Ina219Register.BusVoltage);
         if ((busRaw & 0x1) != 0)
             throw new PowerSensorException($"{Name}: math overflow (OVF): current or power out of range for the calibration");

@@ -138,7 +138,9 @@ public sealed class Ina236PowerSensor : IPowerSensor
 
     public PowerReading Read()
     {
-        if (_reads++ % CalibrationCheckEvery == 0)
+        // The count moves on only past a check that completed: a brown-out often fails a transfer too, and a check
+        // lost to it was otherwise skipped for a whole period while the reset chip read 0 A without an error.
+        if (_reads % CalibrationCheckEvery == 0)
         {
             int now = ReadRaw(Ina236Register.Calibration) & MaxShuntCal;
             // SHUNT_CAL was computed for the programmed range: in the other range every current reads 4 times off.
@@ -150,6 +152,7 @@ public sealed class Ina236PowerSensor : IPowerSensor
                 throw new PowerSensorException($"{Name}: SHUNT_CAL read 0x{now:X4} with ADCRANGE {(int)range} instead of 0x{_shuntCal:X4} with ADCRANGE {(int)_range} (the chip was reset, a brown-out, or reconfigured?); programmed again");
             }
         }
+        _reads++;
         double bus = ReadRaw(Ina236Register.BusVoltage) * BusLsbVolts;
         double current = unchecked((short)ReadRaw(Ina236Register.Current)) * _currentLsbAmps;
         return new PowerReading(bus, current, bus * current);

@@ -37,7 +37,8 @@ public sealed class EnergyMeter : IDisposable
 
     /// <param name="sensor">Owned by the meter.</param>
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
-    /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start, before any inference runs.</param>
+    /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while a registered
+    /// inference runs are not counted.</param>
     /// <param name="startThread">False in tests that feed samples with <see cref="AddSample"/>.</param>
     public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, bool startThread = true)
     {
@@ -180,6 +181,13 @@ public sealed class EnergyMeter : IDisposable
         return seconds;
     }
 
+    /// <summary>Whether a registered inference runs at <paramref name="t"/> (under the lock; allocates nothing).</summary>
+    private bool DuringInference(long t)
+    {
+        foreach (var (s, e) in _windows) if (s <= t && t < e) return true;
+        return false;
+    }
+
     /// <summary>Records a sample taken at a <see cref="Stopwatch"/> timestamp.</summary>
     public void AddSample(long timestamp, double watts)
     {
@@ -188,7 +196,10 @@ public sealed class EnergyMeter : IDisposable
             _ring[_head] = (timestamp, watts);
             _head = (_head + 1) % _ring.Length;
             if (_count < _ring.Length) _count++;
-            if (_idleWatts is null)
+            // Only the board at rest is idle. The daemon waits for the baseline before it starts work, but for a bounded
+            // time; a sensor that answers only later would otherwise learn it from the images being classified, and every
+            // energy_mj after would be low (or 0).
+            if (_idleWatts is null && !DuringInference(timestamp))
             {
                 _idleSamples.Add(watts);
                 if (_idleSamples.Count >= _idleSampleCount)

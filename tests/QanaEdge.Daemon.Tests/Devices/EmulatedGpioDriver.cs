@@ -15,7 +15,11 @@ public sealed class EmulatedGpioDriver : GpioDriver
     protected override void OpenPin(int pinNumber) => _pins[pinNumber] = (PinMode.Input, PinValue.High);
     protected override void ClosePin(int pinNumber) => _pins.Remove(pinNumber);
     protected override void SetPinMode(int pinNumber, PinMode mode)
-        => _pins[pinNumber] = (mode, mode == PinMode.InputPullUp ? PinValue.High : _pins[pinNumber].Value);
+    {
+        // The line is requested with its mode, as libgpiod's driver does; a line another process holds is EBUSY.
+        if (Busy.Contains(pinNumber)) throw new IOException($"Error {Ebusy} setting pin mode, for pin {pinNumber}");
+        _pins[pinNumber] = (mode, mode == PinMode.InputPullUp ? PinValue.High : _pins[pinNumber].Value);
+    }
     protected override PinMode GetPinMode(int pinNumber) => _pins[pinNumber].Mode;
     protected override bool IsPinModeSupported(int pinNumber, PinMode mode) => mode is PinMode.Input or PinMode.InputPullUp or PinMode.Output;
     protected override PinValue Read(int pinNumber) => _pins[pinNumber].Value;
@@ -27,6 +31,20 @@ public sealed class EmulatedGpioDriver : GpioDriver
     protected override void RemoveCallbackForPinValueChangedEvent(int pinNumber, PinChangeEventHandler callback)
         => _callbacks.RemoveAll(c => c.Pin == pinNumber && c.Handler == callback);
     public override GpioChipInfo GetChipInfo() => throw new NotSupportedException();
+
+    private const int Ebusy = 16;
+
+    /// <summary>Lines another process holds (a request for them fails with EBUSY).</summary>
+    public HashSet<int> Busy { get; } = [];
+
+    /// <summary>The chip was closed (its controller disposed).</summary>
+    public bool Disposed { get; private set; }
+
+    protected override void Dispose(bool disposing)
+    {
+        Disposed = true;
+        base.Dispose(disposing);
+    }
 
     public PinMode ModeOf(int pin) => _pins[pin].Mode;
     public int Callbacks => _callbacks.Count;

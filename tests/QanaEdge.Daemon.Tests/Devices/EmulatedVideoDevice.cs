@@ -18,6 +18,11 @@ namespace QanaEdge.Daemon.Tests.Devices;
 /// <item>A frame is the whole mmap'ed buffer, sizeimage bytes (width × height × 2, what UVC drivers report for
 /// MJPEG), not the bytes the frame used: the JPEG is followed by whatever the buffer held before (zeros when fresh,
 /// the tail of an older, longer frame when reused).</item>
+/// <item>A sensor that stops streaming (<see cref="Stalled"/>): VIDIOC_DQBUF blocks until frames come again; the
+/// binding checks its cancellation token only between frames, so nothing on the binding's side ends the wait.</item>
+/// <item>Closing the device (<c>Dispose</c>) while a continuous capture runs closes its descriptor under the loop: each
+/// VIDIOC_DQBUF then fails with EBADF, unchecked by the binding, which hands over buffer 0 as it stands, again and
+/// again.</item>
 /// <item>Auto-exposure settles only once frames flow: the first frames after each VIDIOC_STREAMON are
 /// <see cref="SettlingFrames"/>, then <see cref="Scene"/>.</item>
 /// <item>A device that went away fails at open with the binding's own message
@@ -59,6 +64,21 @@ public sealed class EmulatedVideoDevice : VideoDevice
 
     /// <summary>The device node is gone (USB camera unplugged).</summary>
     public bool Unplugged { get; set; }
+
+    /// <summary>
+    /// The sensor stopped streaming (a UVC camera that stalls, a starved USB bus): VIDIOC_DQBUF blocks, as it does on a
+    /// blocking file descriptor with no frame coming, until streaming resumes.
+    /// </summary>
+    public bool Stalled
+    {
+        get => !_streaming.IsSet;
+        set { if (value) _streaming.Reset(); else _streaming.Set(); }
+    }
+
+    private readonly ManualResetEventSlim _streaming = new(initialState: true);
+
+    /// <summary>Time the sensor takes per frame: VIDIOC_DQBUF returns once it has passed (zero: at once).</summary>
+    public TimeSpan FrameInterval { get; set; }
 
     /// <summary>Streams started so far (VIDIOC_STREAMON; one per capture).</summary>
     public int Captures => Volatile.Read(ref _captures);
@@ -159,6 +179,18 @@ public sealed class EmulatedVideoDevice : VideoDevice
     /// </summary>
     private byte[] Dequeue(bool pooled, out int length)
     {
+        if (_disposed)
+        {
+            // The descriptor was closed under the running loop: VIDIOC_DQBUF fails with EBADF, which the binding does
+            // not check, so it copies buffer 0 (its v4l2_buffer's index still 0) as it stands and hands it over.
+            lock (_lock) _ioctls.Add("DQBUF EBADF");
+            length = _buffers[0].Length;
+            byte[] stale = pooled ? ArrayPool<byte>.Shared.Rent(length) : new byte[length];
+            _buffers[0].CopyTo(stale, 0);
+            return stale;
+        }
+        _streaming.Wait(); // VIDIOC_DQBUF sleeps until the driver completes a buffer
+        if (FrameInterval > TimeSpan.Zero) Thread.Sleep(FrameInterval);
         int index;
         lock (_lock)
         {

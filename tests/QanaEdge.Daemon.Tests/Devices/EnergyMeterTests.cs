@@ -56,6 +56,27 @@ public sealed class EnergyMeterTests
         Assert.Null(meter.EnergyMillijoules(1000, 1000 + Ms(1)));
     }
 
+    /// <summary>
+    /// The daemon waits for the baseline before its workers start, but only for a bounded time: a sensor that starts
+    /// answering later (a kernel driver bound late, a loose wire) learned its baseline from the backlog it found being
+    /// classified. Readings taken while an inference runs are not idle and are not part of the baseline.
+    /// </summary>
+    [Fact]
+    public void Readings_taken_while_an_inference_runs_are_not_learned_as_idle()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        long t = 3_000_000;
+        meter.AddSample(t, 2.0);
+        meter.AddSample(t + Ms(1), 2.0);
+        long w = meter.BeginInference(t + Ms(2));
+        for (int i = 2; i <= 12; i++) meter.AddSample(t + Ms(i), 6.0); // the board classifying: 6 W
+        Assert.Null(meter.EndInference(w, t + Ms(12) + 1));
+        Assert.Null(meter.IdleWatts);
+        meter.AddSample(t + Ms(13), 2.0);
+        meter.AddSample(t + Ms(14), 2.0);
+        Assert.Equal(2.0, meter.IdleWatts);
+    }
+
     [Fact]
     public void Sampling_thread_reads_the_sensor_and_learns_idle()
     {

@@ -81,6 +81,42 @@ public sealed class PowerSensorTests
         }
     }
 
+    /// <summary>
+    /// A brown-out often comes with a failed transfer. When the one that failed was the periodic read of the calibration
+    /// register, the check was skipped until the next period, and the reset chip read 0 A without an error for another
+    /// 255 reads (0.5 s at 2 ms), charged to the images of that time as power below idle.
+    /// </summary>
+    [Fact]
+    public void A_calibration_check_that_fails_on_the_bus_is_made_again_at_the_next_read()
+    {
+        var ina219 = new SimulatedIna219();
+        using (var sensor = new Ina219PowerSensor(ina219, 0.1, 3.2))
+        {
+            ina219.BusSteps = 1250; ina219.ShuntRaw = 4000; // 0.4 A
+            Assert.Equal(0.4, sensor.Read().CurrentAmps, 3);
+            ina219.Brownout();
+            for (int i = 1; i < Ina219PowerSensor.CalibrationCheckEvery; i++) sensor.Read(); // 0 A, no error: the chip cannot tell
+            ina219.FailNext = 1;
+            Assert.Throws<IOException>(() => sensor.Read()); // the check's read
+            var e = Assert.Throws<PowerSensorException>(() => sensor.Read());
+            Assert.Contains("the chip was reset", e.Message);
+            Assert.Equal(0.4, sensor.Read().CurrentAmps, 3);
+        }
+        var ina236 = new SimulatedIna236();
+        using (var sensor = new Ina236PowerSensor(ina236, 0.008, 4.0))
+        {
+            ina236.BusSteps = 7500; ina236.ShuntRaw = 4000; // 1.25 A
+            Assert.Equal(1.25, sensor.Read().CurrentAmps, 2);
+            ina236.Brownout();
+            for (int i = 1; i < Ina236PowerSensor.CalibrationCheckEvery; i++) sensor.Read();
+            ina236.FailNext = 1;
+            Assert.Throws<IOException>(() => sensor.Read());
+            var e = Assert.Throws<PowerSensorException>(() => sensor.Read());
+            Assert.Contains("the chip was reset", e.Message);
+            Assert.Equal(1.25, sensor.Read().CurrentAmps, 2);
+        }
+    }
+
     [Fact]
     public void Ina219_refuses_a_current_range_the_shunt_cannot_carry()
     {
