@@ -51,4 +51,29 @@ public sealed class PowerBaselineTests : IDisposable
         int started = lines.FindIndex(l => l.StartsWith("Pipeline started", StringComparison.Ordinal));
         Assert.True(baseline >= 0 && baseline < started, string.Join(" | ", lines.Take(20)));
     }
+
+    /// <summary>
+    /// A configured sensor that is missing at start (here no INA226 under the hwmon root, as before its driver loads)
+    /// does not keep the device from classifying: the image gets its result with energy_mj null, and the log and the
+    /// retained status say why. It used to stop the daemon at start, in a restart loop that classified nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_configured_sensor_missing_at_start_leaves_energy_null_and_the_daemon_classifying()
+    {
+        string hwmon = Directory.CreateDirectory(Path.Combine(_root, "hwmon-empty")).FullName;
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devnopw/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devnopw", null, "--Qana:Power:Sensor=Hwmon",
+            $"--Qana:Power:HwmonRoot={hwmon}", "--Qana:Power:HwmonChip=ina226");
+        await daemon.StartAsync();
+        TestEnv.Drop(TestEnv.RealImages(1, skip: 970)[0], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(60), "the image's result");
+
+        Assert.Equal(JsonValueKind.Null, sub.Results.Values.Single().First().GetProperty("energy_mj").ValueKind);
+        Assert.Contains(daemon.Log.Events, e => e.Level == Serilog.Events.LogEventLevel.Error
+            && e.Message.StartsWith("POWER: ", StringComparison.Ordinal) && e.Message.Contains("running without a power sensor", StringComparison.Ordinal));
+        JsonElement status = sub.Messages.Where(m => m.Topic == "qana/devnopw/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+        Assert.Equal("online", status.GetProperty("state").GetString());
+        Assert.Contains("ina226", status.GetProperty("power_error").GetString(), StringComparison.Ordinal);
+    }
 }

@@ -48,6 +48,8 @@ public sealed class DaemonService(
     private Task? _telemetry;
     private string? _version;
     private CameraState? _cameraUnavailable;
+    // Why a configured power sensor is not used (missing or refused at start), for the retained status; null when it is.
+    private string? _powerProblem;
     private readonly CancellationTokenSource _stop = new();
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -64,7 +66,17 @@ public sealed class DaemonService(
         // Loud: the device runs another model than the one last applied to it.
         if (model.Problem is not null) _log.LogError("MODEL: {Problem}; running {ModelId} {ModelVersion} instead", model.Problem, provider.ModelId, provider.ModelVersion);
 
-        IPowerSensor? sensor = PowerSetup.Open(options.Power);
+        IPowerSensor? sensor = null;
+        try { sensor = PowerSetup.Open(options.Power); }
+        catch (PowerSensorException e)
+        {
+            // Classifying is what the device is for; the energy per image is a measurement beside it. A configured sensor
+            // that is missing or refuses its chip at start (a hwmon driver not loaded yet, a wrong address) kept the
+            // daemon from starting, in a restart loop that classified nothing. It now runs without: energy_mj is null,
+            // and the log and the retained status say why until a restart finds the sensor.
+            _powerProblem = e.Message;
+            _log.LogError("POWER: {Error}; running without a power sensor (energy_mj is null) until a restart finds it", e.Message);
+        }
         if (sensor is not null)
         {
             _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
@@ -162,7 +174,7 @@ public sealed class DaemonService(
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
             provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey,
-            DeadLetterCount());
+            DeadLetterCount(), _powerProblem);
     }
 
     /// <summary>The dead letters' count for the status; none when the store cannot be read (the status goes out anyway).</summary>

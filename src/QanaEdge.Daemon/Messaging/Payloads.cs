@@ -71,7 +71,8 @@ public static class Payloads
     }
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
-        Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null, int? deadLetters = null)
+        Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null, int? deadLetters = null,
+        string? powerError = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -111,6 +112,8 @@ public static class Payloads
             // Results the broker kept refusing, held in LiteDB and sent again after a restart: an operator sees them here
             // rather than only in the journal.
             if (deadLetters is int dead) w.WriteNumber("dead_letters", dead);
+            // A configured power sensor the daemon runs without (it was missing or refused at start).
+            if (powerError is not null) w.WriteString("power_error", powerError);
             w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
             w.WriteEndObject();
         }
