@@ -172,6 +172,22 @@ public sealed class ClassifyCommandTests : IDisposable
         }
     }
 
+    /// <summary>An overlay that cannot be written (here its name is taken by a folder) fails that image in one line naming
+    /// the overlay, and leaves no temporary file beside it.</summary>
+    [Fact]
+    public void An_overlay_that_cannot_be_written_leaves_no_temporary_file()
+    {
+        string[] images = Jpegs(2);
+        string overlay = Path.Combine(_dir, "heat.png");
+        string blocked = Commands.ClassifyCommand.OverlayPath(overlay, images[1], 2);
+        Directory.CreateDirectory(blocked);
+        var (code, _, stderr) = Qana(["classify", .. images, "--model", _package, "--saliency", overlay]);
+        Assert.Equal(1, code);
+        string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"cannot write '{blocked}'", error);
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp*"));
+    }
+
     [Fact]
     public void Several_overlays_get_one_file_each() =>
         Assert.Equal(Path.Combine("out", "heat.ISIC_1.png"), Commands.ClassifyCommand.OverlayPath(Path.Combine("out", "heat.png"), "/x/ISIC_1.jpg", 2));

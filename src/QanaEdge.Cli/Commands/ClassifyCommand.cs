@@ -66,7 +66,9 @@ public sealed class ClassifyCommand : IVerb
                     if (saliencyPath is not null)
                     {
                         RgbImage decoded = ImageDecoder.Decode(bytes);
-                        SaliencyOverlay.SavePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop), UniqueIn(overlays, OverlayPath(saliencyPath, image, images.Length)));
+                        // Written whole through Files: a failure names the overlay and leaves no temporary file behind.
+                        Files.WriteAtomically(UniqueIn(overlays, OverlayPath(saliencyPath, image, images.Length)),
+                            SaliencyOverlay.EncodePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop)));
                     }
                     context.Out.WriteLine(json ? ToJson(image, result) : ToText(image, result));
                 }
