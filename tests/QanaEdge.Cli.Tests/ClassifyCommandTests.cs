@@ -188,6 +188,23 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp*"));
     }
 
+    /// <summary>A folder given for --saliency is refused with several images as with one; it used to become the prefix
+    /// of hidden files (DIR/.IMAGE.png).</summary>
+    [Fact]
+    public void A_folder_given_for_the_overlay_is_refused_with_several_images()
+    {
+        string[] images = Jpegs(2);
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "overlays")).FullName;
+        foreach (string given in (string[])[folder, folder + Path.DirectorySeparatorChar])
+        {
+            var (code, stdout, stderr) = Qana(["classify", .. images, "--model", _package, "--saliency", given]);
+            Assert.Equal(1, code);
+            Assert.Equal("", stdout);
+            Assert.Contains("is a folder", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+            Assert.Empty(Directory.GetFileSystemEntries(folder));
+        }
+    }
+
     [Fact]
     public void Several_overlays_get_one_file_each() =>
         Assert.Equal(Path.Combine("out", "heat.ISIC_1.png"), Commands.ClassifyCommand.OverlayPath(Path.Combine("out", "heat.png"), "/x/ISIC_1.jpg", 2));
