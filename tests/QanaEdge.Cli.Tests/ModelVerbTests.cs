@@ -187,4 +187,27 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         string update = Write("u.qana", PackageWriter.ToBytes(SmallPackages.ReadoutUpdate()));
         Qana.Run("export-onnx", update, Path.Combine(_dir, "u.onnx")).AssertOneLineError(1, "readout update");
     }
+
+    /// <summary>A readout update holds only a readout: the verbs that run a model refuse it in one line. classify and
+    /// evaluate reported an internal error (ArgumentException), and bench measured the readout alone as if it were the model.</summary>
+    [Theory]
+    [InlineData("classify")]
+    [InlineData("evaluate")]
+    [InlineData("bench")]
+    public void A_readout_update_given_as_the_model_is_refused_in_one_line(string verb)
+    {
+        string update = Write("u.qana", PackageWriter.ToBytes(SmallPackages.ReadoutUpdate()));
+        string image = ClassifyCommandTests.Jpegs(1)[0];
+        string labels = Path.Combine(_dir, "labels.csv");
+        File.WriteAllText(labels, $"image_id,dx\n{Path.GetFileNameWithoutExtension(image)},nv\n");
+        string[] args = verb switch
+        {
+            "classify" => ["classify", image, "--model", update, "--json"],
+            "evaluate" => ["evaluate", "--images", Path.GetDirectoryName(image)!, "--labels", labels, "--model", update],
+            _ => ["bench", "--model", update, "--runs", "10", "--no-peer"],
+        };
+        CliResult r = Qana.Run(args);
+        r.AssertOneLineError(1, "readout update");
+        Assert.Equal("", r.Out);
+    }
 }

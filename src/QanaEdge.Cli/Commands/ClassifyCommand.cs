@@ -37,7 +37,7 @@ public sealed class ClassifyCommand : IVerb
 
     private static int Run(CliContext context, string[] images, string? modelPath, bool json, string? saliencyPath, bool symmetries)
     {
-        ModelPackage package = PackageReader.Load(DefaultModel.Locate(modelPath));
+        ModelPackage package = Files.LoadModel(DefaultModel.Locate(modelPath));
         IntegerEngine engine;
         try
         {

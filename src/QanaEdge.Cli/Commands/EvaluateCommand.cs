@@ -44,7 +44,7 @@ public sealed class EvaluateCommand : IVerb
             if (max is int m && m < rows.Count) rows = rows.Take(m).ToArray();
 
             string packagePath = DefaultModel.Locate(parse.GetValue(model));
-            ModelPackage package = PackageReader.Load(packagePath);
+            ModelPackage package = Files.LoadModel(packagePath);
             var options = new ClassifierOptions { Symmetries = parse.GetValue(symmetries) };
             var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context), options);
             foreach (var r in summary.Rejected)

@@ -16,6 +16,21 @@ public static class Files
     }
 
     /// <summary>
+    /// Loads the package a verb runs as a model (classify, evaluate, bench). A readout update holds only a readout and
+    /// its input is the head's feature vector, not an image: classify and evaluate failed on it with an internal error,
+    /// and bench measured the readout alone as if it were the model.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The package is a readout update.</exception>
+    public static ModelPackage LoadModel(string path)
+    {
+        ModelPackage package = PackageReader.Load(path);
+        if (package.Manifest.Kind == PackageKind.ReadoutUpdate)
+            throw new CommandFailedException(
+                $"'{path}' is a readout update for {package.Manifest.BaseModelId} {package.Manifest.BaseModelVersion}, not a model: give its model with --model");
+        return package;
+    }
+
+    /// <summary>
     /// Writes the file whole (<see cref="WholeFile.Write"/>: beside the target, flushed to the disk, then renamed), so no
     /// reader ever sees half a file and a power cut leaves the old file or the new one. The temporary name carries the
     /// process id, so two runs writing the same output do not share one. On failure the temporary file is removed and
