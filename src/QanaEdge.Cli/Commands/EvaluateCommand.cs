@@ -45,6 +45,16 @@ public sealed class EvaluateCommand : IVerb
 
             string packagePath = DefaultModel.Locate(parse.GetValue(model));
             ModelPackage package = Files.LoadModel(packagePath);
+            // The report folder is made before the images are classified (the labels and the model have loaded, so
+            // little else can fail first): one that cannot be made used to fail only after the whole run.
+            if (parse.GetValue(report) is string folder)
+            {
+                try { Directory.CreateDirectory(folder); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CommandFailedException($"cannot create the report folder '{folder}': {Cli.OneLine(e.Message)}");
+                }
+            }
             var options = new ClassifierOptions { Symmetries = parse.GetValue(symmetries) };
             var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context), options);
             foreach (var r in summary.Rejected)
@@ -60,7 +70,12 @@ public sealed class EvaluateCommand : IVerb
             }
             if (parse.GetValue(report) is string dir)
             {
-                string html = HtmlReport.Write(dir, summary);
+                string html;
+                try { html = HtmlReport.Write(dir, summary); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CommandFailedException($"cannot write the report into '{dir}': {Cli.OneLine(e.Message)}");
+                }
                 if (jsonPath != "-") context.Out.WriteLine($"report       {html}");
             }
             return Cli.Ok;

@@ -153,6 +153,19 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.Contains("none.qana", err);
     }
 
+    /// <summary>A report folder that cannot be made fails before any image is classified, as an unwritable --json
+    /// file does; it used to fail only after the whole run, with the file system's message alone.</summary>
+    [Fact]
+    public void A_report_folder_that_cannot_be_made_fails_before_the_run()
+    {
+        string report = Path.Combine(f.Labels, "report");   // under a file: no folder can be made there
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--report", report);
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"qana: cannot create the report folder '{report}'", line);
+    }
+
     [Fact]
     public void Rejected_images_are_listed_not_counted()
     {
