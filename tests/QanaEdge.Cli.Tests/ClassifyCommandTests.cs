@@ -85,6 +85,19 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.DoesNotContain("   at ", stderr);
     }
 
+    /// <summary>A file that reports no size and never ends (a device, a pipe) is held to the size limit as it is read:
+    /// /dev/zero used to be read until memory ran out, an internal error that also ended the run.</summary>
+    [Fact]
+    public void An_endless_file_is_rejected_as_too_large_and_the_next_image_still_runs()
+    {
+        if (!File.Exists("/dev/zero")) return;
+        string good = Jpegs(1)[0];
+        var (code, stdout, stderr) = Qana("classify", "/dev/zero", good, "--model", _package, "--json");
+        Assert.Equal(1, code);
+        Assert.Contains(good, Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        Assert.StartsWith("qana: /dev/zero: rejected (too_large)", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
     [Fact]
     public void The_saliency_option_writes_a_png_over_the_image()
     {
