@@ -166,6 +166,24 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.StartsWith($"qana: cannot create the report folder '{report}'", line);
     }
 
+    /// <summary>A file that is not a CSV given for --labels (an image, an archive) is one short, printable line: the
+    /// header it "found" was echoed whole, control bytes and all (megabytes when the file had no line break).</summary>
+    [Fact]
+    public void A_binary_file_given_for_the_labels_is_one_short_printable_line()
+    {
+        var bytes = new byte[200_000];
+        new Random(7).NextBytes(bytes);
+        for (int i = 0; i < bytes.Length; i++) if (bytes[i] is (byte)'\n' or (byte)'\r' or (byte)'"' or (byte)',') bytes[i] = 0x1b;
+        string labels = Path.Combine(f.Dir, "binary.csv");
+        File.WriteAllBytes(labels, bytes);
+        var (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", labels, "--model", f.Package);
+        Assert.Equal(1, code);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("the header must name the columns image_id and dx", line);
+        Assert.True(line.Length < 400, $"{line.Length} characters");
+        Assert.DoesNotContain(line, char.IsControl);
+    }
+
     [Fact]
     public void Rejected_images_are_listed_not_counted()
     {
