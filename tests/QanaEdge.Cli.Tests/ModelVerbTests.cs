@@ -210,4 +210,43 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         r.AssertOneLineError(1, "readout update");
         Assert.Equal("", r.Out);
     }
+
+    /// <summary>An empty output path (often an unset shell variable: --json "$OUT") is bad usage, exit 2; it was an
+    /// internal error (ArgumentException from Path.GetFullPath).</summary>
+    [Theory]
+    [InlineData("keygen")]
+    [InlineData("sign")]
+    [InlineData("export-onnx")]
+    [InlineData("bench")]
+    [InlineData("evaluate --json")]
+    [InlineData("evaluate --report")]
+    [InlineData("split")]
+    [InlineData("classify")]
+    public void An_empty_output_path_is_bad_usage(string verb)
+    {
+        string pkg = Package();
+        string labels = Write("labels.csv", "image_id,lesion_id,dx\nISIC_0024306,HAM_1,nv\n"u8.ToArray());
+        string images = Path.GetDirectoryName(ClassifyCommandTests.Jpegs(1)[0])!;
+        string[] args = verb switch
+        {
+            "keygen" => ["keygen", "--role", "vendor", "--out", ""],
+            "sign" => ["sign", "--key", Keygen(), pkg, "--out", ""],
+            "export-onnx" => ["export-onnx", pkg, ""],
+            "bench" => ["bench", "--model", pkg, "--json", ""],
+            "evaluate --json" => ["evaluate", "--images", images, "--labels", labels, "--model", pkg, "--json", ""],
+            "evaluate --report" => ["evaluate", "--images", images, "--labels", labels, "--model", pkg, "--report", ""],
+            "split" => ["split", "--images", images, "--labels", labels, "--out", ""],
+            _ => ["classify", ClassifyCommandTests.Jpegs(1)[0], "--model", pkg, "--saliency", ""],
+        };
+        CliResult r = Qana.Run(args);
+        r.AssertOneLineError(2, "empty");
+        Assert.DoesNotContain("internal error", r.Err);
+    }
+
+    private string Keygen()
+    {
+        string prefix = Path.Combine(_dir, "vendor");
+        Assert.Equal(0, Qana.Run("keygen", "--role", "vendor", "--out", prefix).Code);
+        return prefix + ".key";
+    }
 }

@@ -48,6 +48,16 @@ public static class Files
     }
 
     /// <summary>
+    /// Refuses an empty output path as bad usage (exit 2). It is usually an unset shell variable (--json "$OUT"), and it
+    /// failed deep inside as an internal error: Path.GetFullPath and Directory.CreateDirectory throw ArgumentException.
+    /// </summary>
+    /// <exception cref="UsageException">The path is empty or blank.</exception>
+    public static void RefuseEmpty(string path, string what)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new UsageException($"{what} is empty");
+    }
+
+    /// <summary>
     /// Refuses an output file path that names a folder (an existing one, or any path ending in a separator). For
     /// outputs written only at the end of a long run, whose missing folders the run creates itself, so
     /// <see cref="CheckWritable"/> would be too strict.
@@ -55,6 +65,7 @@ public static class Files
     /// <exception cref="CommandFailedException">The path is a folder.</exception>
     public static void RefuseFolder(string path, string option)
     {
+        RefuseEmpty(path, option);
         if (Directory.Exists(path) || Path.EndsInDirectorySeparator(path))
             throw new CommandFailedException($"cannot write '{path}': it is a folder ({option} names a file)");
     }
@@ -64,8 +75,10 @@ public static class Files
     /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
     /// </summary>
     /// <exception cref="CommandFailedException">The folder does not exist, or the path is a folder.</exception>
-    public static string CheckWritable(string path)
+    /// <exception cref="UsageException">The path is empty.</exception>
+    public static string CheckWritable(string path, string what = "the output path")
     {
+        RefuseEmpty(path, what);
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new CommandFailedException($"cannot write '{path}': it is a folder");
         string? folder = Path.GetDirectoryName(full);
