@@ -184,6 +184,19 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.DoesNotContain(line, char.IsControl);
     }
 
+    /// <summary>A label file with classic Mac line ends (CR alone, Excel's "CSV (Macintosh)") reads like one with LF or
+    /// CRLF: the reader dropped every CR, so the whole file was one header record ("has a header but no rows").</summary>
+    [Fact]
+    public void Labels_with_carriage_returns_alone_as_line_ends_are_read()
+    {
+        string labels = Path.Combine(f.Dir, "mac.csv");
+        File.WriteAllText(labels, File.ReadAllText(f.Labels).ReplaceLineEndings("\r"));
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", labels, "--model", f.Package, "--json", "-", "--limit", "3");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(3, doc.RootElement.GetProperty("n").GetInt32());
+    }
+
     [Fact]
     public void Rejected_images_are_listed_not_counted()
     {
