@@ -56,7 +56,19 @@ public static class ImageDecoder
         if (info.Exists && info.Length > limits.MaxFileBytes)
             throw new ImageRejectedException(RejectReason.TooLarge,
                 $"file is {info.Length} bytes, over the {limits.MaxFileBytes}-byte limit");
-        return File.ReadAllBytes(path);
+        if (!info.Exists || info.Length > 0) return File.ReadAllBytes(path);
+        // No size to refuse from: a pipe or a device reports 0 and may never end (/dev/zero was read until memory ran
+        // out). Read it, stopping one byte over the limit, so the limit holds for it too.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        using var bytes = new MemoryStream();
+        byte[] chunk = new byte[81920];
+        for (int n; (n = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, limits.MaxFileBytes + 1 - bytes.Length))) > 0;)
+        {
+            bytes.Write(chunk, 0, n);
+            if (bytes.Length > limits.MaxFileBytes)
+                throw new ImageRejectedException(RejectReason.TooLarge, $"file is over the {limits.MaxFileBytes}-byte limit (read without a known size)");
+        }
+        return bytes.ToArray();
     }
 
     /// <summary>Decode, also reporting the peak bytes the image library held (for tests of the cap).</summary>

@@ -1,3 +1,4 @@
+using QanaEdge.Model;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.PixelFormats;
@@ -47,16 +48,20 @@ public static class SaliencyOverlay
         return new RgbImage(image.Width, image.Height, px);
     }
 
-    /// <summary>Writes an image as PNG, atomically (temporary file then rename).</summary>
-    public static void SavePng(RgbImage image, string path)
+    /// <summary>Writes an image as PNG, whole (<see cref="WholeFile.Write"/>: temporary file, then rename). The temporary
+    /// file is removed when the write fails: the hand-rolled version left "OUT.png.tmp-PID" behind when, say, the target
+    /// name was taken by a folder.</summary>
+    public static void SavePng(RgbImage image, string path) =>
+        WholeFile.Write(Path.GetFullPath(path), EncodePng(image), WholeFileOptions.UserOutput);
+
+    /// <summary>The image as PNG file bytes.</summary>
+    public static byte[] EncodePng(RgbImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
-        string full = Path.GetFullPath(path);
-        string temp = $"{full}.tmp-{Environment.ProcessId}";
-        using (Image<Rgb24> png = Image.LoadPixelData<Rgb24>(image.Pixels, image.Width, image.Height))
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
-            png.Save(stream, new PngEncoder());
-        File.Move(temp, full, overwrite: true);
+        using Image<Rgb24> png = Image.LoadPixelData<Rgb24>(image.Pixels, image.Width, image.Height);
+        using var stream = new MemoryStream();
+        png.Save(stream, new PngEncoder());
+        return stream.ToArray();
     }
 
     private static double Sample(SaliencyMap map, double fx, double fy)

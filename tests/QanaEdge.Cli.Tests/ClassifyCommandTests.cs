@@ -85,6 +85,19 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.DoesNotContain("   at ", stderr);
     }
 
+    /// <summary>A file that reports no size and never ends (a device, a pipe) is held to the size limit as it is read:
+    /// /dev/zero used to be read until memory ran out, an internal error that also ended the run.</summary>
+    [Fact]
+    public void An_endless_file_is_rejected_as_too_large_and_the_next_image_still_runs()
+    {
+        if (!File.Exists("/dev/zero")) return;
+        string good = Jpegs(1)[0];
+        var (code, stdout, stderr) = Qana("classify", "/dev/zero", good, "--model", _package, "--json");
+        Assert.Equal(1, code);
+        Assert.Contains(good, Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        Assert.StartsWith("qana: /dev/zero: rejected (too_large)", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
     [Fact]
     public void The_saliency_option_writes_a_png_over_the_image()
     {
@@ -169,6 +182,39 @@ public sealed class ClassifyCommandTests : IDisposable
             Assert.Equal(expected.Label, doc.RootElement.GetProperty("label").GetString());
             Assert.Equal(expected.Symmetrized, doc.RootElement.TryGetProperty("symmetrized", out JsonElement s) && s.GetBoolean());
             Assert.False(doc.RootElement.GetProperty("tiled").GetBoolean());
+        }
+    }
+
+    /// <summary>An overlay that cannot be written (here its name is taken by a folder) fails that image in one line naming
+    /// the overlay, and leaves no temporary file beside it.</summary>
+    [Fact]
+    public void An_overlay_that_cannot_be_written_leaves_no_temporary_file()
+    {
+        string[] images = Jpegs(2);
+        string overlay = Path.Combine(_dir, "heat.png");
+        string blocked = Commands.ClassifyCommand.OverlayPath(overlay, images[1], 2);
+        Directory.CreateDirectory(blocked);
+        var (code, _, stderr) = Qana(["classify", .. images, "--model", _package, "--saliency", overlay]);
+        Assert.Equal(1, code);
+        string error = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"cannot write '{blocked}'", error);
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp*"));
+    }
+
+    /// <summary>A folder given for --saliency is refused with several images as with one; it used to become the prefix
+    /// of hidden files (DIR/.IMAGE.png).</summary>
+    [Fact]
+    public void A_folder_given_for_the_overlay_is_refused_with_several_images()
+    {
+        string[] images = Jpegs(2);
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "overlays")).FullName;
+        foreach (string given in (string[])[folder, folder + Path.DirectorySeparatorChar])
+        {
+            var (code, stdout, stderr) = Qana(["classify", .. images, "--model", _package, "--saliency", given]);
+            Assert.Equal(1, code);
+            Assert.Equal("", stdout);
+            Assert.Contains("is a folder", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+            Assert.Empty(Directory.GetFileSystemEntries(folder));
         }
     }
 

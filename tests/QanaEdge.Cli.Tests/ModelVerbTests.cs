@@ -187,4 +187,66 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         string update = Write("u.qana", PackageWriter.ToBytes(SmallPackages.ReadoutUpdate()));
         Qana.Run("export-onnx", update, Path.Combine(_dir, "u.onnx")).AssertOneLineError(1, "readout update");
     }
+
+    /// <summary>A readout update holds only a readout: the verbs that run a model refuse it in one line. classify and
+    /// evaluate reported an internal error (ArgumentException), and bench measured the readout alone as if it were the model.</summary>
+    [Theory]
+    [InlineData("classify")]
+    [InlineData("evaluate")]
+    [InlineData("bench")]
+    public void A_readout_update_given_as_the_model_is_refused_in_one_line(string verb)
+    {
+        string update = Write("u.qana", PackageWriter.ToBytes(SmallPackages.ReadoutUpdate()));
+        string image = ClassifyCommandTests.Jpegs(1)[0];
+        string labels = Path.Combine(_dir, "labels.csv");
+        File.WriteAllText(labels, $"image_id,dx\n{Path.GetFileNameWithoutExtension(image)},nv\n");
+        string[] args = verb switch
+        {
+            "classify" => ["classify", image, "--model", update, "--json"],
+            "evaluate" => ["evaluate", "--images", Path.GetDirectoryName(image)!, "--labels", labels, "--model", update],
+            _ => ["bench", "--model", update, "--runs", "10", "--no-peer"],
+        };
+        CliResult r = Qana.Run(args);
+        r.AssertOneLineError(1, "readout update");
+        Assert.Equal("", r.Out);
+    }
+
+    /// <summary>An empty output path (often an unset shell variable: --json "$OUT") is bad usage, exit 2; it was an
+    /// internal error (ArgumentException from Path.GetFullPath).</summary>
+    [Theory]
+    [InlineData("keygen")]
+    [InlineData("sign")]
+    [InlineData("export-onnx")]
+    [InlineData("bench")]
+    [InlineData("evaluate --json")]
+    [InlineData("evaluate --report")]
+    [InlineData("split")]
+    [InlineData("classify")]
+    public void An_empty_output_path_is_bad_usage(string verb)
+    {
+        string pkg = Package();
+        string labels = Write("labels.csv", "image_id,lesion_id,dx\nISIC_0024306,HAM_1,nv\n"u8.ToArray());
+        string images = Path.GetDirectoryName(ClassifyCommandTests.Jpegs(1)[0])!;
+        string[] args = verb switch
+        {
+            "keygen" => ["keygen", "--role", "vendor", "--out", ""],
+            "sign" => ["sign", "--key", Keygen(), pkg, "--out", ""],
+            "export-onnx" => ["export-onnx", pkg, ""],
+            "bench" => ["bench", "--model", pkg, "--json", ""],
+            "evaluate --json" => ["evaluate", "--images", images, "--labels", labels, "--model", pkg, "--json", ""],
+            "evaluate --report" => ["evaluate", "--images", images, "--labels", labels, "--model", pkg, "--report", ""],
+            "split" => ["split", "--images", images, "--labels", labels, "--out", ""],
+            _ => ["classify", ClassifyCommandTests.Jpegs(1)[0], "--model", pkg, "--saliency", ""],
+        };
+        CliResult r = Qana.Run(args);
+        r.AssertOneLineError(2, "empty");
+        Assert.DoesNotContain("internal error", r.Err);
+    }
+
+    private string Keygen()
+    {
+        string prefix = Path.Combine(_dir, "vendor");
+        Assert.Equal(0, Qana.Run("keygen", "--role", "vendor", "--out", prefix).Code);
+        return prefix + ".key";
+    }
 }

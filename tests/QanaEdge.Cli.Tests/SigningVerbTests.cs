@@ -43,6 +43,15 @@ public sealed class SigningVerbTests : IDisposable
         Qana.Run("keygen", "--role", "learner", "--out", Path.Combine(_keys, "v")).AssertOneLineError(1, "already exists");
     }
 
+    /// <summary>A prefix that ends in a folder separator names a folder, not a prefix: it used to write the hidden files
+    /// DIR/.key and DIR/.pub.</summary>
+    [Fact]
+    public void Keygen_RefusesAPrefixThatIsAFolder()
+    {
+        Qana.Run("keygen", "--role", "vendor", "--out", _keys + Path.DirectorySeparatorChar).AssertOneLineError(1, "folder");
+        Assert.Empty(Directory.GetFileSystemEntries(_keys));
+    }
+
     [Fact]
     public void VendorSignsModel_VerifyAccepts_TamperingIsRefused()
     {

@@ -32,9 +32,9 @@ public sealed class BenchCommand : IVerb
         {
             int n = parse.GetValue(runs);
             if (n < 10) throw new UsageException("--runs must be at least 10");
-            if (parse.GetValue(json) is string target) Files.CheckWritable(target);   // before the measurement, not after
+            if (parse.GetValue(json) is string target) Files.CheckWritable(target, "--json");   // before the measurement, not after
             string path = DefaultModel.Locate(parse.GetValue(model));
-            ModelPackage package = PackageReader.Load(path);
+            ModelPackage package = Files.LoadModel(path);
             JsonObject result = Measure(package, Path.GetFileName(path), n, !parse.GetValue(noPeer), context.Out);
             string? jsonPath = parse.GetValue(json);
             if (jsonPath is not null)

@@ -37,7 +37,7 @@ public sealed class ClassifyCommand : IVerb
 
     private static int Run(CliContext context, string[] images, string? modelPath, bool json, string? saliencyPath, bool symmetries)
     {
-        ModelPackage package = PackageReader.Load(DefaultModel.Locate(modelPath));
+        ModelPackage package = Files.LoadModel(DefaultModel.Locate(modelPath));
         IntegerEngine engine;
         try
         {
@@ -48,6 +48,9 @@ public sealed class ClassifyCommand : IVerb
             throw new CommandFailedException($"the model cannot run: {e.Message}");
         }
         // The overlays' folder is checked once, before any image: a missing one was reported again for every image.
+        // A folder given for OUT is refused with several images too (with one, CheckWritable refuses it): OverlayPath
+        // made "DIR/" into hidden files DIR/.IMAGE.png, and "DIR" into DIR.IMAGE.png beside it.
+        if (saliencyPath is not null) Files.RefuseFolder(saliencyPath, "--saliency");
         if (saliencyPath is not null) Files.CheckWritable(OverlayPath(saliencyPath, images[0], images.Length));
         if (saliencyPath is not null && HeadInfo.Find(package.Graph) is null)
             throw new CommandFailedException("--saliency: this model has no Grad-CAM map (its head has no spatial feature map to read)");
@@ -66,7 +69,9 @@ public sealed class ClassifyCommand : IVerb
                     if (saliencyPath is not null)
                     {
                         RgbImage decoded = ImageDecoder.Decode(bytes);
-                        SaliencyOverlay.SavePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop), UniqueIn(overlays, OverlayPath(saliencyPath, image, images.Length)));
+                        // Written whole through Files: a failure names the overlay and leaves no temporary file behind.
+                        Files.WriteAtomically(UniqueIn(overlays, OverlayPath(saliencyPath, image, images.Length)),
+                            SaliencyOverlay.EncodePng(SaliencyOverlay.Render(decoded, result.Saliency, result.Crop)));
                     }
                     context.Out.WriteLine(json ? ToJson(image, result) : ToText(image, result));
                 }

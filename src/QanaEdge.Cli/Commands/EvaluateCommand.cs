@@ -35,7 +35,8 @@ public sealed class EvaluateCommand : IVerb
             int? max = parse.GetValue(limit);
             if (max is <= 0) throw new UsageException("--limit must be a positive number");
             // Output paths are checked before the images are read and classified, not after.
-            if (parse.GetValue(json) is string target && target != "-") Files.CheckWritable(target);
+            if (parse.GetValue(json) is string target && target != "-") Files.CheckWritable(target, "--json");
+            if (parse.GetValue(report) is string emptyDir) Files.RefuseEmpty(emptyDir, "--report");
             if (parse.GetValue(report) is string reportDir && File.Exists(reportDir))
                 throw new CommandFailedException($"--report '{reportDir}' is a file; it names the folder the report goes into");
             IReadOnlyList<Ham10000Row> rows;
@@ -44,7 +45,17 @@ public sealed class EvaluateCommand : IVerb
             if (max is int m && m < rows.Count) rows = rows.Take(m).ToArray();
 
             string packagePath = DefaultModel.Locate(parse.GetValue(model));
-            ModelPackage package = PackageReader.Load(packagePath);
+            ModelPackage package = Files.LoadModel(packagePath);
+            // The report folder is made before the images are classified (the labels and the model have loaded, so
+            // little else can fail first): one that cannot be made used to fail only after the whole run.
+            if (parse.GetValue(report) is string folder)
+            {
+                try { Directory.CreateDirectory(folder); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CommandFailedException($"cannot create the report folder '{folder}': {Cli.OneLine(e.Message)}");
+                }
+            }
             var options = new ClassifierOptions { Symmetries = parse.GetValue(symmetries) };
             var summary = Evaluate(package, packagePath, rows, parse.GetValue(labels)!, ProgressFor(context), options);
             foreach (var r in summary.Rejected)
@@ -60,7 +71,12 @@ public sealed class EvaluateCommand : IVerb
             }
             if (parse.GetValue(report) is string dir)
             {
-                string html = HtmlReport.Write(dir, summary);
+                string html;
+                try { html = HtmlReport.Write(dir, summary); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CommandFailedException($"cannot write the report into '{dir}': {Cli.OneLine(e.Message)}");
+                }
                 if (jsonPath != "-") context.Out.WriteLine($"report       {html}");
             }
             return Cli.Ok;

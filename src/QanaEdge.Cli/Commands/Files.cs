@@ -16,6 +16,21 @@ public static class Files
     }
 
     /// <summary>
+    /// Loads the package a verb runs as a model (classify, evaluate, bench). A readout update holds only a readout and
+    /// its input is the head's feature vector, not an image: classify and evaluate failed on it with an internal error,
+    /// and bench measured the readout alone as if it were the model.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The package is a readout update.</exception>
+    public static ModelPackage LoadModel(string path)
+    {
+        ModelPackage package = PackageReader.Load(path);
+        if (package.Manifest.Kind == PackageKind.ReadoutUpdate)
+            throw new CommandFailedException(
+                $"'{path}' is a readout update for {package.Manifest.BaseModelId} {package.Manifest.BaseModelVersion}, not a model: give its model with --model");
+        return package;
+    }
+
+    /// <summary>
     /// Writes the file whole (<see cref="WholeFile.Write"/>: beside the target, flushed to the disk, then renamed), so no
     /// reader ever sees half a file and a power cut leaves the old file or the new one. The temporary name carries the
     /// process id, so two runs writing the same output do not share one. On failure the temporary file is removed and
@@ -33,6 +48,16 @@ public static class Files
     }
 
     /// <summary>
+    /// Refuses an empty output path as bad usage (exit 2). It is usually an unset shell variable (--json "$OUT"), and it
+    /// failed deep inside as an internal error: Path.GetFullPath and Directory.CreateDirectory throw ArgumentException.
+    /// </summary>
+    /// <exception cref="UsageException">The path is empty or blank.</exception>
+    public static void RefuseEmpty(string path, string what)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new UsageException($"{what} is empty");
+    }
+
+    /// <summary>
     /// Refuses an output file path that names a folder (an existing one, or any path ending in a separator). For
     /// outputs written only at the end of a long run, whose missing folders the run creates itself, so
     /// <see cref="CheckWritable"/> would be too strict.
@@ -40,6 +65,7 @@ public static class Files
     /// <exception cref="CommandFailedException">The path is a folder.</exception>
     public static void RefuseFolder(string path, string option)
     {
+        RefuseEmpty(path, option);
         if (Directory.Exists(path) || Path.EndsInDirectorySeparator(path))
             throw new CommandFailedException($"cannot write '{path}': it is a folder ({option} names a file)");
     }
@@ -49,8 +75,10 @@ public static class Files
     /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
     /// </summary>
     /// <exception cref="CommandFailedException">The folder does not exist, or the path is a folder.</exception>
-    public static string CheckWritable(string path)
+    /// <exception cref="UsageException">The path is empty.</exception>
+    public static string CheckWritable(string path, string what = "the output path")
     {
+        RefuseEmpty(path, what);
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new CommandFailedException($"cannot write '{path}': it is a folder");
         string? folder = Path.GetDirectoryName(full);

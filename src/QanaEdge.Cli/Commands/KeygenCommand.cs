@@ -17,6 +17,10 @@ public sealed class KeygenCommand : IVerb
         {
             PackageSignature.TryParseRole(parse.GetRequiredValue(role), out SignerRole r);
             string prefix = parse.GetRequiredValue(output);
+            Files.RefuseEmpty(prefix, "--out");
+            // "DIR/" is a folder, not a prefix: it wrote the hidden files DIR/.key and DIR/.pub.
+            if (Path.EndsInDirectorySeparator(prefix))
+                throw new CommandFailedException($"--out '{prefix}' is a folder; it names a path prefix (PREFIX.key, PREFIX.pub)");
             string? folder = Path.GetDirectoryName(Path.GetFullPath(prefix));
             if (folder is not null && ExpectedPath.FolderProblem(folder) is { } problem)
                 throw new CommandFailedException($"folder '{folder}' {ExpectedPath.AsClause(problem)}");

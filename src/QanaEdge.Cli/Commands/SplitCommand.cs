@@ -22,6 +22,7 @@ public sealed class SplitCommand : IVerb
             { images, labels, output, seed };
         command.SetAction(parse =>
         {
+            Files.RefuseEmpty(parse.GetRequiredValue(output), "--out");
             LesionSplit split;
             try
             {

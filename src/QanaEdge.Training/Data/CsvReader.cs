@@ -4,7 +4,7 @@ namespace QanaEdge.Training.Data;
 
 /// <summary>
 /// A small RFC 4180 reader: comma separated, optional double quotes (a doubled quote inside quotes is a
-/// literal quote), CRLF or LF line ends, a UTF-8 byte-order mark tolerated. Quoted fields may span lines.
+/// literal quote), CRLF, LF or CR line ends, a UTF-8 byte-order mark tolerated. Quoted fields may span lines.
 /// Enough for the HAM10000 metadata and for what spreadsheet programs write back.
 /// </summary>
 internal static class CsvReader
@@ -43,7 +43,10 @@ internal static class CsvReader
                     fields.Add(field.ToString()); field.Clear(); fieldQuoted = false; any = true;
                     break;
                 case '\r':
-                    break;
+                    // CR LF: the LF ends the record. A CR alone is a line end too (classic Mac files, Excel's
+                    // "CSV (Macintosh)"): dropping it made such a file one header record with no rows.
+                    if (reader.Peek() == '\n') break;
+                    goto case '\n';
                 case '\n':
                     if (any || field.Length > 0)
                     {

@@ -47,7 +47,7 @@ public static class Ham10000Index
         int imageCol = header.IndexOf("image_id"), dxCol = header.IndexOf("dx"), lesionCol = header.IndexOf("lesion_id");
         if (imageCol < 0 || dxCol < 0)
             throw new DatasetException(
-                $"{sourceName}: the header must name the columns image_id and dx (found: {string.Join(",", header)})");
+                $"{sourceName}: the header must name the columns image_id and dx (found: {Shown(header)})");
 
         var rows = new List<Ham10000Row>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -115,6 +115,21 @@ public static class Ham10000Index
         var counts = new int[Classes.Count];
         foreach (var r in rows) counts[r.ClassIndex]++;
         return counts;
+    }
+
+    /// <summary>
+    /// A header as an error message shows it: at most 200 characters, control characters as '?'. A file that is not a
+    /// CSV (an image, an archive) was echoed whole, terminal control bytes included, megabytes when it had no line break.
+    /// </summary>
+    private static string Shown(List<string> header)
+    {
+        const int MaxChars = 200;
+        string text = string.Join(",", header);
+        string shown = string.Create(Math.Min(text.Length, MaxChars), text, (span, t) =>
+        {
+            for (int i = 0; i < span.Length; i++) span[i] = char.IsControl(t[i]) ? '?' : t[i];
+        });
+        return text.Length > MaxChars ? shown + "..." : shown;
     }
 
     private static string Listed(List<string> items) =>

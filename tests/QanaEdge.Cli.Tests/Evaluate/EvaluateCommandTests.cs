@@ -153,6 +153,50 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.Contains("none.qana", err);
     }
 
+    /// <summary>A report folder that cannot be made fails before any image is classified, as an unwritable --json
+    /// file does; it used to fail only after the whole run, with the file system's message alone.</summary>
+    [Fact]
+    public void A_report_folder_that_cannot_be_made_fails_before_the_run()
+    {
+        string report = Path.Combine(f.Labels, "report");   // under a file: no folder can be made there
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--report", report);
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"qana: cannot create the report folder '{report}'", line);
+    }
+
+    /// <summary>A file that is not a CSV given for --labels (an image, an archive) is one short, printable line: the
+    /// header it "found" was echoed whole, control bytes and all (megabytes when the file had no line break).</summary>
+    [Fact]
+    public void A_binary_file_given_for_the_labels_is_one_short_printable_line()
+    {
+        var bytes = new byte[200_000];
+        new Random(7).NextBytes(bytes);
+        for (int i = 0; i < bytes.Length; i++) if (bytes[i] is (byte)'\n' or (byte)'\r' or (byte)'"' or (byte)',') bytes[i] = 0x1b;
+        string labels = Path.Combine(f.Dir, "binary.csv");
+        File.WriteAllBytes(labels, bytes);
+        var (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", labels, "--model", f.Package);
+        Assert.Equal(1, code);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("the header must name the columns image_id and dx", line);
+        Assert.True(line.Length < 400, $"{line.Length} characters");
+        Assert.DoesNotContain(line, char.IsControl);
+    }
+
+    /// <summary>A label file with classic Mac line ends (CR alone, Excel's "CSV (Macintosh)") reads like one with LF or
+    /// CRLF: the reader dropped every CR, so the whole file was one header record ("has a header but no rows").</summary>
+    [Fact]
+    public void Labels_with_carriage_returns_alone_as_line_ends_are_read()
+    {
+        string labels = Path.Combine(f.Dir, "mac.csv");
+        File.WriteAllText(labels, File.ReadAllText(f.Labels).ReplaceLineEndings("\r"));
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", labels, "--model", f.Package, "--json", "-", "--limit", "3");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(3, doc.RootElement.GetProperty("n").GetInt32());
+    }
+
     [Fact]
     public void Rejected_images_are_listed_not_counted()
     {
