@@ -87,6 +87,22 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
     }
 
     /// <summary>
+    /// Two mistakes refused as bad usage before any work: a bench count far beyond what can be timed (it ended in an
+    /// out-of-memory error), and evaluate's --json naming the labels file (the metrics overwrote the labels after the run).
+    /// </summary>
+    [Fact]
+    public void A_bench_count_out_of_range_and_a_json_output_over_the_labels_are_bad_usage()
+    {
+        string pkg = Package();
+        Qana.Run("bench", "--model", pkg, "--runs", "2000000000", "--no-peer").AssertOneLineError(2, "--runs must be between 10 and 10000000");
+        byte[] labelsText = "image_id,dx\nx,nv\n"u8.ToArray();
+        string labels = Write("labels.csv", labelsText);
+        Qana.Run("evaluate", "--images", _dir, "--labels", labels, "--model", pkg, "--json", labels)
+            .AssertOneLineError(2, "is the --labels file");
+        Assert.Equal(labelsText, File.ReadAllBytes(labels));
+    }
+
+    /// <summary>
     /// split checks all three outputs before it writes any: with test.csv taken by a folder, train.csv and val.csv are
     /// not written either (they were, leaving parts of two splits side by side); otherwise all three are written whole.
     /// </summary>

@@ -35,7 +35,13 @@ public sealed class EvaluateCommand : IVerb
             int? max = parse.GetValue(limit);
             if (max is <= 0) throw new UsageException("--limit must be a positive number");
             // Output paths are checked before the images are read and classified, not after.
-            if (parse.GetValue(json) is string target && target != "-") Files.CheckWritable(target, "--json");
+            if (parse.GetValue(json) is string target && target != "-")
+            {
+                Files.CheckWritable(target, "--json");
+                // The metrics would replace the labels they were computed from, after the whole run.
+                if (Path.GetFullPath(target) == Path.GetFullPath(parse.GetRequiredValue(labels)))
+                    throw new UsageException($"--json '{target}' is the --labels file; the metrics would overwrite the labels");
+            }
             if (parse.GetValue(report) is string emptyDir) Files.RefuseEmpty(emptyDir, "--report");
             if (parse.GetValue(report) is string reportDir && File.Exists(reportDir))
                 throw new CommandFailedException($"--report '{reportDir}' is a file; it names the folder the report goes into");
