@@ -9,8 +9,9 @@ namespace QanaEdge.Training.Data;
 /// </summary>
 internal static class CsvReader
 {
-    /// <summary>Yields (1-based line number where the record starts, fields). Blank lines are skipped.</summary>
-    public static IEnumerable<(int Line, List<string> Fields)> Read(TextReader reader)
+    /// <summary>Yields (1-based line number where the record starts, fields). Blank lines are skipped.
+    /// <paramref name="sourceName"/> names the file in errors, as the caller's own errors do.</summary>
+    public static IEnumerable<(int Line, List<string> Fields)> Read(TextReader reader, string sourceName)
     {
         var fields = new List<string>();
         var field = new StringBuilder();
@@ -62,7 +63,7 @@ internal static class CsvReader
                     break;
             }
         }
-        if (inQuotes) throw new DatasetException($"line {recordLine}: a quoted field is not closed before the end of the file");
+        if (inQuotes) throw new DatasetException($"{sourceName} line {recordLine}: a quoted field is not closed before the end of the file");
         if (any || field.Length > 0)
         {
             fields.Add(field.ToString());

@@ -30,18 +30,24 @@ public static class Ham10000Index
         catch (IOException e) { throw new DatasetException($"cannot read {labelsCsv}: {e.Message}", e); }
         catch (UnauthorizedAccessException e) { throw new DatasetException($"cannot read {labelsCsv}: {e.Message}", e); }
 
-        var missing = rows.Where(r => !File.Exists(r.ImagePath)).Select(r => r.ImageId).ToList();
+        var absent = rows.Where(r => !File.Exists(r.ImagePath)).ToList();
+        var missing = absent.Select(r => r.ImageId).ToList();
         if (missing.Count > 0)
+        {
+            // A folder where an image should be is not a missing image: say so, so nobody looks for a lost file.
+            var folders = absent.Where(r => Directory.Exists(r.ImagePath)).Select(r => r.ImageId).ToList();
             throw new DatasetException(
                 $"{missing.Count} of {rows.Count} images listed in {labelsCsv} are missing from {imagesDir} " +
-                $"(expected IMAGE_ID.jpg): {Listed(missing)}");
+                $"(expected IMAGE_ID.jpg): {Listed(missing)}" +
+                (folders.Count > 0 ? $"; {folders.Count} of them {(folders.Count == 1 ? "is a folder" : "are folders")}: {Listed(folders)}" : ""));
+        }
         return rows;
     }
 
     /// <summary>Parses label rows without touching the file system beyond building each image path.</summary>
     public static List<Ham10000Row> Parse(TextReader reader, string imagesDir, string sourceName = "labels")
     {
-        using var records = CsvReader.Read(reader).GetEnumerator();
+        using var records = CsvReader.Read(reader, sourceName).GetEnumerator();
         if (!records.MoveNext()) throw new DatasetException($"{sourceName} is empty: expected a header with image_id and dx");
         var header = records.Current.Fields.Select(h => h.Trim().TrimStart('\uFEFF').ToLowerInvariant()).ToList();
         int imageCol = header.IndexOf("image_id"), dxCol = header.IndexOf("dx"), lesionCol = header.IndexOf("lesion_id");

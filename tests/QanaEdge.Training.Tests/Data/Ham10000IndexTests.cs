@@ -36,7 +36,7 @@ public class Ham10000IndexTests
     [InlineData("image_id,dx\nISIC_1,nv\nISIC_2,melanoma\nISIC_3,scc\n", "2 rows have a dx")]
     [InlineData("image_id,dx,lesion_id\nISIC_1,nv\n", "line 2")]
     [InlineData("image_id,dx\n../etc/passwd,nv\n", "not a plain file name")]
-    [InlineData("image_id,dx\n\"ISIC_1,nv\n", "not closed")]
+    [InlineData("image_id,dx\n\"ISIC_1,nv\n", "labels line 2: a quoted field is not closed")]
     public void Bad_label_files_give_one_clear_error(string csv, string expected)
     {
         var e = Assert.Throws<DatasetException>(() => Ham10000Index.Parse(new StringReader(csv), "/img"));
@@ -56,6 +56,10 @@ public class Ham10000IndexTests
             Assert.Contains("2 of 3 images", e.Message);
             Assert.Contains("ISIC_2", e.Message);
             Assert.Contains("ISIC_3", e.Message);
+            Directory.CreateDirectory(Path.Combine(dir.FullName, "ISIC_3.jpg"));
+            e = Assert.Throws<DatasetException>(() => Ham10000Index.Load(dir.FullName, csv));
+            Assert.Contains("2 of 3 images", e.Message);
+            Assert.EndsWith("; 1 of them is a folder: ISIC_3", e.Message);
             Assert.Throws<DatasetException>(() => Ham10000Index.Load(Path.Combine(dir.FullName, "nope"), csv));
             Assert.Throws<DatasetException>(() => Ham10000Index.Load(dir.FullName, csv + ".nope"));
         }
