@@ -28,6 +28,8 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
         public static readonly State None = new(null, []);
         public bool IsEmpty => Model is null && Readouts.Count == 0;
         public bool Contains(string sha) => Model == sha || Readouts.Contains(sha);
+        /// <summary>The packages in the order they apply: the model update, if any, then the readouts as applied.</summary>
+        public IEnumerable<string> InOrder => Model is null ? Readouts : Readouts.Prepend(Model);
     }
 
     public string Directory => dir;

@@ -352,7 +352,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         try
         {
             AppliedUpdates.State state = applied.Read();
-            foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
+            foreach (string sha in state.InOrder)
             {
                 ModelManifest m;
                 try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
@@ -372,7 +372,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         source = "";
         ModelPackage model = configured;
         string path = "", described = "";
-        foreach (string sha in state.Model is null ? state.Readouts : state.Readouts.Prepend(state.Model))
+        foreach (string sha in state.InOrder)
         {
             path = applied.PackagePath(sha);
             if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out SignerRole signer, out string verdict)) return $"{path}: {verdict}";
