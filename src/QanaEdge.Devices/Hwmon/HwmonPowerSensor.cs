@@ -1,4 +1,7 @@
+using System.Buffers.Text;
 using System.Globalization;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
 using QanaEdge.Devices.Power;
 
 namespace QanaEdge.Devices.Hwmon;
@@ -15,6 +18,10 @@ public sealed class HwmonPowerSensor : IPowerSensor
     private readonly string _busFile;
     private readonly string _currentFile;
     private readonly string? _powerFile;
+    private const int MaxAttributeBytes = 32;
+    // The attribute files, kept open between reads; null before the first read and after a failed one.
+    private SafeFileHandle? _bus, _current, _power;
+    private bool _disposed;
 
     private HwmonPowerSensor(string directory, string chip, int channel, TimeSpan updateInterval)
     {
@@ -60,24 +67,65 @@ public sealed class HwmonPowerSensor : IPowerSensor
 
     public PowerReading Read()
     {
-        double bus = ReadLong(_busFile) / 1000.0;
-        double current = ReadLong(_currentFile) / 1000.0;
-        double power = _powerFile is null ? bus * current : ReadLong(_powerFile) / 1e6;
-        // ina2xx reports power unsigned; keep the sign of the current so reverse flow stays negative.
-        if (_powerFile is not null && current < 0 && power > 0) power = -power;
-        return new PowerReading(bus, current, power);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            // Opened at the first read, and again after a failed one (the only reads that allocate): the kernel ends an
+            // open attribute file with ENODEV when its device goes away (driver unbound, chip lost), and a device that
+            // comes back has new files at the same paths, which only a new open reaches.
+            _bus ??= OpenFile(_busFile);
+            _current ??= OpenFile(_currentFile);
+            if (_powerFile is not null) _power ??= OpenFile(_powerFile);
+            double bus = ReadLong(_bus, _busFile) / 1000.0;
+            double current = ReadLong(_current, _currentFile) / 1000.0;
+            double power = _power is null ? bus * current : ReadLong(_power, _powerFile!) / 1e6;
+            // ina2xx reports power unsigned; keep the sign of the current so reverse flow stays negative.
+            if (_power is not null && current < 0 && power > 0) power = -power;
+            return new PowerReading(bus, current, power);
+        }
+        catch (PowerSensorException)
+        {
+            CloseFiles();
+            throw;
+        }
     }
 
-    private static long ReadLong(string file)
+    private static SafeFileHandle OpenFile(string file)
     {
-        string text;
-        try { text = File.ReadAllText(file); }
+        try { return File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete); }
         catch (IOException e) { throw new PowerSensorException($"hwmon: cannot read {file}: {e.Message}", e); }
         catch (UnauthorizedAccessException e) { throw new PowerSensorException($"hwmon: cannot read {file}: {e.Message}", e); }
-        if (!long.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long value))
-            throw new PowerSensorException($"hwmon: {file} holds '{text.Trim()}', not an integer");
+    }
+
+    /// <summary>
+    /// The integer an attribute file holds, read from its start into a buffer on the stack: a sysfs attribute is made
+    /// afresh by its driver at every read from offset 0, so the open file gives each new value, and nothing is allocated
+    /// unless the read fails (the sampler reads every few milliseconds for the daemon's lifetime).
+    /// </summary>
+    private static long ReadLong(SafeFileHandle handle, string file)
+    {
+        // A long in decimal is at most 20 characters; a file that fills the buffer holds something else.
+        Span<byte> buffer = stackalloc byte[MaxAttributeBytes];
+        int length;
+        try { length = RandomAccess.Read(handle, buffer, 0); }
+        catch (IOException e) { throw new PowerSensorException($"hwmon: cannot read {file}: {e.Message}", e); }
+        catch (UnauthorizedAccessException e) { throw new PowerSensorException($"hwmon: cannot read {file}: {e.Message}", e); }
+        ReadOnlySpan<byte> text = buffer[..length].Trim(" \t\r\n"u8);
+        if (length == buffer.Length || !Utf8Parser.TryParse(text, out long value, out int consumed) || consumed != text.Length)
+            throw new PowerSensorException($"hwmon: {file} holds '{Encoding.UTF8.GetString(text)}', not an integer");
         return value;
     }
 
-    public void Dispose() { }
+    private void CloseFiles()
+    {
+        _bus?.Dispose(); _bus = null;
+        _current?.Dispose(); _current = null;
+        _power?.Dispose(); _power = null;
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        CloseFiles();
+    }
 }

@@ -411,4 +411,85 @@ public sealed class PowerSensorTests
         }
         finally { Directory.Delete(root, recursive: true); }
     }
+    /// <summary>An INA226's attribute files as the ina2xx driver writes them, in a folder hwmon1 of <paramref name="root"/>.</summary>
+    private static string Ina226Files(string root, string bus, string current, string power)
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(root, "hwmon1")).FullName;
+        File.WriteAllText(Path.Combine(dir, "name"), "ina226\n");
+        File.WriteAllText(Path.Combine(dir, "in1_input"), bus);
+        File.WriteAllText(Path.Combine(dir, "curr1_input"), current);
+        File.WriteAllText(Path.Combine(dir, "power1_input"), power);
+        return dir;
+    }
+
+    /// <summary>
+    /// The sampler reads the sensor every few milliseconds for the daemon's lifetime. Each read allocated the text of
+    /// each attribute file (and the trimmed copy); past the first read, which opens the files, a read allocates nothing,
+    /// and still sees each value the driver writes.
+    /// </summary>
+    [Fact]
+    public void Hwmon_reads_allocate_nothing_after_the_first()
+    {
+        string root = Infrastructure.TestEnv.TempDir("hwmon-alloc");
+        try
+        {
+            string dir = Ina226Files(root, "5012\n", "-350\n", "1754200\n");
+            using var sensor = HwmonPowerSensor.Open(root, "ina226", 1);
+            PowerReading first = sensor.Read();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            PowerReading last = default;
+            for (int i = 0; i < 1000; i++) last = sensor.Read();
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(0, allocated);
+            Assert.Equal(first, last);
+            Assert.Equal(5.012, last.BusVolts, 9);
+            Assert.Equal(-0.35, last.CurrentAmps, 9);
+            Assert.Equal(-1.7542, last.PowerWatts, 9);
+
+            // The driver's next values, longer and shorter than the last, through the files kept open.
+            File.WriteAllText(Path.Combine(dir, "in1_input"), "12016\n");
+            File.WriteAllText(Path.Combine(dir, "curr1_input"), "7\n");
+            File.WriteAllText(Path.Combine(dir, "power1_input"), "84112\n");
+            PowerReading next = sensor.Read();
+            Assert.Equal(12.016, next.BusVolts, 9);
+            Assert.Equal(0.007, next.CurrentAmps, 9);
+            Assert.Equal(0.084112, next.PowerWatts, 9);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
+    /// <summary>
+    /// A device that goes away (its driver unbound: the kernel fails reads of its open files, and its files are gone)
+    /// fails each read with a <see cref="PowerSensorException"/> while it is gone, and reads again once its files are
+    /// back: the files are opened again after a failed read, as a rebound driver makes new ones.
+    /// </summary>
+    [Fact]
+    public void Hwmon_a_device_that_goes_away_fails_its_reads_until_it_is_back()
+    {
+        string root = Infrastructure.TestEnv.TempDir("hwmon-gone");
+        try
+        {
+            string dir = Ina226Files(root, "5012\n", "350\n", "1754200\n");
+            using var sensor = HwmonPowerSensor.Open(root, "ina226", 1);
+            Assert.Equal(1.7542, sensor.Read().PowerWatts, 9);
+
+            File.WriteAllText(Path.Combine(dir, "curr1_input"), "-");
+            var e = Assert.Throws<PowerSensorException>(() => sensor.Read());
+            Assert.Contains("curr1_input holds '-', not an integer", e.Message);
+            File.WriteAllText(Path.Combine(dir, "curr1_input"), "12345678901234567890123456789012345\n");
+            Assert.Throws<PowerSensorException>(() => sensor.Read());
+
+            Directory.Delete(dir, recursive: true);
+            e = Assert.Throws<PowerSensorException>(() => sensor.Read());
+            Assert.Contains("cannot read", e.Message);
+            Assert.Throws<PowerSensorException>(() => sensor.Read());
+
+            Ina226Files(root, "4990\n", "200\n", "998000\n");
+            PowerReading back = sensor.Read();
+            Assert.Equal(4.99, back.BusVolts, 9);
+            Assert.Equal(0.2, back.CurrentAmps, 9);
+            Assert.Equal(0.998, back.PowerWatts, 9);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
 }
