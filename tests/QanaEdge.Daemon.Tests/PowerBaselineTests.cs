@@ -76,4 +76,56 @@ public sealed class PowerBaselineTests : IDisposable
         Assert.Equal("online", status.GetProperty("state").GetString());
         Assert.Contains("ina226", status.GetProperty("power_error").GetString(), StringComparison.Ordinal);
     }
+    /// <summary>
+    /// A sensor that answers only after the start's wait learns its baseline once the board is at rest: every capture
+    /// the pipeline takes ends its work when it is settled, whether stored, stored again (a duplicate) or quarantined.
+    /// One that did not would keep the board busy for the meter, and idle_w and every energy_mj null for good.
+    /// </summary>
+    [Fact]
+    public async Task A_sensor_that_answers_late_learns_its_baseline_once_every_capture_is_settled()
+    {
+        string hwmon = Path.Combine(_root, "hwmon-late", "hwmon0");
+        Directory.CreateDirectory(hwmon);
+        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
+        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "not yet\n");   // reads fail: no baseline at start
+        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
+        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
+        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+
+        string[] images = TestEnv.RealImages(2, skip: 980);
+        string inbox = Path.Combine(_root, "inbox");
+        Directory.CreateDirectory(inbox);
+        TestEnv.Drop(images[0], inbox);
+        TestEnv.Drop(images[0], inbox, "again-" + Path.GetFileName(images[0]));          // the same image: a duplicate
+        TestEnv.DropBytes("not an image at all"u8.ToArray(), inbox, "junk.jpg");          // quarantined
+
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devlate/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devlate", null, "--Qana:Power:Sensor=Hwmon",
+            $"--Qana:Power:HwmonRoot={Path.GetDirectoryName(hwmon)}", "--Qana:Power:HwmonChip=ina226", "--Qana:Power:IdleSamples=20",
+            "--Qana:Power:TelemetrySeconds=0.2");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => Directory.GetFiles(inbox).Length == 0 && sub.Results.Count == 1, TimeSpan.FromSeconds(90),
+            "the three captures settled", () => string.Join(", ", Directory.GetFiles(inbox).Select(Path.GetFileName)));
+        Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Idle power baseline not known", StringComparison.Ordinal));
+        Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Duplicate capture", StringComparison.Ordinal));
+        Assert.True(File.Exists(Path.Combine(daemon.QuarantineDir, "junk.jpg.reason")));
+
+        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");
+        await TestEnv.WaitUntil(() => IdleWatts(sub) is not null, TimeSpan.FromSeconds(60), "the idle baseline in the power telemetry");
+        Assert.Equal(2.0, IdleWatts(sub));
+        TestEnv.Drop(images[1], inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 2, TimeSpan.FromSeconds(60), "the next image's result");
+        JsonElement next = sub.Results.Values.Select(q => q.First()).Single(r => r.GetProperty("energy_mj").ValueKind != JsonValueKind.Null);
+        Assert.Equal(JsonValueKind.Number, next.GetProperty("energy_mj").ValueKind);
+    }
+
+    /// <summary>idle_w of the last power telemetry message, or null.</summary>
+    private static double? IdleWatts(ResultSubscriber sub)
+    {
+        var last = sub.Messages.LastOrDefault(m => m.Topic == "qana/devlate/power");
+        if (last.Payload is null) return null;
+        JsonElement idle = JsonDocument.Parse(last.Payload).RootElement.GetProperty("idle_w");
+        return idle.ValueKind == JsonValueKind.Number ? idle.GetDouble() : null;
+    }
 }

@@ -104,6 +104,8 @@ public sealed class CapturePipeline : IAsyncDisposable
                 while (!ct.IsCancellationRequested && _captures.Reader.TryRead(out CaptureItem? item))
                 {
                     _progress.OnAccepted();
+                    // The board works on this capture until it is settled: the power meter learns no idle meanwhile.
+                    _meter?.BeginWork();
                     (CaptureItem, StoredResult)? done;
                     try
                     {
@@ -170,12 +172,14 @@ public sealed class CapturePipeline : IAsyncDisposable
                 item.DisplayName, e.Reason, e.Message, (DateTime.UtcNow - item.CapturedAtUtc).TotalSeconds);
             Released?.Invoke(item.Path, false);
             _progress.OnGivenBack();
+            _meter?.EndWork();
             return null;
         }
         catch (CaptureRejectedException e)
         {
             Released?.Invoke(item.Path, _disposition.Quarantine(item, sha, e.Reason, e.Message));
             _progress.OnRejected();
+            _meter?.EndWork();
             return null;
         }
         catch (Exception e) when (_failover is not null && CardFailover.IsCardFault(e))
@@ -190,6 +194,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             _log.LogError(e, "Classifier failed on {File}", item.DisplayName);
             Released?.Invoke(item.Path, _disposition.Quarantine(item, sha, "ClassifierError", $"{e.GetType().Name}: {e.Message}"));
             _progress.OnRejected();
+            _meter?.EndWork();
             return null;
         }
         finally
@@ -260,6 +265,7 @@ public sealed class CapturePipeline : IAsyncDisposable
                         _progress.OnDuplicate();
                         _log.LogInformation("Duplicate capture {File} (sha256 {Sha}) already has result {ResultId}", c.DisplayName, c.Sha256, c.ResultId);
                     }
+                    _meter?.EndWork();
                 }
             }
         }

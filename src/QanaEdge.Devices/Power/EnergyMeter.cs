@@ -34,11 +34,16 @@ public sealed class EnergyMeter : IDisposable
     private readonly List<(long Start, long End)> _windows = [];
     private readonly List<double> _idleSamples = [];
     private readonly int _idleSampleCount;
+    // Captures the pipeline holds (BeginWork..EndWork), and when the board last stopped working (a capture settled or an
+    // inference ended): the baseline learns only readings of a board at rest, from one update interval after that on.
+    private int _work;
+    private long _restSince = long.MinValue;
+    private readonly long _conversionTicks;
 
     /// <param name="sensor">Owned by the meter.</param>
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
-    /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while a registered
-    /// inference runs are not counted.</param>
+    /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while the board works
+    /// (a registered inference runs, or work begun with <see cref="BeginWork"/> has not ended) are not counted.</param>
     /// <param name="startThread">False in tests that feed samples with <see cref="AddSample"/>.</param>
     public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, bool startThread = true)
     {
@@ -47,6 +52,7 @@ public sealed class EnergyMeter : IDisposable
         _period = samplePeriod > sensor.UpdateInterval ? samplePeriod : sensor.UpdateInterval;
         _ring = new (long, double)[capacity];
         _idleSampleCount = Math.Max(1, idleSamples);
+        _conversionTicks = (long)(sensor.UpdateInterval.TotalSeconds * Stopwatch.Frequency);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
         if (startThread)
         {
@@ -147,6 +153,7 @@ public sealed class EnergyMeter : IDisposable
         {
             int i = _windows.FindIndex(w => w.Start == start && w.End == long.MaxValue);
             if (i >= 0) _windows[i] = (start, end);
+            if (end > _restSince) _restSince = end;
             double? energy = EnergyMillijoules(start, end);
             // Forget the windows that ended before every window still to be charged began (this one is charged now):
             // nothing left can overlap them, so the list stays as long as the images in flight and their neighbours.
@@ -188,6 +195,34 @@ public sealed class EnergyMeter : IDisposable
         return false;
     }
 
+    /// <summary>
+    /// The pipeline took a capture: from now until <see cref="EndWork()"/> the board works on it (hashing, decoding and
+    /// classifying, storing, moving the file), and no reading is learned as idle. Energy is still charged to inferences
+    /// alone. Every begun piece of work must end.
+    /// </summary>
+    public void BeginWork() { lock (_gate) _work++; }
+
+    /// <summary>The pipeline is done with a capture (stored and acknowledged, quarantined or given back).</summary>
+    public void EndWork() => EndWork(Stopwatch.GetTimestamp());
+
+    /// <summary>The pipeline was done with a capture at a <see cref="Stopwatch"/> timestamp (tests feed their own clock).</summary>
+    public void EndWork(long end)
+    {
+        lock (_gate)
+        {
+            if (_work > 0) _work--;
+            if (end > _restSince) _restSince = end;
+        }
+    }
+
+    /// <summary>
+    /// Whether a reading taken at <paramref name="t"/> is of the board at rest (under the lock): no work in flight, no
+    /// inference running, and none that ended within the conversion the reading comes from (one update interval before
+    /// it; a 35 ms hwmon conversion that ends just after an image still averages the power of its end).
+    /// </summary>
+    private bool AtRest(long t)
+        => _work == 0 && !DuringInference(t) && (_restSince == long.MinValue || t - _restSince >= _conversionTicks);
+
     /// <summary>Records a sample taken at a <see cref="Stopwatch"/> timestamp.</summary>
     public void AddSample(long timestamp, double watts)
     {
@@ -197,9 +232,10 @@ public sealed class EnergyMeter : IDisposable
             _head = (_head + 1) % _ring.Length;
             if (_count < _ring.Length) _count++;
             // Only the board at rest is idle. The daemon waits for the baseline before it starts work, but for a bounded
-            // time; a sensor that answers only later would otherwise learn it from the images being classified, and every
-            // energy_mj after would be low (or 0).
-            if (_idleWatts is null && !DuringInference(timestamp))
+            // time; a sensor that answers only later would otherwise learn it from the images being classified, or from
+            // the work between them (hashing, storing, moving files), and every energy_mj after would be low (or 0). On a
+            // backlog that never drains the board is never at rest, and energy_mj stays null: there is no idle to measure.
+            if (_idleWatts is null && AtRest(timestamp))
             {
                 _idleSamples.Add(watts);
                 if (_idleSamples.Count >= _idleSampleCount)

@@ -72,8 +72,39 @@ public sealed class EnergyMeterTests
         for (int i = 2; i <= 12; i++) meter.AddSample(t + Ms(i), 6.0); // the board classifying: 6 W
         Assert.Null(meter.EndInference(w, t + Ms(12) + 1));
         Assert.Null(meter.IdleWatts);
+        // The conversion the reading at 13 ms comes from (one update interval, 1 ms) began while the inference ran.
         meter.AddSample(t + Ms(13), 2.0);
         meter.AddSample(t + Ms(14), 2.0);
+        Assert.Null(meter.IdleWatts);
+        meter.AddSample(t + Ms(15), 2.0);
+        Assert.Equal(2.0, meter.IdleWatts);
+    }
+
+    /// <summary>
+    /// Between its inferences the board is not at rest either: it hashes the next capture, stores the last result and
+    /// moves its file. Readings taken from when the pipeline takes a capture until it is settled, and those whose
+    /// conversion overlaps that end, are not learned as idle; before, the readings between inferences were, and on a
+    /// backlog the baseline came from them.
+    /// </summary>
+    [Fact]
+    public void Readings_taken_while_the_pipeline_works_between_inferences_are_not_learned_as_idle()
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        long t = 4_000_000;
+        meter.AddSample(t, 2.0);
+        meter.AddSample(t + Ms(1), 2.0);
+        meter.BeginWork();                                  // a worker takes a capture and hashes it: 4 W
+        meter.AddSample(t + Ms(2), 4.0);
+        long w = meter.BeginInference(t + Ms(3));
+        for (int i = 3; i <= 6; i++) meter.AddSample(t + Ms(i), 6.0); // classifying: 6 W
+        Assert.Null(meter.EndInference(w, t + Ms(6) + 1));
+        for (int i = 7; i <= 20; i++) meter.AddSample(t + Ms(i), 4.0); // storing the result, moving the file: 4 W
+        Assert.Null(meter.IdleWatts);
+        meter.EndWork(t + Ms(20) + 1);
+        meter.AddSample(t + Ms(21), 4.0);                   // its conversion began before the work ended
+        Assert.Null(meter.IdleWatts);
+        meter.AddSample(t + Ms(22), 2.0);
+        meter.AddSample(t + Ms(23), 2.0);
         Assert.Equal(2.0, meter.IdleWatts);
     }
 
