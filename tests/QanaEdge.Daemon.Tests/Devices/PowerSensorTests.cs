@@ -492,4 +492,23 @@ public sealed class PowerSensorTests
         }
         finally { Directory.Delete(root, recursive: true); }
     }
+    /// <summary>
+    /// /sys/class/hwmon holds symbolic links (hwmon2 -> ../../devices/.../hwmon/hwmon2), not folders: the sensor is found
+    /// through them, as on a board.
+    /// </summary>
+    [Fact]
+    public void Hwmon_devices_are_found_through_the_class_folders_symbolic_links()
+    {
+        string root = Infrastructure.TestEnv.TempDir("hwmon-links");
+        try
+        {
+            string device = Path.Combine(root, "devices", "platform", "soc", "i2c-1", "1-0040", "hwmon");
+            Ina226Files(device, "5000\n", "400\n", "2000000\n");
+            string hwmonClass = Directory.CreateDirectory(Path.Combine(root, "class", "hwmon")).FullName;
+            Directory.CreateSymbolicLink(Path.Combine(hwmonClass, "hwmon1"), "../../devices/platform/soc/i2c-1/1-0040/hwmon/hwmon1");
+            using var sensor = HwmonPowerSensor.Open(hwmonClass, "ina226", 1);
+            Assert.Equal(2.0, sensor.Read().PowerWatts, 9);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
 }
