@@ -383,6 +383,50 @@ public class ImageDecoderTests
         Assert.Equal(RejectReason.Truncated, Rejected(list).Reason);
     }
 
+    /// <summary>
+    /// Only a TIFF's first page is classified. ImageSharp 2.1 parsed every directory and decoded every page: 2,000 pages
+    /// of one real 150 × 150 photograph (each a copy of the first directory, sharing its strips: a 330 kB file) crossed
+    /// the memory budget and were refused as too large, and 6 MB of one-pixel pages took seconds and 490 MB outside
+    /// the budget.
+    /// </summary>
+    [Fact]
+    public void A_multi_page_tiff_decodes_its_first_page_alone()
+    {
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(6));
+        byte[] single = Samples.Encode(source, new TiffEncoder());
+        using (Image<Rgba32> three = Image.Load<Rgba32>(WithPages(single, 3)))
+            Assert.Equal(3, three.Frames.Count);    // a real multi-page TIFF to the library
+        byte[] pages = WithPages(single, 2000);
+        RgbImage expected = ImageDecoder.Decode(single);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        RgbImage image = ImageDecoder.Decode(pages);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal((expected.Width, expected.Height), (image.Width, image.Height));
+        Assert.Equal(expected.Pixels, image.Pixels);
+        // The file copies and the output, not 200 decoded pages.
+        Assert.True(allocated < 4L * pages.Length + 3L * image.Width * image.Height + (4 << 20), $"{allocated} bytes allocated decoding {pages.Length} bytes");
+    }
+
+    /// <summary>The TIFF with <paramref name="count"/> pages: its first directory repeated, each copy linked to the next.</summary>
+    private static byte[] WithPages(byte[] tiff, int count)
+    {
+        Assert.Equal((byte)'I', tiff[0]);
+        int ifd = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(tiff.AsSpan(4));
+        int size = 2 + 12 * System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(tiff.AsSpan(ifd)) + 4;
+        int start = (tiff.Length + 1) & ~1;    // directories start on a word boundary
+        var file = new byte[start + (count - 1) * size];
+        tiff.CopyTo(file, 0);
+        for (int page = 1; page < count; page++)
+        {
+            int at = start + (page - 1) * size;
+            tiff.AsSpan(ifd, size).CopyTo(file.AsSpan(at));
+            int previousLink = (page == 1 ? ifd : at - size) + size - 4;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(previousLink), (uint)at);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(at + size - 4), 0);
+        }
+        return file;
+    }
+
     [Fact]
     public void Other_image_formats_are_unsupported()
     {
