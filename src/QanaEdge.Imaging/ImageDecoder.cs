@@ -462,19 +462,33 @@ public static class ImageDecoder
         uint dataOffset = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(10, 4));
         if (dataOffset >= (uint)b.Length)
             throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its pixel data");
-        if (b.Length >= 34 && BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(14, 4)) >= 40)
+        const uint rgb = 0, bitFields = 3;
+        long width, height;
+        int bitsPerPixel;
+        uint compression;
+        uint headerSize = b.Length >= 18 ? BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(14, 4)) : 0;
+        if (headerSize == 12 && b.Length >= 26)
         {
-            long width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
-            long height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
-            int bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
-            uint compression = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(30, 4));
-            const uint rgb = 0, bitFields = 3;
-            if ((compression == rgb || compression == bitFields) && width > 0 && bitsPerPixel is > 0 and <= 32)
-            {
-                long rowBytes = (width * bitsPerPixel + 31) / 32 * 4;
-                if (dataOffset + rowBytes * height > b.Length)
-                    throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its last pixel row");
-            }
+            // OS/2 1.x core header: 16-bit sizes, never compressed. Without this check ImageSharp 2.1 decoded such a
+            // file cut short without an error, the missing rows filled with bytes that were never in the file.
+            width = BinaryPrimitives.ReadInt16LittleEndian(b.Slice(18, 2));
+            height = Math.Abs((long)BinaryPrimitives.ReadInt16LittleEndian(b.Slice(20, 2)));
+            bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(24, 2));
+            compression = rgb;
+        }
+        else if (headerSize >= 40 && b.Length >= 34)
+        {
+            width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
+            height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
+            bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
+            compression = BinaryPrimitives.ReadUInt32LittleEndian(b.Slice(30, 4));
+        }
+        else return;
+        if ((compression == rgb || compression == bitFields) && width > 0 && bitsPerPixel is > 0 and <= 32)
+        {
+            long rowBytes = (width * bitsPerPixel + 31) / 32 * 4;
+            if (dataOffset + rowBytes * height > b.Length)
+                throw new ImageRejectedException(RejectReason.Truncated, "BMP ends before its last pixel row");
         }
     }
 }

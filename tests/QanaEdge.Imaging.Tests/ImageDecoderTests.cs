@@ -363,6 +363,33 @@ public class ImageDecoderTests
         Assert.Equal(RejectReason.Truncated, Rejected(tiff[..(tiff.Length / 2)]).Reason);
     }
 
+    /// <summary>
+    /// A BMP with the OS/2 1.x core header (12 bytes, 16-bit sizes) decodes like the Windows one, and cut short it is
+    /// truncated too: ImageSharp 2.1 decoded it without an error, the missing rows filled with bytes that were never in
+    /// the file, since only the Windows headers' rows were checked.
+    /// </summary>
+    [Fact]
+    public void An_os2_bmp_is_truncated_when_cut_short()
+    {
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(3));
+        byte[] windows = Samples.Encode(source, new BmpEncoder { BitsPerPixel = BmpBitsPerPixel.Pixel24 });
+        byte[] rows = windows[System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(windows.AsSpan(10))..];
+        const int offset = 14 + 12;
+        var os2 = new byte[offset + rows.Length];
+        "BM"u8.CopyTo(os2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(2), os2.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(10), offset);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(14), 12);     // BITMAPCOREHEADER
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(18), (ushort)source.Width);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(20), (ushort)source.Height);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(22), 1);      // planes
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(24), 24);     // bits per pixel
+        rows.CopyTo(os2, offset);
+        Assert.Equal(ImageDecoder.Decode(windows).Pixels, ImageDecoder.Decode(os2).Pixels);
+        foreach (int length in new[] { os2.Length - 1, os2.Length * 3 / 4, os2.Length / 2, offset + 10 })
+            Assert.Equal(RejectReason.Truncated, Rejected(os2[..length]).Reason);
+    }
+
     [Fact]
     public void A_tiff_whose_directory_comes_first_is_truncated_when_cut_short()
     {
