@@ -6,7 +6,9 @@ namespace QanaEdge.Imaging;
 
 /// <summary>
 /// One view of an image through the network: area resample → colour gains → quantize → run. Holds the
-/// buffers, so a view costs no allocation beyond the engine's own; not thread-safe (neither is the engine).
+/// buffers, so a view costs no allocation beyond the engine's own, and so does choosing the saliency crop (the
+/// Grad-CAM map, its channel weights and the flood fill's marks and stack are sized here, once);
+/// not thread-safe (neither is the engine).
 /// </summary>
 internal sealed class InferencePipeline
 {
@@ -18,6 +20,11 @@ internal sealed class InferencePipeline
     private readonly sbyte[] _turned;     // a rotation or mirror of _input (RunSymmetry)
     private readonly float[] _gains;
     private readonly TensorSpec _inputSpec;
+    // Grad-CAM of the last run (empty without a head): cells, channel weights, and the crop's flood fill.
+    private readonly float[] _map = [];
+    private readonly double[] _alpha = [];
+    private readonly bool[] _inRegion = [];
+    private readonly int[] _stack = [];
 
     public InferencePipeline(ModelPackage package, IInferenceEngine engine)
     {
@@ -33,6 +40,14 @@ internal sealed class InferencePipeline
         _turned = new sbyte[_pixels.Length];
         _gains = package.Manifest.Input.ColorGains;
         _head = engine is IntegerEngine ? HeadInfo.Find(package.Graph) : null;
+        if (_head is not null)
+        {
+            int cells = _head.Feature.Height * _head.Feature.Width;
+            _map = new float[cells];
+            _alpha = new double[_head.Feature.Channels];
+            _inRegion = new bool[cells];
+            _stack = new int[cells];
+        }
     }
 
     public int Size { get; }
@@ -85,31 +100,41 @@ internal sealed class InferencePipeline
         Runs++;
     }
 
-    /// <summary>Runs the centred view and picks the crop from its Grad-CAM map (the engine is left holding the centred run).</summary>
-    public CropDecision ChooseCrop(RgbImage image)
+    /// <summary>
+    /// Runs the centred view and picks the crop from its Grad-CAM map (the engine is left holding the centred run).
+    /// The map is computed into this pipeline's buffer; the decision carries a copy only when
+    /// <paramref name="keepMap"/> asks for one (a map the caller keeps is the one allocation this path makes).
+    /// </summary>
+    public CropDecision ChooseCrop(RgbImage image, bool keepMap)
     {
         CropBox centred = CropBox.CenteredSquare(image.Width, image.Height);
         Run(image, centred);
-        SaliencyMap? map = MapOfLastRun(centred);
-        if (map is null) return new CropDecision(centred, CropReason.NoSaliencyMap, null);
+        if (!ComputeMap()) return new CropDecision(centred, CropReason.NoSaliencyMap, null);
         double flatCv = _package.Manifest.Calibration.SaliencyFlatCv;
-        return SaliencyCrop.Choose(map, image.Width, image.Height, flatCv);
+        var (crop, reason) = SaliencyCrop.Choose(_map, _head!.Feature.Width, _head.Feature.Height, centred,
+            image.Width, image.Height, flatCv, _inRegion, _stack);
+        return new CropDecision(crop, reason, keepMap ? CopyOfMap(centred) : null);
     }
 
-    /// <summary>Grad-CAM of the last run for its predicted class, laid over <paramref name="region"/>; null when unavailable.</summary>
-    public SaliencyMap? MapOfLastRun(CropBox region)
+    /// <summary>Grad-CAM of the last run for its predicted class, laid over <paramref name="region"/> (a map of its
+    /// own, for the caller to keep); null when unavailable.</summary>
+    public SaliencyMap? MapOfLastRun(CropBox region) => ComputeMap() ? CopyOfMap(region) : null;
+
+    /// <summary>Grad-CAM of the last run for its predicted class into <see cref="_map"/>; false when unavailable.</summary>
+    private bool ComputeMap()
     {
-        if (_head is null || _engine is not IntegerEngine integer) return null;
+        if (_head is null || _engine is not IntegerEngine integer) return false;
         ReadOnlySpan<sbyte> logits = _engine.Logits;
         Span<float> p = stackalloc float[logits.Length];
         _engine.GetProbabilities(p);
         int k = ArgMax(p, logits);
         int length = _head.RowLength;
-        var values = new float[_head.Feature.Height * _head.Feature.Width];
         GradCam.Compute(integer.Activation(_head.FeatureTensor), _head.Feature,
-            _head.Head.Weights.AsSpan(k * length, length), values);
-        return new SaliencyMap(_head.Feature.Width, _head.Feature.Height, values, region);
+            _head.Head.Weights.AsSpan(k * length, length), _map, _alpha);
+        return true;
     }
+
+    private SaliencyMap CopyOfMap(CropBox region) => new(_head!.Feature.Width, _head.Feature.Height, (float[])_map.Clone(), region);
 
     /// <summary>The device's decision: <see cref="SpikingReadout.Decide"/>.</summary>
     public static int ArgMax(ReadOnlySpan<float> p, ReadOnlySpan<sbyte> logits) => SpikingReadout.Decide(p, logits);

@@ -13,9 +13,10 @@ public sealed record ClassifierOptions
     /// <summary>Choose the crop by Grad-CAM (needs an <see cref="IntegerEngine"/>); off means the centred square crop.
     /// Null (the default) follows the package's <see cref="InputSpec.Crop"/>: the framing the network was trained on.</summary>
     public bool? Saliency { get; init; }
-    /// <summary>Also give the Grad-CAM map of the centred view when the crop is the centred one (for an overlay:
-    /// <c>qana classify --saliency</c>). It is read from the run already made, so it costs no extra run and changes
-    /// no result; with the saliency crop the map is there anyway.</summary>
+    /// <summary>Give the Grad-CAM map of the centred view in the result (for an overlay: <c>qana classify --saliency</c>),
+    /// whichever the crop. It is read from the run already made, so it costs no extra run and changes no result; only
+    /// the map the result keeps is allocated. Off, the saliency crop still reads the map, from the classifier's own
+    /// buffer, and the result carries none.</summary>
     public bool SaliencyMap { get; init; }
     /// <summary>Average with four overlapping tiles when the top probability is under the manifest's τ.</summary>
     public bool Tiling { get; init; } = true;
@@ -61,9 +62,9 @@ public sealed class LesionResult
     public required int Runs { get; init; }
     public required int ImageWidth { get; init; }
     public required int ImageHeight { get; init; }
-    /// <summary>The Grad-CAM map of the centred view: the one the saliency crop was chosen from, or, for the centred
-    /// crop, the one <see cref="ClassifierOptions.SaliencyMap"/> asks for; null when none was computed (or the engine
-    /// exposes no activations, or the head has no spatial input).</summary>
+    /// <summary>The Grad-CAM map of the centred view (the one a saliency crop was chosen from) when
+    /// <see cref="ClassifierOptions.SaliencyMap"/> asks for it; null otherwise, or when none can be computed (the
+    /// engine exposes no activations, or the head has no spatial input).</summary>
     public SaliencyMap? Saliency { get; init; }
     /// <summary>
     /// The int8 input of the model's head (dense readout) for the classified view, before any tiling: what the
@@ -146,7 +147,7 @@ public sealed class LesionClassifier
         CropDecision decision;
         if (_saliency)
         {
-            decision = _pipeline.ChooseCrop(image);
+            decision = _pipeline.ChooseCrop(image, _options.SaliencyMap);
             // The centred run is already in the engine; only a different crop needs its own run.
             if (decision.Reason == CropReason.Saliency) _pipeline.Run(image, decision.Crop);
         }
@@ -169,6 +170,8 @@ public sealed class LesionClassifier
         float top = probabilities.Max();
         if (_options.Symmetries ? top < _options.SymmetryTau : _options.Tiling && top < _package.Manifest.Calibration.TilingTau)
         {
+            // On the stack: the fallback allocates nothing that a single view does not.
+            Span<CropBox> tiles = stackalloc CropBox[Tiling.Count];
             Span<double> sum = stackalloc double[k];
             AddRealLogits(engine.Logits, sum);
             int views = 1;
@@ -179,12 +182,15 @@ public sealed class LesionClassifier
                     AddRealLogits(engine.Logits, sum);
                 }
             else
-                foreach (CropBox tile in Tiling.Tiles(decision.Crop))
+            {
+                Tiling.Tiles(decision.Crop, tiles);
+                foreach (CropBox tile in tiles)
                 {
                     _pipeline.Run(image, tile);
                     AddRealLogits(engine.Logits, sum);
                     views++;
                 }
+            }
             for (int i = 0; i < k; i++) sum[i] /= views;
             ProbabilitiesFromRealLogits(sum, logits, probabilities);
             symmetrized = _options.Symmetries;

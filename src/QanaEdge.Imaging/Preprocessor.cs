@@ -31,7 +31,7 @@ public static class Preprocessor
     {
         ArgumentNullException.ThrowIfNull(engine);
         var pipeline = new InferencePipeline(engine.Package, engine);
-        CropDecision decision = pipeline.ChooseCrop(image);
+        CropDecision decision = pipeline.ChooseCrop(image, keepMap: true);
         Resampler.AreaResize(image, decision.Crop, size, dstHwc);
         return decision;
     }

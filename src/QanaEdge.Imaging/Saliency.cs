@@ -55,15 +55,18 @@ public sealed class SaliencyMap
     public float this[int x, int y] => Values[y * Width + x];
 
     /// <summary>Coefficient of variation σ/μ of the cells (population σ); 0 for an all-zero map.</summary>
-    public double CoefficientOfVariation()
+    public double CoefficientOfVariation() => CoefficientOfVariation(Values);
+
+    /// <summary>The same for map cells held outside a <see cref="SaliencyMap"/> (the classifier's own buffer).</summary>
+    public static double CoefficientOfVariation(ReadOnlySpan<float> values)
     {
         double mean = 0;
-        foreach (float v in Values) mean += v;
-        mean /= Values.Length;
+        foreach (float v in values) mean += v;
+        mean /= values.Length;
         if (mean <= 0) return 0;
         double var = 0;
-        foreach (float v in Values) var += (v - mean) * (v - mean);
-        return Math.Sqrt(var / Values.Length) / mean;
+        foreach (float v in values) var += (v - mean) * (v - mean);
+        return Math.Sqrt(var / values.Length) / mean;
     }
 }
 
@@ -141,11 +144,20 @@ public static class GradCam
     /// <param name="map">Output, H·W cells, row-major.</param>
     public static void Compute(ReadOnlySpan<sbyte> activation, TensorSpec feature, ReadOnlySpan<sbyte> weightRow, Span<float> map)
     {
+        int c = feature.Channels;
+        Compute(activation, feature, weightRow, map, c <= 1024 ? stackalloc double[c] : new double[c]);
+    }
+
+    /// <summary>The same with the channel weights α in <paramref name="alpha"/> (C values), so that a caller holding
+    /// that buffer allocates nothing whatever the channel count.</summary>
+    public static void Compute(ReadOnlySpan<sbyte> activation, TensorSpec feature, ReadOnlySpan<sbyte> weightRow, Span<float> map, Span<double> alpha)
+    {
         int h = feature.Height, w = feature.Width, c = feature.Channels, cells = h * w;
         bool pooled = weightRow.Length == c && cells > 1;
         if (activation.Length != feature.Length || (weightRow.Length != feature.Length && !pooled) || map.Length != cells)
             throw new ArgumentException($"feature {h}x{w}x{c}: activation {activation.Length}, weights {weightRow.Length}, map {map.Length}");
-        Span<double> alpha = c <= 1024 ? stackalloc double[c] : new double[c];
+        if (alpha.Length < c) throw new ArgumentException($"{c} channel weights need room, the buffer holds {alpha.Length}", nameof(alpha));
+        alpha = alpha[..c];
         alpha.Clear();
         if (pooled)
             for (int ch = 0; ch < c; ch++) alpha[ch] = weightRow[ch];
@@ -189,48 +201,67 @@ public static class SaliencyCrop
     /// <param name="flatCv">Maps whose coefficient of variation is under this are flat (manifest Calibration.SaliencyFlatCv).</param>
     public static CropDecision Choose(SaliencyMap map, int imageWidth, int imageHeight, double flatCv)
     {
+        ArgumentNullException.ThrowIfNull(map);
+        int cells = map.Values.Length;
+        var (crop, reason) = Choose(map.Values, map.Width, map.Height, map.Region, imageWidth, imageHeight, flatCv,
+            new bool[cells], new int[cells]);
+        return new CropDecision(crop, reason, map);
+    }
+
+    /// <summary>
+    /// The same on map cells held in a span (<paramref name="width"/> × <paramref name="height"/>, row-major, laid over
+    /// <paramref name="region"/>), with the flood fill's marks and stack in the caller's buffers (at least one entry
+    /// per cell each): what the classifier calls with buffers it owns, so choosing a crop allocates nothing.
+    /// </summary>
+    public static (CropBox Crop, CropReason Reason) Choose(ReadOnlySpan<float> values, int width, int height, CropBox region,
+        int imageWidth, int imageHeight, double flatCv, Span<bool> inRegion, Span<int> stack)
+    {
+        int cells = width * height;
+        if (width <= 0 || height <= 0 || values.Length != cells || inRegion.Length < cells || stack.Length < cells)
+            throw new ArgumentException($"a {width}x{height} map needs {cells} values, marks and stack entries; got {values.Length}, {inRegion.Length}, {stack.Length}");
         CropBox centred = CropBox.CenteredSquare(imageWidth, imageHeight);
-        double cv = map.CoefficientOfVariation();
+        double cv = SaliencyMap.CoefficientOfVariation(values);
         // A map without variation (all zero, or constant) has no peak: flat whatever the threshold. Under a threshold of
         // 0 it took its first cell for the peak and cropped the whole view again as a "saliency" crop, at a second run.
         if (!(cv > 0) || cv < flatCv)
-            return new CropDecision(centred, CropReason.FlatMap, map);
+            return (centred, CropReason.FlatMap);
 
         int peak = 0;
-        for (int i = 1; i < map.Values.Length; i++)
-            if (map.Values[i] > map.Values[peak]) peak = i;
-        int px = peak % map.Width, py = peak / map.Width;
-        double cellW = (double)map.Region.Size / map.Width, cellH = (double)map.Region.Size / map.Height;
-        double peakX = map.Region.X + (px + 0.5) * cellW, peakY = map.Region.Y + (py + 0.5) * cellH;
+        for (int i = 1; i < cells; i++)
+            if (values[i] > values[peak]) peak = i;
+        int px = peak % width, py = peak / width;
+        double cellW = (double)region.Size / width, cellH = (double)region.Size / height;
+        double peakX = region.X + (px + 0.5) * cellW, peakY = region.Y + (py + 0.5) * cellH;
         if (Math.Abs(peakX - imageWidth / 2.0) <= CentreTolerance * imageWidth &&
             Math.Abs(peakY - imageHeight / 2.0) <= CentreTolerance * imageHeight)
-            return new CropDecision(centred, CropReason.PeakNearCentre, map);
+            return (centred, CropReason.PeakNearCentre);
 
-        // The top-activated region: cells ≥ half the peak, 4-connected to the peak (flood fill).
-        float cut = (float)(RegionFraction * map.Values[peak]);
-        var inRegion = new bool[map.Values.Length];
-        var stack = new Stack<int>();
-        stack.Push(peak);
+        // The top-activated region: cells ≥ half the peak, 4-connected to the peak (flood fill). A cell is marked
+        // before it is pushed, so the stack never holds more than one entry per cell.
+        float cut = (float)(RegionFraction * values[peak]);
+        inRegion[..cells].Clear();
+        int depth = 0;
+        stack[depth++] = peak;
         inRegion[peak] = true;
         int x0 = px, x1 = px, y0 = py, y1 = py;
-        while (stack.Count > 0)
+        while (depth > 0)
         {
-            int cell = stack.Pop(), cx = cell % map.Width, cy = cell / map.Width;
+            int cell = stack[--depth], cx = cell % width, cy = cell / width;
             x0 = Math.Min(x0, cx); x1 = Math.Max(x1, cx); y0 = Math.Min(y0, cy); y1 = Math.Max(y1, cy);
             Span<(int X, int Y)> next = [(cx - 1, cy), (cx + 1, cy), (cx, cy - 1), (cx, cy + 1)];
             foreach (var (nx, ny) in next)
             {
-                if (nx < 0 || ny < 0 || nx >= map.Width || ny >= map.Height) continue;
-                int n = ny * map.Width + nx;
-                if (inRegion[n] || map.Values[n] < cut) continue;
+                if (nx < 0 || ny < 0 || nx >= width || ny >= height) continue;
+                int n = ny * width + nx;
+                if (inRegion[n] || values[n] < cut) continue;
                 inRegion[n] = true;
-                stack.Push(n);
+                stack[depth++] = n;
             }
         }
-        double left = map.Region.X + x0 * cellW, right = map.Region.X + (x1 + 1) * cellW;
-        double top = map.Region.Y + y0 * cellH, bottom = map.Region.Y + (y1 + 1) * cellH;
-        return new CropDecision(SquareAround((left + right) / 2, (top + bottom) / 2,
-            Math.Max(right - left, bottom - top) * Margin, imageWidth, imageHeight), CropReason.Saliency, map);
+        double left = region.X + x0 * cellW, right = region.X + (x1 + 1) * cellW;
+        double top = region.Y + y0 * cellH, bottom = region.Y + (y1 + 1) * cellH;
+        return (SquareAround((left + right) / 2, (top + bottom) / 2,
+            Math.Max(right - left, bottom - top) * Margin, imageWidth, imageHeight), CropReason.Saliency);
     }
 
     /// <summary>A square of about <paramref name="side"/> centred on (<paramref name="cx"/>, <paramref name="cy"/>),
@@ -256,14 +287,24 @@ public static class Tiling
     /// 2t − overlap·t = S, i.e. t = S / 1.8 rounded, flush with the view's edges.</summary>
     public static CropBox[] Tiles(CropBox view)
     {
+        var tiles = new CropBox[Count];
+        Tiles(view, tiles);
+        return tiles;
+    }
+
+    /// <summary>Number of tiles (<see cref="Tiles(CropBox)"/>).</summary>
+    public const int Count = 4;
+
+    /// <summary>The same tiles written into <paramref name="tiles"/> (at least <see cref="Count"/> entries), for a caller
+    /// that keeps them on its stack: the classifier's fallback allocates nothing.</summary>
+    public static void Tiles(CropBox view, Span<CropBox> tiles)
+    {
+        if (tiles.Length < Count) throw new ArgumentException($"{Count} tiles need room, the span holds {tiles.Length}", nameof(tiles));
         int t = Math.Clamp((int)Math.Round(view.Size / (2 - Overlap), MidpointRounding.AwayFromZero), 1, view.Size);
         int far = view.Size - t;
-        return
-        [
-            new CropBox(view.X, view.Y, t),
-            new CropBox(view.X + far, view.Y, t),
-            new CropBox(view.X, view.Y + far, t),
-            new CropBox(view.X + far, view.Y + far, t),
-        ];
+        tiles[0] = new CropBox(view.X, view.Y, t);
+        tiles[1] = new CropBox(view.X + far, view.Y, t);
+        tiles[2] = new CropBox(view.X, view.Y + far, t);
+        tiles[3] = new CropBox(view.X + far, view.Y + far, t);
     }
 }

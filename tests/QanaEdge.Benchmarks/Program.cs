@@ -6,6 +6,13 @@ using QanaEdge.TestSupport;
 // `--quick [PACKAGE]`: a plain stopwatch pass over the QANA-shaped graph (or the package given) and its layers (no
 // BenchmarkDotNet), for iterating on kernels. Anything else goes to BenchmarkDotNet (`--filter '*'`).
 // `--write-package PATH`: the QANA-shaped twin (seed 42, 64×64) as a package file, for `qana bench --model`.
+// `--classify [PACKAGE]`: LesionClassifier on decoded HAM10000 JPEGs, one view against the tiling fallback and the
+// saliency crop forced on every image: median time and managed bytes per result.
+if (args.Length > 0 && args[0] == "--classify")
+{
+    ClassifyBench.Run(args.Length > 1 ? QanaEdge.Model.Packaging.PackageReader.Load(args[1]) : TestGraphs.QanaShaped(42, 64));
+    return;
+}
 if (args.Length == 2 && args[0] == "--write-package")
 {
     QanaEdge.Model.Packaging.PackageWriter.Save(TestGraphs.QanaShaped(42, 64), args[1]);

@@ -363,6 +363,33 @@ public class ImageDecoderTests
         Assert.Equal(RejectReason.Truncated, Rejected(tiff[..(tiff.Length / 2)]).Reason);
     }
 
+    /// <summary>
+    /// A BMP with the OS/2 1.x core header (12 bytes, 16-bit sizes) decodes like the Windows one, and cut short it is
+    /// truncated too: ImageSharp 2.1 decoded it without an error, the missing rows filled with bytes that were never in
+    /// the file, since only the Windows headers' rows were checked.
+    /// </summary>
+    [Fact]
+    public void An_os2_bmp_is_truncated_when_cut_short()
+    {
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(3));
+        byte[] windows = Samples.Encode(source, new BmpEncoder { BitsPerPixel = BmpBitsPerPixel.Pixel24 });
+        byte[] rows = windows[System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(windows.AsSpan(10))..];
+        const int offset = 14 + 12;
+        var os2 = new byte[offset + rows.Length];
+        "BM"u8.CopyTo(os2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(2), os2.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(10), offset);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(14), 12);     // BITMAPCOREHEADER
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(18), (ushort)source.Width);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(20), (ushort)source.Height);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(22), 1);      // planes
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(24), 24);     // bits per pixel
+        rows.CopyTo(os2, offset);
+        Assert.Equal(ImageDecoder.Decode(windows).Pixels, ImageDecoder.Decode(os2).Pixels);
+        foreach (int length in new[] { os2.Length - 1, os2.Length * 3 / 4, os2.Length / 2, offset + 10 })
+            Assert.Equal(RejectReason.Truncated, Rejected(os2[..length]).Reason);
+    }
+
     [Fact]
     public void A_tiff_whose_directory_comes_first_is_truncated_when_cut_short()
     {
@@ -381,6 +408,50 @@ public class ImageDecoderTests
         byte[] list = (byte[])tiff.Clone();
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(list.AsSpan(8 + 2 + 5 * 12 + 4), 0x3FFFFFFF);
         Assert.Equal(RejectReason.Truncated, Rejected(list).Reason);
+    }
+
+    /// <summary>
+    /// Only a TIFF's first page is classified. ImageSharp 2.1 parsed every directory and decoded every page: 2,000 pages
+    /// of one real 150 × 150 photograph (each a copy of the first directory, sharing its strips: a 330 kB file) crossed
+    /// the memory budget and were refused as too large, and 6 MB of one-pixel pages took seconds and 490 MB outside
+    /// the budget.
+    /// </summary>
+    [Fact]
+    public void A_multi_page_tiff_decodes_its_first_page_alone()
+    {
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(6));
+        byte[] single = Samples.Encode(source, new TiffEncoder());
+        using (Image<Rgba32> three = Image.Load<Rgba32>(WithPages(single, 3)))
+            Assert.Equal(3, three.Frames.Count);    // a real multi-page TIFF to the library
+        byte[] pages = WithPages(single, 2000);
+        RgbImage expected = ImageDecoder.Decode(single);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        RgbImage image = ImageDecoder.Decode(pages);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal((expected.Width, expected.Height), (image.Width, image.Height));
+        Assert.Equal(expected.Pixels, image.Pixels);
+        // The file copies and the output, not 200 decoded pages.
+        Assert.True(allocated < 4L * pages.Length + 3L * image.Width * image.Height + (4 << 20), $"{allocated} bytes allocated decoding {pages.Length} bytes");
+    }
+
+    /// <summary>The TIFF with <paramref name="count"/> pages: its first directory repeated, each copy linked to the next.</summary>
+    private static byte[] WithPages(byte[] tiff, int count)
+    {
+        Assert.Equal((byte)'I', tiff[0]);
+        int ifd = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(tiff.AsSpan(4));
+        int size = 2 + 12 * System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(tiff.AsSpan(ifd)) + 4;
+        int start = (tiff.Length + 1) & ~1;    // directories start on a word boundary
+        var file = new byte[start + (count - 1) * size];
+        tiff.CopyTo(file, 0);
+        for (int page = 1; page < count; page++)
+        {
+            int at = start + (page - 1) * size;
+            tiff.AsSpan(ifd, size).CopyTo(file.AsSpan(at));
+            int previousLink = (page == 1 ? ifd : at - size) + size - 4;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(previousLink), (uint)at);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(at + size - 4), 0);
+        }
+        return file;
     }
 
     [Fact]

@@ -87,7 +87,7 @@ public class LesionClassifierTests
         HeadInfo head = Assert.IsType<HeadInfo>(HeadInfo.Find(package.Graph));
         Assert.True(head.Pooled);
         using var engine = (IntegerEngine)LesionClassifier.CreateEngine(package);
-        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true, Tiling = false });
+        var classifier = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true, SaliencyMap = true, Tiling = false });
         using var reference = (IntegerEngine)LesionClassifier.CreateEngine(package);
         foreach (string path in Samples.JpegPaths(3))
         {
@@ -119,7 +119,7 @@ public class LesionClassifierTests
     public void Real_jpegs_get_a_complete_result()
     {
         using var engine = LesionClassifier.CreateEngine(Qana);
-        var classifier = new LesionClassifier(Qana, engine, new ClassifierOptions { Saliency = true });
+        var classifier = new LesionClassifier(Qana, engine, new ClassifierOptions { Saliency = true, SaliencyMap = true });
         foreach (string path in Samples.JpegPaths(2))
         {
             byte[] file = File.ReadAllBytes(path);
@@ -318,8 +318,8 @@ public class LesionClassifierTests
         }
     }
 
-    /// <summary>With the centred crop the map is computed only on request (for an overlay), it is the map of the
-    /// centred view that a saliency decision would read, and asking for it changes nothing else.</summary>
+    /// <summary>The map is given only on request (for an overlay), whichever the crop; with the centred crop it is the
+    /// map of the centred view that a saliency decision reads, and asking for it changes nothing else.</summary>
     [Fact]
     public void With_the_centred_crop_the_map_of_the_centred_view_is_given_on_request()
     {
@@ -327,12 +327,16 @@ public class LesionClassifierTests
         using var engine = LesionClassifier.CreateEngine(package);
         var plain = new LesionClassifier(package, engine);
         var mapped = new LesionClassifier(package, engine, new ClassifierOptions { SaliencyMap = true });
-        var chooser = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true });
+        var chooser = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true, SaliencyMap = true });
+        var blind = new LesionClassifier(package, engine, new ClassifierOptions { Saliency = true });
         foreach (string path in Samples.JpegPaths(3))
         {
             byte[] file = File.ReadAllBytes(path);
-            LesionResult a = plain.Classify(file), b = mapped.Classify(file), c = chooser.Classify(file);
+            LesionResult a = plain.Classify(file), b = mapped.Classify(file), c = chooser.Classify(file), d = blind.Classify(file);
             Assert.Null(a.Saliency);
+            Assert.Null(d.Saliency);
+            Assert.Equal((c.Crop, c.CropReason, c.Label, c.Runs, c.Events), (d.Crop, d.CropReason, d.Label, d.Runs, d.Events));
+            Assert.Equal(c.Probabilities, d.Probabilities);
             Assert.Equal(CropReason.Centred, b.CropReason);
             Assert.Equal((a.Crop, a.Label, a.Runs, a.Events), (b.Crop, b.Label, b.Runs, b.Events));
             Assert.Equal(a.Probabilities, b.Probabilities);
@@ -340,6 +344,52 @@ public class LesionClassifierTests
             Assert.Equal(b.Crop, map.Region);
             Assert.Equal(c.Saliency!.Values, map.Values);
         }
+    }
+
+    /// <summary>
+    /// The fallbacks cost runs, not garbage: once warm, a tiled result, a saliency-crop result (with and without
+    /// tiling) and a symmetrized one allocate exactly what a plain centred result does (the result, its probabilities and head input); the
+    /// tiles, the Grad-CAM map and the crop's flood fill use buffers the classifier owns.
+    /// </summary>
+    [Fact]
+    public void The_tiling_and_saliency_paths_allocate_no_more_than_a_single_view()
+    {
+        ModelPackage centred = With(Qana, tau: 0, referral: 0.5, flatCv: 0);
+        ModelPackage unsure = With(Qana, tau: 1.01, referral: 0.5, flatCv: 0);
+        using var centredEngine = LesionClassifier.CreateEngine(centred);
+        using var unsureEngine = LesionClassifier.CreateEngine(unsure);
+        var single = new LesionClassifier(centred, centredEngine, new ClassifierOptions { Saliency = false });
+        var tiled = new LesionClassifier(unsure, unsureEngine, new ClassifierOptions { Saliency = false });
+        var cropped = new LesionClassifier(centred, centredEngine, new ClassifierOptions { Saliency = true });
+        var both = new LesionClassifier(unsure, unsureEngine, new ClassifierOptions { Saliency = true });
+        var turned = new LesionClassifier(centred, centredEngine, new ClassifierOptions { Saliency = false, Symmetries = true, SymmetryTau = 1.01 });
+        int seen = 0;
+        foreach (string path in Samples.JpegPaths(12))
+        {
+            RgbImage image = ImageDecoder.Decode(File.ReadAllBytes(path));
+            if (cropped.Classify(image).CropReason != CropReason.Saliency) continue;
+            seen++;
+            long plain = Allocated(single, image, r => Assert.Equal((CropReason.Centred, false, 1), (r.CropReason, r.Tiled, r.Runs)));
+            Assert.Equal(plain, Allocated(tiled, image, r => Assert.Equal((CropReason.Centred, true, 5), (r.CropReason, r.Tiled, r.Runs))));
+            Assert.Equal(plain, Allocated(cropped, image, r => Assert.Equal((CropReason.Saliency, false, 2), (r.CropReason, r.Tiled, r.Runs))));
+            Assert.Equal(plain, Allocated(both, image, r => Assert.Equal((CropReason.Saliency, true, 6), (r.CropReason, r.Tiled, r.Runs))));
+            Assert.Equal(plain, Allocated(turned, image, r => Assert.Equal((true, 8), (r.Symmetrized, r.Runs))));
+            if (seen == 2) break;
+        }
+        Assert.True(seen > 0, "no image of twelve had an off-centre Grad-CAM peak");
+    }
+
+    /// <summary>Managed bytes one warm <see cref="LesionClassifier.Classify(RgbImage)"/> allocates; the result is checked
+    /// to have taken the path meant.</summary>
+    private static long Allocated(LesionClassifier classifier, RgbImage image, Action<LesionResult> check)
+    {
+        classifier.Classify(image);
+        classifier.Classify(image);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        LesionResult r = classifier.Classify(image);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        check(r);
+        return allocated;
     }
 
     [Fact]
