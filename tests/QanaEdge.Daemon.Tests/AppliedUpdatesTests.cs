@@ -218,6 +218,44 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// Another device's learner key, trusted here, signs a readout at the end of the learned line (its counter
+    /// <see cref="long.MaxValue"/>). Applied, it left this device's learning no version above it: the next learned
+    /// version overflowed to <c>1.0.0.-9223372036854775808</c>, which the learned-line check refused, until the vendor's
+    /// next release. It is refused, the model stays, and this device's own learned readout is applied; one stored before
+    /// the check is refused at start, which runs the configured model and says why.
+    /// </summary>
+    [Fact]
+    public void A_readout_at_the_end_of_the_learned_line_is_refused_and_learning_goes_on()
+    {
+        using var other = SigningKey.Generate(SignerRole.Learner);
+        File.WriteAllText(Path.Combine(_trust, "other-device.pub"), other.PublicKey.ToText());
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+
+        var last = Sign(ModelUpdateTests.Readout(Shipped, "1.0.0.9223372036854775807"), other);
+        var (outcome, reason) = updates.Handle(last.Bytes, last.Sha);
+        Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+        Assert.Contains("leaves no learned version above it", reason, StringComparison.Ordinal);
+        Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
+        Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+
+        var learned = Sign(ModelUpdateTests.Readout(Shipped, ModelUpdates.LearnedVersion(Shipped.Manifest.Version)), _learner);
+        (outcome, reason) = updates.Handle(learned.Bytes, learned.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal("1.0.0.1", active.Provider.ModelVersion);
+
+        // Stored before the check existed: the start refuses it and runs the configured model.
+        new AppliedUpdates(Models).Commit(new AppliedUpdates.State(null, [last.Sha]), last.Sha, last.Bytes);
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Contains("leaves no learned version above it", start.Problem, StringComparison.Ordinal);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+        }
+    }
+
+    /// <summary>
     /// A start that cannot use the applied updates (here the vendor's key is missing from the trust folder) runs the
     /// configured model, and the updates stay under the state folder for a start that can. Meanwhile an older
     /// vendor-signed update, newer only than the configured model, is refused as a rollback: it used to be applied and

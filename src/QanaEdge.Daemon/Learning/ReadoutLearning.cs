@@ -163,6 +163,10 @@ public sealed class ReadoutLearning : IAsyncDisposable
         var figures = new Dictionary<string, double> { ["cases"] = cases.Count, ["learned"] = learn.Count, ["checked"] = check.Count, ["unusable"] = unusable };
         if (learn.Count == 0 || check.Count == 0)
             return Record(backbone, cases.Count, Unusable, $"{cases.Count} cases give no checked half (every class has a single case)", figures);
+        // A running version at the end of its learned line (a configured package's; ModelUpdates refuses such updates)
+        // leaves no version to give a learned readout, until the vendor's next release.
+        if (!ModelUpdates.TryLearnedVersion(running.Manifest.Version, out string? version))
+            return Record(backbone, cases.Count, Unusable, $"{name} leaves no learned version above it (its counter is {long.MaxValue}, the largest there is)", figures);
 
         var learner = new ReadoutLearner(running, new ReadoutLearnerOptions
         {
@@ -179,7 +183,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
                 name, learn.Count, e.Message);
             return Record(backbone, cases.Count, Diverged, $"learned from {learn.Count} labelled cases: {e.Message}", figures);
         }
-        ModelPackage update = learner.CreateUpdate(ModelUpdates.LearnedVersion(running.Manifest.Version));
+        ModelPackage update = learner.CreateUpdate(version);
 
         ClassificationMetrics before = Evaluate(RunningReadout(running), check), after = Evaluate(update, check);
         figures["loss_first"] = losses[0];
