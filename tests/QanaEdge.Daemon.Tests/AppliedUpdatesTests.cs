@@ -299,6 +299,36 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// The first update creates <c>models/</c> under the state folder. Its files were flushed and so was the new folder,
+    /// but not the state folder that holds the new folder's entry: a power cut could lose <c>models/</c> with the applied
+    /// update in it. The state folder is now flushed after the folder is made and before anything is written into it;
+    /// later changes, with the folder in place, flush only <c>models/</c>. The store's folder-flush hook stands in for
+    /// the flush and records which folders it was asked to flush, in order, over a real state folder.
+    /// </summary>
+    [Fact]
+    public void The_first_update_flushes_the_state_folder_that_holds_the_new_models_folder()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        var flushed = new List<string>();
+        var applied = new AppliedUpdates(Models, folder => flushed.Add(Path.GetFullPath(folder).TrimEnd('/')));
+        ModelUpdates updates = Updates(active, applied);
+        Directory.CreateDirectory(_state);
+        Assert.False(Directory.Exists(Models));
+
+        var first = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        var (outcome, reason) = updates.Handle(first.Bytes, first.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        string state = Path.GetFullPath(_state).TrimEnd('/'), models = Path.GetFullPath(Models).TrimEnd('/');
+        Assert.Equal(new[] { state, models, models }, flushed);
+
+        flushed.Clear();
+        var second = Sign(ModelUpdateTests.Readout(ReadoutUpdates.Apply(Shipped, ModelUpdateTests.Readout(Shipped, "1.0.1")), "1.0.2"), _vendor);
+        (outcome, reason) = updates.Handle(second.Bytes, second.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal(new[] { models, models }, flushed);
+    }
+
+    /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
     /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
     /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,
@@ -309,10 +339,11 @@ public sealed class AppliedUpdatesTests : IDisposable
     {
         using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
         int flushes = 0;
-        int failAt = 2;   // 1: the package's folder flush, 2: the one after active was renamed
+        int failAt = 2;   // of models/: 1: the package's folder flush, 2: the one after active was renamed
         var applied = new AppliedUpdates(Models, folder =>
         {
-            if (++flushes == failAt) throw new IOException($"fsync of {folder} failed: errno 5");
+            // The state folder's flush, when the first update creates models/, is not counted.
+            if (Path.GetFullPath(folder) == Path.GetFullPath(Models) && ++flushes == failAt) throw new IOException($"fsync of {folder} failed: errno 5");
         });
         ModelUpdates updates = Updates(active, applied);
 
