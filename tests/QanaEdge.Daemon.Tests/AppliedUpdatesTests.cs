@@ -244,7 +244,9 @@ public sealed class AppliedUpdatesTests : IDisposable
         Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
         Assert.Equal("1.0.0.1", active.Provider.ModelVersion);
 
-        // Stored before the check existed: the start refuses it and runs the configured model.
+        // Stored before the check existed: the start refuses it and runs the configured model. Refused for good, it sets
+        // no rollback floor (as the highest stored version it refused everything below it, this device's learned
+        // readouts included), so learning goes on over the configured model.
         new AppliedUpdates(Models).Commit(new AppliedUpdates.State(null, [last.Sha]), last.Sha, last.Bytes);
         ModelAtStart start = Start();
         using (start.Active)
@@ -252,6 +254,11 @@ public sealed class AppliedUpdatesTests : IDisposable
             Assert.NotNull(start.Problem);
             Assert.Contains("leaves no learned version above it", start.Problem, StringComparison.Ordinal);
             Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Null(start.VersionFloor);
+            var afterStart = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
+            (outcome, reason) = afterStart.Handle(learned.Bytes, learned.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+            Assert.Equal("1.0.0.1", start.Active.Provider.ModelVersion);
         }
     }
 

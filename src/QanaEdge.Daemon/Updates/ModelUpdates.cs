@@ -346,7 +346,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// vendor-signed package replayed meanwhile, newer only than the configured model, was applied and pruned them, a
     /// rollback the running chain would have refused. Read without the trust store, which may be what failed: these
     /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
-    /// updates, never admit an older one. Best effort: what does not read counts for nothing.
+    /// updates, never admit an older one. Best effort: what does not read counts for nothing, nor does a version that
+    /// ends its learned line, which no start will use.
     /// </summary>
     private static string? StoredVersionFloor(AppliedUpdates applied, ModelPackage configured)
     {
@@ -359,6 +360,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 ModelManifest m;
                 try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
                 catch (Exception e) when (e is PackageFormatException or IOException or UnauthorizedAccessException) { continue; }
+                // A version that ends its learned line is refused for good (EndsLearnedLine), not for a reason that may
+                // pass: as a floor it would refuse this device's learned readouts and every vendor update below it.
+                if (!TryLearnedVersion(m.Version, out _)) continue;
                 string id = m.Kind == PackageKind.ReadoutUpdate ? m.BaseModelId ?? "" : m.ModelId;
                 if (id == configured.Manifest.ModelId && (floor is null || CompareVersions(m.Version, floor) > 0)) floor = m.Version;
             }
