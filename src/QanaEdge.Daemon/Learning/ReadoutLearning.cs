@@ -198,7 +198,8 @@ public sealed class ReadoutLearning : IAsyncDisposable
             // an error that left no trace in the learning log and came again at every label.
             _log.LogWarning("Readout for {Model} learned from {Cases} labelled cases cannot run: {Reason}; nothing applied: the model stays, and its labelled cases are kept for the next attempt",
                 name, learn.Count, e.Message);
-            return Record(backbone, cases.Count, Refused, $"learned from {learn.Count} labelled cases: the engine cannot run the learned readout: {e.Message.ReplaceLineEndings(" ")}", figures);
+            string refusal = e is InvalidGraphException ? "the engine cannot run the learned readout" : "the learned readout is not a valid package";
+            return Record(backbone, cases.Count, Refused, $"learned from {learn.Count} labelled cases: {refusal}: {e.Message.ReplaceLineEndings(" ")}", figures);
         }
         figures["loss_first"] = losses[0];
         figures["loss_last"] = losses[^1];
