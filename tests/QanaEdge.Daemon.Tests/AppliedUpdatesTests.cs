@@ -218,6 +218,51 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// Another device's learner key, trusted here, signs a readout at the end of the learned line (its counter
+    /// <see cref="long.MaxValue"/>). Applied, it left this device's learning no version above it: the next learned
+    /// version overflowed to <c>1.0.0.-9223372036854775808</c>, which the learned-line check refused, until the vendor's
+    /// next release. It is refused, the model stays, and this device's own learned readout is applied; one stored before
+    /// the check is refused at start, which runs the configured model and says why.
+    /// </summary>
+    [Fact]
+    public void A_readout_at_the_end_of_the_learned_line_is_refused_and_learning_goes_on()
+    {
+        using var other = SigningKey.Generate(SignerRole.Learner);
+        File.WriteAllText(Path.Combine(_trust, "other-device.pub"), other.PublicKey.ToText());
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+
+        var last = Sign(ModelUpdateTests.Readout(Shipped, "1.0.0.9223372036854775807"), other);
+        var (outcome, reason) = updates.Handle(last.Bytes, last.Sha);
+        Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+        Assert.Contains("leaves no learned version above it", reason, StringComparison.Ordinal);
+        Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
+        Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+
+        var learned = Sign(ModelUpdateTests.Readout(Shipped, ModelUpdates.LearnedVersion(Shipped.Manifest.Version)), _learner);
+        (outcome, reason) = updates.Handle(learned.Bytes, learned.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal("1.0.0.1", active.Provider.ModelVersion);
+
+        // Stored before the check existed: the start refuses it and runs the configured model. Refused for good, it sets
+        // no rollback floor (as the highest stored version it refused everything below it, this device's learned
+        // readouts included), so learning goes on over the configured model.
+        new AppliedUpdates(Models).Commit(new AppliedUpdates.State(null, [last.Sha]), last.Sha, last.Bytes);
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Contains("leaves no learned version above it", start.Problem, StringComparison.Ordinal);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Null(start.VersionFloor);
+            var afterStart = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
+            (outcome, reason) = afterStart.Handle(learned.Bytes, learned.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+            Assert.Equal("1.0.0.1", start.Active.Provider.ModelVersion);
+        }
+    }
+
+    /// <summary>
     /// A start that cannot use the applied updates (here the vendor's key is missing from the trust folder) runs the
     /// configured model, and the updates stay under the state folder for a start that can. Meanwhile an older
     /// vendor-signed update, newer only than the configured model, is refused as a rollback: it used to be applied and
@@ -261,6 +306,36 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// The first update creates <c>models/</c> under the state folder. Its files were flushed and so was the new folder,
+    /// but not the state folder that holds the new folder's entry: a power cut could lose <c>models/</c> with the applied
+    /// update in it. The state folder is now flushed after the folder is made and before anything is written into it;
+    /// later changes, with the folder in place, flush only <c>models/</c>. The store's folder-flush hook stands in for
+    /// the flush and records which folders it was asked to flush, in order, over a real state folder.
+    /// </summary>
+    [Fact]
+    public void The_first_update_flushes_the_state_folder_that_holds_the_new_models_folder()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        var flushed = new List<string>();
+        var applied = new AppliedUpdates(Models, folder => flushed.Add(Path.GetFullPath(folder).TrimEnd('/')));
+        ModelUpdates updates = Updates(active, applied);
+        Directory.CreateDirectory(_state);
+        Assert.False(Directory.Exists(Models));
+
+        var first = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        var (outcome, reason) = updates.Handle(first.Bytes, first.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        string state = Path.GetFullPath(_state).TrimEnd('/'), models = Path.GetFullPath(Models).TrimEnd('/');
+        Assert.Equal(new[] { state, models, models }, flushed);
+
+        flushed.Clear();
+        var second = Sign(ModelUpdateTests.Readout(ReadoutUpdates.Apply(Shipped, ModelUpdateTests.Readout(Shipped, "1.0.1")), "1.0.2"), _vendor);
+        (outcome, reason) = updates.Handle(second.Bytes, second.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal(new[] { models, models }, flushed);
+    }
+
+    /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
     /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
     /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,
@@ -271,10 +346,11 @@ public sealed class AppliedUpdatesTests : IDisposable
     {
         using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
         int flushes = 0;
-        int failAt = 2;   // 1: the package's folder flush, 2: the one after active was renamed
+        int failAt = 2;   // of models/: 1: the package's folder flush, 2: the one after active was renamed
         var applied = new AppliedUpdates(Models, folder =>
         {
-            if (++flushes == failAt) throw new IOException($"fsync of {folder} failed: errno 5");
+            // The state folder's flush, when the first update creates models/, is not counted.
+            if (Path.GetFullPath(folder) == Path.GetFullPath(Models) && ++flushes == failAt) throw new IOException($"fsync of {folder} failed: errno 5");
         });
         ModelUpdates updates = Updates(active, applied);
 

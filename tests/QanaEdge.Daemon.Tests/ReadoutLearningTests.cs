@@ -265,6 +265,96 @@ public sealed class ReadoutLearningTests : IDisposable
     }
 
     /// <summary>
+    /// Real JPEGs classified by the running model and stored as its workers store them (with their head inputs), each
+    /// labelled with the class after the one reported, as a clinic that disagrees would.
+    /// </summary>
+    private static void StoreLabelled(ResultStore store, ActiveModel active, string[] images, string topic)
+    {
+        using IImageClassifier classifier = active.Provider.CreateClassifier();
+        foreach (string image in images)
+        {
+            var c = classifier.Classify(File.ReadAllBytes(image));
+            string id = Path.GetFileNameWithoutExtension(image);
+            store.Commit([new StoredResult(id, new string('0', 64), c.Label, c.Confidence, c.Refer, c.Tiled, classifier.ModelId,
+                classifier.ModelVersion, c.LatencyMs, null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes("{}"), 0, c.HeadInput, classifier.Backbone)],
+                topic);
+            Assert.True(store.AddFeedback(id, Model.Classes.Codes[(Model.Classes.IndexOf(c.Label) + 1) % Model.Classes.Count], "dr-l", null, "{}"));
+        }
+    }
+
+    /// <summary>
+    /// A running model whose version ends its learned line (counter <see cref="long.MaxValue"/>; here a configured
+    /// package, since updates of such a version are refused) leaves a learned readout no version. The round is recorded
+    /// as unusable with that reason and nothing is learned or applied. The next learned version used to overflow to
+    /// 1.0.0.-9223372036854775808, and the round learned a readout only for the update check to refuse it.
+    /// </summary>
+    [Fact]
+    public void A_running_version_at_the_end_of_the_learned_line_makes_the_round_unusable_not_an_error()
+    {
+        var choice = new EngineChoice(false, "managed integer engine");
+        ModelPackage last = WithVersion(PackageReader.Load(ShippedPath), "1.0.0.9223372036854775807");
+        using var active = new ActiveModel(ClassifierFactory.Create(last, ShippedPath, choice), "test");
+        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
+            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1060), "qana/devend/results");
+        var learning = new ReadoutLearning(new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = 1e-3 }, store, active, updates, key,
+            "qana/devend/readouts", NullLogger<ReadoutLearning>.Instance);
+
+        LearningAttempt? attempt = learning.Attempt();
+
+        Assert.NotNull(attempt);
+        Assert.True(attempt.Outcome == ReadoutLearning.Unusable, $"{attempt.Outcome}: {attempt.Reason}");
+        Assert.Contains("leaves no learned version above it", attempt.Reason, StringComparison.Ordinal);
+        Assert.Equal(attempt, Assert.Single(store.LearningLog()) with { At = attempt.At });
+        Assert.Empty(store.UpdateLog());
+        Assert.Equal("1.0.0.9223372036854775807", active.Provider.ModelVersion);
+    }
+
+    /// <summary>
+    /// A learned head the engine will not prepare: with a step size of 1e12 (handed to the learner directly, as the
+    /// options stop at 1) the head stays finite, since the learner reads its outputs through the int8 clamp, but its
+    /// weights grow so large that the head's requantization multiplier cannot be represented. The package validation
+    /// accepts that head, the engine refuses it when the update's golden vectors are recorded. The round is recorded
+    /// as refused with the engine's reason and logged once as a warning; nothing is applied, stored or published, and
+    /// the model keeps running. It used to escape the attempt as an error with a stack trace, with no entry in the
+    /// learning log. The cases are the shipped model's head inputs of real JPEGs, as its workers store them.
+    /// </summary>
+    [Fact]
+    public void A_learned_readout_the_engine_cannot_prepare_is_recorded_as_a_refused_attempt()
+    {
+        var choice = new EngineChoice(false, "managed integer engine");
+        using var active = new ActiveModel(ClassifierFactory.Create(PackageReader.Load(ShippedPath), ShippedPath, choice), "test");
+        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
+            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        var log = new LogCollector();
+        using ILoggerFactory loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(Hosting.Logging.Create(extraSink: log), dispose: true);
+        StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1040), "qana/devprep/results");
+        int outbox = store.OutboxCount();
+        var learning = new ReadoutLearning(new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = 1e12 }, store, active, updates, key,
+            "qana/devprep/readouts", loggers.CreateLogger<ReadoutLearning>());
+
+        LearningAttempt? attempt = learning.Attempt();
+
+        Assert.NotNull(attempt);
+        Assert.True(attempt.Outcome == ReadoutLearning.Refused, $"{attempt.Outcome}: {attempt.Reason}");
+        Assert.Matches(@"^learned from \d+ labelled cases: the engine cannot run the learned readout: .*multiplier .* is too large", attempt.Reason);
+        Assert.Equal(attempt, Assert.Single(store.LearningLog()) with { At = attempt.At });
+        Assert.Contains("cannot run", Assert.Single(log.At(Serilog.Events.LogEventLevel.Warning)), StringComparison.Ordinal);
+        Assert.Empty(log.At(Serilog.Events.LogEventLevel.Error));
+        Assert.Empty(store.UpdateLog());
+        Assert.Equal(outbox, store.OutboxCount());
+        Assert.False(Directory.Exists(Path.Combine(state, "models")) && Directory.EnumerateFileSystemEntries(Path.Combine(state, "models")).Any());
+        Assert.Equal("1.0.0", active.Provider.ModelVersion);
+        Assert.Equal(16, store.LabelledCases(active.Provider.Backbone!, out _).Count);
+    }
+
+    /// <summary>
     /// The learned and checked halves: per class, lesions alternate between them in the order their labels came, and
     /// every image of a lesion goes where its first went; a case without a lesion id is a lesion of its own.
     /// </summary>

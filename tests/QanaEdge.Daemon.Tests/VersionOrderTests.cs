@@ -41,6 +41,23 @@ public class VersionOrderTests
         Assert.Equal(-1, ModelUpdates.CompareVersions(learned, vendorNext));
     }
 
+    /// <summary>
+    /// A counter at <see cref="long.MaxValue"/> has no successor: one more wrapped to a negative number, so the learned
+    /// version was <c>1.0.0.-9223372036854775808</c>, a pre-release of <c>1.0.0.</c> that no check accepts.
+    /// </summary>
+    [Theory]
+    [InlineData("1.0.0.9223372036854775806", "1.0.0.9223372036854775807")]
+    [InlineData("1.0.0.9223372036854775807", null)]
+    [InlineData("1.0.1-rc.1.learned.9223372036854775807", null)]
+    [InlineData("1.0.0.9223372036854775808", "1.0.0.9223372036854775808.1")]   // no number: a fifth part, off the line
+    public void A_counter_at_its_largest_ends_the_learned_line(string running, string? learned)
+    {
+        Assert.Equal(learned is not null, ModelUpdates.TryLearnedVersion(running, out string? version));
+        Assert.Equal(learned, version);
+        if (learned is null) Assert.Throws<ArgumentException>(() => ModelUpdates.LearnedVersion(running));
+        else Assert.Equal(1, ModelUpdates.CompareVersions(learned, running));
+    }
+
     [Theory]
     [InlineData("1.0.0.1", "1.0.0", true)]
     [InlineData("1.0.0.7", "1.0.0.1", true)]

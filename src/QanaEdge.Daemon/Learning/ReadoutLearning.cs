@@ -163,6 +163,10 @@ public sealed class ReadoutLearning : IAsyncDisposable
         var figures = new Dictionary<string, double> { ["cases"] = cases.Count, ["learned"] = learn.Count, ["checked"] = check.Count, ["unusable"] = unusable };
         if (learn.Count == 0 || check.Count == 0)
             return Record(backbone, cases.Count, Unusable, $"{cases.Count} cases give no checked half (every class has a single case)", figures);
+        // A running version at the end of its learned line (a configured package's; ModelUpdates refuses such updates)
+        // leaves no version to give a learned readout, until the vendor's next release.
+        if (!ModelUpdates.TryLearnedVersion(running.Manifest.Version, out string? version))
+            return Record(backbone, cases.Count, Unusable, $"{name} leaves no learned version above it (its counter is {long.MaxValue}, the largest there is)", figures);
 
         var learner = new ReadoutLearner(running, new ReadoutLearnerOptions
         {
@@ -179,9 +183,24 @@ public sealed class ReadoutLearning : IAsyncDisposable
                 name, learn.Count, e.Message);
             return Record(backbone, cases.Count, Diverged, $"learned from {learn.Count} labelled cases: {e.Message}", figures);
         }
-        ModelPackage update = learner.CreateUpdate(ModelUpdates.LearnedVersion(running.Manifest.Version));
-
-        ClassificationMetrics before = Evaluate(RunningReadout(running), check), after = Evaluate(update, check);
+        ModelPackage update;
+        ClassificationMetrics before = Evaluate(RunningReadout(running), check), after;
+        try
+        {
+            update = learner.CreateUpdate(version);
+            after = Evaluate(update, check);
+        }
+        catch (Exception e) when (e is InvalidGraphException or PackageFormatException)
+        {
+            // The learned head, quantized onto the model's grids, is one the engine will not prepare (a requantization
+            // multiplier it cannot represent, an int32 accumulator that could overflow) or the package validation
+            // refuses: nothing to check or apply, but an attempt like any other, recorded with its reason, rather than
+            // an error that left no trace in the learning log and came again at every label.
+            _log.LogWarning("Readout for {Model} learned from {Cases} labelled cases cannot run: {Reason}; nothing applied: the model stays, and its labelled cases are kept for the next attempt",
+                name, learn.Count, e.Message);
+            string refusal = e is InvalidGraphException ? "the engine cannot run the learned readout" : "the learned readout is not a valid package";
+            return Record(backbone, cases.Count, Refused, $"learned from {learn.Count} labelled cases: {refusal}: {e.Message.ReplaceLineEndings(" ")}", figures);
+        }
         figures["loss_first"] = losses[0];
         figures["loss_last"] = losses[^1];
         figures["top1_before"] = before.Top1;

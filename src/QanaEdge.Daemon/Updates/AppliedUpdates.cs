@@ -13,7 +13,8 @@ namespace QanaEdge.Daemon.Updates;
 /// readout 9b41...
 /// </code>
 /// A change writes the new package first, then replaces <c>active</c>; both writes are durable (temporary file,
-/// fsync, rename, fsync of the folder), so a power cut leaves either the old state or the new one. Packages no
+/// fsync, rename, fsync of the folder, and of its parent when the first change creates the folder), so a power cut
+/// leaves either the old state or the new one. Packages no
 /// longer named are removed afterwards. <paramref name="syncFolder"/> stands in for the folder flush
 /// (<see cref="DurableFile.SyncDirectory"/>) in tests.
 /// </summary>
@@ -67,8 +68,14 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
     /// <exception cref="IOException">The new state was not stored (<c>active</c> still names the previous one).</exception>
     public string? Commit(State state, string sha, byte[] package)
     {
-        System.IO.Directory.CreateDirectory(dir);
-        // A failure here, the folder flush included, leaves active naming the previous state: the update is not stored.
+        if (!System.IO.Directory.Exists(dir))
+        {
+            System.IO.Directory.CreateDirectory(dir);
+            // The new folder's entry lives in its parent, which no later flush touches: without this a power cut could
+            // take the folder, with the package and active the flushes below put in it, and the update with it.
+            _durable.SyncFolder?.Invoke(Path.GetDirectoryName(Path.GetFullPath(dir))!);
+        }
+        // A failure here, the folder flushes included, leaves active naming the previous state: the update is not stored.
         WholeFile.Write(PackagePath(sha), package, _durable);
         var text = new System.Text.StringBuilder(Header).Append('\n');
         if (state.Model is not null) text.Append("model ").Append(state.Model).Append('\n');

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Classification;
@@ -102,7 +103,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 $"(a rollback; it is refused until an update of {floor} or later is applied, or a restart uses the stored updates again)");
         if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, running.Manifest.Version))
             return (Refused, $"{Describe(update)}: a learner key may only give versions of the learned line of the running {runningName} " +
-                $"({LearnedVersion(running.Manifest.Version)} and on, below the next release); a higher one would lock out the vendor's releases");
+                $"({(TryLearnedVersion(running.Manifest.Version, out string? learned) ? learned : "none")} and on, below the next release); a higher one would lock out the vendor's releases");
+        if (EndsLearnedLine(update) is { } ends) return (Refused, ends);
         if (signer == SignerRole.Learner && m.Kind == PackageKind.ReadoutUpdate && ClinicalSettingsChanged(running.Manifest, m) is { } changed)
             return (Refused, $"{Describe(update)}: a learner key may not change the clinical settings of the running {runningName} ({changed})");
 
@@ -344,7 +346,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// vendor-signed package replayed meanwhile, newer only than the configured model, was applied and pruned them, a
     /// rollback the running chain would have refused. Read without the trust store, which may be what failed: these
     /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
-    /// updates, never admit an older one. Best effort: what does not read counts for nothing.
+    /// updates, never admit an older one. Best effort: what does not read counts for nothing, nor does a version that
+    /// ends its learned line, which no start will use.
     /// </summary>
     private static string? StoredVersionFloor(AppliedUpdates applied, ModelPackage configured)
     {
@@ -357,6 +360,9 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 ModelManifest m;
                 try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
                 catch (Exception e) when (e is PackageFormatException or IOException or UnauthorizedAccessException) { continue; }
+                // A version that ends its learned line is refused for good (EndsLearnedLine), not for a reason that may
+                // pass: as a floor it would refuse this device's learned readouts and every vendor update below it.
+                if (!TryLearnedVersion(m.Version, out _)) continue;
                 string id = m.Kind == PackageKind.ReadoutUpdate ? m.BaseModelId ?? "" : m.ModelId;
                 if (id == configured.Manifest.ModelId && (floor is null || CompareVersions(m.Version, floor) > 0)) floor = m.Version;
             }
@@ -378,6 +384,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out SignerRole signer, out string verdict)) return $"{path}: {verdict}";
             ModelManifest m = update!.Manifest;
             described = Describe(update);
+            if (EndsLearnedLine(update) is { } ends) return ends;
             if (m.Kind == PackageKind.Model)
             {
                 if (m.ModelId != configured.Manifest.ModelId || CompareVersions(m.Version, configured.Manifest.Version) <= 0)
@@ -454,26 +461,54 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// 1.0.1-rc.1.learned.1, below 1.0.1-rc.2 and 1.0.1), since a fourth core part would rank above the release.
     /// Build metadata is dropped (it does not order).
     /// </summary>
-    public static string LearnedVersion(string running)
+    /// <exception cref="ArgumentException"><paramref name="running"/> ends its learned line (<see cref="TryLearnedVersion"/>).</exception>
+    public static string LearnedVersion(string running) => TryLearnedVersion(running, out string? learned) ? learned
+        : throw new ArgumentException($"version {running} ends its learned line: its counter is {long.MaxValue}, the largest there is", nameof(running));
+
+    /// <summary>
+    /// <see cref="LearnedVersion"/>, or false when <paramref name="running"/> has no learned version above it: its
+    /// counter (the fourth core part, or the number after <c>learned</c>) is <see cref="long.MaxValue"/>, and one more
+    /// is no version of the line (the increment wrapped to <c>-9223372036854775808</c>, whose '-' reads as a pre-release).
+    /// </summary>
+    public static bool TryLearnedVersion(string running, [NotNullWhen(true)] out string? learned)
     {
+        learned = null;
         var (core, pre) = SplitVersion(running);
         if (pre is null)
         {
             var parts = core.Split('.').ToList();
             if (parts.Count >= 4 && long.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long n))
+            {
+                if (n == long.MaxValue) return false;
                 parts[^1] = (n + 1).ToString(CultureInfo.InvariantCulture);
+            }
             else
             {
                 while (parts.Count < 3) parts.Add("0");
                 parts.Add("1");
             }
-            return string.Join('.', parts);
+            learned = string.Join('.', parts);
+            return true;
         }
         string[] ids = pre.Split('.');
         if (ids.Length >= 2 && ids[^2] == "learned" && long.TryParse(ids[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long m))
-            return $"{core}-{string.Join('.', ids[..^1])}.{(m + 1).ToString(CultureInfo.InvariantCulture)}";
-        return $"{core}-{pre}.learned.1";
+        {
+            if (m == long.MaxValue) return false;
+            learned = $"{core}-{string.Join('.', ids[..^1])}.{(m + 1).ToString(CultureInfo.InvariantCulture)}";
+            return true;
+        }
+        learned = $"{core}-{pre}.learned.1";
+        return true;
     }
+
+    /// <summary>
+    /// Why a package of <paramref name="version"/> may not run on this device, or null: a version that ends its learned
+    /// line (<see cref="TryLearnedVersion"/>) would leave the device's learning nothing to give above it until the
+    /// vendor's next release. A learner key may sign such a version (another device's, trusted here, say), so it is
+    /// refused whoever signed it (a release of three core parts never ends it).
+    /// </summary>
+    private static string? EndsLearnedLine(ModelPackage package) => TryLearnedVersion(package.Manifest.Version, out _) ? null
+        : $"{Describe(package)}: version {package.Manifest.Version} leaves no learned version above it (its counter is {long.MaxValue}, the largest there is), so this device could learn no readout over it";
 
     /// <summary>
     /// The clinical settings of <paramref name="model"/>'s calibration that a learner-signed readout update changes, in
