@@ -219,15 +219,71 @@ public sealed class QuantNet : ITrainable
         Scheme = scheme; Options = options; Input = input;
     }
 
+    /// <summary>The input grid the device's pixels arrive on unchanged: q = p − 128 at scale 1/255 (the fast path of
+    /// <see cref="InputQuantizer"/>), so the network's input p/255 needs no quantization.</summary>
+    public static readonly ActivationGrid DefaultInputGrid = new(1.0 / 255, -128, -128, 127);
+
+    /// <summary>True for the grid <see cref="InputQuantizer"/> maps to its p − 128 fast path (the same test).</summary>
+    public static bool IsDefaultInputGrid(ActivationGrid g) =>
+        Math.Abs(g.Scale - 1.0 / 255) < 1e-12 && g.ZeroPoint == -128 && g.QMin == -128 && g.QMax == 127;
+
+    /// <summary>An input grid the engine can be given: int8 codes (InputQuantizer clamps to [−128, 127]), a positive
+    /// finite scale and an int8 zero point.</summary>
+    public static void CheckInputGrid(ActivationGrid g)
+    {
+        if (!double.IsFinite(g.Scale) || g.Scale <= 0 || g.ZeroPoint < sbyte.MinValue || g.ZeroPoint > sbyte.MaxValue
+            || g.QMin != sbyte.MinValue || g.QMax != sbyte.MaxValue)
+            throw new ArgumentException(
+                $"input quantization scale {g.Scale}, zero point {g.ZeroPoint}, codes [{g.QMin}, {g.QMax}]: the device quantizes pixels " +
+                "to int8 codes [-128, 127] with a positive scale and an int8 zero point");
+    }
+
+    private readonly Tensor _quantizedInput = new() { RequiresGrad = false };
+    private float[] _inputLevels = [];
+    private ActivationGrid _inputLevelsGrid;
+
     public IEnumerable<Parameter> Parameters => Steps.SelectMany(s => s.Parameters);
 
     public IEnumerable<QTensor> Tensors => Steps.Select(s => s.Output);
 
+    /// <summary>Runs the steps on <paramref name="x"/>, images as floats p/255 (as the float network takes them).</summary>
     public Tensor Forward(Tape tape, Tensor x)
     {
-        Input.Value = x;
+        Input.Value = IsDefaultInputGrid(Input.Grid) ? x : OnInputGrid(x);
         foreach (var s in Steps) s.Forward(tape);
         return Logits.Value;
+    }
+
+    /// <summary>
+    /// The input as the engine sees it on another input grid: each value is taken back to its pixel byte
+    /// p = round(255·x) and replaced by s·(q − zp) with q from <see cref="InputQuantizer"/> itself, so the rounding
+    /// and the int8 saturation are the device's. (On the default grid q − zp = p and the input passes unchanged: feeding
+    /// p/255 as the integer graph's input only held there.) The input needs no gradient.
+    /// </summary>
+    private Tensor OnInputGrid(Tensor x)
+    {
+        if (_inputLevels.Length == 0 || _inputLevelsGrid != Input.Grid)
+        {
+            var g = Input.Grid;
+            CheckInputGrid(g);
+            var pixels = new byte[256];
+            for (int p = 0; p < 256; p++) pixels[p] = (byte)p;
+            var codes = new sbyte[256];
+            InputQuantizer.Quantize(pixels, codes, g.Scale, g.ZeroPoint);
+            _inputLevels = codes.Select(q => (float)(g.Scale * (q - g.ZeroPoint))).ToArray();
+            _inputLevelsGrid = g;
+        }
+        var levels = _inputLevels;
+        var y = _quantizedInput.Reshape(x.N, x.H, x.W, x.C);
+        Par.For(x.N, (_, st, e) =>
+        {
+            int ps = x.PerSample;
+            var xs = x.Data.AsSpan(st * ps, (e - st) * ps);
+            var ys = y.Data.AsSpan(st * ps, (e - st) * ps);
+            for (int i = 0; i < xs.Length; i++)
+                ys[i] = levels[Math.Clamp((int)MathF.Round(xs[i] * 255f, MidpointRounding.AwayFromZero), 0, 255)];
+        });
+        return y;
     }
 
     /// <summary>Observe mode on every quantizer (calibration) or back to quantizing.</summary>
