@@ -199,6 +199,38 @@ public sealed class SimpleStep : QStep
             _ => throw new InvalidOperationException(),
         };
         Finish(tape, raw);
+        if (Op is GlobalAvgPool && Output.Fq is { Enabled: true, Observe: false } fq) RequantizeLikeTheEngine(fq);
+    }
+
+    /// <summary>
+    /// The engine's global average pool (GapOp): acc_c = Σ_hw (q − z_in), then z_out + R(acc_c, s_in/(H·W·s_out)) with
+    /// the Q31 multiplier. Rounding the float mean to the output grid broke the frequent exact ties (acc_c/(H·W) on a
+    /// half step) and near-ties the other way from the rounded multiplier, so on paper8 grids the SE gate and the pooled
+    /// head's input differed from the engine's. Only the forward values are replaced: the gradient stays the float
+    /// pool's, through the quantizer's straight-through mask.
+    /// </summary>
+    private void RequantizeLikeTheEngine(FakeQuant fq)
+    {
+        var x = Inputs[0].Value;
+        var y = Output.Value;
+        double sIn = Inputs[0].Grid.Scale;
+        int positions = x.H * x.W, c = x.C, zOut = fq.ZeroPoint, lo = fq.QMin, hi = fq.QMax;
+        float sOut = fq.Scale;
+        var m = QuantizedMultiplier.FromReal(sIn / (positions * Output.Grid.Scale));
+        Par.For(x.N, (_, st, e) =>
+        {
+            for (int n = st; n < e; n++)
+            {
+                var xs = x.Sample(n);
+                var ys = y.Sample(n);
+                for (int ch = 0; ch < c; ch++)
+                {
+                    int acc = 0; // the input's codes less its zero point: x = s_in·(q − z_in)
+                    for (int p = 0; p < positions; p++) acc += (int)Math.Round(xs[p * c + ch] / sIn, MidpointRounding.AwayFromZero);
+                    ys[ch] = sOut * (Requant.Apply(acc, m, zOut, lo, hi) - zOut);
+                }
+            }
+        });
     }
 }
 

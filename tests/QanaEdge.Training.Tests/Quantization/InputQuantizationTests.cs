@@ -29,6 +29,8 @@ public class InputQuantizationTests
                 ImageSet.Load(byClass.SelectMany(g => g.Skip(12).Take(6)).ToList(), Size));
     });
 
+    internal static ImageSet Validation => Sets.Value.Val;
+
     /// <summary>Two float epochs, calibration and one QAT epoch of a tiny network on the given input grid.</summary>
     internal static QuantNet TrainSmall(QuantizationProfile profile, ActivationGrid? input, QanaOptions network)
     {
