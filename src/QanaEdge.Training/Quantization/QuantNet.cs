@@ -199,7 +199,49 @@ public sealed class SimpleStep : QStep
             _ => throw new InvalidOperationException(),
         };
         Finish(tape, raw);
-        if (Op is GlobalAvgPool && Output.Fq is { Enabled: true, Observe: false } fq) RequantizeLikeTheEngine(fq);
+        if (Output.Fq is { Enabled: true, Observe: false } fq)
+        {
+            if (Op is GlobalAvgPool) RequantizeLikeTheEngine(fq);
+            else if (Op is Engine.Add) AddLikeTheEngine(fq);
+        }
+    }
+
+    /// <summary>The engine's left shift before an Add's input rescales (Runtime's AddOp.LeftShift).</summary>
+    private const int AddLeftShift = 20;
+
+    /// <summary>
+    /// The engine's Add (AddOp, gemmlowp's alignment): with s_max = max(s_a, s_b), each input's q − z is shifted left by
+    /// 20 bits and rescaled by the Q31 multiplier s/(2·s_max), the two are summed and the sum requantized by
+    /// 2·s_max/(2^20·s_out): three roundings. Rounding the float sum once to the output grid broke near-ties the other way
+    /// on paper8 grids (the residual add of a full-size network, first of all its nodes to differ from the engine). Only
+    /// the forward values are replaced; the gradient stays the float add's, through the straight-through mask.
+    /// </summary>
+    private void AddLikeTheEngine(FakeQuant fq)
+    {
+        var a = Inputs[0].Value; var b = Inputs[1].Value;
+        var y = Output.Value;
+        double sa = Inputs[0].Grid.Scale, sb = Inputs[1].Grid.Scale, sMax = Math.Max(sa, sb);
+        var ma = QuantizedMultiplier.FromReal(sa / (2 * sMax));
+        var mb = QuantizedMultiplier.FromReal(sb / (2 * sMax));
+        var mo = QuantizedMultiplier.FromReal(2 * sMax / ((1 << AddLeftShift) * Output.Grid.Scale));
+        int zOut = fq.ZeroPoint, lo = fq.QMin, hi = fq.QMax;
+        float sOut = fq.Scale;
+        Par.For(y.N, (_, st, e) =>
+        {
+            int ps = y.PerSample;
+            var xa = a.Data.AsSpan(st * ps, (e - st) * ps);
+            var xb = b.Data.AsSpan(st * ps, (e - st) * ps);
+            var ys = y.Data.AsSpan(st * ps, (e - st) * ps);
+            for (int i = 0; i < ys.Length; i++)
+            {
+                // The inputs' codes less their zero points: x = s·(q − z).
+                int da = (int)Math.Round(xa[i] / sa, MidpointRounding.AwayFromZero);
+                int db = (int)Math.Round(xb[i] / sb, MidpointRounding.AwayFromZero);
+                long va = Requant.Scale(da << AddLeftShift, ma.Multiplier, ma.RightShift);
+                long vb = Requant.Scale(db << AddLeftShift, mb.Multiplier, mb.RightShift);
+                ys[i] = sOut * (Requant.Apply((int)(va + vb), mo, zOut, lo, hi) - zOut);
+            }
+        });
     }
 
     /// <summary>
