@@ -106,6 +106,7 @@ public static class IncrementalStage
         // The tensor behind the Flatten view (the spatial map, or its global average for a pooled head) holds the
         // same bytes in the same (HWC) order as the head's input.
         int feature = HeadInfo.Find(package.Graph)?.InputTensor ?? ReadoutUpdates.Head(package).Inputs[0];
+        var spec = package.Graph.Tensors[package.Graph.InputTensor]; // the device's input quantization, not always p − 128
         var result = new sbyte[set.Count][];
         int workers = Math.Max(1, Math.Min(Par.Threads, 4));
         Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
@@ -114,7 +115,7 @@ public static class IncrementalStage
             var input = new sbyte[set.Size * set.Size * 3];
             for (int i = w; i < set.Count; i += workers)
             {
-                InputQuantizer.Quantize(set.Pixels[i], input);
+                InputQuantizer.Quantize(set.Pixels[i], input, spec.Scale, spec.ZeroPoint);
                 engine.Run(input);
                 result[i] = engine.Activation(feature).ToArray();
             }

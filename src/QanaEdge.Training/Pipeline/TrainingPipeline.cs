@@ -401,6 +401,8 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var predictions = new int[set.Count];
         int workers = Math.Max(1, Math.Min(Par.Threads, 4));
         var engines = Enumerable.Range(0, workers).Select(_ => IntegerEngine.Create(package)).ToArray();
+        // The package's own input quantization, as the device applies it (q = p − 128 only on the default grid).
+        var spec = package.Graph.Tensors[package.Graph.InputTensor];
         try
         {
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
@@ -409,7 +411,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
                 var input = new sbyte[set.Size * set.Size * 3];
                 for (int i = w; i < set.Count; i += workers)
                 {
-                    InputQuantizer.Quantize(set.Pixels[i], input);
+                    InputQuantizer.Quantize(set.Pixels[i], input, spec.Scale, spec.ZeroPoint);
                     engine.Run(input);
                     logits[i] = engine.Logits.ToArray();
                     probs[i] = new float[logits[i].Length];
@@ -422,13 +424,17 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         return (logits, probs, predictions);
     }
 
-    private static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count) =>
-        GoldenVectors.Record(package, Enumerable.Range(0, Math.Min(count, val.Count)).Select(i =>
+    /// <summary>Self-test vectors: the first validation images, quantized as the package's input tensor says.</summary>
+    internal static GoldenVector[] Golden(ModelPackage package, ImageSet val, int count)
+    {
+        var spec = package.Graph.Tensors[package.Graph.InputTensor];
+        return GoldenVectors.Record(package, Enumerable.Range(0, Math.Min(count, val.Count)).Select(i =>
         {
             var input = new sbyte[val.Size * val.Size * 3];
-            InputQuantizer.Quantize(val.Pixels[i], input);
+            InputQuantizer.Quantize(val.Pixels[i], input, spec.Scale, spec.ZeroPoint);
             return input;
         }));
+    }
 
     private void WriteReport(ClassificationMetrics m, ReferralMetrics referral, Dictionary<string, double> metrics, ModelPackage p, TimeSpan elapsed)
     {

@@ -199,6 +199,80 @@ public sealed class SimpleStep : QStep
             _ => throw new InvalidOperationException(),
         };
         Finish(tape, raw);
+        if (Output.Fq is { Enabled: true, Observe: false } fq)
+        {
+            if (Op is GlobalAvgPool) RequantizeLikeTheEngine(fq);
+            else if (Op is Engine.Add) AddLikeTheEngine(fq);
+        }
+    }
+
+    /// <summary>The engine's left shift before an Add's input rescales (Runtime's AddOp.LeftShift).</summary>
+    private const int AddLeftShift = 20;
+
+    /// <summary>
+    /// The engine's Add (AddOp, gemmlowp's alignment): with s_max = max(s_a, s_b), each input's q − z is shifted left by
+    /// 20 bits and rescaled by the Q31 multiplier s/(2·s_max), the two are summed and the sum requantized by
+    /// 2·s_max/(2^20·s_out): three roundings. Rounding the float sum once to the output grid broke near-ties the other way
+    /// on paper8 grids (the residual add of a full-size network, first of all its nodes to differ from the engine). Only
+    /// the forward values are replaced; the gradient stays the float add's, through the straight-through mask.
+    /// </summary>
+    private void AddLikeTheEngine(FakeQuant fq)
+    {
+        var a = Inputs[0].Value; var b = Inputs[1].Value;
+        var y = Output.Value;
+        double sa = Inputs[0].Grid.Scale, sb = Inputs[1].Grid.Scale, sMax = Math.Max(sa, sb);
+        var ma = QuantizedMultiplier.FromReal(sa / (2 * sMax));
+        var mb = QuantizedMultiplier.FromReal(sb / (2 * sMax));
+        var mo = QuantizedMultiplier.FromReal(2 * sMax / ((1 << AddLeftShift) * Output.Grid.Scale));
+        int zOut = fq.ZeroPoint, lo = fq.QMin, hi = fq.QMax;
+        float sOut = fq.Scale;
+        Par.For(y.N, (_, st, e) =>
+        {
+            int ps = y.PerSample;
+            var xa = a.Data.AsSpan(st * ps, (e - st) * ps);
+            var xb = b.Data.AsSpan(st * ps, (e - st) * ps);
+            var ys = y.Data.AsSpan(st * ps, (e - st) * ps);
+            for (int i = 0; i < ys.Length; i++)
+            {
+                // The inputs' codes less their zero points: x = s·(q − z).
+                int da = (int)Math.Round(xa[i] / sa, MidpointRounding.AwayFromZero);
+                int db = (int)Math.Round(xb[i] / sb, MidpointRounding.AwayFromZero);
+                long va = Requant.Scale(da << AddLeftShift, ma.Multiplier, ma.RightShift);
+                long vb = Requant.Scale(db << AddLeftShift, mb.Multiplier, mb.RightShift);
+                ys[i] = sOut * (Requant.Apply((int)(va + vb), mo, zOut, lo, hi) - zOut);
+            }
+        });
+    }
+
+    /// <summary>
+    /// The engine's global average pool (GapOp): acc_c = Σ_hw (q − z_in), then z_out + R(acc_c, s_in/(H·W·s_out)) with
+    /// the Q31 multiplier. Rounding the float mean to the output grid broke the frequent exact ties (acc_c/(H·W) on a
+    /// half step) and near-ties the other way from the rounded multiplier, so on paper8 grids the SE gate and the pooled
+    /// head's input differed from the engine's. Only the forward values are replaced: the gradient stays the float
+    /// pool's, through the quantizer's straight-through mask.
+    /// </summary>
+    private void RequantizeLikeTheEngine(FakeQuant fq)
+    {
+        var x = Inputs[0].Value;
+        var y = Output.Value;
+        double sIn = Inputs[0].Grid.Scale;
+        int positions = x.H * x.W, c = x.C, zOut = fq.ZeroPoint, lo = fq.QMin, hi = fq.QMax;
+        float sOut = fq.Scale;
+        var m = QuantizedMultiplier.FromReal(sIn / (positions * Output.Grid.Scale));
+        Par.For(x.N, (_, st, e) =>
+        {
+            for (int n = st; n < e; n++)
+            {
+                var xs = x.Sample(n);
+                var ys = y.Sample(n);
+                for (int ch = 0; ch < c; ch++)
+                {
+                    int acc = 0; // the input's codes less its zero point: x = s_in·(q − z_in)
+                    for (int p = 0; p < positions; p++) acc += (int)Math.Round(xs[p * c + ch] / sIn, MidpointRounding.AwayFromZero);
+                    ys[ch] = sOut * (Requant.Apply(acc, m, zOut, lo, hi) - zOut);
+                }
+            }
+        });
     }
 }
 
@@ -219,15 +293,71 @@ public sealed class QuantNet : ITrainable
         Scheme = scheme; Options = options; Input = input;
     }
 
+    /// <summary>The input grid the device's pixels arrive on unchanged: q = p − 128 at scale 1/255 (the fast path of
+    /// <see cref="InputQuantizer"/>), so the network's input p/255 needs no quantization.</summary>
+    public static readonly ActivationGrid DefaultInputGrid = new(1.0 / 255, -128, -128, 127);
+
+    /// <summary>True for the grid <see cref="InputQuantizer"/> maps to its p − 128 fast path (the same test).</summary>
+    public static bool IsDefaultInputGrid(ActivationGrid g) =>
+        Math.Abs(g.Scale - 1.0 / 255) < 1e-12 && g.ZeroPoint == -128 && g.QMin == -128 && g.QMax == 127;
+
+    /// <summary>An input grid the engine can be given: int8 codes (InputQuantizer clamps to [−128, 127]), a positive
+    /// finite scale and an int8 zero point.</summary>
+    public static void CheckInputGrid(ActivationGrid g)
+    {
+        if (!double.IsFinite(g.Scale) || g.Scale <= 0 || g.ZeroPoint < sbyte.MinValue || g.ZeroPoint > sbyte.MaxValue
+            || g.QMin != sbyte.MinValue || g.QMax != sbyte.MaxValue)
+            throw new ArgumentException(
+                $"input quantization scale {g.Scale}, zero point {g.ZeroPoint}, codes [{g.QMin}, {g.QMax}]: the device quantizes pixels " +
+                "to int8 codes [-128, 127] with a positive scale and an int8 zero point");
+    }
+
+    private readonly Tensor _quantizedInput = new() { RequiresGrad = false };
+    private float[] _inputLevels = [];
+    private ActivationGrid _inputLevelsGrid;
+
     public IEnumerable<Parameter> Parameters => Steps.SelectMany(s => s.Parameters);
 
     public IEnumerable<QTensor> Tensors => Steps.Select(s => s.Output);
 
+    /// <summary>Runs the steps on <paramref name="x"/>, images as floats p/255 (as the float network takes them).</summary>
     public Tensor Forward(Tape tape, Tensor x)
     {
-        Input.Value = x;
+        Input.Value = IsDefaultInputGrid(Input.Grid) ? x : OnInputGrid(x);
         foreach (var s in Steps) s.Forward(tape);
         return Logits.Value;
+    }
+
+    /// <summary>
+    /// The input as the engine sees it on another input grid: each value is taken back to its pixel byte
+    /// p = round(255·x) and replaced by s·(q − zp) with q from <see cref="InputQuantizer"/> itself, so the rounding
+    /// and the int8 saturation are the device's. (On the default grid q − zp = p and the input passes unchanged: feeding
+    /// p/255 as the integer graph's input only held there.) The input needs no gradient.
+    /// </summary>
+    private Tensor OnInputGrid(Tensor x)
+    {
+        if (_inputLevels.Length == 0 || _inputLevelsGrid != Input.Grid)
+        {
+            var g = Input.Grid;
+            CheckInputGrid(g);
+            var pixels = new byte[256];
+            for (int p = 0; p < 256; p++) pixels[p] = (byte)p;
+            var codes = new sbyte[256];
+            InputQuantizer.Quantize(pixels, codes, g.Scale, g.ZeroPoint);
+            _inputLevels = codes.Select(q => (float)(g.Scale * (q - g.ZeroPoint))).ToArray();
+            _inputLevelsGrid = g;
+        }
+        var levels = _inputLevels;
+        var y = _quantizedInput.Reshape(x.N, x.H, x.W, x.C);
+        Par.For(x.N, (_, st, e) =>
+        {
+            int ps = x.PerSample;
+            var xs = x.Data.AsSpan(st * ps, (e - st) * ps);
+            var ys = y.Data.AsSpan(st * ps, (e - st) * ps);
+            for (int i = 0; i < xs.Length; i++)
+                ys[i] = levels[Math.Clamp((int)MathF.Round(xs[i] * 255f, MidpointRounding.AwayFromZero), 0, 255)];
+        });
+        return y;
     }
 
     /// <summary>Observe mode on every quantizer (calibration) or back to quantizing.</summary>

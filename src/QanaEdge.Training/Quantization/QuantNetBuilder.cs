@@ -13,10 +13,14 @@ namespace QanaEdge.Training.Quantization;
 /// </summary>
 public static class QuantNetBuilder
 {
-    public static QuantNet FromFloat(QanaNet net, QuantScheme scheme)
+    /// <param name="inputGrid">How the device quantizes the input pixels (the package's input tensor); null: the
+    /// default, scale 1/255 and zero point −128 (q = p − 128).</param>
+    public static QuantNet FromFloat(QanaNet net, QuantScheme scheme, ActivationGrid? inputGrid = null)
     {
         var o = net.Options;
-        var input = new QTensor { Name = "input", Grid = new ActivationGrid(1.0 / 255, -128, -128, 127), FirstLayer = true };
+        var grid = inputGrid ?? QuantNet.DefaultInputGrid;
+        QuantNet.CheckInputGrid(grid);
+        var input = new QTensor { Name = "input", Grid = grid, FirstLayer = true };
         var q = new QuantNet(scheme, o, input);
         var b = new Builder(q, scheme);
 
