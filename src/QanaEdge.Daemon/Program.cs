@@ -5,7 +5,8 @@ using QanaEdge.Daemon.Hosting;
 using QanaEdge.Devices.Power;
 
 // qanad: exit 0 after a clean stop, 2 for bad configuration (one line per bad key), 1 for any other failure to
-// start (one line: no model, sensor missing, port taken ...). Never a stack trace for bad input.
+// start (one line: no model, port taken ...; a missing power sensor is not one: the daemon runs without it). Never a
+// stack trace for bad input.
 try
 {
     using IHost host = DaemonHost.Build(args);

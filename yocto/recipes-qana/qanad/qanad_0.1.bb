@@ -8,7 +8,11 @@ LICENSE = "CLOSED"
 QANA_OUT ?= "${TOPDIR}/../qanaedge/out/linux-${@'arm64' if d.getVar('TARGET_ARCH') == 'aarch64' else 'x64'}"
 QANA_MODELS ?= "${TOPDIR}/../qanaedge/firmware-models"
 
-SRC_URI = "file://qanad.service file://appsettings.json file://99-qanad.rules"
+# qanad.service and appsettings.json are kept once, in the checkout's systemd/ (the daemon's tests read that
+# appsettings.json), and daemon.md in docs/ (the unit's Documentation=); BitBake looks for file:// only under the
+# recipe's own folders (files/, qanad/, qanad-0.1/), so without these paths do_fetch finds neither.
+FILESEXTRAPATHS:prepend := "${THISDIR}/../../../systemd:${THISDIR}/../../../docs:"
+SRC_URI = "file://qanad.service file://appsettings.json file://99-qanad.rules file://daemon.md"
 S = "${WORKDIR}"
 
 inherit systemd useradd
@@ -41,6 +45,9 @@ do_install() {
     install -m 0640 -g qanad ${WORKDIR}/appsettings.json ${D}${sysconfdir}/qanad/appsettings.json
     install -d ${D}${nonarch_base_libdir}/udev/rules.d
     install -m 0644 ${WORKDIR}/99-qanad.rules ${D}${nonarch_base_libdir}/udev/rules.d/99-qanad.rules
+    # The page qanad.service's Documentation= names (packaged in ${PN}-doc, as BitBake does with ${docdir}).
+    install -d ${D}${docdir}/qanad
+    install -m 0644 ${WORKDIR}/daemon.md ${D}${docdir}/qanad/daemon.md
     # The default model: the package named by firmware-models/DEFAULT (or the single *.qana), installed as default.qana.
     if [ -f ${QANA_MODELS}/DEFAULT ]; then
         model="${QANA_MODELS}/$(head -n1 ${QANA_MODELS}/DEFAULT)"
