@@ -277,4 +277,100 @@ public sealed class CameraTriggerTests : IDisposable
         await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the live command's result");
         Assert.Equal(1, _device.Captures);
     }
+
+    /// <summary>A clinician label for a result this device never made: stored all the same, so it marks, once stored,
+    /// that every message the test published before it on the same connection has been handled.</summary>
+    private static async Task MarkHandledAsync(ResultSubscriber sub, DaemonRunner daemon)
+    {
+        int before = daemon.Store!.FeedbackCount();
+        await sub.PublishAsync($"qana/{daemon.DeviceId}/feedback", Encoding.UTF8.GetBytes($"{{\"result_id\":\"mark{before}\",\"label\":\"nv\"}}"));
+        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() == before + 1, TimeSpan.FromSeconds(30), "the marker label to be stored");
+    }
+
+    private static int LinesWith(DaemonRunner daemon, LogEventLevel level, string text) => daemon.Log.At(level).Count(l => l.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>
+    /// A flood of capture commands while captures wait in the inbox unclassified: every command used to write one more
+    /// frame into the inbox, faster than the classifier took them, for as long as the flood lasted. At
+    /// Qana:Camera:MaxBacklog waiting captures a trigger is refused, with a warning at the 1st, 10th, 100th ... refusal,
+    /// and accepted again once the backlog has drained.
+    /// </summary>
+    [Fact]
+    public async Task A_flood_of_capture_commands_is_refused_while_the_inbox_backlog_is_at_its_limit()
+    {
+        string[] waiting = TestEnv.RealImages(3, skip: 660);
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 663)[0]);
+        _device.Scene = scene;
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamflood/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamflood",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:MaxBacklog=3");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamflood") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        // Classification lags: the workers are held, and three captures wait in the inbox.
+        using var held = HeldWorkers.Hold(daemon);
+        foreach (string image in waiting) TestEnv.Drop(image, daemon.Inbox);
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devcamflood/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+
+        Assert.Equal(0, _device.Captures);
+        Assert.Empty(Directory.GetFiles(daemon.Inbox, "camera-*"));
+        string[] refused = daemon.Log.At(LogEventLevel.Warning).Where(l => l.Contains("Capture trigger (mqtt) refused", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, refused.Length); // the 1st and the 10th of 50, not 50 lines
+        Assert.Contains("3 captures wait in the inbox, Qana:Camera:MaxBacklog is 3 (1 in a row", refused[0]);
+        Assert.Contains("(10 in a row", refused[1]);
+
+        // The backlog drains; the next command is taken.
+        await held.ReleaseAsync();
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "the waiting captures to be classified and moved");
+        await sub.PublishAsync("qana/devcamflood/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the capture's result once the backlog drained");
+        Assert.Equal(1, _device.Captures);
+        Assert.Equal(1, LinesWith(daemon, LogEventLevel.Warning, "Capture triggers accepted again: 0 captures wait in the inbox, below Qana:Camera:MaxBacklog 3, after 50 refused"));
+        Assert.Equal(waiting.Select(f => Sha(File.ReadAllBytes(f))).Append(Sha(scene)).ToHashSet(), ResultShas(sub));
+    }
+
+    /// <summary>
+    /// Capture commands that arrive while a capture runs are dropped (one trigger, one image); each used to log a line,
+    /// so a flood wrote as many lines as it had commands. They are logged at the 1st, 10th, 100th ... of a run, and the
+    /// run's count once a capture goes by with none dropped.
+    /// </summary>
+    [Fact]
+    public async Task Capture_commands_dropped_while_a_capture_runs_are_logged_at_1_10_100()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 664)[0]);
+        byte[] next = File.ReadAllBytes(TestEnv.RealImages(1, skip: 665)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamdrop/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamdrop",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:CaptureTimeoutSeconds=600");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamdrop") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        // The first command starts a capture that waits for its frame; the 49 behind it find it running.
+        _device.Stalled = true;
+        _device.Scene = scene;
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devcamdrop/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+        string[] dropped = daemon.Log.At(LogEventLevel.Information).Where(l => l.Contains("Capture trigger (mqtt) ignored: a capture is running", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, dropped.Length); // the 1st and the 10th of 49, not 49 lines
+        Assert.Contains("(1 in a row", dropped[0]);
+        Assert.Contains("(10 in a row", dropped[1]);
+
+        _device.Stalled = false;
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the one capture's result");
+        // A capture with none dropped ends the run and says how long it was.
+        _device.Scene = next;
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(next)), TimeSpan.FromSeconds(60), "the next press's result");
+        await TestEnv.WaitUntil(() => LinesWith(daemon, LogEventLevel.Information, "49 capture triggers were ignored while captures ran") == 1,
+            TimeSpan.FromSeconds(10), "the run's count");
+        Assert.Equal(2, _device.Captures);
+        Assert.Equal(2, daemon.Log.At(LogEventLevel.Information).Count(l => l.Contains("ignored: a capture is running", StringComparison.Ordinal)));
+    }
 }
