@@ -373,4 +373,27 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Equal(2, _device.Captures);
         Assert.Equal(2, daemon.Log.At(LogEventLevel.Information).Count(l => l.Contains("ignored: a capture is running", StringComparison.Ordinal)));
     }
+
+    /// <summary>
+    /// Capture commands to a device without a camera are ignored; each used to log a warning, so a flood of them wrote
+    /// the journal as fast as it came, for as long as it lasted. The 1st, 10th, 100th ... are logged.
+    /// </summary>
+    [Fact]
+    public async Task Capture_commands_without_a_camera_are_logged_at_1_10_100()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devnocam/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devnocam");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devnocam") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devnocam/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+        string[] ignored = daemon.Log.At(LogEventLevel.Warning).Where(l => l.Contains("Capture command on qana/devnocam/capture ignored: no camera", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, ignored.Length); // the 1st and the 10th of 50, not 50 lines
+        Assert.Contains("(1 so far", ignored[0]);
+        Assert.Contains("(10 so far", ignored[1]);
+        Assert.Equal(0, _device.Captures);
+    }
 }
