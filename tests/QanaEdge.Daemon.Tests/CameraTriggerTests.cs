@@ -396,4 +396,39 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Contains("(10 so far", ignored[1]);
         Assert.Equal(0, _device.Captures);
     }
+
+    /// <summary>
+    /// A camera that is gone fails each capture at once, so every trigger of a flood got through to fail and logged an
+    /// error. Failed captures in a row are logged at the 1st, 10th, 100th ..., and once when a capture works again.
+    /// </summary>
+    [Fact]
+    public async Task Captures_failing_in_a_row_are_logged_at_1_10_100()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 666)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamgone/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamgone",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}");
+        await daemon.StartAsync();
+
+        // At least twelve captures, each one failing. A press that comes while the last failure is still being reported is
+        // dropped as "a capture is running", so each is pressed until the device sees it (rarely, a second press gets
+        // through as well: the counts below are the device's).
+        _device.Unplugged = true;
+        for (int k = 1; k <= 12; k++)
+            await TestEnv.WaitUntil(() => { if (_device.UnpluggedOpens < k) PressButton(); return _device.UnpluggedOpens >= k; }, TimeSpan.FromSeconds(30), $"failed capture {k}");
+        // The camera comes back; once its capture gives a result, every failure before it has been reported.
+        _device.Unplugged = false;
+        _device.Scene = scene;
+        await TestEnv.WaitUntil(() => { if (_device.Captures == 0) PressButton(); return ResultShas(sub).Contains(Sha(scene)); }, TimeSpan.FromSeconds(60), "the result once the camera is back");
+
+        int failures = _device.UnpluggedOpens;
+        string[] failed = daemon.Log.At(LogEventLevel.Error).ToArray();
+        Assert.Equal(Enumerable.Range(1, failures).Count(k => Logging.IsReported(k)), failed.Length); // the 1st and the 10th of 12, not 12 lines
+        Assert.Contains("Camera capture (button) failed (1 in a row", failed[0]);
+        Assert.Contains("Can not open video device file '/dev/video0'", failed[0]);
+        Assert.Contains("(10 in a row", failed[1]);
+        Assert.Equal(1, LinesWith(daemon, LogEventLevel.Information, $"captured again after {failures} failed captures"));
+    }
 }

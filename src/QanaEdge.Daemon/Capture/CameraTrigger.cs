@@ -41,6 +41,8 @@ public sealed class CameraTrigger : IDisposable
     private long _ignored;
     // Triggers refused in a row for the inbox backlog; the next accepted trigger ends the run.
     private long _refused;
+    // Captures failed in a row; the next one that writes its frame ends the run.
+    private long _failed;
 
     /// <param name="captureTimeout">How long a capture may wait for its frame (default 10 s) before it is a failed one.</param>
     /// <param name="maxBacklog">Captures waiting in the inbox at which a trigger is refused (Qana:Camera:MaxBacklog).</param>
@@ -105,8 +107,7 @@ public sealed class CameraTrigger : IDisposable
             if (expired != capture)
             {
                 string error = $"{_camera.Name}: no frame within {_timeout.TotalSeconds:0.###} s (the camera stopped streaming?)";
-                _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
-                SetState("failed", error);
+                Failed(why, error);
                 byte[] lateFrame = await capture.ConfigureAwait(false);
                 _log.LogWarning("Camera {Camera} gave a frame ({Bytes} bytes) after the capture ({Why}) had failed; dropped", _camera.Name, lateFrame.Length, why);
                 SetState("ready", null);
@@ -122,6 +123,8 @@ public sealed class CameraTrigger : IDisposable
                 DurableFile.WriteAllBytes(path, frame); // under a .tmp name the watcher skips, then renamed into place
                 _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why}) as {File}", frame.Length, _camera.Name, why, Path.GetFileName(path));
             }).ConfigureAwait(false);
+            long failed = Interlocked.Exchange(ref _failed, 0);
+            if (failed > 0) _log.LogInformation("Camera {Camera} captured again after {Count} failed captures", _camera.Name, failed);
             SetState("ready", null);
             return true;
         }
@@ -130,8 +133,7 @@ public sealed class CameraTrigger : IDisposable
             // CameraException is the expected kind (device gone, not MJPEG, cut-short frame); anything else from a
             // driver binding is reported the same way rather than lost in a detached task.
             string error = e is CameraException ? e.Message : $"{_camera.Name}: {e.GetType().Name}: {e.Message}";
-            _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
-            SetState("failed", error);
+            Failed(why, error);
             return false;
         }
         finally
@@ -158,6 +160,18 @@ public sealed class CameraTrigger : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return 0; }
         return count;
+    }
+
+    /// <summary>
+    /// A failed capture: an error at the 1st, 10th, 100th ... in a row, and the status. A camera that is gone fails each
+    /// capture at once, so every command of a flood got through to fail, with an error line each.
+    /// </summary>
+    private void Failed(string why, string error)
+    {
+        long failed = Interlocked.Increment(ref _failed);
+        if (Logging.IsReported(failed))
+            _log.LogError("Camera capture ({Why}) failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", why, failed, error);
+        SetState("failed", error);
     }
 
     private void SetState(string state, string? error)
