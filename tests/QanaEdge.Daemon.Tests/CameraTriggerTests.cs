@@ -277,4 +277,158 @@ public sealed class CameraTriggerTests : IDisposable
         await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the live command's result");
         Assert.Equal(1, _device.Captures);
     }
+
+    /// <summary>A clinician label for a result this device never made: stored all the same, so it marks, once stored,
+    /// that every message the test published before it on the same connection has been handled.</summary>
+    private static async Task MarkHandledAsync(ResultSubscriber sub, DaemonRunner daemon)
+    {
+        int before = daemon.Store!.FeedbackCount();
+        await sub.PublishAsync($"qana/{daemon.DeviceId}/feedback", Encoding.UTF8.GetBytes($"{{\"result_id\":\"mark{before}\",\"label\":\"nv\"}}"));
+        await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() == before + 1, TimeSpan.FromSeconds(30), "the marker label to be stored");
+    }
+
+    private static int LinesWith(DaemonRunner daemon, LogEventLevel level, string text) => daemon.Log.At(level).Count(l => l.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>
+    /// A flood of capture commands while captures wait in the inbox unclassified: every command used to write one more
+    /// frame into the inbox, faster than the classifier took them, for as long as the flood lasted. At
+    /// Qana:Camera:MaxBacklog waiting captures a trigger is refused, with a warning at the 1st, 10th, 100th ... refusal,
+    /// and accepted again once the backlog has drained.
+    /// </summary>
+    [Fact]
+    public async Task A_flood_of_capture_commands_is_refused_while_the_inbox_backlog_is_at_its_limit()
+    {
+        string[] waiting = TestEnv.RealImages(3, skip: 660);
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 663)[0]);
+        _device.Scene = scene;
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamflood/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamflood",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:MaxBacklog=3");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamflood") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        // Classification lags: the workers are held, and three captures wait in the inbox.
+        using var held = HeldWorkers.Hold(daemon);
+        foreach (string image in waiting) TestEnv.Drop(image, daemon.Inbox);
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devcamflood/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+
+        Assert.Equal(0, _device.Captures);
+        Assert.Empty(Directory.GetFiles(daemon.Inbox, "camera-*"));
+        string[] refused = daemon.Log.At(LogEventLevel.Warning).Where(l => l.Contains("Capture trigger (mqtt) refused", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, refused.Length); // the 1st and the 10th of 50, not 50 lines
+        Assert.Contains("3 captures wait in the inbox, Qana:Camera:MaxBacklog is 3 (1 in a row", refused[0]);
+        Assert.Contains("(10 in a row", refused[1]);
+
+        // The backlog drains; the next command is taken.
+        await held.ReleaseAsync();
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "the waiting captures to be classified and moved");
+        await sub.PublishAsync("qana/devcamflood/capture", Encoding.UTF8.GetBytes("{}"));
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the capture's result once the backlog drained");
+        Assert.Equal(1, _device.Captures);
+        Assert.Equal(1, LinesWith(daemon, LogEventLevel.Warning, "Capture triggers accepted again: 0 captures wait in the inbox, below Qana:Camera:MaxBacklog 3, after 50 refused"));
+        Assert.Equal(waiting.Select(f => Sha(File.ReadAllBytes(f))).Append(Sha(scene)).ToHashSet(), ResultShas(sub));
+    }
+
+    /// <summary>
+    /// Capture commands that arrive while a capture runs are dropped (one trigger, one image); each used to log a line,
+    /// so a flood wrote as many lines as it had commands. They are logged at the 1st, 10th, 100th ... of a run, and the
+    /// run's count once a capture goes by with none dropped.
+    /// </summary>
+    [Fact]
+    public async Task Capture_commands_dropped_while_a_capture_runs_are_logged_at_1_10_100()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 664)[0]);
+        byte[] next = File.ReadAllBytes(TestEnv.RealImages(1, skip: 665)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamdrop/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamdrop",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}", "--Qana:Camera:CaptureTimeoutSeconds=600");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamdrop") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        // The first command starts a capture that waits for its frame; the 49 behind it find it running.
+        _device.Stalled = true;
+        _device.Scene = scene;
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devcamdrop/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+        string[] dropped = daemon.Log.At(LogEventLevel.Information).Where(l => l.Contains("Capture trigger (mqtt) ignored: a capture is running", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, dropped.Length); // the 1st and the 10th of 49, not 49 lines
+        Assert.Contains("(1 in a row", dropped[0]);
+        Assert.Contains("(10 in a row", dropped[1]);
+
+        _device.Stalled = false;
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the one capture's result");
+        // A capture with none dropped ends the run and says how long it was.
+        _device.Scene = next;
+        PressButton();
+        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(next)), TimeSpan.FromSeconds(60), "the next press's result");
+        await TestEnv.WaitUntil(() => LinesWith(daemon, LogEventLevel.Information, "49 capture triggers were ignored while captures ran") == 1,
+            TimeSpan.FromSeconds(10), "the run's count");
+        Assert.Equal(2, _device.Captures);
+        Assert.Equal(2, daemon.Log.At(LogEventLevel.Information).Count(l => l.Contains("ignored: a capture is running", StringComparison.Ordinal)));
+    }
+
+    /// <summary>
+    /// Capture commands to a device without a camera are ignored; each used to log a warning, so a flood of them wrote
+    /// the journal as fast as it came, for as long as it lasted. The 1st, 10th, 100th ... are logged.
+    /// </summary>
+    [Fact]
+    public async Task Capture_commands_without_a_camera_are_logged_at_1_10_100()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devnocam/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devnocam");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devnocam") is { } s && s.GetProperty("state").GetString() == "online",
+            TimeSpan.FromSeconds(30), "the online status (link up and subscribed)");
+
+        for (int i = 0; i < 50; i++) await sub.PublishAsync("qana/devnocam/capture", Encoding.UTF8.GetBytes("{}"));
+        await MarkHandledAsync(sub, daemon);
+        string[] ignored = daemon.Log.At(LogEventLevel.Warning).Where(l => l.Contains("Capture command on qana/devnocam/capture ignored: no camera", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, ignored.Length); // the 1st and the 10th of 50, not 50 lines
+        Assert.Contains("(1 so far", ignored[0]);
+        Assert.Contains("(10 so far", ignored[1]);
+        Assert.Equal(0, _device.Captures);
+    }
+
+    /// <summary>
+    /// A camera that is gone fails each capture at once, so every trigger of a flood got through to fail and logged an
+    /// error. Failed captures in a row are logged at the 1st, 10th, 100th ..., and once when a capture works again.
+    /// </summary>
+    [Fact]
+    public async Task Captures_failing_in_a_row_are_logged_at_1_10_100()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 666)[0]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamgone/#");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamgone",
+            new DaemonHooks { CameraFactory = o => new V4l2CameraSource(_device, o.WarmupFrames), GpioFactory = () => new GpioController(_gpio) },
+            "--Qana:Camera:Enabled=true", $"--Qana:Camera:ButtonPin={ButtonPin}");
+        await daemon.StartAsync();
+
+        // At least twelve captures, each one failing. A press that comes while the last failure is still being reported is
+        // dropped as "a capture is running", so each is pressed until the device sees it (rarely, a second press gets
+        // through as well: the counts below are the device's).
+        _device.Unplugged = true;
+        for (int k = 1; k <= 12; k++)
+            await TestEnv.WaitUntil(() => { if (_device.UnpluggedOpens < k) PressButton(); return _device.UnpluggedOpens >= k; }, TimeSpan.FromSeconds(30), $"failed capture {k}");
+        // The camera comes back; once its capture gives a result, every failure before it has been reported.
+        _device.Unplugged = false;
+        _device.Scene = scene;
+        await TestEnv.WaitUntil(() => { if (_device.Captures == 0) PressButton(); return ResultShas(sub).Contains(Sha(scene)); }, TimeSpan.FromSeconds(60), "the result once the camera is back");
+
+        int failures = _device.UnpluggedOpens;
+        string[] failed = daemon.Log.At(LogEventLevel.Error).ToArray();
+        Assert.Equal(Enumerable.Range(1, failures).Count(k => Logging.IsReported(k)), failed.Length); // the 1st and the 10th of 12, not 12 lines
+        Assert.Contains("Camera capture (button) failed (1 in a row", failed[0]);
+        Assert.Contains("Can not open video device file '/dev/video0'", failed[0]);
+        Assert.Contains("(10 in a row", failed[1]);
+        Assert.Equal(1, LinesWith(daemon, LogEventLevel.Information, $"captured again after {failures} failed captures"));
+    }
 }

@@ -138,7 +138,7 @@ public sealed class DiskFullTests : IDisposable
         await sub.ConnectAsync();
         using var store = new ResultStore(Path.Combine(disk.Root, "qana.db"));
         const int count = 20;
-        store.Commit([.. Enumerable.Range(0, count).Select(i => new StoredResult($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+        store.Commit([.. Enumerable.Range(0, count).Select(i => new StoredResult($"r{i:D4}", $"{i:x64}", "nv", 0.9f, false, false, "m", "1", 2.5,
             null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i))], "qana/devdel/results");
         string filler = disk.Fill();
 
@@ -185,7 +185,7 @@ public sealed class DiskFullTests : IDisposable
         link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
         publisher.Start();
         string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
-        StoredResult Result(int i) => new($"r{i:D4}", new string('a', 64), "nv", 0.9f, false, false, "m", "1", 2.5,
+        StoredResult Result(int i) => new($"r{i:D4}", $"{i:x64}", "nv", 0.9f, false, false, "m", "1", 2.5,
             null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i);
         store.Commit([Result(1)], "qana/devro/results");
         await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the first result", Log);

@@ -74,4 +74,42 @@ public sealed class InboxIdentityTests : IDisposable
         Assert.Equal(Sha(image), sub.Results.Values.Single().First().GetProperty("image_sha256").GetString());
         Assert.Equal(Sha(image), Sha(Path.Combine(daemon.DoneDir, "left.jpg")));
     }
+
+    /// <summary>
+    /// A capture whose result is stored but which is still in the inbox (a kill between the commit and the move, or a
+    /// done folder it cannot be moved to) is taken again by a daemon that runs another model by then. Its result id
+    /// names the model, so the commit, which looked the id up, stored and published a second result for the same
+    /// capture under a new id. The capture is now acknowledged with the result its image already has.
+    /// </summary>
+    [Fact]
+    public async Task A_stored_capture_taken_again_after_a_model_change_keeps_its_result()
+    {
+        string image = TestEnv.RealImages(1, skip: 931)[0];
+        string shipped = Path.Combine(TestEnv.RepositoryRoot, "firmware-models", "qana-paper8-64.qana");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devmc/results");
+        await sub.ConnectAsync();
+        string first;
+        await using (var daemon = new DaemonRunner(_root, _broker.Port, "devmc"))
+        {
+            await daemon.StartAsync();
+            TestEnv.Drop(image, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count == 1 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "its result");
+            first = sub.Results.Keys.Single();
+        }
+        // What the kill leaves: the result stored and published, the capture back under its name in the inbox.
+        string inbox = Path.Combine(_root, "inbox"), done = Path.Combine(_root, "state", "done");
+        File.Move(Path.Combine(done, Path.GetFileName(image)), Path.Combine(inbox, Path.GetFileName(image)));
+
+        await using (var daemon = new DaemonRunner(_root, _broker.Port, "devmc", null, $"--Qana:Model={shipped}"))
+        {
+            await daemon.StartAsync();
+            await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0 && File.Exists(Path.Combine(done, Path.GetFileName(image))),
+                TimeSpan.FromSeconds(60), "the capture to be acknowledged");
+            Assert.Equal(1, daemon.Store!.ResultCount());
+            Assert.Equal(0, daemon.Store.OutboxCount());
+            Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Information),
+                l => l.Contains($"Duplicate capture {Path.GetFileName(image)} (sha256 {Sha(image)}) already has result {first}", StringComparison.Ordinal));
+        }
+        Assert.Equal([first], sub.Results.Keys);
+    }
 }

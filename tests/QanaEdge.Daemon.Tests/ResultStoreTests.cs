@@ -87,6 +87,23 @@ public sealed class ResultStoreTests : IDisposable
     }
 
     /// <summary>
+    /// The same image classified by another model (a capture taken again after a model update) has another result id;
+    /// it is a duplicate of the stored result all the same, and the commit names that result's id.
+    /// </summary>
+    [Fact]
+    public void An_image_already_stored_under_another_model_is_not_stored_again_and_keeps_its_result_id()
+    {
+        using var store = new ResultStore(Path.Combine(_dir, "qana.db"));
+        Assert.Equal([true], store.Commit([Result(1)], "t"));
+        var ids = new string[2];
+        StoredResult again = Result(1) with { ResultId = "r0001-v2", ModelVersion = "2" };
+        Assert.Equal([false, true], store.Commit([again, Result(2)], "t", ids));
+        Assert.Equal(["r0001", "r0002"], ids);
+        Assert.Equal(2, store.ResultCount());
+        Assert.Equal(2, store.OutboxCount());
+    }
+
+    /// <summary>
     /// Closing an instance that failed on the disk first keeps its open transactions from being finalized later, where
     /// LiteDB 5.0.x can throw and end the process. That reaches into LiteDB's internals; this checks they are the ones
     /// the referenced LiteDB has (an open transaction is found, and a closed one is not).

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Devices.Camera;
 using QanaEdge.Devices.Gpio;
@@ -12,7 +13,10 @@ namespace QanaEdge.Daemon.Capture;
 /// deleted, by config). The frame is on disk, flushed and renamed into place, before the trigger returns, so a frame
 /// the camera gave is not lost to a kill or a power cut before its result is stored, and the image a result was made
 /// from is kept beside the inbox's. Its name is <see cref="FilePrefix"/>, the UTC time and the start of its SHA-256.
-/// Triggers that arrive while a capture is running are dropped: one press, one image. A capture with no frame after
+/// Triggers that arrive while a capture is running are dropped: one press, one image. A trigger that finds
+/// <c>maxBacklog</c> or more captures waiting in the inbox is refused: each accepted trigger writes a frame, and a flood
+/// of capture commands wrote frames faster than they were classified, until the disk was full. Dropped and refused
+/// triggers are logged at the 1st, 10th, 100th ... of a run, not one line each. A capture with no frame after
 /// its timeout is a failed one (the binding's wait for a frame has none). A failed capture never
 /// escapes (the trigger runs detached from the button's event thread and the MQTT receive path): it is logged as an
 /// error and reported through <see cref="StateChanged"/>, which the daemon turns into its retained status.
@@ -31,11 +35,21 @@ public sealed class CameraTrigger : IDisposable
     public const string FilePrefix = "camera-";
 
     private readonly TimeSpan _timeout;
+    private readonly int _maxBacklog;
+    // Triggers dropped while a capture ran, since the last capture during which none was dropped: a flood drops most of
+    // its triggers while the one it got in captures, so a run ends only once a capture goes by without a drop.
+    private long _ignored;
+    // Triggers refused in a row for the inbox backlog; the next accepted trigger ends the run.
+    private long _refused;
+    // Captures failed in a row; the next one that writes its frame ends the run.
+    private long _failed;
 
     /// <param name="captureTimeout">How long a capture may wait for its frame (default 10 s) before it is a failed one.</param>
-    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log, TimeSpan? captureTimeout = null)
+    /// <param name="maxBacklog">Captures waiting in the inbox at which a trigger is refused (Qana:Camera:MaxBacklog).</param>
+    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log, TimeSpan? captureTimeout = null, int maxBacklog = 32)
     {
-        _camera = camera; _button = button; _inbox = inbox; _log = log;
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBacklog, 1);
+        _camera = camera; _button = button; _inbox = inbox; _log = log; _maxBacklog = maxBacklog;
         _timeout = captureTimeout ?? TimeSpan.FromSeconds(10);
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
@@ -49,12 +63,38 @@ public sealed class CameraTrigger : IDisposable
     /// <summary>Raised when the camera goes from working to failing or back.</summary>
     public event Action<CameraState>? StateChanged;
 
-    /// <summary>Captures one frame; returns false when a capture was already running or the camera failed.</summary>
+    /// <summary>
+    /// Captures one frame; returns false when a capture was already running, the inbox backlog refused it, or the
+    /// camera failed.
+    /// </summary>
     public async Task<bool> TriggerAsync(string why)
     {
-        if (Interlocked.Exchange(ref _busy, 1) == 1) { _log.LogInformation("Capture trigger ({Why}) ignored: a capture is running", why); return false; }
+        if (Interlocked.Exchange(ref _busy, 1) == 1)
+        {
+            long ignored = Interlocked.Increment(ref _ignored);
+            if (Logging.IsReported(ignored))
+                _log.LogInformation("Capture trigger ({Why}) ignored: a capture is running ({Count} in a row; reported at 1, 10, 100 ...)", why, ignored);
+            return false;
+        }
+        long ignoredBefore = Interlocked.Read(ref _ignored);
+        bool accepted = false;
         try
         {
+            // Counted under _busy: one listing at a time, and no longer than the limit, on the MQTT receive path.
+            int backlog = Backlog();
+            if (backlog >= _maxBacklog)
+            {
+                long refused = Interlocked.Increment(ref _refused);
+                if (Logging.IsReported(refused))
+                    _log.LogWarning("Capture trigger ({Why}) refused: {Backlog} captures wait in the inbox, Qana:Camera:MaxBacklog is {Max} ({Count} in a row; reported at 1, 10, 100 ...)",
+                        why, backlog, _maxBacklog, refused);
+                return false;
+            }
+            long wasRefused = Interlocked.Exchange(ref _refused, 0);
+            if (wasRefused > 0)
+                _log.LogWarning("Capture triggers accepted again: {Backlog} captures wait in the inbox, below Qana:Camera:MaxBacklog {Max}, after {Count} refused",
+                    backlog, _maxBacklog, wasRefused);
+            accepted = true;
             // The binding waits for a frame (VIDIOC_DQBUF on a blocking descriptor) with no timeout and checks its
             // cancellation only between frames, so a camera that stops streaming held the capture for ever: the status
             // said "ready" and every later trigger was dropped as "a capture is running". Past the timeout the capture
@@ -67,8 +107,7 @@ public sealed class CameraTrigger : IDisposable
             if (expired != capture)
             {
                 string error = $"{_camera.Name}: no frame within {_timeout.TotalSeconds:0.###} s (the camera stopped streaming?)";
-                _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
-                SetState("failed", error);
+                Failed(why, error);
                 byte[] lateFrame = await capture.ConfigureAwait(false);
                 _log.LogWarning("Camera {Camera} gave a frame ({Bytes} bytes) after the capture ({Why}) had failed; dropped", _camera.Name, lateFrame.Length, why);
                 SetState("ready", null);
@@ -84,6 +123,8 @@ public sealed class CameraTrigger : IDisposable
                 DurableFile.WriteAllBytes(path, frame); // under a .tmp name the watcher skips, then renamed into place
                 _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why}) as {File}", frame.Length, _camera.Name, why, Path.GetFileName(path));
             }).ConfigureAwait(false);
+            long failed = Interlocked.Exchange(ref _failed, 0);
+            if (failed > 0) _log.LogInformation("Camera {Camera} captured again after {Count} failed captures", _camera.Name, failed);
             SetState("ready", null);
             return true;
         }
@@ -92,11 +133,45 @@ public sealed class CameraTrigger : IDisposable
             // CameraException is the expected kind (device gone, not MJPEG, cut-short frame); anything else from a
             // driver binding is reported the same way rather than lost in a detached task.
             string error = e is CameraException ? e.Message : $"{_camera.Name}: {e.GetType().Name}: {e.Message}";
-            _log.LogError("Camera capture ({Why}) failed: {Error}", why, error);
-            SetState("failed", error);
+            Failed(why, error);
             return false;
         }
-        finally { Volatile.Write(ref _busy, 0); }
+        finally
+        {
+            // A capture during which no trigger was dropped ends the run of dropped ones (left as it is otherwise).
+            if (accepted && ignoredBefore > 0 && Interlocked.CompareExchange(ref _ignored, 0, ignoredBefore) == ignoredBefore)
+                _log.LogInformation("{Count} capture triggers were ignored while captures ran", ignoredBefore);
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>
+    /// Captures waiting in the inbox (files under a name the watcher takes), counted up to <see cref="_maxBacklog"/>:
+    /// they are on disk until their results are stored and they are moved, whichever source wrote them. An inbox that
+    /// cannot be listed counts as empty; writing the frame then fails and says why.
+    /// </summary>
+    private int Backlog()
+    {
+        int count = 0;
+        try
+        {
+            foreach (string path in Directory.EnumerateFiles(_inbox))
+                if (!InboxWatcher.IsTemporaryName(Path.GetFileName(path)) && ++count >= _maxBacklog) break;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return 0; }
+        return count;
+    }
+
+    /// <summary>
+    /// A failed capture: an error at the 1st, 10th, 100th ... in a row, and the status. A camera that is gone fails each
+    /// capture at once, so every command of a flood got through to fail, with an error line each.
+    /// </summary>
+    private void Failed(string why, string error)
+    {
+        long failed = Interlocked.Increment(ref _failed);
+        if (Logging.IsReported(failed))
+            _log.LogError("Camera capture ({Why}) failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", why, failed, error);
+        SetState("failed", error);
     }
 
     private void SetState(string state, string? error)

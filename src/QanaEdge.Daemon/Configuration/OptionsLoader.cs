@@ -163,6 +163,7 @@ public static class OptionsLoader
             ("Camera:ButtonPin", IsInt, "an integer"),
             ("Camera:DebounceMilliseconds", IsInt, "an integer"),
             ("Camera:CaptureTimeoutSeconds", IsInt, "an integer"),
+            ("Camera:MaxBacklog", IsInt, "an integer"),
         ];
         foreach (var (key, parses, expect) in keys)
         {

@@ -197,4 +197,9 @@ public sealed class CameraOptions
     /// with no timeout, so a camera that stops streaming would otherwise hold the capture for ever.
     /// </summary>
     [Range(1, 600)] public int CaptureTimeoutSeconds { get; set; } = 10;
+    /// <summary>
+    /// Captures waiting in the inbox (written, not yet classified and moved) at which a capture trigger is refused: a
+    /// flood of capture commands wrote one frame per command and could outrun classification until the disk was full.
+    /// </summary>
+    [Range(1, 100000)] public int MaxBacklog { get; set; } = 32;
 }

@@ -215,7 +215,7 @@ public sealed class DaemonService(
             _log.LogInformation("Camera {Camera}; triggers: {Button}MQTT {Topic}", source.Name,
                 button is null ? "" : $"GPIO {options.Camera.ButtonPin}, ", new Topics(options.DeviceId).Capture);
             var trigger = new CameraTrigger(source, button, options.Inbox, loggers.CreateLogger<CameraTrigger>(),
-                TimeSpan.FromSeconds(options.Camera.CaptureTimeoutSeconds));
+                TimeSpan.FromSeconds(options.Camera.CaptureTimeoutSeconds), options.Camera.MaxBacklog);
             // Operators see a failing camera in the retained status, not only in the journal.
             trigger.StateChanged += _ => PublishStatus();
             return trigger;

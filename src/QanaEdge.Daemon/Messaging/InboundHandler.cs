@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Updates;
 
@@ -16,6 +17,10 @@ namespace QanaEdge.Daemon.Messaging;
 public sealed class InboundHandler(Topics topics, ResultStore store, Func<CameraTrigger?> camera, ModelUpdates updates, Action labelled, Action<string> heldBack,
     ILogger<InboundHandler> log)
 {
+    // Capture commands that found no camera. Without one nothing changes until a restart, so one warning per command
+    // let a flood of them write the journal as fast as it came: the 1st, 10th, 100th ... are logged.
+    private long _withoutCamera;
+
     public void Handle(string topic, byte[] payload)
     {
         if (topic == topics.Feedback) HandleFeedback(payload);
@@ -23,8 +28,10 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
         else if (topic == topics.Capture)
         {
             CameraTrigger? trigger = camera();
-            if (trigger is null) log.LogWarning("Capture command on {Topic} ignored: no camera configured (Qana:Camera:Enabled)", topic);
-            else _ = trigger.TriggerAsync("mqtt");
+            if (trigger is not null) _ = trigger.TriggerAsync("mqtt");
+            else if (Interlocked.Increment(ref _withoutCamera) is var count && Logging.IsReported(count))
+                log.LogWarning("Capture command on {Topic} ignored: no camera (Qana:Camera:Enabled is false, or the camera could not be opened: see the status) ({Count} so far; reported at 1, 10, 100 ...)",
+                    topic, count);
         }
     }
 

@@ -7,6 +7,7 @@ using MQTTnet.Formatter;
 using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
 
 namespace QanaEdge.Daemon.Messaging;
 
@@ -311,9 +312,10 @@ public sealed class MqttLink : IAsyncDisposable
                     catch (Exception e) when (e is not OutOfMemoryException)
                     {
                         failures++;
-                        // Log the first failure and then every tenth so a long outage does not flood the journal.
-                        if (failures == 1 || failures % 10 == 0)
-                            _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x): {Error}; retrying in {Delay} s", Host, _options.Port, failures, e.Message, Math.Round(delay.TotalSeconds, 2));
+                        // The 1st, 10th, 100th ... failure in a row: every tenth was a line every 100 s (at the default
+                        // ReconnectMaxSeconds) for as long as a broker outage lasted, days of them on a device left on.
+                        if (Logging.IsReported(failures))
+                            _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x; reported at 1, 10, 100 ...): {Error}; retrying in {Delay} s", Host, _options.Port, failures, e.Message, Math.Round(delay.TotalSeconds, 2));
                         if (_client.IsConnected) await DisconnectQuietlyAsync().ConfigureAwait(false);
                         TimeSpan jittered = delay * (0.8 + 0.4 * Random.Shared.NextDouble());
                         await Task.Delay(jittered, ct).ConfigureAwait(false);

@@ -19,7 +19,7 @@ namespace QanaEdge.Daemon.Pipeline;
 /// give backpressure all the way back to the inbox watcher.
 /// <para>
 /// Workers do not ask the store whether a result exists: that read took the store's lock, which the writer holds
-/// through each commit, and stalled classification behind the disk. The writer's commit skips a result id it already
+/// through each commit, and stalled classification behind the disk. The writer's commit skips an image it already
 /// holds, so a duplicate capture costs one classification and gets no second result. Acknowledging (unlink or rename,
 /// the writer's largest cost when profiled) runs after the commit on its own task, so neither the next commit nor the
 /// publish waits for it; a capture is still only acknowledged once its result and outbox entry are durable.
@@ -219,7 +219,7 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 batch.Clear();
                 while (batch.Count < 64 && _done.Reader.TryRead(out var d)) batch.Add(d);
-                if (CommitWithRetry(batch, ct) is not { } fresh)
+                if (CommitWithRetry(batch, ct, out string[] resultIds) is not { } fresh)
                 {
                     _log.LogWarning("Stopping with {Count} results not stored: their captures stay in the inbox for the next start", batch.Count);
                     continue;
@@ -229,7 +229,7 @@ public sealed class CapturePipeline : IAsyncDisposable
                 for (int i = 0; i < batch.Count; i++)
                 {
                     StoredResult r = batch[i].Result;
-                    _committed.Writer.TryWrite(new Committed(batch[i].Item.Path, batch[i].Item.DisplayName, fresh[i], r.ResultId, r.ImageSha256, r.Label, r.Confidence, r.Refer, r.LatencyMs));
+                    _committed.Writer.TryWrite(new Committed(batch[i].Item.Path, batch[i].Item.DisplayName, fresh[i], resultIds[i], r.ImageSha256, r.Label, r.Confidence, r.Refer, r.LatencyMs));
                 }
             }
         }
@@ -281,14 +281,15 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// waiting for the writer, held a stop behind a full disk for 20 s and more, past systemd's stop timeout with a
     /// backlog. Nothing is lost: the captures stay in the inbox, unacknowledged, for the next start.
     /// </summary>
-    private bool[]? CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct)
+    private bool[]? CommitWithRetry(List<(CaptureItem Item, StoredResult Result)> batch, CancellationToken ct, out string[] resultIds)
     {
         var results = batch.ConvertAll(b => b.Result);
+        resultIds = new string[batch.Count];
         for (int attempt = 1; ; attempt++)
         {
             try
             {
-                bool[] fresh = _store.Commit(results, _topics.Results);
+                bool[] fresh = _store.Commit(results, _topics.Results, resultIds);
                 _progress.OnStored();
                 if (attempt > 1) _log.LogWarning("Stored {Count} results after {Attempts} attempts", batch.Count, attempt);
                 return fresh;

@@ -165,17 +165,32 @@ public sealed class ResultStore : IDisposable
     public bool HasResult(string resultId) => Use(d => d.Results.FindById(resultId) is not null);
 
     /// <summary>
-    /// Stores each result with its outbox entry, all in ONE transaction. A result whose id is already stored (the
-    /// same image again, or a capture redelivered after a crash) is skipped: it keeps its id and gets no second
-    /// outbox entry. Returns, per input, whether it was new.
+    /// Stores each result with its outbox entry, all in ONE transaction. A result whose image (SHA-256) already has a
+    /// result is skipped: it gets no second result and no second outbox entry. Returns, per input, whether it was new.
     /// </summary>
-    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic) => InDurableTransaction(d =>
+    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic) => Commit(batch, resultsTopic, new string[batch.Count]);
+
+    /// <summary>
+    /// <see cref="Commit(IReadOnlyList{StoredResult}, string)"/>, filling <paramref name="resultIds"/> with the id of
+    /// each input's result: its own when it was new, else the one already stored for its image.
+    /// <para>
+    /// Looked up by image, not by result id: the id names the model too, so a capture stored but still in the inbox
+    /// (a kill between the commit and the move, or a done folder it cannot be moved to) and taken again after a model
+    /// update got a second result under a new id, published as a new case, instead of being acknowledged with its own.
+    /// </para>
+    /// </summary>
+    public bool[] Commit(IReadOnlyList<StoredResult> batch, string resultsTopic, string[] resultIds) => InDurableTransaction(d =>
     {
         var fresh = new bool[batch.Count];
         for (int i = 0; i < batch.Count; i++)
         {
             StoredResult r = batch[i];
-            if (d.Results.FindById(r.ResultId) is not null) continue;
+            if (d.Results.FindOne(Query.EQ("image_sha256", r.ImageSha256)) is { } stored)
+            {
+                resultIds[i] = stored["_id"].AsString;
+                continue;
+            }
+            resultIds[i] = r.ResultId;
             d.Results.Insert(new BsonDocument
             {
                 ["_id"] = r.ResultId,

@@ -42,6 +42,7 @@ public sealed class EmulatedVideoDevice : VideoDevice
     private readonly List<string> _ioctls = [];
     private readonly Lock _lock = new();
     private int _captures;
+    private int _unpluggedOpens;
     private int _sequence; // frames since VIDIOC_STREAMON
     private volatile bool _capturing;
     private bool _open;
@@ -82,6 +83,9 @@ public sealed class EmulatedVideoDevice : VideoDevice
 
     /// <summary>Streams started so far (VIDIOC_STREAMON; one per capture).</summary>
     public int Captures => Volatile.Read(ref _captures);
+
+    /// <summary>Times a capture tried to open the device while it was unplugged (each failed with ENODEV).</summary>
+    public int UnpluggedOpens => Volatile.Read(ref _unpluggedOpens);
 
     /// <summary>The ioctls of the streams so far, e.g. "DQBUF 2", "QBUF 2", "STREAMON".</summary>
     public string[] Ioctls { get { lock (_lock) return [.. _ioctls]; } }
@@ -150,7 +154,11 @@ public sealed class EmulatedVideoDevice : VideoDevice
     private void Open()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Unplugged) throw new IOException($"Error {Enodev}. Can not open video device file '{DevicePath}{_settings.BusId}'.");
+        if (Unplugged)
+        {
+            Interlocked.Increment(ref _unpluggedOpens);
+            throw new IOException($"Error {Enodev}. Can not open video device file '{DevicePath}{_settings.BusId}'.");
+        }
         _open = true;
     }
 
