@@ -125,6 +125,32 @@ public sealed class PowerSensorTests
     }
 
     /// <summary>
+    /// The shunt input at PGA /8 is ±320 mV (datasheet table "PG Bit Settings"): 32000 steps of 10 µV in the shunt voltage
+    /// register, though its 16 bits hold 32767. On 0.1 Ω, 3.2 A is 320 mV exactly and is accepted: step 2, 3.2 A / 2^15
+    /// = 97.65625 µA; equation 1, trunc(0.04096 / (97.65625 µA × 0.1 Ω)) = trunc(4194.304) = 4194 (even); 32000 steps
+    /// read 3.2 A from the shunt. 3.25 A (325 mV) and 3.2768 A (327.68 mV, the register's 32768 steps) are beyond the
+    /// input and were accepted, reading clipped at 3.2 A.
+    /// </summary>
+    [Fact]
+    public void Ina219_accepts_a_range_up_to_the_datasheets_320_mV_and_refuses_beyond()
+    {
+        var chip = new SimulatedIna219();
+        using (var sensor = new Ina219PowerSensor(chip, 0.1, 3.2))
+        {
+            Assert.Equal(4194, chip.Calibration);
+            chip.ShuntRaw = 32000;
+            Assert.Equal(0.32, sensor.ReadShuntVolts(), 12);
+            Assert.Equal(3.2, sensor.ReadCurrentFromShunt(), 12);
+        }
+        foreach ((double amps, string mv) in (ReadOnlySpan<(double, string)>)[(3.25, "325"), (3.2768, "327.68")])
+        {
+            var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.1, amps));
+            Assert.Contains($"is {mv} mV, beyond the shunt input's ±320 mV (PGA /8)", e.Message);
+            Assert.Contains("currents above 3.2 A would read clipped", e.Message);
+        }
+    }
+
+    /// <summary>
     /// A 10 mΩ shunt for 1 A (10 mV at full current, under the 20.48 mV where the calibration outgrows its register).
     /// Step 2: Minimum_LSB = 1 A / 2^15 = 30.517578125 µA; equation 1: Cal = trunc(0.04096 / (30.517578125 µA × 10 mΩ))
     /// = trunc(134217.728), beyond 0xFFFE. The finest LSB that fits is 0.04096 / (65534 × 10 mΩ) = 62.50190740684226 µA.
