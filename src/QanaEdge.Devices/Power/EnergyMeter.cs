@@ -17,6 +17,8 @@ namespace QanaEdge.Devices.Power;
 /// A sensor that fails is read again after a pause that doubles up to 5 s, and reported on the first failure and
 /// on the 10th, 100th, ... in a row (<see cref="ReadFailed"/>), and once more when it reads again
 /// (<see cref="ReadRecovered"/>): at 2 ms a failing chip would otherwise log 500 lines a second.
+/// The sampler starts with <see cref="Start"/>, after the caller has attached its handlers: a sampler started by the
+/// constructor could fail its first read before the handler was there, and that failure was reported to no one.
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -27,7 +29,7 @@ public sealed class EnergyMeter : IDisposable
     private readonly (long Ticks, double Watts)[] _ring;
     private int _count;
     private int _head;
-    private readonly Thread? _thread;
+    private Thread? _thread;
     private volatile bool _stop;
     private double? _idleWatts;
     // Registered inference windows, running ones with End = long.MaxValue; kept while samples of their time remain.
@@ -44,8 +46,8 @@ public sealed class EnergyMeter : IDisposable
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
     /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while the board works
     /// (a registered inference runs, or work begun with <see cref="BeginWork"/> has not ended) are not counted.</param>
-    /// <param name="startThread">False in tests that feed samples with <see cref="AddSample"/>.</param>
-    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, bool startThread = true)
+    /// <remarks>Nothing is read until <see cref="Start"/> (tests that feed samples with <see cref="AddSample"/> never call it).</remarks>
+    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192)
     {
         _sensor = sensor;
         // Reading faster than the sensor converts only repeats its last value.
@@ -54,11 +56,18 @@ public sealed class EnergyMeter : IDisposable
         _idleSampleCount = Math.Max(1, idleSamples);
         _conversionTicks = (long)(sensor.UpdateInterval.TotalSeconds * Stopwatch.Frequency);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
-        if (startThread)
-        {
-            _thread = new Thread(Loop) { IsBackground = true, Name = "power-sampler", Priority = ThreadPriority.AboveNormal };
-            _thread.Start();
-        }
+    }
+
+    /// <summary>
+    /// Starts the sampler thread; call it once, after attaching <see cref="ReadFailed"/> and <see cref="ReadRecovered"/>,
+    /// which the sampler raises from its first read on.
+    /// </summary>
+    public void Start()
+    {
+        if (_thread is not null) throw new InvalidOperationException("the power sampler is already started");
+        ObjectDisposedException.ThrowIf(_stop, this);
+        _thread = new Thread(Loop) { IsBackground = true, Name = "power-sampler", Priority = ThreadPriority.AboveNormal };
+        _thread.Start();
     }
 
     public string SensorName => _sensor.Name;
