@@ -19,6 +19,7 @@ namespace QanaEdge.Devices.Power;
 /// (<see cref="ReadRecovered"/>): at 2 ms a failing chip would otherwise log 500 lines a second.
 /// The sampler starts with <see cref="Start"/>, after the caller has attached its handlers: a sampler started by the
 /// constructor could fail its first read before the handler was there, and that failure was reported to no one.
+/// <see cref="Dispose"/> wakes the sampler from its wait, a failing sensor's pause included.
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -30,7 +31,8 @@ public sealed class EnergyMeter : IDisposable
     private int _count;
     private int _head;
     private Thread? _thread;
-    private volatile bool _stop;
+    // Set by Dispose; the sampler waits on it between reads, so that a stop does not wait out a period or a pause.
+    private readonly ManualResetEventSlim _stopping = new(false, spinCount: 0);
     private double? _idleWatts;
     // Registered inference windows, running ones with End = long.MaxValue; kept while samples of their time remain.
     private readonly List<(long Start, long End)> _windows = [];
@@ -65,7 +67,7 @@ public sealed class EnergyMeter : IDisposable
     public void Start()
     {
         if (_thread is not null) throw new InvalidOperationException("the power sampler is already started");
-        ObjectDisposedException.ThrowIf(_stop, this);
+        ObjectDisposedException.ThrowIf(_stopping.IsSet, this);
         _thread = new Thread(Loop) { IsBackground = true, Name = "power-sampler", Priority = ThreadPriority.AboveNormal };
         _thread.Start();
     }
@@ -99,7 +101,7 @@ public sealed class EnergyMeter : IDisposable
         long periodTicks = (long)(_period.TotalSeconds * Stopwatch.Frequency);
         long next = Stopwatch.GetTimestamp();
         long inARow = 0;
-        while (!_stop)
+        while (!_stopping.IsSet)
         {
             try
             {
@@ -122,13 +124,16 @@ public sealed class EnergyMeter : IDisposable
             {
                 // A failing sensor is asked again after a pause that doubles, up to 5 s.
                 double pause = Math.Min(5.0, _period.TotalSeconds * Math.Pow(2, Math.Min(inARow, 20)));
-                Thread.Sleep(TimeSpan.FromSeconds(pause));
+                if (_stopping.Wait(TimeSpan.FromSeconds(pause))) break;
                 next = Stopwatch.GetTimestamp();
                 continue;
             }
             next += periodTicks;
             long wait = next - Stopwatch.GetTimestamp();
-            if (wait > 0) Thread.Sleep(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+            if (wait > 0)
+            {
+                if (_stopping.Wait(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency))) break;
+            }
             else next = Stopwatch.GetTimestamp();
         }
     }
@@ -322,10 +327,19 @@ public sealed class EnergyMeter : IDisposable
         return t1 == t0 ? p1 : p0 + (p1 - p0) * (t - t0) / (double)(t1 - t0);
     }
 
+    /// <summary>
+    /// Stops the sampler, which ends at once unless a read is in progress, and disposes the sensor. A read is waited for
+    /// up to 2 s (an I2C transfer to a chip that does not answer times out after 1 s); a sensor disposed under a read
+    /// that takes longer fails it, and the sampler, stopped, ends after it. Before, a stop waited out the sampler's wait:
+    /// a failing sensor's pause of up to 5 s, or a long sampling period.
+    /// </summary>
     public void Dispose()
     {
-        _stop = true;
-        _thread?.Join(_period + TimeSpan.FromSeconds(6)); // a period, or a failure's pause of up to 5 s
+        if (_stopping.IsSet) return;
+        _stopping.Set();
+        bool ended = _thread?.Join(TimeSpan.FromSeconds(2)) ?? true;
         _sensor.Dispose();
+        // The event stays while a sampler that outlived the wait may still test it.
+        if (ended) _stopping.Dispose();
     }
 }

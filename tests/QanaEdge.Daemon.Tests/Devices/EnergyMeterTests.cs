@@ -160,6 +160,24 @@ public sealed class EnergyMeterTests
         public void Dispose() { }
     }
 
+    /// <summary>
+    /// A stop ends the sampler in its wait: a failing sensor's pause (5 s with a 1 min period) and a working sensor's
+    /// period (1 min). The sampler slept them out, and Dispose waited for it; here Dispose returns with the sampler thread
+    /// ended after the one read it made.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Disposing_the_meter_ends_the_sampler_in_its_wait(bool broken)
+    {
+        var sensor = new FlakySensor { Broken = broken };
+        var meter = new EnergyMeter(sensor, TimeSpan.FromMinutes(1), idleSamples: 1);
+        meter.Start();
+        Assert.True(sensor.WasRead.Wait(TimeSpan.FromSeconds(30)), "the sampler's first read");
+        meter.Dispose();
+        Assert.False(sensor.Reader!.IsAlive, "the sampler thread outlived Dispose");
+        Assert.Equal(1, sensor.Reads);
+    }
 
     /// <summary>
     /// A sensor that fails from its first read is reported from that read on: the sampler starts only when asked, after
