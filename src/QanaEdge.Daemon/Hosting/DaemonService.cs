@@ -82,6 +82,8 @@ public sealed class DaemonService(
             _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
             _meter.ReadFailed += (e, inARow) => _log.LogWarning("Power read failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", inARow, e.Message);
             _meter.ReadRecovered += inARow => _log.LogWarning("Power sensor reads again after {Count} failed reads", inARow);
+            // Only now, with the handlers attached: a sensor failing from its first read is reported from that read on.
+            _meter.Start();
             _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
             if (sensor.Calibration.Length > 0) _log.LogInformation("Power sensor {Sensor}: {Calibration}", sensor.Name, sensor.Calibration);
             await WaitForIdleBaselineAsync(_meter, cancellationToken).ConfigureAwait(false);

@@ -25,9 +25,17 @@ public static class PowerSetup
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
         {
-            throw new PowerSensorException($"power sensor {o.Sensor} on i2c-{o.I2cBus}:0x{o.I2cAddress:X2}: {e.Message}", e);
+            throw new PowerSensorException($"power sensor {o.Sensor} {Where(o)}: {e.Message}", e);
         }
     }
+
+    /// <summary>
+    /// What the sensor's kind tried: an INA on its I2C bus and address, an hwmon chip and channel under its root (the
+    /// kernel driver owns the bus there, and the I2C options are not used).
+    /// </summary>
+    private static string Where(PowerOptions o) => o.Sensor == PowerSensorKind.Hwmon
+        ? $"'{o.HwmonChip}' channel {o.HwmonChannel} under {o.HwmonRoot}"
+        : $"on i2c-{o.I2cBus}:0x{o.I2cAddress:X2}";
 
     /// <summary>
     /// Builds a sensor on the configured I2C device. A sensor owns its device once built; one that refuses the chip

@@ -13,8 +13,12 @@ namespace QanaEdge.Devices.Ina219;
 /// </summary>
 public sealed class Ina219PowerSensor : IPowerSensor
 {
-    /// <summary>Full scale of the shunt register at PGA gain /8: 32768 × 10 µV (the datasheet's nominal ±320 mV range).</summary>
-    private const double MaxShuntVolts = 0.32768;
+    /// <summary>
+    /// Full scale of the shunt input at PGA gain /8: ±320 mV (datasheet table "PG Bit Settings"), 32000 steps of 10 µV in
+    /// the shunt voltage register. The register's 16 bits would hold 32767 steps, but the input clips at 320 mV, so a
+    /// range up to 327.68 mV read currents above 320 mV / R as that, without an error.
+    /// </summary>
+    private const int MaxShuntSteps = 32000;
     private const double ShuntLsbVolts = 10e-6;
     private const double BusLsbVolts = 4e-3;
     /// <summary>The largest calibration value: 16 bits with bit 0 fixed at zero.</summary>
@@ -50,8 +54,11 @@ public sealed class Ina219PowerSensor : IPowerSensor
         if (!(shuntOhms > 0)) throw new PowerSensorException($"INA219: shunt resistance must be positive (got {shuntOhms} Ω)");
         if (!(maxCurrentAmps > 0)) throw new PowerSensorException($"INA219: maximum current must be positive (got {maxCurrentAmps} A)");
         double shuntVolts = maxCurrentAmps * shuntOhms;
-        if (shuntVolts > MaxShuntVolts)
-            throw new PowerSensorException($"INA219: {maxCurrentAmps} A through {shuntOhms} Ω exceeds the ±320 mV shunt range");
+        // Compared in steps rounded to a millionth of one: 3.2 A × 0.1 Ω, the full scale exactly, is 0.32000000000000006
+        // in binary floating point.
+        if (Math.Round(shuntVolts / ShuntLsbVolts, 6) > MaxShuntSteps)
+            throw new PowerSensorException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"INA219: {maxCurrentAmps} A through {shuntOhms} Ω is {shuntVolts * 1000:0.###} mV, beyond the shunt input's ±320 mV (PGA /8); currents above {MaxShuntSteps * ShuntLsbVolts / shuntOhms:0.###} A would read clipped (set Qana:Power:ShuntOhms and MaxCurrentAmps for this board)"));
         // Below one step of the shunt ADC every current up to the maximum reads 0: nothing to log.
         if (shuntVolts < ShuntLsbVolts)
             throw new PowerSensorException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -75,7 +82,7 @@ public sealed class Ina219PowerSensor : IPowerSensor
     /// 0.04096 / (0xFFFE × R): a small shunt keeps logging instead of being refused. It costs no measurement: the
     /// current register is shunt × Cal / 4096 (equation 4), so one 10 µV step of the shunt ADC is still about 16 current
     /// LSBs. Bit 0 of the register is fixed at zero, so the chip works with the even value; the LSB is computed from it.
-    /// (The ±320 mV check keeps Cal at 4096 or more.)
+    /// (The ±320 mV check keeps Cal at 4194 or more: 0.04096 × 2^15 / 320 mV = 4194.304.)
     /// </summary>
     public static (ushort Calibration, double CurrentLsbAmps) Calibrate(double shuntOhms, double maxCurrentAmps)
     {

@@ -17,6 +17,9 @@ namespace QanaEdge.Devices.Power;
 /// A sensor that fails is read again after a pause that doubles up to 5 s, and reported on the first failure and
 /// on the 10th, 100th, ... in a row (<see cref="ReadFailed"/>), and once more when it reads again
 /// (<see cref="ReadRecovered"/>): at 2 ms a failing chip would otherwise log 500 lines a second.
+/// The sampler starts with <see cref="Start"/>, after the caller has attached its handlers: a sampler started by the
+/// constructor could fail its first read before the handler was there, and that failure was reported to no one.
+/// <see cref="Dispose"/> wakes the sampler from its wait, a failing sensor's pause included.
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -27,8 +30,9 @@ public sealed class EnergyMeter : IDisposable
     private readonly (long Ticks, double Watts)[] _ring;
     private int _count;
     private int _head;
-    private readonly Thread? _thread;
-    private volatile bool _stop;
+    private Thread? _thread;
+    // Set by Dispose; the sampler waits on it between reads, so that a stop does not wait out a period or a pause.
+    private readonly ManualResetEventSlim _stopping = new(false, spinCount: 0);
     private double? _idleWatts;
     // Registered inference windows, running ones with End = long.MaxValue; kept while samples of their time remain.
     private readonly List<(long Start, long End)> _windows = [];
@@ -44,8 +48,8 @@ public sealed class EnergyMeter : IDisposable
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
     /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while the board works
     /// (a registered inference runs, or work begun with <see cref="BeginWork"/> has not ended) are not counted.</param>
-    /// <param name="startThread">False in tests that feed samples with <see cref="AddSample"/>.</param>
-    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, bool startThread = true)
+    /// <remarks>Nothing is read until <see cref="Start"/> (tests that feed samples with <see cref="AddSample"/> never call it).</remarks>
+    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192)
     {
         _sensor = sensor;
         // Reading faster than the sensor converts only repeats its last value.
@@ -54,11 +58,18 @@ public sealed class EnergyMeter : IDisposable
         _idleSampleCount = Math.Max(1, idleSamples);
         _conversionTicks = (long)(sensor.UpdateInterval.TotalSeconds * Stopwatch.Frequency);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
-        if (startThread)
-        {
-            _thread = new Thread(Loop) { IsBackground = true, Name = "power-sampler", Priority = ThreadPriority.AboveNormal };
-            _thread.Start();
-        }
+    }
+
+    /// <summary>
+    /// Starts the sampler thread; call it once, after attaching <see cref="ReadFailed"/> and <see cref="ReadRecovered"/>,
+    /// which the sampler raises from its first read on.
+    /// </summary>
+    public void Start()
+    {
+        if (_thread is not null) throw new InvalidOperationException("the power sampler is already started");
+        ObjectDisposedException.ThrowIf(_stopping.IsSet, this);
+        _thread = new Thread(Loop) { IsBackground = true, Name = "power-sampler", Priority = ThreadPriority.AboveNormal };
+        _thread.Start();
     }
 
     public string SensorName => _sensor.Name;
@@ -90,7 +101,7 @@ public sealed class EnergyMeter : IDisposable
         long periodTicks = (long)(_period.TotalSeconds * Stopwatch.Frequency);
         long next = Stopwatch.GetTimestamp();
         long inARow = 0;
-        while (!_stop)
+        while (!_stopping.IsSet)
         {
             try
             {
@@ -113,13 +124,16 @@ public sealed class EnergyMeter : IDisposable
             {
                 // A failing sensor is asked again after a pause that doubles, up to 5 s.
                 double pause = Math.Min(5.0, _period.TotalSeconds * Math.Pow(2, Math.Min(inARow, 20)));
-                Thread.Sleep(TimeSpan.FromSeconds(pause));
+                if (_stopping.Wait(TimeSpan.FromSeconds(pause))) break;
                 next = Stopwatch.GetTimestamp();
                 continue;
             }
             next += periodTicks;
             long wait = next - Stopwatch.GetTimestamp();
-            if (wait > 0) Thread.Sleep(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+            if (wait > 0)
+            {
+                if (_stopping.Wait(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency))) break;
+            }
             else next = Stopwatch.GetTimestamp();
         }
     }
@@ -313,10 +327,19 @@ public sealed class EnergyMeter : IDisposable
         return t1 == t0 ? p1 : p0 + (p1 - p0) * (t - t0) / (double)(t1 - t0);
     }
 
+    /// <summary>
+    /// Stops the sampler, which ends at once unless a read is in progress, and disposes the sensor. A read is waited for
+    /// up to 2 s (an I2C transfer to a chip that does not answer times out after 1 s); a sensor disposed under a read
+    /// that takes longer fails it, and the sampler, stopped, ends after it. Before, a stop waited out the sampler's wait:
+    /// a failing sensor's pause of up to 5 s, or a long sampling period.
+    /// </summary>
     public void Dispose()
     {
-        _stop = true;
-        _thread?.Join(_period + TimeSpan.FromSeconds(6)); // a period, or a failure's pause of up to 5 s
+        if (_stopping.IsSet) return;
+        _stopping.Set();
+        bool ended = _thread?.Join(TimeSpan.FromSeconds(2)) ?? true;
         _sensor.Dispose();
+        // The event stays while a sampler that outlived the wait may still test it.
+        if (ended) _stopping.Dispose();
     }
 }

@@ -18,7 +18,7 @@ public sealed class EnergyMeterTests
     [Fact]
     public void Integrates_power_above_idle_over_the_inference_window()
     {
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4);
         long t = 1_000_000;
         for (int i = 0; i < 4; i++) meter.AddSample(t + Ms(i), 2.0); // idle 2 W
         Assert.Equal(2.0, meter.IdleWatts);
@@ -37,7 +37,7 @@ public sealed class EnergyMeterTests
     public void Slow_sensor_uses_the_mean_power_of_a_batch_window()
     {
         // Akida-like meter: a fresh value every 141 ms, inferences of 5 ms.
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(141)), TimeSpan.FromMilliseconds(141), idleSamples: 1, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(141)), TimeSpan.FromMilliseconds(141), idleSamples: 1);
         long t = 5_000_000;
         meter.AddSample(t, 1.0); // idle 1 W
         for (int i = 1; i <= 6; i++) meter.AddSample(t + Ms(141 * i), 2.5); // busy stream at 2.5 W
@@ -50,7 +50,7 @@ public sealed class EnergyMeterTests
     [Fact]
     public void No_energy_before_the_idle_baseline_is_known()
     {
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 100, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 100);
         meter.AddSample(1000, 2);
         meter.AddSample(1000 + Ms(1), 2);
         Assert.Null(meter.EnergyMillijoules(1000, 1000 + Ms(1)));
@@ -64,7 +64,7 @@ public sealed class EnergyMeterTests
     [Fact]
     public void Readings_taken_while_an_inference_runs_are_not_learned_as_idle()
     {
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4);
         long t = 3_000_000;
         meter.AddSample(t, 2.0);
         meter.AddSample(t + Ms(1), 2.0);
@@ -89,7 +89,7 @@ public sealed class EnergyMeterTests
     [Fact]
     public void Readings_taken_while_the_pipeline_works_between_inferences_are_not_learned_as_idle()
     {
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 4);
         long t = 4_000_000;
         meter.AddSample(t, 2.0);
         meter.AddSample(t + Ms(1), 2.0);
@@ -112,6 +112,7 @@ public sealed class EnergyMeterTests
     public void Sampling_thread_reads_the_sensor_and_learns_idle()
     {
         using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 5);
+        meter.Start();
         var sw = Stopwatch.StartNew();
         while (meter.IdleWatts is null && sw.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
         Assert.Equal(2.0, meter.IdleWatts);
@@ -121,7 +122,7 @@ public sealed class EnergyMeterTests
     [Fact]
     public void Inferences_that_run_at_once_share_the_power_above_idle()
     {
-        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 1, startThread: false);
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(1)), TimeSpan.FromMilliseconds(1), idleSamples: 1);
         long t = 2_000_000;
         meter.AddSample(t, 2.0); // idle 2 W
         for (int i = 1; i <= 40; i++) meter.AddSample(t + Ms(i), 4.0); // 2 W above idle throughout
@@ -142,12 +143,47 @@ public sealed class EnergyMeterTests
     private sealed class FlakySensor : IPowerSensor
     {
         public volatile bool Broken = true;
+        private int _reads;
+        public int Reads => Volatile.Read(ref _reads);
+        /// <summary>The thread of the last read (the sampler's), and a signal at each read.</summary>
+        public Thread? Reader { get; private set; }
+        public ManualResetEventSlim WasRead { get; } = new();
         public string Name => "flaky";
         public TimeSpan UpdateInterval => TimeSpan.FromMilliseconds(1);
-        public PowerReading Read() => Broken ? throw new IOException("Error 121 (remote I/O error)") : new PowerReading(5, 0.4, 2);
+        public PowerReading Read()
+        {
+            Interlocked.Increment(ref _reads);
+            Reader = Thread.CurrentThread;
+            WasRead.Set();
+            return Broken ? throw new IOException("Error 121 (remote I/O error)") : new PowerReading(5, 0.4, 2);
+        }
         public void Dispose() { }
     }
 
+    /// <summary>
+    /// A stop ends the sampler in its wait: a failing sensor's pause (5 s with a 1 min period) and a working sensor's
+    /// period (1 min). The sampler slept them out, and Dispose waited for it; here Dispose returns with the sampler thread
+    /// ended after the one read it made.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Disposing_the_meter_ends_the_sampler_in_its_wait(bool broken)
+    {
+        var sensor = new FlakySensor { Broken = broken };
+        var meter = new EnergyMeter(sensor, TimeSpan.FromMinutes(1), idleSamples: 1);
+        meter.Start();
+        Assert.True(sensor.WasRead.Wait(TimeSpan.FromSeconds(30)), "the sampler's first read");
+        meter.Dispose();
+        Assert.False(sensor.Reader!.IsAlive, "the sampler thread outlived Dispose");
+        Assert.Equal(1, sensor.Reads);
+    }
+
+    /// <summary>
+    /// A sensor that fails from its first read is reported from that read on: the sampler starts only when asked, after
+    /// the handlers are attached. Started by the constructor, it could fail its first read before they were, and the
+    /// first report came at the 10th failure.
+    /// </summary>
     [Fact]
     public void A_sensor_that_stops_answering_is_reported_sparingly_and_the_sampler_lives_on()
     {
@@ -157,12 +193,15 @@ public sealed class EnergyMeterTests
         long recovered = 0;
         meter.ReadFailed += (e, n) => reported.Enqueue((e.Message, n));
         meter.ReadRecovered += n => Interlocked.Exchange(ref recovered, n);
+        Assert.Equal(0, sensor.Reads);   // nothing read before Start
+        meter.Start();
         var sw = Stopwatch.StartNew();
         while (Interlocked.Read(ref meter.Failures) < 10 && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(10);
 
         // An I2C driver's IOException used to end the sampler thread, and with it the daemon.
         Assert.True(meter.Failures >= 10, $"{meter.Failures} failures");
-        // Reported at the 1st, 10th, 100th ... failure in a row (the 1st may come before the handler is attached).
+        // Reported at the 1st, 10th, 100th ... failure in a row.
+        Assert.Equal(1, reported.First().InARow);
         Assert.Contains(reported, r => r.InARow == 10);
         Assert.All(reported, r => Assert.Contains(r.InARow, (long[])[1, 10, 100]));
         Assert.Contains("IOException: Error 121", reported.Last().Message);

@@ -1,3 +1,5 @@
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Power;
 using QanaEdge.Devices.Hwmon;
 using QanaEdge.Devices.Ina219;
 using QanaEdge.Devices.Ina236;
@@ -122,6 +124,32 @@ public sealed class PowerSensorTests
     {
         var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.1, 10));
         Assert.Contains("320 mV", e.Message);
+    }
+
+    /// <summary>
+    /// The shunt input at PGA /8 is ±320 mV (datasheet table "PG Bit Settings"): 32000 steps of 10 µV in the shunt voltage
+    /// register, though its 16 bits hold 32767. On 0.1 Ω, 3.2 A is 320 mV exactly and is accepted: step 2, 3.2 A / 2^15
+    /// = 97.65625 µA; equation 1, trunc(0.04096 / (97.65625 µA × 0.1 Ω)) = trunc(4194.304) = 4194 (even); 32000 steps
+    /// read 3.2 A from the shunt. 3.25 A (325 mV) and 3.2768 A (327.68 mV, the register's 32768 steps) are beyond the
+    /// input and were accepted, reading clipped at 3.2 A.
+    /// </summary>
+    [Fact]
+    public void Ina219_accepts_a_range_up_to_the_datasheets_320_mV_and_refuses_beyond()
+    {
+        var chip = new SimulatedIna219();
+        using (var sensor = new Ina219PowerSensor(chip, 0.1, 3.2))
+        {
+            Assert.Equal(4194, chip.Calibration);
+            chip.ShuntRaw = 32000;
+            Assert.Equal(0.32, sensor.ReadShuntVolts(), 12);
+            Assert.Equal(3.2, sensor.ReadCurrentFromShunt(), 12);
+        }
+        foreach ((double amps, string mv) in (ReadOnlySpan<(double, string)>)[(3.25, "325"), (3.2768, "327.68")])
+        {
+            var e = Assert.Throws<PowerSensorException>(() => new Ina219PowerSensor(new SimulatedIna219(), 0.1, amps));
+            Assert.Contains($"is {mv} mV, beyond the shunt input's ±320 mV (PGA /8)", e.Message);
+            Assert.Contains("currents above 3.2 A would read clipped", e.Message);
+        }
     }
 
     /// <summary>
@@ -492,6 +520,35 @@ public sealed class PowerSensorTests
         }
         finally { Directory.Delete(root, recursive: true); }
     }
+    /// <summary>
+    /// A sensor that cannot be opened is named in the error (the log's POWER line and the status's power_error) by what its
+    /// kind tried: an hwmon chip by its name, channel and root, an INA by its I2C bus and address. An hwmon lookup that
+    /// failed on an I/O error named the I2C bus and address of the options, which the kernel driver's sensor does not use.
+    /// Here the INA226's update_interval fails its read with EIO (a link to /proc/self/mem, whose offset 0 is unmapped).
+    /// </summary>
+    [Fact]
+    public void A_sensor_that_cannot_be_opened_is_named_by_what_its_kind_tried()
+    {
+        string root = Infrastructure.TestEnv.TempDir("hwmon-eio");
+        try
+        {
+            string dir = Ina226Files(root, "5000\n", "400\n", "2000000\n");
+            File.CreateSymbolicLink(Path.Combine(dir, "update_interval"), "/proc/self/mem");
+            var hwmon = new PowerOptions { Sensor = PowerSensorKind.Hwmon, HwmonRoot = root, HwmonChip = "ina226", HwmonChannel = 1, I2cBus = 7, I2cAddress = 0x45 };
+            var e = Assert.Throws<PowerSensorException>(() => PowerSetup.Open(hwmon));
+            Assert.IsAssignableFrom<IOException>(e.InnerException);
+            Assert.StartsWith($"power sensor Hwmon 'ina226' channel 1 under {root}: ", e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("i2c-", e.Message, StringComparison.Ordinal);
+
+            // No /dev/i2c-250 here: the INA219 is named by its bus and address.
+            var ina219 = new PowerOptions { Sensor = PowerSensorKind.Ina219, I2cBus = 250, I2cAddress = 0x45, HwmonRoot = root };
+            e = Assert.Throws<PowerSensorException>(() => PowerSetup.Open(ina219));
+            Assert.StartsWith("power sensor Ina219 on i2c-250:0x45: ", e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(root, e.Message, StringComparison.Ordinal);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
     /// <summary>
     /// /sys/class/hwmon holds symbolic links (hwmon2 -> ../../devices/.../hwmon/hwmon2), not folders: the sensor is found
     /// through them, as on a board.
