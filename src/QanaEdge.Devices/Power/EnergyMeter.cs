@@ -36,6 +36,7 @@ public sealed class EnergyMeter : IDisposable
     private double? _idleWatts;
     // Registered inference windows, running ones with End = long.MaxValue; kept while samples of their time remain.
     private readonly List<(long Start, long End)> _windows = [];
+    private readonly List<long> _cuts = [];
     private readonly List<double> _idleSamples = [];
     private readonly int _idleSampleCount;
     // Captures the pipeline holds (BeginWork..EndWork), and when the board last stopped working (a capture settled or an
@@ -165,15 +166,23 @@ public sealed class EnergyMeter : IDisposable
     {
         lock (_gate)
         {
-            int i = _windows.FindIndex(w => w.Start == start && w.End == long.MaxValue);
-            if (i >= 0) _windows[i] = (start, end);
+            // Loops, not FindIndex/RemoveAll with lambdas: their closures would allocate at every image.
+            for (int i = 0; i < _windows.Count; i++)
+                if (_windows[i].Start == start && _windows[i].End == long.MaxValue) { _windows[i] = (start, end); break; }
             if (end > _restSince) _restSince = end;
             double? energy = EnergyMillijoules(start, end);
             // Forget the windows that ended before every window still to be charged began (this one is charged now):
             // nothing left can overlap them, so the list stays as long as the images in flight and their neighbours.
             long horizon = long.MaxValue;
             foreach (var (s, e) in _windows) if (e == long.MaxValue && s < horizon) horizon = s;
-            _windows.RemoveAll(w => w.End <= horizon && w.End != long.MaxValue && w.End <= end);
+            int kept = 0;
+            for (int i = 0; i < _windows.Count; i++)
+            {
+                var w = _windows[i];
+                if (w.End <= horizon && w.End != long.MaxValue && w.End <= end) continue;
+                _windows[kept++] = w;
+            }
+            _windows.RemoveRange(kept, _windows.Count - kept);
             return energy;
         }
     }
@@ -189,7 +198,10 @@ public sealed class EnergyMeter : IDisposable
     /// <summary>∫ 1/n(t) dt over [start, end] in seconds, split where registered windows begin and end.</summary>
     private double SharedSeconds(long start, long end)
     {
-        var cuts = new List<long> { start, end };
+        var cuts = _cuts;  // reused under the lock: this runs once per image
+        cuts.Clear();
+        cuts.Add(start);
+        cuts.Add(end);
         foreach (var (s, e) in _windows)
         {
             if (s > start && s < end) cuts.Add(s);

@@ -140,6 +140,39 @@ public sealed class EnergyMeterTests
         Assert.Equal(15.0, ed, 6);
     }
 
+    /// <summary>
+    /// Charging an image its energy runs once per image for the daemon's lifetime, so it allocates nothing once the
+    /// meter's lists have grown: the fast path (samples inside the window) and the slow sensor's batch mean, whose
+    /// shared time splits the window where other inferences begin and end, both with two inferences overlapping.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(141)]
+    public void Charging_an_inference_allocates_nothing_once_warmed_up(int sensorMs)
+    {
+        using var meter = new EnergyMeter(new FixedSensor(TimeSpan.FromMilliseconds(sensorMs)), TimeSpan.FromMilliseconds(sensorMs), idleSamples: 1);
+        long t = 3_000_000;
+        meter.AddSample(t - Ms(5000), 2.0); // idle 2 W, well before the slow sensor's batch window
+        for (int i = 1; i <= 400; i++) meter.AddSample(t + Ms(i), 4.0);
+
+        double ChargeTwoOverlapping(long at)
+        {
+            long a = meter.BeginInference(at), b = meter.BeginInference(at + Ms(2));
+            return meter.EndInference(a, at + Ms(6))!.Value + meter.EndInference(b, at + Ms(8))!.Value;
+        }
+
+        double warm = ChargeTwoOverlapping(t + Ms(10));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        double total = 0;
+        for (int k = 1; k <= 20; k++) total += ChargeTwoOverlapping(t + Ms(10 + 10 * k));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        // 2 W above idle over the union of both windows (8 ms) is 16 mJ, whichever way it is shared.
+        Assert.Equal(16.0, warm, 6);
+        Assert.Equal(20 * 16.0, total, 4);
+    }
+
     private sealed class FlakySensor : IPowerSensor
     {
         public volatile bool Broken = true;
