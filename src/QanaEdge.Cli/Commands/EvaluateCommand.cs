@@ -13,8 +13,8 @@ namespace QanaEdge.Cli.Commands;
 /// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode, the crop
 /// the package records (<see cref="InputSpec.Crop"/>; training writes the centred square into every package, the
 /// shipped one included), integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
-/// Images the pipeline refuses are left out of n and listed on standard error, one line each with the reason (a file
-/// over the decoder's size limit is refused from its size, before it is read). A progress bar runs on standard error when it is
+/// Images the pipeline refuses, and files that cannot be read, are left out of n and listed on standard error, one line
+/// each with the reason (a file over the decoder's size limit is refused from its size, before it is read). A progress bar runs on standard error when it is
 /// a terminal; it is erased before anything else is written there, so a failure is still one line.
 /// </summary>
 public sealed class EvaluateCommand : IVerb
@@ -110,16 +110,20 @@ public sealed class EvaluateCommand : IVerb
                 var row = rows[i];
                 try
                 {
-                    byte[] bytes;
                     // Refused from its size before it is read, as classify and the daemon do.
-                    try { bytes = ImageDecoder.ReadFile(row.ImagePath, options.Limits); }
-                    catch (IOException e) { throw new CommandFailedException($"cannot read {row.ImagePath}: {e.Message}"); }
+                    byte[] bytes = ImageDecoder.ReadFile(row.ImagePath, options.Limits);
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
                     evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized, row.LesionId));
                 }
                 catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode, Cli.OneLine(e.Message))); }
+                // A file that cannot be read (a permission, EIO, a folder or nothing where the listing found the file)
+                // is left out like a refused one, as classify goes past it: it used to end the run, losing every figure.
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    rejected.Add(new RejectedImage(row.ImageId, RejectedImage.Unreadable, Cli.OneLine(e.Message)));
+                }
                 progress?.Report(i + 1, rows.Count);
             }
         }
@@ -146,7 +150,8 @@ public sealed class EvaluateCommand : IVerb
         static string P(double v) => double.IsFinite(v) ? (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%" : "n/a";
         var m = s.Metrics;
         var sb = new System.Text.StringBuilder();
-        sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected\n");
+        int unreadable = s.UnreadableCount;
+        sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected{(unreadable > 0 ? $" ({unreadable} could not be read)" : "")}\n");
         string I(Interval i) => double.IsNaN(i.Low) ? " (no interval: fewer than two lesions)" : $" (95% interval {P(i.Low)}-{P(i.High)}, bootstrap over {s.IntervalUnit})";
         sb.Append($"top-1        {P(m.Top1)}{I(s.Intervals.Top1)}\nmacro-F1     {P(m.MacroF1)}{I(s.Intervals.MacroF1)}\n");
         sb.Append($"balanced acc {P(m.BalancedAccuracy)}{I(s.Intervals.BalancedAccuracy)}\n");

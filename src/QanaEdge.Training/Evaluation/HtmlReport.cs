@@ -46,7 +46,7 @@ public static class HtmlReport
         }
         sb.Append("<h2>Summary</h2>\n<table>")
           .Append(Row("images evaluated", s.N.ToString(Inv)))
-          .Append(Row("images rejected", s.Rejected.Count.ToString(Inv)))
+          .Append(Row("images rejected", s.Rejected.Count.ToString(Inv) + (s.UnreadableCount > 0 ? $" ({s.UnreadableCount.ToString(Inv)} could not be read)" : "")))
           .Append(Row("top-1 accuracy", P(m.Top1) + Ci(s.Intervals.Top1)))
           .Append(Row("macro-F1", P(m.MacroF1) + Ci(s.Intervals.MacroF1)))
           .Append(Row("balanced accuracy (mean recall)", P(m.BalancedAccuracy) + Ci(s.Intervals.BalancedAccuracy)))
