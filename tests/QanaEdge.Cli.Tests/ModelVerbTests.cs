@@ -197,6 +197,23 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Assert.Equal(OnnxExporter.ToBytes(PackageReader.Load(pkg)), File.ReadAllBytes(onnx));
     }
 
+    /// <summary>
+    /// export-onnx with OUT naming PKG, and bench with --json naming the --model package, are bad usage and leave the
+    /// package as it was: the ONNX model, or the measurements, were written over the package, which was lost.
+    /// </summary>
+    [Fact]
+    public void An_output_that_is_the_package_is_refused_and_the_package_kept()
+    {
+        string pkg = Package(3);
+        byte[] bytes = File.ReadAllBytes(pkg);
+        Qana.Run("export-onnx", pkg, pkg).AssertOneLineError(2, $"OUT '{pkg}' is the PKG file; the ONNX model would replace the package");
+        Assert.Equal(bytes, File.ReadAllBytes(pkg));
+        Qana.Run("bench", "--model", pkg, "--json", pkg, "--runs", "10", "--no-peer")
+            .AssertOneLineError(2, $"--json '{pkg}' is the --model file; the measurements would replace the package");
+        Assert.Equal(bytes, File.ReadAllBytes(pkg));
+        PackageReader.Load(pkg);
+    }
+
     [Fact]
     public void ExportOnnx_ReadoutUpdate_Exit1()
     {

@@ -71,6 +71,26 @@ public static class Files
     }
 
     /// <summary>
+    /// Refuses as bad usage (exit 2) an output that names one of the verb's input files (the same path, or a link to
+    /// it): the output replaces the file whole, so the input is lost, with nothing said (a private key given for
+    /// the signed package, a package given for its own ONNX export or benchmark JSON).
+    /// </summary>
+    /// <exception cref="UsageException">The output is the input.</exception>
+    public static void RefuseInputAsOutput(string output, string outputName, string input, string inputName, string consequence)
+    {
+        if (Resolved(output) == Resolved(input))
+            throw new UsageException($"{outputName} '{output}' is the {inputName} file; {consequence}");
+    }
+
+    /// <summary>The full path with a link to a file followed to its final target (a missing file stays as it is).</summary>
+    private static string Resolved(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try { return File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return full; }
+    }
+
+    /// <summary>
     /// The full path of an output file that can plausibly be written: its folder exists and it is not a folder itself.
     /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
     /// </summary>
