@@ -87,6 +87,34 @@ public class AblateCommandTests
         finally { dir.Delete(recursive: true); }
     }
 
+    /// <summary>
+    /// ablate's outputs are checked before any data is read (the labels here have no rows): an empty --out was an
+    /// internal error and a file given for it the file system's words alone; one file named for both --table and
+    /// --json (the JSON replaced the table after the whole run) or the labels named for either is bad usage.
+    /// </summary>
+    [Fact]
+    public void Ablate_refuses_an_unusable_out_folder_and_outputs_over_each_other_or_the_labels_before_the_run()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-out-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "labels.csv"), table = Path.Combine(dir.FullName, "t.md"), json = Path.Combine(dir.FullName, "t.json");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\n");
+            string[] Args(string output, string t, string j) => ["ablate", "--data", dir.FullName, "--labels", labels, "--out", output, "--table", t, "--json", j];
+            var r = Qana.Run(Args("", table, json));
+            r.AssertOneLineError(2, "--out is empty");
+            Assert.DoesNotContain("internal error", r.Err);
+            Qana.Run(Args(labels, table, json)).AssertOneLineError(1, $"cannot create the --out folder '{labels}'");
+            string rows = Path.Combine(dir.FullName, "rows");
+            Qana.Run(Args(rows, table, table)).AssertOneLineError(2, $"--json '{table}' is the --table file");
+            Qana.Run(Args(rows, labels, json)).AssertOneLineError(2, $"--table '{labels}' is the --labels file");
+            Qana.Run(Args(rows, table, labels)).AssertOneLineError(2, $"--json '{labels}' is the --labels file");
+            Assert.Equal("image_id,lesion_id,dx\n", File.ReadAllText(labels));
+            Assert.False(File.Exists(table) || File.Exists(json));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     [Theory]
     [InlineData("--zoom-probability", "1.5")]
     [InlineData("--dropout", "0.6")]
