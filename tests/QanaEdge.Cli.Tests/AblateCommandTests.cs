@@ -90,10 +90,11 @@ public class AblateCommandTests
     /// <summary>
     /// ablate's outputs are checked before any data is read (the labels here have no rows): an empty --out was an
     /// internal error and a file given for it the file system's words alone; one file named for both --table and
-    /// --json (the JSON replaced the table after the whole run) or the labels named for either is bad usage.
+    /// --json (the JSON replaced the table after the whole run) or the labels named for either is bad usage, as is
+    /// train's --out naming the labels (the package replaced them after the run).
     /// </summary>
     [Fact]
-    public void Ablate_refuses_an_unusable_out_folder_and_outputs_over_each_other_or_the_labels_before_the_run()
+    public void Ablate_and_train_refuse_an_unusable_out_and_outputs_over_each_other_or_the_labels_before_the_run()
     {
         var dir = Directory.CreateTempSubdirectory("qana-ablate-out-");
         try
@@ -109,6 +110,7 @@ public class AblateCommandTests
             Qana.Run(Args(rows, table, table)).AssertOneLineError(2, $"--json '{table}' is the --table file");
             Qana.Run(Args(rows, labels, json)).AssertOneLineError(2, $"--table '{labels}' is the --labels file");
             Qana.Run(Args(rows, table, labels)).AssertOneLineError(2, $"--json '{labels}' is the --labels file");
+            Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", labels).AssertOneLineError(2, $"--out '{labels}' is the --labels file");
             Assert.Equal("image_id,lesion_id,dx\n", File.ReadAllText(labels));
             Assert.False(File.Exists(table) || File.Exists(json));
         }

@@ -108,6 +108,7 @@ public sealed class TrainCommand : IVerb
             if (parse.GetValue(output) is not { } outPackage) throw new UsageException("--out is required");
             // The package is written after the whole run: a folder named here must fail now, not hours later.
             Files.RefuseFolder(outPackage, "--out");
+            Files.RefuseInputAsOutput(outPackage, "--out", csv, "--labels", "the package would replace the labels");
             if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
             if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
             string? resumeFrom = parse.GetValue(resume);
