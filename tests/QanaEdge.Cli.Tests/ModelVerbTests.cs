@@ -125,6 +125,27 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Assert.Empty(Directory.GetFiles(output, "*.tmp-*"));
     }
 
+    /// <summary>
+    /// Splitting a split again with --out its own folder (--labels DIR/train.csv --out DIR) is bad usage, and neither
+    /// the labels nor the other parts are touched: the new train.csv replaced the labels it was read from.
+    /// </summary>
+    [Fact]
+    public void Split_refuses_to_write_a_part_over_its_labels()
+    {
+        string images = Path.GetDirectoryName(ClassifyCommandTests.Jpegs(1)[0])!;
+        string[] metadata = File.ReadAllLines(Path.Combine(Path.GetDirectoryName(images)!, "labels.csv"));
+        string output = Path.Combine(_dir, "again");
+        Directory.CreateDirectory(output);
+        string labels = Path.Combine(output, "train.csv");
+        File.WriteAllLines(labels, metadata.Take(120));
+        byte[] before = File.ReadAllBytes(labels);
+        Qana.Run("split", "--images", images, "--labels", labels, "--out", output)
+            .AssertOneLineError(2, $"--out '{labels}' is the --labels file; the split's train.csv would replace the labels");
+        Assert.Equal(before, File.ReadAllBytes(labels));
+        Assert.Equal([labels], Directory.GetFiles(output));
+        Assert.Equal(0, Qana.Run("split", "--images", images, "--labels", labels, "--out", Path.Combine(output, "parts")).Code);
+    }
+
     [Fact]
     public void Inspect_CorruptPackage_OneLineExit1()
     {
