@@ -53,6 +53,26 @@ public class AblateCommandTests
     {
         Assert.Equal("; the whole table took 01:02:03 on 1 worker thread", Commands.AblateCommand.Took(new TimeSpan(1, 2, 3), 1));
         Assert.EndsWith("on 3 worker threads", Commands.AblateCommand.Took(TimeSpan.Zero, 3));
+        // Past a day the hours go on counting: the hh format wrapped to 01:30:00.
+        Assert.Equal("; the whole table took 25:30:00 on 2 worker threads", Commands.AblateCommand.Took(TimeSpan.FromHours(25.5), 2));
+    }
+
+    /// <summary>
+    /// A row's wall time in the table reads its hours: with the mm:ss format a row of 75 minutes (the default 60-epoch
+    /// schedule takes more than an hour a row) read "15:00"; under an hour the column keeps mm:ss.
+    /// </summary>
+    [Fact]
+    public void The_tables_wall_time_of_a_row_over_an_hour_shows_its_hours()
+    {
+        int[] truth = [0, 1, 2, 3, 4, 5, 6];
+        float[][] p = truth.Select(t => Enumerable.Range(0, 7).Select(c => c == t ? 0.4f : 0.1f).ToArray()).ToArray();
+        var test = QanaEdge.Training.Evaluation.ClassificationMetrics.Compute(truth, p);
+        QanaEdge.Training.Pipeline.AblationRow Row(string name, double seconds) =>
+            new(name, "ghost=off", test, 0.05, 0.3, 0.9, 0.7, "x.qana", seconds, "");
+        string table = QanaEdge.Training.Pipeline.Ablation.Markdown([Row("long", 4500), Row("short", 434)],
+            new QanaEdge.Training.Pipeline.TrainOptions(), "60 float epochs", null, new DateTime(2026, 12, 7));
+        Assert.Contains("| 0.300 / 5.0% | 1:15:00 |\n", table);
+        Assert.Contains("| 0.300 / 5.0% | 07:14 |\n", table);
     }
 
     [Fact]
