@@ -128,7 +128,9 @@ public sealed class EvaluateCommand : IVerb
             }
         }
         finally { progress?.Done(); }
-        if (evaluated.Count == 0) throw new CommandFailedException($"every one of the {rows.Count} images was rejected (first: {rejected[0].ImageId}, {rejected[0].Reason})");
+        // The first one's message too: the reason alone ("unreadable") did not say whether a permission or the disk failed.
+        if (evaluated.Count == 0)
+            throw new CommandFailedException($"every one of the {rows.Count} images was rejected (first: {rejected[0].ImageId}, {rejected[0].Reason}: {rejected[0].Message})");
 
         var m = package.Manifest;
         var context = new Dictionary<string, string>

@@ -263,6 +263,24 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.Equal(without.RootElement.GetProperty("referral").GetRawText(), root.GetProperty("referral").GetRawText());
     }
 
+    /// <summary>A run in which no image could be read fails in one line that gives the first one's reason and the
+    /// system's words; it gave the reason alone ("unreadable"), which does not tell a permission from a failing disk.</summary>
+    [Fact]
+    public void A_run_with_no_readable_image_fails_in_one_line_with_the_first_ones_error()
+    {
+        string dir = Path.Combine(f.Dir, "none-readable");
+        Directory.CreateDirectory(dir);
+        foreach (string id in new[] { "ISIC_eio1", "ISIC_eio2" })
+            if (!File.Exists(Path.Combine(dir, id + ".jpg"))) File.CreateSymbolicLink(Path.Combine(dir, id + ".jpg"), "/proc/self/mem");
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_eio1,mel\nISIC_eio2,nv\n");
+        var (code, output, err) = Run("evaluate", "--images", dir, "--labels", labels, "--model", f.Package, "--json", "-");
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("qana: every one of the 2 images was rejected (first: ISIC_eio1, unreadable: Input/output error", line);
+    }
+
     /// <summary>
     /// A file that was readable when the labels were listed and is not when its turn comes is left out with the reason
     /// and the rest are classified. Without root the file loses its permissions (chmod 000); root reads through those,
