@@ -100,6 +100,13 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Qana.Run("evaluate", "--images", _dir, "--labels", labels, "--model", pkg, "--json", labels)
             .AssertOneLineError(2, "is the --labels file");
         Assert.Equal(labelsText, File.ReadAllBytes(labels));
+        // With --labels a link to the --json file as well: only the paths were compared, and the metrics replaced the
+        // file the link leads to.
+        string link = Path.Combine(_dir, "labels-link.csv");
+        File.CreateSymbolicLink(link, labels);
+        Qana.Run("evaluate", "--images", _dir, "--labels", link, "--model", pkg, "--json", labels)
+            .AssertOneLineError(2, $"--json '{labels}' is the --labels file");
+        Assert.Equal(labelsText, File.ReadAllBytes(labels));
     }
 
     /// <summary>

@@ -53,8 +53,9 @@ public sealed class SigningVerbTests : IDisposable
     }
 
     /// <summary>
-    /// sign --out naming the --key file (by its path or through a link) is bad usage and leaves the key as it was: the
-    /// signed package was written over the private key, which was then lost ("signed KEY", exit 0).
+    /// sign --out naming the --key file (by another spelling of its path too, or with --key a link to it) is bad usage
+    /// and leaves the key as it was: the signed package was written over the private key, which was then lost
+    /// ("signed KEY", exit 0).
     /// </summary>
     [Fact]
     public void Sign_refuses_an_output_that_is_the_private_key()
@@ -64,7 +65,7 @@ public sealed class SigningVerbTests : IDisposable
         string model = Write("m.qana", PackageWriter.ToBytes(SmallPackages.Build()));
         string link = Path.Combine(_dir, "link.key");
         File.CreateSymbolicLink(link, key);
-        foreach (string output in new[] { key, Path.Combine(_keys, ".", "v.key"), link })
+        foreach (string output in new[] { key, Path.Combine(_keys, ".", "v.key") })
         {
             Qana.Run("sign", "--key", key, model, "--out", output)
                 .AssertOneLineError(2, $"--out '{output}' is the --key file; the signed package would replace the private key");

@@ -38,9 +38,9 @@ public sealed class EvaluateCommand : IVerb
             if (parse.GetValue(json) is string target && target != "-")
             {
                 Files.CheckWritable(target, "--json");
-                // The metrics would replace the labels they were computed from, after the whole run.
-                if (Path.GetFullPath(target) == Path.GetFullPath(parse.GetRequiredValue(labels)))
-                    throw new UsageException($"--json '{target}' is the --labels file; the metrics would overwrite the labels");
+                // The metrics would replace the labels they were computed from, after the whole run (a link to the labels
+                // too: the paths alone were compared).
+                Files.RefuseInputAsOutput(target, "--json", parse.GetRequiredValue(labels), "--labels", "the metrics would overwrite the labels");
             }
             if (parse.GetValue(report) is string emptyDir) Files.RefuseEmpty(emptyDir, "--report");
             if (parse.GetValue(report) is string reportDir && File.Exists(reportDir))

@@ -71,23 +71,24 @@ public static class Files
     }
 
     /// <summary>
-    /// Refuses as bad usage (exit 2) an output that names one of the verb's input files (the same path, or a link to
-    /// it): the output replaces the file whole, so the input is lost, with nothing said (a private key given for
-    /// the signed package, a package given for its own ONNX export or benchmark JSON).
+    /// Refuses as bad usage (exit 2) an output that names one of the verb's input files: the output replaces the file
+    /// whole, so the input is lost, with nothing said (a private key given for the signed package, a package given
+    /// for its own ONNX export or benchmark JSON). An input that is a link counts as the file it leads to, which the
+    /// output would replace; an output that is a link is itself replaced (a rename), leaving what it led to intact.
     /// </summary>
     /// <exception cref="UsageException">The output is the input.</exception>
     public static void RefuseInputAsOutput(string output, string outputName, string input, string inputName, string consequence)
     {
-        if (Resolved(output) == Resolved(input))
+        string full = Path.GetFullPath(output), inputFull = Path.GetFullPath(input);
+        if (full == inputFull || full == LinkTarget(inputFull))
             throw new UsageException($"{outputName} '{output}' is the {inputName} file; {consequence}");
     }
 
-    /// <summary>The full path with a link to a file followed to its final target (a missing file stays as it is).</summary>
-    private static string Resolved(string path)
+    /// <summary>The file a link finally leads to, or null for a path that is not a link (or cannot be read).</summary>
+    private static string? LinkTarget(string path)
     {
-        string full = Path.GetFullPath(path);
-        try { return File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full; }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return full; }
+        try { return File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>
