@@ -183,6 +183,29 @@ public class TrainThroughputTests
         // The command runs in this process, so its kernels' Vector<float> is this one.
         Assert.Equal(System.Numerics.Vector<float>.Count, o.GetProperty("vector_lanes").GetInt32());
     }
+
+    /// <summary>
+    /// The network switches apply to the measurement: it always measured the full network with the flattened head, so
+    /// --pooled-head or --baseline changed nothing, without a word. The line names the parameters of what was measured.
+    /// </summary>
+    [Fact]
+    public void Throughput_mode_measures_the_network_the_switches_describe()
+    {
+        long Parameters(params string[] switches)
+        {
+            CliResult r = Qana.Run(["train", "--throughput-steps", "1", "--batch-size", "2", "--input-size", "32", .. switches]);
+            Assert.True(r.Code == 0, r.Err);
+            using var json = System.Text.Json.JsonDocument.Parse(r.Out.Trim().Split('\n')[^1]);
+            return json.RootElement.GetProperty("parameters").GetInt64();
+        }
+        static long Expected(QanaEdge.Training.Network.QanaOptions o) =>
+            new QanaEdge.Training.Network.QanaNet(o with { InputSize = 32 }, 1).Parameters.Sum(p => (long)p.Value.Length);
+        var full = QanaEdge.Training.Network.QanaOptions.Full;
+        Assert.Equal(Expected(full), Parameters());
+        Assert.Equal(Expected(full with { PooledHead = true }), Parameters("--pooled-head"));
+        Assert.Equal(Expected(QanaEdge.Training.Network.QanaOptions.Baseline), Parameters("--baseline"));
+        Assert.NotEqual(Parameters(), Parameters("--pooled-head"));
+    }
 }
 
 /// <summary><c>qana train --resume-float</c> checks the checkpoint against the network before it touches the data.</summary>

@@ -94,13 +94,25 @@ public sealed class TrainCommand : IVerb
             int workers = parse.GetValue(threads);
             if (workers < 1) throw new UsageException("--threads must be at least 1");
             Par.Threads = workers;
+            // Built before the throughput branch, which measured the full network whatever the switches said.
+            var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
+            net = net with
+            {
+                InputSize = size,
+                Ghost = net.Ghost && !parse.GetValue(noGhost),
+                Eca = net.Eca && !parse.GetValue(noEca),
+                Se = net.Se && !parse.GetValue(noSe),
+                QuantHead = net.QuantHead && !parse.GetValue(noQuantHead),
+                PooledHead = parse.GetValue(pooledHead),
+                DropoutRate = drop,
+            };
             int steps = parse.GetValue(throughput);
             if (steps < 0) throw new UsageException("--throughput-steps must be positive (or left out)");
             if (steps > 0)
             {
-                var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
+                var r = TrainingThroughput.Measure(net, b, steps);
                 context.Out.WriteLine(System.FormattableString.Invariant(
-                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2},\"vector_lanes\":{Kernels.Lanes}}}"));
+                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2},\"vector_lanes\":{Kernels.Lanes},\"parameters\":{r.Parameters}}}"));
                 return Cli.Ok;
             }
             string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
@@ -114,17 +126,6 @@ public sealed class TrainCommand : IVerb
             string? resumeFrom = parse.GetValue(resume);
             if (resumeFrom is not null && ExpectedPath.FileProblem(resumeFrom) is { } noCheckpoint)
                 throw new CommandFailedException($"checkpoint '{resumeFrom}' {noCheckpoint}");
-            var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
-            net = net with
-            {
-                InputSize = size,
-                Ghost = net.Ghost && !parse.GetValue(noGhost),
-                Eca = net.Eca && !parse.GetValue(noEca),
-                Se = net.Se && !parse.GetValue(noSe),
-                QuantHead = net.QuantHead && !parse.GetValue(noQuantHead),
-                PooledHead = parse.GetValue(pooledHead),
-                DropoutRate = drop,
-            };
             var options = new TrainOptions
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,
