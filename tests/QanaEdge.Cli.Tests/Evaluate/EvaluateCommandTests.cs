@@ -297,12 +297,12 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         File.WriteAllText(labels, "image_id,dx\nISIC_0024306,nv\nISIC_0024307,nv\nISIC_0024308,nv\n");
         var rows = QanaEdge.Training.Data.Ham10000Index.Load(dir, labels);
         string victim = Path.Combine(dir, "ISIC_0024307.jpg");
-        if (Environment.IsPrivilegedProcess)
+        if (!Environment.IsPrivilegedProcess && !OperatingSystem.IsWindows()) File.SetUnixFileMode(victim, UnixFileMode.None);
+        else
         {
             File.Delete(victim);
             Directory.CreateDirectory(victim);
         }
-        else File.SetUnixFileMode(victim, UnixFileMode.None);
         try
         {
             Assert.Throws<UnauthorizedAccessException>(() => File.ReadAllBytes(victim));
