@@ -189,13 +189,25 @@ public sealed class ConsoleProgressBar(TextWriter writer, string label) : IProgr
         long now = _clock.ElapsedMilliseconds;
         if (done < total && now - _lastDrawMs < 100) return;
         _lastDrawMs = now;
-        double frac = total == 0 ? 1 : (double)done / total;
-        int filled = (int)(frac * 30);
-        double eta = done == 0 ? 0 : now / 1000.0 / done * (total - done);
-        string line = $"{label} [{new string('#', filled)}{new string('.', 30 - filled)}] {done}/{total} {(100 * frac).ToString("F0", CultureInfo.InvariantCulture)}% ETA {TimeSpan.FromSeconds(Math.Round(eta)):mm\\:ss}";
+        string line = Line(label, done, total, now);
         _width = Math.Max(_width, line.Length);
         writer.Write("\r" + line.PadRight(_width));
         writer.Flush();
+    }
+
+    /// <summary>
+    /// The bar after <paramref name="elapsedMs"/> of work: the ETA is mm:ss, with the hours in front from an hour on (the
+    /// mm:ss format alone wrapped at the hour: a run with 75 minutes to go said 15:00).
+    /// </summary>
+    internal static string Line(string label, int done, int total, long elapsedMs)
+    {
+        double frac = total == 0 ? 1 : (double)done / total;
+        int filled = (int)(frac * 30);
+        var eta = TimeSpan.FromSeconds(Math.Round(done == 0 ? 0 : elapsedMs / 1000.0 / done * (total - done)));
+        string remaining = eta.TotalHours >= 1
+            ? string.Create(CultureInfo.InvariantCulture, $"{(long)eta.TotalHours}:{eta.Minutes:D2}:{eta.Seconds:D2}")
+            : string.Create(CultureInfo.InvariantCulture, $"{eta.Minutes:D2}:{eta.Seconds:D2}");
+        return $"{label} [{new string('#', filled)}{new string('.', 30 - filled)}] {done}/{total} {(100 * frac).ToString("F0", CultureInfo.InvariantCulture)}% ETA {remaining}";
     }
 
     public void Done()

@@ -345,6 +345,18 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         finally { File.Delete(Path.Combine(dir, "ISIC_huge.jpg")); }
     }
 
+    /// <summary>The progress bar's ETA shows its hours from an hour on: mm:ss alone wrapped, so 75 minutes to go read
+    /// 15:00. (The bar is drawn only on a terminal; its line is computed from the counts and the time spent.)</summary>
+    [Fact]
+    public void The_progress_bars_eta_counts_hours()
+    {
+        // 100 of 1000 images in 500 s: 4500 s, 1 h 15 min, to go.
+        Assert.Equal("evaluate [###...........................] 100/1000 10% ETA 1:15:00",
+            QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 100, 1000, 500_000));
+        Assert.EndsWith("] 500/1000 50% ETA 07:14", QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 500, 1000, 434_000));
+        Assert.EndsWith("] 0/10 0% ETA 00:00", QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 0, 10, 0));
+    }
+
     [Fact]
     public void Split_verb_writes_three_csvs_evaluate_can_read()
     {
