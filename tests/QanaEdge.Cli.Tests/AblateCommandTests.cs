@@ -53,6 +53,26 @@ public class AblateCommandTests
     {
         Assert.Equal("; the whole table took 01:02:03 on 1 worker thread", Commands.AblateCommand.Took(new TimeSpan(1, 2, 3), 1));
         Assert.EndsWith("on 3 worker threads", Commands.AblateCommand.Took(TimeSpan.Zero, 3));
+        // Past a day the hours go on counting: the hh format wrapped to 01:30:00.
+        Assert.Equal("; the whole table took 25:30:00 on 2 worker threads", Commands.AblateCommand.Took(TimeSpan.FromHours(25.5), 2));
+    }
+
+    /// <summary>
+    /// A row's wall time in the table reads its hours: with the mm:ss format a row of 75 minutes (the default 60-epoch
+    /// schedule takes more than an hour a row) read "15:00"; under an hour the column keeps mm:ss.
+    /// </summary>
+    [Fact]
+    public void The_tables_wall_time_of_a_row_over_an_hour_shows_its_hours()
+    {
+        int[] truth = [0, 1, 2, 3, 4, 5, 6];
+        float[][] p = truth.Select(t => Enumerable.Range(0, 7).Select(c => c == t ? 0.4f : 0.1f).ToArray()).ToArray();
+        var test = QanaEdge.Training.Evaluation.ClassificationMetrics.Compute(truth, p);
+        QanaEdge.Training.Pipeline.AblationRow Row(string name, double seconds) =>
+            new(name, "ghost=off", test, 0.05, 0.3, 0.9, 0.7, "x.qana", seconds, "");
+        string table = QanaEdge.Training.Pipeline.Ablation.Markdown([Row("long", 4500), Row("short", 434)],
+            new QanaEdge.Training.Pipeline.TrainOptions(), "60 float epochs", null, new DateTime(2026, 12, 7));
+        Assert.Contains("| 0.300 / 5.0% | 1:15:00 |\n", table);
+        Assert.Contains("| 0.300 / 5.0% | 07:14 |\n", table);
     }
 
     [Fact]
@@ -83,6 +103,36 @@ public class AblateCommandTests
             Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--table", dir.FullName).AssertOneLineError(1, "--table");
             Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--table", Path.Combine(dir.FullName, "t.md"), "--json", dir.FullName)
                 .AssertOneLineError(1, "--json");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    /// <summary>
+    /// ablate's outputs are checked before any data is read (the labels here have no rows): an empty --out was an
+    /// internal error and a file given for it the file system's words alone; one file named for both --table and
+    /// --json (the JSON replaced the table after the whole run) or the labels named for either is bad usage, as is
+    /// train's --out naming the labels (the package replaced them after the run).
+    /// </summary>
+    [Fact]
+    public void Ablate_and_train_refuse_an_unusable_out_and_outputs_over_each_other_or_the_labels_before_the_run()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-out-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "labels.csv"), table = Path.Combine(dir.FullName, "t.md"), json = Path.Combine(dir.FullName, "t.json");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\n");
+            string[] Args(string output, string t, string j) => ["ablate", "--data", dir.FullName, "--labels", labels, "--out", output, "--table", t, "--json", j];
+            var r = Qana.Run(Args("", table, json));
+            r.AssertOneLineError(2, "--out is empty");
+            Assert.DoesNotContain("internal error", r.Err);
+            Qana.Run(Args(labels, table, json)).AssertOneLineError(1, $"cannot create the --out folder '{labels}'");
+            string rows = Path.Combine(dir.FullName, "rows");
+            Qana.Run(Args(rows, table, table)).AssertOneLineError(2, $"--json '{table}' is the --table file");
+            Qana.Run(Args(rows, labels, json)).AssertOneLineError(2, $"--table '{labels}' is the --labels file");
+            Qana.Run(Args(rows, table, labels)).AssertOneLineError(2, $"--json '{labels}' is the --labels file");
+            Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", labels).AssertOneLineError(2, $"--out '{labels}' is the --labels file");
+            Assert.Equal("image_id,lesion_id,dx\n", File.ReadAllText(labels));
+            Assert.False(File.Exists(table) || File.Exists(json));
         }
         finally { dir.Delete(recursive: true); }
     }
@@ -132,6 +182,29 @@ public class TrainThroughputTests
         Assert.Equal(8 / seconds, o.GetProperty("images_per_s").GetDouble(), 0.1 + 0.01 * 8 / seconds);
         // The command runs in this process, so its kernels' Vector<float> is this one.
         Assert.Equal(System.Numerics.Vector<float>.Count, o.GetProperty("vector_lanes").GetInt32());
+    }
+
+    /// <summary>
+    /// The network switches apply to the measurement: it always measured the full network with the flattened head, so
+    /// --pooled-head or --baseline changed nothing, without a word. The line names the parameters of what was measured.
+    /// </summary>
+    [Fact]
+    public void Throughput_mode_measures_the_network_the_switches_describe()
+    {
+        long Parameters(params string[] switches)
+        {
+            CliResult r = Qana.Run(["train", "--throughput-steps", "1", "--batch-size", "2", "--input-size", "32", .. switches]);
+            Assert.True(r.Code == 0, r.Err);
+            using var json = System.Text.Json.JsonDocument.Parse(r.Out.Trim().Split('\n')[^1]);
+            return json.RootElement.GetProperty("parameters").GetInt64();
+        }
+        static long Expected(QanaEdge.Training.Network.QanaOptions o) =>
+            new QanaEdge.Training.Network.QanaNet(o with { InputSize = 32 }, 1).Parameters.Sum(p => (long)p.Value.Length);
+        var full = QanaEdge.Training.Network.QanaOptions.Full;
+        Assert.Equal(Expected(full), Parameters());
+        Assert.Equal(Expected(full with { PooledHead = true }), Parameters("--pooled-head"));
+        Assert.Equal(Expected(QanaEdge.Training.Network.QanaOptions.Baseline), Parameters("--baseline"));
+        Assert.NotEqual(Parameters(), Parameters("--pooled-head"));
     }
 }
 

@@ -100,6 +100,13 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Qana.Run("evaluate", "--images", _dir, "--labels", labels, "--model", pkg, "--json", labels)
             .AssertOneLineError(2, "is the --labels file");
         Assert.Equal(labelsText, File.ReadAllBytes(labels));
+        // With --labels a link to the --json file as well: only the paths were compared, and the metrics replaced the
+        // file the link leads to.
+        string link = Path.Combine(_dir, "labels-link.csv");
+        File.CreateSymbolicLink(link, labels);
+        Qana.Run("evaluate", "--images", _dir, "--labels", link, "--model", pkg, "--json", labels)
+            .AssertOneLineError(2, $"--json '{labels}' is the --labels file");
+        Assert.Equal(labelsText, File.ReadAllBytes(labels));
     }
 
     /// <summary>
@@ -123,6 +130,27 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         int rows = new[] { "train.csv", "val.csv", "test.csv" }.Sum(f => File.ReadAllLines(Path.Combine(output, f)).Length - 1);
         Assert.Equal(File.ReadAllLines(labels).Length - 1, rows);
         Assert.Empty(Directory.GetFiles(output, "*.tmp-*"));
+    }
+
+    /// <summary>
+    /// Splitting a split again with --out its own folder (--labels DIR/train.csv --out DIR) is bad usage, and neither
+    /// the labels nor the other parts are touched: the new train.csv replaced the labels it was read from.
+    /// </summary>
+    [Fact]
+    public void Split_refuses_to_write_a_part_over_its_labels()
+    {
+        string images = Path.GetDirectoryName(ClassifyCommandTests.Jpegs(1)[0])!;
+        string[] metadata = File.ReadAllLines(Path.Combine(Path.GetDirectoryName(images)!, "labels.csv"));
+        string output = Path.Combine(_dir, "again");
+        Directory.CreateDirectory(output);
+        string labels = Path.Combine(output, "train.csv");
+        File.WriteAllLines(labels, metadata.Take(120));
+        byte[] before = File.ReadAllBytes(labels);
+        Qana.Run("split", "--images", images, "--labels", labels, "--out", output)
+            .AssertOneLineError(2, $"--out '{labels}' is the --labels file; the split's train.csv would replace the labels");
+        Assert.Equal(before, File.ReadAllBytes(labels));
+        Assert.Equal([labels], Directory.GetFiles(output));
+        Assert.Equal(0, Qana.Run("split", "--images", images, "--labels", labels, "--out", Path.Combine(output, "parts")).Code);
     }
 
     [Fact]
@@ -195,6 +223,23 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         Assert.Equal(0, r.Code);
         Assert.Contains("input [1,3,8,8] -> logits [1,7]", r.Out);
         Assert.Equal(OnnxExporter.ToBytes(PackageReader.Load(pkg)), File.ReadAllBytes(onnx));
+    }
+
+    /// <summary>
+    /// export-onnx with OUT naming PKG, and bench with --json naming the --model package, are bad usage and leave the
+    /// package as it was: the ONNX model, or the measurements, were written over the package, which was lost.
+    /// </summary>
+    [Fact]
+    public void An_output_that_is_the_package_is_refused_and_the_package_kept()
+    {
+        string pkg = Package(3);
+        byte[] bytes = File.ReadAllBytes(pkg);
+        Qana.Run("export-onnx", pkg, pkg).AssertOneLineError(2, $"OUT '{pkg}' is the PKG file; the ONNX model would replace the package");
+        Assert.Equal(bytes, File.ReadAllBytes(pkg));
+        Qana.Run("bench", "--model", pkg, "--json", pkg, "--runs", "10", "--no-peer")
+            .AssertOneLineError(2, $"--json '{pkg}' is the --model file; the measurements would replace the package");
+        Assert.Equal(bytes, File.ReadAllBytes(pkg));
+        PackageReader.Load(pkg);
     }
 
     [Fact]

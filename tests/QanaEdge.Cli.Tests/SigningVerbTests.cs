@@ -52,6 +52,30 @@ public sealed class SigningVerbTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(_keys));
     }
 
+    /// <summary>
+    /// sign --out naming the --key file (by another spelling of its path too, or with --key a link to it) is bad usage
+    /// and leaves the key as it was: the signed package was written over the private key, which was then lost
+    /// ("signed KEY", exit 0).
+    /// </summary>
+    [Fact]
+    public void Sign_refuses_an_output_that_is_the_private_key()
+    {
+        string key = Keygen("vendor", "v");
+        byte[] keyBytes = File.ReadAllBytes(key);
+        string model = Write("m.qana", PackageWriter.ToBytes(SmallPackages.Build()));
+        string link = Path.Combine(_dir, "link.key");
+        File.CreateSymbolicLink(link, key);
+        foreach (string output in new[] { key, Path.Combine(_keys, ".", "v.key") })
+        {
+            Qana.Run("sign", "--key", key, model, "--out", output)
+                .AssertOneLineError(2, $"--out '{output}' is the --key file; the signed package would replace the private key");
+            Assert.Equal(keyBytes, File.ReadAllBytes(key));
+        }
+        Qana.Run("sign", "--key", link, model, "--out", key).AssertOneLineError(2, "is the --key file");
+        Assert.Equal(keyBytes, File.ReadAllBytes(key));
+        Assert.Equal(0, Qana.Run("sign", "--key", key, model).Code);   // in place, as before
+    }
+
     [Fact]
     public void VendorSignsModel_VerifyAccepts_TamperingIsRefused()
     {

@@ -42,9 +42,22 @@ public sealed class AblateCommand : IVerb
             string images = parse.GetValue(data)!, csv = parse.GetValue(labels)!;
             if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
             if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
-            // The table and the JSON are written after every row has trained: a folder named there must fail now.
-            Files.RefuseFolder(parse.GetValue(table)!, "--table");
-            Files.RefuseFolder(parse.GetValue(json)!, "--json");
+            // The table and the JSON are written after every row has trained: a folder named there must fail now, and so
+            // must one file named for both (the JSON replaced the table) or the labels named for either.
+            string tablePath = parse.GetValue(table)!, jsonPath = parse.GetValue(json)!, outDir = parse.GetValue(output)!;
+            Files.RefuseFolder(tablePath, "--table");
+            Files.RefuseFolder(jsonPath, "--json");
+            Files.RefuseInputAsOutput(jsonPath, "--json", tablePath, "--table", "the JSON would replace the table");
+            Files.RefuseInputAsOutput(tablePath, "--table", csv, "--labels", "the table would replace the labels");
+            Files.RefuseInputAsOutput(jsonPath, "--json", csv, "--labels", "the JSON would replace the labels");
+            // Made here with a message that names the option: an empty --out was an internal error (ArgumentException),
+            // and a file given for it failed with the file system's words alone ("The file '...' already exists.").
+            Files.RefuseEmpty(outDir, "--out");
+            try { Directory.CreateDirectory(outDir); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CommandFailedException($"cannot create the --out folder '{outDir}': {Cli.OneLine(ex.Message)}");
+            }
             Par.Threads = parse.GetValue(threads);
             var options = new TrainOptions { Network = QanaOptions.Full with { PooledHead = parse.GetValue(pooledHead) }, Seed = parse.GetValue(seed), Epochs = e, Patience = e, QatEpochs = q };
             string schedule = FormattableString.Invariant(
@@ -55,13 +68,13 @@ public sealed class AblateCommand : IVerb
             var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err));
             try
             {
-                rows = new Ablation(options, images, csv, parse.GetValue(output)!, progress.Update).Run();
+                rows = new Ablation(options, images, csv, outDir, progress.Update).Run();
             }
             finally { progress.Done(); } // a data set that cannot be used (DatasetException) is reported by Cli.Report
             var when = DateTime.UtcNow;
             schedule += Took(sw.Elapsed, Par.Threads);
-            Write(parse.GetValue(table)!, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when));
-            Write(parse.GetValue(json)!, Ablation.Json(rows, options, schedule, parse.GetValue(commit), when));
+            Write(tablePath, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when));
+            Write(jsonPath, Ablation.Json(rows, options, schedule, parse.GetValue(commit), when));
             foreach (var r in rows)
                 context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{r.Configuration,-26} top-1 {r.Test.Top1:P1}  recall {r.Test.BalancedAccuracy:P1}  precision {r.Test.MacroPrecision:P1}  F1 {r.Test.MacroF1:P1}  AUC {r.Test.AucMacro:F3}"));
@@ -70,9 +83,10 @@ public sealed class AblateCommand : IVerb
         return command;
     }
 
-    /// <summary>The schedule's last clause: how long the table took and with how many worker threads (--threads).</summary>
+    /// <summary>The schedule's last clause: how long the table took and with how many worker threads (--threads). The
+    /// hours are counted whole: the hh of a TimeSpan wraps at a day, which a slow board's full-schedule table passes.</summary>
     public static string Took(TimeSpan elapsed, int threads) =>
-        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {elapsed:hh\\:mm\\:ss} on {threads} worker thread{(threads == 1 ? "" : "s")}");
+        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {(long)elapsed.TotalHours:D2}:{elapsed.Minutes:D2}:{elapsed.Seconds:D2} on {threads} worker thread{(threads == 1 ? "" : "s")}");
 
     private static void Write(string path, string text)
     {

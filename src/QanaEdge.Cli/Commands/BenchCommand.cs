@@ -36,6 +36,8 @@ public sealed class BenchCommand : IVerb
             if (n is < 10 or > MaxRuns) throw new UsageException($"--runs must be between 10 and {MaxRuns}");
             if (parse.GetValue(json) is string target) Files.CheckWritable(target, "--json");   // before the measurement, not after
             string path = DefaultModel.Locate(parse.GetValue(model));
+            if (parse.GetValue(json) is string jsonTarget)
+                Files.RefuseInputAsOutput(jsonTarget, "--json", path, "--model", "the measurements would replace the package");
             ModelPackage package = Files.LoadModel(path);
             JsonObject result = Measure(package, Path.GetFileName(path), n, !parse.GetValue(noPeer), context.Out);
             string? jsonPath = parse.GetValue(json);

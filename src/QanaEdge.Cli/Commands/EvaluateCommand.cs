@@ -13,8 +13,8 @@ namespace QanaEdge.Cli.Commands;
 /// classifies every labelled image through the device's own path (<see cref="LesionClassifier"/>: decode, the crop
 /// the package records (<see cref="InputSpec.Crop"/>; training writes the centred square into every package, the
 /// shipped one included), integer engine, tiling fallback, referral) and reports the metrics of docs/evaluation.md.
-/// Images the pipeline refuses are left out of n and listed on standard error, one line each with the reason (a file
-/// over the decoder's size limit is refused from its size, before it is read). A progress bar runs on standard error when it is
+/// Images the pipeline refuses, and files that cannot be read, are left out of n and listed on standard error, one line
+/// each with the reason (a file over the decoder's size limit is refused from its size, before it is read). A progress bar runs on standard error when it is
 /// a terminal; it is erased before anything else is written there, so a failure is still one line.
 /// </summary>
 public sealed class EvaluateCommand : IVerb
@@ -38,9 +38,9 @@ public sealed class EvaluateCommand : IVerb
             if (parse.GetValue(json) is string target && target != "-")
             {
                 Files.CheckWritable(target, "--json");
-                // The metrics would replace the labels they were computed from, after the whole run.
-                if (Path.GetFullPath(target) == Path.GetFullPath(parse.GetRequiredValue(labels)))
-                    throw new UsageException($"--json '{target}' is the --labels file; the metrics would overwrite the labels");
+                // The metrics would replace the labels they were computed from, after the whole run (a link to the labels
+                // too: the paths alone were compared).
+                Files.RefuseInputAsOutput(target, "--json", parse.GetRequiredValue(labels), "--labels", "the metrics would overwrite the labels");
             }
             if (parse.GetValue(report) is string emptyDir) Files.RefuseEmpty(emptyDir, "--report");
             if (parse.GetValue(report) is string reportDir && File.Exists(reportDir))
@@ -110,21 +110,27 @@ public sealed class EvaluateCommand : IVerb
                 var row = rows[i];
                 try
                 {
-                    byte[] bytes;
                     // Refused from its size before it is read, as classify and the daemon do.
-                    try { bytes = ImageDecoder.ReadFile(row.ImagePath, options.Limits); }
-                    catch (IOException e) { throw new CommandFailedException($"cannot read {row.ImagePath}: {e.Message}"); }
+                    byte[] bytes = ImageDecoder.ReadFile(row.ImagePath, options.Limits);
                     LesionResult r = classifier.Classify(bytes);
                     var p = new float[Classes.Count];
                     for (int k = 0; k < toCanonical.Length; k++) p[toCanonical[k]] = r.Probabilities[k];
                     evaluated.Add(new EvaluatedImage(row.ImageId, row.ClassIndex, p, Classes.IndexOf(r.Label), r.Refer, r.Tiled, r.LatencyMs, r.Symmetrized, row.LesionId));
                 }
                 catch (ImageRejectedException e) { rejected.Add(new RejectedImage(row.ImageId, e.ReasonCode, Cli.OneLine(e.Message))); }
+                // A file that cannot be read (a permission, EIO, a folder or nothing where the listing found the file)
+                // is left out like a refused one, as classify goes past it: it used to end the run, losing every figure.
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    rejected.Add(new RejectedImage(row.ImageId, RejectedImage.Unreadable, Cli.OneLine(e.Message)));
+                }
                 progress?.Report(i + 1, rows.Count);
             }
         }
         finally { progress?.Done(); }
-        if (evaluated.Count == 0) throw new CommandFailedException($"every one of the {rows.Count} images was rejected (first: {rejected[0].ImageId}, {rejected[0].Reason})");
+        // The first one's message too: the reason alone ("unreadable") did not say whether a permission or the disk failed.
+        if (evaluated.Count == 0)
+            throw new CommandFailedException($"every one of the {rows.Count} images was rejected (first: {rejected[0].ImageId}, {rejected[0].Reason}: {rejected[0].Message})");
 
         var m = package.Manifest;
         var context = new Dictionary<string, string>
@@ -146,7 +152,8 @@ public sealed class EvaluateCommand : IVerb
         static string P(double v) => double.IsFinite(v) ? (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%" : "n/a";
         var m = s.Metrics;
         var sb = new System.Text.StringBuilder();
-        sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected\n");
+        int unreadable = s.UnreadableCount;
+        sb.Append($"images       {s.N} evaluated, {s.Rejected.Count} rejected{(unreadable > 0 ? $" ({unreadable} could not be read)" : "")}\n");
         string I(Interval i) => double.IsNaN(i.Low) ? " (no interval: fewer than two lesions)" : $" (95% interval {P(i.Low)}-{P(i.High)}, bootstrap over {s.IntervalUnit})";
         sb.Append($"top-1        {P(m.Top1)}{I(s.Intervals.Top1)}\nmacro-F1     {P(m.MacroF1)}{I(s.Intervals.MacroF1)}\n");
         sb.Append($"balanced acc {P(m.BalancedAccuracy)}{I(s.Intervals.BalancedAccuracy)}\n");
@@ -182,13 +189,25 @@ public sealed class ConsoleProgressBar(TextWriter writer, string label) : IProgr
         long now = _clock.ElapsedMilliseconds;
         if (done < total && now - _lastDrawMs < 100) return;
         _lastDrawMs = now;
-        double frac = total == 0 ? 1 : (double)done / total;
-        int filled = (int)(frac * 30);
-        double eta = done == 0 ? 0 : now / 1000.0 / done * (total - done);
-        string line = $"{label} [{new string('#', filled)}{new string('.', 30 - filled)}] {done}/{total} {(100 * frac).ToString("F0", CultureInfo.InvariantCulture)}% ETA {TimeSpan.FromSeconds(Math.Round(eta)):mm\\:ss}";
+        string line = Line(label, done, total, now);
         _width = Math.Max(_width, line.Length);
         writer.Write("\r" + line.PadRight(_width));
         writer.Flush();
+    }
+
+    /// <summary>
+    /// The bar after <paramref name="elapsedMs"/> of work: the ETA is mm:ss, with the hours in front from an hour on (the
+    /// mm:ss format alone wrapped at the hour: a run with 75 minutes to go said 15:00).
+    /// </summary>
+    internal static string Line(string label, int done, int total, long elapsedMs)
+    {
+        double frac = total == 0 ? 1 : (double)done / total;
+        int filled = (int)(frac * 30);
+        var eta = TimeSpan.FromSeconds(Math.Round(done == 0 ? 0 : elapsedMs / 1000.0 / done * (total - done)));
+        string remaining = eta.TotalHours >= 1
+            ? string.Create(CultureInfo.InvariantCulture, $"{(long)eta.TotalHours}:{eta.Minutes:D2}:{eta.Seconds:D2}")
+            : string.Create(CultureInfo.InvariantCulture, $"{eta.Minutes:D2}:{eta.Seconds:D2}");
+        return $"{label} [{new string('#', filled)}{new string('.', 30 - filled)}] {done}/{total} {(100 * frac).ToString("F0", CultureInfo.InvariantCulture)}% ETA {remaining}";
     }
 
     public void Done()

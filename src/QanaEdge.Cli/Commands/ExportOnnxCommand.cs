@@ -14,8 +14,10 @@ public sealed class ExportOnnxCommand : IVerb
         var command = new Command("export-onnx", "Write the float32 equivalent of a package as an ONNX model (input NCHW [1,3,H,W] in [0,1], output logits).") { package, output };
         command.SetAction(parse =>
         {
-            ModelPackage p = PackageReader.Load(parse.GetRequiredValue(package));
             string target = parse.GetRequiredValue(output);
+            Files.RefuseEmpty(target, "OUT");
+            Files.RefuseInputAsOutput(target, "OUT", parse.GetRequiredValue(package), "PKG", "the ONNX model would replace the package");
+            ModelPackage p = PackageReader.Load(parse.GetRequiredValue(package));
             byte[] onnx = OnnxExporter.ToBytes(p);
             Files.WriteAtomically(target, onnx);
             TensorSpecText(context, p, target, onnx.Length);

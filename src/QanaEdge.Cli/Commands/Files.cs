@@ -71,6 +71,27 @@ public static class Files
     }
 
     /// <summary>
+    /// Refuses as bad usage (exit 2) an output that names one of the verb's input files: the output replaces the file
+    /// whole, so the input is lost, with nothing said (a private key given for the signed package, a package given
+    /// for its own ONNX export or benchmark JSON). An input that is a link counts as the file it leads to, which the
+    /// output would replace; an output that is a link is itself replaced (a rename), leaving what it led to intact.
+    /// </summary>
+    /// <exception cref="UsageException">The output is the input.</exception>
+    public static void RefuseInputAsOutput(string output, string outputName, string input, string inputName, string consequence)
+    {
+        string full = Path.GetFullPath(output), inputFull = Path.GetFullPath(input);
+        if (full == inputFull || full == LinkTarget(inputFull))
+            throw new UsageException($"{outputName} '{output}' is the {inputName} file; {consequence}");
+    }
+
+    /// <summary>The file a link finally leads to, or null for a path that is not a link (or cannot be read).</summary>
+    private static string? LinkTarget(string path)
+    {
+        try { return File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>
     /// The full path of an output file that can plausibly be written: its folder exists and it is not a folder itself.
     /// Verbs call it before long work, so a mistyped output path fails at once rather than after the work is done.
     /// </summary>

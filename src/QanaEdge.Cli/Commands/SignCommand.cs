@@ -16,6 +16,9 @@ public sealed class SignCommand : IVerb
         {
             string path = parse.GetRequiredValue(package);
             string target = parse.GetValue(output) ?? path;
+            Files.RefuseEmpty(target, "--out");
+            // Before the key is read: a signed package written over the private key loses the key for good.
+            Files.RefuseInputAsOutput(target, "--out", parse.GetRequiredValue(key), "--key", "the signed package would replace the private key");
             using SigningKey signingKey = SigningKey.Load(parse.GetRequiredValue(key));
             byte[] bytes = Files.ReadPackageBytes(path);
             byte[] signed = PackageSigner.Sign(bytes, signingKey);

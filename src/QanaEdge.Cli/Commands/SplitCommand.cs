@@ -31,6 +31,9 @@ public sealed class SplitCommand : IVerb
             }
             catch (DatasetException e) { throw new CommandFailedException(e.Message); }
             string dir = parse.GetRequiredValue(output);
+            // Splitting a split again (--labels DIR/train.csv --out DIR) wrote the new train.csv over the labels it read.
+            foreach (var (part, _) in split.CsvFiles)
+                Files.RefuseInputAsOutput(Path.Combine(dir, part), "--out", parse.GetRequiredValue(labels), "--labels", $"the split's {part} would replace the labels");
             try { Directory.CreateDirectory(dir); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -94,25 +94,7 @@ public sealed class TrainCommand : IVerb
             int workers = parse.GetValue(threads);
             if (workers < 1) throw new UsageException("--threads must be at least 1");
             Par.Threads = workers;
-            int steps = parse.GetValue(throughput);
-            if (steps < 0) throw new UsageException("--throughput-steps must be positive (or left out)");
-            if (steps > 0)
-            {
-                var r = TrainingThroughput.Measure(QanaOptions.Full with { InputSize = size }, b, steps);
-                context.Out.WriteLine(System.FormattableString.Invariant(
-                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2},\"vector_lanes\":{Kernels.Lanes}}}"));
-                return Cli.Ok;
-            }
-            string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
-            string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
-            if (parse.GetValue(output) is not { } outPackage) throw new UsageException("--out is required");
-            // The package is written after the whole run: a folder named here must fail now, not hours later.
-            Files.RefuseFolder(outPackage, "--out");
-            if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
-            if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
-            string? resumeFrom = parse.GetValue(resume);
-            if (resumeFrom is not null && ExpectedPath.FileProblem(resumeFrom) is { } noCheckpoint)
-                throw new CommandFailedException($"checkpoint '{resumeFrom}' {noCheckpoint}");
+            // Built before the throughput branch, which measured the full network whatever the switches said.
             var net = parse.GetValue(baseline) ? QanaOptions.Baseline : QanaOptions.Full;
             net = net with
             {
@@ -124,6 +106,26 @@ public sealed class TrainCommand : IVerb
                 PooledHead = parse.GetValue(pooledHead),
                 DropoutRate = drop,
             };
+            int steps = parse.GetValue(throughput);
+            if (steps < 0) throw new UsageException("--throughput-steps must be positive (or left out)");
+            if (steps > 0)
+            {
+                var r = TrainingThroughput.Measure(net, b, steps);
+                context.Out.WriteLine(System.FormattableString.Invariant(
+                    $"{{\"engine\":\"qanaedge\",\"batch\":{r.Batch},\"threads\":{r.Threads},\"steps\":{r.Steps},\"seconds\":{r.Seconds:F3},\"images_per_s\":{r.ImagesPerSecond:F1},\"cpu_seconds\":{r.CpuSeconds:F2},\"vector_lanes\":{Kernels.Lanes},\"parameters\":{r.Parameters}}}"));
+                return Cli.Ok;
+            }
+            string images = parse.GetValue(data) ?? throw new UsageException("--data is required");
+            string csv = parse.GetValue(labels) ?? throw new UsageException("--labels is required");
+            if (parse.GetValue(output) is not { } outPackage) throw new UsageException("--out is required");
+            // The package is written after the whole run: a folder named here must fail now, not hours later.
+            Files.RefuseFolder(outPackage, "--out");
+            Files.RefuseInputAsOutput(outPackage, "--out", csv, "--labels", "the package would replace the labels");
+            if (ExpectedPath.FolderProblem(images) is { } noFolder) throw new CommandFailedException($"image folder '{images}' {noFolder}");
+            if (ExpectedPath.FileProblem(csv) is { } noFile) throw new CommandFailedException($"labels file '{csv}' {noFile}");
+            string? resumeFrom = parse.GetValue(resume);
+            if (resumeFrom is not null && ExpectedPath.FileProblem(resumeFrom) is { } noCheckpoint)
+                throw new CommandFailedException($"checkpoint '{resumeFrom}' {noCheckpoint}");
             var options = new TrainOptions
             {
                 Network = net, Profile = prof, Seed = parse.GetValue(seed), Epochs = e, QatEpochs = q, BatchSize = b,

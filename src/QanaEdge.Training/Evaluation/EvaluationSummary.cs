@@ -17,7 +17,12 @@ public sealed record EvaluatedImage(string ImageId, int Truth, float[] Probabili
     bool Tiled, double LatencyMs, bool Symmetrized = false, string? LesionId = null);
 
 /// <summary>An image the pipeline refused (unreadable or failing integrity checks), with the reason.</summary>
-public sealed record RejectedImage(string ImageId, string Reason, string Message = "");
+/// <param name="Reason">The decoder's reason code (<c>truncated</c>, <c>too_large</c>...), or <see cref="Unreadable"/>.</param>
+public sealed record RejectedImage(string ImageId, string Reason, string Message = "")
+{
+    /// <summary>The reason of a file that could not be read at all (a permission, an I/O error): no image was judged.</summary>
+    public const string Unreadable = "unreadable";
+}
 
 /// <summary>
 /// The result of an evaluation run: the figures of the JSON contract (n, top1, macro_f1, balanced_accuracy,
@@ -41,6 +46,8 @@ public sealed class EvaluationSummary
     public required string IntervalUnit { get; init; }
     public required IReadOnlyList<EvaluatedImage> Images { get; init; }
     public IReadOnlyList<RejectedImage> Rejected { get; init; } = [];
+    /// <summary>How many of <see cref="Rejected"/> could not be read at all, as opposed to refused by the decoder.</summary>
+    public int UnreadableCount => Rejected.Count(r => r.Reason == RejectedImage.Unreadable);
     /// <summary>Model id and version, labels file, date: shown in the report.</summary>
     public IReadOnlyDictionary<string, string> Context { get; init; } = new Dictionary<string, string>();
 
@@ -83,7 +90,7 @@ public sealed class EvaluationSummary
     }
 
     /// <summary>The JSON of the DESIGN.md contract (snake_case; NaN, e.g. an AUC without negatives, as null),
-    /// plus "rejected" (count) and "per_class.*.auc".</summary>
+    /// plus "rejected" (count, the unreadable files included), "unreadable" (count) and "per_class.*.auc".</summary>
     public string ToJson()
     {
         using var stream = new MemoryStream();
@@ -135,6 +142,7 @@ public sealed class EvaluationSummary
             Number(w, "specificity", Referral.Specificity);
             w.WriteEndObject();
             w.WriteNumber("rejected", Rejected.Count);
+            w.WriteNumber("unreadable", UnreadableCount);
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(stream.ToArray());

@@ -15,6 +15,8 @@ public static class HtmlReport
     /// <summary>Class colours (colour-blind-safe Okabe–Ito palette), canonical class order.</summary>
     private static readonly string[] Palette = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#D55E00", "#0072B2", "#CC79A7"];
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    /// <summary>How many rejected images the page lists by name.</summary>
+    internal const int RejectedListed = 200;
 
     /// <summary>
     /// Writes DIR/index.html (the folder is created) and returns its path: whole (<see cref="WholeFile.Write"/>: beside
@@ -46,7 +48,7 @@ public static class HtmlReport
         }
         sb.Append("<h2>Summary</h2>\n<table>")
           .Append(Row("images evaluated", s.N.ToString(Inv)))
-          .Append(Row("images rejected", s.Rejected.Count.ToString(Inv)))
+          .Append(Row("images rejected", s.Rejected.Count.ToString(Inv) + (s.UnreadableCount > 0 ? $" ({s.UnreadableCount.ToString(Inv)} could not be read)" : "")))
           .Append(Row("top-1 accuracy", P(m.Top1) + Ci(s.Intervals.Top1)))
           .Append(Row("macro-F1", P(m.MacroF1) + Ci(s.Intervals.MacroF1)))
           .Append(Row("balanced accuracy (mean recall)", P(m.BalancedAccuracy) + Ci(s.Intervals.BalancedAccuracy)))
@@ -72,9 +74,13 @@ public static class HtmlReport
 
         if (s.Rejected.Count > 0)
         {
-            sb.Append("<h2>Rejected images</h2>\n<table><tr><th class=\"l\">image</th><th class=\"l\">reason</th></tr>");
-            foreach (var r in s.Rejected.Take(200)) sb.Append($"<tr><td class=\"l\">{E(r.ImageId)}</td><td class=\"l\">{E(r.Reason)}</td></tr>");
+            sb.Append("<h2>Rejected images</h2>\n<table><tr><th class=\"l\">image</th><th class=\"l\">reason</th><th class=\"l\">detail</th></tr>");
+            foreach (var r in s.Rejected.Take(RejectedListed))
+                sb.Append($"<tr><td class=\"l\">{E(r.ImageId)}</td><td class=\"l\">{E(r.Reason)}</td><td class=\"l\">{E(r.Message)}</td></tr>");
             sb.Append("</table>\n");
+            // The list stops so that a folder of bad files keeps the page small; it used to stop without a word.
+            if (s.Rejected.Count > RejectedListed)
+                sb.Append($"<p>The first {RejectedListed.ToString(Inv)} of {s.Rejected.Count.ToString(Inv)} rejected images are listed here; <code>qana evaluate</code> lists every one on standard error.</p>\n");
         }
         sb.Append("<p>Definitions: docs/evaluation.md in the QanaEdge repository.</p>\n</body></html>\n");
         return sb.ToString();

@@ -108,7 +108,7 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
             var m = r.Test;
             sb.Append(ci, $"| {r.Configuration} | {P(m.Top1)} | {P(m.BalancedAccuracy)} | {P(m.MacroPrecision)} | {P(m.MacroF1)} | {(double.IsFinite(m.AucMacro) ? m.AucMacro.ToString("F3", ci) : "n/a")} | ");
             sb.Append(ci, $"{(double.IsFinite(r.ReferralSensitivity) ? $"{P(r.ReferralSensitivity)} / {P(r.ReferralSpecificity)}" : "—")} | ");
-            sb.Append(ci, $"{r.TilingTau:F3} / {(double.IsFinite(r.TestTriggerRate) ? P(r.TestTriggerRate) : "—")} | {TimeSpan.FromSeconds(r.Seconds):mm\\:ss} |\n");
+            sb.Append(ci, $"{r.TilingTau:F3} / {(double.IsFinite(r.TestTriggerRate) ? P(r.TestTriggerRate) : "—")} | {WallTime(TimeSpan.FromSeconds(r.Seconds))} |\n");
         }
         sb.Append("\nNotes per row\n\n");
         foreach (var r in rows)
@@ -121,6 +121,14 @@ public sealed class Ablation(TrainOptions baseOptions, string imagesDir, string 
 
         static string P(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
     }
+
+    /// <summary>
+    /// A row's wall time: mm:ss under an hour, h:mm:ss from an hour on. The mm:ss format alone wrapped at the hour, and
+    /// a row of the default 60-epoch schedule takes more than one (75 minutes read "15:00").
+    /// </summary>
+    public static string WallTime(TimeSpan t) => t.TotalHours >= 1
+        ? string.Create(CultureInfo.InvariantCulture, $"{(long)t.TotalHours}:{t.Minutes:D2}:{t.Seconds:D2}")
+        : string.Create(CultureInfo.InvariantCulture, $"{t.Minutes:D2}:{t.Seconds:D2}");
 
     public static string Json(IReadOnlyList<AblationRow> rows, TrainOptions o, string schedule, string? commit, DateTime whenUtc)
     {

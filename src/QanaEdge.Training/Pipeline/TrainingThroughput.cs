@@ -10,7 +10,8 @@ namespace QanaEdge.Training.Pipeline;
 /// </summary>
 public static class TrainingThroughput
 {
-    public sealed record Result(int Batch, int Threads, int Steps, double Seconds, double ImagesPerSecond, double CpuSeconds);
+    /// <param name="Parameters">Trainable parameters of the network measured: says which network it was.</param>
+    public sealed record Result(int Batch, int Threads, int Steps, double Seconds, double ImagesPerSecond, double CpuSeconds, long Parameters);
 
     public static Result Measure(QanaOptions options, int batch, int steps, int warmup = 2)
     {
@@ -35,6 +36,6 @@ public static class TrainingThroughput
         for (int s = 0; s < steps; s++) Step(warmup + s);
         double seconds = sw.Elapsed.TotalSeconds;
         double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
-        return new Result(batch, Par.Threads, steps, seconds, batch * steps / seconds, cpu);
+        return new Result(batch, Par.Threads, steps, seconds, batch * steps / seconds, cpu, net.Parameters.Sum(p => (long)p.Value.Length));
     }
 }

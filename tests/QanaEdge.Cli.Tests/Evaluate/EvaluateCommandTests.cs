@@ -214,6 +214,113 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.Equal("qana: ISIC_text: rejected (not_an_image): no known image signature", Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
     }
 
+    /// <summary>
+    /// A file that cannot be read is listed and left out like a refused image, and the run goes on: it used to end the
+    /// whole run at that image ("cannot read ..."), losing every figure. The read error is a real EIO: the file is a
+    /// link to /proc/self/mem, whose first page (address 0) is never mapped, so the kernel fails the read whoever runs.
+    /// The figures are those of the same labels without the unreadable image.
+    /// </summary>
+    [Fact]
+    public void An_unreadable_file_is_listed_and_left_out_and_the_run_goes_on()
+    {
+        string dir = Path.Combine(f.Dir, "eio");
+        Directory.CreateDirectory(dir);
+        string[] good = ["ISIC_0024306", "ISIC_0024307", "ISIC_0024308"];
+        foreach (string id in good) File.Copy(Path.Combine(f.ImagesDir, id + ".jpg"), Path.Combine(dir, id + ".jpg"), true);
+        File.WriteAllText(Path.Combine(dir, "ISIC_text.jpg"), "not an image at all");
+        string eio = Path.Combine(dir, "ISIC_eio.jpg");
+        if (!File.Exists(eio)) File.CreateSymbolicLink(eio, "/proc/self/mem");
+        Assert.ThrowsAny<IOException>(() => File.ReadAllBytes(eio));
+        string labels = Path.Combine(dir, "labels.csv"), readable = Path.Combine(dir, "readable.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_0024306,nv\nISIC_eio,mel\nISIC_0024307,nv\nISIC_text,bcc\nISIC_0024308,nv\n");
+        File.WriteAllText(readable, "image_id,dx\nISIC_0024306,nv\nISIC_0024307,nv\nISIC_0024308,nv\n");
+        string json = Path.Combine(dir, "r.json"), report = Path.Combine(dir, "report");
+
+        var (code, output, err) = Run("evaluate", "--images", dir, "--labels", labels, "--model", f.Package, "--json", json, "--report", report);
+
+        Assert.True(code == 0, err);
+        string[] lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith("qana: ISIC_eio: rejected (unreadable): ", lines[0]);
+        Assert.Contains("Input/output error", lines[0]);
+        Assert.Equal("qana: ISIC_text: rejected (not_an_image): no known image signature", lines[1]);
+        Assert.Contains("images       3 evaluated, 2 rejected (1 could not be read)\n", output);
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var root = doc.RootElement;
+        Assert.Equal(3, root.GetProperty("n").GetInt32());
+        Assert.Equal(2, root.GetProperty("rejected").GetInt32());
+        Assert.Equal(1, root.GetProperty("unreadable").GetInt32());
+        string html = File.ReadAllText(Path.Combine(report, "index.html"));
+        Assert.Contains("<td>2 (1 could not be read)</td>", html);
+        Assert.Contains("<td class=\"l\">ISIC_eio</td><td class=\"l\">unreadable</td>", html);
+
+        var (againCode, again, againErr) = Run("evaluate", "--images", dir, "--labels", readable, "--model", f.Package, "--json", "-");
+        Assert.True(againCode == 0, againErr);
+        using var without = JsonDocument.Parse(again);
+        foreach (string name in new[] { "top1", "macro_f1", "balanced_accuracy", "tiling_trigger_rate" })
+            Assert.Equal(without.RootElement.GetProperty(name).GetDouble(), root.GetProperty(name).GetDouble());
+        Assert.Equal(without.RootElement.GetProperty("confusion").GetRawText(), root.GetProperty("confusion").GetRawText());
+        Assert.Equal(without.RootElement.GetProperty("referral").GetRawText(), root.GetProperty("referral").GetRawText());
+    }
+
+    /// <summary>A run in which no image could be read fails in one line that gives the first one's reason and the
+    /// system's words; it gave the reason alone ("unreadable"), which does not tell a permission from a failing disk.</summary>
+    [Fact]
+    public void A_run_with_no_readable_image_fails_in_one_line_with_the_first_ones_error()
+    {
+        string dir = Path.Combine(f.Dir, "none-readable");
+        Directory.CreateDirectory(dir);
+        foreach (string id in new[] { "ISIC_eio1", "ISIC_eio2" })
+            if (!File.Exists(Path.Combine(dir, id + ".jpg"))) File.CreateSymbolicLink(Path.Combine(dir, id + ".jpg"), "/proc/self/mem");
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_eio1,mel\nISIC_eio2,nv\n");
+        var (code, output, err) = Run("evaluate", "--images", dir, "--labels", labels, "--model", f.Package, "--json", "-");
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        string line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("qana: every one of the 2 images was rejected (first: ISIC_eio1, unreadable: Input/output error", line);
+    }
+
+    /// <summary>
+    /// A file that was readable when the labels were listed and is not when its turn comes is left out with the reason
+    /// and the rest are classified. Without root the file loses its permissions (chmod 000); root reads through those,
+    /// so a folder takes the file's place after the listing, which the kernel refuses to read as a file.
+    /// </summary>
+    [Fact]
+    public void A_file_that_becomes_unreadable_after_the_listing_is_left_out()
+    {
+        string dir = Path.Combine(f.Dir, "denied");
+        Directory.CreateDirectory(dir);
+        foreach (string id in new[] { "ISIC_0024306", "ISIC_0024307", "ISIC_0024308" })
+            File.Copy(Path.Combine(f.ImagesDir, id + ".jpg"), Path.Combine(dir, id + ".jpg"), true);
+        string labels = Path.Combine(dir, "labels.csv");
+        File.WriteAllText(labels, "image_id,dx\nISIC_0024306,nv\nISIC_0024307,nv\nISIC_0024308,nv\n");
+        var rows = QanaEdge.Training.Data.Ham10000Index.Load(dir, labels);
+        string victim = Path.Combine(dir, "ISIC_0024307.jpg");
+        if (!Environment.IsPrivilegedProcess && !OperatingSystem.IsWindows()) File.SetUnixFileMode(victim, UnixFileMode.None);
+        else
+        {
+            File.Delete(victim);
+            Directory.CreateDirectory(victim);
+        }
+        try
+        {
+            Assert.Throws<UnauthorizedAccessException>(() => File.ReadAllBytes(victim));
+            var summary = QanaEdge.Cli.Commands.EvaluateCommand.Evaluate(PackageReader.Load(f.Package), f.Package, rows, labels);
+            Assert.Equal(2, summary.N);
+            Assert.Equal(["ISIC_0024306", "ISIC_0024308"], summary.Images.Select(i => i.ImageId));
+            var rejected = Assert.Single(summary.Rejected);
+            Assert.Equal(("ISIC_0024307", "unreadable"), (rejected.ImageId, rejected.Reason));
+            Assert.Contains(victim, rejected.Message);
+            Assert.Equal(1, summary.UnreadableCount);
+        }
+        finally
+        {
+            if (Directory.Exists(victim)) Directory.Delete(victim);
+            else File.Delete(victim);
+        }
+    }
+
     /// <summary>A file over the decoder's size limit is refused from its size: a 3 GB one (sparse, no disk used)
     /// used to end the run, as reading it whole failed.</summary>
     [Fact]
@@ -236,6 +343,18 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
             Assert.StartsWith("qana: ISIC_huge: rejected (too_large): file is 3221225472 bytes", line);
         }
         finally { File.Delete(Path.Combine(dir, "ISIC_huge.jpg")); }
+    }
+
+    /// <summary>The progress bar's ETA shows its hours from an hour on: mm:ss alone wrapped, so 75 minutes to go read
+    /// 15:00. (The bar is drawn only on a terminal; its line is computed from the counts and the time spent.)</summary>
+    [Fact]
+    public void The_progress_bars_eta_counts_hours()
+    {
+        // 100 of 1000 images in 500 s: 4500 s, 1 h 15 min, to go.
+        Assert.Equal("evaluate [###...........................] 100/1000 10% ETA 1:15:00",
+            QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 100, 1000, 500_000));
+        Assert.EndsWith("] 500/1000 50% ETA 07:14", QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 500, 1000, 434_000));
+        Assert.EndsWith("] 0/10 0% ETA 00:00", QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 0, 10, 0));
     }
 
     [Fact]

@@ -48,6 +48,25 @@ public class EvaluationReportTests
         Assert.Equal(1, root.GetProperty("rejected").GetInt32());
     }
 
+    /// <summary>
+    /// The report lists each rejected image with its reason and the decoder's or the file system's words, and says so
+    /// when it stops listing: past 200 images the rest were dropped without a word, under a count that named them all.
+    /// </summary>
+    [Fact]
+    public void Html_report_lists_rejected_images_with_their_detail_and_says_when_it_stops()
+    {
+        var s = Sample();
+        var rejected = Enumerable.Range(0, 203).Select(i => new RejectedImage($"ISIC_r{i:D3}", i == 0 ? RejectedImage.Unreadable : "truncated",
+            i == 0 ? "Input/output error : '/data/ISIC_r000.jpg'" : "premature end of data")).ToList();
+        var html = HtmlReport.Render(EvaluationSummary.Create(s.Images, rejected));
+        Assert.Contains("<tr><th class=\"l\">images rejected</th><td>203 (1 could not be read)</td></tr>", html);
+        Assert.Contains("<tr><td class=\"l\">ISIC_r000</td><td class=\"l\">unreadable</td><td class=\"l\">Input/output error : &#39;/data/ISIC_r000.jpg&#39;</td></tr>", html);
+        Assert.Contains("ISIC_r199", html);
+        Assert.DoesNotContain("ISIC_r200", html);
+        Assert.Contains("The first 200 of 203 rejected images are listed here", html);
+        Assert.DoesNotContain("are listed here", HtmlReport.Render(s));
+    }
+
     [Fact]
     public void Html_report_is_self_contained_with_three_well_formed_svgs()
     {
