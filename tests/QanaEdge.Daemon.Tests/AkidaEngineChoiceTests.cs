@@ -452,6 +452,47 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// A readout update while the model runs on the card: the patched model carries no golden vectors of its own (the
+    /// model's belong to the old head), so the card must reproduce vectors recorded from seeded inputs before the update
+    /// is in effect. A card that programs but does not compute (the emulator's fault switch) fails them and the update
+    /// is refused; once the card answers again, the same update is applied on it. Before, the check on the card ran no
+    /// vector at all, and the update was applied onto a card that could not classify.
+    /// </summary>
+    [Fact]
+    public void A_readout_update_on_the_card_is_applied_only_once_the_card_computes_the_patched_model()
+    {
+        string root = TestEnv.TempDir("akida-readout-check");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana"), trust = Path.Combine(root, "trust"), state = Path.Combine(root, "state");
+        PackageWriter.Save(s_akd1000, model);
+        Directory.CreateDirectory(trust);
+        using var vendor = SigningKey.Generate(SignerRole.Vendor);
+        File.WriteAllText(Path.Combine(trust, "vendor.pub"), vendor.PublicKey.ToText());
+        ModelPackage update = ModelUpdateTests.Readout(s_akd1000, s_akd1000.Manifest.Version + ".1");
+        Assert.Empty(ReadoutUpdates.Apply(s_akd1000, update).Manifest.Golden);
+        byte[] signed = PackageSigner.Sign(PackageWriter.ToBytes(update), vendor);
+        string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(signed));
+        string fault = Path.Combine(_dev, "akida0") + ".fault";
+        EngineChoice choice = Choose();
+        Assert.True(choice.UseAkida, choice.Reason);
+        using var active = new ActiveModel(ClassifierFactory.Create(s_akd1000, model, choice), "test");
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state, new DeviceTrust(trust, null), choice,
+            NullLogger<ModelUpdates>.Instance);
+
+        File.WriteAllText(fault, "");
+        var (outcome, reason) = updates.Handle(signed, sha);
+        File.Delete(fault);
+        Assert.True(outcome == ModelUpdates.Refused, reason);
+        Assert.Contains("the card stopped answering", reason, StringComparison.Ordinal);
+        Assert.Equal(s_akd1000.Manifest.Version, active.Provider.ModelVersion);
+
+        (outcome, reason) = updates.Handle(signed, sha);
+        Assert.True(outcome == ModelUpdates.Applied, reason);
+        Assert.Equal(update.Manifest.Version, active.Provider.ModelVersion);
+        Assert.True(active.Provider.HoldsDevice, active.Provider.EngineReason);
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+    }
+
+    /// <summary>
     /// The card drops off the bus (its device node goes) while an update is being programmed: the update is refused,
     /// the card will not take the old model back either, so the old model runs on the managed engine, out of use
     /// after a fault; the card is then tried again on CardFailover's schedule, and once its node is back the old model

@@ -55,14 +55,23 @@ public static class ClassifierFactory
     /// <see cref="Create"/>, then one classifier built and the package's golden vectors reproduced on the engine it
     /// got: a provider ready to swap in, or false with why not. Any failure of the build or the self-test counts, a
     /// card fault (AkidaException) included. <paramref name="vectors"/>, when given, are checked instead of the package's.
+    /// On the card, a package without golden vectors (every model patched by a readout update) is checked with vectors
+    /// recorded from seeded inputs, as <see cref="TryOnCardChecked"/> does: its empty set passed without the card
+    /// computing anything, so a readout update was applied onto a card that did not answer.
     /// </summary>
     public static bool TryCreateChecked(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider, out string failure,
         GoldenVector[]? vectors = null)
     {
         provider = null;
-        try { provider = Create(package, path, choice); }
+        try
+        {
+            provider = Create(package, path, choice);
+            if (vectors is null && provider.HoldsDevice) vectors = CardVectors(package);
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
+            provider?.Dispose();   // a provider on the card holds it: left open, the card would refuse every later open
+            provider = null;
             failure = $"{Name(package)} cannot run here: {e.Message}";
             return false;
         }
@@ -70,6 +79,13 @@ public static class ClassifierFactory
         provider = null;
         return false;
     }
+
+    /// <summary>
+    /// What the card must reproduce before it is trusted, since opening and programming send it no input: the package's
+    /// golden vectors, or for a package without any, two vectors recorded from seeded inputs on the reference kernels.
+    /// </summary>
+    private static GoldenVector[] CardVectors(ModelPackage package)
+        => package.Manifest.Golden is { Length: > 0 } golden ? golden : GoldenVectors.Record(package, GoldenVectors.SeededInputs(package, 2));
 
     /// <summary>
     /// The package on the card and trusted there, or false with why not (no managed fall-back). The card has to compute
@@ -84,8 +100,7 @@ public static class ClassifierFactory
     {
         provider = null;
         modelRefusal = null;
-        GoldenVector[] vectors = package.Manifest.Golden is { Length: > 0 } golden
-            ? golden : GoldenVectors.Record(package, GoldenVectors.SeededInputs(package, 2));
+        GoldenVector[] vectors = CardVectors(package);
         IClassifierProvider? onCard;
         try
         {
