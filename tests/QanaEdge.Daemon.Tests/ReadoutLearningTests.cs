@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -275,9 +276,11 @@ public sealed class ReadoutLearningTests : IDisposable
         using IImageClassifier classifier = active.Provider.CreateClassifier();
         foreach (string image in images)
         {
-            var c = classifier.Classify(File.ReadAllBytes(image));
+            byte[] bytes = File.ReadAllBytes(image);
+            var c = classifier.Classify(bytes);
             string id = Path.GetFileNameWithoutExtension(image);
-            store.Commit([new StoredResult(id, new string('0', 64), c.Label, c.Confidence, c.Refer, c.Tiled, classifier.ModelId,
+            // Each under its own image's hash, as the pipeline stores it: the store keeps one result per image.
+            store.Commit([new StoredResult(id, Convert.ToHexStringLower(SHA256.HashData(bytes)), c.Label, c.Confidence, c.Refer, c.Tiled, classifier.ModelId,
                 classifier.ModelVersion, c.LatencyMs, null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes("{}"), 0, c.HeadInput, classifier.Backbone)],
                 topic);
             Assert.True(store.AddFeedback(id, Model.Classes.Codes[(Model.Classes.IndexOf(c.Label) + 1) % Model.Classes.Count], "dr-l", null, "{}"));
