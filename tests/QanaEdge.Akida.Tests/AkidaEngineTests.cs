@@ -169,6 +169,44 @@ public class AkidaEngineTests
         Directory.Delete(Path.GetDirectoryName(node)!, recursive: true);
     }
 
+    /// <summary>
+    /// The emulator's weight-memory switch: with NODE.flip present the card accepts the program without complaint and
+    /// then computes other logits than the managed engine on real JPEGs; programmed again without it, the same logits.
+    /// Only running inputs on the card shows such a fault, which is what the daemon's checks rely on.
+    /// </summary>
+    [Fact]
+    public void A_card_whose_weight_memory_flips_a_bit_programs_and_computes_other_logits()
+    {
+        string node = EmulatedCard.DeviceNode();
+        List<sbyte[]> inputs = RealInputs(s_akd1000);
+        using var managed = IntegerEngine.Create(s_akd1000, KernelMode.Optimized);
+        int differing = 0;
+        File.WriteAllText(node + ".flip", "");
+        try
+        {
+            using var flipped = AkidaEngine.Open(s_akd1000, node);
+            foreach (sbyte[] input in inputs)
+            {
+                managed.Run(input);
+                flipped.Run(input);
+                if (!managed.Logits.SequenceEqual(flipped.Logits)) differing++;
+            }
+        }
+        finally { File.Delete(node + ".flip"); }
+        Assert.True(differing > 0, $"the flipped weight changed no logits over {inputs.Count} images");
+
+        using (var sound = AkidaEngine.Open(s_akd1000, node))
+        {
+            foreach (sbyte[] input in inputs)
+            {
+                managed.Run(input);
+                sound.Run(input);
+                Assert.Equal(managed.Logits.ToArray(), sound.Logits.ToArray());
+            }
+        }
+        Directory.Delete(Path.GetDirectoryName(node)!, recursive: true);
+    }
+
     [Fact]
     public void EnqueueBeforeProgram_IsRefused()
     {

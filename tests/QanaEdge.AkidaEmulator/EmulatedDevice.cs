@@ -64,6 +64,9 @@ internal sealed class EmulatedDevice(string path)
     /// While a file <c>NODE.refuse</c> exists, every program is refused with the program status and the file's text as
     /// the card's message, as a chip refuses a program its constraints do not admit, and each refusal adds a line to
     /// <c>NODE.refused</c>: tests make a card that faulted refuse the same model when it is tried again, and count the tries.
+    /// While a file <c>NODE.flip</c> exists, a program the card accepts is stored with one bit of its weight memory flipped
+    /// (<see cref="FlipWeightBit"/>), as a weak memory cell does: the card programs without complaint and then computes
+    /// another function, so tests can check that nothing trusts a card before it has reproduced known logits.
     /// </summary>
     public void Program(ReadOnlySpan<byte> program)
     {
@@ -90,6 +93,7 @@ internal sealed class EmulatedDevice(string path)
             string more = problems.Count > 3 ? $" (and {problems.Count - 3} more)" : "";
             throw new DeviceException(Status.Program, $"program refused: {problems.Count} AKD1000 constraint violation(s): {shown}{more}");
         }
+        if (File.Exists(Path + ".flip")) FlipWeightBit(package);
         IntegerEngine engine;
         try { engine = IntegerEngine.Create(package, KernelMode.Reference, new EngineOptions { CountEvents = false }); }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException)
@@ -101,6 +105,21 @@ internal sealed class EmulatedDevice(string path)
         _engine = engine;
         _inputLength = package.Graph.Tensors[package.Graph.InputTensor].Length;
         _outputLength = outputs;
+    }
+
+    /// <summary>
+    /// Bit 6 of the first weight byte of the first layer, the 8-bit input layer, flipped in the stored program: the first
+    /// layer sees every pixel, so the fault reaches the logits of nearly any input, and a flip within the byte keeps the
+    /// weight one the chip could hold (the fault is in the memory, after the constraint check accepted the program).
+    /// </summary>
+    private static void FlipWeightBit(ModelPackage package)
+    {
+        foreach (var node in package.Graph.Nodes)
+        {
+            if (node.Weights is not { Length: > 0 } weights) continue;
+            weights[0] ^= 0x40;
+            return;
+        }
     }
 
     /// <summary>A refused program leaves the device with none, whatever refused it (the library's argument checks too).</summary>

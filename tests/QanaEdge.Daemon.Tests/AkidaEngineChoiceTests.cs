@@ -265,6 +265,120 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// A card whose weight memory corrupts the program (the emulator's flip switch: one bit of a stored weight flipped
+    /// as the card is programmed) programs without complaint and then computes other logits. At start the card must
+    /// reproduce the check vectors before the model runs on it: it does not, so the daemon starts on the managed engine,
+    /// the status's engine_reason and the log name the mismatch, and a real image is classified as the managed engine
+    /// classifies it. The card is tried again at the growing waits, and once the switch is gone (the card computes the
+    /// model again) the model moves back onto it and classifies there. Before, the start programmed the card without
+    /// running any input on it, and every image was classified by the corrupted program.
+    /// </summary>
+    [Fact]
+    public async Task A_card_that_computes_wrong_logits_at_start_is_not_used_until_it_reproduces_the_check_vectors()
+    {
+        string root = TestEnv.TempDir("akida-start-flip");
+        string model = Path.Combine(root, "akd1000-shaped-3.qana");
+        PackageWriter.Save(s_akd1000, model);
+        string flip = Path.Combine(_dev, "akida0") + ".flip";
+        string[] images = TestEnv.RealImages(2, skip: 650);
+        using IClassifierProvider managed = ClassifierFactory.Create(s_akd1000, model, new EngineChoice(false, "reference"));
+        using IImageClassifier reference = managed.CreateClassifier();
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida7/#");
+        await sub.ConnectAsync();
+        File.WriteAllText(flip, "");
+        await using var daemon = new DaemonRunner(root, broker.Port, "akida7", null,
+            $"--Qana:Model={model}", $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Akida:RetrySeconds=0.2");
+        try
+        {
+            await daemon.StartAsync();
+            await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/akida7/status"), TimeSpan.FromSeconds(30), "the status at start");
+            JsonElement status = Last();
+            Assert.Equal("online", status.GetProperty("state").GetString());
+            Assert.StartsWith("managed IntegerEngine", status.GetProperty("engine").GetString(), StringComparison.Ordinal);
+            string reason = status.GetProperty("engine_reason").GetString()!;
+            Assert.Contains("the Akida card failed (", reason, StringComparison.Ordinal);
+            Assert.Contains("golden self-test failed", reason, StringComparison.Ordinal);
+            Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Error), e => e.Contains("did not pass its check at start", StringComparison.Ordinal)
+                && e.Contains("golden self-test failed", StringComparison.Ordinal));
+
+            TestEnv.Drop(images[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the result from the managed engine");
+            AssertManagedResult(images[0]);
+            // The card is tried again, and fails the check while its memory still corrupts the program.
+            await TestEnv.WaitUntil(() => daemon.Log.At(Serilog.Events.LogEventLevel.Warning).Count(l => l.Contains("still not usable", StringComparison.Ordinal)
+                && l.Contains("golden self-test failed", StringComparison.Ordinal)) >= 1, TimeSpan.FromSeconds(30), "a failed try");
+            Assert.StartsWith("managed", Last().GetProperty("engine").GetString(), StringComparison.Ordinal);
+        }
+        finally { File.Delete(flip); }
+
+        await TestEnv.WaitUntil(() => Last().GetProperty("engine").GetString()!.StartsWith("akida AKD1000", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), "a status naming the card once it computes the model");
+        Assert.DoesNotContain("failed", Last().GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("failed", Last().GetProperty("model_source").GetString(), StringComparison.Ordinal);
+        Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("The Akida card is back", StringComparison.Ordinal));
+        TestEnv.Drop(images[1], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 2, TimeSpan.FromSeconds(60), "the result from the card");
+        AssertManagedResult(images[1]);
+        Assert.StartsWith("akida AKD1000", Last().GetProperty("engine").GetString(), StringComparison.Ordinal);
+        sub.AssertOneResultIdPerImage(images);
+        await daemon.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+
+        JsonElement Last() => sub.Messages.Where(m => m.Topic == "qana/akida7/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+
+        // The result stored and published for the image is what the managed engine gives for it.
+        void AssertManagedResult(string image)
+        {
+            byte[] bytes = File.ReadAllBytes(image);
+            string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+            JsonElement result = sub.Results.Values.Select(q => q.First()).Single(r => r.GetProperty("image_sha256").GetString() == sha);
+            Classification.Classification expected = reference.Classify(bytes);
+            Assert.Equal(expected.Label, result.GetProperty("label").GetString());
+            for (int k = 0; k < Classes.Count; k++)
+                Assert.Equal(Math.Round(expected.Probabilities[k], 6), result.GetProperty("probabilities").GetProperty(Classes.Codes[k]).GetDouble());
+        }
+    }
+
+    /// <summary>
+    /// At start, a card that refuses the model's program itself keeps the behaviour of before the check: the model runs
+    /// on the managed engine with the card's refusal as the reason, and it is no card fault, so nothing tries the card
+    /// again; a card whose memory corrupts the program is one (the start names the mismatch), and a sound card takes it.
+    /// </summary>
+    [Fact]
+    public void At_start_a_refusal_is_not_a_card_fault_but_a_card_that_does_not_reproduce_the_vectors_is()
+    {
+        EngineChoice choice = Choose();
+        string node = Path.Combine(_dev, "akida0");
+        File.WriteAllText(node + ".refuse", "program refused: 1 AKD1000 constraint violation(s): emulated");
+        try
+        {
+            using IClassifierProvider refused = ClassifierFactory.CreateAtStart(s_akd1000, "akd1000-shaped-3.qana", choice, out string? fault);
+            Assert.Null(fault);
+            Assert.StartsWith("managed IntegerEngine", refused.EngineName, StringComparison.Ordinal);
+            Assert.Equal($"{choice.Reason}, but the card refused the model: program refused: 1 AKD1000 constraint violation(s): emulated: managed integer engine",
+                refused.EngineReason);
+        }
+        finally { File.Delete(node + ".refuse"); }
+
+        File.WriteAllText(node + ".flip", "");
+        try
+        {
+            using IClassifierProvider flipped = ClassifierFactory.CreateAtStart(s_akd1000, "akd1000-shaped-3.qana", choice, out string? fault);
+            Assert.NotNull(fault);
+            Assert.Contains("golden self-test failed", fault, StringComparison.Ordinal);
+            Assert.False(flipped.HoldsDevice);
+            Assert.Equal(ClassifierFactory.AfterCardFault(choice, fault).Reason, flipped.EngineReason);
+        }
+        finally { File.Delete(node + ".flip"); }
+
+        using IClassifierProvider sound = ClassifierFactory.CreateAtStart(s_akd1000, "akd1000-shaped-3.qana", choice, out string? none);
+        Assert.Null(none);
+        Assert.True(sound.HoldsDevice, sound.EngineReason);
+        Assert.Contains("programmed on the card", sound.EngineReason, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The daemon stops while a try to give the model back to the card is programming it (the emulated card holds the
     /// program while NODE.hold exists): the stop waits for the try instead of releasing the model and closing the
     /// card under it, ends once the try does, and leaves the card closed (it opens again afterwards: the emulated

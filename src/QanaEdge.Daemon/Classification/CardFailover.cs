@@ -91,12 +91,29 @@ public sealed class CardFailover(ActiveModel model, EngineChoice choice, TimeSpa
         return marked;
     }
 
+    /// <summary>
+    /// The card failed its check at start (<see cref="ClassifierFactory.CreateAtStart"/>), so the model started on the
+    /// managed engine with <see cref="ActiveModel.CardFault"/> set and its source marked (<see cref="MarkedSource"/>):
+    /// logs it and schedules the same tries as after a fault while classifying. Before, a start did not check the card
+    /// at all.
+    /// </summary>
+    public void FailedAtStart()
+    {
+        if (model.CardFault is not { } why) return;
+        log.LogError("The Akida card did not pass its check at start ({Error}): model {Model} {Version} runs on the managed engine",
+            why, model.Provider.ModelId, model.Provider.ModelVersion);
+        ScheduleTries();
+    }
+
     /// <summary>Records the card's fault on the model and returns its source with the fault appended (<see cref="TryReturn"/> cuts it off again).</summary>
     private string MarkFault(string source, string why)
     {
         model.CardFault = why;
-        return $"{source}{FaultMark}{why})";
+        return MarkedSource(source, why);
     }
+
+    /// <summary><paramref name="source"/> with the card's fault appended, as the card's return expects to cut it off.</summary>
+    public static string MarkedSource(string source, string why) => $"{source}{FaultMark}{why})";
 
     private void ScheduleTries()
     {

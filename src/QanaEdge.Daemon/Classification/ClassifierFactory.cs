@@ -39,6 +39,44 @@ public static class ClassifierFactory
             p => LesionClassifier.CreateEngine(p), options: choice.Classifier);
     }
 
+    /// <summary>
+    /// The provider the daemon starts with: as <see cref="Create"/>, but a model that would go on the card must first
+    /// reproduce its check vectors there (<see cref="TryOnCardChecked"/>), since opening and programming send the card no
+    /// input. Before, a card that programmed but computed other logits classified every image wrongly, unnoticed. When
+    /// the card does not reproduce them or fails (<paramref name="cardFault"/> is then its message), the model starts
+    /// on the managed engine with that reason, and the caller has <see cref="CardFailover"/> try the card again as
+    /// after a fault. A card that refuses the model's program itself runs it on the managed engine as <see cref="Create"/>
+    /// does, with <paramref name="cardFault"/> null: that refusal would come again at every try. Never fails where
+    /// <see cref="Create"/> starts: should the managed engine not run the model either, the card runs it as before, its
+    /// failed check named in the reason.
+    /// </summary>
+    public static IClassifierProvider CreateAtStart(ModelPackage package, string path, EngineChoice choice, out string? cardFault)
+    {
+        cardFault = null;
+        if (!choice.UseAkida || package.Manifest.Profile != QuantizationProfile.Akd1000) return Create(package, path, choice);
+        string why;
+        string? modelRefusal;
+        try
+        {
+            if (TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why, out modelRefusal)) return onCard;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Recording the check vectors on the reference kernels failed: the managed engine decides below.
+            (why, modelRefusal) = ($"{Name(package)} cannot run here: {e.Message}", null);
+        }
+        if (modelRefusal is not null)
+            return Create(package, path, choice with { UseAkida = false, Reason = $"{choice.Reason}, but {why}: managed integer engine" });
+        IClassifierProvider managed;
+        try { managed = Create(package, path, AfterCardFault(choice, why)); }
+        catch (ModelUnavailableException)
+        {
+            return Create(package, path, choice with { Reason = $"{choice.Reason} (its check on the card failed: {why}; the managed engine cannot run the model)" });
+        }
+        cardFault = why;
+        return managed;
+    }
+
     /// <summary>The engine choice while the card is out of use after a fault: managed, with the card's message as the reason.</summary>
     public static EngineChoice AfterCardFault(EngineChoice choice, string why)
         => choice with { UseAkida = false, Reason = $"the Akida card failed ({why}): managed integer engine" };

@@ -99,6 +99,8 @@ public sealed class DaemonService(
         var disposition = new CaptureDisposition(options, loggers.CreateLogger<CaptureDisposition>());
         _failover = new CardFailover(model.Active, engineChoice, TimeSpan.FromSeconds(options.Akida.RetrySeconds),
             loggers.CreateLogger<CardFailover>(), _stop.Token);
+        // A card that did not pass its check at start: the model runs on the managed engine, and the card is tried again.
+        _failover.FailedAtStart();
         _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>(), _failover);
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
         _pipeline.Stored += _publisher.Wake;

@@ -324,7 +324,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         try
         {
             AppliedUpdates.State state = applied.Read();
-            if (state.IsEmpty) return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), firmware), state, null);
+            if (state.IsEmpty) return new ModelAtStart(Configured(configured, configuredPath, choice, firmware), state, null);
             problem = TryRestore(configured, applied, state, trust, choice, out IClassifierProvider? provider, out string source);
             if (problem is null) return new ModelAtStart(new ActiveModel(provider!, source), state, null);
         }
@@ -335,8 +335,21 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             problem = $"{e.GetType().Name}: {e.Message}";
         }
         problem = $"applied update not used: {problem}";
-        return new ModelAtStart(new ActiveModel(ClassifierFactory.Create(configured, configuredPath, choice), $"{firmware}; {problem}"),
+        return new ModelAtStart(Configured(configured, configuredPath, choice, $"{firmware}; {problem}"),
             AppliedUpdates.State.None, problem, StoredVersionFloor(applied, configured));
+    }
+
+    /// <summary>
+    /// The configured model, on the card only once the card has reproduced its check vectors there
+    /// (<see cref="ClassifierFactory.CreateAtStart"/>); if the card failed them, on the managed engine and out of use
+    /// after a fault (<see cref="ActiveModel.CardFault"/>, the source marked as <see cref="CardFailover"/> marks it), so
+    /// that the daemon's <see cref="CardFailover.FailedAtStart"/> tries the card again.
+    /// </summary>
+    private static ActiveModel Configured(ModelPackage configured, string path, EngineChoice choice, string source)
+    {
+        IClassifierProvider provider = ClassifierFactory.CreateAtStart(configured, path, choice, out string? cardFault);
+        return cardFault is null ? new ActiveModel(provider, source)
+            : new ActiveModel(provider, CardFailover.MarkedSource(source, cardFault)) { CardFault = cardFault };
     }
 
     /// <summary>
