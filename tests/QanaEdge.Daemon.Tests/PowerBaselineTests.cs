@@ -122,6 +122,48 @@ public sealed class PowerBaselineTests : IDisposable
         Assert.Equal(JsonValueKind.Number, next.GetProperty("energy_mj").ValueKind);
     }
 
+    /// <summary>
+    /// A sensor that stops answering leaves its last good reading in the power telemetry: it says when that reading was
+    /// taken (read_at), which stays put while the reads fail, as the publishing time (at) moves on. Before, the stale
+    /// reading went out under a fresh timestamp alone, as the board's power now.
+    /// </summary>
+    [Fact]
+    public async Task Power_telemetry_says_when_its_reading_was_taken_and_a_failing_sensor_does_not_refresh_it()
+    {
+        string hwmon = Path.Combine(_root, "hwmon-stale", "hwmon0");
+        Directory.CreateDirectory(hwmon);
+        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
+        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");
+        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
+        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
+        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devstale/power");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devstale", null, "--Qana:Power:Sensor=Hwmon",
+            $"--Qana:Power:HwmonRoot={Path.GetDirectoryName(hwmon)}", "--Qana:Power:HwmonChip=ina226", "--Qana:Power:IdleSamples=5",
+            "--Qana:Power:TelemetrySeconds=0.2");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => Telemetry(sub).Count >= 2, TimeSpan.FromSeconds(60), "power telemetry of a working sensor");
+        JsonElement working = Telemetry(sub)[^1];
+        Assert.Equal(0, working.GetProperty("read_failures").GetInt64());
+        DateTime freshReadAt = working.GetProperty("read_at").GetDateTime();
+        Assert.True(working.GetProperty("at").GetDateTime() - freshReadAt < TimeSpan.FromSeconds(30));
+
+        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "gone\n");   // every read fails from now on
+        DateTime brokeAt = DateTime.UtcNow;
+        await TestEnv.WaitUntil(() => Telemetry(sub)[^1] is var last && last.GetProperty("read_failures").GetInt64() > 0
+                && last.GetProperty("at").GetDateTime() > last.GetProperty("read_at").GetDateTime().AddSeconds(1),
+            TimeSpan.FromSeconds(60), "telemetry a second after the last good reading, with failed reads");
+        JsonElement stale = Telemetry(sub)[^1];
+        DateTime staleReadAt = stale.GetProperty("read_at").GetDateTime();
+        Assert.True(staleReadAt <= brokeAt.AddSeconds(1), $"read_at {staleReadAt:O} is after the sensor broke ({brokeAt:O})");
+        Assert.Equal(5.0, stale.GetProperty("bus_v").GetDouble());    // the last good reading, not a made-up one
+    }
+
+    private static List<JsonElement> Telemetry(ResultSubscriber sub)
+        => sub.Messages.Where(m => m.Topic == "qana/devstale/power").Select(m => JsonDocument.Parse(m.Payload!).RootElement).ToList();
+
     /// <summary>idle_w of the last power telemetry message, or null.</summary>
     private static double? IdleWatts(ResultSubscriber sub)
     {

@@ -240,10 +240,11 @@ public sealed class DaemonService(
         {
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
             {
-                if (_meter?.Last is not PowerReading r || _link is null || !_link.IsConnected) continue;
+                if (_meter?.LastWithTime is not var (r, readAt) || _link is null || !_link.IsConnected) continue;
                 try
                 {
-                    await _link.PublishAsync(topics.Power, Payloads.Power(_meter.SensorName, r.BusVolts, r.CurrentAmps, r.PowerWatts, _meter.IdleWatts, Interlocked.Read(ref _meter.Failures)), retain: false, ct).ConfigureAwait(false);
+                    await _link.PublishAsync(topics.Power, Payloads.Power(_meter.SensorName, r.BusVolts, r.CurrentAmps, r.PowerWatts, _meter.IdleWatts,
+                        Interlocked.Read(ref _meter.Failures), readAt), retain: false, ct).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

@@ -120,7 +120,11 @@ public static class Payloads
         return buffer.WrittenSpan.ToArray();
     }
 
-    public static byte[] Power(string sensor, double busVolts, double currentAmps, double powerWatts, double? idleWatts, long failures)
+    /// <summary>
+    /// Power telemetry: the last reading, taken at <paramref name="readAtUtc"/> (<c>read_at</c>), published at <c>at</c>.
+    /// While the sensor fails the last good reading is repeated, and <c>read_at</c> shows how old it is.
+    /// </summary>
+    public static byte[] Power(string sensor, double busVolts, double currentAmps, double powerWatts, double? idleWatts, long failures, DateTime readAtUtc)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -132,6 +136,7 @@ public static class Payloads
             w.WriteNumber("power_w", Math.Round(powerWatts, 5));
             if (idleWatts is double i) w.WriteNumber("idle_w", Math.Round(i, 5)); else w.WriteNull("idle_w");
             w.WriteNumber("read_failures", failures);
+            w.WriteString("read_at", readAtUtc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
             w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
             w.WriteEndObject();
         }

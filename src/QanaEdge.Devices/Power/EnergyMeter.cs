@@ -82,8 +82,14 @@ public sealed class EnergyMeter : IDisposable
 
     /// <summary>Last reading, for telemetry. Under the lock: the sampler writes it, and a struct this size is not
     /// written in one piece, so a reader without it could see half of two readings.</summary>
-    public PowerReading? Last { get { lock (_gate) return _last; } private set { lock (_gate) _last = value; } }
-    private PowerReading? _last;
+    public PowerReading? Last { get { lock (_gate) return _last?.Reading; } }
+
+    /// <summary>
+    /// Last reading with the UTC time it was taken. While the sensor fails, telemetry repeats the last good reading, so
+    /// it says when that was: a stale value with a fresh timestamp read as the board's power now.
+    /// </summary>
+    public (PowerReading Reading, DateTime AtUtc)? LastWithTime { get { lock (_gate) return _last; } }
+    private (PowerReading Reading, DateTime AtUtc)? _last;
 
     /// <summary>Count of failed reads (logged by the caller through <see cref="ReadFailed"/>).</summary>
     public long Failures;
@@ -107,7 +113,7 @@ public sealed class EnergyMeter : IDisposable
             try
             {
                 PowerReading r = _sensor.Read();
-                Last = r;
+                lock (_gate) _last = (r, DateTime.UtcNow);
                 AddSample(Stopwatch.GetTimestamp(), r.PowerWatts);
                 if (inARow > 0) ReadRecovered?.Invoke(inARow);
                 inARow = 0;
