@@ -138,11 +138,20 @@ public static class Payloads
         return buffer.WrittenSpan.ToArray();
     }
 
+    /// <summary>
+    /// The largest clinician label taken, in bytes. A label is a few hundred bytes and this leaves pages of note; the raw
+    /// payload is stored with the label, so without a bound anyone who may publish on the feedback topic grew the
+    /// database by whatever they sent (and one over LiteDB's 16 MB document limit failed as a storage failure, was
+    /// never acknowledged and came back at every session renewal).
+    /// </summary>
+    public const int MaxFeedbackBytes = 16 * 1024;
+
     /// <summary>Clinician feedback: {"result_id": "...", "label": "mel", "clinician": "...", "note": "..."}.</summary>
     public static bool TryParseFeedback(ReadOnlySpan<byte> json, out string resultId, out string label, out string? clinician, out string? note,
         out string? lesionId, out string error)
     {
         resultId = label = ""; clinician = note = lesionId = null; error = "";
+        if (json.Length > MaxFeedbackBytes) { error = $"{json.Length} bytes, more than the {MaxFeedbackBytes} a label may have"; return false; }
         try
         {
             using JsonDocument doc = JsonDocument.Parse(json.ToArray());

@@ -1,0 +1,61 @@
+using System.Text;
+using QanaEdge.Daemon.Messaging;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using Serilog.Events;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// What anyone who may publish on qana/{device}/feedback can make the daemon store and log is bounded, and a label of
+/// a result of this device is kept whatever came before it. The daemon in-process, a real mosquitto, a real LiteDB
+/// file and a real HAM10000 JPEG.
+/// </summary>
+public sealed class FeedbackBoundsTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("feedback-bounds");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public async Task Oversized_and_unknown_labels_are_bounded_and_logged_sparingly_while_a_label_of_this_device_is_kept()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devb/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devb");
+        await daemon.StartAsync();
+        TestEnv.Drop(TestEnv.RealImages(1, skip: 23)[0], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the result");
+        string resultId = sub.Results.Keys.Single();
+        const string topic = "qana/devb/feedback";
+
+        // A label of a result of this device, but over the bound: refused with the reason, not stored.
+        string note = new('n', Payloads.MaxFeedbackBytes);
+        await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","note":"{{note}}"}"""));
+        // Eleven more refused labels: malformed, a wrong type, an unknown class.
+        for (int i = 0; i < 11; i++)
+            await sub.PublishAsync(topic, Encoding.UTF8.GetBytes((i % 3) switch { 0 => "{\"result_id\":", 1 => """{"result_id":7,"label":"nv"}""", _ => """{"result_id":"r","label":"mole"}""" }));
+        // Labels of results this device does not have, five past the bound.
+        for (int i = 0; i < InboundHandler.MaxUnknownLabels + 5; i++)
+            await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"elsewhere{{i}}","label":"nv","clinician":"dr-x"}"""));
+        // Then a label of this device's result: kept although the unknown ones filled their share.
+        await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"bcc","clinician":"dr-b"}"""));
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains($"Feedback stored: result {resultId} labelled bcc", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(120), "the label of this device's result");
+
+        Assert.Equal(InboundHandler.MaxUnknownLabels + 1, daemon.Store!.FeedbackCount());
+        string[] warnings = daemon.Log.At(LogEventLevel.Warning).ToArray();
+        // The 1st and the 10th of the twelve refusals in a row, the first with its reason.
+        string[] refused = warnings.Where(w => w.Contains("Feedback refused", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, refused.Length);
+        Assert.Contains($"more than the {Payloads.MaxFeedbackBytes} a label may have", refused[0], StringComparison.Ordinal);
+        // The 1st, 10th, 100th and 1000th of the unknown ones.
+        Assert.Equal(4, warnings.Count(w => w.Contains("unknown result", StringComparison.Ordinal)));
+        // And every one of them counted when the run ended.
+        Assert.Contains(warnings, w => w.Contains($"12 labels refused, {InboundHandler.MaxUnknownLabels + 5} labels of results this device does not have", StringComparison.Ordinal));
+    }
+}
