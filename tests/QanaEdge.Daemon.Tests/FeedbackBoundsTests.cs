@@ -59,3 +59,26 @@ public sealed class FeedbackBoundsTests : IDisposable
         Assert.Contains(warnings, w => w.Contains($"12 labels refused, {InboundHandler.MaxUnknownLabels + 5} labels of results this device does not have", StringComparison.Ordinal));
     }
 }
+
+/// <summary>A label whose strings are not valid text is refused with the reason, not thrown at the MQTT client.</summary>
+public sealed class FeedbackTextTests
+{
+    [Theory]
+    [InlineData("""{"result_id":"\ud800","label":"nv"}""")]                   // a lone high surrogate
+    [InlineData("""{"result_id":"r1","label":"\udc00"}""")]                   // a lone low surrogate
+    [InlineData("""{"result_id":"r1","label":"nv","note":"a\ud800b"}""")]     // in an optional field
+    [InlineData("""{"result_id":"r1","label":"nv","clinician":"\udfff"}""")]
+    public void A_string_with_a_lone_surrogate_is_refused(string json)
+    {
+        Assert.False(Payloads.TryParseFeedback(Encoding.UTF8.GetBytes(json), out _, out _, out _, out _, out _, out string error));
+        Assert.StartsWith("invalid text in a JSON string", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_utf8_inside_a_string_are_refused()
+    {
+        byte[] json = [.. Encoding.UTF8.GetBytes("{\"result_id\":\"r"), 0xFF, 0xFE, .. Encoding.UTF8.GetBytes("\",\"label\":\"nv\"}")];
+        Assert.False(Payloads.TryParseFeedback(json, out _, out _, out _, out _, out _, out string error));
+        Assert.StartsWith("invalid text in a JSON string", error, StringComparison.Ordinal);
+    }
+}

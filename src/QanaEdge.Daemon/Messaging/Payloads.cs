@@ -172,5 +172,10 @@ public static class Payloads
             return true;
         }
         catch (JsonException e) { error = "invalid JSON: " + e.Message; return false; }
+        // JsonDocument checks the structure only: a string that is not valid text (bytes that are not UTF-8, or an escaped
+        // lone surrogate such as "\ud800") throws here when it is read. Let out, it reached MQTTnet, which sends no PUBACK
+        // for a message whose handler throws (the full-disk path relies on that): the broker kept the label and sent it
+        // again on every new connection, to be thrown again.
+        catch (InvalidOperationException e) { error = "invalid text in a JSON string: " + e.Message; return false; }
     }
 }
