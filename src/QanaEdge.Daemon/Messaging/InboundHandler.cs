@@ -24,6 +24,9 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
     // Labels refused, and labels of results this device does not have, since the last label of a result of this device.
     private long _refused, _unknown;
 
+    // Update packages refused or already applied since the last one applied.
+    private long _notApplied;
+
     /// <summary>
     /// Labels of results this device does not have that are kept (a result of another device, or of this one before
     /// its store was lost): enough to see what was sent, while a publisher of made-up result ids cannot fill the disk.
@@ -106,6 +109,15 @@ public sealed class InboundHandler(Topics topics, ResultStore store, Func<Camera
             heldBack("an update package could not be stored");
             throw new IOException($"update package {sha} not stored: {reason}");
         }
-        log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
+        if (outcome == ModelUpdates.Applied)
+        {
+            Interlocked.Exchange(ref _notApplied, 0);
+            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason}", topic, payload.Length, sha, outcome, reason);
+        }
+        // Each one is in the update log; the journal gets the 1st, 10th, 100th ... in a row, since anyone who may publish
+        // on an updates topic (or replay a package already applied) could otherwise write it as fast as they send.
+        else if (Interlocked.Increment(ref _notApplied) is var notApplied && Logging.IsReported(notApplied))
+            log.LogWarning("Update package on {Topic} ({Bytes} bytes, sha256 {Sha}) {Outcome}: {Reason} ({Count} not applied in a row; reported at 1, 10, 100 ...; each one is in the update log)",
+                topic, payload.Length, sha, outcome, reason, notApplied);
     }
 }

@@ -6,11 +6,11 @@ using Serilog.Events;
 namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
-/// What anyone who may publish on qana/{device}/feedback can make the daemon store and log is bounded, and a label of
+/// What anyone who may publish on qana/{device}/feedback or an updates topic can make the daemon store and log is bounded, and a label of
 /// a result of this device is kept whatever came before it. The daemon in-process, a real mosquitto, a real LiteDB
 /// file and a real HAM10000 JPEG.
 /// </summary>
-public sealed class FeedbackBoundsTests : IDisposable
+public sealed class InboundBoundsTests : IDisposable
 {
     private readonly MosquittoBroker _broker = new();
     private readonly string _root = TestEnv.TempDir("feedback-bounds");
@@ -57,6 +57,26 @@ public sealed class FeedbackBoundsTests : IDisposable
         Assert.Equal(4, warnings.Count(w => w.Contains("unknown result", StringComparison.Ordinal)));
         // And every one of them counted when the run ended.
         Assert.Contains(warnings, w => w.Contains($"12 labels refused, {InboundHandler.MaxUnknownLabels + 5} labels of results this device does not have", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Update_packages_not_applied_are_each_in_the_update_log_and_logged_sparingly()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devu/status");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devu");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devu/status"), TimeSpan.FromSeconds(30), "the daemon online");
+        // Twelve packages that are none (on the device topic and the fleet topic): each refused.
+        for (int i = 0; i < 12; i++)
+            await sub.PublishAsync(i % 2 == 0 ? "qana/devu/updates" : "qana/fleet/updates", Encoding.UTF8.GetBytes($"not a package {i}"));
+        await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 12, TimeSpan.FromSeconds(60), "twelve update-log entries");
+
+        Assert.All(daemon.Store!.UpdateLog(), u => Assert.Equal("refused", u.Outcome));
+        string[] logged = daemon.Log.At(LogEventLevel.Warning).Where(w => w.Contains("Update package on", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, logged.Length);   // the 1st and the 10th in a row
+        Assert.Contains("1 not applied in a row", logged[0], StringComparison.Ordinal);
+        Assert.Contains("10 not applied in a row", logged[1], StringComparison.Ordinal);
     }
 }
 
