@@ -101,6 +101,10 @@ public static class OptionsLoader
 
     private static void CheckSemantics(QanaOptions o, List<string> errors)
     {
+        // qana/fleet/... is the fleet's own level: a device of that id would have its updates topic be the fleet's (a
+        // package for that one device would reach every device) and publish its results and status there.
+        if (o.DeviceId == "fleet")
+            errors.Add("Qana:DeviceId: 'fleet' is the topic level of messages for every device (qana/fleet/updates); choose another id");
         if (!string.IsNullOrWhiteSpace(o.Learning.KeyFile) && !o.Learning.KeyFile.EndsWith(".key", StringComparison.Ordinal))
             errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
