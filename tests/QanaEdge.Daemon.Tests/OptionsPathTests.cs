@@ -29,6 +29,20 @@ public sealed class OptionsPathTests : IDisposable
         Assert.Contains($"Qana:Mqtt:CaFile: {missing} does not exist", e.Errors);
     }
 
+    /// <summary>A device id of "fleet" would make the device's updates topic the fleet's own: refused at start.</summary>
+    [Fact]
+    public void The_fleet_topic_level_is_refused_as_a_device_id()
+    {
+        const string id = "fleet";
+        Assert.Equal(Messaging.Topics.FleetUpdates, new Messaging.Topics("fleet").Updates);   // why
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = Path.Combine(_dir, "inbox"), ["Qana:StateDir"] = Path.Combine(_dir, "state"), ["Qana:DeviceId"] = id,
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Contains("Qana:DeviceId: 'fleet' is the topic level of messages for every device (qana/fleet/updates); choose another id", e.Errors);
+    }
+
     /// <summary>
     /// The done or quarantine folder set to the inbox (with or without a trailing '/') is refused at start: a capture
     /// moved there lands in the inbox again and is taken again, for ever.

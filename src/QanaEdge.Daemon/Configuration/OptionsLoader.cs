@@ -101,6 +101,10 @@ public static class OptionsLoader
 
     private static void CheckSemantics(QanaOptions o, List<string> errors)
     {
+        // qana/fleet/... is the fleet's own level: a device of that id would have its updates topic be the fleet's (a
+        // package for that one device would reach every device) and publish its results and status there.
+        if (o.DeviceId == "fleet")
+            errors.Add("Qana:DeviceId: 'fleet' is the topic level of messages for every device (qana/fleet/updates); choose another id");
         if (!string.IsNullOrWhiteSpace(o.Learning.KeyFile) && !o.Learning.KeyFile.EndsWith(".key", StringComparison.Ordinal))
             errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
@@ -125,7 +129,11 @@ public static class OptionsLoader
                 errors.Add($"Qana:{key}: must differ from Qana:Inbox (captures moved there would be taken again)");
     }
 
-    /// <summary>Every non-string key of the options tree, with the type it must parse as.</summary>
+    /// <summary>
+    /// Every non-string key of the options tree, with the type it must parse as. Listed by hand (reflection over the
+    /// options types would need trimming annotations down the whole tree under Native AOT);
+    /// <c>OptionsTypeCheckTests</c> walks the options types and fails when a key of a new option is missing here.
+    /// </summary>
     private static void CheckTypes(IConfigurationSection section, string path, List<string> errors)
     {
         (string Key, Func<string, bool> Parses, string Expect)[] keys =
@@ -146,6 +154,8 @@ public static class OptionsLoader
             ("Mqtt:ReconnectMaxSeconds", IsDouble, "a number"),
             ("Mqtt:MaxInflight", IsInt, "an integer"),
             ("Mqtt:MaxRefusals", IsInt, "an integer"),
+            ("Mqtt:TimeoutSeconds", IsDouble, "a number"),
+            ("Mqtt:RedeliverSeconds", IsDouble, "a number"),
             ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
             ("Power:I2cBus", IsInt, "an integer"),
             ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),
@@ -164,6 +174,12 @@ public static class OptionsLoader
             ("Camera:DebounceMilliseconds", IsInt, "an integer"),
             ("Camera:CaptureTimeoutSeconds", IsInt, "an integer"),
             ("Camera:MaxBacklog", IsInt, "an integer"),
+            ("Akida:RetrySeconds", IsDouble, "a number"),
+            ("Learning:Enabled", IsBool, "true or false"),
+            ("Learning:MinCases", IsInt, "an integer"),
+            ("Learning:NewCases", IsInt, "an integer"),
+            ("Learning:Epochs", IsInt, "an integer"),
+            ("Learning:LearningRate", IsDouble, "a number"),
         ];
         foreach (var (key, parses, expect) in keys)
         {

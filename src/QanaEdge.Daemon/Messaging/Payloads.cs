@@ -143,11 +143,20 @@ public static class Payloads
         return buffer.WrittenSpan.ToArray();
     }
 
+    /// <summary>
+    /// The largest clinician label taken, in bytes. A label is a few hundred bytes and this leaves pages of note; the raw
+    /// payload is stored with the label, so without a bound anyone who may publish on the feedback topic grew the
+    /// database by whatever they sent (and one over LiteDB's 16 MB document limit failed as a storage failure, was
+    /// never acknowledged and came back at every session renewal).
+    /// </summary>
+    public const int MaxFeedbackBytes = 16 * 1024;
+
     /// <summary>Clinician feedback: {"result_id": "...", "label": "mel", "clinician": "...", "note": "..."}.</summary>
     public static bool TryParseFeedback(ReadOnlySpan<byte> json, out string resultId, out string label, out string? clinician, out string? note,
         out string? lesionId, out string error)
     {
         resultId = label = ""; clinician = note = lesionId = null; error = "";
+        if (json.Length > MaxFeedbackBytes) { error = $"{json.Length} bytes, more than the {MaxFeedbackBytes} a label may have"; return false; }
         try
         {
             using JsonDocument doc = JsonDocument.Parse(json.ToArray());
@@ -168,5 +177,10 @@ public static class Payloads
             return true;
         }
         catch (JsonException e) { error = "invalid JSON: " + e.Message; return false; }
+        // JsonDocument checks the structure only: a string that is not valid text (bytes that are not UTF-8, or an escaped
+        // lone surrogate such as "\ud800") throws here when it is read. Let out, it reached MQTTnet, which sends no PUBACK
+        // for a message whose handler throws (the full-disk path relies on that): the broker kept the label and sent it
+        // again on every new connection, to be thrown again.
+        catch (InvalidOperationException e) { error = "invalid text in a JSON string: " + e.Message; return false; }
     }
 }

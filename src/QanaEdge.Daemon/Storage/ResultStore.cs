@@ -30,6 +30,17 @@ public sealed record LabelledCase(string ResultId, sbyte[] HeadInput, string Lab
 /// <summary>One run of the on-device readout learner, as the store records it.</summary>
 public sealed record LearningAttempt(string Backbone, int Cases, string Outcome, string Reason, DateTime At);
 
+/// <summary>What <see cref="ResultStore.StoreLabel"/> did with a clinician label.</summary>
+public enum LabelKept
+{
+    /// <summary>Stored: a label of a result of this device.</summary>
+    Known,
+    /// <summary>Stored: a label of a result this device does not have.</summary>
+    Unknown,
+    /// <summary>Not stored: a label of a result this device does not have, with the most such labels already stored.</summary>
+    NotKept,
+}
+
 /// <summary>An outbox entry waiting for its PUBACK.</summary>
 public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] Payload, long LandedTimestamp);
 
@@ -95,6 +106,8 @@ public sealed class ResultStore : IDisposable
                 Learning = Db.GetCollection("learning", BsonAutoId.Int64);
                 DeadLetters = Db.GetCollection("deadletters", BsonAutoId.Int64);
                 Results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
+                // Every label stored counts the labels of unknown results (StoreLabel), and the learner reads the known ones.
+                Feedback.EnsureIndex("known_result", "$.known_result", unique: false);
             }
             catch
             {
@@ -291,9 +304,18 @@ public sealed class ResultStore : IDisposable
     public int ResultCount() => Use(d => d.Results.Count());
 
     /// <summary>Stores a clinician label for a result. Returns false when the result id is unknown on this device.</summary>
-    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw, string? lesionId = null) => Use(d =>
+    public bool AddFeedback(string resultId, string label, string? clinician, string? note, string raw, string? lesionId = null)
+        => StoreLabel(resultId, label, clinician, note, raw, lesionId, maxUnknown: int.MaxValue) == LabelKept.Known;
+
+    /// <summary>
+    /// Stores a clinician label. A label of a result of this device is always kept; one of a result this device does
+    /// not have is kept only while fewer than <paramref name="maxUnknown"/> such labels are stored: anyone who may
+    /// publish on the feedback topic could otherwise grow the database without bound.
+    /// </summary>
+    public LabelKept StoreLabel(string resultId, string label, string? clinician, string? note, string raw, string? lesionId, int maxUnknown) => Use(d =>
     {
         bool known = d.Results.FindById(resultId) is not null;
+        if (!known && d.Feedback.Count(Query.EQ("known_result", false)) >= maxUnknown) return LabelKept.NotKept;
         d.Feedback.Insert(new BsonDocument
         {
             ["result_id"] = resultId,
@@ -306,7 +328,7 @@ public sealed class ResultStore : IDisposable
             ["raw"] = raw,
         });
         MakeDurable(d);
-        return known;
+        return known ? LabelKept.Known : LabelKept.Unknown;
     });
 
     /// <summary>
@@ -335,7 +357,9 @@ public sealed class ResultStore : IDisposable
         {
             var latest = new Dictionary<string, (string Label, string? Lesion)>(StringComparer.Ordinal);
             var order = new List<string>();
-            foreach (BsonDocument f in d.Feedback.Find(Query.EQ("known_result", true)))
+            // In the order the labels arrived (their auto-increment id), which makes the last one per result the latest:
+            // a query through the known_result index returns equal keys in no such order.
+            foreach (BsonDocument f in d.Feedback.Find(Query.EQ("known_result", true)).OrderBy(f => f["_id"].AsInt64))
             {
                 string id = f["result_id"].AsString;
                 if (!latest.ContainsKey(id)) order.Add(id);

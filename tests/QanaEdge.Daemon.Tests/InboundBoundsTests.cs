@@ -1,0 +1,104 @@
+using System.Text;
+using QanaEdge.Daemon.Messaging;
+using QanaEdge.Daemon.Tests.Infrastructure;
+using Serilog.Events;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// What anyone who may publish on qana/{device}/feedback or an updates topic can make the daemon store and log is bounded, and a label of
+/// a result of this device is kept whatever came before it. The daemon in-process, a real mosquitto, a real LiteDB
+/// file and a real HAM10000 JPEG.
+/// </summary>
+public sealed class InboundBoundsTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("feedback-bounds");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public async Task Oversized_and_unknown_labels_are_bounded_and_logged_sparingly_while_a_label_of_this_device_is_kept()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devb/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devb");
+        await daemon.StartAsync();
+        TestEnv.Drop(TestEnv.RealImages(1, skip: 23)[0], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the result");
+        string resultId = sub.Results.Keys.Single();
+        const string topic = "qana/devb/feedback";
+
+        // A label of a result of this device, but over the bound: refused with the reason, not stored.
+        string note = new('n', Payloads.MaxFeedbackBytes);
+        await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"mel","note":"{{note}}"}"""));
+        // Eleven more refused labels: malformed, a wrong type, an unknown class.
+        for (int i = 0; i < 11; i++)
+            await sub.PublishAsync(topic, Encoding.UTF8.GetBytes((i % 3) switch { 0 => "{\"result_id\":", 1 => """{"result_id":7,"label":"nv"}""", _ => """{"result_id":"r","label":"mole"}""" }));
+        // Labels of results this device does not have, five past the bound.
+        for (int i = 0; i < InboundHandler.MaxUnknownLabels + 5; i++)
+            await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"elsewhere{{i}}","label":"nv","clinician":"dr-x"}"""));
+        // Then a label of this device's result: kept although the unknown ones filled their share.
+        await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"bcc","clinician":"dr-b"}"""));
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains($"Feedback stored: result {resultId} labelled bcc", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(120), "the label of this device's result");
+
+        Assert.Equal(InboundHandler.MaxUnknownLabels + 1, daemon.Store!.FeedbackCount());
+        string[] warnings = daemon.Log.At(LogEventLevel.Warning).ToArray();
+        // The 1st and the 10th of the twelve refusals in a row, the first with its reason.
+        string[] refused = warnings.Where(w => w.Contains("Feedback refused", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, refused.Length);
+        Assert.Contains($"more than the {Payloads.MaxFeedbackBytes} a label may have", refused[0], StringComparison.Ordinal);
+        // The 1st, 10th, 100th and 1000th of the unknown ones.
+        Assert.Equal(4, warnings.Count(w => w.Contains("unknown result", StringComparison.Ordinal)));
+        // And every one of them counted when the run ended.
+        Assert.Contains(warnings, w => w.Contains($"12 labels refused, {InboundHandler.MaxUnknownLabels + 5} labels of results this device does not have", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Update_packages_not_applied_are_each_in_the_update_log_and_logged_sparingly()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devu/status");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devu");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devu/status"), TimeSpan.FromSeconds(30), "the daemon online");
+        // Twelve packages that are none (on the device topic and the fleet topic): each refused.
+        for (int i = 0; i < 12; i++)
+            await sub.PublishAsync(i % 2 == 0 ? "qana/devu/updates" : "qana/fleet/updates", Encoding.UTF8.GetBytes($"not a package {i}"));
+        await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 12, TimeSpan.FromSeconds(60), "twelve update-log entries");
+
+        Assert.All(daemon.Store!.UpdateLog(), u => Assert.Equal("refused", u.Outcome));
+        string[] logged = daemon.Log.At(LogEventLevel.Warning).Where(w => w.Contains("Update package on", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, logged.Length);   // the 1st and the 10th in a row
+        Assert.Contains("1 not applied in a row", logged[0], StringComparison.Ordinal);
+        Assert.Contains("10 not applied in a row", logged[1], StringComparison.Ordinal);
+    }
+}
+
+/// <summary>A label whose strings are not valid text is refused with the reason, not thrown at the MQTT client.</summary>
+public sealed class FeedbackTextTests
+{
+    [Theory]
+    [InlineData("""{"result_id":"\ud800","label":"nv"}""")]                   // a lone high surrogate
+    [InlineData("""{"result_id":"r1","label":"\udc00"}""")]                   // a lone low surrogate
+    [InlineData("""{"result_id":"r1","label":"nv","note":"a\ud800b"}""")]     // in an optional field
+    [InlineData("""{"result_id":"r1","label":"nv","clinician":"\udfff"}""")]
+    public void A_string_with_a_lone_surrogate_is_refused(string json)
+    {
+        Assert.False(Payloads.TryParseFeedback(Encoding.UTF8.GetBytes(json), out _, out _, out _, out _, out _, out string error));
+        Assert.StartsWith("invalid text in a JSON string", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_utf8_inside_a_string_are_refused()
+    {
+        byte[] json = [.. Encoding.UTF8.GetBytes("{\"result_id\":\"r"), 0xFF, 0xFE, .. Encoding.UTF8.GetBytes("\",\"label\":\"nv\"}")];
+        Assert.False(Payloads.TryParseFeedback(json, out _, out _, out _, out _, out _, out string error));
+        Assert.StartsWith("invalid text in a JSON string", error, StringComparison.Ordinal);
+    }
+}
