@@ -129,59 +129,92 @@ public static class OptionsLoader
                 errors.Add($"Qana:{key}: must differ from Qana:Inbox (captures moved there would be taken again)");
     }
 
+    private static readonly (string Key, Func<string, bool> Parses, string Expect)[] TypedKeys =
+    [
+        ("Engine", IsEnum<EnginePreference>, "Auto, Managed or Akida"),
+        ("Fallback", IsEnum<ViewFallback>, "Tiling or Symmetries"),
+        ("Done", IsEnum<DonePolicy>, "Move or Delete"),
+        ("RescanSeconds", IsDouble, "a number"),
+        ("StableMilliseconds", IsInt, "an integer"),
+        ("MaxFileBytes", IsLong, "an integer"),
+        ("Workers", IsInt, "an integer"),
+        ("QueueCapacity", IsInt, "an integer"),
+        ("QueueBytes", IsLong, "an integer"),
+        ("Mqtt:Port", IsInt, "an integer 1-65535"),
+        ("Mqtt:Tls", IsBool, "true or false"),
+        ("Mqtt:KeepAliveSeconds", IsInt, "an integer"),
+        ("Mqtt:ReconnectMinSeconds", IsDouble, "a number"),
+        ("Mqtt:ReconnectMaxSeconds", IsDouble, "a number"),
+        ("Mqtt:MaxInflight", IsInt, "an integer"),
+        ("Mqtt:MaxRefusals", IsInt, "an integer"),
+        ("Mqtt:TimeoutSeconds", IsDouble, "a number"),
+        ("Mqtt:RedeliverSeconds", IsDouble, "a number"),
+        ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
+        ("Power:I2cBus", IsInt, "an integer"),
+        ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),
+        ("Power:ShuntOhms", IsDouble, "a number"),
+        ("Power:MaxCurrentAmps", IsDouble, "a number"),
+        ("Power:HwmonChannel", IsInt, "an integer"),
+        ("Power:SampleMilliseconds", IsDouble, "a number"),
+        ("Power:IdleSamples", IsInt, "an integer"),
+        ("Power:TelemetrySeconds", IsDouble, "a number"),
+        ("Camera:Enabled", IsBool, "true or false"),
+        ("Camera:Device", IsInt, "an integer"),
+        ("Camera:Width", IsInt, "an integer"),
+        ("Camera:Height", IsInt, "an integer"),
+        ("Camera:WarmupFrames", IsInt, "an integer"),
+        ("Camera:ButtonPin", IsInt, "an integer"),
+        ("Camera:DebounceMilliseconds", IsInt, "an integer"),
+        ("Camera:CaptureTimeoutSeconds", IsInt, "an integer"),
+        ("Camera:MaxBacklog", IsInt, "an integer"),
+        ("Akida:RetrySeconds", IsDouble, "a number"),
+        ("Learning:Enabled", IsBool, "true or false"),
+        ("Learning:MinCases", IsInt, "an integer"),
+        ("Learning:NewCases", IsInt, "an integer"),
+        ("Learning:Epochs", IsInt, "an integer"),
+        ("Learning:LearningRate", IsDouble, "a number"),
+    ];
+
     /// <summary>
-    /// Every non-string key of the options tree, with the type it must parse as. Listed by hand (reflection over the
-    /// options types would need trimming annotations down the whole tree under Native AOT);
+    /// Every string key of the options tree. Listed by hand for the same reason as <see cref="TypedKeys"/>;
+    /// <c>OptionsKeyTests</c> walks the options types and fails when a key of a new option is missing from either list.
+    /// </summary>
+    private static readonly string[] StringKeys =
+    [
+        "Inbox", "StateDir", "DeviceId", "Model", "DoneDir", "QuarantineDir", "TrustDir",
+        "Mqtt:Host", "Mqtt:ClientId", "Mqtt:Username", "Mqtt:Password", "Mqtt:CaFile", "Mqtt:ClientCertificate", "Mqtt:ClientKey",
+        "Power:HwmonChip", "Power:HwmonRoot",
+        "Akida:Library", "Akida:DevDir",
+        "Learning:KeyFile",
+    ];
+
+    /// <summary>Every key below <c>Qana</c> that an option reads (configuration keys ignore case).</summary>
+    public static IReadOnlySet<string> KnownKeys { get; } =
+        new HashSet<string>(TypedKeys.Select(k => k.Key).Concat(StringKeys), StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// The keys below <c>Qana</c> that carry a value but that no option reads, spelt as configured below <c>Qana:</c>
+    /// (QANA__MQTT__HOTS is <c>Qana:MQTT:HOTS</c>): the binder ignores them silently, so a misspelt key left the default in use unnoticed.
+    /// They are only warned about: an old key left in a file must not stop a device.
+    /// </summary>
+    public static IReadOnlyList<string> UnknownKeys(IConfiguration configuration)
+    {
+        IConfigurationSection section = configuration.GetSection(QanaOptions.Section);
+        var unknown = new List<string>();
+        foreach (KeyValuePair<string, string?> entry in section.AsEnumerable(makePathsRelative: true))
+            if (entry.Value is not null && !KnownKeys.Contains(entry.Key)) unknown.Add(QanaOptions.Section + ":" + entry.Key);
+        unknown.Sort(StringComparer.OrdinalIgnoreCase);
+        return unknown;
+    }
+
+    /// <summary>
+    /// Checks every non-string key of the options tree (<see cref="TypedKeys"/>) parses as its type. Listed by hand
+    /// (reflection over the options types would need trimming annotations down the whole tree under Native AOT);
     /// <c>OptionsTypeCheckTests</c> walks the options types and fails when a key of a new option is missing here.
     /// </summary>
     private static void CheckTypes(IConfigurationSection section, string path, List<string> errors)
     {
-        (string Key, Func<string, bool> Parses, string Expect)[] keys =
-        [
-            ("Engine", IsEnum<EnginePreference>, "Auto, Managed or Akida"),
-            ("Fallback", IsEnum<ViewFallback>, "Tiling or Symmetries"),
-            ("Done", IsEnum<DonePolicy>, "Move or Delete"),
-            ("RescanSeconds", IsDouble, "a number"),
-            ("StableMilliseconds", IsInt, "an integer"),
-            ("MaxFileBytes", IsLong, "an integer"),
-            ("Workers", IsInt, "an integer"),
-            ("QueueCapacity", IsInt, "an integer"),
-            ("QueueBytes", IsLong, "an integer"),
-            ("Mqtt:Port", IsInt, "an integer 1-65535"),
-            ("Mqtt:Tls", IsBool, "true or false"),
-            ("Mqtt:KeepAliveSeconds", IsInt, "an integer"),
-            ("Mqtt:ReconnectMinSeconds", IsDouble, "a number"),
-            ("Mqtt:ReconnectMaxSeconds", IsDouble, "a number"),
-            ("Mqtt:MaxInflight", IsInt, "an integer"),
-            ("Mqtt:MaxRefusals", IsInt, "an integer"),
-            ("Mqtt:TimeoutSeconds", IsDouble, "a number"),
-            ("Mqtt:RedeliverSeconds", IsDouble, "a number"),
-            ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
-            ("Power:I2cBus", IsInt, "an integer"),
-            ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),
-            ("Power:ShuntOhms", IsDouble, "a number"),
-            ("Power:MaxCurrentAmps", IsDouble, "a number"),
-            ("Power:HwmonChannel", IsInt, "an integer"),
-            ("Power:SampleMilliseconds", IsDouble, "a number"),
-            ("Power:IdleSamples", IsInt, "an integer"),
-            ("Power:TelemetrySeconds", IsDouble, "a number"),
-            ("Camera:Enabled", IsBool, "true or false"),
-            ("Camera:Device", IsInt, "an integer"),
-            ("Camera:Width", IsInt, "an integer"),
-            ("Camera:Height", IsInt, "an integer"),
-            ("Camera:WarmupFrames", IsInt, "an integer"),
-            ("Camera:ButtonPin", IsInt, "an integer"),
-            ("Camera:DebounceMilliseconds", IsInt, "an integer"),
-            ("Camera:CaptureTimeoutSeconds", IsInt, "an integer"),
-            ("Camera:MaxBacklog", IsInt, "an integer"),
-            ("Akida:RetrySeconds", IsDouble, "a number"),
-            ("Learning:Enabled", IsBool, "true or false"),
-            ("Learning:MinCases", IsInt, "an integer"),
-            ("Learning:NewCases", IsInt, "an integer"),
-            ("Learning:Epochs", IsInt, "an integer"),
-            ("Learning:LearningRate", IsDouble, "a number"),
-        ];
-        foreach (var (key, parses, expect) in keys)
+        foreach (var (key, parses, expect) in TypedKeys)
         {
             string? value = section[key];
             if (value is null || parses(value)) continue;

@@ -41,6 +41,10 @@ public static class DaemonHost
         LogEventLevel minimum = Enum.TryParse(builder.Configuration["Serilog:MinimumLevel"], ignoreCase: true, out LogEventLevel level) ? level : LogEventLevel.Information;
         Serilog.Core.Logger logger = Logging.Create(minimum, hooks?.LogSink);
         builder.Services.AddSerilog(logger, dispose: true);
+        // A misspelt key left its option at the default without a word; warned about, not refused, so that a key an
+        // older release read, left in a file, does not stop a device.
+        foreach (string key in OptionsLoader.UnknownKeys(builder.Configuration))
+            logger.ForContext(typeof(OptionsLoader)).Warning("Configuration key {Key} is read by no option and is ignored (the keys are listed in docs/daemon.md, Configuration)", key);
 
         EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library)
             with { Classifier = new ClassifierOptions { Symmetries = options.Fallback == ViewFallback.Symmetries } };
