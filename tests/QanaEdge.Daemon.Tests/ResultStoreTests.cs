@@ -159,4 +159,29 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal(["r0001", "r0002", "r0003", "r0004"], reopened.GetCollection("results").FindAll().Select(d => d["_id"].AsString).Order().ToArray());
         Assert.Equal(4, reopened.GetCollection("outbox").Count());
     }
+    /// <summary>
+    /// Every package on an updates topic adds an update-log entry, from anyone who may publish there: the log keeps the
+    /// newest <see cref="ResultStore.MaxUpdateLogEntries"/> of them, and never prunes this device's learned readouts,
+    /// which the learner reads at start to know what it already queued.
+    /// </summary>
+    [Fact]
+    public void The_update_log_keeps_the_newest_received_entries_and_every_learned_one()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            store.RecordLearnedReadout("learned-1", "gained", "qana/dev/readouts", [1, 2, 3]);
+            store.LogUpdate(ResultStore.LearnedTopic, "learned-2", 3, "refused", "lost on held-out cases");
+            for (int i = 0; i < ResultStore.MaxUpdateLogEntries + 3; i++)
+                store.LogUpdate("qana/dev/updates", $"u{i:D5}", 10, "refused", "unknown signer");
+        }
+
+        using var reopened = new ResultStore(path);
+        var log = reopened.UpdateLog();
+        Assert.Equal(ResultStore.MaxUpdateLogEntries + 2, log.Count);
+        Assert.Equal(["learned-1", "learned-2"], log.Where(u => u.Topic == ResultStore.LearnedTopic).Select(u => u.Sha256));
+        string[] received = log.Where(u => u.Topic != ResultStore.LearnedTopic).Select(u => u.Sha256).ToArray();
+        Assert.Equal("u00003", received[0]);
+        Assert.Equal($"u{ResultStore.MaxUpdateLogEntries + 2:D5}", received[^1]);
+    }
 }

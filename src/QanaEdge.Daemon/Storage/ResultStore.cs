@@ -419,13 +419,27 @@ public sealed class ResultStore : IDisposable
     public const string LearnedTopic = "learned";
 
     /// <summary>
+    /// Entries of the update log kept besides this device's own learned readouts: the newest ones. Each package that
+    /// arrives on an updates topic adds one, from anyone who may publish there, so the log grew without bound; 1000 is
+    /// far more updates than a device applies in its life, and what is applied lives in the state folder, not here.
+    /// </summary>
+    public const int MaxUpdateLogEntries = 1000;
+
+    /// <summary>
     /// Records an update package that arrived, whether it was applied and why not; on disk before it returns, since the
     /// broker's message is acknowledged after it (a kill right then would lose the only record of a refused update).
+    /// The oldest entries beyond <see cref="MaxUpdateLogEntries"/> go in the same transaction. Entries of topic
+    /// <see cref="LearnedTopic"/> are never pruned: the learner reads them at start to know which of its applied
+    /// readouts were queued, and one dropped would be queued and published again (ReadoutLearning.RecoverUnqueued).
     /// </summary>
-    public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => Use(d =>
+    public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => InDurableTransaction(d =>
     {
         d.Updates.Insert(UpdateEntry(topic, sha256, size, outcome, reason));
-        MakeDurable(d);
+        BsonExpression received = Query.Not("topic", LearnedTopic);
+        int over = d.Updates.Count(received) - MaxUpdateLogEntries;
+        // Found in _id order, which is arrival order (Int64 auto ids): the oldest first.
+        if (over > 0)
+            foreach (BsonDocument old in d.Updates.Find(received, 0, over).ToList()) d.Updates.Delete(old["_id"]);
         return true;
     });
 
