@@ -75,6 +75,24 @@ public class AblateCommandTests
         Assert.Contains("| 0.300 / 5.0% | 07:14 |\n", table);
     }
 
+    /// <summary>bench and evaluate take '-' for standard output; ablate, whose rows go there, refuses it rather than
+    /// writing a file named '-' after the run.</summary>
+    [Fact]
+    public void Ablate_refuses_a_dash_for_its_table_or_json_before_the_run()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-dash-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\n");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "rows"), "--json", "-")
+                .AssertOneLineError(2, "--json '-'");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "rows"), "--table", "-")
+                .AssertOneLineError(2, "--table '-'");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     [Fact]
     public void TrainAcceptsTheSmoteAndIncrementalSwitches()
     {

@@ -45,6 +45,9 @@ public sealed class AblateCommand : IVerb
             // The table and the JSON are written after every row has trained: a folder named there must fail now, and so
             // must one file named for both (the JSON replaced the table) or the labels named for either.
             string tablePath = parse.GetValue(table)!, jsonPath = parse.GetValue(json)!, outDir = parse.GetValue(output)!;
+            // bench and evaluate take '-' for standard output; ablate prints its rows there, so '-' would have been a file named '-'.
+            if (tablePath == "-" || jsonPath == "-")
+                throw new UsageException($"{(tablePath == "-" ? "--table" : "--json")} '-': ablate writes its table and JSON to files (its rows go to standard output)");
             Files.RefuseFolder(tablePath, "--table");
             Files.RefuseFolder(jsonPath, "--json");
             Files.RefuseInputAsOutput(jsonPath, "--json", tablePath, "--table", "the JSON would replace the table");
