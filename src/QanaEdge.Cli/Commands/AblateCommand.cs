@@ -89,7 +89,7 @@ public sealed class AblateCommand : IVerb
     /// <summary>The schedule's last clause: how long the table took and with how many worker threads (--threads). The
     /// hours are counted whole: the hh of a TimeSpan wraps at a day, which a slow board's full-schedule table passes.</summary>
     public static string Took(TimeSpan elapsed, int threads) =>
-        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {(long)elapsed.TotalHours:D2}:{elapsed.Minutes:D2}:{elapsed.Seconds:D2} on {threads} worker thread{(threads == 1 ? "" : "s")}");
+        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {Durations.Clock(elapsed)} on {threads} worker thread{(threads == 1 ? "" : "s")}");
 
     private static void Write(string path, string text)
     {
