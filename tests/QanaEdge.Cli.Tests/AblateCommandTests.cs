@@ -75,6 +75,59 @@ public class AblateCommandTests
         Assert.Contains("| 0.300 / 5.0% | 07:14 |\n", table);
     }
 
+    /// <summary>
+    /// The end of an ablation prints the rows before it writes the table and the JSON, and writes them whole: the rows
+    /// came after two plain writes, so a write that failed lost the summary of the whole run.
+    /// </summary>
+    [Fact]
+    public void The_rows_are_printed_before_the_table_and_json_are_written_whole_and_a_failed_write_keeps_them()
+    {
+        int[] truth = [0, 1, 2, 3, 4, 5, 6];
+        float[][] p = truth.Select(t => Enumerable.Range(0, 7).Select(c => c == t ? 0.4f : 0.1f).ToArray()).ToArray();
+        var test = QanaEdge.Training.Evaluation.ClassificationMetrics.Compute(truth, p);
+        QanaEdge.Training.Pipeline.AblationRow[] rows = [new("baseline (separable CNN)", "ghost=off", test, 0.05, 0.3, 0.9, 0.7, "x.qana", 60, "")];
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-report-");
+        try
+        {
+            // A file where the table's folder should be: the write fails after the run.
+            string blocker = Path.Combine(dir.FullName, "docs");
+            File.WriteAllText(blocker, "not a folder");
+            string table = Path.Combine(blocker, "ablation.md"), json = Path.Combine(dir.FullName, "ablation.json");
+            var output = new StringWriter();
+            var e = Assert.Throws<CommandFailedException>(() => Commands.AblateCommand.Report(output, rows, table, "# table\n", json, "{}"));
+            Assert.StartsWith($"cannot write '{table}'", e.Message);
+            Assert.StartsWith("baseline (separable CNN)   top-1 100.0 %", output.ToString());
+
+            // Written whole into a folder the run creates, with no temporary file left beside them.
+            table = Path.Combine(dir.FullName, "new", "ablation.md");
+            output = new StringWriter();
+            Commands.AblateCommand.Report(output, rows, table, "# table\n", json, "{}");
+            Assert.Equal("# table\n", File.ReadAllText(table));
+            Assert.Equal("{}", File.ReadAllText(json));
+            Assert.Contains("baseline (separable CNN)", output.ToString());
+            Assert.Empty(Directory.GetFiles(dir.FullName, "*.tmp-*", SearchOption.AllDirectories));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    /// <summary>bench and evaluate take '-' for standard output; ablate, whose rows go there, refuses it rather than
+    /// writing a file named '-' after the run.</summary>
+    [Fact]
+    public void Ablate_refuses_a_dash_for_its_table_or_json_before_the_run()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-ablate-dash-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\n");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "rows"), "--json", "-")
+                .AssertOneLineError(2, "--json '-'");
+            Qana.Run("ablate", "--data", dir.FullName, "--labels", labels, "--out", Path.Combine(dir.FullName, "rows"), "--table", "-")
+                .AssertOneLineError(2, "--table '-'");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     [Fact]
     public void TrainAcceptsTheSmoteAndIncrementalSwitches()
     {

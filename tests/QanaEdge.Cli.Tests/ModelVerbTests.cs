@@ -242,6 +242,28 @@ public sealed class ModelVerbTests(Xunit.Abstractions.ITestOutputHelper log) : I
         PackageReader.Load(pkg);
     }
 
+    /// <summary>
+    /// bench --json - writes the JSON to standard output, as evaluate --json - does, and its text lines to standard
+    /// error, so standard output is the JSON alone: '-' was taken as a file name and a file called '-' was written.
+    /// </summary>
+    [Fact]
+    public void Bench_json_dash_writes_the_json_to_standard_output()
+    {
+        string pkg = Package(4), dash = Path.GetFullPath("-");
+        bool dashBefore = File.Exists(dash);
+        try
+        {
+            CliResult r = Qana.Run("bench", "--model", pkg, "--json", "-", "--runs", "10", "--no-peer");
+            Assert.True(r.Code == 0, r.Err);
+            using JsonDocument doc = JsonDocument.Parse(r.Out);
+            Assert.Equal("qana-small-test", doc.RootElement.GetProperty("model_id").GetString());
+            Assert.Equal(10, doc.RootElement.GetProperty("runs").GetInt32());
+            Assert.Contains("latency      p50", r.Err);
+            Assert.Equal(dashBefore, File.Exists(dash));
+        }
+        finally { if (!dashBefore) File.Delete(dash); }
+    }
+
     [Fact]
     public void ExportOnnx_ReadoutUpdate_Exit1()
     {

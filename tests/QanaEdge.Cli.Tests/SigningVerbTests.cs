@@ -145,4 +145,17 @@ public sealed class SigningVerbTests : IDisposable
         File.WriteAllText(Path.Combine(_trust, "broken.pub"), "qana-public-key v1\nrole: vendor\npublic: AAAA\n");
         Qana.Run("verify", "--trust", _trust, model).AssertOneLineError(1, "broken.pub");
     }
+
+    [Fact]
+    public void Verify_OfAMissingPackage_SaysNotFound_NotCorrupt()
+    {
+        Keygen("vendor", "vendor");
+        CliResult r = Qana.Run("verify", "--trust", _trust, Path.Combine(_dir, "missing.qana"));
+        r.AssertOneLineError(1, "missing.qana' not found");
+        Assert.DoesNotContain("corrupt", r.Err);
+        // The same exit code and wording as inspect gives a missing package.
+        CliResult inspect = Qana.Run("inspect", Path.Combine(_dir, "missing.qana"));
+        Assert.Equal(inspect.Code, r.Code);
+        Assert.Equal(inspect.Err, r.Err);
+    }
 }

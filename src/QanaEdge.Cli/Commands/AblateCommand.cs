@@ -45,6 +45,9 @@ public sealed class AblateCommand : IVerb
             // The table and the JSON are written after every row has trained: a folder named there must fail now, and so
             // must one file named for both (the JSON replaced the table) or the labels named for either.
             string tablePath = parse.GetValue(table)!, jsonPath = parse.GetValue(json)!, outDir = parse.GetValue(output)!;
+            // bench and evaluate take '-' for standard output; ablate prints its rows there, so '-' would have been a file named '-'.
+            if (tablePath == "-" || jsonPath == "-")
+                throw new UsageException($"{(tablePath == "-" ? "--table" : "--json")} '-': ablate writes its table and JSON to files (its rows go to standard output)");
             Files.RefuseFolder(tablePath, "--table");
             Files.RefuseFolder(jsonPath, "--json");
             Files.RefuseInputAsOutput(jsonPath, "--json", tablePath, "--table", "the JSON would replace the table");
@@ -73,11 +76,8 @@ public sealed class AblateCommand : IVerb
             finally { progress.Done(); } // a data set that cannot be used (DatasetException) is reported by Cli.Report
             var when = DateTime.UtcNow;
             schedule += Took(sw.Elapsed, Par.Threads);
-            Write(tablePath, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when));
-            Write(jsonPath, Ablation.Json(rows, options, schedule, parse.GetValue(commit), when));
-            foreach (var r in rows)
-                context.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{r.Configuration,-26} top-1 {r.Test.Top1:P1}  recall {r.Test.BalancedAccuracy:P1}  precision {r.Test.MacroPrecision:P1}  F1 {r.Test.MacroF1:P1}  AUC {r.Test.AucMacro:F3}"));
+            Report(context.Out, rows, tablePath, Ablation.Markdown(rows, options, schedule, parse.GetValue(commit), when),
+                jsonPath, Ablation.Json(rows, options, schedule, parse.GetValue(commit), when));
             return Cli.Ok;
         });
         return command;
@@ -86,12 +86,34 @@ public sealed class AblateCommand : IVerb
     /// <summary>The schedule's last clause: how long the table took and with how many worker threads (--threads). The
     /// hours are counted whole: the hh of a TimeSpan wraps at a day, which a slow board's full-schedule table passes.</summary>
     public static string Took(TimeSpan elapsed, int threads) =>
-        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {(long)elapsed.TotalHours:D2}:{elapsed.Minutes:D2}:{elapsed.Seconds:D2} on {threads} worker thread{(threads == 1 ? "" : "s")}");
+        string.Create(CultureInfo.InvariantCulture, $"; the whole table took {Durations.Clock(elapsed)} on {threads} worker thread{(threads == 1 ? "" : "s")}");
 
+    /// <summary>
+    /// The end of a run: the rows on standard output first, then the table and the JSON written whole. The rows came
+    /// after two plain writes, so a write that failed (a full disk, a folder removed during the run) lost the summary
+    /// of hours of training, and a write cut short left half a table.
+    /// </summary>
+    /// <exception cref="CommandFailedException">The table or the JSON cannot be written.</exception>
+    internal static void Report(TextWriter output, IReadOnlyList<AblationRow> rows, string tablePath, string table, string jsonPath, string json)
+    {
+        foreach (var r in rows)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{r.Configuration,-26} top-1 {r.Test.Top1:P1}  recall {r.Test.BalancedAccuracy:P1}  precision {r.Test.MacroPrecision:P1}  F1 {r.Test.MacroF1:P1}  AUC {r.Test.AucMacro:F3}"));
+        output.Flush();
+        Write(tablePath, table);
+        Write(jsonPath, json);
+    }
+
+    /// <summary>Writes through <see cref="Files.WriteAtomically"/>, first making the file's folder: --table and --json
+    /// may name a folder that does not exist yet, as they always could.</summary>
     private static void Write(string path, string text)
     {
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null) Directory.CreateDirectory(dir);
-        File.WriteAllText(path, text);
+        try { if (dir is not null) Directory.CreateDirectory(dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CommandFailedException($"cannot write '{path}': {Cli.OneLine(e.Message)}");
+        }
+        Files.WriteAtomically(path, System.Text.Encoding.UTF8.GetBytes(text));
     }
 }

@@ -13,7 +13,7 @@ using QanaEdge.Runtime.Kernels;
 namespace QanaEdge.Cli.Commands;
 
 /// <summary>
-/// <c>qana bench [--model PKG] [--json FILE] [--runs N]</c>: latency of the integer engine on one thread
+/// <c>qana bench [--model PKG] [--json FILE|-] [--runs N]</c>: latency of the integer engine on one thread
 /// (p50/p99 per image), throughput on one and on all cores, MACs, the int8 roofline of this CPU, managed
 /// allocation per image, events per image, and a peer measured in the same run: ONNX Runtime on one thread
 /// running the float32 export of the same graph (<see cref="OnnxExporter"/>).
@@ -23,7 +23,7 @@ public sealed class BenchCommand : IVerb
     public Command Create(CliContext context)
     {
         var model = new Option<string?>("--model") { Description = "package to measure (.qana); default: the firmware-models default" };
-        var json = new Option<string?>("--json") { Description = "also write the results as JSON to FILE" };
+        var json = new Option<string?>("--json") { Description = "also write the results as JSON to FILE ('-' for standard output)" };
         var runs = new Option<int>("--runs") { Description = "timed images per measurement (default 500)", DefaultValueFactory = _ => 500 };
         var noPeer = new Option<bool>("--no-peer") { Description = "skip the ONNX Runtime peer" };
         var command = new Command("bench", "Measure the integer engine (latency, throughput, roofline, allocation, events) against ONNX Runtime.")
@@ -34,15 +34,19 @@ public sealed class BenchCommand : IVerb
             // Each timed run keeps its time for the percentiles: a bound keeps a mistyped count a usage error rather
             // than an out-of-memory failure (2,000,000,000 was one).
             if (n is < 10 or > MaxRuns) throw new UsageException($"--runs must be between 10 and {MaxRuns}");
-            if (parse.GetValue(json) is string target) Files.CheckWritable(target, "--json");   // before the measurement, not after
-            string path = DefaultModel.Locate(parse.GetValue(model));
-            if (parse.GetValue(json) is string jsonTarget)
-                Files.RefuseInputAsOutput(jsonTarget, "--json", path, "--model", "the measurements would replace the package");
-            ModelPackage package = Files.LoadModel(path);
-            JsonObject result = Measure(package, Path.GetFileName(path), n, !parse.GetValue(noPeer), context.Out);
             string? jsonPath = parse.GetValue(json);
-            if (jsonPath is not null)
-                Files.WriteAtomically(jsonPath, System.Text.Encoding.UTF8.GetBytes(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+            // '-' is standard output, as for evaluate's --json: it was taken as a file name and a file called '-' was written.
+            bool jsonToOut = jsonPath == "-";
+            if (jsonPath is not null && !jsonToOut) Files.CheckWritable(jsonPath, "--json");   // before the measurement, not after
+            string path = DefaultModel.Locate(parse.GetValue(model));
+            if (jsonPath is not null && !jsonToOut)
+                Files.RefuseInputAsOutput(jsonPath, "--json", path, "--model", "the measurements would replace the package");
+            ModelPackage package = Files.LoadModel(path);
+            // With the JSON on standard output the text lines go to standard error, so standard output is the JSON alone.
+            JsonObject result = Measure(package, Path.GetFileName(path), n, !parse.GetValue(noPeer), jsonToOut ? context.Err : context.Out);
+            string jsonText = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+            if (jsonToOut) context.Out.WriteLine(jsonText);
+            else if (jsonPath is not null) Files.WriteAtomically(jsonPath, System.Text.Encoding.UTF8.GetBytes(jsonText + "\n"));
             return Cli.Ok;
         });
         return command;

@@ -143,7 +143,9 @@ public sealed class EvaluateCommand : IVerb
         };
         context["fallback"] = options.Symmetries
             ? string.Create(CultureInfo.InvariantCulture, $"rotations and mirrors under a top probability of {options.SymmetryTau}")
-            : options.Tiling ? "four tiles under the package's τ" : "none";
+            : !options.Tiling ? "none"
+            // The classifier tiles a view whose top probability is under τ, which no probability is when τ is 0.
+            : m.Calibration.TilingTau > 0 ? "four tiles under the package's τ" : "off: the package's τ is 0, so no view is tiled";
         return EvaluationSummary.Create(evaluated, rejected, context);
     }
 

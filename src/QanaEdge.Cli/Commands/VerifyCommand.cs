@@ -1,4 +1,5 @@
 using System.CommandLine;
+using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Cli.Commands;
@@ -14,7 +15,10 @@ public sealed class VerifyCommand : IVerb
         command.SetAction(parse =>
         {
             TrustStore store = TrustStore.Load(parse.GetRequiredValue(trust));
-            VerificationResult result = PackageVerifier.Verify(parse.GetRequiredValue(package), store);
+            string path = parse.GetRequiredValue(package);
+            // A missing file (or a folder) is not a corrupt package: it is reported as the other verbs report a missing input.
+            if (ExpectedPath.FileProblem(path) is { } problem) throw new CommandFailedException($"'{path}' {problem}");
+            VerificationResult result = PackageVerifier.Verify(path, store);
             if (!result.IsValid) throw new CommandFailedException($"refused: {result.Reason}");
             context.Out.WriteLine(result.Reason);
             return Cli.Ok;

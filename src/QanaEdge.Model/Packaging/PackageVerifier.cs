@@ -110,7 +110,7 @@ public static class PackageVerifier
         try
         {
             if (ExpectedPath.FileProblem(path) is { } problem)
-                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' {problem}" };
+                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"'{path}' {problem}" };
             var info = new FileInfo(path);
             if (info.Length > PackageLimits.MaxFileBytes)
                 return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' exceeds the package size limit" };

@@ -97,7 +97,7 @@ public sealed class Trainer
                     long remaining = (long)epochs * batches - step;
                     _progress($"{phase} epoch {epoch}/{epochs} batch {b + 1}/{batches} loss {lossSum / seen:F4} " +
                               $"val-F1 {(History.Count > 0 ? History[^1].ValMacroF1.ToString("F3", CultureInfo.InvariantCulture) : "-")} " +
-                              $"ETA {TimeSpan.FromSeconds(perBatch * remaining):hh\\:mm\\:ss}");
+                              $"ETA {Durations.Clock(TimeSpan.FromSeconds(perBatch * remaining))}");
                 }
             }
             double trainSeconds = sw.Elapsed.TotalSeconds;

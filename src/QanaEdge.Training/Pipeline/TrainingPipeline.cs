@@ -317,7 +317,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         var final = Rebuild(calibrated, thresholdFit.Thresholds, referral.Threshold, tiling.Tau, golden, metrics);
         PackageWriter.Save(final, paths.OutPackage);
         WriteReport(testM, testRef, metrics, final, total.Elapsed);
-        Say($"wrote {paths.OutPackage} in {total.Elapsed:hh\\:mm\\:ss}");
+        Say($"wrote {paths.OutPackage} in {Durations.Clock(total.Elapsed)}");
         return new PipelineResult(final, testM, agreement, fqValM.Top1, intValM.Top1, floatF1)
         {
             TestTilingTriggerRate = testTrigger, TestReferral = testRef, Tiling = tiling, Smote = smote, Incremental = incremental,
@@ -436,13 +436,17 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         }));
     }
 
+    /// <summary>The report's opening sentence: the split, the path the test split went through, and how long training took.</summary>
+    internal static string Provenance(TimeSpan elapsed) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"Lesion-grouped, stratified 70/10/20 split (seed {LesionSplit.DefaultSeed}); the test split was evaluated once, through the device's path (decode, centred crop, integer engine, calibrated spiking readout, tiling fallback under τ). Training took {Durations.Clock(elapsed)}.");
+
     private void WriteReport(ClassificationMetrics m, ReferralMetrics referral, Dictionary<string, double> metrics, ModelPackage p, TimeSpan elapsed)
     {
         var codes = Classes.Codes;
         var sb = new System.Text.StringBuilder();
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         sb.Append(ci, $"# {p.Manifest.ModelId} {p.Manifest.Version}: evaluation on the internal test split\n\n");
-        sb.Append(ci, $"Lesion-grouped, stratified 70/10/20 split (seed {LesionSplit.DefaultSeed}); the test split was evaluated once, through the device's path (decode, centred crop, integer engine, calibrated spiking readout, tiling fallback under τ). Training took {elapsed:hh\\:mm\\:ss}.\n\n");
+        sb.Append(Provenance(elapsed)).Append("\n\n");
         sb.Append(ci, $"| metric | value |\n|---|---|\n| images | {m.N} |\n| top-1 | {m.Top1:P2} |\n| macro-F1 | {m.MacroF1:P2} |\n| balanced accuracy | {m.BalancedAccuracy:P2} |\n| macro AUC | {m.AucMacro:F3} |\n| referral sensitivity / specificity | {referral.Sensitivity:P1} / {referral.Specificity:P1} |\n");
         var cal = p.Manifest.Calibration;
         sb.Append(ci, $"| tiling τ (fitted on validation) | {cal.TilingTau:F3} |\n| tiling trigger rate, validation / test | {metrics.GetValueOrDefault("val_tiling_trigger_rate"):P1} / {metrics.GetValueOrDefault("test_tiling_trigger_rate"):P1} |\n");

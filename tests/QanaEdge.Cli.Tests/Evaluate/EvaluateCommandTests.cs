@@ -120,6 +120,30 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.Equal(0, doc.RootElement.GetProperty("tiling_trigger_rate").GetDouble());
     }
 
+    /// <summary>
+    /// The report's fallback line follows the package's τ: with τ at 0 no view is ever tiled, and the line said "four
+    /// tiles under the package's τ" all the same.
+    /// </summary>
+    [Fact]
+    public void The_report_says_the_tiling_fallback_is_off_when_the_packages_tau_is_0()
+    {
+        string untiled = Path.Combine(f.Dir, "tau0.qana");
+        PackageWriter.Save(QanaEdge.Training.Pipeline.DevicePredictions.WithCalibration(PackageReader.Load(f.Package), c => c.TilingTau = 0), untiled);
+        foreach (var (package, expected, other) in new[]
+        {
+            (untiled, "off: the package&#39;s τ is 0, so no view is tiled", "four tiles"),
+            (f.Package, "four tiles under the package&#39;s τ", "no view is tiled"),
+        })
+        {
+            string report = Path.Combine(f.Dir, "report-" + Path.GetFileNameWithoutExtension(package));
+            var (code, _, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", package, "--limit", "2", "--report", report);
+            Assert.True(code == 0, err);
+            string html = File.ReadAllText(Path.Combine(report, "index.html"));
+            Assert.Contains(expected, html);
+            Assert.DoesNotContain(other, html);
+        }
+    }
+
     [Fact]
     public void Json_to_standard_output_and_limit()
     {
