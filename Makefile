@@ -51,7 +51,7 @@ QANA_PORT ?= 1883
 run: restore
 	$(DOTNET) build src/QanaEdge.Daemon -c $(CONFIG) --no-restore -v q -nologo
 	@mkdir -p $(CURDIR)/inbox
-	@echo "qanad: drop images (JPEG/PNG) into $(CURDIR)/inbox (write elsewhere or under a .tmp name, then move/rename in)"
+	@echo "qanad: drop images (JPEG, PNG, BMP or TIFF) into $(CURDIR)/inbox (write elsewhere or under a .tmp name, then move/rename in)"
 	@echo "qanad: watch results:  mosquitto_sub -h 127.0.0.1 -p $(QANA_PORT) -i qana-watch -t 'qana/$(QANA_DEVICE)/#' -v"
 	@echo "qanad: state (LiteDB, done/, quarantine/) in $(CURDIR)/state; Ctrl-C stops"
 	@# A broker already listening on the port (e.g. Debian's mosquitto service) is used; otherwise qanad embeds one.
