@@ -1,3 +1,5 @@
+using QanaEdge.TestSupport;
+
 namespace QanaEdge.Imaging.Tests;
 
 public class ResamplerTests
@@ -107,9 +109,7 @@ public class ResamplerTests
         var a = new byte[64 * 64 * 3];
         var b = new byte[64 * 64 * 3];
         Resampler.AreaResize(image, new CropBox(0, 0, 224), 64, a);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Resampler.AreaResize(image, new CropBox(0, 0, 224), 64, b);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = Allocations.OnThisThread(() => Resampler.AreaResize(image, new CropBox(0, 0, 224), 64, b));
         Assert.Equal(0, allocated);
         Assert.Equal(a, b);
     }

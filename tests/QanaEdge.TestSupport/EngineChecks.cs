@@ -15,14 +15,15 @@ public static class EngineChecks
         var probabilities = new float[graph.Tensors[graph.LogitsTensor].Length];
         engine.Run(input);
         engine.GetProbabilities(probabilities);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < runs; i++)
+        return Allocations.OnThisThread(() =>
         {
-            engine.Run(input);
-            engine.GetProbabilities(probabilities);
-            _ = engine.SpikeCounts;
-            _ = engine.Logits;
-        }
-        return GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < runs; i++)
+            {
+                engine.Run(input);
+                engine.GetProbabilities(probabilities);
+                _ = engine.SpikeCounts;
+                _ = engine.Logits;
+            }
+        });
     }
 }

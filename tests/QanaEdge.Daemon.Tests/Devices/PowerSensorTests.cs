@@ -4,6 +4,7 @@ using QanaEdge.Devices.Hwmon;
 using QanaEdge.Devices.Ina219;
 using QanaEdge.Devices.Ina236;
 using QanaEdge.Devices.Power;
+using QanaEdge.TestSupport;
 
 namespace QanaEdge.Daemon.Tests.Devices;
 
@@ -464,10 +465,11 @@ public sealed class PowerSensorTests
             string dir = Ina226Files(root, "5012\n", "-350\n", "1754200\n");
             using var sensor = HwmonPowerSensor.Open(root, "ina226", 1);
             PowerReading first = sensor.Read();
-            long before = GC.GetAllocatedBytesForCurrentThread();
             PowerReading last = default;
-            for (int i = 0; i < 1000; i++) last = sensor.Read();
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            long allocated = Allocations.OnThisThread(() =>
+            {
+                for (int i = 0; i < 1000; i++) last = sensor.Read();
+            });
             Assert.Equal(0, allocated);
             Assert.Equal(first, last);
             Assert.Equal(5.012, last.BusVolts, 9);
