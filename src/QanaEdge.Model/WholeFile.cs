@@ -3,9 +3,10 @@ namespace QanaEdge.Model;
 /// <summary>
 /// The one way files are written whole: the bytes go to a temporary file beside the target, which is flushed to the
 /// disk and renamed over the target, so no reader ever sees half a file and a power cut leaves the old file or the new
-/// one (a rename within a folder is atomic). The CLI's outputs, the evaluation report, signing keys and the daemon's
-/// state, quarantine and camera frames all go through it; <see cref="WholeFileOptions"/> holds what differs between
-/// them. It lives here, in the lowest project, because every other project may use it.
+/// one (a rename within a folder is atomic). Packages, the CLI's outputs, training's reports, checkpoint, figures and
+/// splits, the evaluation report, signing keys and the daemon's state, quarantine and camera frames all go through it;
+/// <see cref="WholeFileOptions"/> holds what differs between them. It lives here, in the lowest project, because every
+/// other project may use it.
 /// </summary>
 public static class WholeFile
 {

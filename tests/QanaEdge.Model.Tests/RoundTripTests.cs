@@ -38,6 +38,23 @@ public class RoundTripTests
     }
 
     [Fact]
+    public void A_save_that_cannot_be_put_in_place_names_the_package_and_leaves_no_temporary_file()
+    {
+        string dir = Directory.CreateTempSubdirectory("qana-rt").FullName;
+        try
+        {
+            // A folder where the package should go: the bytes are written, the rename into place is refused.
+            string path = Path.Combine(dir, "m.qana");
+            Directory.CreateDirectory(Path.Combine(path, "inside"));
+            var e = Assert.ThrowsAny<IOException>(() => PackageWriter.Save(SmallPackages.Build(3), path));
+            Assert.Contains(path, e.Message);
+            Assert.DoesNotContain(".tmp", e.Message);
+            Assert.Equal([path], Directory.GetFileSystemEntries(dir));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void ReadoutUpdate_RoundTrips()
     {
         ModelPackage update = SmallPackages.ReadoutUpdate();

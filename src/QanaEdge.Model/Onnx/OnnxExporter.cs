@@ -19,7 +19,7 @@ public static class OnnxExporter
     /// <summary>IR version 7 is the one that came with opset 13 (ONNX 1.8); every later runtime reads it.</summary>
     public const int IrVersion = 7;
 
-    public static void Save(ModelPackage package, string path) => File.WriteAllBytes(path, ToBytes(package));
+    public static void Save(ModelPackage package, string path) => WholeFile.Write(Path.GetFullPath(path), ToBytes(package), WholeFileOptions.UserOutput);
 
     public static byte[] ToBytes(ModelPackage package)
     {

@@ -15,12 +15,8 @@ public static class PackageWriter
 {
     public static void Save(ModelPackage package, string path)
     {
-        byte[] bytes = ToBytes(package);
-        // Write beside the target and rename, so a reader never sees half a package.
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp-" + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        File.WriteAllBytes(temp, bytes);
-        File.Move(temp, full, overwrite: true);
+        // Whole or not at all: a reader never sees half a package, and a full disk leaves no temporary file behind.
+        WholeFile.Write(Path.GetFullPath(path), ToBytes(package), WholeFileOptions.UserOutput);
     }
 
     public static byte[] ToBytes(ModelPackage package)

@@ -97,7 +97,7 @@ public static class Ham10000Index
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null) Directory.CreateDirectory(dir);
-        File.WriteAllBytes(path, ToBytes(rows));
+        WholeFile.Write(Path.GetFullPath(path), ToBytes(rows), WholeFileOptions.UserOutput);
     }
 
     /// <summary>The CSV file's bytes: UTF-8 without a byte-order mark, "\n" line ends (the committed split's format).</summary>

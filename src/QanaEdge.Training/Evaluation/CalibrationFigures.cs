@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using QanaEdge.Model;
 using QanaEdge.Training.Calibration;
 
 namespace QanaEdge.Training.Evaluation;
@@ -27,7 +28,12 @@ public static class CalibrationFigures
             ("referral.svg", ReferralSvg(truth, referralProbabilities, referralThreshold, caption)),
             ("readout-thresholds.svg", ThresholdsSvg(thresholds, baseThreshold, classes, caption)),
         };
-        return files.Select(f => { var path = Path.Combine(directory, f.Name); File.WriteAllText(path, f.Svg); return path; }).ToArray();
+        return files.Select(f =>
+        {
+            string path = Path.Combine(directory, f.Name);
+            WholeFile.Write(path, Encoding.UTF8.GetBytes(f.Svg), WholeFileOptions.UserOutput);
+            return path;
+        }).ToArray();
     }
 
     public static string TilingSvg(TilingFit fit, double maxTriggerRate, string caption)

@@ -1,3 +1,4 @@
+using QanaEdge.Model;
 using QanaEdge.Training.Engine;
 using QanaEdge.Training.Network;
 
@@ -54,9 +55,14 @@ public sealed class NetState
 
     public void Save(string path)
     {
-        using var w = new BinaryWriter(File.Create(path));
-        w.Write(Magic); w.Write(_arrays.Count);
-        foreach (var a in _arrays) { w.Write(a.Length); foreach (float f in a) w.Write(f); }
+        var bytes = new MemoryStream();
+        using (var w = new BinaryWriter(bytes))
+        {
+            w.Write(Magic); w.Write(_arrays.Count);
+            foreach (var a in _arrays) { w.Write(a.Length); foreach (float f in a) w.Write(f); }
+        }
+        // Whole or not at all: a run stopped mid-write (a kill, a full disk) keeps the last checkpoint, not a cut one.
+        WholeFile.Write(Path.GetFullPath(path), bytes.ToArray(), WholeFileOptions.UserOutput);
     }
 
     /// <summary>Reads a checkpoint written by <see cref="Save"/>.</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Text;
 using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
@@ -462,7 +463,7 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         }
         sb.Append("\nOther figures (validation unless named test)\n\n| key | value |\n|---|---|\n");
         foreach (var (k, v) in metrics) sb.Append(ci, $"| {k} | {v:F4} |\n");
-        File.WriteAllText(paths.ReportMarkdownPath, sb.ToString());
+        WholeFile.Write(paths.ReportMarkdownPath, Encoding.UTF8.GetBytes(sb.ToString()), WholeFileOptions.UserOutput);
         var json = new Dictionary<string, object>
         {
             ["n"] = m.N, ["top1"] = m.Top1, ["macro_f1"] = m.MacroF1, ["balanced_accuracy"] = m.BalancedAccuracy,
@@ -471,6 +472,6 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             ["confusion"] = Enumerable.Range(0, codes.Count).Select(t => Enumerable.Range(0, codes.Count).Select(q => m.Confusion[t, q]).ToArray()).ToArray(),
             ["metrics"] = metrics,
         };
-        File.WriteAllText(paths.ReportPath, JsonSerializer.Serialize(json, TrainingJson.Default.DictionaryStringObject));
+        WholeFile.Write(paths.ReportPath, JsonSerializer.SerializeToUtf8Bytes(json, TrainingJson.Default.DictionaryStringObject), WholeFileOptions.UserOutput);
     }
 }
