@@ -152,6 +152,27 @@ public sealed class SigningTests : IDisposable
     }
 
     /// <summary>
+    /// A key's folder is flushed once both files are in place, so a power cut cannot take back a key that has signed
+    /// something; a failed flush is refused in one line naming the folder, with both files left whole for the next start.
+    /// </summary>
+    [Fact]
+    public void A_saved_key_has_its_folder_flushed_after_both_files_are_in_place()
+    {
+        string prefix = Path.Combine(_dir, "learner");
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var flushed = new List<(string Folder, bool KeyThere, bool PubThere)>();
+        key.Save(prefix, folder => flushed.Add((folder, File.Exists(prefix + ".key"), File.Exists(prefix + ".pub"))));
+        Assert.Equal([(_dir, true, true)], flushed);
+
+        string other = Path.Combine(_dir, "unflushed");
+        var e = Assert.Throws<KeyFileException>(() => key.Save(other, _ => throw new IOException("errno 5")));
+        Assert.Contains($"its folder '{_dir}' could not be flushed", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        using var loaded = SigningKey.Load(other + ".key");
+        Assert.Equal(key.PublicKey.KeyIdHex, TrustedKey.Load(other + ".pub").KeyIdHex);
+    }
+
+    /// <summary>
     /// When the public half cannot be written, no key is left behind without it (which would also refuse the retry:
     /// keys are never overwritten), and the error names the file that failed; once it can be written, the retry works.
     /// </summary>

@@ -1,4 +1,5 @@
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Storage;
 using QanaEdge.Model.Packaging;
 
 namespace QanaEdge.Daemon.Learning;
@@ -24,8 +25,11 @@ public sealed class LearnerKey : IDisposable
     /// <summary>Why there is no key although learning is on (the daemon runs, without learning).</summary>
     public string? Problem { get; }
 
-    public static LearnerKey Open(LearningOptions options)
+    /// <param name="options">Where the key is and whether learning is on.</param>
+    /// <param name="syncFolder">Flushes a folder to the disk: <see cref="DurableFile.SyncDirectory"/>, or a test's stand-in.</param>
+    public static LearnerKey Open(LearningOptions options, Action<string>? syncFolder = null)
     {
+        syncFolder ??= DurableFile.SyncDirectory;
         string path = options.KeyFile ?? throw new ArgumentException("Qana:Learning:KeyFile is not resolved", nameof(options));
         try
         {
@@ -37,9 +41,16 @@ public sealed class LearnerKey : IDisposable
                 return new LearnerKey(null, path, $"'{path}' is a {PackageSignature.RoleName(key.Role)} key, not a learner key");
             }
             if (!options.Enabled) return new LearnerKey(null, path, null);
-            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+            // A key is made once and the readouts it signs are kept: they are verified with it at every start, so the
+            // key's name, and the folder's own when it is new, are flushed to the disk before the key is used.
+            string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+            if (!Directory.Exists(folder))
+            {
+                Directory.CreateDirectory(folder);
+                if (System.IO.Path.GetDirectoryName(folder) is { } parent) syncFolder(parent);
+            }
             SigningKey created = SigningKey.Generate(SignerRole.Learner);
-            try { created.Save(path[..^".key".Length]); }
+            try { created.Save(path[..^".key".Length], syncFolder); }
             catch { created.Dispose(); throw; }
             return new LearnerKey(created, path, null);
         }

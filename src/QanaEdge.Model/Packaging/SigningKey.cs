@@ -120,8 +120,14 @@ public sealed class SigningKey : IDisposable
     /// key or a whole one: a half-written key could never be loaded, and since keys are never overwritten it would
     /// have stopped the device's learning for good.
     /// </summary>
+    /// <param name="prefix">The path of both files without their extension.</param>
+    /// <param name="syncFolder">
+    /// Flushes the folder once both files are in place (<see cref="WholeFileOptions.SyncFolder"/>), so that a power cut
+    /// cannot take the key back after something was signed with it; the daemon passes its libc folder sync. A failed
+    /// flush is a <see cref="KeyFileException"/> although both files are in place: the key is not to be used this run.
+    /// </param>
     /// <returns>The two paths written.</returns>
-    public (string PrivatePath, string PublicPath) Save(string prefix)
+    public (string PrivatePath, string PublicPath) Save(string prefix, Action<string>? syncFolder = null)
     {
         string keyPath = prefix + ".key", pubPath = prefix + ".pub";
         if (File.Exists(keyPath)) throw new KeyFileException($"'{keyPath}' already exists; keys are never overwritten");
@@ -135,7 +141,12 @@ public sealed class SigningKey : IDisposable
             // (keys are never overwritten).
             WholeFile.Write(pubPath, Encoding.ASCII.GetBytes(PublicKey.ToText()));
             writing = keyPath;
-            WholeFile.Write(keyPath, text, PrivateKeyFile);
+            // One flush after the second rename puts both names on the disk: they share the folder.
+            WholeFile.Write(keyPath, text, syncFolder is null ? PrivateKeyFile : PrivateKeyFile with { SyncFolder = syncFolder });
+        }
+        catch (FolderSyncException e)
+        {
+            throw new KeyFileException(KeyText.OneLine(e.Message), e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
