@@ -306,6 +306,37 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A damaged <c>active</c> file (a disk error, an edit by hand) stops the start from using the applied updates, as
+    /// a missing key does; the packages it named are still in the folder, so they still set the rollback floor, and an
+    /// older vendor-signed update is refused. Before, no floor was set, and the older update was applied and pruned the
+    /// newer one.
+    /// </summary>
+    [Fact]
+    public void A_damaged_active_file_still_sets_the_rollback_floor_from_the_stored_packages()
+    {
+        using (var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test"))
+        {
+            var newer = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
+            Assert.Equal(ModelUpdates.Applied, Updates(active).Handle(newer.Bytes, newer.Sha).Outcome);
+        }
+        File.WriteAllText(Path.Combine(Models, "active"), "qana-applied-updates v1\nreadout 9b41\n");
+
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.Contains("bad line 'readout 9b41'", start.Problem);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Equal("1.0.2", start.VersionFloor);
+            var updates = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
+            var older = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+            var (outcome, reason) = updates.Handle(older.Bytes, older.Sha);
+            Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+            Assert.Contains("older than 1.0.2", reason, StringComparison.Ordinal);
+            Assert.Single(Stored());
+        }
+    }
+
+    /// <summary>
     /// The first update creates <c>models/</c> under the state folder. Its files were flushed and so was the new folder,
     /// but not the state folder that holds the new folder's entry: a power cut could lose <c>models/</c> with the applied
     /// update in it. The state folder is now flushed after the folder is made and before anything is written into it;

@@ -38,6 +38,10 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
 
     public string PackagePath(string sha) => Path.Combine(dir, sha + ".qana");
 
+    /// <summary>The SHA-256 names of every package file in the folder, whether <c>active</c> names it or not.</summary>
+    public IEnumerable<string> StoredPackages() =>
+        System.IO.Directory.Exists(dir) ? System.IO.Directory.GetFiles(dir, "*.qana").Select(file => Path.GetFileNameWithoutExtension(file)).Order(StringComparer.Ordinal) : [];
+
     /// <summary>The recorded state (<see cref="State.None"/> when nothing was ever applied).</summary>
     /// <exception cref="InvalidDataException">The state file is damaged (the message says how).</exception>
     public State Read()

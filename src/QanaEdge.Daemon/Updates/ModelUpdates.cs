@@ -359,16 +359,19 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// vendor-signed package replayed meanwhile, newer only than the configured model, was applied and pruned them, a
     /// rollback the running chain would have refused. Read without the trust store, which may be what failed: these
     /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
-    /// updates, never admit an older one. Best effort: what does not read counts for nothing, nor does a version that
-    /// ends its learned line, which no start will use.
+    /// updates, never admit an older one. When <c>active</c> itself is damaged, every package in the folder counts: one
+    /// it no longer names (replaced, or written before a crash) can only raise the floor too. Best effort: what does not
+    /// read counts for nothing, nor does a version that ends its learned line, which no start will use.
     /// </summary>
     private static string? StoredVersionFloor(AppliedUpdates applied, ModelPackage configured)
     {
         string? floor = null;
         try
         {
-            AppliedUpdates.State state = applied.Read();
-            foreach (string sha in state.InOrder)
+            IEnumerable<string> stored;
+            try { stored = applied.Read().InOrder; }
+            catch (InvalidDataException) { stored = applied.StoredPackages(); }
+            foreach (string sha in stored)
             {
                 ModelManifest m;
                 try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
