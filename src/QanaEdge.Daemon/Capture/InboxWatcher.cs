@@ -12,7 +12,8 @@ namespace QanaEdge.Daemon.Capture;
 /// were there before the daemon started). A file counts only when complete: either it was renamed into its name from a
 /// temporary one (leading '.', or .tmp/.part/.partial/.crdownload suffix: those names are never taken), or its size and
 /// time stamp have not changed for StableMilliseconds. Complete files are read and written to the capture channel;
-/// when the channel is full the watcher waits (backpressure) instead of reading more. A path in flight is not taken
+/// when the channel is full the watcher waits (backpressure) instead of reading more, and the file events that come
+/// meanwhile wait one per path, however many there are. A path in flight is not taken
 /// again; when the pipeline releases it, it is looked at once more, so a file renamed over it meanwhile (which
 /// <see cref="CaptureDisposition"/> leaves in place) is taken then. Files claimed when the daemon stopped are put back
 /// at start.
@@ -23,7 +24,16 @@ public sealed class InboxWatcher : IAsyncDisposable
     private readonly CaptureQueue _output;
     private readonly CaptureDisposition _disposition;
     private readonly ILogger<InboxWatcher> _log;
-    private readonly Channel<(string Path, bool Renamed)> _events = Channel.CreateUnbounded<(string, bool)>(new UnboundedChannelOptions { SingleReader = true });
+    /// <summary>
+    /// Paths with file events not yet looked at, in the order of their first event; <see cref="_queued"/> holds each
+    /// once, with whether one of its events was a rename from a temporary name. Events of a path already waiting
+    /// coalesce: while the capture queue is full the watcher waits, and a writer appending to its files makes an event
+    /// per write, so a queue of events grew without bound (4,004 for two files of 2,000 writes each).
+    /// </summary>
+    private readonly ConcurrentQueue<string> _eventPaths = new();
+    private readonly ConcurrentDictionary<string, bool> _queued = new(StringComparer.Ordinal);
+    /// <summary>Wakes the loop when a path is queued; one signal stands for any number of them.</summary>
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
     /// <summary>Paths handed to the pipeline and not yet acknowledged: a rescan must not queue them again.</summary>
     private readonly ConcurrentDictionary<string, byte> _inFlight = new(StringComparer.Ordinal);
     /// <summary>Files seen but not yet stable: path → (size, mtime, first seen at).</summary>
@@ -42,6 +52,9 @@ public sealed class InboxWatcher : IAsyncDisposable
         _options = options; _output = output; _disposition = disposition; _log = log;
     }
 
+    /// <summary>Paths with file events not yet looked at (at most one entry per path).</summary>
+    public int QueuedFileEvents => _queued.Count;
+
     public void Start()
     {
         Directory.CreateDirectory(_options.Inbox);
@@ -52,9 +65,9 @@ public sealed class InboxWatcher : IAsyncDisposable
             NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size,
             InternalBufferSize = 64 * 1024,
         };
-        _fsw.Created += (_, e) => _events.Writer.TryWrite((e.FullPath, false));
-        _fsw.Changed += (_, e) => _events.Writer.TryWrite((e.FullPath, false));
-        _fsw.Renamed += (_, e) => _events.Writer.TryWrite((e.FullPath, IsTemporaryName(Path.GetFileName(e.OldFullPath))));
+        _fsw.Created += (_, e) => Queue(e.FullPath, renamed: false);
+        _fsw.Changed += (_, e) => Queue(e.FullPath, renamed: false);
+        _fsw.Renamed += (_, e) => Queue(e.FullPath, IsTemporaryName(Path.GetFileName(e.OldFullPath)));
         _fsw.Error += (_, e) => _log.LogWarning("Inbox watcher error ({Error}); the periodic rescan covers it", e.GetException().Message);
         _fsw.EnableRaisingEvents = true;
         _loop = Task.Run(() => LoopAsync(_stop.Token));
@@ -73,7 +86,24 @@ public sealed class InboxWatcher : IAsyncDisposable
         if (settled) _deferred.TryRemove(path, out _);
         else Defer(path);
         Forget(path);
-        if (settled) _events.Writer.TryWrite((path, false));
+        if (settled) Queue(path, renamed: false);
+    }
+
+    /// <summary>Queues a path to be looked at, once however many events it has; a rename from a temporary name sticks.</summary>
+    private void Queue(string path, bool renamed)
+    {
+        // Each entry of the set has one in the queue, added after it. The loop may take the path out of the set at any
+        // moment, so a rename is marked only on an entry still there; one taken meanwhile is added again.
+        while (!_queued.TryAdd(path, renamed))
+        {
+            if (!renamed || _queued.TryUpdate(path, true, comparisonValue: false) || _queued.TryGetValue(path, out bool marked) && marked)
+            {
+                _wake.Writer.TryWrite(true);
+                return;
+            }
+        }
+        _eventPaths.Enqueue(path);
+        _wake.Writer.TryWrite(true);
     }
 
     /// <summary>The first pause after a failure; doubled on each repeat, up to <see cref="MaxPause"/>.</summary>
@@ -115,11 +145,17 @@ public sealed class InboxWatcher : IAsyncDisposable
                 using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
                 {
                     timeout.CancelAfter(wait);
-                    try { await _events.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false); }
+                    try
+                    {
+                        await _wake.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+                        _wake.Reader.TryRead(out _);
+                    }
                     catch (OperationCanceledException) when (!ct.IsCancellationRequested) { }
                 }
-                while (_events.Reader.TryRead(out var ev))
-                    await ConsiderAsync(ev.Path, ev.Renamed, ct).ConfigureAwait(false);
+                // Removed from the set before it is looked at: an event that comes meanwhile queues the path again.
+                while (_eventPaths.TryDequeue(out string? path))
+                    if (_queued.TryRemove(path, out bool renamed))
+                        await ConsiderAsync(path, renamed, ct).ConfigureAwait(false);
                 foreach (string path in _pending.Keys.ToArray())
                     await ConsiderAsync(path, renamed: false, ct).ConfigureAwait(false);
             }
