@@ -20,11 +20,21 @@ namespace QanaEdge.Daemon.Capture;
 /// same file. A claimed file left by a kill is put back into the inbox at the next start
 /// (<see cref="RecoverClaims"/>) and classified again (or found a duplicate): nothing is lost either way.
 /// </para>
+/// <para>
+/// The done and quarantine folders may be on another file system than the inbox, where no rename reaches: the file is
+/// copied there instead (<see cref="MoveInto"/>), made durable, and only then deleted from the inbox.
+/// </para>
 /// </summary>
 public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log)
 {
     /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
     public const string ClaimPrefix = ".qanad-";
+
+    /// <summary>
+    /// Start of the name of a capture being copied into the done or quarantine folder on another file system (renamed to
+    /// its own name once whole and flushed); one left by a kill is removed at the next start (<see cref="RecoverClaims"/>).
+    /// </summary>
+    public const string CopyPrefix = ".qanad-copy-";
 
     /// <summary>
     /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>.
@@ -42,7 +52,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             else
             {
                 Directory.CreateDirectory(options.DoneDir!);
-                File.Move(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)), overwrite: false);
+                MoveInto(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)));
             }
             return true;
         }
@@ -127,6 +137,89 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             DurableFile.TryDelete(partial);
             log.LogWarning("Removed {File}, a camera frame whose writing the daemon did not finish", Path.GetFileName(partial));
         }
+        // A copy into the done or quarantine folder cut off by a kill: its capture is still in the inbox (deleted only
+        // once the copy is in place), so the copy is only litter.
+        foreach (string? folder in new[] { options.DoneDir, options.QuarantineDir }.Distinct(StringComparer.Ordinal))
+        {
+            if (folder is null || !Directory.Exists(folder)) continue;
+            try
+            {
+                foreach (string copy in Directory.EnumerateFiles(folder, CopyPrefix + "*"))
+                {
+                    DurableFile.TryDelete(copy);
+                    log.LogWarning("Removed {File}, a copy into {Folder} that the daemon did not finish", Path.GetFileName(copy), folder);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Not a reason not to start: the folder's problem shows when a capture is moved there.
+                log.LogWarning("Cannot look for unfinished copies in {Folder}: {Error}", folder, e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Moves a capture (its claimed name, or an unread one) to <paramref name="target"/> in the done or quarantine
+    /// folder. On one file system that is a rename. Across two, File.Move copies and then deletes, and that went wrong
+    /// three ways: a copy that failed (a full disk) was left behind cut short under the capture's name, looking like a
+    /// finished capture, with one more at every retry under a free variant of the name; the source was deleted before
+    /// the copy was on disk, so a power cut could lose a capture whose result was stored; and a FIFO was opened to be
+    /// copied, which blocks until a writer comes, and with it the whole inbox. So across file systems a regular file is
+    /// copied under <see cref="CopyPrefix"/> (a name nothing takes for a capture), flushed, renamed into place, its
+    /// folder flushed, and only then deleted from the inbox; on any failure the copy is removed and the capture stays.
+    /// Anything else (a FIFO, device or socket, quarantined unread) is not copied: it is deleted, its reason (written
+    /// before) kept in quarantine.
+    /// </summary>
+    /// <exception cref="IOException">Nothing was moved: the capture is where it was, and no copy is left.</exception>
+    private void MoveInto(string source, string target)
+    {
+        string folder = Path.GetDirectoryName(target)!;
+        // Unknown (no statx): the rename, as before.
+        if (FileKind.Device(source) is not ulong from || FileKind.Device(folder, followLinks: true) is not ulong to || from == to)
+        {
+            File.Move(source, target, overwrite: false);
+            return;
+        }
+        if (FileKind.IsRegularFile(source) == false)
+        {
+            File.Delete(source);
+            log.LogInformation("{File} is not a regular file and {Folder} is on another file system: removed, not copied", Path.GetFileName(source), folder);
+            return;
+        }
+        string copy = Path.Combine(folder, $"{CopyPrefix}{Random.Shared.Next():x8}");
+        try
+        {
+            using (var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan))
+            using (var output = new FileStream(copy, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1))
+            {
+                input.CopyTo(output, 64 * 1024);
+                // What a rename keeps, and .NET's copy kept too: the capture's time stamp and mode.
+                File.SetLastWriteTimeUtc(output.SafeFileHandle, File.GetLastWriteTimeUtc(input.SafeFileHandle));
+                if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(output.SafeFileHandle, File.GetUnixFileMode(input.SafeFileHandle));
+                output.Flush(flushToDisk: true);
+            }
+            // overwrite: false: a file that took the name meanwhile stays (link, then unlink, as in PutBack).
+            File.Move(copy, target, overwrite: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            DurableFile.TryDelete(copy);
+            throw;
+        }
+        try { DurableFile.SyncDirectory(folder); }
+        catch (IOException e)
+        {
+            // The copy itself is on disk; only its name might not survive a power cut, which then leaves the capture in
+            // neither folder. Rare (a flush refused, not a full disk), and the move still happens: logged, not retried.
+            log.LogWarning("Cannot flush {Folder} after copying {File} into it: {Error}", folder, Path.GetFileName(target), e.Message);
+        }
+        try { File.Delete(source); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The capture stays in the inbox, to be tried again: the copy is taken back, so that the retry leaves one, not two.
+            DurableFile.TryDelete(target);
+            throw;
+        }
     }
 
     /// <summary>
@@ -151,7 +244,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             if (sha256 == "-")
             {
                 DurableFile.WriteAllBytes(target + ".reason", why);
-                File.Move(item.Path, target, overwrite: false);
+                MoveInto(item.Path, target);
             }
             else if (Claim(item.Path, sha256) is string claimed)
             {
@@ -160,7 +253,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 try
                 {
                     DurableFile.WriteAllBytes(target + ".reason", why);
-                    File.Move(claimed, target, overwrite: false);
+                    MoveInto(claimed, target);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PutBack(claimed, item.Path); throw; }
             }

@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// Done and quarantine folders on another file system than the inbox (each its own small tmpfs), where no rename
+/// reaches and a capture is copied. File.Move's own copy left a cut-short copy under the capture's name on a full disk
+/// (one more at every retry), deleted the source before the copy was on disk, and opened a FIFO to copy it, which
+/// blocked the inbox. Now the copy is made under <see cref="CaptureDisposition.CopyPrefix"/>, flushed, renamed into
+/// place, and only then is the capture deleted from the inbox; a FIFO is not copied.
+/// </summary>
+public sealed class CrossFileSystemTests : IDisposable
+{
+    private readonly MosquittoBroker _broker = new();
+    private readonly string _root = TestEnv.TempDir("xfs");
+
+    public void Dispose()
+    {
+        _broker.Dispose();
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static int Lines(DaemonRunner daemon, string text) => daemon.Log.Events.Count(e => e.Message.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>The files in <paramref name="folder"/> with their sizes, "" when there are none: what a failed assertion shows.</summary>
+    private static string Listing(string folder) =>
+        Directory.Exists(folder) ? string.Join(", ", Directory.GetFiles(folder).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)} ({new FileInfo(f).Length} B)")) : "";
+
+    /// <summary>The largest of 20 real images from <paramref name="skip"/> on (their sizes vary from 2 to 30 KB): one that does not fit in <see cref="Free"/>'s room.</summary>
+    private static string LargeImage(int skip) => TestEnv.RealImages(20, skip).MaxBy(f => new FileInfo(f).Length)!;
+
+    /// <summary>Frees <paramref name="bytes"/> of a full disk: room for part of a capture, so that a copy of it is cut short.</summary>
+    private static void Free(string filler, long bytes)
+    {
+        using var stream = new FileStream(filler, FileMode.Open, FileAccess.Write);
+        stream.SetLength(stream.Length - bytes);
+    }
+
+    [SmallFileSystemFact]
+    public async Task A_capture_that_does_not_fit_on_the_done_disk_leaves_no_cut_short_copy_and_is_moved_whole_once_there_is_room()
+    {
+        string image = LargeImage(skip: 1200);
+        byte[] bytes = File.ReadAllBytes(image);
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs1/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}");
+        await daemon.StartAsync();
+        string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
+
+        string filler = disk.Fill();
+        Free(filler, 8192); // two pages: half the image fits
+        Assert.True(bytes.Length > 8192, $"{image} is {bytes.Length} bytes");
+        TestEnv.Drop(image, daemon.Inbox);
+        // The first try and the one after the 5 s pause: before, each left a copy cut short (name.jpg, then name.1.jpg).
+        await TestEnv.WaitUntil(() => Lines(daemon, "Cannot acknowledge") >= 2 && sub.Results.Count == 1, TimeSpan.FromSeconds(30),
+            "the result and two failed moves to the full done disk", Log);
+        Assert.Equal("", Listing(done));
+        Assert.Equal([Path.GetFileName(image)], Directory.GetFiles(daemon.Inbox).Select(Path.GetFileName));
+        Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(daemon.Inbox, Path.GetFileName(image))));
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be moved once there is room", Log);
+        Assert.Equal($"{Path.GetFileName(image)} ({bytes.Length} B)", Listing(done));
+        Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(done, Path.GetFileName(image))));
+        Assert.Equal(1, daemon.Store!.ResultCount());
+        Assert.All(sub.Results.Values, copies => Assert.Single(copies));
+    }
+
+    [SmallFileSystemFact]
+    public async Task A_fifo_quarantined_to_another_file_system_is_removed_with_its_reason_kept_and_the_inbox_keeps_working()
+    {
+        string image = TestEnv.RealImages(1, skip: 1201)[0];
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string quarantine = Path.Combine(disk.Root, "quarantine");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs2/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs2", null, "--Qana:StableMilliseconds=100", $"--Qana:QuarantineDir={quarantine}");
+        await daemon.StartAsync();
+        string fifo = Path.Combine(daemon.Inbox, "pipe.jpg");
+        using (Process mkfifo = Process.Start("mkfifo", [fifo])) await mkfifo.WaitForExitAsync();
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1)); // before, the copy to quarantine opened the FIFO and blocked the watcher here
+            TestEnv.Drop(image, daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the image dropped after the FIFO to get its result");
+            await TestEnv.WaitUntil(() => File.Exists(Path.Combine(quarantine, "pipe.jpg.reason")), TimeSpan.FromSeconds(10), "the FIFO's reason");
+            Assert.Contains("reason: NotAFile", File.ReadAllText(Path.Combine(quarantine, "pipe.jpg.reason")));
+            Assert.False(File.Exists(fifo));
+            Assert.Equal(["pipe.jpg.reason"], Directory.GetFiles(quarantine).Select(Path.GetFileName));
+        }
+        finally
+        {
+            // A watcher blocked opening the FIFO (without the fix) is released by a writer, so that the daemon can stop.
+            if (File.Exists(fifo))
+            {
+                var writer = Task.Run(() => { using var w = new FileStream(fifo, FileMode.Open, FileAccess.Write); });
+                try { await writer.WaitAsync(TimeSpan.FromSeconds(5)); } catch (TimeoutException) { }
+            }
+        }
+    }
+
+    [SmallFileSystemFact]
+    public async Task A_rejected_capture_is_copied_whole_with_its_reason_into_quarantine_on_another_file_system()
+    {
+        byte[] good = File.ReadAllBytes(LargeImage(skip: 1220));
+        // A JPEG whose start-of-image marker is damaged: rejected as it is, however long after its last write. (One cut
+        // short would be taken for a file still being written when it is tried again within 60 s of its last write.)
+        byte[] damaged = [0, 0, .. good[2..]];
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string quarantine = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName;
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs3", null, $"--Qana:QuarantineDir={quarantine}");
+        await daemon.StartAsync();
+        string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; quarantine: {Listing(quarantine)}";
+
+        // Room for the reason (a page) and part of the capture: before, the copy was cut short there and, being under
+        // the capture's name, kept its reason too, a rejected capture that looked whole.
+        string filler = disk.Fill();
+        Free(filler, 8192);
+        Assert.True(damaged.Length > 8192, $"{damaged.Length} bytes");
+        TestEnv.DropBytes(damaged, daemon.Inbox, "bad.jpg");
+        await TestEnv.WaitUntil(() => Lines(daemon, "Cannot quarantine bad.jpg") >= 1, TimeSpan.FromSeconds(30), "a failed quarantine on the full disk", Log);
+        Assert.Equal("", Listing(quarantine));
+        Assert.Equal(damaged, File.ReadAllBytes(Path.Combine(daemon.Inbox, "bad.jpg")));
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be quarantined once there is room", Log);
+        Assert.Equal(["bad.jpg", "bad.jpg.reason"], Directory.GetFiles(quarantine).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(damaged, File.ReadAllBytes(Path.Combine(quarantine, "bad.jpg")));
+        string reason = File.ReadAllText(Path.Combine(quarantine, "bad.jpg.reason"));
+        Assert.Matches("^reason: [A-Za-z]+\nmessage: .+\n", reason);
+        Assert.Contains($"sha256: {Sha(damaged)}\n", reason);
+    }
+
+    [SmallFileSystemFact]
+    public async Task A_copy_cut_off_by_a_kill_is_removed_at_the_next_start()
+    {
+        string image = TestEnv.RealImages(1, skip: 1240)[0];
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
+        string quarantine = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName;
+        // What a kill in the middle of a copy leaves (the capture itself is still in the inbox, deleted only after it).
+        string name = CaptureDisposition.CopyPrefix + "0badcafe";
+        File.WriteAllBytes(Path.Combine(done, name), File.ReadAllBytes(image)[..1024]);
+        File.WriteAllBytes(Path.Combine(quarantine, name), [0xFF, 0xD8]);
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs4/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs4", null, $"--Qana:DoneDir={done}", $"--Qana:QuarantineDir={quarantine}");
+        await daemon.StartAsync();
+
+        Assert.Equal("", Listing(quarantine));
+        Assert.Equal("", Listing(done));
+        foreach (string folder in new[] { done, quarantine })
+            Assert.Contains(daemon.Log.Events, e => e.Level == Serilog.Events.LogEventLevel.Warning
+                && e.Message == $"Removed {name}, a copy into {folder} that the daemon did not finish");
+
+        // And a capture then goes there whole, as usual.
+        TestEnv.Drop(image, daemon.Inbox);
+        await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be moved");
+        Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Assert.Single(Directory.GetFiles(done))));
+    }
+}
