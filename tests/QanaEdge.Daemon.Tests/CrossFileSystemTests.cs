@@ -73,6 +73,49 @@ public sealed class CrossFileSystemTests : IDisposable
         Assert.All(sub.Results.Values, copies => Assert.Single(copies));
     }
 
+    /// <summary>
+    /// A done folder that is a second mount of the inbox's own file system (a bind mount): one device, two mounts, and
+    /// rename(2) does not cross mounts, so File.Move copied there too. Told apart by device, that copy was left cut
+    /// short on a full disk as above; told apart by mount, it is the daemon's own copy, which leaves nothing.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task A_done_folder_bind_mounted_from_the_inbox_file_system_gets_no_cut_short_copy_either()
+    {
+        string image = LargeImage(skip: 1260);
+        byte[] bytes = File.ReadAllBytes(image);
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string inbox = Directory.CreateDirectory(Path.Combine(disk.Root, "inbox")).FullName;
+        Directory.CreateDirectory(Path.Combine(disk.Root, "done"));
+        string done = TestEnv.TempDir("bind-done");
+        SmallFileSystem.Privileged("mount", "--bind", Path.Combine(disk.Root, "done"), done);
+        try
+        {
+            await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs5/results");
+            await sub.ConnectAsync();
+            await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs5", null, $"--Qana:Inbox={inbox}", $"--Qana:DoneDir={done}");
+            await daemon.StartAsync();
+            string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
+
+            // The capture is in the inbox, its classification held; the disk is filled to all but two pages.
+            using (var held = HeldWorkers.Hold(daemon))
+            {
+                TestEnv.Drop(image, inbox);
+                Free(disk.Fill(), 8192);
+                await held.ReleaseAsync();
+            }
+            await TestEnv.WaitUntil(() => Lines(daemon, "Cannot acknowledge") >= 1 && sub.Results.Count == 1, TimeSpan.FromSeconds(30),
+                "the result and a failed move to the full done folder", Log);
+            Assert.Equal("", Listing(done));
+            Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(inbox, Path.GetFileName(image))));
+
+            File.Delete(Path.Combine(disk.Root, "filler"));
+            await TestEnv.WaitUntil(() => Directory.GetFiles(inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be moved once there is room", Log);
+            Assert.Equal($"{Path.GetFileName(image)} ({bytes.Length} B)", Listing(done));
+            Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(done, Path.GetFileName(image))));
+        }
+        finally { SmallFileSystem.Privileged("umount", "-l", done); }
+    }
+
     [SmallFileSystemFact]
     public async Task A_fifo_quarantined_to_another_file_system_is_removed_with_its_reason_kept_and_the_inbox_keeps_working()
     {

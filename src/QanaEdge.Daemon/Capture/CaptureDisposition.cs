@@ -175,7 +175,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     {
         string folder = Path.GetDirectoryName(target)!;
         // Unknown (no statx): the rename, as before.
-        if (FileKind.Device(source) is not ulong from || FileKind.Device(folder, followLinks: true) is not ulong to || from == to)
+        if (FileKind.Mount(source) is not ulong from || FileKind.Mount(folder, followLinks: true) is not ulong to || from == to)
         {
             File.Move(source, target, overwrite: false);
             return;

@@ -3,9 +3,10 @@ using System.Runtime.InteropServices;
 namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
-/// What the kernel says of a path: whether an inbox entry is a regular file (after following symlinks), and which file
-/// system a path is on (<see cref="Device"/>). A FIFO, a device node or a symlink to one reports length 0 and "Normal" attributes to .NET like an empty file, but opening a FIFO blocks until a writer
-/// comes (it stopped the whole inbox) and /dev/zero never ends; such entries are quarantined unread.
+/// What the kernel says of a path: whether an inbox entry is a regular file (after following symlinks), and which mount
+/// a path is on (<see cref="Mount"/>). A FIFO, a device node or a symlink to one reports length 0 and "Normal"
+/// attributes to .NET like an empty file, but opening a FIFO blocks until a writer comes (it stopped the whole inbox)
+/// and /dev/zero never ends; such entries are quarantined unread.
 /// <para>
 /// Asked of the kernel with statx(2), whose struct has one layout on every architecture (stat's differs between
 /// x86-64 and arm64), so one P/Invoke serves both builds.
@@ -27,27 +28,31 @@ internal static partial class FileKind
     }
 
     /// <summary>
-    /// The device of the file system that holds <paramref name="path"/> (the entry itself, not what a symlink leads to,
-    /// unless <paramref name="followLinks"/>); null when the kernel cannot say. Two paths with the same device are on
-    /// one file system, where a rename moves a file; across two, .NET's File.Move copies and deletes instead
-    /// (<see cref="CaptureDisposition"/> does that copy itself).
+    /// The mount that holds <paramref name="path"/> (the entry itself, not what a symlink leads to, unless
+    /// <paramref name="followLinks"/>); null when the kernel cannot say. A rename moves a file only within one mount:
+    /// across two, even two mounts of one file system (a bind mount), rename(2) fails with EXDEV and .NET's File.Move
+    /// copies and deletes instead (<see cref="CaptureDisposition"/> does that copy itself). The mount id comes with
+    /// Linux 5.8; an older kernel gives the file system's device, which tells two file systems apart but not two
+    /// mounts of one.
     /// </summary>
-    public static unsafe ulong? Device(string path, bool followLinks = false)
+    public static unsafe ulong? Mount(string path, bool followLinks = false)
     {
         if (!OperatingSystem.IsLinux()) return null;
         byte* statx = stackalloc byte[StatxSize];
         int result;
-        try { result = Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxBasicStats, statx); }
+        try { result = Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxBasicStats | StatxMntId, statx); }
         catch (EntryPointNotFoundException) { return null; }
         if (result != 0) return null;
-        // stx_dev_major and stx_dev_minor: always filled in, whatever the mask.
+        if ((*(uint*)statx & StatxMntId) != 0) return *(ulong*)(statx + MntIdOffset);
+        // stx_dev_major and stx_dev_minor: always filled in, whatever the mask. The top bit keeps a device apart from
+        // a mount id (the same kernel answers the same way for both paths, but never mind).
         uint major = *(uint*)(statx + DevMajorOffset), minor = *(uint*)(statx + DevMinorOffset);
-        return ((ulong)major << 32) | minor;
+        return 1UL << 63 | (ulong)major << 32 | minor;
     }
 
     private const int AtFdCwd = -100, StatxType = 0x1, StatxSize = 256, ModeOffset = 28;
-    private const int AtSymlinkNoFollow = 0x100, DevMajorOffset = 136, DevMinorOffset = 140;
-    private const uint StatxBasicStats = 0x7FF;
+    private const int AtSymlinkNoFollow = 0x100, DevMajorOffset = 136, DevMinorOffset = 140, MntIdOffset = 144;
+    private const uint StatxBasicStats = 0x7FF, StatxMntId = 0x1000;
     private const int SIfMt = 0xF000, SIfReg = 0x8000;
 
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
