@@ -78,6 +78,31 @@ public sealed class InboundBoundsTests : IDisposable
         Assert.Contains("1 not applied in a row", logged[0], StringComparison.Ordinal);
         Assert.Contains("10 not applied in a row", logged[1], StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// The link announces a maximum packet size (<see cref="MqttLink.MaxPacketBytes"/>), so the broker drops a message
+    /// larger than that for this device instead of delivering it: before, anything up to mosquitto's 256 MB reached the
+    /// daemon whole, in memory, on a board that may have less (a 33 MiB package was received and refused). A message
+    /// under the limit, sent after it, is handled as before.
+    /// </summary>
+    [Fact]
+    public async Task A_message_over_the_packet_limit_is_not_delivered_and_one_under_it_is()
+    {
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devp/status");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devp");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devp/status"), TimeSpan.FromSeconds(30), "the daemon online");
+
+        byte[] small = Encoding.UTF8.GetBytes("not a package");
+        string smallSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(small));
+        await sub.PublishAsync("qana/devp/updates", new byte[MqttLink.MaxPacketBytes + (1 << 20)]);
+        await sub.PublishAsync("qana/devp/updates", small);
+        // Messages of one topic arrive in order and are handled one at a time: the large one, had it come, is logged first.
+        await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Any(u => u.Sha256 == smallSha), TimeSpan.FromSeconds(60), "the small message's update-log entry");
+        var entry = Assert.Single(daemon.Store!.UpdateLog());
+        Assert.Equal(("refused", smallSha), (entry.Outcome, entry.Sha256));
+    }
 }
 
 /// <summary>A label whose strings are not valid text is refused with the reason, not thrown at the MQTT client.</summary>

@@ -238,6 +238,13 @@ public sealed class MqttLink : IAsyncDisposable
         return true;
     }
 
+    /// <summary>
+    /// The largest MQTT packet the broker may send this client (announced at connect, MQTT 5): a larger message is
+    /// dropped by the broker, not held whole in this process's memory. A package is a few hundred KB and a label at
+    /// most 16 KiB, so 32 MiB, the inbox's default MaxFileBytes, leaves room for packages far larger than today's.
+    /// </summary>
+    public const uint MaxPacketBytes = 32 << 20;
+
     private MqttClientOptions BuildOptions()
     {
         byte[] will = Payloads.Status("offline", _deviceId, null, null, null, null, null);
@@ -250,6 +257,7 @@ public sealed class MqttLink : IAsyncDisposable
             .WithSessionExpiryInterval(7 * 24 * 3600)
             .WithKeepAlivePeriod(TimeSpan.FromSeconds(_options.KeepAliveSeconds))
             .WithTimeout(_timeout)
+            .WithMaximumPacketSize(MaxPacketBytes)
             .WithWillTopic(_topics.Status)
             .WithWillPayload(will)
             .WithWillRetain(true)
