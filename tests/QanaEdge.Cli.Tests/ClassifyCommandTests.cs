@@ -85,6 +85,19 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.DoesNotContain("   at ", stderr);
     }
 
+    /// <summary>The package given where the images go (<c>qana classify PKG IMAGE</c>, <c>--model</c> left out): the
+    /// error says it is a model package and how to give it, not only that it has no image signature.</summary>
+    [Fact]
+    public void A_package_given_as_an_image_is_named_as_one()
+    {
+        string good = Jpegs(1)[0];
+        var (code, stdout, stderr) = Qana("classify", _package, good, "--model", _package);
+        Assert.Equal(1, code);
+        Assert.Contains(good, Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+        Assert.Equal($"qana: {_package}: rejected (not_an_image): no known image signature; it is a model package: give it with --model",
+            Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
     /// <summary>A file that reports no size and never ends (a device, a pipe) is held to the size limit as it is read:
     /// /dev/zero used to be read until memory ran out, an internal error that also ended the run.</summary>
     [Fact]

@@ -62,9 +62,10 @@ public sealed class ClassifyCommand : IVerb
             var overlays = new HashSet<string>(StringComparer.Ordinal);
             foreach (string image in images)
             {
+                byte[]? bytes = null;
                 try
                 {
-                    byte[] bytes = ReadImage(image);
+                    bytes = ReadImage(image);
                     LesionResult result = classifier.Classify(bytes);
                     if (saliencyPath is not null)
                     {
@@ -79,6 +80,8 @@ public sealed class ClassifyCommand : IVerb
                 {
                     failed = true;
                     string why = e is ImageRejectedException r ? $"rejected ({r.ReasonCode}): {r.Message}" : e.Message;
+                    // The package given where the images go (qana classify PKG IMAGE): say so, not only "no known image signature".
+                    if (e is ImageRejectedException { Reason: RejectReason.NotAnImage } && bytes.AsSpan().StartsWith(PackageFormat.Magic)) why += "; it is a model package: give it with --model";
                     context.Err.WriteLine($"qana: {image}: {Cli.OneLine(why)}");
                 }
             }
