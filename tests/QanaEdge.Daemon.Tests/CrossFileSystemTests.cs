@@ -6,11 +6,11 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 namespace QanaEdge.Daemon.Tests;
 
 /// <summary>
-/// Done and quarantine folders on another file system than the inbox (each its own small tmpfs), where no rename
-/// reaches and a capture is copied. File.Move's own copy left a cut-short copy under the capture's name on a full disk
-/// (one more at every retry), deleted the source before the copy was on disk, and opened a FIFO to copy it, which
-/// blocked the inbox. Now the copy is made under <see cref="CaptureDisposition.CopyPrefix"/>, flushed, renamed into
-/// place, and only then is the capture deleted from the inbox; a FIFO is not copied.
+/// Done and quarantine folders on another mount than the inbox (each its own small tmpfs, or a bind mount), where no
+/// rename reaches and a capture is copied. File.Move's own copy left a cut-short copy under the capture's name on a
+/// full disk (one more at every retry), deleted the source before the copy was on disk, and opened a FIFO to copy it,
+/// which blocked the inbox. Now the copy is made under <see cref="CaptureDisposition.CopyPrefix"/>, flushed, renamed
+/// into place, and only then is the capture deleted from the inbox; a FIFO is not copied.
 /// </summary>
 public sealed class CrossFileSystemTests : IDisposable
 {

@@ -21,7 +21,7 @@ namespace QanaEdge.Daemon.Capture;
 /// (<see cref="RecoverClaims"/>) and classified again (or found a duplicate): nothing is lost either way.
 /// </para>
 /// <para>
-/// The done and quarantine folders may be on another file system than the inbox, where no rename reaches: the file is
+/// The done and quarantine folders may be on another mount than the inbox, where no rename reaches: the file is
 /// copied there instead (<see cref="MoveInto"/>), made durable, and only then deleted from the inbox.
 /// </para>
 /// </summary>
@@ -31,7 +31,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     public const string ClaimPrefix = ".qanad-";
 
     /// <summary>
-    /// Start of the name of a capture being copied into the done or quarantine folder on another file system (renamed to
+    /// Start of the name of a capture being copied into the done or quarantine folder on another mount (renamed to
     /// its own name once whole and flushed); one left by a kill is removed at the next start (<see cref="RecoverClaims"/>).
     /// </summary>
     public const string CopyPrefix = ".qanad-copy-";
@@ -160,11 +160,12 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
 
     /// <summary>
     /// Moves a capture (its claimed name, or an unread one) to <paramref name="target"/> in the done or quarantine
-    /// folder. On one file system that is a rename. Across two, File.Move copies and then deletes, and that went wrong
-    /// three ways: a copy that failed (a full disk) was left behind cut short under the capture's name, looking like a
-    /// finished capture, with one more at every retry under a free variant of the name; the source was deleted before
-    /// the copy was on disk, so a power cut could lose a capture whose result was stored; and a FIFO was opened to be
-    /// copied, which blocks until a writer comes, and with it the whole inbox. So across file systems a regular file is
+    /// folder. Within one mount that is a rename. Across two (another file system, or a bind mount of the inbox's own:
+    /// rename(2) crosses neither), File.Move copies and then deletes, and that went wrong three ways: a copy that failed
+    /// (a full disk) was left behind cut short under the capture's name, looking like a finished capture, with one more
+    /// at every retry under a free variant of the name; the source was deleted before the copy was on disk, so a power
+    /// cut could lose a capture whose result was stored; and a FIFO was opened to be copied, which blocks until a
+    /// writer comes, and with it the whole inbox. So across mounts a regular file is
     /// copied under <see cref="CopyPrefix"/> (a name nothing takes for a capture), flushed, renamed into place, its
     /// folder flushed, and only then deleted from the inbox; on any failure the copy is removed and the capture stays.
     /// Anything else (a FIFO, device or socket, quarantined unread) is not copied: it is deleted, its reason (written
@@ -174,7 +175,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     private void MoveInto(string source, string target)
     {
         string folder = Path.GetDirectoryName(target)!;
-        // Unknown (no statx): the rename, as before.
+        // One mount, or unknown (no statx): the rename, as before.
         if (FileKind.Mount(source) is not ulong from || FileKind.Mount(folder, followLinks: true) is not ulong to || from == to)
         {
             File.Move(source, target, overwrite: false);
@@ -183,7 +184,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         if (FileKind.IsRegularFile(source) == false)
         {
             File.Delete(source);
-            log.LogInformation("{File} is not a regular file and {Folder} is on another file system: removed, not copied", Path.GetFileName(source), folder);
+            log.LogInformation("{File} is not a regular file and {Folder} is on another mount: removed, not copied", Path.GetFileName(source), folder);
             return;
         }
         string copy = Path.Combine(folder, $"{CopyPrefix}{Random.Shared.Next():x8}");
