@@ -238,6 +238,8 @@ public sealed class AkidaEngineChoiceTests : IDisposable
 
         File.Delete(fault);
         await OnEngine("akida", "a status naming the card again");
+        // The swap that gives the model back publishes the status; the card's return is logged after it.
+        await CardBackLogged(daemon);
         Assert.DoesNotContain("failed", Last().GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
         Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("The Akida card is back", StringComparison.Ordinal));
         TestEnv.Drop(images[1], daemon.Inbox);
@@ -314,6 +316,8 @@ public sealed class AkidaEngineChoiceTests : IDisposable
 
         await TestEnv.WaitUntil(() => Last().GetProperty("engine").GetString()!.StartsWith("akida AKD1000", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30), "a status naming the card once it computes the model");
+        // The swap that gives the model back publishes the status; the card's return is logged after it.
+        await CardBackLogged(daemon);
         Assert.DoesNotContain("failed", Last().GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
         Assert.DoesNotContain("failed", Last().GetProperty("model_source").GetString(), StringComparison.Ordinal);
         Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Warning), l => l.Contains("The Akida card is back", StringComparison.Ordinal));
@@ -427,6 +431,11 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         using (QanaEdge.Akida.AkidaDevice again = QanaEdge.Akida.AkidaDevice.Open(node)) { }
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
+
+    /// <summary>Waits for the log line of the card's return, which <see cref="CardFailover"/> writes after the swap that publishes the status.</summary>
+    private static Task CardBackLogged(DaemonRunner daemon) =>
+        TestEnv.WaitUntil(() => daemon.Log.At(Serilog.Events.LogEventLevel.Warning).Any(l => l.Contains("The Akida card is back", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "the card's return in the log");
 
     /// <summary><paramref name="model"/> as <paramref name="version"/> (of another profile when given), with two golden vectors recorded on the managed engine.</summary>
     private static ModelPackage WithGoldenVectors(ModelPackage model, string version, QuantizationProfile? profile = null)
@@ -816,6 +825,9 @@ public sealed class AkidaEngineChoiceTests : IDisposable
             finally { File.Delete(fault); }
             await TestEnv.WaitUntil(() => Last().GetProperty("engine_reason").GetString()!.Contains("refused", StringComparison.Ordinal),
                 TimeSpan.FromSeconds(30), "a status saying the card refused the model");
+            // The swap onto the managed engine publishes that status; the refusal is logged after it.
+            await TestEnv.WaitUntil(() => daemon.Log.At(Serilog.Events.LogEventLevel.Error).Any(e => e.Contains("refused", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(30), "the card's refusal in the log");
         }
         finally { File.Delete(refuse); }
         JsonElement status = Last();

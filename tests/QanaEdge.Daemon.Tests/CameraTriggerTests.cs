@@ -187,8 +187,11 @@ public sealed class CameraTriggerTests : IDisposable
         await TestEnv.WaitUntil(() => LastStatus(sub, "devcamstall")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
             TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
         _device.Scene = scene;
-        PressButton();
-        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the next press's result");
+        // The status goes out before the trigger lets go of the capture it ends, and a press in between is dropped as
+        // "a capture is running": press until the device starts the next capture.
+        int streams = _device.Captures;
+        await TestEnv.WaitUntil(() => { if (_device.Captures == streams) PressButton(); return ResultShas(sub).Contains(Sha(scene)); },
+            TimeSpan.FromSeconds(60), "the next press's result");
         Assert.DoesNotContain(Sha(late), ResultShas(sub));
         Assert.Equal(1, daemon.Store!.ResultCount());
     }
@@ -248,8 +251,14 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Empty(Directory.GetFiles(inbox));
 
         File.Delete(filler);
-        PressButton();
-        await TestEnv.WaitUntil(() => ResultShas(sub).Contains(Sha(scene)), TimeSpan.FromSeconds(60), "the result once there is room");
+        // The "failed" status goes out before the trigger lets go of the failed capture, and a press in between is
+        // dropped as "a capture is running": press until the device starts the next capture.
+        int streams = _device.Captures;
+        await TestEnv.WaitUntil(() => { if (_device.Captures == streams) PressButton(); return ResultShas(sub).Contains(Sha(scene)); },
+            TimeSpan.FromSeconds(60), "the result once there is room");
+        // The trigger reports the camera ready only after the frame is in the inbox, where its result may be made first.
+        await TestEnv.WaitUntil(() => LastStatus(sub, "devcamfull")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
+            TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
         Assert.Equal("ready", LastStatus(sub, "devcamfull")!.Value.GetProperty("camera").GetProperty("state").GetString());
     }
 
@@ -422,6 +431,9 @@ public sealed class CameraTriggerTests : IDisposable
         _device.Unplugged = false;
         _device.Scene = scene;
         await TestEnv.WaitUntil(() => { if (_device.Captures == 0) PressButton(); return ResultShas(sub).Contains(Sha(scene)); }, TimeSpan.FromSeconds(60), "the result once the camera is back");
+        // The end of the run is logged after the frame is in the inbox, where its result may be made first.
+        await TestEnv.WaitUntil(() => daemon.Log.At(LogEventLevel.Information).Any(l => l.Contains("captured again after", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "the end of the run of failed captures in the log");
 
         int failures = _device.UnpluggedOpens;
         string[] failed = daemon.Log.At(LogEventLevel.Error).ToArray();

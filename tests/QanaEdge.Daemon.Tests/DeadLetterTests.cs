@@ -33,8 +33,11 @@ public sealed class DeadLetterTests : IDisposable
         {
             await daemon.StartAsync();
             foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
-            // Refused, waits 1 s, refused, waits 2 s, refused: a dead letter, out of the outbox.
-            await TestEnv.WaitUntil(() => daemon.Store is { } s && s.DeadLetters().Count == images.Length && s.OutboxCount() == 0, TimeSpan.FromSeconds(60),
+            // Refused, waits 1 s, refused, waits 2 s, refused: a dead letter, out of the outbox. The publisher logs each
+            // one after moving it: the wait takes in those lines too; the delay below is for what must not follow.
+            await TestEnv.WaitUntil(() => daemon.Store is { } s && s.DeadLetters().Count == images.Length && s.OutboxCount() == 0
+                && daemon.Log.At(Serilog.Events.LogEventLevel.Error).Count(e => e.Contains("moved to the dead letters", StringComparison.Ordinal)) >= images.Length,
+                TimeSpan.FromSeconds(60),
                 "both results to become dead letters", () => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)));
             await Task.Delay(TimeSpan.FromSeconds(2));
             List<DeadLetterEntry> dead = daemon.Store!.DeadLetters();

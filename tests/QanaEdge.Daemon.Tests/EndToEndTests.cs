@@ -188,10 +188,14 @@ public sealed class EndToEndTests : IDisposable
         TestEnv.DropBytes([], daemon.Inbox, "empty.jpg");
         TestEnv.DropBytes(good, daemon.Inbox, "good.jpg");
 
-        await TestEnv.WaitUntil(() => Directory.Exists(daemon.QuarantineDir) && Directory.GetFiles(daemon.QuarantineDir, "*.reason").Length == 3,
-            TimeSpan.FromSeconds(30), "three quarantined files");
-        await TestEnv.WaitUntil(() => sub.Results.Count == 1, TimeSpan.FromSeconds(30), "the good image's result");
-        foreach (string name in new[] { "truncated.jpg", "notes.jpg", "empty.jpg" })
+        string[] rejected = ["truncated.jpg", "notes.jpg", "empty.jpg"];
+        // A capture's .reason is written before the capture is moved beside it, and the good image's result goes out
+        // while its file is still being moved to done/: wait for the captures themselves and for the inbox to empty.
+        await TestEnv.WaitUntil(() => Directory.Exists(daemon.QuarantineDir) && Directory.GetFiles(daemon.QuarantineDir, "*.reason").Length == 3
+            && rejected.All(name => File.Exists(Path.Combine(daemon.QuarantineDir, name))), TimeSpan.FromSeconds(30), "three quarantined files");
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30),
+            "the good image's result and an empty inbox");
+        foreach (string name in rejected)
         {
             Assert.True(File.Exists(Path.Combine(daemon.QuarantineDir, name)), name);
             string reason = File.ReadAllText(Path.Combine(daemon.QuarantineDir, name + ".reason"));

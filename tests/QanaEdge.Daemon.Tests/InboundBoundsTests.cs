@@ -44,7 +44,9 @@ public sealed class InboundBoundsTests : IDisposable
             await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"elsewhere{{i}}","label":"nv","clinician":"dr-x"}"""));
         // Then a label of this device's result: kept although the unknown ones filled their share.
         await sub.PublishAsync(topic, Encoding.UTF8.GetBytes($$"""{"result_id":"{{resultId}}","label":"bcc","clinician":"dr-b"}"""));
-        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains($"Feedback stored: result {resultId} labelled bcc", StringComparison.Ordinal)),
+        // The handler logs the stored label first and the counts of the runs it ends after: wait for both lines.
+        await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.Contains($"Feedback stored: result {resultId} labelled bcc", StringComparison.Ordinal))
+            && daemon.Log.Events.Any(e => e.Message.StartsWith("Since the previous label of a result of this device", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(120), "the label of this device's result");
 
         Assert.Equal(InboundHandler.MaxUnknownLabels + 1, daemon.Store!.FeedbackCount());

@@ -103,12 +103,14 @@ public sealed class InboxIdentityTests : IDisposable
         await using (var daemon = new DaemonRunner(_root, _broker.Port, "devmc", null, $"--Qana:Model={shipped}"))
         {
             await daemon.StartAsync();
-            await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0 && File.Exists(Path.Combine(done, Path.GetFileName(image))),
+            string duplicate = $"Duplicate capture {Path.GetFileName(image)} (sha256 {Sha(image)}) already has result {first}";
+            // The acknowledger moves the capture first and logs the duplicate after: wait for the line too.
+            await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0 && File.Exists(Path.Combine(done, Path.GetFileName(image)))
+                && daemon.Log.Events.Any(e => e.Message.StartsWith("Duplicate capture", StringComparison.Ordinal)),
                 TimeSpan.FromSeconds(60), "the capture to be acknowledged");
             Assert.Equal(1, daemon.Store!.ResultCount());
             Assert.Equal(0, daemon.Store.OutboxCount());
-            Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Information),
-                l => l.Contains($"Duplicate capture {Path.GetFileName(image)} (sha256 {Sha(image)}) already has result {first}", StringComparison.Ordinal));
+            Assert.Contains(daemon.Log.At(Serilog.Events.LogEventLevel.Information), l => l.Contains(duplicate, StringComparison.Ordinal));
         }
         Assert.Equal([first], sub.Results.Keys);
     }

@@ -105,7 +105,9 @@ public sealed class PowerBaselineTests : IDisposable
             $"--Qana:Power:HwmonRoot={Path.GetDirectoryName(hwmon)}", "--Qana:Power:HwmonChip=ina226", "--Qana:Power:IdleSamples=20",
             "--Qana:Power:TelemetrySeconds=0.2");
         await daemon.StartAsync();
-        await TestEnv.WaitUntil(() => Directory.GetFiles(inbox).Length == 0 && sub.Results.Count == 1, TimeSpan.FromSeconds(90),
+        // The acknowledger moves a duplicate out of the inbox first and logs it after: wait for its line too.
+        await TestEnv.WaitUntil(() => Directory.GetFiles(inbox).Length == 0 && sub.Results.Count == 1
+                && daemon.Log.Events.Any(e => e.Message.StartsWith("Duplicate capture", StringComparison.Ordinal)), TimeSpan.FromSeconds(90),
             "the three captures settled", () => string.Join(", ", Directory.GetFiles(inbox).Select(Path.GetFileName)));
         Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Idle power baseline not known", StringComparison.Ordinal));
         // The sampler starts after the daemon's handlers are attached: the first failed read is in the log.
