@@ -26,7 +26,8 @@ public sealed class InboxWatcher : IAsyncDisposable
     private readonly ILogger<InboxWatcher> _log;
     /// <summary>
     /// Paths with file events not yet looked at, in the order of their first event; <see cref="_queued"/> holds each
-    /// once, with whether one of its events was a rename from a temporary name. Events of a path already waiting
+    /// once, with whether one of its events was a rename from a temporary name (a rescan that looks at the path first
+    /// takes it out of the set, and the queue's entry is then passed over). Events of a path already waiting
     /// coalesce: while the capture queue is full the watcher waits, and a writer appending to its files makes an event
     /// per write, so a queue of events grew without bound (4,004 for two files of 2,000 writes each).
     /// </summary>
@@ -133,8 +134,11 @@ public sealed class InboxWatcher : IAsyncDisposable
             {
                 if (Stopwatch.GetElapsedTime(nextRescan) >= TimeSpan.Zero || nextRescan == 0)
                 {
+                    // A path with an event waiting is looked at with it, rename included: when the loop was held up
+                    // (a full queue, a cold start), the rescan may come first, and the event, second, would find the
+                    // capture in flight, its rename lost; a capture cut short would then look unfinished for 60 s.
                     foreach (string path in Directory.EnumerateFiles(_options.Inbox).Order(StringComparer.Ordinal))
-                        await ConsiderAsync(path, renamed: false, ct).ConfigureAwait(false);
+                        await ConsiderAsync(path, _queued.TryRemove(path, out bool renamed) && renamed, ct).ConfigureAwait(false);
                     foreach (string gone in _deferred.Keys.Where(p => !File.Exists(p)).ToArray()) _deferred.TryRemove(gone, out _);
                     nextRescan = Stopwatch.GetTimestamp() + (long)(rescanEvery.TotalSeconds * Stopwatch.Frequency);
                     if (scanFailures > 0) _log.LogInformation("Inbox scan works again after {Failures} failures", scanFailures);
