@@ -12,6 +12,21 @@ public sealed class InboxWatcherTests : IDisposable
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
+    /// <summary>Options for an inbox under the test's folder, with the given rescan period and 50 ms to be stable.</summary>
+    private QanaOptions Options(double rescanSeconds) => new()
+    {
+        Inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName, StateDir = _root,
+        QuarantineDir = Path.Combine(_root, "quarantine"), DoneDir = Path.Combine(_root, "done"),
+        RescanSeconds = rescanSeconds, StableMilliseconds = 50,
+    };
+
+    private static InboxWatcher Started(QanaOptions options, CaptureQueue queue)
+    {
+        var watcher = new InboxWatcher(options, queue, new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance), NullLogger<InboxWatcher>.Instance);
+        watcher.Start();
+        return watcher;
+    }
+
     /// <summary>
     /// While the capture queue is full the watcher waits, and the kernel's file events keep coming: a writer that
     /// appends to its files makes one event per write. They wait coalesced, at most one per path, however many come;
@@ -21,15 +36,10 @@ public sealed class InboxWatcherTests : IDisposable
     [Fact]
     public async Task File_events_behind_a_full_queue_wait_one_per_path_and_every_file_is_still_taken()
     {
-        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
-        var options = new QanaOptions
-        {
-            Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(_root, "quarantine"), DoneDir = Path.Combine(_root, "done"),
-            RescanSeconds = 3600, StableMilliseconds = 50,
-        };
+        QanaOptions options = Options(rescanSeconds: 3600);
+        string inbox = options.Inbox;
         var queue = new CaptureQueue(capacity: 1, capacityBytes: 1 << 20);
-        await using var watcher = new InboxWatcher(options, queue, new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance), NullLogger<InboxWatcher>.Instance);
-        watcher.Start();
+        await using InboxWatcher watcher = Started(options, queue);
 
         // The first capture fills the queue; the watcher reads the second and waits to hand it over.
         TestEnv.DropBytes([1], inbox, "a.bin");
@@ -74,16 +84,11 @@ public sealed class InboxWatcherTests : IDisposable
     [Fact]
     public async Task A_rename_waiting_when_the_rescan_finds_the_file_is_kept()
     {
-        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
-        var options = new QanaOptions
-        {
-            Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(_root, "quarantine"), DoneDir = Path.Combine(_root, "done"),
-            RescanSeconds = 1, StableMilliseconds = 50,
-        };
+        QanaOptions options = Options(rescanSeconds: 1);
+        string inbox = options.Inbox;
         var queue = new CaptureQueue(capacity: 1, capacityBytes: 1 << 20);
         await queue.WriteAsync(new CaptureItem(Path.Combine(inbox, "earlier.bin"), [0], "inbox", DateTime.UtcNow, 0)); // the queue is full
-        await using var watcher = new InboxWatcher(options, queue, new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance), NullLogger<InboxWatcher>.Instance);
-        watcher.Start();
+        await using InboxWatcher watcher = Started(options, queue);
 
         // Written in place: taken once stable, by the watcher's look at waiting files, which then waits on the full queue.
         File.WriteAllBytes(Path.Combine(inbox, "slow.bin"), [1]);

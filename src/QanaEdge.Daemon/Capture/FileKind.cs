@@ -17,12 +17,8 @@ internal static partial class FileKind
     /// <summary>True for a regular file, false for anything else, null when the kernel cannot say (no statx, or the entry is gone).</summary>
     public static unsafe bool? IsRegularFile(string path)
     {
-        if (!OperatingSystem.IsLinux()) return null;
         byte* statx = stackalloc byte[StatxSize];
-        int result;
-        try { result = Statx(AtFdCwd, path, 0, StatxType, statx); }
-        catch (EntryPointNotFoundException) { return null; } // a C library without statx (glibc before 2.28)
-        if (result != 0) return null;
+        if (!TryStatx(path, 0, StatxType, statx)) return null;
         ushort mode = *(ushort*)(statx + ModeOffset);
         return (mode & SIfMt) == SIfReg;
     }
@@ -37,17 +33,21 @@ internal static partial class FileKind
     /// </summary>
     public static unsafe ulong? Mount(string path, bool followLinks = false)
     {
-        if (!OperatingSystem.IsLinux()) return null;
         byte* statx = stackalloc byte[StatxSize];
-        int result;
-        try { result = Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxBasicStats | StatxMntId, statx); }
-        catch (EntryPointNotFoundException) { return null; }
-        if (result != 0) return null;
+        if (!TryStatx(path, followLinks ? 0 : AtSymlinkNoFollow, StatxBasicStats | StatxMntId, statx)) return null;
         if ((*(uint*)statx & StatxMntId) != 0) return *(ulong*)(statx + MntIdOffset);
         // stx_dev_major and stx_dev_minor: always filled in, whatever the mask. The top bit keeps a device apart from
         // a mount id (the same kernel answers the same way for both paths, but never mind).
         uint major = *(uint*)(statx + DevMajorOffset), minor = *(uint*)(statx + DevMinorOffset);
         return 1UL << 63 | (ulong)major << 32 | minor;
+    }
+
+    /// <summary>Fills <paramref name="statx"/> (<see cref="StatxSize"/> bytes) for <paramref name="path"/>; false when the kernel cannot say.</summary>
+    private static unsafe bool TryStatx(string path, int flags, uint mask, byte* statx)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try { return Statx(AtFdCwd, path, flags, mask, statx) == 0; }
+        catch (EntryPointNotFoundException) { return false; } // a C library without statx (glibc before 2.28)
     }
 
     private const int AtFdCwd = -100, StatxType = 0x1, StatxSize = 256, ModeOffset = 28;

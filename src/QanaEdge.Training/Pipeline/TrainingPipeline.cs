@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text;
+using System.Text.Json;
 using QanaEdge.Model;
 using QanaEdge.Model.Packaging;
 using QanaEdge.Runtime;
