@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -207,5 +209,39 @@ public sealed class CrossFileSystemTests : IDisposable
         TestEnv.Drop(image, daemon.Inbox);
         await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(30), "the capture to be moved");
         Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Assert.Single(Directory.GetFiles(done))));
+    }
+
+    /// <summary>
+    /// The copy is in place but its folder cannot be flushed, so its name might not survive a power cut. Before, that
+    /// was only a warning and the capture was deleted from the inbox all the same; now the copy is taken back and the
+    /// capture stays, to be moved once the flush works.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void A_capture_whose_copy_cannot_be_flushed_into_its_folder_stays_in_the_inbox()
+    {
+        byte[] bytes = File.ReadAllBytes(TestEnv.RealImages(1, skip: 1250)[0]);
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName };
+        bool flushFails = true;
+        var flushed = new List<string>();
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance, folder =>
+        {
+            if (flushFails) throw new IOException($"fsync of {folder} failed: errno 5");
+            flushed.Add(folder);
+        });
+        string path = Path.Combine(inbox, "cap.jpg");
+        File.WriteAllBytes(path, bytes);
+
+        Assert.False(disposition.Acknowledge(path, Sha(bytes)));
+        Assert.Equal(["cap.jpg"], Directory.GetFiles(inbox).Select(Path.GetFileName));
+        Assert.Equal(bytes, File.ReadAllBytes(path));
+        Assert.Equal("", Listing(options.DoneDir));
+
+        flushFails = false;
+        Assert.True(disposition.Acknowledge(path, Sha(bytes)));
+        Assert.Empty(Directory.GetFiles(inbox));
+        Assert.Equal($"cap.jpg ({bytes.Length} B)", Listing(options.DoneDir));
+        Assert.Equal([options.DoneDir], flushed);
     }
 }

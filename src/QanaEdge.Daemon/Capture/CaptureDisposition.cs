@@ -24,9 +24,12 @@ namespace QanaEdge.Daemon.Capture;
 /// The done and quarantine folders may be on another mount than the inbox, where no rename reaches: the file is
 /// copied there instead (<see cref="MoveInto"/>), made durable, and only then deleted from the inbox.
 /// </para>
+/// <paramref name="syncFolder"/> flushes a folder (a test's stand-in); by default <see cref="DurableFile.SyncDirectory"/>.
 /// </summary>
-public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log)
+public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log, Action<string>? syncFolder = null)
 {
+    private readonly Action<string> _syncFolder = syncFolder ?? DurableFile.SyncDirectory;
+
     /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
     public const string ClaimPrefix = ".qanad-";
 
@@ -207,12 +210,13 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             DurableFile.TryDelete(copy);
             throw;
         }
-        try { DurableFile.SyncDirectory(folder); }
-        catch (IOException e)
+        try { _syncFolder(folder); }
+        catch (IOException)
         {
-            // The copy itself is on disk; only its name might not survive a power cut, which then leaves the capture in
-            // neither folder. Rare (a flush refused, not a full disk), and the move still happens: logged, not retried.
-            log.LogWarning("Cannot flush {Folder} after copying {File} into it: {Error}", folder, Path.GetFileName(target), e.Message);
+            // The copy is on disk, but its name might not survive a power cut; deleting the capture now could then
+            // leave it in neither folder. So the copy is taken back and the capture stays, to be tried again.
+            DurableFile.TryDelete(target);
+            throw;
         }
         try { File.Delete(source); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -264,7 +268,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 DurableFile.WriteAllBytes(target + ".reason", why);
                 DurableFile.WriteAllBytes(target, item.Bytes);
             }
-            DurableFile.SyncDirectory(options.QuarantineDir!);
+            _syncFolder(options.QuarantineDir!);
             log.LogWarning("Quarantined {File}: {Reason}: {Message}", item.DisplayName, reason, message);
             return true;
         }
