@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Iot.Device.Media;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Tests.Devices;
 using QanaEdge.Daemon.Tests.Infrastructure;
@@ -260,6 +262,30 @@ public sealed class CameraTriggerTests : IDisposable
         await TestEnv.WaitUntil(() => LastStatus(sub, "devcamfull")?.GetProperty("camera").GetProperty("state").GetString() == "ready",
             TimeSpan.FromSeconds(30), "a status saying the camera is ready again");
         Assert.Equal("ready", LastStatus(sub, "devcamfull")!.Value.GetProperty("camera").GetProperty("state").GetString());
+    }
+
+    /// <summary>
+    /// A frame renamed into the inbox whose folder cannot then be flushed is whole under its name, and the watcher may
+    /// take it at once: it is a capture. Before, the trigger reported it failed (error line, "failed" status) while it
+    /// was classified all the same; now it is reported captured, with a warning that says what the flush risks.
+    /// </summary>
+    [Fact]
+    public async Task A_frame_whose_inbox_cannot_be_flushed_is_reported_captured_with_a_warning()
+    {
+        byte[] scene = File.ReadAllBytes(TestEnv.RealImages(1, skip: 648)[0]);
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var log = new RecordingLogger<CameraTrigger>();
+        using var source = new V4l2CameraSource(_device, 0);
+        using var trigger = new CameraTrigger(source, null, inbox, log, syncFolder: folder => throw new IOException($"fsync of {folder} failed: errno 5"));
+        _device.Scene = scene;
+
+        Assert.True(await trigger.TriggerAsync("test"));
+
+        Assert.Equal(scene, File.ReadAllBytes(Assert.Single(Directory.GetFiles(inbox))));
+        Assert.Equal(("ready", null), (trigger.State.State, trigger.State.Error));
+        var (level, line) = Assert.Single(log.Lines);
+        Assert.Equal(LogLevel.Warning, level);
+        Assert.Contains("but the inbox could not be flushed: a power cut before its result is stored may lose it (fsync of", line);
     }
 
     /// <summary>

@@ -4,6 +4,7 @@ using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Devices.Camera;
 using QanaEdge.Devices.Gpio;
+using QanaEdge.Model;
 
 namespace QanaEdge.Daemon.Capture;
 
@@ -36,6 +37,7 @@ public sealed class CameraTrigger : IDisposable
 
     private readonly TimeSpan _timeout;
     private readonly int _maxBacklog;
+    private readonly WholeFileOptions _durable;
     // Triggers dropped while a capture ran, since the last capture during which none was dropped: a flood drops most of
     // its triggers while the one it got in captures, so a run ends only once a capture goes by without a drop.
     private long _ignored;
@@ -46,10 +48,13 @@ public sealed class CameraTrigger : IDisposable
 
     /// <param name="captureTimeout">How long a capture may wait for its frame (default 10 s) before it is a failed one.</param>
     /// <param name="maxBacklog">Captures waiting in the inbox at which a trigger is refused (Qana:Camera:MaxBacklog).</param>
-    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log, TimeSpan? captureTimeout = null, int maxBacklog = 32)
+    /// <param name="syncFolder">Flushes the inbox folder after a frame is renamed into it (a test's stand-in); by default <see cref="DurableFile.SyncDirectory"/>.</param>
+    public CameraTrigger(ICameraSource camera, CaptureButton? button, string inbox, ILogger log, TimeSpan? captureTimeout = null, int maxBacklog = 32,
+        Action<string>? syncFolder = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBacklog, 1);
         _camera = camera; _button = button; _inbox = inbox; _log = log; _maxBacklog = maxBacklog;
+        _durable = DurableFile.Options(syncFolder);
         _timeout = captureTimeout ?? TimeSpan.FromSeconds(10);
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
@@ -120,7 +125,16 @@ public sealed class CameraTrigger : IDisposable
                 // Time and hash: unique, because one capture runs at a time; the same name again is the same bytes.
                 string path = Path.Combine(_inbox, $"{FilePrefix}{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}-{sha[..12]}.jpg");
                 Directory.CreateDirectory(_inbox);
-                DurableFile.WriteAllBytes(path, frame); // under a .tmp name the watcher skips, then renamed into place
+                try { WholeFile.Write(path, frame, _durable); } // under a .tmp name the watcher skips, then renamed into place
+                catch (FolderSyncException e)
+                {
+                    // The frame is whole under its name, and the watcher may have taken it already: it is a capture, to be
+                    // classified like any other. Reporting it failed (as before) was untrue; what the failed flush risks, the
+                    // frame's name not surviving a power cut, is said here.
+                    _log.LogWarning("Captured {Bytes} bytes from {Camera} ({Why}) as {File}, but the inbox could not be flushed: a power cut before its result is stored may lose it ({Error})",
+                        frame.Length, _camera.Name, why, Path.GetFileName(path), e.InnerException?.Message ?? e.Message);
+                    return;
+                }
                 _log.LogInformation("Captured {Bytes} bytes from {Camera} ({Why}) as {File}", frame.Length, _camera.Name, why, Path.GetFileName(path));
             }).ConfigureAwait(false);
             long failed = Interlocked.Exchange(ref _failed, 0);
