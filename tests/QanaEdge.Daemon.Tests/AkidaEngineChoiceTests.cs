@@ -345,6 +345,55 @@ public sealed class AkidaEngineChoiceTests : IDisposable
     }
 
     /// <summary>
+    /// An applied update and a card that does not reproduce its check vectors at start: the update runs on the managed
+    /// engine (its version in the status and in the results), and once the card computes again the same update goes
+    /// onto it. Before, the start dropped the update and the configured model classified until the next restart.
+    /// </summary>
+    [Fact]
+    public async Task An_applied_update_whose_check_fails_on_the_card_at_start_runs_managed_and_goes_onto_the_card_once_it_computes()
+    {
+        var (root, model, trust, state, signed, sha, _, _) = UpdateOnDisk("akida-start-update");
+        new AppliedUpdates(ModelUpdates.ModelsDir(state)).Commit(new AppliedUpdates.State(sha, []), sha, signed);
+        string updated = s_akd1000.Manifest.Version + ".9";
+        string flip = Path.Combine(_dev, "akida0") + ".flip";
+        string[] images = TestEnv.RealImages(2, skip: 655);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/akida8/#");
+        await sub.ConnectAsync();
+        File.WriteAllText(flip, "");
+        await using var daemon = new DaemonRunner(root, broker.Port, "akida8", null, $"--Qana:Model={model}", $"--Qana:TrustDir={trust}",
+            $"--Qana:Akida:DevDir={_dev}", $"--Qana:Akida:Library={TestData.AkidaEmulator}", "--Qana:Akida:RetrySeconds=0.2");
+        try
+        {
+            await daemon.StartAsync();
+            await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/akida8/status"), TimeSpan.FromSeconds(30), "the status at start");
+            JsonElement status = Last();
+            Assert.Equal(updated, status.GetProperty("model").GetProperty("version").GetString());
+            Assert.StartsWith("managed IntegerEngine", status.GetProperty("engine").GetString(), StringComparison.Ordinal);
+            Assert.Contains("golden self-test failed", status.GetProperty("engine_reason").GetString(), StringComparison.Ordinal);
+            Assert.StartsWith("applied update: ", status.GetProperty("model_source").GetString(), StringComparison.Ordinal);
+            Assert.DoesNotContain(daemon.Log.Events, e => e.Message.Contains("applied update not used", StringComparison.Ordinal));
+
+            TestEnv.Drop(images[0], daemon.Inbox);
+            await TestEnv.WaitUntil(() => sub.Results.Count >= 1, TimeSpan.FromSeconds(60), "the result from the managed engine");
+        }
+        finally { File.Delete(flip); }
+
+        await TestEnv.WaitUntil(() => Last().GetProperty("engine").GetString()!.StartsWith("akida AKD1000", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), "a status naming the card once it computes the updated model");
+        Assert.Equal(updated, Last().GetProperty("model").GetProperty("version").GetString());
+        await CardBackLogged(daemon);
+        TestEnv.Drop(images[1], daemon.Inbox);
+        await TestEnv.WaitUntil(() => sub.Results.Count >= 2, TimeSpan.FromSeconds(60), "the result from the card");
+        Assert.All(sub.Results.Values, q => Assert.Equal(updated, q.First().GetProperty("model").GetProperty("version").GetString()));
+        sub.AssertOneResultIdPerImage(images);
+        await daemon.StopAsync();
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+
+        JsonElement Last() => sub.Messages.Where(m => m.Topic == "qana/akida8/status").Select(m => JsonDocument.Parse(m.Payload).RootElement).Last();
+    }
+
+    /// <summary>
     /// At start, a card that refuses the model's program itself keeps the behaviour of before the check: the model runs
     /// on the managed engine with the card's refusal as the reason, and it is no card fault, so nothing tries the card
     /// again; a card whose memory corrupts the program is one (the start names the mismatch), and a sound card takes it.
@@ -527,9 +576,10 @@ public sealed class AkidaEngineChoiceTests : IDisposable
 
     /// <summary>
     /// A card that faults while a new model's golden vectors run on it: the update is refused, the old model is on the
-    /// card again and classifies once the card is back; at start, an applied update whose self-test faults gives way
-    /// to the configured model instead of stopping the daemon. Before, the fault escaped: the disposed old model stayed
-    /// in place (every capture quarantined), and a start with an applied update failed.
+    /// card again and classifies once the card is back. At start, an applied update whose self-test faults on the card
+    /// runs on the managed engine, out of use after a fault, so that the card is tried again. Before, the fault
+    /// escaped: the disposed old model stayed in place (every capture quarantined), and a start with an applied update
+    /// failed; then, for a while, that start dropped the applied update and ran the configured model for the whole run.
     /// </summary>
     [Fact]
     public void A_card_fault_during_an_update_or_at_start_leaves_a_working_model()
@@ -566,8 +616,12 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         File.Delete(fault);
         using (start.Active)
         {
-            Assert.StartsWith("applied update not used", start.Problem);
-            Assert.Equal(s_akd1000.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Null(start.Problem);
+            Assert.Equal(s_akd1000.Manifest.Version + ".9", start.Active.Provider.ModelVersion);
+            Assert.StartsWith("managed IntegerEngine", start.Active.Provider.EngineName, StringComparison.Ordinal);
+            Assert.Contains("the card stopped answering", start.Active.CardFault);
+            Assert.Contains("the Akida card failed", start.Active.Provider.EngineReason);
+            Assert.StartsWith("applied update: ", start.Active.Source, StringComparison.Ordinal);
             using IImageClassifier classifier = start.Active.CreateClassifier(out _);
             Assert.Contains(classifier.Classify(image).Label, QanaEdge.Model.Classes.Codes);
         }

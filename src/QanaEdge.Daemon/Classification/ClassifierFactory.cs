@@ -119,6 +119,29 @@ public static class ClassifierFactory
     }
 
     /// <summary>
+    /// <see cref="TryCreateChecked"/> for the model a start restores from its applied updates: when the card fails that
+    /// model's check but the managed engine passes it, the fault is the card's, not the model's, so the model starts on
+    /// the managed engine with <paramref name="cardFault"/> set (the caller marks it as <see cref="CreateAtStart"/>'s
+    /// caller does, and <see cref="CardFailover"/> tries the card again). Before, such a fault dropped the applied
+    /// updates for the whole run: the configured model classified, though the card's check was all that had failed.
+    /// </summary>
+    public static bool TryCreateCheckedAtStart(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider,
+        out string? cardFault, out string failure)
+    {
+        cardFault = null;
+        if (TryCreateChecked(package, path, choice, out provider, out failure)) return true;
+        if (!choice.UseAkida || package.Manifest.Profile != QuantizationProfile.Akd1000) return false;
+        if (!TryCreateChecked(package, path, AfterCardFault(choice, failure), out provider, out string managedFailure))
+        {
+            failure = $"{failure}; on the managed engine too: {managedFailure}";
+            return false;
+        }
+        cardFault = failure;
+        failure = "";
+        return true;
+    }
+
+    /// <summary>
     /// What the card must reproduce before it is trusted, since opening and programming send it no input: the package's
     /// golden vectors, or for a package without any, two vectors recorded from seeded inputs on the reference kernels.
     /// </summary>

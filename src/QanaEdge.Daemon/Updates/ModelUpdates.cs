@@ -312,8 +312,10 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// applied updates on top when there are any and they still hold. Each applied package is verified again against
     /// the trust store, must continue the configured model (same id and a newer version: an operator or firmware
     /// that installs a newer package of the model wins over older updates, and one that installs a different model
-    /// drops them), and the result's golden vectors must reproduce on the engine. Otherwise the configured package
-    /// runs, and <see cref="ActiveModel.Source"/> and <see cref="ModelAtStart.Problem"/> say why.
+    /// drops them), and the result's golden vectors must reproduce on the engine: on the card, or, when the card fails
+    /// them, on the managed engine, where the result then runs out of use after a fault until the card passes
+    /// (<see cref="ClassifierFactory.TryCreateCheckedAtStart"/>). Otherwise the configured package runs, and
+    /// <see cref="ActiveModel.Source"/> and <see cref="ModelAtStart.Problem"/> say why.
     /// </summary>
     public static ModelAtStart Start(QanaOptions options, DeviceTrust trust, EngineChoice choice)
     {
@@ -325,12 +327,12 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         {
             AppliedUpdates.State state = applied.Read();
             if (state.IsEmpty) return new ModelAtStart(Configured(configured, configuredPath, choice, firmware), state, null);
-            problem = TryRestore(configured, applied, state, trust, choice, out IClassifierProvider? provider, out string source);
-            if (problem is null) return new ModelAtStart(new ActiveModel(provider!, source), state, null);
+            problem = TryRestore(configured, applied, state, trust, choice, out IClassifierProvider? provider, out string source, out string? cardFault);
+            if (problem is null) return new ModelAtStart(OnEngine(provider!, source, cardFault), state, null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Whatever stops the applied updates from running (a file, a key, a card fault in their self-test), the
+            // Whatever stops the applied updates from running (a file, a key, a self-test the managed engine fails too), the
             // configured model still starts: a device that cannot start helps nobody.
             problem = $"{e.GetType().Name}: {e.Message}";
         }
@@ -346,16 +348,17 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// that the daemon's <see cref="CardFailover.FailedAtStart"/> tries the card again.
     /// </summary>
     private static ActiveModel Configured(ModelPackage configured, string path, EngineChoice choice, string source)
-    {
-        IClassifierProvider provider = ClassifierFactory.CreateAtStart(configured, path, choice, out string? cardFault);
-        return cardFault is null ? new ActiveModel(provider, source)
-            : new ActiveModel(provider, CardFailover.MarkedSource(source, cardFault)) { CardFault = cardFault };
-    }
+        => OnEngine(ClassifierFactory.CreateAtStart(configured, path, choice, out string? cardFault), source, cardFault);
+
+    /// <summary>The model a start runs: on the managed engine and out of use after a fault when the card failed its check (<paramref name="cardFault"/>).</summary>
+    private static ActiveModel OnEngine(IClassifierProvider provider, string source, string? cardFault) => cardFault is null
+        ? new ActiveModel(provider, source)
+        : new ActiveModel(provider, CardFailover.MarkedSource(source, cardFault)) { CardFault = cardFault };
 
     /// <summary>
     /// The highest version of <paramref name="configured"/>'s model among the applied packages a start could not use,
     /// or null. They stay under the state folder until the next change, and the reasons a start cannot use them may
-    /// pass (a card fault during their self-test, a trust folder that did not read): without this floor, an older
+    /// pass (a trust folder that did not read, a file the disk did not return): without this floor, an older
     /// vendor-signed package replayed meanwhile, newer only than the configured model, was applied and pruned them, a
     /// rollback the running chain would have refused. Read without the trust store, which may be what failed: these
     /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
@@ -388,10 +391,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     }
 
     private static string? TryRestore(ModelPackage configured, AppliedUpdates applied, AppliedUpdates.State state, DeviceTrust trust, EngineChoice choice,
-        out IClassifierProvider? provider, out string source)
+        out IClassifierProvider? provider, out string source, out string? cardFault)
     {
         provider = null;
         source = "";
+        cardFault = null;
         ModelPackage model = configured;
         string path = "", described = "";
         foreach (string sha in state.InOrder)
@@ -424,7 +428,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 catch (PackageFormatException e) { return $"{described}: {e.Message}"; }
             }
         }
-        if (!ClassifierFactory.TryCreateChecked(model, path, choice, out provider, out string failure)) return failure;
+        if (!ClassifierFactory.TryCreateCheckedAtStart(model, path, choice, out provider, out cardFault, out string failure)) return failure;
         source = $"applied update: {described} ({path})";
         return null;
     }
