@@ -125,6 +125,38 @@ public sealed class PowerBaselineTests : IDisposable
     }
 
     /// <summary>
+    /// A baseline configured in Qana:Power:IdleWatts is used as it is: no wait at start, where IdleSamples readings
+    /// would take 200 s here, and every result of a backlog has its energy against it. The sensor reads 2 W, the
+    /// configured board idles at 1.5 W, so each image is charged 0.5 W over its inference.
+    /// </summary>
+    [Fact]
+    public async Task A_configured_idle_baseline_is_used_without_waiting_and_gives_every_result_its_energy()
+    {
+        string hwmon = Path.Combine(_root, "hwmon-set", "hwmon1");
+        Directory.CreateDirectory(hwmon);
+        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
+        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");
+        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
+        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
+        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+        string[] images = TestEnv.RealImages(3, skip: 985);
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        foreach (string image in images) TestEnv.Drop(image, inbox);
+
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devidle/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devidle", null, "--Qana:Power:Sensor=Hwmon",
+            $"--Qana:Power:HwmonRoot={Path.GetDirectoryName(hwmon)}", "--Qana:Power:HwmonChip=ina226", "--Qana:Power:IdleSamples=100000",
+            "--Qana:Power:IdleWatts=1.5");
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Results.Count >= images.Length, TimeSpan.FromSeconds(60), "a result for each image of the backlog");
+
+        Assert.All(sub.Results.Values.Select(q => q.First()), r => Assert.True(r.GetProperty("energy_mj").GetDouble() > 0, r.ToString()));
+        Assert.Contains(daemon.Log.Events, e => e.Message == "Idle power baseline 1.500 W from Qana:Power:IdleWatts (configured, not measured)");
+        Assert.DoesNotContain(daemon.Log.Events, e => e.Message.StartsWith("Idle power baseline not known", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// A sensor that stops answering leaves its last good reading in the power telemetry: it says when that reading was
     /// taken (read_at), which stays put while the reads fail, as the publishing time (at) moves on. Before, the stale
     /// reading went out under a fresh timestamp alone, as the board's power now.

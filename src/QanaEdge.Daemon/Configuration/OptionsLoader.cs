@@ -157,6 +157,7 @@ public static class OptionsLoader
         ("Power:HwmonChannel", IsInt, "an integer"),
         ("Power:SampleMilliseconds", IsDouble, "a number"),
         ("Power:IdleSamples", IsInt, "an integer"),
+        ("Power:IdleWatts", IsDouble, "a number"),
         ("Power:TelemetrySeconds", IsDouble, "a number"),
         ("Camera:Enabled", IsBool, "true or false"),
         ("Camera:Device", IsInt, "an integer"),

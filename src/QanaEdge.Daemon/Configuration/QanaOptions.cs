@@ -173,6 +173,12 @@ public sealed class PowerOptions
     public string HwmonRoot { get; set; } = "/sys/class/hwmon";
     [Range(0.1, 10000)] public double SampleMilliseconds { get; set; } = 2;
     [Range(1, 100000)] public int IdleSamples { get; set; } = 200;
+    /// <summary>
+    /// The board's idle power in watts, measured on a quiet board: when set, the energy baseline, and none is learned
+    /// at start. The learned one comes only from readings of a board at rest, so a sensor that answers only after the
+    /// start's wait, on a backlog that never drains, left energy_mj null for the whole run.
+    /// </summary>
+    [Range(0, 10000)] public double? IdleWatts { get; set; }
     /// <summary>Period of the telemetry message on qana/{DeviceId}/power.</summary>
     [Range(0.1, 86400)] public double TelemetrySeconds { get; set; } = 10;
 }

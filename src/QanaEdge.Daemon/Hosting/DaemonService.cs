@@ -83,6 +83,7 @@ public sealed class DaemonService(
             _meter.ReadFailed += (e, inARow) => _log.LogWarning("Power read failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", inARow, e.Message);
             _meter.ReadRecovered += inARow => _log.LogWarning("Power sensor reads again after {Count} failed reads", inARow);
             // Only now, with the handlers attached: a sensor failing from its first read is reported from that read on.
+            if (options.Power.IdleWatts is double configuredIdle) _meter.SetIdle(configuredIdle);
             _meter.Start();
             _log.LogInformation("Power sensor {Sensor} (updates every {Interval} ms); energy per image above the idle baseline", sensor.Name, sensor.UpdateInterval.TotalMilliseconds);
             if (sensor.Calibration.Length > 0) _log.LogInformation("Power sensor {Sensor}: {Calibration}", sensor.Name, sensor.Calibration);
@@ -136,10 +137,16 @@ public sealed class DaemonService(
     /// Waits, before any capture source or worker starts, until the meter has its idle baseline (the median of its
     /// first IdleSamples readings), so that the baseline is the board at rest and not the board classifying a backlog
     /// (which would bias every energy_mj low). Bounded: a sensor that fails its reads delays the start by at most
-    /// max(5 s, three times the nominal sampling time), and energy_mj stays null until the baseline is known.
+    /// max(5 s, three times the nominal sampling time), and energy_mj stays null until the baseline is known. A baseline
+    /// configured in Qana:Power:IdleWatts is used as it is, with no wait.
     /// </summary>
     private async Task WaitForIdleBaselineAsync(EnergyMeter meter, CancellationToken ct)
     {
+        if (options.Power.IdleWatts is double configured)
+        {
+            _log.LogInformation("Idle power baseline {Watts:0.000} W from Qana:Power:IdleWatts (configured, not measured)", configured);
+            return;
+        }
         var period = TimeSpan.FromMilliseconds(Math.Max(options.Power.SampleMilliseconds, meter.UpdateInterval.TotalMilliseconds));
         TimeSpan bound = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(5).Ticks, 3 * options.Power.IdleSamples * period.Ticks));
         var waited = System.Diagnostics.Stopwatch.StartNew();
