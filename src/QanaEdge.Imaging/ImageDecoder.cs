@@ -90,7 +90,7 @@ public static class ImageDecoder
         if (kind == ImageKind.Unsupported)
             throw new ImageRejectedException(RejectReason.Unsupported,
                 $"{formatName} images are not accepted (JPEG, PNG, BMP, TIFF only)");
-        byte[] bytes = CheckStructure(fileBytes, kind);
+        byte[] bytes = CheckStructure(fileBytes, kind, limits);
         var budget = new BudgetAllocator(SharedAllocator, limits.MaxDecoderBytes);
         var configuration = new Configuration(
             new JpegConfigurationModule(), new PngConfigurationModule(),
@@ -287,7 +287,7 @@ public static class ImageDecoder
     /// and colour profiles are dropped: ImageSharp inflates compressed ones in full, outside our memory budget (a
     /// 1.5 MB zTXt chunk became 4.7 GB), and neither changes a pixel (ImageSharp applies no ICC profile).
     /// </summary>
-    private static byte[] CheckStructure(ReadOnlySpan<byte> b, ImageKind kind)
+    private static byte[] CheckStructure(ReadOnlySpan<byte> b, ImageKind kind, DecodeLimits limits)
     {
         switch (kind)
         {
@@ -300,7 +300,7 @@ public static class ImageDecoder
                 return b.ToArray();
             case ImageKind.Tiff:
             {
-                long next = CheckTiffData(b);
+                long next = CheckTiffData(b, limits);
                 byte[] copy = b.ToArray();
                 // Only the first directory's image is classified, but ImageSharp 2.1 parses every directory of the
                 // chain and decodes every page: a 6 MB file of 60,000 one-pixel pages took 7.8 s and 490 MB of
@@ -410,8 +410,15 @@ public static class ImageDecoder
     /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing. A directory without strip or
     /// tile lists is left to the decoder. Returns where the first directory's link to the next one lies (−1 when the
     /// file ends before it).
+    /// <para>
+    /// The lists may hold no more entries than the image has strips or tiles (TIFF 6.0: ⌈length / RowsPerStrip⌉, or
+    /// ⌈width / TileWidth⌉ · ⌈length / TileLength⌉, times SamplesPerPixel when the planes are separate), and the
+    /// declared size is checked against the limits here, before the header is identified: ImageSharp 2.1 parses the
+    /// lists whole at identification, about 70 bytes per entry outside the decoder's budget, so a 72 MB file listing
+    /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB.
+    /// </para>
     /// </summary>
-    private static long CheckTiffData(ReadOnlySpan<byte> b)
+    private static long CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
     {
         bool little = b[0] == (byte)'I';
         long length = b.Length;
@@ -428,16 +435,49 @@ public static class ImageDecoder
         if (ifd + 2 + entries * 12 > length) throw Cut("the end of its first directory");
         // (offsets tag, byte counts tag): strips, then tiles.
         Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[4];
+        // What sets how many strips or tiles the image has; -1 where the directory does not say (a single SHORT or LONG).
+        long width = -1, height = -1, rowsPerStrip = -1, samples = -1, planar = -1, tileWidth = -1, tileLength = -1;
         for (long e = ifd + 2; e < ifd + 2 + entries * 12; e += 12)
         {
-            int slot = U16(b, little, e) switch { 273 => 0, 279 => 1, 324 => 2, 325 => 3, _ => -1 };
-            if (slot < 0) continue;
+            uint tag = U16(b, little, e);
             int size = U16(b, little, e + 2) switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
             if (size == 0) continue;
             long count = U32(b, little, e + 4);
+            if (count == 1)
+            {
+                long value = size == 2 ? U16(b, little, e + 8) : U32(b, little, e + 8);
+                switch (tag)
+                {
+                    case 256: width = value; break;
+                    case 257: height = value; break;
+                    case 277: samples = value; break;
+                    case 278: rowsPerStrip = value; break;
+                    case 284: planar = value; break;
+                    case 322: tileWidth = value; break;
+                    case 323: tileLength = value; break;
+                }
+            }
+            int slot = tag switch { 273 => 0, 279 => 1, 324 => 2, 325 => 3, _ => -1 };
+            if (slot < 0) continue;
             long at = count * size <= 4 ? e + 8 : U32(b, little, e + 8);
             if (at + count * size > length) throw Cut("its strip or tile list");
             lists[slot] = (at, count, size);
+        }
+        if (width > 0 && height > 0)
+        {
+            if (width > limits.MaxDimension || height > limits.MaxDimension)
+                throw new ImageRejectedException(RejectReason.TooLarge, $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
+            long planes = planar == 2 ? Math.Max(1, samples) : 1;
+            // RowsPerStrip defaults to 2^32 − 1: the whole image in one strip.
+            long strips = planes * (rowsPerStrip > 0 ? (height + rowsPerStrip - 1) / rowsPerStrip : 1);
+            long tiles = tileWidth > 0 && tileLength > 0 ? planes * ((width + tileWidth - 1) / tileWidth) * ((height + tileLength - 1) / tileLength) : long.MaxValue;
+            long listed = Math.Max(lists[0].Count, lists[1].Count);
+            if (listed > strips)
+                throw new ImageRejectedException(RejectReason.Truncated,
+                    $"TIFF lists {listed} strips; a {width}x{height} image with RowsPerStrip {(rowsPerStrip > 0 ? rowsPerStrip : "unset")} has {strips}");
+            listed = Math.Max(lists[2].Count, lists[3].Count);
+            if (listed > tiles)
+                throw new ImageRejectedException(RejectReason.Truncated, $"TIFF lists {listed} tiles; a {width}x{height} image of {tileWidth}x{tileLength} tiles has {tiles}");
         }
         for (int pair = 0; pair < 4; pair += 2)
         {
