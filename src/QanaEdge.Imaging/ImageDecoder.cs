@@ -299,16 +299,8 @@ public static class ImageDecoder
                 CheckBmpRows(b);
                 return b.ToArray();
             case ImageKind.Tiff:
-            {
-                long next = CheckTiffData(b, limits);
-                byte[] copy = b.ToArray();
-                // Only the first directory's image is classified, but ImageSharp 2.1 parses every directory of the
-                // chain and decodes every page: a 6 MB file of 60,000 one-pixel pages took 7.8 s and 490 MB of
-                // managed memory outside the decoder's budget. Ending the chain after the first directory leaves the
-                // image decoded as it was and the rest unread.
-                if (next >= 0) copy.AsSpan((int)next, 4).Clear();
-                return copy;
-            }
+                CheckTiffData(b, limits);
+                return FirstDirectoryForDecoding(b);
             default:
                 return b.ToArray();
         }
@@ -408,8 +400,7 @@ public static class ImageDecoder
     /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips or tiles
     /// (offset + byte count). Writers that put the directory before the pixels leave it whole in a file cut short,
     /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing. A directory without strip or
-    /// tile lists is left to the decoder. Returns where the first directory's link to the next one lies (−1 when the
-    /// file ends before it).
+    /// tile lists is left to the decoder.
     /// <para>
     /// The lists may hold no more entries than the image has strips or tiles (TIFF 6.0: ⌈length / RowsPerStrip⌉, or
     /// ⌈width / TileWidth⌉ · ⌈length / TileLength⌉, times SamplesPerPixel when the planes are separate), and the
@@ -418,7 +409,7 @@ public static class ImageDecoder
     /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB.
     /// </para>
     /// </summary>
-    private static long CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
+    private static void CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
     {
         bool little = b[0] == (byte)'I';
         long length = b.Length;
@@ -491,8 +482,53 @@ public static class ImageDecoder
                 if (start + bytes > length) throw Cut("its last pixel data");
             }
         }
-        long link = ifd + 2 + entries * 12;
-        return link + 4 <= length ? link : -1;
+    }
+
+    /// <summary>Value bytes of a directory entry larger than this are dropped unless the pixels need them (<see cref="FirstDirectoryForDecoding"/>).</summary>
+    private const long MaxTiffMetadataBytes = 64 * 1024;
+
+    /// <summary>
+    /// The copy of a TIFF (checked by <see cref="CheckTiffData"/>) handed to the decoder: its first directory alone, and
+    /// without what does not make a pixel and costs memory outside the budget.
+    /// <list type="bullet">
+    /// <item>The chain ends after the first directory. Only its image is classified, but ImageSharp 2.1 parses every
+    /// directory of the chain and decodes every page: a 6 MB file of 60,000 one-pixel pages took 7.8 s and 490 MB of
+    /// managed memory outside the decoder's budget.</item>
+    /// <item>Entries whose values pass <see cref="MaxTiffMetadataBytes"/> are dropped, except those the pixels are
+    /// made from (strip and tile lists, bounded by <see cref="CheckTiffData"/>; colour map; JPEG tables), and so are
+    /// the links to the EXIF, GPS, interoperability and sub-image directories. The library reads every value whole,
+    /// several times its size in memory: one 70 MB text or undefined-byte entry in a 64 × 64 image took 395–532 MB,
+    /// where a legitimate 72 MB uncompressed 24-megapixel TIFF peaks at 288 MB. The orientation stays: it is an entry of
+    /// the first directory (274), not of the EXIF one.</item>
+    /// </list>
+    /// </summary>
+    private static byte[] FirstDirectoryForDecoding(ReadOnlySpan<byte> b)
+    {
+        byte[] copy = b.ToArray();
+        bool little = b[0] == (byte)'I';
+        int U16(int at) => little ? BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(at)) : BinaryPrimitives.ReadUInt16BigEndian(copy.AsSpan(at));
+        uint U32(int at) => little ? BinaryPrimitives.ReadUInt32LittleEndian(copy.AsSpan(at)) : BinaryPrimitives.ReadUInt32BigEndian(copy.AsSpan(at));
+        int ifd = (int)U32(4), entries = U16(ifd), kept = 0;
+        for (int i = 0; i < entries; i++)
+        {
+            int e = ifd + 2 + 12 * i;
+            int tag = U16(e);
+            long valueBytes = U32(e + 4) * (long)(U16(e + 2) switch { 1 or 2 or 6 or 7 => 1, 3 or 8 => 2, 4 or 9 or 11 or 13 => 4, 5 or 10 or 12 => 8, _ => 0 });
+            bool drop = tag is 330 or 34665 or 34853 or 40965
+                || (valueBytes > MaxTiffMetadataBytes && tag is not (273 or 279 or 324 or 325 or 320 or 347));
+            if (drop) continue;
+            if (kept != i) Array.Copy(copy, e, copy, ifd + 2 + 12 * kept, 12);
+            kept++;
+        }
+        if (kept != entries)
+        {
+            if (little) BinaryPrimitives.WriteUInt16LittleEndian(copy.AsSpan(ifd), (ushort)kept);
+            else BinaryPrimitives.WriteUInt16BigEndian(copy.AsSpan(ifd), (ushort)kept);
+        }
+        // The link to the next directory, just after the kept entries (where the file holds it).
+        int link = ifd + 2 + 12 * kept;
+        if (link + 4 <= copy.Length) copy.AsSpan(link, 4).Clear();
+        return copy;
     }
 
     /// <summary>An uncompressed BMP must hold the pixel rows its header declares (TIFF: the decoder's own checks).</summary>
