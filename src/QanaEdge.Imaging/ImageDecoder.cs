@@ -292,7 +292,10 @@ public static class ImageDecoder
         switch (kind)
         {
             case ImageKind.Jpeg:
-                return b[..JpegEnd(b)].ToArray();
+            {
+                var dropped = new List<(int Start, int End)>();
+                return WithoutRanges(b[..JpegEnd(b, dropped)], dropped);
+            }
             case ImageKind.Png:
                 return WithoutAncillaryText(b);
             case ImageKind.Bmp:
@@ -310,10 +313,18 @@ public static class ImageDecoder
     /// Walks a JPEG's segments from its start-of-image marker: each marker segment by its length, each scan's
     /// entropy-coded data to the next marker that is not a restart or a stuffed byte. Returns the offset just past
     /// the end-of-image marker that follows the scans.
+    /// <para>
+    /// Adds to <paramref name="dropped"/> the segments the decoder is not to read: comments and application segments
+    /// other than JFIF (APP0), the first EXIF (APP1, which holds the orientation) and Adobe's (APP14, the colour
+    /// transform). None of them makes a pixel, and ImageSharp 2.1 joins the ICC, EXIF and XMP segments it finds by
+    /// copying what it has each time: a 65 MB file of a thousand 65 kB ICC, EXIF or XMP segments took 8–9 s and
+    /// 1.3 GB outside the decoder's budget, where the same image without them takes 0.1 s and 54 MB.
+    /// </para>
     /// </summary>
-    private static int JpegEnd(ReadOnlySpan<byte> b)
+    private static int JpegEnd(ReadOnlySpan<byte> b, List<(int Start, int End)> dropped)
     {
         int pos = 2, scans = 0;
+        bool exif = false;
         while (true)
         {
             // The next marker: 0xFF (any number of fill bytes), then the code. Stray bytes before it are skipped, as
@@ -327,6 +338,7 @@ public static class ImageDecoder
             }
             while (pos < b.Length && b[pos] == 0xFF) pos++;
             if (pos >= b.Length) return Cut(scans);
+            int segment = pos - 1;   // its last 0xFF
             byte marker = b[pos++];
             if (marker == 0xD9)
             {
@@ -337,6 +349,12 @@ public static class ImageDecoder
             if (pos + 2 > b.Length) return Cut(scans);
             int length = BinaryPrimitives.ReadUInt16BigEndian(b.Slice(pos, 2));
             if (length < 2 || pos + length > b.Length) return Cut(scans);
+            if (marker == 0xFE || marker is >= 0xE1 and <= 0xEF and not 0xEE)
+            {
+                bool firstExif = !exif && marker == 0xE1 && b.Slice(pos + 2, length - 2).StartsWith("Exif\0\0"u8);
+                exif |= firstExif;
+                if (!firstExif) dropped.Add((segment, pos + length));
+            }
             pos += length;
             if (marker != 0xDA) continue;
             if (++scans > MaxJpegScans)
@@ -359,6 +377,24 @@ public static class ImageDecoder
 
         static int Cut(int scans) => throw new ImageRejectedException(RejectReason.Truncated,
             scans == 0 ? "JPEG ends before its image data" : "JPEG ends before its end-of-image marker");
+    }
+
+    /// <summary>A copy of <paramref name="b"/> without the ranges (in order, not overlapping).</summary>
+    private static byte[] WithoutRanges(ReadOnlySpan<byte> b, List<(int Start, int End)> ranges)
+    {
+        if (ranges.Count == 0) return b.ToArray();
+        int removed = 0;
+        foreach (var (start, end) in ranges) removed += end - start;
+        var result = new byte[b.Length - removed];
+        int from = 0, at = 0;
+        foreach (var (start, end) in ranges)
+        {
+            b[from..start].CopyTo(result.AsSpan(at));
+            at += start - from;
+            from = end;
+        }
+        b[from..].CopyTo(result.AsSpan(at));
+        return result;
     }
 
     /// <summary>
