@@ -54,27 +54,79 @@ public static class ClassifierFactory
     {
         cardFault = null;
         if (!choice.UseAkida || package.Manifest.Profile != QuantizationProfile.Akd1000) return Create(package, path, choice);
+        if (OnCardAtStart(package, path, choice, out EngineChoice fallback, out string? fault) is { } onCard) return onCard;
+        if (fault is null) return Create(package, path, fallback);
+        IClassifierProvider managed;
+        try { managed = Create(package, path, fallback); }
+        catch (ModelUnavailableException)
+        {
+            return Create(package, path, choice with { Reason = $"{choice.Reason} (its check on the card failed: {fault}; the managed engine cannot run the model)" });
+        }
+        cardFault = fault;
+        return managed;
+    }
+
+    /// <summary>
+    /// <see cref="TryCreateChecked"/> for the model a start restores from its applied updates, with the card checked as
+    /// <see cref="CreateAtStart"/> checks it: when the card does not reproduce the vectors (or does not open) but the
+    /// managed engine passes the self-test, the model starts there with <paramref name="cardFault"/> set, and
+    /// <see cref="CardFailover"/> tries the card again. Before, such a fault dropped the applied updates for the whole
+    /// run: the configured model classified, though the card's check was all that had failed. Unlike the configured
+    /// model, one the managed engine fails too is not run: the caller falls back to the configured model.
+    /// </summary>
+    public static bool TryCreateCheckedAtStart(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider,
+        out string? cardFault, out string failure)
+    {
+        cardFault = null;
+        if (!choice.UseAkida || package.Manifest.Profile != QuantizationProfile.Akd1000)
+            return TryCreateChecked(package, path, choice, out provider, out failure);
+        if (OnCardAtStart(package, path, choice, out EngineChoice fallback, out string? fault) is { } onCard)
+        {
+            provider = onCard;
+            failure = "";
+            return true;
+        }
+        if (!TryCreateChecked(package, path, fallback, out provider, out failure))
+        {
+            if (fault is not null) failure = $"{failure} (on the card: {fault})";
+            return false;
+        }
+        cardFault = fault;
+        return true;
+    }
+
+    /// <summary>
+    /// The card's check at start: the provider on the card once it reproduced the vectors (<see cref="TryOnCardChecked"/>),
+    /// else null with the choice to run the model on instead. <paramref name="cardFault"/> is set when the card failed
+    /// (it does not open, faults, or computes other logits), so that it is tried again; it is null when the card refused
+    /// the model's program itself, which would come again at every try.
+    /// </summary>
+    private static IClassifierProvider? OnCardAtStart(ModelPackage package, string path, EngineChoice choice, out EngineChoice fallback, out string? cardFault)
+    {
+        cardFault = null;
         string why;
         string? modelRefusal;
         try
         {
-            if (TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why, out modelRefusal)) return onCard;
+            if (TryOnCardChecked(package, path, choice, out IClassifierProvider? onCard, out why, out modelRefusal))
+            {
+                fallback = choice;
+                return onCard;
+            }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Recording the check vectors on the reference kernels failed: the managed engine decides below.
+            // Recording the check vectors on the reference kernels failed: the managed engine decides.
             (why, modelRefusal) = ($"{Name(package)} cannot run here: {e.Message}", null);
         }
         if (modelRefusal is not null)
-            return Create(package, path, choice with { UseAkida = false, Reason = $"{choice.Reason}, but {why}: managed integer engine" });
-        IClassifierProvider managed;
-        try { managed = Create(package, path, AfterCardFault(choice, why)); }
-        catch (ModelUnavailableException)
         {
-            return Create(package, path, choice with { Reason = $"{choice.Reason} (its check on the card failed: {why}; the managed engine cannot run the model)" });
+            fallback = choice with { UseAkida = false, Reason = $"{choice.Reason}, but {why}: managed integer engine" };
+            return null;
         }
+        fallback = AfterCardFault(choice, why);
         cardFault = why;
-        return managed;
+        return null;
     }
 
     /// <summary>The engine choice while the card is out of use after a fault: managed, with the card's message as the reason.</summary>
@@ -116,29 +168,6 @@ public static class ClassifierFactory
         if (PassesSelfTest(provider, package, vectors, out failure)) return true;
         provider = null;
         return false;
-    }
-
-    /// <summary>
-    /// <see cref="TryCreateChecked"/> for the model a start restores from its applied updates: when the card fails that
-    /// model's check but the managed engine passes it, the fault is the card's, not the model's, so the model starts on
-    /// the managed engine with <paramref name="cardFault"/> set (the caller marks it as <see cref="CreateAtStart"/>'s
-    /// caller does, and <see cref="CardFailover"/> tries the card again). Before, such a fault dropped the applied
-    /// updates for the whole run: the configured model classified, though the card's check was all that had failed.
-    /// </summary>
-    public static bool TryCreateCheckedAtStart(ModelPackage package, string path, EngineChoice choice, out IClassifierProvider? provider,
-        out string? cardFault, out string failure)
-    {
-        cardFault = null;
-        if (TryCreateChecked(package, path, choice, out provider, out failure)) return true;
-        if (!choice.UseAkida || package.Manifest.Profile != QuantizationProfile.Akd1000) return false;
-        if (!TryCreateChecked(package, path, AfterCardFault(choice, failure), out provider, out string managedFailure))
-        {
-            failure = $"{failure}; on the managed engine too: {managedFailure}";
-            return false;
-        }
-        cardFault = failure;
-        failure = "";
-        return true;
     }
 
     /// <summary>
