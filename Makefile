@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check akida-shim-check bench bench-daemon learning-sim float-baseline model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check akida-shim-check syscall-check bench bench-daemon learning-sim float-baseline model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -107,6 +107,14 @@ akida-shim-check:
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -I native/akida/standin -I native/akida native/akida/qana_akida_engine.cpp \
 	  native/akida/standin/check.cpp -o out/akida-shim-check
 	out/akida-shim-check
+
+## syscall-check: qanad.service's system-call filter against the calls of the Native-AOT qanad (linux-x64), traced
+## with strace through a short session on loopback (systemd/check-syscall-filter). Not part of `make test`.
+syscall-check: restore
+	@$(call apt_install,strace systemd)
+	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -o out/linux-x64
+	$(DOTNET) build src/QanaEdge.Cli -c Release --no-restore -v q -nologo
+	systemd/check-syscall-filter out/linux-x64/qanad $(DOTNET) src/QanaEdge.Cli/bin/Release/net10.0/qana.dll
 
 ## bench: BenchmarkDotNet suite for kernels and the whole graph
 bench: restore
