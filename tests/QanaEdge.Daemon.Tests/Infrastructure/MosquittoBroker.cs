@@ -25,24 +25,42 @@ public sealed class MosquittoBroker : IDisposable
     {
         if (!File.Exists(Executable)) throw new InvalidOperationException($"{Executable} is missing: install the Debian package mosquitto (make deps)");
         _dir = TestEnv.TempDir("mosquitto");
-        Port = TestEnv.FreeTcpPort();
-        File.WriteAllText(ConfigPath, $"""
-            listener {Port} 127.0.0.1
-            user root
-            allow_anonymous true
-            persistence true
-            persistence_location {_dir}/
-            autosave_interval 1
-            max_queued_messages 100000
-            max_inflight_messages 0
-            set_tcp_nodelay true
-            log_dest file {_dir}/mosquitto.log
-            """.Replace("            ", "") + (acl is null ? "" : $"\nacl_file {AclPath}\n"));
+        _acl = acl is not null;
         if (acl is not null) Acl = acl;
-        Start();
+        // A port another process bound in the moment between its draw and mosquitto's bind (TestEnv.FreeTcpPort) makes
+        // mosquitto exit at once: another port is drawn.
+        for (int attempt = 1; ; attempt++)
+        {
+            Port = TestEnv.FreeTcpPort();
+            WriteConfig();
+            try
+            {
+                Start();
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && _process is { HasExited: true })
+            {
+                Stop();
+            }
+        }
     }
 
-    public int Port { get; }
+    private readonly bool _acl;
+
+    private void WriteConfig() => File.WriteAllText(ConfigPath, $"""
+        listener {Port} 127.0.0.1
+        user root
+        allow_anonymous true
+        persistence true
+        persistence_location {_dir}/
+        autosave_interval 1
+        max_queued_messages 100000
+        max_inflight_messages 0
+        set_tcp_nodelay true
+        log_dest file {_dir}/mosquitto.log
+        """ + (_acl ? $"\nacl_file {AclPath}\n" : ""));
+
+    public int Port { get; private set; }
     public string AclPath => Path.Combine(_dir, "acl");
 
     /// <summary>The ACL file's contents (read by mosquitto when it starts).</summary>
@@ -78,7 +96,14 @@ public sealed class MosquittoBroker : IDisposable
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
-            try { using var c = new TcpClient(); c.Connect("127.0.0.1", Port); return; }
+            try
+            {
+                using var c = new TcpClient();
+                c.Connect("127.0.0.1", Port);
+                // What answered is this mosquitto only while it runs (one that could not bind exits).
+                if (_process.HasExited) throw new InvalidOperationException($"mosquitto exited; another process listens on port {Port}: {Log}");
+                return;
+            }
             catch (SocketException) when (DateTime.UtcNow < deadline && !_process.HasExited) { Thread.Sleep(20); }
             catch (SocketException) { throw new InvalidOperationException($"mosquitto did not start on port {Port}: {Log}"); }
         }

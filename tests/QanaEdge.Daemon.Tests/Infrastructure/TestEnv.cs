@@ -34,13 +34,47 @@ public static class TestEnv
         return dir;
     }
 
+    /// <summary>
+    /// A loopback port nothing listens on, for a broker (or a test that wants none). The port is released before whoever
+    /// asked binds it. A port from bind(0) was an ephemeral one, which any client socket of the run (it makes thousands)
+    /// could take in that moment, and the broker then did not start; so the port is drawn below the kernel's ephemeral
+    /// range, where only an explicit bind takes one. Each is handed out once per test process, so that a broker stopped
+    /// and started again does not find its port given to another test's broker meanwhile.
+    /// </summary>
     public static int FreeTcpPort()
     {
+        (int low, int high) = (10_000, EphemeralStart);
+        for (int attempt = 0; high - low >= 1000 && attempt < 100; attempt++)
+        {
+            int port = Random.Shared.Next(low, high);
+            lock (s_handedOut) if (!s_handedOut.Add(port)) continue;
+            try
+            {
+                var probe = new TcpListener(IPAddress.Loopback, port);
+                probe.Start();
+                probe.Stop();
+                return port;
+            }
+            catch (SocketException) { /* in use: draw again */ }
+        }
+        // A machine whose ephemeral range starts too low to leave room below it: the kernel's choice, as before.
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        int any = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        return port;
+        return any;
+    }
+
+    private static readonly HashSet<int> s_handedOut = [];
+
+    /// <summary>The first port of the kernel's ephemeral range (ip_local_port_range; 32768 by default).</summary>
+    private static int EphemeralStart
+    {
+        get
+        {
+            try { return int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0]); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return 32768; }
+        }
     }
 
     /// <summary>Writes under a temporary name, then renames into place: the way a capture app should deliver.</summary>
