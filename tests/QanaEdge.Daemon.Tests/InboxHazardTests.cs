@@ -213,7 +213,7 @@ public sealed class InboxHazardTests : IDisposable
         await daemon.StartAsync();
         using var held = HeldWorkers.Hold(daemon);
         foreach (string image in images) TestEnv.Drop(image, daemon.Inbox);
-        await Task.Delay(TimeSpan.FromSeconds(2)); // read and queued; the workers wait for the swap
+        await daemon.AllQueuedAsync(images); // the workers wait for the swap
 
         Task stopping = daemon.DisposeAsync().AsTask();
         await Task.Delay(TimeSpan.FromSeconds(11)); // past the pipeline's 10 s wait for the workers

@@ -37,7 +37,7 @@ public sealed class InboxIdentityTests : IDisposable
         // the first set is read and in the pipeline, not yet stored, when the second set is renamed over its names.
         using var held = HeldWorkers.Hold(daemon);
         for (int i = 0; i < first.Length; i++) TestEnv.Drop(first[i], daemon.Inbox, $"cap{i:00}.jpg");
-        await Task.Delay(TimeSpan.FromSeconds(2)); // the watcher reads the renamed files at once; the workers wait
+        await daemon.AllQueuedAsync(first); // the watcher reads the renamed files at once; the workers wait
         for (int i = 0; i < second.Length; i++)
         {
             string tmp = Path.Combine(daemon.Inbox, $".cap{i:00}.jpg.tmp");

@@ -16,7 +16,7 @@ public sealed class DaemonRunner : IAsyncDisposable
             CameraFactory = outer?.CameraFactory,
             GpioFactory = outer?.GpioFactory,
             Published = outer?.Published,
-            Started = (pipeline, store) => { Store = store; outer?.Started?.Invoke(pipeline, store); },
+            Started = (pipeline, store) => { Pipeline = pipeline; Store = store; outer?.Started?.Invoke(pipeline, store); },
             LogSink = outer?.LogSink is { } sink ? new Tee(Log, sink) : Log,
         };
         Root = root;
@@ -46,6 +46,17 @@ public sealed class DaemonRunner : IAsyncDisposable
 
     /// <summary>The daemon's LiteDB store, once started.</summary>
     public QanaEdge.Daemon.Storage.ResultStore? Store { get; private set; }
+
+    /// <summary>The daemon's capture pipeline, once started.</summary>
+    public QanaEdge.Daemon.Pipeline.CapturePipeline? Pipeline { get; private set; }
+
+    /// <summary>
+    /// Waits until every one of <paramref name="files"/> is read and in the pipeline (its bytes held by the capture
+    /// queue), where a fixed delay assumed the watcher had got to them.
+    /// </summary>
+    public Task AllQueuedAsync(IEnumerable<string> files) =>
+        TestEnv.WaitUntil(() => Pipeline?.Input.HeldBytes == files.Sum(f => new FileInfo(f).Length), TimeSpan.FromSeconds(30),
+            "every capture read and queued", () => $"{Pipeline?.Input.HeldBytes} bytes held");
 
     public async Task StartAsync() => await _host.StartAsync();
 
