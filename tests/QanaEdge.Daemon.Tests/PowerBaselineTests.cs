@@ -19,16 +19,25 @@ public sealed class PowerBaselineTests : IDisposable
         try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
     }
 
+    /// <summary>
+    /// An INA226 as its hwmon driver shows it, in <paramref name="folder"/>: 5 V (or <paramref name="busMillivolts"/>,
+    /// which may be text that does not parse), 400 mA, 2 W, updated every 2 ms. Returns the folder.
+    /// </summary>
+    private static string Ina226(string folder, string busMillivolts = "5000")
+    {
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "name"), "ina226\n");
+        File.WriteAllText(Path.Combine(folder, "in1_input"), busMillivolts + "\n");   // mV
+        File.WriteAllText(Path.Combine(folder, "curr1_input"), "400\n");              // mA
+        File.WriteAllText(Path.Combine(folder, "power1_input"), "2000000\n");         // µW
+        File.WriteAllText(Path.Combine(folder, "update_interval"), "2\n");            // ms
+        return folder;
+    }
+
     [Fact]
     public async Task A_backlog_at_start_waits_for_the_idle_baseline_so_every_result_has_its_energy()
     {
-        string hwmon = Path.Combine(_root, "hwmon", "hwmon3");
-        Directory.CreateDirectory(hwmon);
-        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
-        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");      // mV
-        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");     // mA
-        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n"); // µW
-        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");    // ms
+        string hwmon = Ina226(Path.Combine(_root, "hwmon", "hwmon3"));
 
         string[] images = TestEnv.RealImages(8, skip: 960);
         string inbox = Path.Combine(_root, "inbox");
@@ -84,13 +93,7 @@ public sealed class PowerBaselineTests : IDisposable
     [Fact]
     public async Task A_sensor_that_answers_late_learns_its_baseline_once_every_capture_is_settled()
     {
-        string hwmon = Path.Combine(_root, "hwmon-late", "hwmon0");
-        Directory.CreateDirectory(hwmon);
-        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
-        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "not yet\n");   // reads fail: no baseline at start
-        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
-        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
-        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+        string hwmon = Ina226(Path.Combine(_root, "hwmon-late", "hwmon0"), busMillivolts: "not yet"); // reads fail: no baseline at start
 
         string[] images = TestEnv.RealImages(2, skip: 980);
         string inbox = Path.Combine(_root, "inbox");
@@ -132,13 +135,7 @@ public sealed class PowerBaselineTests : IDisposable
     [Fact]
     public async Task A_configured_idle_baseline_is_used_without_waiting_and_gives_every_result_its_energy()
     {
-        string hwmon = Path.Combine(_root, "hwmon-set", "hwmon1");
-        Directory.CreateDirectory(hwmon);
-        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
-        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");
-        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
-        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
-        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+        string hwmon = Ina226(Path.Combine(_root, "hwmon-set", "hwmon1"));
         string[] images = TestEnv.RealImages(3, skip: 985);
         string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
         foreach (string image in images) TestEnv.Drop(image, inbox);
@@ -164,13 +161,7 @@ public sealed class PowerBaselineTests : IDisposable
     [Fact]
     public async Task Power_telemetry_says_when_its_reading_was_taken_and_a_failing_sensor_does_not_refresh_it()
     {
-        string hwmon = Path.Combine(_root, "hwmon-stale", "hwmon0");
-        Directory.CreateDirectory(hwmon);
-        File.WriteAllText(Path.Combine(hwmon, "name"), "ina226\n");
-        File.WriteAllText(Path.Combine(hwmon, "in1_input"), "5000\n");
-        File.WriteAllText(Path.Combine(hwmon, "curr1_input"), "400\n");
-        File.WriteAllText(Path.Combine(hwmon, "power1_input"), "2000000\n");
-        File.WriteAllText(Path.Combine(hwmon, "update_interval"), "2\n");
+        string hwmon = Ina226(Path.Combine(_root, "hwmon-stale", "hwmon0"));
 
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devstale/power");
         await sub.ConnectAsync();

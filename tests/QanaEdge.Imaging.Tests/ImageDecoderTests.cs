@@ -221,6 +221,14 @@ public class ImageDecoderTests
         }
     }
 
+    /// <summary>Pixel bytes of a pattern no two neighbours share, neither black nor blown out.</summary>
+    private static byte[] Patterned(int length)
+    {
+        var pixels = new byte[length];
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        return pixels;
+    }
+
     /// <summary>An uncompressed, little-endian RGB TIFF with an Orientation tag: header, one IFD, bits per sample, pixels.</summary>
     private static byte[] RgbTiff(int width, int height, ushort orientation, byte[] pixels)
     {
@@ -435,8 +443,7 @@ public class ImageDecoderTests
     {
         // Writers that put the directory before the pixels leave it whole in a file cut short; the library then
         // decoded the missing strips as black instead of refusing the file.
-        var pixels = new byte[60 * 40 * 3];
-        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        byte[] pixels = Patterned(60 * 40 * 3);
         byte[] tiff = RgbTiff(60, 40, orientation: 1, pixels);
         Assert.Equal(60, ImageDecoder.Decode(tiff).Width);
         foreach (int length in new[] { tiff.Length - 1, tiff.Length * 9 / 10, tiff.Length / 2, 300 })
@@ -459,8 +466,7 @@ public class ImageDecoderTests
     [Fact]
     public void A_tiff_listing_more_strips_than_its_image_has_is_refused_before_the_library_parses_the_list()
     {
-        var pixels = new byte[60 * 40 * 3];
-        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        byte[] pixels = Patterned(60 * 40 * 3);
         byte[] tiff = RgbTiff(60, 40, orientation: 1, pixels);
         RgbImage whole = ImageDecoder.Decode(tiff);
 
@@ -483,8 +489,7 @@ public class ImageDecoderTests
     [Fact]
     public void Large_tiff_entries_the_pixels_do_not_need_are_not_read()
     {
-        var pixels = new byte[60 * 40 * 3];
-        for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(30 + i * 7 % 200);
+        byte[] pixels = Patterned(60 * 40 * 3);
         byte[] tiff = RgbTiff(60, 40, orientation: 6, pixels);
         RgbImage plain = ImageDecoder.Decode(tiff);
         foreach (var (tag, type) in new (ushort, ushort)[] { (270, 2), (65000, 7) })   // ImageDescription (ASCII), a private tag (UNDEFINED)
