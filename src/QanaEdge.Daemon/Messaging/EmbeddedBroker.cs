@@ -23,6 +23,7 @@ namespace QanaEdge.Daemon.Messaging;
 public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsyncDisposable
 {
     private MqttServer? _server;
+    private long _oversized;
 
     public int Port => port;
 
@@ -44,6 +45,19 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
         _server.ValidatingConnectionAsync += e =>
         {
             if (string.IsNullOrEmpty(e.ClientId)) e.AssignedClientIdentifier = NewClientId();
+            return Task.CompletedTask;
+        };
+        // MQTTnet's server ignores the maximum packet size a client announces: the daemon's link asks for at most
+        // MqttLink.MaxPacketBytes, and a larger message published here reached it whole, in memory, all the same. So it
+        // is dropped here, for every subscriber (the 1st, 10th, 100th ... dropped are logged).
+        _server.InterceptingPublishAsync += e =>
+        {
+            long bytes = e.ApplicationMessage.Payload.Length;
+            if (bytes <= MqttLink.MaxPacketBytes) return Task.CompletedTask;
+            e.ProcessPublish = false;
+            if (Interlocked.Increment(ref _oversized) is var count && Hosting.Logging.IsReported(count))
+                log.LogWarning("Embedded broker: a {Bytes}-byte message from {Client} on {Topic} dropped: over the {Max}-byte limit ({Count} so far; reported at 1, 10, 100 ...)",
+                    bytes, e.ClientId, e.ApplicationMessage.Topic, MqttLink.MaxPacketBytes, count);
             return Task.CompletedTask;
         };
         await _server.StartAsync().ConfigureAwait(false);
