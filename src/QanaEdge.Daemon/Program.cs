@@ -23,7 +23,8 @@ catch (ModelUnavailableException e)
     Console.Error.WriteLine($"qanad: no model: {e.Message}");
     return 1;
 }
-catch (Exception e) when (e is PowerSensorException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or InvalidOperationException)
+catch (Exception e) when (e is PowerSensorException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or InvalidOperationException
+    or LiteDB.LiteException)
 {
     Console.Error.WriteLine($"qanad: cannot start: {e.Message}");
     return 1;

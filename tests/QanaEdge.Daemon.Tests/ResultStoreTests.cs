@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using LiteDB;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
@@ -38,6 +39,63 @@ public sealed class ResultStoreTests : IDisposable
         var ids = reopened.GetCollection("results").FindAll().Select(d => d["_id"].AsString).Order().ToArray();
         Assert.Equal(["r0001", "r0002", "r0003"], ids);
         Assert.Equal(3, reopened.GetCollection("outbox").Count());
+    }
+
+    /// <summary>
+    /// A store file damaged in place (as a torn write on an SD card leaves it: here one byte in every 997 past the header
+    /// flipped) made LiteDB throw at open, and the daemon crashed at every start. LiteDB's rebuild now reads what it can
+    /// into a new file, keeps the damaged one beside it, and the store says so.
+    /// </summary>
+    [Fact]
+    public void A_damaged_store_file_is_rebuilt_from_what_can_be_read_and_the_damaged_one_kept()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            store.Commit([.. Enumerable.Range(1, 6).Select(Result)], "qana/dev/results");
+            Assert.Null(store.Recovery);
+        }
+        byte[] damaged = File.ReadAllBytes(path);
+        for (int i = 8192; i < damaged.Length; i += 997) damaged[i] ^= 0x5A;
+        File.WriteAllBytes(path, damaged);
+        File.WriteAllBytes(Path.Combine(_dir, "copy.db"), damaged);
+        Assert.ThrowsAny<Exception>(() =>
+        {
+            using var plain = new LiteDatabase(new ConnectionString { Filename = Path.Combine(_dir, "copy.db"), Connection = ConnectionType.Direct }, new BsonMapper());
+            plain.GetCollection("results").EnsureIndex("image_sha256", "$.image_sha256", unique: false);   // what the store does at open
+        });
+
+        using var reopened = new ResultStore(path);
+
+        string backup = Path.Combine(_dir, "qana-backup.db");
+        Assert.Matches($"^{Regex.Escape(path)} was damaged and LiteDB rebuilt it from what it could read, with [1-9][0-9]* errors reading its pages "
+            + $@"\(its _rebuild_errors collection lists them\); the damaged file is kept as {Regex.Escape(backup)}$", reopened.Recovery);
+        // The damaged file as it was, but for the flag in its header page by which LiteDB marked it for the rebuild.
+        Assert.Equal(damaged[8192..], File.ReadAllBytes(backup)[8192..]);
+        Assert.Equal(6, reopened.ResultCount());
+        Assert.Equal([true], reopened.Commit([Result(7)], "qana/dev/results"));
+    }
+
+    /// <summary>
+    /// A file LiteDB cannot open even to rebuild it (not a LiteDB file at all: here random bytes) is set aside, and the
+    /// store starts again empty, where the daemon crashed at every start.
+    /// </summary>
+    [Fact]
+    public void A_store_file_that_cannot_be_rebuilt_is_set_aside_and_a_new_store_started()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        var junk = new byte[64 * 1024];
+        new Random(7).NextBytes(junk);
+        File.WriteAllBytes(path, junk);
+
+        using var store = new ResultStore(path);
+
+        string aside = Assert.Single(Directory.GetFiles(_dir, "qana.db.damaged-*"));
+        Assert.Equal(junk, File.ReadAllBytes(aside));
+        Assert.StartsWith($"{path} could not be opened (", store.Recovery);
+        Assert.EndsWith($"not even by LiteDB's rebuild: set aside as {aside}, and a new store started; the results, labels and unsent messages in it are not in the new one", store.Recovery);
+        Assert.Equal([true], store.Commit([Result(1)], "qana/dev/results"));
+        Assert.Equal(1, store.ResultCount());
     }
 
     /// <summary>

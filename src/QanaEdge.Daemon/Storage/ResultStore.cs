@@ -65,14 +65,62 @@ public sealed class ResultStore : IDisposable
     private Database? _open;
     private bool _disposed;
 
+    /// <summary>
+    /// Opens the store, creating it when there is none. A file damaged by a power cut (an SD card's torn write) is
+    /// rebuilt by LiteDB from what it can read (its auto-rebuild: the damaged file kept as NAME-backup.db, what could
+    /// not be read listed in the _rebuild_errors collection). One that LiteDB cannot open even so is set aside as
+    /// NAME.damaged-TIME, with its log, and a new store started. <see cref="Recovery"/> says which happened. Before, a
+    /// damaged file threw at every start: the daemon crashed, and restarted, in a loop that classified nothing. A disk
+    /// or permission failure is not damage: it is thrown, and nothing is set aside.
+    /// </summary>
     public ResultStore(string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(folder);
         DatabasePath = path;
-        _open = new Database(path);
+        string backups = Path.GetFileNameWithoutExtension(path) + "-backup*" + Path.GetExtension(path);
+        var before = Directory.GetFiles(folder, backups).ToHashSet(StringComparer.Ordinal);
+        try { _open = OpenOrRebuild(path); }
+        catch (Exception e) when (IsDamage(e))
+        {
+            string aside = $"{path}.damaged-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+            File.Move(path, aside);
+            // LiteDB's write-ahead log (NAME-log.db) belongs to the damaged file: replayed into the new one, it would fail it.
+            string logFile = Path.Combine(folder, Path.GetFileNameWithoutExtension(path) + "-log" + Path.GetExtension(path));
+            if (File.Exists(logFile)) File.Move(logFile, aside + "-log");
+            _open = new Database(path);
+            Recovery = $"{path} could not be opened ({e.GetType().Name}: {e.Message}), not even by LiteDB's rebuild: set aside as {aside}, "
+                + "and a new store started; the results, labels and unsent messages in it are not in the new one";
+            return;
+        }
+        if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
+        {
+            int unread = _open.Db.CollectionExists(RebuildErrors) ? _open.Db.GetCollection(RebuildErrors).Count() : 0;
+            Recovery = $"{path} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
+                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}";
+        }
     }
 
+    /// <summary>
+    /// Opens the file; when LiteDB finds it damaged, once more: the failed open marks the file invalid, and the next one
+    /// (with AutoRebuild) rebuilds it.
+    /// </summary>
+    private static Database OpenOrRebuild(string path)
+    {
+        try { return new Database(path); }
+        catch (Exception e) when (IsDamage(e)) { return new Database(path); }
+    }
+
+    /// <summary>A failure to open that says the file is damaged, not that the disk or a permission failed.</summary>
+    private static bool IsDamage(Exception e) => e is not (IOException or UnauthorizedAccessException or OutOfMemoryException);
+
+    /// <summary>LiteDB's collection of what a rebuild could not read.</summary>
+    private const string RebuildErrors = "_rebuild_errors";
+
     public string DatabasePath { get; }
+
+    /// <summary>What opening the store had to do about a damaged file, for the log; null when it opened as it was.</summary>
+    public string? Recovery { get; }
 
     /// <summary>A failure of the store (the disk or LiteDB) that the next call may not meet: the caller keeps what it
     /// was storing and tries again later. UnauthorizedAccessException is one too (EACCES or EPERM when the file is opened
@@ -96,7 +144,8 @@ public sealed class ResultStore : IDisposable
         public Database(string path)
         {
             // A plain BsonMapper instance: nothing is mapped through it, we only hand it BsonDocuments.
-            Db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper());
+            // AutoRebuild: a file LiteDB finds damaged at open is rebuilt from what it can read (ResultStore's constructor).
+            Db = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct, AutoRebuild = true }, new BsonMapper());
             try
             {
                 Results = Db.GetCollection("results", BsonAutoId.ObjectId);
