@@ -137,8 +137,13 @@ public sealed class InboxWatcher : IAsyncDisposable
                     // A path with an event waiting is looked at with it, rename included: when the loop was held up
                     // (a full queue, a cold start), the rescan may come first, and the event, second, would find the
                     // capture in flight, its rename lost; a capture cut short would then look unfinished for 60 s.
+                    bool undecodable = false;
                     foreach (string path in Directory.EnumerateFiles(_options.Inbox).Order(StringComparer.Ordinal))
+                    {
+                        undecodable |= path.Contains('\uFFFD', StringComparison.Ordinal);
                         await ConsiderAsync(path, _queued.TryRemove(path, out bool renamed) && renamed, ct).ConfigureAwait(false);
+                    }
+                    if (undecodable) RenameUndecodable();
                     foreach (string gone in _deferred.Keys.Where(p => !File.Exists(p)).ToArray()) _deferred.TryRemove(gone, out _);
                     nextRescan = Stopwatch.GetTimestamp() + (long)(rescanEvery.TotalSeconds * Stopwatch.Frequency);
                     if (scanFailures > 0) _log.LogInformation("Inbox scan works again after {Failures} failures", scanFailures);
@@ -176,6 +181,27 @@ public sealed class InboxWatcher : IAsyncDisposable
         }
     }
 
+
+    /// <summary>
+    /// Renames the inbox entries whose names are not UTF-8, which .NET cannot open (<see cref="UndecodableNames"/>), once
+    /// they are written as a capture is taken to be (<see cref="ConsiderAsync"/>); the rename brings them back as
+    /// captures renamed in. One that cannot be renamed is logged once.
+    /// </summary>
+    private void RenameUndecodable()
+    {
+        bool Settled(long size, TimeSpan age) => size > 0 ? age.TotalMilliseconds >= _options.StableMilliseconds : age >= EmptyFileGrace;
+        foreach (var (shown, renamed, error) in UndecodableNames.RenameAll(_options.Inbox, Settled, IsTemporaryName))
+        {
+            if (renamed is not null)
+                _log.LogWarning("{Name} in the inbox has a name that is not UTF-8 (written in another code page?), which the daemon cannot open: renamed {Renamed}, its bytes read as ISO-8859-1",
+                    shown, renamed);
+            else if (_unrenamable.TryAdd(shown, 0))
+                _log.LogError("{Name} in the inbox has a name that is not UTF-8 and cannot be renamed ({Error}): it is not classified until it is renamed by hand", shown, error);
+        }
+    }
+
+    // Names not UTF-8 that could not be renamed, each logged once.
+    private readonly ConcurrentDictionary<string, byte> _unrenamable = new(StringComparer.Ordinal);
 
     /// <summary>
     /// How long an empty file must stay empty before it counts as complete (and is quarantined as Empty), unless it

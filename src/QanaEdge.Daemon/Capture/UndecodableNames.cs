@@ -1,0 +1,131 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace QanaEdge.Daemon.Capture;
+
+/// <summary>
+/// Inbox entries whose names are not UTF-8: a capture app or a network share writing in a legacy code page
+/// ("Müller.jpg" in ISO-8859-1 is the bytes 4D FC 6C 6C 65 72). .NET shows such a name with U+FFFD in place of each
+/// undecodable byte, and no path it can build reaches the file: the watcher found it gone at every look, and the
+/// capture was never classified, quarantined or logged. <see cref="RenameAll"/> renames each to a name .NET can reach
+/// (its bytes read as ISO-8859-1, every byte one character: "Müller.jpg" again), through the C library, which takes
+/// names as bytes.
+/// </summary>
+internal static partial class UndecodableNames
+{
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// Renames every entry of <paramref name="folder"/> (but folders) whose name is not UTF-8 and that
+    /// <paramref name="settled"/> says is written (given its size and the time since its last write; a file renamed
+    /// while its writer still writes it would be taken as arrived whole), never over an existing entry (a free variant
+    /// of the new name is taken instead). Names that are temporary as ISO-8859-1 (<paramref name="temporary"/>) are left
+    /// to their writer, whose own rename would fail. Returns each rename: the old name as .NET shows it and the new one;
+    /// an entry that could not be renamed comes with the error instead of a new name.
+    /// </summary>
+    public static unsafe List<(string Shown, string? Renamed, string? Error)> RenameAll(string folder, Func<long, TimeSpan, bool> settled,
+        Func<string, bool> temporary)
+    {
+        var done = new List<(string, string?, string?)>();
+        if (!OperatingSystem.IsLinux()) return done;
+        var undecodable = new List<byte[]>();
+        nint dir = OpenDir(folder);
+        if (dir == 0) throw new IOException($"cannot read {folder}: errno {Marshal.GetLastPInvokeError()}");
+        try
+        {
+            for (byte* entry; (entry = ReadDir(dir)) != null;)
+            {
+                if (entry[DTypeOffset] == DtDir) continue;
+                // d_name ends with a NUL within the record (d_reclen bytes from its start).
+                var room = new ReadOnlySpan<byte>(entry + DNameOffset, *(ushort*)(entry + DRecLenOffset) - DNameOffset);
+                ReadOnlySpan<byte> name = room[..Math.Max(0, room.IndexOf((byte)0))];
+                if (!IsUtf8(name)) undecodable.Add(name.ToArray());
+            }
+        }
+        finally { _ = CloseDir(dir); }
+
+        byte[] prefix = Encoding.UTF8.GetBytes(folder.TrimEnd('/') + "/");
+        foreach (byte[] name in undecodable)
+        {
+            string shown = Encoding.UTF8.GetString(name), latin1 = Encoding.Latin1.GetString(name);
+            byte[] from = [.. prefix, .. name, 0];
+            if (temporary(latin1) || Written(from) is not var (size, age) || !settled(size, age)) continue;
+            string target = latin1;
+            int error = 0;
+            for (int i = 1; i <= 100; i++)
+            {
+                error = RenameNoReplace(from, [.. Encoding.UTF8.GetBytes(Path.Combine(folder, target)), 0]);
+                if (error != EExist) break;
+                target = $"{Path.GetFileNameWithoutExtension(latin1)}.{i}{Path.GetExtension(latin1)}";
+            }
+            done.Add(error == 0 ? (shown, target, null) : (shown, null, $"errno {error}"));
+        }
+        return done;
+    }
+
+    private static bool IsUtf8(ReadOnlySpan<byte> name)
+    {
+        try { StrictUtf8.GetCharCount(name); return true; }
+        catch (DecoderFallbackException) { return false; }
+    }
+
+    /// <summary>The entry's size and the time since its last write (statx on the name's bytes); null when it is gone.</summary>
+    private static unsafe (long Size, TimeSpan Age)? Written(byte[] path)
+    {
+        byte* statx = stackalloc byte[StatxSize];
+        fixed (byte* p = path)
+            if (Statx(AtFdCwd, p, 0, StatxBasicStats, statx) != 0) return null;
+        long seconds = *(long*)(statx + MtimeOffset);
+        uint nanoseconds = *(uint*)(statx + MtimeOffset + 8);
+        DateTime written = DateTime.UnixEpoch.AddSeconds(seconds).AddTicks(nanoseconds / 100);
+        return (*(long*)(statx + SizeOffset), DateTime.UtcNow - written);
+    }
+
+    /// <summary>rename(2) that never replaces an entry: 0, or the errno (EEXIST when the new name is taken).</summary>
+    private static unsafe int RenameNoReplace(byte[] from, byte[] to)
+    {
+        fixed (byte* f = from, t = to)
+        {
+            int errno;
+            try
+            {
+                if (RenameAt2(AtFdCwd, f, AtFdCwd, t, RenameNoReplaceFlag) == 0) return 0;
+                errno = Marshal.GetLastPInvokeError();
+            }
+            catch (EntryPointNotFoundException) { errno = EInval; } // a C library without renameat2 (glibc before 2.28)
+            if (errno != EInval) return errno;
+            // A file system without RENAME_NOREPLACE: a hard link fails on a taken name, and the old one is then removed.
+            if (Link(f, t) != 0) return Marshal.GetLastPInvokeError();
+            return Unlink(f) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+    }
+
+    // struct dirent of glibc and musl on 64-bit Linux (x86-64 and arm64 alike): d_ino 8, d_off 8, d_reclen 2, d_type 1, d_name.
+    private const int DRecLenOffset = 16, DTypeOffset = 18, DNameOffset = 19;
+    // struct statx, one layout on every architecture: stx_size at 40, stx_mtime (tv_sec, tv_nsec) at 112.
+    private const int StatxSize = 256, SizeOffset = 40, MtimeOffset = 112;
+    private const uint StatxBasicStats = 0x7FF;
+    private const byte DtDir = 4;
+    private const int AtFdCwd = -100, RenameNoReplaceFlag = 1, EExist = 17, EInval = 22;
+
+    [LibraryImport("libc", EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint OpenDir(string path);
+
+    [LibraryImport("libc", EntryPoint = "readdir")]
+    private static unsafe partial byte* ReadDir(nint dir);
+
+    [LibraryImport("libc", EntryPoint = "closedir")]
+    private static partial int CloseDir(nint dir);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
+    private static unsafe partial int Statx(int dirFd, byte* path, int flags, uint mask, byte* statxBuffer);
+
+    [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true)]
+    private static unsafe partial int RenameAt2(int oldDirFd, byte* oldPath, int newDirFd, byte* newPath, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true)]
+    private static unsafe partial int Link(byte* oldPath, byte* newPath);
+
+    [LibraryImport("libc", EntryPoint = "unlink", SetLastError = true)]
+    private static unsafe partial int Unlink(byte* path);
+}
