@@ -58,12 +58,6 @@ public sealed class ResultStoreTests : IDisposable
         byte[] damaged = File.ReadAllBytes(path);
         for (int i = 8192; i < damaged.Length; i += 997) damaged[i] ^= 0x5A;
         File.WriteAllBytes(path, damaged);
-        File.WriteAllBytes(Path.Combine(_dir, "copy.db"), damaged);
-        Assert.ThrowsAny<Exception>(() =>
-        {
-            using var plain = new LiteDatabase(new ConnectionString { Filename = Path.Combine(_dir, "copy.db"), Connection = ConnectionType.Direct }, new BsonMapper());
-            plain.GetCollection("results").EnsureIndex("image_sha256", "$.image_sha256", unique: false);   // what the store does at open
-        });
 
         using var reopened = new ResultStore(path);
 
@@ -74,6 +68,10 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal(damaged[8192..], File.ReadAllBytes(backup)[8192..]);
         Assert.Equal(6, reopened.ResultCount());
         Assert.Equal([true], reopened.Commit([Result(7)], "qana/dev/results"));
+        // The open that found the file damaged left a LiteDB instance with a transaction open; its finalizer, run on a
+        // damaged file, threw and ended the process (LiteDB #2828) unless the store suppressed it.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
     }
 
     /// <summary>
@@ -96,6 +94,8 @@ public sealed class ResultStoreTests : IDisposable
         Assert.EndsWith($"not even by LiteDB's rebuild: set aside as {aside}, and a new store started; the results, labels and unsent messages in it are not in the new one", store.Recovery);
         Assert.Equal([true], store.Commit([Result(1)], "qana/dev/results"));
         Assert.Equal(1, store.ResultCount());
+        GC.Collect();   // as above: no finalizer of the failed opens may throw
+        GC.WaitForPendingFinalizers();
     }
 
     /// <summary>
