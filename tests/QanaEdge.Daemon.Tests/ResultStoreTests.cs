@@ -75,6 +75,35 @@ public sealed class ResultStoreTests : IDisposable
     }
 
     /// <summary>
+    /// Damage that LiteDB meets only on a read, after the file opened: the read fails as any store failure does (the
+    /// caller keeps what it had and tries again), and the store opened again is rebuilt, which <see cref="ResultStore.Recovered"/>
+    /// says for the log.
+    /// </summary>
+    [Fact]
+    public void Damage_met_by_a_read_is_rebuilt_when_the_store_is_opened_again_and_said()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+            store.Commit([.. Enumerable.Range(1, 9).Select(Result)], "qana/dev/results");
+        byte[] damaged = File.ReadAllBytes(path);
+        for (int i = 8200; i < damaged.Length; i += 989) damaged[i] ^= 0x5A;
+        File.WriteAllBytes(path, damaged);
+
+        using var reopened = new ResultStore(path);
+        Assert.Null(reopened.Recovery);
+        var found = new List<string>();
+        reopened.Recovered += found.Add;
+        Exception failure = Assert.ThrowsAny<Exception>(() => reopened.ResultCount());
+        Assert.True(ResultStore.IsStorageFailure(failure), failure.ToString());
+
+        Assert.Equal(9, reopened.ResultCount());
+        Assert.StartsWith($"{path} was damaged and LiteDB rebuilt it from what it could read", Assert.Single(found));
+        Assert.Equal(found[0], reopened.Recovery);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+    }
+
+    /// <summary>
     /// A file LiteDB cannot open even to rebuild it (not a LiteDB file at all: here random bytes) is set aside, and the
     /// store starts again empty, where the daemon crashed at every start.
     /// </summary>

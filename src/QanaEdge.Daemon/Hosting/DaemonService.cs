@@ -61,6 +61,7 @@ public sealed class DaemonService(
         _log.LogInformation("qanad {Version}: device {DeviceId} ({DeviceIdSource}), state {StateDir}", version, options.DeviceId,
             options.DeviceIdSource, options.StateDir);
         if (_store.Recovery is { } recovery) _log.LogError("STORE: {Recovery}", recovery);
+        _store.Recovered += found => _log.LogError("STORE: {Recovery} (found while running)", found);
         IClassifierProvider provider = model.Active.Provider;
         _log.LogWarning("ENGINE: {Engine} — {Reason}", provider.EngineName, provider.EngineReason);
         _log.LogInformation("Model {ModelId} version {ModelVersion}: {Source}", provider.ModelId, provider.ModelVersion, model.Active.Source);

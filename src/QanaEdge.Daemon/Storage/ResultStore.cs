@@ -71,56 +71,73 @@ public sealed class ResultStore : IDisposable
     /// not be read listed in the _rebuild_errors collection). One that LiteDB cannot open even so is set aside as
     /// NAME.damaged-TIME, with its log, and a new store started. <see cref="Recovery"/> says which happened. Before, a
     /// damaged file threw at every start: the daemon crashed, and restarted, in a loop that classified nothing. A disk
-    /// or permission failure is not damage: it is thrown, and nothing is set aside.
+    /// or permission failure is not damage: it is thrown, and nothing is set aside; nor is anything when the new store
+    /// cannot be made (the damaged file is put back).
     /// </summary>
     public ResultStore(string path)
     {
-        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(folder);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         DatabasePath = path;
-        string backups = Path.GetFileNameWithoutExtension(path) + "-backup*" + Path.GetExtension(path);
-        var before = Directory.GetFiles(folder, backups).ToHashSet(StringComparer.Ordinal);
-        try { _open = OpenOrRebuild(path); }
+        try { _open = OpenOrRebuild(); }
         catch (Exception e) when (IsDamage(e))
         {
+            string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
             string aside = $"{path}.damaged-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
-            File.Move(path, aside);
             // LiteDB's write-ahead log (NAME-log.db) belongs to the damaged file: replayed into the new one, it would fail it.
             string logFile = Path.Combine(folder, Path.GetFileNameWithoutExtension(path) + "-log" + Path.GetExtension(path));
-            if (File.Exists(logFile)) File.Move(logFile, aside + "-log");
-            _open = new Database(path);
+            File.Move(path, aside);
+            bool hadLog = File.Exists(logFile);
+            if (hadLog) File.Move(logFile, aside + "-log");
+            try { _open = new Database(path); }
+            catch
+            {
+                File.Move(aside, path, overwrite: true);
+                if (hadLog) File.Move(aside + "-log", logFile, overwrite: true);
+                throw;
+            }
             Recovery = $"{path} could not be opened ({e.GetType().Name}: {e.Message}), not even by LiteDB's rebuild: set aside as {aside}, "
                 + "and a new store started; the results, labels and unsent messages in it are not in the new one";
-            return;
-        }
-        if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
-        {
-            int unread = _open.Db.CollectionExists(RebuildErrors) ? _open.Db.GetCollection(RebuildErrors).Count() : 0;
-            Recovery = $"{path} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
-                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}";
         }
     }
 
     /// <summary>
     /// Opens the file; when LiteDB finds it damaged, once more: the failed open marks the file invalid, and the next one
-    /// (with AutoRebuild) rebuilds it.
+    /// (with AutoRebuild) rebuilds it. A rebuild is said in <see cref="Recovery"/> and raised as <see cref="Recovered"/>.
     /// </summary>
-    private static Database OpenOrRebuild(string path)
+    private Database OpenOrRebuild()
     {
-        try { return new Database(path); }
-        catch (Exception e) when (IsDamage(e)) { return new Database(path); }
+        string folder = Path.GetDirectoryName(Path.GetFullPath(DatabasePath))!;
+        string backups = Path.GetFileNameWithoutExtension(DatabasePath) + "-backup*" + Path.GetExtension(DatabasePath);
+        var before = Directory.GetFiles(folder, backups).ToHashSet(StringComparer.Ordinal);
+        Database db;
+        try { db = new Database(DatabasePath); }
+        catch (Exception e) when (IsDamage(e)) { db = new Database(DatabasePath); }
+        if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
+        {
+            int unread = db.Db.CollectionExists(RebuildErrors) ? db.Db.GetCollection(RebuildErrors).Count() : 0;
+            Recovery = $"{DatabasePath} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
+                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}";
+            Recovered?.Invoke(Recovery);
+        }
+        return db;
     }
 
-    /// <summary>A failure to open that says the file is damaged, not that the disk or a permission failed.</summary>
-    private static bool IsDamage(Exception e) => e is not (IOException or UnauthorizedAccessException or OutOfMemoryException);
+    /// <summary>A failure to open that says the file is damaged, not that the disk (full, or failing) or a permission failed.</summary>
+    private static bool IsDamage(Exception e) => e is not (IOException or UnauthorizedAccessException or OutOfMemoryException) && !IsDiskFull(e);
 
     /// <summary>LiteDB's collection of what a rebuild could not read.</summary>
     private const string RebuildErrors = "_rebuild_errors";
 
     public string DatabasePath { get; }
 
-    /// <summary>What opening the store had to do about a damaged file, for the log; null when it opened as it was.</summary>
-    public string? Recovery { get; }
+    /// <summary>What opening the store last had to do about a damaged file, for the log; null when it opened as it was.</summary>
+    public string? Recovery { get; private set; }
+
+    /// <summary>
+    /// The store was found damaged when it was opened again after a failure, and rebuilt (as <see cref="Recovery"/>
+    /// says): a damage met by a read while running, not at the start. Raised under the store's lock.
+    /// </summary>
+    public event Action<string>? Recovered;
 
     /// <summary>A failure of the store (the disk or LiteDB) that the next call may not meet: the caller keeps what it
     /// was storing and tries again later. UnauthorizedAccessException is one too (EACCES or EPERM when the file is opened
@@ -177,7 +194,7 @@ public sealed class ResultStore : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Database db = _open ??= new Database(DatabasePath);
+            Database db = _open ??= OpenOrRebuild();
             try { return operation(db); }
             catch (Exception e) when (IsStorageFailure(e))
             {
