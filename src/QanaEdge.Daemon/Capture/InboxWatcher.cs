@@ -189,7 +189,9 @@ public sealed class InboxWatcher : IAsyncDisposable
     /// </summary>
     private void RenameUndecodable()
     {
-        bool Settled(long size, TimeSpan age) => size > 0 ? age.TotalMilliseconds >= _options.StableMilliseconds : age >= EmptyFileGrace;
+        // The age either way: a file copied with its times kept, onto a board whose clock is behind (no RTC, before NTP),
+        // was written in the clock's future.
+        bool Settled(long size, TimeSpan age) => size > 0 ? age.Duration().TotalMilliseconds >= _options.StableMilliseconds : age.Duration() >= EmptyFileGrace;
         foreach (var (shown, renamed, error) in UndecodableNames.RenameAll(_options.Inbox, Settled, IsTemporaryName))
         {
             if (renamed is not null)
