@@ -37,6 +37,39 @@ public sealed class ProcessTests : IDisposable
     }
 
     /// <summary>
+    /// A second daemon on the same state folder refuses to start (exit 1, one line), and one started once the first has
+    /// been killed (SIGKILL: the kernel releases its lock) runs. Before, both ran: LiteDB's direct mode takes no lock,
+    /// so both wrote one store file and claimed the same captures.
+    /// </summary>
+    [Fact]
+    public async Task A_second_daemon_on_the_same_state_folder_refuses_to_start()
+    {
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devlock/status");
+        await sub.ConnectAsync();
+        using var first = new ChildProcess(Args("devlock", broker.Port));
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devlock/status"), TimeSpan.FromSeconds(60), "the first daemon online");
+
+        using (var second = new ChildProcess(Args("devlock2", broker.Port)))
+        {
+            Assert.True(second.WaitForExit(TimeSpan.FromSeconds(60)), "the second qanad did not exit");
+            for (int i = 0; i < 50 && !second.Output.Any(l => l.StartsWith("qanad:", StringComparison.Ordinal)); i++) Thread.Sleep(100);
+            string output = string.Join('\n', second.Output);
+            Assert.True(second.ExitCode == 1, $"exit {second.ExitCode}: {output}");
+            Assert.Contains($"qanad: cannot start: another qanad is running on the state folder {Path.Combine(_root, "state")}", output);
+            Assert.DoesNotContain("Exception", output);
+        }
+        Assert.False(first.HasExited);
+
+        first.Signal("KILL");
+        Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
+        using var third = new ChildProcess(Args("devlock", broker.Port));
+        await TestEnv.WaitUntil(() => third.Output.Any(l => l.Contains("Ready: drop images", StringComparison.Ordinal)) || third.HasExited,
+            TimeSpan.FromSeconds(60), "the daemon started after the first was killed", () => string.Join('\n', third.Output.TakeLast(10)));
+        Assert.False(third.HasExited, string.Join('\n', third.Output));
+    }
+
+    /// <summary>
     /// The will ("offline") is delayed by the broker and dropped when the same session comes back in time: a daemon
     /// killed and restarted at once shows no "offline", one that stays down does, after the delay.
     /// </summary>

@@ -36,6 +36,8 @@ public static class DaemonHost
             .AddEnvironmentVariables()
             .AddCommandLine(args);
         QanaOptions options = OptionsLoader.Load(builder.Configuration);
+        // Before anything in the state folder is read or written: a second daemon on it stops here (exit 1).
+        StateLock stateLock = StateLock.Acquire(options.StateDir);
 
         // Serilog:MinimumLevel (env Serilog__MinimumLevel=Warning) quiets the per-result lines on a busy device.
         LogEventLevel minimum = Enum.TryParse(builder.Configuration["Serilog:MinimumLevel"], ignoreCase: true, out LogEventLevel level) ? level : LogEventLevel.Information;
@@ -49,12 +51,16 @@ public static class DaemonHost
         EngineChoice choice = EngineSelector.Choose(options.Engine, options.Akida.DevDir, library: options.Akida.Library)
             with { Classifier = new ClassifierOptions { Symmetries = options.Fallback == ViewFallback.Symmetries } };
         // Before the model: readouts this device learned earlier are verified with its learner key when they are restored.
-        LearnerKey learner = LearnerKey.Open(options.Learning);
+        LearnerKey learner;
+        try { learner = LearnerKey.Open(options.Learning); }
+        catch { logger.Dispose(); stateLock.Dispose(); throw; }
         var trust = new DeviceTrust(options.TrustDir, learner.Key?.PublicKey);
         ModelAtStart model;
         try { model = ModelUpdates.Start(options, trust, choice); }
-        catch { learner.Dispose(); logger.Dispose(); throw; }
+        catch { learner.Dispose(); logger.Dispose(); stateLock.Dispose(); throw; }
 
+        // Made by a factory, so that the container disposes it (and so releases the folder) with the host; resolved below.
+        builder.Services.AddSingleton(_ => stateLock);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(choice);
         builder.Services.AddSingleton(model);
@@ -75,6 +81,8 @@ public static class DaemonHost
             o.ShutdownTimeout = TimeSpan.FromSeconds(20);
             o.ServicesStartConcurrently = false;
         });
-        return builder.Build();
+        IHost host = builder.Build();
+        host.Services.GetRequiredService<StateLock>();
+        return host;
     }
 }
