@@ -1,4 +1,7 @@
 using System.Text;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
 using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Tests.Infrastructure;
 using Serilog.Events;
@@ -104,7 +107,7 @@ public sealed class InboundBoundsTests : IDisposable
 
         byte[] small = Encoding.UTF8.GetBytes("not a package");
         string smallSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(small));
-        await sub.PublishAsync("qana/devp/updates", new byte[MqttLink.MaxPacketBytes + (1 << 20)]);
+        await PublishLargeAsync(port, "qana/devp/updates", new byte[MqttLink.MaxPacketBytes + (1 << 20)]);
         await sub.PublishAsync("qana/devp/updates", small);
         // Messages of one topic arrive in order and are handled one at a time: the large one, had it come, is logged first.
         await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Any(u => u.Sha256 == smallSha), TimeSpan.FromSeconds(60), "the small message's update-log entry");
@@ -114,6 +117,20 @@ public sealed class InboundBoundsTests : IDisposable
         if (broker == "embedded")
             Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith($"Embedded broker: a {MqttLink.MaxPacketBytes + (1 << 20)}-byte message", StringComparison.Ordinal)
                 && e.Message.Contains("on qana/devp/updates dropped: over the", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="payload"/> at QoS 1 from a client of its own that sends no keep-alive pings and waits
+    /// two minutes for the PUBACK: a ping queued behind 33 MiB on a busy machine timed out and took the client down.
+    /// </summary>
+    private static async Task PublishLargeAsync(int port, string topic, byte[] payload)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithClientId("test-large-" + Guid.NewGuid().ToString("N")[..8]).WithKeepAlivePeriod(TimeSpan.Zero).WithTimeout(TimeSpan.FromMinutes(2)).Build());
+        await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        await client.DisconnectAsync();
     }
 }
 
