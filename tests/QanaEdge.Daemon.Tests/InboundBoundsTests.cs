@@ -120,14 +120,15 @@ public sealed class InboundBoundsTests : IDisposable
     }
 
     /// <summary>
-    /// Publishes <paramref name="payload"/> at QoS 1 from a client of its own that sends no keep-alive pings and waits
-    /// two minutes for the PUBACK: a ping queued behind 33 MiB on a busy machine timed out and took the client down.
+    /// Publishes <paramref name="payload"/> at QoS 1 from a client of its own whose keep-alive (10 minutes) sends no ping
+    /// meanwhile and which waits two minutes for the PUBACK: the subscriber's ping, queued behind 33 MiB on a busy
+    /// machine, timed out and took the client down. (A keep-alive of zero, none at all, had this client disconnected.)
     /// </summary>
     private static async Task PublishLargeAsync(int port, string topic, byte[] payload)
     {
         using var client = new MqttClientFactory().CreateMqttClient();
         await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithProtocolVersion(MqttProtocolVersion.V500)
-            .WithClientId("test-large-" + Guid.NewGuid().ToString("N")[..8]).WithKeepAlivePeriod(TimeSpan.Zero).WithTimeout(TimeSpan.FromMinutes(2)).Build());
+            .WithClientId("test-large-" + Guid.NewGuid().ToString("N")[..8]).WithKeepAlivePeriod(TimeSpan.FromMinutes(10)).WithTimeout(TimeSpan.FromMinutes(2)).Build());
         await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         await client.DisconnectAsync();
