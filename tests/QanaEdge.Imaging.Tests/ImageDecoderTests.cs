@@ -533,6 +533,57 @@ public class ImageDecoderTests
     }
 
     /// <summary>
+    /// The same bound for tiles: a 32 × 32 image of 16 × 16 tiles has 4, and a list of a million is refused before the
+    /// library sees the file. (ImageSharp 2.1 decodes no tiled TIFF: the file listing its 4 tiles is refused by the
+    /// library as a variant it does not support, not by this bound.)
+    /// </summary>
+    [Fact]
+    public void A_tiff_listing_more_tiles_than_its_image_has_is_refused()
+    {
+        ImageRejectedException listed = Rejected(TiledTiff(tiles: 1_000_000));
+        Assert.Equal(RejectReason.Truncated, listed.Reason);
+        Assert.Equal("TIFF lists 1000000 tiles; a 32x32 image of 16x16 tiles has 4", listed.Message);
+        ImageRejectedException whole = Rejected(TiledTiff(tiles: 4));
+        Assert.Equal((RejectReason.Unsupported, "TIFF variant not supported: Tiled images are not supported."), (whole.Reason, whole.Message));
+    }
+
+    /// <summary>A little-endian 32 × 32 RGB TIFF of 16 × 16 uncompressed tiles whose tile lists hold <paramref name="tiles"/> entries, each the first tile.</summary>
+    private static byte[] TiledTiff(int tiles)
+    {
+        const int tileBytes = 16 * 16 * 3;
+        (ushort Tag, ushort Type, uint Count)[] entries =
+        [
+            (256, 3, 1), (257, 3, 1), (258, 3, 3), (259, 3, 1), (262, 3, 1), (277, 3, 1), (284, 3, 1),
+            (322, 3, 1), (323, 3, 1), (324, 4, (uint)tiles), (325, 4, (uint)tiles),
+        ];
+        int ifd = 8, bitsAt = ifd + 2 + entries.Length * 12 + 4, offsetsAt = bitsAt + 6, countsAt = offsetsAt + 4 * tiles, dataAt = countsAt + 4 * tiles;
+        var file = new byte[dataAt + tileBytes];
+        "II"u8.CopyTo(file);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(2), 42);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), (uint)ifd);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(ifd), (ushort)entries.Length);
+        for (int i = 0; i < entries.Length; i++)
+        {
+            var (tag, type, count) = entries[i];
+            Span<byte> e = file.AsSpan(ifd + 2 + i * 12, 12);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e, tag);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[2..], type);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[4..], count);
+            uint value = tag switch { 256 or 257 => 32, 258 => (uint)bitsAt, 259 => 1, 262 => 2, 277 => 3, 284 => 1, 322 or 323 => 16, 324 => (uint)offsetsAt, _ => (uint)countsAt };
+            if (type == 3 && count == 1) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)value);
+            else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[8..], value);
+        }
+        for (int k = 0; k < 3; k++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(bitsAt + 2 * k), 8);
+        for (int t = 0; t < tiles; t++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(offsetsAt + 4 * t), (uint)dataAt);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(countsAt + 4 * t), tileBytes);
+        }
+        Patterned(tileBytes).CopyTo(file, dataAt);
+        return file;
+    }
+
+    /// <summary>
     /// <paramref name="tiff"/> (from <see cref="RgbTiff"/>) with one row a strip, its strip list holding
     /// <paramref name="count"/> entries: strip i at row i, the entries past the image's rows at its last row.
     /// </summary>
