@@ -191,6 +191,34 @@ public sealed class InboxHazardTests : IDisposable
     [DllImport("libc", EntryPoint = "rename", SetLastError = true)]
     private static extern int Rename(byte[] from, byte[] to);
 
+    /// <summary>
+    /// A capture app that always writes the same name: each capture goes to done under the next free suffix, and the
+    /// search for it goes on from where the last one ended (it looked at every earlier capture.N.jpg at every move),
+    /// so a suffix freed meanwhile is not taken again.
+    /// </summary>
+    [Fact]
+    public void Captures_of_one_name_take_the_next_suffix_and_the_search_goes_on_from_the_last()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Directory.CreateDirectory(Path.Combine(_root, "done")).FullName };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        File.WriteAllBytes(Path.Combine(options.DoneDir, "capture.jpg"), [1]);
+        File.WriteAllBytes(Path.Combine(options.DoneDir, "capture.1.jpg"), [2]);
+        string[] images = TestEnv.RealImages(3, skip: 1010);
+
+        string Acknowledge(string image)
+        {
+            string path = Path.Combine(inbox, "capture.jpg");
+            File.Copy(image, path);
+            Assert.True(disposition.Acknowledge(path, Sha(File.ReadAllBytes(image))));
+            return Path.GetFileName(Directory.GetFiles(options.DoneDir).Single(f => File.ReadAllBytes(f).SequenceEqual(File.ReadAllBytes(image))));
+        }
+        Assert.Equal("capture.2.jpg", Acknowledge(images[0]));
+        Assert.Equal("capture.3.jpg", Acknowledge(images[1]));
+        File.Delete(Path.Combine(options.DoneDir, "capture.1.jpg"));
+        Assert.Equal("capture.4.jpg", Acknowledge(images[2]));
+    }
+
     [Fact]
     public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
     {

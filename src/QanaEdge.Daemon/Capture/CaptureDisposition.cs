@@ -280,12 +280,30 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
     }
 
-    /// <summary>name, or name with a numeric suffix when a file of that name is already there.</summary>
-    private static string UniqueTarget(string dir, string name)
+    /// <summary>
+    /// name, or name with a numeric suffix when a file of that name is already there. The search for a free suffix goes
+    /// on from where the last one for that name ended: a capture app that always writes capture.jpg made every move
+    /// look at each earlier capture.N.jpg (at 10,000, twenty thousand lookups a capture). Only the first search after a
+    /// start goes through them all.
+    /// </summary>
+    private string UniqueTarget(string dir, string name)
     {
-        string target = Path.Combine(dir, name);
-        for (int i = 1; File.Exists(target) || File.Exists(target + ".reason"); i++)
-            target = Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
+        string target = Path.Combine(dir, name), key = target;
+        int i = _nextSuffix.TryGetValue(key, out int next) ? next : 1;
+        if (i > 1) target = Suffixed(dir, name, i - 1);
+        for (; File.Exists(target) || File.Exists(target + ".reason"); i++) target = Suffixed(dir, name, i);
+        // Only names that needed a suffix are kept (a camera's are all new), and not without bound.
+        if (i > 1)
+        {
+            if (_nextSuffix.Count >= MaxSuffixedNames) _nextSuffix.Clear();
+            _nextSuffix[key] = i;
+        }
         return target;
+
+        static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
     }
+
+    // Per name in a folder that needed a suffix, the suffix its next search starts at (UniqueTarget).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
+    private const int MaxSuffixedNames = 10_000;
 }
