@@ -69,12 +69,16 @@ internal static partial class UndecodableNames
         catch (DecoderFallbackException) { return false; }
     }
 
-    /// <summary>The entry's size and the time since its last write (statx on the name's bytes); null when it is gone.</summary>
+    /// <summary>The entry's size and the time since its last write (statx on the name's bytes); null when it is gone or the kernel cannot say.</summary>
     private static unsafe (long Size, TimeSpan Age)? Written(byte[] path)
     {
         byte* statx = stackalloc byte[StatxSize];
-        fixed (byte* p = path)
-            if (Statx(AtFdCwd, p, 0, StatxBasicStats, statx) != 0) return null;
+        try
+        {
+            fixed (byte* p = path)
+                if (Statx(AtFdCwd, p, 0, StatxBasicStats, statx) != 0) return null;
+        }
+        catch (EntryPointNotFoundException) { return null; } // a C library without statx (glibc before 2.28): never renamed
         long seconds = *(long*)(statx + MtimeOffset);
         uint nanoseconds = *(uint*)(statx + MtimeOffset + 8);
         DateTime written = DateTime.UnixEpoch.AddSeconds(seconds).AddTicks(nanoseconds / 100);
