@@ -232,31 +232,39 @@ public class ImageDecoderTests
     /// <summary>An uncompressed, little-endian RGB TIFF with an Orientation tag: header, one IFD, bits per sample, pixels.</summary>
     private static byte[] RgbTiff(int width, int height, ushort orientation, byte[] pixels)
     {
-        (ushort Tag, ushort Type, uint Value)[] entries =
-        [
-            (256, 3, (uint)width), (257, 3, (uint)height), (258, 3, 0), (259, 3, 1), (262, 3, 2), (273, 4, 0),
-            (274, 3, orientation), (277, 3, 3), (278, 3, (uint)height), (279, 4, (uint)pixels.Length), (284, 3, 1),
-        ];
-        int ifd = 8, bitsAt = ifd + 2 + entries.Length * 12 + 4, dataAt = bitsAt + 6;
+        const int entries = 11, bitsAt = 8 + 2 + entries * 12 + 4, dataAt = bitsAt + 6;
         var file = new byte[dataAt + pixels.Length];
+        WriteDirectory(file, bitsAt,
+        [
+            (256, 3, 1, (uint)width), (257, 3, 1, (uint)height), (258, 3, 3, bitsAt), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, 1, dataAt),
+            (274, 3, 1, orientation), (277, 3, 1, 3), (278, 3, 1, (uint)height), (279, 4, 1, (uint)pixels.Length), (284, 3, 1, 1),
+        ]);
+        pixels.CopyTo(file, dataAt);
+        return file;
+    }
+
+    /// <summary>
+    /// Writes a little-endian TIFF header and its one directory at offset 8 into <paramref name="file"/>: each entry's
+    /// value inline when it is a single SHORT (or LONG), else the offset given; 8-bit samples ×3 at <paramref name="bitsAt"/>.
+    /// </summary>
+    private static void WriteDirectory(byte[] file, int bitsAt, (ushort Tag, ushort Type, uint Count, uint Value)[] entries)
+    {
+        const int ifd = 8;
         "II"u8.CopyTo(file);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(2), 42);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), (uint)ifd);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), ifd);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(ifd), (ushort)entries.Length);
         for (int i = 0; i < entries.Length; i++)
         {
-            var (tag, type, value) = entries[i];
+            var (tag, type, count, value) = entries[i];
             Span<byte> e = file.AsSpan(ifd + 2 + i * 12, 12);
             System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e, tag);
             System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[2..], type);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[4..], tag == 258 ? 3u : 1u);
-            uint v = tag switch { 258 => (uint)bitsAt, 273 => (uint)dataAt, _ => value };
-            if (type == 3 && tag != 258) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)v);
-            else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[8..], v);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[4..], count);
+            if (type == 3 && count == 1) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)value);
+            else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[8..], value);
         }
         for (int k = 0; k < 3; k++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(bitsAt + 2 * k), 8);
-        pixels.CopyTo(file, dataAt);
-        return file;
     }
 
     /// <summary>
@@ -550,30 +558,14 @@ public class ImageDecoderTests
     /// <summary>A little-endian 32 × 32 RGB TIFF of 16 × 16 uncompressed tiles whose tile lists hold <paramref name="tiles"/> entries, each the first tile.</summary>
     private static byte[] TiledTiff(int tiles)
     {
-        const int tileBytes = 16 * 16 * 3;
-        (ushort Tag, ushort Type, uint Count)[] entries =
-        [
-            (256, 3, 1), (257, 3, 1), (258, 3, 3), (259, 3, 1), (262, 3, 1), (277, 3, 1), (284, 3, 1),
-            (322, 3, 1), (323, 3, 1), (324, 4, (uint)tiles), (325, 4, (uint)tiles),
-        ];
-        int ifd = 8, bitsAt = ifd + 2 + entries.Length * 12 + 4, offsetsAt = bitsAt + 6, countsAt = offsetsAt + 4 * tiles, dataAt = countsAt + 4 * tiles;
+        const int entries = 11, tileBytes = 16 * 16 * 3, bitsAt = 8 + 2 + entries * 12 + 4, offsetsAt = bitsAt + 6;
+        int countsAt = offsetsAt + 4 * tiles, dataAt = countsAt + 4 * tiles;
         var file = new byte[dataAt + tileBytes];
-        "II"u8.CopyTo(file);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(2), 42);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), (uint)ifd);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(ifd), (ushort)entries.Length);
-        for (int i = 0; i < entries.Length; i++)
-        {
-            var (tag, type, count) = entries[i];
-            Span<byte> e = file.AsSpan(ifd + 2 + i * 12, 12);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e, tag);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[2..], type);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[4..], count);
-            uint value = tag switch { 256 or 257 => 32, 258 => (uint)bitsAt, 259 => 1, 262 => 2, 277 => 3, 284 => 1, 322 or 323 => 16, 324 => (uint)offsetsAt, _ => (uint)countsAt };
-            if (type == 3 && count == 1) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(e[8..], (ushort)value);
-            else System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(e[8..], value);
-        }
-        for (int k = 0; k < 3; k++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(bitsAt + 2 * k), 8);
+        WriteDirectory(file, bitsAt,
+        [
+            (256, 3, 1, 32), (257, 3, 1, 32), (258, 3, 3, bitsAt), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3), (284, 3, 1, 1),
+            (322, 3, 1, 16), (323, 3, 1, 16), (324, 4, (uint)tiles, offsetsAt), (325, 4, (uint)tiles, (uint)countsAt),
+        ]);
         for (int t = 0; t < tiles; t++)
         {
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(offsetsAt + 4 * t), (uint)dataAt);
