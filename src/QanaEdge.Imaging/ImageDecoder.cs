@@ -449,10 +449,6 @@ public static class ImageDecoder
     {
         bool little = b[0] == (byte)'I';
         long length = b.Length;
-        static uint U16(ReadOnlySpan<byte> b, bool little, long at) =>
-            little ? BinaryPrimitives.ReadUInt16LittleEndian(b.Slice((int)at, 2)) : BinaryPrimitives.ReadUInt16BigEndian(b.Slice((int)at, 2));
-        static uint U32(ReadOnlySpan<byte> b, bool little, long at) =>
-            little ? BinaryPrimitives.ReadUInt32LittleEndian(b.Slice((int)at, 4)) : BinaryPrimitives.ReadUInt32BigEndian(b.Slice((int)at, 4));
         static ImageRejectedException Cut(string what) => new(RejectReason.Truncated, $"TIFF ends before {what}");
 
         if (length < 8) throw Cut("its first directory");
@@ -523,6 +519,14 @@ public static class ImageDecoder
         }
     }
 
+    /// <summary>A TIFF's 16-bit value at <paramref name="at"/>, in the byte order its header names (<paramref name="little"/>: "II").</summary>
+    private static uint U16(ReadOnlySpan<byte> b, bool little, long at) =>
+        little ? BinaryPrimitives.ReadUInt16LittleEndian(b.Slice((int)at, 2)) : BinaryPrimitives.ReadUInt16BigEndian(b.Slice((int)at, 2));
+
+    /// <summary>A TIFF's 32-bit value at <paramref name="at"/>, as <see cref="U16"/>.</summary>
+    private static uint U32(ReadOnlySpan<byte> b, bool little, long at) =>
+        little ? BinaryPrimitives.ReadUInt32LittleEndian(b.Slice((int)at, 4)) : BinaryPrimitives.ReadUInt32BigEndian(b.Slice((int)at, 4));
+
     /// <summary>Value bytes of a directory entry larger than this are dropped unless the pixels need them (<see cref="FirstDirectoryForDecoding"/>).</summary>
     private const long MaxTiffMetadataBytes = 64 * 1024;
 
@@ -545,14 +549,12 @@ public static class ImageDecoder
     {
         byte[] copy = b.ToArray();
         bool little = b[0] == (byte)'I';
-        int U16(int at) => little ? BinaryPrimitives.ReadUInt16LittleEndian(copy.AsSpan(at)) : BinaryPrimitives.ReadUInt16BigEndian(copy.AsSpan(at));
-        uint U32(int at) => little ? BinaryPrimitives.ReadUInt32LittleEndian(copy.AsSpan(at)) : BinaryPrimitives.ReadUInt32BigEndian(copy.AsSpan(at));
-        int ifd = (int)U32(4), entries = U16(ifd), kept = 0;
+        int ifd = (int)U32(b, little, 4), entries = (int)U16(b, little, ifd), kept = 0;
         for (int i = 0; i < entries; i++)
         {
             int e = ifd + 2 + 12 * i;
-            int tag = U16(e);
-            long valueBytes = U32(e + 4) * (long)(U16(e + 2) switch { 1 or 2 or 6 or 7 => 1, 3 or 8 => 2, 4 or 9 or 11 or 13 => 4, 5 or 10 or 12 => 8, _ => 0 });
+            uint tag = U16(b, little, e);
+            long valueBytes = U32(b, little, e + 4) * (long)(U16(b, little, e + 2) switch { 1 or 2 or 6 or 7 => 1, 3 or 8 => 2, 4 or 9 or 11 or 13 => 4, 5 or 10 or 12 => 8, _ => 0 });
             bool drop = tag is 330 or 34665 or 34853 or 40965
                 || (valueBytes > MaxTiffMetadataBytes && tag is not (273 or 279 or 324 or 325 or 320 or 347));
             if (drop) continue;
