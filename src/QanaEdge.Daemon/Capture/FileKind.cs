@@ -42,19 +42,41 @@ internal static partial class FileKind
         return 1UL << 63 | (ulong)major << 32 | minor;
     }
 
+    /// <summary>
+    /// The size and last write time of the entry named by the bytes <paramref name="path"/> (NUL-terminated): a name
+    /// that is not UTF-8, which no .NET string reaches (<see cref="UndecodableNames"/>). Null when the kernel cannot say.
+    /// </summary>
+    public static unsafe (long Size, DateTime WrittenUtc)? SizeAndWriteTime(byte[] path)
+    {
+        byte* statx = stackalloc byte[StatxSize];
+        fixed (byte* p = path)
+            if (!TryStatx(p, 0, StatxBasicStats, statx)) return null;
+        long seconds = *(long*)(statx + MtimeOffset);
+        uint nanoseconds = *(uint*)(statx + MtimeOffset + 8);
+        return (*(long*)(statx + SizeOffset), DateTime.UnixEpoch.AddSeconds(seconds).AddTicks(nanoseconds / 100));
+    }
+
     /// <summary>Fills <paramref name="statx"/> (<see cref="StatxSize"/> bytes) for <paramref name="path"/>; false when the kernel cannot say.</summary>
     private static unsafe bool TryStatx(string path, int flags, uint mask, byte* statx)
+    {
+        byte[] name = [.. System.Text.Encoding.UTF8.GetBytes(path), 0];
+        fixed (byte* p = name) return TryStatx(p, flags, mask, statx);
+    }
+
+    private static unsafe bool TryStatx(byte* path, int flags, uint mask, byte* statx)
     {
         if (!OperatingSystem.IsLinux()) return false;
         try { return Statx(AtFdCwd, path, flags, mask, statx) == 0; }
         catch (EntryPointNotFoundException) { return false; } // a C library without statx (glibc before 2.28)
     }
 
-    private const int AtFdCwd = -100, StatxType = 0x1, StatxSize = 256, ModeOffset = 28;
+    // struct statx, one layout on every architecture: stx_mode at 28, stx_size at 40, stx_mtime (tv_sec, tv_nsec) at 112,
+    // stx_dev_major/minor at 136/140, stx_mnt_id at 144.
+    private const int AtFdCwd = -100, StatxType = 0x1, StatxSize = 256, ModeOffset = 28, SizeOffset = 40, MtimeOffset = 112;
     private const int AtSymlinkNoFollow = 0x100, DevMajorOffset = 136, DevMinorOffset = 140, MntIdOffset = 144;
     private const uint StatxBasicStats = 0x7FF, StatxMntId = 0x1000;
     private const int SIfMt = 0xF000, SIfReg = 0x8000;
 
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* statxbuf);
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
+    private static unsafe partial int Statx(int dirfd, byte* path, int flags, uint mask, byte* statxbuf);
 }

@@ -69,21 +69,9 @@ internal static partial class UndecodableNames
         catch (DecoderFallbackException) { return false; }
     }
 
-    /// <summary>The entry's size and the time since its last write (statx on the name's bytes); null when it is gone or the kernel cannot say.</summary>
-    private static unsafe (long Size, TimeSpan Age)? Written(byte[] path)
-    {
-        byte* statx = stackalloc byte[StatxSize];
-        try
-        {
-            fixed (byte* p = path)
-                if (Statx(AtFdCwd, p, 0, StatxBasicStats, statx) != 0) return null;
-        }
-        catch (EntryPointNotFoundException) { return null; } // a C library without statx (glibc before 2.28): never renamed
-        long seconds = *(long*)(statx + MtimeOffset);
-        uint nanoseconds = *(uint*)(statx + MtimeOffset + 8);
-        DateTime written = DateTime.UnixEpoch.AddSeconds(seconds).AddTicks(nanoseconds / 100);
-        return (*(long*)(statx + SizeOffset), DateTime.UtcNow - written);
-    }
+    /// <summary>The entry's size and the time since its last write; null when it is gone or the kernel cannot say.</summary>
+    private static (long Size, TimeSpan Age)? Written(byte[] path) =>
+        FileKind.SizeAndWriteTime(path) is var (size, written) ? (size, DateTime.UtcNow - written) : null;
 
     /// <summary>rename(2) that never replaces an entry: 0, or the errno (EEXIST when the new name is taken).</summary>
     private static unsafe int RenameNoReplace(byte[] from, byte[] to)
@@ -106,9 +94,6 @@ internal static partial class UndecodableNames
 
     // struct dirent of glibc and musl on 64-bit Linux (x86-64 and arm64 alike): d_ino 8, d_off 8, d_reclen 2, d_type 1, d_name.
     private const int DRecLenOffset = 16, DTypeOffset = 18, DNameOffset = 19;
-    // struct statx, one layout on every architecture: stx_size at 40, stx_mtime (tv_sec, tv_nsec) at 112.
-    private const int StatxSize = 256, SizeOffset = 40, MtimeOffset = 112;
-    private const uint StatxBasicStats = 0x7FF;
     private const byte DtDir = 4;
     private const int AtFdCwd = -100, RenameNoReplaceFlag = 1, EExist = 17, EInval = 22;
 
@@ -120,9 +105,6 @@ internal static partial class UndecodableNames
 
     [LibraryImport("libc", EntryPoint = "closedir")]
     private static partial int CloseDir(nint dir);
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
-    private static unsafe partial int Statx(int dirFd, byte* path, int flags, uint mask, byte* statxBuffer);
 
     [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true)]
     private static unsafe partial int RenameAt2(int oldDirFd, byte* oldPath, int newDirFd, byte* newPath, uint flags);
