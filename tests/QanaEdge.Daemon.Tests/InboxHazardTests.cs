@@ -156,10 +156,10 @@ public sealed class InboxHazardTests : IDisposable
     }
 
     /// <summary>
-    /// A capture whose name is not UTF-8 (a capture app or share writing ISO-8859-1: "Müller.jpg" as 4D FC 6C 6C 65 72 ...)
-    /// is renamed to that name read as ISO-8859-1 and classified. .NET shows such a name with U+FFFD and no path it
-    /// builds reaches the file: before, the watcher found it gone at every look, and it was never classified,
-    /// quarantined or logged. A second one whose new name is taken gets a free variant of it.
+    /// A capture whose name is not UTF-8 (a capture app or share writing Windows-1252: "Müller.jpg" as 4D FC 6C 6C 65 72 ...)
+    /// is renamed to that name read as Windows-1252 ("€" for 0x80, a C1 control in ISO-8859-1) and classified. .NET
+    /// shows such a name with U+FFFD and no path it builds reaches the file: before, the watcher found it gone at every
+    /// look, and it was never classified, quarantined or logged. A second one whose new name is taken gets a free variant.
     /// </summary>
     [Fact]
     public async Task A_capture_whose_name_is_not_utf8_is_renamed_and_classified()
@@ -175,15 +175,15 @@ public sealed class InboxHazardTests : IDisposable
         {
             string staged = Path.Combine(_root, $"staged{i}.jpg");
             File.Copy(images[i], staged);
-            // "M\xfcller.jpg" and "M\xfcller\xff.jpg": ISO-8859-1 bytes, renamed into the inbox by bytes.
-            byte[] name = i == 0 ? [(byte)'M', 0xFC, .. "ller.jpg"u8] : [(byte)'M', 0xFC, .. "ller"u8, 0xFF, .. ".jpg"u8];
+            // "M\xfcller.jpg" and "M\xfcller\x80.jpg": Windows-1252 bytes, renamed into the inbox by bytes.
+            byte[] name = i == 0 ? [(byte)'M', 0xFC, .. "ller.jpg"u8] : [(byte)'M', 0xFC, .. "ller"u8, 0x80, .. ".jpg"u8];
             Assert.Equal(0, Rename([.. Encoding.UTF8.GetBytes(staged), 0], [.. Encoding.UTF8.GetBytes(daemon.Inbox + "/"), .. name, 0]));
         }
 
         await TestEnv.WaitUntil(() => sub.Results.Count == 2 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60),
             "the results of the two images (three captures, one a duplicate) and an empty inbox", () => string.Join(", ", Directory.GetFiles(daemon.Inbox).Select(Path.GetFileName)));
         Assert.Equal(images.Select(f => Sha(File.ReadAllBytes(f))).ToHashSet(), sub.Results.Values.Select(q => q.First().GetProperty("image_sha256").GetString()!).ToHashSet());
-        Assert.Equal(["Müller.1.jpg", "Müller.jpg", "Müllerÿ.jpg"], Directory.GetFiles(daemon.DoneDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(["Müller.1.jpg", "Müller.jpg", "Müller€.jpg"], Directory.GetFiles(daemon.DoneDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Equal(2, daemon.Log.Events.Count(e => e.Level == Serilog.Events.LogEventLevel.Warning
             && e.Message.Contains("has a name that is not UTF-8 (written in another code page?), which the daemon cannot open: renamed Müller", StringComparison.Ordinal)));
     }

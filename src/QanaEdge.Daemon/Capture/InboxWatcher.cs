@@ -195,7 +195,7 @@ public sealed class InboxWatcher : IAsyncDisposable
         foreach (var (shown, renamed, error) in UndecodableNames.RenameAll(_options.Inbox, Settled, IsTemporaryName))
         {
             if (renamed is not null)
-                _log.LogWarning("{Name} in the inbox has a name that is not UTF-8 (written in another code page?), which the daemon cannot open: renamed {Renamed}, its bytes read as ISO-8859-1",
+                _log.LogWarning("{Name} in the inbox has a name that is not UTF-8 (written in another code page?), which the daemon cannot open: renamed {Renamed}, its bytes read as Windows-1252",
                     shown, renamed);
             else if (_unrenamable.TryAdd(shown, 0))
                 _log.LogError("{Name} in the inbox has a name that is not UTF-8 and cannot be renamed ({Error}): it is not classified until it is renamed by hand", shown, error);

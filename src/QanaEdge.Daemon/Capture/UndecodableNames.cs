@@ -8,7 +8,7 @@ namespace QanaEdge.Daemon.Capture;
 /// ("Müller.jpg" in ISO-8859-1 is the bytes 4D FC 6C 6C 65 72). .NET shows such a name with U+FFFD in place of each
 /// undecodable byte, and no path it can build reaches the file: the watcher found it gone at every look, and the
 /// capture was never classified, quarantined or logged. <see cref="RenameAll"/> renames each to a name .NET can reach
-/// (its bytes read as ISO-8859-1, every byte one character: "Müller.jpg" again), through the C library, which takes
+/// (its bytes read as Windows-1252, every byte one character: "Müller.jpg" again), through the C library, which takes
 /// names as bytes.
 /// </summary>
 internal static partial class UndecodableNames
@@ -16,10 +16,17 @@ internal static partial class UndecodableNames
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>
+    /// The code page a name is read in. Windows-1252 is ISO-8859-1 with printable characters where ISO-8859-1 has C1
+    /// controls (0x80 is "€", 0x96 "–"), and what Windows programs and SMB shares without a charset option write; its five
+    /// unassigned bytes still come back as one character each, so no two names become one.
+    /// </summary>
+    private static readonly Encoding LegacyNames = CodePagesEncodingProvider.Instance.GetEncoding(1252)!;
+
+    /// <summary>
     /// Renames every entry of <paramref name="folder"/> (but folders) whose name is not UTF-8 and that
     /// <paramref name="settled"/> says is written (given its size and the time since its last write; a file renamed
     /// while its writer still writes it would be taken as arrived whole), never over an existing entry (a free variant
-    /// of the new name is taken instead). Names that are temporary as ISO-8859-1 (<paramref name="temporary"/>) are left
+    /// of the new name is taken instead). Names that are temporary as Windows-1252 (<paramref name="temporary"/>) are left
     /// to their writer, whose own rename would fail. Returns each rename: the old name as .NET shows it and the new one;
     /// an entry that could not be renamed comes with the error instead of a new name.
     /// </summary>
@@ -47,16 +54,16 @@ internal static partial class UndecodableNames
         byte[] prefix = Encoding.UTF8.GetBytes(folder.TrimEnd('/') + "/");
         foreach (byte[] name in undecodable)
         {
-            string shown = Encoding.UTF8.GetString(name), latin1 = Encoding.Latin1.GetString(name);
+            string shown = Encoding.UTF8.GetString(name), legacy = LegacyNames.GetString(name);
             byte[] from = [.. prefix, .. name, 0];
-            if (temporary(latin1) || Written(from) is not var (size, age) || !settled(size, age)) continue;
-            string target = latin1;
+            if (temporary(legacy) || Written(from) is not var (size, age) || !settled(size, age)) continue;
+            string target = legacy;
             int error = 0;
             for (int i = 1; i <= 100; i++)
             {
                 error = RenameNoReplace(from, [.. Encoding.UTF8.GetBytes(Path.Combine(folder, target)), 0]);
                 if (error != EExist) break;
-                target = $"{Path.GetFileNameWithoutExtension(latin1)}.{i}{Path.GetExtension(latin1)}";
+                target = $"{Path.GetFileNameWithoutExtension(legacy)}.{i}{Path.GetExtension(legacy)}";
             }
             done.Add(error == 0 ? (shown, target, null) : (shown, null, $"errno {error}"));
         }
