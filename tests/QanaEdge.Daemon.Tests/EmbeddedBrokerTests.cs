@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Tests.Infrastructure;
@@ -52,6 +54,51 @@ public sealed class EmbeddedBrokerTests
         Assert.All(assigned, id => Assert.NotEqual("", id));
         Assert.NotEqual(assigned[0], assigned[1]);
         Assert.Contains("Client qana-watch received CONNACK (0)", runs[2]);
+    }
+
+    /// <summary>
+    /// A connection whose fixed header declares a packet over <see cref="MqttLink.MaxPacketBytes"/> is closed as the header
+    /// arrives, its length bytes sent one at a time: MQTTnet's server sized a buffer for the whole packet (up to MQTT's
+    /// 256 MB) and waited for it, so before, this connection stayed open with nothing sent. The broker serves the next
+    /// client as before.
+    /// </summary>
+    [Fact]
+    public async Task A_packet_over_the_limit_closes_its_connection_as_its_header_arrives()
+    {
+        var log = new RecordingLogger<EmbeddedBroker>();
+        await using var broker = new EmbeddedBroker(TestEnv.FreeTcpPort(), log);
+        await broker.StartAsync();
+        using TcpClient client = await ConnectRawAsync(broker.Port, "big");
+        NetworkStream stream = client.GetStream();
+
+        // PUBLISH at QoS 0 declaring 200,000,000 bytes after its fixed header: the variable byte integer 80 84 AF 5F.
+        foreach (byte b in (byte[])[0x30, 0x80, 0x84, 0xAF, 0x5F])
+        {
+            await stream.WriteAsync(new[] { b });
+            await Task.Delay(50);
+        }
+        var closed = new byte[1];
+        int read;
+        try { read = await stream.ReadAsync(closed).AsTask().WaitAsync(TimeSpan.FromSeconds(20)); }
+        catch (IOException) { read = 0; }   // a reset is a close too
+        Assert.Equal(0, read);
+        Assert.Equal(1, log.Count($"sent a 200000005-byte packet, over the {MqttLink.MaxPacketBytes}-byte limit"));
+
+        using TcpClient next = await ConnectRawAsync(broker.Port, "next");   // and the broker serves the next client
+    }
+
+    /// <summary>A TCP connection that has sent an MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) and had it accepted.</summary>
+    private static async Task<TcpClient> ConnectRawAsync(int port, string clientId)
+    {
+        var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        byte[] id = System.Text.Encoding.ASCII.GetBytes(clientId);
+        byte[] connect = [0x10, (byte)(12 + id.Length), 0, 4, .. "MQTT"u8, 4, 0x02, 0, 60, 0, (byte)id.Length, .. id];
+        await client.GetStream().WriteAsync(connect);
+        byte[] connack = new byte[4];
+        await client.GetStream().ReadExactlyAsync(connack).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal([0x20, 2, 0, 0], connack);
+        return client;
     }
 
     /// <summary>mosquitto_sub (with no client id unless <paramref name="extra"/> gives one), debug output on, leaving after one second; what it printed.</summary>

@@ -1,12 +1,13 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using MQTTnet.Adapter;
 using MQTTnet.Diagnostics.Logger;
 using MQTTnet.Formatter;
+using MQTTnet.Implementations;
 using MQTTnet.Packets;
 using MQTTnet.Server;
-using MQTTnet.Server.Internal.Adapter;
 
 namespace QanaEdge.Daemon.Messaging;
 
@@ -29,40 +30,32 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
 
     public async Task StartAsync()
     {
-        MqttServerOptions options = new MqttServerOptionsBuilder()
-            .WithDefaultEndpoint()
-            .WithDefaultEndpointBoundIPAddress(IPAddress.Loopback)
-            .WithDefaultEndpointBoundIPV6Address(IPAddress.None)
-            .WithDefaultEndpointPort(port)
-            .WithPersistentSessions()
-            .Build();
+        // The endpoint is this class's own listener (LoopbackListener), so the server's options name none.
+        MqttServerOptions options = new MqttServerOptionsBuilder().WithPersistentSessions().Build();
+        _server = new MqttServerFactory().CreateMqttServer(options, [new LoopbackListener(port, OnOversized)]);
         // Clients that send an empty client id expect the broker to assign one (mosquitto_sub does, unless given -i).
         // MQTTnet assigns one only to MQTT 5 clients (AssignedClientIdentifier, below); an MQTT 3.1.1 client, which
-        // the protocol lets ask for one with a clean session (§3.1.3.1), it refuses with "identifier rejected". So the
-        // TCP adapter is wrapped to fill in such a client's id as its CONNECT arrives (ClientIdAssigningAdapter).
-        var tcp = new ClientIdAssigningAdapter(new MqttTcpServerAdapter());
-        _server = new MqttServerFactory().CreateMqttServer(options, [tcp]);
+        // the protocol lets ask for one with a clean session (§3.1.3.1), it refuses with "identifier rejected". So each
+        // connection's channel fills in such a client's id as its CONNECT arrives (ClientIdAssigningChannel).
         _server.ValidatingConnectionAsync += e =>
         {
             if (string.IsNullOrEmpty(e.ClientId)) e.AssignedClientIdentifier = NewClientId();
             return Task.CompletedTask;
         };
-        // MQTTnet's server ignores the maximum packet size a client announces: the daemon's link asks for at most
-        // MqttLink.MaxPacketBytes, and a larger message published here reached it whole, in memory, all the same. So it
-        // is dropped here, for every subscriber (the 1st, 10th, 100th ... dropped are logged).
-        _server.InterceptingPublishAsync += e =>
-        {
-            long bytes = e.ApplicationMessage.Payload.Length;
-            if (bytes <= MqttLink.MaxPacketBytes) return Task.CompletedTask;
-            e.ProcessPublish = false;
-            if (Interlocked.Increment(ref _oversized) is var count && Hosting.Logging.IsReported(count))
-                log.LogWarning("Embedded broker: a {Bytes}-byte message from {Client} on {Topic} dropped: over the {Max}-byte limit ({Count} so far; reported at 1, 10, 100 ...)",
-                    bytes, e.ClientId, e.ApplicationMessage.Topic, MqttLink.MaxPacketBytes, count);
-            return Task.CompletedTask;
-        };
         await _server.StartAsync().ConfigureAwait(false);
         log.LogWarning("Embedded MQTT broker listening on 127.0.0.1:{Port}. Its sessions are in memory: results it acknowledged for a subscriber " +
             "that is offline are lost when qanad stops or is killed. For delivery across restarts set Qana:Mqtt:Host to a broker with persistence", port);
+    }
+
+    // MQTTnet's server ignores the maximum packet size a client announces (the daemon's link asks for at most
+    // MqttLink.MaxPacketBytes: a larger message published here reached it whole), and takes any packet up to MQTT's
+    // 256 MB into memory before anything can look at it. So the connection that sends a larger one is closed as its
+    // fixed header arrives (PacketSizeLimitStream); the 1st, 10th, 100th ... are logged.
+    private void OnOversized(EndPoint? client, long bytes)
+    {
+        if (Interlocked.Increment(ref _oversized) is var count && Hosting.Logging.IsReported(count))
+            log.LogWarning("Embedded broker: connection from {Client} closed: it sent a {Bytes}-byte packet, over the {Max}-byte limit ({Count} so far; reported at 1, 10, 100 ...)",
+                client, bytes, MqttLink.MaxPacketBytes, count);
     }
 
     public async ValueTask DisposeAsync()
@@ -74,20 +67,69 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
 
     private static string NewClientId() => "auto-" + Guid.NewGuid().ToString("N");
 
-    /// <summary>MQTTnet's TCP listener, with each connection's channel wrapped in a <see cref="ClientIdAssigningChannel"/>.</summary>
-    private sealed class ClientIdAssigningAdapter(IMqttServerAdapter inner) : IMqttServerAdapter
+    /// <summary>
+    /// A TCP listener on 127.0.0.1 in place of MQTTnet's, which gives no way to look at a connection's bytes: each
+    /// connection's stream is read through a <see cref="PacketSizeLimitStream"/>, and its channel wrapped in a
+    /// <see cref="ClientIdAssigningChannel"/>. Otherwise as MQTTnet's own (MqttTcpServerListener): no Nagle delay, a
+    /// channel adapter with the server's buffer sizes, the connection closed when the server is done with it.
+    /// </summary>
+    private sealed class LoopbackListener(int port, Action<EndPoint?, long> oversized) : IMqttServerAdapter
     {
+        private readonly CancellationTokenSource _stop = new();
+        private TcpListener? _listener;
+
         public Func<IMqttChannelAdapter, Task>? ClientHandler { get; set; }
 
         public Task StartAsync(MqttServerOptions options, IMqttNetLogger logger)
         {
-            inner.ClientHandler = channel => ClientHandler is { } handler ? handler(new ClientIdAssigningChannel(channel)) : Task.CompletedTask;
-            return inner.StartAsync(options, logger);
+            _listener = new TcpListener(IPAddress.Loopback, port);
+            _listener.Start();
+            _ = Task.Run(() => AcceptAsync(_listener, options, logger));
+            return Task.CompletedTask;
         }
 
-        public Task StopAsync() => inner.StopAsync();
+        private async Task AcceptAsync(TcpListener listener, MqttServerOptions options, IMqttNetLogger logger)
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                Socket socket;
+                try { socket = await listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { return; }
+                catch (ObjectDisposedException) { return; }
+                catch (SocketException) { continue; }   // a connection reset before it was accepted
+                _ = Task.Run(() => ServeAsync(socket, options, logger));
+            }
+        }
 
-        public void Dispose() => inner.Dispose();
+        private async Task ServeAsync(Socket socket, MqttServerOptions options, IMqttNetLogger logger)
+        {
+            try
+            {
+                socket.NoDelay = true;
+                EndPoint? remote = socket.RemoteEndPoint;
+                await using var stream = new PacketSizeLimitStream(new NetworkStream(socket, ownsSocket: true), MqttLink.MaxPacketBytes, bytes => oversized(remote, bytes));
+                if (ClientHandler is not { } handler) return;
+                var channel = new MqttTcpChannel(stream, socket.LocalEndPoint!, remote!, null!);
+                using var adapter = new MqttChannelAdapter(channel, new MqttPacketFormatterAdapter(new MqttBufferWriter(options.WriterBufferSize, options.WriterBufferSizeMax)), logger);
+                await handler(new ClientIdAssigningChannel(adapter)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }   // the client went, or was sent away
+            finally { socket.Dispose(); }
+        }
+
+        public Task StopAsync()
+        {
+            _stop.Cancel();
+            _listener?.Stop();
+            return Task.CompletedTask;
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener?.Stop();
+            _stop.Dispose();
+        }
     }
 
     /// <summary>
