@@ -219,6 +219,28 @@ public sealed class InboxHazardTests : IDisposable
         Assert.Equal("capture.4.jpg", Acknowledge(images[2]));
     }
 
+    /// <summary>
+    /// The first capture of a name after a start, with 4,999 of that name in done and one of them deleted, goes to the
+    /// end of them (capture.5000.jpg), found by doubling and halving where it looked at every earlier one in turn.
+    /// </summary>
+    [Fact]
+    public void The_first_capture_of_a_name_after_a_start_goes_after_the_last_suffix_taken()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Directory.CreateDirectory(Path.Combine(_root, "done")).FullName };
+        File.WriteAllBytes(Path.Combine(options.DoneDir, "capture.jpg"), [0]);
+        for (int i = 1; i < 5000; i++) File.WriteAllBytes(Path.Combine(options.DoneDir, $"capture.{i}.jpg"), [1]);
+        File.Delete(Path.Combine(options.DoneDir, "capture.17.jpg"));
+        string image = TestEnv.RealImages(1, skip: 1020)[0];
+        File.Copy(image, Path.Combine(inbox, "capture.jpg"));
+
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        Assert.True(disposition.Acknowledge(Path.Combine(inbox, "capture.jpg"), Sha(File.ReadAllBytes(image))));
+
+        Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Path.Combine(options.DoneDir, "capture.5000.jpg")));
+        Assert.False(File.Exists(Path.Combine(options.DoneDir, "capture.17.jpg")));
+    }
+
     [Fact]
     public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
     {

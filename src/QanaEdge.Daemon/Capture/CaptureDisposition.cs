@@ -283,15 +283,15 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     /// <summary>
     /// name, or name with a numeric suffix when a file of that name is already there. The search for a free suffix goes
     /// on from where the last one for that name ended: a capture app that always writes capture.jpg made every move
-    /// look at each earlier capture.N.jpg (at 10,000, twenty thousand lookups a capture). Only the first search after a
-    /// start goes through them all.
+    /// look at each earlier capture.N.jpg (at 10,000, twenty thousand lookups a capture). The first search for a name
+    /// after a start finds where its suffixes end by doubling and halving (<see cref="LastTakenSuffix"/>).
     /// </summary>
     private string UniqueTarget(string dir, string name)
     {
         string target = Path.Combine(dir, name), key = target;
-        int i = _nextSuffix.TryGetValue(key, out int next) ? next : 1;
+        int i = _nextSuffix.TryGetValue(key, out int next) ? next : Taken(target) ? LastTakenSuffix(dir, name) + 1 : 1;
         if (i > 1) target = Suffixed(dir, name, i - 1);
-        for (; File.Exists(target) || File.Exists(target + ".reason"); i++) target = Suffixed(dir, name, i);
+        for (; Taken(target); i++) target = Suffixed(dir, name, i);
         // Only names that needed a suffix are kept (a camera's are all new), and not without bound.
         if (i > 1)
         {
@@ -300,7 +300,29 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
         return target;
 
-        static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
+    }
+
+    private static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
+
+    // A quarantined capture's name is taken by its .reason too, which may be left without it.
+    private static bool Taken(string target) => File.Exists(target) || File.Exists(target + ".reason");
+
+    /// <summary>
+    /// For a name that is taken: a suffix N that is taken with N + 1 free (0 for the name itself), in about 2·log2(N)
+    /// lookups, doubling and then halving. A name's suffixes are taken in order, so this is the last one unless some
+    /// were deleted, and any free one will do.
+    /// </summary>
+    private static int LastTakenSuffix(string dir, string name)
+    {
+        int taken = 0, free = 1;
+        while (Taken(Suffixed(dir, name, free)) && free < 1 << 30) (taken, free) = (free, free * 2);
+        while (free - taken > 1)
+        {
+            int middle = taken + (free - taken) / 2;
+            if (Taken(Suffixed(dir, name, middle))) taken = middle;
+            else free = middle;
+        }
+        return taken;
     }
 
     // Per name in a folder that needed a suffix, the suffix its next search starts at (UniqueTarget).
