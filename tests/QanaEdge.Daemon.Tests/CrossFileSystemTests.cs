@@ -27,6 +27,9 @@ public sealed class CrossFileSystemTests : IDisposable
 
     private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
+    // done/ is on a 2 MB disk here, below Qana:DoneMinFreeMegabytes: without this, its captures would be deleted as they came.
+    private const string KeepDone = "--Qana:DoneMinFreeMegabytes=0";
+
     private static int Lines(DaemonRunner daemon, string text) => daemon.Log.Events.Count(e => e.Message.Contains(text, StringComparison.Ordinal));
 
     /// <summary>The files in <paramref name="folder"/> with their sizes, "" when there are none: what a failed assertion shows.</summary>
@@ -52,7 +55,7 @@ public sealed class CrossFileSystemTests : IDisposable
         string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs1/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}", KeepDone);
         await daemon.StartAsync();
         string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
 
@@ -94,7 +97,7 @@ public sealed class CrossFileSystemTests : IDisposable
         {
             await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs5/results");
             await sub.ConnectAsync();
-            await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs5", null, $"--Qana:Inbox={inbox}", $"--Qana:DoneDir={done}");
+            await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs5", null, $"--Qana:Inbox={inbox}", $"--Qana:DoneDir={done}", KeepDone);
             await daemon.StartAsync();
             string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
 
@@ -196,7 +199,7 @@ public sealed class CrossFileSystemTests : IDisposable
         File.WriteAllBytes(Path.Combine(quarantine, name), [0xFF, 0xD8]);
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs4/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs4", null, $"--Qana:DoneDir={done}", $"--Qana:QuarantineDir={quarantine}");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs4", null, $"--Qana:DoneDir={done}", $"--Qana:QuarantineDir={quarantine}", KeepDone);
         await daemon.StartAsync();
 
         Assert.Equal("", Listing(quarantine));

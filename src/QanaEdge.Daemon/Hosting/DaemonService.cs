@@ -44,6 +44,7 @@ public sealed class DaemonService(
     private OutboxPublisher? _publisher;
     private ReadoutLearning? _learning;
     private InboxWatcher? _watcher;
+    private DoneRetention? _retention;
     private CameraTrigger? _camera;
     private Task? _telemetry;
     private string? _version;
@@ -127,6 +128,12 @@ public sealed class DaemonService(
 
         _watcher = new InboxWatcher(options, _pipeline.Input, disposition, loggers.CreateLogger<InboxWatcher>());
         _pipeline.Released += _watcher.Release;
+        if (options.Done == DonePolicy.Move && options.DoneMinFreeMegabytes > 0)
+        {
+            _retention = new DoneRetention(options.DoneDir!, options.DoneMinFreeMegabytes << 20, loggers.CreateLogger<DoneRetention>());
+            _pipeline.Released += (_, _) => _retention.Check();
+            _retention.Start();
+        }
         _watcher.Start();
         if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
 
@@ -271,6 +278,7 @@ public sealed class DaemonService(
         if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
         _camera?.Dispose();
         if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
+        if (_retention is not null) await _retention.DisposeAsync().ConfigureAwait(false);
         if (_learning is not null) await _learning.DisposeAsync().ConfigureAwait(false);
         model.Active.Changed -= PublishStatus;
         if (_publisher is not null) await _publisher.DisposeAsync().ConfigureAwait(false);
