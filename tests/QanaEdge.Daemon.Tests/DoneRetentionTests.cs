@@ -64,6 +64,25 @@ public sealed class DoneRetentionTests : IDisposable
     }
 
     /// <summary>
+    /// Captures that cannot be deleted (done/ on a disk that went read-only) are not taken for an empty folder: the
+    /// warning says they cannot be deleted, and why.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void Captures_that_cannot_be_deleted_are_reported_as_such()
+    {
+        using var disk = new SmallFileSystem(megabytes: 1);
+        string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
+        File.WriteAllBytes(Path.Combine(done, "a.jpg"), new byte[1024]);
+        SmallFileSystem.Privileged("mount", "-o", "remount,ro", disk.Root);
+        var log = new RecordingLogger<DoneRetention>();
+        var retention = new DoneRetention(done, 4L << 20, log, _ => 1L << 20);
+
+        Assert.Equal(0, retention.PruneIfLow());
+        Assert.Equal(1, log.Count("and its captures cannot be deleted (1 failed: "));
+        Assert.True(File.Exists(Path.Combine(done, "a.jpg")));
+    }
+
+    /// <summary>
     /// The daemon with done/ on a real 2 MB file system and a floor of 1 MB, given 200 captures (about 3 MB): every one
     /// gets its result and leaves the inbox, the oldest in done/ are deleted as it fills, and the store is untouched.
     /// Before, the moves into done/ failed with the kernel's ENOSPC once it was full, and the captures stayed in the inbox.

@@ -72,7 +72,8 @@ public sealed class DoneRetention(string doneDir, long minFreeBytes, ILogger<Don
         if (free >= minFreeBytes) return 0;
 
         long wanted = minFreeBytes + minFreeBytes / 2 - free, freed = 0;
-        int deleted = 0;
+        int deleted = 0, failed = 0;
+        string? failure = null;
         DateTime first = default, last = default;
         // Temporary names (a cross-mount copy in progress: CaptureDisposition.CopyPrefix) are left alone.
         FileInfo[] oldestFirst = new DirectoryInfo(doneDir).EnumerateFiles()
@@ -89,7 +90,11 @@ public sealed class DoneRetention(string doneDir, long minFreeBytes, ILogger<Don
                 if (deleted++ == 0) first = file.LastWriteTimeUtc;
                 last = file.LastWriteTimeUtc;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }   // gone meanwhile, or not ours to delete
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                failed++;   // gone meanwhile, or not ours to delete (a read-only disk, another owner)
+                failure ??= e.Message;
+            }
         }
         if (deleted > 0)
         {
@@ -99,8 +104,14 @@ public sealed class DoneRetention(string doneDir, long minFreeBytes, ILogger<Don
                 free >> 20, doneDir, minFreeBytes >> 20, deleted, freed >> 20, first, last);
         }
         else if (Logging.IsReported(++_emptyPasses))
-            log.LogWarning("DONE: {Free} MB free on the disk of {Dir}, under Qana:DoneMinFreeMegabytes ({Min} MB), and no capture left there to delete " +
-                "({Count} checks in a row; reported at 1, 10, 100 ...)", free >> 20, doneDir, minFreeBytes >> 20, _emptyPasses);
+        {
+            if (failed > 0)
+                log.LogWarning("DONE: {Free} MB free on the disk of {Dir}, under Qana:DoneMinFreeMegabytes ({Min} MB), and its captures cannot be deleted " +
+                    "({Failed} failed: {Error}) ({Count} checks in a row; reported at 1, 10, 100 ...)", free >> 20, doneDir, minFreeBytes >> 20, failed, failure, _emptyPasses);
+            else
+                log.LogWarning("DONE: {Free} MB free on the disk of {Dir}, under Qana:DoneMinFreeMegabytes ({Min} MB), and no capture left there to delete " +
+                    "({Count} checks in a row; reported at 1, 10, 100 ...)", free >> 20, doneDir, minFreeBytes >> 20, _emptyPasses);
+        }
         return deleted;
     }
 
