@@ -27,8 +27,9 @@ public sealed class CrossFileSystemTests : IDisposable
 
     private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
-    // done/ is on a 2 MB disk here, below Qana:DoneMinFreeMegabytes: without this, its captures would be deleted as they came.
-    private const string KeepDone = "--Qana:DoneMinFreeMegabytes=0";
+    // done/ or quarantine/ is on a 2 MB disk here, below Qana:MinFreeMegabytes: without this, its captures would be
+    // deleted as they came.
+    private const string KeepCaptures = "--Qana:MinFreeMegabytes=0";
 
     private static int Lines(DaemonRunner daemon, string text) => daemon.Log.Events.Count(e => e.Message.Contains(text, StringComparison.Ordinal));
 
@@ -55,7 +56,7 @@ public sealed class CrossFileSystemTests : IDisposable
         string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs1/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}", KeepDone);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}", KeepCaptures);
         await daemon.StartAsync();
         string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
 
@@ -97,7 +98,7 @@ public sealed class CrossFileSystemTests : IDisposable
         {
             await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs5/results");
             await sub.ConnectAsync();
-            await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs5", null, $"--Qana:Inbox={inbox}", $"--Qana:DoneDir={done}", KeepDone);
+            await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs5", null, $"--Qana:Inbox={inbox}", $"--Qana:DoneDir={done}", KeepCaptures);
             await daemon.StartAsync();
             string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
 
@@ -129,7 +130,7 @@ public sealed class CrossFileSystemTests : IDisposable
         string quarantine = Path.Combine(disk.Root, "quarantine");
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs2/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs2", null, "--Qana:StableMilliseconds=100", $"--Qana:QuarantineDir={quarantine}");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs2", null, "--Qana:StableMilliseconds=100", $"--Qana:QuarantineDir={quarantine}", KeepCaptures);
         await daemon.StartAsync();
         string fifo = Path.Combine(daemon.Inbox, "pipe.jpg");
         using (Process mkfifo = Process.Start("mkfifo", [fifo])) await mkfifo.WaitForExitAsync();
@@ -163,7 +164,7 @@ public sealed class CrossFileSystemTests : IDisposable
         byte[] damaged = [0, 0, .. good[2..]];
         using var disk = new SmallFileSystem(megabytes: 2);
         string quarantine = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName;
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs3", null, $"--Qana:QuarantineDir={quarantine}");
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs3", null, $"--Qana:QuarantineDir={quarantine}", KeepCaptures);
         await daemon.StartAsync();
         string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; quarantine: {Listing(quarantine)}";
 
@@ -199,7 +200,7 @@ public sealed class CrossFileSystemTests : IDisposable
         File.WriteAllBytes(Path.Combine(quarantine, name), [0xFF, 0xD8]);
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs4/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs4", null, $"--Qana:DoneDir={done}", $"--Qana:QuarantineDir={quarantine}", KeepDone);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs4", null, $"--Qana:DoneDir={done}", $"--Qana:QuarantineDir={quarantine}", KeepCaptures);
         await daemon.StartAsync();
 
         Assert.Equal("", Listing(quarantine));

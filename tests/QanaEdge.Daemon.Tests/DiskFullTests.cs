@@ -44,7 +44,7 @@ public sealed class DiskFullTests : IDisposable
             $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(disk.Root, "state")}", "--Qana:DeviceId=devfull",
             "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
             "--Qana:Mqtt:ReconnectMaxSeconds=0.5", "--Qana:Mqtt:RedeliverSeconds=1", $"--Qana:Model={TestModel.Path_}", $"--Qana:TrustDir={trust}",
-            "--Qana:DoneMinFreeMegabytes=0",   // done/ is on the full disk too: nothing is deleted to make room here
+            "--Qana:MinFreeMegabytes=0",   // done/ is on the full disk too: nothing is deleted to make room here
         ];
         // systemd's notify socket with a 3 s watchdog: WATCHDOG=1 every 1.5 s while the pipeline is healthy.
         using var notify = new NotifySocket(Path.Combine(_root, "notify.sock"));

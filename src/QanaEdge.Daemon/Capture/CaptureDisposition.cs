@@ -39,6 +39,9 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     /// </summary>
     public const string CopyPrefix = ".qanad-copy-";
 
+    /// <summary>What a quarantined capture's reason file adds to its name.</summary>
+    public const string ReasonSuffix = ".reason";
+
     /// <summary>
     /// Moves or deletes an inbox file whose result is stored, if it still holds the bytes with <paramref name="sha256"/>.
     /// False when that failed (the file is back under its name, to be tried again later); true when it is done, or
@@ -248,7 +251,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 $"reason: {reason}\nmessage: {message}\nsha256: {sha256}\nsource: {item.Source}\nquarantined_at: {DateTime.UtcNow:O}\n"));
             if (sha256 == "-")
             {
-                DurableFile.WriteAllBytes(target + ".reason", why);
+                DurableFile.WriteAllBytes(target + ReasonSuffix, why);
                 MoveInto(item.Path, target);
             }
             else if (Claim(item.Path, sha256) is string claimed)
@@ -257,7 +260,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 // name is one the watcher never takes, so it would wait for the next start instead of the next try.
                 try
                 {
-                    DurableFile.WriteAllBytes(target + ".reason", why);
+                    DurableFile.WriteAllBytes(target + ReasonSuffix, why);
                     MoveInto(claimed, target);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException) { PutBack(claimed, item.Path); throw; }
@@ -265,7 +268,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             else
             {
                 // Renamed over (or removed) while in flight: the file read is no longer in the inbox.
-                DurableFile.WriteAllBytes(target + ".reason", why);
+                DurableFile.WriteAllBytes(target + ReasonSuffix, why);
                 DurableFile.WriteAllBytes(target, item.Bytes);
             }
             _syncFolder(options.QuarantineDir!);
@@ -274,7 +277,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            if (target is not null && !File.Exists(target)) DurableFile.TryDelete(target + ".reason");
+            if (target is not null && !File.Exists(target)) DurableFile.TryDelete(target + ReasonSuffix);
             log.LogError("Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later", item.DisplayName, reason, e.Message);
             return false;
         }
@@ -305,7 +308,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     private static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
 
     // A quarantined capture's name is taken by its .reason too, which may be left without it.
-    private static bool Taken(string target) => File.Exists(target) || File.Exists(target + ".reason");
+    private static bool Taken(string target) => File.Exists(target) || File.Exists(target + ReasonSuffix);
 
     /// <summary>
     /// For a name that is taken: a suffix N that is taken with N + 1 free (0 for the name itself), in about 2·log2(N)

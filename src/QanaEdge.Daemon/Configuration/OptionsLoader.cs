@@ -134,7 +134,7 @@ public static class OptionsLoader
         ("Engine", IsEnum<EnginePreference>, "Auto, Managed or Akida"),
         ("Fallback", IsEnum<ViewFallback>, "Tiling or Symmetries"),
         ("Done", IsEnum<DonePolicy>, "Move or Delete"),
-        ("DoneMinFreeMegabytes", IsLong, "an integer"),
+        ("MinFreeMegabytes", IsLong, "an integer"),
         ("RescanSeconds", IsDouble, "a number"),
         ("StableMilliseconds", IsInt, "an integer"),
         ("MaxFileBytes", IsLong, "an integer"),

@@ -57,10 +57,11 @@ public sealed class QanaOptions
     public string? DoneDir { get; set; }
 
     /// <summary>
-    /// Free space kept on the done folder's disk by deleting its oldest captures (their results stay in the store), so
-    /// that done/ cannot fill the disk and stop the store; 0 keeps every capture.
+    /// Free space kept on the disks of done/ and quarantine/ by deleting, oldest first, the captures in done/ (their
+    /// results stay in the store) and then the bytes of quarantined ones (their .reason stays), so that neither can fill
+    /// the disk and stop the store; 0 keeps every capture.
     /// </summary>
-    [Range(0, 1L << 40)] public long DoneMinFreeMegabytes { get; set; } = 256;
+    [Range(0, 1L << 40)] public long MinFreeMegabytes { get; set; } = 256;
 
     /// <summary>Default: StateDir/quarantine. Rejected files go here with a .reason file beside them.</summary>
     public string? QuarantineDir { get; set; }

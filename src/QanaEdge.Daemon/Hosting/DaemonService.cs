@@ -44,7 +44,7 @@ public sealed class DaemonService(
     private OutboxPublisher? _publisher;
     private ReadoutLearning? _learning;
     private InboxWatcher? _watcher;
-    private DoneRetention? _retention;
+    private CaptureRetention? _retention;
     private CameraTrigger? _camera;
     private Task? _telemetry;
     private string? _version;
@@ -128,9 +128,10 @@ public sealed class DaemonService(
 
         _watcher = new InboxWatcher(options, _pipeline.Input, disposition, loggers.CreateLogger<InboxWatcher>());
         _pipeline.Released += _watcher.Release;
-        if (options.Done == DonePolicy.Move && options.DoneMinFreeMegabytes > 0)
+        if (options.MinFreeMegabytes > 0)
         {
-            _retention = new DoneRetention(options.DoneDir!, options.DoneMinFreeMegabytes << 20, loggers.CreateLogger<DoneRetention>());
+            _retention = new CaptureRetention(options.Done == DonePolicy.Move ? options.DoneDir : null, options.QuarantineDir!, options.MinFreeMegabytes << 20,
+                loggers.CreateLogger<CaptureRetention>());
             _pipeline.Released += (_, _) => _retention.Check();
             _retention.Start();
         }

@@ -1,0 +1,177 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using QanaEdge.Daemon.Hosting;
+
+namespace QanaEdge.Daemon.Capture;
+
+/// <summary>
+/// Keeps <c>Qana:MinFreeMegabytes</c> free on the disks of done/ and quarantine/ by deleting, oldest first, the captures
+/// in done/ and then the bytes of quarantined ones (their <c>.reason</c> stays, saying so). Under the default Move policy
+/// every classified capture stayed in done/ for good, and every file a capture app leaves in the inbox that is not an
+/// image (a sidecar, a thumbnail) in quarantine/: on a device's SD card that fills the disk in months, and then the
+/// moves and the store's commits fail and the device classifies nothing until someone frees space (it says "degraded:
+/// disk full", but a clinic device may go unvisited). The captures deleted from done/ are ones whose results are stored
+/// (and published, or waiting in the outbox); each pass is a warning that names how many and from when to when.
+/// <para>
+/// Checked every <see cref="Period"/> and after each capture is settled (<see cref="Check"/>). A pass deletes until
+/// half as much again as the floor is free, so that the folders are not read at every capture once the disk is near
+/// the floor. Quarantined bytes go only while done/ has nothing left to give on their disk, since a rejected capture is
+/// what someone will want to look at.
+/// </para>
+/// </summary>
+public sealed class CaptureRetention : IAsyncDisposable
+{
+    public static readonly TimeSpan Period = TimeSpan.FromSeconds(30);
+
+    private readonly long _minFreeBytes;
+    private readonly ILogger<CaptureRetention> _log;
+    private readonly Func<string, long> _freeBytes;
+    private readonly Tier[] _tiers;
+    private readonly Lock _gate = new();
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+    private long _failedChecks;
+
+    /// <param name="doneDir">done/, or null when captures are deleted once stored (Qana:Done=Delete).</param>
+    /// <param name="freeBytes">The bytes free on a folder's disk; by default what statfs says an unprivileged user may use.</param>
+    public CaptureRetention(string? doneDir, string quarantineDir, long minFreeBytes, ILogger<CaptureRetention> log, Func<string, long>? freeBytes = null)
+    {
+        _minFreeBytes = minFreeBytes;
+        _log = log;
+        _freeBytes = freeBytes ?? (dir => new DriveInfo(dir).AvailableFreeSpace);
+        var quarantine = new Tier("QUARANTINE", quarantineDir, "the bytes of its {0} oldest quarantined captures", "their .reason files stay",
+            name => !name.EndsWith(CaptureDisposition.ReasonSuffix, StringComparison.Ordinal), MarkDeleted);
+        _tiers = doneDir is null ? [quarantine] : [new Tier("DONE", doneDir, "its {0} oldest captures", "their results stay in the store", _ => true, null), quarantine];
+    }
+
+    /// <summary>Starts the periodic check, which catches a disk filled by anything else (the store, the journal).</summary>
+    public void Start() => _loop = Task.Run(() => LoopAsync(_stop.Token));
+
+    /// <summary>
+    /// One check, with its failure logged (at the 1st, 10th, 100th ... in a row) rather than thrown. Called after each
+    /// capture is settled, on the acknowledger's task: one statfs a folder while there is room, and no capture is moved
+    /// in between a check and the deletions it calls for.
+    /// </summary>
+    public void Check()
+    {
+        lock (_gate)
+        {
+            try
+            {
+                PruneIfLow();
+                _failedChecks = 0;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                if (Logging.IsReported(++_failedChecks))
+                    _log.LogWarning("RETENTION: cannot check or prune done/ and quarantine/: {Error} ({Count} in a row; reported at 1, 10, 100 ...)", e.Message, _failedChecks);
+            }
+        }
+    }
+
+    private async Task LoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            Check();
+            try { await Task.Delay(Period, ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    /// <summary>
+    /// One pass over done/ and then quarantine/: in a folder whose disk has less than the floor free, deletes the oldest
+    /// captures (by their time stamp, which a move keeps: the capture's own) until half as much again is free or none is
+    /// left. A disk still short once both had their turn is a warning (at the 1st, 10th, 100th ... check in a row).
+    /// Returns how many captures were deleted; throws when a folder or its free space cannot be read.
+    /// </summary>
+    public int PruneIfLow()
+    {
+        int deleted = 0;
+        foreach (Tier tier in _tiers)
+        {
+            // A folder not made yet (the first capture moved there makes it) has nothing to give.
+            long free = Directory.Exists(tier.Dir) ? _freeBytes(tier.Dir) : long.MaxValue;
+            tier.WasLow = free < _minFreeBytes;
+            if (tier.WasLow) deleted += Prune(tier, free);
+        }
+        foreach (Tier tier in _tiers)
+        {
+            // Measured again: quarantine/ on done/'s disk may have made the room done/ could not.
+            long free = tier.WasLow ? _freeBytes(tier.Dir) : long.MaxValue;
+            if (free >= _minFreeBytes) { tier.ShortChecks = 0; continue; }
+            if (!Logging.IsReported(++tier.ShortChecks)) continue;
+            string cannot = tier.Failed > 0 ? $"; {tier.Failed} could not be deleted: {tier.Failure}" : "";
+            _log.LogWarning("{Tier}: {Free} MB free on the disk of {Dir}, under Qana:MinFreeMegabytes ({Min} MB), and nothing more there to delete{Cannot} " +
+                "({Count} checks in a row; reported at 1, 10, 100 ...)", tier.Label, free >> 20, tier.Dir, _minFreeBytes >> 20, cannot, tier.ShortChecks);
+        }
+        return deleted;
+    }
+
+    private int Prune(Tier tier, long free)
+    {
+        long wanted = _minFreeBytes + _minFreeBytes / 2 - free, freed = 0;
+        int deleted = 0;
+        (tier.Failed, tier.Failure) = (0, null);
+        DateTime first = default, last = default;
+        // Temporary names (a cross-mount copy in progress: CaptureDisposition.CopyPrefix) are left alone.
+        FileInfo[] oldestFirst = new DirectoryInfo(tier.Dir).EnumerateFiles()
+            .Where(f => !f.Name.StartsWith('.') && tier.Deletable(f.Name))
+            .OrderBy(f => f.LastWriteTimeUtc).ThenBy(f => f.Name, StringComparer.Ordinal).ToArray();
+        foreach (FileInfo file in oldestFirst)
+        {
+            if (freed >= wanted) break;
+            try
+            {
+                long length = file.Length;
+                file.Delete();
+                freed += length;
+                if (deleted++ == 0) first = file.LastWriteTimeUtc;
+                last = file.LastWriteTimeUtc;
+                tier.Deleted?.Invoke(file.FullName);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                tier.Failed++;   // gone meanwhile, or not ours to delete (a read-only disk, another owner)
+                tier.Failure ??= e.Message;
+            }
+        }
+        if (deleted > 0)
+            _log.LogWarning("{Tier}: {Free} MB free on the disk of {Dir}, under Qana:MinFreeMegabytes ({Min} MB): deleted {What} ({Freed} MB, written {First:u} to {Last:u}); {Kept}",
+                tier.Label, free >> 20, tier.Dir, _minFreeBytes >> 20, string.Format(CultureInfo.InvariantCulture, tier.What, deleted), freed >> 20, first, last, tier.Kept);
+        return deleted;
+    }
+
+    /// <summary>A quarantined capture's .reason says that its bytes are gone, and why; on a disk that cannot take the line, it stays as it was.</summary>
+    private static void MarkDeleted(string capture)
+    {
+        try
+        {
+            File.AppendAllText(capture + CaptureDisposition.ReasonSuffix, string.Create(CultureInfo.InvariantCulture,
+                $"deleted_at: {DateTime.UtcNow:O} (the capture's bytes, to keep Qana:MinFreeMegabytes free)\n"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    /// <summary>One folder, what of it may go, and what its warnings say.</summary>
+    private sealed class Tier(string label, string dir, string what, string kept, Func<string, bool> deletable, Action<string>? deleted)
+    {
+        public string Label => label;
+        public string Dir => dir;
+        public string What => what;
+        public string Kept => kept;
+        public Func<string, bool> Deletable => deletable;
+        public Action<string>? Deleted => deleted;
+        public bool WasLow;
+        public long ShortChecks;
+        public int Failed;
+        public string? Failure;
+    }
+}
