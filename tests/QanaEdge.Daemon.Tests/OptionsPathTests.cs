@@ -60,4 +60,22 @@ public sealed class OptionsPathTests : IDisposable
         Assert.Contains("Qana:DoneDir: must differ from Qana:Inbox (captures moved there would be taken again)", e.Errors);
         Assert.Contains("Qana:QuarantineDir: must differ from Qana:Inbox (captures moved there would be taken again)", e.Errors);
     }
+
+    /// <summary>
+    /// The done or quarantine folder set to the state folder is refused at start: Qana:MinFreeMegabytes deletes the
+    /// oldest files there when the disk runs short, which in the state folder are the store and the learner's key.
+    /// </summary>
+    [Fact]
+    public void A_done_or_quarantine_folder_that_is_the_state_folder_is_refused()
+    {
+        string state = Path.Combine(_dir, "state");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = Path.Combine(_dir, "inbox"), ["Qana:StateDir"] = state,
+            ["Qana:DoneDir"] = state + "/", ["Qana:QuarantineDir"] = state,
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Contains("Qana:DoneDir: must differ from Qana:StateDir (its oldest files are deleted when the disk runs short of Qana:MinFreeMegabytes)", e.Errors);
+        Assert.Contains("Qana:QuarantineDir: must differ from Qana:StateDir (its oldest files are deleted when the disk runs short of Qana:MinFreeMegabytes)", e.Errors);
+    }
 }

@@ -125,8 +125,14 @@ public static class OptionsLoader
         // A capture moved to the done or quarantine folder would land in the inbox again and be taken again: a
         // duplicate moved back for ever, or a rejected file quarantined under a new name at every rescan.
         foreach (var (key, folder) in new[] { ("DoneDir", o.DoneDir), ("QuarantineDir", o.QuarantineDir) })
+        {
             if (!string.IsNullOrWhiteSpace(o.Inbox) && !string.IsNullOrWhiteSpace(folder) && full(o.Inbox) == full(folder))
                 errors.Add($"Qana:{key}: must differ from Qana:Inbox (captures moved there would be taken again)");
+            // Qana:MinFreeMegabytes deletes the oldest files of done/ and quarantine/ when the disk runs short: in the
+            // state folder those would be the store and the learner's key.
+            if (!string.IsNullOrWhiteSpace(o.StateDir) && !string.IsNullOrWhiteSpace(folder) && full(o.StateDir) == full(folder))
+                errors.Add($"Qana:{key}: must differ from Qana:StateDir (its oldest files are deleted when the disk runs short of Qana:MinFreeMegabytes)");
+        }
     }
 
     private static readonly (string Key, Func<string, bool> Parses, string Expect)[] TypedKeys =
