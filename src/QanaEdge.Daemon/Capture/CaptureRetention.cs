@@ -39,9 +39,8 @@ public sealed class CaptureRetention : IAsyncDisposable
         _minFreeBytes = minFreeBytes;
         _log = log;
         _freeBytes = freeBytes ?? (dir => new DriveInfo(dir).AvailableFreeSpace);
-        var quarantine = new Tier("QUARANTINE", quarantineDir, "the bytes of its {0} oldest quarantined captures", "their .reason files stay",
-            name => !name.EndsWith(CaptureDisposition.ReasonSuffix, StringComparison.Ordinal), MarkDeleted);
-        _tiers = doneDir is null ? [quarantine] : [new Tier("DONE", doneDir, "its {0} oldest captures", "their results stay in the store", _ => true, null), quarantine];
+        var quarantine = new Tier("QUARANTINE", quarantineDir, "the bytes of its {0} oldest quarantined captures", "their .reason files stay", MarkDeleted);
+        _tiers = doneDir is null ? [quarantine] : [new Tier("DONE", doneDir, "its {0} oldest captures", "their results stay in the store", null), quarantine];
     }
 
     /// <summary>Starts the periodic check, which catches a disk filled by anything else (the store, the journal).</summary>
@@ -114,9 +113,10 @@ public sealed class CaptureRetention : IAsyncDisposable
         int deleted = 0;
         (tier.Failed, tier.Failure) = (0, null);
         DateTime first = default, last = default;
-        // Temporary names (a cross-mount copy in progress: CaptureDisposition.CopyPrefix) are left alone.
+        // Temporary names (a cross-mount copy in progress: CaptureDisposition.CopyPrefix) are left alone, and so are
+        // reasons (in done/ too, should it be the quarantine folder as well).
         FileInfo[] oldestFirst = new DirectoryInfo(tier.Dir).EnumerateFiles()
-            .Where(f => !f.Name.StartsWith('.') && tier.Deletable(f.Name))
+            .Where(f => !f.Name.StartsWith('.') && !f.Name.EndsWith(CaptureDisposition.ReasonSuffix, StringComparison.Ordinal))
             .OrderBy(f => f.LastWriteTimeUtc).ThenBy(f => f.Name, StringComparer.Ordinal).ToArray();
         foreach (FileInfo file in oldestFirst)
         {
@@ -160,14 +160,13 @@ public sealed class CaptureRetention : IAsyncDisposable
         _stop.Dispose();
     }
 
-    /// <summary>One folder, what of it may go, and what its warnings say.</summary>
-    private sealed class Tier(string label, string dir, string what, string kept, Func<string, bool> deletable, Action<string>? deleted)
+    /// <summary>One folder, what its warnings say, and what follows each deletion.</summary>
+    private sealed class Tier(string label, string dir, string what, string kept, Action<string>? deleted)
     {
         public string Label => label;
         public string Dir => dir;
         public string What => what;
         public string Kept => kept;
-        public Func<string, bool> Deletable => deletable;
         public Action<string>? Deleted => deleted;
         public bool WasLow;
         public long ShortChecks;
