@@ -51,7 +51,7 @@ public sealed class CaptureRetentionTests : IDisposable
         Write(quarantine, "old.jpg", 1, -48);
         File.WriteAllText(Path.Combine(quarantine, "old.jpg.reason"), "reason: NotAnImage\n");
         var log = new RecordingLogger<CaptureRetention>();
-        var retention = new CaptureRetention(done, quarantine, 4L << 20, log, SharedDisk(25L << 19, done, quarantine));
+        var retention = new CaptureRetention(done, quarantine, 4L << 20, 1, log, SharedDisk(25L << 19, done, quarantine));
 
         // 1.5 MB free (but the reason's bytes) of the 4 MB floor: 5 MB go from done/, so that more than 6 MB are free.
         Assert.Equal(5, retention.PruneIfLow());
@@ -80,7 +80,7 @@ public sealed class CaptureRetentionTests : IDisposable
             File.WriteAllText(Path.Combine(quarantine, $"sidecar-{i}.xml.reason"), "reason: NotAnImage\n");
         }
         var log = new RecordingLogger<CaptureRetention>();
-        var retention = new CaptureRetention(done, quarantine, 4L << 20, log, SharedDisk(23L << 19, done, quarantine));
+        var retention = new CaptureRetention(done, quarantine, 4L << 20, 1, log, SharedDisk(23L << 19, done, quarantine));
 
         // 2.5 MB free (but the reasons' bytes) of the 4 MB floor: done/ gives its 1 MB, and quarantine/, with 3.5 MB
         // free, the 3 MB of its three oldest, so that more than 6 MB are free.
@@ -100,13 +100,36 @@ public sealed class CaptureRetentionTests : IDisposable
         Assert.Equal(0, log.Count("nothing more there to delete"));   // done/ was short, but quarantine/ made the room
     }
 
+    /// <summary>
+    /// With room for N captures above the floor (each at most the largest capture), the next check is due after N
+    /// settled captures, not at each; near the floor it is due at each.
+    /// </summary>
+    [Fact]
+    public void A_check_is_due_after_as_many_captures_as_there_is_room_for()
+    {
+        string done = Folder("done"), quarantine = Folder("quarantine");
+        long free = 14L << 20;
+        int measured = 0;
+        var retention = new CaptureRetention(done, quarantine, 4L << 20, 1L << 20, new RecordingLogger<CaptureRetention>(), _ => { measured++; return free; });
+
+        retention.Check();   // 10 MB above the 4 MB floor: room for ten 1 MB captures
+        Assert.Equal(2, measured);   // both folders
+        for (int i = 0; i < 9; i++) retention.Settled();
+        Assert.Equal(2, measured);
+        free = 5L << 20;
+        retention.Settled();   // the tenth: due
+        Assert.Equal(4, measured);
+        retention.Settled();   // 1 MB of room: due again at the next
+        Assert.Equal(6, measured);
+    }
+
     /// <summary>Below the floor with nothing left to delete: a warning at the 1st, 10th, 100th ... check, nothing else.</summary>
     [Fact]
     public void Below_the_floor_with_nothing_to_delete_it_says_so_at_the_1st_and_10th_check()
     {
         string done = Folder("done"), quarantine = Folder("quarantine");
         var log = new RecordingLogger<CaptureRetention>();
-        var retention = new CaptureRetention(done, quarantine, 4L << 20, log, _ => 1L << 20);
+        var retention = new CaptureRetention(done, quarantine, 4L << 20, 1, log, _ => 1L << 20);
         for (int i = 0; i < 10; i++) Assert.Equal(0, retention.PruneIfLow());
         Assert.Equal(2, log.Count("DONE: 1 MB free on the disk of"));
         Assert.Equal(2, log.Count("QUARANTINE: 1 MB free on the disk of"));
@@ -125,7 +148,7 @@ public sealed class CaptureRetentionTests : IDisposable
         File.WriteAllBytes(Path.Combine(done, "a.jpg"), new byte[1024]);
         SmallFileSystem.Privileged("mount", "-o", "remount,ro", disk.Root);
         var log = new RecordingLogger<CaptureRetention>();
-        var retention = new CaptureRetention(done, Folder("quarantine"), 4L << 20, log, _ => 1L << 20);
+        var retention = new CaptureRetention(done, Folder("quarantine"), 4L << 20, 1, log, _ => 1L << 20);
 
         Assert.Equal(0, retention.PruneIfLow());
         Assert.Equal(1, log.Count("DONE: 1 MB free on the disk of"));

@@ -292,7 +292,10 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     private string UniqueTarget(string dir, string name)
     {
         string target = Path.Combine(dir, name), key = target;
-        int i = _nextSuffix.TryGetValue(key, out int next) ? next : Taken(target) ? LastTakenSuffix(dir, name) + 1 : 1;
+        int i;
+        if (_nextSuffix.TryGetValue(key, out int next)) i = next;
+        else if (!Taken(target)) return target;   // a name of its own, as a camera's all are: two lookups
+        else i = LastTakenSuffix(dir, name) + 1;
         if (i > 1) target = Suffixed(dir, name, i - 1);
         for (; Taken(target); i++) target = Suffixed(dir, name, i);
         // Only names that needed a suffix are kept (a camera's are all new), and not without bound.
@@ -302,7 +305,6 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             _nextSuffix[key] = i;
         }
         return target;
-
     }
 
     private static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");

@@ -13,9 +13,10 @@ namespace QanaEdge.Daemon.Capture;
 /// disk full", but a clinic device may go unvisited). The captures deleted from done/ are ones whose results are stored
 /// (and published, or waiting in the outbox); each pass is a warning that names how many and from when to when.
 /// <para>
-/// Checked every <see cref="Period"/> and after each capture is settled (<see cref="Check"/>). A pass deletes until
-/// half as much again as the floor is free, so that the folders are not read at every capture once the disk is near
-/// the floor. Quarantined bytes go only while done/ has nothing left to give on their disk, since a rejected capture is
+/// Checked every <see cref="Period"/>, and after captures are settled (<see cref="Settled"/>) as often as the room
+/// above the floor needs: each capture adds at most Qana:MaxFileBytes to either folder, so with N captures' worth of
+/// room the next check is due after N of them (at every capture near the floor). A pass deletes until half as much
+/// again as the floor is free, so that the folders are not read at every capture once the disk is near the floor. Quarantined bytes go only while done/ has nothing left to give on their disk, since a rejected capture is
 /// what someone will want to look at.
 /// </para>
 /// </summary>
@@ -23,7 +24,7 @@ public sealed class CaptureRetention : IAsyncDisposable
 {
     public static readonly TimeSpan Period = TimeSpan.FromSeconds(30);
 
-    private readonly long _minFreeBytes;
+    private readonly long _minFreeBytes, _maxCaptureBytes;
     private readonly ILogger<CaptureRetention> _log;
     private readonly Func<string, long> _freeBytes;
     private readonly Tier[] _tiers;
@@ -31,12 +32,17 @@ public sealed class CaptureRetention : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
     private long _failedChecks;
+    // Captures settled since the last check, and how many may be before the next one is due (Settled).
+    private long _settled, _checkAfter = 1;
 
     /// <param name="doneDir">done/, or null when captures are deleted once stored (Qana:Done=Delete).</param>
+    /// <param name="maxCaptureBytes">The most one capture can add to either folder (Qana:MaxFileBytes: a larger file is quarantined by a rename).</param>
     /// <param name="freeBytes">The bytes free on a folder's disk; by default what statfs says an unprivileged user may use.</param>
-    public CaptureRetention(string? doneDir, string quarantineDir, long minFreeBytes, ILogger<CaptureRetention> log, Func<string, long>? freeBytes = null)
+    public CaptureRetention(string? doneDir, string quarantineDir, long minFreeBytes, long maxCaptureBytes, ILogger<CaptureRetention> log,
+        Func<string, long>? freeBytes = null)
     {
         _minFreeBytes = minFreeBytes;
+        _maxCaptureBytes = Math.Max(1, maxCaptureBytes);
         _log = log;
         _freeBytes = freeBytes ?? (dir => new DriveInfo(dir).AvailableFreeSpace);
         var quarantine = new Tier("QUARANTINE", quarantineDir, "the bytes of its {0} oldest quarantined captures", "their .reason files stay", MarkDeleted);
@@ -47,14 +53,22 @@ public sealed class CaptureRetention : IAsyncDisposable
     public void Start() => _loop = Task.Run(() => LoopAsync(_stop.Token));
 
     /// <summary>
-    /// One check, with its failure logged (at the 1st, 10th, 100th ... in a row) rather than thrown. Called after each
-    /// capture is settled, on the acknowledger's task: one statfs a folder while there is room, and no capture is moved
-    /// in between a check and the deletions it calls for.
+    /// A capture was settled (moved to done/ or quarantine/, or deleted): a check when one is due. Called on the
+    /// acknowledger's task (and a worker's, for a quarantine), so no capture is moved in between a check and the
+    /// deletions it calls for; between checks it costs an increment, where a check (two statfs) at every capture
+    /// cost the burst a few per cent of its throughput.
     /// </summary>
+    public void Settled()
+    {
+        if (Interlocked.Increment(ref _settled) >= Volatile.Read(ref _checkAfter)) Check();
+    }
+
+    /// <summary>One check, with its failure logged (at the 1st, 10th, 100th ... in a row) rather than thrown.</summary>
     public void Check()
     {
         lock (_gate)
         {
+            Interlocked.Exchange(ref _settled, 0);
             try
             {
                 PruneIfLow();
@@ -89,21 +103,28 @@ public sealed class CaptureRetention : IAsyncDisposable
         int deleted = 0;
         foreach (Tier tier in _tiers)
         {
-            // A folder not made yet (the first capture moved there makes it) has nothing to give.
-            long free = Directory.Exists(tier.Dir) ? _freeBytes(tier.Dir) : long.MaxValue;
-            tier.WasLow = free < _minFreeBytes;
+            // A folder not made yet (the first capture moved there makes it) has nothing to give, but its room is that
+            // of the folder it will be made in.
+            bool exists = Directory.Exists(tier.Dir);
+            string? parent = exists ? tier.Dir : Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(tier.Dir));
+            long free = parent is not null && Directory.Exists(parent) ? _freeBytes(parent) : long.MaxValue;
+            tier.Free = free;
+            tier.WasLow = exists && free < _minFreeBytes;
             if (tier.WasLow) deleted += Prune(tier, free);
         }
+        long room = long.MaxValue;
         foreach (Tier tier in _tiers)
         {
             // Measured again: quarantine/ on done/'s disk may have made the room done/ could not.
-            long free = tier.WasLow ? _freeBytes(tier.Dir) : long.MaxValue;
+            long free = tier.WasLow ? _freeBytes(tier.Dir) : tier.Free;
+            room = Math.Min(room, free - _minFreeBytes);
             if (free >= _minFreeBytes) { tier.ShortChecks = 0; continue; }
             if (!Logging.IsReported(++tier.ShortChecks)) continue;
             string cannot = tier.Failed > 0 ? $"; {tier.Failed} could not be deleted: {tier.Failure}" : "";
             _log.LogWarning("{Tier}: {Free} MB free on the disk of {Dir}, under Qana:MinFreeMegabytes ({Min} MB), and nothing more there to delete{Cannot} " +
                 "({Count} checks in a row; reported at 1, 10, 100 ...)", tier.Label, free >> 20, tier.Dir, _minFreeBytes >> 20, cannot, tier.ShortChecks);
         }
+        Volatile.Write(ref _checkAfter, Math.Max(1, room / _maxCaptureBytes));
         return deleted;
     }
 
@@ -168,6 +189,7 @@ public sealed class CaptureRetention : IAsyncDisposable
         public string What => what;
         public string Kept => kept;
         public Action<string>? Deleted => deleted;
+        public long Free;
         public bool WasLow;
         public long ShortChecks;
         public int Failed;

@@ -131,8 +131,8 @@ public sealed class DaemonService(
         if (options.MinFreeMegabytes > 0)
         {
             _retention = new CaptureRetention(options.Done == DonePolicy.Move ? options.DoneDir : null, options.QuarantineDir!, options.MinFreeMegabytes << 20,
-                loggers.CreateLogger<CaptureRetention>());
-            _pipeline.Released += (_, _) => _retention.Check();
+                options.MaxFileBytes, loggers.CreateLogger<CaptureRetention>());
+            _pipeline.Released += (_, _) => _retention.Settled();
             _retention.Start();
         }
         _watcher.Start();
