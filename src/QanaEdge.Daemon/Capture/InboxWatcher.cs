@@ -191,8 +191,7 @@ public sealed class InboxWatcher : IAsyncDisposable
     {
         // The age either way: a file copied with its times kept, onto a board whose clock is behind (no RTC, before NTP),
         // was written in the clock's future.
-        bool Settled(long size, TimeSpan age) => size > 0 ? age.Duration().TotalMilliseconds >= _options.StableMilliseconds : age.Duration() >= EmptyFileGrace;
-        foreach (var (shown, renamed, error) in UndecodableNames.RenameAll(_options.Inbox, Settled, IsTemporaryName))
+        foreach (var (shown, renamed, error) in UndecodableNames.RenameAll(_options.Inbox, (size, age) => WrittenLongAgo(size, age.Duration()), IsTemporaryName))
         {
             if (renamed is not null)
                 _log.LogWarning("{Name} in the inbox has a name that is not UTF-8 (written in another code page?), which the daemon cannot open: renamed {Renamed}, its bytes read as Windows-1252",
@@ -210,6 +209,10 @@ public sealed class InboxWatcher : IAsyncDisposable
     /// was renamed in: a writer may create a file well before it writes (a camera app, a network copy).
     /// </summary>
     public static readonly TimeSpan EmptyFileGrace = TimeSpan.FromSeconds(60);
+
+    /// <summary>Whether a file last written <paramref name="age"/> ago is complete by its time stamp alone.</summary>
+    private bool WrittenLongAgo(long size, TimeSpan age) =>
+        size > 0 ? age.TotalMilliseconds >= _options.StableMilliseconds : age >= EmptyFileGrace;
 
     private async Task ConsiderAsync(string path, bool renamed, CancellationToken ct)
     {
@@ -235,7 +238,7 @@ public sealed class InboxWatcher : IAsyncDisposable
         bool complete = renamed;
         if (!complete)
         {
-            bool old = size > 0 ? (DateTime.UtcNow - mtime).TotalMilliseconds >= _options.StableMilliseconds : DateTime.UtcNow - mtime >= EmptyFileGrace;
+            bool old = WrittenLongAgo(size, DateTime.UtcNow - mtime);
             if (_pending.TryGetValue(path, out var seen) && seen.Size == size && seen.Mtime == mtime)
                 complete = size > 0 ? Stopwatch.GetElapsedTime(seen.Since).TotalMilliseconds >= _options.StableMilliseconds : old;
             else
