@@ -101,6 +101,72 @@ public sealed class CaptureRetentionTests : IDisposable
     }
 
     /// <summary>
+    /// A flood of small files that are not images: with their bytes gone and the disk still short, the oldest reasons
+    /// whose capture's bytes are gone go too (by the time they were written, a reason left by an unread FIFO first),
+    /// each counted as the block it holds; the summary for the status counts both, once.
+    /// </summary>
+    [Fact]
+    public void With_the_quarantined_bytes_gone_the_oldest_reasons_of_deleted_captures_go_too()
+    {
+        string done = Folder("done"), quarantine = Folder("quarantine");
+        File.WriteAllText(Path.Combine(quarantine, "fifo.reason"), "reason: NotAFile\n");
+        File.SetLastWriteTimeUtc(Path.Combine(quarantine, "fifo.reason"), _written.AddHours(-1));
+        for (int i = 0; i < 10; i++)
+        {
+            string sidecar = Path.Combine(quarantine, $"sidecar-{i}.xml");
+            File.WriteAllText(sidecar, "<xml/>");
+            File.WriteAllText(sidecar + CaptureDisposition.ReasonSuffix, "reason: NotAnImage\n");
+            File.SetLastWriteTimeUtc(sidecar, _written.AddHours(i));
+            File.SetLastWriteTimeUtc(sidecar + CaptureDisposition.ReasonSuffix, _written.AddHours(i));
+        }
+        var log = new RecordingLogger<CaptureRetention>();
+        // A 90 KiB disk holding 21 files of a block each: 6 KiB free, under a floor of 40 KiB.
+        var retention = new CaptureRetention(done, quarantine, 40 << 10, 1, log,
+            _ => (90 << 10) - Directory.GetFiles(quarantine).Sum(f => (new FileInfo(f).Length + 4095) / 4096 * 4096));
+        int changed = 0;
+        retention.Changed += () => changed++;
+
+        // 54 KiB wanted: the ten sidecars' 40 KiB, then four reasons' 16 KiB.
+        Assert.Equal(14, retention.PruneIfLow());
+        Assert.Equal(["sidecar-3.xml.reason", "sidecar-4.xml.reason", "sidecar-5.xml.reason", "sidecar-6.xml.reason", "sidecar-7.xml.reason", "sidecar-8.xml.reason", "sidecar-9.xml.reason"],
+            Names(quarantine));
+        Assert.Equal(1, log.Count("deleted the bytes of its 10 oldest quarantined captures"));
+        Assert.Equal(1, log.Count("deleted the .reason files of its 4 oldest quarantined captures whose bytes were gone"));
+        Assert.Equal(1, changed);
+        RetentionSummary summary = retention.Summary;
+        Assert.Equal((0L, 10L, 4L, false), (summary.DeletedFromDone, summary.DeletedFromQuarantine, summary.ReasonsDeleted, summary.Short));
+        Assert.NotNull(summary.LastDeletedAtUtc);
+
+        Assert.Equal(0, retention.PruneIfLow());
+        Assert.Equal(1, changed);
+    }
+
+    /// <summary>
+    /// A disk under the floor with nothing left to delete is "short" in the summary for the status: said once when it
+    /// starts and once when it ends, not at every check.
+    /// </summary>
+    [Fact]
+    public void A_disk_that_stays_short_is_in_the_summary_once_while_it_lasts()
+    {
+        string done = Folder("done"), quarantine = Folder("quarantine");
+        long free = 1L << 20;
+        var retention = new CaptureRetention(done, quarantine, 4L << 20, 1, new RecordingLogger<CaptureRetention>(), _ => free);
+        int changed = 0;
+        retention.Changed += () => changed++;
+        Assert.Equal(new RetentionSummary(4, 0, 0, 0, null, Short: false), retention.Summary);
+
+        retention.Check();
+        retention.Check();
+        Assert.True(retention.Summary.Short);
+        Assert.Equal(1, changed);
+        free = 10L << 20;
+        retention.Check();
+        retention.Check();
+        Assert.Equal(new RetentionSummary(4, 0, 0, 0, null, Short: false), retention.Summary);
+        Assert.Equal(2, changed);
+    }
+
+    /// <summary>
     /// With room for N captures above the floor (each at most the largest capture), the next check is due after N
     /// settled captures, not at each; near the floor it is due at each.
     /// </summary>
@@ -166,7 +232,7 @@ public sealed class CaptureRetentionTests : IDisposable
     {
         using var disk = new SmallFileSystem(megabytes: 2);
         using var broker = new MosquittoBroker();
-        await using var sub = new ResultSubscriber(broker.Port, "qana/devret/results");
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devret/results", "qana/devret/status");
         await sub.ConnectAsync();
         string done = Path.Combine(disk.Root, "done");
         await using var daemon = new DaemonRunner(_root, broker.Port, "devret", null, $"--Qana:DoneDir={done}", "--Qana:MinFreeMegabytes=1");
@@ -184,5 +250,18 @@ public sealed class CaptureRetentionTests : IDisposable
         Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("DONE: ", StringComparison.Ordinal) && e.Message.Contains("oldest captures", StringComparison.Ordinal));
         Assert.DoesNotContain(daemon.Log.Events, e => e.Message.StartsWith("Cannot acknowledge", StringComparison.Ordinal));
         sub.AssertOneResultIdPerImage(images);
+        // The retained status says that captures went for room, and how many (its last publish follows the last pass).
+        await TestEnv.WaitUntil(() => RetentionInStatus(sub) is { } r && r.GetProperty("deleted_done").GetInt64() == images.Length - Directory.GetFiles(done).Length,
+            TimeSpan.FromSeconds(10), "the status to count the deleted captures", () => RetentionInStatus(sub)?.ToString() ?? "no retention in the status");
+        System.Text.Json.JsonElement retention = RetentionInStatus(sub)!.Value;
+        Assert.Equal(1, retention.GetProperty("min_free_mb").GetInt64());
+        Assert.Equal(0, retention.GetProperty("deleted_quarantined").GetInt64());
+        Assert.False(retention.GetProperty("short").GetBoolean());
+        Assert.Equal(System.Text.Json.JsonValueKind.String, retention.GetProperty("last_deleted_at").ValueKind);
     }
+
+    private static System.Text.Json.JsonElement? RetentionInStatus(ResultSubscriber sub) =>
+        sub.Messages.Where(m => m.Topic == "qana/devret/status").Select(m => System.Text.Json.JsonDocument.Parse(m.Payload).RootElement)
+            .LastOrDefault(e => e.TryGetProperty("retention", out _)) is { ValueKind: System.Text.Json.JsonValueKind.Object } status
+            ? status.GetProperty("retention") : null;
 }

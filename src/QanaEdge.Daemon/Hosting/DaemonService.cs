@@ -119,6 +119,14 @@ public sealed class DaemonService(
         // After a swap the retained status names the model now running.
         model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;
+        // Made before the link starts, so that the first "online" status already has its summary; it starts checking below.
+        if (options.MinFreeMegabytes > 0)
+        {
+            _retention = new CaptureRetention(options.Done == DonePolicy.Move ? options.DoneDir : null, options.QuarantineDir!, options.MinFreeMegabytes << 20,
+                options.MaxFileBytes, loggers.CreateLogger<CaptureRetention>());
+            // Operators see captures deleted for room, and a disk that stays short, in the retained status.
+            _retention.Changed += PublishStatus;
+        }
         // The camera opens before the link starts so that the first "online" status already says how it is.
         if (options.Camera.Enabled) _camera = OpenCamera();
         _version = version;
@@ -128,12 +136,10 @@ public sealed class DaemonService(
 
         _watcher = new InboxWatcher(options, _pipeline.Input, disposition, loggers.CreateLogger<InboxWatcher>());
         _pipeline.Released += _watcher.Release;
-        if (options.MinFreeMegabytes > 0)
+        if (_retention is { } retention)
         {
-            _retention = new CaptureRetention(options.Done == DonePolicy.Move ? options.DoneDir : null, options.QuarantineDir!, options.MinFreeMegabytes << 20,
-                options.MaxFileBytes, loggers.CreateLogger<CaptureRetention>());
-            _pipeline.Released += (_, _) => _retention.Settled();
-            _retention.Start();
+            _pipeline.Released += (_, _) => retention.Settled();
+            retention.Start();
         }
         _watcher.Start();
         if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
@@ -195,7 +201,7 @@ public sealed class DaemonService(
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
             provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey,
-            DeadLetterCount(), _powerProblem);
+            DeadLetterCount(), _powerProblem, _retention?.Summary);
     }
 
     /// <summary>The dead letters' count for the status; none when the store cannot be read (the status goes out anyway).</summary>

@@ -64,7 +64,7 @@ public static class Payloads
             w.WriteEndObject();
             w.WriteNumber("latency_ms", Math.Round(c.LatencyMs, 3));
             if (energyMj is double e) w.WriteNumber("energy_mj", Math.Round(e, 4)); else w.WriteNull("energy_mj");
-            w.WriteString("captured_at", capturedAtUtc.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteString("captured_at", Timestamp(capturedAtUtc.ToUniversalTime()));
             w.WriteEndObject();
         }
         return buffer.WrittenSpan.ToArray();
@@ -72,7 +72,7 @@ public static class Payloads
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
         Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null, int? deadLetters = null,
-        string? powerError = null)
+        string? powerError = null, Capture.RetentionSummary? retention = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -97,7 +97,7 @@ public static class Payloads
                 w.WriteString("name", camera.Name);
                 w.WriteString("state", camera.State);
                 if (camera.Error is null) w.WriteNull("error"); else w.WriteString("error", camera.Error);
-                w.WriteString("at", camera.AtUtc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+                w.WriteString("at", Timestamp(camera.AtUtc));
                 w.WriteEndObject();
             }
             if (learner is not null)
@@ -114,7 +114,21 @@ public static class Payloads
             if (deadLetters is int dead) w.WriteNumber("dead_letters", dead);
             // A configured power sensor the daemon runs without (it was missing or refused at start).
             if (powerError is not null) w.WriteString("power_error", powerError);
-            w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            // The free-space floor: what it deleted since the start (captures are being lost for room, which only the
+            // journal said before) and whether a disk stays under it with nothing more to delete.
+            if (retention is not null)
+            {
+                w.WriteStartObject("retention");
+                w.WriteNumber("min_free_mb", retention.MinFreeMegabytes);
+                w.WriteNumber("deleted_done", retention.DeletedFromDone);
+                w.WriteNumber("deleted_quarantined", retention.DeletedFromQuarantine);
+                w.WriteNumber("deleted_reasons", retention.ReasonsDeleted);
+                if (retention.LastDeletedAtUtc is DateTime last) w.WriteString("last_deleted_at", Timestamp(last));
+                else w.WriteNull("last_deleted_at");
+                w.WriteBoolean("short", retention.Short);
+                w.WriteEndObject();
+            }
+            w.WriteString("at", Timestamp(DateTime.UtcNow));
             w.WriteEndObject();
         }
         return buffer.WrittenSpan.ToArray();
@@ -136,8 +150,8 @@ public static class Payloads
             w.WriteNumber("power_w", Math.Round(powerWatts, 5));
             if (idleWatts is double i) w.WriteNumber("idle_w", Math.Round(i, 5)); else w.WriteNull("idle_w");
             w.WriteNumber("read_failures", failures);
-            w.WriteString("read_at", readAtUtc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
-            w.WriteString("at", DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+            w.WriteString("read_at", Timestamp(readAtUtc));
+            w.WriteString("at", Timestamp(DateTime.UtcNow));
             w.WriteEndObject();
         }
         return buffer.WrittenSpan.ToArray();
@@ -183,4 +197,7 @@ public static class Payloads
         // again on every new connection, to be thrown again.
         catch (InvalidOperationException e) { error = "invalid text in a JSON string: " + e.Message; return false; }
     }
+
+    /// <summary>A UTC time as every payload writes it: ISO 8601 to the millisecond, with Z.</summary>
+    private static string Timestamp(DateTime utc) => utc.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 }
