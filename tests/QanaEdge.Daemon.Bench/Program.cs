@@ -11,19 +11,23 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
 
-// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000] [--Qana:Key=value ...]
+// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000] [--idle 20] [--Qana:Key=value ...]
 // QANAD is the daemon to measure: the Native-AOT binary (out/linux-x64/qanad) or qanad.dll (run with dotnet).
 // 1. Throughput: `burst` distinct images dropped at once (temp name, then rename); images/s = burst / (last result − first drop).
 // 2. Latency: images dropped at `rate` per second for `seconds`; per image, rename → result received by a subscriber on
 //    the same broker (the daemon's PUBACK precedes the broker's forward, so this bounds file-landed → PUBACK from above).
 // 3. RSS: the daemon's VmHWM (peak resident set) and VmRSS at the end, from /proc.
+// 0. Idle, after the warm-up and before the burst, for `idle` seconds: the daemon's context switches per second (summed
+//    over its threads) and CPU time per second, with the broker's measured over the same window. A device waits for
+//    captures most of its day, so these are most of what the daemon costs in energy.
 // Arguments of the form --Qana:Key=value go to the daemon as they are (e.g. --Qana:Fallback=Symmetries).
-if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--Qana:Key=value ...]"); return 2; }
+if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--idle S] [--Qana:Key=value ...]"); return 2; }
 string qanad = Path.GetFullPath(args[0]);
 string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int rate = int.Parse(Arg("--rate", "50"), CultureInfo.InvariantCulture);
 int seconds = int.Parse(Arg("--seconds", "20"), CultureInfo.InvariantCulture);
 int burst = int.Parse(Arg("--burst", "1000"), CultureInfo.InvariantCulture);
+int idleSeconds = int.Parse(Arg("--idle", "20"), CultureInfo.InvariantCulture);
 string? model = Arg("--model", "");
 string modelNote;
 if (string.IsNullOrEmpty(model))
@@ -99,6 +103,12 @@ var warm = Load(all.Take(20));
 for (int i = 0; i < warm.Length; i++) Drop(warm[i], $"warm{i}.jpg");
 await WaitFor(warm.Select(Sha).ToArray(), TimeSpan.FromSeconds(120));
 
+// 0. Idle: nothing dropped, results drained; what the daemon (and the broker beside it) wake for on their own.
+await Task.Delay(TimeSpan.FromSeconds(2));
+var (daemonIdle0, brokerIdle0) = (ProcessTicks.Read(daemon.Id), ProcessTicks.Read(broker.ProcessId));
+await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
+var (daemonIdle, brokerIdle) = (ProcessTicks.Read(daemon.Id) - daemonIdle0, ProcessTicks.Read(broker.ProcessId) - brokerIdle0);
+
 // 1. Throughput.
 var burstBytes = Load(all.Skip(20).Take(burst));
 var burstSha = burstBytes.Select(Sha).ToArray();
@@ -150,11 +160,43 @@ var result = new Dictionary<string, object>
     ["latency_ms_p50"] = Math.Round(P(0.50), 2), ["latency_ms_p99"] = Math.Round(P(0.99), 2), ["latency_ms_max"] = Math.Round(lat[^1], 2),
     ["classify_ms_p50"] = Math.Round(C(0.50), 2), ["classify_ms_p99"] = Math.Round(C(0.99), 2),
     ["rss_peak_mb"] = Math.Round(hwmMb, 1), ["rss_end_mb"] = Math.Round(rssMb, 1),
+    ["idle_s"] = idleSeconds,
+    ["idle_switches_per_s"] = Math.Round(daemonIdle.Switches / (double)idleSeconds, 1), ["idle_cpu_ms_per_s"] = Math.Round(daemonIdle.CpuMs / idleSeconds, 2),
+    ["broker_idle_switches_per_s"] = Math.Round(brokerIdle.Switches / (double)idleSeconds, 1), ["broker_idle_cpu_ms_per_s"] = Math.Round(brokerIdle.CpuMs / idleSeconds, 2),
     ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
 };
 Console.WriteLine(JsonSerializer.Serialize(result, BenchJson.Default.DictionaryStringObject));
 try { Directory.Delete(root, recursive: true); } catch (IOException) { }
 return 0;
+
+/// <summary>
+/// A process's context switches (voluntary and not, summed over its threads: the leader's own status counts only the
+/// main thread) and CPU time (utime + stime), from /proc. A thread that ends between two reads takes its share with it.
+/// </summary>
+internal readonly record struct ProcessTicks(long Switches, double CpuMs)
+{
+    public static ProcessTicks Read(int pid)
+    {
+        long switches = 0;
+        foreach (string task in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            try
+            {
+                foreach (string line in File.ReadLines(Path.Combine(task, "status")))
+                    if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                        switches += long.Parse(line[(line.IndexOf(':') + 1)..].Trim(), CultureInfo.InvariantCulture);
+            }
+            catch (IOException) { }   // the thread ended meanwhile
+        }
+        // Fields 14 and 15 of stat, in clock ticks (USER_HZ, 100 on Linux); counted after the ")" that ends the name.
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        double ticks = double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture);
+        return new ProcessTicks(switches, ticks * 10);
+    }
+
+    public static ProcessTicks operator -(ProcessTicks a, ProcessTicks b) => new(a.Switches - b.Switches, a.CpuMs - b.CpuMs);
+}
 
 [System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, object>))]
 [System.Text.Json.Serialization.JsonSerializable(typeof(double))]

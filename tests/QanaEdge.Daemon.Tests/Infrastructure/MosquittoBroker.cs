@@ -68,6 +68,8 @@ public sealed class MosquittoBroker : IDisposable
     public string ConfigPath => Path.Combine(_dir, "mosquitto.conf");
     public string Log => File.Exists(Path.Combine(_dir, "mosquitto.log")) ? File.ReadAllText(Path.Combine(_dir, "mosquitto.log")) : "";
     public bool IsRunning => _process is { HasExited: false };
+    /// <summary>The broker's process id (its idle cost is measured beside the daemon's in the daemon bench).</summary>
+    public int ProcessId => _process?.Id ?? throw new InvalidOperationException("the broker is not running");
 
     /// <summary>The persistence file mosquitto writes on a clean stop (sessions, subscriptions, queued messages).</summary>
     public string PersistenceFile => Path.Combine(_dir, "mosquitto.db");
