@@ -1,7 +1,9 @@
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Pipeline;
+using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
 
@@ -16,29 +18,51 @@ public sealed class WatchdogTests
         public string[] Snapshot() { lock (States) return [.. States]; }
     }
 
+    /// <summary>
+    /// The decision at each beat, on a clock the test moves: pings while idle; a capture taken and never finished stops
+    /// them once nothing has finished for the interval (one error, however many beats it lasts); a finished capture
+    /// brings them back. A store writer retrying a full disk counts as progress.
+    /// </summary>
     [Fact]
-    public async Task Pings_while_idle_or_progressing_and_stops_when_work_is_stuck()
+    public void Pings_while_idle_or_progressing_and_stops_when_work_is_stuck()
     {
         var notifier = new RecordingNotifier();
-        var progress = new PipelineProgress();
-        var service = new WatchdogService(notifier, progress, NullLogger<WatchdogService>.Instance);
+        var time = new FakeTimeProvider();
+        var progress = new PipelineProgress(time);
+        var log = new RecordingLogger<WatchdogService>();
+        var service = new WatchdogService(notifier, progress, log);
+        TimeSpan interval = TimeSpan.FromSeconds(2), beat = interval / 2;
+
+        Assert.True(service.Beat(interval));   // idle
+        progress.OnAccepted();                 // one capture taken and never finished
+        time.Advance(beat);
+        Assert.True(service.Beat(interval));   // 1 s since the last progress: still within the interval
+        time.Advance(beat);
+        for (int i = 0; i < 5; i++, time.Advance(beat)) Assert.False(service.Beat(interval));
+        Assert.Equal(1, log.Count("Pipeline stalled: 1 captures pending and nothing finished for 2 s"));
+
+        progress.OnStorageRetrying("degraded: disk full, retrying to store results");   // alive, retrying
+        Assert.True(service.Beat(interval));
+        Assert.Equal(1, log.Count("Pipeline progressing again"));
+        time.Advance(interval);
+        Assert.False(service.Beat(interval));
+        progress.OnCompleted();
+        Assert.True(service.Beat(interval));
+        Assert.Equal(Enumerable.Repeat("WATCHDOG=1", 4), notifier.Snapshot());
+    }
+
+    /// <summary>The loop beats at half the interval on the real clock (waiting on a count, not a time).</summary>
+    [Fact]
+    public async Task The_loop_pings_at_half_the_interval_until_stopped()
+    {
+        var notifier = new RecordingNotifier();
+        var service = new WatchdogService(notifier, new PipelineProgress(), NullLogger<WatchdogService>.Instance);
         using var cts = new CancellationTokenSource();
         Task loop = service.RunAsync(TimeSpan.FromMilliseconds(200), cts.Token);
-
-        // Idle: pings every 100 ms (waiting on a condition, not a time: the machine may be busy).
-        await Infrastructure.TestEnv.WaitUntil(() => notifier.Count >= 2, TimeSpan.FromSeconds(10), "two pings while idle");
-
-        progress.OnAccepted(); // one capture taken and never finished: stuck
-        await Task.Delay(300); // the last progress falls out of the 200 ms window
-        int atStall = notifier.Count;
-        await Task.Delay(500);
-        Assert.Equal(atStall, notifier.Count);
-
-        progress.OnCompleted(); // progress again: pings resume
-        await Infrastructure.TestEnv.WaitUntil(() => notifier.Count > atStall, TimeSpan.FromSeconds(10), "pings to resume");
-        // A snapshot: the loop is still pinging, and enumerating the live list raced with its Add.
-        Assert.All(notifier.Snapshot(), s => Assert.Equal("WATCHDOG=1", s));
+        await Infrastructure.TestEnv.WaitUntil(() => notifier.Count >= 3, TimeSpan.FromSeconds(10), "three pings while idle");
         cts.Cancel();
         await loop;
+        // A snapshot: enumerating the live list raced with the loop's Add.
+        Assert.All(notifier.Snapshot(), s => Assert.Equal("WATCHDOG=1", s));
     }
 }

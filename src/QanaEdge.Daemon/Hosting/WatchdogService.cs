@@ -42,23 +42,32 @@ public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress 
     public async Task RunAsync(TimeSpan interval, CancellationToken stoppingToken)
     {
         log.LogInformation("systemd watchdog: {Seconds} s, pinging every {Half} s while the pipeline makes progress", interval.TotalSeconds, interval.TotalSeconds / 2);
-        bool stalled = false;
         using var timer = new PeriodicTimer(interval / 2);
-        do
-        {
-            if (progress.IsHealthy(interval))
-            {
-                notifier.Notify(new ServiceState("WATCHDOG=1"));
-                if (stalled) log.LogInformation("Pipeline progressing again");
-                stalled = false;
-            }
-            else if (!stalled)
-            {
-                stalled = true;
-                log.LogError("Pipeline stalled: {Pending} captures pending and nothing finished for {Seconds} s; withholding WATCHDOG=1", progress.Pending, interval.TotalSeconds);
-            }
-        }
+        do Beat(interval);
         while (await Tick(timer, stoppingToken).ConfigureAwait(false));
+    }
+
+    private bool _stalled;
+
+    /// <summary>
+    /// One look at the pipeline: WATCHDOG=1 when it is healthy within <paramref name="interval"/>; otherwise nothing,
+    /// and an error the first time. Returns whether it pinged. The loop calls it at every half interval.
+    /// </summary>
+    public bool Beat(TimeSpan interval)
+    {
+        if (progress.IsHealthy(interval))
+        {
+            notifier.Notify(new ServiceState("WATCHDOG=1"));
+            if (_stalled) log.LogInformation("Pipeline progressing again");
+            _stalled = false;
+            return true;
+        }
+        if (!_stalled)
+        {
+            _stalled = true;
+            log.LogError("Pipeline stalled: {Pending} captures pending and nothing finished for {Seconds} s; withholding WATCHDOG=1", progress.Pending, interval.TotalSeconds);
+        }
+        return false;
     }
 
     private static async Task<bool> Tick(PeriodicTimer timer, CancellationToken ct)

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace QanaEdge.Daemon.Pipeline;
 
 /// <summary>
@@ -9,9 +7,11 @@ namespace QanaEdge.Daemon.Pipeline;
 /// its backoff counts as progress (a restart would not free the disk, and the docs promise that the daemon keeps
 /// running and retries), and while it lasts the pipeline is <see cref="Degraded"/>.
 /// </summary>
-public sealed class PipelineProgress
+/// <param name="time">The clock progress is timed by: the system's, or a test's.</param>
+public sealed class PipelineProgress(TimeProvider? time = null)
 {
-    private long _accepted, _completed, _rejected, _duplicates, _givenBack, _lastProgress = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private long _accepted, _completed, _rejected, _duplicates, _givenBack, _lastProgress = (time ?? TimeProvider.System).GetTimestamp();
     private string? _degraded;
 
     public long Accepted => Interlocked.Read(ref _accepted);
@@ -50,8 +50,8 @@ public sealed class PipelineProgress
         if (Interlocked.Exchange(ref _degraded, null) is not null) DegradedChanged?.Invoke(null);
     }
 
-    private void Touch() => Interlocked.Exchange(ref _lastProgress, Stopwatch.GetTimestamp());
+    private void Touch() => Interlocked.Exchange(ref _lastProgress, _time.GetTimestamp());
 
     /// <summary>True when idle or when something finished within <paramref name="window"/>.</summary>
-    public bool IsHealthy(TimeSpan window) => Pending <= 0 || Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastProgress)) < window;
+    public bool IsHealthy(TimeSpan window) => Pending <= 0 || _time.GetElapsedTime(Interlocked.Read(ref _lastProgress)) < window;
 }
