@@ -7,20 +7,25 @@ namespace QanaEdge.Devices.Gpio;
 /// A falling edge counts only when the line had been high for <see cref="Debounce"/> before it, and no press was
 /// accepted within <see cref="Debounce"/>: a switch bounces when it is released too, and a release bounce comes
 /// after a hold longer than the debounce time, so a filter on the last press alone took a second capture for one
-/// press. The <see cref="GpioController"/> is the test seam (tests build it on an emulated <see cref="GpioDriver"/>).
+/// press. The <see cref="GpioController"/> is the test seam (tests build it on an emulated <see cref="GpioDriver"/>),
+/// and so is the clock the edges are timed by.
 /// </summary>
 public sealed class CaptureButton : IDisposable
 {
     private readonly GpioController _controller;
     private readonly int _pin;
     private readonly bool _ownsController;
-    private long _lastPressTicks = long.MinValue;
-    private long _lastRiseTicks = long.MinValue;
+    private readonly TimeProvider _time;
+    // Timestamps of the clock (TimeProvider.GetTimestamp), or long.MinValue before the first edge.
+    private long _lastPress = long.MinValue;
+    private long _lastRise = long.MinValue;
 
-    public CaptureButton(GpioController controller, int pin, TimeSpan debounce, bool ownsController = true)
+    /// <param name="time">The clock edges are timed by: the system's, or a test's.</param>
+    public CaptureButton(GpioController controller, int pin, TimeSpan debounce, bool ownsController = true, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(controller);
         _controller = controller;
+        _time = time ?? TimeProvider.System;
         _pin = pin;
         _ownsController = ownsController;
         Debounce = debounce;
@@ -47,18 +52,18 @@ public sealed class CaptureButton : IDisposable
 
     private void OnEdge(object sender, PinValueChangedEventArgs e)
     {
-        long now = Environment.TickCount64;
+        long now = _time.GetTimestamp();
         if (e.ChangeType == PinEventTypes.Rising)
         {
-            Interlocked.Exchange(ref _lastRiseTicks, now);
+            Interlocked.Exchange(ref _lastRise, now);
             return;
         }
-        if (!LongAgo(Interlocked.Read(ref _lastRiseTicks), now) || !LongAgo(Interlocked.Read(ref _lastPressTicks), now)) return;
-        Interlocked.Exchange(ref _lastPressTicks, now);
+        if (!LongAgo(Interlocked.Read(ref _lastRise), now) || !LongAgo(Interlocked.Read(ref _lastPress), now)) return;
+        Interlocked.Exchange(ref _lastPress, now);
         Pressed?.Invoke();
     }
 
-    private bool LongAgo(long then, long now) => then == long.MinValue || now - then >= Debounce.TotalMilliseconds;
+    private bool LongAgo(long then, long now) => then == long.MinValue || _time.GetElapsedTime(then, now) >= Debounce;
 
     public void Dispose()
     {

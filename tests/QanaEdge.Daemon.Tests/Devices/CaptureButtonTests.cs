@@ -1,4 +1,5 @@
 using System.Device.Gpio;
+using Microsoft.Extensions.Time.Testing;
 using QanaEdge.Devices.Gpio;
 
 namespace QanaEdge.Daemon.Tests.Devices;
@@ -12,11 +13,13 @@ public sealed class CaptureButtonTests
 
         public Rig(int pin, TimeSpan debounce, bool ownsController = true)
         {
-            Button = new CaptureButton(new GpioController(Driver), pin, debounce, ownsController);
+            Button = new CaptureButton(new GpioController(Driver), pin, debounce, ownsController, Time);
             Button.Pressed += () => Interlocked.Increment(ref _presses);
         }
 
         public EmulatedGpioDriver Driver { get; } = new();
+        /// <summary>The button's clock: still unless the test moves it, so "within the debounce time" is exact.</summary>
+        public FakeTimeProvider Time { get; } = new();
         public CaptureButton Button { get; }
         public int Presses => Volatile.Read(ref _presses);
 
@@ -38,8 +41,8 @@ public sealed class CaptureButtonTests
 
     /// <summary>
     /// A press held longer than the debounce time, then a release that bounces: the bounce's falling edge comes long
-    /// after the press but right after the line went high, and is not a second press. A press after the line stayed
-    /// high for the debounce time counts.
+    /// after the press but right after the line went high, and is not a second press; nor is one after the line was
+    /// high for a millisecond less than the debounce time. A press after the line stayed high for it counts.
     /// </summary>
     [Fact]
     public void A_release_that_bounces_after_a_long_hold_is_not_a_second_press()
@@ -47,13 +50,18 @@ public sealed class CaptureButtonTests
         using var rig = new Rig(pin: 5, debounce: TimeSpan.FromMilliseconds(300));
 
         rig.Driver.Drive(5, PinValue.Low);    // press
-        Thread.Sleep(600);                    // held
+        rig.Time.Advance(TimeSpan.FromMilliseconds(600));   // held
         rig.Driver.Drive(5, PinValue.High);   // release
         rig.Driver.Drive(5, PinValue.Low);    // release bounce
         rig.Driver.Drive(5, PinValue.High);
         Assert.Equal(1, rig.Presses);
 
-        Thread.Sleep(600);                    // the line stays high
+        rig.Time.Advance(TimeSpan.FromMilliseconds(299));   // high for 1 ms less than the debounce time
+        rig.Driver.Drive(5, PinValue.Low);    // a late bounce
+        rig.Driver.Drive(5, PinValue.High);
+        Assert.Equal(1, rig.Presses);
+
+        rig.Time.Advance(TimeSpan.FromMilliseconds(300));   // the line stays high for the debounce time
         rig.Driver.Drive(5, PinValue.Low);    // the next press
         rig.Driver.Drive(5, PinValue.High);
         Assert.Equal(2, rig.Presses);
