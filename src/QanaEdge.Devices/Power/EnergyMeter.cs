@@ -20,6 +20,12 @@ namespace QanaEdge.Devices.Power;
 /// The sampler starts with <see cref="Start"/>, after the caller has attached its handlers: a sampler started by the
 /// constructor could fail its first read before the handler was there, and that failure was reported to no one.
 /// <see cref="Dispose"/> wakes the sampler from its wait, a failing sensor's pause included.
+/// <para>
+/// At rest (the baseline known, no work in hand, none for a <see cref="BatchWindow"/>) the sampler reads once every
+/// <see cref="RestPeriod"/> instead of every sample period, and <see cref="BeginWork"/> or <see cref="BeginInference(long)"/>
+/// wakes it to full rate at once. A device waits for captures most of its day: at 2 ms a sensor was read 500 times a
+/// second with nothing to measure, each a bus transfer and a thread woken.
+/// </para>
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -44,13 +50,18 @@ public sealed class EnergyMeter : IDisposable
     private int _work;
     private long _restSince = long.MinValue;
     private readonly long _conversionTicks;
+    // Released to wake a sampler at rest (BeginWork, BeginInference, Dispose); _resting says whether one waits on it, so
+    // that the captures of a burst do not each release it.
+    private readonly SemaphoreSlim _wake = new(0);
+    private volatile bool _resting;
 
     /// <param name="sensor">Owned by the meter.</param>
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
     /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while the board works
     /// (a registered inference runs, or work begun with <see cref="BeginWork"/> has not ended) are not counted.</param>
+    /// <param name="restPeriod">Time between reads at rest (<see cref="RestPeriod"/>); by default 1 s.</param>
     /// <remarks>Nothing is read until <see cref="Start"/> (tests that feed samples with <see cref="AddSample"/> never call it).</remarks>
-    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192)
+    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, TimeSpan? restPeriod = null)
     {
         _sensor = sensor;
         // Reading faster than the sensor converts only repeats its last value.
@@ -59,7 +70,11 @@ public sealed class EnergyMeter : IDisposable
         _idleSampleCount = Math.Max(1, idleSamples);
         _conversionTicks = (long)(sensor.UpdateInterval.TotalSeconds * Stopwatch.Frequency);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
+        RestPeriod = restPeriod is { } rest && rest > _period ? rest : TimeSpan.FromTicks(Math.Max(_period.Ticks, TimeSpan.FromSeconds(1).Ticks));
     }
+
+    /// <summary>Time between reads while the board is at rest: the telemetry's reading is at most this old then.</summary>
+    public TimeSpan RestPeriod { get; }
 
     /// <summary>
     /// Starts the sampler thread; call it once, after attaching <see cref="ReadFailed"/> and <see cref="ReadRecovered"/>,
@@ -135,6 +150,11 @@ public sealed class EnergyMeter : IDisposable
                 next = Stopwatch.GetTimestamp();
                 continue;
             }
+            if (Rest())
+            {
+                next = Stopwatch.GetTimestamp();
+                continue;
+            }
             next += periodTicks;
             long wait = next - Stopwatch.GetTimestamp();
             if (wait > 0)
@@ -143,6 +163,45 @@ public sealed class EnergyMeter : IDisposable
             }
             else next = Stopwatch.GetTimestamp();
         }
+    }
+
+    /// <summary>
+    /// On the sampler: while the board is at rest, waits a <see cref="RestPeriod"/> or until work begins (or the meter is
+    /// disposed), and returns true; false at once when the board is not at rest, for a read at the sample period.
+    /// </summary>
+    private bool Rest()
+    {
+        while (_wake.Wait(0)) { }   // wake-ups from before this look
+        _resting = true;
+        try
+        {
+            lock (_gate)
+            {
+                // The trailing batch window after the last piece of work is sampled at full rate: a slow sensor's energy
+                // is the mean power over the window that ends with an image.
+                long now = Stopwatch.GetTimestamp();
+                if (_idleWatts is null || _work > 0 || AnyRunning() || (_restSince != long.MinValue && now - _restSince < BatchWindow.TotalSeconds * Stopwatch.Frequency))
+                    return false;
+            }
+            _wake.Wait(RestPeriod);
+            return true;
+        }
+        finally { _resting = false; }
+    }
+
+    /// <summary>Whether a registered inference is still running (under the lock).</summary>
+    private bool AnyRunning()
+    {
+        foreach (var (_, e) in _windows) if (e == long.MaxValue) return true;
+        return false;
+    }
+
+    /// <summary>Wakes a sampler at rest: work begins.</summary>
+    private void Wake()
+    {
+        if (!_resting) return;
+        try { _wake.Release(); }
+        catch (ObjectDisposedException) { }   // the meter was disposed meanwhile: nothing to wake
     }
 
     private static bool IsPowerOfTen(long n)
@@ -158,6 +217,7 @@ public sealed class EnergyMeter : IDisposable
     public long BeginInference(long start)
     {
         lock (_gate) _windows.Add((start, long.MaxValue));
+        Wake();
         return start;
     }
 
@@ -232,7 +292,11 @@ public sealed class EnergyMeter : IDisposable
     /// classifying, storing, moving the file), and no reading is learned as idle. Energy is still charged to inferences
     /// alone. Every begun piece of work must end.
     /// </summary>
-    public void BeginWork() { lock (_gate) _work++; }
+    public void BeginWork()
+    {
+        lock (_gate) _work++;
+        Wake();
+    }
 
     /// <summary>The pipeline is done with a capture (stored and acknowledged, quarantined or given back).</summary>
     public void EndWork() => EndWork(Stopwatch.GetTimestamp());
@@ -355,9 +419,10 @@ public sealed class EnergyMeter : IDisposable
     {
         if (_stopping.IsSet) return;
         _stopping.Set();
+        _wake.Release();
         bool ended = _thread?.Join(TimeSpan.FromSeconds(2)) ?? true;
         _sensor.Dispose();
-        // The event stays while a sampler that outlived the wait may still test it.
-        if (ended) _stopping.Dispose();
+        // The events stay while a sampler that outlived the wait may still test them.
+        if (ended) { _stopping.Dispose(); _wake.Dispose(); }
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using QanaEdge.Devices.Power;
+using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.TestSupport;
 
 namespace QanaEdge.Daemon.Tests.Devices;
@@ -196,6 +197,37 @@ public sealed class EnergyMeterTests
             return Broken ? throw new IOException("Error 121 (remote I/O error)") : new PowerReading(5, 0.4, 2);
         }
         public void Dispose() { }
+    }
+
+    /// <summary>
+    /// At rest (the baseline known, no work) the sensor is read once a rest period, not every sample period; work wakes
+    /// the sampler to full rate at once, and once the work and a batch window after it are over it rests again. At 2 ms
+    /// the sensor was read 500 times a second on a device waiting for captures.
+    /// </summary>
+    [Fact]
+    public async Task At_rest_the_sensor_is_read_once_a_rest_period_and_work_wakes_the_sampler()
+    {
+        var sensor = new FlakySensor { Broken = false };
+        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 5, restPeriod: TimeSpan.FromSeconds(30));
+        Assert.Equal(TimeSpan.FromSeconds(30), meter.RestPeriod);
+        meter.Start();
+        await TestEnv.WaitUntil(() => meter.IdleWatts is not null, TimeSpan.FromSeconds(10), "the idle baseline");
+
+        int atRest = sensor.Reads;
+        await Task.Delay(300);
+        Assert.InRange(sensor.Reads, atRest, atRest + 1);   // the read in progress at most: the next is 30 s away
+
+        meter.BeginWork();
+        await TestEnv.WaitUntil(() => sensor.Reads >= atRest + 50, TimeSpan.FromSeconds(10), "reads at full rate once work begins",
+            () => $"{sensor.Reads - atRest} reads");
+        meter.EndWork();
+        // Rests again after the trailing batch window (200 ms): a 300 ms stretch with the read in progress at most.
+        await TestEnv.WaitUntil(() =>
+        {
+            int reads = sensor.Reads;
+            Thread.Sleep(300);
+            return sensor.Reads - reads <= 1;
+        }, TimeSpan.FromSeconds(10), "the sampler to rest again", () => $"{sensor.Reads} reads");
     }
 
     /// <summary>
