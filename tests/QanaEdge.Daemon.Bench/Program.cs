@@ -11,7 +11,7 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 using QanaEdge.Model.Packaging;
 using QanaEdge.TestSupport;
 
-// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000] [--idle 20] [--Qana:Key=value ...]
+// Usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate 50] [--seconds 20] [--burst 1000] [--idle 20] [--embedded] [--Qana:Key=value ...]
 // QANAD is the daemon to measure: the Native-AOT binary (out/linux-x64/qanad) or qanad.dll (run with dotnet).
 // 1. Throughput: `burst` distinct images dropped at once (temp name, then rename); images/s = burst / (last result − first drop).
 // 2. Latency: images dropped at `rate` per second for `seconds`; per image, rename → result received by a subscriber on
@@ -21,13 +21,15 @@ using QanaEdge.TestSupport;
 //    over its threads) and CPU time per second, with the broker's measured over the same window. A device waits for
 //    captures most of its day, so these are most of what the daemon costs in energy.
 // Arguments of the form --Qana:Key=value go to the daemon as they are (e.g. --Qana:Fallback=Symmetries).
-if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--idle S] [--Qana:Key=value ...]"); return 2; }
+// --embedded: the daemon's own broker (no Qana:Mqtt:Host, as shipped) instead of mosquitto; the subscriber connects to it.
+if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--idle S] [--embedded] [--Qana:Key=value ...]"); return 2; }
 string qanad = Path.GetFullPath(args[0]);
 string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 int rate = int.Parse(Arg("--rate", "50"), CultureInfo.InvariantCulture);
 int seconds = int.Parse(Arg("--seconds", "20"), CultureInfo.InvariantCulture);
 int burst = int.Parse(Arg("--burst", "1000"), CultureInfo.InvariantCulture);
 int idleSeconds = int.Parse(Arg("--idle", "20"), CultureInfo.InvariantCulture);
+bool embedded = args.Contains("--embedded");
 string? model = Arg("--model", "");
 string modelNote;
 if (string.IsNullOrEmpty(model))
@@ -38,7 +40,8 @@ if (string.IsNullOrEmpty(model))
 }
 else modelNote = Path.GetFileName(model);
 
-using var broker = new MosquittoBroker();
+using MosquittoBroker? broker = embedded ? null : new MosquittoBroker();
+int port = broker?.Port ?? TestEnv.FreeTcpPort();
 string root = TestEnv.TempDir("bench");
 string inbox = Path.Combine(root, "inbox");
 Directory.CreateDirectory(inbox);
@@ -58,13 +61,12 @@ client.ApplicationMessageReceivedAsync += e =>
     fellBack.TryAdd(sha, doc.RootElement.GetProperty("tiled").GetBoolean() || doc.RootElement.GetProperty("symmetrized").GetBoolean());
     return Task.CompletedTask;
 };
-await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", broker.Port).WithProtocolVersion(MqttProtocolVersion.V500).Build());
-await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("qana/bench/results", MqttQualityOfServiceLevel.AtLeastOnce).Build());
 
 var psi = qanad.EndsWith(".dll", StringComparison.Ordinal) ? new ProcessStartInfo("dotnet", ["exec", qanad]) : new ProcessStartInfo(qanad);
 foreach (string a in new[] { $"--Qana:Inbox={inbox}", $"--Qana:StateDir={Path.Combine(root, "state")}", "--Qana:DeviceId=bench",
-    "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", $"--Qana:Model={model}", "--Qana:Done=Delete", "--Qana:RescanSeconds=5" })
+    $"--Qana:Mqtt:Port={port}", $"--Qana:Model={model}", "--Qana:Done=Delete", "--Qana:RescanSeconds=5" })
     psi.ArgumentList.Add(a);
+if (broker is not null) psi.ArgumentList.Add("--Qana:Mqtt:Host=127.0.0.1");
 string[] daemonArgs = args.Skip(1).Where(a => a.StartsWith("--Qana:", StringComparison.Ordinal) && a.Contains('=')).ToArray();
 foreach (string a in daemonArgs) psi.ArgumentList.Add(a);
 psi.RedirectStandardOutput = true;
@@ -75,6 +77,19 @@ daemon.OutputDataReceived += (_, _) => { };
 daemon.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
 daemon.BeginOutputReadLine();
 daemon.BeginErrorReadLine();
+
+// The subscriber connects once the broker listens: mosquitto at once, the embedded one once the daemon has started it.
+var connectedFor = Stopwatch.StartNew();
+while (true)
+{
+    try
+    {
+        await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithProtocolVersion(MqttProtocolVersion.V500).Build());
+        break;
+    }
+    catch (Exception) when (connectedFor.Elapsed < TimeSpan.FromSeconds(60) && !daemon.HasExited) { await Task.Delay(100); }
+}
+await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("qana/bench/results", MqttQualityOfServiceLevel.AtLeastOnce).Build());
 
 string[] all = Directory.GetFiles(TestEnv.ImagesDir, "ISIC_*.jpg").Order(StringComparer.Ordinal).ToArray();
 int latencyCount = rate * seconds;
@@ -105,9 +120,11 @@ await WaitFor(warm.Select(Sha).ToArray(), TimeSpan.FromSeconds(120));
 
 // 0. Idle: nothing dropped, results drained; what the daemon (and the broker beside it) wake for on their own.
 await Task.Delay(TimeSpan.FromSeconds(2));
-var (daemonIdle0, brokerIdle0) = (ProcessTicks.Read(daemon.Id), ProcessTicks.Read(broker.ProcessId));
+// With the embedded broker its cost is the daemon's; the broker's figures are then left out.
+ProcessTicks BrokerTicks() => broker is null ? default : ProcessTicks.Read(broker.ProcessId);
+var (daemonIdle0, brokerIdle0) = (ProcessTicks.Read(daemon.Id), BrokerTicks());
 await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
-var (daemonIdle, brokerIdle) = (ProcessTicks.Read(daemon.Id) - daemonIdle0, ProcessTicks.Read(broker.ProcessId) - brokerIdle0);
+var (daemonIdle, brokerIdle) = (ProcessTicks.Read(daemon.Id) - daemonIdle0, BrokerTicks() - brokerIdle0);
 
 // 1. Throughput.
 var burstBytes = Load(all.Skip(20).Take(burst));
@@ -162,9 +179,14 @@ var result = new Dictionary<string, object>
     ["rss_peak_mb"] = Math.Round(hwmMb, 1), ["rss_end_mb"] = Math.Round(rssMb, 1),
     ["idle_s"] = idleSeconds,
     ["idle_switches_per_s"] = Math.Round(daemonIdle.Switches / (double)idleSeconds, 1), ["idle_cpu_ms_per_s"] = Math.Round(daemonIdle.CpuMs / idleSeconds, 2),
-    ["broker_idle_switches_per_s"] = Math.Round(brokerIdle.Switches / (double)idleSeconds, 1), ["broker_idle_cpu_ms_per_s"] = Math.Round(brokerIdle.CpuMs / idleSeconds, 2),
+    ["broker"] = broker is null ? "embedded" : "mosquitto",
     ["date_utc"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
 };
+if (broker is not null)
+{
+    result["broker_idle_switches_per_s"] = Math.Round(brokerIdle.Switches / (double)idleSeconds, 1);
+    result["broker_idle_cpu_ms_per_s"] = Math.Round(brokerIdle.CpuMs / idleSeconds, 2);
+}
 Console.WriteLine(JsonSerializer.Serialize(result, BenchJson.Default.DictionaryStringObject));
 try { Directory.Delete(root, recursive: true); } catch (IOException) { }
 return 0;
