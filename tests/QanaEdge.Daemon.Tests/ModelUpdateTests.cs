@@ -143,6 +143,16 @@ public sealed class ModelUpdateTests : IDisposable
             await sub.PublishAsync("qana/fleet/updates", signed);
             await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 2, TimeSpan.FromSeconds(30), "the re-send to be handled");
             Assert.Equal(ModelUpdates.AlreadyApplied, daemon.Store!.UpdateLog()[1].Outcome);
+
+            // Signed again: ECDSA draws a new signature, so other bytes for the same package; already applied too
+            // (it was refused as made for the base it replaced).
+            byte[] resigned = Signed(update);
+            Assert.NotEqual(signed, resigned);
+            await sub.PublishAsync("qana/fleet/updates", resigned);
+            await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 3, TimeSpan.FromSeconds(30), "the re-signed package to be handled");
+            var again = daemon.Store!.UpdateLog()[2];
+            Assert.True(again.Outcome == ModelUpdates.AlreadyApplied, again.Reason);
+            Assert.Contains("the same package signed again", again.Reason);
         }
         var all = sub.Results.Values.Select(q => q.First()).ToList();
         var first = all.Where(r => images.Take(4).Select(Sha).Contains(r.GetProperty("image_sha256").GetString())).ToList();

@@ -83,6 +83,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         string runningName = $"{running.Manifest.ModelId} {running.Manifest.Version}";
         if (state.Contains(sha))
             return (AlreadyApplied, $"{Describe(update!)} is already applied (identical package); running {runningName}");
+        if (SignedAgain(update!, state) is { } applied)
+            return (AlreadyApplied, $"{Describe(update!)} is already applied (the same package signed again: {applied}); running {runningName}");
 
         ModelManifest m = update!.Manifest;
         if (m.Kind == PackageKind.ReadoutUpdate && (m.BaseModelId != running.Manifest.ModelId || m.BaseModelVersion != running.Manifest.Version))
@@ -430,6 +432,26 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         }
         if (!ClassifierFactory.TryCreateCheckedAtStart(model, path, choice, out provider, out cardFault, out string failure)) return failure;
         source = $"applied update: {described} ({path})";
+        return null;
+    }
+
+    /// <summary>
+    /// The applied package whose content this update's is, or null. ECDSA draws a new signature each time a package is
+    /// signed, so a release signed again (a fleet tool that signs as it sends) has other bytes and another SHA-256 than
+    /// the one applied; it was refused as "already running, from a different package" (or, for a readout, as made for
+    /// the base it replaced) where it is the update already applied. The content checksum leaves the signature out.
+    /// </summary>
+    private string? SignedAgain(ModelPackage update, AppliedUpdates.State state)
+    {
+        foreach (string applied in state.InOrder)
+        {
+            string path = _applied.PackagePath(applied);
+            try
+            {
+                if (PackageReader.Load(path).ContentSha256 == update.ContentSha256) return path;
+            }
+            catch (PackageFormatException) { }   // gone or damaged since the start: not this one
+        }
         return null;
     }
 
