@@ -122,7 +122,9 @@ bench: restore
 
 ## bench-daemon: qanad (Native AOT) against mosquitto on real images: images/s, file-landed -> result latency at 50/s, RSS
 ## BENCH_ISA picks the instruction set the measured binary is compiled for: native (this machine's CPU, the default
-## here) or x86-64-v3 (what `make publish` ships for linux-x64).
+## here) or x86-64-v3 (what `make publish` ships for linux-x64). BENCH_ARGS go to the harness: --embedded (the daemon's
+## own broker, as shipped), --idle S (the phase at rest: context switches and CPU per second), --burst N, --rate N,
+## --seconds S, and --Qana:Key=value for the daemon (e.g. --Qana:Done=Move).
 BENCH_ISA ?= native
 bench-daemon: restore
 	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -p:IlcInstructionSet=$(BENCH_ISA) -o out/bench-linux-x64 -nologo -v q
