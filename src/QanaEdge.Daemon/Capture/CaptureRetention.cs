@@ -6,7 +6,8 @@ namespace QanaEdge.Daemon.Capture;
 
 /// <summary>
 /// Keeps <c>Qana:MinFreeMegabytes</c> free on the disks of done/ and quarantine/ by deleting, oldest first, the captures
-/// in done/ and then the bytes of quarantined ones (their <c>.reason</c> stays, saying so). Under the default Move policy
+/// in done/, then the bytes of quarantined ones (their <c>.reason</c> stays, saying so), and last, on a disk still short,
+/// those reasons (below). Under the default Move policy
 /// every classified capture stayed in done/ for good, and every file a capture app leaves in the inbox that is not an
 /// image (a sidecar, a thumbnail) in quarantine/: on a device's SD card that fills the disk in months, and then the
 /// moves and the store's commits fail and the device classifies nothing until someone frees space (it says "degraded:

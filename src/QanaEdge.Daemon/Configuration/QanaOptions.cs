@@ -58,8 +58,8 @@ public sealed class QanaOptions
 
     /// <summary>
     /// Free space kept on the disks of done/ and quarantine/ by deleting, oldest first, the captures in done/ (their
-    /// results stay in the store) and then the bytes of quarantined ones (their .reason stays), so that neither can fill
-    /// the disk and stop the store; 0 keeps every capture.
+    /// results stay in the store), then the bytes of quarantined ones (their .reason stays), and last, on a disk still
+    /// short, the reasons of those, so that neither folder can fill the disk and stop the store; 0 keeps every capture.
     /// </summary>
     [Range(0, 1L << 40)] public long MinFreeMegabytes { get; set; } = 256;
 

@@ -13,6 +13,9 @@ namespace QanaEdge.Daemon.Hosting;
 /// </summary>
 public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress progress, ILogger<WatchdogService> log) : BackgroundService
 {
+    // Whether the last beat withheld its ping (so that a stall is an error once, and its end said once).
+    private bool _stalled;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // STATUS= (systemctl status shows it) says when the pipeline is degraded, watchdog or not.
@@ -46,8 +49,6 @@ public sealed class WatchdogService(ISystemdNotifier notifier, PipelineProgress 
         do Beat(interval);
         while (await Tick(timer, stoppingToken).ConfigureAwait(false));
     }
-
-    private bool _stalled;
 
     /// <summary>
     /// One look at the pipeline: WATCHDOG=1 when it is healthy within <paramref name="interval"/>; otherwise nothing,

@@ -126,8 +126,7 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
 
         public void Dispose()
         {
-            _stop.Cancel();
-            _listener?.Stop();
+            _ = StopAsync();   // completes at once
             _stop.Dispose();
         }
     }

@@ -7,12 +7,18 @@ namespace QanaEdge.Daemon.Pipeline;
 /// its backoff counts as progress (a restart would not free the disk, and the docs promise that the daemon keeps
 /// running and retries), and while it lasts the pipeline is <see cref="Degraded"/>.
 /// </summary>
-/// <param name="time">The clock progress is timed by: the system's, or a test's.</param>
-public sealed class PipelineProgress(TimeProvider? time = null)
+public sealed class PipelineProgress
 {
-    private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private long _accepted, _completed, _rejected, _duplicates, _givenBack, _lastProgress = (time ?? TimeProvider.System).GetTimestamp();
+    private readonly TimeProvider _time;
+    private long _accepted, _completed, _rejected, _duplicates, _givenBack, _lastProgress;
     private string? _degraded;
+
+    /// <param name="time">The clock progress is timed by: the system's, or a test's.</param>
+    public PipelineProgress(TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _lastProgress = _time.GetTimestamp();
+    }
 
     public long Accepted => Interlocked.Read(ref _accepted);
     public long Completed => Interlocked.Read(ref _completed);
