@@ -63,7 +63,8 @@ public sealed class ResultStoreTests : IDisposable
 
         string backup = Path.Combine(_dir, "qana-backup.db");
         Assert.Matches($"^{Regex.Escape(path)} was damaged and LiteDB rebuilt it from what it could read, with [1-9][0-9]* errors reading its pages "
-            + $@"\(its _rebuild_errors collection lists them\); the damaged file is kept as {Regex.Escape(backup)}$", reopened.Recovery);
+            + $@"\(its _rebuild_errors collection lists them\); the damaged file is kept as {Regex.Escape(backup)}; "
+            + "0 results not known to be delivered were queued to be sent again$", reopened.Recovery);   // all six are in the outbox still
         // The damaged file as it was, but for the flag in its header page by which LiteDB marked it for the rebuild.
         Assert.Equal(damaged[8192..], File.ReadAllBytes(backup)[8192..]);
         Assert.Equal(6, reopened.ResultCount());
@@ -86,7 +87,7 @@ public sealed class ResultStoreTests : IDisposable
         using (var store = new ResultStore(path))
             store.Commit([.. Enumerable.Range(1, 9).Select(Result)], "qana/dev/results");
         byte[] damaged = File.ReadAllBytes(path);
-        for (int i = 8200; i < damaged.Length; i += 989) damaged[i] ^= 0x5A;
+        for (int i = 8200; i < damaged.Length; i += 961) damaged[i] ^= 0x5A;
         File.WriteAllBytes(path, damaged);
 
         using var reopened = new ResultStore(path);
@@ -101,6 +102,42 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal(found[0], reopened.Recovery);
         GC.Collect();
         GC.WaitForPendingFinalizers();
+    }
+
+    /// <summary>
+    /// A rebuild keeps what LiteDB could read, and a torn write hits the pages written last, outbox pages among them: a
+    /// result whose outbox entry was lost was never to be sent, while its capture was acknowledged. After a rebuild the
+    /// results stored since the outbox was last empty that nothing queues are queued again: here r5, whose entry is
+    /// lost, and r4, delivered since (sent once more under its own id); not r1–r3, delivered before the outbox emptied,
+    /// nor r6, a dead letter. The rebuild is requested as LiteDB itself requests one, by the header's invalid-state byte.
+    /// </summary>
+    [Fact]
+    public void A_rebuild_queues_again_the_results_stored_since_the_outbox_was_last_empty_that_nothing_queues()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            store.Commit([Result(1), Result(2), Result(3)], "qana/dev/results");
+            store.DeleteOutbox(store.ReadOutbox(0, 100).Select(e => e.Id).ToArray());
+            store.Commit([Result(4), Result(5), Result(6)], "qana/dev/results");
+            List<OutboxEntry> outbox = store.ReadOutbox(0, 100);
+            store.DeleteOutbox([outbox.Single(e => e.ResultId == "r0004").Id]);
+            store.DeadLetter(outbox.Single(e => e.ResultId == "r0006"), "quota exceeded", 5);
+        }
+        using (var raw = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper()))
+            Assert.Equal(1, raw.GetCollection("outbox").DeleteMany(Query.EQ("result_id", "r0005")));
+        byte[] file = File.ReadAllBytes(path);
+        file[191] = 1;   // LiteDB 5's HeaderPage.P_INVALID_DATAFILE_STATE: rebuild at the next open
+        File.WriteAllBytes(path, file);
+
+        using var reopened = new ResultStore(path);
+        Assert.Contains("; 2 results not known to be delivered were queued to be sent again", reopened.Recovery);
+        List<OutboxEntry> queued = reopened.ReadOutbox(0, 100);
+        Assert.Equal(["r0004", "r0005"], queued.Select(e => e.ResultId).Order());
+        Assert.All(queued, e => Assert.Equal("qana/dev/results", e.Topic));
+        Assert.Equal(Result(5).Payload, queued.Single(e => e.ResultId == "r0005").Payload);
+        Assert.Equal("r0006", reopened.DeadLetters().Single().ResultId);
+        Assert.Equal(6, reopened.ResultCount());
     }
 
     /// <summary>

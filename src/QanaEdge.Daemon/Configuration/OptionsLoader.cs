@@ -141,6 +141,7 @@ public static class OptionsLoader
         ("Fallback", IsEnum<ViewFallback>, "Tiling or Symmetries"),
         ("Done", IsEnum<DonePolicy>, "Move or Delete"),
         ("MinFreeMegabytes", IsLong, "an integer"),
+        ("KeepResultsDays", IsInt, "an integer"),
         ("RescanSeconds", IsDouble, "a number"),
         ("StableMilliseconds", IsInt, "an integer"),
         ("MaxFileBytes", IsLong, "an integer"),

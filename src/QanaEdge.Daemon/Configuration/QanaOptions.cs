@@ -63,6 +63,12 @@ public sealed class QanaOptions
     /// </summary>
     [Range(0, 1L << 40)] public long MinFreeMegabytes { get; set; } = 256;
 
+    /// <summary>
+    /// Days a result stays in the store once stored, when it was delivered and no clinician labelled it (ResultPruning:
+    /// deleted in a daily pass; an unsent or labelled result stays); 0 keeps every result.
+    /// </summary>
+    [Range(0, 36500)] public int KeepResultsDays { get; set; } = 365;
+
     /// <summary>Default: StateDir/quarantine. Rejected files go here with a .reason file beside them.</summary>
     public string? QuarantineDir { get; set; }
 

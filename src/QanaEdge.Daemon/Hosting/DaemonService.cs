@@ -45,6 +45,7 @@ public sealed class DaemonService(
     private ReadoutLearning? _learning;
     private InboxWatcher? _watcher;
     private CaptureRetention? _retention;
+    private ResultPruning? _pruning;
     private CameraTrigger? _camera;
     private Task? _telemetry;
     private string? _version;
@@ -142,6 +143,11 @@ public sealed class DaemonService(
             retention.Start();
         }
         _watcher.Start();
+        if (options.KeepResultsDays > 0)
+        {
+            _pruning = new ResultPruning(_store, TimeSpan.FromDays(options.KeepResultsDays), loggers.CreateLogger<ResultPruning>());
+            _pruning.Start();
+        }
         if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
 
         lifetime.ApplicationStarted.Register(() => _log.LogInformation(
@@ -287,6 +293,7 @@ public sealed class DaemonService(
         if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
         if (_retention is not null) await _retention.DisposeAsync().ConfigureAwait(false);
         if (_learning is not null) await _learning.DisposeAsync().ConfigureAwait(false);
+        if (_pruning is not null) await _pruning.DisposeAsync().ConfigureAwait(false);
         model.Active.Changed -= PublishStatus;
         if (_publisher is not null) await _publisher.DisposeAsync().ConfigureAwait(false);
         if (_telemetry is not null) { try { await _telemetry.ConfigureAwait(false); } catch (OperationCanceledException) { } }

@@ -41,6 +41,9 @@ public enum LabelKept
     NotKept,
 }
 
+/// <summary>What one batch of <see cref="ResultStore.PruneResults"/> did: results deleted, and results it looked at and kept.</summary>
+public readonly record struct PruneBatch(int Deleted, int Kept);
+
 /// <summary>An outbox entry waiting for its PUBACK.</summary>
 public sealed record OutboxEntry(long Id, string ResultId, string Topic, byte[] Payload, long LandedTimestamp);
 
@@ -114,9 +117,20 @@ public sealed class ResultStore : IDisposable
         catch (Exception e) when (IsDamage(e)) { db = new Database(DatabasePath); }
         if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
         {
-            int unread = db.Db.CollectionExists(RebuildErrors) ? db.Db.GetCollection(RebuildErrors).Count() : 0;
+            int unread, requeued, topicless;
+            try
+            {
+                unread = db.Db.CollectionExists(RebuildErrors) ? db.Db.GetCollection(RebuildErrors).Count() : 0;
+                requeued = RequeueUndelivered(db, out topicless);
+            }
+            catch
+            {
+                Abandon(db.Db);
+                throw;
+            }
             Recovery = $"{DatabasePath} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
-                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}";
+                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}; {requeued} results not known to be "
+                + $"delivered were queued to be sent again{(topicless > 0 ? $" ({topicless} more, stored before results kept their topic, could not be)" : "")}";
             Recovered?.Invoke(Recovery);
         }
         return db;
@@ -156,7 +170,7 @@ public sealed class ResultStore : IDisposable
     private sealed class Database : IDisposable
     {
         public readonly LiteDatabase Db;
-        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates, Learning, DeadLetters;
+        public readonly ILiteCollection<BsonDocument> Results, Outbox, Feedback, Updates, Learning, DeadLetters, Meta;
 
         public Database(string path)
         {
@@ -171,9 +185,15 @@ public sealed class ResultStore : IDisposable
                 Updates = Db.GetCollection("updates", BsonAutoId.Int64);
                 Learning = Db.GetCollection("learning", BsonAutoId.Int64);
                 DeadLetters = Db.GetCollection("deadletters", BsonAutoId.Int64);
+                Meta = Db.GetCollection("meta");
                 Results.EnsureIndex("image_sha256", "$.image_sha256", unique: false);
                 // Every label stored counts the labels of unknown results (StoreLabel), and the learner reads the known ones.
                 Feedback.EnsureIndex("known_result", "$.known_result", unique: false);
+                // PruneResults reads the oldest results, and asks of each whether a message or a label still names it.
+                Results.EnsureIndex("stored_at", "$.stored_at", unique: false);
+                Outbox.EnsureIndex("result_id", "$.result_id", unique: false);
+                DeadLetters.EnsureIndex("result_id", "$.result_id", unique: false);
+                Feedback.EnsureIndex("result_id", "$.result_id", unique: false);
             }
             catch
             {
@@ -210,7 +230,10 @@ public sealed class ResultStore : IDisposable
     /// returning. Any other exception rolls it back. A disk or LiteDB failure is not rolled back here: Use closes the
     /// instance, and reopening keeps only what LiteDB had committed to its log, which is all or nothing per transaction.
     /// </summary>
-    private T InDurableTransaction<T>(Func<Database, T> body) => Use(d =>
+    private T InDurableTransaction<T>(Func<Database, T> body) => InTransaction(body, durable: true);
+
+    /// <summary><see cref="InDurableTransaction"/>, made durable only when <paramref name="durable"/> (else at LiteDB's next checkpoint).</summary>
+    private T InTransaction<T>(Func<Database, T> body, bool durable) => Use(d =>
     {
         if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
         T result;
@@ -224,7 +247,7 @@ public sealed class ResultStore : IDisposable
             d.Db.Rollback();
             throw;
         }
-        MakeDurable(d);
+        if (durable) MakeDurable(d);
         return result;
     });
 
@@ -286,6 +309,8 @@ public sealed class ResultStore : IDisposable
                 ["stored_at"] = DateTime.UtcNow,
                 ["source"] = r.Source,
                 ["payload"] = r.Payload,
+                // Where it is published: a result whose outbox entry a rebuild lost is queued there again (RequeueUndelivered).
+                ["topic"] = resultsTopic,
                 // Stays on the device (never published): the readout learner's case once a clinician labels it.
                 ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput,
                 ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
@@ -311,7 +336,10 @@ public sealed class ResultStore : IDisposable
         return list;
     });
 
-    /// <summary>Deletes entries whose PUBACK arrived.</summary>
+    /// <summary>
+    /// Deletes entries whose PUBACK arrived. When that empties the outbox, every result stored so far has been delivered
+    /// or is a dead letter, and the time is recorded as such (<see cref="RequeueUndelivered(Database)"/> starts there).
+    /// </summary>
     public void DeleteOutbox(IReadOnlyCollection<long> ids)
     {
         if (ids.Count == 0) return;
@@ -319,8 +347,45 @@ public sealed class ResultStore : IDisposable
         {
             d.Db.BeginTrans();
             foreach (long id in ids) d.Outbox.Delete(id);
+            if (d.Outbox.FindOne(Query.All()) is null) d.Meta.Upsert(new BsonDocument { ["_id"] = DeliveredThrough, ["at"] = DateTime.UtcNow });
             return d.Db.Commit();
         });
+    }
+
+    /// <summary>The <c>meta</c> document whose <c>at</c> is a time before which every stored result was delivered or is a dead letter.</summary>
+    private const string DeliveredThrough = "delivered_through";
+
+    /// <summary>An outbox entry or a dead letter names the result: it is still to be sent.</summary>
+    private static bool Unsent(Database d, BsonValue resultId) =>
+        d.Outbox.Exists(Query.EQ("result_id", resultId)) || d.DeadLetters.Exists(Query.EQ("result_id", resultId));
+
+    /// <summary>
+    /// Queues again, after a rebuild, the results that may not have been delivered: those stored since the outbox was
+    /// last empty (all of them when that time is not known) that no outbox entry or dead letter names. A rebuild keeps
+    /// what LiteDB could read, and a torn write hits the pages written last, outbox pages among them: a result whose
+    /// entry was lost was never sent, while its capture was already acknowledged. Some of those queued again were
+    /// delivered: they are sent once more under their own ids, which the results topic allows (OutboxPublisher).
+    /// Results stored before they kept their topic cannot be queued and are counted in <paramref name="topicless"/>.
+    /// </summary>
+    private static int RequeueUndelivered(Database d, out int topicless)
+    {
+        DateTime from = d.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at ? at.AsDateTime : DateTime.MinValue;
+        int queued = 0;
+        topicless = 0;
+        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
+        foreach (BsonDocument r in d.Results.Find(Query.GTE("stored_at", from)).ToList())
+        {
+            if (Unsent(d, r["_id"])) continue;
+            if (!r["topic"].IsString) { topicless++; continue; }
+            d.Outbox.Insert(new BsonDocument
+            {
+                ["result_id"] = r["_id"], ["topic"] = r["topic"], ["payload"] = r["payload"], ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
+            });
+            queued++;
+        }
+        d.Db.Commit();
+        MakeDurable(d);
+        return queued;
     }
 
     /// <summary>
@@ -444,6 +509,33 @@ public sealed class ResultStore : IDisposable
         unusable = skipped;
         return cases;
     }
+
+    /// <summary>
+    /// Deletes, of the results stored before <paramref name="storedBefore"/>, those the device no longer needs: delivered
+    /// (no outbox entry or dead letter names them) and not labelled (a label makes its result a case of the readout
+    /// learner). Looks at <paramref name="max"/> of them at most, oldest first, past the <paramref name="skip"/> oldest
+    /// (the ones earlier batches of a pass kept, which stay first), in one transaction: a pass (<see cref="ResultPruning"/>)
+    /// releases the store's lock between batches, so a commit waits for one batch at most. Not made durable at once: a
+    /// deletion a power cut loses is made again by the next pass. An image whose result is gone is a new capture if it
+    /// comes again, classified and published once more (under the same result id while the model is the same).
+    /// </summary>
+    public PruneBatch PruneResults(DateTime storedBefore, int skip, int max) => InTransaction(d =>
+    {
+        int deleted = 0, kept = 0;
+        List<BsonValue> oldest = d.Results.Query().Where(Query.LT("stored_at", storedBefore)).OrderBy("$.stored_at")
+            .Select("$._id").Offset(skip).Limit(max).ToEnumerable().Select(doc => doc["_id"]).ToList();
+        foreach (BsonValue id in oldest)
+        {
+            if (Unsent(d, id) || d.Feedback.Exists(Query.EQ("result_id", id)))
+            {
+                kept++;
+                continue;
+            }
+            d.Results.Delete(id);
+            deleted++;
+        }
+        return new PruneBatch(deleted, kept);
+    }, durable: false);
 
     /// <summary>Records a run of the readout learner.</summary>
     public void LogLearning(LearningAttempt attempt, IReadOnlyDictionary<string, double> metrics) => Use(d =>

@@ -1,0 +1,100 @@
+using Microsoft.Extensions.Logging;
+
+namespace QanaEdge.Daemon.Storage;
+
+/// <summary>
+/// Deletes from the store, once a day, the results stored more than <c>Qana:KeepResultsDays</c> ago that the device no
+/// longer needs: delivered to the broker and not labelled by a clinician (<see cref="ResultStore.PruneResults"/>). A
+/// result with its rendered payload and head input is 1–2 kB, and the store kept every one: a device that classifies
+/// a few hundred images a day grew its store by a hundred MB and more a year, on the disk it shares with captures,
+/// until it was full. LiteDB reuses the pages of deleted documents, so once results older than the period are deleted
+/// as fast as new ones arrive the file stops growing (it does not shrink).
+/// <para>
+/// The first pass runs <see cref="FirstDelay"/> after the start, when a backlog of captures at start has had the store
+/// to itself; a pass the store fails is tried again after <see cref="RetryDelay"/>.
+/// </para>
+/// </summary>
+public sealed class ResultPruning : IAsyncDisposable
+{
+    /// <summary>Time between passes.</summary>
+    public static readonly TimeSpan Period = TimeSpan.FromDays(1);
+
+    /// <summary>Time from the start to the first pass.</summary>
+    public static readonly TimeSpan FirstDelay = TimeSpan.FromMinutes(1);
+
+    /// <summary>Time from a pass the store failed to the next try.</summary>
+    public static readonly TimeSpan RetryDelay = TimeSpan.FromHours(1);
+
+    /// <summary>Results looked at under one hold of the store's lock.</summary>
+    public const int BatchSize = 500;
+
+    private readonly ResultStore _store;
+    private readonly TimeSpan _keep;
+    private readonly ILogger _log;
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _loop;
+
+    /// <param name="keep">How long a result is kept after it was stored (at least this long: passes are a day apart).</param>
+    public ResultPruning(ResultStore store, TimeSpan keep, ILogger<ResultPruning> log, TimeProvider? time = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(keep, TimeSpan.Zero);
+        _store = store;
+        _keep = keep;
+        _log = log;
+        _time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>Raised after each pass, with what it did (tests wait on it; the log line says the same).</summary>
+    public event Action<PruneBatch>? Pruned;
+
+    public void Start() => _loop = Task.Run(() => LoopAsync(_stop.Token));
+
+    private async Task LoopAsync(CancellationToken ct)
+    {
+        try
+        {
+            TimeSpan wait = FirstDelay;
+            while (true)
+            {
+                await Task.Delay(wait, _time, ct).ConfigureAwait(false);
+                wait = Period;
+                try { RunOnce(ct); }
+                catch (Exception e) when (ResultStore.IsStorageFailure(e))
+                {
+                    _log.LogWarning("STORE: deleting results older than {Days} days failed: {Error}; tried again in {Hours} h", _keep.TotalDays, e.Message, RetryDelay.TotalHours);
+                    wait = RetryDelay;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+    }
+
+    /// <summary>One pass, batch after batch until the results older than the period are all looked at; returns the totals.</summary>
+    public PruneBatch RunOnce(CancellationToken ct = default)
+    {
+        DateTime storedBefore = _time.GetUtcNow().UtcDateTime - _keep;
+        int deleted = 0, kept = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            // The kept ones stay the oldest: the next batch starts past them.
+            PruneBatch batch = _store.PruneResults(storedBefore, kept, BatchSize);
+            deleted += batch.Deleted;
+            kept += batch.Kept;
+            if (batch.Deleted + batch.Kept < BatchSize) break;
+        }
+        var total = new PruneBatch(deleted, kept);
+        _log.Log(deleted > 0 ? LogLevel.Information : LogLevel.Debug,
+            "STORE: deleted {Deleted} results stored before {Before:u} (delivered, not labelled; Qana:KeepResultsDays {Days}); {Kept} older ones kept, unsent or labelled",
+            deleted, storedBefore, _keep.TotalDays, kept);
+        Pruned?.Invoke(total);
+        return total;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,121 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
+using QanaEdge.Daemon.Storage;
+using QanaEdge.Daemon.Tests.Infrastructure;
+
+namespace QanaEdge.Daemon.Tests;
+
+/// <summary>
+/// The store keeps a result for <c>Qana:KeepResultsDays</c> and then deletes it, unless it is still to be sent (in the
+/// outbox, or a dead letter) or a clinician labelled it (a case of the readout learner). Before, every result stayed
+/// for good, 1–2 kB each, on the disk the captures share.
+/// </summary>
+public sealed class ResultPruningTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("qana-prune-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static StoredResult Result(int i) => new(
+        ResultId: $"r{i:D4}", ImageSha256: i.ToString("D64"), Label: "nv", Confidence: 0.9f, Refer: false,
+        Tiled: false, ModelId: "m", ModelVersion: "1", LatencyMs: 2.5, EnergyMillijoules: null,
+        CapturedAt: new DateTime(2026, 11, 27, 12, 0, 0, DateTimeKind.Utc), Source: "inbox",
+        Payload: System.Text.Encoding.UTF8.GetBytes($"{{\"result_id\":\"r{i:D4}\"}}"), LandedTimestamp: i,
+        HeadInput: [1, 2, 3], Backbone: "b1");
+
+    /// <summary>
+    /// Seven results: 1–5 delivered (their outbox entries deleted, as a PUBACK does), 2 and 5 labelled, 6 refused by
+    /// the broker (a dead letter), 7 still in the outbox. A result is taken from the outbox for its dead letter, so the
+    /// dead letter alone must keep it.
+    /// </summary>
+    private static void StoreSeven(ResultStore store)
+    {
+        store.Commit([.. Enumerable.Range(1, 7).Select(Result)], "qana/dev/results");
+        List<OutboxEntry> outbox = store.ReadOutbox(0, 100);
+        store.DeleteOutbox(outbox.Where(e => e.ResultId is "r0001" or "r0002" or "r0003" or "r0004" or "r0005").Select(e => e.Id).ToArray());
+        store.DeadLetter(outbox.Single(e => e.ResultId == "r0006"), "quota exceeded", 5);
+        store.AddFeedback("r0002", "mel", "dr-a", null, "{}");
+        store.AddFeedback("r0005", "bcc", "dr-a", null, "{}");
+    }
+
+    private static HashSet<string> Remaining(ResultStore store, IEnumerable<int> ids) =>
+        ids.Select(i => $"r{i:D4}").Where(store.HasResult).ToHashSet();
+
+    [Fact]
+    public void Delivered_unlabelled_results_older_than_the_cut_are_deleted_batch_after_batch()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            StoreSeven(store);
+            // Nothing was stored a day ago: the cut leaves every result.
+            Assert.Equal(new PruneBatch(0, 0), store.PruneResults(DateTime.UtcNow.AddDays(-1), 0, 100));
+
+            // In batches of two, each starting past the ones the earlier batches kept, as a pass runs them.
+            DateTime cut = DateTime.UtcNow.AddMinutes(1);
+            int deleted = 0, kept = 0, batches = 0;
+            while (true)
+            {
+                PruneBatch batch = store.PruneResults(cut, kept, 2);
+                deleted += batch.Deleted;
+                kept += batch.Kept;
+                batches++;
+                if (batch.Deleted + batch.Kept < 2) break;
+            }
+            Assert.Equal((3, 4, 4), (deleted, kept, batches));
+            Assert.Equal(["r0002", "r0005", "r0006", "r0007"], Remaining(store, Enumerable.Range(1, 7)).Order());
+            // The labels, the dead letter and the unsent entry are untouched.
+            Assert.Equal(2, store.FeedbackCount());
+            Assert.Equal("r0006", store.DeadLetters().Single().ResultId);
+            Assert.Equal("r0007", store.ReadOutbox(0, 100).Single().ResultId);
+            Assert.Equal(["r0002", "r0005"], store.LabelledCases("b1", out _).Select(c => c.ResultId));
+        }
+
+        // The deletions are in the file, and an image whose result was deleted is a new capture when it comes again.
+        using var reopened = new ResultStore(path);
+        Assert.Equal(4, reopened.ResultCount());
+        Assert.Equal([true, false], reopened.Commit([Result(1), Result(2)], "qana/dev/results"));
+    }
+
+    /// <summary>
+    /// The daemon's loop on a clock the test moves: the first pass a minute after the start deletes nothing (every
+    /// result is younger than the day kept), the pass a day later deletes the delivered, unlabelled ones.
+    /// </summary>
+    [Fact]
+    public async Task Passes_run_on_the_clock_and_delete_once_results_are_older_than_kept()
+    {
+        using var store = new ResultStore(Path.Combine(_dir, "qana.db"));
+        StoreSeven(store);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var log = new RecordingLogger<ResultPruning>();
+        await using var pruning = new ResultPruning(store, TimeSpan.FromDays(1), log, time);
+        var passes = Channel.CreateUnbounded<PruneBatch>();
+        pruning.Pruned += batch => passes.Writer.TryWrite(batch);
+        pruning.Start();
+
+        Assert.Equal(new PruneBatch(0, 0), await NextPass(time, ResultPruning.FirstDelay, passes.Reader));
+        Assert.Equal(7, store.ResultCount());
+
+        Assert.Equal(new PruneBatch(3, 4), await NextPass(time, ResultPruning.Period, passes.Reader));
+        Assert.Equal(["r0002", "r0005", "r0006", "r0007"], Remaining(store, Enumerable.Range(1, 7)).Order());
+        Assert.Equal(1, log.Lines.Count(l => l.Level == LogLevel.Information && l.Message.Contains("STORE: deleted 3 results stored before", StringComparison.Ordinal)
+            && l.Message.Contains("4 older ones kept, unsent or labelled", StringComparison.Ordinal)));
+    }
+
+    /// <summary>
+    /// Moves the clock by <paramref name="step"/> until the loop reports a pass: the loop may not have begun its wait
+    /// when the clock first moves (a wait begun after a move counts from the moved time), so the clock moves again.
+    /// </summary>
+    private static async Task<PruneBatch> NextPass(FakeTimeProvider time, TimeSpan step, ChannelReader<PruneBatch> passes)
+    {
+        for (int moves = 0; moves < 100; moves++)
+        {
+            time.Advance(step);
+            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+            try { return await passes.ReadAsync(wait.Token); }
+            catch (OperationCanceledException) { }
+        }
+        throw new TimeoutException("no pass after 100 moves of the clock");
+    }
+}
