@@ -22,6 +22,8 @@ using QanaEdge.TestSupport;
 //    captures most of its day, so these are most of what the daemon costs in energy.
 // Arguments of the form --Qana:Key=value go to the daemon as they are (e.g. --Qana:Fallback=Symmetries).
 // --embedded: the daemon's own broker (no Qana:Mqtt:Host, as shipped) instead of mosquitto; the subscriber connects to it.
+// --store (alone): the result store on a real LiteDB file, in this process (StoreBench).
+if (args is ["--store"]) { StoreBench.Run(); return 0; }
 if (args.Length < 1) { Console.Error.WriteLine("usage: QanaEdge.Daemon.Bench QANAD [--model PKG] [--rate N] [--seconds S] [--burst N] [--idle S] [--embedded] [--Qana:Key=value ...]"); return 2; }
 string qanad = Path.GetFullPath(args[0]);
 string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }

@@ -264,6 +264,16 @@ public sealed class ResultStore : IDisposable
         catch (Exception e) when (e is IOException or LiteException or ObjectDisposedException) { }
     }
 
+    /// <summary>
+    /// A query with its value as a parameter. LiteDB parses and compiles an expression once per source text and caches
+    /// it; a value written into the text, as Query.EQ and its kind write it, made every call compile a new expression:
+    /// 1.6 ms for a look-up that takes 0.05 ms compiled, once per result committed and per outbox read, under the store's lock.
+    /// </summary>
+    private static BsonExpression Where(string source, BsonValue value) => BsonExpression.Create(source, value);
+
+    /// <summary>The predicate of a document that names a result (outbox entries, dead letters, labels).</summary>
+    private const string NamesResult = "$.result_id = @0";
+
     public bool HasResult(string resultId) => Use(d => d.Results.FindById(resultId) is not null);
 
     /// <summary>
@@ -287,7 +297,7 @@ public sealed class ResultStore : IDisposable
         for (int i = 0; i < batch.Count; i++)
         {
             StoredResult r = batch[i];
-            if (d.Results.FindOne(Query.EQ("image_sha256", r.ImageSha256)) is { } stored)
+            if (d.Results.FindOne(Where("$.image_sha256 = @0", r.ImageSha256)) is { } stored)
             {
                 resultIds[i] = stored["_id"].AsString;
                 continue;
@@ -331,7 +341,7 @@ public sealed class ResultStore : IDisposable
     public List<OutboxEntry> ReadOutbox(long afterId, int max) => Use(d =>
     {
         var list = new List<OutboxEntry>(Math.Min(max, 256));
-        foreach (BsonDocument doc in d.Outbox.Find(Query.GT("_id", afterId), 0, max))
+        foreach (BsonDocument doc in d.Outbox.Find(Where("$._id > @0", afterId), 0, max))
             list.Add(new OutboxEntry(doc["_id"].AsInt64, doc["result_id"].AsString, doc["topic"].AsString, doc["payload"].AsBinary, doc["landed"].AsInt64));
         return list;
     });
@@ -357,7 +367,7 @@ public sealed class ResultStore : IDisposable
 
     /// <summary>An outbox entry or a dead letter names the result: it is still to be sent.</summary>
     private static bool Unsent(Database d, BsonValue resultId) =>
-        d.Outbox.Exists(Query.EQ("result_id", resultId)) || d.DeadLetters.Exists(Query.EQ("result_id", resultId));
+        d.Outbox.Exists(Where(NamesResult, resultId)) || d.DeadLetters.Exists(Where(NamesResult, resultId));
 
     /// <summary>
     /// Queues again, after a rebuild, the results that may not have been delivered: those stored since the outbox was
@@ -373,7 +383,7 @@ public sealed class ResultStore : IDisposable
         int queued = 0;
         topicless = 0;
         if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-        foreach (BsonDocument r in d.Results.Find(Query.GTE("stored_at", from)).ToList())
+        foreach (BsonDocument r in d.Results.Find(Where("$.stored_at >= @0", from)).ToList())
         {
             if (Unsent(d, r["_id"])) continue;
             if (!r["topic"].IsString) { topicless++; continue; }
@@ -522,11 +532,11 @@ public sealed class ResultStore : IDisposable
     public PruneBatch PruneResults(DateTime storedBefore, int skip, int max) => InTransaction(d =>
     {
         int deleted = 0, kept = 0;
-        List<BsonValue> oldest = d.Results.Query().Where(Query.LT("stored_at", storedBefore)).OrderBy("$.stored_at")
+        List<BsonValue> oldest = d.Results.Query().Where(Where("$.stored_at < @0", storedBefore)).OrderBy("$.stored_at")
             .Select("$._id").Offset(skip).Limit(max).ToEnumerable().Select(doc => doc["_id"]).ToList();
         foreach (BsonValue id in oldest)
         {
-            if (Unsent(d, id) || d.Feedback.Exists(Query.EQ("result_id", id)))
+            if (Unsent(d, id) || d.Feedback.Exists(Where(NamesResult, id)))
             {
                 kept++;
                 continue;
