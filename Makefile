@@ -8,7 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check akida-shim-check syscall-check bench bench-daemon learning-sim float-baseline model splits ablation clean
+.PHONY: deps deps-test deps-arm64 deps-qemu restore build test run publish publish-check akida-shim-check syscall-check bench bench-daemon bench-store learning-sim float-baseline model splits ablation clean
 
 # $(call apt_install,PACKAGES[,FOREIGN_ARCH]): install the Debian packages not yet installed (idempotent); adds
 # FOREIGN_ARCH to dpkg first when given (multiarch packages such as zlib1g-dev:arm64). Once a package is installed
@@ -129,6 +129,11 @@ BENCH_ISA ?= native
 bench-daemon: restore
 	$(DOTNET) publish src/QanaEdge.Daemon -c Release -r linux-x64 -p:IlcInstructionSet=$(BENCH_ISA) -o out/bench-linux-x64 -nologo -v q
 	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- out/bench-linux-x64/qanad $(BENCH_ARGS)
+
+## bench-store: the daemon's result store on a real LiteDB file, in process: commit, outbox drain, pruning pass, and
+## the image look-up with its value in the expression's text against a parameter, in one run (StoreBench)
+bench-store: restore
+	$(DOTNET) run --project tests/QanaEdge.Daemon.Bench -c Release -- --store
 
 ## learning-sim: the device's readout learning replayed on the validation split, figures on a held-out half of it
 ## (docs/daemon.md). LEARNING_SIM_ARGS="MIN_CASES NEW_CASES" (default 40 20, the daemon's).
