@@ -17,12 +17,8 @@ public sealed class ResultPruningTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static StoredResult Result(int i) => new(
-        ResultId: $"r{i:D4}", ImageSha256: i.ToString("D64"), Label: "nv", Confidence: 0.9f, Refer: false,
-        Tiled: false, ModelId: "m", ModelVersion: "1", LatencyMs: 2.5, EnergyMillijoules: null,
-        CapturedAt: new DateTime(2026, 11, 27, 12, 0, 0, DateTimeKind.Utc), Source: "inbox",
-        Payload: System.Text.Encoding.UTF8.GetBytes($"{{\"result_id\":\"r{i:D4}\"}}"), LandedTimestamp: i,
-        HeadInput: [1, 2, 3], Backbone: "b1");
+    /// <summary>A result with a head input, so that a labelled one is a case of the readout learner.</summary>
+    private static StoredResult Result(int i) => ResultStoreTests.Result(i) with { HeadInput = [1, 2, 3], Backbone = "b1" };
 
     /// <summary>
     /// Seven results: 1–5 delivered (their outbox entries deleted, as a PUBACK does), 2 and 5 labelled, 6 refused by

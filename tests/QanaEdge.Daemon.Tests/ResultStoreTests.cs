@@ -11,7 +11,8 @@ public sealed class ResultStoreTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static StoredResult Result(int i) => new(
+    /// <summary>A small result numbered <paramref name="i"/> (its image differs for each i under 10); the pruning tests use it too.</summary>
+    internal static StoredResult Result(int i) => new(
         ResultId: $"r{i:D4}", ImageSha256: new string('a', 63) + (i % 10), Label: "nv", Confidence: 0.9f, Refer: false,
         Tiled: false, ModelId: "m", ModelVersion: "1", LatencyMs: 2.5, EnergyMillijoules: null,
         CapturedAt: new DateTime(2026, 11, 27, 12, 0, 0, DateTimeKind.Utc), Source: "inbox",
