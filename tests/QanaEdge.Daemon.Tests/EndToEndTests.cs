@@ -61,6 +61,11 @@ public sealed class EndToEndTests : IDisposable
         Assert.StartsWith("managed IntegerEngine", status.GetProperty("engine").GetString());
         Assert.Contains("no Akida device", status.GetProperty("engine_reason").GetString());
         Assert.Equal(TestModel.Id, status.GetProperty("model").GetProperty("id").GetString());
+        // The store's pruning at its default period, nothing deleted yet (its first pass is a minute after the start).
+        JsonElement pruning = status.GetProperty("store");
+        Assert.Equal(365, pruning.GetProperty("keep_results_days").GetDouble());
+        Assert.Equal(0, pruning.GetProperty("deleted_results").GetInt64());
+        Assert.Equal(JsonValueKind.Null, pruning.GetProperty("last_deleted_at").ValueKind);
 
         // Captures acknowledged (moved to done), outbox drained once PUBACKs arrived.
         await TestEnv.WaitUntil(() => Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(10), "inbox to empty");

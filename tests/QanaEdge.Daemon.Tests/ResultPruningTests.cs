@@ -92,9 +92,12 @@ public sealed class ResultPruningTests : IDisposable
 
         Assert.Equal(new PruneBatch(0, 0), await NextPass(time, ResultPruning.FirstDelay, passes.Reader));
         Assert.Equal(7, store.ResultCount());
+        Assert.Equal(new PruningSummary(1, 0, null), pruning.Summary);
 
         Assert.Equal(new PruneBatch(3, 4), await NextPass(time, ResultPruning.Period, passes.Reader));
         Assert.Equal(["r0002", "r0005", "r0006", "r0007"], Remaining(store, Enumerable.Range(1, 7)).Order());
+        Assert.Equal((1.0, 3L), (pruning.Summary.KeepDays, pruning.Summary.DeletedResults));
+        Assert.NotNull(pruning.Summary.LastDeletedAtUtc);
         Assert.Equal(1, log.Lines.Count(l => l.Level == LogLevel.Information && l.Message.Contains("STORE: deleted 3 results stored before", StringComparison.Ordinal)
             && l.Message.Contains("4 older ones kept, unsent or labelled", StringComparison.Ordinal)));
     }

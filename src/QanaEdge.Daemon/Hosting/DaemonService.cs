@@ -128,6 +128,12 @@ public sealed class DaemonService(
             // Operators see captures deleted for room, and a disk that stays short, in the retained status.
             _retention.Changed += PublishStatus;
         }
+        // Made before the link starts too, for the same reason; its first pass is a minute after the start.
+        if (options.KeepResultsDays > 0)
+        {
+            _pruning = new ResultPruning(_store, TimeSpan.FromDays(options.KeepResultsDays), loggers.CreateLogger<ResultPruning>());
+            _pruning.Pruned += pass => { if (pass.Deleted > 0) PublishStatus(); };
+        }
         // The camera opens before the link starts so that the first "online" status already says how it is.
         if (options.Camera.Enabled) _camera = OpenCamera();
         _version = version;
@@ -143,11 +149,7 @@ public sealed class DaemonService(
             retention.Start();
         }
         _watcher.Start();
-        if (options.KeepResultsDays > 0)
-        {
-            _pruning = new ResultPruning(_store, TimeSpan.FromDays(options.KeepResultsDays), loggers.CreateLogger<ResultPruning>());
-            _pruning.Start();
-        }
+        _pruning?.Start();
         if (_meter is not null) _telemetry = Task.Run(() => TelemetryAsync(topics, _stop.Token));
 
         lifetime.ApplicationStarted.Register(() => _log.LogInformation(
@@ -207,7 +209,7 @@ public sealed class DaemonService(
         IClassifierProvider provider = model.Active.Provider;
         return Payloads.Status("online", options.DeviceId, provider.EngineName, provider.EngineReason,
             provider.ModelId, provider.ModelVersion, _version, _camera?.State ?? _cameraUnavailable, model.Active.Source, learnerKey.Key?.PublicKey,
-            DeadLetterCount(), _powerProblem, _retention?.Summary);
+            DeadLetterCount(), _powerProblem, _retention?.Summary, _pruning?.Summary);
     }
 
     /// <summary>The dead letters' count for the status; none when the store cannot be read (the status goes out anyway).</summary>

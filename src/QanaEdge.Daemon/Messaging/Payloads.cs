@@ -72,7 +72,7 @@ public static class Payloads
 
     public static byte[] Status(string state, string deviceId, string? engine, string? engineReason, string? modelId, string? modelVersion, string? daemonVersion,
         Capture.CameraState? camera = null, string? modelSource = null, Model.Packaging.TrustedKey? learner = null, int? deadLetters = null,
-        string? powerError = null, Capture.RetentionSummary? retention = null)
+        string? powerError = null, Capture.RetentionSummary? retention = null, Storage.PruningSummary? store = null)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer))
@@ -126,6 +126,16 @@ public static class Payloads
                 if (retention.LastDeletedAtUtc is DateTime last) w.WriteString("last_deleted_at", Timestamp(last));
                 else w.WriteNull("last_deleted_at");
                 w.WriteBoolean("short", retention.Short);
+                w.WriteEndObject();
+            }
+            // The store's pruning of delivered results: results are records, and an operator sees them go.
+            if (store is not null)
+            {
+                w.WriteStartObject("store");
+                w.WriteNumber("keep_results_days", store.KeepDays);
+                w.WriteNumber("deleted_results", store.DeletedResults);
+                if (store.LastDeletedAtUtc is DateTime pruned) w.WriteString("last_deleted_at", Timestamp(pruned));
+                else w.WriteNull("last_deleted_at");
                 w.WriteEndObject();
             }
             w.WriteString("at", Timestamp(DateTime.UtcNow));

@@ -34,6 +34,8 @@ public sealed class ResultPruning : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
+    // Read by the status from other threads: the time as ticks (0: none yet), so that each is one atomic read.
+    private long _deleted, _lastDeletedTicks;
 
     /// <param name="keep">How long a result is kept after it was stored (at least this long: passes are a day apart).</param>
     public ResultPruning(ResultStore store, TimeSpan keep, ILogger<ResultPruning> log, TimeProvider? time = null)
@@ -45,8 +47,12 @@ public sealed class ResultPruning : IAsyncDisposable
         _time = time ?? TimeProvider.System;
     }
 
-    /// <summary>Raised after each pass, with what it did (tests wait on it; the log line says the same).</summary>
+    /// <summary>Raised after each pass, with what it did (the daemon publishes its status again after one that deleted).</summary>
     public event Action<PruneBatch>? Pruned;
+
+    /// <summary>The period and what the passes deleted since the start, for the retained status.</summary>
+    public PruningSummary Summary => new(_keep.TotalDays, Interlocked.Read(ref _deleted),
+        Interlocked.Read(ref _lastDeletedTicks) is > 0 and var ticks ? new DateTime(ticks, DateTimeKind.Utc) : null);
 
     public void Start() => _loop = Task.Run(() => LoopAsync(_stop.Token));
 
@@ -84,6 +90,11 @@ public sealed class ResultPruning : IAsyncDisposable
             if (batch.Deleted + batch.Kept < BatchSize) break;
         }
         var total = new PruneBatch(deleted, kept);
+        if (deleted > 0)
+        {
+            Interlocked.Add(ref _deleted, deleted);
+            Interlocked.Exchange(ref _lastDeletedTicks, DateTime.UtcNow.Ticks);
+        }
         _log.Log(deleted > 0 ? LogLevel.Information : LogLevel.Debug,
             "STORE: deleted {Deleted} results stored before {Before:u} (delivered, not labelled; Qana:KeepResultsDays {Days}); {Kept} older ones kept, unsent or labelled",
             deleted, storedBefore, _keep.TotalDays, kept);
@@ -98,3 +109,9 @@ public sealed class ResultPruning : IAsyncDisposable
         _stop.Dispose();
     }
 }
+
+/// <summary>
+/// What <see cref="ResultPruning"/> did since the daemon started: the period it keeps results for, how many it deleted,
+/// and when it last deleted any (null before).
+/// </summary>
+public sealed record PruningSummary(double KeepDays, long DeletedResults, DateTime? LastDeletedAtUtc);
