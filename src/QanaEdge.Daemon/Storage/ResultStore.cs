@@ -91,7 +91,7 @@ public sealed class ResultStore : IDisposable
             File.Move(path, aside);
             bool hadLog = File.Exists(logFile);
             if (hadLog) File.Move(logFile, aside + "-log");
-            try { _open = new Database(path); }
+            try { _open = Opened(new Database(path)); }
             catch
             {
                 File.Move(aside, path, overwrite: true);
@@ -113,8 +113,8 @@ public sealed class ResultStore : IDisposable
         string backups = Path.GetFileNameWithoutExtension(DatabasePath) + "-backup*" + Path.GetExtension(DatabasePath);
         var before = Directory.GetFiles(folder, backups).ToHashSet(StringComparer.Ordinal);
         Database db;
-        try { db = new Database(DatabasePath); }
-        catch (Exception e) when (IsDamage(e)) { db = new Database(DatabasePath); }
+        try { db = Opened(new Database(DatabasePath)); }
+        catch (Exception e) when (IsDamage(e)) { db = Opened(new Database(DatabasePath)); }
         if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
         {
             int unread, requeued, topicless;
@@ -326,13 +326,7 @@ public sealed class ResultStore : IDisposable
                 ["head_input"] = r.HeadInput is null ? BsonValue.Null : (byte[])(Array)r.HeadInput,
                 ["backbone"] = r.Backbone is null ? BsonValue.Null : r.Backbone,
             });
-            d.Outbox.Insert(new BsonDocument
-            {
-                ["result_id"] = r.ResultId,
-                ["topic"] = resultsTopic,
-                ["payload"] = r.Payload,
-                ["landed"] = r.LandedTimestamp,
-            });
+            Enqueue(d, r.ResultId, resultsTopic, r.Payload, r.LandedTimestamp);
             fresh[i] = true;
         }
         return fresh;
@@ -363,6 +357,38 @@ public sealed class ResultStore : IDisposable
         });
     }
 
+    /// <summary>
+    /// Adds an outbox entry under the next outbox id of this store. LiteDB's own ids go on from the highest id in the
+    /// collection when the file is opened again, which the store does after each failure: an entry deleted (or lost to a
+    /// rebuild) just before would see its id given to a new entry, and the publisher, which keys the entries it has in
+    /// flight, acknowledged, or refused by id, could take the new entry for the old one and delete it unsent.
+    /// </summary>
+    private void Enqueue(Database d, BsonValue resultId, BsonValue topic, BsonValue payload, BsonValue landed) => d.Outbox.Insert(new BsonDocument
+    {
+        ["_id"] = ++_lastOutboxId, ["result_id"] = resultId, ["topic"] = topic, ["payload"] = payload, ["landed"] = landed,
+    });
+
+    /// <summary>Takes note of the highest outbox id in a database just opened (see <see cref="Enqueue"/>).</summary>
+    private Database Opened(Database db)
+    {
+        try
+        {
+            // The newest entry by id (Max throws on an empty collection).
+            if (db.Outbox.Find(Query.All(Query.Descending), 0, 1).FirstOrDefault()?["_id"] is { IsInt64: true } last && last.AsInt64 > _lastOutboxId)
+                _lastOutboxId = last.AsInt64;
+        }
+        catch
+        {
+            // Closed before anything opens the file again (OpenOrRebuild does on damage): two instances would corrupt it.
+            Abandon(db.Db);
+            throw;
+        }
+        return db;
+    }
+
+    /// <summary>The highest outbox id this store has issued or seen (under the lock).</summary>
+    private long _lastOutboxId;
+
     /// <summary>The <c>meta</c> document whose <c>at</c> is a time before which every stored result was delivered or is a dead letter.</summary>
     private const string DeliveredThrough = "delivered_through";
 
@@ -378,7 +404,7 @@ public sealed class ResultStore : IDisposable
     /// delivered: they are sent once more under their own ids, which the results topic allows (OutboxPublisher).
     /// Results stored before they kept their topic cannot be queued and are counted in <paramref name="topicless"/>.
     /// </summary>
-    private static int RequeueUndelivered(Database d, out int topicless)
+    private int RequeueUndelivered(Database d, out int topicless)
     {
         DateTime from = d.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at ? at.AsDateTime : DateTime.MinValue;
         int queued = 0;
@@ -388,10 +414,7 @@ public sealed class ResultStore : IDisposable
         {
             if (Unsent(d, r["_id"])) continue;
             if (!r["topic"].IsString) { topicless++; continue; }
-            d.Outbox.Insert(new BsonDocument
-            {
-                ["result_id"] = r["_id"], ["topic"] = r["topic"], ["payload"] = r["payload"], ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
-            });
+            Enqueue(d, r["_id"], r["topic"], r["payload"], System.Diagnostics.Stopwatch.GetTimestamp());
             queued++;
         }
         d.Db.Commit();
@@ -425,13 +448,7 @@ public sealed class ResultStore : IDisposable
         int moved = 0;
         foreach (BsonDocument doc in d.DeadLetters.FindAll().ToList())
         {
-            d.Outbox.Insert(new BsonDocument
-            {
-                ["result_id"] = doc["result_id"],
-                ["topic"] = doc["topic"],
-                ["payload"] = doc["payload"],
-                ["landed"] = doc["landed"],
-            });
+            Enqueue(d, doc["result_id"], doc["topic"], doc["payload"], doc["landed"]);
             d.DeadLetters.Delete(doc["_id"]);
             moved++;
         }
@@ -577,10 +594,7 @@ public sealed class ResultStore : IDisposable
     public void RecordLearnedReadout(string sha256, string reason, string topic, byte[] package) => InDurableTransaction(d =>
     {
         d.Updates.Insert(UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason));
-        d.Outbox.Insert(new BsonDocument
-        {
-            ["result_id"] = "readout:" + sha256, ["topic"] = topic, ["payload"] = package, ["landed"] = System.Diagnostics.Stopwatch.GetTimestamp(),
-        });
+        Enqueue(d, "readout:" + sha256, topic, package, System.Diagnostics.Stopwatch.GetTimestamp());
         return 0;
     });
 
