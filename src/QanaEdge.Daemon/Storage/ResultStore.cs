@@ -67,6 +67,8 @@ public sealed class ResultStore : IDisposable
     private readonly Lock _gate = new();
     private Database? _open;
     private bool _disposed;
+    // The highest outbox id this store has issued or seen in a file it opened (under the lock; see Enqueue).
+    private long _lastOutboxId;
 
     /// <summary>
     /// Opens the store, creating it when there is none. A file damaged by a power cut (an SD card's torn write) is
@@ -385,9 +387,6 @@ public sealed class ResultStore : IDisposable
         }
         return db;
     }
-
-    /// <summary>The highest outbox id this store has issued or seen (under the lock).</summary>
-    private long _lastOutboxId;
 
     /// <summary>The <c>meta</c> document whose <c>at</c> is a time before which every stored result was delivered or is a dead letter.</summary>
     private const string DeliveredThrough = "delivered_through";
