@@ -64,7 +64,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it is tried again later and recognised as a duplicate)", path, e.Message);
+            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it is tried again later)", path, e.Message);
             if (claimed is not null) PutBack(claimed, path);
             return false;
         }

@@ -37,7 +37,10 @@ public sealed class CapturePipeline : IAsyncDisposable
     private readonly ILogger<CapturePipeline> _log;
     private readonly CaptureQueue _captures;
     private readonly Channel<(CaptureItem Item, StoredResult Result)> _done;
-    private readonly Channel<Committed> _committed = Channel.CreateUnbounded<Committed>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    // Written by the store writer, and by a worker that takes again a capture whose result is stored (TryAgainUnclassified).
+    private readonly Channel<Committed> _committed = Channel.CreateUnbounded<Committed>(new UnboundedChannelOptions { SingleReader = true });
+    // Committed captures the acknowledger could not move or delete, by inbox path: taken again, they are not classified again.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Committed> _unacknowledged = new(StringComparer.Ordinal);
     private readonly Topics _topics;
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
@@ -75,6 +78,9 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// Empty) is taken for a file still being written, and tried again later, rather than quarantined.
     /// </summary>
     public static readonly TimeSpan IncompleteGrace = TimeSpan.FromSeconds(60);
+
+    /// <summary>Unacknowledged captures remembered at most (beyond, one taken again is classified again, as before).</summary>
+    public const int MaxUnacknowledged = 4096;
 
     public void Start()
     {
@@ -153,6 +159,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     {
         cardFault = null;
         string sha = Convert.ToHexStringLower(SHA256.HashData(item.Bytes));
+        if (TryAgainUnclassified(item, sha)) return null;
         // The model of the classifier that classifies this image, not whatever the daemon runs by the time it is stored.
         string modelId = classifier.ModelId, modelVersion = classifier.ModelVersion;
         string resultId = Payloads.ResultId(_options.DeviceId, sha, modelId, modelVersion);
@@ -210,6 +217,25 @@ public sealed class CapturePipeline : IAsyncDisposable
         return (item with { Bytes = [] }, stored);
     }
 
+    /// <summary>
+    /// Sends a capture taken again after its acknowledgement failed (a done folder on a mount gone read-only or full)
+    /// straight to the acknowledger, when it holds the same bytes and its result is still in the store. Each retry
+    /// classified it again, found it a duplicate and logged that, every few minutes per capture for as long as the folder
+    /// stayed unwritable.
+    /// </summary>
+    private bool TryAgainUnclassified(CaptureItem item, string sha)
+    {
+        if (!_unacknowledged.TryGetValue(item.Path, out Committed? pending) || pending.Sha256 != sha) return false;
+        try
+        {
+            // A store rebuilt meanwhile may have lost the result: then the capture is classified and stored again.
+            if (!_store.HasResult(pending.ResultId)) return false;
+        }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e)) { return false; }
+        // Completed only after the workers stop: a capture not taken here stays in the inbox for the next start.
+        return _committed.Writer.TryWrite(pending with { Retried = true });
+    }
+
     private async Task WriterAsync(CancellationToken ct)
     {
         var batch = new List<(CaptureItem Item, StoredResult Result)>(64);
@@ -252,8 +278,18 @@ public sealed class CapturePipeline : IAsyncDisposable
             {
                 while (_committed.Reader.TryRead(out Committed? c))
                 {
-                    Released?.Invoke(c.Path, _disposition.Acknowledge(c.Path, c.Sha256));
-                    if (c.Fresh)
+                    bool settled = _disposition.Acknowledge(c.Path, c.Sha256);
+                    if (!settled && (_unacknowledged.Count < MaxUnacknowledged || _unacknowledged.ContainsKey(c.Path))) _unacknowledged[c.Path] = c;
+                    else if (settled && _unacknowledged.TryRemove(c.Path, out _) && c.Retried)
+                        _log.LogInformation("Acknowledged {File} on a later try (result {ResultId})", c.DisplayName, c.ResultId);
+                    Released?.Invoke(c.Path, settled);
+                    if (c.Retried)
+                    {
+                        // Taken again only to be moved: no second classification, nothing new to say but the move's outcome.
+                        _progress.OnDuplicate();
+                        _log.LogDebug("{File} tried again without classifying it again (result {ResultId})", c.DisplayName, c.ResultId);
+                    }
+                    else if (c.Fresh)
                     {
                         _progress.OnCompleted();
                         _log.LogInformation("Result {ResultId} for {File}: {Label} (p={Confidence:0.000}, refer={Refer}) in {Latency:0.0} ms",
@@ -273,7 +309,8 @@ public sealed class CapturePipeline : IAsyncDisposable
     }
 
     /// <summary>What the acknowledger needs of a committed capture (not its bytes, which can be collected now).</summary>
-    private sealed record Committed(string Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs);
+    private sealed record Committed(string Path, string DisplayName, bool Fresh, string ResultId, string Sha256, string Label, float Confidence, bool Refer, double LatencyMs,
+        bool Retried = false);
 
     /// <summary>
     /// Commits the batch, retrying with backoff while the store fails; null when it failed while the pipeline stops.
