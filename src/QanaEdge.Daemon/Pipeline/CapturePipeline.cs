@@ -20,9 +20,11 @@ namespace QanaEdge.Daemon.Pipeline;
 /// <para>
 /// Workers do not ask the store whether a result exists: that read took the store's lock, which the writer holds
 /// through each commit, and stalled classification behind the disk. The writer's commit skips an image it already
-/// holds, so a duplicate capture costs one classification and gets no second result. Acknowledging (unlink or rename,
-/// the writer's largest cost when profiled) runs after the commit on its own task, so neither the next commit nor the
-/// publish waits for it; a capture is still only acknowledged once its result and outbox entry are durable.
+/// holds, so a duplicate capture costs one classification and gets no second result. (A capture taken again after its
+/// move failed is the exception: its result is looked up, and it is not classified again; see TryAgainUnclassified.)
+/// Acknowledging (unlink or rename, the writer's largest cost when profiled) runs after the commit on its own task, so
+/// neither the next commit nor the publish waits for it; a capture is still only acknowledged once its result and
+/// outbox entry are durable.
 /// </para>
 /// </summary>
 public sealed class CapturePipeline : IAsyncDisposable
