@@ -172,6 +172,9 @@ public sealed class EnergyMeter : IDisposable
     private bool Rest()
     {
         while (_wake.Wait(0)) { }   // wake-ups from before this look
+        // Dispose sets the flag before it releases: a stop whose wake-up that drain took ends the sampler here, where it
+        // waited out a whole RestPeriod (and Dispose's 2 s join gave up on it).
+        if (_stopping.IsSet) return true;
         _resting = true;
         try
         {
