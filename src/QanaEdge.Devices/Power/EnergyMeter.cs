@@ -49,7 +49,7 @@ public sealed class EnergyMeter : IDisposable
     // inference ended): the baseline learns only readings of a board at rest, from one update interval after that on.
     private int _work;
     private long _restSince = long.MinValue;
-    private readonly long _conversionTicks;
+    private readonly long _conversionTicks, _batchWindowTicks;
     // Released to wake a sampler at rest (BeginWork, BeginInference, Dispose); _resting says whether one waits on it, so
     // that the captures of a burst do not each release it.
     private readonly SemaphoreSlim _wake = new(0);
@@ -70,6 +70,7 @@ public sealed class EnergyMeter : IDisposable
         _idleSampleCount = Math.Max(1, idleSamples);
         _conversionTicks = (long)(sensor.UpdateInterval.TotalSeconds * Stopwatch.Frequency);
         BatchWindow = TimeSpan.FromTicks(Math.Max(sensor.UpdateInterval.Ticks * 4, TimeSpan.FromMilliseconds(200).Ticks));
+        _batchWindowTicks = (long)(BatchWindow.TotalSeconds * Stopwatch.Frequency);
         RestPeriod = restPeriod is { } rest && rest > _period ? rest : TimeSpan.FromTicks(Math.Max(_period.Ticks, TimeSpan.FromSeconds(1).Ticks));
     }
 
@@ -182,21 +183,12 @@ public sealed class EnergyMeter : IDisposable
             {
                 // The trailing batch window after the last piece of work is sampled at full rate: a slow sensor's energy
                 // is the mean power over the window that ends with an image.
-                long now = Stopwatch.GetTimestamp();
-                if (_idleWatts is null || _work > 0 || AnyRunning() || (_restSince != long.MinValue && now - _restSince < BatchWindow.TotalSeconds * Stopwatch.Frequency))
-                    return false;
+                if (_idleWatts is null || !AtRest(Stopwatch.GetTimestamp(), _batchWindowTicks)) return false;
             }
             _wake.Wait(RestPeriod);
             return true;
         }
         finally { _resting = false; }
-    }
-
-    /// <summary>Whether a registered inference is still running (under the lock).</summary>
-    private bool AnyRunning()
-    {
-        foreach (var (_, e) in _windows) if (e == long.MaxValue) return true;
-        return false;
     }
 
     /// <summary>Wakes a sampler at rest: work begins.</summary>
@@ -315,12 +307,13 @@ public sealed class EnergyMeter : IDisposable
     }
 
     /// <summary>
-    /// Whether a reading taken at <paramref name="t"/> is of the board at rest (under the lock): no work in flight, no
-    /// inference running, and none that ended within the conversion the reading comes from (one update interval before
-    /// it; a 35 ms hwmon conversion that ends just after an image still averages the power of its end).
+    /// Whether the board is at rest at <paramref name="t"/> (under the lock): no work in flight, no inference running, and
+    /// none that ended within <paramref name="quietTicks"/> before it. A reading is learned as idle with the conversion it
+    /// comes from as that span (one update interval: a 35 ms hwmon conversion that ends just after an image still averages
+    /// the power of its end); the sampler rests after a <see cref="BatchWindow"/>.
     /// </summary>
-    private bool AtRest(long t)
-        => _work == 0 && !DuringInference(t) && (_restSince == long.MinValue || t - _restSince >= _conversionTicks);
+    private bool AtRest(long t, long quietTicks)
+        => _work == 0 && !DuringInference(t) && (_restSince == long.MinValue || t - _restSince >= quietTicks);
 
     /// <summary>Records a sample taken at a <see cref="Stopwatch"/> timestamp.</summary>
     public void AddSample(long timestamp, double watts)
@@ -334,7 +327,7 @@ public sealed class EnergyMeter : IDisposable
             // time; a sensor that answers only later would otherwise learn it from the images being classified, or from
             // the work between them (hashing, storing, moving files), and every energy_mj after would be low (or 0). On a
             // backlog that never drains the board is never at rest, and energy_mj stays null: there is no idle to measure.
-            if (_idleWatts is null && AtRest(timestamp))
+            if (_idleWatts is null && AtRest(timestamp, _conversionTicks))
             {
                 _idleSamples.Add(watts);
                 if (_idleSamples.Count >= _idleSampleCount)
