@@ -235,7 +235,10 @@ public sealed class ResultStore : IDisposable
     private T InDurableTransaction<T>(Func<Database, T> body) => InTransaction(body, durable: true);
 
     /// <summary><see cref="InDurableTransaction"/>, made durable only when <paramref name="durable"/> (else at LiteDB's next checkpoint).</summary>
-    private T InTransaction<T>(Func<Database, T> body, bool durable) => Use(d =>
+    private T InTransaction<T>(Func<Database, T> body, bool durable) => Use(d => Transact(d, body, durable));
+
+    /// <summary>The transaction of <see cref="InTransaction"/> on a database in hand (one just opened, before Use has it).</summary>
+    private static T Transact<T>(Database d, Func<Database, T> body, bool durable)
     {
         if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
         T result;
@@ -251,7 +254,7 @@ public sealed class ResultStore : IDisposable
         }
         if (durable) MakeDurable(d);
         return result;
-    });
+    }
 
     /// <summary>
     /// Closes an instance that failed on the disk. It is closed before another is opened on the same file (two
@@ -403,21 +406,21 @@ public sealed class ResultStore : IDisposable
     /// delivered: they are sent once more under their own ids, which the results topic allows (OutboxPublisher).
     /// Results stored before they kept their topic cannot be queued and are counted in <paramref name="topicless"/>.
     /// </summary>
-    private int RequeueUndelivered(Database d, out int topicless)
+    private int RequeueUndelivered(Database db, out int topicless)
     {
-        DateTime from = d.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at ? at.AsDateTime : DateTime.MinValue;
-        int queued = 0;
-        topicless = 0;
-        if (!d.Db.BeginTrans()) throw new InvalidOperationException("a LiteDB transaction is already open on this thread");
-        foreach (BsonDocument r in d.Results.Find(Where("$.stored_at >= @0", from)).ToList())
+        DateTime from = db.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at ? at.AsDateTime : DateTime.MinValue;
+        (int queued, topicless) = Transact(db, d =>
         {
-            if (Unsent(d, r["_id"])) continue;
-            if (!r["topic"].IsString) { topicless++; continue; }
-            Enqueue(d, r["_id"], r["topic"], r["payload"], System.Diagnostics.Stopwatch.GetTimestamp());
-            queued++;
-        }
-        d.Db.Commit();
-        MakeDurable(d);
+            int queued = 0, withoutTopic = 0;
+            foreach (BsonDocument r in d.Results.Find(Where("$.stored_at >= @0", from)).ToList())
+            {
+                if (Unsent(d, r["_id"])) continue;
+                if (!r["topic"].IsString) { withoutTopic++; continue; }
+                Enqueue(d, r["_id"], r["topic"], r["payload"], System.Diagnostics.Stopwatch.GetTimestamp());
+                queued++;
+            }
+            return (queued, withoutTopic);
+        }, durable: true);
         return queued;
     }
 
