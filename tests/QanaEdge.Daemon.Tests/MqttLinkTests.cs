@@ -6,7 +6,7 @@ using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
 
-/// <summary>The link's own behaviour while its broker is away, on a real loopback port where nothing listens.</summary>
+/// <summary>The link's own behaviour: while its broker is away (a real loopback port where nothing listens), and at rest with a real mosquitto.</summary>
 public sealed class MqttLinkTests
 {
     /// <summary>
@@ -29,6 +29,56 @@ public sealed class MqttLinkTests
             .Select(l => l.Message).Where(m => Failures(m) <= 100).ToArray();
         Assert.Equal(3, upTo100.Length); // the 1st, the 10th and the 100th, not every tenth
         Assert.Equal([1, 10, 100], upTo100.Select(Failures));
+    }
+
+    /// <summary>
+    /// MQTTnet's keep-alive loop is off (it woke the process every 250 ms at rest) and the link pings itself: the
+    /// CONNECT must still announce the keep-alive, so that the broker drops a device that has gone silent and publishes
+    /// its will, and the link must ping within it, or the broker drops a device that is only idle. Mosquitto drops a
+    /// client silent for 1.5 times what it announced, found by a check it makes every few seconds (Debian 12's 2.0.11
+    /// dropped a silent client that had announced 1 s after 4.3 s); an idle link that did not ping would be on another
+    /// session after 8 s.
+    /// </summary>
+    [Fact]
+    public async Task An_idle_link_announces_its_keep_alive_and_pings_within_it()
+    {
+        using var broker = new MosquittoBroker();
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devidle", KeepAliveSeconds = 1, ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<MqttLink>();
+        await using var link = new MqttLink(options, "devidle", log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        LinkSession first = await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+
+        await Task.Delay(TimeSpan.FromSeconds(8));
+
+        Assert.Contains("as qanad-devidle (p5, c0, k1", broker.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain("qanad-devidle has exceeded timeout", broker.Log, StringComparison.Ordinal);
+        Assert.Same(first, link.Current);
+        Assert.Equal(0, log.Count("retired"));
+    }
+
+    /// <summary>
+    /// A broker that stops answering while the device has nothing to send (SIGSTOP: its sockets stay open) is found by
+    /// the ping that gets no PINGRESP, and the link connects again once the broker is back; before, MQTTnet's own
+    /// keep-alive loop found it.
+    /// </summary>
+    [Fact]
+    public async Task A_broker_frozen_while_the_link_is_idle_is_found_by_the_ping_and_the_link_comes_back()
+    {
+        using var broker = new MosquittoBroker();
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devfrozen", KeepAliveSeconds = 1, TimeoutSeconds = 1, ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<MqttLink>();
+        await using var link = new MqttLink(options, "devfrozen", log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        LinkSession first = await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+        string Log() => string.Join('\n', log.Lines.Select(l => $"{l.Level}: {l.Message}"));
+
+        broker.Freeze();
+        await TestEnv.WaitUntil(() => first.IsLost, TimeSpan.FromSeconds(30), "the link to give up on the frozen broker", Log);
+        Assert.Equal(1, log.Count($"MQTT session {first.Number} to 127.0.0.1:{broker.Port} retired: no PINGRESP within 1 s"));
+        broker.Thaw();
+        LinkSession again = await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.True(again.Number > first.Number);
     }
 
     private static int Failures(string message)

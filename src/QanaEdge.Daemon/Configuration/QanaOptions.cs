@@ -158,7 +158,7 @@ public sealed class MqttOptions
     [Range(0.01, 3600)] public double ReconnectMaxSeconds { get; set; } = 10;
     /// <summary>QoS 1 publishes awaiting PUBACK at once.</summary>
     [Range(1, 1000)] public int MaxInflight { get; set; } = 32;
-    /// <summary>Bound on every broker round trip (CONNACK, SUBACK, PUBACK); a PUBACK later than this retires the connection.</summary>
+    /// <summary>Bound on every broker round trip (CONNACK, SUBACK, PUBACK, PINGRESP); a PUBACK or PINGRESP later than this retires the connection.</summary>
     [Range(0.1, 600)] public double TimeoutSeconds { get; set; } = 10;
     /// <summary>
     /// After an inbound message could not be stored (a clinician label or an update package on a full disk), the session is renewed this

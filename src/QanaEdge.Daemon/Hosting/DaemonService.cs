@@ -108,7 +108,6 @@ public sealed class DaemonService(
         _failover.FailedAtStart();
         _pipeline = new CapturePipeline(options, model.Active, _store, disposition, progress, _meter, loggers.CreateLogger<CapturePipeline>(), _failover);
         _publisher = new OutboxPublisher(_store, _link, options.Mqtt, loggers.CreateLogger<OutboxPublisher>());
-        _pipeline.Stored += _publisher.Wake;
         _publisher.Acknowledged += (id, landed) => hooks.OnPublished(id, landed);
         _publisher.DeadLettersChanged += PublishStatus;
         var updates = new ModelUpdates(model, options.StateDir, trust, engineChoice, loggers.CreateLogger<ModelUpdates>(), _failover);

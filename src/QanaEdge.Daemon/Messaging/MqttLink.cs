@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using MQTTnet;
@@ -25,6 +26,11 @@ namespace QanaEdge.Daemon.Messaging;
 /// given a cancellable token, and a PUBACK that never comes (broker frozen, half-open TCP) would otherwise be awaited
 /// for ever.
 /// </para>
+/// <para>
+/// The loop also keeps the connection alive: when nothing was sent for KeepAliveSeconds it pings, and a PINGRESP that
+/// does not come within TimeoutSeconds retires the session, as a missing PUBACK does. MQTTnet's own keep-alive loop
+/// is left off (see <see cref="KeepAliveAdapterFactory"/>); at rest the loop wakes once per keep-alive period.
+/// </para>
 /// Publishing is thread-safe (MQTTnet allows concurrent PublishAsync); connect and disconnect run only on the loop.
 /// </summary>
 public sealed class MqttLink : IAsyncDisposable
@@ -44,6 +50,8 @@ public sealed class MqttLink : IAsyncDisposable
     private int _sessions;
     private int _recycle;
     private int _redeliveryPending;
+    // Stopwatch time of the last packet this link sent (a CONNECT, a publish or a ping): the keep-alive counts from it.
+    private long _lastSent;
     private Func<byte[]> _onlineStatus = () => [];
     // Status publishes one at a time, each building the status when its turn comes, so the broker's retained status
     // is never an older one published last (a snapshot built outside, then published after a newer one, was).
@@ -58,7 +66,7 @@ public sealed class MqttLink : IAsyncDisposable
         _topics = new Topics(deviceId);
         _log = log;
         _timeout = TimeSpan.FromSeconds(options.TimeoutSeconds);
-        _client = new MqttClientFactory().CreateMqttClient();
+        _client = new MqttClientFactory().CreateMqttClient(new KeepAliveAdapterFactory((ushort)options.KeepAliveSeconds));
         _client.DisconnectedAsync += _ =>
         {
             // Possibly late (see the class comment): do not trust it to describe the current connection.
@@ -167,6 +175,7 @@ public sealed class MqttLink : IAsyncDisposable
             .Build();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
         bounded.CancelAfter(_timeout);
+        Sent();
         MqttClientPublishResult result;
         try
         {
@@ -255,7 +264,9 @@ public sealed class MqttLink : IAsyncDisposable
             // A persistent session keeps our QoS 1 subscriptions (feedback, updates) queued while we are away.
             .WithCleanStart(false)
             .WithSessionExpiryInterval(7 * 24 * 3600)
-            .WithKeepAlivePeriod(TimeSpan.FromSeconds(_options.KeepAliveSeconds))
+            // None in the options, so that MQTTnet starts no keep-alive loop of its own; the CONNECT still announces
+            // KeepAliveSeconds (KeepAliveAdapterFactory) and the loop pings (KeepAliveAsync).
+            .WithKeepAlivePeriod(TimeSpan.Zero)
             .WithTimeout(_timeout)
             .WithMaximumPacketSize(MaxPacketBytes)
             .WithWillTopic(_topics.Status)
@@ -331,7 +342,7 @@ public sealed class MqttLink : IAsyncDisposable
                         continue;
                     }
                 }
-                await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                await KeepAliveAsync(ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -343,15 +354,55 @@ public sealed class MqttLink : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for a wake-up until the session's next ping is due, and pings when it is: the link's part of MQTT's
+    /// keep-alive (the broker drops a client silent for 1.5 times the period it announced, and this side learns of a
+    /// frozen broker or a half-open connection only from a request that gets no answer). A broker that asked for a
+    /// keep-alive of its own (MQTT 5's Server Keep Alive) is pinged by MQTTnet, which takes that period; the loop then
+    /// looks once per period.
+    /// </summary>
+    private async Task KeepAliveAsync(CancellationToken ct)
+    {
+        TimeSpan period = TimeSpan.FromSeconds(_options.KeepAliveSeconds);
+        if (Current is not { PingedByLibrary: false } session)
+        {
+            await _wake.WaitAsync(Current is null ? TimeSpan.FromSeconds(1) : period, ct).ConfigureAwait(false);
+            return;
+        }
+        TimeSpan quiet = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSent));
+        if (quiet < period)
+        {
+            await _wake.WaitAsync(period - quiet, ct).ConfigureAwait(false);
+            return;
+        }
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
+        bounded.CancelAfter(_timeout);
+        Sent();
+        try { await _client.PingAsync(bounded.Token).ConfigureAwait(false); }
+        catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
+        {
+            Retire(session, $"no PINGRESP within {_timeout.TotalSeconds:0.#} s");
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // The connection failed under the ping; the loop's next look finds the client disconnected.
+            _log.LogDebug("MQTT ping on session {Session} failed: {Error}", session.Number, e.Message);
+        }
+    }
+
+    private void Sent() => Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+
     /// <summary>Connects, subscribes and sends the retained status, each step bounded by TimeoutSeconds.</summary>
     private async Task<LinkSession> ConnectAsync(MqttClientOptions options, CancellationToken ct)
     {
+        MqttClientConnectResult connected;
         using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             bounded.CancelAfter(_timeout);
             try
             {
-                MqttClientConnectResult connected = await _client.ConnectAsync(options, bounded.Token).ConfigureAwait(false);
+                Sent();
+                connected = await _client.ConnectAsync(options, bounded.Token).ConfigureAwait(false);
                 if (connected.ResultCode != MqttClientConnectResultCode.Success)
                     throw new MqttLinkDownException($"broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
                 await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
@@ -370,7 +421,7 @@ public sealed class MqttLink : IAsyncDisposable
                 throw new TimeoutException($"no answer from the broker within {_timeout.TotalSeconds:0.#} s", e);
             }
         }
-        var session = new LinkSession(Interlocked.Increment(ref _sessions));
+        var session = new LinkSession(Interlocked.Increment(ref _sessions), pingedByLibrary: connected.ServerKeepAlive > 0);
         // The status goes out on the new session before it is announced, so that "online" precedes any result.
         try { await PublishLatestStatusAsync(session, ct).ConfigureAwait(false); }
         catch (MqttPublishRefusedException e)
@@ -446,14 +497,18 @@ public sealed class LinkSession
 {
     private readonly CancellationTokenSource _lost = new();
 
-    internal LinkSession(int number)
+    internal LinkSession(int number, bool pingedByLibrary)
     {
         Number = number;
+        PingedByLibrary = pingedByLibrary;
         Lost = _lost.Token;
     }
 
     /// <summary>1 for the first connection since start, counting up.</summary>
     public int Number { get; }
+
+    /// <summary>The broker asked for a keep-alive of its own, and MQTTnet keeps it; otherwise the link pings.</summary>
+    internal bool PingedByLibrary { get; }
 
     public CancellationToken Lost { get; }
 

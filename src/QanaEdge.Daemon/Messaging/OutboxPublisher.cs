@@ -40,6 +40,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
     {
         _store = store; _link = link; _options = options; _log = log;
         _link.Connected += Wake;
+        _store.Queued += Wake;
     }
 
     /// <summary>PUBACKs received since start.</summary>
@@ -124,10 +125,10 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 if (entries.Count == 0)
                 {
                     // Nothing new. With publishes in flight, look again soon (their PUBACKs need deleting) and keep the
-                    // cursor: re-reading from the start would send them a second time. With none in flight, re-read
-                    // from the start, which is cheap when the outbox is empty.
+                    // cursor: re-reading from the start would send them a second time. With none in flight, wait for
+                    // the store to queue something (or the next refused entry's turn), then re-read from the start.
                     bool idle = inflight.Count == 0;
-                    await _wake.WaitAsync(idle ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
+                    await _wake.WaitAsync(idle ? UntilNextLook() : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
                     if (idle) cursor = 0;
                 }
                 foreach (OutboxEntry entry in entries)
@@ -217,6 +218,25 @@ public sealed class OutboxPublisher : IAsyncDisposable
     }
 
 
+    /// <summary>
+    /// How long an idle drain waits before it reads the outbox again unasked: until the first refused entry may be sent
+    /// again, a second while acknowledged entries wait for their deletion, else <see cref="IdleLook"/>. The store says
+    /// when it queues an entry (<see cref="ResultStore.Queued"/>), so the look is only a safety net; it was once a
+    /// second, a read of the store and a wake-up of the process every second of a device's day at rest.
+    /// </summary>
+    private TimeSpan UntilNextLook()
+    {
+        if (_undeleted.Count > 0) return TimeSpan.FromSeconds(1);
+        long now = Stopwatch.GetTimestamp(), next = long.MaxValue;
+        lock (_refused)
+            foreach (var (_, retryAt) in _refused.Values)
+                if (retryAt > now && retryAt < next) next = retryAt;
+        return next == long.MaxValue ? IdleLook : TimeSpan.FromTicks(Math.Min(IdleLook.Ticks, Stopwatch.GetElapsedTime(now, next).Ticks));
+    }
+
+    /// <summary>The longest an idle drain waits without being woken.</summary>
+    public static readonly TimeSpan IdleLook = TimeSpan.FromMinutes(1);
+
     private bool Deferred(long id)
     {
         lock (_refused) return _refused.TryGetValue(id, out var r) && Stopwatch.GetTimestamp() < r.RetryAt;
@@ -251,6 +271,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _link.Connected -= Wake;
+        _store.Queued -= Wake;
         _stop.Cancel();
         if (_loop is not null) { try { await _loop.ConfigureAwait(false); } catch (OperationCanceledException) { } }
         _stop.Dispose();

@@ -65,9 +65,6 @@ public sealed class CapturePipeline : IAsyncDisposable
     /// <summary>Where capture sources write. Writes wait while the pipeline is full (by count or by bytes).</summary>
     public CaptureQueue Input => _captures;
 
-    /// <summary>Raised after a batch of new results is committed (the publisher listens).</summary>
-    public event Action? Stored;
-
     /// <summary>
     /// Raised when the pipeline is done with an inbox path: (path, settled). Settled: acknowledged, quarantined, or its
     /// name taken by another file; not settled: the file is still there, to be taken again after a pause (it could not
@@ -252,8 +249,7 @@ public sealed class CapturePipeline : IAsyncDisposable
                     _log.LogWarning("Stopping with {Count} results not stored: their captures stay in the inbox for the next start", batch.Count);
                     continue;
                 }
-                // Result and outbox entry are durable: the publisher may send, and the captures may be acknowledged.
-                Stored?.Invoke();
+                // Result and outbox entry are durable (the store has woken the publisher): the captures may be acknowledged.
                 for (int i = 0; i < batch.Count; i++)
                 {
                     StoredResult r = batch[i].Result;

@@ -69,6 +69,8 @@ public sealed class ResultStore : IDisposable
     private bool _disposed;
     // The highest outbox id this store has issued or seen in a file it opened (under the lock; see Enqueue).
     private long _lastOutboxId;
+    // An outbox entry was added by the call under way (under the lock; see Queued).
+    private bool _queued;
 
     /// <summary>
     /// Opens the store, creating it when there is none. A file damaged by a power cut (an SD card's torn write) is
@@ -155,6 +157,13 @@ public sealed class ResultStore : IDisposable
     /// </summary>
     public event Action<string>? Recovered;
 
+    /// <summary>
+    /// Raised after a call that added outbox entries returned (results committed, dead letters moved back, a learned
+    /// readout recorded, results queued again after a rebuild found while running), outside the store's lock: the
+    /// publisher waits for this instead of reading the outbox every second to see what came.
+    /// </summary>
+    public event Action? Queued;
+
     /// <summary>A failure of the store (the disk or LiteDB) that the next call may not meet: the caller keeps what it
     /// was storing and tries again later. UnauthorizedAccessException is one too (EACCES or EPERM when the file is opened
     /// again after a failure): left out, it ended the store writer, unlogged, until a restart.</summary>
@@ -213,18 +222,24 @@ public sealed class ResultStore : IDisposable
     /// </summary>
     private T Use<T>(Func<Database, T> operation)
     {
+        T result;
+        bool queued;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            _queued = false;
             Database db = _open ??= OpenOrRebuild();
-            try { return operation(db); }
+            try { result = operation(db); }
             catch (Exception e) when (IsStorageFailure(e))
             {
                 _open = null;
                 Abandon(db.Db);
                 throw;
             }
+            queued = _queued;
         }
+        if (queued) Queued?.Invoke();
+        return result;
     }
 
     /// <summary>
@@ -368,10 +383,14 @@ public sealed class ResultStore : IDisposable
     /// rebuild) just before would see its id given to a new entry, and the publisher, which keys the entries it has in
     /// flight, acknowledged, or refused by id, could take the new entry for the old one and delete it unsent.
     /// </summary>
-    private void Enqueue(Database d, BsonValue resultId, BsonValue topic, BsonValue payload, BsonValue landed) => d.Outbox.Insert(new BsonDocument
+    private void Enqueue(Database d, BsonValue resultId, BsonValue topic, BsonValue payload, BsonValue landed)
     {
-        ["_id"] = ++_lastOutboxId, ["result_id"] = resultId, ["topic"] = topic, ["payload"] = payload, ["landed"] = landed,
-    });
+        d.Outbox.Insert(new BsonDocument
+        {
+            ["_id"] = ++_lastOutboxId, ["result_id"] = resultId, ["topic"] = topic, ["payload"] = payload, ["landed"] = landed,
+        });
+        _queued = true;
+    }
 
     /// <summary>Takes note of the highest outbox id in a database just opened (see <see cref="Enqueue"/>).</summary>
     private Database Opened(Database db)
