@@ -1,4 +1,8 @@
 using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Messaging;
 using QanaEdge.Daemon.Storage;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
@@ -74,6 +78,33 @@ public sealed class DeadLetterTests : IDisposable
     /// link comes up, says once per connection that the status was refused, and the results are delivered. Before, the
     /// refused status failed every connection attempt, so no result was ever sent.
     /// </summary>
+    /// <summary>
+    /// Many refused entries at once: each one's turn comes while others are in flight, and an entry whose turn came
+    /// while the drain waited for the others' PUBACKs was left for the minute's look (the idle drain counted only
+    /// turns still to come). Each of twenty results gets its three refusals and becomes a dead letter.
+    /// </summary>
+    [Fact]
+    public async Task Twenty_refused_results_each_get_their_tries_and_become_dead_letters()
+    {
+        using var store = new ResultStore(Path.Combine(_root, "qana.db"));
+        var options = new MqttOptions { Host = "127.0.0.1", Port = _broker.Port, ClientId = "qanad-devdl", MaxRefusals = 3, MaxInflight = 4 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        await using var link = new MqttLink(options, "devdl", NullLogger<MqttLink>.Instance);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+        const int count = 20;
+        store.Commit([.. Enumerable.Range(1, count).Select(i => new StoredResult($"r{i:D4}", $"{i:x64}", "nv", 0.9f, false, false, "m", "1", 2.5,
+            null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"r{{i:D4}}"}"""), i))], "qana/devdl/results");
+
+        // Refused, 1 s, refused, 2 s, refused: about 3 s each, all at once.
+        await TestEnv.WaitUntil(() => store.DeadLetterCount() == count, TimeSpan.FromSeconds(40), "every result to become a dead letter",
+            () => $"{store.DeadLetterCount()} dead letters, {store.OutboxCount()} in the outbox; " + string.Join(" | ", log.Lines.TakeLast(5).Select(l => l.Message)));
+        Assert.Equal(0, store.OutboxCount());
+        Assert.All(store.DeadLetters(), d => Assert.Equal(3, d.Refusals));
+        Assert.Equal(2 * count, log.Count("refused (broker refused"));
+    }
+
     [Fact]
     public async Task A_broker_that_refuses_the_status_still_gets_the_results()
     {

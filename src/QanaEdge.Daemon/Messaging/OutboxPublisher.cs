@@ -27,8 +27,13 @@ public sealed class OutboxPublisher : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
     private long _published;
-    /// <summary>Outbox id → refusals so far and the Stopwatch time before which it is not sent again.</summary>
-    private readonly Dictionary<long, (int Count, long RetryAt)> _refused = [];
+    /// <summary>
+    /// Outbox id → refusals so far, the Stopwatch time before which it is not sent again, and the last pass over the
+    /// outbox that read it (one read in no pass is no longer in the outbox: see <see cref="UntilNextLook"/>).
+    /// </summary>
+    private readonly Dictionary<long, (int Count, long RetryAt, long Pass)> _refused = [];
+    // Passes over the outbox from its start: each drain's first, and each one after an idle wait.
+    private long _pass;
     /// <summary>
     /// Outbox ids whose PUBACK came but whose deletion failed (a full or read-only disk): not sent again, and deleted
     /// with the next deletion. Only the drain, one at a time, touches it.
@@ -112,7 +117,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
     {
         using var scope = CancellationTokenSource.CreateLinkedTokenSource(stop, session.Lost);
         CancellationToken ct = scope.Token;
-        long cursor = 0;
+        long cursor = 0, pass = ++_pass;
         var inflight = new List<Task>(_options.MaxInflight);
         var acked = new List<long>(_options.MaxInflight);
         using var gate = new SemaphoreSlim(_options.MaxInflight);
@@ -128,16 +133,16 @@ public sealed class OutboxPublisher : IAsyncDisposable
                     // cursor: re-reading from the start would send them a second time. With none in flight, wait for
                     // the store to queue something (or the next refused entry's turn), then re-read from the start.
                     bool idle = inflight.Count == 0;
-                    await _wake.WaitAsync(idle ? UntilNextLook() : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
-                    if (idle) cursor = 0;
+                    await _wake.WaitAsync(idle ? UntilNextLook(pass) : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
+                    if (idle) { cursor = 0; pass = ++_pass; }
                 }
                 foreach (OutboxEntry entry in entries)
                 {
                     cursor = entry.Id;
-                    if (Deferred(entry.Id) || _undeleted.Contains(entry.Id)) continue;
+                    if (Deferred(entry.Id, pass) || _undeleted.Contains(entry.Id)) continue;
                     await gate.WaitAsync(ct).ConfigureAwait(false);
                     if (Volatile.Read(ref failure) is not null) { gate.Release(); break; }
-                    inflight.Add(PublishOneAsync(entry));
+                    inflight.Add(PublishOneAsync(entry, pass));
                 }
                 // The next entries are read without waiting for these PUBACKs: one slow PUBACK must not hold back the
                 // results behind it (MaxInflight still bounds what is in flight).
@@ -171,7 +176,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
             DeleteUndeleted();
         }
 
-        async Task PublishOneAsync(OutboxEntry entry)
+        async Task PublishOneAsync(OutboxEntry entry, long readInPass)
         {
             try
             {
@@ -184,7 +189,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
             catch (MqttPublishRefusedException e)
             {
                 // The broker answered, so the connection is fine: only this entry waits (or leaves the drain).
-                Refused(entry, e.Message);
+                Refused(entry, e.Message, readInPass);
             }
             catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
             {
@@ -219,31 +224,46 @@ public sealed class OutboxPublisher : IAsyncDisposable
 
 
     /// <summary>
-    /// How long an idle drain waits before it reads the outbox again unasked: until the first refused entry may be sent
-    /// again, a second while acknowledged entries wait for their deletion, else <see cref="IdleLook"/>. The store says
+    /// How long an idle drain, at the end of <paramref name="pass"/>, waits before it reads the outbox again unasked:
+    /// until the first refused entry may be sent again (at once when its time came while others were in flight), at
+    /// most a second while acknowledged entries wait for their deletion, else <see cref="IdleLook"/>. The store says
     /// when it queues an entry (<see cref="ResultStore.Queued"/>), so the look is only a safety net; it was once a
-    /// second, a read of the store and a wake-up of the process every second of a device's day at rest.
+    /// second, a read of the store and a wake-up of the process every second of a device's day at rest. A refused entry
+    /// this pass did not read is no longer in the outbox (lost to a store rebuild) and is forgotten: its time would
+    /// have the drain look again at once, for ever.
     /// </summary>
-    private TimeSpan UntilNextLook()
+    private TimeSpan UntilNextLook(long pass)
     {
-        if (_undeleted.Count > 0) return TimeSpan.FromSeconds(1);
         long now = Stopwatch.GetTimestamp(), next = long.MaxValue;
         lock (_refused)
-            foreach (var (_, retryAt) in _refused.Values)
-                if (retryAt > now && retryAt < next) next = retryAt;
-        return next == long.MaxValue ? IdleLook : TimeSpan.FromTicks(Math.Min(IdleLook.Ticks, Stopwatch.GetElapsedTime(now, next).Ticks));
+            foreach (var (id, r) in _refused)
+            {
+                if (r.Pass != pass) _refused.Remove(id);
+                else if (r.RetryAt < next) next = r.RetryAt;
+            }
+        TimeSpan look = _undeleted.Count > 0 ? TimeSpan.FromSeconds(1) : IdleLook;
+        if (next == long.MaxValue) return look;
+        // Whole milliseconds, rounded up: a wait of under one is none, and the entry would not be due yet.
+        double ms = Math.Ceiling(Math.Max(0, Stopwatch.GetElapsedTime(now, next).TotalMilliseconds));
+        return TimeSpan.FromMilliseconds(Math.Min(look.TotalMilliseconds, ms));
     }
 
     /// <summary>The longest an idle drain waits without being woken.</summary>
     public static readonly TimeSpan IdleLook = TimeSpan.FromMinutes(1);
 
-    private bool Deferred(long id)
+    /// <summary>Whether a refused entry, read in <paramref name="pass"/>, waits for its time still.</summary>
+    private bool Deferred(long id, long pass)
     {
-        lock (_refused) return _refused.TryGetValue(id, out var r) && Stopwatch.GetTimestamp() < r.RetryAt;
+        lock (_refused)
+        {
+            if (!_refused.TryGetValue(id, out var r)) return false;
+            _refused[id] = r with { Pass = pass };
+            return Stopwatch.GetTimestamp() < r.RetryAt;
+        }
     }
 
     /// <summary>Counts a refusal of <paramref name="entry"/>: it waits 1, 2, 4 ... s, or after MaxRefusals becomes a dead letter.</summary>
-    private void Refused(OutboxEntry entry, string reason)
+    private void Refused(OutboxEntry entry, string reason, long readInPass)
     {
         int count;
         lock (_refused) count = (_refused.TryGetValue(entry.Id, out var r) ? r.Count : 0) + 1;
@@ -264,7 +284,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
             }
         }
         TimeSpan wait = TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, Math.Min(count - 1, 6))));
-        lock (_refused) _refused[entry.Id] = (count, Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency));
+        lock (_refused) _refused[entry.Id] = (count, Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency), readInPass);
         _log.LogWarning("Outbox entry {ResultId} on {Topic} refused ({Reason}), {Count} of {Max}; sent again in {Seconds:0} s", entry.ResultId, entry.Topic, reason, count, _options.MaxRefusals, wait.TotalSeconds);
     }
 
