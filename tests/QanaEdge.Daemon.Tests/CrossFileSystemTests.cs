@@ -56,7 +56,8 @@ public sealed class CrossFileSystemTests : IDisposable
         string done = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName;
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devxfs1/results");
         await sub.ConnectAsync();
-        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}", KeepCaptures);
+        // At debug level: the second failed move is a debug line (errors at the 1st, 10th, 100th ... in a row).
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devxfs1", null, $"--Qana:DoneDir={done}", KeepCaptures, "--Serilog:MinimumLevel=Debug");
         await daemon.StartAsync();
         string Log() => string.Join(" | ", daemon.Log.Events.TakeLast(10).Select(e => e.Message)) + $"; done: {Listing(done)}";
 

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
 using QanaEdge.Daemon.Configuration;
@@ -242,6 +243,37 @@ public sealed class InboxHazardTests : IDisposable
 
         Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Path.Combine(options.DoneDir, "capture.5000.jpg")));
         Assert.False(File.Exists(Path.Combine(options.DoneDir, "capture.17.jpg")));
+    }
+
+    /// <summary>
+    /// A done folder that cannot be written fails every capture's every try. Each failure was an error line: with a
+    /// capture a minute, by the end of a day about five a second. The 1st, 10th, 100th ... failure in a row are errors,
+    /// the others debug lines, and the first move that works again says how many failed before it.
+    /// </summary>
+    [Fact]
+    public void Failed_acknowledgements_in_a_row_are_errors_at_1_10_100_and_the_next_move_counts_them()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        string blocker = Path.Combine(_root, "blocker");
+        File.WriteAllText(blocker, ""); // the done folder's parent is a file: creating the folder fails, as on a read-only disk
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Path.Combine(blocker, "done") };
+        var log = new RecordingLogger<CaptureDisposition>();
+        var disposition = new CaptureDisposition(options, log);
+        string image = TestEnv.RealImages(1, skip: 1030)[0], sha = Sha(File.ReadAllBytes(image));
+        string path = Path.Combine(inbox, "capture.jpg");
+        File.Copy(image, path);
+
+        for (int i = 0; i < 12; i++) Assert.False(disposition.Acknowledge(path, sha));
+
+        Assert.Equal(["1 failed in a row", "10 failed in a row"], log.Lines.Where(l => l.Level == LogLevel.Error)
+            .Select(l => l.Message[(l.Message.LastIndexOf('(') + 1)..l.Message.IndexOf(';', l.Message.LastIndexOf('('))]));
+        Assert.Equal(10, log.Lines.Count(l => l.Level == LogLevel.Debug && l.Message.StartsWith("Cannot acknowledge", StringComparison.Ordinal)));
+        Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(path)); // still in the inbox, whole
+
+        File.Delete(blocker);
+        Assert.True(disposition.Acknowledge(path, sha));
+        Assert.Equal(1, log.Count($"Acknowledged {path}, after 12 failed acknowledgements in a row"));
+        Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Path.Combine(options.DoneDir, "capture.jpg")));
     }
 
     [Fact]

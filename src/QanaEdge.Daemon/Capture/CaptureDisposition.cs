@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Configuration;
+using QanaEdge.Daemon.Hosting;
 using QanaEdge.Daemon.Storage;
 
 namespace QanaEdge.Daemon.Capture;
@@ -29,6 +30,11 @@ namespace QanaEdge.Daemon.Capture;
 public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDisposition> log, Action<string>? syncFolder = null)
 {
     private readonly Action<string> _syncFolder = syncFolder ?? DurableFile.SyncDirectory;
+
+    // Acknowledgements that failed since the last one that moved or deleted a capture. A done folder that cannot be
+    // written fails every capture's every try: with a capture a minute, by the end of a day about 1,440 captures retried
+    // every 5 minutes each, five error lines a second. The 1st, 10th, 100th ... in a row are errors, the rest debug lines.
+    private long _failedInARow;
 
     /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
     public const string ClaimPrefix = ".qanad-";
@@ -60,11 +66,16 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 Directory.CreateDirectory(options.DoneDir!);
                 MoveInto(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)));
             }
+            if (Interlocked.Exchange(ref _failedInARow, 0) is var failed and > 0)
+                log.LogInformation("Acknowledged {File}, after {Count} failed acknowledgements in a row", path, failed);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            log.LogError("Cannot acknowledge {File}: {Error} (its result is stored; it is tried again later)", path, e.Message);
+            long failed = Interlocked.Increment(ref _failedInARow);
+            log.Log(Logging.IsReported(failed) ? LogLevel.Error : LogLevel.Debug,
+                "Cannot acknowledge {File}: {Error} (its result is stored; it is tried again later) ({Count} failed in a row; errors at 1, 10, 100 ...)",
+                path, e.Message, failed);
             if (claimed is not null) PutBack(claimed, path);
             return false;
         }
