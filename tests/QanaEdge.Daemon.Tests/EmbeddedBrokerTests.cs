@@ -87,13 +87,32 @@ public sealed class EmbeddedBrokerTests
         using TcpClient next = await ConnectRawAsync(broker.Port, "next");   // and the broker serves the next client
     }
 
-    /// <summary>A TCP connection that has sent an MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) and had it accepted.</summary>
-    private static async Task<TcpClient> ConnectRawAsync(int port, string clientId)
+    /// <summary>
+    /// The broker looks for silent clients every 5 s instead of MQTTnet's 500 ms (a wake-up of its own twice a second
+    /// at rest): one that announced a keep-alive of 1 s and sends nothing is still dropped, within 1.5 s and a look.
+    /// </summary>
+    [Fact]
+    public async Task A_client_silent_past_its_keep_alive_is_dropped()
+    {
+        await using var broker = new EmbeddedBroker(TestEnv.FreeTcpPort(), NullLogger<EmbeddedBroker>.Instance);
+        await broker.StartAsync();
+        using TcpClient silent = await ConnectRawAsync(broker.Port, "silent", keepAliveSeconds: 1);
+
+        // The broker closes the connection: the read ends with no byte (or the connection is reset).
+        var end = new byte[1];
+        int read;
+        try { read = await silent.GetStream().ReadAsync(end).AsTask().WaitAsync(TimeSpan.FromSeconds(30)); }
+        catch (IOException) { read = 0; }
+        Assert.Equal(0, read);
+    }
+
+    /// <summary>A TCP connection that has sent an MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s unless given) and had it accepted.</summary>
+    private static async Task<TcpClient> ConnectRawAsync(int port, string clientId, byte keepAliveSeconds = 60)
     {
         var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, port);
         byte[] id = System.Text.Encoding.ASCII.GetBytes(clientId);
-        byte[] connect = [0x10, (byte)(12 + id.Length), 0, 4, .. "MQTT"u8, 4, 0x02, 0, 60, 0, (byte)id.Length, .. id];
+        byte[] connect = [0x10, (byte)(12 + id.Length), 0, 4, .. "MQTT"u8, 4, 0x02, 0, keepAliveSeconds, 0, (byte)id.Length, .. id];
         await client.GetStream().WriteAsync(connect);
         byte[] connack = new byte[4];
         await client.GetStream().ReadExactlyAsync(connack).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
