@@ -145,33 +145,20 @@ public sealed class EmbeddedBroker(int port, ILogger<EmbeddedBroker> log) : IAsy
     /// session, gets an id assigned before the server sees it. With a persistent session an empty id stays refused, as
     /// MQTT 3.1.1 requires (§3.1.3.1: there would be no session to come back to). Everything else passes through.
     /// </summary>
-    private sealed class ClientIdAssigningChannel(IMqttChannelAdapter inner) : IMqttChannelAdapter
+    private sealed class ClientIdAssigningChannel(IMqttChannelAdapter inner) : ForwardingChannelAdapter(inner)
     {
         private bool _connectSeen;
 
-        public async Task<MqttPacket> ReceivePacketAsync(CancellationToken cancellationToken)
+        public override async Task<MqttPacket> ReceivePacketAsync(CancellationToken cancellationToken)
         {
-            MqttPacket packet = await inner.ReceivePacketAsync(cancellationToken).ConfigureAwait(false);
+            MqttPacket packet = await Inner.ReceivePacketAsync(cancellationToken).ConfigureAwait(false);
             if (!_connectSeen && packet is MqttConnectPacket connect)
             {
                 _connectSeen = true;
-                if (string.IsNullOrEmpty(connect.ClientId) && connect.CleanSession && inner.PacketFormatterAdapter.ProtocolVersion != MqttProtocolVersion.V500)
+                if (string.IsNullOrEmpty(connect.ClientId) && connect.CleanSession && Inner.PacketFormatterAdapter.ProtocolVersion != MqttProtocolVersion.V500)
                     connect.ClientId = NewClientId();
             }
             return packet;
         }
-
-        public long BytesReceived => inner.BytesReceived;
-        public long BytesSent => inner.BytesSent;
-        public X509Certificate2 ClientCertificate => inner.ClientCertificate;
-        public EndPoint RemoteEndPoint => inner.RemoteEndPoint;
-        public EndPoint LocalEndPoint => inner.LocalEndPoint;
-        public bool IsSecureConnection => inner.IsSecureConnection;
-        public MqttPacketFormatterAdapter PacketFormatterAdapter => inner.PacketFormatterAdapter;
-        public Task ConnectAsync(CancellationToken cancellationToken) => inner.ConnectAsync(cancellationToken);
-        public Task DisconnectAsync(CancellationToken cancellationToken) => inner.DisconnectAsync(cancellationToken);
-        public void ResetStatistics() => inner.ResetStatistics();
-        public Task SendPacketAsync(MqttPacket packet, CancellationToken cancellationToken) => inner.SendPacketAsync(packet, cancellationToken);
-        public void Dispose() => inner.Dispose();
     }
 }

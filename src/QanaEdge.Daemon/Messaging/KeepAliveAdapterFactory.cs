@@ -1,9 +1,6 @@
-using System.Net;
-using System.Security.Cryptography.X509Certificates;
 using MQTTnet;
 using MQTTnet.Adapter;
 using MQTTnet.Diagnostics.Logger;
-using MQTTnet.Formatter;
 using MQTTnet.Implementations;
 using MQTTnet.Packets;
 
@@ -15,7 +12,7 @@ namespace QanaEdge.Daemon.Messaging;
 /// that and publishes its will); the one in the options also starts MQTTnet's keep-alive loop, which wakes every
 /// 250 ms whatever the period. At rest that loop was the largest part of the daemon's wake-ups, so
 /// <see cref="MqttLink"/> leaves it off and sends the pings itself, and this factory keeps the broker's side of the
-/// contract. Everything else passes through.
+/// contract. Everything else passes through (<see cref="ForwardingChannelAdapter"/>).
 /// </summary>
 internal sealed class KeepAliveAdapterFactory(ushort keepAliveSeconds) : IMqttClientAdapterFactory
 {
@@ -24,25 +21,12 @@ internal sealed class KeepAliveAdapterFactory(ushort keepAliveSeconds) : IMqttCl
     public IMqttChannelAdapter CreateClientAdapter(MqttClientOptions options, MqttPacketInspector packetInspector, IMqttNetLogger logger) =>
         new Adapter(_inner.CreateClientAdapter(options, packetInspector, logger), keepAliveSeconds);
 
-    private sealed class Adapter(IMqttChannelAdapter inner, ushort keepAliveSeconds) : IMqttChannelAdapter
+    private sealed class Adapter(IMqttChannelAdapter inner, ushort keepAliveSeconds) : ForwardingChannelAdapter(inner)
     {
-        public Task SendPacketAsync(MqttPacket packet, CancellationToken cancellationToken)
+        public override Task SendPacketAsync(MqttPacket packet, CancellationToken cancellationToken)
         {
             if (packet is MqttConnectPacket connect) connect.KeepAlivePeriod = keepAliveSeconds;
-            return inner.SendPacketAsync(packet, cancellationToken);
+            return base.SendPacketAsync(packet, cancellationToken);
         }
-
-        public long BytesReceived => inner.BytesReceived;
-        public long BytesSent => inner.BytesSent;
-        public X509Certificate2 ClientCertificate => inner.ClientCertificate;
-        public EndPoint RemoteEndPoint => inner.RemoteEndPoint;
-        public EndPoint LocalEndPoint => inner.LocalEndPoint;
-        public bool IsSecureConnection => inner.IsSecureConnection;
-        public MqttPacketFormatterAdapter PacketFormatterAdapter => inner.PacketFormatterAdapter;
-        public Task ConnectAsync(CancellationToken cancellationToken) => inner.ConnectAsync(cancellationToken);
-        public Task DisconnectAsync(CancellationToken cancellationToken) => inner.DisconnectAsync(cancellationToken);
-        public Task<MqttPacket> ReceivePacketAsync(CancellationToken cancellationToken) => inner.ReceivePacketAsync(cancellationToken);
-        public void ResetStatistics() => inner.ResetStatistics();
-        public void Dispose() => inner.Dispose();
     }
 }
