@@ -93,7 +93,7 @@ public sealed class ResultPruning : IAsyncDisposable
         if (deleted > 0)
         {
             Interlocked.Add(ref _deleted, deleted);
-            Interlocked.Exchange(ref _lastDeletedTicks, DateTime.UtcNow.Ticks);
+            Interlocked.Exchange(ref _lastDeletedTicks, _time.GetUtcNow().UtcTicks);
         }
         _log.Log(deleted > 0 ? LogLevel.Information : LogLevel.Debug,
             "STORE: deleted {Deleted} results stored before {Before:u} (delivered, not labelled; Qana:KeepResultsDays {Days}); {Kept} older ones kept, unsent or labelled",

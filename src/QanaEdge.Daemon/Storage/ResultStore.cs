@@ -363,18 +363,18 @@ public sealed class ResultStore : IDisposable
 
     /// <summary>
     /// Deletes entries whose PUBACK arrived. When that empties the outbox, every result stored so far has been delivered
-    /// or is a dead letter, and the time is recorded as such (<see cref="RequeueUndelivered"/> starts there).
+    /// or is a dead letter, and the time is recorded as such (<see cref="RequeueUndelivered"/> starts there). Not made
+    /// durable at once: a deletion a power cut loses only has the entry sent once more.
     /// </summary>
     public void DeleteOutbox(IReadOnlyCollection<long> ids)
     {
         if (ids.Count == 0) return;
-        Use(d =>
+        InTransaction(d =>
         {
-            d.Db.BeginTrans();
             foreach (long id in ids) d.Outbox.Delete(id);
             if (d.Outbox.FindOne(Query.All()) is null) d.Meta.Upsert(new BsonDocument { ["_id"] = DeliveredThrough, ["at"] = DateTime.UtcNow });
-            return d.Db.Commit();
-        });
+            return 0;
+        }, durable: false);
     }
 
     /// <summary>
