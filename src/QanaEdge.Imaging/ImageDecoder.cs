@@ -5,7 +5,6 @@ using SixLabors.ImageSharp.Formats.Jpeg;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Memory;
-using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
 
 namespace QanaEdge.Imaging;
@@ -14,8 +13,9 @@ namespace QanaEdge.Imaging;
 /// Hardened decoding: file bytes → <see cref="RgbImage"/>, or an <see cref="ImageRejectedException"/> with a reason.
 /// Order of checks: empty → file size → signature (accepted / known but unsupported / unknown) → structure (JPEG
 /// segments to the end marker, at most <see cref="MaxJpegScans"/> scans; PNG chunks to IEND, text and colour profile
-/// chunks dropped; BMP rows; TIFF strips inside the file) → header identified and its dimensions checked → decode under a
-/// per-image memory budget → EXIF orientation → alpha flattened on black → all-black / saturated check.
+/// chunks dropped; EXIF orientation read from the file and the EXIF blocks dropped; BMP rows; TIFF strips inside the
+/// file) → header identified and its dimensions checked → decode under a per-image memory budget → EXIF orientation
+/// applied → alpha flattened on black → all-black / saturated check.
 /// No other exception type leaves <see cref="Decode(ReadOnlySpan{byte}, DecodeLimits?)"/>. Thread-safe.
 /// </summary>
 public static class ImageDecoder
@@ -90,7 +90,7 @@ public static class ImageDecoder
         if (kind == ImageKind.Unsupported)
             throw new ImageRejectedException(RejectReason.Unsupported,
                 $"{formatName} images are not accepted (JPEG, PNG, BMP, TIFF only)");
-        byte[] bytes = CheckStructure(fileBytes, kind, limits);
+        byte[] bytes = CheckStructure(fileBytes, kind, limits, out int orientation);
         var budget = new BudgetAllocator(SharedAllocator, limits.MaxDecoderBytes);
         var configuration = new Configuration(
             new JpegConfigurationModule(), new PngConfigurationModule(),
@@ -111,13 +111,10 @@ public static class ImageDecoder
 
             using Image<Rgba32> image = Image.Load<Rgba32>(configuration, bytes);
             CheckDimensions(image.Width, image.Height, limits);
-            // ImageSharp 2.1 keeps a TIFF's EXIF (and with it the orientation) on the frame, not on the image: a rotated
-            // TIFF was classified, cropped and stored as it was stored, not as it is seen.
-            ExifProfile? exif = image.Metadata.ExifProfile ?? image.Frames.RootFrame.Metadata.ExifProfile;
             // The orientation is applied while the frame is copied out, not with the library's AutoOrient: its
             // rotations build a second 4-byte-per-pixel frame under the budget, so a 24 MP photo stored sideways
             // (a phone held upright) needed 8 bytes per pixel and was refused as too large.
-            RgbImage result = FlattenOnBlack(image.Frames.RootFrame, Orientation(exif));
+            RgbImage result = FlattenOnBlack(image.Frames.RootFrame, orientation);
             peakDecoderBytes = budget.PeakBytes;
             CheckExposure(result);
             return result;
@@ -167,11 +164,36 @@ public static class ImageDecoder
                 $"image has {(long)width * height} pixels, over the {limits.MaxPixels}-pixel limit");
     }
 
-    /// <summary>The EXIF orientation (1–8) the image must be turned by to be seen as displayed; 1 when none applies.</summary>
-    private static int Orientation(ExifProfile? exif)
+    /// <summary>
+    /// The EXIF orientation (1–8) the image must be turned by to be seen as displayed; 1 when none applies. Read from
+    /// <paramref name="tiff"/>, bytes laid out as a TIFF (a JPEG's EXIF payload, a PNG's eXIf chunk, a TIFF file): the
+    /// first Orientation entry (274, one SHORT) of its first directory, as ImageSharp reads it, and nothing else.
+    /// <para>
+    /// The EXIF blocks themselves are never handed to the library. Its EXIF reader only checks that each value lies
+    /// inside the block, so values may overlap: a 64 kB JPEG segment of 2,727 text entries sharing one 32 kB value, with
+    /// the EXIF and GPS links and the next-directory link all naming that directory, made a string per entry per visit,
+    /// 588 MB for a 78 kB file; a thousand such links, or a PNG eXIf chunk of 20,000 entries sharing 1 MB, ran until
+    /// memory ran out. This reader looks at no value but the orientation, so it costs nothing whatever the block holds.
+    /// </para>
+    /// </summary>
+    private static int ExifOrientation(ReadOnlySpan<byte> tiff)
     {
-        IExifValue<ushort>? value = exif?.GetValue(ExifTag.Orientation);
-        return value is not null && value.Value is > 1 and <= 8 ? value.Value : 1;
+        const uint orientationTag = 274, shortType = 3;
+        if (tiff.Length < 8) return 1;
+        // The library's rule: "II" is little-endian, anything else big-endian.
+        bool little = tiff[0] == (byte)'I' && tiff[1] == (byte)'I';
+        if (U16(tiff, little, 2) != 42) return 1;
+        long ifd = U32(tiff, little, 4);
+        if (ifd + 2 > tiff.Length) return 1;
+        long end = Math.Min(ifd + 2 + 12 * U16(tiff, little, ifd), tiff.Length);
+        for (long e = ifd + 2; e + 12 <= end; e += 12)
+        {
+            if (U16(tiff, little, e) != orientationTag) continue;
+            if (U16(tiff, little, e + 2) != shortType || U32(tiff, little, e + 4) != 1) return 1;
+            uint value = U16(tiff, little, e + 8);
+            return value is > 1 and <= 8 ? (int)value : 1;
+        }
+        return 1;
     }
 
     /// <summary>Alpha is composited over black: a dermoscope's field of view is surrounded by black
@@ -285,25 +307,35 @@ public static class ImageDecoder
     /// end-of-image marker after its scans and a PNG its IEND chunk; what follows them (a phone's video trailer, a
     /// vendor's data) is ignored. A JPEG with more than <see cref="MaxJpegScans"/> scans is refused. PNG text chunks
     /// and colour profiles are dropped: ImageSharp inflates compressed ones in full, outside our memory budget (a
-    /// 1.5 MB zTXt chunk became 4.7 GB), and neither changes a pixel (ImageSharp applies no ICC profile).
+    /// 1.5 MB zTXt chunk became 4.7 GB), and neither changes a pixel (ImageSharp applies no ICC profile). The EXIF
+    /// orientation (<paramref name="orientation"/>) is read here, from the file, and the EXIF blocks of JPEG and PNG
+    /// are dropped with the rest (<see cref="ExifOrientation"/>).
     /// </summary>
-    private static byte[] CheckStructure(ReadOnlySpan<byte> b, ImageKind kind, DecodeLimits limits)
+    private static byte[] CheckStructure(ReadOnlySpan<byte> b, ImageKind kind, DecodeLimits limits, out int orientation)
     {
+        orientation = 1;
         switch (kind)
         {
             case ImageKind.Jpeg:
             {
                 List<(int Start, int End)>? dropped = null;
-                int end = JpegEnd(b, ref dropped);
+                int end = JpegEnd(b, ref dropped, out Range exif);
+                orientation = ExifOrientation(b[exif]);
                 return dropped is null ? b[..end].ToArray() : WithoutRanges(b[..end], dropped);
             }
             case ImageKind.Png:
-                return WithoutAncillaryText(b);
+            {
+                byte[] kept = WithoutAncillaryText(b, out Range exif);
+                orientation = ExifOrientation(b[exif]);
+                return kept;
+            }
             case ImageKind.Bmp:
                 CheckBmpRows(b);
                 return b.ToArray();
             case ImageKind.Tiff:
                 CheckTiffData(b, limits);
+                // A TIFF's orientation is an entry of its first directory (ImageSharp 2.1 keeps it on the frame).
+                orientation = ExifOrientation(b);
                 return FirstDirectoryForDecoding(b);
             default:
                 return b.ToArray();
@@ -316,16 +348,16 @@ public static class ImageDecoder
     /// the end-of-image marker that follows the scans.
     /// <para>
     /// Lists in <paramref name="dropped"/> (made at the first) the segments the decoder is not to read: comments and
-    /// application segments other than JFIF (APP0), the first EXIF (APP1, which holds the orientation) and Adobe's
-    /// (APP14, the colour transform). None of them makes a pixel, and ImageSharp 2.1 joins the ICC, EXIF and XMP segments it finds by
+    /// application segments other than JFIF (APP0) and Adobe's (APP14, the colour transform); <paramref name="exif"/>
+    /// is the payload of the first EXIF segment (APP1), which holds the orientation. None of them makes a pixel, and ImageSharp 2.1 joins the ICC, EXIF and XMP segments it finds by
     /// copying what it has each time: a 65 MB file of a thousand 65 kB ICC, EXIF or XMP segments took 8–9 s and
     /// 1.3 GB outside the decoder's budget, where the same image without them takes 0.1 s and 54 MB.
     /// </para>
     /// </summary>
-    private static int JpegEnd(ReadOnlySpan<byte> b, ref List<(int Start, int End)>? dropped)
+    private static int JpegEnd(ReadOnlySpan<byte> b, ref List<(int Start, int End)>? dropped, out Range exif)
     {
         int pos = 2, scans = 0;
-        bool exif = false;
+        exif = default;
         while (true)
         {
             // The next marker: 0xFF (any number of fill bytes), then the code. Stray bytes before it are skipped, as
@@ -352,9 +384,10 @@ public static class ImageDecoder
             if (length < 2 || pos + length > b.Length) return Cut(scans);
             if (marker == 0xFE || marker is >= 0xE1 and <= 0xEF and not 0xEE)
             {
-                bool firstExif = !exif && marker == 0xE1 && b.Slice(pos + 2, length - 2).StartsWith("Exif\0\0"u8);
-                exif |= firstExif;
-                if (!firstExif) (dropped ??= []).Add((segment, pos + length));
+                const int exifHeader = 6;   // "Exif\0\0", then the TIFF-laid-out block
+                if (exif.Equals(default(Range)) && marker == 0xE1 && b.Slice(pos + 2, length - 2).StartsWith("Exif\0\0"u8))
+                    exif = (pos + 2 + exifHeader)..(pos + length);
+                (dropped ??= []).Add((segment, pos + length));
             }
             pos += length;
             if (marker != 0xDA) continue;
@@ -398,11 +431,13 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// Walks a PNG's chunks to IEND and returns the file without its tEXt, zTXt, iTXt and iCCP chunks (and without
-    /// anything after IEND). Chunk checksums are left to the decoder.
+    /// Walks a PNG's chunks to IEND and returns the file without its tEXt, zTXt, iTXt, iCCP and eXIf chunks (and without
+    /// anything after IEND); <paramref name="exif"/> is the data of the first eXIf chunk. Chunk checksums are left to
+    /// the decoder.
     /// </summary>
-    private static byte[] WithoutAncillaryText(ReadOnlySpan<byte> b)
+    private static byte[] WithoutAncillaryText(ReadOnlySpan<byte> b, out Range exif)
     {
+        exif = default;
         const int signature = 8;
         var kept = new List<(int Start, int Length)>();
         int pos = signature;
@@ -414,7 +449,9 @@ public static class ImageDecoder
             ReadOnlySpan<byte> type = b.Slice(pos + 4, 4);
             long chunk = 12 + length;
             if (pos + chunk > b.Length) throw new ImageRejectedException(RejectReason.Truncated, "PNG ends before its IEND chunk");
-            bool drop = type.SequenceEqual("tEXt"u8) || type.SequenceEqual("zTXt"u8) || type.SequenceEqual("iTXt"u8) || type.SequenceEqual("iCCP"u8);
+            bool isExif = type.SequenceEqual("eXIf"u8);
+            if (isExif && exif.Equals(default(Range))) exif = (pos + 8)..(pos + 8 + (int)length);
+            bool drop = isExif || type.SequenceEqual("tEXt"u8) || type.SequenceEqual("zTXt"u8) || type.SequenceEqual("iTXt"u8) || type.SequenceEqual("iCCP"u8);
             if (drop) dropped = true;
             else kept.Add((pos, (int)chunk));
             pos += (int)chunk;

@@ -307,6 +307,64 @@ public class ImageDecoderTests
         Assert.True(allocated < 2L * file.Length + (4 << 20), $"{allocated} bytes allocated decoding {file.Length} bytes");
     }
 
+    /// <summary>
+    /// An EXIF block whose values overlap (ImageSharp's EXIF reader only checks that each lies inside the block): 1,000
+    /// text entries sharing one 16 kB value, reached through the EXIF, GPS and next-directory links of the first
+    /// directory, which also holds the orientation. The library made a string per entry per visit, about 100 MB here
+    /// (a 78 kB JPEG so made took 588 MB, and a thousand links ran until memory ran out). The orientation is now read
+    /// from the block by our own code and the block is never handed to the library.
+    /// </summary>
+    [Fact]
+    public void Overlapping_exif_values_cost_no_memory_and_the_orientation_is_still_read()
+    {
+        using var stored = new Image<Rgb24>(60, 40, new Rgb24(90, 90, 90));
+        for (int y = 0; y < 10; y++)
+            for (int x = 0; x < 10; x++)
+                stored[x, y] = new Rgb24(250, 0, 0);
+        byte[] exif = OverlappingExif(orientation: 6, entries: 1000, valueBytes: 16 << 10);
+        byte[] jpeg = Samples.Encode(stored, new JpegEncoder { Quality = 95 });
+        byte[] png = Samples.Encode(stored, new PngEncoder());
+        byte[] app1 = [0xFF, 0xE1, (byte)((exif.Length + 8) >> 8), (byte)(exif.Length + 8), .. "Exif\0\0"u8, .. exif];
+        foreach (byte[] file in new[] { [.. jpeg[..2], .. app1, .. jpeg[2..]], WithChunk(png, "eXIf", exif) })
+        {
+            RgbImage image = null!;
+            long allocated = QanaEdge.TestSupport.Allocations.OnThisThread(() => image = ImageDecoder.Decode(file));
+            Assert.Equal((40, 60), (image.Width, image.Height));
+            Assert.True(image.Pixels[(image.Width - 1) * 3] > 200, "orientation 6: the stored top-left is shown top-right");
+            Assert.True(allocated < 8 << 20, $"{allocated} bytes allocated decoding a {file.Length}-byte file");
+        }
+    }
+
+    /// <summary>
+    /// A little-endian EXIF block (TIFF layout): the first directory holds the orientation and EXIF, GPS and
+    /// next-directory links all to a second directory of <paramref name="entries"/> ASCII entries sharing one value.
+    /// </summary>
+    private static byte[] OverlappingExif(ushort orientation, int entries, int valueBytes)
+    {
+        const int ifd0 = 8, ifd0Entries = 3, ifdB = ifd0 + 2 + 12 * ifd0Entries + 4;
+        int valueAt = ifdB + 2 + 12 * entries + 4;
+        var block = new byte[valueAt + valueBytes];
+        "II"u8.CopyTo(block);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(2), 42);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(block.AsSpan(4), ifd0);
+        void Entry(int at, ushort tag, ushort type, uint count, uint value)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(at), tag);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(at + 2), type);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(block.AsSpan(at + 4), count);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(block.AsSpan(at + 8), value);
+        }
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(ifd0), ifd0Entries);
+        Entry(ifd0 + 2, 274, 3, 1, orientation);
+        Entry(ifd0 + 14, 34665, 4, 1, ifdB);   // EXIF directory
+        Entry(ifd0 + 26, 34853, 4, 1, ifdB);   // GPS directory
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(block.AsSpan(ifd0 + 2 + 12 * ifd0Entries), ifdB);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(block.AsSpan(ifdB), (ushort)entries);
+        for (int i = 0; i < entries; i++) Entry(ifdB + 2 + 12 * i, 270, 2, (uint)valueBytes, (uint)valueAt);
+        block.AsSpan(valueAt).Fill((byte)'a');
+        return block;
+    }
+
     [Fact]
     public void A_progressive_jpeg_decodes_like_its_baseline_original()
     {
