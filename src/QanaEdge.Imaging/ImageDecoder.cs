@@ -630,8 +630,18 @@ public static class ImageDecoder
             bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(24, 2));
             compression = rgb;
         }
+        else if (headerSize == 16 && b.Length >= 30)
+        {
+            // OS/2 2.x short header: the first 16 bytes of the Windows header, never compressed. ImageSharp 2.1 decoded
+            // such a file cut short without an error, repeating the last row it read for the missing ones.
+            width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
+            height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
+            bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));
+            compression = rgb;
+        }
         else if (headerSize >= 40 && b.Length >= 34)
         {
+            // The Windows headers, and OS/2 2.x's full one (64 bytes), laid out alike up to the compression.
             width = BinaryPrimitives.ReadInt32LittleEndian(b.Slice(18, 4));
             height = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(b.Slice(22, 4)));
             bitsPerPixel = BinaryPrimitives.ReadUInt16LittleEndian(b.Slice(28, 2));

@@ -504,6 +504,35 @@ public class ImageDecoderTests
             Assert.Equal(RejectReason.Truncated, Rejected(os2[..length]).Reason);
     }
 
+    /// <summary>
+    /// The OS/2 2.x headers too: the short one (16 bytes, the first 16 of the Windows header) and the full one (64
+    /// bytes). Cut short, a short-header BMP was decoded by ImageSharp 2.1 without an error, the last row read repeated
+    /// for the missing ones, since only the Windows headers' and the 1.x core header's rows were checked.
+    /// </summary>
+    [Theory]
+    [InlineData(16)]
+    [InlineData(64)]
+    public void An_os2_2x_bmp_is_truncated_when_cut_short(int headerSize)
+    {
+        using Image<Rgb24> source = Samples.LoadRgb(Samples.Jpeg(3));
+        byte[] windows = Samples.Encode(source, new BmpEncoder { BitsPerPixel = BmpBitsPerPixel.Pixel24 });
+        byte[] rows = windows[System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(windows.AsSpan(10))..];
+        int offset = 14 + headerSize;
+        var os2 = new byte[offset + rows.Length];
+        "BM"u8.CopyTo(os2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(2), os2.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(10), offset);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(14), headerSize);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(18), source.Width);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(os2.AsSpan(22), source.Height);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(26), 1);      // planes
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(os2.AsSpan(28), 24);     // bits per pixel; the rest 0: uncompressed
+        rows.CopyTo(os2, offset);
+        Assert.Equal(ImageDecoder.Decode(windows).Pixels, ImageDecoder.Decode(os2).Pixels);
+        foreach (int length in new[] { os2.Length - 1, os2.Length * 3 / 5, os2.Length / 2, offset + 10 })
+            Assert.Equal(RejectReason.Truncated, Rejected(os2[..length]).Reason);
+    }
+
     [Fact]
     public void A_tiff_whose_directory_comes_first_is_truncated_when_cut_short()
     {
