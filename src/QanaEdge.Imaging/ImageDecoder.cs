@@ -472,14 +472,15 @@ public static class ImageDecoder
     /// <summary>
     /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips or tiles
     /// (offset + byte count). Writers that put the directory before the pixels leave it whole in a file cut short,
-    /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing. A directory without strip or
-    /// tile lists is left to the decoder.
+    /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing.
     /// <para>
     /// The lists may hold no more entries than the image has strips or tiles (TIFF 6.0: ⌈length / RowsPerStrip⌉, or
     /// ⌈width / TileWidth⌉ · ⌈length / TileLength⌉, times SamplesPerPixel when the planes are separate), and the
     /// declared size is checked against the limits here, before the header is identified: ImageSharp 2.1 parses the
     /// lists whole at identification, about 70 bytes per entry outside the decoder's budget, so a 72 MB file listing
-    /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB.
+    /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB. So that the bound holds, the
+    /// directory must give the image's size, the tile size when it lists tiles, no more than <see cref="MaxTiffSamples"/>
+    /// separate planes, and each of the entries the bound is made from (<see cref="TiffLayoutTags"/>) once.
     /// </para>
     /// </summary>
     private static void CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
@@ -497,9 +498,16 @@ public static class ImageDecoder
         Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[4];
         // What sets how many strips or tiles the image has; -1 where the directory does not say (a single SHORT or LONG).
         long width = -1, height = -1, rowsPerStrip = -1, samples = -1, planar = -1, tileWidth = -1, tileLength = -1;
+        int seen = 0;
         for (long e = ifd + 2; e < ifd + 2 + entries * 12; e += 12)
         {
             uint tag = U16(b, little, e);
+            // Each of these is read once here, while the library parses every copy of a tag: a 4-million-entry strip
+            // list followed by a real one-entry list passed the bound below with the last and cost 264 MB.
+            int bit = Array.IndexOf(TiffLayoutTags, tag);
+            if (bit >= 0 && (seen & (1 << bit)) != 0)
+                throw new ImageRejectedException(RejectReason.Truncated, $"TIFF directory gives tag {tag} more than once");
+            if (bit >= 0) seen |= 1 << bit;
             int size = U16(b, little, e + 2) switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
             if (size == 0) continue;
             long count = U32(b, little, e + 4);
@@ -523,25 +531,32 @@ public static class ImageDecoder
             if (at + count * size > length) throw Cut("its strip or tile list");
             lists[slot] = (at, count, size);
         }
-        if (width > 0 && height > 0)
-        {
-            if (width > limits.MaxDimension || height > limits.MaxDimension)
-                throw new ImageRejectedException(RejectReason.TooLarge, $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
-            long planes = planar == 2 ? Math.Max(1, samples) : 1;
-            // RowsPerStrip defaults to 2^32 − 1: the whole image in one strip.
-            long strips = planes * (rowsPerStrip > 0 ? (height + rowsPerStrip - 1) / rowsPerStrip : 1);
-            long tiles = tileWidth > 0 && tileLength > 0
-                ? planes * ((width + tileWidth - 1) / tileWidth) * ((height + tileLength - 1) / tileLength)
-                : long.MaxValue;
-            long listed = Math.Max(lists[0].Count, lists[1].Count);
-            if (listed > strips)
-                throw new ImageRejectedException(RejectReason.Truncated,
-                    $"TIFF lists {listed} strips; a {width}x{height} image with RowsPerStrip {(rowsPerStrip > 0 ? rowsPerStrip : "unset")} has {strips}");
-            listed = Math.Max(lists[2].Count, lists[3].Count);
-            if (listed > tiles)
-                throw new ImageRejectedException(RejectReason.Truncated,
-                    $"TIFF lists {listed} tiles; a {width}x{height} image of {tileWidth}x{tileLength} tiles has {tiles}");
-        }
+        // Without a size there is no bound on the lists, and the library parses them before it finds the size missing.
+        if (width <= 0 || height <= 0)
+            throw new ImageRejectedException(RejectReason.Truncated,
+                $"TIFF directory gives no image size (width {(width < 0 ? "unset" : width)}, length {(height < 0 ? "unset" : height)})");
+        if (width > limits.MaxDimension || height > limits.MaxDimension)
+            throw new ImageRejectedException(RejectReason.TooLarge, $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
+        // Separate planes multiply the strips by the samples; no image the library decodes has more than 4.
+        if (planar == 2 && samples > MaxTiffSamples)
+            throw new ImageRejectedException(RejectReason.Unsupported,
+                $"TIFF has {samples} samples per pixel in separate planes (at most {MaxTiffSamples} are decoded)");
+        long planes = planar == 2 ? Math.Max(1, samples) : 1;
+        // RowsPerStrip defaults to 2^32 − 1: the whole image in one strip.
+        long strips = planes * (rowsPerStrip > 0 ? (height + rowsPerStrip - 1) / rowsPerStrip : 1);
+        // No tile size, no tiles: the lists of a directory that omits it were let through whatever their length.
+        long tiles = tileWidth > 0 && tileLength > 0
+            ? planes * ((width + tileWidth - 1) / tileWidth) * ((height + tileLength - 1) / tileLength)
+            : 0;
+        long listed = Math.Max(lists[0].Count, lists[1].Count);
+        if (listed > strips)
+            throw new ImageRejectedException(RejectReason.Truncated,
+                $"TIFF lists {listed} strips; a {width}x{height} image with RowsPerStrip {(rowsPerStrip > 0 ? rowsPerStrip : "unset")} has {strips}");
+        listed = Math.Max(lists[2].Count, lists[3].Count);
+        if (listed > tiles)
+            throw new ImageRejectedException(RejectReason.Truncated, tiles == 0
+                ? $"TIFF lists {listed} tiles but gives no tile size"
+                : $"TIFF lists {listed} tiles; a {width}x{height} image of {tileWidth}x{tileLength} tiles has {tiles}");
         for (int pair = 0; pair < 4; pair += 2)
         {
             var (offsetsAt, offsets, offsetSize) = lists[pair];
@@ -555,6 +570,12 @@ public static class ImageDecoder
             }
         }
     }
+
+    /// <summary>The directory entries <see cref="CheckTiffData"/> reads: sides, strip and tile lists and what sets their length.</summary>
+    private static readonly uint[] TiffLayoutTags = [256, 257, 273, 277, 278, 279, 284, 322, 323, 324, 325];
+
+    /// <summary>The most samples per pixel a TIFF with separate planes may have (RGB with alpha, CMYK).</summary>
+    private const long MaxTiffSamples = 4;
 
     /// <summary>A TIFF's 16-bit value at <paramref name="at"/>, in the byte order its header names (<paramref name="little"/>: "II").</summary>
     private static uint U16(ReadOnlySpan<byte> b, bool little, long at) =>

@@ -642,6 +642,74 @@ public class ImageDecoderTests
         Assert.Equal((RejectReason.Unsupported, "TIFF variant not supported: Tiled images are not supported."), (whole.Reason, whole.Message));
     }
 
+    /// <summary>
+    /// The bound on a TIFF's strip and tile lists held only for a directory that gave the image's size, the tile size,
+    /// a sane number of planes and each list once: tile lists without a tile size, a long strip list followed by a real
+    /// one-entry list, 65,535 separate planes, or a missing or zero width let a list of any length through to the library,
+    /// which parses it whole at about 70 bytes an entry (a 4-million-entry pair took 231–264 MB, and the duplicated one
+    /// was classified). Each is now refused before the library sees the file.
+    /// </summary>
+    [Fact]
+    public void A_tiff_directory_that_would_escape_the_list_bound_is_refused()
+    {
+        const int count = 1_000_000;
+        (ushort, ushort, uint, uint)[] Base(TiffLayout at, bool strips = true) =>
+        [
+            (256, 3, 1, 60), (257, 3, 1, 40), (258, 3, 3, at.Bits), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3), (278, 3, 1, 40), (284, 3, 1, 1),
+            .. strips ? new (ushort, ushort, uint, uint)[] { (273, 4, 1, at.Data), (279, 4, 1, 60 * 40 * 3) } : [],
+        ];
+        (ushort, ushort, uint, uint)[] Lists(TiffLayout at, ushort offsetsTag, ushort countsTag) =>
+            [(offsetsTag, 4, count, at.Offsets), (countsTag, 4, count, at.Counts)];
+        (ushort, ushort, uint, uint)[] With((ushort, ushort, uint, uint)[] entries, ushort tag, uint value) =>
+            entries.Select(e => e.Item1 == tag ? (e.Item1, e.Item2, e.Item3, value) : e).ToArray();
+
+        foreach (var (file, reason, message) in new (byte[], RejectReason, string)[]
+                 {
+                     (TiffWithLists(count, at => [.. Base(at, strips: false), .. Lists(at, 324, 325)]),
+                         RejectReason.Truncated, "TIFF lists 1000000 tiles but gives no tile size"),
+                     (TiffWithLists(count, at => [.. Lists(at, 273, 279), .. Base(at)]),
+                         RejectReason.Truncated, "TIFF directory gives tag 273 more than once"),
+                     (TiffWithLists(count, at => [.. With(With(With(Base(at, strips: false), 277, 65535), 284, 2), 278, 1), .. Lists(at, 273, 279)]),
+                         RejectReason.Unsupported, "TIFF has 65535 samples per pixel in separate planes (at most 4 are decoded)"),
+                     (TiffWithLists(count, at => [.. Base(at, strips: false).Where(e => e.Item1 != 256), .. Lists(at, 273, 279)]),
+                         RejectReason.Truncated, "TIFF directory gives no image size (width unset, length 40)"),
+                     (TiffWithLists(count, at => [.. With(Base(at, strips: false), 256, 0), .. Lists(at, 273, 279)]),
+                         RejectReason.Truncated, "TIFF directory gives no image size (width 0, length 40)"),
+                 })
+        {
+            ImageRejectedException e = null!;
+            long allocated = QanaEdge.TestSupport.Allocations.OnThisThread(() => e = Rejected(file));
+            Assert.Equal((reason, message), (e.Reason, e.Message));
+            Assert.True(allocated < 1 << 20, $"{message}: {allocated} bytes allocated refusing {file.Length} bytes");
+        }
+        // The same directory, well formed, decodes.
+        Assert.Equal(60, ImageDecoder.Decode(TiffWithLists(1, at => Base(at))).Width);
+    }
+
+    /// <summary>Where <see cref="TiffWithLists"/> puts the bits per sample, the strip, and the two lists.</summary>
+    private readonly record struct TiffLayout(uint Bits, uint Data, uint Offsets, uint Counts);
+
+    /// <summary>
+    /// A little-endian 60 × 40 uncompressed RGB TIFF: its directory (made by <paramref name="directory"/> from where the
+    /// parts lie), bits per sample, the pixels in one strip, then a list of <paramref name="count"/> LONG offsets (each
+    /// the strip) and one of as many byte counts (each a row).
+    /// </summary>
+    private static byte[] TiffWithLists(int count, Func<TiffLayout, (ushort Tag, ushort Type, uint Count, uint Value)[]> directory)
+    {
+        const int stripBytes = 60 * 40 * 3;
+        int entries = directory(default).Length;
+        int bitsAt = 8 + 2 + entries * 12 + 4, dataAt = bitsAt + 6, offsetsAt = dataAt + stripBytes, countsAt = offsetsAt + 4 * count;
+        var file = new byte[countsAt + 4 * count];
+        WriteDirectory(file, bitsAt, directory(new TiffLayout((uint)bitsAt, (uint)dataAt, (uint)offsetsAt, (uint)countsAt)));
+        Patterned(stripBytes).CopyTo(file, dataAt);
+        for (int i = 0; i < count; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(offsetsAt + 4 * i), (uint)dataAt);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(countsAt + 4 * i), 60 * 3);
+        }
+        return file;
+    }
+
     /// <summary>A little-endian 32 × 32 RGB TIFF of 16 × 16 uncompressed tiles whose tile lists hold <paramref name="tiles"/> entries, each the first tile.</summary>
     private static byte[] TiledTiff(int tiles)
     {
