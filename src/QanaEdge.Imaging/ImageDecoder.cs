@@ -589,6 +589,12 @@ public static class ImageDecoder
     private const long MaxTiffMetadataBytes = 64 * 1024;
 
     /// <summary>
+    /// Most value bytes the entries handed to the decoder may declare in all, strip and tile lists aside: room for a
+    /// 16-bit colour map (384 kB) and a few dozen entries at <see cref="MaxTiffMetadataBytes"/>.
+    /// </summary>
+    private const long MaxTiffDirectoryValueBytes = 1024 * 1024;
+
+    /// <summary>
     /// The copy of a TIFF (checked by <see cref="CheckTiffData"/>) handed to the decoder: its first directory alone, and
     /// without what does not make a pixel and costs memory outside the budget.
     /// <list type="bullet">
@@ -601,6 +607,10 @@ public static class ImageDecoder
     /// several times its size in memory: one 70 MB text or undefined-byte entry in a 64 × 64 image took 395–532 MB,
     /// where a legitimate 72 MB uncompressed 24-megapixel TIFF peaks at 288 MB. The orientation stays: it is an entry of
     /// the first directory (274), not of the EXIF one.</item>
+    /// <item>The values of the entries kept, strip and tile lists aside, may add up to no more than
+    /// <see cref="MaxTiffDirectoryValueBytes"/>; past it the file is refused. Values may overlap: 20,000 text entries of
+    /// exactly 64 kB, all naming one 64 kB run, are each under the drop, and the library read them to 2.6 GB while
+    /// identifying the header; copies of the colour map or JPEG tables were not bounded at all.</item>
     /// </list>
     /// </summary>
     private static byte[] FirstDirectoryForDecoding(ReadOnlySpan<byte> b)
@@ -608,6 +618,7 @@ public static class ImageDecoder
         byte[] copy = b.ToArray();
         bool little = b[0] == (byte)'I';
         int ifd = (int)U32(b, little, 4), entries = (int)U16(b, little, ifd), kept = 0;
+        long keptValueBytes = 0;
         for (int i = 0; i < entries; i++)
         {
             int e = ifd + 2 + 12 * i;
@@ -616,9 +627,13 @@ public static class ImageDecoder
             bool drop = tag is 330 or 34665 or 34853 or 40965
                 || (valueBytes > MaxTiffMetadataBytes && tag is not (273 or 279 or 324 or 325 or 320 or 347));
             if (drop) continue;
+            if (tag is not (273 or 279 or 324 or 325)) keptValueBytes += valueBytes;
             if (kept != i) Array.Copy(copy, e, copy, ifd + 2 + 12 * kept, 12);
             kept++;
         }
+        if (keptValueBytes > MaxTiffDirectoryValueBytes)
+            throw new ImageRejectedException(RejectReason.TooLarge,
+                $"TIFF directory holds {keptValueBytes} bytes of values besides its strip and tile lists, over the {MaxTiffDirectoryValueBytes}-byte limit");
         if (kept != entries)
         {
             if (little) BinaryPrimitives.WriteUInt16LittleEndian(copy.AsSpan(ifd), (ushort)kept);

@@ -602,6 +602,49 @@ public class ImageDecoderTests
     }
 
     /// <summary>
+    /// Directory values that stay under the 64 kB drop one by one, or are exempt from it, are bounded in all: values
+    /// may overlap, and 20,000 text entries of exactly 64 kB naming one 64 kB run were read to 2.6 GB while the library
+    /// identified the header; copies of the colour map had no bound at all. Past 1 MiB in all the file is refused
+    /// before the library sees it; a few such entries still decode.
+    /// </summary>
+    [Fact]
+    public void Tiff_directory_values_are_bounded_in_all_however_they_overlap()
+    {
+        foreach (var (tag, type, count) in new (ushort, ushort, uint)[] { (270, 2, 65536), (320, 3, 3 * 65536) })
+        {
+            byte[] bomb = TiffWithSharedValues(tag, type, count, copies: 200);
+            ImageRejectedException e = null!;
+            long allocated = QanaEdge.TestSupport.Allocations.OnThisThread(() => e = Rejected(bomb));
+            Assert.Equal(RejectReason.TooLarge, e.Reason);
+            Assert.EndsWith("bytes of values besides its strip and tile lists, over the 1048576-byte limit", e.Message);
+            Assert.True(allocated < 2L * bomb.Length + (1 << 20), $"tag {tag}: {allocated} bytes allocated refusing {bomb.Length} bytes");
+        }
+        Assert.Equal(40, ImageDecoder.Decode(TiffWithSharedValues(270, 2, 65536, copies: 10)).Height);
+    }
+
+    /// <summary>
+    /// A 60 × 40 RGB TIFF (as <see cref="RgbTiff"/>) whose directory also holds <paramref name="copies"/> entries of
+    /// <paramref name="tag"/>, each <paramref name="count"/> values of <paramref name="type"/>, all naming one run of
+    /// text at the end of the file.
+    /// </summary>
+    private static byte[] TiffWithSharedValues(ushort tag, ushort type, uint count, int copies)
+    {
+        const int width = 60, height = 40;
+        int entries = 11 + copies, bitsAt = 8 + 2 + entries * 12 + 4, dataAt = bitsAt + 6, valuesAt = dataAt + width * height * 3;
+        int valueBytes = (int)count * (type == 3 ? 2 : 1);
+        var file = new byte[valuesAt + valueBytes];
+        WriteDirectory(file, bitsAt,
+        [
+            (256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, (uint)bitsAt), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, 1, (uint)dataAt),
+            (274, 3, 1, 1), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, width * height * 3), (284, 3, 1, 1),
+            .. Enumerable.Repeat((tag, type, count, (uint)valuesAt), copies),
+        ]);
+        Patterned(width * height * 3).CopyTo(file, dataAt);
+        file.AsSpan(valuesAt).Fill((byte)'a');
+        return file;
+    }
+
+    /// <summary>
     /// <paramref name="tiff"/> (from <see cref="RgbTiff"/>) with one more entry in its directory, whose values are
     /// <paramref name="values"/>: the directory is written again at the end of the file, in tag order, and the header
     /// points to it.
