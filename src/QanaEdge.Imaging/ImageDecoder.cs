@@ -479,8 +479,9 @@ public static class ImageDecoder
     /// declared size is checked against the limits here, before the header is identified: ImageSharp 2.1 parses the
     /// lists whole at identification, about 70 bytes per entry outside the decoder's budget, so a 72 MB file listing
     /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB. So that the bound holds, the
-    /// directory must give the image's size, the tile size when it lists tiles, no more than <see cref="MaxTiffSamples"/>
-    /// separate planes, and each of the entries the bound is made from (<see cref="TiffLayoutTags"/>) once.
+    /// directory must give the image's size (within the side and pixel limits), the tile size in multiples of 16 when
+    /// it lists tiles, no more than <see cref="MaxTiffSamples"/> separate planes, and each of the entries the bound is
+    /// made from (<see cref="TiffLayoutTags"/>) once.
     /// </para>
     /// </summary>
     private static void CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
@@ -537,6 +538,11 @@ public static class ImageDecoder
                 $"TIFF directory gives no image size (width {(width < 0 ? "unset" : width)}, length {(height < 0 ? "unset" : height)})");
         if (width > limits.MaxDimension || height > limits.MaxDimension)
             throw new ImageRejectedException(RejectReason.TooLarge, $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
+        if (width * height > limits.MaxPixels)
+            throw new ImageRejectedException(RejectReason.TooLarge, $"image has {width * height} pixels, over the {limits.MaxPixels}-pixel limit");
+        // TIFF 6.0 tiles are multiples of 16 on each side; one-pixel tiles let a 24-megapixel image list 24 million.
+        if ((tileWidth > 0 && tileWidth % 16 != 0) || (tileLength > 0 && tileLength % 16 != 0))
+            throw new ImageRejectedException(RejectReason.Unsupported, $"TIFF tiles are {tileWidth}x{tileLength}; TIFF 6.0 tiles are multiples of 16");
         // Separate planes multiply the strips by the samples; no image the library decodes has more than 4.
         if (planar == 2 && samples > MaxTiffSamples)
             throw new ImageRejectedException(RejectReason.Unsupported,

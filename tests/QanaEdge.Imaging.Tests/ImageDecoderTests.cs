@@ -686,6 +686,28 @@ public class ImageDecoderTests
     }
 
     /// <summary>
+    /// The tile bound is only as tight as the tiles are large: a 4096 × 4096 image of one-pixel tiles may list 16
+    /// million, and a 40 MB file listing 20 million for an 8192 × 8192 one took 412 MB before the library refused its
+    /// size. Tiles must be multiples of 16 on each side (TIFF 6.0), and the pixel limit is checked with the sides,
+    /// both before the library sees the file.
+    /// </summary>
+    [Fact]
+    public void A_tiff_of_tiny_tiles_or_too_many_pixels_is_refused_before_the_library_parses_its_lists()
+    {
+        foreach (var (file, reason, message) in new (byte[], RejectReason, string)[]
+                 {
+                     (TiledTiff(tiles: 1_000_000, side: 4096, tile: 1), RejectReason.Unsupported, "TIFF tiles are 1x1; TIFF 6.0 tiles are multiples of 16"),
+                     (TiledTiff(tiles: 512 * 512, side: 8192, tile: 16), RejectReason.TooLarge, "image has 67108864 pixels, over the 24000000-pixel limit"),
+                 })
+        {
+            ImageRejectedException e = null!;
+            long allocated = QanaEdge.TestSupport.Allocations.OnThisThread(() => e = Rejected(file));
+            Assert.Equal((reason, message), (e.Reason, e.Message));
+            Assert.True(allocated < 1 << 20, $"{message}: {allocated} bytes allocated refusing {file.Length} bytes");
+        }
+    }
+
+    /// <summary>
     /// The bound on a TIFF's strip and tile lists held only for a directory that gave the image's size, the tile size,
     /// a sane number of planes and each list once: tile lists without a tile size, a long strip list followed by a real
     /// one-entry list, 65,535 separate planes, or a missing or zero width let a list of any length through to the library,
@@ -753,21 +775,24 @@ public class ImageDecoderTests
         return file;
     }
 
-    /// <summary>A little-endian 32 × 32 RGB TIFF of 16 × 16 uncompressed tiles whose tile lists hold <paramref name="tiles"/> entries, each the first tile.</summary>
-    private static byte[] TiledTiff(int tiles)
+    /// <summary>
+    /// A little-endian <paramref name="side"/> × <paramref name="side"/> RGB TIFF of <paramref name="tile"/> ×
+    /// <paramref name="tile"/> uncompressed tiles whose tile lists hold <paramref name="tiles"/> entries, each the first tile.
+    /// </summary>
+    private static byte[] TiledTiff(int tiles, uint side = 32, uint tile = 16)
     {
-        const int entries = 11, tileBytes = 16 * 16 * 3, bitsAt = 8 + 2 + entries * 12 + 4, offsetsAt = bitsAt + 6;
-        int countsAt = offsetsAt + 4 * tiles, dataAt = countsAt + 4 * tiles;
+        const int entries = 11, bitsAt = 8 + 2 + entries * 12 + 4, offsetsAt = bitsAt + 6;
+        int tileBytes = (int)(tile * tile * 3), countsAt = offsetsAt + 4 * tiles, dataAt = countsAt + 4 * tiles;
         var file = new byte[dataAt + tileBytes];
         WriteDirectory(file, bitsAt,
         [
-            (256, 3, 1, 32), (257, 3, 1, 32), (258, 3, 3, bitsAt), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3), (284, 3, 1, 1),
-            (322, 3, 1, 16), (323, 3, 1, 16), (324, 4, (uint)tiles, offsetsAt), (325, 4, (uint)tiles, (uint)countsAt),
+            (256, 3, 1, side), (257, 3, 1, side), (258, 3, 3, bitsAt), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3), (284, 3, 1, 1),
+            (322, 3, 1, tile), (323, 3, 1, tile), (324, 4, (uint)tiles, offsetsAt), (325, 4, (uint)tiles, (uint)countsAt),
         ]);
         for (int t = 0; t < tiles; t++)
         {
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(offsetsAt + 4 * t), (uint)dataAt);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(countsAt + 4 * t), tileBytes);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(countsAt + 4 * t), (uint)tileBytes);
         }
         Patterned(tileBytes).CopyTo(file, dataAt);
         return file;
