@@ -219,20 +219,24 @@ public sealed class AppliedUpdatesTests : IDisposable
 
     /// <summary>
     /// Another device's learner key, trusted here, signs a readout at the end of the learned line (its counter
-    /// <see cref="long.MaxValue"/>). Applied, it left this device's learning no version above it: the next learned
-    /// version overflowed to <c>1.0.0.-9223372036854775808</c>, which the learned-line check refused, until the vendor's
-    /// next release. It is refused, the model stays, and this device's own learned readout is applied; one stored before
-    /// the check is refused at start, which runs the configured model and says why.
+    /// <see cref="long.MaxValue"/>), or the vendor one just below it. Applied, the first left this device's learning no
+    /// version above it: the next learned version overflowed to <c>1.0.0.-9223372036854775808</c>, which the
+    /// learned-line check refused, until the vendor's next release; the second was applied, and the readout learned over
+    /// it, at the largest counter, was refused in its turn after a whole round of training, at every round. Both are
+    /// refused, the model stays, and this device's own learned readout is applied; one stored before the check is
+    /// refused at start, which runs the configured model and says why.
     /// </summary>
-    [Fact]
-    public void A_readout_at_the_end_of_the_learned_line_is_refused_and_learning_goes_on()
+    [Theory]
+    [InlineData("1.0.0.9223372036854775807", false)]
+    [InlineData("1.0.0.9223372036854775806", true)]
+    public void A_readout_at_the_end_of_the_learned_line_is_refused_and_learning_goes_on(string version, bool vendorSigned)
     {
         using var other = SigningKey.Generate(SignerRole.Learner);
         File.WriteAllText(Path.Combine(_trust, "other-device.pub"), other.PublicKey.ToText());
         using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
         ModelUpdates updates = Updates(active);
 
-        var last = Sign(ModelUpdateTests.Readout(Shipped, "1.0.0.9223372036854775807"), other);
+        var last = Sign(ModelUpdateTests.Readout(Shipped, version), vendorSigned ? _vendor : other);
         var (outcome, reason) = updates.Handle(last.Bytes, last.Sha);
         Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
         Assert.Contains("leaves no learned version above it", reason, StringComparison.Ordinal);

@@ -289,15 +289,19 @@ public sealed class ReadoutLearningTests : IDisposable
 
     /// <summary>
     /// A running model whose version ends its learned line (counter <see cref="long.MaxValue"/>; here a configured
-    /// package, since updates of such a version are refused) leaves a learned readout no version. The round is recorded
-    /// as unusable with that reason and nothing is learned or applied. The next learned version used to overflow to
-    /// 1.0.0.-9223372036854775808, and the round learned a readout only for the update check to refuse it.
+    /// package, since updates of such a version are refused), or whose learned version would end it (the last version
+    /// the learned line reaches, counter <see cref="long.MaxValue"/> − 2), leaves a learned readout no version that could
+    /// be applied. The round is recorded as unusable with that reason and nothing is learned or applied. The next
+    /// learned version used to overflow to 1.0.0.-9223372036854775808, and the round learned a readout only for the
+    /// update check to refuse it.
     /// </summary>
-    [Fact]
-    public void A_running_version_at_the_end_of_the_learned_line_makes_the_round_unusable_not_an_error()
+    [Theory]
+    [InlineData("1.0.0.9223372036854775807")]
+    [InlineData("1.0.0.9223372036854775805")]
+    public void A_running_version_at_the_end_of_the_learned_line_makes_the_round_unusable_not_an_error(string version)
     {
         var choice = new EngineChoice(false, "managed integer engine");
-        ModelPackage last = WithVersion(PackageReader.Load(ShippedPath), "1.0.0.9223372036854775807");
+        ModelPackage last = WithVersion(PackageReader.Load(ShippedPath), version);
         using var active = new ActiveModel(ClassifierFactory.Create(last, ShippedPath, choice), "test");
         string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
         using var key = SigningKey.Generate(SignerRole.Learner);
@@ -315,7 +319,7 @@ public sealed class ReadoutLearningTests : IDisposable
         Assert.Contains("leaves no learned version above it", attempt.Reason, StringComparison.Ordinal);
         Assert.Equal(attempt, Assert.Single(store.LearningLog()) with { At = attempt.At });
         Assert.Empty(store.UpdateLog());
-        Assert.Equal("1.0.0.9223372036854775807", active.Provider.ModelVersion);
+        Assert.Equal(version, active.Provider.ModelVersion);
     }
 
     /// <summary>

@@ -58,6 +58,22 @@ public class VersionOrderTests
         else Assert.Equal(1, ModelUpdates.CompareVersions(learned, running));
     }
 
+    /// <summary>
+    /// A version ends its learned line when it has no learned version above it, or the one above it has none: the
+    /// successor of <c>1.0.0.9223372036854775806</c> exists (above), but learning could not go on from it, so an
+    /// update of either version is refused, and the device's learning stops at <c>1.0.0.9223372036854775805</c>.
+    /// </summary>
+    [Theory]
+    [InlineData("1.0.0", false)]
+    [InlineData("1.0.0.9223372036854775805", false)]
+    [InlineData("1.0.0.9223372036854775806", true)]
+    [InlineData("1.0.0.9223372036854775807", true)]
+    [InlineData("1.0.1-rc.1.learned.9223372036854775805", false)]
+    [InlineData("1.0.1-rc.1.learned.9223372036854775806", true)]
+    [InlineData("1.0.0.9223372036854775808", false)]   // off the line: a fifth part follows
+    public void A_version_ends_its_learned_line_when_learning_could_not_go_on_above_it(string version, bool ends)
+        => Assert.Equal(ends, ModelUpdates.EndsLearnedLine(version));
+
     [Theory]
     [InlineData("1.0.0.1", "1.0.0", true)]
     [InlineData("1.0.0.7", "1.0.0.1", true)]

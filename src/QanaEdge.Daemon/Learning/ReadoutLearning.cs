@@ -163,10 +163,12 @@ public sealed class ReadoutLearning : IAsyncDisposable
         var figures = new Dictionary<string, double> { ["cases"] = cases.Count, ["learned"] = learn.Count, ["checked"] = check.Count, ["unusable"] = unusable };
         if (learn.Count == 0 || check.Count == 0)
             return Record(backbone, cases.Count, Unusable, $"{cases.Count} cases give no checked half (every class has a single case)", figures);
-        // A running version at the end of its learned line (a configured package's; ModelUpdates refuses such updates)
-        // leaves no version to give a learned readout, until the vendor's next release.
-        if (!ModelUpdates.TryLearnedVersion(running.Manifest.Version, out string? version))
-            return Record(backbone, cases.Count, Unusable, $"{name} leaves no learned version above it (its counter is {long.MaxValue}, the largest there is)", figures);
+        // A running version at the end of its learned line leaves no version to give a learned readout, until the
+        // vendor's next release; so does one whose learned version would end the line, which ModelUpdates refuses:
+        // learned and checked first, the readout was refused at every round.
+        if (!ModelUpdates.TryLearnedVersion(running.Manifest.Version, out string? version) || ModelUpdates.EndsLearnedLine(version))
+            return Record(backbone, cases.Count, Unusable,
+                $"{name} leaves no learned version above it that this device could apply (a learned version's counter must stay below {long.MaxValue - 1})", figures);
 
         var learner = new ReadoutLearner(running, new ReadoutLearnerOptions
         {

@@ -106,7 +106,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         if (signer == SignerRole.Learner && !IsLearnedLine(m.Version, running.Manifest.Version))
             return (Refused, $"{Describe(update)}: a learner key may only give versions of the learned line of the running {runningName} " +
                 $"({(TryLearnedVersion(running.Manifest.Version, out string? learned) ? learned : "none")} and on, below the next release); a higher one would lock out the vendor's releases");
-        if (EndsLearnedLine(update) is { } ends) return (Refused, ends);
+        if (LineEndRefusal(update) is { } ends) return (Refused, ends);
         if (signer == SignerRole.Learner && m.Kind == PackageKind.ReadoutUpdate && ClinicalSettingsChanged(running.Manifest, m) is { } changed)
             return (Refused, $"{Describe(update)}: a learner key may not change the clinical settings of the running {runningName} ({changed})");
 
@@ -383,7 +383,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
                 catch (Exception e) when (e is PackageFormatException or IOException or UnauthorizedAccessException) { continue; }
                 // A version that ends its learned line is refused for good (EndsLearnedLine), not for a reason that may
                 // pass: as a floor it would refuse this device's learned readouts and every vendor update below it.
-                if (!TryLearnedVersion(m.Version, out _)) continue;
+                if (EndsLearnedLine(m.Version)) continue;
                 string id = m.Kind == PackageKind.ReadoutUpdate ? m.BaseModelId ?? "" : m.ModelId;
                 if (id == configured.Manifest.ModelId && (floor is null || CompareVersions(m.Version, floor) > 0)) floor = m.Version;
             }
@@ -406,7 +406,7 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             if (!TryVerify(File.ReadAllBytes(path), trust, out ModelPackage? update, out SignerRole signer, out string verdict)) return $"{path}: {verdict}";
             ModelManifest m = update!.Manifest;
             described = Describe(update);
-            if (EndsLearnedLine(update) is { } ends) return ends;
+            if (LineEndRefusal(update) is { } ends) return ends;
             if (m.Kind == PackageKind.Model)
             {
                 if (m.ModelId != configured.Manifest.ModelId || CompareVersions(m.Version, configured.Manifest.Version) <= 0)
@@ -544,13 +544,26 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     }
 
     /// <summary>
-    /// Why a package of <paramref name="version"/> may not run on this device, or null: a version that ends its learned
-    /// line (<see cref="TryLearnedVersion"/>) would leave the device's learning nothing to give above it until the
-    /// vendor's next release. A learner key may sign such a version (another device's, trusted here, say), so it is
-    /// refused whoever signed it (a release of three core parts never ends it).
+    /// Whether <paramref name="version"/> ends its learned line: it has no learned version above it
+    /// (<see cref="TryLearnedVersion"/>: its counter is <see cref="long.MaxValue"/>), or the one above it has none (a
+    /// counter of <see cref="long.MaxValue"/> − 1). Refusing only the first let a package one below in: applied, the
+    /// device learned a readout at the largest counter, which was refused after a whole round of training, at every
+    /// round until the vendor's next release. The device's learning stops before a version that ends the line
+    /// (<c>ReadoutLearning</c>), so the last version it reaches has a counter of <see cref="long.MaxValue"/> − 2. A
+    /// release of three core parts, or any version off the line, never ends it.
     /// </summary>
-    private static string? EndsLearnedLine(ModelPackage package) => TryLearnedVersion(package.Manifest.Version, out _) ? null
-        : $"{Describe(package)}: version {package.Manifest.Version} leaves no learned version above it (its counter is {long.MaxValue}, the largest there is), so this device could learn no readout over it";
+    public static bool EndsLearnedLine(string version)
+        => !TryLearnedVersion(version, out string? learned) || !TryLearnedVersion(learned, out _);
+
+    /// <summary>
+    /// Why a package may not run on this device, or null: a version that ends its learned line
+    /// (<see cref="EndsLearnedLine(string)"/>) would leave the device's learning nothing to give above it until the
+    /// vendor's next release. A learner key may sign such a version (another device's, trusted here, say), so it is
+    /// refused whoever signed it.
+    /// </summary>
+    private static string? LineEndRefusal(ModelPackage package) => !EndsLearnedLine(package.Manifest.Version) ? null
+        : $"{Describe(package)}: version {package.Manifest.Version} leaves no learned version above it that learning could go on from " +
+          $"(its counter is {long.MaxValue - 1} or more; the largest there is, {long.MaxValue}, has no successor), so this device could learn no readout over it";
 
     /// <summary>
     /// The clinical settings of <paramref name="model"/>'s calibration that a learner-signed readout update changes, in
