@@ -323,6 +323,40 @@ public sealed class ReadoutLearningTests : IDisposable
     }
 
     /// <summary>
+    /// A model whose id is as long as the format allows (256 characters) learns like any other. The readout update's id
+    /// was the model's with <c>-readout</c>, past the limit, so measuring the running readout (as a package of its own)
+    /// threw the validator's error out of the attempt, after the whole round of training: nothing went into the
+    /// learning log, and every later label trained and failed again.
+    /// </summary>
+    [Fact]
+    public void A_model_with_an_id_of_the_longest_valid_length_learns_a_readout()
+    {
+        var choice = new EngineChoice(false, "managed integer engine");
+        System.Text.Json.Nodes.JsonNode manifest = JsonSerializer.SerializeToNode(PackageReader.Load(ShippedPath).Manifest)!;
+        string id = new('q', 256);
+        manifest["ModelId"] = id;
+        var model = new ModelPackage { Manifest = manifest.Deserialize<ModelManifest>()!, Graph = PackageReader.Load(ShippedPath).Graph };
+        PackageValidator.Validate(model);
+        using var active = new ActiveModel(ClassifierFactory.Create(model, ShippedPath, choice), "test");
+        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
+        using var key = SigningKey.Generate(SignerRole.Learner);
+        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
+            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
+        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1100), "qana/devlongid/results");
+        var learning = new ReadoutLearning(new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = 1e-2 }, store, active, updates, key,
+            "qana/devlongid/readouts", NullLogger<ReadoutLearning>.Instance);
+
+        LearningAttempt? attempt = learning.Attempt();
+
+        Assert.NotNull(attempt);
+        Assert.Equal(attempt, Assert.Single(store.LearningLog()) with { At = attempt.At });
+        Assert.True(attempt.Outcome == ReadoutLearning.Applied, $"{attempt.Outcome}: {attempt.Reason}");
+        Assert.Equal(id, active.Provider.Package.Manifest.ModelId);
+        Assert.Equal("1.0.0.1", active.Provider.ModelVersion);
+    }
+
+    /// <summary>
     /// A learned head the engine will not prepare: with a step size of 1e12 (handed to the learner directly, as the
     /// options stop at 1) the head stays finite, since the learner reads its outputs through the int8 clamp, but its
     /// weights grow so large that the head's requantization multiplier cannot be represented. The package validation

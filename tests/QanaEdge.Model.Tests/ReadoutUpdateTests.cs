@@ -27,6 +27,32 @@ public class ReadoutUpdateTests
         Assert.True(PackageVerifier.Verify(PackageSigner.Sign(PackageWriter.ToBytes(update), learner), trust).IsValid);
     }
 
+    /// <summary>
+    /// A model id may be 256 characters long; the update's id is the model's with <c>-readout</c> only where that fits,
+    /// else the model's own. Always suffixed, an id of 249 to 256 characters gave an update the validator refused, so no
+    /// readout of such a model could be made. The update still names its model in full and applies to it.
+    /// </summary>
+    [Theory]
+    [InlineData(248, "-readout")]
+    [InlineData(249, "")]
+    [InlineData(256, "")]
+    public void Create_gives_a_model_with_an_id_of_any_valid_length_a_valid_update(int idLength, string suffix)
+    {
+        ModelPackage small = SmallPackages.Build(1);
+        string id = new('m', idLength);
+        var json = System.Text.Json.JsonSerializer.SerializeToNode(small.Manifest)!;
+        json["ModelId"] = id;
+        var model = new ModelPackage { Manifest = System.Text.Json.JsonSerializer.Deserialize<ModelManifest>(json)!, Graph = small.Graph };
+        PackageValidator.Validate(model);
+
+        Node head = ReadoutUpdates.Head(model);
+        ModelPackage update = ReadoutUpdates.Create(model, "1.0.1-r1", head.Weights!, head.WeightScales!, head.Bias!);
+
+        Assert.Equal(id + suffix, update.Manifest.ModelId);
+        Assert.Equal(id, update.Manifest.BaseModelId);
+        Assert.Equal(id, ReadoutUpdates.Apply(model, PackageReader.Load(PackageWriter.ToBytes(update))).Manifest.ModelId);
+    }
+
     [Fact]
     public void Apply_ReplacesOnlyTheHeadAndReadout()
     {

@@ -186,9 +186,14 @@ public sealed class ReadoutLearning : IAsyncDisposable
             return Record(backbone, cases.Count, Diverged, $"learned from {learn.Count} labelled cases: {e.Message}", figures);
         }
         ModelPackage update;
-        ClassificationMetrics before = Evaluate(RunningReadout(running), check), after;
+        ClassificationMetrics before, after;
+        string which = "the running readout";
         try
         {
+            // The running readout too is measured as a package of its own: one the validation refused (a model id too
+            // long for the readout's, before ReadoutUpdates.UpdateId) used to escape the attempt as this error did.
+            before = Evaluate(RunningReadout(running), check);
+            which = "the learned readout";
             update = learner.CreateUpdate(version);
             after = Evaluate(update, check);
         }
@@ -200,7 +205,7 @@ public sealed class ReadoutLearning : IAsyncDisposable
             // an error that left no trace in the learning log and came again at every label.
             _log.LogWarning("Readout for {Model} learned from {Cases} labelled cases cannot run: {Reason}; nothing applied: the model stays, and its labelled cases are kept for the next attempt",
                 name, learn.Count, e.Message);
-            string refusal = e is InvalidGraphException ? "the engine cannot run the learned readout" : "the learned readout is not a valid package";
+            string refusal = e is InvalidGraphException ? $"the engine cannot run {which}" : $"{which} is not a valid package";
             return Record(backbone, cases.Count, Refused, $"learned from {learn.Count} labelled cases: {refusal}: {e.Message.ReplaceLineEndings(" ")}", figures);
         }
         figures["loss_first"] = losses[0];

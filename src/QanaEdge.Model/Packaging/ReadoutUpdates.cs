@@ -107,7 +107,7 @@ public static class ReadoutUpdates
         {
             Manifest = new ModelManifest
             {
-                ModelId = model.Manifest.ModelId + "-readout",
+                ModelId = UpdateId(model.Manifest.ModelId),
                 Version = version,
                 Kind = PackageKind.ReadoutUpdate,
                 BaseModelId = model.Manifest.ModelId,
@@ -125,6 +125,18 @@ public static class ReadoutUpdates
         PackageValidator.Validate(update);
         return update;
     }
+
+    /// <summary>
+    /// The model id of a readout update of the model <paramref name="modelId"/>: the model's id with <c>-readout</c>,
+    /// or the model's id alone when that would pass <see cref="PackageLimits.MaxNameLength"/>. No check reads it (the
+    /// update names its model in <c>baseModelId</c>); it tells a reader what the package is. Always suffixed, a valid
+    /// model with an id of 249 to 256 characters got an update the validator refused, so no readout of it could be made,
+    /// and the device's learning failed at every label.
+    /// </summary>
+    public static string UpdateId(string modelId)
+        => modelId.Length + ReadoutSuffix.Length <= PackageLimits.MaxNameLength ? modelId + ReadoutSuffix : modelId;
+
+    private const string ReadoutSuffix = "-readout";
 
     /// <summary>
     /// The model with the update's head and readout in place. The update must name this model (id and
