@@ -310,6 +310,49 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A vendor readout and a readout learned over it are stored; a start that cannot use them (the vendor's key is
+    /// missing) runs the configured model. The rollback floor is the vendor's version, not the learned one above it:
+    /// the floor was 1.0.1.1, the device's own version, which no vendor sends, so the vendor's 1.0.1 sent again was
+    /// refused as a rollback, and the floor stayed until a restart. Now it is applied, and an older one is still refused.
+    /// </summary>
+    [Fact]
+    public void A_learned_readout_does_not_raise_the_rollback_floor_above_the_vendor_update_it_was_learned_over()
+    {
+        var vendorReadout = ModelUpdateTests.Readout(Shipped, "1.0.1");
+        var vendor = Sign(vendorReadout, _vendor);
+        using (var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test"))
+        {
+            ModelUpdates first = Updates(active);
+            Assert.Equal(ModelUpdates.Applied, first.Handle(vendor.Bytes, vendor.Sha).Outcome);
+            var learned = Sign(ModelUpdateTests.Readout(ReadoutUpdates.Apply(Shipped, vendorReadout), "1.0.1.1"), _learner);
+            var (applied, why) = first.Handle(learned.Bytes, learned.Sha);
+            Assert.True(applied == ModelUpdates.Applied, $"{applied}: {why}");
+        }
+        string vendorKey = Path.Combine(_trust, "vendor.pub");
+        string keyText = File.ReadAllText(vendorKey);
+        File.Delete(vendorKey);
+
+        ModelAtStart start = Start();
+        using (start.Active)
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Equal("1.0.1", start.VersionFloor);
+            File.WriteAllText(vendorKey, keyText);
+            var updates = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
+
+            var older = Sign(ModelUpdateTests.Readout(Shipped, "1.0.0.5"), _vendor);
+            var (outcome, reason) = updates.Handle(older.Bytes, older.Sha);
+            Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
+            Assert.Contains("older than 1.0.1", reason, StringComparison.Ordinal);
+
+            (outcome, reason) = updates.Handle(vendor.Bytes, vendor.Sha);
+            Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+            Assert.Equal("1.0.1", start.Active.Provider.ModelVersion);
+        }
+    }
+
+    /// <summary>
     /// A damaged <c>active</c> file (a disk error, an edit by hand) stops the start from using the applied updates, as
     /// a missing key does; the packages it named are still in the folder, so they still set the rollback floor, and an
     /// older vendor-signed update is refused. Before, no floor was set, and the older update was applied and pruned the

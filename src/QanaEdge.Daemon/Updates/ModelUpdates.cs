@@ -366,7 +366,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// files passed it when they were applied, and a file put there by hand can only raise the floor, so refuse
     /// updates, never admit an older one. When <c>active</c> itself is damaged, every package in the folder counts: one
     /// it no longer names (replaced, or written before a crash) can only raise the floor too. Best effort: what does not
-    /// read counts for nothing, nor does a version that ends its learned line, which no start will use.
+    /// read counts for nothing, nor does a version that ends its learned line, which no start will use, nor a readout
+    /// a learner key signed (by the role its signature block claims): the floor is lifted by the vendor sending the
+    /// newest again, and a learned readout is this device's own, which no vendor sends; the vendor's packages it was
+    /// learned over are stored beside it and count. Counted, a learned readout over a stored vendor update set the floor
+    /// above that update, which sent again was then refused as a rollback.
     /// </summary>
     private static string? StoredVersionFloor(AppliedUpdates applied, ModelPackage configured)
     {
@@ -378,9 +382,11 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
             catch (InvalidDataException) { stored = applied.StoredPackages(); }
             foreach (string sha in stored)
             {
-                ModelManifest m;
-                try { m = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))).Manifest; }
+                ModelPackage package;
+                try { package = PackageReader.Load(File.ReadAllBytes(applied.PackagePath(sha))); }
                 catch (Exception e) when (e is PackageFormatException or IOException or UnauthorizedAccessException) { continue; }
+                ModelManifest m = package.Manifest;
+                if (package.Signature?.Role == SignerRole.Learner) continue;
                 // A version that ends its learned line is refused for good (EndsLearnedLine), not for a reason that may
                 // pass: as a floor it would refuse this device's learned readouts and every vendor update below it.
                 if (EndsLearnedLine(m.Version)) continue;
@@ -635,6 +641,6 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
 /// <summary>
 /// The model the daemon starts with, the applied state it was built from, and why applied updates were not used (null
 /// when they were, or there were none); when they were not, <paramref name="VersionFloor"/> is the highest version
-/// among them, below which updates are refused until one is applied.
+/// among them that a vendor can send again (not a learned readout's), below which updates are refused until one is applied.
 /// </summary>
 public sealed record ModelAtStart(ActiveModel Active, AppliedUpdates.State Applied, string? Problem, string? VersionFloor = null);
