@@ -353,6 +353,33 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// A device running the vendor's 1.0.0-alpha learns and applies 1.0.0-alpha.learned.1; the vendor's next
+    /// pre-release, 1.0.0-alpha.1 (semver's own next one), is then applied over it. By semver §11 alone the number 1
+    /// ranks below the text <c>learned</c>, and the release was refused as a downgrade of the learned version.
+    /// </summary>
+    [Fact]
+    public void The_vendors_next_pre_release_is_applied_over_a_readout_learned_on_the_pre_release()
+    {
+        System.Text.Json.Nodes.JsonNode manifest = System.Text.Json.JsonSerializer.SerializeToNode(Shipped.Manifest)!;
+        manifest["Version"] = "1.0.0-alpha";
+        var alpha = new ModelPackage { Manifest = System.Text.Json.JsonSerializer.Deserialize<ModelManifest>(manifest)!, Graph = Shipped.Graph };
+        manifest["Version"] = "1.0.0-alpha.1";
+        var next = new ModelPackage { Manifest = System.Text.Json.JsonSerializer.Deserialize<ModelManifest>(manifest)!, Graph = Shipped.Graph };
+        using var active = new ActiveModel(ClassifierFactory.Create(alpha, ShippedPath, Managed), "test");
+        ModelUpdates updates = Updates(active);
+
+        var learned = Sign(ModelUpdateTests.Readout(alpha, ModelUpdates.LearnedVersion(alpha.Manifest.Version)), _learner);
+        var (outcome, reason) = updates.Handle(learned.Bytes, learned.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal("1.0.0-alpha.learned.1", active.Provider.ModelVersion);
+
+        var release = Sign(next, _vendor);
+        (outcome, reason) = updates.Handle(release.Bytes, release.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.Equal("1.0.0-alpha.1", active.Provider.ModelVersion);
+    }
+
+    /// <summary>
     /// A damaged <c>active</c> file (a disk error, an edit by hand) stops the start from using the applied updates, as
     /// a missing key does; the packages it named are still in the folder, so they still set the rollback floor, and an
     /// older vendor-signed update is refused. Before, no floor was set, and the older update was applied and pruned the

@@ -15,6 +15,23 @@ public class VersionOrderTests
                 Assert.True(Math.Sign(i.CompareTo(j)) == ModelUpdates.CompareVersions(chain[i], chain[j]), $"{chain[i]} vs {chain[j]}");
     }
 
+    /// <summary>
+    /// Learned versions under a pre-release rank just above it and below every version above it, the vendor's next
+    /// pre-release by semver §11 included, where numbers rank below text (<c>alpha.1</c> &lt; <c>alpha.learned.1</c> by
+    /// §11 alone) and <c>beta</c> below <c>learned</c>; a <c>learned</c> identifier with nothing before it is a plain
+    /// pre-release. The order stays total: every pair in the chain compares as its position.
+    /// </summary>
+    [Fact]
+    public void Learned_pre_release_versions_rank_between_their_base_and_the_next_version()
+    {
+        string[] chain = ["1.0.0-alpha", "1.0.0-alpha.learned.1", "1.0.0-alpha.learned.2", "1.0.0-alpha.learned.10", "1.0.0-alpha.0",
+            "1.0.0-alpha.1", "1.0.0-alpha.1.learned.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-learned.1", "1.0.0-rc.1", "1.0.0-rc.1.learned.3", "1.0.0",
+            "1.0.0.1", "1.0.1-rc.1", "1.0.1"];
+        for (int i = 0; i < chain.Length; i++)
+            for (int j = 0; j < chain.Length; j++)
+                Assert.True(Math.Sign(i.CompareTo(j)) == ModelUpdates.CompareVersions(chain[i], chain[j]), $"{chain[i]} vs {chain[j]}");
+    }
+
     [Theory]
     [InlineData("1.0.0+build.7", "1.0.0", 0)]
     [InlineData("1.0", "1.0.1", -1)]
@@ -34,6 +51,10 @@ public class VersionOrderTests
     [InlineData("1.0.0+build.7", "1.0.0.1", "1.0.1")]
     [InlineData("1.0.1-rc.1", "1.0.1-rc.1.learned.1", "1.0.1-rc.2")]
     [InlineData("1.0.1-rc.1.learned.1", "1.0.1-rc.1.learned.2", "1.0.1")]
+    [InlineData("1.0.0-alpha", "1.0.0-alpha.learned.1", "1.0.0-alpha.1")]
+    [InlineData("1.0.0-alpha", "1.0.0-alpha.learned.1", "1.0.0-alpha.beta")]
+    [InlineData("1.0.0-alpha.learned.9", "1.0.0-alpha.learned.10", "1.0.0-alpha.0")]
+    [InlineData("1.0.1-rc.1", "1.0.1-rc.1.learned.1", "1.0.1-rc.1.1")]
     public void A_learned_readout_ranks_above_what_it_learned_on_and_below_the_vendors_next_release(string running, string learned, string vendorNext)
     {
         Assert.Equal(learned, ModelUpdates.LearnedVersion(running));

@@ -489,8 +489,38 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// when both parts are numbers; a pre-release (after the first '-') ranks below its release (1.0.1-rc.1 &lt; 1.0.1),
     /// and pre-releases compare identifier by identifier, numbers numerically and below text; build metadata (after
     /// '+') is ignored. Where one list of parts is a prefix of the other, the shorter ranks lower (1.0 &lt; 1.0.1).
+    /// One exception: a version learned on the device under a pre-release P (<c>P.learned.N</c>,
+    /// <see cref="TryLearnedVersion"/>) ranks just above P and below every other version above P, so learned versions
+    /// of one P compare by N and the vendor's next pre-release is always newer (1.0.0-alpha &lt;
+    /// 1.0.0-alpha.learned.1 &lt; 1.0.0-alpha.learned.2 &lt; 1.0.0-alpha.1 &lt; 1.0.0-alpha.beta). By §11 alone, numbers
+    /// rank below text and <c>beta</c> below <c>learned</c>, and both of those vendor releases were refused as downgrades
+    /// of the learned version; no identifier semver ranks below every possible next one, so the marker stays and the
+    /// order treats it. Learned versions under a release (1.0.0.N) need no exception: the vendor's next release bumps
+    /// one of the three core parts.
     /// </summary>
     public static int CompareVersions(string a, string b)
+    {
+        var (overA, counterA) = LearnedOver(a);
+        var (overB, counterB) = LearnedOver(b);
+        int order = ComparePrecedence(overA, overB);
+        return order != 0 ? order : Math.Sign(counterA.CompareTo(counterB));
+    }
+
+    /// <summary>
+    /// For a version learned under a pre-release (<c>P.learned.N</c>, P not empty): P and N; for any other version:
+    /// itself and −1, so that it ranks below everything learned over it.
+    /// </summary>
+    private static (string Over, long Counter) LearnedOver(string version)
+    {
+        var (core, pre) = SplitVersion(version);
+        if (pre is null) return (version, -1);
+        string[] ids = pre.Split('.');
+        return ids.Length >= 3 && ids[^2] == "learned" && long.TryParse(ids[^1], NumberStyles.None, CultureInfo.InvariantCulture, out long n)
+            ? ($"{core}-{string.Join('.', ids[..^2])}", n)
+            : (version, -1);
+    }
+
+    private static int ComparePrecedence(string a, string b)
     {
         var (coreA, preA) = SplitVersion(a);
         var (coreB, preB) = SplitVersion(b);
@@ -506,7 +536,8 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
     /// vendor release still counts as newer than any readout the device learned. Learned versions carry a fourth core
     /// part: 1.0.0 → 1.0.0.1 → 1.0.0.2 (1.0.0 &lt; 1.0.0.1 &lt; 1.0.0.2 &lt; 1.0.1); a shorter core is padded
     /// (1.0 → 1.0.0.1). Under a pre-release the counter goes after a <c>learned</c> identifier instead (1.0.1-rc.1 →
-    /// 1.0.1-rc.1.learned.1, below 1.0.1-rc.2 and 1.0.1), since a fourth core part would rank above the release.
+    /// 1.0.1-rc.1.learned.1, below 1.0.1-rc.1.1, 1.0.1-rc.2 and 1.0.1: <see cref="CompareVersions"/> ranks it below
+    /// every version above its pre-release), since a fourth core part would rank above the release.
     /// Build metadata is dropped (it does not order).
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="running"/> ends its learned line (<see cref="TryLearnedVersion"/>).</exception>
