@@ -441,6 +441,41 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
+    /// The state folder's flush after the first update created <c>models/</c> fails (EIO): the update is not stored.
+    /// Sent again, it is applied, and the state folder is flushed again first: the folder was in place by then, and the
+    /// retry skipped that flush and reported the update applied and durable although the folder's entry might never
+    /// reach the disk.
+    /// </summary>
+    [Fact]
+    public void A_failed_flush_of_the_state_folder_is_made_again_before_the_update_sent_again_is_applied()
+    {
+        using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
+        string state = Path.GetFullPath(_state).TrimEnd('/'), models = Path.GetFullPath(Models).TrimEnd('/');
+        var flushed = new List<string>();
+        bool failState = true;
+        var applied = new AppliedUpdates(Models, folder =>
+        {
+            string full = Path.GetFullPath(folder).TrimEnd('/');
+            flushed.Add(full);
+            if (full == state && failState) throw new IOException($"fsync of {folder} failed: errno 5");
+        });
+        ModelUpdates updates = Updates(active, applied);
+        Directory.CreateDirectory(_state);
+
+        var update = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
+        var (outcome, reason) = updates.Handle(update.Bytes, update.Sha);
+        Assert.True(outcome == ModelUpdates.NotStored, $"{outcome}: {reason}");
+        Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
+
+        failState = false;
+        flushed.Clear();
+        (outcome, reason) = updates.Handle(update.Bytes, update.Sha);
+        Assert.True(outcome == ModelUpdates.Applied, $"{outcome}: {reason}");
+        Assert.DoesNotContain("not durable", reason, StringComparison.Ordinal);
+        Assert.Equal(new[] { state, models, models }, flushed);
+    }
+
+    /// <summary>
     /// The folder flush after the rename of <c>active</c> fails: the update is in effect (the workers run it, and the
     /// next start reads it), so it is applied, with the durability warning in its reason and in the model's source
     /// (the status); it used to be reported not-stored although a restart would run it. A flush that fails before,

@@ -13,7 +13,7 @@ namespace QanaEdge.Daemon.Updates;
 /// readout 9b41...
 /// </code>
 /// A change writes the new package first, then replaces <c>active</c>; both writes are durable (temporary file,
-/// fsync, rename, fsync of the folder, and of its parent when the first change creates the folder), so a power cut
+/// fsync, rename, fsync of the folder, and of its parent at a process's first change, until that flush succeeds), so a power cut
 /// leaves either the old state or the new one. Packages no
 /// longer named are removed afterwards. <paramref name="syncFolder"/> stands in for the folder flush
 /// (<see cref="DurableFile.SyncDirectory"/>) in tests.
@@ -21,6 +21,8 @@ namespace QanaEdge.Daemon.Updates;
 public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null)
 {
     private readonly WholeFileOptions _durable = DurableFile.Options(syncFolder);
+    // Whether the parent folder, which holds this folder's entry, was flushed in this process (Commit).
+    private bool _entryFlushed;
 
     private const string Header = "qana-applied-updates v1";
 
@@ -72,12 +74,15 @@ public sealed class AppliedUpdates(string dir, Action<string>? syncFolder = null
     /// <exception cref="IOException">The new state was not stored (<c>active</c> still names the previous one).</exception>
     public string? Commit(State state, string sha, byte[] package)
     {
-        if (!System.IO.Directory.Exists(dir))
+        if (!_entryFlushed)
         {
             System.IO.Directory.CreateDirectory(dir);
             // The new folder's entry lives in its parent, which no later flush touches: without this a power cut could
-            // take the folder, with the package and active the flushes below put in it, and the update with it.
+            // take the folder, with the package and active the flushes below put in it, and the update with it. Flushed
+            // until one flush succeeded in this process, not only by the commit that made the folder: when that flush
+            // failed, the retry found the folder in place, skipped it, and reported the update applied and durable.
             _durable.SyncFolder?.Invoke(Path.GetDirectoryName(Path.GetFullPath(dir))!);
+            _entryFlushed = true;
         }
         // A failure here, the folder flushes included, leaves active naming the previous state: the update is not stored.
         WholeFile.Write(PackagePath(sha), package, _durable);
