@@ -107,6 +107,37 @@ public sealed class InboxHazardTests : IDisposable
     }
 
     /// <summary>
+    /// Captures whose time stamp is days in the clock's future (copied with their times, cp -p or rsync, onto a board
+    /// whose clock is behind) count as written long ago: a truncated image and an empty file are quarantined with their
+    /// reasons. Before, the truncated one was given back as just written every 5 minutes, and the empty one never
+    /// counted as complete, until the clock passed their time stamps.
+    /// </summary>
+    [Fact]
+    public async Task Captures_time_stamped_in_the_future_are_quarantined_as_written_long_ago()
+    {
+        byte[] good = File.ReadAllBytes(TestEnv.RealImages(1, skip: 996)[0]);
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz9", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+        DateTime future = DateTime.UtcNow.AddDays(3);
+        foreach (var (name, bytes) in new[] { ("truncated.jpg", good[..(good.Length / 3)]), ("empty.jpg", Array.Empty<byte>()) })
+        {
+            // Written outside the inbox and moved in with its time stamp, as a copy that keeps times lands; not from a
+            // temporary name, which would count as finished whatever its time.
+            string staged = Path.Combine(_root, name);
+            File.WriteAllBytes(staged, bytes);
+            File.SetLastWriteTimeUtc(staged, future);
+            File.Move(staged, Path.Combine(daemon.Inbox, name));
+        }
+
+        await TestEnv.WaitUntil(() => File.Exists(Path.Combine(daemon.QuarantineDir, "truncated.jpg")) && File.Exists(Path.Combine(daemon.QuarantineDir, "empty.jpg")),
+            TimeSpan.FromSeconds(30), "both captures quarantined", () => string.Join(", ", Directory.GetFiles(daemon.Inbox).Select(Path.GetFileName)));
+        Assert.StartsWith("reason: Truncated", File.ReadAllText(Path.Combine(daemon.QuarantineDir, "truncated.jpg.reason")));
+        Assert.StartsWith("reason: Empty", File.ReadAllText(Path.Combine(daemon.QuarantineDir, "empty.jpg.reason")));
+        Assert.Equal(0, Lines(daemon, "looks unfinished"));
+        Assert.Empty(Directory.GetFiles(daemon.Inbox));
+    }
+
+    /// <summary>
     /// A capture taken for unfinished and given back is not left counted as pending: the watchdog pings only while the
     /// pipeline is idle or progressing, so one capture counted as pending for good would withhold WATCHDOG=1 after the
     /// first quiet WatchdogSec and have systemd restart the daemon.

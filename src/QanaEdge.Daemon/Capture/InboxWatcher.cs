@@ -238,7 +238,9 @@ public sealed class InboxWatcher : IAsyncDisposable
         bool complete = renamed;
         if (!complete)
         {
-            bool old = WrittenLongAgo(size, DateTime.UtcNow - mtime);
+            // The age either way, as for undecodable names: an empty file written in the clock's future never counted
+            // as complete, and kept the loop waking every StableMilliseconds / 4 until the clock passed its time stamp.
+            bool old = WrittenLongAgo(size, (DateTime.UtcNow - mtime).Duration());
             if (_pending.TryGetValue(path, out var seen) && seen.Size == size && seen.Mtime == mtime)
                 complete = size > 0 ? Stopwatch.GetElapsedTime(seen.Since).TotalMilliseconds >= _options.StableMilliseconds : old;
             else

@@ -350,8 +350,10 @@ public sealed class CapturePipeline : IAsyncDisposable
         }
     }
 
+    // The age either way: a time stamp in the clock's future (a file copied with its times onto a board whose clock is
+    // behind) made every such capture look just written, given back every 5 minutes until the clock passed it.
     private static bool MayBeUnfinished(CaptureItem item, string reason) =>
-        !item.RenamedIn && item.Source != "camera" && reason is ("Truncated" or "Empty") && DateTime.UtcNow - item.CapturedAtUtc < IncompleteGrace;
+        !item.RenamedIn && item.Source != "camera" && reason is ("Truncated" or "Empty") && (DateTime.UtcNow - item.CapturedAtUtc).Duration() < IncompleteGrace;
 
     /// <summary>Stops taking captures, lets the workers finish what they hold, stores it, then returns.</summary>
     public async ValueTask DisposeAsync()
