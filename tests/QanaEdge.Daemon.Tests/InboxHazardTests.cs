@@ -255,6 +255,68 @@ public sealed class InboxHazardTests : IDisposable
     }
 
     /// <summary>
+    /// A rejected capture with a name of 250 bytes (125 two-byte characters) is quarantined, twice over, under its name
+    /// cut to leave room for its reason file and the temporary that file is written through (name + ".reason.tmp"),
+    /// keeping its extension and whole characters. Before, that temporary's name was over NAME_MAX (255 bytes): the
+    /// write failed at every retry and the capture was never quarantined.
+    /// </summary>
+    [Fact]
+    public void A_rejected_capture_with_a_name_near_name_max_is_quarantined_under_a_name_that_fits()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(_root, "quarantine") };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        string name = new string('é', 123) + ".jpg";
+        Assert.Equal(250, Encoding.UTF8.GetByteCount(name));
+        byte[][] rejected = [Encoding.ASCII.GetBytes("not an image, just text"), Encoding.ASCII.GetBytes("more text, still no image")];
+
+        foreach (byte[] bytes in rejected)
+        {
+            string path = Path.Combine(inbox, name);
+            File.WriteAllBytes(path, bytes);
+            Assert.True(disposition.Quarantine(new CaptureItem(path, bytes, "inbox", DateTime.UtcNow.AddHours(-1), 0), Sha(bytes), "NotAnImage", "no image signature"));
+        }
+
+        Assert.Empty(Directory.GetFiles(inbox));
+        string[] captures = Directory.GetFiles(options.QuarantineDir).Where(f => !f.EndsWith(CaptureDisposition.ReasonSuffix, StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, captures.Length);
+        Assert.Equal(rejected.Select(Sha).ToHashSet(), captures.Select(f => Sha(File.ReadAllBytes(f))).ToHashSet());
+        foreach (string capture in captures)
+        {
+            string quarantined = Path.GetFileName(capture);
+            Assert.InRange(Encoding.UTF8.GetByteCount(quarantined + CaptureDisposition.ReasonSuffix + ".tmp"), 240, 255);
+            Assert.StartsWith("éé", quarantined);
+            Assert.EndsWith(".jpg", quarantined);
+            Assert.StartsWith("reason: NotAnImage\n", File.ReadAllText(capture + CaptureDisposition.ReasonSuffix));
+        }
+    }
+
+    /// <summary>
+    /// A capture with a name of 254 bytes whose name in done is taken goes to done under a free variant cut to fit
+    /// with its suffix (NAME_MAX, 255 bytes). Before, the suffixed name was over it and the move failed at every retry.
+    /// </summary>
+    [Fact]
+    public void A_capture_with_a_name_near_name_max_whose_done_name_is_taken_goes_to_a_free_name_that_fits()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Directory.CreateDirectory(Path.Combine(_root, "done")).FullName };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        string name = new string('é', 125) + ".jpg";
+        Assert.Equal(254, Encoding.UTF8.GetByteCount(name));
+        File.WriteAllBytes(Path.Combine(options.DoneDir, name), [1]);
+        string image = TestEnv.RealImages(1, skip: 1025)[0];
+        File.Copy(image, Path.Combine(inbox, name));
+
+        Assert.True(disposition.Acknowledge(Path.Combine(inbox, name), Sha(File.ReadAllBytes(image))));
+
+        Assert.Empty(Directory.GetFiles(inbox));
+        string moved = Path.GetFileName(Directory.GetFiles(options.DoneDir).Single(f => File.ReadAllBytes(f).SequenceEqual(File.ReadAllBytes(image))));
+        Assert.InRange(Encoding.UTF8.GetByteCount(moved), 250, 255);
+        Assert.StartsWith("éé", moved);
+        Assert.EndsWith(".1.jpg", moved);
+    }
+
+    /// <summary>
     /// The first capture of a name after a start, with 4,999 of that name in done and one of them deleted, goes to the
     /// end of them (capture.5000.jpg), found by doubling and halving where it looked at every earlier one in turn.
     /// </summary>

@@ -64,7 +64,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             else
             {
                 Directory.CreateDirectory(options.DoneDir!);
-                MoveInto(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path)));
+                MoveInto(claimed, UniqueTarget(options.DoneDir!, Path.GetFileName(path), extra: 0));
             }
             if (Interlocked.Exchange(ref _failedInARow, 0) is var failed and > 0)
                 log.LogInformation("Acknowledged {File}, after {Count} failed acknowledgements in a row", path, failed);
@@ -117,7 +117,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         string dir = Path.GetDirectoryName(path)!, name = Path.GetFileName(path);
         for (int attempt = 0; ; attempt++)
         {
-            string target = attempt == 0 ? path : UniqueTarget(dir, name);
+            string target = attempt == 0 ? path : UniqueTarget(dir, name, extra: 0);
             try
             {
                 // overwrite: false is atomic on Linux (link, then unlink): a file that took the name meanwhile stays.
@@ -257,7 +257,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         try
         {
             Directory.CreateDirectory(options.QuarantineDir!);
-            target = UniqueTarget(options.QuarantineDir!, Path.GetFileName(item.Path));
+            target = UniqueTarget(options.QuarantineDir!, Path.GetFileName(item.Path), ReasonBytes);
             byte[] why = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
                 $"reason: {reason}\nmessage: {message}\nsha256: {sha256}\nsource: {item.Source}\nquarantined_at: {DateTime.UtcNow:O}\n"));
             if (sha256 == "-")
@@ -295,20 +295,22 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     }
 
     /// <summary>
-    /// name, or name with a numeric suffix when a file of that name is already there. The search for a free suffix goes
+    /// name, or name with a numeric suffix when a file of that name is already there; either cut to fit NAME_MAX with
+    /// <paramref name="extra"/> bytes more (<see cref="Fitting"/>). The search for a free suffix goes
     /// on from where the last one for that name ended: a capture app that always writes capture.jpg made every move
     /// look at each earlier capture.N.jpg (at 10,000, twenty thousand lookups a capture). The first search for a name
     /// after a start finds where its suffixes end by doubling and halving (<see cref="LastTakenSuffix"/>).
     /// </summary>
-    private string UniqueTarget(string dir, string name)
+    private string UniqueTarget(string dir, string name, int extra)
     {
+        name = Fitting(name, extra);
         string target = Path.Combine(dir, name), key = target;
         int i;
         if (_nextSuffix.TryGetValue(key, out int next)) i = next;
         else if (!Taken(target)) return target;   // a name of its own, as a camera's all are: two lookups
-        else i = LastTakenSuffix(dir, name) + 1;
-        if (i > 1) target = Suffixed(dir, name, i - 1);
-        for (; Taken(target); i++) target = Suffixed(dir, name, i);
+        else i = LastTakenSuffix(dir, name, extra) + 1;
+        if (i > 1) target = Suffixed(dir, name, i - 1, extra);
+        for (; Taken(target); i++) target = Suffixed(dir, name, i, extra);
         // Only names that needed a suffix are kept (a camera's are all new), and not without bound.
         if (i > 1)
         {
@@ -318,7 +320,43 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         return target;
     }
 
-    private static string Suffixed(string dir, string name, int i) => Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(name)}.{i}{Path.GetExtension(name)}");
+    private static string Suffixed(string dir, string name, int i, int extra)
+    {
+        string suffix = string.Create(CultureInfo.InvariantCulture, $".{i}");
+        string fitting = Fitting(name, extra + suffix.Length);
+        return Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(fitting)}{suffix}{Path.GetExtension(fitting)}");
+    }
+
+    /// <summary>Longest file name Linux file systems take (NAME_MAX), in bytes.</summary>
+    private const int NameMax = 255;
+
+    /// <summary>What a quarantined capture's name takes on besides: its reason file, written through a temporary beside it.</summary>
+    private static readonly int ReasonBytes = Encoding.UTF8.GetByteCount(ReasonSuffix + ".tmp");
+
+    /// <summary>Longest extension kept when a name is cut; a longer one is taken for part of the name.</summary>
+    private const int MaxKeptExtensionBytes = 16;
+
+    /// <summary>
+    /// <paramref name="name"/>, or when it does not fit in NAME_MAX with <paramref name="extra"/> bytes added, its part
+    /// before the extension cut at a whole character (the name stays UTF-8) so that it does. A name of 245 bytes and
+    /// more went into the inbox and its claim, but its reason file (with the temporary it is written through) or its
+    /// done name with a suffix did not: the write failed at every retry, and the capture was never quarantined or moved.
+    /// </summary>
+    private static string Fitting(string name, int extra)
+    {
+        int room = NameMax - extra;
+        if (Encoding.UTF8.GetByteCount(name) <= room) return name;
+        string extension = Path.GetExtension(name);
+        if (Encoding.UTF8.GetByteCount(extension) > MaxKeptExtensionBytes) extension = "";
+        int left = room - Encoding.UTF8.GetByteCount(extension);
+        var kept = new StringBuilder(name.Length);
+        foreach (Rune rune in name.AsSpan(0, name.Length - extension.Length).EnumerateRunes())
+        {
+            if ((left -= rune.Utf8SequenceLength) < 0) break;
+            kept.Append(rune.ToString());
+        }
+        return kept.Append(extension).ToString();
+    }
 
     // A quarantined capture's name is taken by its .reason too, which may be left without it.
     private static bool Taken(string target) => File.Exists(target) || File.Exists(target + ReasonSuffix);
@@ -328,14 +366,14 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     /// lookups, doubling and then halving. A name's suffixes are taken in order, so this is the last one unless some
     /// were deleted, and any free one will do.
     /// </summary>
-    private static int LastTakenSuffix(string dir, string name)
+    private static int LastTakenSuffix(string dir, string name, int extra)
     {
         int taken = 0, free = 1;
-        while (Taken(Suffixed(dir, name, free)) && free < 1 << 30) (taken, free) = (free, free * 2);
+        while (Taken(Suffixed(dir, name, free, extra)) && free < 1 << 30) (taken, free) = (free, free * 2);
         while (free - taken > 1)
         {
             int middle = taken + (free - taken) / 2;
-            if (Taken(Suffixed(dir, name, middle))) taken = middle;
+            if (Taken(Suffixed(dir, name, middle, extra))) taken = middle;
             else free = middle;
         }
         return taken;
