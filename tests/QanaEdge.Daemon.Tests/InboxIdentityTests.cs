@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Capture;
+using QanaEdge.Daemon.Configuration;
 using QanaEdge.Daemon.Tests.Infrastructure;
 
 namespace QanaEdge.Daemon.Tests;
@@ -73,6 +75,29 @@ public sealed class InboxIdentityTests : IDisposable
         await TestEnv.WaitUntil(() => sub.Results.Count >= 1 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "its result");
         Assert.Equal(Sha(image), sub.Results.Values.Single().First().GetProperty("image_sha256").GetString());
         Assert.Equal(Sha(image), Sha(Path.Combine(daemon.DoneDir, "left.jpg")));
+    }
+
+    /// <summary>
+    /// A claimed file put back into the inbox whose name is taken by then goes back under a free variant, and the file
+    /// under the name stays: a put-back never replaces an entry (renameat2 with RENAME_NOREPLACE). .NET's File.Move with
+    /// overwrite: false looks for the name and then renames, so a capture renamed into the name in between was
+    /// replaced; that window cannot be timed here, so this shows the refusal and the free variant.
+    /// </summary>
+    [Fact]
+    public void A_claimed_file_put_back_under_a_taken_name_goes_to_a_free_variant_and_the_file_there_stays()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root };
+        var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance);
+        string[] images = TestEnv.RealImages(2, skip: 932);
+        File.Copy(images[0], Path.Combine(inbox, CaptureDisposition.ClaimPrefix + "0123abcd-cap.jpg"));
+        File.Copy(images[1], Path.Combine(inbox, "cap.jpg")); // the capture app's next capture, under the same name
+
+        disposition.RecoverClaims();
+
+        Assert.Equal(["cap.1.jpg", "cap.jpg"], Directory.GetFiles(inbox).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(Sha(images[1]), Sha(Path.Combine(inbox, "cap.jpg")));
+        Assert.Equal(Sha(images[0]), Sha(Path.Combine(inbox, "cap.1.jpg")));
     }
 
     /// <summary>

@@ -91,7 +91,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         // Keeps the name (for recovery) while it fits in NAME_MAX (255 bytes) with the prefix and tag.
         string kept = Encoding.UTF8.GetByteCount(name) <= 200 ? name : "capture";
         string claimed = Path.Combine(dir, $"{ClaimPrefix}{Random.Shared.Next():x8}-{kept}");
-        try { File.Move(path, claimed, overwrite: false); }
+        try { NoReplaceRename.Move(path, claimed); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; } // acknowledged already (the same path twice)
         bool same;
         try
@@ -120,8 +120,9 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             string target = attempt == 0 ? path : UniqueTarget(dir, name, extra: 0);
             try
             {
-                // overwrite: false is atomic on Linux (link, then unlink): a file that took the name meanwhile stays.
-                File.Move(claimed, target, overwrite: false);
+                // Never over a file that took the name meanwhile (a capture app's next capture.jpg): File.Move with
+                // overwrite: false looks, then renames, and a file renamed in between was replaced.
+                NoReplaceRename.Move(claimed, target);
                 return target;
             }
             catch (IOException) when (attempt < 8 && File.Exists(claimed)) { /* the name was taken: try a free variant */ }
@@ -195,7 +196,7 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         // One mount, or unknown (no statx): the rename, as before.
         if (FileKind.Mount(source) is not ulong from || FileKind.Mount(folder, followLinks: true) is not ulong to || from == to)
         {
-            File.Move(source, target, overwrite: false);
+            NoReplaceRename.Move(source, target);
             return;
         }
         if (FileKind.IsRegularFile(source) == false)
@@ -216,8 +217,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(output.SafeFileHandle, File.GetUnixFileMode(input.SafeFileHandle));
                 output.Flush(flushToDisk: true);
             }
-            // overwrite: false: a file that took the name meanwhile stays (link, then unlink, as in PutBack).
-            File.Move(copy, target, overwrite: false);
+            // A file that took the name meanwhile stays, as in PutBack.
+            NoReplaceRename.Move(copy, target);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

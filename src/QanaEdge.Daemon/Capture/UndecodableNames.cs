@@ -61,8 +61,8 @@ internal static partial class UndecodableNames
             int error = 0;
             for (int i = 1; i <= 100; i++)
             {
-                error = RenameNoReplace(from, [.. Encoding.UTF8.GetBytes(Path.Combine(folder, target)), 0]);
-                if (error != EExist) break;
+                error = NoReplaceRename.Rename(from, [.. Encoding.UTF8.GetBytes(Path.Combine(folder, target)), 0]);
+                if (error != NoReplaceRename.EExist) break;
                 target = $"{Path.GetFileNameWithoutExtension(legacy)}.{i}{Path.GetExtension(legacy)}";
             }
             done.Add(error == 0 ? (shown, target, null) : (shown, null, $"errno {error}"));
@@ -80,29 +80,9 @@ internal static partial class UndecodableNames
     private static (long Size, TimeSpan Age)? Written(byte[] path) =>
         FileKind.SizeAndWriteTime(path) is var (size, written) ? (size, DateTime.UtcNow - written) : null;
 
-    /// <summary>rename(2) that never replaces an entry: 0, or the errno (EEXIST when the new name is taken).</summary>
-    private static unsafe int RenameNoReplace(byte[] from, byte[] to)
-    {
-        fixed (byte* f = from, t = to)
-        {
-            int errno;
-            try
-            {
-                if (RenameAt2(AtFdCwd, f, AtFdCwd, t, RenameNoReplaceFlag) == 0) return 0;
-                errno = Marshal.GetLastPInvokeError();
-            }
-            catch (EntryPointNotFoundException) { errno = EInval; } // a C library without renameat2 (glibc before 2.28)
-            if (errno != EInval) return errno;
-            // A file system without RENAME_NOREPLACE: a hard link fails on a taken name, and the old one is then removed.
-            if (Link(f, t) != 0) return Marshal.GetLastPInvokeError();
-            return Unlink(f) == 0 ? 0 : Marshal.GetLastPInvokeError();
-        }
-    }
-
     // struct dirent of glibc and musl on 64-bit Linux (x86-64 and arm64 alike): d_ino 8, d_off 8, d_reclen 2, d_type 1, d_name.
     private const int DRecLenOffset = 16, DTypeOffset = 18, DNameOffset = 19;
     private const byte DtDir = 4;
-    private const int AtFdCwd = -100, RenameNoReplaceFlag = 1, EExist = 17, EInval = 22;
 
     [LibraryImport("libc", EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial nint OpenDir(string path);
@@ -112,13 +92,4 @@ internal static partial class UndecodableNames
 
     [LibraryImport("libc", EntryPoint = "closedir")]
     private static partial int CloseDir(nint dir);
-
-    [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true)]
-    private static unsafe partial int RenameAt2(int oldDirFd, byte* oldPath, int newDirFd, byte* newPath, uint flags);
-
-    [LibraryImport("libc", EntryPoint = "link", SetLastError = true)]
-    private static unsafe partial int Link(byte* oldPath, byte* newPath);
-
-    [LibraryImport("libc", EntryPoint = "unlink", SetLastError = true)]
-    private static unsafe partial int Unlink(byte* path);
 }
