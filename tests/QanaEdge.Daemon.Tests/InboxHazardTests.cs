@@ -369,6 +369,38 @@ public sealed class InboxHazardTests : IDisposable
         Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(Path.Combine(options.DoneDir, "capture.jpg")));
     }
 
+    /// <summary>
+    /// A quarantine folder that cannot be written fails every rejected file's every try: the 1st, 10th, 100th ...
+    /// failed quarantine in a row are errors, the others debug lines, as for acknowledgements, and the first that works
+    /// again says how many failed before it. Before, each failed try was an error line.
+    /// </summary>
+    [Fact]
+    public void Failed_quarantines_in_a_row_are_errors_at_1_10_100_and_the_next_quarantine_counts_them()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        string blocker = Path.Combine(_root, "blocker");
+        File.WriteAllText(blocker, ""); // the quarantine folder's parent is a file: creating the folder fails, as on a read-only disk
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(blocker, "quarantine") };
+        var log = new RecordingLogger<CaptureDisposition>();
+        var disposition = new CaptureDisposition(options, log);
+        byte[] rejected = Encoding.ASCII.GetBytes("not an image, just text");
+        string path = Path.Combine(inbox, "notes.jpg");
+        File.WriteAllBytes(path, rejected);
+        var item = new CaptureItem(path, rejected, "inbox", DateTime.UtcNow.AddHours(-1), 0);
+
+        for (int i = 0; i < 12; i++) Assert.False(disposition.Quarantine(item, Sha(rejected), "NotAnImage", "no image signature"));
+
+        Assert.Equal(["1 failed in a row", "10 failed in a row"], log.Lines.Where(l => l.Level == LogLevel.Error)
+            .Select(l => l.Message[(l.Message.LastIndexOf('(') + 1)..l.Message.IndexOf(';', l.Message.LastIndexOf('('))]));
+        Assert.Equal(10, log.Lines.Count(l => l.Level == LogLevel.Debug && l.Message.StartsWith("Cannot quarantine", StringComparison.Ordinal)));
+        Assert.Equal(rejected, File.ReadAllBytes(path)); // still in the inbox, under its name
+
+        File.Delete(blocker);
+        Assert.True(disposition.Quarantine(item, Sha(rejected), "NotAnImage", "no image signature"));
+        Assert.Equal(1, log.Count("Quarantined notes.jpg, after 12 failed quarantines in a row"));
+        Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "notes.jpg")));
+    }
+
     [Fact]
     public void A_rejected_capture_whose_name_was_taken_over_is_quarantined_from_its_bytes()
     {

@@ -36,6 +36,11 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     // every 5 minutes each, five error lines a second. The 1st, 10th, 100th ... in a row are errors, the rest debug lines.
     private long _failedInARow;
 
+    // Quarantines that failed since the last one that worked, counted apart: the quarantine folder may be on another
+    // disk than done/, and a flood of rejected files (a capture app's sidecars) against one that cannot be written
+    // logged an error at every file's every try. Reported as the acknowledgements are.
+    private long _quarantinesFailedInARow;
+
     /// <summary>Start of the name a capture takes while it is acknowledged or quarantined (a leading dot: never a capture).</summary>
     public const string ClaimPrefix = ".qanad-";
 
@@ -285,12 +290,17 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             }
             _syncFolder(options.QuarantineDir!);
             log.LogWarning("Quarantined {File}: {Reason}: {Message}", item.DisplayName, reason, message);
+            if (Interlocked.Exchange(ref _quarantinesFailedInARow, 0) is var failed and > 0)
+                log.LogInformation("Quarantined {File}, after {Count} failed quarantines in a row", item.DisplayName, failed);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             if (target is not null && !File.Exists(target)) DurableFile.TryDelete(target + ReasonSuffix);
-            log.LogError("Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later", item.DisplayName, reason, e.Message);
+            long failed = Interlocked.Increment(ref _quarantinesFailedInARow);
+            log.Log(Logging.IsReported(failed) ? LogLevel.Error : LogLevel.Debug,
+                "Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later ({Count} failed in a row; errors at 1, 10, 100 ...)",
+                item.DisplayName, reason, e.Message, failed);
             return false;
         }
     }
