@@ -25,6 +25,7 @@ public static class WholeFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= WholeFileOptions.Default;
         string temp = options.PerProcessTemporary ? $"{path}.tmp-{Environment.ProcessId}" : $"{path}.tmp";
+        if (options.TemporaryPrefix is { } prefix) temp = Path.Combine(Path.GetDirectoryName(temp)!, prefix + Path.GetFileName(temp));
         try
         {
             // A leftover of an interrupted attempt goes first: written over, it would keep its own permissions.
@@ -91,6 +92,12 @@ public sealed record WholeFileOptions
     /// inbox watcher skips <c>.tmp</c> names, and it writes each of its files from one place.
     /// </summary>
     public bool PerProcessTemporary { get; init; }
+
+    /// <summary>
+    /// Put before the temporary file's name (<c>DIR/PREFIX NAME.tmp</c>): a writer whose leftovers are removed at its
+    /// next start gives them a name no other program writes, so that it removes only its own.
+    /// </summary>
+    public string? TemporaryPrefix { get; init; }
 
     /// <summary>
     /// Flushes the folder after the rename (given the folder's full path), so that the rename is on the disk too:

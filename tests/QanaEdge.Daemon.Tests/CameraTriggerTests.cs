@@ -96,6 +96,59 @@ public sealed class CameraTriggerTests : IDisposable
         Assert.Empty(Directory.GetFiles(daemon.Inbox));
     }
 
+    /// <summary>
+    /// Another program's capture named like a frame is not taken for one: a slow-written camera-0001.jpg (not renamed
+    /// in, its writer pausing halfway) is given the grace of a file not yet finished and classified once whole, and only
+    /// a name that ends with the start of its bytes' SHA-256, as the daemon names its frames, gets the source "camera".
+    /// Before, the name's prefix alone made a capture the camera's: the slow one was quarantined half-written.
+    /// </summary>
+    [Fact]
+    public async Task Only_captures_named_and_hashed_as_the_daemons_frames_get_the_source_camera()
+    {
+        byte[] image = File.ReadAllBytes(TestEnv.RealImages(1, skip: 640)[0]);
+        byte[] text = Encoding.ASCII.GetBytes("not an image, just text");
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devcamsrc/results");
+        await sub.ConnectAsync();
+        await using var daemon = new DaemonRunner(_root, _broker.Port, "devcamsrc", null, "--Qana:StableMilliseconds=100");
+        await daemon.StartAsync();
+
+        string own = $"{CameraTrigger.FilePrefix}20260101T000000000Z-{Sha(text)[..12]}.jpg";
+        TestEnv.DropBytes(text, daemon.Inbox, own);
+        await using (var writer = new FileStream(Path.Combine(daemon.Inbox, "camera-0001.jpg"), FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite))
+        {
+            writer.Write(image, 0, image.Length / 2);
+            writer.Flush();
+            await TestEnv.WaitUntil(() => daemon.Log.Events.Any(e => e.Message.StartsWith("camera-0001.jpg looks unfinished", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(30), "the half file to be taken for unfinished");
+            writer.Write(image, image.Length / 2, image.Length - image.Length / 2);
+        }
+
+        await TestEnv.WaitUntil(() => sub.Results.Count == 1 && Directory.GetFiles(daemon.Inbox).Length == 0, TimeSpan.FromSeconds(60), "the finished image's result and an empty inbox");
+        Assert.Equal(Sha(image), ResultShas(sub).Single());
+        Assert.Equal([own, own + CaptureDisposition.ReasonSuffix], Directory.GetFiles(daemon.QuarantineDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Contains("\nsource: camera\n", File.ReadAllText(Path.Combine(daemon.QuarantineDir, own + CaptureDisposition.ReasonSuffix)));
+    }
+
+    /// <summary>
+    /// At start the daemon removes the temporary files of its own frames that a kill cut off (.qanad-camera-....tmp), and
+    /// only those: another program's camera-0001.jpg.tmp is its capture on its way. Before, every camera-*.tmp went.
+    /// </summary>
+    [Fact]
+    public void Only_the_daemons_own_frame_temporaries_are_removed_at_start()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var disposition = new CaptureDisposition(new QanaEdge.Daemon.Configuration.QanaOptions { Inbox = inbox, StateDir = _root },
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<CaptureDisposition>.Instance);
+        string others = Path.Combine(inbox, "camera-0001.jpg.tmp"), own = Path.Combine(inbox, $"{CameraTrigger.TemporaryPrefix}20260101T000000000Z-0123456789ab.jpg.tmp");
+        File.WriteAllBytes(others, [1, 2, 3]);
+        File.WriteAllBytes(own, [4, 5]);
+
+        disposition.RecoverClaims();
+
+        Assert.Equal([others], Directory.GetFiles(inbox));
+        Assert.Equal([1, 2, 3], File.ReadAllBytes(others));
+    }
+
     [Fact]
     public async Task A_failing_camera_is_logged_and_reported_in_the_status_and_the_daemon_keeps_working()
     {

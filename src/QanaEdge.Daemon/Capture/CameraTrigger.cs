@@ -32,8 +32,32 @@ public sealed class CameraTrigger : IDisposable
     private CameraState _state;
     private int _busy;
 
-    /// <summary>Start of the name of a camera frame in the inbox; the watcher gives such captures the source "camera".</summary>
+    /// <summary>Start of the name of a camera frame in the inbox (<see cref="IsOwnFrame"/> tells the daemon's frames from others so named).</summary>
     public const string FilePrefix = "camera-";
+
+    /// <summary>
+    /// Start of the name of a frame's temporary file while it is written (<c>.qanad-camera-....jpg.tmp</c>), which a kill
+    /// leaves behind and the next start removes. Another program's <c>camera-0001.jpg.tmp</c> in the inbox is its capture
+    /// on its way: removing every <c>camera-*.tmp</c> at start lost it.
+    /// </summary>
+    public const string TemporaryPrefix = CaptureDisposition.ClaimPrefix + FilePrefix;
+
+    /// <summary>
+    /// Whether <paramref name="name"/> with <paramref name="bytes"/> is a frame this daemon wrote: its name ends with the
+    /// start of the SHA-256 of those bytes, which another writer's name matches only by a chance of 1 in 2^48. The name
+    /// alone gave the source "camera" to any capture so named, and a capture app's slow-written camera-0001.jpg lost
+    /// the grace a file not yet finished gets (camera frames are renamed into place whole, so they need none).
+    /// </summary>
+    public static bool IsOwnFrame(string name, ReadOnlySpan<byte> bytes)
+    {
+        const int hashChars = 12;
+        const string extension = ".jpg";
+        if (!name.StartsWith(FilePrefix, StringComparison.Ordinal) || !name.EndsWith(extension, StringComparison.Ordinal)
+            || name.Length < FilePrefix.Length + hashChars + 1 + extension.Length || name[^(extension.Length + hashChars + 1)] != '-')
+            return false;
+        ReadOnlySpan<char> hash = name.AsSpan(name.Length - extension.Length - hashChars, hashChars);
+        return hash.SequenceEqual(Convert.ToHexStringLower(SHA256.HashData(bytes)).AsSpan(0, hashChars));
+    }
 
     private readonly TimeSpan _timeout;
     private readonly int _maxBacklog;
@@ -54,7 +78,7 @@ public sealed class CameraTrigger : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBacklog, 1);
         _camera = camera; _button = button; _inbox = inbox; _log = log; _maxBacklog = maxBacklog;
-        _durable = DurableFile.Options(syncFolder);
+        _durable = DurableFile.Options(syncFolder) with { TemporaryPrefix = CaptureDisposition.ClaimPrefix };
         _timeout = captureTimeout ?? TimeSpan.FromSeconds(10);
         _state = new CameraState(camera.Name, "ready", null, DateTime.UtcNow);
         if (_button is not null) _button.Pressed += () => _ = TriggerAsync("button");
@@ -125,7 +149,7 @@ public sealed class CameraTrigger : IDisposable
                 // Time and hash: unique, because one capture runs at a time; the same name again is the same bytes.
                 string path = Path.Combine(_inbox, $"{FilePrefix}{DateTime.UtcNow:yyyyMMdd'T'HHmmssfff'Z'}-{sha[..12]}.jpg");
                 Directory.CreateDirectory(_inbox);
-                try { WholeFile.Write(path, frame, _durable); } // under a .tmp name the watcher skips, then renamed into place
+                try { WholeFile.Write(path, frame, _durable); } // under a hidden .tmp name of the daemon's own, then renamed into place
                 catch (FolderSyncException e)
                 {
                     // The frame is whole under its name, and the watcher may have taken it already: it is a capture, to be

@@ -146,19 +146,22 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     /// </summary>
     public void RecoverClaims()
     {
+        // A camera frame cut off by a kill while it was written: never accepted (the capture failed), so only litter.
+        // Only the daemon's own temporaries: another writer's camera-0001.jpg.tmp is its capture on its way.
+        foreach (string partial in Directory.EnumerateFiles(options.Inbox, CameraTrigger.TemporaryPrefix + "*.tmp"))
+        {
+            DurableFile.TryDelete(partial);
+            log.LogWarning("Removed {File}, a camera frame whose writing the daemon did not finish", Path.GetFileName(partial));
+        }
         foreach (string claimed in Directory.EnumerateFiles(options.Inbox, ClaimPrefix + "*"))
         {
+            // A frame's temporary that could not be removed is no claim (a claim's tag is hex, "camera" is not).
+            if (Path.GetFileName(claimed).StartsWith(CameraTrigger.TemporaryPrefix, StringComparison.Ordinal)) continue;
             string rest = Path.GetFileName(claimed)[ClaimPrefix.Length..];
             int dash = rest.IndexOf('-', StringComparison.Ordinal);
             string name = dash >= 0 && dash + 1 < rest.Length ? rest[(dash + 1)..] : "capture";
             string back = PutBack(claimed, Path.Combine(options.Inbox, name));
             log.LogWarning("{Claimed} was being acknowledged when the daemon stopped: back in the inbox as {Name}", Path.GetFileName(claimed), Path.GetFileName(back));
-        }
-        // A camera frame cut off by a kill while it was written: never accepted (the capture failed), so only litter.
-        foreach (string partial in Directory.EnumerateFiles(options.Inbox, CameraTrigger.FilePrefix + "*.tmp"))
-        {
-            DurableFile.TryDelete(partial);
-            log.LogWarning("Removed {File}, a camera frame whose writing the daemon did not finish", Path.GetFileName(partial));
         }
         // A copy into the done or quarantine folder cut off by a kill: its capture is still in the inbox (deleted only
         // once the copy is in place), so the copy is only litter.

@@ -254,7 +254,6 @@ public sealed class InboxWatcher : IAsyncDisposable
         _pending.Remove(path);
         if (!_inFlight.TryAdd(path, 0)) return;
         long landed = Stopwatch.GetTimestamp();
-        string source = name.StartsWith(CameraTrigger.FilePrefix, StringComparison.Ordinal) ? "camera" : "inbox";
         byte[]? bytes;
         try { bytes = await ReadAtMostAsync(path, _options.MaxFileBytes, ct).ConfigureAwait(false); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { Forget(path); return; }
@@ -267,10 +266,10 @@ public sealed class InboxWatcher : IAsyncDisposable
         }
         if (bytes is null)
         {
-            Unread(new CaptureItem(path, [], source, mtime, landed), "TooLarge", $"more than Qana:MaxFileBytes ({_options.MaxFileBytes}) bytes");
+            Unread(new CaptureItem(path, [], "inbox", mtime, landed), "TooLarge", $"more than Qana:MaxFileBytes ({_options.MaxFileBytes}) bytes");
             return;
         }
-        var item = new CaptureItem(path, bytes, source, mtime, landed, renamed);
+        var item = new CaptureItem(path, bytes, CameraTrigger.IsOwnFrame(name, bytes) ? "camera" : "inbox", mtime, landed, renamed);
         // Backpressure: waits here while the pipeline is full (by count or by bytes).
         await _output.WriteAsync(item, ct).ConfigureAwait(false);
     }
