@@ -109,9 +109,17 @@ public static class OptionsLoader
             errors.Add($"Qana:Learning:KeyFile: {o.Learning.KeyFile} must end in .key (its public half is the same name ending in .pub)");
         if (o.Mqtt.ReconnectMaxSeconds < o.Mqtt.ReconnectMinSeconds)
             errors.Add($"Qana:Mqtt:ReconnectMaxSeconds: must be at least ReconnectMinSeconds ({o.Mqtt.ReconnectMinSeconds})");
+        bool tlsFilesExist = true;
         foreach (var (key, file) in new[] { ("Model", o.Model), ("Mqtt:CaFile", o.Mqtt.CaFile), ("Mqtt:ClientCertificate", o.Mqtt.ClientCertificate), ("Mqtt:ClientKey", o.Mqtt.ClientKey) })
             if (!string.IsNullOrEmpty(file) && ExpectedPath.FileProblem(file) is { } problem)
+            {
                 errors.Add($"Qana:{key}: {file} {ExpectedPath.AsClause(problem)}");
+                if (key != "Model") tlsFilesExist = false;
+            }
+        // That a TLS file exists said nothing of whether it could be used: one the daemon's user cannot read, a DER CA
+        // file, a wrong PKCS#12 password or a key of another certificate failed in the link's loop, which then ended
+        // without a word, and the daemon ran on with every result held in the outbox.
+        if (tlsFilesExist && CheckTlsFiles(o.Mqtt) is { } tlsError) errors.Add(tlsError);
         if (!string.IsNullOrEmpty(o.Mqtt.Password) && string.IsNullOrEmpty(o.Mqtt.Username))
             errors.Add("Qana:Mqtt:Password: set without Qana:Mqtt:Username");
         if (string.IsNullOrWhiteSpace(o.Mqtt.Host) && (o.Mqtt.Tls || !string.IsNullOrEmpty(o.Mqtt.CaFile)))
@@ -133,6 +141,18 @@ public static class OptionsLoader
             if (!string.IsNullOrWhiteSpace(o.StateDir) && !string.IsNullOrWhiteSpace(folder) && full(o.StateDir) == full(folder))
                 errors.Add($"Qana:{key}: must differ from Qana:StateDir (its oldest files are deleted when the disk runs short of Qana:MinFreeMegabytes)");
         }
+    }
+
+    private static string? CheckTlsFiles(MqttOptions mqtt)
+    {
+        try
+        {
+            var (chain, client) = MqttTlsFiles.Load(mqtt);
+            client?.Dispose();
+            foreach (var certificate in chain ?? []) certificate.Dispose();
+            return null;
+        }
+        catch (MqttTlsFileException e) { return e.Message; }
     }
 
     private static readonly (string Key, Func<string, bool> Parses, string Expect)[] TypedKeys =

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using MQTTnet;
 using MQTTnet.Exceptions;
@@ -287,24 +286,17 @@ public sealed class MqttLink : IAsyncDisposable
     private void BuildTls(MqttClientTlsOptionsBuilder tls)
     {
         tls.UseTls(true).WithTargetHost(Host);
-        if (!string.IsNullOrEmpty(_options.CaFile))
-        {
-            var chain = new X509Certificate2Collection();
-            chain.ImportFromPemFile(_options.CaFile);
-            tls.WithTrustChain(chain);
-        }
-        if (!string.IsNullOrEmpty(_options.ClientCertificate))
-        {
-            X509Certificate2 cert = string.IsNullOrEmpty(_options.ClientKey)
-                ? X509CertificateLoader.LoadPkcs12FromFile(_options.ClientCertificate, _options.Password)
-                : X509Certificate2.CreateFromPemFile(_options.ClientCertificate, _options.ClientKey);
-            tls.WithClientCertificates([cert]);
-        }
+        var (chain, client) = MqttTlsFiles.Load(_options);
+        if (chain is not null) tls.WithTrustChain(chain);
+        if (client is not null) tls.WithClientCertificates([client]);
     }
 
     private async Task LoopAsync(CancellationToken ct)
     {
-        MqttClientOptions options = BuildOptions();
+        // Built in the connect attempt, and kept once built: MQTTnet reads the TLS files while the options are built, and
+        // a file that became unreadable after the start's check (replaced, its permissions changed) threw here, outside
+        // any catch, and ended the loop for good without a word. It is now a failed attempt, logged and retried.
+        MqttClientOptions? options = null;
         TimeSpan min = TimeSpan.FromSeconds(_options.ReconnectMinSeconds), max = TimeSpan.FromSeconds(_options.ReconnectMaxSeconds);
         TimeSpan delay = min;
         int failures = 0;
@@ -321,6 +313,7 @@ public sealed class MqttLink : IAsyncDisposable
                 {
                     try
                     {
+                        options ??= BuildOptions();
                         LinkSession session = await ConnectAsync(options, ct).ConfigureAwait(false);
                         _log.LogInformation("MQTT link up: {Host}:{Port} as {ClientId}, session {Session} (after {Failures} failed attempts)",
                             Host, _options.Port, _options.ClientId, session.Number, failures);
