@@ -153,7 +153,8 @@ public sealed class MqttLink : IAsyncDisposable
     /// Publishes with QoS 1 on the current session and returns once the PUBACK arrives.
     /// Throws <see cref="MqttLinkDownException"/> when no session is up or it drops before the PUBACK,
     /// <see cref="TimeoutException"/> when no PUBACK came within TimeoutSeconds (the session is then retired), and
-    /// <see cref="MqttPublishRefusedException"/> when the broker refuses.
+    /// <see cref="MqttPublishRefusedException"/> when the broker refuses, or when the packet would be larger than the
+    /// broker's Maximum Packet Size (it is then not sent).
     /// </summary>
     public Task PublishAsync(string topic, byte[] payload, bool retain, CancellationToken ct)
     {
@@ -165,12 +166,18 @@ public sealed class MqttLink : IAsyncDisposable
     public async Task PublishAsync(LinkSession session, string topic, byte[] payload, bool retain, CancellationToken ct)
     {
         if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} is gone");
+        // A broker that announced a Maximum Packet Size closes the connection on a larger packet (mosquitto's
+        // max_packet_size) instead of refusing it: the publish then failed as a lost link, was never counted as a
+        // refusal, and was sent first again on every new connection, for ever, with nothing behind it delivered.
+        long packetBytes = PublishPacketBytes(topic, payload.Length);
+        if (session.MaximumPacketSize is uint limit && packetBytes > limit)
+            throw new MqttPublishRefusedException($"not sent on {topic}: the message is {packetBytes} bytes as an MQTT packet, over the {limit} bytes the broker takes (its Maximum Packet Size)");
         MqttApplicationMessage message = new MqttApplicationMessageBuilder()
             .WithTopic(topic)
             .WithPayload(payload)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
             .WithRetainFlag(retain)
-            .WithContentType("application/json")
+            .WithContentType(ContentType)
             .Build();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
         bounded.CancelAfter(_timeout);
@@ -198,6 +205,21 @@ public sealed class MqttLink : IAsyncDisposable
         if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
             throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
     }
+
+    private const string ContentType = "application/json";
+
+    /// <summary>
+    /// The size of the MQTT 5 PUBLISH packet <see cref="PublishAsync(LinkSession, string, byte[], bool, CancellationToken)"/>
+    /// sends: fixed header, topic, packet id, properties (the content type only) and payload.
+    /// </summary>
+    public static long PublishPacketBytes(string topic, int payloadBytes)
+    {
+        long properties = 1 + 2 + System.Text.Encoding.UTF8.GetByteCount(ContentType);
+        long remaining = 2 + System.Text.Encoding.UTF8.GetByteCount(topic) + 2 + VariableIntBytes(properties) + properties + payloadBytes;
+        return 1 + VariableIntBytes(remaining) + remaining;
+    }
+
+    private static int VariableIntBytes(long value) => value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4;
 
     /// <summary>
     /// Has the broker send again what this client left unacknowledged: an MQTT broker resends an unacknowledged QoS 1
@@ -414,7 +436,8 @@ public sealed class MqttLink : IAsyncDisposable
                 throw new TimeoutException($"no answer from the broker within {_timeout.TotalSeconds:0.#} s", e);
             }
         }
-        var session = new LinkSession(Interlocked.Increment(ref _sessions), pingedByLibrary: connected.ServerKeepAlive > 0);
+        var session = new LinkSession(Interlocked.Increment(ref _sessions), pingedByLibrary: connected.ServerKeepAlive > 0,
+            maximumPacketSize: connected.MaximumPacketSize is > 0 and var max ? max : null);
         // The status goes out on the new session before it is announced, so that "online" precedes any result.
         try { await PublishLatestStatusAsync(session, ct).ConfigureAwait(false); }
         catch (MqttPublishRefusedException e)
@@ -490,10 +513,11 @@ public sealed class LinkSession
 {
     private readonly CancellationTokenSource _lost = new();
 
-    internal LinkSession(int number, bool pingedByLibrary)
+    internal LinkSession(int number, bool pingedByLibrary, uint? maximumPacketSize)
     {
         Number = number;
         PingedByLibrary = pingedByLibrary;
+        MaximumPacketSize = maximumPacketSize;
         Lost = _lost.Token;
     }
 
@@ -502,6 +526,9 @@ public sealed class LinkSession
 
     /// <summary>The broker asked for a keep-alive of its own, and MQTTnet keeps it; otherwise the link pings.</summary>
     internal bool PingedByLibrary { get; }
+
+    /// <summary>The largest packet the broker takes from this client (MQTT 5 CONNACK), or null when it announced none.</summary>
+    public uint? MaximumPacketSize { get; }
 
     public CancellationToken Lost { get; }
 

@@ -11,7 +11,8 @@ namespace QanaEdge.Daemon.Messaging;
 /// an entry only after its PUBACK. When the link drops, entries in flight stay in the outbox and the drain restarts
 /// from the oldest entry after reconnecting: a result may be sent twice (same result_id), never lost.
 /// <para>
-/// An entry the broker refuses (a PUBACK with an error reason, e.g. NotAuthorized or PacketTooLarge) does not stop the
+/// An entry the broker refuses (a PUBACK with an error reason, e.g. NotAuthorized or PacketTooLarge, or the link's refusal
+/// to send one over the broker's announced Maximum Packet Size) does not stop the
 /// drain: it waits 1, 2, 4 ... s (at most 60 s) while the entries behind it go on, and after MaxRefusals refusals
 /// it is moved to the <c>deadletters</c> collection with the broker's reason (<see cref="ResultStore.DeadLetter"/>).
 /// Dead letters go back to the outbox at the next start, so a broker fixed in the meantime gets them.

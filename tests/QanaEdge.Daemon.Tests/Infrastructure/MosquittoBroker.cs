@@ -21,8 +21,10 @@ public sealed class MosquittoBroker : IDisposable
 
     /// <param name="acl">Contents of an ACL file (mosquitto's acl_file; rules before any "user" line apply to anonymous
     /// clients), or null for none. <see cref="Acl"/> changes it for the next <see cref="Start"/>.</param>
-    public MosquittoBroker(string? acl = null)
+    /// <param name="settings">More lines of mosquitto.conf (e.g. "max_packet_size 1000"), or null.</param>
+    public MosquittoBroker(string? acl = null, string? settings = null)
     {
+        _settings = settings;
         if (!File.Exists(Executable)) throw new InvalidOperationException($"{Executable} is missing: install the Debian package mosquitto (make deps)");
         _dir = TestEnv.TempDir("mosquitto");
         _acl = acl is not null;
@@ -46,6 +48,7 @@ public sealed class MosquittoBroker : IDisposable
     }
 
     private readonly bool _acl;
+    private readonly string? _settings;
 
     private void WriteConfig() => File.WriteAllText(ConfigPath, $"""
         listener {Port} 127.0.0.1
@@ -58,7 +61,7 @@ public sealed class MosquittoBroker : IDisposable
         max_inflight_messages 0
         set_tcp_nodelay true
         log_dest file {_dir}/mosquitto.log
-        """ + (_acl ? $"\nacl_file {AclPath}\n" : ""));
+        """ + (_acl ? $"\nacl_file {AclPath}\n" : "") + (_settings is null ? "" : "\n" + _settings + "\n"));
 
     public int Port { get; private set; }
     public string AclPath => Path.Combine(_dir, "acl");
