@@ -299,4 +299,53 @@ public sealed class DiskFullTests : IDisposable
         await TestEnv.WaitUntil(() => sub.Results.Count == images.Length && Directory.GetFiles(again.Inbox).Length == 0, TimeSpan.FromSeconds(60), "every result after the restart");
         sub.AssertOneResultIdPerImage(images);
     }
+
+    /// <summary>
+    /// Dead letters in the store and a full state disk at start: the daemon starts (and takes captures), says it could
+    /// not move the dead letters back, and moves and delivers them once space is back, without a restart. Before, the
+    /// move failed out of the start, the daemon exited ("cannot start") and systemd restarted it into the same failure;
+    /// the retention that frees the disk starts after it, so it never ran.
+    /// </summary>
+    [SmallFileSystemFact]
+    public async Task Dead_letters_and_a_full_disk_at_start_do_not_stop_the_start_and_are_delivered_once_space_is_back()
+    {
+        using var disk = new SmallFileSystem(megabytes: 8);
+        using var broker = new MosquittoBroker();
+        await using var sub = new ResultSubscriber(broker.Port, "qana/devdlfull/results");
+        await sub.ConnectAsync();
+        string state = Path.Combine(disk.Root, "state");
+        Directory.CreateDirectory(state);
+        using (var store = new ResultStore(Path.Combine(state, "qana.db")))
+        {
+            store.Commit([.. Enumerable.Range(1, 2).Select(i => new StoredResult($"dl{i}", $"{i:x64}", "nv", 0.9f, false, false, "m", "1", 2.5,
+                null, DateTime.UtcNow, "inbox", Encoding.UTF8.GetBytes($$"""{"result_id":"dl{{i}}"}"""), i))], "qana/devdlfull/results");
+            foreach (OutboxEntry entry in store.ReadOutbox(0, 10)) store.DeadLetter(entry, "NotAuthorized (an ACL since fixed)", 5);
+            Assert.Equal(2, store.DeadLetterCount());
+        }
+        string inbox = Path.Combine(_root, "inbox");
+        Directory.CreateDirectory(inbox);
+        string filler = disk.Fill();
+        using var daemon = new ChildProcess([
+            $"--Qana:Inbox={inbox}", $"--Qana:StateDir={state}", "--Qana:DeviceId=devdlfull",
+            "--Qana:Mqtt:Host=127.0.0.1", $"--Qana:Mqtt:Port={broker.Port}", "--Qana:RescanSeconds=0.5", "--Qana:Workers=2",
+            "--Qana:Mqtt:ReconnectMaxSeconds=0.5", $"--Qana:Model={TestModel.Path_}", "--Qana:MinFreeMegabytes=0",
+        ]);
+        string Log() => string.Join('\n', daemon.Output.TakeLast(30));
+
+        await TestEnv.WaitUntil(() => daemon.Output.Any(l => l.Contains("Ready: drop images", StringComparison.Ordinal)) || daemon.HasExited,
+            TimeSpan.FromSeconds(60), "the daemon to start", Log);
+        Assert.False(daemon.HasExited, Log());
+        Assert.Contains(daemon.Output, l => l.Contains("Dead letters not moved back to the outbox (1 in a row", StringComparison.Ordinal));
+        Assert.Empty(sub.Results);
+
+        File.Delete(filler);
+        await TestEnv.WaitUntil(() => sub.Results.Count == 2 || daemon.HasExited, TimeSpan.FromSeconds(60), "the dead letters to be delivered once space is back", Log);
+        Assert.Equal(["dl1", "dl2"], sub.Results.Keys.Order());
+        Assert.Contains(daemon.Output, l => l.Contains("2 dead letters (results the broker refused) are back in the outbox", StringComparison.Ordinal));
+        daemon.Signal("TERM");
+        Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, daemon.ExitCode);
+        using var after = new ResultStore(Path.Combine(state, "qana.db"));
+        Assert.Equal((0, 0), (after.DeadLetterCount(), after.OutboxCount()));
+    }
 }

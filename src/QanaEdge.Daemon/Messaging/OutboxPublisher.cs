@@ -41,6 +41,9 @@ public sealed class OutboxPublisher : IAsyncDisposable
     /// </summary>
     private readonly HashSet<long> _undeleted = [];
     private int _deleteFailures;
+    // The dead letters wait to be moved back to the outbox (see RequeueDeadLetters).
+    private bool _requeuePending;
+    private int _requeueFailures;
 
     public OutboxPublisher(ResultStore store, MqttLink link, MqttOptions options, ILogger<OutboxPublisher> log)
     {
@@ -65,16 +68,43 @@ public sealed class OutboxPublisher : IAsyncDisposable
 
     public void Start()
     {
-        int requeued = _store.RequeueDeadLetters();
+        _requeuePending = true;
+        RequeueDeadLetters();
+        int backlog = _store.OutboxCount();
+        if (backlog > 0) _log.LogInformation("Outbox holds {Count} results from before; they will be sent first", backlog);
+        _loop = Task.Run(() => LoopAsync(_stop.Token));
+    }
+
+    /// <summary>
+    /// Moves the dead letters back to the outbox, once per start. A store that cannot write (a full disk) no longer stops
+    /// the start: the move failed out of <see cref="Start"/>, the daemon exited, and systemd restarted it into the same
+    /// failure, so the retention that frees the disk never ran. It is tried again by the loop and the drain
+    /// (<see cref="RequeueRetry"/>) until it works; the failures are logged at the 1st, 10th, 100th ... in a row.
+    /// </summary>
+    private void RequeueDeadLetters()
+    {
+        if (!Volatile.Read(ref _requeuePending)) return;
+        int requeued;
+        try { requeued = _store.RequeueDeadLetters(); }
+        catch (Exception e) when (ResultStore.IsStorageFailure(e))
+        {
+            int failures = Interlocked.Increment(ref _requeueFailures);
+            if (Logging.IsReported(failures))
+                _log.LogError("Dead letters not moved back to the outbox ({Failures} in a row; reported at 1, 10, 100 ...): the store failed ({Error}); tried again every {Seconds:0} s",
+                    failures, e.Message, RequeueRetry.TotalSeconds);
+            return;
+        }
+        Volatile.Write(ref _requeuePending, false);
+        if (_requeueFailures > 0) _log.LogWarning("Dead letters moved back to the outbox after {Failures} failed tries", _requeueFailures);
         if (requeued > 0)
         {
             _log.LogWarning("{Count} dead letters (results the broker refused) are back in the outbox, to be sent again", requeued);
             DeadLettersChanged?.Invoke();
         }
-        int backlog = _store.OutboxCount();
-        if (backlog > 0) _log.LogInformation("Outbox holds {Count} results from before; they will be sent first", backlog);
-        _loop = Task.Run(() => LoopAsync(_stop.Token));
     }
+
+    /// <summary>How often a move of the dead letters back to the outbox that the store refused is tried again.</summary>
+    public static readonly TimeSpan RequeueRetry = TimeSpan.FromSeconds(5);
 
     private async Task LoopAsync(CancellationToken ct)
     {
@@ -85,6 +115,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
             long published = Published;
             try
             {
+                RequeueDeadLetters();
                 LinkSession session = await _link.WaitConnectedAsync(ct).ConfigureAwait(false);
                 await DrainAsync(session, ct).ConfigureAwait(false);
             }
@@ -135,7 +166,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
                     // the store to queue something (or the next refused entry's turn), then re-read from the start.
                     bool idle = inflight.Count == 0;
                     await _wake.WaitAsync(idle ? UntilNextLook(pass) : TimeSpan.FromMilliseconds(20), ct).ConfigureAwait(false);
-                    if (idle) { cursor = 0; pass = ++_pass; }
+                    if (idle) { cursor = 0; pass = ++_pass; RequeueDeadLetters(); }
                 }
                 foreach (OutboxEntry entry in entries)
                 {
@@ -242,7 +273,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
                 if (r.Pass != pass) _refused.Remove(id);
                 else if (r.RetryAt < next) next = r.RetryAt;
             }
-        TimeSpan look = _undeleted.Count > 0 ? TimeSpan.FromSeconds(1) : IdleLook;
+        TimeSpan look = _undeleted.Count > 0 ? TimeSpan.FromSeconds(1) : Volatile.Read(ref _requeuePending) ? RequeueRetry : IdleLook;
         if (next == long.MaxValue) return look;
         // Whole milliseconds, rounded up: a wait of under one is none, and the entry would not be due yet.
         double ms = Math.Ceiling(Math.Max(0, Stopwatch.GetElapsedTime(now, next).TotalMilliseconds));
