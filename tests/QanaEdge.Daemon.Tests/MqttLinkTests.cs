@@ -87,4 +87,40 @@ public sealed class MqttLinkTests
         int end = message.IndexOf('x', open);
         return int.Parse(message.AsSpan(open, end - open), System.Globalization.CultureInfo.InvariantCulture);
     }
+
+    /// <summary>
+    /// A broker whose ACL leaves out the feedback topic refuses that subscription in its SUBACK and takes the others: the
+    /// link comes up and warns about that topic, naming the reason, and about no other. Before, the SUBACK was thrown
+    /// away and labels simply never arrived. mosquitto 2.0.11's acl_file grants every subscription (it filters at
+    /// delivery); its dynamic security plugin, which has subscribe rules of their own, refuses with NotAuthorized.
+    /// </summary>
+    [Fact]
+    public async Task A_subscription_the_broker_refuses_is_logged_with_its_topic_and_reason()
+    {
+        string dir = TestEnv.TempDir("dynsec");
+        string rules = Path.Combine(dir, "dynamic-security.json");
+        File.WriteAllText(rules, """
+            {
+              "defaultACLAccess": { "publishClientSend": true, "publishClientReceive": true, "subscribe": false, "unsubscribe": true },
+              "clients": [],
+              "groups": [ { "groupname": "anonymous", "roles": [ { "rolename": "device" } ], "clients": [] } ],
+              "roles": [ { "rolename": "device", "acls": [
+                { "acltype": "subscribeLiteral", "topic": "qana/devsuback/updates", "allow": true },
+                { "acltype": "subscribeLiteral", "topic": "qana/devsuback/capture", "allow": true },
+                { "acltype": "subscribeLiteral", "topic": "qana/fleet/updates", "allow": true } ] } ],
+              "anonymousGroup": "anonymous"
+            }
+            """);
+        using var broker = new MosquittoBroker(settings: $"plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\nplugin_opt_config_file {rules}");
+        var options = new MqttOptions { Host = "127.0.0.1", Port = broker.Port, ClientId = "qanad-devsuback", ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<MqttLink>();
+        await using var link = new MqttLink(options, "devsuback", log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        LinkSession session = await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+
+        string[] refused = [.. log.Lines.Where(l => l.Level == LogLevel.Warning && l.Message.Contains("refused the subscription", StringComparison.Ordinal)).Select(l => l.Message)];
+        string warning = Assert.Single(refused);
+        Assert.StartsWith($"MQTT session {session.Number}: broker refused the subscription to qana/devsuback/feedback: NotAuthorized", warning, StringComparison.Ordinal);
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+    }
 }

@@ -411,6 +411,7 @@ public sealed class MqttLink : IAsyncDisposable
     private async Task<LinkSession> ConnectAsync(MqttClientOptions options, CancellationToken ct)
     {
         MqttClientConnectResult connected;
+        MqttClientSubscribeResult subscribed;
         using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             bounded.CancelAfter(_timeout);
@@ -420,7 +421,7 @@ public sealed class MqttLink : IAsyncDisposable
                 connected = await _client.ConnectAsync(options, bounded.Token).ConfigureAwait(false);
                 if (connected.ResultCode != MqttClientConnectResultCode.Success)
                     throw new MqttLinkDownException($"broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
-                await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+                subscribed = await _client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
                     // Retained labels and updates reach a new session once, not again on every reconnect of this one
                     // (each would be checked and logged again).
                     .WithTopicFilter(Filter(_topics.Feedback, MqttQualityOfServiceLevel.AtLeastOnce, MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly))
@@ -438,6 +439,12 @@ public sealed class MqttLink : IAsyncDisposable
         }
         var session = new LinkSession(Interlocked.Increment(ref _sessions), pingedByLibrary: connected.ServerKeepAlive > 0,
             maximumPacketSize: connected.MaximumPacketSize is > 0 and var max ? max : null);
+        // A broker whose ACL leaves out a topic answers its SUBACK with a refusal (NotAuthorized) and the connection goes
+        // on: labels, updates or capture commands on it never arrive. The refusal was thrown away, so nothing said why.
+        foreach (MqttClientSubscribeResultItem item in subscribed.Items)
+            if (item.ResultCode is not (MqttClientSubscribeResultCode.GrantedQoS0 or MqttClientSubscribeResultCode.GrantedQoS1 or MqttClientSubscribeResultCode.GrantedQoS2))
+                _log.LogWarning("MQTT session {Session}: broker refused the subscription to {Topic}: {Reason}; messages on it do not reach this device",
+                    session.Number, item.TopicFilter.Topic, string.IsNullOrEmpty(subscribed.ReasonString) ? $"{item.ResultCode}" : $"{item.ResultCode} {subscribed.ReasonString}");
         // The status goes out on the new session before it is announced, so that "online" precedes any result.
         try { await PublishLatestStatusAsync(session, ct).ConfigureAwait(false); }
         catch (MqttPublishRefusedException e)
