@@ -69,4 +69,113 @@ public sealed class BrokerLimitTests : IDisposable
         Assert.Equal(1, link.Current?.Number);
         Assert.Equal(0, linkLog.Count("lost"));
     }
+
+    /// <summary>
+    /// A broker that answers one message by closing the connection, without having announced any limit (a relay in front
+    /// of mosquitto cuts the connection that carries it, as a broker whose ACL disconnects would): the results behind it
+    /// are delivered, and after MaxRefusals connections ended with it oldest in flight it becomes a dead letter that says
+    /// so. Before, the drain sent it first on every new connection, for ever: the link reconnected several times a second
+    /// and nothing behind it was delivered.
+    /// </summary>
+    [Fact]
+    public async Task A_result_the_broker_answers_by_closing_the_connection_becomes_a_dead_letter_and_the_others_are_delivered()
+    {
+        const string topic = "qana/devcut/results";
+        using var broker = new MosquittoBroker();
+        using var relay = new CuttingRelay(broker.Port, Encoding.UTF8.GetBytes("\"poison\""));
+        await using var sub = new ResultSubscriber(broker.Port, topic);
+        await sub.ConnectAsync();
+        using var store = new ResultStore(Path.Combine(_root, "qana.db"));
+        var options = new MqttOptions { Host = "127.0.0.1", Port = relay.Port, ClientId = "qanad-devcut", MaxRefusals = 3, ReconnectMaxSeconds = 0.5 };
+        var log = new RecordingLogger<OutboxPublisher>();
+        var linkLog = new RecordingLogger<MqttLink>();
+        await using var link = new MqttLink(options, "devcut", linkLog);
+        await using var publisher = new OutboxPublisher(store, link, options, log);
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        publisher.Start();
+
+        store.Commit([Result("c1", Payload("c1", 200), 1), Result("c2", Encoding.UTF8.GetBytes("""{"result_id":"c2","pad":"poison"}"""), 2),
+            Result("c3", Payload("c3", 200), 3), Result("c4", Payload("c4", 200), 4)], topic);
+        string State() => $"{store.DeadLetterCount()} dead letters, {store.OutboxCount()} in the outbox, delivered {string.Join(",", sub.Results.Keys)}, {relay.Cuts} cuts; "
+            + string.Join(" | ", log.Lines.Concat(linkLog.Lines).TakeLast(6).Select(l => l.Message));
+
+        await TestEnv.WaitUntil(() => store.DeadLetterCount() == 1 && store.OutboxCount() == 0 && sub.Results.Count == 3,
+            TimeSpan.FromSeconds(60), "c2 to become a dead letter and the others to be delivered", State);
+        Assert.Equal(["c1", "c3", "c4"], sub.Results.Keys.Order());
+        DeadLetterEntry dead = Assert.Single(store.DeadLetters());
+        Assert.Equal(("c2", 3, "the broker closed the connection before its PUBACK"), (dead.ResultId, dead.Refusals, dead.Reason));
+        // Every connection but the last ended by a cut, and the last stays: the link did not go round reconnecting. (The
+        // relay cuts a whole read, which may hold an entry before c2's too; that entry, oldest in flight, is counted for
+        // that cut instead, and delivered later.)
+        int sessions = (await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token)).Number, cuts = relay.Cuts;
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.InRange(cuts, 3, 3 + 3 * 2);
+        Assert.Equal((cuts + 1, cuts), (sessions, relay.Cuts));
+        Assert.Equal(sessions, link.Current?.Number);
+    }
+
+    /// <summary>Passes a connection's bytes to the broker and back, and closes it when the client sends <c>marker</c>.</summary>
+    private sealed class CuttingRelay : IDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly int _target;
+        private readonly byte[] _marker;
+        private readonly CancellationTokenSource _stop = new();
+        private int _cuts;
+
+        public CuttingRelay(int target, byte[] marker)
+        {
+            _target = target;
+            _marker = marker;
+            _listener.Start();
+            _ = Task.Run(AcceptAsync);
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+        public int Cuts => Volatile.Read(ref _cuts);
+
+        private async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                System.Net.Sockets.TcpClient client;
+                try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+                catch (Exception) { return; }
+                _ = Task.Run(() => RelayAsync(client));
+            }
+        }
+
+        private async Task RelayAsync(System.Net.Sockets.TcpClient client)
+        {
+            using (client)
+            using (var upstream = new System.Net.Sockets.TcpClient())
+            {
+                try
+                {
+                    await upstream.ConnectAsync("127.0.0.1", _target, _stop.Token);
+                    Stream down = client.GetStream(), up = upstream.GetStream();
+                    Task back = down.WriteAsync(Memory<byte>.Empty).AsTask().ContinueWith(_ => up.CopyToAsync(down, _stop.Token)).Unwrap();
+                    var buffer = new byte[64 * 1024];
+                    while (true)
+                    {
+                        int read = await down.ReadAsync(buffer, _stop.Token);
+                        if (read == 0) return;
+                        if (buffer.AsSpan(0, read).IndexOf(_marker) >= 0)
+                        {
+                            Interlocked.Increment(ref _cuts);
+                            return;
+                        }
+                        await up.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                    }
+                }
+                catch (Exception) { }
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+        }
+    }
 }

@@ -167,8 +167,9 @@ public sealed class MqttOptions
     [Range(0.1, 3600)] public double RedeliverSeconds { get; set; } = 30;
 
     /// <summary>
-    /// Refusals by the broker (a PUBACK with an error reason: not authorized, packet too large, quota exceeded ...) of
-    /// one outbox entry before it is moved to the dead letters; between them the entry waits 1, 2, 4 ... s (at most 60 s).
+    /// Refusals by the broker (a PUBACK with an error reason: not authorized, packet too large, quota exceeded ...; a
+    /// message over its Maximum Packet Size; a connection it closed while the entry was the oldest in flight) of one
+    /// outbox entry before it is moved to the dead letters; between them the entry waits 1, 2, 4 ... s (at most 60 s).
     /// </summary>
     [Range(1, 1000)] public int MaxRefusals { get; set; } = 5;
 }

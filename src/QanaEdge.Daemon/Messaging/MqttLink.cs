@@ -191,7 +191,7 @@ public sealed class MqttLink : IAsyncDisposable
         // OperationCanceledException.
         catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
         {
-            if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} dropped before the PUBACK on {topic}", e);
+            if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} dropped before the PUBACK on {topic}", e) { WhileInFlight = true };
             // The link looks up but did not answer: a frozen broker or a half-open TCP connection. MQTT lets a client
             // resend an unacknowledged QoS 1 message only on a new connection, so retire this one.
             Retire(session, $"no PUBACK within {_timeout.TotalSeconds:0.#} s");
@@ -200,7 +200,7 @@ public sealed class MqttLink : IAsyncDisposable
         catch (MqttCommunicationException e) when (!ct.IsCancellationRequested)
         {
             Wake();
-            throw new MqttLinkDownException($"MQTT session {session.Number} failed on {topic}: {e.Message}", e);
+            throw new MqttLinkDownException($"MQTT session {session.Number} failed on {topic}: {e.Message}", e) { WhileInFlight = true };
         }
         if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
             throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
@@ -547,4 +547,8 @@ public sealed class LinkSession
 public sealed class MqttPublishRefusedException(string message) : Exception(message);
 
 /// <summary>No MQTT session is up, or it dropped before the broker answered.</summary>
-public sealed class MqttLinkDownException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class MqttLinkDownException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>The message was handed to the connection before it failed (it may have reached the broker).</summary>
+    public bool WhileInFlight { get; init; }
+}

@@ -152,6 +152,8 @@ public sealed class OutboxPublisher : IAsyncDisposable
         long cursor = 0, pass = ++_pass;
         var inflight = new List<Task>(_options.MaxInflight);
         var acked = new List<long>(_options.MaxInflight);
+        // Entries whose publish was on the connection when it ended (see CountClosedOn).
+        var cutOff = new List<(OutboxEntry Entry, long Pass)>();
         using var gate = new SemaphoreSlim(_options.MaxInflight);
         Exception? failure = null;
         try
@@ -196,6 +198,7 @@ public sealed class OutboxPublisher : IAsyncDisposable
             // Whatever was acknowledged before an interruption is deleted; the rest is resent on the next session.
             try { await Task.WhenAll(inflight).ConfigureAwait(false); } catch (Exception) { }
             DeleteAcked();
+            if (!stop.IsCancellationRequested) CountClosedOn(cutOff);
         }
 
         void DeleteAcked()
@@ -225,10 +228,28 @@ public sealed class OutboxPublisher : IAsyncDisposable
             }
             catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
             {
+                if (e is MqttLinkDownException { WhileInFlight: true }) lock (cutOff) cutOff.Add((entry, readInPass));
                 Interlocked.CompareExchange(ref failure, e, null);
             }
             finally { gate.Release(); }
         }
+    }
+
+    /// <summary>
+    /// Counts a connection that ended while entries were in flight as a refusal of the oldest of them. A broker may answer
+    /// a message it will not take by closing the connection (mosquitto past a max_packet_size it did not announce, an ACL
+    /// that disconnects): the publish then failed as a lost link, never counted, and the drain, which restarts from the
+    /// oldest entry, sent that entry first on every new connection, for ever, with the link reconnecting several times a
+    /// second and nothing behind it delivered. Now it waits its turn like a refused entry (the entries behind it go on)
+    /// and after MaxRefusals such ends becomes a dead letter. Only the oldest is counted, so that a broker restart with
+    /// many publishes in flight counts one entry once; a link that drops for other reasons MaxRefusals times in a row,
+    /// each time with the same entry oldest in flight, makes it a dead letter too, and it is sent again at the next start.
+    /// </summary>
+    private void CountClosedOn(List<(OutboxEntry Entry, long Pass)> cutOff)
+    {
+        if (cutOff.Count == 0) return;
+        var (oldest, pass) = cutOff.MinBy(c => c.Entry.Id);
+        Refused(oldest, "the broker closed the connection before its PUBACK", pass);
     }
 
     /// <summary>
