@@ -114,6 +114,35 @@ public sealed class BrokerLimitTests : IDisposable
         Assert.Equal(sessions, link.Current?.Number);
     }
 
+    /// <summary>
+    /// A broker that announces a Receive Maximum (mosquitto's max_inflight_messages, sent in the CONNACK to MQTT 5
+    /// clients) never has more than that many of the link's publishes awaiting their PUBACK, counted on the wire by a
+    /// relay: before, the drain kept MaxInflight (32) in flight whatever the broker announced, a protocol error a broker
+    /// may answer by closing the connection.
+    /// </summary>
+    [Fact]
+    public async Task Publishes_in_flight_stay_within_the_brokers_receive_maximum()
+    {
+        const string topic = "qana/devrecv/results";
+        using var broker = new MosquittoBroker(settings: "max_inflight_messages 2");
+        using var relay = new CountingRelay(broker.Port);
+        using var store = new ResultStore(Path.Combine(_root, "qana.db"));
+        var options = new MqttOptions { Host = "127.0.0.1", Port = relay.Port, ClientId = "qanad-devrecv", ReconnectMaxSeconds = 0.5 };
+        await using var link = new MqttLink(options, "devrecv", new RecordingLogger<MqttLink>());
+        await using var publisher = new OutboxPublisher(store, link, options, new RecordingLogger<OutboxPublisher>());
+        link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+        LinkSession session = await link.WaitConnectedAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+        Assert.Equal(2, session.ReceiveMaximum);
+        publisher.Start();
+        const int count = 200;
+        store.Commit([.. Enumerable.Range(1, count).Select(i => Result($"q{i:D3}", Payload($"q{i:D3}", 300), i))], topic);
+
+        await TestEnv.WaitUntil(() => store.OutboxCount() == 0, TimeSpan.FromSeconds(60), "the outbox to drain", () => $"{store.OutboxCount()} left");
+        Assert.True(relay.Published >= count, $"{relay.Published} publishes seen");
+        Assert.InRange(relay.MostInFlight, 1, 2);
+        Assert.Equal(1, link.Current?.Number);
+    }
+
     /// <summary>Passes a connection's bytes to the broker and back, and closes it when the client sends <c>marker</c>.</summary>
     private sealed class CuttingRelay : IDisposable
     {
@@ -170,6 +199,108 @@ public sealed class BrokerLimitTests : IDisposable
                 }
                 catch (Exception) { }
             }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+        }
+    }
+
+    /// <summary>
+    /// Passes a connection's bytes to the broker and back, following the MQTT packets: QoS 1 PUBLISHes from the client
+    /// and PUBACKs to it, and the most publishes that were awaiting their PUBACK at once.
+    /// </summary>
+    private sealed class CountingRelay : IDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly int _target;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Lock _gate = new();
+        private int _inFlight, _most, _published;
+
+        public CountingRelay(int target)
+        {
+            _target = target;
+            _listener.Start();
+            _ = Task.Run(AcceptAsync);
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+        public int MostInFlight { get { lock (_gate) return _most; } }
+        public int Published { get { lock (_gate) return _published; } }
+
+        private async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                System.Net.Sockets.TcpClient client;
+                try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+                catch (Exception) { return; }
+                _ = Task.Run(() => RelayAsync(client));
+            }
+        }
+
+        private async Task RelayAsync(System.Net.Sockets.TcpClient client)
+        {
+            using (client)
+            using (var upstream = new System.Net.Sockets.TcpClient())
+            {
+                try
+                {
+                    await upstream.ConnectAsync("127.0.0.1", _target, _stop.Token);
+                    Stream down = client.GetStream(), up = upstream.GetStream();
+                    await Task.WhenAny(PumpAsync(down, up, fromClient: true), PumpAsync(up, down, fromClient: false));
+                }
+                catch (Exception) { }
+            }
+        }
+
+        private async Task PumpAsync(Stream from, Stream to, bool fromClient)
+        {
+            var pending = new List<byte>();
+            var buffer = new byte[64 * 1024];
+            while (true)
+            {
+                int read = await from.ReadAsync(buffer, _stop.Token);
+                if (read == 0) return;
+                pending.AddRange(buffer.AsSpan(0, read));
+                while (TakePacket(pending) is byte header) Count(header, fromClient);
+                // Counted before it is passed on: a PUBACK is counted before the client can send the next publish.
+                await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+            }
+        }
+
+        private void Count(byte header, bool fromClient)
+        {
+            lock (_gate)
+            {
+                if (fromClient && header >> 4 == 3 && ((header >> 1) & 3) == 1)
+                {
+                    _published++;
+                    _most = Math.Max(_most, ++_inFlight);
+                }
+                else if (!fromClient && header >> 4 == 4) _inFlight--;
+            }
+        }
+
+        /// <summary>The first byte of the next whole packet in <paramref name="pending"/>, which it removes; null when none is whole yet.</summary>
+        private static byte? TakePacket(List<byte> pending)
+        {
+            int length = 0, shift = 0, at = 1;
+            while (true)
+            {
+                if (at >= pending.Count) return null;
+                byte b = pending[at++];
+                length |= (b & 0x7f) << shift;
+                shift += 7;
+                if ((b & 0x80) == 0) break;
+            }
+            if (pending.Count < at + length) return null;
+            byte header = pending[0];
+            pending.RemoveRange(0, at + length);
+            return header;
         }
 
         public void Dispose()

@@ -156,7 +156,7 @@ public sealed class MqttOptions
     [Range(1, 3600)] public int KeepAliveSeconds { get; set; } = 15;
     [Range(0.01, 3600)] public double ReconnectMinSeconds { get; set; } = 0.2;
     [Range(0.01, 3600)] public double ReconnectMaxSeconds { get; set; } = 10;
-    /// <summary>QoS 1 publishes awaiting PUBACK at once.</summary>
+    /// <summary>QoS 1 publishes awaiting PUBACK at once; fewer when the broker announces a smaller Receive Maximum.</summary>
     [Range(1, 1000)] public int MaxInflight { get; set; } = 32;
     /// <summary>Bound on every broker round trip (CONNACK, SUBACK, PUBACK, PINGRESP); a PUBACK or PINGRESP later than this retires the connection.</summary>
     [Range(0.1, 600)] public double TimeoutSeconds { get; set; } = 10;

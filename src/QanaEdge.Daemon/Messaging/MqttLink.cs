@@ -179,31 +179,47 @@ public sealed class MqttLink : IAsyncDisposable
             .WithRetainFlag(retain)
             .WithContentType(ContentType)
             .Build();
-        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
-        bounded.CancelAfter(_timeout);
-        Sent();
-        MqttClientPublishResult result;
+        // A broker that announced a Receive Maximum takes at most that many QoS 1 publishes awaiting their PUBACK from
+        // this client (MQTT 5); one more is a protocol error, which a broker may answer by closing the connection.
+        SemaphoreSlim? quota = session.SendQuota;
+        if (quota is not null)
+        {
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
+            try { await quota.WaitAsync(waiting.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new MqttLinkDownException($"MQTT session {session.Number} is gone");
+            }
+        }
         try
         {
-            result = await _client.PublishAsync(message, bounded.Token).ConfigureAwait(false);
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Lost);
+            bounded.CancelAfter(_timeout);
+            Sent();
+            MqttClientPublishResult result;
+            try
+            {
+                result = await _client.PublishAsync(message, bounded.Token).ConfigureAwait(false);
+            }
+            // MQTTnet reports a cancelled wait for the PUBACK as MqttCommunicationTimedOutException, a cancelled send as
+            // OperationCanceledException.
+            catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
+            {
+                if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} dropped before the PUBACK on {topic}", e) { WhileInFlight = true };
+                // The link looks up but did not answer: a frozen broker or a half-open TCP connection. MQTT lets a client
+                // resend an unacknowledged QoS 1 message only on a new connection, so retire this one.
+                Retire(session, $"no PUBACK within {_timeout.TotalSeconds:0.#} s");
+                throw new TimeoutException($"no PUBACK on {topic} within {_timeout.TotalSeconds:0.#} s; reconnecting", e);
+            }
+            catch (MqttCommunicationException e) when (!ct.IsCancellationRequested)
+            {
+                Wake();
+                throw new MqttLinkDownException($"MQTT session {session.Number} failed on {topic}: {e.Message}", e) { WhileInFlight = true };
+            }
+            if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
+                throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
         }
-        // MQTTnet reports a cancelled wait for the PUBACK as MqttCommunicationTimedOutException, a cancelled send as
-        // OperationCanceledException.
-        catch (Exception e) when (e is OperationCanceledException or MqttCommunicationTimedOutException && !ct.IsCancellationRequested)
-        {
-            if (session.IsLost) throw new MqttLinkDownException($"MQTT session {session.Number} dropped before the PUBACK on {topic}", e) { WhileInFlight = true };
-            // The link looks up but did not answer: a frozen broker or a half-open TCP connection. MQTT lets a client
-            // resend an unacknowledged QoS 1 message only on a new connection, so retire this one.
-            Retire(session, $"no PUBACK within {_timeout.TotalSeconds:0.#} s");
-            throw new TimeoutException($"no PUBACK on {topic} within {_timeout.TotalSeconds:0.#} s; reconnecting", e);
-        }
-        catch (MqttCommunicationException e) when (!ct.IsCancellationRequested)
-        {
-            Wake();
-            throw new MqttLinkDownException($"MQTT session {session.Number} failed on {topic}: {e.Message}", e) { WhileInFlight = true };
-        }
-        if (result.ReasonCode is not (MqttClientPublishReasonCode.Success or MqttClientPublishReasonCode.NoMatchingSubscribers))
-            throw new MqttPublishRefusedException($"broker refused the publish on {topic}: {result.ReasonCode} {result.ReasonString}");
+        finally { quota?.Release(); }
     }
 
     private const string ContentType = "application/json";
@@ -438,7 +454,8 @@ public sealed class MqttLink : IAsyncDisposable
             }
         }
         var session = new LinkSession(Interlocked.Increment(ref _sessions), pingedByLibrary: connected.ServerKeepAlive > 0,
-            maximumPacketSize: connected.MaximumPacketSize is > 0 and var max ? max : null);
+            maximumPacketSize: connected.MaximumPacketSize is > 0 and var max ? max : null,
+            receiveMaximum: connected.ReceiveMaximum is > 0 and var receive ? receive : null);
         // A broker whose ACL leaves out a topic answers its SUBACK with a refusal (NotAuthorized) and the connection goes
         // on: labels, updates or capture commands on it never arrive. The refusal was thrown away, so nothing said why.
         foreach (MqttClientSubscribeResultItem item in subscribed.Items)
@@ -520,11 +537,13 @@ public sealed class LinkSession
 {
     private readonly CancellationTokenSource _lost = new();
 
-    internal LinkSession(int number, bool pingedByLibrary, uint? maximumPacketSize)
+    internal LinkSession(int number, bool pingedByLibrary, uint? maximumPacketSize, int? receiveMaximum)
     {
         Number = number;
         PingedByLibrary = pingedByLibrary;
         MaximumPacketSize = maximumPacketSize;
+        ReceiveMaximum = receiveMaximum;
+        if (receiveMaximum is int most) SendQuota = new SemaphoreSlim(most, most);
         Lost = _lost.Token;
     }
 
@@ -536,6 +555,11 @@ public sealed class LinkSession
 
     /// <summary>The largest packet the broker takes from this client (MQTT 5 CONNACK), or null when it announced none.</summary>
     public uint? MaximumPacketSize { get; }
+
+    /// <summary>The most QoS 1 publishes the broker takes awaiting their PUBACK (MQTT 5 CONNACK), or null when it announced none.</summary>
+    public int? ReceiveMaximum { get; }
+
+    internal SemaphoreSlim? SendQuota { get; }
 
     public CancellationToken Lost { get; }
 

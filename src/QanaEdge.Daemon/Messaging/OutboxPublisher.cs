@@ -150,17 +150,19 @@ public sealed class OutboxPublisher : IAsyncDisposable
         using var scope = CancellationTokenSource.CreateLinkedTokenSource(stop, session.Lost);
         CancellationToken ct = scope.Token;
         long cursor = 0, pass = ++_pass;
-        var inflight = new List<Task>(_options.MaxInflight);
-        var acked = new List<long>(_options.MaxInflight);
+        // Never more in flight than the broker takes (its Receive Maximum); the link holds any publish beyond it too.
+        int most = Math.Min(_options.MaxInflight, session.ReceiveMaximum ?? int.MaxValue);
+        var inflight = new List<Task>(most);
+        var acked = new List<long>(most);
         // Entries whose publish was on the connection when it ended (see CountClosedOn).
         var cutOff = new List<(OutboxEntry Entry, long Pass)>();
-        using var gate = new SemaphoreSlim(_options.MaxInflight);
+        using var gate = new SemaphoreSlim(most);
         Exception? failure = null;
         try
         {
             while (!ct.IsCancellationRequested)
             {
-                List<OutboxEntry> entries = _store.ReadOutbox(cursor, _options.MaxInflight * 4);
+                List<OutboxEntry> entries = _store.ReadOutbox(cursor, most * 4);
                 if (entries.Count == 0)
                 {
                     // Nothing new. With publishes in flight, look again soon (their PUBACKs need deleting) and keep the
