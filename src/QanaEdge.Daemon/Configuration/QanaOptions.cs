@@ -168,8 +168,9 @@ public sealed class MqttOptions
 
     /// <summary>
     /// Refusals by the broker (a PUBACK with an error reason: not authorized, packet too large, quota exceeded ...; a
-    /// message over its Maximum Packet Size; a connection it closed while the entry was the oldest in flight) of one
-    /// outbox entry before it is moved to the dead letters; between them the entry waits 1, 2, 4 ... s (at most 60 s).
+    /// message over its Maximum Packet Size) of one outbox entry before it is moved to the dead letters; between them the
+    /// entry waits 1, 2, 4 ... s (at most 60 s). A connection that closed while the entry was the oldest in flight makes
+    /// it wait the same way but never makes it a dead letter (a lost link looks the same).
     /// </summary>
     [Range(1, 1000)] public int MaxRefusals { get; set; } = 5;
 }

@@ -238,20 +238,20 @@ public sealed class OutboxPublisher : IAsyncDisposable
     }
 
     /// <summary>
-    /// Counts a connection that ended while entries were in flight as a refusal of the oldest of them. A broker may answer
-    /// a message it will not take by closing the connection (mosquitto past a max_packet_size it did not announce, an ACL
-    /// that disconnects): the publish then failed as a lost link, never counted, and the drain, which restarts from the
-    /// oldest entry, sent that entry first on every new connection, for ever, with the link reconnecting several times a
-    /// second and nothing behind it delivered. Now it waits its turn like a refused entry (the entries behind it go on)
-    /// and after MaxRefusals such ends becomes a dead letter. Only the oldest is counted, so that a broker restart with
-    /// many publishes in flight counts one entry once; a link that drops for other reasons MaxRefusals times in a row,
-    /// each time with the same entry oldest in flight, makes it a dead letter too, and it is sent again at the next start.
+    /// A connection that ended while entries were in flight puts the oldest of them back to wait its turn, 1, 2, 4 ... s
+    /// up to a minute, while the entries behind it go on. A broker may answer a message it will not take by closing the
+    /// connection (a limit it did not announce, an ACL that disconnects): the publish then failed as a lost link, and the
+    /// drain, which restarts from the oldest entry, sent that entry first on every new connection, for ever, with the link
+    /// reconnecting several times a second and nothing behind it delivered. It is not made a dead letter, as a refusal is:
+    /// a link that drops for its own reasons (a clinic's mobile network) looks the same, and a result shelved until the
+    /// next start could wait for weeks. Such an entry costs one reconnection a minute at most. Only the oldest is counted,
+    /// so that a broker restart with many publishes in flight puts back one entry once.
     /// </summary>
     private void CountClosedOn(List<(OutboxEntry Entry, long Pass)> cutOff)
     {
         if (cutOff.Count == 0) return;
         var (oldest, pass) = cutOff.MinBy(c => c.Entry.Id);
-        Refused(oldest, "the broker closed the connection before its PUBACK", pass);
+        Refused(oldest, "the connection closed before its PUBACK", pass, mayDeadLetter: false);
     }
 
     /// <summary>
@@ -317,12 +317,15 @@ public sealed class OutboxPublisher : IAsyncDisposable
         }
     }
 
-    /// <summary>Counts a refusal of <paramref name="entry"/>: it waits 1, 2, 4 ... s, or after MaxRefusals becomes a dead letter.</summary>
-    private void Refused(OutboxEntry entry, string reason, long readInPass)
+    /// <summary>
+    /// Counts a refusal of <paramref name="entry"/>: it waits 1, 2, 4 ... s (at most 60), or after MaxRefusals becomes a
+    /// dead letter when <paramref name="mayDeadLetter"/> (a connection that closed on it only waits: see CountClosedOn).
+    /// </summary>
+    private void Refused(OutboxEntry entry, string reason, long readInPass, bool mayDeadLetter = true)
     {
         int count;
         lock (_refused) count = (_refused.TryGetValue(entry.Id, out var r) ? r.Count : 0) + 1;
-        if (count >= _options.MaxRefusals)
+        if (mayDeadLetter && count >= _options.MaxRefusals)
         {
             try
             {
@@ -340,7 +343,12 @@ public sealed class OutboxPublisher : IAsyncDisposable
         }
         TimeSpan wait = TimeSpan.FromSeconds(Math.Min(60, Math.Pow(2, Math.Min(count - 1, 6))));
         lock (_refused) _refused[entry.Id] = (count, Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency), readInPass);
-        _log.LogWarning("Outbox entry {ResultId} on {Topic} refused ({Reason}), {Count} of {Max}; sent again in {Seconds:0} s", entry.ResultId, entry.Topic, reason, count, _options.MaxRefusals, wait.TotalSeconds);
+        if (mayDeadLetter)
+            _log.LogWarning("Outbox entry {ResultId} on {Topic} refused ({Reason}), {Count} of {Max}; sent again in {Seconds:0} s", entry.ResultId, entry.Topic, reason, count, _options.MaxRefusals, wait.TotalSeconds);
+        // A minute apart for as long as a broker closes the connection on it: the 1st, 10th, 100th ... are warnings.
+        else if (Logging.IsReported(count))
+            _log.LogWarning("Outbox entry {ResultId} on {Topic}: {Reason} ({Count} in a row; reported at 1, 10, 100 ...); sent again in {Seconds:0} s while the entries behind it go on",
+                entry.ResultId, entry.Topic, reason, count, wait.TotalSeconds);
     }
 
     public async ValueTask DisposeAsync()
