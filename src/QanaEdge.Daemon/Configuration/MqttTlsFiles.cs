@@ -16,8 +16,9 @@ public sealed class MqttTlsFileException(string key, string file, string problem
 /// Reads and checks the TLS material the MQTT options name: the CA file (PEM), and the client certificate with its key
 /// (PEM certificate and PEM key, or one PKCS#12 file opened with Qana:Mqtt:Password). The options loader loads it at
 /// start, so that an unreadable file, a DER file, a wrong password or a key of another certificate stops the start
-/// with a line naming the setting; the link loads it again on every connect attempt (a renewed certificate is taken
-/// at the next reconnect).
+/// with a line naming the setting; the link loads it again when it builds its connection options, in its first connect
+/// attempt, and at each later attempt until they could be built (they are then kept: a renewed certificate is taken at
+/// the next start).
 /// </summary>
 public static class MqttTlsFiles
 {
