@@ -142,6 +142,38 @@ public sealed class ResultStoreTests : IDisposable
     }
 
     /// <summary>
+    /// Dead letters moved back to the outbox (at a start) are neither delivered nor dead letters any more, though stored
+    /// before the time the outbox was last empty: a rebuild that then loses their entries queues them again. Before, the
+    /// record of that time stayed where it was, and the rebuild, which starts there, left them unsent for good.
+    /// </summary>
+    [Fact]
+    public void A_rebuild_queues_again_the_dead_letters_moved_back_to_the_outbox_and_lost_with_it()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+        {
+            store.Commit([Result(1), Result(2), Result(3)], "qana/dev/results");
+            List<OutboxEntry> outbox = store.ReadOutbox(0, 100);
+            store.DeadLetter(outbox.Single(e => e.ResultId == "r0002"), "quota exceeded", 5);
+            store.DeleteOutbox([.. outbox.Where(e => e.ResultId != "r0002").Select(e => e.Id)]);   // the outbox is empty
+            Assert.Equal(1, store.RequeueDeadLetters());
+        }
+        using (var raw = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper()))
+            Assert.Equal(1, raw.GetCollection("outbox").DeleteMany(Query.EQ("result_id", "r0002")));
+        byte[] file = File.ReadAllBytes(path);
+        file[191] = 1;   // rebuild at the next open, as above
+        File.WriteAllBytes(path, file);
+
+        using var reopened = new ResultStore(path);
+        // r0002, with r0003 stored after it (delivered, sent once more under its own id); r0001 too when it was stored in
+        // the same millisecond (LiteDB keeps times to the millisecond).
+        List<string> queued = [.. reopened.ReadOutbox(0, 100).Select(e => e.ResultId).Order()];
+        Assert.Contains("r0002", queued);
+        Assert.Contains("r0003", queued);
+        Assert.Contains("were queued to be sent again", reopened.Recovery);
+    }
+
+    /// <summary>
     /// A file LiteDB cannot open even to rebuild it (not a LiteDB file at all: here random bytes) is set aside, and the
     /// store starts again empty, where the daemon crashed at every start.
     /// </summary>

@@ -467,12 +467,20 @@ public sealed class ResultStore : IDisposable
     public int RequeueDeadLetters() => Use(d => d.DeadLetters.Count()) == 0 ? 0 : InDurableTransaction(d =>
     {
         int moved = 0;
+        DateTime? oldest = null;
         foreach (BsonDocument doc in d.DeadLetters.FindAll().ToList())
         {
             Enqueue(d, doc["result_id"], doc["topic"], doc["payload"], doc["landed"]);
             d.DeadLetters.Delete(doc["_id"]);
             moved++;
+            if (d.Results.FindById(doc["result_id"])?["stored_at"] is { IsDateTime: true } stored && (oldest is null || stored.AsDateTime < oldest))
+                oldest = stored.AsDateTime;
         }
+        // Every result stored before delivered_through was delivered or is a dead letter; these are neither now. Left as
+        // it was, a rebuild that lost their outbox entries before they were sent queued them no more
+        // (RequeueUndelivered starts there), so the record goes back to the oldest of them.
+        if (oldest is DateTime back && d.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at && at.AsDateTime > back)
+            d.Meta.Upsert(new BsonDocument { ["_id"] = DeliveredThrough, ["at"] = back });
         return moved;
     });
 
