@@ -141,59 +141,48 @@ public sealed class BrokerLimitTests : IDisposable
         Assert.Equal(1, link.Current?.Number);
     }
 
-    /// <summary>Passes a connection's bytes to the broker and back, and closes it when the client sends <c>marker</c>.</summary>
-    private sealed class CuttingRelay : IDisposable
+    /// <summary>
+    /// A TCP relay on loopback in front of the broker at port <c>target</c>: each connection a client makes to
+    /// <see cref="Port"/> is handed, with one of its own to the broker, to <see cref="RelayAsync"/>.
+    /// </summary>
+    private abstract class Relay : IDisposable
     {
         private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
         private readonly int _target;
-        private readonly byte[] _marker;
-        private readonly CancellationTokenSource _stop = new();
-        private int _cuts;
+        protected readonly CancellationTokenSource Stopping = new();
 
-        public CuttingRelay(int target, byte[] marker)
+        protected Relay(int target)
         {
             _target = target;
-            _marker = marker;
             _listener.Start();
             _ = Task.Run(AcceptAsync);
         }
 
         public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
-        public int Cuts => Volatile.Read(ref _cuts);
+
+        /// <summary>Passes bytes between the client (<paramref name="down"/>) and the broker (<paramref name="up"/>) until either side ends.</summary>
+        protected abstract Task RelayAsync(Stream down, Stream up);
 
         private async Task AcceptAsync()
         {
-            while (!_stop.IsCancellationRequested)
+            while (!Stopping.IsCancellationRequested)
             {
                 System.Net.Sockets.TcpClient client;
-                try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
+                try { client = await _listener.AcceptTcpClientAsync(Stopping.Token); }
                 catch (Exception) { return; }
-                _ = Task.Run(() => RelayAsync(client));
+                _ = Task.Run(() => ConnectAsync(client));
             }
         }
 
-        private async Task RelayAsync(System.Net.Sockets.TcpClient client)
+        private async Task ConnectAsync(System.Net.Sockets.TcpClient client)
         {
             using (client)
             using (var upstream = new System.Net.Sockets.TcpClient())
             {
                 try
                 {
-                    await upstream.ConnectAsync("127.0.0.1", _target, _stop.Token);
-                    Stream down = client.GetStream(), up = upstream.GetStream();
-                    Task back = down.WriteAsync(Memory<byte>.Empty).AsTask().ContinueWith(_ => up.CopyToAsync(down, _stop.Token)).Unwrap();
-                    var buffer = new byte[64 * 1024];
-                    while (true)
-                    {
-                        int read = await down.ReadAsync(buffer, _stop.Token);
-                        if (read == 0) return;
-                        if (buffer.AsSpan(0, read).IndexOf(_marker) >= 0)
-                        {
-                            Interlocked.Increment(ref _cuts);
-                            return;
-                        }
-                        await up.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
-                    }
+                    await upstream.ConnectAsync("127.0.0.1", _target, Stopping.Token);
+                    await RelayAsync(client.GetStream(), upstream.GetStream());
                 }
                 catch (Exception) { }
             }
@@ -201,8 +190,33 @@ public sealed class BrokerLimitTests : IDisposable
 
         public void Dispose()
         {
-            _stop.Cancel();
+            Stopping.Cancel();
             _listener.Stop();
+        }
+    }
+
+    /// <summary>Passes a connection's bytes to the broker and back, and closes it when the client sends <c>marker</c>.</summary>
+    private sealed class CuttingRelay(int target, byte[] marker) : Relay(target)
+    {
+        private int _cuts;
+
+        public int Cuts => Volatile.Read(ref _cuts);
+
+        protected override async Task RelayAsync(Stream down, Stream up)
+        {
+            _ = up.CopyToAsync(down, Stopping.Token);
+            var buffer = new byte[64 * 1024];
+            while (true)
+            {
+                int read = await down.ReadAsync(buffer, Stopping.Token);
+                if (read == 0) return;
+                if (buffer.AsSpan(0, read).IndexOf(marker) >= 0)
+                {
+                    Interlocked.Increment(ref _cuts);
+                    return;
+                }
+                await up.WriteAsync(buffer.AsMemory(0, read), Stopping.Token);
+            }
         }
     }
 
@@ -210,50 +224,16 @@ public sealed class BrokerLimitTests : IDisposable
     /// Passes a connection's bytes to the broker and back, following the MQTT packets: QoS 1 PUBLISHes from the client
     /// and PUBACKs to it, and the most publishes that were awaiting their PUBACK at once.
     /// </summary>
-    private sealed class CountingRelay : IDisposable
+    private sealed class CountingRelay(int target) : Relay(target)
     {
-        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
-        private readonly int _target;
-        private readonly CancellationTokenSource _stop = new();
         private readonly Lock _gate = new();
         private int _inFlight, _most, _published;
 
-        public CountingRelay(int target)
-        {
-            _target = target;
-            _listener.Start();
-            _ = Task.Run(AcceptAsync);
-        }
-
-        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
         public int MostInFlight { get { lock (_gate) return _most; } }
         public int Published { get { lock (_gate) return _published; } }
 
-        private async Task AcceptAsync()
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                System.Net.Sockets.TcpClient client;
-                try { client = await _listener.AcceptTcpClientAsync(_stop.Token); }
-                catch (Exception) { return; }
-                _ = Task.Run(() => RelayAsync(client));
-            }
-        }
-
-        private async Task RelayAsync(System.Net.Sockets.TcpClient client)
-        {
-            using (client)
-            using (var upstream = new System.Net.Sockets.TcpClient())
-            {
-                try
-                {
-                    await upstream.ConnectAsync("127.0.0.1", _target, _stop.Token);
-                    Stream down = client.GetStream(), up = upstream.GetStream();
-                    await Task.WhenAny(PumpAsync(down, up, fromClient: true), PumpAsync(up, down, fromClient: false));
-                }
-                catch (Exception) { }
-            }
-        }
+        protected override Task RelayAsync(Stream down, Stream up) =>
+            Task.WhenAny(PumpAsync(down, up, fromClient: true), PumpAsync(up, down, fromClient: false));
 
         private async Task PumpAsync(Stream from, Stream to, bool fromClient)
         {
@@ -261,12 +241,12 @@ public sealed class BrokerLimitTests : IDisposable
             var buffer = new byte[64 * 1024];
             while (true)
             {
-                int read = await from.ReadAsync(buffer, _stop.Token);
+                int read = await from.ReadAsync(buffer, Stopping.Token);
                 if (read == 0) return;
                 pending.AddRange(buffer.AsSpan(0, read));
                 while (TakePacket(pending) is byte header) Count(header, fromClient);
                 // Counted before it is passed on: a PUBACK is counted before the client can send the next publish.
-                await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                await to.WriteAsync(buffer.AsMemory(0, read), Stopping.Token);
             }
         }
 
@@ -299,12 +279,6 @@ public sealed class BrokerLimitTests : IDisposable
             byte header = pending[0];
             pending.RemoveRange(0, at + length);
             return header;
-        }
-
-        public void Dispose()
-        {
-            _stop.Cancel();
-            _listener.Stop();
         }
     }
 }
