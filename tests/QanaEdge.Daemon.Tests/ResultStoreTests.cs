@@ -142,6 +142,33 @@ public sealed class ResultStoreTests : IDisposable
     }
 
     /// <summary>
+    /// A rebuild whose requeue did not complete (a kill, or a full disk right after the rebuild's copy of the file) has it
+    /// done at the next open, once. Before, only the open that made the backup requeued, and a requeue cut short was
+    /// never done: the results whose outbox entries the rebuild lost stayed unsent until pruning deleted them.
+    /// </summary>
+    [Fact]
+    public void A_rebuild_whose_requeue_was_cut_short_has_it_done_at_the_next_open()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        using (var store = new ResultStore(path))
+            store.Commit([Result(1), Result(2)], "qana/dev/results");
+        // What such a rebuild leaves: the damaged file kept beside the store, outbox entries lost, no requeue recorded.
+        using (var raw = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper()))
+            Assert.Equal(2, raw.GetCollection("outbox").DeleteAll());
+        File.WriteAllBytes(Path.Combine(_dir, "qana-backup.db"), [1, 2, 3]);
+
+        using (var reopened = new ResultStore(path))
+        {
+            Assert.Equal(["r0001", "r0002"], reopened.ReadOutbox(0, 100).Select(e => e.ResultId).Order());
+            Assert.Contains("were not queued again then (a stop or a store failure cut that short): 2 results not known to be delivered were queued", reopened.Recovery);
+        }
+        // Once: the requeue is recorded after the backup was written.
+        using var again = new ResultStore(path);
+        Assert.Null(again.Recovery);
+        Assert.Equal(2, again.OutboxCount());
+    }
+
+    /// <summary>
     /// Dead letters moved back to the outbox (at a start) are neither delivered nor dead letters any more, though stored
     /// before the time the outbox was last empty: a rebuild that then loses their entries queues them again. Before, the
     /// record of that time stayed where it was, and the rebuild, which starts there, left them unsent for good.

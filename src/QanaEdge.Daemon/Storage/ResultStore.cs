@@ -119,7 +119,19 @@ public sealed class ResultStore : IDisposable
         Database db;
         try { db = Opened(new Database(DatabasePath)); }
         catch (Exception e) when (IsDamage(e)) { db = Opened(new Database(DatabasePath)); }
-        if (Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)) is { } backup)
+        string? fresh = Directory.GetFiles(folder, backups).FirstOrDefault(b => !before.Contains(b)), unfinished = null;
+        // A rebuild whose requeue did not complete (a kill, or a full disk right after the rebuild's copy of the file):
+        // at the next open its backup was no longer new, and the requeue was skipped for good.
+        if (fresh is null)
+        {
+            try { unfinished = UnrequeuedBackup(db, before); }
+            catch
+            {
+                Abandon(db.Db);
+                throw;
+            }
+        }
+        if ((fresh ?? unfinished) is { } backup)
         {
             int unread, requeued, topicless;
             try
@@ -132,12 +144,31 @@ public sealed class ResultStore : IDisposable
                 Abandon(db.Db);
                 throw;
             }
-            Recovery = $"{DatabasePath} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
-                + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}; {requeued} results not known to be "
-                + $"delivered were queued to be sent again{(topicless > 0 ? $" ({topicless} more, stored before results kept their topic, could not be)" : "")}";
+            string queued = $"{requeued} results not known to be delivered were queued to be sent again"
+                + (topicless > 0 ? $" ({topicless} more, stored before results kept their topic, could not be)" : "");
+            Recovery = fresh is not null
+                ? $"{DatabasePath} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
+                    + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}; {queued}"
+                : $"{DatabasePath} had been rebuilt by LiteDB (the damaged file is kept as {backup}; {unread} errors reading its pages, listed in its "
+                    + $"{RebuildErrors} collection), but the results it may have lost were not queued again then (a stop or a store failure cut that short): {queued}";
             Recovered?.Invoke(Recovery);
         }
         return db;
+    }
+
+    /// <summary>The <c>meta</c> document whose <c>at</c> is when the last rebuild's results were queued again (<see cref="RequeueUndelivered"/>).</summary>
+    private const string RebuildRequeued = "rebuild_requeued";
+
+    /// <summary>
+    /// A backup of a rebuild that no requeue followed: one written after the last requeue the store records (with a
+    /// second's slack, since LiteDB keeps times to the millisecond), or any backup when the store records none. A store
+    /// that was rebuilt before requeues were recorded has it done once more at its first open: the results it queues
+    /// that were delivered are sent once more under their own ids, which the results topic allows.
+    /// </summary>
+    private static string? UnrequeuedBackup(Database db, IEnumerable<string> backups)
+    {
+        DateTime? last = db.Meta.FindById(RebuildRequeued)?["at"] is { IsDateTime: true } at ? at.AsDateTime : null;
+        return backups.Order(StringComparer.Ordinal).FirstOrDefault(b => last is null || File.GetLastWriteTimeUtc(b) > last.Value.AddSeconds(1));
     }
 
     /// <summary>A failure to open that says the file is damaged, not that the disk (full, or failing) or a permission failed.</summary>
@@ -438,6 +469,8 @@ public sealed class ResultStore : IDisposable
                 Enqueue(d, r["_id"], r["topic"], r["payload"], System.Diagnostics.Stopwatch.GetTimestamp());
                 queued++;
             }
+            // In the same transaction: recorded, the requeue was done; not recorded, the next open does it (UnrequeuedBackup).
+            d.Meta.Upsert(new BsonDocument { ["_id"] = RebuildRequeued, ["at"] = DateTime.UtcNow });
             return (queued, withoutTopic);
         }, durable: true);
         return queued;
