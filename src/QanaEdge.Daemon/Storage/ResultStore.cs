@@ -167,7 +167,8 @@ public sealed class ResultStore : IDisposable
     /// </summary>
     private static string? UnrequeuedBackup(Database db, IEnumerable<string> backups)
     {
-        DateTime? last = db.Meta.FindById(RebuildRequeued)?["at"] is { IsDateTime: true } at ? at.AsDateTime : null;
+        // LiteDB gives dates back in local time, and DateTime comparisons ignore the kind: to UTC, as the file times are.
+        DateTime? last = db.Meta.FindById(RebuildRequeued)?["at"] is { IsDateTime: true } at ? at.AsDateTime.ToUniversalTime() : null;
         return backups.Order(StringComparer.Ordinal).FirstOrDefault(b => last is null || File.GetLastWriteTimeUtc(b) > last.Value.AddSeconds(1));
     }
 
