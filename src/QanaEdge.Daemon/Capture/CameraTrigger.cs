@@ -43,20 +43,22 @@ public sealed class CameraTrigger : IDisposable
     public const string TemporaryPrefix = CaptureDisposition.ClaimPrefix + FilePrefix;
 
     /// <summary>
-    /// Whether <paramref name="name"/> with <paramref name="bytes"/> is a frame this daemon wrote: its name ends with the
-    /// start of the SHA-256 of those bytes, which another writer's name matches only by a chance of 1 in 2^48. The name
-    /// alone gave the source "camera" to any capture so named, and a capture app's slow-written camera-0001.jpg lost
-    /// the grace a file not yet finished gets (camera frames are renamed into place whole, so they need none).
+    /// Whether <paramref name="item"/> is a frame this daemon wrote: its name ends with the start of the SHA-256 of its
+    /// bytes, which another writer's name matches only by a chance of 1 in 2^48 (only a name of the frame's form is
+    /// hashed). The name alone gave the source "camera" to any capture so named, and a capture app's slow-written
+    /// camera-0001.jpg lost the grace a file not yet finished gets (camera frames are renamed into place whole, so they
+    /// need none).
     /// </summary>
-    public static bool IsOwnFrame(string name, ReadOnlySpan<byte> bytes)
+    public static bool IsOwnFrame(CaptureItem item)
     {
         const int hashChars = 12;
         const string extension = ".jpg";
+        string name = item.DisplayName;
         if (!name.StartsWith(FilePrefix, StringComparison.Ordinal) || !name.EndsWith(extension, StringComparison.Ordinal)
             || name.Length < FilePrefix.Length + hashChars + 1 + extension.Length || name[^(extension.Length + hashChars + 1)] != '-')
             return false;
         ReadOnlySpan<char> hash = name.AsSpan(name.Length - extension.Length - hashChars, hashChars);
-        return hash.SequenceEqual(Convert.ToHexStringLower(SHA256.HashData(bytes)).AsSpan(0, hashChars));
+        return hash.SequenceEqual(item.Sha256.AsSpan(0, hashChars));
     }
 
     private readonly TimeSpan _timeout;

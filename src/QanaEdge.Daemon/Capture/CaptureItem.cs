@@ -10,4 +10,13 @@ namespace QanaEdge.Daemon.Capture;
 public sealed record CaptureItem(string Path, byte[] Bytes, string Source, DateTime CapturedAtUtc, long LandedTimestamp, bool RenamedIn = false)
 {
     public string DisplayName => System.IO.Path.GetFileName(Path);
+
+    private string? _sha256;
+
+    /// <summary>
+    /// SHA-256 of <see cref="Bytes"/> (lowercase hex), computed at the first ask and kept: the watcher asks it of a file
+    /// named as a camera frame (<see cref="CameraTrigger.IsOwnFrame"/>), the pipeline of every capture, and each hashed
+    /// the frame's bytes anew.
+    /// </summary>
+    public string Sha256 => _sha256 ??= Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Bytes));
 }

@@ -269,7 +269,8 @@ public sealed class InboxWatcher : IAsyncDisposable
             Unread(new CaptureItem(path, [], "inbox", mtime, landed), "TooLarge", $"more than Qana:MaxFileBytes ({_options.MaxFileBytes}) bytes");
             return;
         }
-        var item = new CaptureItem(path, bytes, CameraTrigger.IsOwnFrame(name, bytes) ? "camera" : "inbox", mtime, landed, renamed);
+        var item = new CaptureItem(path, bytes, "inbox", mtime, landed, renamed);
+        if (CameraTrigger.IsOwnFrame(item)) item = item with { Source = "camera" };   // the hash it took goes with the copy
         // Backpressure: waits here while the pipeline is full (by count or by bytes).
         await _output.WriteAsync(item, ct).ConfigureAwait(false);
     }

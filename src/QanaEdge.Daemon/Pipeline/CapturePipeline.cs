@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using QanaEdge.Daemon.Capture;
@@ -157,7 +156,7 @@ public sealed class CapturePipeline : IAsyncDisposable
     private (CaptureItem, StoredResult)? Process(IImageClassifier classifier, CaptureItem item, out Exception? cardFault)
     {
         cardFault = null;
-        string sha = Convert.ToHexStringLower(SHA256.HashData(item.Bytes));
+        string sha = item.Sha256;
         if (TryAgainUnclassified(item, sha)) return null;
         // The model of the classifier that classifies this image, not whatever the daemon runs by the time it is stored.
         string modelId = classifier.ModelId, modelVersion = classifier.ModelVersion;
