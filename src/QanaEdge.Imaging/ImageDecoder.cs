@@ -470,18 +470,20 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips or tiles
+    /// The first TIFF directory (the image decoded) must lie in the file, and so must each of its strips
     /// (offset + byte count). Writers that put the directory before the pixels leave it whole in a file cut short,
     /// and ImageSharp 2.1 then decodes the missing strips as black instead of failing.
     /// <para>
-    /// The lists may hold no more entries than the image has strips or tiles (TIFF 6.0: ⌈length / RowsPerStrip⌉, or
-    /// ⌈width / TileWidth⌉ · ⌈length / TileLength⌉, times SamplesPerPixel when the planes are separate), and the
-    /// declared size is checked against the limits here, before the header is identified: ImageSharp 2.1 parses the
-    /// lists whole at identification, about 70 bytes per entry outside the decoder's budget, so a 72 MB file listing
-    /// 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes 53 MB. So that the bound holds, the
-    /// directory must give the image's size (within the side and pixel limits), the tile size in multiples of 16 when
-    /// it lists tiles, no more than <see cref="MaxTiffSamples"/> separate planes, and each of the entries the bound is
-    /// made from (<see cref="TiffLayoutTags"/>) once.
+    /// A tiled TIFF is refused here: ImageSharp 2.1 decodes none, but parses its tile lists whole, as it does strip
+    /// lists, before saying so. The strip lists may hold no more entries
+    /// than the image has strips (TIFF 6.0: ⌈length / RowsPerStrip⌉, times SamplesPerPixel when the planes are
+    /// separate), and the declared size is checked against the limits here, before the header is identified:
+    /// ImageSharp 2.1 parses the lists whole at identification, about 70 bytes per entry outside the decoder's
+    /// budget, so a 72 MB file listing 9 million strips for a 64×64 image took 776 MB where a 64-strip one takes
+    /// 53 MB. So that the bound holds, the directory must give the image's size (within the side and pixel limits),
+    /// its strip lists as SHORT or LONG (TIFF 6.0; the bound counts no other type), no more than
+    /// <see cref="MaxTiffSamples"/> separate planes, and each of the entries the bound is made from
+    /// (<see cref="TiffLayoutTags"/>) once.
     /// </para>
     /// </summary>
     private static void CheckTiffData(ReadOnlySpan<byte> b, DecodeLimits limits)
@@ -495,10 +497,10 @@ public static class ImageDecoder
         if (ifd + 2 > length) throw Cut("its first directory");
         long entries = U16(b, little, ifd);
         if (ifd + 2 + entries * 12 > length) throw Cut("the end of its first directory");
-        // (offsets tag, byte counts tag): strips, then tiles.
-        Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[4];
-        // What sets how many strips or tiles the image has; -1 where the directory does not say (a single SHORT or LONG).
-        long width = -1, height = -1, rowsPerStrip = -1, samples = -1, planar = -1, tileWidth = -1, tileLength = -1;
+        // (offsets, byte counts) of the strips.
+        Span<(long At, long Count, int Size)> lists = stackalloc (long, long, int)[2];
+        // What sets how many strips the image has; -1 where the directory does not say (a single SHORT or LONG).
+        long width = -1, height = -1, rowsPerStrip = -1, samples = -1, planar = -1;
         int seen = 0;
         for (long e = ifd + 2; e < ifd + 2 + entries * 12; e += 12)
         {
@@ -509,7 +511,13 @@ public static class ImageDecoder
             if (bit >= 0 && (seen & (1 << bit)) != 0)
                 throw new ImageRejectedException(RejectReason.Truncated, $"TIFF directory gives tag {tag} more than once");
             if (bit >= 0) seen |= 1 << bit;
-            int size = U16(b, little, e + 2) switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
+            if (tag is >= 322 and <= 325)
+                throw new ImageRejectedException(RejectReason.Unsupported, "TIFF is tiled; only striped TIFF is decoded");
+            uint type = U16(b, little, e + 2);
+            int size = type switch { 3 => 2, 4 => 4, _ => 0 };   // SHORT or LONG; anything else is the decoder's to refuse
+            // ...but a strip list of another type would pass the bound below uncounted, to be parsed whole by the library.
+            if (size == 0 && tag is 273 or 279)
+                throw new ImageRejectedException(RejectReason.Unsupported, $"TIFF strip list (tag {tag}) is of type {type}; TIFF 6.0 lists strips as SHORT or LONG");
             if (size == 0) continue;
             long count = U32(b, little, e + 4);
             if (count == 1)
@@ -522,14 +530,12 @@ public static class ImageDecoder
                     case 277: samples = value; break;
                     case 278: rowsPerStrip = value; break;
                     case 284: planar = value; break;
-                    case 322: tileWidth = value; break;
-                    case 323: tileLength = value; break;
                 }
             }
-            int slot = tag switch { 273 => 0, 279 => 1, 324 => 2, 325 => 3, _ => -1 };
+            int slot = tag switch { 273 => 0, 279 => 1, _ => -1 };
             if (slot < 0) continue;
             long at = count * size <= 4 ? e + 8 : U32(b, little, e + 8);
-            if (at + count * size > length) throw Cut("its strip or tile list");
+            if (at + count * size > length) throw Cut("its strip list");
             lists[slot] = (at, count, size);
         }
         // Without a size there is no bound on the lists, and the library parses them before it finds the size missing.
@@ -540,9 +546,6 @@ public static class ImageDecoder
             throw new ImageRejectedException(RejectReason.TooLarge, $"image is {width}x{height}, over the {limits.MaxDimension}-pixel side limit");
         if (width * height > limits.MaxPixels)
             throw new ImageRejectedException(RejectReason.TooLarge, $"image has {width * height} pixels, over the {limits.MaxPixels}-pixel limit");
-        // TIFF 6.0 tiles are multiples of 16 on each side; one-pixel tiles let a 24-megapixel image list 24 million.
-        if ((tileWidth > 0 && tileWidth % 16 != 0) || (tileLength > 0 && tileLength % 16 != 0))
-            throw new ImageRejectedException(RejectReason.Unsupported, $"TIFF tiles are {tileWidth}x{tileLength}; TIFF 6.0 tiles are multiples of 16");
         // Separate planes multiply the strips by the samples; no image the library decodes has more than 4.
         if (planar == 2 && samples > MaxTiffSamples)
             throw new ImageRejectedException(RejectReason.Unsupported,
@@ -550,35 +553,23 @@ public static class ImageDecoder
         long planes = planar == 2 ? Math.Max(1, samples) : 1;
         // RowsPerStrip defaults to 2^32 − 1: the whole image in one strip.
         long strips = planes * (rowsPerStrip > 0 ? (height + rowsPerStrip - 1) / rowsPerStrip : 1);
-        // No tile size, no tiles: the lists of a directory that omits it were let through whatever their length.
-        long tiles = tileWidth > 0 && tileLength > 0
-            ? planes * ((width + tileWidth - 1) / tileWidth) * ((height + tileLength - 1) / tileLength)
-            : 0;
         long listed = Math.Max(lists[0].Count, lists[1].Count);
         if (listed > strips)
             throw new ImageRejectedException(RejectReason.Truncated,
                 $"TIFF lists {listed} strips; a {width}x{height} image with RowsPerStrip {(rowsPerStrip > 0 ? rowsPerStrip : "unset")} has {strips}");
-        listed = Math.Max(lists[2].Count, lists[3].Count);
-        if (listed > tiles)
-            throw new ImageRejectedException(RejectReason.Truncated, tiles == 0
-                ? $"TIFF lists {listed} tiles but gives no tile size"
-                : $"TIFF lists {listed} tiles; a {width}x{height} image of {tileWidth}x{tileLength} tiles has {tiles}");
-        for (int pair = 0; pair < 4; pair += 2)
+        var (offsetsAt, offsets, offsetSize) = lists[0];
+        var (countsAt, counts, countSize) = lists[1];
+        if (offsetSize == 0 || countSize == 0) return;
+        for (long i = 0; i < Math.Min(offsets, counts); i++)
         {
-            var (offsetsAt, offsets, offsetSize) = lists[pair];
-            var (countsAt, counts, countSize) = lists[pair + 1];
-            if (offsetSize == 0 || countSize == 0) continue;
-            for (long i = 0; i < Math.Min(offsets, counts); i++)
-            {
-                long start = offsetSize == 2 ? U16(b, little, offsetsAt + 2 * i) : U32(b, little, offsetsAt + 4 * i);
-                long bytes = countSize == 2 ? U16(b, little, countsAt + 2 * i) : U32(b, little, countsAt + 4 * i);
-                if (start + bytes > length) throw Cut("its last pixel data");
-            }
+            long start = offsetSize == 2 ? U16(b, little, offsetsAt + 2 * i) : U32(b, little, offsetsAt + 4 * i);
+            long bytes = countSize == 2 ? U16(b, little, countsAt + 2 * i) : U32(b, little, countsAt + 4 * i);
+            if (start + bytes > length) throw Cut("its last pixel data");
         }
     }
 
-    /// <summary>The directory entries <see cref="CheckTiffData"/> reads: sides, strip and tile lists and what sets their length.</summary>
-    private static readonly uint[] TiffLayoutTags = [256, 257, 273, 277, 278, 279, 284, 322, 323, 324, 325];
+    /// <summary>The directory entries <see cref="CheckTiffData"/> reads: sides, strip lists and what sets their length.</summary>
+    private static readonly uint[] TiffLayoutTags = [256, 257, 273, 277, 278, 279, 284];
 
     /// <summary>The most samples per pixel a TIFF with separate planes may have (RGB with alpha, CMYK).</summary>
     private const long MaxTiffSamples = 4;
@@ -595,7 +586,7 @@ public static class ImageDecoder
     private const long MaxTiffMetadataBytes = 64 * 1024;
 
     /// <summary>
-    /// Most value bytes the entries handed to the decoder may declare in all, strip and tile lists aside: room for a
+    /// Most value bytes the entries handed to the decoder may declare in all, strip lists aside: room for a
     /// 16-bit colour map (384 kB) and a few dozen entries at <see cref="MaxTiffMetadataBytes"/>.
     /// </summary>
     private const long MaxTiffDirectoryValueBytes = 1024 * 1024;
@@ -608,12 +599,12 @@ public static class ImageDecoder
     /// directory of the chain and decodes every page: a 6 MB file of 60,000 one-pixel pages took 7.8 s and 490 MB of
     /// managed memory outside the decoder's budget.</item>
     /// <item>Entries whose values pass <see cref="MaxTiffMetadataBytes"/> are dropped, except those the pixels are
-    /// made from (strip and tile lists, bounded by <see cref="CheckTiffData"/>; colour map; JPEG tables), and so are
+    /// made from (strip lists, bounded by <see cref="CheckTiffData"/>; colour map; JPEG tables), and so are
     /// the links to the EXIF, GPS, interoperability and sub-image directories. The library reads every value whole,
     /// several times its size in memory: one 70 MB text or undefined-byte entry in a 64 × 64 image took 395–532 MB,
     /// where a legitimate 72 MB uncompressed 24-megapixel TIFF peaks at 288 MB. The orientation stays: it is an entry of
     /// the first directory (274), not of the EXIF one.</item>
-    /// <item>The values of the entries kept, strip and tile lists aside, may add up to no more than
+    /// <item>The values of the entries kept, strip lists aside, may add up to no more than
     /// <see cref="MaxTiffDirectoryValueBytes"/>; past it the file is refused. Values may overlap: 20,000 text entries of
     /// exactly 64 kB, all naming one 64 kB run, are each under the drop, and the library read them to 2.6 GB while
     /// identifying the header; copies of the colour map or JPEG tables were not bounded at all.</item>
@@ -631,15 +622,15 @@ public static class ImageDecoder
             uint tag = U16(b, little, e);
             long valueBytes = U32(b, little, e + 4) * (long)(U16(b, little, e + 2) switch { 1 or 2 or 6 or 7 => 1, 3 or 8 => 2, 4 or 9 or 11 or 13 => 4, 5 or 10 or 12 => 8, _ => 0 });
             bool drop = tag is 330 or 34665 or 34853 or 40965
-                || (valueBytes > MaxTiffMetadataBytes && tag is not (273 or 279 or 324 or 325 or 320 or 347));
+                || (valueBytes > MaxTiffMetadataBytes && tag is not (273 or 279 or 320 or 347));
             if (drop) continue;
-            if (tag is not (273 or 279 or 324 or 325)) keptValueBytes += valueBytes;
+            if (tag is not (273 or 279)) keptValueBytes += valueBytes;
             if (kept != i) Array.Copy(copy, e, copy, ifd + 2 + 12 * kept, 12);
             kept++;
         }
         if (keptValueBytes > MaxTiffDirectoryValueBytes)
             throw new ImageRejectedException(RejectReason.TooLarge,
-                $"TIFF directory holds {keptValueBytes} bytes of values besides its strip and tile lists, over the {MaxTiffDirectoryValueBytes}-byte limit");
+                $"TIFF directory holds {keptValueBytes} bytes of values besides its strip lists, over the {MaxTiffDirectoryValueBytes}-byte limit");
         if (kept != entries)
         {
             if (little) BinaryPrimitives.WriteUInt16LittleEndian(copy.AsSpan(ifd), (ushort)kept);
