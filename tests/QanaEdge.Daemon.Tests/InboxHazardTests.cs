@@ -447,6 +447,58 @@ public sealed class InboxHazardTests : IDisposable
     }
 
     /// <summary>
+    /// A rejected capture whose name another file took while it was in flight has its bytes only in memory. When they
+    /// cannot be written to quarantine (a full disk) there is nothing to try again: the log said the capture "stays in the
+    /// inbox", which held only the other file, and the path was held back as unsettled, so the new file waited out a pause
+    /// before it was classified. Now the log says the rejected bytes are not kept, and the path is settled at once.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void A_taken_over_rejected_capture_that_cannot_be_written_to_quarantine_is_said_lost_and_its_name_released()
+    {
+        using var disk = new SmallFileSystem(megabytes: 2);
+        string inbox = Directory.CreateDirectory(Path.Combine(disk.Root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = disk.Root, QuarantineDir = Directory.CreateDirectory(Path.Combine(disk.Root, "quarantine")).FullName };
+        var log = new RecordingLogger<CaptureDisposition>();
+        var disposition = new CaptureDisposition(options, log);
+        byte[] rejected = [0xFF, 0xD8, 0xFF, 0x00, 0x01], replacement = File.ReadAllBytes(TestEnv.RealImages(1, skip: 993)[0]);
+        string path = Path.Combine(inbox, "cap.jpg");
+        File.WriteAllBytes(path, replacement); // renamed over the rejected capture's name while it was in flight
+        disk.Fill();
+
+        Assert.True(disposition.Quarantine(new CaptureItem(path, rejected, "inbox", DateTime.UtcNow, 0), Sha(rejected), "Truncated", "JPEG ends before its image data"));
+
+        var error = Assert.Single(log.Lines, l => l.Level == LogLevel.Error);
+        Assert.Contains("its name holds another file by now, so its rejected bytes are not kept", error.Message);
+        Assert.DoesNotContain(log.Lines, l => l.Message.Contains("stays in the inbox", StringComparison.Ordinal));
+        Assert.Equal(replacement, File.ReadAllBytes(path)); // the new image stays, to be classified
+        Assert.Empty(Directory.GetFiles(options.QuarantineDir)); // no reason without its capture
+    }
+
+    /// <summary>
+    /// A quarantine whose move was done but whose folder could not be flushed afterwards was reported as failed, the
+    /// capture said to stay in the inbox, which no longer held it. The move stands (a power cut that undid the rename
+    /// would leave the capture in the inbox, to be quarantined again): it is reported done, with a warning.
+    /// </summary>
+    [Fact]
+    public void A_quarantine_whose_folder_flush_fails_after_the_move_is_reported_done_with_a_warning()
+    {
+        string inbox = Directory.CreateDirectory(Path.Combine(_root, "inbox")).FullName;
+        var options = new QanaOptions { Inbox = inbox, StateDir = _root, QuarantineDir = Path.Combine(_root, "quarantine") };
+        var log = new RecordingLogger<CaptureDisposition>();
+        var disposition = new CaptureDisposition(options, log, folder => throw new IOException($"fsync of {folder} failed: errno 5"));
+        byte[] rejected = Encoding.ASCII.GetBytes("not an image, just text");
+        string path = Path.Combine(inbox, "notes.jpg");
+        File.WriteAllBytes(path, rejected);
+
+        Assert.True(disposition.Quarantine(new CaptureItem(path, rejected, "inbox", DateTime.UtcNow, 0), Sha(rejected), "NotAnImage", "no image signature"));
+
+        Assert.Empty(Directory.GetFiles(inbox));
+        Assert.Equal(rejected, File.ReadAllBytes(Path.Combine(options.QuarantineDir, "notes.jpg")));
+        Assert.DoesNotContain(log.Lines, l => l.Level == LogLevel.Error);
+        Assert.Equal(1, log.Count($"Quarantined notes.jpg (NotAnImage), but {options.QuarantineDir} could not be flushed: fsync of {options.QuarantineDir} failed: errno 5; a power cut may undo the move"));
+    }
+
+    /// <summary>
     /// A stop while the workers are stuck behind a full queue (here held by a model swap for longer than the pipeline's
     /// 10 s drain): they finish the image in hand and take no more, the model is released only after them, and every
     /// capture they did not get to is still in the inbox and gets its result at the next start.

@@ -287,11 +287,32 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             }
             else
             {
-                // Renamed over (or removed) while in flight: the file read is no longer in the inbox.
-                DurableFile.WriteAllBytes(target + ReasonSuffix, why);
-                DurableFile.WriteAllBytes(target, item.Bytes);
+                // Renamed over (or removed) while in flight: the file read is no longer in the inbox, and its bytes are
+                // only in memory. If they cannot be written there is nothing to try again (the name holds another file,
+                // which the watcher takes as a new capture once this one is settled), so that is said and it is settled.
+                try
+                {
+                    DurableFile.WriteAllBytes(target + ReasonSuffix, why);
+                    DurableFile.WriteAllBytes(target, item.Bytes);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    if (!File.Exists(target)) DurableFile.TryDelete(target + ReasonSuffix);
+                    long failedNow = Interlocked.Increment(ref _quarantinesFailedInARow);
+                    log.Log(Logging.IsReported(failedNow) ? LogLevel.Error : LogLevel.Debug,
+                        "Cannot quarantine {File} ({Reason}): {Error}; its name holds another file by now, so its rejected bytes are not kept ({Count} failed in a row; errors at 1, 10, 100 ...)",
+                        item.DisplayName, reason, e.Message, failedNow);
+                    return true;
+                }
             }
-            _syncFolder(options.QuarantineDir!);
+            try { _syncFolder(options.QuarantineDir!); }
+            catch (IOException e)
+            {
+                // The capture is in quarantine already; only its new name's durability is in doubt, and a power cut that
+                // undid a rename leaves the capture in the inbox, to be quarantined again.
+                log.LogWarning("Quarantined {File} ({Reason}), but {Folder} could not be flushed: {Error}; a power cut may undo the move",
+                    item.DisplayName, reason, options.QuarantineDir, e.Message);
+            }
             log.LogWarning("Quarantined {File}: {Reason}: {Message}", item.DisplayName, reason, message);
             if (Interlocked.Exchange(ref _quarantinesFailedInARow, 0) is var failed and > 0)
                 log.LogInformation("Quarantined {File}, after {Count} failed quarantines in a row", item.DisplayName, failed);
