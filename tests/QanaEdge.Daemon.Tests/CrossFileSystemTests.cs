@@ -249,4 +249,43 @@ public sealed class CrossFileSystemTests : IDisposable
         Assert.Equal($"cap.jpg ({bytes.Length} B)", Listing(options.DoneDir));
         Assert.Equal([options.DoneDir], flushed);
     }
+
+    /// <summary>
+    /// A capture keeps its name in its claimed one, so that a kill between the claim and the move puts it back under
+    /// that name. Names over 200 bytes were claimed as "capture" and came back so, extension and all gone; the claimed
+    /// name keeps the whole name up to NAME_MAX with the claim's 16 bytes (239 bytes), and cuts a longer one at a whole
+    /// character before its extension. Seen here at the one moment the claim is on disk, the flush of a copy across mounts.
+    /// </summary>
+    [SmallFileSystemFact]
+    public void A_long_name_survives_a_kill_between_its_claim_and_its_move()
+    {
+        byte[] bytes = File.ReadAllBytes(TestEnv.RealImages(1, skip: 1251)[0]);
+        using var disk = new SmallFileSystem(megabytes: 2);
+        foreach (var (name, back) in new[]
+                 {
+                     (new string('é', 115) + ".jpg", new string('é', 115) + ".jpg"),   // 234 bytes: kept whole
+                     (new string('é', 125) + ".jpg", new string('é', 117) + ".jpg"),   // 254 bytes: cut to 238
+                 })
+        {
+            string inbox = Directory.CreateDirectory(Path.Combine(_root, $"inbox{name.Length}")).FullName;
+            var options = new QanaOptions { Inbox = inbox, StateDir = _root, DoneDir = Directory.CreateDirectory(Path.Combine(disk.Root, "done")).FullName };
+            string? claimed = null;
+            var disposition = new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance, folder =>
+            {
+                claimed = Assert.Single(Directory.GetFiles(inbox));
+                File.Copy(claimed, Path.Combine(_root, "at-kill"), overwrite: true);   // what a kill now would leave in the inbox
+                throw new IOException("the daemon is killed here");
+            });
+            string path = Path.Combine(inbox, name);
+            File.WriteAllBytes(path, bytes);
+
+            Assert.False(disposition.Acknowledge(path, Sha(bytes)));
+            File.Delete(path);   // put back by the failed move: the kill would not have let it
+            File.Move(Path.Combine(_root, "at-kill"), claimed!);
+            new CaptureDisposition(options, NullLogger<CaptureDisposition>.Instance).RecoverClaims();
+
+            Assert.Equal([back], Directory.GetFiles(inbox).Select(Path.GetFileName));
+            Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(inbox, back)));
+        }
+    }
 }

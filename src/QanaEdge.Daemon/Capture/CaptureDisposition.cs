@@ -93,9 +93,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
     private string? Claim(string path, string sha256)
     {
         string dir = Path.GetDirectoryName(path)!, name = Path.GetFileName(path);
-        // Keeps the name (for recovery) while it fits in NAME_MAX (255 bytes) with the prefix and tag.
-        string kept = Encoding.UTF8.GetByteCount(name) <= 200 ? name : "capture";
-        string claimed = Path.Combine(dir, $"{ClaimPrefix}{Random.Shared.Next():x8}-{kept}");
+        // Keeps the name, for a kill's recovery, cut to fit NAME_MAX with the prefix and tag (16 bytes).
+        string claimed = Path.Combine(dir, $"{ClaimPrefix}{Random.Shared.Next():x8}-{Fitting(name, ClaimPrefix.Length + 9)}");
         try { NoReplaceRename.Move(path, claimed); }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; } // acknowledged already (the same path twice)
         bool same;
