@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 using Iot.Device.Media;
 
 namespace QanaEdge.Devices.Camera;
@@ -13,7 +14,8 @@ namespace QanaEdge.Devices.Camera;
 /// auto-exposure and white balance only start adjusting once frames flow, so the first frames after STREAMON come out
 /// too dark or too bright; the binding's <see cref="VideoDevice.Capture()"/> returns exactly that first frame. The
 /// continuous capture dequeues each frame, copies it out and queues its buffer again before handing over the copy,
-/// so a warm-up frame costs only its copy (a pooled array, returned at once).
+/// so a warm-up frame costs only its copy (a pooled array, returned at once) and the note of the JPEG it left in its
+/// buffer, against which a frame cut short is told (<see cref="EndsAsAnEarlierFrame"/>).
 /// </remarks>
 public sealed class V4l2CameraSource : ICameraSource
 {
@@ -25,6 +27,21 @@ public sealed class V4l2CameraSource : ICameraSource
     private byte[]? _kept;
     private int _keptLength;
     private CancellationTokenSource? _stop;
+    // The JPEGs of the last frames dequeued, in every buffer the driver may hand over again (the binding has four):
+    // a frame cut short leaves the rest of its buffer as the frame before it there had it (FrameSeen).
+    private readonly FrameSeen[] _recent = new FrameSeen[RecentFrames];
+    private int _recentNext;
+
+    /// <summary>Frames remembered for <see cref="EndsAsAnEarlierFrame"/>: twice the binding's four buffers.</summary>
+    private const int RecentFrames = 8;
+
+    /// <summary>Bytes before the end of image compared with an earlier frame's (<see cref="EndsAsAnEarlierFrame"/>).</summary>
+    private const int TailBytes = 32;
+
+    /// <summary>
+    /// A JPEG seen in a driver buffer: its length, its last <see cref="TailBytes"/> bytes and the SHA-256 of all of it.
+    /// </summary>
+    private readonly record struct FrameSeen(int Length, byte[] Tail, byte[] Digest);
 
     /// <param name="device">The video device. Owned by this source.</param>
     /// <param name="warmupFrames">Frames dequeued and dropped after stream-on before the one that is kept.</param>
@@ -95,10 +112,11 @@ public sealed class V4l2CameraSource : ICameraSource
     /// </summary>
     private void OnFrame(object sender, NewImageBufferReadyEventArgs e)
     {
-        if (_kept is not null) { ArrayPool<byte>.Shared.Return(e.ImageBuffer); return; }
-        if (_framesSeen++ < WarmupFrames)
+        if (_kept is not null || _framesSeen++ < WarmupFrames)
         {
-            ArrayPool<byte>.Shared.Return(e.ImageBuffer); // exposure still settling: dropped
+            // Exposure still settling (or a frame after the kept one): dropped, but what it left in its buffer is noted.
+            Remember(e.ImageBuffer.AsSpan(0, e.Length));
+            ArrayPool<byte>.Shared.Return(e.ImageBuffer);
             return;
         }
         _kept = e.ImageBuffer;
@@ -122,7 +140,46 @@ public sealed class V4l2CameraSource : ICameraSource
         int length = JpegFrame.Length(buffer);
         if (length < 0)
             throw new CameraException($"{Name}: the JPEG frame is cut short (no end of image in {buffer.Length} bytes)");
-        return buffer[..length].ToArray();
+        ReadOnlySpan<byte> jpeg = buffer[..length];
+        if (EndsAsAnEarlierFrame(jpeg))
+            throw new CameraException($"{Name}: the JPEG frame is cut short (its end of image, after {length} bytes, is an earlier frame's, left in the driver buffer)");
+        Remember(jpeg);
+        return jpeg.ToArray();
+    }
+
+    /// <summary>
+    /// Notes the JPEG at the start of a driver buffer (nothing when there is none). Never throws: it runs in the
+    /// binding's capture loop.
+    /// </summary>
+    private void Remember(ReadOnlySpan<byte> buffer)
+    {
+        int length = JpegFrame.Length(buffer);
+        if (length < TailBytes) return;
+        ReadOnlySpan<byte> jpeg = buffer[..length];
+        _recent[_recentNext] = new FrameSeen(length, jpeg[^TailBytes..].ToArray(), SHA256.HashData(jpeg));
+        _recentNext = (_recentNext + 1) % _recent.Length;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="jpeg"/> is another frame's start joined to an earlier frame's end. A driver fills only the
+    /// bytes a frame uses and the binding hands over the whole buffer, so a frame cut short (a lost USB packet) is
+    /// followed by what the frame before it in that buffer left, and the end of image <see cref="JpegFrame.Length"/> finds
+    /// is that frame's: the JPEG walked to it decodes, its lower part from the other frame, and was classified as the
+    /// lesion in front of the lens. Such a JPEG ends exactly where an earlier frame ended, with that frame's last bytes,
+    /// yet is not that frame; two whole frames that differ almost never have the same length and the same last
+    /// <see cref="TailBytes"/> bytes, and a frame identical to an earlier one is whole.
+    /// </summary>
+    private bool EndsAsAnEarlierFrame(ReadOnlySpan<byte> jpeg)
+    {
+        if (jpeg.Length < TailBytes) return false;
+        byte[]? digest = null;
+        foreach (FrameSeen seen in _recent)
+        {
+            if (seen.Tail is null || seen.Length != jpeg.Length || !jpeg[^TailBytes..].SequenceEqual(seen.Tail)) continue;
+            digest ??= SHA256.HashData(jpeg);
+            if (!digest.AsSpan().SequenceEqual(seen.Digest)) return true;
+        }
+        return false;
     }
 
     public void Dispose() => _device.Dispose();

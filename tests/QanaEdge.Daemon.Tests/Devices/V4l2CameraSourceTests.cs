@@ -105,6 +105,44 @@ public sealed class V4l2CameraSourceTests
         var e = Assert.Throws<CameraException>(camera.CaptureJpeg);
         Assert.Contains("cut short", e.Message);
     }
+
+    /// <summary>
+    /// A frame cut short in a driver buffer that held a longer frame before: the driver fills only the bytes the frame
+    /// uses, the binding hands over the whole buffer, and the end of image found there is the older frame's, so the
+    /// JPEG walked to it is the new frame's start joined to the old frame's end, and it decodes. With five warm-up frames
+    /// on the binding's four buffers the kept frame is in buffer 1, after warm-up frame 1; with none, it is in buffer 0,
+    /// after the previous capture's frame. Both are refused as cut short; the same frame whole is taken.
+    /// </summary>
+    [Fact]
+    public void A_frame_cut_short_in_a_buffer_an_older_longer_frame_filled_is_refused_not_joined_to_that_frames_end()
+    {
+        byte[][] images = TestEnv.RealImages(6, skip: 613).Select(File.ReadAllBytes).ToArray();
+        byte[] cut = images[5][..(images[5].Length / 2)];
+        Assert.True(images[1].Length > cut.Length, "warm-up frame 1 must be longer than the frame cut short");
+        using var device = Device(VideoPixelFormat.MJPEG);
+        device.SettlingFrames = images[..5];
+        device.Scene = cut;
+        using (var camera = new V4l2CameraSource(device, warmupFrames: 5))
+        {
+            // What the buffer holds decodes: the cut frame's start and warm-up frame 1's end.
+            Assert.Equal(images[1].Length, JpegFrame.Length([.. cut, .. images[1][cut.Length..]]));
+            var e = Assert.Throws<CameraException>(camera.CaptureJpeg);
+            Assert.Contains("cut short", e.Message);
+
+            device.Scene = images[5];
+            Assert.Equal(SHA256.HashData(images[5]), SHA256.HashData(camera.CaptureJpeg()));
+        }
+
+        using var again = Device(VideoPixelFormat.MJPEG);
+        using var noWarmup = new V4l2CameraSource(again, warmupFrames: 0);
+        again.Scene = images[1];
+        Assert.Equal(SHA256.HashData(images[1]), SHA256.HashData(noWarmup.CaptureJpeg()));
+        again.Scene = cut;
+        Assert.Contains("cut short", Assert.Throws<CameraException>(noWarmup.CaptureJpeg).Message);
+        // The same frame again, whole, is what it is.
+        again.Scene = images[1];
+        Assert.Equal(SHA256.HashData(images[1]), SHA256.HashData(noWarmup.CaptureJpeg()));
+    }
 }
 
 public sealed class JpegFrameTests
