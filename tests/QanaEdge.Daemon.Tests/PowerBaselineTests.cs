@@ -122,8 +122,9 @@ public sealed class PowerBaselineTests : IDisposable
         await TestEnv.WaitUntil(() => IdleWatts(sub) is not null, TimeSpan.FromSeconds(60), "the idle baseline in the power telemetry");
         Assert.Equal(2.0, IdleWatts(sub));
         // At rest the sampler reads once a second and the first capture wakes it; on a loaded machine it can be
-        // scheduled only after a 5 ms inference ended, and that image's energy_mj is then null (no reading covers it).
-        // So images are dropped one at a time until one is charged: a baseline that never charged any would fail.
+        // scheduled only after a 5 ms inference ended, and the worker then waits for its reading, but only for a batch
+        // window (200 ms). So images are dropped one at a time until one is charged: a baseline that never charged any
+        // would fail.
         JsonElement? charged = null;
         for (int i = 1; i < images.Length && charged is null; i++)
         {

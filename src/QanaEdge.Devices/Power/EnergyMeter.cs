@@ -26,6 +26,12 @@ namespace QanaEdge.Devices.Power;
 /// wakes it to full rate at once. A device waits for captures most of its day: at 2 ms a sensor was read 500 times a
 /// second with nothing to measure, each a bus transfer and a thread woken.
 /// </para>
+/// <para>
+/// An inference that no reading covers when it ends (the first after rest, on a machine too loaded to run the woken
+/// sampler before a short inference is over) waits for the sampler's next reading, for at most a
+/// <see cref="BatchWindow"/>, and is charged the mean power of the first reading after it. It got no energy at all
+/// (energy_mj null) before. A sampler whose sensor fails is not waited for.
+/// </para>
 /// Thread-safe: the sampler writes, any thread may ask for energy.
 /// </summary>
 public sealed class EnergyMeter : IDisposable
@@ -54,6 +60,10 @@ public sealed class EnergyMeter : IDisposable
     // that the captures of a burst do not each release it.
     private readonly SemaphoreSlim _wake = new(0);
     private volatile bool _resting;
+    // Whether the sampler's last read succeeded: only then does an inference that no reading covers wait for the next.
+    private volatile bool _reading;
+    // Starts of inferences that ended and wait for a reading to be charged (EndInference): their windows are kept meanwhile.
+    private readonly List<long> _awaitingReading = [];
 
     /// <param name="sensor">Owned by the meter.</param>
     /// <param name="samplePeriod">Time between reads; never shorter than the sensor's update interval makes sense.</param>
@@ -130,6 +140,7 @@ public sealed class EnergyMeter : IDisposable
             {
                 PowerReading r = _sensor.Read();
                 lock (_gate) _last = (r, DateTime.UtcNow);
+                _reading = true;
                 AddSample(Stopwatch.GetTimestamp(), r.PowerWatts);
                 if (inARow > 0) ReadRecovered?.Invoke(inARow);
                 inARow = 0;
@@ -139,6 +150,7 @@ public sealed class EnergyMeter : IDisposable
                 // Whatever the bus throws (an I2C driver's IOException when the chip stops answering), the sampler
                 // lives on: its thread ending would end the daemon.
                 Interlocked.Increment(ref Failures);
+                _reading = false;
                 inARow++;
                 if (IsPowerOfTen(inARow))
                     ReadFailed?.Invoke(e as PowerSensorException ?? new PowerSensorException($"{_sensor.Name}: {e.GetType().Name}: {e.Message}", e), inARow);
@@ -232,10 +244,12 @@ public sealed class EnergyMeter : IDisposable
                 if (_windows[i].Start == start && _windows[i].End == long.MaxValue) { _windows[i] = (start, end); break; }
             if (end > _restSince) _restSince = end;
             double? energy = EnergyMillijoules(start, end);
+            if (energy is null && _idleWatts is not null && _reading && !_stopping.IsSet) energy = WaitForReading(start, end);
             // Forget the windows that ended before every window still to be charged began (this one is charged now):
             // nothing left can overlap them, so the list stays as long as the images in flight and their neighbours.
             long horizon = long.MaxValue;
             foreach (var (s, e) in _windows) if (e == long.MaxValue && s < horizon) horizon = s;
+            foreach (long s in _awaitingReading) if (s < horizon) horizon = s;
             int kept = 0;
             for (int i = 0; i < _windows.Count; i++)
             {
@@ -246,6 +260,29 @@ public sealed class EnergyMeter : IDisposable
             _windows.RemoveRange(kept, _windows.Count - kept);
             return energy;
         }
+    }
+
+    /// <summary>
+    /// Under the lock, for an inference no reading covers yet: waits (the lock released meanwhile) until the sampler has
+    /// a reading taken after <paramref name="end"/>, for at most a <see cref="BatchWindow"/>, and charges it then. The
+    /// sampler, woken as the capture was taken, reads at once on a machine with a core to spare; on a loaded one it could
+    /// be scheduled only after a short inference had ended, and that image got no energy.
+    /// </summary>
+    private double? WaitForReading(long start, long end)
+    {
+        _awaitingReading.Add(start);
+        try
+        {
+            long deadline = Stopwatch.GetTimestamp() + _batchWindowTicks;
+            while (_count == 0 || At(_count - 1).Ticks <= end)
+            {
+                long left = deadline - Stopwatch.GetTimestamp();
+                if (left <= 0 || _stopping.IsSet || !_reading) return null;
+                Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+            }
+            return EnergyMillijoules(start, end);
+        }
+        finally { _awaitingReading.Remove(start); }
     }
 
     /// <summary>How many registered inferences run at <paramref name="t"/> (at least 1: the one asking).</summary>
@@ -337,12 +374,14 @@ public sealed class EnergyMeter : IDisposable
                     _idleSamples.Clear();
                 }
             }
+            if (_awaitingReading.Count > 0) Monitor.PulseAll(_gate);
         }
     }
 
     /// <summary>
     /// Energy above idle in millijoules between two <see cref="Stopwatch"/> timestamps, or null when the idle
-    /// baseline is not known yet or no sample covers the window.
+    /// baseline is not known yet or no sample covers the window: none inside it or in the batch window before its end,
+    /// nor one within a batch window after its end (the first reading after it then stands for its mean power).
     /// </summary>
     public double? EnergyMillijoules(long start, long end)
     {
@@ -381,7 +420,20 @@ public sealed class EnergyMeter : IDisposable
                 var (t, p) = At(i);
                 if (t >= batchStart && t <= end) { sum += p; n++; }
             }
-            if (n == 0) return null;
+            if (n == 0)
+            {
+                // No reading before the end (a sampler woken from rest that had not read yet): the first one after it, a
+                // conversion that covers at least the window's end, if it came within a batch window.
+                for (int i = 0; i < _count; i++)
+                {
+                    var (t, p) = At(i);
+                    if (t <= end) continue;
+                    if (t - end > _batchWindowTicks) break;
+                    sum = p; n = 1;
+                    break;
+                }
+                if (n == 0) return null;
+            }
             return (sum / n - idle) * SharedSeconds(start, end) * 1000;
         }
     }
@@ -416,6 +468,7 @@ public sealed class EnergyMeter : IDisposable
         if (_stopping.IsSet) return;
         _stopping.Set();
         _wake.Release();
+        lock (_gate) Monitor.PulseAll(_gate);   // an inference waiting for a reading stops waiting
         bool ended = _thread?.Join(TimeSpan.FromSeconds(2)) ?? true;
         _sensor.Dispose();
         // The events stay while a sampler that outlived the wait may still test them.

@@ -230,6 +230,56 @@ public sealed class EnergyMeterTests
         }, TimeSpan.FromSeconds(10), "the sampler to rest again", () => $"{sensor.Reads} reads");
     }
 
+    /// <summary>A sensor whose reads can be held, as a sampler the scheduler has not run yet is: the read waits for the gate.</summary>
+    private sealed class HeldSensor : IPowerSensor
+    {
+        private readonly ManualResetEventSlim _gate = new(initialState: true);
+        public volatile bool Busy;
+        public string Name => "held";
+        public TimeSpan UpdateInterval => TimeSpan.FromMilliseconds(1);
+        public void Hold() => _gate.Reset();
+        public void Release() => _gate.Set();
+        public PowerReading Read()
+        {
+            _gate.Wait();
+            return Busy ? new PowerReading(5, 0.6, 3) : new PowerReading(5, 0.4, 2);
+        }
+        public void Dispose() => _gate.Set();
+    }
+
+    /// <summary>
+    /// The first inference after rest, on a machine too loaded to run the woken sampler before a short inference is
+    /// over (here its read is held until the inference has ended): no reading lies inside the window or in the batch
+    /// window before its end, as the last one was taken before the sampler rested. The meter waits for the sampler's
+    /// next reading and charges the window that power above idle; before, the image got no energy (energy_mj null).
+    /// </summary>
+    [Fact]
+    public async Task The_first_inference_after_rest_is_charged_by_the_reading_after_it_when_none_came_before_its_end()
+    {
+        var sensor = new HeldSensor();
+        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 5, restPeriod: TimeSpan.FromSeconds(30));
+        meter.Start();
+        await TestEnv.WaitUntil(() => meter.IdleWatts is not null, TimeSpan.FromSeconds(10), "the idle baseline");
+        Assert.Equal(2.0, meter.IdleWatts);
+        // At rest past a batch window: the last reading is older than any window from here on.
+        await Task.Delay(meter.BatchWindow * 2);
+
+        sensor.Hold();
+        sensor.Busy = true;
+        meter.BeginWork();
+        long start = meter.BeginInference();
+        Thread.Sleep(5);
+        long end = Stopwatch.GetTimestamp();
+        Task<double?> charged = Task.Run(() => meter.EndInference(start, end));
+        sensor.Release();
+        double? energy = await charged;
+        meter.EndWork();
+
+        Assert.NotNull(energy);
+        // 1 W above idle over the window: its length in milliseconds, in millijoules.
+        Assert.Equal((end - start) * 1000.0 / Stopwatch.Frequency, energy.Value, 6);
+    }
+
     /// <summary>
     /// A stop ends the sampler in its wait: a failing sensor's pause (5 s with a 1 min period) and a working sensor's
     /// period (1 min). The sampler slept them out, and Dispose waited for it; here Dispose returns with the sampler thread
