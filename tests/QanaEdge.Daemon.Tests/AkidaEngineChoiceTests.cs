@@ -71,6 +71,25 @@ public sealed class AkidaEngineChoiceTests : IDisposable
         Assert.EndsWith(": managed integer engine", provider.EngineReason, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A package that loads but that the integer engine refuses to prepare (here an accumulator that could overflow
+    /// int32): the managed engine cannot run it, which the factory says with <see cref="ModelUnavailableException"/>,
+    /// the one failure the daemon's start turns into a line and exit code 1, and the one the start's fall-back from a
+    /// failed card check catches. Before, the engine's InvalidGraphException went out as it was: qanad ended with an
+    /// unhandled exception and its stack trace.
+    /// </summary>
+    [Fact]
+    public void A_model_the_managed_engine_cannot_prepare_is_unavailable_not_an_unhandled_exception()
+    {
+        ModelPackage p = TestGraphs.QanaShaped(seed: 3);
+        Model.Graph.Node conv = p.Graph.Nodes.First(n => n.Kind == Model.Graph.OpKind.Conv2D && n.Bias is { Length: > 0 });
+        conv.Bias![0] = int.MaxValue;
+        var e = Assert.Throws<ModelUnavailableException>(() =>
+            ClassifierFactory.Create(p, "overflowing.qana", new EngineChoice(false, "managed engine requested by Qana:Engine=Managed")));
+        Assert.Contains("cannot run on the managed engine", e.Message, StringComparison.Ordinal);
+        Assert.Contains("could overflow int32", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void ModelTheCardRefuses_RunsManaged_WithTheDevicesMessage()
     {

@@ -29,9 +29,12 @@ public static class ClassifierFactory
             else
                 reason = $"{choice.Reason}, but {refusal}: managed integer engine";
         }
-        // Build one engine up front so a package the engine cannot run fails at start, before READY=1.
+        // Build one engine up front so a package the engine cannot run fails at start, before READY=1. A package that loads
+        // can still be one the engine refuses to prepare (InvalidGraphException: a multiplier it cannot represent, an
+        // accumulator that could overflow int32).
         try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package), options: choice.Classifier).Dispose(); }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException
+            or InvalidGraphException)
         {
             throw new ModelUnavailableException($"model {package.Manifest.ModelId} ({path}) cannot run on the managed engine: {e.Message}", e);
         }
