@@ -167,17 +167,35 @@ public sealed class V4l2CameraSource : ICameraSource
     /// is that frame's: the JPEG walked to it decodes, its lower part from the other frame, and was classified as the
     /// lesion in front of the lens. Such a JPEG ends exactly where an earlier frame ended, with that frame's last bytes,
     /// yet is not that frame; two whole frames that differ almost never have the same length and the same last
-    /// <see cref="TailBytes"/> bytes, and a frame identical to an earlier one is whole.
+    /// <see cref="TailBytes"/> bytes, and a frame identical to an earlier one is whole. Those bytes must be scan data
+    /// (at least <see cref="ScanDataValues"/> different values): an encoder that pads its frames to one size with fill
+    /// bytes ends every frame alike, and each would be refused after the first.
     /// </summary>
     private bool EndsAsAnEarlierFrame(ReadOnlySpan<byte> jpeg)
     {
-        if (jpeg.Length < TailBytes) return false;
+        if (jpeg.Length < TailBytes || !LooksLikeScanData(jpeg[^TailBytes..^2])) return false;
         byte[]? digest = null;
         foreach (FrameSeen seen in _recent)
         {
             if (seen.Tail is null || seen.Length != jpeg.Length || !jpeg[^TailBytes..].SequenceEqual(seen.Tail)) continue;
             digest ??= SHA256.HashData(jpeg);
             if (!digest.AsSpan().SequenceEqual(seen.Digest)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Different byte values in the last bytes before an end of image that entropy-coded data has and padding has not.</summary>
+    private const int ScanDataValues = 8;
+
+    private static bool LooksLikeScanData(ReadOnlySpan<byte> bytes)
+    {
+        Span<bool> seen = stackalloc bool[256];
+        int values = 0;
+        foreach (byte b in bytes)
+        {
+            if (seen[b]) continue;
+            seen[b] = true;
+            if (++values >= ScanDataValues) return true;
         }
         return false;
     }
