@@ -114,7 +114,7 @@ public sealed class PowerBaselineTests : IDisposable
             "the three captures settled", () => string.Join(", ", Directory.GetFiles(inbox).Select(Path.GetFileName)));
         Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Idle power baseline not known", StringComparison.Ordinal));
         // The sampler starts after the daemon's handlers are attached: the first failed read is in the log.
-        Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Power read failed (1 in a row;", StringComparison.Ordinal));
+        Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Power read failed (1 since the sensor last read steadily;", StringComparison.Ordinal));
         Assert.Contains(daemon.Log.Events, e => e.Message.StartsWith("Duplicate capture", StringComparison.Ordinal));
         Assert.True(File.Exists(Path.Combine(daemon.QuarantineDir, "junk.jpg.reason")));
 

@@ -84,8 +84,10 @@ public sealed class DaemonService(
         if (sensor is not null)
         {
             _meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(options.Power.SampleMilliseconds), options.Power.IdleSamples);
-            _meter.ReadFailed += (e, inARow) => _log.LogWarning("Power read failed ({Count} in a row; reported at 1, 10, 100 ...): {Error}", inARow, e.Message);
-            _meter.ReadRecovered += inARow => _log.LogWarning("Power sensor reads again after {Count} failed reads", inARow);
+            _meter.ReadFailed += (e, failed) => _log.LogWarning("Power read failed ({Count} since the sensor last read steadily; reported at 1, 10, 100 ...): {Error}",
+                failed, e.Message);
+            _meter.ReadRecovered += failed => _log.LogWarning("Power sensor reads steadily again ({Seconds:0} s without a failure) after {Count} failed reads",
+                _meter.SteadyAfter.TotalSeconds, failed);
             // Only now, with the handlers attached: a sensor failing from its first read is reported from that read on.
             if (options.Power.IdleWatts is double configuredIdle) _meter.SetIdle(configuredIdle);
             _meter.Start();

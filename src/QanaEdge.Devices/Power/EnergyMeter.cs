@@ -14,9 +14,11 @@ namespace QanaEdge.Devices.Power;
 /// <see cref="BeginInference"/> is charged (P − P_idle) / n(t), n(t) being the number of registered inferences
 /// running at t. Charging each its whole window counted the same joules once per worker.
 /// </para>
-/// A sensor that fails is read again after a pause that doubles up to 5 s, and reported on the first failure and
-/// on the 10th, 100th, ... in a row (<see cref="ReadFailed"/>), and once more when it reads again
-/// (<see cref="ReadRecovered"/>): at 2 ms a failing chip would otherwise log 500 lines a second.
+/// A sensor that fails is read again after a pause that doubles up to 5 s. Its failures are counted from the first
+/// until it has read without one for <see cref="SteadyAfter"/>, and reported at the 1st, 10th, 100th, ... of them
+/// (<see cref="ReadFailed"/>), and once more when it reads steadily again (<see cref="ReadRecovered"/>): at 2 ms a
+/// failing chip would otherwise log 500 lines a second, and one that fails every other read (a marginal wire) did,
+/// when only failures in a row were counted and every good read between them reported the sensor back.
 /// The sampler starts with <see cref="Start"/>, after the caller has attached its handlers: a sampler started by the
 /// constructor could fail its first read before the handler was there, and that failure was reported to no one.
 /// <see cref="Dispose"/> wakes the sampler from its wait, a failing sensor's pause included.
@@ -70,9 +72,12 @@ public sealed class EnergyMeter : IDisposable
     /// <param name="idleSamples">Reads averaged (median) into the idle baseline at start; reads taken while the board works
     /// (a registered inference runs, or work begun with <see cref="BeginWork"/> has not ended) are not counted.</param>
     /// <param name="restPeriod">Time between reads at rest (<see cref="RestPeriod"/>); by default 1 s.</param>
+    /// <param name="steadyAfter">Time without a failed read that ends a run of failures (<see cref="SteadyAfter"/>); by default 30 s.</param>
     /// <remarks>Nothing is read until <see cref="Start"/> (tests that feed samples with <see cref="AddSample"/> never call it).</remarks>
-    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, TimeSpan? restPeriod = null)
+    public EnergyMeter(IPowerSensor sensor, TimeSpan samplePeriod, int idleSamples = 50, int capacity = 8192, TimeSpan? restPeriod = null,
+        TimeSpan? steadyAfter = null)
     {
+        SteadyAfter = steadyAfter ?? TimeSpan.FromSeconds(30);
         _sensor = sensor;
         // Reading faster than the sensor converts only repeats its last value.
         _period = samplePeriod > sensor.UpdateInterval ? samplePeriod : sensor.UpdateInterval;
@@ -120,11 +125,17 @@ public sealed class EnergyMeter : IDisposable
     /// <summary>Count of failed reads (logged by the caller through <see cref="ReadFailed"/>).</summary>
     public long Failures;
 
-    /// <summary>A read failed: the first failure in a row, then the 10th, 100th, ... (with the count in a row).</summary>
+    /// <summary>
+    /// A read failed: the first failure since the sensor last read steadily, then the 10th, 100th, ... (with the count
+    /// of failures since then).
+    /// </summary>
     public event Action<PowerSensorException, long>? ReadFailed;
 
-    /// <summary>The sensor reads again after this many failures in a row.</summary>
+    /// <summary>The sensor reads steadily again (no failure for <see cref="SteadyAfter"/>) after this many failures.</summary>
     public event Action<long>? ReadRecovered;
+
+    /// <summary>How long a sensor that failed must read without a failure to count as reading steadily again.</summary>
+    public TimeSpan SteadyAfter { get; }
 
     /// <summary>Forces a known idle baseline (tests, or a value measured on a quiet board).</summary>
     public void SetIdle(double watts) { lock (_gate) _idleWatts = watts; }
@@ -134,6 +145,9 @@ public sealed class EnergyMeter : IDisposable
         long periodTicks = (long)(_period.TotalSeconds * Stopwatch.Frequency);
         long next = Stopwatch.GetTimestamp();
         long inARow = 0;
+        // Failures since the sensor last read steadily, and when the last of them was.
+        long failed = 0, failedAt = 0;
+        long steadyTicks = (long)(SteadyAfter.TotalSeconds * Stopwatch.Frequency);
         while (!_stopping.IsSet)
         {
             try
@@ -142,8 +156,12 @@ public sealed class EnergyMeter : IDisposable
                 lock (_gate) _last = (r, DateTime.UtcNow);
                 _reading = true;
                 AddSample(Stopwatch.GetTimestamp(), r.PowerWatts);
-                if (inARow > 0) ReadRecovered?.Invoke(inARow);
                 inARow = 0;
+                if (failed > 0 && Stopwatch.GetTimestamp() - failedAt >= steadyTicks)
+                {
+                    ReadRecovered?.Invoke(failed);
+                    failed = 0;
+                }
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -152,8 +170,9 @@ public sealed class EnergyMeter : IDisposable
                 Interlocked.Increment(ref Failures);
                 _reading = false;
                 inARow++;
-                if (IsPowerOfTen(inARow))
-                    ReadFailed?.Invoke(e as PowerSensorException ?? new PowerSensorException($"{_sensor.Name}: {e.GetType().Name}: {e.Message}", e), inARow);
+                failedAt = Stopwatch.GetTimestamp();
+                if (IsPowerOfTen(++failed))
+                    ReadFailed?.Invoke(e as PowerSensorException ?? new PowerSensorException($"{_sensor.Name}: {e.GetType().Name}: {e.Message}", e), failed);
             }
             if (inARow > 0)
             {

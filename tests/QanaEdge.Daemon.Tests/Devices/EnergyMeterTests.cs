@@ -230,6 +230,52 @@ public sealed class EnergyMeterTests
         }, TimeSpan.FromSeconds(10), "the sampler to rest again", () => $"{sensor.Reads} reads");
     }
 
+    /// <summary>A sensor that fails every other read while <see cref="Flaky"/>, as a bus with a marginal wire does.</summary>
+    private sealed class IntermittentSensor : IPowerSensor
+    {
+        public volatile bool Flaky = true;
+        private int _reads;
+        public string Name => "intermittent";
+        public TimeSpan UpdateInterval => TimeSpan.FromMilliseconds(1);
+        public PowerReading Read()
+        {
+            bool fail = Interlocked.Increment(ref _reads) % 2 == 0;
+            return Flaky && fail ? throw new IOException("Error 121 (remote I/O error)") : new PowerReading(5, 0.4, 2);
+        }
+        public void Dispose() { }
+    }
+
+    /// <summary>
+    /// A sensor that fails one read in two never fails twice in a row: each failure was the first of its run and was
+    /// reported, each good read after it reported the sensor back, two warnings per failure, hundreds a second at
+    /// 1 ms. The failures are counted from the first until the sensor has read without one for a while (here 1 s),
+    /// and reported at the 1st, 10th, 100th ... of them; the sensor is reported back once, with the count, after that.
+    /// </summary>
+    [Fact]
+    public async Task A_sensor_that_fails_every_other_read_is_reported_sparingly_not_at_every_failure()
+    {
+        var sensor = new IntermittentSensor();
+        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 1, steadyAfter: TimeSpan.FromSeconds(1));
+        var reported = new System.Collections.Concurrent.ConcurrentQueue<long>();
+        var recoveries = new System.Collections.Concurrent.ConcurrentQueue<long>();
+        meter.ReadFailed += (_, n) => reported.Enqueue(n);
+        meter.ReadRecovered += n => recoveries.Enqueue(n);
+        meter.BeginWork();   // the board at work: the sampler reads at full rate, as it does while images are classified
+        meter.Start();
+        await TestEnv.WaitUntil(() => Interlocked.Read(ref meter.Failures) >= 40 && reported.Contains(10), TimeSpan.FromSeconds(30),
+            "40 failed reads", () => $"{meter.Failures} failures, {reported.Count} reported");
+
+        Assert.Equal([1L, 10L], reported.Take(2));
+        Assert.All(reported, n => Assert.Contains(n, (long[])[1, 10, 100, 1000]));
+        Assert.Empty(recoveries);
+
+        sensor.Flaky = false;
+        await TestEnv.WaitUntil(() => !recoveries.IsEmpty, TimeSpan.FromSeconds(30), "the sensor reported back");
+        Assert.Single(recoveries);
+        Assert.True(recoveries.Single() >= 40, $"back after {recoveries.Single()} failed reads");
+        meter.EndWork();
+    }
+
     /// <summary>A sensor whose reads can be held, as a sampler the scheduler has not run yet is: the read waits for the gate.</summary>
     private sealed class HeldSensor : IPowerSensor
     {
@@ -308,7 +354,7 @@ public sealed class EnergyMeterTests
     public void A_sensor_that_stops_answering_is_reported_sparingly_and_the_sampler_lives_on()
     {
         var sensor = new FlakySensor();
-        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 1);
+        using var meter = new EnergyMeter(sensor, TimeSpan.FromMilliseconds(1), idleSamples: 1, steadyAfter: TimeSpan.FromMilliseconds(100));
         var reported = new System.Collections.Concurrent.ConcurrentQueue<(string Message, long InARow)>();
         long recovered = 0;
         meter.ReadFailed += (e, n) => reported.Enqueue((e.Message, n));
