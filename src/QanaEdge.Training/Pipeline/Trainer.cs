@@ -126,11 +126,22 @@ public sealed class Trainer
             History.Add(rec);
             _log?.WriteLine(JsonSerializer.Serialize(rec, TrainingJson.Default.EpochRecord));
             _log?.Flush();
+            // A line of its own for each epoch: the batch line is redrawn over on a terminal and dropped off one, so
+            // without it a run's validation scores reached standard error only through the next batch line's val-F1.
+            _progress?.Invoke(EpochLine(rec, epochs, stop.ShouldStop && epoch < epochs ? patience : 0));
             if (stop.ShouldStop) break;
         }
         restore(best);
         return stop.Best;
     }
+
+    /// <summary>
+    /// An epoch's summary as the progress callback receives it ("float epoch 3/60: loss ..., validation ..."). It holds no
+    /// " batch ", which is how the CLI's progress line tells the live batch line from the lines that stay.
+    /// </summary>
+    /// <param name="stoppedAfter">The patience that ran out with this epoch, ending the phase early (0: it did not).</param>
+    internal static string EpochLine(EpochRecord r, int epochs, int stoppedAfter) => FormattableString.Invariant(
+        $"{r.Phase} epoch {r.Epoch}/{epochs}: loss {r.TrainLoss:F4}, validation top-1 {100 * r.ValTop1:F1}%, macro-F1 {r.ValMacroF1:F3}, balanced accuracy {100 * r.ValBalancedAccuracy:F1}%{(r.Best ? " (best so far)" : "")}, {r.Seconds:F0} s{(stoppedAfter > 0 ? $"; stopping early: no better validation macro-F1 in {stoppedAfter} epochs" : "")}");
 
     /// <summary>
     /// Mixup of the batch in <c>_x</c>: sample i becomes (1 − λ)·x_i + λ·x_π(i) for a seeded permutation π and

@@ -99,6 +99,43 @@ public class TrainerTests
         Assert.Empty(trainer.History);
     }
 
+    /// <summary>
+    /// Every epoch gets a summary of its own on the progress callback, apart from the batch lines (which a terminal
+    /// redraws over and a file or pipe drops): only the batch lines used to be sent, so a run whose standard error went to
+    /// a file printed nothing between its phases, however many epochs it ran.
+    /// </summary>
+    [Fact]
+    public void Each_epoch_is_reported_on_a_line_of_its_own_with_its_validation_scores()
+    {
+        var set = Synthetic(28, 5);
+        var o = new TrainOptions { Network = new QanaOptions { InputSize = Size, StemChannels = 8, Blocks = [(16, 1)] }, BatchSize = 14 };
+        var net = new QanaNet(o.Network, 4);
+        var messages = new List<string>();
+        var trainer = new Trainer(o, messages.Add);
+        trainer.Fit("float", net, set, set, 3, 3e-3f, () => NetState.Capture(net), s => ((NetState)s).Restore(net), 5, 0);
+
+        var epochLines = messages.Where(m => !m.Contains(" batch ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(3, epochLines.Length);
+        for (int e = 0; e < 3; e++)
+        {
+            var r = trainer.History[e];
+            Assert.StartsWith($"float epoch {e + 1}/3: loss {r.TrainLoss.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)}, validation top-1 ", epochLines[e]);
+            Assert.Contains($"macro-F1 {r.ValMacroF1.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)}", epochLines[e]);
+            Assert.Equal(r.Best, epochLines[e].Contains("(best so far)", StringComparison.Ordinal));
+        }
+        Assert.Contains("(best so far)", epochLines[0]);
+    }
+
+    /// <summary>An epoch that ends the phase early says so.</summary>
+    [Fact]
+    public void An_epoch_line_names_an_early_stop()
+    {
+        var record = new EpochRecord("qat", 4, 0.5, 1e-4, 0.5, 0.25, 0.5, 3, 10, false);
+        Assert.Equal("qat epoch 4/10: loss 0.5000, validation top-1 50.0%, macro-F1 0.250, balanced accuracy 50.0%, 3 s; stopping early: no better validation macro-F1 in 2 epochs",
+            Trainer.EpochLine(record, 10, 2));
+        Assert.DoesNotContain(" batch ", Trainer.EpochLine(record, 10, 0));
+    }
+
     /// <summary>A phase that cannot beat the starting weights' validation score leaves them in place.</summary>
     [Fact]
     public void StartingWeightsWinWhenNoEpochBeatsTheirScore()
