@@ -67,24 +67,33 @@ public sealed class EvaluateCommand : IVerb
             foreach (var r in summary.Rejected)
                 context.Err.WriteLine($"qana: {r.ImageId}: rejected ({r.Reason}): {r.Message}");
 
+            // The figures go to standard output before any file is written, and each file is tried even when the other
+            // failed: the JSON file was written first, so one that could not be (a read-only folder, a full disk) lost
+            // the figures of the whole run, with the HTML report not even tried.
             string? jsonPath = parse.GetValue(json);
             string jsonText = summary.ToJson();
             if (jsonPath == "-") context.Out.WriteLine(jsonText);
-            else
+            else context.Out.Write(Text(summary));
+            context.Out.Flush();
+            CommandFailedException? firstFailure = null;
+            if (jsonPath is not null && jsonPath != "-")
             {
-                if (jsonPath is not null) Files.WriteAtomically(jsonPath, System.Text.Encoding.UTF8.GetBytes(jsonText + "\n"));
-                context.Out.Write(Text(summary));
+                try { Files.WriteAtomically(jsonPath, System.Text.Encoding.UTF8.GetBytes(jsonText + "\n")); }
+                catch (CommandFailedException e) { firstFailure = e; }
             }
             if (parse.GetValue(report) is string dir)
             {
-                string html;
-                try { html = HtmlReport.Write(dir, summary); }
+                try
+                {
+                    string html = HtmlReport.Write(dir, summary);
+                    if (jsonPath != "-") context.Out.WriteLine($"report       {html}");
+                }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    throw new CommandFailedException($"cannot write the report into '{dir}': {Cli.OneLine(e.Message)}");
+                    firstFailure ??= new CommandFailedException($"cannot write the report into '{dir}': {Cli.OneLine(e.Message)}");
                 }
-                if (jsonPath != "-") context.Out.WriteLine($"report       {html}");
             }
+            if (firstFailure is not null) throw firstFailure;
             return Cli.Ok;
         });
         return command;

@@ -144,6 +144,24 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         }
     }
 
+    /// <summary>
+    /// A --json file that passes the checks before the run but cannot be written at its end (here a name longer than
+    /// the file system allows; a read-only folder or a full disk alike) fails in one line, after the figures are on
+    /// standard output and the HTML report is written: the JSON was written first, so its failure lost the whole run.
+    /// </summary>
+    [Fact]
+    public void A_json_file_that_cannot_be_written_leaves_the_figures_on_standard_output_and_the_report()
+    {
+        string json = Path.Combine(f.Dir, new string('j', 300) + ".json"), report = Path.Combine(f.Dir, "report-json-unwritable");
+        var (code, output, err) = Run("evaluate", "--images", f.ImagesDir, "--labels", f.Labels, "--model", f.Package, "--limit", "2",
+            "--json", json, "--report", report);
+        new CliResult(code, output, err.ReplaceLineEndings("\n")).AssertOneLineError(1, $"cannot write '{json}'");
+        Assert.Contains("images       2 evaluated, 0 rejected", output);
+        Assert.Contains("top-1", output);
+        Assert.True(File.Exists(Path.Combine(report, "index.html")));
+        Assert.Contains($"report       {Path.Combine(report, "index.html")}", output);
+    }
+
     [Fact]
     public void Json_to_standard_output_and_limit()
     {
