@@ -48,6 +48,38 @@ public class AblateCommandTests
         Assert.EndsWith("batch 100/100 loss 1.8", lines[3].TrimEnd());
     }
 
+    /// <summary>
+    /// A redraw covers what the previous live line showed and no more: each one was padded to 110 characters, which an
+    /// 80-column terminal wraps onto a second row, and the next carriage return went back only to that row, so every
+    /// batch message left a row behind.
+    /// </summary>
+    [Fact]
+    public void A_redrawn_batch_line_is_padded_only_over_the_previous_one()
+    {
+        var err = new StringWriter { NewLine = "\n" };
+        var progress = new Commands.ProgressLine(err);
+        progress.Update("float epoch 1/6 batch 10/100 loss 1.9000 val-F1 - ETA 00:01:00");
+        progress.Update("float epoch 1/6 batch 9/100 loss 1.9");
+        progress.Update("float epoch 1/6 batch 11/100 loss 1.9000 val-F1 - ETA 00:00:59");
+        progress.Done();
+        string[] draws = err.ToString().TrimEnd('\n').Split('\r')[1..];
+        Assert.Equal(["float epoch 1/6 batch 10/100 loss 1.9000 val-F1 - ETA 00:01:00",
+            "float epoch 1/6 batch 9/100 loss 1.9".PadRight(62),
+            "float epoch 1/6 batch 11/100 loss 1.9000 val-F1 - ETA 00:00:59"], draws);
+    }
+
+    /// <summary>On a terminal narrower than a batch message the live line is cut to one column less than its width, so it
+    /// never wraps; the lines that stay are written whole.</summary>
+    [Fact]
+    public void A_batch_line_is_cut_to_the_terminal_width()
+    {
+        var err = new StringWriter { NewLine = "\n" };
+        var progress = new Commands.ProgressLine(err, columns: 40);
+        progress.Update("float epoch 1/6 batch 10/100 loss 1.9000 val-F1 - ETA 00:01:00");
+        progress.Update("float epoch 1/6: loss 1.9000, validation top-1 20.0%, macro-F1 0.200");
+        Assert.Equal("\rfloat epoch 1/6 batch 10/100 loss 1.900\nfloat epoch 1/6: loss 1.9000, validation top-1 20.0%, macro-F1 0.200\n", err.ToString());
+    }
+
     [Fact]
     public void TheTableNamesTheThreadsUsed()
     {

@@ -68,7 +68,7 @@ public sealed class AblateCommand : IVerb
             if (e < 35) schedule += "; a short schedule (the shipped model trains for 35 or more float epochs), so rows compare with each other, not with the paper";
             var sw = System.Diagnostics.Stopwatch.StartNew();
             IReadOnlyList<AblationRow> rows;
-            var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err));
+            var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err), ProgressLine.Columns(context.Err));
             try
             {
                 rows = new Ablation(options, images, csv, outDir, progress.Update).Run();

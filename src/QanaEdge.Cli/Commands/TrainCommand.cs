@@ -134,7 +134,7 @@ public sealed class TrainCommand : IVerb
                 ZoomProbability = zoomP, IncrementalLearningRate = incRate, IncrementalEpochs = incEpochs,
             };
             var paths = new PipelinePaths { ImagesDir = images, LabelsCsv = csv, OutPackage = outPackage, ResumeFloat = resumeFrom };
-            var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err));
+            var progress = new ProgressLine(context.Err, ProgressLine.CanRedraw(context.Err), ProgressLine.Columns(context.Err));
             try
             {
                 var result = new TrainingPipeline(options, paths, progress.Update).Run();
