@@ -56,9 +56,12 @@ public static class Ham10000Index
                 $"{sourceName}: the header must name the columns image_id and dx (found: {Shown(header)})");
 
         var rows = new List<Ham10000Row>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        // Each image_id with the line it was first seen on, so a repeat can name both.
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         var unknown = new List<string>();
         int unknownCount = 0;
+        var repeated = new List<string>();
+        int repeatedCount = 0;
         while (records.MoveNext())
         {
             var (line, f) = records.Current;
@@ -73,7 +76,14 @@ public static class Ham10000Index
                 throw new DatasetException($"{sourceName} line {line}: image_id '{imageId}' is not a plain file name");
             if (lesionCol >= 0 && lesion!.Length == 0)
                 throw new DatasetException($"{sourceName} line {line}: empty lesion_id for {imageId}");
-            if (!seen.Add(imageId)) throw new DatasetException($"{sourceName} line {line}: image_id {imageId} appears twice");
+            // Counted and listed like an unknown dx rather than thrown at the first: a file with many repeats (two
+            // metadata files joined) was refused again at each run, one repeat at a time.
+            if (!seen.TryAdd(imageId, line))
+            {
+                repeatedCount++;
+                if (repeated.Count < ListedInErrors) repeated.Add($"line {line}: {imageId}, first on line {seen[imageId]}");
+                continue;
+            }
             int cls = Classes.IndexOf(dx);
             if (cls < 0)
             {
@@ -83,10 +93,14 @@ public static class Ham10000Index
             }
             rows.Add(new Ham10000Row(imageId, lesion, dx, cls, Path.Combine(imagesDir, imageId + ".jpg")));
         }
+        var problems = new List<string>();
+        if (repeatedCount > 0)
+            problems.Add($"{repeatedCount} {(repeatedCount == 1 ? "row repeats" : "rows repeat")} the image_id of an earlier row " +
+                $"({string.Join("; ", repeated)}{(repeatedCount > repeated.Count ? "; ..." : "")})");
         if (unknownCount > 0)
-            throw new DatasetException(
-                $"{sourceName}: {unknownCount} rows have a dx that is not one of {string.Join(", ", Classes.Codes)} " +
+            problems.Add($"{unknownCount} {(unknownCount == 1 ? "row has" : "rows have")} a dx that is not one of {string.Join(", ", Classes.Codes)} " +
                 $"({string.Join("; ", unknown)}{(unknownCount > unknown.Count ? "; ..." : "")})");
+        if (problems.Count > 0) throw new DatasetException($"{sourceName}: {string.Join("; and ", problems)}");
         if (rows.Count == 0) throw new DatasetException($"{sourceName} has a header but no rows");
         return rows;
     }

@@ -32,7 +32,7 @@ public class Ham10000IndexTests
     [InlineData("image_id,lesion_id\nISIC_1,HAM_1\n", "image_id and dx")]
     [InlineData("", "empty")]
     [InlineData("image_id,dx\n", "no rows")]
-    [InlineData("image_id,dx\nISIC_1,nv\nISIC_1,mel\n", "appears twice")]
+    [InlineData("image_id,dx\nISIC_1,nv\nISIC_1,mel\n", "labels: 1 row repeats the image_id of an earlier row (line 3: ISIC_1, first on line 2)")]
     [InlineData("image_id,dx\nISIC_1,nv\nISIC_2,melanoma\nISIC_3,scc\n", "2 rows have a dx")]
     [InlineData("image_id,dx,lesion_id\nISIC_1,nv\n", "line 2")]
     [InlineData("image_id,dx\n../etc/passwd,nv\n", "not a plain file name")]
@@ -41,6 +41,24 @@ public class Ham10000IndexTests
     {
         var e = Assert.Throws<DatasetException>(() => Ham10000Index.Parse(new StringReader(csv), "/img"));
         Assert.Contains(expected, e.Message);
+    }
+
+    /// <summary>
+    /// Repeated image_ids are counted and the first few named with the line each first appeared on, together with any
+    /// unknown dx, as docs/evaluation.md says of every refused label file: the first repeat alone ended the parse, so a
+    /// file with many (two metadata files joined) was refused again at each run, one repeat at a time.
+    /// </summary>
+    [Fact]
+    public void Repeated_image_ids_are_counted_and_named_with_the_unknown_labels()
+    {
+        var csv = new System.Text.StringBuilder("image_id,dx\n");
+        for (int i = 1; i <= 8; i++) csv.Append($"ISIC_{i},nv\n");
+        for (int i = 1; i <= 7; i++) csv.Append($"ISIC_{i},mel\n");
+        csv.Append("ISIC_99,melanoma\n");
+        var e = Assert.Throws<DatasetException>(() => Ham10000Index.Parse(new StringReader(csv.ToString()), "/img"));
+        Assert.Equal("labels: 7 rows repeat the image_id of an earlier row (line 10: ISIC_1, first on line 2; line 11: ISIC_2, first on line 3; " +
+            "line 12: ISIC_3, first on line 4; line 13: ISIC_4, first on line 5; line 14: ISIC_5, first on line 6; ...); " +
+            "and 1 row has a dx that is not one of akiec, bcc, bkl, df, mel, nv, vasc (line 17: 'melanoma')", e.Message);
     }
 
     [Fact]
