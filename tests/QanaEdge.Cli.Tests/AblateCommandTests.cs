@@ -346,6 +346,52 @@ public class TrainDataTests
 }
 
 /// <summary>
+/// <c>qana train</c> opens the package's folder and its training log before the images are read: an --out whose folder
+/// cannot be made or written failed only after the whole data set had been preprocessed.
+/// </summary>
+public class TrainOutputTests
+{
+    [Fact]
+    public void An_out_folder_that_cannot_be_made_fails_before_the_images_are_read()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-train-out-");
+        try
+        {
+            // The data cannot be loaded (its one image is missing): the output must be refused first.
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\nISIC_missing,HAM_1,nv\n");
+            string blocker = Path.Combine(dir.FullName, "not-a-folder");
+            File.WriteAllText(blocker, "");
+            string package = Path.Combine(blocker, "m.qana");
+            CliResult r = Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", package, "--input-size", "16");
+            r.AssertOneLineError(1, $"cannot write the training log '{Path.Combine(blocker, "m.log.jsonl")}' beside the package '{package}'");
+            Assert.DoesNotContain("missing", r.Err);
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
+    /// <summary>The log is opened early but emptied only once the data has loaded: a run refused for its data leaves an
+    /// earlier run's log as it was, and leaves no empty log where there was none.</summary>
+    [Fact]
+    public void A_run_refused_for_its_data_leaves_the_log_as_it_was()
+    {
+        var dir = Directory.CreateTempSubdirectory("qana-train-out-");
+        try
+        {
+            string labels = Path.Combine(dir.FullName, "labels.csv");
+            File.WriteAllText(labels, "image_id,lesion_id,dx\nISIC_missing,HAM_1,nv\n");
+            string earlier = Path.Combine(dir.FullName, "earlier.qana"), fresh = Path.Combine(dir.FullName, "fresh.qana");
+            File.WriteAllText(Path.ChangeExtension(earlier, ".log.jsonl"), "{\"phase\":\"float\"}\n");
+            foreach (string package in new[] { earlier, fresh })
+                Qana.Run("train", "--data", dir.FullName, "--labels", labels, "--out", package, "--input-size", "16").AssertOneLineError(1, "missing");
+            Assert.Equal("{\"phase\":\"float\"}\n", File.ReadAllText(Path.ChangeExtension(earlier, ".log.jsonl")));
+            Assert.False(File.Exists(Path.ChangeExtension(fresh, ".log.jsonl")));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+}
+
+/// <summary>
 /// <c>--learning-rate</c> and <c>--qat-learning-rate</c> set the rates the float and QAT phases train with, and the
 /// package's provenance names them; a float rate far too large makes the run diverge in one line naming the switch.
 /// </summary>

@@ -154,14 +154,26 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
         int size = o.Network.InputSize;
         // A checkpoint to resume from is read and checked against the network first: a wrong one fails now, not after preprocessing.
         NetState? resumed = paths.ResumeFloat is { } resumeFrom ? NetState.LoadFor(resumeFrom, new QanaNet(o.Network, o.Seed)) : null;
-        var data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld, o.Incremental);
+        // The package's folder and the training log beside it are opened before the images are decoded: an output folder
+        // that cannot be made or written (read-only, a file in the way) failed only after the whole data set was
+        // preprocessed, in the file system's words alone. An earlier run's log is emptied only once the data has loaded.
+        bool hadLog = File.Exists(paths.LogPath);
+        var logFile = OpenLog();
+        PreparedData data;
+        try { data = Data ?? PreparedData.Load(paths.ImagesDir, paths.LabelsCsv, size, o.ZoomSourceSize, o.GrayWorld, o.Incremental); }
+        catch
+        {
+            logFile.Dispose();
+            if (!hadLog) File.Delete(paths.LogPath);
+            throw;
+        }
+        logFile.SetLength(0);
+        using var log = new StreamWriter(logFile);
         if (data.Train.Size != size) throw new ArgumentException($"prepared images are {data.Train.Size}x{data.Train.Size}, the network takes {size}x{size}");
         var (split, train, val, gains) = data;
         Say($"split: {split.Train.Count} train / {split.Validation.Count} validation / {split.Test.Count} test images (seed {split.Seed})");
         Say($"preprocessed {train.Count + val.Count} images to {size}x{size} in {total.Elapsed.TotalSeconds:F0} s; gray-world gains (R, G, B) {string.Join(", ", gains.Select(g => g.ToString("F3", System.Globalization.CultureInfo.InvariantCulture)))}");
 
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(paths.OutPackage))!);
-        using var log = new StreamWriter(paths.LogPath, append: false);
         var trainer = new Trainer(o, progress, log);
 
         // 1. Float network with batch norm.
@@ -326,6 +338,21 @@ public sealed class TrainingPipeline(TrainOptions options, PipelinePaths paths, 
             TestReferralBeforeIncremental = testRefBefore ?? testRef,
             TestTilingTriggerRateBeforeIncremental = testBefore is null ? testTrigger : testTriggerBefore,
         };
+    }
+
+    /// <summary>Makes the package's folder and opens the training log (.log.jsonl) beside the package for writing, as it is.</summary>
+    /// <exception cref="IOException">Either cannot be made; the message names the log and the package it goes beside.</exception>
+    private FileStream OpenLog()
+    {
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(paths.OutPackage))!);
+            return new FileStream(paths.LogPath, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot write the training log '{paths.LogPath}' beside the package '{paths.OutPackage}': {e.Message.ReplaceLineEndings(" ")}", e);
+        }
     }
 
     /// <summary>Activation ranges from clean (non-augmented) training batches, then frozen.</summary>
