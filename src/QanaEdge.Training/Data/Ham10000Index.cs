@@ -65,6 +65,9 @@ public static class Ham10000Index
         while (records.MoveNext())
         {
             var (line, f) = records.Current;
+            // A row with nothing in it is a blank line: spreadsheet programs write the empty rows below the data as
+            // ",,,,,," and an editor leaves spaces on the last line, and either refused the whole file.
+            if (f.All(string.IsNullOrWhiteSpace)) continue;
             int needed = Math.Max(imageCol, Math.Max(dxCol, lesionCol)) + 1;
             if (f.Count < needed)
                 throw new DatasetException($"{sourceName} line {line}: {f.Count} fields, the header needs at least {needed}");

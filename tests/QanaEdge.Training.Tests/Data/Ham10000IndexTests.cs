@@ -61,6 +61,19 @@ public class Ham10000IndexTests
             "and 1 row has a dx that is not one of akiec, bcc, bkl, df, mel, nv, vasc (line 17: 'melanoma')", e.Message);
     }
 
+    /// <summary>Rows with nothing in them, as spreadsheet programs write the empty rows under the data (",,,,,,") and as an
+    /// editor leaves a last line of spaces, are blank lines: they refused the whole file ("empty image_id", "1 fields").</summary>
+    [Fact]
+    public void Rows_of_empty_fields_are_skipped_like_blank_lines()
+    {
+        const string csv = "image_id,lesion_id,dx,age\r\nISIC_1,HAM_1,nv,40\r\n,,,\r\nISIC_2,HAM_2,mel,55\r\n,,,\r\n , ,,\r\n   \r\n";
+        var rows = Ham10000Index.Parse(new StringReader(csv), "/img");
+        Assert.Equal(["ISIC_1", "ISIC_2"], rows.Select(r => r.ImageId));
+        // A row with something in it is still checked.
+        var e = Assert.Throws<DatasetException>(() => Ham10000Index.Parse(new StringReader("image_id,lesion_id,dx\n,HAM_1,nv\n"), "/img"));
+        Assert.Contains("line 2: empty image_id", e.Message);
+    }
+
     [Fact]
     public void Missing_images_are_counted_and_named()
     {
