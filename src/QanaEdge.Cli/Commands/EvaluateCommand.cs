@@ -177,7 +177,7 @@ public sealed class EvaluateCommand : IVerb
     }
 
     private static IProgressSink? ProgressFor(CliContext context) =>
-        ReferenceEquals(context.Err, Console.Error) && !Console.IsErrorRedirected ? new ConsoleProgressBar(context.Err, "evaluate") : null;
+        ReferenceEquals(context.Err, Console.Error) && !Console.IsErrorRedirected ? new ConsoleProgressBar(context.Err, "evaluate", ProgressLine.Columns(context.Err)) : null;
 }
 
 /// <summary>Receives progress of a long loop.</summary>
@@ -189,7 +189,9 @@ public interface IProgressSink
 }
 
 /// <summary>A one-line progress bar redrawn in place with a carriage return, at most ten times a second.</summary>
-public sealed class ConsoleProgressBar(TextWriter writer, string label) : IProgressSink
+/// <param name="columns">The terminal's width (0: unknown): the bar is cut to one column less, since on a narrower terminal
+/// the line wrapped and each redraw left a row behind (the carriage return goes back only to the wrapped row).</param>
+public sealed class ConsoleProgressBar(TextWriter writer, string label, int columns = 0) : IProgressSink
 {
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private long _lastDrawMs = -1000;
@@ -201,6 +203,7 @@ public sealed class ConsoleProgressBar(TextWriter writer, string label) : IProgr
         if (done < total && now - _lastDrawMs < 100) return;
         _lastDrawMs = now;
         string line = Line(label, done, total, now);
+        if (columns > 1 && line.Length > columns - 1) line = line[..(columns - 1)];
         _width = Math.Max(_width, line.Length);
         writer.Write("\r" + line.PadRight(_width));
         writer.Flush();

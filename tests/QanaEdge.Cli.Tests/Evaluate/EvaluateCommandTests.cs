@@ -399,6 +399,17 @@ public class EvaluateCommandTests(EvaluateFixture f) : IClassFixture<EvaluateFix
         Assert.EndsWith("] 0/10 0% ETA 00:00", QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 0, 10, 0));
     }
 
+    /// <summary>On a terminal narrower than the bar (about 60 columns) each draw is cut to one column less than its width:
+    /// the whole line wrapped there, and every redraw left a row behind.</summary>
+    [Fact]
+    public void The_progress_bar_is_cut_to_the_terminal_width()
+    {
+        var err = new StringWriter();
+        var bar = new QanaEdge.Cli.Commands.ConsoleProgressBar(err, "evaluate", columns: 40);
+        bar.Report(10, 10);
+        Assert.Equal("\r" + QanaEdge.Cli.Commands.ConsoleProgressBar.Line("evaluate", 10, 10, 0)[..39], err.ToString());
+    }
+
     [Fact]
     public void Split_verb_writes_three_csvs_evaluate_can_read()
     {
