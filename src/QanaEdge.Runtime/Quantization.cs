@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using QanaEdge.Model.Graph;
 
 namespace QanaEdge.Runtime;
 
@@ -24,11 +25,10 @@ public readonly record struct QuantizedMultiplier(int Multiplier, int Shift)
         if (!double.IsFinite(real) || real < 0)
             throw new InvalidGraphException($"multiplier {real} is not a finite non-negative number");
         if (real == 0) return new QuantizedMultiplier(0, 31 - Requant.MaxRightShift);
-        int exponent = Math.ILogB(real) + 1;              // real = f · 2^exponent, f in [1/2, 1)
-        double fraction = Math.ScaleB(real, -exponent);
-        long m = (long)Math.Round(fraction * (1L << 31), MidpointRounding.AwayFromZero);
-        if (m == 1L << 31) { m >>= 1; exponent++; }
-        if (exponent > 30)
+        // The package validation refuses with the same rule (IntegerRange.MultiplierFits), so this throws only for a
+        // graph built in code.
+        var (m, exponent) = IntegerRange.Normalize(real);
+        if (exponent > IntegerRange.MaxMultiplierExponent)
             throw new InvalidGraphException($"multiplier {real} is too large (at most 2^30 is representable)");
         if (31 - exponent > Requant.MaxRightShift) return new QuantizedMultiplier(0, 31 - Requant.MaxRightShift);
         return new QuantizedMultiplier((int)m, exponent);

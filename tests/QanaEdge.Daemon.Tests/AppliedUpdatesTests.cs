@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using QanaEdge.Daemon.Classification;
@@ -136,36 +137,59 @@ public sealed class AppliedUpdatesTests : IDisposable
     }
 
     /// <summary>
-    /// Signed readout updates that pass the package validation but that the integer engine refuses to prepare: a bias so
-    /// large that the head's int32 accumulator could overflow, and a weight scale whose requantization multiplier is too
-    /// large to represent. Each is refused with the engine's reason, the running model stays and nothing is stored. The
-    /// engine's exception used to escape the update handler: no outcome, no entry in the update log, and the message
-    /// left unacknowledged to come back at every session.
+    /// Signed readout updates the integer engine could not prepare: a bias so large that the head's int32 accumulator
+    /// could overflow, and a weight scale whose requantization multiplier is too large to represent. The package check
+    /// refuses each with the reason, before any engine is made; the running model stays and nothing is stored. The
+    /// engine's exception once escaped the update handler (no outcome, no entry in the update log, the message left
+    /// unacknowledged to come back at every session); later the package validation accepted them and only the engine
+    /// refused them. Neither the writer nor the signer makes such a package now, so the bytes are edited and signed here.
     /// </summary>
     [Fact]
-    public void A_signed_update_the_engine_cannot_prepare_is_refused_and_the_model_stays()
+    public void A_signed_update_the_engine_could_not_prepare_is_refused_at_its_check_and_the_model_stays()
     {
         using var active = new ActiveModel(ClassifierFactory.Create(Shipped, ShippedPath, Managed), "test");
         ModelUpdates updates = Updates(active);
         Node head = ReadoutUpdates.Head(Shipped);
-        int classes = head.Bias!.Length;
-        int[] hugeBias = [.. head.Bias.Select((b, k) => k == 0 ? int.MaxValue : b)];
-        double[] hugeScales = [.. Enumerable.Repeat(1e20, head.WeightScales!.Length)];
-        foreach (var (bias, scales, why) in new[] { (hugeBias, head.WeightScales, "overflow"), (head.Bias, hugeScales, "too large") })
+        ModelPackage plain = ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, head.WeightScales!, head.Bias!);
+        GoldenVector[] golden = GoldenVectors.Record(plain, [TestGraphs.RandomInput(plain, 1)]);
+        byte[] valid = PackageWriter.ToBytes(ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, head.WeightScales!, head.Bias!, golden: golden));
+        var edits = new (Action<System.Text.Json.Nodes.JsonObject, byte[]> Edit, string Why)[]
         {
-            // The engine refuses the update's graph, so its golden vectors cannot be recorded: any logits do.
-            ModelPackage plain = ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, scales, bias);
-            GoldenVector[] golden = [new() { Input = TestGraphs.RandomInput(plain, 1), ExpectedLogits = new sbyte[classes] }];
-            var signed = Sign(ReadoutUpdates.Create(Shipped, "1.0.1", head.Weights!, scales, bias, golden: golden), _vendor);
+            ((dense, blob) => BinaryPrimitives.WriteInt32LittleEndian(blob.AsSpan((int)dense["bias"]!["offset"]!), int.MaxValue), "could overflow"),
+            ((dense, _) => dense["weightScales"] = new System.Text.Json.Nodes.JsonArray([.. head.WeightScales!.Select(_ => (System.Text.Json.Nodes.JsonNode?)1e20)]), "too large"),
+        };
+        foreach (var (edit, why) in edits)
+        {
+            byte[] bytes = PackageSigner.SignUnchecked(EditHead(valid, edit), _vendor);
+            string sha = Convert.ToHexStringLower(SHA256.HashData(bytes));
 
-            var (outcome, reason) = updates.Handle(signed.Bytes, signed.Sha);
+            var (outcome, reason) = updates.Handle(bytes, sha);
             Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
             Assert.Contains(why, reason, StringComparison.Ordinal);
             Assert.DoesNotContain('\n', reason);
             Assert.Equal(Shipped.Manifest.Version, active.Provider.ModelVersion);
-            Assert.False(File.Exists(Path.Combine(Models, signed.Sha + ".qana")));
+            Assert.False(File.Exists(Path.Combine(Models, sha + ".qana")));
         }
         Assert.True(new AppliedUpdates(Models).Read().IsEmpty);
+    }
+
+    /// <summary>A package with its dense node's JSON and the blob edited, lengths and checksum made right again.</summary>
+    private static byte[] EditHead(byte[] package, Action<System.Text.Json.Nodes.JsonObject, byte[]> edit)
+    {
+        int jsonLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(package.AsSpan(16));
+        int blobLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(package.AsSpan(20));
+        var root = System.Text.Json.Nodes.JsonNode.Parse(package.AsSpan(24, jsonLength))!.AsObject();
+        byte[] blob = package.AsSpan(24 + jsonLength, blobLength).ToArray();
+        edit(root["graph"]!["nodes"]!.AsArray().Select(n => n!.AsObject()).Single(n => (string?)n["op"] == "dense"), blob);
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
+        var bytes = new byte[24 + json.Length + blob.Length + 32];
+        package.AsSpan(0, 16).CopyTo(bytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(16), (uint)json.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(20), (uint)blob.Length);
+        json.CopyTo(bytes, 24);
+        blob.CopyTo(bytes, 24 + json.Length);
+        SHA256.HashData(bytes.AsSpan(0, bytes.Length - 32), bytes.AsSpan(bytes.Length - 32));
+        return bytes;
     }
 
     /// <summary>

@@ -360,8 +360,8 @@ public sealed class ReadoutLearningTests : IDisposable
     /// A learned head the engine will not prepare: with a step size of 1e12 (handed to the learner directly, as the
     /// options stop at 1) the head stays finite, since the learner reads its outputs through the int8 clamp, but its
     /// weights grow so large that the head's requantization multiplier cannot be represented. The package validation
-    /// accepts that head, the engine refuses it when the update's golden vectors are recorded. The round is recorded
-    /// as refused with the engine's reason and logged once as a warning; nothing is applied, stored or published, and
+    /// refuses that head when the update is made (before, it accepted it and the engine refused it when the update's
+    /// golden vectors were recorded). The round is recorded as refused with the reason and logged once as a warning; nothing is applied, stored or published, and
     /// the model keeps running. It used to escape the attempt as an error with a stack trace, with no entry in the
     /// learning log. The cases are the shipped model's head inputs of real JPEGs, as its workers store them.
     /// </summary>
@@ -386,7 +386,7 @@ public sealed class ReadoutLearningTests : IDisposable
 
         Assert.NotNull(attempt);
         Assert.True(attempt.Outcome == ReadoutLearning.Refused, $"{attempt.Outcome}: {attempt.Reason}");
-        Assert.Matches(@"^learned from \d+ labelled cases: the engine cannot run the learned readout: .*multiplier .* is too large", attempt.Reason);
+        Assert.Matches(@"^learned from \d+ labelled cases: the learned readout is not a valid package: .*requantization multiplier .* is too large for the integer engine", attempt.Reason);
         Assert.Equal(attempt, Assert.Single(store.LearningLog()) with { At = attempt.At });
         Assert.Contains("cannot run", Assert.Single(log.At(Serilog.Events.LogEventLevel.Warning)), StringComparison.Ordinal);
         Assert.Empty(log.At(Serilog.Events.LogEventLevel.Error));

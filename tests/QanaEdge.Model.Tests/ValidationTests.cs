@@ -187,6 +187,72 @@ public class ValidationTests
     [Fact] public void WeightScaleZero() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = new JsonArray(0.0), "weight scale 0 0 must be finite and > 0");
     [Fact] public void WeightScaleNegative() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = new JsonArray(-0.5), "must be finite and > 0");
     [Fact] public void WeightScaleInfinite() => RefusedEdit(j => PackageBytes.Node(j, "dw")["weightScales"] = JsonNode.Parse("[1e400]"), "must be finite and > 0");
+    // ---- integer parameters the engine derives: refused at load, not when an engine is made ----
+
+    [Theory]
+    [InlineData("dw", "1e20", "node 1 'dw' (DepthwiseConv2D): requantization multiplier s_in·s_w/s_out of channel 0 = 4.70588E+19 is too large for the integer engine (must be below 2^30)")]
+    [InlineData("head", "1e20", "node 12 'head' (Dense): requantization multiplier s_in·s_w/s_out of channel 0")]
+    [InlineData("stem", "1e300", "node 0 'stem' (Conv2D): requantization multiplier s_in·s_w/s_out of channel 0 = 1.66667E+299 is too large")]
+    public void WeightScaleTheEngineCannotRepresent(string node, string scale, string expected) =>
+        RefusedEdit(j => PackageBytes.Node(j, node)["weightScales"] = JsonNode.Parse($"[{string.Join(',', Enumerable.Repeat(scale, PackageBytes.Node(j, node)["weightScales"]!.AsArray().Count))}]"), expected);
+
+    [Theory]
+    [InlineData("add", 1e-20, "node 7 'add' (Add): requantization multiplier 2·max(s_a, s_b)/(2^20·s_out)")]
+    [InlineData("concat", 1e-12, "node 3 'concat' (Concat): requantization multiplier s_in/s_out of input 2")]
+    [InlineData("gate", 1e-14, "node 5 'gate' (Mul): requantization multiplier s_x·s_gate/s_out")]
+    [InlineData("gap", 1e-12, "node 8 'gap' (GlobalAvgPool): requantization multiplier s_in/(H·W·s_out)")]
+    [InlineData("relu", 1e-12, "node 9 'relu' (Clamp): requantization multiplier s_in/s_out")]
+    public void OutputScaleTheEngineCannotRepresent(string tensor, double scale, string expected) =>
+        RefusedEdit(j => PackageBytes.Tensor(j, tensor)["scale"] = scale, expected);
+
+    [Fact]
+    public void AMultiplierThatIsNotFiniteFromFiniteScales() => RefusedEdit(j =>
+    {
+        // s_in·s_w overflows a double although each is finite; the dw node itself gets a tiny multiplier.
+        PackageBytes.Tensor(j, "dw")["scale"] = 1e300;
+        PackageBytes.Node(j, "pw")["weightScales"] = new JsonArray(1e300);
+    }, "node 2 'pw' (PointwiseConv2D): requantization multiplier s_in·s_w/s_out of channel 0 is not finite, although every scale is");
+
+    [Fact]
+    public void MultipliersJustBelowTheLimitLoad()
+    {
+        // The clamp's s_in/s_out a little under 2^30 loads, 2^30 does not.
+        PackageReader.Load(PackageBytes.EditJson(Valid, j => PackageBytes.Tensor(j, "relu")["scale"] = 0.06 / (Math.Pow(2, 30) * 0.99)));
+        RefusedEdit(j => PackageBytes.Tensor(j, "relu")["scale"] = 0.06 / Math.Pow(2, 30), "node 9 'relu' (Clamp): requantization multiplier s_in/s_out = 1.07374E+09 is too large");
+        // The edge is where the Q31 form rounds up to 2^31 and carries into the exponent: 2^30·(1 − 2^−31) is
+        // M = 2^31 − 1, 2^30·(1 − 2^−33) rounds to 2^31.
+        Assert.True(IntegerRange.MultiplierFits(Math.Pow(2, 30) * (1 - Math.Pow(2, -31))));
+        Assert.False(IntegerRange.MultiplierFits(Math.Pow(2, 30) * (1 - Math.Pow(2, -33))));
+    }
+
+    /// <summary>One weighted node: x [1,1,2] → y; the accumulator bound is |bias| + 255·Σ|w| of each output's taps.</summary>
+    private static ModelGraph OneWeighted(OpKind kind, sbyte[] weights, int[] bias, int outChannels) => new()
+    {
+        Tensors =
+        [
+            new TensorSpec { Name = "x", Height = 1, Width = 1, Channels = 2, Scale = 0.1, ZeroPoint = 0 },
+            new TensorSpec { Name = "y", Height = 1, Width = 1, Channels = outChannels, Scale = 0.1, ZeroPoint = 0 },
+        ],
+        Nodes = [new Node { Name = "w", Kind = kind, Inputs = [0], Output = 1, Weights = weights, WeightScales = [0.01], Bias = bias }],
+        InputTensor = 0, LogitsTensor = 1, OutputTensor = 1,
+    };
+
+    [Fact]
+    public void AnAccumulatorThatCouldOverflowIsRefused()
+    {
+        // Dense [1, 2]: 255·(127 + 127) = 64,770 of taps; with the bias the bound reaches 2^31 − 1 exactly.
+        int edge = int.MaxValue - 64770;
+        GraphValidator.Validate(OneWeighted(OpKind.Dense, [127, 127], [edge - 1], 1));
+        var e = Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(OneWeighted(OpKind.Dense, [127, 127], [edge], 1)));
+        Assert.Equal($"node 0 'w' (Dense): the int32 accumulator of channel 0 could overflow (|bias| + 255·Σ|w| = {int.MaxValue}, must be below 2^31 − 1)", e.Message);
+        Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(OneWeighted(OpKind.Dense, [-128, 127], [-edge], 1)));
+
+        // Depthwise [1, 1, C]: channel c's only tap is weights[c], so channel 1 counts -128 alone.
+        GraphValidator.Validate(OneWeighted(OpKind.DepthwiseConv2D, [127, -128], [0, int.MaxValue - 128 * 255 - 1], 2));
+        e = Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(OneWeighted(OpKind.DepthwiseConv2D, [127, -128], [0, int.MaxValue - 128 * 255], 2)));
+        Assert.Contains("accumulator of channel 1 could overflow", e.Message);
+    }
+
     [Fact] public void BiasLength() => RefusedEdit(j => PackageBytes.Node(j, "pw")["bias"]!["length"] = 3, "3 biases, must be 4");
     [Fact] public void ClampOutsideInt8() => RefusedEdit(j => PackageBytes.Node(j, "pw")["clampMax"] = 128, "clamp [-128, 128]");
     [Fact] public void ClampMinAboveMax() => RefusedEdit(j => { PackageBytes.Node(j, "relu")["clampMin"] = 10; PackageBytes.Node(j, "relu")["clampMax"] = 5; }, "min <= max");

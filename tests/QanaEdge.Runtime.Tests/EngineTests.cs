@@ -249,4 +249,46 @@ public class EngineTests
         Assert.Throws<ArgumentException>(() => engine.Run(new sbyte[3]));
         Assert.Throws<InvalidOperationException>(() => engine.GetProbabilities(new float[7]));
     }
+    /// <summary>
+    /// The validation and the prepare step decide alike on the integer parameters: a graph the validation accepts is
+    /// one the engine prepares, with both kernel sets, and the engine refuses only what the validation refuses. The
+    /// validation used to leave multipliers and accumulator bounds to the engine, so such a package loaded (and a
+    /// signed update passed its checks) and failed only when an engine was made from it.
+    /// </summary>
+    [Fact]
+    public void The_engine_prepares_every_graph_the_validation_accepts_at_the_integer_limits()
+    {
+        static ModelPackage Dense(double outScale, int bias) => TestGraphs.Wrap(new ModelGraph
+            {
+                Tensors =
+                [
+                    new TensorSpec { Name = "x", Height = 1, Width = 1, Channels = 2, Scale = 1, ZeroPoint = 0 },
+                    new TensorSpec { Name = "y", Height = 1, Width = 1, Channels = 1, Scale = outScale, ZeroPoint = 0 },
+                ],
+                Nodes = [new Node { Name = "w", Kind = OpKind.Dense, Inputs = [0], Output = 1, Weights = [127, -128], WeightScales = [1], Bias = [bias] }],
+                InputTensor = 0, LogitsTensor = 1, OutputTensor = 1,
+            }, "integer-limits", 1, 1, 2, beta: 1);
+        double edge = Math.Pow(2, 30);
+        var cases = new List<ModelPackage>();
+        foreach (double m in new[] { edge * (1 - Math.Pow(2, -31)), edge * (1 - Math.Pow(2, -32)), edge * (1 - Math.Pow(2, -33)), edge, edge * 2, 1e300 })
+            cases.Add(Dense(1 / m, 0));
+        int taps = 255 * (127 + 128);
+        foreach (int bias in new[] { int.MaxValue - taps - 1, int.MaxValue - taps, -(int.MaxValue - taps - 1), -(int.MaxValue - taps), int.MinValue })
+            cases.Add(Dense(1e-3, bias));
+        int accepted = 0;
+        foreach (var pkg in cases)
+        {
+            bool valid;
+            try { GraphValidator.Validate(pkg.Graph); valid = true; accepted++; }
+            catch (PackageFormatException) { valid = false; }
+            foreach (var mode in new[] { KernelMode.Reference, KernelMode.Optimized })
+            {
+                bool prepared;
+                try { IntegerEngine.Create(pkg, mode).Dispose(); prepared = true; }
+                catch (InvalidGraphException) { prepared = false; }
+                Assert.True(valid == prepared, $"{mode}, scale {pkg.Graph.Tensors[1].Scale:R}, bias {pkg.Graph.Nodes[0].Bias![0]}: valid {valid}, prepared {prepared}");
+            }
+        }
+        Assert.Equal(3, accepted);   // 2^30·(1 − 2^−31), and the largest bias of either sign
+    }
 }

@@ -183,6 +183,7 @@ public static class GraphValidator
                     _ => "[Cout,Cin]",
                 };
                 CheckParameters(where, node, expected, layout, output.Channels);
+                CheckWeightedIntegers(where, node, x, output);
                 break;
             }
             case OpKind.Dense:
@@ -193,6 +194,7 @@ public static class GraphValidator
                     throw new PackageFormatException($"{where}: dense output must be 1x1xOut, is {output.Height}x{output.Width}x{output.Channels}");
                 long inLength = (long)x.Height * x.Width * x.Channels;
                 CheckParameters(where, node, output.Channels * inLength, "[Out,In]", output.Channels);
+                CheckWeightedIntegers(where, node, x, output);
                 break;
             }
             case OpKind.Concat:
@@ -208,6 +210,7 @@ public static class GraphValidator
                 }
                 if (channels != output.Channels)
                     throw new PackageFormatException($"{where}: input channels sum to {channels}, output has {output.Channels}");
+                foreach (int i in inputs) CheckMultiplier(where, $"s_in/s_out of input {i}", tensors[i].Scale / output.Scale);
                 break;
             }
             case OpKind.Add:
@@ -215,6 +218,11 @@ public static class GraphValidator
                 Arity(where, inputs, 2);
                 SameShape(where, tensors[inputs[0]], output, "first input");
                 SameShape(where, tensors[inputs[1]], output, "second input");
+                // The engine aligns both operands to 2·max(s_a, s_b) with 2^20 of headroom (docs/engine.md, Add).
+                double a = tensors[inputs[0]].Scale, b = tensors[inputs[1]].Scale, twiceMax = 2 * Math.Max(a, b);
+                CheckMultiplier(where, "s_a/(2·max(s_a, s_b))", a / twiceMax);
+                CheckMultiplier(where, "s_b/(2·max(s_a, s_b))", b / twiceMax);
+                CheckMultiplier(where, "2·max(s_a, s_b)/(2^20·s_out)", twiceMax / ((1 << 20) * output.Scale));
                 break;
             }
             case OpKind.GlobalAvgPool:
@@ -223,6 +231,7 @@ public static class GraphValidator
                 TensorSpec x = tensors[inputs[0]];
                 if (output.Height != 1 || output.Width != 1 || output.Channels != x.Channels)
                     throw new PackageFormatException($"{where}: output must be 1x1x{x.Channels}, is {output.Height}x{output.Width}x{output.Channels}");
+                CheckMultiplier(where, "s_in/(H·W·s_out)", x.Scale / ((long)x.Height * x.Width * output.Scale));
                 break;
             }
             case OpKind.Sigmoid:
@@ -243,12 +252,14 @@ public static class GraphValidator
                 bool full = g.Height == x.Height && g.Width == x.Width && g.Channels == x.Channels;
                 if (!channel && !spatial && !full)
                     throw new PackageFormatException($"{where}: gate {g.Height}x{g.Width}x{g.Channels} does not broadcast to {x.Height}x{x.Width}x{x.Channels} (allowed: 1x1xC, HxWx1, HxWxC)");
+                CheckMultiplier(where, "s_x·s_gate/s_out", x.Scale * g.Scale / output.Scale);
                 break;
             }
             case OpKind.Clamp:
             {
                 Arity(where, inputs, 1);
                 SameShape(where, tensors[inputs[0]], output, "input");
+                CheckMultiplier(where, "s_in/s_out", tensors[inputs[0]].Scale / output.Scale);
                 break;
             }
             case OpKind.Reshape:
@@ -294,6 +305,36 @@ public static class GraphValidator
         if (node.Bias is null) throw new PackageFormatException($"{where}: bias missing");
         if (node.Bias.Length != outChannels)
             throw new PackageFormatException($"{where}: {node.Bias.Length} biases, must be {outChannels} (one per output channel)");
+    }
+
+    /// <summary>
+    /// What the integer engine derives from a weighted node: per output channel the requantization multiplier
+    /// s_in·s_w[c]/s_out, and a bound on the int32 accumulator. Checked here so that a package the engine could not
+    /// prepare is refused when it is loaded (a signed update at its check), not when an engine is made from it.
+    /// </summary>
+    private static void CheckWeightedIntegers(string where, Node node, TensorSpec x, TensorSpec output)
+    {
+        int cout = output.Channels;
+        bool depthwise = node.Kind == OpKind.DepthwiseConv2D;
+        int taps = node.Weights!.Length / cout;
+        for (int c = 0; c < cout; c++)
+        {
+            double ws = node.WeightScales![node.WeightScales.Length == 1 ? 0 : c];
+            CheckMultiplier(where, $"s_in·s_w/s_out of channel {c}", x.Scale * ws / output.Scale);
+            long bound = depthwise
+                ? IntegerRange.AccumulatorBound(node.Weights, node.Bias![c], first: c, stride: cout)
+                : IntegerRange.AccumulatorBound(node.Weights.AsSpan(c * taps, taps), node.Bias![c]);
+            if (!IntegerRange.AccumulatorFits(bound))
+                throw new PackageFormatException($"{where}: the int32 accumulator of channel {c} could overflow (|bias| + 255·Σ|w| = {bound}, must be below 2^31 − 1)");
+        }
+    }
+
+    private static void CheckMultiplier(string where, string what, double real)
+    {
+        if (!IntegerRange.MultiplierFits(real))
+            throw new PackageFormatException(double.IsFinite(real)
+                ? $"{where}: requantization multiplier {what} = {real:G6} is too large for the integer engine (must be below 2^{IntegerRange.MaxMultiplierExponent})"
+                : $"{where}: requantization multiplier {what} is not finite, although every scale is");
     }
 
     private static void CheckWindow(string where, Node node)

@@ -44,12 +44,7 @@ internal sealed partial class ConvOp : Op
     };
 
     /// <summary>Σ over the taps of one output of |w|·255 + |bias| must stay below 2^31 (checked at prepare).</summary>
-    public static long AccumulatorBound(ReadOnlySpan<sbyte> w, int bias)
-    {
-        long sum = Math.Abs((long)bias);
-        foreach (sbyte v in w) sum += Math.Abs((int)v) * 255L;
-        return sum;
-    }
+    public static long AccumulatorBound(ReadOnlySpan<sbyte> w, int bias) => IntegerRange.AccumulatorBound(w, bias);
 
     public override void EvalReference(ExecState s)
     {

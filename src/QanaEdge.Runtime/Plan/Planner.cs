@@ -248,9 +248,9 @@ internal static class Planner
             mult[c] = m.Multiplier;
             rshift[c] = m.RightShift;
             long bound = node.Kind == OpKind.DepthwiseConv2D
-                ? DepthwiseBound(weights, c, cout, bias[c])
-                : ConvOp.AccumulatorBound(weights.AsSpan(c * taps, taps), bias[c]);
-            if (bound >= int.MaxValue) fail($"accumulator of channel {c} could overflow int32 (bound {bound})");
+                ? IntegerRange.AccumulatorBound(weights, bias[c], first: c, stride: cout)
+                : IntegerRange.AccumulatorBound(weights.AsSpan(c * taps, taps), bias[c]);
+            if (!IntegerRange.AccumulatorFits(bound)) fail($"accumulator of channel {c} could overflow int32 (bound {bound})");
         }
         return new ConvOp
         {
@@ -259,12 +259,5 @@ internal static class Planner
             Hin = x.Height, Win = x.Width, Cin = cin, Hout = hout, Wout = wout, Cout = cout,
             W = weights, Bias = bias, Mult = mult, RShift = rshift, ZpIn = x.ZeroPoint, ZpOut = y.ZeroPoint,
         };
-    }
-
-    private static long DepthwiseBound(sbyte[] w, int c, int channels, int bias)
-    {
-        long sum = Math.Abs((long)bias);
-        for (int i = c; i < w.Length; i += channels) sum += Math.Abs((int)w[i]) * 255L;
-        return sum;
     }
 }
