@@ -299,7 +299,52 @@ public class ValidationTests
         var nodes = j["graph"]!["nodes"]!.AsArray();
         JsonNode template = nodes[3]!;
         for (int i = 0; i < PackageLimits.MaxNodes; i++) nodes.Add(template.DeepClone());
-    }, "exceed the limit of 2048");
+    }, "'nodes' holds more than 2048 entries, over the limit of 2048");
+
+    /// <summary>
+    /// A package whose JSON holds a million tiny entries where the validation accepts a few (three bytes of JSON per
+    /// empty node): refused by the count, before the document is deserialized, so the refusal costs next to no
+    /// memory. Deserialized first, a million empty nodes took 190 MB, and the 32 MiB JSON limit allowed 11 million
+    /// (2 GB) before the node limit refused them. A property name written with escapes is the same name.
+    /// </summary>
+    [Theory]
+    [InlineData("\"nodes\":[", "{},", "'nodes' holds more than 2048 entries")]
+    [InlineData("\"nod\\u0065s\":[", "{},", "'nodes' holds more than 2048 entries")]
+    [InlineData("\"tensors\":[", "{},", "'tensors' holds more than 4096 entries")]
+    [InlineData("\"classes\":[", "\"a\",", "'classes' holds more than 256 entries")]
+    [InlineData("\"layers\":[", "{},", "'layers' holds more than 2048 entries")]
+    [InlineData("\"golden\":[", "{},", "'golden' holds more than 64 entries")]
+    [InlineData("\"inputs\":[", "0,", "'inputs' holds more than 64 entries")]
+    [InlineData("\"metrics\":{", "\"k#\":0,", "'metrics' holds more than 1024 entries")]
+    public void AMillionEntriesAreRefusedBeforeTheyAreRead(string opening, string entry, string expected)
+    {
+        var (json, blob) = PackageBytes.Split(Valid);
+        string text = Encoding.UTF8.GetString(json).Replace("\"nodes\":[", opening.Contains("\\u0065") ? opening : "\"nodes\":[", StringComparison.Ordinal);
+        int at = text.IndexOf(opening, StringComparison.Ordinal) + opening.Length;
+        Assert.True(at >= opening.Length, opening);
+        var big = new StringBuilder(text, 0, at, text.Length + 10 * 1_000_000);
+        for (int i = 0; i < 1_000_000; i++) big.Append(entry.Replace("#", i.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+        big.Append(text, at, text.Length - at);
+        byte[] package = PackageBytes.Join(Encoding.UTF8.GetBytes(big.ToString()), blob);
+
+        var (e, allocated) = RefusedWithAllocation(package);
+        Assert.Contains(expected, e.Message);
+        Assert.True(allocated < 1 << 20, $"{allocated} bytes allocated to refuse it");
+    }
+
+    [Fact]
+    public void EntriesUpToTheLimitsStillLoad()
+    {
+        // The escaped name is read as 'nodes' by the deserializer too, so the package loads as it is.
+        var (json, blob) = PackageBytes.Split(Valid);
+        string escaped = Encoding.UTF8.GetString(json).Replace("\"nodes\":[", "\"nod\\u0065s\":[", StringComparison.Ordinal);
+        Assert.Equal(14, PackageReader.Load(PackageBytes.Join(Encoding.UTF8.GetBytes(escaped), blob)).Graph.Nodes.Length);
+        PackageReader.Load(PackageBytes.EditJson(Valid, j =>
+        {
+            var metrics = j["manifest"]!["metrics"]!.AsObject();
+            for (int i = metrics.Count; i < PackageLimits.MaxMapEntries; i++) metrics[$"m{i}"] = i;
+        }));
+    }
 
     /// <summary>
     /// A small file whose nodes all name the same 64 KiB of the blob: copies of node <paramref name="template"/>

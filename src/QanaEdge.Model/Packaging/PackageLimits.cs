@@ -29,4 +29,6 @@ public static class PackageLimits
     public const int MaxClasses = 256;
     public const int MaxGoldenVectors = 64;
     public const int MaxNameLength = 256;
+    /// <summary>Most entries of the manifest's <c>metrics</c> and <c>provenance</c>.</summary>
+    public const int MaxMapEntries = 1024;
 }

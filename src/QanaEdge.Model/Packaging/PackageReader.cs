@@ -43,6 +43,7 @@ public static class PackageReader
         ReadOnlySpan<byte> json = bytes.Slice(PackageFormat.HeaderSize, layout.JsonLength);
         ReadOnlySpan<byte> blob = bytes.Slice(PackageFormat.HeaderSize + layout.JsonLength, layout.BlobLength);
 
+        CheckEntryCounts(json);
         PackageDocument? document;
         try
         {
@@ -65,6 +66,88 @@ public static class PackageReader
         };
         PackageValidator.Validate(package);
         return package;
+    }
+
+    /// <summary>
+    /// The most entries a JSON array or object may hold, by the name of the property it is the value of: what the
+    /// validation accepts there. Each name means one thing wherever it appears in the document (the calibration's and
+    /// the readout node's <c>thresholds</c> are both one per class). The short arrays whose exact length the reader
+    /// or validation checks (<c>kernel</c>, <c>stride</c>, <c>colorGains</c>) are left to those checks: as numbers
+    /// they take at most twice their bytes of JSON.
+    /// </summary>
+    private static readonly (byte[] Name, int Limit)[] EntryLimits =
+    [
+        ("nodes"u8.ToArray(), PackageLimits.MaxNodes),
+        ("tensors"u8.ToArray(), PackageLimits.MaxTensors),
+        ("layers"u8.ToArray(), PackageLimits.MaxNodes),
+        ("golden"u8.ToArray(), PackageLimits.MaxGoldenVectors),
+        ("classes"u8.ToArray(), PackageLimits.MaxClasses),
+        ("thresholds"u8.ToArray(), PackageLimits.MaxClasses),
+        ("inputs"u8.ToArray(), PackageLimits.MaxNodeInputs),
+        ("stepWeights"u8.ToArray(), PackageLimits.MaxTimeSteps),
+        ("weightScales"u8.ToArray(), (int)PackageLimits.MaxTensorElements),
+        ("metrics"u8.ToArray(), PackageLimits.MaxMapEntries),
+        ("provenance"u8.ToArray(), PackageLimits.MaxMapEntries),
+    ];
+
+    /// <summary>The deepest nesting the reader and the deserializer accept (System.Text.Json's default).</summary>
+    private const int MaxDepth = 64;
+
+    /// <summary>
+    /// Refuses a JSON array or object holding more entries than <see cref="EntryLimits"/> allows, before the document is
+    /// deserialized. The limits used to be checked on the deserialized document only, after its arrays were built: a
+    /// 34 MB package of 11 million empty nodes (<c>{},</c>, three bytes each) made the loader allocate 2 GB before the
+    /// node limit refused it, where a small board runs out of memory first. The count is taken by a reader that
+    /// allocates nothing; a document it cannot read is left to the deserializer, whose message says where.
+    /// </summary>
+    private static void CheckEntryCounts(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
+        Span<int> entries = stackalloc int[MaxDepth + 1];
+        Span<int> limitOf = stackalloc int[MaxDepth + 1];       // index into EntryLimits, −1: no limit
+        Span<bool> isArray = stackalloc bool[MaxDepth + 1];
+        int depth = -1, named = -1;
+        try
+        {
+            while (reader.Read())
+            {
+                JsonTokenType token = reader.TokenType;
+                if (token is JsonTokenType.EndObject or JsonTokenType.EndArray)
+                {
+                    depth--;
+                    continue;
+                }
+                if (token == JsonTokenType.PropertyName)
+                {
+                    Count(entries, limitOf, depth);
+                    named = -1;
+                    for (int i = 0; i < EntryLimits.Length; i++)
+                        if (reader.ValueTextEquals(EntryLimits[i].Name)) { named = i; break; }
+                    continue;
+                }
+                if (depth >= 0 && isArray[depth]) Count(entries, limitOf, depth);
+                if (token is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                {
+                    depth++;
+                    entries[depth] = 0;
+                    limitOf[depth] = named;
+                    isArray[depth] = token == JsonTokenType.StartArray;
+                }
+                named = -1;
+            }
+        }
+        catch (JsonException)
+        {
+            // Not well-formed: the deserializer refuses it with the position.
+        }
+    }
+
+    private static void Count(Span<int> entries, Span<int> limitOf, int depth)
+    {
+        if (depth < 0 || limitOf[depth] < 0) return;
+        var (name, limit) = EntryLimits[limitOf[depth]];
+        if (++entries[depth] > limit)
+            throw new PackageFormatException($"JSON: '{System.Text.Encoding.UTF8.GetString(name)}' holds more than {limit} entries, over the limit of {limit} (refused before it is read)");
     }
 
     /// <summary>Where the parts of a package lie, after header, length and checksum checks.</summary>

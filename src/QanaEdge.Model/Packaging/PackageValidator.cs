@@ -72,14 +72,14 @@ public static class PackageValidator
             throw new PackageFormatException($"manifest: conversionSuccessRate {m.ConversionSuccessRate} outside [0, 1]");
 
         if (m.Metrics is null) throw new PackageFormatException("manifest: metrics missing");
-        if (m.Metrics.Count > 1024) throw new PackageFormatException("manifest: more than 1024 metrics");
+        if (m.Metrics.Count > PackageLimits.MaxMapEntries) throw new PackageFormatException($"manifest: more than {PackageLimits.MaxMapEntries} metrics");
         foreach (var (key, value) in m.Metrics)
         {
             Text("metrics key", key, required: true);
             if (!double.IsFinite(value)) throw new PackageFormatException($"manifest: metrics['{key}'] is not finite");
         }
         if (m.Provenance is null) throw new PackageFormatException("manifest: provenance missing");
-        if (m.Provenance.Count > 1024) throw new PackageFormatException("manifest: more than 1024 provenance entries");
+        if (m.Provenance.Count > PackageLimits.MaxMapEntries) throw new PackageFormatException($"manifest: more than {PackageLimits.MaxMapEntries} provenance entries");
         foreach (var (key, value) in m.Provenance)
         {
             Text("provenance key", key, required: true);
