@@ -302,6 +302,35 @@ public class ValidationTests
     }, "'nodes' holds more than 2048 entries, over the limit of 2048");
 
     /// <summary>
+    /// The work of one run is bounded: a 31×31 convolution on 128×128×16 (a 250 KB package) needs 4.0 G
+    /// multiply-accumulates per image, seconds on a fast machine and minutes on a board, and used to load. The same
+    /// node on 64×64 (1.0 G) loads.
+    /// </summary>
+    [Fact]
+    public void TooManyMultiplyAccumulates()
+    {
+        static ModelGraph Conv(int size) => new()
+        {
+            Tensors =
+            [
+                new TensorSpec { Name = "x", Height = size, Width = size, Channels = 16, Scale = 0.1, ZeroPoint = 0 },
+                new TensorSpec { Name = "y", Height = size, Width = size, Channels = 16, Scale = 0.1, ZeroPoint = 0 },
+                new TensorSpec { Name = "logits", Height = 1, Width = 1, Channels = 16, Scale = 0.1, ZeroPoint = 0 },
+            ],
+            Nodes =
+            [
+                new Node { Name = "conv", Kind = OpKind.Conv2D, Inputs = [0], Output = 1, KernelHeight = 31, KernelWidth = 31,
+                    Weights = new sbyte[16 * 31 * 31 * 16], WeightScales = [0.01], Bias = new int[16] },
+                new Node { Name = "gap", Kind = OpKind.GlobalAvgPool, Inputs = [1], Output = 2 },
+            ],
+            InputTensor = 0, LogitsTensor = 2, OutputTensor = 2,
+        };
+        GraphValidator.Validate(Conv(64));
+        var e = Assert.Throws<PackageFormatException>(() => GraphValidator.Validate(Conv(128)));
+        Assert.Equal("node 0 'conv' (Conv2D): brings the graph to 4030726144 multiply-accumulates per run, over the limit of 2147483648", e.Message);
+    }
+
+    /// <summary>
     /// A package whose JSON holds a million tiny entries where the validation accepts a few (three bytes of JSON per
     /// empty node): refused by the count, before the document is deserialized, so the refusal costs next to no
     /// memory. Deserialized first, a million empty nodes took 190 MB, and the 32 MiB JSON limit allowed 11 million

@@ -41,6 +41,7 @@ public static class GraphValidator
         Array.Fill(producer, -1);
         var names = new HashSet<string>(StringComparer.Ordinal);
         int readout = -1;
+        long macs = 0;
         for (int n = 0; n < nodes.Length; n++)
         {
             Node node = nodes[n] ?? throw new PackageFormatException($"node {n}: missing");
@@ -74,6 +75,14 @@ public static class GraphValidator
             producer[node.Output] = n;
 
             ValidateNode(where, node, tensors);
+            // Each weight is used once per output position (a dense node has one), so this is what the engine runs.
+            if (TakesParameters(node.Kind))
+            {
+                TensorSpec y = tensors[node.Output];
+                macs += node.Weights!.LongLength * (node.Kind == OpKind.Dense ? 1 : (long)y.Height * y.Width);
+                if (macs > PackageLimits.MaxMacs)
+                    throw new PackageFormatException($"{where}: brings the graph to {macs} multiply-accumulates per run, over the limit of {PackageLimits.MaxMacs}");
+            }
             if (node.Kind == OpKind.SpikingReadout)
             {
                 if (readout >= 0) throw new PackageFormatException($"{where}: a graph has at most one spiking readout (node {readout} is one)");
