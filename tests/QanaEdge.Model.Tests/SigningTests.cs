@@ -20,6 +20,24 @@ public sealed class SigningTests : IDisposable
         return (key, TrustStore.Load(trustDir));
     }
 
+    /// <summary>
+    /// A file that reports no size and never ends (a device; a pipe reports none either) is read up to the package limit
+    /// and refused. Verifying /dev/zero used to read until the runtime's largest array and throw an
+    /// OutOfMemoryException out of <see cref="PackageVerifier.Verify(string, TrustStore)"/>: `qana verify` failed with
+    /// an internal error after taking gigabytes.
+    /// </summary>
+    [Fact]
+    public void AFileWithoutAnEndIsReadUpToTheLimit()
+    {
+        if (!File.Exists("/dev/zero")) return;
+        var (_, trust) = KeyAndTrust(SignerRole.Vendor, "vendor");
+        VerificationResult r = PackageVerifier.Verify("/dev/zero", trust);
+        Assert.Equal(VerificationStatus.Corrupt, r.Status);
+        Assert.Equal($"corrupt: '/dev/zero': more than {PackageLimits.MaxFileBytes} bytes, over the package limit", r.Reason);
+        var e = Assert.Throws<PackageFormatException>(() => PackageReader.Load("/dev/zero"));
+        Assert.Contains("over the package limit", e.Message);
+    }
+
     [Fact]
     public void VendorSignedModel_IsValid()
     {

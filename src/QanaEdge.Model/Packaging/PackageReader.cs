@@ -14,25 +14,47 @@ namespace QanaEdge.Model.Packaging;
 /// </summary>
 public static class PackageReader
 {
-    public static ModelPackage Load(string path)
+    public static ModelPackage Load(string path) => Load(ReadFile(path));
+
+    /// <summary>
+    /// The bytes of a package file, read whole but never past the package limit. A device, a pipe or a /proc file
+    /// reports no size (or 0) and may never end: such a file is read in pieces up to one byte past the limit. Taken
+    /// at its reported size, <c>/dev/zero</c> made <see cref="PackageVerifier.Verify(string, TrustStore)"/> read until
+    /// the runtime's largest array and fail with an OutOfMemoryException.
+    /// </summary>
+    /// <exception cref="PackageFormatException">Missing, a folder, unreadable, or larger than the limit.</exception>
+    public static byte[] ReadFile(string path)
     {
         // A folder would otherwise be "access denied", which sends the reader to the permissions, and a missing file
         // .NET's "Could not find file" with the full path; both say it as the other path checks do.
         if (ExpectedPath.FileProblem(path) is { } problem) throw new PackageFormatException($"'{path}' {problem}");
-        byte[] bytes;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            if (stream.Length > PackageLimits.MaxFileBytes)
-                throw new PackageFormatException($"'{path}': {stream.Length} bytes exceed the package limit of {PackageLimits.MaxFileBytes}");
-            bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+            long size = stream.CanSeek ? stream.Length : 0;
+            if (size > PackageLimits.MaxFileBytes)
+                throw new PackageFormatException($"'{path}': {size} bytes exceed the package limit of {PackageLimits.MaxFileBytes}");
+            if (size > 0)
+            {
+                var bytes = new byte[size];
+                stream.ReadExactly(bytes);
+                return bytes;
+            }
+            using var read = new MemoryStream();
+            var piece = new byte[1 << 16];
+            int n;
+            while ((n = stream.Read(piece)) > 0)
+            {
+                if (read.Length + n > PackageLimits.MaxFileBytes)
+                    throw new PackageFormatException($"'{path}': more than {PackageLimits.MaxFileBytes} bytes, over the package limit");
+                read.Write(piece, 0, n);
+            }
+            return read.ToArray();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             throw new PackageFormatException($"cannot read '{path}': {OneLine(e.Message)}", e);
         }
-        return Load(bytes);
     }
 
     public static ModelPackage Load(ReadOnlySpan<byte> bytes) => Load(bytes, ReadLayout(bytes));

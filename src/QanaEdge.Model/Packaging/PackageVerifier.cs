@@ -106,19 +106,16 @@ public static class PackageVerifier
 
     public static VerificationResult Verify(string path, TrustStore trust)
     {
+        if (ExpectedPath.FileProblem(path) is { } problem)
+            return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"'{path}' {problem}" };
         byte[] bytes;
         try
         {
-            if (ExpectedPath.FileProblem(path) is { } problem)
-                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"'{path}' {problem}" };
-            var info = new FileInfo(path);
-            if (info.Length > PackageLimits.MaxFileBytes)
-                return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: '{path}' exceeds the package size limit" };
-            bytes = File.ReadAllBytes(path);
+            bytes = PackageReader.ReadFile(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (PackageFormatException e)
         {
-            return new VerificationResult { Status = VerificationStatus.Corrupt, Reason = $"corrupt: cannot read '{path}': {e.Message.ReplaceLineEndings(" ")}" };
+            return Corrupt(e);
         }
         return Verify(bytes, trust);
     }
