@@ -29,9 +29,10 @@ public static class ClassifierFactory
             else
                 reason = $"{choice.Reason}, but {refusal}: managed integer engine";
         }
-        // Build one engine up front so a package the engine cannot run fails at start, before READY=1. A package that loads
-        // can still be one the engine refuses to prepare (InvalidGraphException: a multiplier it cannot represent, an
-        // accumulator that could overflow int32).
+        // Build one engine up front so a package the engine cannot run fails at start, before READY=1. A package file the
+        // engine would refuse to prepare (a multiplier it cannot represent, an accumulator that could overflow int32) is
+        // refused by its validation at load already; the engine's InvalidGraphException is caught as well, so that a
+        // graph that did not come through the loader cannot end the daemon with an unhandled exception either.
         try { new LesionImageClassifier(package, LesionClassifier.CreateEngine(package), options: choice.Classifier).Dispose(); }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException or PackageFormatException
             or InvalidGraphException)
