@@ -375,4 +375,39 @@ public sealed class ResultStoreTests : IDisposable
         Assert.Equal("u00003", received[0]);
         Assert.Equal($"u{ResultStore.MaxUpdateLogEntries + 2:D5}", received[^1]);
     }
+
+    /// <summary>
+    /// A learned readout's message is queued in the outbox like a result's, and a rebuild can lose its entry the same
+    /// way: it is queued again as results are. Before, results were queued again and learned readouts were not, and the
+    /// update log's entry (which the learner reads at start as "queued") kept it from being queued ever again.
+    /// </summary>
+    [Fact]
+    public void A_rebuild_queues_again_a_learned_readout_whose_outbox_entry_it_lost()
+    {
+        string path = Path.Combine(_dir, "qana.db");
+        byte[] sent = [1, 2, 3], lost = [4, 5, 6, 7];
+        using (var store = new ResultStore(path))
+        {
+            store.RecordLearnedReadout("a1", "applied", "qana/dev/readouts", sent);
+            store.DeleteOutbox(store.ReadOutbox(0, 100).Select(e => e.Id).ToArray());   // delivered; the outbox is empty
+            Thread.Sleep(20);   // past the millisecond the outbox emptied in (LiteDB keeps times to the millisecond)
+            store.Commit([Result(1)], "qana/dev/results");
+            store.RecordLearnedReadout("b2", "applied", "qana/dev/readouts", lost);
+        }
+        using (var raw = new LiteDatabase(new ConnectionString { Filename = path, Connection = ConnectionType.Direct }, new BsonMapper()))
+            Assert.Equal(2, raw.GetCollection("outbox").DeleteAll());
+        byte[] file = File.ReadAllBytes(path);
+        file[191] = 1;   // rebuild at the next open, as above
+        File.WriteAllBytes(path, file);
+
+        using var reopened = new ResultStore(path);
+        List<OutboxEntry> queued = reopened.ReadOutbox(0, 100);
+        // b2, with r0001; not a1, delivered before the outbox emptied.
+        OutboxEntry readout = Assert.Single(queued, e => e.ResultId.StartsWith("readout:", StringComparison.Ordinal));
+        Assert.Equal("readout:b2", readout.ResultId);
+        Assert.Equal("qana/dev/readouts", readout.Topic);
+        Assert.Equal(lost, readout.Payload);
+        Assert.Contains("r0001", queued.Select(e => e.ResultId));
+        Assert.Contains(", and 1 learned readout not known to be delivered", reopened.Recovery);
+    }
 }

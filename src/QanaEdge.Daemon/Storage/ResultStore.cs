@@ -133,11 +133,11 @@ public sealed class ResultStore : IDisposable
         }
         if ((fresh ?? unfinished) is { } backup)
         {
-            int unread, requeued, topicless;
+            int unread, requeued, topicless, readouts;
             try
             {
                 unread = db.Db.CollectionExists(RebuildErrors) ? db.Db.GetCollection(RebuildErrors).Count() : 0;
-                requeued = RequeueUndelivered(db, out topicless);
+                requeued = RequeueUndelivered(db, out topicless, out readouts);
             }
             catch
             {
@@ -145,7 +145,8 @@ public sealed class ResultStore : IDisposable
                 throw;
             }
             string queued = $"{requeued} results not known to be delivered were queued to be sent again"
-                + (topicless > 0 ? $" ({topicless} more, stored before results kept their topic, could not be)" : "");
+                + (topicless > 0 ? $" ({topicless} more, stored before results kept their topic, could not be)" : "")
+                + (readouts > 0 ? $", and {readouts} learned readout{(readouts == 1 ? "" : "s")} not known to be delivered" : "");
             Recovery = fresh is not null
                 ? $"{DatabasePath} was damaged and LiteDB rebuilt it from what it could read, with {unread} errors reading its pages "
                     + $"(its {RebuildErrors} collection lists them); the damaged file is kept as {backup}; {queued}"
@@ -456,13 +457,16 @@ public sealed class ResultStore : IDisposable
     /// entry was lost was never sent, while its capture was already acknowledged. Some of those queued again were
     /// delivered: they are sent once more under their own ids, which the results topic allows (OutboxPublisher).
     /// Results stored before they kept their topic cannot be queued and are counted in <paramref name="topicless"/>.
+    /// Learned readouts recorded since then are queued again the same way (<paramref name="readouts"/>), from the
+    /// package their update-log entry keeps (<see cref="RecordLearnedReadout"/>): the entry says the message was queued,
+    /// so the learner, which reads it at start, would never queue one whose outbox entry the rebuild lost.
     /// </summary>
-    private int RequeueUndelivered(Database db, out int topicless)
+    private int RequeueUndelivered(Database db, out int topicless, out int readouts)
     {
         DateTime from = db.Meta.FindById(DeliveredThrough)?["at"] is { IsDateTime: true } at ? at.AsDateTime : DateTime.MinValue;
-        (int queued, topicless) = Transact(db, d =>
+        (int queued, topicless, readouts) = Transact(db, d =>
         {
-            int queued = 0, withoutTopic = 0;
+            int queued = 0, withoutTopic = 0, learned = 0;
             foreach (BsonDocument r in d.Results.Find(Where("$.stored_at >= @0", from)).ToList())
             {
                 if (Unsent(d, r["_id"])) continue;
@@ -470,9 +474,17 @@ public sealed class ResultStore : IDisposable
                 Enqueue(d, r["_id"], r["topic"], r["payload"], System.Diagnostics.Stopwatch.GetTimestamp());
                 queued++;
             }
+            foreach (BsonDocument u in d.Updates.Find(BsonExpression.Create("$.topic = @0 AND $.received_at >= @1", LearnedTopic, from)).ToList())
+            {
+                if (!u["publish_topic"].IsString || !u["package"].IsBinary) continue;   // refused, or recorded before entries kept the package
+                BsonValue id = LearnedMessageId(u["sha256"].AsString);
+                if (Unsent(d, id)) continue;
+                Enqueue(d, id, u["publish_topic"], u["package"], System.Diagnostics.Stopwatch.GetTimestamp());
+                learned++;
+            }
             // In the same transaction: recorded, the requeue was done; not recorded, the next open does it (UnrequeuedBackup).
             d.Meta.Upsert(new BsonDocument { ["_id"] = RebuildRequeued, ["at"] = DateTime.UtcNow });
-            return (queued, withoutTopic);
+            return (queued, withoutTopic, learned);
         }, durable: true);
         return queued;
     }
@@ -652,14 +664,21 @@ public sealed class ResultStore : IDisposable
     /// <summary>
     /// Records a readout this device learned and applied, in the update log under the topic <c>learned</c>, and queues
     /// its signed package for the publisher on <paramref name="topic"/> (durable, sent at QoS 1 until acknowledged):
-    /// both in one transaction, so the log entry means the message was queued.
+    /// both in one transaction, so the log entry means the message was queued. The entry keeps the topic and the package,
+    /// as a result keeps its payload, so that a rebuild that loses the outbox entry queues it again (<see cref="RequeueUndelivered"/>).
     /// </summary>
     public void RecordLearnedReadout(string sha256, string reason, string topic, byte[] package) => InDurableTransaction(d =>
     {
-        d.Updates.Insert(UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason));
-        Enqueue(d, "readout:" + sha256, topic, package, System.Diagnostics.Stopwatch.GetTimestamp());
+        BsonDocument entry = UpdateEntry(LearnedTopic, sha256, package.Length, "applied", reason);
+        entry["publish_topic"] = topic;
+        entry["package"] = package;
+        d.Updates.Insert(entry);
+        Enqueue(d, LearnedMessageId(sha256), topic, package, System.Diagnostics.Stopwatch.GetTimestamp());
         return 0;
     });
+
+    /// <summary>The outbox's name for a learned readout's message (the result id of a result's).</summary>
+    private static string LearnedMessageId(string sha256) => "readout:" + sha256;
 
     /// <summary>The update log's topic for readouts this device learned.</summary>
     public const string LearnedTopic = "learned";
