@@ -103,6 +103,38 @@ public sealed class ResultPruningTests : IDisposable
     }
 
     /// <summary>
+    /// The update log's entries of learned readouts go after the same period once nothing needs them: a1, delivered and
+    /// superseded (its package no longer under the state folder), and d4, a learned readout an update refused. b2 stays,
+    /// still applied (the learner reads its entry at start to know it was queued), and c3, whose message is still in the
+    /// outbox. Before, every entry of a learned readout stayed for good, one more at each round the device learned.
+    /// </summary>
+    [Fact]
+    public void Entries_of_learned_readouts_go_once_delivered_and_no_longer_applied()
+    {
+        using var store = new ResultStore(Path.Combine(_dir, "qana.db"));
+        store.RecordLearnedReadout("a1", "applied", "qana/dev/readouts", [1]);
+        store.RecordLearnedReadout("b2", "applied", "qana/dev/readouts", [2]);
+        store.DeleteOutbox(store.ReadOutbox(0, 100).Select(e => e.Id).ToArray());
+        store.RecordLearnedReadout("c3", "applied", "qana/dev/readouts", [3]);
+        store.LogUpdate(ResultStore.LearnedTopic, "d4", 4, "refused", "not on the learned line");
+        store.LogUpdate("qana/dev/updates", "e5", 5, "refused", "unknown signer");
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddDays(2));
+        var log = new RecordingLogger<ResultPruning>();
+        var pruning = new ResultPruning(store, TimeSpan.FromDays(1), log, time, storedPackages: () => new HashSet<string> { "b2" });
+
+        pruning.RunOnce();
+
+        Assert.Equal(["b2", "c3", "e5"], store.UpdateLog().Select(u => u.Sha256).Order());
+        Assert.Equal(1, log.Count("STORE: deleted 2 update-log entries of learned readouts recorded before"));
+        Assert.Equal("readout:c3", store.ReadOutbox(0, 100).Single().ResultId);
+        // The period holds for them too: nothing recorded within it goes.
+        store.RecordLearnedReadout("f6", "applied", "qana/dev/readouts", [6]);
+        store.DeleteOutbox(store.ReadOutbox(0, 100).Select(e => e.Id).ToArray());
+        new ResultPruning(store, TimeSpan.FromDays(1), log, storedPackages: () => new HashSet<string>()).RunOnce();
+        Assert.Contains("f6", store.UpdateLog().Select(u => u.Sha256));
+    }
+
+    /// <summary>
     /// Moves the clock by <paramref name="step"/> until the loop reports a pass: the loop may not have begun its wait
     /// when the clock first moves (a wait begun after a move counts from the moved time), so the clock moves again.
     /// </summary>

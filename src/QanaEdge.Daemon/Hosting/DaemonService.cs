@@ -132,7 +132,8 @@ public sealed class DaemonService(
         // Made before the link starts too, for the same reason; its first pass is a minute after the start.
         if (options.KeepResultsDays > 0)
         {
-            _pruning = new ResultPruning(_store, TimeSpan.FromDays(options.KeepResultsDays), loggers.CreateLogger<ResultPruning>());
+            _pruning = new ResultPruning(_store, TimeSpan.FromDays(options.KeepResultsDays), loggers.CreateLogger<ResultPruning>(),
+                storedPackages: updates.StoredPackages);
             _pruning.Pruned += pass => { if (pass.Deleted > 0) PublishStatus(); };
         }
         // The camera opens before the link starts so that the first "online" status already says how it is.

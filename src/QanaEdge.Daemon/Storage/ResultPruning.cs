@@ -38,14 +38,22 @@ public sealed class ResultPruning : IAsyncDisposable
     private long _deleted, _lastDeletedTicks;
 
     /// <param name="keep">How long a result is kept after it was stored (at least this long: passes are a day apart).</param>
-    public ResultPruning(ResultStore store, TimeSpan keep, ILogger<ResultPruning> log, TimeProvider? time = null)
+    /// <param name="storedPackages">
+    /// The SHA-256 names of the update packages under the state folder, whose learned entries in the update log are kept
+    /// (<see cref="ResultStore.PruneLearnedEntries"/>); none when null.
+    /// </param>
+    public ResultPruning(ResultStore store, TimeSpan keep, ILogger<ResultPruning> log, TimeProvider? time = null,
+        Func<IReadOnlySet<string>>? storedPackages = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(keep, TimeSpan.Zero);
         _store = store;
         _keep = keep;
         _log = log;
         _time = time ?? TimeProvider.System;
+        _storedPackages = storedPackages ?? (() => new HashSet<string>());
     }
+
+    private readonly Func<IReadOnlySet<string>> _storedPackages;
 
     /// <summary>Raised after each pass, with what it did (the daemon publishes its status again after one that deleted).</summary>
     public event Action<PruneBatch>? Pruned;
@@ -88,6 +96,15 @@ public sealed class ResultPruning : IAsyncDisposable
             deleted += batch.Deleted;
             kept += batch.Kept;
             if (batch.Deleted + batch.Kept < BatchSize) break;
+        }
+        // The update log's entries of learned readouts, one per readout the device learned (or had refused), grew for
+        // as long as it learned: they go after the same period, once delivered and no longer under the state folder.
+        if (!ct.IsCancellationRequested)
+        {
+            int learned = _store.PruneLearnedEntries(storedBefore, _storedPackages());
+            if (learned > 0)
+                _log.LogInformation("STORE: deleted {Deleted} update-log entries of learned readouts recorded before {Before:u} (delivered, no longer applied; Qana:KeepResultsDays {Days})",
+                    learned, storedBefore, _keep.TotalDays);
         }
         var total = new PruneBatch(deleted, kept);
         if (deleted > 0)

@@ -680,6 +680,26 @@ public sealed class ResultStore : IDisposable
     /// <summary>The outbox's name for a learned readout's message (the result id of a result's).</summary>
     private static string LearnedMessageId(string sha256) => "readout:" + sha256;
 
+    /// <summary>
+    /// Deletes the update log's <see cref="LearnedTopic"/> entries recorded before <paramref name="recordedBefore"/>
+    /// that nothing needs any more: the readout's message delivered (no outbox entry or dead letter names it) and the
+    /// readout not among <paramref name="stored"/>, the packages under the state folder (the learner reads the entries of
+    /// those at start to know they were queued). Entries of learned readouts an update refused go by age alone. Returns
+    /// how many went. Not made durable at once: one a power cut brings back goes at the next pass.
+    /// </summary>
+    public int PruneLearnedEntries(DateTime recordedBefore, IReadOnlySet<string> stored) => InTransaction(d =>
+    {
+        int deleted = 0;
+        foreach (BsonDocument u in d.Updates.Find(BsonExpression.Create("$.topic = @0 AND $.received_at < @1", LearnedTopic, recordedBefore)).ToList())
+        {
+            string sha = u["sha256"].AsString;
+            if (stored.Contains(sha) || Unsent(d, LearnedMessageId(sha))) continue;
+            d.Updates.Delete(u["_id"]);
+            deleted++;
+        }
+        return deleted;
+    }, durable: false);
+
     /// <summary>The update log's topic for readouts this device learned.</summary>
     public const string LearnedTopic = "learned";
 
@@ -694,8 +714,9 @@ public sealed class ResultStore : IDisposable
     /// Records an update package that arrived, whether it was applied and why not; on disk before it returns, since the
     /// broker's message is acknowledged after it (a kill right then would lose the only record of a refused update).
     /// The oldest entries beyond <see cref="MaxUpdateLogEntries"/> go in the same transaction. Entries of topic
-    /// <see cref="LearnedTopic"/> are never pruned: the learner reads them at start to know which of its applied
-    /// readouts were queued, and one dropped would be queued and published again (ReadoutLearning.RecoverUnqueued).
+    /// <see cref="LearnedTopic"/> are not counted here: the learner reads them at start to know which of its applied
+    /// readouts were queued, and one dropped would be queued and published again (ReadoutLearning.RecoverUnqueued);
+    /// they go with the results' pruning, once nothing needs them (<see cref="PruneLearnedEntries"/>).
     /// </summary>
     public void LogUpdate(string topic, string sha256, long size, string outcome, string reason) => InDurableTransaction(d =>
     {

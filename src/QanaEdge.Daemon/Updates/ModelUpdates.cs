@@ -64,6 +64,22 @@ public sealed class ModelUpdates(ModelAtStart start, string stateDir, DeviceTrus
         }
     }
 
+    /// <summary>
+    /// The SHA-256 names of the packages applied, and of any other package file under the state folder (a start that
+    /// fell back to the configured model leaves them there, to be used again by a later start).
+    /// </summary>
+    public IReadOnlySet<string> StoredPackages()
+    {
+        lock (_gate)
+        {
+            // A folder that cannot be listed throws (the pruning pass fails and is tried again), rather than leave out
+            // packages whose entries are still needed.
+            var stored = new HashSet<string>(_state.InOrder, StringComparer.Ordinal);
+            stored.UnionWith(_applied.StoredPackages());
+            return stored;
+        }
+    }
+
     /// <summary>Handles one package received on an updates topic: (outcome, one-line reason). One at a time.</summary>
     public (string Outcome, string Reason) Handle(byte[] payload, string sha)
     {
