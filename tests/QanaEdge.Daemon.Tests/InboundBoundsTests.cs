@@ -85,6 +85,56 @@ public sealed class InboundBoundsTests : IDisposable
     }
 
     /// <summary>
+    /// An update package is applied off the link's receive path: a clinician's label sent after a package whose apply
+    /// hangs (here reading the trust folder, where a key file is a FIFO no one writes yet) is stored at once, and the
+    /// package, once its apply ends, is recorded (and acknowledged). One that takes longer than
+    /// Qana:Mqtt:UpdateApplySeconds is logged as such, once. Before, the package was applied on MQTTnet's task that takes
+    /// the inbound messages one after the other, and the label waited for it, for ever behind one that hung.
+    /// </summary>
+    [Fact]
+    public async Task A_label_is_stored_while_an_update_package_is_still_being_applied()
+    {
+        string trust = Directory.CreateDirectory(Path.Combine(_root, "trust")).FullName;
+        await using var sub = new ResultSubscriber(_broker.Port, "qana/devh/status");
+        await sub.ConnectAsync();
+        var daemon = new DaemonRunner(_root, _broker.Port, "devh", null, $"--Qana:TrustDir={trust}", "--Qana:Mqtt:UpdateApplySeconds=1");
+        await using var stopped = daemon;
+        await daemon.StartAsync();
+        await TestEnv.WaitUntil(() => sub.Messages.Any(m => m.Topic == "qana/devh/status"), TimeSpan.FromSeconds(30), "the daemon online");
+        string fifo = Path.Combine(trust, "hung.pub");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo)) mkfifo.WaitForExit();
+        try
+        {
+            await sub.PublishAsync("qana/devh/updates", Encoding.UTF8.GetBytes("a package whose check hangs"));
+            await sub.PublishAsync("qana/devh/feedback", Encoding.UTF8.GetBytes("""{"result_id":"elsewhere","label":"nv","clinician":"dr-h"}"""));
+
+            await TestEnv.WaitUntil(() => daemon.Store!.FeedbackCount() == 1, TimeSpan.FromSeconds(20), "the label stored while the update hangs");
+            await TestEnv.WaitUntil(() => daemon.Log.At(LogEventLevel.Error).Any(e => e.Contains("still being applied after 1 s", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(20), "the apply said to take long");
+            Assert.Empty(daemon.Store!.UpdateLog());
+        }
+        finally
+        {
+            // The key file's reader gets a line that is no key: the package is refused for it.
+            using var writer = new FileStream(fifo, FileMode.Open, FileAccess.Write);
+            writer.Write("not a key\n"u8);
+        }
+        await TestEnv.WaitUntil(() => daemon.Store!.UpdateLog().Count == 1, TimeSpan.FromSeconds(20), "the package's update-log entry");
+        Assert.Equal("refused", daemon.Store!.UpdateLog().Single().Outcome);
+        Assert.Single(daemon.Log.At(LogEventLevel.Error), e => e.Contains("still being applied", StringComparison.Ordinal));
+
+        // It was acknowledged: the broker does not send it again to the session resumed by the next start, which gets
+        // the package sent after it only.
+        await daemon.DisposeAsync();
+        File.Delete(fifo);
+        await using var again = new DaemonRunner(_root, _broker.Port, "devh", null, $"--Qana:TrustDir={trust}");
+        await again.StartAsync();
+        await sub.PublishAsync("qana/devh/updates", Encoding.UTF8.GetBytes("a package sent after the restart"));
+        await TestEnv.WaitUntil(() => again.Store!.UpdateLog().Count >= 2, TimeSpan.FromSeconds(30), "the later package's update-log entry");
+        Assert.Equal(2, again.Store!.UpdateLog().Count);
+    }
+
+    /// <summary>
     /// The link announces a maximum packet size (<see cref="MqttLink.MaxPacketBytes"/>), so the broker drops a message
     /// larger than that for this device instead of delivering it: before, anything up to mosquitto's 256 MB reached the
     /// daemon whole, in memory, on a board that may have less (a 33 MiB package was received and refused). A message

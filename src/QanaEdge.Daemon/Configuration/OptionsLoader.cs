@@ -177,6 +177,7 @@ public static class OptionsLoader
         ("Mqtt:MaxRefusals", IsInt, "an integer"),
         ("Mqtt:TimeoutSeconds", IsDouble, "a number"),
         ("Mqtt:RedeliverSeconds", IsDouble, "a number"),
+        ("Mqtt:UpdateApplySeconds", IsDouble, "a number"),
         ("Power:Sensor", IsEnum<PowerSensorKind>, "None, Ina219, Ina236 or Hwmon"),
         ("Power:I2cBus", IsInt, "an integer"),
         ("Power:I2cAddress", IsIntOrHex, "an integer (0x40 allowed)"),

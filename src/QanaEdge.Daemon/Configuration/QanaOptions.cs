@@ -165,6 +165,11 @@ public sealed class MqttOptions
     /// many seconds later so that the broker sends the unacknowledged message again; it resends only on a new connection.
     /// </summary>
     [Range(0.1, 3600)] public double RedeliverSeconds { get; set; } = 30;
+    /// <summary>
+    /// An update package still being applied after this many seconds is logged as such; a stop waits this long for it
+    /// at most, and 10 s at most (it is then not acknowledged, and the broker sends it again).
+    /// </summary>
+    [Range(1, 3600)] public double UpdateApplySeconds { get; set; } = 300;
 
     /// <summary>
     /// Refusals by the broker (a PUBACK with an error reason: not authorized, packet too large, quota exceeded ...; a

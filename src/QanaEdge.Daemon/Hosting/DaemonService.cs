@@ -43,6 +43,7 @@ public sealed class DaemonService(
     private CardFailover? _failover;
     private OutboxPublisher? _publisher;
     private ReadoutLearning? _learning;
+    private InboundHandler? _inbound;
     private InboxWatcher? _watcher;
     private CaptureRetention? _retention;
     private ResultPruning? _pruning;
@@ -117,7 +118,9 @@ public sealed class DaemonService(
         MqttLink link = _link;
         var inbound = new InboundHandler(topics, _store, () => _camera, updates, () => _learning?.Wake(),
             what => link.RedeliverLater(TimeSpan.FromSeconds(options.Mqtt.RedeliverSeconds), $"{what}; the broker sends it again on the next connection"),
-            loggers.CreateLogger<InboundHandler>());
+            loggers.CreateLogger<InboundHandler>(), link.AcknowledgeAsync, TimeSpan.FromSeconds(options.Mqtt.UpdateApplySeconds));
+        _inbound = inbound;
+        inbound.Start();
         // After a swap the retained status names the model now running.
         model.Active.Changed += PublishStatus;
         _link.MessageReceived += inbound.Handle;
@@ -294,6 +297,8 @@ public sealed class DaemonService(
         _stop.Cancel();
         if (_watcher is not null) await _watcher.DisposeAsync().ConfigureAwait(false);
         _camera?.Dispose();
+        // Before the pipeline and the store go: an update being applied swaps the model between images and records its outcome.
+        if (_inbound is not null) await _inbound.DisposeAsync().ConfigureAwait(false);
         if (_pipeline is not null) await _pipeline.DisposeAsync().ConfigureAwait(false);
         if (_retention is not null) await _retention.DisposeAsync().ConfigureAwait(false);
         if (_learning is not null) await _learning.DisposeAsync().ConfigureAwait(false);

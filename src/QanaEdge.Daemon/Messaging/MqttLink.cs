@@ -47,6 +47,8 @@ public sealed class MqttLink : IAsyncDisposable
     private LinkSession? _session;
     private TaskCompletionSource<LinkSession> _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _sessions;
+    // Counts connect attempts: a message is acknowledged later only on the connection it came on (AcknowledgeAsync).
+    private int _connection;
     private int _recycle;
     private int _redeliveryPending;
     // Stopwatch time of the last packet this link sent (a CONNECT, a publish or a ping): the keep-alive counts from it.
@@ -74,7 +76,7 @@ public sealed class MqttLink : IAsyncDisposable
         };
         _client.ApplicationMessageReceivedAsync += e =>
         {
-            MessageReceived?.Invoke(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray());
+            MessageReceived?.Invoke(new InboundMessage(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray(), Volatile.Read(ref _connection), e));
             return Task.CompletedTask;
         };
     }
@@ -87,8 +89,34 @@ public sealed class MqttLink : IAsyncDisposable
     /// <summary>The session currently up, or null.</summary>
     public LinkSession? Current { get { lock (_state) return _session; } }
 
-    /// <summary>Inbound message on a subscribed topic (topic, payload); runs on the MQTT receive path: keep it short.</summary>
-    public event Action<string, byte[]>? MessageReceived;
+    /// <summary>
+    /// Inbound message on a subscribed topic; runs on MQTTnet's task that takes the inbound messages one after the
+    /// other: keep it short. It is acknowledged (PUBACK) when the handler returns, and not when it throws, unless the
+    /// handler took it over (<see cref="InboundMessage.Defer"/>) to acknowledge it later (<see cref="AcknowledgeAsync"/>).
+    /// </summary>
+    public event Action<InboundMessage>? MessageReceived;
+
+    /// <summary>
+    /// Sends the PUBACK of a message taken over by its handler (<see cref="InboundMessage.Defer"/>), when the connection
+    /// it came on is still the one up, within TimeoutSeconds; false when it was not sent. A message whose connection
+    /// dropped meanwhile is sent again by the broker (persistent session), under the same packet id: acknowledged on the
+    /// new connection, the PUBACK could be taken for another message by then given that id.
+    /// </summary>
+    public async Task<bool> AcknowledgeAsync(InboundMessage message)
+    {
+        if (message.Connection != Volatile.Read(ref _connection) || !_client.IsConnected) return false;
+        try
+        {
+            using var bounded = new CancellationTokenSource(_timeout);
+            await message.Received.AcknowledgeAsync(bounded.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _log.LogDebug("MQTT PUBACK for a message on {Topic} not sent: {Error}; the broker sends it again", message.Topic, e.Message);
+            return false;
+        }
+    }
 
     /// <summary>Raised after every (re)connection, once status and subscriptions are in place.</summary>
     public event Action? Connected;
@@ -434,6 +462,7 @@ public sealed class MqttLink : IAsyncDisposable
             try
             {
                 Sent();
+                Interlocked.Increment(ref _connection);
                 connected = await _client.ConnectAsync(options, bounded.Token).ConfigureAwait(false);
                 if (connected.ResultCode != MqttClientConnectResultCode.Success)
                     throw new MqttLinkDownException($"broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
@@ -566,6 +595,21 @@ public sealed class LinkSession
     public bool IsLost => Lost.IsCancellationRequested;
 
     internal void MarkLost() => _lost.Cancel();
+}
+
+/// <summary>A message that arrived on a subscribed topic, and the connection (connect attempt) it came on.</summary>
+public sealed class InboundMessage(string topic, byte[] payload, int connection, MqttApplicationMessageReceivedEventArgs received)
+{
+    public string Topic => topic;
+    public byte[] Payload => payload;
+    internal int Connection => connection;
+    internal MqttApplicationMessageReceivedEventArgs Received => received;
+
+    /// <summary>
+    /// Takes the message over from the receive path, which then goes on to the next one without acknowledging it:
+    /// <see cref="MqttLink.AcknowledgeAsync"/> does, once it was handled, or nothing does and the broker sends it again.
+    /// </summary>
+    public void Defer() => received.AutoAcknowledge = false;
 }
 
 public sealed class MqttPublishRefusedException(string message) : Exception(message);
