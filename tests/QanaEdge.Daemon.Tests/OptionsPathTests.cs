@@ -29,6 +29,35 @@ public sealed class OptionsPathTests : IDisposable
         Assert.Contains($"Qana:Mqtt:CaFile: {missing} does not exist", e.Errors);
     }
 
+    /// <summary>
+    /// A folder the daemon makes when it is missing, given as a file (or under one), is refused at start naming the
+    /// setting. Before, the start failed later (exit 1) with "The file '...' already exists", which named none.
+    /// </summary>
+    [Fact]
+    public void A_file_given_as_a_folder_the_daemon_makes_is_refused_naming_the_setting()
+    {
+        string file = Path.Combine(_dir, "a-file");
+        File.WriteAllText(file, "");
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = file, ["Qana:StateDir"] = Path.Combine(file, "state"), ["Qana:QuarantineDir"] = Path.Combine(_dir, "quarantine"),
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Equal([$"Qana:Inbox: {file} is a file, expected a directory", $"Qana:StateDir: {Path.Combine(file, "state")} lies under {file}, which is a file"], e.Errors);
+    }
+
+    /// <summary>
+    /// A state folder that cannot be written (here one under /proc, which no one may make folders in, as a read-only
+    /// mount refuses them) stops the start as bad configuration naming the setting; before, it was a "cannot start"
+    /// with the system's error alone.
+    /// </summary>
+    [Fact]
+    public void A_state_folder_that_cannot_be_written_is_refused_naming_the_setting()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => Hosting.StateLock.Acquire("/proc/qana-state"));
+        Assert.StartsWith("Qana:StateDir: /proc/qana-state cannot be written: ", Assert.Single(e.Errors));
+    }
+
     /// <summary>A device id of "fleet" would make the device's updates topic the fleet's own: refused at start.</summary>
     [Fact]
     public void The_fleet_topic_level_is_refused_as_a_device_id()

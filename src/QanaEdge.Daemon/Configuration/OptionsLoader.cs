@@ -126,6 +126,11 @@ public static class OptionsLoader
             errors.Add("Qana:Mqtt:Tls: TLS needs Qana:Mqtt:Host (the embedded broker is plain loopback)");
         if (o.Power.Sensor == PowerSensorKind.Hwmon && o.Power.HwmonChip is not ("ina226" or "ina3221" or "ina219" or "ina230" or "ina231"))
             errors.Add($"Qana:Power:HwmonChip: '{o.Power.HwmonChip}' is not an INA hwmon driver name (ina226, ina3221, ...)");
+        // Folders the daemon makes when they are missing: one that is a file (or lies under one) failed later, with
+        // exit 1 and "The file '...' already exists", which named no setting (the inbox's in the middle of a stack trace).
+        foreach (var (key, folder) in new[] { ("Inbox", o.Inbox), ("StateDir", o.StateDir), ("DoneDir", o.DoneDir), ("QuarantineDir", o.QuarantineDir) })
+            if (!string.IsNullOrWhiteSpace(folder) && FileInTheWay(folder) is { } file)
+                errors.Add(file == FullDirectory(folder) ? $"Qana:{key}: {folder} {ExpectedPath.FileForFolder}" : $"Qana:{key}: {folder} lies under {file}, which is a file");
         // Compared as the folders they name ("inbox/" is "inbox").
         string full(string p) => FullDirectory(p);
         if (!string.IsNullOrWhiteSpace(o.Inbox) && !string.IsNullOrWhiteSpace(o.StateDir) && full(o.Inbox) == full(o.StateDir))
@@ -141,6 +146,17 @@ public static class OptionsLoader
             if (!string.IsNullOrWhiteSpace(o.StateDir) && !string.IsNullOrWhiteSpace(folder) && full(o.StateDir) == full(folder))
                 errors.Add($"Qana:{key}: must differ from Qana:StateDir (its oldest files are deleted when the disk runs short of Qana:MinFreeMegabytes)");
         }
+    }
+
+    /// <summary>The folder itself, or the nearest of its parents that exists, when that is a file; else null.</summary>
+    private static string? FileInTheWay(string folder)
+    {
+        for (string? path = FullDirectory(folder); !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))
+        {
+            if (Directory.Exists(path)) return null;
+            if (File.Exists(path)) return path;
+        }
+        return null;
     }
 
     private static string? CheckTlsFiles(MqttOptions mqtt)

@@ -21,16 +21,27 @@ public sealed class StateLock : IDisposable
 
     private StateLock(FileStream file) => _file = file;
 
-    /// <exception cref="IOException">Another process holds the state folder (the message says so), or the folder cannot be written.</exception>
+    /// <exception cref="IOException">Another process holds the state folder (the message says so).</exception>
+    /// <exception cref="Configuration.ConfigurationException">
+    /// The state folder cannot be made or written (a read-only mount, a folder of another user): the setting is wrong for
+    /// this device, and the start says so naming it (exit 2), where it said only the system's error (exit 1).
+    /// </exception>
     public static StateLock Acquire(string stateDir)
     {
-        Directory.CreateDirectory(stateDir);
         string path = Path.Combine(stateDir, FileName);
         FileStream file;
-        try { file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1); }
+        try
+        {
+            Directory.CreateDirectory(stateDir);
+            file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1);
+        }
         catch (IOException e) when (e.HResult == WouldBlock)
         {
             throw new IOException($"another qanad is running on the state folder {stateDir} (it holds {path}): one daemon per state folder", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new Configuration.ConfigurationException([$"Qana:StateDir: {stateDir} cannot be written: {e.Message}"]);
         }
         try
         {
