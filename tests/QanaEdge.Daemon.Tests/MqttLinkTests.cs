@@ -32,6 +32,28 @@ public sealed class MqttLinkTests
     }
 
     /// <summary>
+    /// A broker host name that does not resolve is said as such in the connect failure's line: MQTTnet's message is
+    /// only "Error while connecting host 'Unspecified/name:port'", and the resolver's answer, in its inner exception,
+    /// was left out, so the line did not tell a misspelt host from a broker that is down.
+    /// </summary>
+    [Fact]
+    public async Task A_host_name_that_does_not_resolve_is_said_in_the_connect_failure()
+    {
+        const string host = "qana-broker.invalid";   // RFC 2606: never resolves
+        string resolver = (await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => System.Net.Dns.GetHostAddressesAsync(host))).Message;
+        var options = new MqttOptions { Host = host, Port = 1883, ClientId = "qanad-devdns", ReconnectMinSeconds = 0.01, ReconnectMaxSeconds = 0.01 };
+        var log = new RecordingLogger<MqttLink>();
+        await using (var link = new MqttLink(options, "devdns", log))
+        {
+            link.Start(() => Encoding.UTF8.GetBytes("""{"state":"online"}"""));
+            await TestEnv.WaitUntil(() => log.Count("failed (1x") == 1, TimeSpan.FromSeconds(60), "the first failed connect");
+        }
+        string line = log.Lines.First(l => l.Message.Contains("failed (1x", StringComparison.Ordinal)).Message;
+        Assert.Contains($"{host}:1883", line, StringComparison.Ordinal);
+        Assert.Contains(resolver.TrimEnd('.'), line, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// MQTTnet's keep-alive loop is off (it woke the process every 250 ms at rest) and the link pings itself: the
     /// CONNECT must still announce the keep-alive, so that the broker drops a device that has gone silent and publishes
     /// its will, and the link must ping within it, or the broker drops a device that is only idle. Mosquitto drops a

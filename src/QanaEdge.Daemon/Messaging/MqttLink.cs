@@ -393,7 +393,7 @@ public sealed class MqttLink : IAsyncDisposable
                         // The 1st, 10th, 100th ... failure in a row: every tenth was a line every 100 s (at the default
                         // ReconnectMaxSeconds) for as long as a broker outage lasted, days of them on a device left on.
                         if (Logging.IsReported(failures))
-                            _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x; reported at 1, 10, 100 ...): {Error}; retrying in {Delay} s", Host, _options.Port, failures, e.Message, Math.Round(delay.TotalSeconds, 2));
+                            _log.LogWarning("MQTT connect to {Host}:{Port} failed ({Failures}x; reported at 1, 10, 100 ...): {Error}; retrying in {Delay} s", Host, _options.Port, failures, WithCauses(e), Math.Round(delay.TotalSeconds, 2));
                         if (_client.IsConnected) await DisconnectQuietlyAsync().ConfigureAwait(false);
                         TimeSpan jittered = delay * (0.8 + 0.4 * Random.Shared.NextDouble());
                         await Task.Delay(jittered, ct).ConfigureAwait(false);
@@ -450,6 +450,22 @@ public sealed class MqttLink : IAsyncDisposable
     }
 
     private void Sent() => Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+
+    /// <summary>
+    /// An exception's message followed by those of its inner exceptions, in one line. MQTTnet's own says only "Error
+    /// while connecting host 'Unspecified/broker:1883'", and the cause (a host name that does not resolve, a refused
+    /// port, a certificate the broker's chain does not verify) is in the inner one.
+    /// </summary>
+    internal static string WithCauses(Exception e)
+    {
+        string text = e.Message.TrimEnd('.');
+        for (Exception? inner = e.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            string cause = inner.Message.TrimEnd('.');
+            if (cause.Length > 0 && !text.Contains(cause, StringComparison.Ordinal)) text += ": " + cause;
+        }
+        return text.ReplaceLineEndings(" ");
+    }
 
     /// <summary>Connects, subscribes and sends the retained status, each step bounded by TimeoutSeconds.</summary>
     private async Task<LinkSession> ConnectAsync(MqttClientOptions options, CancellationToken ct)
