@@ -58,6 +58,24 @@ public sealed class OptionsPathTests : IDisposable
         Assert.StartsWith("Qana:StateDir: /proc/qana-state cannot be written: ", Assert.Single(e.Errors));
     }
 
+    /// <summary>
+    /// A value out of its range is reported under its whole key, as docs/daemon.md shows. The validator's message
+    /// ("Port: The field QanaOptions.Mqtt.Port must be ...") was passed on as "Qana: Port: ...", a key that does not
+    /// exist and that did not say which Port.
+    /// </summary>
+    [Fact]
+    public void A_value_out_of_range_is_reported_under_its_whole_key()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Qana:Inbox"] = Path.Combine(_dir, "inbox"), ["Qana:StateDir"] = Path.Combine(_dir, "state"),
+            ["Qana:Mqtt:Port"] = "0", ["Qana:Workers"] = "-1",
+        };
+        var e = Assert.Throws<ConfigurationException>(() => OptionsLoader.Load(new ConfigurationBuilder().AddInMemoryCollection(settings).Build()));
+        Assert.Contains("Qana:Mqtt:Port: The field Port must be between 1 and 65535", e.Errors);
+        Assert.Contains("Qana:Workers: The field Workers must be between 0 and 64", e.Errors);
+    }
+
     /// <summary>A device id of "fleet" would make the device's updates topic the fleet's own: refused at start.</summary>
     [Fact]
     public void The_fleet_topic_level_is_refused_as_a_device_id()

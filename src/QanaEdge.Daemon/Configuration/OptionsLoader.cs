@@ -76,6 +76,21 @@ public static class OptionsLoader
 
     private static string Rewrite(string failure)
     {
+        // The generator of .NET 10 says "Port: The field QanaOptions.Mqtt.Port must be between 1 and 65535.", which the
+        // parse below left as "Qana: Port: ...": a key no configuration has, the same for Mqtt:Port and any other Port.
+        const string field = ": The field " + nameof(QanaOptions) + ".";
+        int at = failure.IndexOf(field, StringComparison.Ordinal);
+        if (at > 0)
+        {
+            string rest = failure[(at + field.Length)..];
+            int space = rest.IndexOf(' ');
+            if (space > 0)
+            {
+                string path = rest[..space];
+                string member = path[(path.LastIndexOf('.') + 1)..];
+                return $"Qana:{path.Replace('.', ':')}: The field {member} {rest[(space + 1)..].TrimEnd('.')}";
+            }
+        }
         string prefix = "Qana";
         const string forType = "for '";
         int f = failure.IndexOf(forType, StringComparison.Ordinal);
