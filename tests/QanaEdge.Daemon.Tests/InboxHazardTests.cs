@@ -36,14 +36,15 @@ public sealed class InboxHazardTests : IDisposable
     public async Task A_done_folder_that_cannot_be_written_is_retried_after_a_pause_not_in_a_loop()
     {
         string image = TestEnv.RealImages(1, skip: 990)[0];
-        // The done folder's parent is a file: creating the folder fails with an IOException, as a full or read-only disk would.
         string blocker = Path.Combine(_root, "blocker");
-        File.WriteAllText(blocker, "");
         string done = Path.Combine(blocker, "done");
         await using var sub = new ResultSubscriber(_broker.Port, "qana/devhz1/results");
         await sub.ConnectAsync();
         await using var daemon = new DaemonRunner(_root, _broker.Port, "devhz1", null, $"--Qana:DoneDir={done}");
         await daemon.StartAsync();
+        // Once the daemon runs (at start a folder under a file is a configuration error), the done folder's parent
+        // becomes a file: creating the folder fails with an IOException, as a full or read-only disk would.
+        File.WriteAllText(blocker, "");
 
         TestEnv.Drop(image, daemon.Inbox);
         await TestEnv.WaitUntil(() => sub.Results.Count == 1 && Lines(daemon, "Cannot acknowledge") >= 1, TimeSpan.FromSeconds(30), "the result and a failed acknowledge");
