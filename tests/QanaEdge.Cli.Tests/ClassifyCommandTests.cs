@@ -70,19 +70,30 @@ public sealed class ClassifyCommandTests : IDisposable
     }
 
     [Fact]
-    public void A_bad_image_among_good_ones_is_one_stderr_line_and_exit_1()
+    public void A_bad_image_among_good_ones_is_one_stderr_line_and_one_json_object_and_exit_1()
     {
         string text = Path.Combine(_dir, "notes.jpg");
         File.WriteAllText(text, "this is not a picture");
         string good = Jpegs(1)[0];
-        var (code, stdout, stderr) = Qana("classify", good, text, Path.Combine(_dir, "missing.png"), "--model", _package, "--json");
+        string missing = Path.Combine(_dir, "missing.png");
+        var (code, stdout, stderr) = Qana("classify", good, text, missing, "--model", _package, "--json");
         Assert.Equal(1, code);
-        Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         string[] errors = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, errors.Length);
         Assert.Contains("notes.jpg: rejected (not_an_image)", errors[0]);
         Assert.Contains("missing.png: not found", errors[1]);
         Assert.DoesNotContain("   at ", stderr);
+        // One object per image, in order: the bad ones say why, as standard error does. Before, they had none, and a
+        // program reading the lines could not tell which images its results were for without matching names.
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal([good, text, missing], lines.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("image").GetString()));
+        Assert.Contains(JsonDocument.Parse(lines[0]).RootElement.GetProperty("label").GetString(), new[] { "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc" });
+        JsonElement rejected = JsonDocument.Parse(lines[1]).RootElement, absent = JsonDocument.Parse(lines[2]).RootElement;
+        Assert.Equal("not_an_image", rejected.GetProperty("reason").GetString());
+        Assert.Equal(errors[0], $"qana: {text}: {rejected.GetProperty("error").GetString()}");
+        Assert.Equal(JsonValueKind.Null, absent.GetProperty("reason").ValueKind);
+        Assert.Equal(errors[1], $"qana: {missing}: {absent.GetProperty("error").GetString()}");
+        Assert.False(rejected.TryGetProperty("label", out _));
     }
 
     /// <summary>The package given where the images go (<c>qana classify PKG IMAGE</c>, <c>--model</c> left out): the
@@ -105,7 +116,7 @@ public sealed class ClassifyCommandTests : IDisposable
     {
         if (!File.Exists("/dev/zero")) return;
         string good = Jpegs(1)[0];
-        var (code, stdout, stderr) = Qana("classify", "/dev/zero", good, "--model", _package, "--json");
+        var (code, stdout, stderr) = Qana("classify", "/dev/zero", good, "--model", _package);
         Assert.Equal(1, code);
         Assert.Contains(good, Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
         Assert.StartsWith("qana: /dev/zero: rejected (too_large)", Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));

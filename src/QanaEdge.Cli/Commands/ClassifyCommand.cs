@@ -12,7 +12,9 @@ namespace QanaEdge.Cli.Commands;
 /// <summary>
 /// <c>qana classify IMAGE... [--model PKG] [--json] [--saliency OUT.png] [--symmetries]</c>: one result per image on standard
 /// output (one JSON object per line with --json). A bad image is reported on standard error, one line each,
-/// and the exit code is 1 when any image failed; the others are still classified.
+/// and the exit code is 1 when any image failed; the others are still classified. With --json a bad image has its object
+/// too, with <c>error</c> (the line on standard error) and <c>reason</c> (the rejection code, or null): one object per
+/// image, so that a program reading the lines sees every image it gave, in order.
 /// </summary>
 public sealed class ClassifyCommand : IVerb
 {
@@ -83,6 +85,7 @@ public sealed class ClassifyCommand : IVerb
                     // The package given where the images go (qana classify PKG IMAGE): say so, not only "no known image signature".
                     if (e is ImageRejectedException { Reason: RejectReason.NotAnImage } && bytes.AsSpan().StartsWith(PackageFormat.Magic)) why += "; it is a model package: give it with --model";
                     context.Err.WriteLine($"qana: {image}: {Cli.OneLine(why)}");
+                    if (json) context.Out.WriteLine(ErrorJson(image, (e as ImageRejectedException)?.ReasonCode, Cli.OneLine(why)));
                 }
             }
             return failed ? Cli.Failure : Cli.Ok;
@@ -126,6 +129,22 @@ public sealed class ClassifyCommand : IVerb
         if (r.Symmetrized) sb.Append("  symmetrized");
         sb.Append("  ").Append(r.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture)).Append(" ms");
         return sb.ToString();
+    }
+
+    /// <summary>The object of an image that was not classified: image, error (as on standard error), reason (the rejection code, or null). One line.</summary>
+    internal static string ErrorJson(string image, string? reason, string error)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            w.WriteString("image", image);
+            w.WriteString("error", error);
+            if (reason is null) w.WriteNull("reason");
+            else w.WriteString("reason", reason);
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(stream.ToArray());
     }
 
     /// <summary>The DESIGN.md contract: image, label, probabilities (class code → p), confidence, tiled, crop,
