@@ -299,7 +299,7 @@ public class ValidationTests
         var nodes = j["graph"]!["nodes"]!.AsArray();
         JsonNode template = nodes[3]!;
         for (int i = 0; i < PackageLimits.MaxNodes; i++) nodes.Add(template.DeepClone());
-    }, "'nodes' holds more than 2048 entries, over the limit of 2048");
+    }, "'nodes' holds more than 2048 entries, the limit");
 
     /// <summary>
     /// The work of one run is bounded: a 31×31 convolution on 128×128×16 (a 250 KB package) needs 4.0 G

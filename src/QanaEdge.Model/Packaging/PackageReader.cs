@@ -169,7 +169,7 @@ public static class PackageReader
         if (depth < 0 || limitOf[depth] < 0) return;
         var (name, limit) = EntryLimits[limitOf[depth]];
         if (++entries[depth] > limit)
-            throw new PackageFormatException($"JSON: '{System.Text.Encoding.UTF8.GetString(name)}' holds more than {limit} entries, over the limit of {limit} (refused before it is read)");
+            throw new PackageFormatException($"JSON: '{System.Text.Encoding.UTF8.GetString(name)}' holds more than {limit} entries, the limit (refused before it is read)");
     }
 
     /// <summary>Where the parts of a package lie, after header, length and checksum checks.</summary>
