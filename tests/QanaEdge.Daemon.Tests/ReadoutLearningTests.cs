@@ -204,13 +204,8 @@ public sealed class ReadoutLearningTests : IDisposable
     [Fact]
     public void A_round_whose_learning_diverges_is_recorded_applies_nothing_and_the_next_round_learns_again()
     {
-        var choice = new EngineChoice(false, "managed integer engine");
-        using var active = new ActiveModel(ClassifierFactory.Create(PackageReader.Load(ShippedPath), ShippedPath, choice), "test");
-        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
-        using var key = SigningKey.Generate(SignerRole.Learner);
-        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
-            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
-        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        using var rig = new LearningRig(_root);
+        var (active, state, key, updates, store) = rig;
         var log = new LogCollector();
         using ILoggerFactory loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(Hosting.Logging.Create(extraSink: log), dispose: true);
         using IImageClassifier classifier = active.Provider.CreateClassifier();
@@ -268,6 +263,42 @@ public sealed class ReadoutLearningTests : IDisposable
     }
 
     /// <summary>
+    /// What a learning round run in the test process needs, made the one way the tests here make it: the model running
+    /// (the shipped one unless given, on the managed engine) as the active model, a state folder under
+    /// <paramref name="root"/> whose updates the learner's own key is trusted for, and the store in it.
+    /// </summary>
+    private sealed class LearningRig : IDisposable
+    {
+        public ActiveModel Active { get; }
+        public string State { get; }
+        public SigningKey Key { get; }
+        public ModelUpdates Updates { get; }
+        public ResultStore Store { get; }
+
+        public LearningRig(string root, ModelPackage? model = null)
+        {
+            var choice = new EngineChoice(false, "managed integer engine");
+            Active = new ActiveModel(ClassifierFactory.Create(model ?? PackageReader.Load(ShippedPath), ShippedPath, choice), "test");
+            State = Directory.CreateDirectory(Path.Combine(root, "state")).FullName;
+            Key = SigningKey.Generate(SignerRole.Learner);
+            Updates = new ModelUpdates(new ModelAtStart(Active, AppliedUpdates.State.None, null), State,
+                new DeviceTrust(Path.Combine(root, "trust"), Key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
+            Store = new ResultStore(Path.Combine(State, "qana.db"));
+        }
+
+        public void Deconstruct(out ActiveModel active, out string state, out SigningKey key, out ModelUpdates updates, out ResultStore store) =>
+            (active, state, key, updates, store) = (Active, State, Key, Updates, Store);
+
+        /// <summary>In the order the tests' using declarations released them: the store, the key, the model.</summary>
+        public void Dispose()
+        {
+            Store.Dispose();
+            Key.Dispose();
+            Active.Dispose();
+        }
+    }
+
+    /// <summary>
     /// Real JPEGs classified by the running model and stored as its workers store them (with their head inputs), each
     /// labelled with the class after the one reported, as a clinic that disagrees would.
     /// </summary>
@@ -300,14 +331,9 @@ public sealed class ReadoutLearningTests : IDisposable
     [InlineData("1.0.0.9223372036854775805")]
     public void A_running_version_at_the_end_of_the_learned_line_makes_the_round_unusable_not_an_error(string version)
     {
-        var choice = new EngineChoice(false, "managed integer engine");
         ModelPackage last = WithVersion(PackageReader.Load(ShippedPath), version);
-        using var active = new ActiveModel(ClassifierFactory.Create(last, ShippedPath, choice), "test");
-        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
-        using var key = SigningKey.Generate(SignerRole.Learner);
-        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
-            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
-        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        using var rig = new LearningRig(_root, last);
+        var (active, _, key, updates, store) = rig;
         StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1060), "qana/devend/results");
         var learning = new ReadoutLearning(new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = 1e-3 }, store, active, updates, key,
             "qana/devend/readouts", NullLogger<ReadoutLearning>.Instance);
@@ -331,18 +357,13 @@ public sealed class ReadoutLearningTests : IDisposable
     [Fact]
     public void A_model_with_an_id_of_the_longest_valid_length_learns_a_readout()
     {
-        var choice = new EngineChoice(false, "managed integer engine");
         System.Text.Json.Nodes.JsonNode manifest = JsonSerializer.SerializeToNode(PackageReader.Load(ShippedPath).Manifest)!;
         string id = new('q', 256);
         manifest["ModelId"] = id;
         var model = new ModelPackage { Manifest = manifest.Deserialize<ModelManifest>()!, Graph = PackageReader.Load(ShippedPath).Graph };
         PackageValidator.Validate(model);
-        using var active = new ActiveModel(ClassifierFactory.Create(model, ShippedPath, choice), "test");
-        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
-        using var key = SigningKey.Generate(SignerRole.Learner);
-        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
-            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
-        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        using var rig = new LearningRig(_root, model);
+        var (active, _, key, updates, store) = rig;
         StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1100), "qana/devlongid/results");
         var learning = new ReadoutLearning(new LearningOptions { MinCases = 16, NewCases = 8, Epochs = 10, LearningRate = 1e-2 }, store, active, updates, key,
             "qana/devlongid/readouts", NullLogger<ReadoutLearning>.Instance);
@@ -368,13 +389,8 @@ public sealed class ReadoutLearningTests : IDisposable
     [Fact]
     public void A_learned_readout_the_engine_cannot_prepare_is_recorded_as_a_refused_attempt()
     {
-        var choice = new EngineChoice(false, "managed integer engine");
-        using var active = new ActiveModel(ClassifierFactory.Create(PackageReader.Load(ShippedPath), ShippedPath, choice), "test");
-        string state = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
-        using var key = SigningKey.Generate(SignerRole.Learner);
-        var updates = new ModelUpdates(new ModelAtStart(active, AppliedUpdates.State.None, null), state,
-            new DeviceTrust(Path.Combine(_root, "trust"), key.PublicKey), choice, NullLogger<ModelUpdates>.Instance);
-        using var store = new ResultStore(Path.Combine(state, "qana.db"));
+        using var rig = new LearningRig(_root);
+        var (active, state, key, updates, store) = rig;
         var log = new LogCollector();
         using ILoggerFactory loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(Hosting.Logging.Create(extraSink: log), dispose: true);
         StoreLabelled(store, active, TestEnv.RealImages(16, skip: 1040), "qana/devprep/results");
