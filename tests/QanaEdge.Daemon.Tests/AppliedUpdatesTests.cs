@@ -56,6 +56,32 @@ public sealed class AppliedUpdatesTests : IDisposable
 
     private ModelAtStart Start() => ModelUpdates.Start(new QanaOptions { Model = ShippedPath, StateDir = _state }, Trust, Managed);
 
+    /// <summary>
+    /// A start with the vendor's key missing, which cannot use the updates stored: it runs the configured model with the
+    /// rollback floor <paramref name="floor"/> (checked here). The key is then put back, and the updates handler made
+    /// over that start; the running model stays the configured one.
+    /// </summary>
+    private (ModelAtStart Start, ModelUpdates Updates) StartWithoutTheVendorKey(string floor)
+    {
+        string vendorKey = Path.Combine(_trust, "vendor.pub");
+        string keyText = File.ReadAllText(vendorKey);
+        File.Delete(vendorKey);
+        ModelAtStart start = Start();
+        try
+        {
+            Assert.NotNull(start.Problem);
+            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
+            Assert.Equal(floor, start.VersionFloor);
+        }
+        catch
+        {
+            start.Active.Dispose();
+            throw;
+        }
+        File.WriteAllText(vendorKey, keyText);
+        return (start, new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance));
+    }
+
     private string[] Stored() => [.. Directory.GetFiles(Models, "*.qana").Select(f => Path.GetFileNameWithoutExtension(f)).Order(StringComparer.Ordinal)];
 
     /// <summary>
@@ -307,18 +333,9 @@ public sealed class AppliedUpdatesTests : IDisposable
         }
         var older = Sign(ModelUpdateTests.Readout(Shipped, "1.0.1"), _vendor);
         var stored = Sign(ModelUpdateTests.Readout(Shipped, "1.0.2"), _vendor);
-        string vendorKey = Path.Combine(_trust, "vendor.pub");
-        string keyText = File.ReadAllText(vendorKey);
-        File.Delete(vendorKey);
-
-        ModelAtStart start = Start();
+        var (start, updates) = StartWithoutTheVendorKey(floor: "1.0.2");
         using (start.Active)
         {
-            Assert.NotNull(start.Problem);
-            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
-            Assert.Equal("1.0.2", start.VersionFloor);
-            File.WriteAllText(vendorKey, keyText);   // the key is back; the running model stays the configured one
-            var updates = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
 
             var (outcome, reason) = updates.Handle(older.Bytes, older.Sha);
             Assert.True(outcome == ModelUpdates.Refused, $"{outcome}: {reason}");
@@ -352,18 +369,9 @@ public sealed class AppliedUpdatesTests : IDisposable
             var (applied, why) = first.Handle(learned.Bytes, learned.Sha);
             Assert.True(applied == ModelUpdates.Applied, $"{applied}: {why}");
         }
-        string vendorKey = Path.Combine(_trust, "vendor.pub");
-        string keyText = File.ReadAllText(vendorKey);
-        File.Delete(vendorKey);
-
-        ModelAtStart start = Start();
+        var (start, updates) = StartWithoutTheVendorKey(floor: "1.0.1");
         using (start.Active)
         {
-            Assert.NotNull(start.Problem);
-            Assert.Equal(Shipped.Manifest.Version, start.Active.Provider.ModelVersion);
-            Assert.Equal("1.0.1", start.VersionFloor);
-            File.WriteAllText(vendorKey, keyText);
-            var updates = new ModelUpdates(start, _state, Trust, Managed, NullLogger<ModelUpdates>.Instance);
 
             var older = Sign(ModelUpdateTests.Readout(Shipped, "1.0.0.5"), _vendor);
             var (outcome, reason) = updates.Handle(older.Bytes, older.Sha);
