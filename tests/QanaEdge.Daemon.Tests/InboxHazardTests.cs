@@ -30,6 +30,11 @@ public sealed class InboxHazardTests : IDisposable
 
     private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
+    /// <summary>The "N failed in a row" of each error line of <paramref name="log"/> ("... (N failed in a row; errors at 1, 10, 100 ...)").</summary>
+    private static IEnumerable<string> FailedInARowAtErrors(RecordingLogger<CaptureDisposition> log) =>
+        log.Lines.Where(l => l.Level == LogLevel.Error)
+            .Select(l => l.Message[(l.Message.LastIndexOf('(') + 1)..l.Message.IndexOf(';', l.Message.LastIndexOf('('))]);
+
     private static int Lines(DaemonRunner daemon, string text) => daemon.Log.Events.Count(e => e.Message.Contains(text, StringComparison.Ordinal));
 
     [Fact]
@@ -359,8 +364,7 @@ public sealed class InboxHazardTests : IDisposable
 
         for (int i = 0; i < 12; i++) Assert.False(disposition.Acknowledge(path, sha));
 
-        Assert.Equal(["1 failed in a row", "10 failed in a row"], log.Lines.Where(l => l.Level == LogLevel.Error)
-            .Select(l => l.Message[(l.Message.LastIndexOf('(') + 1)..l.Message.IndexOf(';', l.Message.LastIndexOf('('))]));
+        Assert.Equal(["1 failed in a row", "10 failed in a row"], FailedInARowAtErrors(log));
         Assert.Equal(10, log.Lines.Count(l => l.Level == LogLevel.Debug && l.Message.StartsWith("Cannot acknowledge", StringComparison.Ordinal)));
         Assert.Equal(File.ReadAllBytes(image), File.ReadAllBytes(path)); // still in the inbox, whole
 
@@ -391,8 +395,7 @@ public sealed class InboxHazardTests : IDisposable
 
         for (int i = 0; i < 12; i++) Assert.False(disposition.Quarantine(item, Sha(rejected), "NotAnImage", "no image signature"));
 
-        Assert.Equal(["1 failed in a row", "10 failed in a row"], log.Lines.Where(l => l.Level == LogLevel.Error)
-            .Select(l => l.Message[(l.Message.LastIndexOf('(') + 1)..l.Message.IndexOf(';', l.Message.LastIndexOf('('))]));
+        Assert.Equal(["1 failed in a row", "10 failed in a row"], FailedInARowAtErrors(log));
         Assert.Equal(10, log.Lines.Count(l => l.Level == LogLevel.Debug && l.Message.StartsWith("Cannot quarantine", StringComparison.Ordinal)));
         Assert.Equal(rejected, File.ReadAllBytes(path)); // still in the inbox, under its name
 
