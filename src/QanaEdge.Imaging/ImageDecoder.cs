@@ -6,6 +6,7 @@ using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Memory;
 using SixLabors.ImageSharp.PixelFormats;
+using QanaEdge.Model;
 
 namespace QanaEdge.Imaging;
 
@@ -52,23 +53,12 @@ public static class ImageDecoder
     public static byte[] ReadFile(string path, DecodeLimits? limits = null)
     {
         limits ??= DecodeLimits.Default;
-        var info = new FileInfo(path);
-        if (info.Exists && info.Length > limits.MaxFileBytes)
-            throw new ImageRejectedException(RejectReason.TooLarge,
-                $"file is {info.Length} bytes, over the {limits.MaxFileBytes}-byte limit");
-        if (!info.Exists || info.Length > 0) return File.ReadAllBytes(path);
-        // No size to refuse from: a pipe or a device reports 0 and may never end (/dev/zero was read until memory ran
-        // out). Read it, stopping one byte over the limit, so the limit holds for it too.
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-        using var bytes = new MemoryStream();
-        byte[] chunk = new byte[81920];
-        for (int n; (n = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, limits.MaxFileBytes + 1 - bytes.Length))) > 0;)
-        {
-            bytes.Write(chunk, 0, n);
-            if (bytes.Length > limits.MaxFileBytes)
-                throw new ImageRejectedException(RejectReason.TooLarge, $"file is over the {limits.MaxFileBytes}-byte limit (read without a known size)");
-        }
-        return bytes.ToArray();
+        // A pipe or a device reports no size and may never end (/dev/zero was read until memory ran out): the limit
+        // holds for it too (WholeFile.ReadAtMost).
+        return WholeFile.ReadAtMost(path, limits.MaxFileBytes, out long size)
+            ?? throw new ImageRejectedException(RejectReason.TooLarge, size >= 0
+                ? $"file is {size} bytes, over the {limits.MaxFileBytes}-byte limit"
+                : $"file is over the {limits.MaxFileBytes}-byte limit (read without a known size)");
     }
 
     /// <summary>Decode, also reporting the peak bytes the image library held (for tests of the cap).</summary>

@@ -1,7 +1,7 @@
 namespace QanaEdge.Model;
 
 /// <summary>
-/// The one way files are written whole: the bytes go to a temporary file beside the target, which is flushed to the
+/// The one way files are written whole (and, <see cref="ReadAtMost"/>, read whole within a bound): the bytes go to a temporary file beside the target, which is flushed to the
 /// disk and renamed over the target, so no reader ever sees half a file and a power cut leaves the old file or the new
 /// one (a rename within a folder is atomic). Packages, the CLI's outputs, training's reports, checkpoint, figures and
 /// splits, the evaluation report, signing keys and the daemon's state, quarantine and camera frames all go through it;
@@ -10,6 +10,37 @@ namespace QanaEdge.Model;
 /// </summary>
 public static class WholeFile
 {
+    /// <summary>
+    /// Reads a file whole, but never more than <paramref name="limit"/> bytes of it: null when it holds more, with
+    /// <paramref name="size"/> the size it reported, or −1 when it was read without one. A device, a pipe or a /proc
+    /// file reports no size (or 0) and may never end, so such a file is read in pieces, stopping one byte past the limit:
+    /// taken at its reported size, /dev/zero was read until memory ran out. Image files and model packages, which users
+    /// and captures name, are read through it.
+    /// </summary>
+    /// <exception cref="IOException">The file cannot be opened or read (missing: <see cref="FileNotFoundException"/>).</exception>
+    /// <exception cref="UnauthorizedAccessException">Reading it is not permitted.</exception>
+    public static byte[]? ReadAtMost(string path, long limit, out long size)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+        size = stream.CanSeek ? stream.Length : 0;
+        if (size > limit) return null;
+        if (size > 0)
+        {
+            var whole = new byte[size];
+            stream.ReadExactly(whole);
+            return whole;
+        }
+        size = -1;
+        using var read = new MemoryStream();
+        var piece = new byte[1 << 16];
+        for (int n; (n = stream.Read(piece, 0, (int)Math.Min(piece.Length, limit + 1 - read.Length))) > 0;)
+        {
+            read.Write(piece, 0, n);
+            if (read.Length > limit) return null;
+        }
+        return read.ToArray();
+    }
+
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> whole or not at all.</summary>
     /// <exception cref="IOException">
     /// The file could not be written; nothing was renamed and the temporary file is gone. The message names

@@ -17,10 +17,10 @@ public static class PackageReader
     public static ModelPackage Load(string path) => Load(ReadFile(path));
 
     /// <summary>
-    /// The bytes of a package file, read whole but never past the package limit. A device, a pipe or a /proc file
-    /// reports no size (or 0) and may never end: such a file is read in pieces up to one byte past the limit. Taken
-    /// at its reported size, <c>/dev/zero</c> made <see cref="PackageVerifier.Verify(string, TrustStore)"/> read until
-    /// the runtime's largest array and fail with an OutOfMemoryException.
+    /// The bytes of a package file, read whole but never past the package limit, also when it reports no size (a
+    /// device, a pipe: <see cref="WholeFile.ReadAtMost"/>). Taken at its reported size, <c>/dev/zero</c> made
+    /// <see cref="PackageVerifier.Verify(string, TrustStore)"/> read until the runtime's largest array and fail with an
+    /// OutOfMemoryException.
     /// </summary>
     /// <exception cref="PackageFormatException">Missing, a folder, unreadable, or larger than the limit.</exception>
     public static byte[] ReadFile(string path)
@@ -30,26 +30,10 @@ public static class PackageReader
         if (ExpectedPath.FileProblem(path) is { } problem) throw new PackageFormatException($"'{path}' {problem}");
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
-            long size = stream.CanSeek ? stream.Length : 0;
-            if (size > PackageLimits.MaxFileBytes)
-                throw new PackageFormatException($"'{path}': {size} bytes exceed the package limit of {PackageLimits.MaxFileBytes}");
-            if (size > 0)
-            {
-                var bytes = new byte[size];
-                stream.ReadExactly(bytes);
-                return bytes;
-            }
-            using var read = new MemoryStream();
-            var piece = new byte[1 << 16];
-            int n;
-            while ((n = stream.Read(piece)) > 0)
-            {
-                if (read.Length + n > PackageLimits.MaxFileBytes)
-                    throw new PackageFormatException($"'{path}': more than {PackageLimits.MaxFileBytes} bytes, over the package limit");
-                read.Write(piece, 0, n);
-            }
-            return read.ToArray();
+            return WholeFile.ReadAtMost(path, PackageLimits.MaxFileBytes, out long size)
+                ?? throw new PackageFormatException(size >= 0
+                    ? $"'{path}': {size} bytes exceed the package limit of {PackageLimits.MaxFileBytes}"
+                    : $"'{path}': more than {PackageLimits.MaxFileBytes} bytes, over the package limit");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
