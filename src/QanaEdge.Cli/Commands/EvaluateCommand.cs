@@ -202,8 +202,7 @@ public sealed class ConsoleProgressBar(TextWriter writer, string label, int colu
         long now = _clock.ElapsedMilliseconds;
         if (done < total && now - _lastDrawMs < 100) return;
         _lastDrawMs = now;
-        string line = Line(label, done, total, now);
-        if (columns > 1 && line.Length > columns - 1) line = line[..(columns - 1)];
+        string line = ProgressLine.Fit(Line(label, done, total, now), columns);
         _width = Math.Max(_width, line.Length);
         writer.Write("\r" + line.PadRight(_width));
         writer.Flush();

@@ -21,6 +21,12 @@ public sealed class ProgressLine(TextWriter err, bool live = true, int columns =
         catch (Exception e) when (e is IOException or PlatformNotSupportedException or InvalidOperationException) { return 0; }
     }
 
+    /// <summary>
+    /// <paramref name="text"/> cut to one column less than a terminal of <paramref name="columns"/> (0: unknown, left
+    /// whole): a line redrawn with a carriage return must not wrap, since the return goes back only to its last row.
+    /// </summary>
+    public static string Fit(string text, int columns) => columns > 1 && text.Length > columns - 1 ? text[..(columns - 1)] : text;
+
     private bool _open;
     /// <summary>How many characters the live line shows now: the next one is padded to cover them, and no further.</summary>
     private int _drawn;
@@ -36,7 +42,7 @@ public sealed class ProgressLine(TextWriter err, bool live = true, int columns =
             {
                 // Padded only over what the previous line showed: a fixed width of 110 wrapped on an 80-column terminal,
                 // so every redraw left a row behind (a thousand rows a run) instead of replacing the line.
-                string line = columns > 1 && text.Length > columns - 1 ? text[..(columns - 1)] : text;
+                string line = Fit(text, columns);
                 err.Write("\r" + line.PadRight(_drawn));
                 _drawn = line.Length;
                 _open = true;
