@@ -262,6 +262,8 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
         // One line per field: messages from decoders can span lines.
         message = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         string? target = null;
+        // Set once the name is found to hold another file: the rejected bytes are then only in memory.
+        bool takenOver = false;
         try
         {
             Directory.CreateDirectory(options.QuarantineDir!);
@@ -289,20 +291,9 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
                 // Renamed over (or removed) while in flight: the file read is no longer in the inbox, and its bytes are
                 // only in memory. If they cannot be written there is nothing to try again (the name holds another file,
                 // which the watcher takes as a new capture once this one is settled), so that is said and it is settled.
-                try
-                {
-                    DurableFile.WriteAllBytes(target + ReasonSuffix, why);
-                    DurableFile.WriteAllBytes(target, item.Bytes);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    if (!File.Exists(target)) DurableFile.TryDelete(target + ReasonSuffix);
-                    long failedNow = Interlocked.Increment(ref _quarantinesFailedInARow);
-                    log.Log(Logging.IsReported(failedNow) ? LogLevel.Error : LogLevel.Debug,
-                        "Cannot quarantine {File} ({Reason}): {Error}; its name holds another file by now, so its rejected bytes are not kept ({Count} failed in a row; errors at 1, 10, 100 ...)",
-                        item.DisplayName, reason, e.Message, failedNow);
-                    return true;
-                }
+                takenOver = true;
+                DurableFile.WriteAllBytes(target + ReasonSuffix, why);
+                DurableFile.WriteAllBytes(target, item.Bytes);
             }
             try { _syncFolder(options.QuarantineDir!); }
             catch (IOException e)
@@ -322,9 +313,11 @@ public sealed class CaptureDisposition(QanaOptions options, ILogger<CaptureDispo
             if (target is not null && !File.Exists(target)) DurableFile.TryDelete(target + ReasonSuffix);
             long failed = Interlocked.Increment(ref _quarantinesFailedInARow);
             log.Log(Logging.IsReported(failed) ? LogLevel.Error : LogLevel.Debug,
-                "Cannot quarantine {File} ({Reason}): {Error}; it stays in the inbox and is tried again later ({Count} failed in a row; errors at 1, 10, 100 ...)",
-                item.DisplayName, reason, e.Message, failed);
-            return false;
+                "Cannot quarantine {File} ({Reason}): {Error}; {Consequence} ({Count} failed in a row; errors at 1, 10, 100 ...)",
+                item.DisplayName, reason, e.Message,
+                takenOver ? "its name holds another file by now, so its rejected bytes are not kept" : "it stays in the inbox and is tried again later",
+                failed);
+            return takenOver;
         }
     }
 
